@@ -1,0 +1,1 @@
+"""PyTorch modules of the multi-task network and its model contract. No ROS, no file formats."""

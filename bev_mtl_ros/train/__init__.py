@@ -1,0 +1,1 @@
+"""Training and evaluation on A2D2-format data."""
