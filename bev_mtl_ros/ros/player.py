@@ -1,0 +1,473 @@
+"""Replay a rosbag2 file (mcap or sqlite3) over DDS with its recorded timing; no ``ros2`` CLI needed.
+
+``bev-mtl-ros play BAG [--rate R] [--clock] [--loop] [--topics T ...]`` reads the bag with the pure
+Python ``rosbags`` library and publishes each message's serialized CDR bytes unchanged with
+``Publisher.publish(bytes)`` (rclpy accepts serialized messages; rosbags' CDR equals rclpy's except
+for padding bytes). The message class each publisher needs comes from the installed interface
+package (``<pkg>.msg.<Type>`` imported by name); a topic whose type is not installed is skipped with
+a warning and counted in :attr:`PlaybackStats.skipped_topics`.
+
+Timing: message ``k`` with bag time ``t_k`` (ns, the bag's receive time) is published at wall time
+``T0 + (t_k - t_0) / rate``. With ``--clock`` a ``/clock`` (rosgraph_msgs/Clock) publisher sends the
+current bag time at ``--clock-hz`` (100 Hz default) and before every message, so nodes run with
+``use_sim_time:=true`` see the bag's time base. With ``--loop`` playback restarts at the bag's first
+message after the last one: stamps and ``/clock`` then jump backwards (that is what a replaying
+node must handle).
+
+QoS: ``/tf_static``, and any topic whose recorded offered QoS profiles are all transient local, get a
+reliable transient-local publisher with a history deep enough for all its messages (late joiners
+receive them); every other topic a reliable keep-last(``--qos-depth``) volatile publisher, which
+also matches best-effort (sensor-data) subscriptions.
+
+Python API (used in-process by tests)::
+
+    player = BagPlayer(node, "sample.mcap", rate=0.5, clock=True)
+    player.wait_for_subscribers(1, ["/a2d2/lidar/points"], timeout=10.0)
+    stats = player.play()            # blocking; or player.start() / player.join() / player.stop()
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import signal
+import sys
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+#: Topics always published transient local (latched), whatever the bag's metadata says.
+LATCHED_TOPICS = ("/tf_static",)
+
+
+class PlayerError(RuntimeError):
+    """Raised when a bag cannot be opened or holds nothing playable (message names the file)."""
+
+
+@dataclass
+class PlaybackStats:
+    """Counters of one :meth:`BagPlayer.play` call.
+
+    Attributes:
+        published: topic -> messages published (all loops together).
+        loops: completed passes over the bag.
+        clock_messages: ``/clock`` messages published.
+        skipped_topics: topic -> reason, for topics not replayed (type not installed, filtered out).
+        wall_s: wall-clock seconds the playback took.
+        bag_span_s: bag time covered by one pass, seconds.
+        max_lag_ms: largest delay of a publish behind its scheduled wall time, ms (the player's own
+            timing error; large values mean the machine could not keep up with the rate).
+    """
+
+    published: Dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    loops: int = 0
+    clock_messages: int = 0
+    skipped_topics: Dict[str, str] = field(default_factory=dict)
+    wall_s: float = 0.0
+    bag_span_s: float = 0.0
+    max_lag_ms: float = 0.0
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-compatible dict."""
+        return {
+            "published": dict(self.published), "loops": self.loops, "clock_messages": self.clock_messages,
+            "skipped_topics": dict(self.skipped_topics), "wall_s": round(self.wall_s, 3),
+            "bag_span_s": round(self.bag_span_s, 3), "max_lag_ms": round(self.max_lag_ms, 2),
+        }
+
+
+def import_message_class(msgtype: str):
+    """The rclpy message class for a ROS 2 type name.
+
+    Args:
+        msgtype: ``"pkg/msg/Type"`` (rosbag2 spelling) or ``"pkg/Type"``.
+    Returns:
+        The generated Python class (e.g. ``sensor_msgs.msg.PointCloud2``).
+    Raises:
+        ImportError: the interface package is not installed or lacks the type.
+    """
+    try:  # the official helper, when a ROS 2 distribution provides it
+        from rosidl_runtime_py.utilities import get_message  # type: ignore
+        return get_message(msgtype)
+    except ImportError:
+        pass
+    except (AttributeError, ValueError) as e:
+        raise ImportError(f"message type {msgtype!r} not found: {e}") from e
+    parts = msgtype.split("/")
+    if len(parts) == 2:
+        parts = [parts[0], "msg", parts[1]]
+    if len(parts) != 3 or not all(parts):
+        raise ImportError(f"malformed message type name {msgtype!r} (expected pkg/msg/Type)")
+    pkg, kind, name = parts
+    module = importlib.import_module(f"{pkg}.{kind}")
+    try:
+        return getattr(module, name)
+    except AttributeError as e:
+        raise ImportError(f"package {pkg!r} has no {kind} type {name!r}") from e
+
+
+def _qos_is_transient_local(profiles: Sequence[Any]) -> bool:
+    """True when every recorded offered QoS profile (rosbags ``Qos``) is transient local."""
+    if not profiles:
+        return False
+    return all(getattr(getattr(p, "durability", None), "name", "") == "TRANSIENT_LOCAL" for p in profiles)
+
+
+class BagPlayer:
+    """Publishes a rosbag2 file's messages over DDS from an rclpy node with the recorded timing.
+
+    Args:
+        node: the rclpy ``Node`` that owns the publishers (not spun by the player; publishing
+            from the player's thread is safe).
+        bag_path: rosbag2 directory or a single ``.mcap``/``.db3`` file (rosbags reads both).
+        rate: playback speed factor (> 0); 2.0 plays twice as fast as recorded.
+        clock: publish ``/clock`` (rosgraph_msgs/Clock) with the bag time.
+        loop: restart at the beginning after the last message, until :meth:`stop`.
+        topics: replay only these topics (None = all).
+        clock_hz: ``/clock`` rate in wall-clock Hz when ``clock`` is set.
+        qos_depth: history depth of the volatile publishers.
+        remap: {bag topic: published topic}.
+        start_paused: begin paused; :meth:`resume` starts the playback.
+        max_loops: with ``loop``, stop after this many passes (None = endless).
+    Raises:
+        PlayerError: bag missing/unreadable, or none of the requested topics playable.
+    """
+
+    def __init__(self, node, bag_path, rate: float = 1.0, clock: bool = False, loop: bool = False,
+                 topics: Optional[Iterable[str]] = None, clock_hz: float = 100.0, qos_depth: int = 10,
+                 remap: Optional[Dict[str, str]] = None, start_paused: bool = False,
+                 max_loops: Optional[int] = None):
+        from rosbags.rosbag2 import Reader
+
+        if not rate or rate <= 0:
+            raise PlayerError(f"rate must be > 0, got {rate}")
+        self.node = node
+        self.bag_path = Path(bag_path)
+        self.rate = float(rate)
+        self.clock = bool(clock)
+        self.loop = bool(loop)
+        self.clock_hz = float(clock_hz)
+        self.max_loops = max_loops
+        self.remap = dict(remap or {})
+        self.stats = PlaybackStats()
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        if not start_paused:
+            self._running.set()
+        self._thread: Optional[threading.Thread] = None
+        self._logger = node.get_logger()
+
+        if not self.bag_path.exists():
+            raise PlayerError(f"bag not found: {self.bag_path}")
+        try:
+            self._reader = Reader(self.bag_path)
+            self._reader.open()
+        except Exception as e:  # rosbags raises several error types for unreadable files
+            raise PlayerError(f"cannot open bag {self.bag_path}: {e}") from e
+        self.start_ns = int(self._reader.start_time)
+        self.end_ns = int(self._reader.end_time)
+        self.stats.bag_span_s = max(0, self.end_ns - self.start_ns) * 1e-9
+
+        wanted = None if topics is None else set(topics)
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+        self._publishers: Dict[int, Any] = {}   # connection id -> publisher
+        self._topic_of: Dict[int, str] = {}
+        by_topic: Dict[str, Any] = {}
+        counts: Dict[str, int] = defaultdict(int)
+        for c in self._reader.connections:
+            counts[c.topic] += c.msgcount
+        for c in self._reader.connections:
+            if wanted is not None and c.topic not in wanted:
+                self.stats.skipped_topics[c.topic] = "not selected (--topics)"
+                continue
+            if c.topic == "/clock" and self.clock:
+                self.stats.skipped_topics[c.topic] = "replaced by the player's own /clock"
+                continue
+            out_topic = self.remap.get(c.topic, c.topic)
+            if out_topic in by_topic:
+                self._publishers[c.id] = by_topic[out_topic]
+                self._topic_of[c.id] = c.topic
+                continue
+            try:
+                cls = import_message_class(c.msgtype)
+            except ImportError as e:
+                self.stats.skipped_topics[c.topic] = f"type {c.msgtype} not installed: {e}"
+                self._logger.warning(f"skipping {c.topic}: message type {c.msgtype} is not installed ({e})")
+                continue
+            profiles = list(getattr(c.ext, "offered_qos_profiles", []) or [])
+            if c.topic in LATCHED_TOPICS or _qos_is_transient_local(profiles):
+                qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(1, min(counts[c.topic], 1000)),
+                                 reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
+            else:
+                qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(1, int(qos_depth)),
+                                 reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+            pub = node.create_publisher(cls, out_topic, qos)
+            by_topic[out_topic] = pub
+            self._publishers[c.id] = pub
+            self._topic_of[c.id] = c.topic
+        if wanted is not None:
+            for t in wanted - set(counts):
+                self.stats.skipped_topics[t] = "not in the bag"
+                self._logger.warning(f"requested topic {t} is not in {self.bag_path}")
+        if not self._publishers:
+            self._reader.close()
+            raise PlayerError(f"nothing to play in {self.bag_path}: {self.stats.skipped_topics or 'no messages'}")
+        self._connections = [c for c in self._reader.connections if c.id in self._publishers]
+        self.published_topics: Dict[str, str] = {self.remap.get(c.topic, c.topic): c.msgtype for c in self._connections}
+        self.message_counts: Dict[str, int] = {c.topic: counts[c.topic] for c in self._connections}
+
+        self._clock_pub = None
+        if self.clock:
+            from rosgraph_msgs.msg import Clock
+            self._clock_cls = Clock
+            self._clock_pub = node.create_publisher(
+                Clock, "/clock", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+
+    # ------------------------------------------------------------------ control
+    def wait_for_subscribers(self, count: int, topics: Optional[Sequence[str]] = None, timeout: float = 30.0,
+                             settle_s: float = 0.5) -> bool:
+        """Block until each topic has at least ``count`` matched subscriptions.
+
+        Args:
+            count: subscriptions required per topic (0 returns at once).
+            topics: published topic names to check; default: the bag's PointCloud2 topics, else all.
+            timeout: seconds to wait at most.
+            settle_s: extra wait after the graph shows the subscriptions, so DDS endpoint matching
+                completes before the first (volatile) message.
+        Returns:
+            True when satisfied, False on timeout (a warning names the unsatisfied topics).
+        """
+        if count <= 0:
+            return True
+        if not topics:
+            topics = [t for t, ty in self.published_topics.items() if ty.endswith("PointCloud2")] or \
+                list(self.published_topics)
+        pubs = {}
+        for c in self._connections:
+            pubs[self.remap.get(c.topic, c.topic)] = self._publishers[c.id]
+        missing = [t for t in topics if t not in pubs]
+        if missing:
+            self._logger.warning(f"--wait-for-subscribers: topics not played: {missing}")
+        deadline = time.monotonic() + timeout
+        while not self._stop.is_set():
+            short = [t for t in topics if t in pubs and pubs[t].get_subscription_count() < count]
+            if not short:
+                time.sleep(settle_s)
+                return True
+            if time.monotonic() > deadline:
+                self._logger.warning(f"timed out after {timeout:.1f} s waiting for {count} subscriber(s) on {short}")
+                return False
+            time.sleep(0.05)
+        return False
+
+    def pause(self) -> None:
+        """Pause playback (bag time stops; resumes where it stopped)."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        """Resume a paused playback."""
+        self._running.set()
+
+    def toggle_pause(self) -> None:
+        """Pause if running, else resume."""
+        (self.pause if self._running.is_set() else self.resume)()
+
+    def stop(self) -> None:
+        """Ask the playback to end after the current message (thread-safe)."""
+        self._stop.set()
+        self._running.set()
+
+    def start(self) -> threading.Thread:
+        """Run :meth:`play` in a daemon thread and return it."""
+        self._thread = threading.Thread(target=self.play, name="bag_player", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def join(self, timeout: Optional[float] = None) -> PlaybackStats:
+        """Wait for the thread started by :meth:`start`; returns the statistics."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.stats
+
+    @property
+    def finished(self) -> bool:
+        """True once playback ended (or was stopped)."""
+        return self._thread is not None and not self._thread.is_alive()
+
+    # ------------------------------------------------------------------ playback
+    def _publish_clock(self, bag_ns: int) -> None:
+        from builtin_interfaces.msg import Time
+        msg = self._clock_cls(clock=Time(sec=int(bag_ns // 1_000_000_000), nanosec=int(bag_ns % 1_000_000_000)))
+        self._clock_pub.publish(msg)
+        self.stats.clock_messages += 1
+
+    def _wait_until(self, bag_ns: int, anchor: List[float]) -> bool:
+        """Sleep until the wall time of bag time ``bag_ns``; publishes /clock meanwhile.
+
+        ``anchor`` = [wall_t0, bag_t0_ns]; shifted while paused. Returns False when stopped."""
+        period = 1.0 / self.clock_hz if self.clock and self.clock_hz > 0 else None
+        next_tick = time.monotonic()
+        while True:
+            if self._stop.is_set():
+                return False
+            if not self._running.is_set():
+                paused_at = time.monotonic()
+                self._running.wait()
+                anchor[0] += time.monotonic() - paused_at
+                continue
+            now = time.monotonic()
+            target = anchor[0] + (bag_ns - anchor[1]) * 1e-9 / self.rate
+            if period is not None and now >= next_tick:
+                cur = anchor[1] + int((now - anchor[0]) * self.rate * 1e9)
+                self._publish_clock(min(cur, bag_ns))
+                next_tick = now + period
+            if now >= target:
+                self.stats.max_lag_ms = max(self.stats.max_lag_ms, (now - target) * 1e3)
+                return True
+            wake = target if period is None else min(target, next_tick)
+            time.sleep(max(0.0, min(wake - now, 0.05)))
+
+    def play(self) -> PlaybackStats:
+        """Publish the bag (blocking). Returns :attr:`stats`; safe to call from any thread.
+
+        Loops with ``loop=True`` until :meth:`stop` (or ``max_loops``). Publishes ``/clock`` with
+        each message's bag time just before the message when ``clock`` is set.
+        """
+        t_start = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                anchor = [time.monotonic(), self.start_ns]
+                if self.clock:
+                    self._publish_clock(self.start_ns)
+                for conn, ts, raw in self._reader.messages(connections=self._connections):
+                    if not self._wait_until(ts, anchor):
+                        break
+                    if self.clock:
+                        self._publish_clock(ts)
+                    self._publishers[conn.id].publish(bytes(raw))
+                    self.stats.published[self._topic_of[conn.id]] += 1
+                else:
+                    self.stats.loops += 1
+                    if not self.loop or (self.max_loops is not None and self.stats.loops >= self.max_loops):
+                        break
+                    self._logger.info(f"loop {self.stats.loops} done; restarting {self.bag_path.name}")
+                    continue
+                break
+        finally:
+            self.stats.wall_s = time.monotonic() - t_start
+        return self.stats
+
+    def close(self) -> None:
+        """Stop playback and release the bag reader and the publishers."""
+        self.stop()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5.0)
+        try:
+            self._reader.close()
+        except Exception:
+            pass
+        for pub in set(self._publishers.values()) | ({self._clock_pub} if self._clock_pub else set()):
+            try:
+                self.node.destroy_publisher(pub)
+            except Exception:
+                pass
+
+
+# ---------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``bev-mtl-ros play``."""
+    parser.add_argument("bag", help="rosbag2 directory or .mcap/.db3 file")
+    parser.add_argument("--rate", "-r", type=float, default=1.0, help="playback speed factor (default 1.0)")
+    parser.add_argument("--clock", action="store_true", help="publish /clock with the bag time (for use_sim_time)")
+    parser.add_argument("--clock-hz", type=float, default=100.0, help="/clock rate in Hz (default 100)")
+    parser.add_argument("--loop", "-l", action="store_true", help="restart at the beginning after the end")
+    parser.add_argument("--max-loops", type=int, default=None, help="with --loop: stop after this many passes")
+    parser.add_argument("--topics", nargs="+", default=None, metavar="TOPIC", help="replay only these topics")
+    parser.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO", help="rename topics on publish")
+    parser.add_argument("--qos-depth", type=int, default=10, help="history depth of volatile publishers")
+    parser.add_argument("--wait-for-subscribers", type=int, default=0, metavar="N",
+                        help="before playing, wait until N subscriptions match each --wait-topics topic")
+    parser.add_argument("--wait-topics", nargs="+", default=None, metavar="TOPIC",
+                        help="topics checked by --wait-for-subscribers (default: the bag's PointCloud2 topics)")
+    parser.add_argument("--wait-timeout", type=float, default=60.0, help="seconds to wait for subscribers")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds to sleep before playing")
+    parser.add_argument("--start-paused", action="store_true",
+                        help="start paused; SIGUSR1 toggles pause/resume")
+    parser.add_argument("--node-name", default="bag_player", help="name of the player's ROS node")
+    parser.add_argument("--stats-json", default=None, help="write playback statistics as JSON here")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``bev-mtl-ros play``: returns 0 on success, 2 on a bag error, 3 when subscribers never came."""
+    import json
+
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    remap = {}
+    for r in args.remap:
+        if ":=" not in r:
+            print(f"play: bad --remap {r!r} (expected FROM:=TO)", file=sys.stderr)
+            return 2
+        a, b = r.split(":=", 1)
+        remap[a] = b
+    rclpy.init(args=None, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
+    node = rclpy.create_node(args.node_name)
+    log = node.get_logger()
+    rc = 0
+    player = None
+    try:
+        player = BagPlayer(node, args.bag, rate=args.rate, clock=args.clock, loop=args.loop,
+                           topics=args.topics, clock_hz=args.clock_hz, qos_depth=args.qos_depth, remap=remap,
+                           start_paused=args.start_paused, max_loops=args.max_loops)
+
+        def _on_signal(signum, frame):  # stop cleanly on Ctrl-C / SIGTERM
+            player.stop()
+        signal.signal(signal.SIGINT, _on_signal)
+        signal.signal(signal.SIGTERM, _on_signal)
+        if hasattr(signal, "SIGUSR1"):
+            signal.signal(signal.SIGUSR1, lambda s, f: player.toggle_pause())
+
+        counts = ", ".join(f"{t} ({n})" for t, n in sorted(player.message_counts.items()))
+        log.info(f"playing {args.bag} at rate {args.rate}: {counts}")
+        if args.wait_for_subscribers > 0:
+            if not player.wait_for_subscribers(args.wait_for_subscribers, args.wait_topics, args.wait_timeout):
+                rc = 3
+        if args.delay > 0:
+            time.sleep(args.delay)
+        if rc == 0:
+            th = player.start()
+            while th.is_alive():
+                th.join(0.2)
+            stats = player.stats
+            log.info(f"done: {dict(stats.published)} in {stats.wall_s:.2f} s, loops {stats.loops}, "
+                     f"max lag {stats.max_lag_ms:.1f} ms")
+            if args.stats_json:
+                Path(args.stats_json).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.stats_json).write_text(json.dumps(player.stats.to_dict(), indent=2))
+            # give reliable/transient-local readers time to fetch the last samples before leaving
+            time.sleep(0.3)
+    except PlayerError as e:
+        print(f"play: {e}", file=sys.stderr)
+        rc = 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if player is not None:
+            player.close()
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return rc
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _p = argparse.ArgumentParser(prog="bev-mtl-ros play")
+    add_arguments(_p)
+    sys.exit(main(_p.parse_args()))
