@@ -1,0 +1,204 @@
+"""A2D2 semantic classes: label colours <-> merged class ids.
+
+A2D2's ``class_list.json`` (packaged unmodified in ``bev_mtl_ros/data/a2d2/``, CC BY-ND 4.0,
+Audi AG) maps 55 RGB colours (``"#ff0000": "Car 1"``) to class names. Numbered variants
+("Car 1".."Car 4", "Truck 1".."Truck 3", ...) are instances of one class; merged, there are 38
+classes. The merged class id is the index in :data:`bev_mtl_ros.model.contract.A2D2_SEMANTIC_CLASSES`
+(order of first appearance in ``class_list.json``).
+
+Label images are converted with a vectorised lookup: each RGB pixel is packed into one 24-bit
+integer ``(r << 16) | (g << 8) | b`` and located in the sorted table of the 55 packed colours with
+``np.searchsorted``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Dict, Iterable, Optional, Tuple
+
+import numpy as np
+
+from bev_mtl_ros.model.contract import A2D2_SEMANTIC_CLASSES, DRIVABLE_SEMANTIC_CLASSES
+
+#: Directory holding the packaged, unmodified A2D2 metadata files.
+A2D2_META_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "a2d2")
+#: Packaged copy of A2D2's ``class_list.json``.
+CLASS_LIST_PATH = os.path.join(A2D2_META_DIR, "class_list.json")
+
+#: Number of merged semantic classes (38).
+NUM_CLASSES = len(A2D2_SEMANTIC_CLASSES)
+#: Value returned for pixels whose colour is not in the class list when ``strict=False``.
+UNKNOWN_ID = 255
+
+_VARIANT = re.compile(r"^(.*?)\s+\d+$")
+
+
+class UnknownColourError(ValueError):
+    """A label image holds a colour that is not in ``class_list.json``; the message names the file
+    (if given) and the colour(s)."""
+
+
+def merged_name(name: str) -> str:
+    """Strip an instance number: ``"Car 2" -> "Car"``; names without a number are unchanged."""
+    m = _VARIANT.match(name.strip())
+    return m.group(1) if m else name.strip()
+
+
+def pack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """Pack RGB triplets into 24-bit ints.
+
+    Args:
+        rgb: (..., 3) integer array (uint8 or any int type), channels R, G, B.
+    Returns:
+        (...) int32 array ``(r << 16) | (g << 8) | b``.
+    """
+    rgb = np.asarray(rgb)
+    if rgb.shape[-1] != 3:
+        raise ValueError(f"expected (..., 3) RGB array, got shape {rgb.shape}")
+    c = rgb.astype(np.int32, copy=False)
+    return (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
+
+
+def _hex_to_rgb(h: str) -> Tuple[int, int, int]:
+    h = h.strip().lstrip("#")
+    if len(h) != 6:
+        raise ValueError(f"bad colour {h!r}")
+    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
+
+
+class ClassMap:
+    """Colour <-> merged-class-id tables built from a ``class_list.json``.
+
+    Attributes:
+        colours: (55, 3) uint8 RGB of every colour in file order.
+        colour_names: the 55 original names ("Car 1", ...).
+        colour_class_ids: (55,) uint8 merged class id of each colour.
+        class_id_to_colour: (38, 3) uint8 palette, first colour of each merged class (for overlays).
+        sorted_keys / sorted_ids: packed 24-bit colours (sorted, int32) and their class ids (uint8).
+    Raises:
+        ValueError naming the file when a colour or a (merged) class name is unknown.
+    """
+
+    def __init__(self, path: str = CLASS_LIST_PATH, class_names: Iterable[str] = A2D2_SEMANTIC_CLASSES):
+        self.path = path
+        self.class_names = tuple(class_names)
+        with open(path, "r", encoding="utf-8") as f:
+            table: Dict[str, str] = json.load(f)
+        index = {n: i for i, n in enumerate(self.class_names)}
+        colours, names, ids = [], [], []
+        for hexcol, name in table.items():
+            try:
+                rgb = _hex_to_rgb(hexcol)
+            except ValueError as e:
+                raise ValueError(f"{path}: {e}") from None
+            m = merged_name(name)
+            if m not in index:
+                raise ValueError(f"{path}: class {name!r} (merged {m!r}) is not in the contract's classes")
+            colours.append(rgb)
+            names.append(name)
+            ids.append(index[m])
+        self.colours = np.asarray(colours, dtype=np.uint8).reshape(-1, 3)
+        self.colour_names = tuple(names)
+        self.colour_class_ids = np.asarray(ids, dtype=np.uint8)
+        keys = pack_rgb(self.colours)
+        order = np.argsort(keys, kind="stable")
+        self.sorted_keys = keys[order]
+        if np.any(np.diff(self.sorted_keys) == 0):
+            raise ValueError(f"{path}: duplicate colours")
+        self.sorted_ids = self.colour_class_ids[order]
+        palette = np.zeros((len(self.class_names), 3), dtype=np.uint8)
+        seen = np.zeros(len(self.class_names), dtype=bool)
+        for rgb, cid in zip(self.colours, self.colour_class_ids):
+            if not seen[cid]:
+                palette[cid] = rgb
+                seen[cid] = True
+        self.class_id_to_colour = palette
+        self.class_present = seen
+
+    def rgb_to_ids(self, label_rgb: np.ndarray, path: Optional[str] = None, strict: bool = True) -> np.ndarray:
+        """Convert an RGB label image to merged class ids.
+
+        Args:
+            label_rgb: (H, W, 3) uint8 RGB (not BGR) label image.
+            path: file name used in error messages.
+            strict: raise on unknown colours (default); otherwise unknown pixels get
+                :data:`UNKNOWN_ID` (255).
+        Returns:
+            (H, W) uint8 class ids (index into ``A2D2_SEMANTIC_CLASSES``).
+        Raises:
+            UnknownColourError naming ``path`` and up to 5 unknown colours (hex) with pixel counts.
+            ValueError for a wrong shape.
+        """
+        a = np.asarray(label_rgb)
+        if a.ndim != 3 or a.shape[2] != 3:
+            where = f"{path}: " if path else ""
+            raise ValueError(f"{where}label image must be (H, W, 3) RGB, got shape {a.shape}")
+        keys = pack_rgb(a)
+        pos = np.searchsorted(self.sorted_keys, keys)
+        pos_c = np.minimum(pos, len(self.sorted_keys) - 1)
+        known = self.sorted_keys[pos_c] == keys
+        ids = self.sorted_ids[pos_c]
+        if not known.all():
+            if strict:
+                bad, counts = np.unique(keys[~known], return_counts=True)
+                order = np.argsort(-counts)[:5]
+                desc = ", ".join(f"#{int(bad[i]):06x} ({int(counts[i])} px)" for i in order)
+                more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+                where = path if path else "<label image>"
+                raise UnknownColourError(
+                    f"{where}: {len(bad)} colour(s) not in class_list.json: {desc}{more}")
+            ids = np.where(known, ids, np.uint8(UNKNOWN_ID))
+        return ids.astype(np.uint8, copy=False)
+
+    def ids_to_rgb(self, ids: np.ndarray) -> np.ndarray:
+        """(H, W) class ids -> (H, W, 3) uint8 RGB using :attr:`class_id_to_colour`; ids outside
+        0..37 (e.g. 255) become black."""
+        ids = np.asarray(ids)
+        pal = np.zeros((256, 3), dtype=np.uint8)
+        pal[: len(self.class_id_to_colour)] = self.class_id_to_colour
+        return pal[ids.astype(np.uint8)]
+
+
+_DEFAULT: Optional[ClassMap] = None
+
+
+def default_class_map() -> ClassMap:
+    """The :class:`ClassMap` of the packaged ``class_list.json`` (built once, cached)."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = ClassMap()
+    return _DEFAULT
+
+
+def colour_to_class_id() -> Tuple[np.ndarray, np.ndarray]:
+    """The lookup table: (sorted packed 24-bit colours int32 (55,), class ids uint8 (55,)).
+    Use with ``np.searchsorted``; see :func:`rgb_label_to_ids`."""
+    cm = default_class_map()
+    return cm.sorted_keys, cm.sorted_ids
+
+
+def rgb_label_to_ids(label_rgb: np.ndarray, path: Optional[str] = None, strict: bool = True) -> np.ndarray:
+    """(H, W, 3) uint8 RGB A2D2 label image -> (H, W) uint8 merged class ids.
+    Raises :class:`UnknownColourError` naming ``path`` and the unknown colour(s)."""
+    return default_class_map().rgb_to_ids(label_rgb, path=path, strict=strict)
+
+
+def ids_to_rgb(ids: np.ndarray) -> np.ndarray:
+    """(H, W) class ids -> (H, W, 3) uint8 RGB overlay colours (first colour of each class)."""
+    return default_class_map().ids_to_rgb(ids)
+
+
+#: (38, 3) uint8 palette: first ``class_list.json`` colour of each merged class.
+class_id_to_colour: np.ndarray = default_class_map().class_id_to_colour
+
+#: Merged class ids (into A2D2_SEMANTIC_CLASSES) of the drivable road-surface classes.
+DRIVABLE_CLASS_IDS: Tuple[int, ...] = tuple(A2D2_SEMANTIC_CLASSES.index(n) for n in DRIVABLE_SEMANTIC_CLASSES)
+
+
+def drivable_lut() -> np.ndarray:
+    """(256,) bool: True for class ids in :data:`DRIVABLE_CLASS_IDS`."""
+    lut = np.zeros(256, dtype=bool)
+    lut[list(DRIVABLE_CLASS_IDS)] = True
+    return lut
