@@ -303,7 +303,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="timestamp with the node clock under use_sim_time (else wall clock)")
     parser.add_argument("--node-name", default="bag_recorder")
     parser.add_argument("--ready-file", default=None,
-                        help="create this file once every topic is subscribed (for scripts)")
+                        help="create this file once every topic given with a type is subscribed (for scripts)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -343,7 +343,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         while not stop.is_set():
             executor.spin_once(timeout_sec=0.05)
-            if args.ready_file and not ready_written and not rec.pending:
+            if args.ready_file and not ready_written and not any(v is not None for v in rec.pending.values()):
                 Path(args.ready_file).parent.mkdir(parents=True, exist_ok=True)
                 Path(args.ready_file).write_text("ready\n")
                 ready_written = True
