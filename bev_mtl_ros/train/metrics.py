@@ -1,0 +1,376 @@
+"""Evaluation metrics: 3D detection AP in BEV, drivable-area IoU, semantic mIoU.
+
+Detection AP (per class, per matching threshold)
+------------------------------------------------
+Matching follows nuScenes' detection metric (Caesar et al. 2020, "nuScenes", Sec. 3.1 and the
+``nuscenes-devkit`` ``accumulate``): within each class, all predictions of the whole data set are
+sorted by descending score (ties keep input order: frame order, then prediction order); each one is
+greedily matched to the *unmatched* ground-truth box of the same class in the same frame that is
+nearest by BEV centre distance (x, y), if that distance is <= the threshold (0.5, 1, 2, 4 m), else it
+is a false positive. For the ``iou`` criterion the match is the unmatched ground-truth box with the
+highest rotated BEV IoU, if >= the threshold (0.5).
+
+With TP/FP cumulated in score order, recall = TP / N_gt and precision = TP / (TP + FP).
+
+AP variant implemented (``ap_mode="area"``, the default): the area under the *interpolated*
+precision-recall curve with all-point interpolation (PASCAL VOC 2010+ / COCO style without the
+101-point sampling): precision is replaced by its running maximum from the right,
+p_interp(r) = max_{r' >= r} p(r'), and AP = sum_i (r_i - r_{i-1}) * p_interp(r_i) with r_0 = 0.
+No clipping: a perfect detector gives 1.0, no predictions give 0.0.
+
+``ap_mode="nuscenes"`` gives nuScenes' variant for comparison: p_interp linearly interpolated at 101
+recall points 0, 0.01, ..., 1 (0 beyond the highest recall reached), then only recall points > 0.1 are kept and
+precision is clipped: AP = mean(max(p - 0.1, 0)) / (1 - 0.1).
+
+Classes without ground truth in the evaluated data get AP = NaN ("undefined", even if there are
+false positives) and are excluded from the mAP; the mAP is the mean over classes with ground truth
+(NaN when no class has any).
+
+Segmentation IoU
+----------------
+Data-set level (not per-frame means): confusion counts are accumulated over all frames, pixels/cells
+labelled 255 are ignored. Per class IoU = TP / (TP + FP + FN). Semantic mIoU is the mean over the
+classes *present in the ground truth* (at least one labelled pixel); classes never labelled get NaN
+and are excluded. Drivable IoU is the IoU of the "drivable" class (label 1) of the BEV grid.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+IGNORE_INDEX = 255
+DEFAULT_DISTANCE_THRESHOLDS = (0.5, 1.0, 2.0, 4.0)
+DEFAULT_IOU_THRESHOLDS = (0.5,)
+
+
+# ---------------------------------------------------------------------------- rotated BEV IoU
+def _box_corners_bev(boxes: np.ndarray) -> np.ndarray:
+    """(N, 7) boxes -> (N, 4, 2) BEV corners, counter-clockwise."""
+    x, y, l, w, yaw = boxes[:, 0], boxes[:, 1], boxes[:, 3], boxes[:, 4], boxes[:, 6]
+    c, s = np.cos(yaw), np.sin(yaw)
+    dx = np.array([0.5, -0.5, -0.5, 0.5])[None] * l[:, None]
+    dy = np.array([0.5, 0.5, -0.5, -0.5])[None] * w[:, None]
+    cx = x[:, None] + dx * c[:, None] - dy * s[:, None]
+    cy = y[:, None] + dx * s[:, None] + dy * c[:, None]
+    return np.stack([cx, cy], axis=-1)
+
+
+def _clip_polygon(subject: List[np.ndarray], a: np.ndarray, b: np.ndarray) -> List[np.ndarray]:
+    """Sutherland-Hodgman: keep the part of ``subject`` left of the directed edge a->b."""
+    def side(p):
+        return (b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0])
+    out: List[np.ndarray] = []
+    n = len(subject)
+    for i in range(n):
+        cur, nxt = subject[i], subject[(i + 1) % n]
+        sc, sn = side(cur), side(nxt)
+        if sc >= 0:
+            out.append(cur)
+        if (sc >= 0) != (sn >= 0):
+            t = sc / (sc - sn)
+            out.append(cur + t * (nxt - cur))
+    return out
+
+
+def _polygon_area(poly: List[np.ndarray]) -> float:
+    if len(poly) < 3:
+        return 0.0
+    p = np.asarray(poly)
+    return 0.5 * abs(float(np.dot(p[:, 0], np.roll(p[:, 1], -1)) - np.dot(p[:, 1], np.roll(p[:, 0], -1))))
+
+
+def rotated_bev_iou_reference(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """Rotated BEV IoU by convex-polygon clipping (a plain reference, used when
+    ``runtime.postprocess.rotated_bev_iou`` is absent).
+
+    Args: boxes_a (N, 7), boxes_b (M, 7) [x, y, z, l, w, h, yaw], metres / radians.
+    Returns: (N, M) float64 IoU of the BEV footprints.
+    """
+    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 7)
+    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 7)
+    out = np.zeros((len(a), len(b)))
+    if not len(a) or not len(b):
+        return out
+    ca, cb = _box_corners_bev(a), _box_corners_bev(b)
+    area_a, area_b = a[:, 3] * a[:, 4], b[:, 3] * b[:, 4]
+    # cheap circumscribed-circle rejection
+    ra, rb = 0.5 * np.hypot(a[:, 3], a[:, 4]), 0.5 * np.hypot(b[:, 3], b[:, 4])
+    dist = np.hypot(a[:, None, 0] - b[None, :, 0], a[:, None, 1] - b[None, :, 1])
+    for i, j in zip(*np.nonzero(dist < ra[:, None] + rb[None, :])):
+        poly = [p for p in ca[i]]
+        for k in range(4):
+            poly = _clip_polygon(poly, cb[j][k], cb[j][(k + 1) % 4])
+            if not poly:
+                break
+        inter = _polygon_area(poly)
+        union = area_a[i] + area_b[j] - inter
+        out[i, j] = inter / union if union > 0 else 0.0
+    return out
+
+
+def rotated_bev_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """(N, M) rotated BEV IoU: ``runtime.postprocess.rotated_bev_iou`` if importable, else the reference."""
+    try:
+        from bev_mtl_ros.runtime.postprocess import rotated_bev_iou as impl  # type: ignore
+    except Exception:  # runtime layer not available: reference implementation
+        impl = None
+    if impl is not None:
+        try:
+            return np.asarray(impl(np.asarray(boxes_a, np.float32).reshape(-1, 7),
+                                   np.asarray(boxes_b, np.float32).reshape(-1, 7)), dtype=np.float64)
+        except TypeError:
+            pass
+    return rotated_bev_iou_reference(boxes_a, boxes_b)
+
+
+# ---------------------------------------------------------------------------- AP
+def average_precision(precision: np.ndarray, recall: np.ndarray, mode: str = "area") -> float:
+    """AP from a precision-recall curve given in score order (see the module docstring).
+
+    Args:
+        precision, recall: (N,) values after each prediction in descending-score order.
+        mode: "area" (all-point interpolated area) or "nuscenes" (101-point, clipped at 0.1).
+    Returns: AP in [0, 1]; 0.0 for an empty curve.
+    """
+    precision = np.asarray(precision, dtype=np.float64)
+    recall = np.asarray(recall, dtype=np.float64)
+    if precision.size == 0:
+        return 0.0
+    env = np.maximum.accumulate(precision[::-1])[::-1]
+    if mode == "area":
+        r = np.concatenate([[0.0], recall])
+        return float(np.sum((r[1:] - r[:-1]) * env))
+    if mode == "nuscenes":
+        grid = np.linspace(0.0, 1.0, 101)
+        # linear interpolation of the envelope at the sampled recalls, 0 beyond the last recall
+        p = np.interp(grid, recall, env, right=0.0)
+        min_recall, min_precision = 0.1, 0.1
+        p = p[grid > min_recall + 1e-9]
+        p = np.clip(p - min_precision, 0.0, None)
+        return float(np.mean(p) / (1.0 - min_precision))
+    raise ValueError(f"unknown AP mode {mode!r}; use 'area' or 'nuscenes'")
+
+
+@dataclass
+class _Frame:
+    pred_boxes: np.ndarray
+    pred_scores: np.ndarray
+    pred_labels: np.ndarray
+    gt_boxes: np.ndarray
+    gt_labels: np.ndarray
+
+
+@dataclass
+class APResult:
+    """AP of one class at one threshold, and its precision-recall curve (score order)."""
+
+    ap: float
+    num_gt: int
+    num_pred: int
+    precision: np.ndarray = field(repr=False)
+    recall: np.ndarray = field(repr=False)
+    scores: np.ndarray = field(repr=False)
+
+
+class DetectionEvaluator:
+    """Accumulates frames and computes per-class AP / mAP (see the module docstring).
+
+    Args:
+        class_names: detection class names; labels index into them.
+        distance_thresholds: BEV centre-distance thresholds in metres.
+        iou_thresholds: rotated BEV IoU thresholds.
+        ap_mode: "area" or "nuscenes" (see :func:`average_precision`).
+    """
+
+    def __init__(self, class_names: Sequence[str],
+                 distance_thresholds: Sequence[float] = DEFAULT_DISTANCE_THRESHOLDS,
+                 iou_thresholds: Sequence[float] = DEFAULT_IOU_THRESHOLDS, ap_mode: str = "area"):
+        self.class_names = tuple(class_names)
+        self.distance_thresholds = tuple(float(t) for t in distance_thresholds)
+        self.iou_thresholds = tuple(float(t) for t in iou_thresholds)
+        self.ap_mode = ap_mode
+        self.frames: List[_Frame] = []
+
+    def add_frame(self, pred_boxes, pred_scores, pred_labels, gt_boxes, gt_labels) -> None:
+        """Add one frame. Boxes (N, 7) [x, y, z, l, w, h, yaw], scores (N,), labels (N,) int class
+        indices; ground truth (M, 7), (M,). Raises ValueError on inconsistent lengths or labels."""
+        pb = np.asarray(pred_boxes, np.float64).reshape(-1, 7)
+        ps = np.asarray(pred_scores, np.float64).reshape(-1)
+        pl = np.asarray(pred_labels, np.int64).reshape(-1)
+        gb = np.asarray(gt_boxes, np.float64).reshape(-1, 7)
+        gl = np.asarray(gt_labels, np.int64).reshape(-1)
+        if not (len(pb) == len(ps) == len(pl)):
+            raise ValueError(f"prediction arrays differ in length: boxes {len(pb)}, scores {len(ps)}, labels {len(pl)}")
+        if len(gb) != len(gl):
+            raise ValueError(f"ground-truth arrays differ in length: boxes {len(gb)}, labels {len(gl)}")
+        k = len(self.class_names)
+        for name, lab in (("prediction", pl), ("ground-truth", gl)):
+            if lab.size and (lab.min() < 0 or lab.max() >= k):
+                raise ValueError(f"{name} label outside 0..{k - 1}: {lab.min()}..{lab.max()}")
+        self.frames.append(_Frame(pb, ps, pl, gb, gl))
+
+    def _match_class(self, cls: int, criterion: str, thr: float) -> APResult:
+        scores, frame_of, box_of = [], [], []
+        num_gt = 0
+        for fi, f in enumerate(self.frames):
+            sel = np.nonzero(f.pred_labels == cls)[0]
+            scores.append(f.pred_scores[sel])
+            frame_of.append(np.full(len(sel), fi))
+            box_of.append(sel)
+            num_gt += int((f.gt_labels == cls).sum())
+        scores_a = np.concatenate(scores) if scores else np.zeros(0)
+        frame_a = np.concatenate(frame_of) if frame_of else np.zeros(0, np.int64)
+        box_a = np.concatenate(box_of) if box_of else np.zeros(0, np.int64)
+        order = np.argsort(-scores_a, kind="stable")
+        # per-frame similarity of this class's predictions vs gt
+        gt_idx = {fi: np.nonzero(f.gt_labels == cls)[0] for fi, f in enumerate(self.frames)}
+        sims: Dict[int, np.ndarray] = {}
+        for fi, f in enumerate(self.frames):
+            g = f.gt_boxes[gt_idx[fi]]
+            if criterion == "distance":
+                sims[fi] = np.hypot(f.pred_boxes[:, None, 0] - g[None, :, 0], f.pred_boxes[:, None, 1] - g[None, :, 1])
+            else:
+                sel = f.pred_labels == cls
+                s = np.zeros((len(f.pred_boxes), len(g)))
+                if sel.any() and len(g):
+                    s[sel] = rotated_bev_iou(f.pred_boxes[sel], g)
+                sims[fi] = s
+        taken = {fi: np.zeros(len(gt_idx[fi]), bool) for fi in gt_idx}
+        tp = np.zeros(len(order))
+        for rank, o in enumerate(order):
+            fi, bi = int(frame_a[o]), int(box_a[o])
+            row = sims[fi][bi] if len(taken[fi]) else np.zeros(0)
+            if row.size == 0:
+                continue
+            if criterion == "distance":
+                cand = np.where(taken[fi], np.inf, row)
+                j = int(np.argmin(cand))
+                ok = cand[j] <= thr
+            else:
+                cand = np.where(taken[fi], -np.inf, row)
+                j = int(np.argmax(cand))
+                ok = cand[j] >= thr
+            if ok:
+                taken[fi][j] = True
+                tp[rank] = 1.0
+        ctp = np.cumsum(tp)
+        cfp = np.cumsum(1.0 - tp)
+        precision = ctp / np.maximum(ctp + cfp, 1e-12)
+        recall = ctp / num_gt if num_gt else np.zeros_like(ctp)
+        ap = average_precision(precision, recall, self.ap_mode) if num_gt else float("nan")
+        return APResult(ap, num_gt, len(order), precision, recall, scores_a[order])
+
+    def compute(self) -> Dict[str, object]:
+        """Returns {"ap": {criterion_key: {class: AP}}, "map": {criterion_key: mAP},
+        "num_gt": {class: n}, "curves": {criterion_key: {class: APResult}}} where criterion_key is
+        "dist@0.5m" ... "dist@4m" and "iou@0.5". NaN AP = class without ground truth."""
+        result: Dict[str, object] = {"ap": {}, "map": {}, "curves": {}, "num_gt": {}}
+        crits = [("distance", t, f"dist@{t:g}m") for t in self.distance_thresholds]
+        crits += [("iou", t, f"iou@{t:g}") for t in self.iou_thresholds]
+        for crit, thr, key in crits:
+            aps, curves = {}, {}
+            for ci, name in enumerate(self.class_names):
+                r = self._match_class(ci, crit, thr)
+                aps[name] = r.ap
+                curves[name] = r
+                result["num_gt"][name] = r.num_gt
+            result["ap"][key] = aps
+            result["curves"][key] = curves
+            result["map"][key] = nan_mean(aps.values())
+        return result
+
+
+def nan_mean(values) -> float:
+    """Mean over the finite values; NaN when there are none."""
+    v = [float(x) for x in values if x is not None and not math.isnan(float(x))]
+    return float(np.mean(v)) if v else float("nan")
+
+
+# ---------------------------------------------------------------------------- segmentation
+class ConfusionMatrix:
+    """Accumulated (num_classes x num_classes) confusion counts, rows = ground truth, cols = prediction.
+
+    ``add(pred, gt)``: integer arrays of equal shape; gt == ignore_index is skipped; ground-truth ids
+    >= num_classes raise ValueError; predicted ids >= num_classes count as wrong (never as a class).
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX):
+        self.num_classes = int(num_classes)
+        self.ignore_index = ignore_index
+        self.matrix = np.zeros((self.num_classes, self.num_classes + 1), dtype=np.int64)
+
+    def add(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        pred = np.asarray(pred).reshape(-1).astype(np.int64)
+        gt = np.asarray(gt).reshape(-1).astype(np.int64)
+        if pred.shape != gt.shape:
+            raise ValueError(f"prediction ({pred.size} values) and label ({gt.size}) differ in size")
+        keep = gt != self.ignore_index
+        pred, gt = pred[keep], gt[keep]
+        if gt.size and (gt.min() < 0 or gt.max() >= self.num_classes):
+            raise ValueError(f"label id outside 0..{self.num_classes - 1} (and not {self.ignore_index})")
+        pred = np.where((pred >= 0) & (pred < self.num_classes), pred, self.num_classes)
+        np.add.at(self.matrix, (gt, pred), 1)
+
+    def iou(self) -> np.ndarray:
+        """(num_classes,) IoU = TP / (TP + FP + FN); NaN for classes absent from the ground truth."""
+        m = self.matrix
+        tp = np.diag(m[:, : self.num_classes]).astype(np.float64)
+        gt_count = m.sum(axis=1).astype(np.float64)
+        pred_count = m[:, : self.num_classes].sum(axis=0).astype(np.float64)
+        union = gt_count + pred_count - tp
+        with np.errstate(invalid="ignore", divide="ignore"):
+            iou = tp / union
+        iou[gt_count == 0] = np.nan
+        return iou
+
+    def pixel_accuracy(self) -> float:
+        total = self.matrix.sum()
+        return float(np.trace(self.matrix[:, : self.num_classes]) / total) if total else float("nan")
+
+
+def binary_iou(pred: np.ndarray, gt: np.ndarray, ignore_index: int = IGNORE_INDEX) -> float:
+    """IoU of the positive class for one mask pair (ignore cells labelled ``ignore_index``);
+    NaN when both prediction and label are empty on the valid cells."""
+    cm = ConfusionMatrix(2, ignore_index)
+    cm.add((np.asarray(pred) > 0).astype(np.int64), gt)
+    m = cm.matrix
+    tp, fp, fn = m[1, 1], m[0, 1], m[1, 0]
+    return float(tp / (tp + fp + fn)) if (tp + fp + fn) else float("nan")
+
+
+class DrivableEvaluator:
+    """Data-set level IoU of the drivable class on the BEV grid (label 1; 255 ignored)."""
+
+    def __init__(self):
+        self.cm = ConfusionMatrix(2)
+
+    def add(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        """pred: (H, W) {0, 1} (anything > 0 is drivable); gt: (H, W) {0, 1, 255}."""
+        self.cm.add((np.asarray(pred) > 0).astype(np.int64), gt)
+
+    def iou(self) -> float:
+        m = self.cm.matrix
+        tp, fp, fn = m[1, 1], m[0, 1], m[1, 0]
+        return float(tp / (tp + fp + fn)) if (tp + fp + fn) else float("nan")
+
+
+class SemanticEvaluator:
+    """Data-set level semantic IoU per class and mIoU over the classes present in the ground truth."""
+
+    def __init__(self, class_names: Sequence[str]):
+        self.class_names = tuple(class_names)
+        self.cm = ConfusionMatrix(len(self.class_names))
+
+    def add(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        """pred, gt: (H, W) integer class ids of the same shape; gt 255 = ignore."""
+        self.cm.add(pred, gt)
+
+    def compute(self) -> Dict[str, object]:
+        iou = self.cm.iou()
+        per_class = {n: float(v) for n, v in zip(self.class_names, iou) if not math.isnan(v)}
+        return {"miou": nan_mean(per_class.values()), "per_class_iou": per_class,
+                "pixel_accuracy": self.cm.pixel_accuracy(), "classes_present": len(per_class)}

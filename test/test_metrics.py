@@ -1,0 +1,156 @@
+"""Hand-computed cases for bev_mtl_ros.train.metrics (AP, rotated BEV IoU, segmentation IoU)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from bev_mtl_ros.train.metrics import (ConfusionMatrix, DetectionEvaluator, DrivableEvaluator,
+                                       SemanticEvaluator, average_precision, binary_iou,
+                                       rotated_bev_iou, rotated_bev_iou_reference)
+
+CLASSES = ("Car", "Pedestrian")
+
+
+def box(x, y, l=4.0, w=2.0, yaw=0.0):
+    return [x, y, -1.0, l, w, 1.5, yaw]
+
+
+def test_perfect_predictions_ap_one():
+    ev = DetectionEvaluator(CLASSES)
+    gt = np.array([box(10, 0), box(20, 5)])
+    ev.add_frame(gt, [0.9, 0.8], [0, 0], gt, [0, 0])
+    ev.add_frame(np.array([box(30, -3, 0.8, 0.8)]), [0.7], [1], np.array([box(30, -3, 0.8, 0.8)]), [1])
+    res = ev.compute()
+    for key in ("dist@0.5m", "dist@1m", "dist@2m", "dist@4m", "iou@0.5"):
+        assert res["ap"][key]["Car"] == pytest.approx(1.0)
+        assert res["ap"][key]["Pedestrian"] == pytest.approx(1.0)
+        assert res["map"][key] == pytest.approx(1.0)
+    assert res["num_gt"] == {"Car": 2, "Pedestrian": 1}
+
+
+def test_no_predictions_ap_zero_and_no_ground_truth_nan_excluded():
+    ev = DetectionEvaluator(CLASSES)
+    # Car: 1 GT, no prediction -> AP 0. Pedestrian: no GT, one false positive -> NaN, not in mAP.
+    ev.add_frame(np.array([box(5, 5, 0.8, 0.8)]), [0.9], [1], np.array([box(10, 0)]), [0])
+    res = ev.compute()
+    assert res["ap"]["dist@2m"]["Car"] == 0.0
+    assert math.isnan(res["ap"]["dist@2m"]["Pedestrian"])
+    assert res["map"]["dist@2m"] == 0.0  # mean over {Car} only
+    empty = DetectionEvaluator(CLASSES)
+    empty.add_frame(np.zeros((0, 7)), [], [], np.zeros((0, 7)), [])
+    assert math.isnan(empty.compute()["map"]["dist@2m"])
+
+
+def test_false_positive_ranked_above_true_positive():
+    ev = DetectionEvaluator(CLASSES)
+    # FP (score .9) then TP (.8); 1 GT: precision [0, .5], recall [0, 1] -> envelope .5 -> AP .5
+    ev.add_frame(np.array([box(40, 10), box(10.3, 0)]), [0.9, 0.8], [0, 0], np.array([box(10, 0)]), [0])
+    res = ev.compute()
+    assert res["ap"]["dist@1m"]["Car"] == pytest.approx(0.5)
+    curve = res["curves"]["dist@1m"]["Car"]
+    assert curve.precision.tolist() == [0.0, 0.5] and curve.recall.tolist() == [0.0, 1.0]
+
+
+def test_interpolated_area_hand_case():
+    # TP .9, FP .8, TP .7 with 2 GT: p = [1, .5, 2/3], r = [.5, .5, 1]
+    # envelope [1, 2/3, 2/3]: AP = .5*1 + 0 + .5*2/3 = 5/6
+    ev = DetectionEvaluator(CLASSES)
+    ev.add_frame(np.array([box(10, 0), box(50, 30), box(20, 5)]), [0.9, 0.8, 0.7], [0, 0, 0],
+                 np.array([box(10, 0), box(20, 5)]), [0, 0])
+    assert ev.compute()["ap"]["dist@2m"]["Car"] == pytest.approx(5 / 6)
+    assert average_precision(np.array([1, 0.5, 2 / 3]), np.array([0.5, 0.5, 1.0])) == pytest.approx(5 / 6)
+
+
+def test_distance_thresholds_and_greedy_matching():
+    ev = DetectionEvaluator(CLASSES)
+    # prediction 1.5 m from the GT: FP at 0.5 m and 1 m, TP at 2 m and 4 m;
+    # a second prediction 0.2 m away but lower score is a duplicate -> FP once the GT is taken.
+    ev.add_frame(np.array([box(11.5, 0), box(10.2, 0)]), [0.9, 0.5], [0, 0], np.array([box(10, 0)]), [0])
+    ap = ev.compute()["ap"]
+    # 0.5/1 m: first FP, second TP -> AP .5; 2/4 m: first TP, second duplicate FP -> AP 1
+    assert ap["dist@0.5m"]["Car"] == pytest.approx(0.5)
+    assert ap["dist@1m"]["Car"] == pytest.approx(0.5)
+    assert ap["dist@2m"]["Car"] == pytest.approx(1.0)
+    assert ap["dist@4m"]["Car"] == pytest.approx(1.0)
+
+
+def test_predictions_do_not_match_other_classes_or_frames():
+    ev = DetectionEvaluator(CLASSES)
+    ev.add_frame(np.array([box(10, 0)]), [0.9], [1], np.array([box(10, 0)]), [0])  # wrong class
+    ev.add_frame(np.zeros((0, 7)), [], [], np.zeros((0, 7)), [])
+    res = ev.compute()
+    assert res["ap"]["dist@2m"]["Car"] == 0.0
+    assert math.isnan(res["ap"]["dist@2m"]["Pedestrian"])
+
+
+def test_nuscenes_mode():
+    # perfect -> 1 ; FP above TP: interpolated precision .5 everywhere -> (.5 - .1) / .9
+    assert average_precision(np.array([1.0]), np.array([1.0]), mode="nuscenes") == pytest.approx(1.0)
+    assert average_precision(np.array([0.0, 0.5]), np.array([0.0, 1.0]), mode="nuscenes") == pytest.approx(0.4 / 0.9)
+    with pytest.raises(ValueError):
+        average_precision(np.array([1.0]), np.array([1.0]), mode="voc07")
+
+
+@pytest.mark.parametrize("impl", [rotated_bev_iou_reference, rotated_bev_iou])
+def test_rotated_bev_iou_known_values(impl):
+    a = np.array([box(0, 0, 4, 2)], np.float32)
+    shifted = np.array([box(2, 0, 4, 2)], np.float32)        # overlap 2x2=4, union 12
+    square = np.array([box(0, 0, 2, 2)], np.float32)
+    diamond = np.array([box(0, 0, 2, 2, math.pi / 4)], np.float32)  # octagon 8(sqrt2-1), union 8-that
+    far = np.array([box(50, 0)], np.float32)
+    assert impl(a, a)[0, 0] == pytest.approx(1.0, abs=1e-5)
+    assert impl(a, shifted)[0, 0] == pytest.approx(1 / 3, abs=1e-5)
+    oct_area = 8 * (math.sqrt(2) - 1)
+    assert impl(square, diamond)[0, 0] == pytest.approx(oct_area / (8 - oct_area), abs=1e-4)
+    assert impl(a, far)[0, 0] == pytest.approx(0.0)
+    assert impl(a, np.zeros((0, 7), np.float32)).shape == (1, 0)
+
+
+def test_iou_criterion_in_evaluator():
+    ev = DetectionEvaluator(CLASSES, distance_thresholds=(2.0,), iou_thresholds=(0.5,))
+    # IoU 1/3 (< .5) but centre distance 2 m (<= 2 m)
+    ev.add_frame(np.array([box(12, 0)]), [0.9], [0], np.array([box(10, 0)]), [0])
+    ap = ev.compute()["ap"]
+    assert ap["iou@0.5"]["Car"] == 0.0 and ap["dist@2m"]["Car"] == pytest.approx(1.0)
+
+
+def test_add_frame_validates():
+    ev = DetectionEvaluator(CLASSES)
+    with pytest.raises(ValueError, match="length"):
+        ev.add_frame(np.zeros((2, 7)), [0.5], [0, 0], np.zeros((0, 7)), [])
+    with pytest.raises(ValueError, match="label"):
+        ev.add_frame(np.zeros((1, 7)), [0.5], [5], np.zeros((0, 7)), [])
+
+
+def test_semantic_iou_hand_case():
+    ev = SemanticEvaluator(("road", "car", "sky"))
+    gt = np.array([[0, 0, 1, 255]])
+    pred = np.array([[0, 1, 1, 2]])  # the ignored pixel's prediction does not count
+    ev.add(pred, gt)
+    res = ev.compute()
+    # road: TP 1, FN 1 -> .5 ; car: TP 1, FP 1 -> .5 ; sky absent from GT -> excluded
+    assert res["per_class_iou"] == {"road": 0.5, "car": 0.5}
+    assert res["miou"] == pytest.approx(0.5) and res["classes_present"] == 2
+    assert res["pixel_accuracy"] == pytest.approx(2 / 3)
+    # predicting an absent class where GT is road lowers road's IoU but sky stays excluded
+    ev.add(np.array([[2]]), np.array([[0]]))
+    res = ev.compute()
+    assert res["per_class_iou"]["road"] == pytest.approx(1 / 3) and "sky" not in res["per_class_iou"]
+
+
+def test_confusion_rejects_bad_labels():
+    cm = ConfusionMatrix(3)
+    with pytest.raises(ValueError, match="label id"):
+        cm.add(np.array([0]), np.array([7]))
+    with pytest.raises(ValueError, match="size"):
+        cm.add(np.array([0, 1]), np.array([0]))
+
+
+def test_drivable_iou_with_ignore():
+    ev = DrivableEvaluator()
+    ev.add(np.array([[1, 1, 0, 1]]), np.array([[1, 0, 1, 255]], np.uint8))
+    # TP 1, FP 1, FN 1 -> 1/3 ; ignored cell's prediction 1 does not count
+    assert ev.iou() == pytest.approx(1 / 3)
+    assert binary_iou(np.array([[1, 1, 0, 1]]), np.array([[1, 0, 1, 255]])) == pytest.approx(1 / 3)
+    assert math.isnan(binary_iou(np.zeros((2, 2)), np.zeros((2, 2))))
