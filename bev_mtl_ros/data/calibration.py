@@ -367,7 +367,8 @@ def load_calibration(path: Optional[str] = None) -> Calibration:
     return parse_calibration(cfg, path)
 
 
-def undistort_image(img: np.ndarray, cam: CameraCalibration, interpolation: Optional[int] = None) -> np.ndarray:
+def undistort_image(img: np.ndarray, cam: CameraCalibration, interpolation: Optional[int] = None,
+                    border_value: int = 0) -> np.ndarray:
     """Undistort a raw A2D2 image (any channel count / dtype OpenCV remaps).
 
     Equivalent to ``cv2.undistort(img, CamMatrixOriginal, Distortion, newCameraMatrix=CamMatrix)``
@@ -380,8 +381,10 @@ def undistort_image(img: np.ndarray, cam: CameraCalibration, interpolation: Opti
         cam: the camera's calibration.
         interpolation: ``cv2.INTER_LINEAR`` (default) for photos, ``cv2.INTER_NEAREST`` for label
             images (class colours/ids must not be blended).
+        border_value: value of pixels that map outside the raw image (0; use 255 = "ignore" for
+            class-id images).
     Returns:
-        Undistorted image, same shape and dtype; pixels mapping outside the raw image are 0.
+        Undistorted image, same shape and dtype.
     Raises:
         ValueError when the image size differs from the calibration's resolution.
     """
@@ -392,7 +395,7 @@ def undistort_image(img: np.ndarray, cam: CameraCalibration, interpolation: Opti
     if (w, h) != (cam.width, cam.height):
         raise ValueError(f"image is {w}x{h} but camera {cam.name} is calibrated for {cam.width}x{cam.height}")
     mx, my = cam.undistort_maps()
-    return cv2.remap(img, mx, my, interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return cv2.remap(img, mx, my, interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=(border_value,) * 4)
 
 
 def distort_image(img: np.ndarray, cam: CameraCalibration, interpolation: Optional[int] = None) -> np.ndarray:

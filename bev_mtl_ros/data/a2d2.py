@@ -1,0 +1,570 @@
+"""Reader for A2D2 (Audi Autonomous Driving Dataset) directories, real or synthetic.
+
+Layout (A2D2 README; Geyer et al. 2020)::
+
+    <root>/<scene>/camera/cam_<name>/<stamp>_camera_<name>_<frame>.png   (+ .json sidecar)
+    <root>/<scene>/lidar/cam_<name>/<stamp>_lidar_<name>_<frame>.npz
+    <root>/<scene>/label/cam_<name>/<stamp>_label_<name>_<frame>.png
+    <root>/<scene>/label3D/cam_<name>/<stamp>_label3D_<name>_<frame>.json
+
+(``<name>`` is written without the underscore in file names: ``frontcenter``.) Files are linked by
+the trailing frame number. ``root`` may be a subset folder holding scenes, a single scene, or the
+raw sensor-fusion ``<City>/camera_lidar`` folder (scenes are searched up to 3 levels deep).
+
+Frames and units: lidar points, boxes and ``3d_points`` are in the camera's *view* frame (x
+forward, y left, z up), metres. Timestamps are TAI microseconds (UTC = TAI - 37 s). Images are
+returned undistorted (``CamMatrix``); lidar ``row``/``col`` refer to the undistorted image.
+
+Box corner order (:func:`box_corners`) is the one of A2D2's official tutorial (``get_points``):
+bottom-rear-left, bottom-front-left, bottom-front-right, bottom-rear-right, then the same four on
+top; "front" = +length/2 along the box x axis, "left" = +width/2 along its y axis, "bottom" =
+-height/2. The synthetic generator writes ``3d_points`` in this order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from bev_mtl_ros.data.calibration import (CAMERA_NAMES, Calibration, CameraCalibration, load_calibration,
+                                          undistort_image)
+from bev_mtl_ros.data.classes import UNKNOWN_ID, UnknownColourError, rgb_label_to_ids
+
+LOG = logging.getLogger(__name__)
+
+#: Modalities (sub-folders of a scene) and the file extension of each.
+MODALITIES: Tuple[str, ...] = ("camera", "lidar", "label", "label3D")
+_EXT = {"camera": ".png", "lidar": ".npz", "label": ".png", "label3D": ".json"}
+_FRAME_RE = re.compile(r"_(\d+)\.(png|npz|json)$")
+
+#: TAI - UTC in seconds, valid since 2017-01-01 (A2D2 was recorded in 2018/2019).
+TAI_MINUS_UTC_S = 37
+
+#: Unit box corner signs in A2D2's tutorial order (brl, bfl, bfr, brr, trl, tfl, tfr, trr):
+#: multiply by (length/2, width/2, height/2).
+CORNER_SIGNS = np.array([[-1, +1, -1], [+1, +1, -1], [+1, -1, -1], [-1, -1, -1],
+                         [-1, +1, +1], [+1, +1, +1], [+1, -1, +1], [-1, -1, +1]], dtype=np.float64)
+
+
+class A2D2FormatError(ValueError):
+    """A file does not follow the A2D2 format; the message names the file and the problem."""
+
+
+def tai_us_to_utc_ns(t_us: Any) -> Any:
+    """A2D2 TAI microseconds -> UTC nanoseconds (int or int64 array): ``(t - 37e6) * 1000``."""
+    if isinstance(t_us, np.ndarray):
+        return (t_us.astype(np.int64) - TAI_MINUS_UTC_S * 1_000_000) * 1000
+    return (int(t_us) - TAI_MINUS_UTC_S * 1_000_000) * 1000
+
+
+def file_camera_name(camera: str) -> str:
+    """A2D2 camera name as written in file names: ``front_center`` -> ``frontcenter``."""
+    return camera.replace("_", "")
+
+
+# ---------------------------------------------------------------------------------------- boxes
+def axis_angle_to_matrix(axis: Sequence[float], angle: float) -> np.ndarray:
+    """Rodrigues' formula: rotation of ``angle`` radians about unit(``axis``) -> 3x3 float64.
+    A zero axis gives the identity."""
+    a = np.asarray(axis, dtype=np.float64).reshape(3)
+    n = np.linalg.norm(a)
+    if n < 1e-12:
+        return np.eye(3)
+    k = a / n
+    K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(angle) * K + (1 - np.cos(angle)) * (K @ K)
+
+
+def yaw_from_matrix(R: np.ndarray) -> float:
+    """Yaw about +z of a rotation matrix: ``atan2(R[1,0], R[0,0])`` (exact for pure z rotations)."""
+    return float(np.arctan2(R[1, 0], R[0, 0]))
+
+
+def box_corners(boxes: np.ndarray) -> np.ndarray:
+    """Corners of yaw-only boxes in A2D2's ``3d_points`` order (see module docstring).
+
+    Args:
+        boxes: (N, 7) [x, y, z, length, width, height, yaw], view frame, metres/radians;
+            z is the box centre.
+    Returns:
+        (N, 8, 3) float64 corners.
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
+    half = b[:, None, 3:6] / 2.0
+    local = CORNER_SIGNS[None] * half                      # (N, 8, 3)
+    c, s = np.cos(b[:, 6]), np.sin(b[:, 6])
+    x = local[..., 0] * c[:, None] - local[..., 1] * s[:, None]
+    y = local[..., 0] * s[:, None] + local[..., 1] * c[:, None]
+    out = np.stack([x, y, local[..., 2]], axis=-1)
+    return out + b[:, None, 0:3]
+
+
+@dataclass
+class Label3D:
+    """Parsed ``label3D`` JSON.
+
+    Attributes:
+        boxes: (N, 7) float32 [x, y, z, l, w, h, yaw], view frame.
+        classes: A2D2 box class names (N).
+        ids: A2D2 box ids / keys (N).
+        points3d: (N, 8, 3) float64 file ``3d_points`` (NaN where absent).
+        rotations: (N, 3, 3) float64 full rotation from (axis, rot_angle).
+        extra: per-box dict of the other fields (2d_bbox, truncation, occlusion, alpha, ...).
+    """
+
+    boxes: np.ndarray
+    classes: List[str]
+    ids: List[Any]
+    points3d: np.ndarray
+    rotations: np.ndarray
+    extra: List[Dict[str, Any]] = field(default_factory=list)
+
+
+def parse_label3d(data: Any, path: str = "<label3D>", tilt_tol_rad: float = 0.02) -> Label3D:
+    """Parse a ``label3D`` dict ``{"box_0": {...}, ...}``.
+
+    yaw = yaw of the Rodrigues rotation of (``axis``, ``rot_angle``); with axis [0, 0, -1] this is
+    -rot_angle. A box whose rotation is tilted by more than ``tilt_tol_rad`` from a pure yaw
+    rotation triggers a warning (its yaw is still extracted).
+
+    Raises:
+        A2D2FormatError naming ``path``, the box and the missing/bad key.
+    """
+    if not isinstance(data, dict):
+        raise A2D2FormatError(f"{path}: label3D must be a JSON object of boxes, got {type(data).__name__}")
+    n = len(data)
+    boxes = np.zeros((n, 7), dtype=np.float32)
+    pts = np.full((n, 8, 3), np.nan)
+    rots = np.zeros((n, 3, 3))
+    classes, ids, extra = [], [], []
+    for i, (key, b) in enumerate(data.items()):
+        if not isinstance(b, dict):
+            raise A2D2FormatError(f"{path}: {key} is not an object")
+        for k in ("class", "center", "size", "axis", "rot_angle"):
+            if k not in b:
+                raise A2D2FormatError(f"{path}: {key} is missing key {k!r}")
+        try:
+            center = np.asarray(b["center"], dtype=np.float64).reshape(3)
+            size = np.asarray(b["size"], dtype=np.float64).reshape(3)
+            axis = np.asarray(b["axis"], dtype=np.float64).reshape(3)
+            angle = float(b["rot_angle"])
+        except (TypeError, ValueError) as e:
+            raise A2D2FormatError(f"{path}: {key} has a malformed center/size/axis/rot_angle: {e}") from None
+        R = axis_angle_to_matrix(axis, angle)
+        tilt = float(np.arccos(np.clip(R[2, 2], -1.0, 1.0)))
+        if tilt > tilt_tol_rad:
+            warnings.warn(f"{path}: {key} rotation is tilted {np.degrees(tilt):.1f} deg from vertical; "
+                          "using its yaw only", stacklevel=2)
+        boxes[i, :3] = center
+        boxes[i, 3:6] = size
+        boxes[i, 6] = yaw_from_matrix(R)
+        rots[i] = R
+        if "3d_points" in b:
+            try:
+                pts[i] = np.asarray(b["3d_points"], dtype=np.float64).reshape(8, 3)
+            except (TypeError, ValueError):
+                raise A2D2FormatError(f"{path}: {key} '3d_points' is not 8x3") from None
+        classes.append(str(b["class"]))
+        ids.append(b.get("id", key))
+        extra.append({k: v for k, v in b.items() if k not in ("class", "center", "size", "axis", "rot_angle",
+                                                            "3d_points", "id")})
+    return Label3D(boxes, classes, ids, pts, rots, extra)
+
+
+def load_label3d(path: str) -> Label3D:
+    """Read and parse a ``label3D`` JSON file. Raises A2D2FormatError naming the file."""
+    return parse_label3d(_read_json(path), path)
+
+
+# ---------------------------------------------------------------------------------------- files
+def _read_json(path: str) -> Any:
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise A2D2FormatError(f"{path}: not valid JSON: {e}") from None
+    except UnicodeDecodeError as e:
+        raise A2D2FormatError(f"{path}: not UTF-8 text: {e}") from None
+
+
+@dataclass
+class LidarScan:
+    """Points of one lidar ``.npz`` (merged lidars, only points projecting into the camera).
+
+    Attributes:
+        points: (N, 3) float32 x, y, z, camera view frame, metres.
+        reflectance: (N,) float32, 0..255.
+        timestamp: (N,) int64 µs TAI.
+        lidar_id: (N,) uint8 0..4 (see the camera sidecar's ``lidar_ids``).
+        row, col: (N,) float32 pixel position in the undistorted image (NaN if absent).
+        dropped_invalid: points removed because ``pcloud_attr.valid`` was false (raw subset).
+    """
+
+    points: np.ndarray
+    reflectance: np.ndarray
+    timestamp: np.ndarray
+    lidar_id: np.ndarray
+    row: np.ndarray
+    col: np.ndarray
+    dropped_invalid: int = 0
+
+
+def load_lidar_npz(path: str) -> LidarScan:
+    """Read an A2D2 lidar ``.npz`` (labelled subsets: ``points``, ``reflectance``, ``timestamp``,
+    ``row``, ``col``, ``lidar_id``, ...; raw sensor-fusion subset: ``pcloud_points`` and
+    ``pcloud_attr.<name>``, points with ``pcloud_attr.valid == False`` dropped).
+
+    Non-finite coordinates are kept (the pillarizer counts and drops them).
+
+    Raises:
+        A2D2FormatError naming the file: not a zip/npz, truncated, missing ``points``, or arrays of
+        inconsistent length.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+            if "points" in keys:
+                pre = ""
+                pkey = "points"
+            elif "pcloud_points" in keys:
+                pre = "pcloud_attr."
+                pkey = "pcloud_points"
+            else:
+                raise A2D2FormatError(f"{path}: no 'points' or 'pcloud_points' array (keys: {sorted(keys)})")
+            pts = np.asarray(z[pkey])
+            if pts.ndim != 2 or pts.shape[1] != 3:
+                raise A2D2FormatError(f"{path}: {pkey!r} must be (N, 3), got {pts.shape}")
+            n = pts.shape[0]
+
+            def get(name: str, default: float, dtype) -> np.ndarray:
+                k = pre + name
+                if k not in keys:
+                    return np.full(n, default, dtype=dtype)
+                a = np.asarray(z[k]).reshape(-1)
+                if a.shape[0] != n:
+                    raise A2D2FormatError(f"{path}: {k!r} has {a.shape[0]} values for {n} points")
+                return a
+
+            refl = get("reflectance", 0, np.float32).astype(np.float32)
+            ts = get("timestamp", 0, np.int64).astype(np.int64)
+            lid = get("lidar_id", 0, np.uint8)
+            row = get("row", np.nan, np.float32).astype(np.float32)
+            col = get("col", np.nan, np.float32).astype(np.float32)
+            valid = get("valid", 1, bool).astype(bool) if pre else np.ones(n, dtype=bool)
+    except A2D2FormatError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise A2D2FormatError(f"{path}: unreadable or truncated npz: {e}") from None
+    lid_f = np.asarray(lid, dtype=np.float64)
+    lid_u8 = np.where(np.isfinite(lid_f), lid_f, 255).astype(np.int64).clip(0, 255).astype(np.uint8)
+    dropped = int(n - valid.sum())
+    if dropped:
+        pts, refl, ts, lid_u8, row, col = (a[valid] for a in (pts, refl, ts, lid_u8, row, col))
+    return LidarScan(np.ascontiguousarray(pts, dtype=np.float32), refl, ts, lid_u8, row, col, dropped)
+
+
+def read_png_rgb(path: str, expected_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """Read an 8-bit PNG as (H, W, 3) uint8 RGB. ``expected_size`` = (width, height).
+    Raises A2D2FormatError naming the file when unreadable or of the wrong size/channels."""
+    import cv2
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise A2D2FormatError(f"{path}: not a readable image (truncated or not PNG)")
+    if img.dtype != np.uint8:
+        raise A2D2FormatError(f"{path}: expected 8-bit image, got {img.dtype}")
+    if img.ndim == 2 or img.shape[2] not in (3, 4):
+        raise A2D2FormatError(f"{path}: expected an RGB image, got shape {img.shape}")
+    img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    if expected_size is not None and (img.shape[1], img.shape[0]) != tuple(expected_size):
+        raise A2D2FormatError(f"{path}: image is {img.shape[1]}x{img.shape[0]}, calibration expects "
+                              f"{expected_size[0]}x{expected_size[1]}")
+    return img
+
+
+def load_camera_sidecar(path: str) -> Dict[str, Any]:
+    """Camera ``.json`` sidecar -> dict with ``cam_tstamp`` (int µs TAI) and ``lidar_ids``
+    ({int: name}, may be empty). Raises A2D2FormatError naming the file when ``cam_tstamp`` is
+    missing or not an integer."""
+    d = _read_json(path)
+    if not isinstance(d, dict) or "cam_tstamp" not in d:
+        raise A2D2FormatError(f"{path}: missing key 'cam_tstamp'")
+    try:
+        t = int(d["cam_tstamp"])
+    except (TypeError, ValueError):
+        raise A2D2FormatError(f"{path}: 'cam_tstamp' is not an integer: {d['cam_tstamp']!r}") from None
+    lids = {}
+    for k, v in (d.get("lidar_ids") or {}).items():
+        try:
+            lids[int(k)] = str(v)
+        except (TypeError, ValueError):
+            raise A2D2FormatError(f"{path}: bad lidar_ids key {k!r}") from None
+    out = dict(d)
+    out["cam_tstamp"] = t
+    out["lidar_ids"] = lids
+    return out
+
+
+def load_label_ids(path: str, cam: CameraCalibration, undistort: bool = True) -> np.ndarray:
+    """Label PNG -> (H, W) uint8 merged class ids, undistorted with nearest-neighbour
+    interpolation (pixels mapping outside the raw image = 255, ignored).
+    Raises A2D2FormatError naming the file for unreadable/wrong-size images or unknown colours."""
+    rgb = read_png_rgb(path, (cam.width, cam.height))
+    try:
+        ids = rgb_label_to_ids(rgb, path=path)
+    except UnknownColourError as e:
+        raise A2D2FormatError(str(e)) from None
+    if undistort:
+        import cv2
+        ids = undistort_image(ids, cam, cv2.INTER_NEAREST, border_value=UNKNOWN_ID)
+    return ids
+
+
+# ---------------------------------------------------------------------------------------- dataset
+@dataclass
+class FrameRecord:
+    """Files of one frame; a modality's path is None when its file is absent."""
+
+    scene: str
+    frame: str
+    paths: Dict[str, Optional[str]]
+
+    @property
+    def missing(self) -> Tuple[str, ...]:
+        return tuple(m for m in MODALITIES if self.paths.get(m) is None)
+
+    @property
+    def key(self) -> str:
+        return f"{self.scene}/{self.frame}"
+
+
+@dataclass
+class A2D2Frame:
+    """One loaded frame. Missing modalities are None (image, semantic, cam_tstamp) or empty.
+
+    Attributes:
+        scene, frame: scene folder name and frame number string.
+        camera: A2D2 camera name.
+        points: (N, 3) float32 view frame, metres. reflectance (N,) f32 0..255; timestamp (N,) int64
+            µs TAI; lidar_id (N,) uint8; row, col (N,) f32 undistorted pixel coordinates.
+        image: (H, W, 3) uint8 undistorted RGB, or None.
+        semantic: (H, W) uint8 merged class ids (255 = outside the raw image), or None.
+        boxes: (M, 7) float32 [x, y, z, l, w, h, yaw]; box_classes: A2D2 class names (M);
+            box_points3d: (M, 8, 3) file ``3d_points`` (NaN where absent).
+        cam_tstamp: camera timestamp, µs TAI, or None.
+        lidar_ids: {lidar_id: lidar name} from the sidecar.
+        calibration: the camera's calibration.
+        paths: modality -> file path (None = missing); missing: the missing modalities.
+    """
+
+    scene: str
+    frame: str
+    camera: str
+    points: np.ndarray
+    reflectance: np.ndarray
+    timestamp: np.ndarray
+    lidar_id: np.ndarray
+    row: np.ndarray
+    col: np.ndarray
+    image: Optional[np.ndarray]
+    semantic: Optional[np.ndarray]
+    boxes: np.ndarray
+    box_classes: List[str]
+    box_points3d: np.ndarray
+    cam_tstamp: Optional[int]
+    lidar_ids: Dict[int, str]
+    calibration: CameraCalibration
+    paths: Dict[str, Optional[str]]
+    missing: Tuple[str, ...] = ()
+
+    @property
+    def points_xyzi(self) -> np.ndarray:
+        """(N, 4) float32 [x, y, z, reflectance 0..255]: the pillarizer's input."""
+        return np.concatenate([self.points, self.reflectance[:, None]], axis=1).astype(np.float32)
+
+    @property
+    def stamp_us(self) -> Optional[int]:
+        """Frame time, µs TAI: the camera timestamp, else the median lidar point timestamp."""
+        if self.cam_tstamp is not None:
+            return int(self.cam_tstamp)
+        if self.timestamp.size:
+            return int(np.median(self.timestamp))
+        return None
+
+
+def _find_scene_dirs(root: str, max_depth: int = 3) -> List[str]:
+    """Directories under root (root included) that contain a modality folder."""
+    found: List[str] = []
+
+    def is_scene(d: str) -> bool:
+        return any(os.path.isdir(os.path.join(d, m)) for m in MODALITIES)
+
+    def walk(d: str, depth: int) -> None:
+        if is_scene(d):
+            found.append(d)
+            return
+        if depth >= max_depth:
+            return
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError:
+            return
+        for e in entries:
+            if e.is_dir() and not e.name.startswith("."):
+                walk(e.path, depth + 1)
+
+    walk(root, 0)
+    return found
+
+
+class A2D2Dataset:
+    """Frames of one camera in an A2D2(-format) directory.
+
+    Args:
+        root: dataset directory (subset root, a single scene, or ``<City>/camera_lidar``).
+        camera: A2D2 camera name ("front_center", "side_left", ...; "cam_" prefix allowed).
+        calibration: a :class:`Calibration`, or a path to ``cams_lidars.json``; default: the first
+            ``cams_lidars.json`` found in ``root`` or up to 2 parent folders, else the packaged copy.
+        require: modalities a frame must have to be listed (default: ("lidar",)). Frames lacking
+            other modalities are listed and reported by :meth:`scan_report`.
+
+    Attributes:
+        frames: list of :class:`FrameRecord`, sorted by scene then frame number.
+        skipped: frames not listed because a required modality was missing.
+    Raises:
+        FileNotFoundError when root does not exist or holds no scene for this camera.
+    """
+
+    def __init__(self, root: str, camera: str = "front_center", calibration: Any = None,
+                 require: Sequence[str] = ("lidar",)):
+        self.root = os.path.abspath(root)
+        self.camera = camera[4:] if camera.startswith("cam_") else camera
+        if not os.path.isdir(self.root):
+            raise FileNotFoundError(f"A2D2 root {root!r} is not a directory")
+        if isinstance(calibration, Calibration):
+            self.calibration = calibration
+        else:
+            self.calibration = load_calibration(calibration or self._find_calibration())
+        self.cam = self.calibration.camera(self.camera)
+        self.require = tuple(require)
+        self.frames: List[FrameRecord] = []
+        self.skipped: List[FrameRecord] = []
+        self.scenes: List[str] = []
+        self._scan()
+        if not self.frames and not self.skipped:
+            raise FileNotFoundError(f"{root}: no A2D2 frames for camera {self.camera!r} "
+                                    f"(expected <scene>/{{camera,lidar,label,label3D}}/cam_{self.camera}/)")
+
+    def _find_calibration(self) -> Optional[str]:
+        d = self.root
+        for _ in range(3):
+            p = os.path.join(d, "cams_lidars.json")
+            if os.path.isfile(p):
+                return p
+            d = os.path.dirname(d)
+        return None
+
+    def _scan(self) -> None:
+        folder = f"cam_{self.camera}"
+        for sdir in _find_scene_dirs(self.root):
+            scene = os.path.relpath(sdir, self.root) if sdir != self.root else os.path.basename(sdir)
+            by_frame: Dict[str, Dict[str, Optional[str]]] = {}
+            for m in MODALITIES:
+                d = os.path.join(sdir, m, folder)
+                if not os.path.isdir(d):
+                    continue
+                for name in os.listdir(d):
+                    if not name.endswith(_EXT[m]):
+                        continue
+                    mt = _FRAME_RE.search(name)
+                    if not mt:
+                        continue
+                    by_frame.setdefault(mt.group(1), {})[m] = os.path.join(d, name)
+            if not by_frame:
+                continue
+            self.scenes.append(scene)
+            for fr in sorted(by_frame, key=int):
+                paths = {m: by_frame[fr].get(m) for m in MODALITIES}
+                rec = FrameRecord(scene, fr, paths)
+                if any(paths[m] is None for m in self.require):
+                    self.skipped.append(rec)
+                else:
+                    self.frames.append(rec)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, i: int) -> A2D2Frame:
+        return self.load_frame(i)
+
+    def __iter__(self) -> Iterator[A2D2Frame]:
+        for i in range(len(self.frames)):
+            yield self.load_frame(i)
+
+    def scan_report(self) -> Dict[str, Any]:
+        """What was found: ``{"frames": n listed, "skipped": n without a required modality,
+        "scenes": [...], "missing": {modality: count over listed+skipped frames},
+        "missing_frames": {modality: [scene/frame, ...]}, "summary": one line of text}``."""
+        allrec = self.frames + self.skipped
+        missing = {m: [r.key for r in allrec if r.paths.get(m) is None] for m in MODALITIES}
+        counts = {m: len(v) for m, v in missing.items()}
+        parts = ", ".join(f"{m} missing in {c}" for m, c in counts.items() if c)
+        summary = (f"{self.root} [cam_{self.camera}]: {len(self.frames)} frames in {len(self.scenes)} scene(s)"
+                   + (f", {len(self.skipped)} skipped (no {'/'.join(self.require)})" if self.skipped else "")
+                   + (f"; {parts}" if parts else "; all modalities present"))
+        return {"frames": len(self.frames), "skipped": len(self.skipped), "scenes": list(self.scenes),
+                "missing": counts, "missing_frames": missing, "summary": summary}
+
+    def load_frame(self, i: int, load_image: bool = True, load_label: bool = True,
+                   undistort: bool = True) -> A2D2Frame:
+        """Load frame ``i`` (index into :attr:`frames`).
+
+        Images and labels are undistorted (A2D2 PNGs are stored distorted); ``undistort=False``
+        returns them raw (then lidar row/col and ``CamMatrix`` do not apply to them).
+
+        Raises:
+            A2D2FormatError naming the file and the problem (truncated npz, PNG of the wrong size,
+            JSON missing a key, unknown label colour).
+        """
+        import cv2
+        rec = self.frames[i]
+        p = rec.paths
+        cam = self.cam
+        if p.get("lidar"):
+            scan = load_lidar_npz(p["lidar"])
+        else:
+            e = np.zeros(0, dtype=np.float32)
+            scan = LidarScan(np.zeros((0, 3), np.float32), e, np.zeros(0, np.int64), np.zeros(0, np.uint8), e, e)
+        image = None
+        if load_image and p.get("camera"):
+            image = read_png_rgb(p["camera"], (cam.width, cam.height))
+            if undistort:
+                image = undistort_image(image, cam, cv2.INTER_LINEAR)
+        cam_tstamp, lidar_ids = None, {}
+        side = os.path.splitext(p["camera"])[0] + ".json" if p.get("camera") else None
+        if side and os.path.isfile(side):
+            sc = load_camera_sidecar(side)
+            cam_tstamp, lidar_ids = sc["cam_tstamp"], sc["lidar_ids"]
+        semantic = None
+        if load_label and p.get("label"):
+            semantic = load_label_ids(p["label"], cam, undistort=undistort)
+        if p.get("label3D"):
+            lab = load_label3d(p["label3D"])
+        else:
+            lab = Label3D(np.zeros((0, 7), np.float32), [], [], np.zeros((0, 8, 3)), np.zeros((0, 3, 3)))
+        return A2D2Frame(scene=rec.scene, frame=rec.frame, camera=self.camera, points=scan.points,
+                         reflectance=scan.reflectance, timestamp=scan.timestamp, lidar_id=scan.lidar_id,
+                         row=scan.row, col=scan.col, image=image, semantic=semantic, boxes=lab.boxes,
+                         box_classes=lab.classes, box_points3d=lab.points3d, cam_tstamp=cam_tstamp,
+                         lidar_ids=lidar_ids, calibration=cam, paths=dict(p), missing=rec.missing)
