@@ -1,14 +1,12 @@
 """Bag player and recorder: round trips over DDS between separate processes, timing, loop, /clock,
 latched QoS, unknown types.
 
-Every test runs on its own ROS_DOMAIN_ID with discovery limited to localhost, so parallel test runs
-do not see each other's topics.
+Every test runs on its own ROS_DOMAIN_ID with discovery limited to localhost (conftest fixtures
+``ros_env`` / ``rclpy_context``), so parallel test runs do not see each other's topics.
 """
 
 from __future__ import annotations
 
-import os
-import random
 import subprocess
 import sys
 import threading
@@ -29,21 +27,6 @@ from bev_mtl_ros.ros.recorder import ensure_type, parse_topic_spec  # noqa: E402
 T0 = 1_700_000_000_000_000_000  # bag start, ns
 N_CLOUDS, N_IMAGES = 10, 5
 CLOUD_PERIOD_NS = 100_000_000
-
-
-def _domain() -> int:
-    return random.Random(os.getpid() * 7919 + time.monotonic_ns()).randint(120, 230)
-
-
-def _env(domain: int) -> dict:
-    env = dict(os.environ)
-    try:
-        from bev_mtl_ros.dds import dds_environment
-        env.update(dds_environment())
-    except ImportError:
-        pass
-    env.update(ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
-    return env
 
 
 def _cli():
@@ -125,14 +108,14 @@ def _deep_eq(a, b) -> bool:
     return a == b
 
 
-def test_round_trip_player_to_recorder_separate_processes(tmp_path):
+def test_round_trip_player_to_recorder_separate_processes(tmp_path, ros_env):
     """sqlite3 bag -> player process -> DDS -> recorder process -> mcap bag: every message arrives
     once, field-equal (header stamps included), in order, with the recorded spacing / rate."""
     src = tmp_path / "src"
     expected = make_bag(src, StoragePlugin.SQLITE3)
     out = tmp_path / "rec"
     ready = tmp_path / "ready"
-    env = _env(_domain())
+    env = ros_env
     rate = 2.0
     rec = subprocess.Popen(_cli() + ["record", str(out), "--topics", "/pts:sensor_msgs/msg/PointCloud2",
                                      "/img:sensor_msgs/msg/Image", "/latched",
@@ -179,16 +162,7 @@ def test_round_trip_player_to_recorder_separate_processes(tmp_path):
     assert any(q.durability == QosDurability.TRANSIENT_LOCAL for q in c_lat.ext.offered_qos_profiles)
 
 
-@pytest.fixture
-def ros_context(monkeypatch):
-    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=_domain())
-    yield ctx
-    ctx.try_shutdown()
-
-
-def test_in_process_loop_clock_and_latched(tmp_path, ros_context):
+def test_in_process_loop_clock_and_latched(tmp_path, rclpy_context):
     """BagPlayer API: two loops give every cloud twice, stamps jump back once, /clock follows the
     bag time (monotonic within a pass, inside the bag's span) and a late subscriber still gets the
     transient-local message."""
@@ -200,15 +174,15 @@ def test_in_process_loop_clock_and_latched(tmp_path, ros_context):
 
     src = tmp_path / "src"
     make_bag(src, StoragePlugin.MCAP)
-    pnode = rclpy.create_node("player_under_test", context=ros_context)
-    snode = rclpy.create_node("listener", context=ros_context)
+    pnode = rclpy.create_node("player_under_test", context=rclpy_context)
+    snode = rclpy.create_node("listener", context=rclpy_context)
     stamps, clocks = [], []
     snode.create_subscription(PointCloud2, "/pts",
                               lambda m: stamps.append(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec),
                               QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
     snode.create_subscription(Clock, "/clock", lambda m: clocks.append(m.clock.sec * 10**9 + m.clock.nanosec),
                               QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE))
-    ex = SingleThreadedExecutor(context=ros_context)
+    ex = SingleThreadedExecutor(context=rclpy_context)
     ex.add_node(snode)
     stop = threading.Event()
     spin = threading.Thread(target=lambda: [ex.spin_once(timeout_sec=0.02) for _ in iter(stop.is_set, True)],
@@ -240,12 +214,12 @@ def test_in_process_loop_clock_and_latched(tmp_path, ros_context):
     assert int((np.diff(c) < 0).sum()) == 1, "clock must jump back exactly once (at the loop)"
 
 
-def test_unknown_type_skipped_and_errors(tmp_path, ros_context):
+def test_unknown_type_skipped_and_errors(tmp_path, rclpy_context):
     """A topic whose type is not installed is skipped with a reason, the rest plays; a missing bag
     and a bad rate raise PlayerError naming the problem."""
     src = tmp_path / "src"
     make_bag(src, StoragePlugin.MCAP, extra_type=True)
-    node = rclpy.create_node("p2", context=ros_context)
+    node = rclpy.create_node("p2", context=rclpy_context)
     player = BagPlayer(node, src, rate=50.0, topics=["/pts", "/foo", "/missing"])
     try:
         assert "not installed" in player.stats.skipped_topics["/foo"]

@@ -185,6 +185,7 @@ class BagRecorder:
         self.counts: Dict[str, int] = defaultdict(int)
         self.first_receive_ns: Optional[int] = None
         self.last_receive_monotonic: Optional[float] = None
+        self.last_receive_by_topic: Dict[str, float] = {}
         self.pending: Dict[str, Optional[str]] = {}
         self._subs: Dict[str, Any] = {}
         self._conns: Dict[str, Any] = {}
@@ -261,6 +262,7 @@ class BagRecorder:
             if self.first_receive_ns is None:
                 self.first_receive_ns = ts
             self.last_receive_monotonic = time.monotonic()
+            self.last_receive_by_topic[topic] = self.last_receive_monotonic
 
     @property
     def total(self) -> int:
@@ -298,7 +300,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expect", nargs="+", default=[], metavar="TOPIC=N",
                         help="stop once every listed topic has N messages")
     parser.add_argument("--idle-timeout", type=float, default=None,
-                        help="stop when no message arrived for S seconds (after the first one)")
+                        help="stop when no message arrived for S seconds (after the first one); with "
+                             "--expect only the expected topics count")
     parser.add_argument("--use-sim-time", action="store_true",
                         help="timestamp with the node clock under use_sim_time (else wall clock)")
     parser.add_argument("--node-name", default="bag_recorder")
@@ -356,8 +359,9 @@ def main(args: argparse.Namespace) -> int:
             if expect and all(rec.counts.get(t, 0) >= n for t, n in expect.items()):
                 reason = "expected counts reached"
                 break
-            if (args.idle_timeout is not None and rec.last_receive_monotonic is not None
-                    and time.monotonic() - rec.last_receive_monotonic >= args.idle_timeout):
+            last = (max((rec.last_receive_by_topic[t] for t in expect if t in rec.last_receive_by_topic),
+                        default=None) if expect else rec.last_receive_monotonic)
+            if args.idle_timeout is not None and last is not None and time.monotonic() - last >= args.idle_timeout:
                 reason = "idle timeout"
                 break
     finally:

@@ -1,0 +1,953 @@
+"""``bev-mtl-ros demo``: replay the bundled sample recording through the perception node and show
+the result.
+
+What runs (three separate processes talking over DDS, as on a vehicle):
+
+1. ``bev-mtl-ros record`` — records the node's outputs and the input cloud (for end-to-end latency);
+2. ``perception_node --ros-args --params-file config/perception.yaml -p use_sim_time:=true``;
+3. ``bev-mtl-ros play SAMPLE_BAG --clock --rate R`` once the node and recorder are matched.
+
+All three get :func:`bev_mtl_ros.dds.dds_environment` (the shared-memory large-data Fast DDS
+profile) plus an isolated ``ROS_DOMAIN_ID`` and ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``.
+
+Then the recording is analysed (:func:`analyze_recording`): frames in/out, frames skipped,
+duplicates, end-to-end latency (cloud received -> detections received, both by the recorder) and
+the node's own per-stage latency (from ``~/debug/processing_time_ms`` / ``/diagnostics``), backend,
+detections per class, metrics against the bag's ground truth (``train.evaluate``'s bag evaluation
+when present); printed and written to ``out/demo/summary.json``. A few frames are rendered with
+OpenCV to ``out/demo/frame_<k>_camera.png`` (image + semantic overlay + projected boxes) and
+``frame_<k>_bev.png`` (points, drivable area, predicted and ground-truth boxes, bird's-eye view).
+
+``--write-golden`` stores the outputs as the replay regression test's golden files
+(``test/golden/``); the test compares new replays to them within stated tolerances.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+#: the committed sample recording replayed by ``make demo`` (relative to the repository root)
+SAMPLE_BAG = "test/data/sample_a2d2.mcap"
+#: node parameters used by the demo and by launch/perception.launch.py
+DEFAULT_PARAMS = "config/perception.yaml"
+DEFAULT_MODEL = "models/bev_mtl_default.onnx"
+DEFAULT_OUT = "out/demo"
+GOLDEN_DIR = "test/golden"
+NODE_NAME = "perception_node"
+
+LIDAR_TOPIC = "/a2d2/lidar/points"
+IMAGE_TOPIC = "/a2d2/camera/front_center/image_rect"
+CAMERA_INFO_TOPIC = "/a2d2/camera/front_center/camera_info"
+GT_BOXES_TOPIC = "/a2d2/ground_truth/boxes"
+GT_SEMANTIC_TOPIC = "/a2d2/ground_truth/semantic"
+
+
+def output_topics(node_name: str = NODE_NAME) -> Dict[str, str]:
+    """The node's output topics -> message types (``~`` = ``/<node_name>``)."""
+    ns = f"/{node_name}"
+    return {
+        f"{ns}/detections": "vision_msgs/msg/Detection3DArray",
+        f"{ns}/markers": "visualization_msgs/msg/MarkerArray",
+        f"{ns}/drivable_area": "sensor_msgs/msg/Image",
+        f"{ns}/drivable_area/grid": "nav_msgs/msg/OccupancyGrid",
+        f"{ns}/semantic": "sensor_msgs/msg/Image",
+        f"{ns}/semantic/color": "sensor_msgs/msg/Image",
+        f"{ns}/debug/processing_time_ms": "std_msgs/msg/Float64",
+        "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
+    }
+
+
+#: per-frame output topics that must carry exactly one message per processed cloud
+PER_FRAME_SUFFIXES = ("detections", "markers", "drivable_area", "drivable_area/grid", "semantic", "semantic/color")
+
+
+class DemoError(RuntimeError):
+    """A replay step failed (message says which process / file and shows its log tail)."""
+
+
+def resolve_path(p: str | os.PathLike) -> Path:
+    """A path as given if it exists, else relative to the repository root (so the demo works from
+    any working directory)."""
+    q = Path(p)
+    if q.exists() or q.is_absolute():
+        return q
+    return REPO_ROOT / q
+
+
+# ====================================================================== replay orchestration
+@dataclass
+class ReplayConfig:
+    """One replay of a bag through a separate node process.
+
+    Attributes:
+        bag: input rosbag2 (mcap/sqlite3).
+        out_dir: where the recording (``out_dir/recording``), logs and stats go.
+        params_file: node parameters file (``--ros-args --params-file``).
+        rate: player rate factor.
+        use_sim_time: run the node on the bag's ``/clock`` (the player publishes it).
+        node_params: extra ``-p name:=value`` overrides for the node.
+        domain_id: ROS_DOMAIN_ID (None = random in 1..101).
+        node_name: the node's name (output namespace).
+        ready_timeout_s: wait this long for the node's subscriptions/publishers (model loading).
+        drain_timeout_s: after playback, stop recording when no new detections arrived this long.
+        node_cmd: command starting the node (default: the ``perception_node`` console script).
+        record_inputs: also record the input cloud topic (for end-to-end latency).
+        play_topics: topics the player replays (None = all in the bag).
+    """
+
+    bag: Path
+    out_dir: Path
+    params_file: Optional[Path] = None
+    rate: float = 0.5
+    use_sim_time: bool = True
+    node_params: Dict[str, Any] = field(default_factory=dict)
+    domain_id: Optional[int] = None
+    node_name: str = NODE_NAME
+    ready_timeout_s: float = 180.0
+    drain_timeout_s: float = 15.0
+    node_cmd: Optional[List[str]] = None
+    record_inputs: bool = True
+    play_topics: Optional[List[str]] = None
+
+
+@dataclass
+class ReplayRun:
+    """Result of :func:`run_replay`: paths and process facts."""
+
+    recording: Path
+    player_stats: Dict[str, Any]
+    node_log: Path
+    lidar_frames_in_bag: int
+    node_returncode: Optional[int]
+    wall_s: float
+
+
+def _ros_env(domain_id: int) -> Dict[str, str]:
+    """Environment for the child processes: package DDS defaults + isolated domain."""
+    try:
+        from bev_mtl_ros.dds import dds_environment
+        env = dds_environment()
+    except ImportError:  # pragma: no cover - dds.py ships with the package
+        env = dict(os.environ)
+    env.pop("ROS_LOCALHOST_ONLY", None)
+    env["ROS_DOMAIN_ID"] = str(domain_id)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env["PYTHONUNBUFFERED"] = "1"
+    prefix = sys.prefix
+    if (Path(prefix) / "share" / "ament_index").is_dir():
+        parts = [p for p in env.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+        if prefix not in parts:
+            env["AMENT_PREFIX_PATH"] = os.pathsep.join([prefix] + parts)
+    return env
+
+
+def _cli() -> List[str]:
+    return [sys.executable, "-m", "bev_mtl_ros.cli"]
+
+
+def default_node_cmd() -> List[str]:
+    """The node's console script next to this interpreter, else ``python -m bev_mtl_ros.ros.node``."""
+    exe = Path(sys.executable).parent / "perception_node"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "bev_mtl_ros.ros.node"]
+
+
+def _param_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_param_value(x) for x in v) + "]"
+    return str(v)
+
+
+def bag_topic_counts(bag: Path) -> Dict[str, int]:
+    """topic -> message count of a rosbag2 file (from its metadata/summary)."""
+    from rosbags.rosbag2 import Reader
+    counts: Dict[str, int] = {}
+    with Reader(bag) as r:
+        for c in r.connections:
+            counts[c.topic] = counts.get(c.topic, 0) + c.msgcount
+    return counts
+
+
+def _tail(path: Path, n: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "<no log>"
+
+
+def _stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> Optional[int]:
+    """SIGINT, then SIGTERM, then SIGKILL; returns the exit code."""
+    if proc.poll() is not None:
+        return proc.returncode
+    for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 5.0)):
+        try:
+            proc.send_signal(sig)
+            return proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            continue
+    proc.kill()
+    return proc.wait(5.0)
+
+
+def _wait_graph(env: Dict[str, str], lidar_topic: str, det_topic: str, procs: Dict[str, subprocess.Popen],
+                logs: Dict[str, Path], timeout: float) -> None:
+    """Wait (from a helper process on the same domain) until the node subscribes to the lidar topic
+    and its detections publisher is matched by the recorder. Raises DemoError on timeout/exit."""
+    script = (
+        "import sys, time, rclpy\n"
+        "rclpy.init()\n"
+        "n = rclpy.create_node('demo_graph_probe')\n"
+        f"deadline = time.monotonic() + {timeout}\n"
+        "while time.monotonic() < deadline:\n"
+        f"    if n.count_subscribers({lidar_topic!r}) >= 1 and n.count_publishers({det_topic!r}) >= 1 "
+        f"and n.count_subscribers({det_topic!r}) >= 1:\n"
+        "        print('ready'); sys.exit(0)\n"
+        "    time.sleep(0.1)\n"
+        "sys.exit(1)\n")
+    probe = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    t0 = time.monotonic()
+    while probe.poll() is None:
+        for name, p in procs.items():
+            if p.poll() is not None:
+                probe.kill()
+                probe.wait()
+                raise DemoError(f"{name} exited (code {p.returncode}) before the replay started; log "
+                                f"{logs[name]}:\n{_tail(logs[name])}")
+        if time.monotonic() - t0 > timeout + 30:
+            probe.kill()
+        time.sleep(0.1)
+    if probe.returncode != 0:
+        raise DemoError(f"node not ready after {timeout:.0f} s (no subscription on {lidar_topic} or no matched "
+                        f"{det_topic}); node log {logs['node']}:\n{_tail(logs['node'])}")
+
+
+def run_replay(cfg: ReplayConfig, log=print) -> ReplayRun:
+    """Replay ``cfg.bag`` through a separate node process and record its outputs.
+
+    Starts recorder, node, then player (which waits for the node's lidar subscription); stops the
+    recorder when detections for every lidar frame arrived or none came for ``drain_timeout_s``;
+    then stops the node with SIGINT. Logs go to ``cfg.out_dir/{node,player,recorder}.log``.
+
+    Returns:
+        ReplayRun (recording path = ``cfg.out_dir/recording``).
+    Raises:
+        DemoError: bag missing, a process failed, or the node never became ready.
+    """
+    bag = Path(cfg.bag)
+    if not bag.exists():
+        raise DemoError(f"input bag not found: {bag}")
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    recording = out / "recording"
+    if recording.exists():
+        shutil.rmtree(recording)
+    counts = bag_topic_counts(bag)
+    n_frames = counts.get(LIDAR_TOPIC, 0)
+    if n_frames == 0:
+        raise DemoError(f"{bag} has no messages on {LIDAR_TOPIC} (topics: {sorted(counts)})")
+    domain = cfg.domain_id if cfg.domain_id is not None else random.SystemRandom().randint(1, 101)
+    env = _ros_env(domain)
+    outs = output_topics(cfg.node_name)
+    det_topic = f"/{cfg.node_name}/detections"
+    rec_topics = [f"{t}:{ty}" for t, ty in outs.items()]
+    if cfg.record_inputs:
+        rec_topics.append(f"{LIDAR_TOPIC}:sensor_msgs/msg/PointCloud2")
+    logs = {k: out / f"{k}.log" for k in ("recorder", "node", "player")}
+    ready = out / ".recorder_ready"
+    ready.unlink(missing_ok=True)
+    files = {k: open(v, "w") for k, v in logs.items()}
+    procs: Dict[str, subprocess.Popen] = {}
+    t_start = time.monotonic()
+    node_rc = None
+    try:
+        procs["recorder"] = subprocess.Popen(
+            _cli() + ["record", str(recording), "--topics", *rec_topics, "--expect", f"{det_topic}={n_frames}",
+                      "--idle-timeout", str(cfg.drain_timeout_s), "--ready-file", str(ready)],
+            env=env, stdout=files["recorder"], stderr=subprocess.STDOUT)
+        node_cmd = list(cfg.node_cmd or default_node_cmd()) + ["--ros-args", "-r", f"__node:={cfg.node_name}"]
+        if cfg.params_file is not None:
+            node_cmd += ["--params-file", str(cfg.params_file)]
+        params = dict(cfg.node_params)
+        params.setdefault("use_sim_time", bool(cfg.use_sim_time))
+        for k, v in params.items():
+            node_cmd += ["-p", f"{k}:={_param_value(v)}"]
+        log(f"[demo] domain {domain}; node: {' '.join(node_cmd)}")
+        procs["node"] = subprocess.Popen(node_cmd, env=env, stdout=files["node"], stderr=subprocess.STDOUT)
+        _wait_graph(env, LIDAR_TOPIC, det_topic, procs, logs, cfg.ready_timeout_s)
+        log(f"[demo] node ready after {time.monotonic() - t_start:.1f} s; playing {bag} at rate {cfg.rate}")
+        stats_json = out / "player_stats.json"
+        play_cmd = _cli() + ["play", str(bag), "--rate", str(cfg.rate), "--wait-for-subscribers", "1",
+                             "--wait-topics", LIDAR_TOPIC, "--wait-timeout", "60", "--stats-json", str(stats_json)]
+        if cfg.use_sim_time:
+            play_cmd.append("--clock")
+        if cfg.play_topics:
+            play_cmd += ["--topics", *cfg.play_topics]
+        player = subprocess.run(play_cmd, env=env, stdout=files["player"], stderr=subprocess.STDOUT,
+                                timeout=max(120.0, 3.0 * _bag_span_s(bag) / cfg.rate + 60.0))
+        if player.returncode != 0:
+            raise DemoError(f"player failed (code {player.returncode}); log {logs['player']}:\n{_tail(logs['player'])}")
+        player_stats = json.loads(stats_json.read_text()) if stats_json.exists() else {}
+        try:
+            procs["recorder"].wait(cfg.drain_timeout_s + 120.0)
+        except subprocess.TimeoutExpired:
+            log("[demo] recorder still running after the drain timeout; stopping it")
+        _stop_process(procs["recorder"])
+        node_rc = _stop_process(procs["node"])
+    finally:
+        for p in procs.values():
+            _stop_process(p)
+        for f in files.values():
+            f.close()
+    if not (recording / "metadata.yaml").exists() and not list(recording.glob("*.mcap")):
+        raise DemoError(f"no recording written; recorder log {logs['recorder']}:\n{_tail(logs['recorder'])}")
+    return ReplayRun(recording=recording, player_stats=player_stats, node_log=logs["node"],
+                     lidar_frames_in_bag=n_frames, node_returncode=node_rc, wall_s=time.monotonic() - t_start)
+
+
+def _bag_span_s(bag: Path) -> float:
+    from rosbags.rosbag2 import Reader
+    with Reader(bag) as r:
+        return max(0, r.end_time - r.start_time) * 1e-9
+
+
+# ====================================================================== reading messages
+def _typestore():
+    from bev_mtl_ros.ros.recorder import make_record_typestore
+    return make_record_typestore()
+
+
+def read_topics(bag: Path, topics: Sequence[str], typestore=None) -> Dict[str, List[Tuple[int, Any]]]:
+    """Deserialize the given topics of a bag: topic -> [(bag receive time ns, message)] in bag order.
+
+    Types missing from the typestore are registered from the installed ``.msg`` files."""
+    from rosbags.rosbag2 import Reader
+
+    from bev_mtl_ros.ros.recorder import ensure_type
+    ts = typestore or _typestore()
+    out: Dict[str, List[Tuple[int, Any]]] = {t: [] for t in topics}
+    with Reader(bag) as r:
+        conns = [c for c in r.connections if c.topic in out]
+        for c in conns:
+            ensure_type(ts, c.msgtype)
+        for c, t, raw in r.messages(connections=conns):
+            out[c.topic].append((t, ts.deserialize_cdr(raw, c.msgtype)))
+    return out
+
+
+def stamp_ns(msg) -> int:
+    """``header.stamp`` of a (rosbags) message in ns."""
+    s = msg.header.stamp
+    return int(s.sec) * 1_000_000_000 + int(s.nanosec)
+
+
+def quat_to_yaw(q) -> float:
+    """Yaw about +z (rad) of a geometry_msgs Quaternion (x, y, z, w)."""
+    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+
+
+def detections_to_arrays(msg) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+    """vision_msgs/Detection3DArray -> (boxes (N,7) f32 [x,y,z,l,w,h,yaw], scores (N,) f32, class ids).
+
+    The best hypothesis (first result) gives class and score; box size is (length=x, width=y,
+    height=z) in the detection's frame."""
+    boxes, scores, labels = [], [], []
+    for d in msg.detections:
+        c, s = d.bbox.center, d.bbox.size
+        boxes.append([c.position.x, c.position.y, c.position.z, s.x, s.y, s.z, quat_to_yaw(c.orientation)])
+        if d.results:
+            h = d.results[0].hypothesis
+            labels.append(str(h.class_id))
+            scores.append(float(h.score))
+        else:
+            labels.append("")
+            scores.append(float("nan"))
+    return (np.asarray(boxes, np.float32).reshape(-1, 7), np.asarray(scores, np.float32), labels)
+
+
+def image_to_array(msg) -> np.ndarray:
+    """sensor_msgs/Image (rosbags) -> (H, W, C) or (H, W) uint8 array (rgb8/bgr8 -> RGB, mono8)."""
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    data = np.asarray(msg.data, dtype=np.uint8).reshape(h, step)
+    enc = msg.encoding.lower()
+    if enc in ("rgb8", "bgr8"):
+        img = data[:, : w * 3].reshape(h, w, 3)
+        return img[..., ::-1].copy() if enc == "bgr8" else img.copy()
+    if enc in ("mono8", "8uc1"):
+        return data[:, :w].copy()
+    raise ValueError(f"unsupported image encoding {msg.encoding!r} (expected rgb8, bgr8 or mono8)")
+
+
+_PF_DTYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
+
+
+def cloud_to_array(msg, fields: Sequence[str] = ("x", "y", "z")) -> np.ndarray:
+    """sensor_msgs/PointCloud2 (rosbags) -> (N, len(fields)) float32 (fields by name, any layout)."""
+    order = ">" if msg.is_bigendian else "<"
+    have = {f.name: f for f in msg.fields}
+    missing = [f for f in fields if f not in have]
+    if missing:
+        raise ValueError(f"PointCloud2 lacks fields {missing} (has {sorted(have)})")
+    dt = np.dtype({"names": list(fields), "formats": [order + _PF_DTYPES[have[f].datatype] for f in fields],
+                   "offsets": [have[f].offset for f in fields], "itemsize": int(msg.point_step)})
+    n = int(msg.width) * int(msg.height)
+    buf = np.asarray(msg.data, dtype=np.uint8)
+    arr = np.frombuffer(buf.tobytes() if not buf.flags.c_contiguous else buf, dtype=dt, count=n)
+    return np.stack([arr[f].astype(np.float32) for f in fields], axis=1)
+
+
+def grid_to_mask(msg) -> Tuple[np.ndarray, Dict[str, float]]:
+    """nav_msgs/OccupancyGrid -> ((rows, cols) bool mask of cells >= 50, geometry dict with origin
+    x/y (m), resolution (m/cell), frame_id). Row r, col c covers origin + (c, r) * resolution."""
+    info = msg.info
+    data = np.asarray(msg.data, dtype=np.int16).reshape(int(info.height), int(info.width))
+    return data >= 50, {"origin_x": float(info.origin.position.x), "origin_y": float(info.origin.position.y),
+                        "resolution": float(info.resolution), "frame_id": msg.header.frame_id}
+
+
+# ====================================================================== analysis
+@dataclass
+class FrameOutput:
+    """The node's outputs for one lidar frame (keyed by the cloud's header stamp)."""
+
+    stamp_ns: int
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: List[str]
+    drivable: Optional[np.ndarray] = None      # (grid_h, grid_w) bool, row = iy, col = ix
+    semantic: Optional[np.ndarray] = None      # (H, W) uint8 class ids
+    latency_ms: Optional[float] = None         # cloud received -> detections received
+
+
+def _percentiles(values: Sequence[float]) -> Dict[str, float]:
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=np.float64)
+    if v.size == 0:
+        return {}
+    return {"n": int(v.size), "p50": round(float(np.percentile(v, 50)), 2), "p95": round(float(np.percentile(v, 95)), 2),
+            "max": round(float(v.max()), 2), "mean": round(float(v.mean()), 2)}
+
+
+def _diagnostic_values(diag_msgs: Sequence[Any], node_name: str) -> Tuple[Dict[str, List[float]], Dict[str, str]]:
+    """Collect numeric key/values of the node's DiagnosticStatus entries: (key -> values over
+    time, key -> last raw value)."""
+    series: Dict[str, List[float]] = {}
+    last: Dict[str, str] = {}
+    for msg in diag_msgs:
+        for st in msg.status:
+            if node_name not in st.name and node_name not in getattr(st, "hardware_id", ""):
+                continue
+            for kv in st.values:
+                last[kv.key] = kv.value
+                try:
+                    series.setdefault(kv.key, []).append(float(kv.value))
+                except ValueError:
+                    pass
+    return series, last
+
+
+def analyze_recording(input_bag: Path, recording: Path, node_name: str = NODE_NAME,
+                      player_stats: Optional[Dict[str, Any]] = None) -> Tuple[Dict[str, Any], List[FrameOutput]]:
+    """Match the node's recorded outputs to the input bag's lidar frames and summarise.
+
+    Returns:
+        (summary dict, frame outputs sorted by stamp). Summary keys: frames_in (clouds published by
+        the player, else in the bag), frames_out (distinct cloud stamps answered on ~/detections),
+        frames_skipped, per_topic {topic: {messages, distinct_stamps, duplicates,
+        unknown_stamps, missing}}, latency_ms {end_to_end, node_total, stages...}, backend,
+        detections_per_class, diagnostics (last values).
+    """
+    ns = f"/{node_name}"
+    outs = output_topics(node_name)
+    inp = read_topics(input_bag, [LIDAR_TOPIC])
+    in_stamps = [stamp_ns(m) for _, m in inp[LIDAR_TOPIC]]
+    in_set = set(in_stamps)
+    rec = read_topics(recording, list(outs) + [LIDAR_TOPIC])
+    frames_in = int((player_stats or {}).get("published", {}).get(LIDAR_TOPIC, len(in_stamps)))
+    loops = int((player_stats or {}).get("loops", 1) or 1)
+
+    per_topic: Dict[str, Any] = {}
+    for suffix in PER_FRAME_SUFFIXES:
+        topic = f"{ns}/{suffix}"
+        stamps = [stamp_ns(m) for _, m in rec.get(topic, [])]
+        distinct = set(stamps)
+        per_topic[topic] = {"messages": len(stamps), "distinct_stamps": len(distinct),
+                            "duplicates": len(stamps) - len(distinct),
+                            "unknown_stamps": len(distinct - in_set),
+                            "missing": len(in_set - distinct)}
+    # end-to-end latency: recorder receive time of the cloud vs of its detections
+    cloud_recv: Dict[int, int] = {}
+    for t, m in rec.get(LIDAR_TOPIC, []):
+        cloud_recv.setdefault(stamp_ns(m), t)
+    frames: Dict[int, FrameOutput] = {}
+    for t, m in rec.get(f"{ns}/detections", []):
+        s = stamp_ns(m)
+        if s in frames:
+            continue
+        boxes, scores, labels = detections_to_arrays(m)
+        lat = (t - cloud_recv[s]) / 1e6 if s in cloud_recv else None
+        frames[s] = FrameOutput(s, boxes, scores, labels, latency_ms=lat)
+    for t, m in rec.get(f"{ns}/drivable_area", []):
+        s = stamp_ns(m)
+        if s in frames and frames[s].drivable is None:
+            frames[s].drivable = image_to_array(m) > 127
+    for t, m in rec.get(f"{ns}/semantic", []):
+        s = stamp_ns(m)
+        if s in frames and frames[s].semantic is None:
+            frames[s].semantic = image_to_array(m)
+    frame_list = [frames[s] for s in sorted(frames)]
+
+    proc = [float(m.data) for _, m in rec.get(f"{ns}/debug/processing_time_ms", []) if hasattr(m, "data")]
+    diag_series, diag_last = _diagnostic_values([m for _, m in rec.get("/diagnostics", [])], node_name)
+    latency: Dict[str, Any] = {"end_to_end": _percentiles([f.latency_ms for f in frame_list]),
+                               "node_processing": _percentiles(proc)}
+    for key, vals in diag_series.items():
+        if key.endswith("_ms") or key.endswith("ms"):
+            latency[key] = _percentiles(vals)
+    per_class: Dict[str, int] = {}
+    for f in frame_list:
+        for lab in f.labels:
+            per_class[lab] = per_class.get(lab, 0) + 1
+    frames_out = len(frames)
+    skipped_keys = [k for k in diag_last if "skip" in k.lower() or "dropped_frames" in k.lower()]
+    summary = {
+        "input_bag": str(input_bag), "recording": str(recording),
+        "frames_in": frames_in, "frames_in_bag": len(in_stamps), "loops": loops,
+        "frames_out": frames_out, "frames_skipped": frames_in - per_topic[f"{ns}/detections"]["messages"],
+        "node_reported_skipped": {k: diag_last[k] for k in skipped_keys},
+        "per_topic": per_topic, "latency_ms": latency,
+        "backend": next((diag_last[k] for k in ("backend", "Backend", "inference_backend") if k in diag_last), None),
+        "detections_per_class": dict(sorted(per_class.items())),
+        "detections_total": int(sum(per_class.values())),
+        "diagnostics_last": diag_last,
+        "player": player_stats or {},
+    }
+    return summary, frame_list
+
+
+def evaluate_against_ground_truth(input_bag: Path, recording: Path, node_name: str = NODE_NAME) -> Optional[Dict[str, Any]]:
+    """Metrics of the recorded outputs against the bag's ground truth, via
+    ``bev_mtl_ros.train.evaluate.evaluate_bag`` when that function exists; None otherwise."""
+    try:
+        from bev_mtl_ros.train import evaluate as ev
+    except ImportError:
+        return None
+    fn = getattr(ev, "evaluate_bag", None)
+    if fn is None:
+        return None
+    try:
+        result = fn(input_bag, recording, node_name=node_name)
+    except TypeError:
+        result = fn(input_bag, recording)
+    if hasattr(result, "to_dict"):
+        result = result.to_dict()
+    return json.loads(json.dumps(result, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+# ====================================================================== rendering (OpenCV)
+_CLASS_COLOURS_BGR = [(0, 200, 255), (255, 120, 0), (60, 60, 255), (0, 220, 0), (255, 0, 255), (255, 255, 0)]
+
+
+def _class_colour(label: str, classes: Sequence[str]) -> Tuple[int, int, int]:
+    i = list(classes).index(label) if label in classes else len(classes)
+    return _CLASS_COLOURS_BGR[i % len(_CLASS_COLOURS_BGR)]
+
+
+def box_corners(box: np.ndarray) -> np.ndarray:
+    """(7,) [x,y,z,l,w,h,yaw] -> (8, 3) corners: 0-3 bottom (counter-clockwise from front-left),
+    4-7 top, in the box's frame (camera view frame for A2D2)."""
+    x, y, z, l, w, h, yaw = [float(v) for v in box]
+    dx = np.array([1, -1, -1, 1]) * l / 2
+    dy = np.array([1, 1, -1, -1]) * w / 2
+    c, s = math.cos(yaw), math.sin(yaw)
+    px, py = x + c * dx - s * dy, y + s * dx + c * dy
+    bottom = np.stack([px, py, np.full(4, z - h / 2)], 1)
+    top = np.stack([px, py, np.full(4, z + h / 2)], 1)
+    return np.concatenate([bottom, top], 0)
+
+
+_EDGES = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)]
+
+
+def render_camera(image_rgb: np.ndarray, K: np.ndarray, boxes: np.ndarray, labels: Sequence[str],
+                  scores: np.ndarray, semantic: Optional[np.ndarray] = None, classes: Sequence[str] = (),
+                  alpha: float = 0.45, gt_boxes: Optional[np.ndarray] = None) -> np.ndarray:
+    """Camera image with semantic overlay and projected 3D boxes; returns a BGR uint8 image.
+
+    Boxes are in the camera *view* frame (x forward, y left, z up); projection with the
+    undistorted intrinsics ``K`` (3x3): col = cx - fx*y/x, row = cy - fy*z/x (A2D2 convention).
+    Edges with a corner behind the camera (x <= 0.1 m) are not drawn."""
+    import cv2
+
+    from bev_mtl_ros.data.calibration import project_view_points
+    bgr = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
+    if semantic is not None:
+        from bev_mtl_ros.data.classes import ids_to_rgb
+        sem = semantic
+        if sem.shape[:2] != bgr.shape[:2]:
+            sem = cv2.resize(sem, (bgr.shape[1], bgr.shape[0]), interpolation=cv2.INTER_NEAREST)
+        overlay = cv2.cvtColor(ids_to_rgb(sem), cv2.COLOR_RGB2BGR)
+        bgr = cv2.addWeighted(bgr, 1.0 - alpha, overlay, alpha, 0.0)
+    lw = max(1, bgr.shape[1] // 640)
+
+    def draw(b, colour, text):
+        corners = box_corners(b)
+        row, col, ok = project_view_points(corners, K, min_depth=0.1)
+        if not ok.all():
+            return
+        pts = np.stack([col, row], 1)
+        for i, j in _EDGES:
+            p1 = tuple(int(round(v)) for v in pts[i])
+            p2 = tuple(int(round(v)) for v in pts[j])
+            cv2.line(bgr, p1, p2, colour, lw, cv2.LINE_AA)
+        if text:
+            top = pts[4:].min(0)
+            cv2.putText(bgr, text, (int(top[0]), max(12, int(top[1]) - 4)), cv2.FONT_HERSHEY_SIMPLEX,
+                        0.4 * lw, colour, lw, cv2.LINE_AA)
+
+    if gt_boxes is not None:
+        for b in gt_boxes:
+            draw(b, (255, 255, 255), "")
+    for b, lab, sc in zip(boxes, labels, scores):
+        draw(b, _class_colour(lab, classes), f"{lab} {sc:.2f}")
+    return bgr
+
+
+def render_bev(points: Optional[np.ndarray], pc_range: Sequence[float], boxes: np.ndarray, labels: Sequence[str],
+               drivable: Optional[np.ndarray] = None, gt_boxes: Optional[np.ndarray] = None,
+               classes: Sequence[str] = (), px_per_m: float = 8.0) -> np.ndarray:
+    """Bird's-eye view (BGR uint8): +x (forward) up, +y (left) to the left, ``px_per_m`` pixels per
+    metre over ``pc_range`` = (x0, y0, z0, x1, y1, z1). ``drivable`` (grid_h, grid_w) bool with
+    row = iy (y), col = ix (x) over the same range is tinted green; points are grey by height,
+    predicted boxes coloured by class, ground-truth boxes white."""
+    import cv2
+    x0, y0, z0, x1, y1, z1 = [float(v) for v in pc_range]
+    W = int(round((y1 - y0) * px_per_m))
+    H = int(round((x1 - x0) * px_per_m))
+    img = np.zeros((H, W, 3), np.uint8)
+
+    def to_px(x, y):
+        return (y1 - np.asarray(y)) * px_per_m, (x1 - np.asarray(x)) * px_per_m  # (u, v)
+
+    if drivable is not None and drivable.size:
+        # image[v, u] = mask[iy, ix] with ix flipped along v and iy flipped along u
+        m = np.ascontiguousarray(drivable[::-1, ::-1].T).astype(np.uint8)
+        m = cv2.resize(m, (W, H), interpolation=cv2.INTER_NEAREST).astype(bool)
+        img[m] = (0, 90, 0)
+    if points is not None and len(points):
+        u, v = to_px(points[:, 0], points[:, 1])
+        ok = (u >= 0) & (u < W) & (v >= 0) & (v < H)
+        z = np.clip((points[ok, 2] - z0) / max(z1 - z0, 1e-6), 0, 1)
+        g = (80 + 175 * z).astype(np.uint8)
+        img[v[ok].astype(int), u[ok].astype(int)] = np.stack([g, g, g], 1)
+    # range rings every 10 m
+    for r in range(10, int(x1) + 1, 10):
+        cv2.circle(img, (int(round(y1 * px_per_m)), int(round(x1 * px_per_m))), int(r * px_per_m), (60, 60, 60), 1)
+
+    def draw(b, colour, thick):
+        c = box_corners(b)[:4]
+        u, v = to_px(c[:, 0], c[:, 1])
+        poly = np.stack([u, v], 1).round().astype(np.int32)
+        cv2.polylines(img, [poly], True, colour, thick, cv2.LINE_AA)
+        front = ((poly[0] + poly[3]) / 2).astype(int)
+        centre = poly.mean(0).astype(int)
+        cv2.line(img, tuple(int(v) for v in centre), tuple(int(v) for v in front), colour, thick, cv2.LINE_AA)
+
+    if gt_boxes is not None:
+        for b in gt_boxes:
+            draw(b, (255, 255, 255), 1)
+    for b, lab in zip(boxes, labels):
+        draw(b, _class_colour(lab, classes), 2)
+    return img
+
+
+def _gt_boxes_by_stamp(bag: Path) -> Dict[int, np.ndarray]:
+    try:
+        msgs = read_topics(bag, [GT_BOXES_TOPIC])[GT_BOXES_TOPIC]
+    except Exception:
+        return {}
+    return {stamp_ns(m): detections_to_arrays(m)[0] for _, m in msgs}
+
+
+def render_frames(input_bag: Path, frames: Sequence[FrameOutput], out_dir: Path, count: int = 3,
+                  pc_range: Optional[Sequence[float]] = None, classes: Sequence[str] = ()) -> List[str]:
+    """Write ``frame_<k>_camera.png`` and ``frame_<k>_bev.png`` for ``count`` evenly spaced frames.
+
+    The image paired with a cloud is the bag's image with the nearest header stamp; intrinsics from
+    the bag's CameraInfo ``k``. Returns the written paths."""
+    import cv2
+
+    from bev_mtl_ros.model.contract import ModelContract
+    if not frames:
+        return []
+    pc_range = pc_range or ModelContract().point_cloud_range
+    sel = sorted({int(round(i)) for i in np.linspace(0, len(frames) - 1, min(count, len(frames)))})
+    wanted = {frames[i].stamp_ns for i in sel}
+    data = read_topics(input_bag, [LIDAR_TOPIC, IMAGE_TOPIC, CAMERA_INFO_TOPIC])
+    clouds = {stamp_ns(m): m for _, m in data[LIDAR_TOPIC] if stamp_ns(m) in wanted}
+    images = [(stamp_ns(m), m) for _, m in data[IMAGE_TOPIC]]
+    K = np.asarray(data[CAMERA_INFO_TOPIC][0][1].k, np.float64).reshape(3, 3) if data[CAMERA_INFO_TOPIC] else None
+    gt = _gt_boxes_by_stamp(input_bag)
+    written = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for k, i in enumerate(sel):
+        f = frames[i]
+        pts = cloud_to_array(clouds[f.stamp_ns]) if f.stamp_ns in clouds else None
+        g = gt.get(f.stamp_ns)
+        bev = render_bev(pts, pc_range, f.boxes, f.labels, f.drivable, g, classes)
+        p = out_dir / f"frame_{k}_bev.png"
+        cv2.imwrite(str(p), bev)
+        written.append(str(p))
+        if images and K is not None:
+            s_img, m_img = min(images, key=lambda sm: abs(sm[0] - f.stamp_ns))
+            cam = render_camera(image_to_array(m_img), K, f.boxes, f.labels, f.scores, f.semantic, classes,
+                                gt_boxes=g)
+            p = out_dir / f"frame_{k}_camera.png"
+            cv2.imwrite(str(p), cam)
+            written.append(str(p))
+    return written
+
+
+# ====================================================================== golden outputs
+#: tolerances of the replay regression test (documented in test/golden/README.md)
+GOLDEN_TOLERANCES = {"center_m": 0.05, "size_m": 0.05, "yaw_rad": 0.03, "score": 0.02,
+                     "drivable_agreement": 0.995, "semantic_agreement": 0.99, "near_threshold_score": 0.05}
+SEMANTIC_GOLDEN_STRIDE = 4
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, or of a bag directory's files in name order."""
+    h = hashlib.sha256()
+    p = Path(path)
+    files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+    for q in files:
+        with open(q, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def write_golden(frames: Sequence[FrameOutput], path: Path, meta: Dict[str, Any]) -> None:
+    """Store frame outputs as golden files: ``<path>.npz`` (arrays) + ``<path>.json`` (meta).
+
+    Semantic masks are kept every ``SEMANTIC_GOLDEN_STRIDE``-th pixel; drivable masks bit-packed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays: Dict[str, np.ndarray] = {"stamps": np.array([f.stamp_ns for f in frames], np.int64),
+                                     "counts": np.array([len(f.scores) for f in frames], np.int64)}
+    arrays["boxes"] = np.concatenate([f.boxes for f in frames], 0) if frames else np.zeros((0, 7), np.float32)
+    arrays["scores"] = np.concatenate([f.scores for f in frames], 0) if frames else np.zeros(0, np.float32)
+    labels = [lab for f in frames for lab in f.labels]
+    arrays["labels"] = np.array(labels, dtype="U32")
+    if frames and all(f.drivable is not None for f in frames):
+        arrays["drivable_shape"] = np.array(frames[0].drivable.shape, np.int64)
+        arrays["drivable"] = np.stack([np.packbits(f.drivable.ravel()) for f in frames])
+    if frames and all(f.semantic is not None for f in frames):
+        arrays["semantic"] = np.stack([f.semantic[::SEMANTIC_GOLDEN_STRIDE, ::SEMANTIC_GOLDEN_STRIDE] for f in frames])
+    np.savez_compressed(path.with_suffix(".npz"), **arrays)
+    meta = dict(meta, tolerances=GOLDEN_TOLERANCES, semantic_stride=SEMANTIC_GOLDEN_STRIDE, frames=len(frames))
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def load_golden(path: Path) -> Tuple[List[FrameOutput], Dict[str, Any]]:
+    """Read golden files written by :func:`write_golden` (semantic stays subsampled)."""
+    meta = json.loads(path.with_suffix(".json").read_text())
+    z = np.load(path.with_suffix(".npz"))
+    frames = []
+    off = 0
+    for i, (s, n) in enumerate(zip(z["stamps"], z["counts"])):
+        n = int(n)
+        drv = None
+        if "drivable" in z:
+            shape = tuple(int(v) for v in z["drivable_shape"])
+            drv = np.unpackbits(z["drivable"][i])[: shape[0] * shape[1]].reshape(shape).astype(bool)
+        sem = z["semantic"][i] if "semantic" in z else None
+        frames.append(FrameOutput(int(s), z["boxes"][off:off + n], z["scores"][off:off + n],
+                                  [str(x) for x in z["labels"][off:off + n]], drv, sem))
+        off += n
+    return frames, meta
+
+
+def compare_outputs(actual: Sequence[FrameOutput], golden: Sequence[FrameOutput],
+                    tol: Optional[Dict[str, float]] = None) -> List[str]:
+    """Differences between replay outputs and golden outputs beyond the tolerances (empty = match).
+
+    Per frame (matched by stamp): boxes are paired greedily by class and nearest centre; a pair
+    must agree within ``center_m``, ``size_m``, ``yaw_rad`` (wrapped to [-pi, pi)) and ``score``;
+    an unpaired box is accepted only if its score is within ``near_threshold_score`` of the lowest
+    score seen (it sits at the score threshold, where tiny numeric differences flip it). Masks:
+    fraction of equal cells >= ``drivable_agreement`` / ``semantic_agreement``."""
+    tol = dict(GOLDEN_TOLERANCES, **(tol or {}))
+    problems: List[str] = []
+    a_by = {f.stamp_ns: f for f in actual}
+    g_by = {f.stamp_ns: f for f in golden}
+    if set(a_by) != set(g_by):
+        problems.append(f"frame stamps differ: missing {sorted(set(g_by) - set(a_by))[:5]}, "
+                        f"extra {sorted(set(a_by) - set(g_by))[:5]}")
+    all_scores = np.concatenate([f.scores for f in list(actual) + list(golden)] + [np.zeros(0, np.float32)])
+    floor = float(all_scores.min()) if all_scores.size else 0.0
+    for s in sorted(set(a_by) & set(g_by)):
+        a, g = a_by[s], g_by[s]
+        used = np.zeros(len(a.scores), bool)
+        for j in np.argsort(-g.scores):
+            cand = [i for i in range(len(a.scores)) if not used[i] and a.labels[i] == g.labels[j]]
+            if not cand:
+                if g.scores[j] > floor + tol["near_threshold_score"]:
+                    problems.append(f"{s}: golden {g.labels[j]} box {g.boxes[j][:3].round(2)} (score "
+                                    f"{g.scores[j]:.3f}) not detected")
+                continue
+            d = [float(np.linalg.norm(a.boxes[i][:3] - g.boxes[j][:3])) for i in cand]
+            i = cand[int(np.argmin(d))]
+            if min(d) > tol["center_m"]:
+                if g.scores[j] > floor + tol["near_threshold_score"]:
+                    problems.append(f"{s}: {g.labels[j]} centre off by {min(d):.3f} m (> {tol['center_m']})")
+                continue
+            used[i] = True
+            ds = float(np.abs(a.boxes[i][3:6] - g.boxes[j][3:6]).max())
+            dyaw = abs((float(a.boxes[i][6] - g.boxes[j][6]) + math.pi) % (2 * math.pi) - math.pi)
+            dsc = abs(float(a.scores[i] - g.scores[j]))
+            if ds > tol["size_m"]:
+                problems.append(f"{s}: {g.labels[j]} size off by {ds:.3f} m")
+            if dyaw > tol["yaw_rad"]:
+                problems.append(f"{s}: {g.labels[j]} yaw off by {dyaw:.3f} rad")
+            if dsc > tol["score"]:
+                problems.append(f"{s}: {g.labels[j]} score off by {dsc:.3f}")
+        for i in np.nonzero(~used)[0]:
+            if a.scores[i] > floor + tol["near_threshold_score"]:
+                problems.append(f"{s}: extra {a.labels[i]} box {a.boxes[i][:3].round(2)} (score {a.scores[i]:.3f})")
+        if a.drivable is not None and g.drivable is not None:
+            if a.drivable.shape != g.drivable.shape:
+                problems.append(f"{s}: drivable shape {a.drivable.shape} != golden {g.drivable.shape}")
+            else:
+                agree = float((a.drivable == g.drivable).mean())
+                if agree < tol["drivable_agreement"]:
+                    problems.append(f"{s}: drivable agreement {agree:.4f} < {tol['drivable_agreement']}")
+        if a.semantic is not None and g.semantic is not None:
+            sa = a.semantic
+            if sa.shape != g.semantic.shape:
+                sa = sa[::SEMANTIC_GOLDEN_STRIDE, ::SEMANTIC_GOLDEN_STRIDE]
+            if sa.shape != g.semantic.shape:
+                problems.append(f"{s}: semantic shape {sa.shape} != golden {g.semantic.shape}")
+            else:
+                agree = float((sa == g.semantic).mean())
+                if agree < tol["semantic_agreement"]:
+                    problems.append(f"{s}: semantic agreement {agree:.4f} < {tol['semantic_agreement']}")
+    return problems
+
+
+def golden_path_for(bag: Path) -> Path:
+    """Golden file stem for a bag: ``test/golden/<bag stem>`` (``.npz`` + ``.json``)."""
+    stem = Path(bag).name
+    for suf in (".mcap", ".db3"):
+        stem = stem[: -len(suf)] if stem.endswith(suf) else stem
+    return REPO_ROOT / GOLDEN_DIR / stem
+
+
+# ====================================================================== CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``bev-mtl-ros demo``."""
+    parser.add_argument("--bag", default=SAMPLE_BAG, help=f"input recording (default {SAMPLE_BAG})")
+    parser.add_argument("--params-file", default=DEFAULT_PARAMS, help=f"node parameters (default {DEFAULT_PARAMS})")
+    parser.add_argument("--model", default=None, help="override the node's model_path parameter")
+    parser.add_argument("--backend", default=None, help="override the node's backend parameter")
+    parser.add_argument("--rate", type=float, default=0.5, help="replay rate (default 0.5: a CPU keeps up)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
+    parser.add_argument("--frames-to-render", type=int, default=3, help="frames rendered to PNG")
+    parser.add_argument("--no-sim-time", action="store_true", help="run the node on wall time (no /clock)")
+    parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: random 1..101)")
+    parser.add_argument("--param", "-p", nargs="+", default=[], metavar="NAME:=VALUE",
+                        help="extra node parameter overrides")
+    parser.add_argument("--write-golden", action="store_true",
+                        help=f"store the outputs as the regression test's golden files in {GOLDEN_DIR}/")
+    parser.add_argument("--ready-timeout", type=float, default=180.0, help="seconds to wait for the node")
+
+
+def _format_summary(s: Dict[str, Any]) -> str:
+    lines = [f"frames in {s['frames_in']}  out {s['frames_out']}  skipped {s['frames_skipped']}  "
+             f"backend {s.get('backend')}"]
+    for k, v in s["latency_ms"].items():
+        if v:
+            lines.append(f"  latency {k:<28} p50 {v['p50']:8.1f} ms  p95 {v['p95']:8.1f} ms  max {v['max']:8.1f} ms")
+    lines.append("  detections per class: " + (", ".join(f"{k} {v}" for k, v in s["detections_per_class"].items()) or "none"))
+    bad = {t: p for t, p in s["per_topic"].items() if p["duplicates"] or p["unknown_stamps"]}
+    if bad:
+        lines.append(f"  topics with duplicate/unknown stamps: {bad}")
+    if s.get("metrics"):
+        lines.append("  metrics: " + json.dumps(s["metrics"])[:600])
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    """``bev-mtl-ros demo``: 0 on success, 1 when the replay failed, 2 when inputs are missing."""
+    bag = resolve_path(args.bag)
+    params = resolve_path(args.params_file)
+    out = Path(args.out)
+    if not bag.exists():
+        print(f"demo: sample recording {bag} not found (pass --bag PATH, or create it with "
+              f"`bev-mtl-ros synth` + `bev-mtl-ros a2d2-to-bag`)", file=sys.stderr)
+        return 2
+    if not params.exists():
+        print(f"demo: node parameters {params} not found (--params-file)", file=sys.stderr)
+        return 2
+    node_params: Dict[str, Any] = {}
+    if args.model:
+        node_params["model_path"] = str(resolve_path(args.model).resolve())
+    if args.backend:
+        node_params["backend"] = args.backend
+    for p in args.param:
+        if ":=" not in p:
+            print(f"demo: bad --param {p!r} (NAME:=VALUE)", file=sys.stderr)
+            return 2
+        k, v = p.split(":=", 1)
+        node_params[k] = v
+    cfg = ReplayConfig(bag=bag, out_dir=out, params_file=params, rate=args.rate, use_sim_time=not args.no_sim_time,
+                       node_params=node_params, domain_id=args.domain_id, ready_timeout_s=args.ready_timeout)
+    try:
+        run = run_replay(cfg)
+    except DemoError as e:
+        print(f"demo: {e}", file=sys.stderr)
+        return 1
+    summary, frames = analyze_recording(bag, run.recording, player_stats=run.player_stats)
+    summary["replay"] = {"rate": args.rate, "wall_s": round(run.wall_s, 1), "node_returncode": run.node_returncode,
+                         "params_file": str(params), "node_params": node_params}
+    try:
+        summary["metrics"] = evaluate_against_ground_truth(bag, run.recording)
+    except Exception as e:  # metrics are informative here; the regression test checks them strictly
+        summary["metrics"] = {"error": f"{type(e).__name__}: {e}"}
+    from bev_mtl_ros.model.contract import DETECTION_CLASSES
+    summary["renderings"] = render_frames(bag, frames, out, args.frames_to_render, classes=DETECTION_CLASSES)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print(_format_summary(summary))
+    print(f"[demo] summary: {out / 'summary.json'}; renderings: {', '.join(summary['renderings'])}")
+    if args.write_golden:
+        gp = golden_path_for(bag)
+        model = node_params.get("model_path") or str(resolve_path(DEFAULT_MODEL))
+        meta = {"bag": str(args.bag), "bag_sha256": file_sha256(bag),
+                "model": os.path.relpath(model, REPO_ROOT) if os.path.isabs(model) else model,
+                "model_sha256": file_sha256(Path(model)) if Path(model).exists() else None,
+                "backend": summary.get("backend"), "params_file": str(args.params_file),
+                "command": "scripts/update_golden.sh"}
+        write_golden(frames, gp, meta)
+        print(f"[demo] golden outputs written: {gp}.npz / {gp}.json")
+    return 0 if summary["frames_out"] > 0 else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _p = argparse.ArgumentParser(prog="bev-mtl-ros demo")
+    add_arguments(_p)
+    sys.exit(main(_p.parse_args()))
