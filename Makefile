@@ -1,0 +1,33 @@
+# bev_mtl_ros — the two commands:
+#   make demo     set up (if needed), then replay the bundled sample through the node
+#   make test     set up (if needed), then run the whole test suite
+# Set-up only: `make setup` (GPU inference: `make setup GPU=1`, i.e. onnxruntime-gpu).
+# The environment lives in .venv/ (see scripts/setup_env.sh); re-running is cheap.
+
+SHELL := /bin/bash
+VENV ?= .venv
+GPU ?= 0
+PYTEST_ARGS ?= -q
+DEMO_ARGS ?=
+
+.PHONY: setup test demo clean-venv help
+
+help:
+	@sed -n '1,6p' Makefile
+
+setup:
+	@BEV_MTL_GPU=$(GPU) BEV_MTL_VENV=$(abspath $(VENV)) scripts/setup_env.sh
+
+# pytest exits with 5 when it collects no test: that fails the target like any other failure.
+test: setup
+	@set -o pipefail; \
+	ROS_AUTOMATIC_DISCOVERY_RANGE=$${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST} \
+	  $(VENV)/bin/python -m pytest test $(PYTEST_ARGS) --durations=10; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; fi; \
+	exit $$rc
+
+demo: setup
+	$(VENV)/bin/bev-mtl-ros demo $(DEMO_ARGS)
+
+clean-venv:
+	rm -rf $(VENV) msgs/*/build
