@@ -104,3 +104,19 @@ def apply_dds_environment(environ: Optional[MutableMapping[str, str]] = None) ->
     added = {k: v for k, v in wanted.items() if target.get(k) != v}
     target.update(added)
     return added
+
+
+def launch_environment_actions() -> list:
+    """``launch`` actions giving every node of a launch description the package's DDS defaults.
+
+    Use at the top of a launch file's ``LaunchDescription([...])``. Values the user has set in the
+    environment are kept (they are re-set to themselves). Needs the ``launch`` package (ROS 2).
+
+    Returns:
+        list of ``launch.actions.SetEnvironmentVariable`` for ``FASTDDS_DEFAULT_PROFILES_FILE``
+        (if the profile was found) and ``RMW_IMPLEMENTATION``.
+    """
+    from launch.actions import SetEnvironmentVariable
+
+    env = dds_environment()
+    return [SetEnvironmentVariable(name, env[name]) for name in (PROFILE_ENV, RMW_ENV) if env.get(name)]

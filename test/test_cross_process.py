@@ -304,6 +304,29 @@ def test_profile_found_in_installed_share_dir(tmp_path, monkeypatch):
         dds.default_fastdds_profile()
 
 
+def test_launch_environment_actions_use_dds_environment(monkeypatch, tmp_path):
+    """Launch files get SetEnvironmentVariable actions carrying dds_environment()'s values."""
+    import types
+
+    import bev_mtl_ros.dds as dds
+
+    class FakeSetEnvironmentVariable:
+        def __init__(self, name, value):
+            self.name, self.value = name, value
+
+    fake_launch = types.ModuleType("launch")
+    fake_actions = types.ModuleType("launch.actions")
+    fake_actions.SetEnvironmentVariable = FakeSetEnvironmentVariable
+    fake_launch.actions = fake_actions
+    monkeypatch.setitem(sys.modules, "launch", fake_launch)
+    monkeypatch.setitem(sys.modules, "launch.actions", fake_actions)
+    monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE", raising=False)
+    monkeypatch.setenv("RMW_IMPLEMENTATION", "rmw_cyclonedds_cpp")
+    actions = {a.name: a.value for a in dds.launch_environment_actions()}
+    assert actions == {"FASTDDS_DEFAULT_PROFILES_FILE": dds.default_fastdds_profile(),
+                       "RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}
+
+
 if __name__ == "__main__":
     role, n_rounds = sys.argv[1], int(sys.argv[2])
     sys.exit(run_publisher(n_rounds) if role == "pub" else run_subscriber(n_rounds))
