@@ -366,6 +366,7 @@ class A2D2Frame:
         lidar_ids: {lidar_id: lidar name} from the sidecar.
         calibration: the camera's calibration.
         paths: modality -> file path (None = missing); missing: the missing modalities.
+        box_ids: the boxes' A2D2 ``id`` values as strings (the JSON key when absent).
     """
 
     scene: str
@@ -387,6 +388,7 @@ class A2D2Frame:
     calibration: CameraCalibration
     paths: Dict[str, Optional[str]]
     missing: Tuple[str, ...] = ()
+    box_ids: List[str] = field(default_factory=list)
 
     @property
     def points_xyzi(self) -> np.ndarray:
@@ -567,4 +569,5 @@ class A2D2Dataset:
                          reflectance=scan.reflectance, timestamp=scan.timestamp, lidar_id=scan.lidar_id,
                          row=scan.row, col=scan.col, image=image, semantic=semantic, boxes=lab.boxes,
                          box_classes=lab.classes, box_points3d=lab.points3d, cam_tstamp=cam_tstamp,
-                         lidar_ids=lidar_ids, calibration=cam, paths=dict(p), missing=rec.missing)
+                         lidar_ids=lidar_ids, calibration=cam, paths=dict(p), missing=rec.missing,
+                         box_ids=[str(b) for b in lab.ids])

@@ -1,0 +1,471 @@
+"""A2D2(-format) directory -> rosbag2 (mcap or sqlite3), written with the ``rosbags`` library.
+
+``bev-mtl-ros a2d2-to-bag A2D2_DIR OUT [--storage mcap|sqlite3] [--camera front_center]
+[--max-frames N] [--compress] [--throughput]``
+
+Topics and frame ids (``<cam>`` = camera name, e.g. ``front_center``):
+
+=====================================  ===================================  ==========================
+topic                                  type                                 frame_id
+=====================================  ===================================  ==========================
+/a2d2/lidar/points                     sensor_msgs/PointCloud2              cam_<cam> (view frame)
+/a2d2/camera/<cam>/image_rect          sensor_msgs/Image rgb8 (undistorted) cam_<cam>_optical
+/a2d2/camera/<cam>/camera_info         sensor_msgs/CameraInfo               cam_<cam>_optical
+/tf_static (once, transient_local)     tf2_msgs/TFMessage                   base_link -> cam_<cam> -> cam_<cam>_optical
+/a2d2/ground_truth/boxes               vision_msgs/Detection3DArray         cam_<cam>
+/a2d2/ground_truth/semantic            sensor_msgs/Image mono8 class ids    cam_<cam>_optical
+=====================================  ===================================  ==========================
+
+* PointCloud2 fields: x, y, z, intensity (float32; A2D2 reflectance 0..255), lidar_id (uint8),
+  t (float32, seconds of the point's own timestamp relative to the header stamp); point_step 24,
+  little endian, height 1, is_dense False.
+* CameraInfo describes the *undistorted* image: K = CamMatrix, P = [CamMatrix | 0], R = I,
+  D = 5 zeros, ``plumb_bob``.
+* Detection3DArray: one Detection3D per ``label3D`` box; result class_id = A2D2 class name, score
+  1.0, pose = box pose; bbox centre = box centre with a yaw quaternion, size = (length, width,
+  height); id = the box's A2D2 id.
+* Semantic ground truth: mono8, value = merged class id (index in ``A2D2_SEMANTIC_CLASSES``),
+  255 where the undistorted image has no source pixel.
+* ``base_link`` is A2D2's vehicle frame; ``base_link -> cam_<cam>`` comes from cams_lidars.json.
+
+Stamps: A2D2 time is TAI µs; ROS time is UTC: ``stamp = (t_us - 37 s) * 1000`` ns. Every message of
+a frame (cloud included) is stamped with the camera timestamp (``cam_tstamp``), so cloud/image pairs
+match exactly (an exact-time synchroniser fires); each point keeps its own time in ``t``. A frame
+without a camera sidecar uses the median of its point timestamps. The bag's receive time equals
+the header stamp.
+
+Bag format: ``rosbags.rosbag2.Writer(version=8)``. ROS 2 Humble's reader decodes metadata
+fields by ``version >= N`` tests and ignores newer ones; version 8 still stores
+``offered_qos_profiles`` as a YAML string (version 9 switched to a list, which Humble cannot parse).
+Message definitions come from rosbags' ROS2_HUMBLE type store plus vision_msgs (.msg files of the
+installed package). ``custom_data`` is always set (newer readers parse it as a map).
+
+Bad frames (any :class:`A2D2FormatError`, ``OSError`` or ``ValueError`` while loading) are logged
+as a warning, counted and skipped; conversion goes on. Messages of a frame are built completely
+before any is written, so a skipped frame leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from bev_mtl_ros.data.a2d2 import A2D2Dataset, A2D2FormatError, A2D2Frame, tai_us_to_utc_ns
+from bev_mtl_ros.data.calibration import (VIEW_FROM_OPTICAL, CameraCalibration, camera_info_matrices,
+                                          rotation_to_quaternion)
+
+LOG = logging.getLogger(__name__)
+
+#: Topic names; ``{cam}`` is replaced by the camera name.
+TOPICS: Dict[str, str] = {
+    "points": "/a2d2/lidar/points",
+    "image": "/a2d2/camera/{cam}/image_rect",
+    "camera_info": "/a2d2/camera/{cam}/camera_info",
+    "tf_static": "/tf_static",
+    "boxes": "/a2d2/ground_truth/boxes",
+    "semantic": "/a2d2/ground_truth/semantic",
+}
+BASE_FRAME = "base_link"
+
+MSGTYPES: Dict[str, str] = {
+    "points": "sensor_msgs/msg/PointCloud2",
+    "image": "sensor_msgs/msg/Image",
+    "camera_info": "sensor_msgs/msg/CameraInfo",
+    "tf_static": "tf2_msgs/msg/TFMessage",
+    "boxes": "vision_msgs/msg/Detection3DArray",
+    "semantic": "sensor_msgs/msg/Image",
+}
+
+#: PointCloud2 point layout written by the converter (little endian, 24 bytes per point).
+CLOUD_DTYPE = np.dtype({"names": ["x", "y", "z", "intensity", "lidar_id", "t"],
+                        "formats": ["<f4", "<f4", "<f4", "<f4", "u1", "<f4"],
+                        "offsets": [0, 4, 8, 12, 16, 20], "itemsize": 24})
+_POINTFIELD_DATATYPE = {"<f4": 7, "u1": 2}  # sensor_msgs/PointField FLOAT32, UINT8
+
+#: rosbag2 metadata version written (see module docstring).
+BAG_VERSION = 8
+
+
+class BagConversionError(RuntimeError):
+    """The conversion cannot start (bad input directory, output exists, missing message definitions)."""
+
+
+def topic_names(camera: str = "front_center") -> Dict[str, str]:
+    """Topic names with the camera substituted."""
+    return {k: v.format(cam=camera) for k, v in TOPICS.items()}
+
+
+def frame_ids(camera: str = "front_center") -> Dict[str, str]:
+    """``{"base": "base_link", "view": "cam_<cam>", "optical": "cam_<cam>_optical"}``."""
+    return {"base": BASE_FRAME, "view": f"cam_{camera}", "optical": f"cam_{camera}_optical"}
+
+
+# ---------------------------------------------------------------------------------------- typestore
+def _vision_msgs_dirs() -> List[Path]:
+    out: List[Path] = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        out.append(Path(get_package_share_directory("vision_msgs")) / "msg")
+    except Exception:  # noqa: BLE001 - not installed / no ament index
+        pass
+    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) + [sys.prefix]:
+        if prefix:
+            out.append(Path(prefix) / "share" / "vision_msgs" / "msg")
+    # a source checkout of this project ships the upstream .msg files
+    out.append(Path(__file__).resolve().parents[2] / "msgs" / "vision_msgs" / "msg")
+    return out
+
+
+def make_typestore(store: Any = None, msg_dir: Optional[str] = None):
+    """A rosbags typestore for writing/reading the converter's bags.
+
+    rosbags' ROS2_HUMBLE store (std/sensor/geometry/tf2 messages as in Humble) plus every
+    ``vision_msgs`` message parsed from the installed package's ``share/vision_msgs/msg/*.msg``
+    (found via ament_index, AMENT_PREFIX_PATH, ``sys.prefix`` or this checkout's ``msgs/``).
+
+    Args:
+        store: a ``rosbags.typesys.Stores`` member (default ROS2_HUMBLE).
+        msg_dir: explicit directory of vision_msgs ``.msg`` files.
+    Raises:
+        BagConversionError when no vision_msgs ``.msg`` files are found.
+    """
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+    ts = get_typestore(store if store is not None else Stores.ROS2_HUMBLE)
+    dirs = [Path(msg_dir)] if msg_dir else _vision_msgs_dirs()
+    for d in dirs:
+        files = sorted(d.glob("*.msg")) if d.is_dir() else []
+        if files:
+            types: Dict[str, Any] = {}
+            for f in files:
+                types.update(get_types_from_msg(f.read_text(encoding="utf-8"), f"vision_msgs/msg/{f.stem}"))
+            ts.register(types)
+            break
+    else:
+        raise BagConversionError(
+            "vision_msgs message definitions not found (looked in: " + ", ".join(str(d) for d in dirs)
+            + "). Install the package's vision_msgs (pip install ./msgs/vision_msgs) or source a ROS 2 "
+              "installation that has vision_msgs.")
+    return ts
+
+
+# ---------------------------------------------------------------------------------------- messages
+def _time(ts, ns: int):
+    return ts.types["builtin_interfaces/msg/Time"](sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+def _header(ts, ns: int, frame_id: str):
+    return ts.types["std_msgs/msg/Header"](stamp=_time(ts, ns), frame_id=frame_id)
+
+
+def cloud_array(frame: A2D2Frame, stamp_ns: int) -> np.ndarray:
+    """Structured (N,) :data:`CLOUD_DTYPE` array of a frame's points; ``t`` = point time - stamp, s."""
+    n = len(frame.points)
+    arr = np.zeros(n, dtype=CLOUD_DTYPE)
+    arr["x"], arr["y"], arr["z"] = frame.points[:, 0], frame.points[:, 1], frame.points[:, 2]
+    arr["intensity"] = frame.reflectance
+    arr["lidar_id"] = frame.lidar_id
+    if n:
+        arr["t"] = ((tai_us_to_utc_ns(frame.timestamp) - stamp_ns) * 1e-9).astype(np.float32)
+    return arr
+
+
+def make_pointcloud2(ts, arr: np.ndarray, stamp_ns: int, frame_id: str):
+    """sensor_msgs/PointCloud2 (rosbags object) from a structured array with :data:`CLOUD_DTYPE`."""
+    PF = ts.types["sensor_msgs/msg/PointField"]
+    fields = [PF(name=n, offset=CLOUD_DTYPE.fields[n][1], datatype=_POINTFIELD_DATATYPE[CLOUD_DTYPE.fields[n][0].str
+                                                                                      .replace("|", "")],
+                 count=1) for n in CLOUD_DTYPE.names]
+    data = np.frombuffer(np.ascontiguousarray(arr).tobytes(), dtype=np.uint8)
+    return ts.types["sensor_msgs/msg/PointCloud2"](
+        header=_header(ts, stamp_ns, frame_id), height=1, width=int(len(arr)), fields=fields,
+        is_bigendian=False, point_step=CLOUD_DTYPE.itemsize, row_step=CLOUD_DTYPE.itemsize * int(len(arr)),
+        data=data, is_dense=False)
+
+
+def make_image(ts, img: np.ndarray, stamp_ns: int, frame_id: str, encoding: str):
+    """sensor_msgs/Image from (H, W, 3) uint8 (rgb8) or (H, W) uint8 (mono8)."""
+    img = np.ascontiguousarray(img, dtype=np.uint8)
+    h, w = img.shape[:2]
+    ch = 1 if img.ndim == 2 else img.shape[2]
+    return ts.types["sensor_msgs/msg/Image"](
+        header=_header(ts, stamp_ns, frame_id), height=h, width=w, encoding=encoding, is_bigendian=0,
+        step=w * ch, data=img.reshape(-1))
+
+
+def make_camera_info(ts, cam: CameraCalibration, stamp_ns: int, frame_id: str, size: Tuple[int, int]):
+    """sensor_msgs/CameraInfo of the undistorted image (K, P from CamMatrix; D zeros; plumb_bob)."""
+    m = camera_info_matrices(cam)
+    roi = ts.types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    return ts.types["sensor_msgs/msg/CameraInfo"](
+        header=_header(ts, stamp_ns, frame_id), height=int(size[1]), width=int(size[0]),
+        distortion_model=m["distortion_model"], d=m["d"].astype(np.float64), k=m["k"].astype(np.float64),
+        r=m["r"].astype(np.float64), p=m["p"].astype(np.float64), binning_x=0, binning_y=0, roi=roi)
+
+
+def _transform_stamped(ts, stamp_ns: int, parent: str, child: str, T_parent_child: np.ndarray):
+    q = rotation_to_quaternion(T_parent_child[:3, :3])
+    t = T_parent_child[:3, 3]
+    G = ts.types
+    return G["geometry_msgs/msg/TransformStamped"](
+        header=_header(ts, stamp_ns, parent), child_frame_id=child,
+        transform=G["geometry_msgs/msg/Transform"](
+            translation=G["geometry_msgs/msg/Vector3"](x=float(t[0]), y=float(t[1]), z=float(t[2])),
+            rotation=G["geometry_msgs/msg/Quaternion"](x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3]))))
+
+
+def make_tf_static(ts, cam: CameraCalibration, stamp_ns: int, camera: str):
+    """tf2_msgs/TFMessage: base_link -> cam_<cam> (A2D2 view -> vehicle transform) and
+    cam_<cam> -> cam_<cam>_optical (z forward, x right, y down)."""
+    f = frame_ids(camera)
+    T_opt = np.eye(4)
+    T_opt[:3, :3] = VIEW_FROM_OPTICAL
+    return ts.types["tf2_msgs/msg/TFMessage"](transforms=[
+        _transform_stamped(ts, stamp_ns, f["base"], f["view"], np.asarray(cam.view_to_vehicle)),
+        _transform_stamped(ts, stamp_ns, f["view"], f["optical"], T_opt)])
+
+
+def make_detections(ts, boxes: np.ndarray, classes: Sequence[str], ids: Sequence[Any], stamp_ns: int,
+                    frame_id: str, scores: Optional[np.ndarray] = None):
+    """vision_msgs/Detection3DArray from (N, 7) boxes [x, y, z, l, w, h, yaw] and class names."""
+    G = ts.types
+    hdr = _header(ts, stamp_ns, frame_id)
+    dets = []
+    for i in range(len(boxes)):
+        x, y, z, l, w, h, yaw = (float(v) for v in boxes[i])
+        pose = G["geometry_msgs/msg/Pose"](
+            position=G["geometry_msgs/msg/Point"](x=x, y=y, z=z),
+            orientation=G["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=float(np.sin(yaw / 2)),
+                                                          w=float(np.cos(yaw / 2))))
+        hyp = G["vision_msgs/msg/ObjectHypothesisWithPose"](
+            hypothesis=G["vision_msgs/msg/ObjectHypothesis"](
+                class_id=str(classes[i]), score=float(1.0 if scores is None else scores[i])),
+            pose=G["geometry_msgs/msg/PoseWithCovariance"](pose=pose, covariance=np.zeros(36, dtype=np.float64)))
+        bbox = G["vision_msgs/msg/BoundingBox3D"](center=pose, size=G["geometry_msgs/msg/Vector3"](x=l, y=w, z=h))
+        dets.append(G["vision_msgs/msg/Detection3D"](header=hdr, results=[hyp], bbox=bbox, id=str(ids[i])))
+    return G["vision_msgs/msg/Detection3DArray"](header=hdr, detections=dets)
+
+
+# ---------------------------------------------------------------------------------------- conversion
+@dataclass
+class ConversionStats:
+    """Result of :func:`convert`."""
+
+    frames_written: int = 0
+    frames_skipped: int = 0
+    skipped: List[str] = field(default_factory=list)
+    messages: Dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    bytes: int = 0
+    output: str = ""
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames_written / self.seconds if self.seconds > 0 else 0.0
+
+
+def _frame_stamp_ns(frame: A2D2Frame) -> int:
+    us = frame.stamp_us
+    if us is None:
+        raise A2D2FormatError(f"{frame.scene}/{frame.frame}: no camera timestamp and no lidar points: no stamp")
+    return tai_us_to_utc_ns(us)
+
+
+def _qos(durability: str = "volatile", depth: int = 10):
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+    inf = QosTime(sec=0, nsec=0)  # RMW_DURATION_UNSPECIFIED: the default (infinite)
+    return Qos(history=QosHistory.KEEP_LAST, depth=depth, reliability=QosReliability.RELIABLE,
+               durability=QosDurability.TRANSIENT_LOCAL if durability == "transient_local" else QosDurability.VOLATILE,
+               deadline=inf, lifespan=inf, liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=inf,
+               avoid_ros_namespace_conventions=False)
+
+
+def _dir_size(p: Path) -> int:
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+
+
+def convert(a2d2_dir: str, out: str, storage: str = "mcap", camera: str = "front_center",
+            max_frames: Optional[int] = None, compress: bool = False, progress: bool = True,
+            typestore: Any = None, dataset: Optional[A2D2Dataset] = None) -> ConversionStats:
+    """Convert an A2D2(-format) directory to a rosbag2 directory ``out``.
+
+    Args:
+        a2d2_dir: dataset root (see :class:`A2D2Dataset`).
+        out: output bag directory (must not exist).
+        storage: "mcap" or "sqlite3".
+        camera: A2D2 camera name.
+        max_frames: convert at most this many frames (in scene/frame order).
+        compress: zstd compression: mcap chunk compression, or sqlite3 file compression (both read
+            by ``ros2 bag`` and by rosbags).
+        progress: show a tqdm progress bar.
+    Returns:
+        :class:`ConversionStats` (frames written/skipped, messages per topic, seconds, bag bytes).
+    Raises:
+        BagConversionError for an unusable output/input; FileNotFoundError for a missing input.
+    """
+    from rosbags.rosbag2 import Writer
+    from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
+    from rosbags.rosbag2.errors import WriterError
+
+    if storage not in ("mcap", "sqlite3"):
+        raise BagConversionError(f"unknown storage {storage!r}; use mcap or sqlite3")
+    outp = Path(out)
+    if outp.exists():
+        raise BagConversionError(f"output {out} exists already; not overwriting")
+    ds = dataset or A2D2Dataset(a2d2_dir, camera=camera)
+    rep = ds.scan_report()
+    LOG.info("%s", rep["summary"])
+    ts = typestore or make_typestore()
+    tn, fid = topic_names(ds.camera), frame_ids(ds.camera)
+    n = len(ds.frames) if max_frames is None else min(len(ds.frames), int(max_frames))
+    stats = ConversionStats(output=str(outp), messages={t: 0 for t in tn.values()})
+
+    writer = Writer(outp, version=BAG_VERSION,
+                    storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3)
+    if compress:
+        writer.set_compression(CompressionMode.STORAGE if storage == "mcap" else CompressionMode.FILE,
+                               CompressionFormat.ZSTD)
+    writer.set_custom_data("bev_mtl_ros.converter", "a2d2-to-bag")
+    writer.set_custom_data("bev_mtl_ros.a2d2_camera", ds.camera)
+    writer.set_custom_data("bev_mtl_ros.a2d2_source", os.path.abspath(a2d2_dir))
+    t_start = time.perf_counter()
+    try:
+        writer.open()
+    except WriterError as e:
+        raise BagConversionError(str(e)) from None
+    conns: Dict[str, Any] = {}
+    for key, topic in tn.items():
+        conns[key] = writer.add_connection(
+            topic, MSGTYPES[key], typestore=ts,
+            offered_qos_profiles=[_qos("transient_local", 1) if key == "tf_static" else _qos()])
+
+    it: Iterable[int] = range(n)
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(it, total=n, unit="frame", desc=f"a2d2-to-bag {outp.name}", dynamic_ncols=True)
+    tf_written = False
+    try:
+        for i in it:
+            rec = ds.frames[i]
+            try:
+                frame = ds.load_frame(i)
+                stamp = _frame_stamp_ns(frame)
+                msgs: List[Tuple[str, bytes]] = []
+                if not tf_written:
+                    msgs.append(("tf_static", ts.serialize_cdr(make_tf_static(ts, ds.cam, stamp, ds.camera),
+                                                               MSGTYPES["tf_static"])))
+                arr = cloud_array(frame, stamp)
+                msgs.append(("points", ts.serialize_cdr(make_pointcloud2(ts, arr, stamp, fid["view"]),
+                                                        MSGTYPES["points"])))
+                if frame.image is not None:
+                    h, w = frame.image.shape[:2]
+                    msgs.append(("image", ts.serialize_cdr(make_image(ts, frame.image, stamp, fid["optical"], "rgb8"),
+                                                           MSGTYPES["image"])))
+                    msgs.append(("camera_info", ts.serialize_cdr(
+                        make_camera_info(ts, ds.cam, stamp, fid["optical"], (w, h)), MSGTYPES["camera_info"])))
+                if rec.paths.get("label3D"):
+                    ids = frame.box_ids or [str(k) for k in range(len(frame.boxes))]
+                    msgs.append(("boxes", ts.serialize_cdr(
+                        make_detections(ts, frame.boxes, frame.box_classes, ids, stamp, fid["view"]),
+                        MSGTYPES["boxes"])))
+                if frame.semantic is not None:
+                    msgs.append(("semantic", ts.serialize_cdr(
+                        make_image(ts, frame.semantic, stamp, fid["optical"], "mono8"), MSGTYPES["semantic"])))
+            except (A2D2FormatError, OSError, ValueError, KeyError) as e:
+                stats.frames_skipped += 1
+                stats.skipped.append(f"{rec.key}: {e}")
+                LOG.warning("skipping frame %s (%d skipped so far): %s", rec.key, stats.frames_skipped, e)
+                continue
+            for key, data in msgs:
+                writer.write(conns[key], stamp, data)
+                stats.messages[tn[key]] += 1
+            tf_written = True
+            stats.frames_written += 1
+    except BaseException:
+        writer.close()
+        raise
+    writer.close()
+    stats.seconds = time.perf_counter() - t_start
+    stats.bytes = _dir_size(outp)
+    return stats
+
+
+# ---------------------------------------------------------------------------------------- reading
+def read_bag_messages(path: str, topics: Optional[Sequence[str]] = None, typestore: Any = None,
+                      deserialize: bool = True) -> Iterator[Tuple[str, int, Any]]:
+    """Yield ``(topic, bag_time_ns, message)`` from a rosbag2 directory (mcap or sqlite3,
+    compressed or not) in time order, via rosbags.
+
+    Args:
+        path: bag directory.
+        topics: only these topics (default all).
+        typestore: default :func:`make_typestore` (knows vision_msgs).
+        deserialize: yield rosbags message objects (default) or the raw CDR bytes.
+    """
+    from rosbags.rosbag2 import Reader
+    ts = typestore or make_typestore()
+    with Reader(path) as reader:
+        conns = [c for c in reader.connections if topics is None or c.topic in set(topics)]
+        for conn, t, raw in reader.messages(connections=conns):
+            yield conn.topic, int(t), (ts.deserialize_cdr(raw, conn.msgtype) if deserialize else bytes(raw))
+
+
+def cloud_from_msg(msg) -> np.ndarray:
+    """Structured numpy view of a PointCloud2 written by this converter (any field order/offsets)."""
+    fmt = {7: "<f4", 2: "u1", 1: "i1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 8: "<f8"}
+    dt = np.dtype({"names": [f.name for f in msg.fields], "formats": [fmt[f.datatype] for f in msg.fields],
+                   "offsets": [f.offset for f in msg.fields], "itemsize": msg.point_step})
+    return np.frombuffer(np.asarray(msg.data, dtype=np.uint8).tobytes(), dtype=dt, count=msg.width * msg.height)
+
+
+def image_from_msg(msg) -> np.ndarray:
+    """(H, W, 3) or (H, W) uint8 array of an rgb8/mono8 Image."""
+    a = np.asarray(msg.data, dtype=np.uint8)
+    if msg.encoding == "mono8":
+        return a.reshape(msg.height, msg.step)[:, : msg.width]
+    return a.reshape(msg.height, msg.step)[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
+
+
+# ---------------------------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``bev-mtl-ros a2d2-to-bag``."""
+    parser.add_argument("a2d2_dir", help="A2D2(-format) directory (subset root, scene, or <City>/camera_lidar)")
+    parser.add_argument("out", help="output rosbag2 directory (must not exist)")
+    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="storage plugin (default mcap)")
+    parser.add_argument("--camera", default="front_center", help="A2D2 camera name (default front_center)")
+    parser.add_argument("--max-frames", type=int, default=None, help="convert at most N frames")
+    parser.add_argument("--compress", action="store_true",
+                        help="zstd compression (mcap chunks / sqlite3 file); ros2 bag and rosbags read both")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--throughput", action="store_true",
+                        help="print the measured conversion throughput (frames/s, MB/s) at the end")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the conversion; prints a summary. Exit code 0 on success (skipped frames are reported,
+    not fatal), 2 when nothing could be converted or the input/output is unusable."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        st = convert(args.a2d2_dir, args.out, storage=args.storage, camera=args.camera, max_frames=args.max_frames,
+                     compress=args.compress, progress=not args.no_progress)
+    except (BagConversionError, FileNotFoundError, KeyError) as e:
+        print(f"a2d2-to-bag: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {st.output}: {st.frames_written} frames, {st.frames_skipped} skipped, "
+          f"{st.bytes / 1e6:.1f} MB")
+    for topic, c in st.messages.items():
+        print(f"  {topic}: {c}")
+    for s in st.skipped[:20]:
+        print(f"  skipped {s}")
+    if args.throughput:
+        print(f"throughput: {st.frames_per_s:.2f} frames/s, {st.bytes / 1e6 / max(st.seconds, 1e-9):.1f} MB/s "
+              f"({st.seconds:.2f} s)")
+    return 0 if st.frames_written > 0 else 2
