@@ -1,0 +1,331 @@
+"""Torch datasets for training on A2D2-format data, and the batch collation.
+
+Pipeline per sample::
+
+    A2D2Dataset.load_frame  ->  decoded "raw sample" (cached as .npz)  ->  augment (train only)
+        ->  pillarize + detection targets  ->  collate_batch  ->  (inputs, targets, meta)
+
+Raw sample (what is cached, one ``.npz`` per frame; see :func:`raw_sample_from_frame`):
+    points   (N, 4) float32 [x, y, z, reflectance 0..255], model lidar frame (camera view frame), m
+    image    (Hi, Wi, 3) uint8 RGB resized to ``contract.image_size`` (INTER_AREA), or absent
+    semantic (Hi, Wi) uint8 class ids resized nearest (255 = ignore / unlabelled), or absent
+    boxes    (M, 7) float32 [x, y, z, l, w, h, yaw]; labels (M,) int64 detection class index
+             (A2D2 box classes mapped through ``contract.box_class_map``; None/unknown -> dropped)
+    drivable (grid_h, grid_w) uint8 {0, 1, 255} BEV drivable label (``data/drivable.py``)
+
+Batch (see :func:`collate_batch`):
+    inputs:  pillars (sumP, M, F) f32, num_points (sumP,) int32, canvas_index (B, H*W) int64,
+             image (B, 3, Hi, Wi) f32 [0, 1], camera_valid (B,) f32
+    targets: heatmap (B, K, Hb, Wb), indices (B, Mx), mask (B, Mx), offset (B, Mx, 2), z (B, Mx, 1),
+             size (B, Mx, 3), rot (B, Mx, 2)  [the keys of ``model.losses``],
+             drivable (B, grid_h, grid_w) int64, semantic (B, Hi, Wi) int64
+    meta:    list of dicts: key (scene/frame), boxes, labels (ground truth after augmentation)
+
+The cache makes every epoch after the first read only small npz files (images already at the
+network's size): decoding A2D2's 1920x1208 PNGs + undistortion dominates the first epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import zlib
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from bev_mtl_ros.model.contract import ModelContract
+from bev_mtl_ros.train.augment import AugmentConfig, augment_sample
+
+LOG = logging.getLogger(__name__)
+IGNORE = 255
+
+#: loss-side names of the detection targets, and the alternative names accepted from build_targets
+_TARGET_ALIASES = {
+    "heatmap": ("heatmap", "hm", "heat_map"),
+    "indices": ("indices", "ind", "index", "inds"),
+    "mask": ("mask", "reg_mask", "masks"),
+    "offset": ("offset", "reg", "offsets"),
+    "z": ("z", "height", "hei"),
+    "size": ("size", "dim", "log_size", "sizes"),
+    "rot": ("rot", "rotation", "yaw"),
+}
+
+
+# ---------------------------------------------------------------------------------- raw samples
+def map_box_classes(box_classes: Sequence[str], contract: ModelContract) -> Tuple[np.ndarray, np.ndarray]:
+    """A2D2 box class names -> (keep mask (M,) bool, label (M,) int64 detection-class index).
+
+    Classes mapped to None or missing from ``contract.box_class_map`` (also tried directly against
+    ``contract.detection_classes``) are dropped (keep False)."""
+    idx = {n: i for i, n in enumerate(contract.detection_classes)}
+    keep = np.zeros(len(box_classes), bool)
+    lab = np.full(len(box_classes), -1, np.int64)
+    for i, c in enumerate(box_classes):
+        det = contract.box_class_map.get(c, c if c in idx else None)
+        if det is not None and det in idx:
+            keep[i], lab[i] = True, idx[det]
+    return keep, lab[keep]
+
+
+def semantic_id_map(contract: ModelContract) -> Optional[np.ndarray]:
+    """LUT (256,) uint8 from A2D2 merged class ids to the contract's semantic class ids (by name;
+    classes the contract lacks -> 255), or None when they are identical."""
+    from bev_mtl_ros.model.contract import A2D2_SEMANTIC_CLASSES
+    if tuple(contract.semantic_classes) == tuple(A2D2_SEMANTIC_CLASSES):
+        return None
+    lut = np.full(256, IGNORE, np.uint8)
+    idx = {n: i for i, n in enumerate(contract.semantic_classes)}
+    for i, n in enumerate(A2D2_SEMANTIC_CLASSES):
+        if n in idx:
+            lut[i] = idx[n]
+    return lut
+
+
+def compute_drivable_label(frame: Any, contract: ModelContract) -> np.ndarray:
+    """BEV drivable label (grid_h, grid_w) uint8 {0, 1, 255} of an A2D2Frame via ``data/drivable.py``.
+
+    All cells 255 (ignored in the loss) when the frame has no semantic label."""
+    gw, gh = contract.grid_size
+    if getattr(frame, "semantic", None) is None:
+        return np.full((gh, gw), IGNORE, np.uint8)
+    from bev_mtl_ros.data import drivable as drv  # helper D's module
+    for name in ("drivable_bev_labels", "drivable_labels_from_frame", "bev_drivable_label",
+                 "drivable_label", "frame_drivable_labels"):
+        fn = getattr(drv, name, None)
+        if fn is not None:
+            lab = np.asarray(fn(frame, contract))
+            break
+    else:
+        raise ImportError("bev_mtl_ros.data.drivable has no known BEV label function")
+    if lab.shape != (gh, gw):
+        raise ValueError(f"drivable label shape {lab.shape} != grid (h, w) = {(gh, gw)}")
+    return lab.astype(np.uint8)
+
+
+def raw_sample_from_frame(frame: Any, contract: ModelContract) -> Dict[str, np.ndarray]:
+    """Decode an ``A2D2Frame`` into a raw sample at the network's image size (see module docs)."""
+    import cv2
+    w, h = contract.image_size
+    points = np.concatenate([np.asarray(frame.points, np.float32).reshape(-1, 3),
+                             np.asarray(frame.reflectance, np.float32).reshape(-1, 1)], axis=1)
+    keep, labels = map_box_classes(list(frame.box_classes), contract)
+    out: Dict[str, np.ndarray] = {
+        "points": points,
+        "boxes": np.asarray(frame.boxes, np.float32).reshape(-1, 7)[keep],
+        "labels": labels,
+        "drivable": compute_drivable_label(frame, contract),
+    }
+    if frame.image is not None:
+        out["image"] = cv2.resize(frame.image, (w, h), interpolation=cv2.INTER_AREA)
+    if frame.semantic is not None:
+        sem = cv2.resize(np.asarray(frame.semantic, np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+        lut = semantic_id_map(contract)
+        out["semantic"] = lut[sem] if lut is not None else sem
+    return out
+
+
+def contract_cache_tag(contract: ModelContract) -> str:
+    """Short hash of the contract fields that change a cached raw sample."""
+    key = repr((contract.point_cloud_range, contract.pillar_size, contract.image_size,
+                contract.detection_classes, sorted((k, v or "") for k, v in contract.box_class_map.items()),
+                contract.semantic_classes, 1))
+    return hashlib.sha1(key.encode()).hexdigest()[:10]
+
+
+# ---------------------------------------------------------------------------------- tensors
+def targets_to_tensors(t: Any) -> Dict[str, torch.Tensor]:
+    """Normalise ``runtime.targets.build_targets``'s output (dict or dataclass; numpy or torch) to the
+    key names of ``model.losses`` (heatmap, indices, mask, offset, z, size, rot)."""
+    if not isinstance(t, dict):
+        t = {k: getattr(t, k) for k in dir(t) if not k.startswith("_") and not callable(getattr(t, k))}
+    out: Dict[str, torch.Tensor] = {}
+    for key, names in _TARGET_ALIASES.items():
+        for n in names:
+            if n in t and t[n] is not None:
+                out[key] = torch.as_tensor(np.asarray(t[n])) if not torch.is_tensor(t[n]) else t[n]
+                break
+    missing = {"heatmap", "indices", "mask"} - set(out)
+    if missing:
+        raise KeyError(f"build_targets output lacks {sorted(missing)} (has {sorted(t)})")
+    out["heatmap"] = out["heatmap"].float()
+    out["indices"] = out["indices"].long()
+    out["mask"] = out["mask"].float()
+    for k in ("offset", "z", "size", "rot"):
+        if k in out:
+            v = out[k].float()
+            if v.dim() == 1:
+                v = v[:, None]
+            out[k] = v
+    return out
+
+
+def sample_to_tensors(sample: Dict[str, Any], contract: ModelContract) -> Dict[str, Any]:
+    """Pillarize the points, build detection targets, convert image/labels: one collatable item."""
+    from bev_mtl_ros.runtime.pillarize import pillarize
+    from bev_mtl_ros.runtime.targets import build_targets
+    w, h = contract.image_size
+    gw, gh = contract.grid_size
+    pb = pillarize(np.ascontiguousarray(sample["points"], dtype=np.float32), contract)
+    boxes = np.asarray(sample["boxes"], np.float32).reshape(-1, 7)
+    labels = np.asarray(sample["labels"], np.int64).reshape(-1)
+    tg = targets_to_tensors(build_targets(boxes, labels, contract))
+    img = sample.get("image")
+    camera_valid = img is not None and not sample.get("camera_dropped", False)
+    if camera_valid:
+        image = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
+    else:
+        image = torch.zeros(3, h, w)
+    sem = sample.get("semantic")
+    if sem is None or not camera_valid:
+        semantic = torch.full((h, w), IGNORE, dtype=torch.int64)
+    else:
+        semantic = torch.from_numpy(np.ascontiguousarray(sem)).long()
+    drv = sample.get("drivable")
+    drivable = (torch.from_numpy(np.ascontiguousarray(drv)).long() if drv is not None
+                else torch.full((gh, gw), IGNORE, dtype=torch.int64))
+    return {"pillar_batch": pb, "image": image, "camera_valid": float(camera_valid), "targets": tg,
+            "semantic": semantic, "drivable": drivable,
+            "meta": {"key": sample.get("key", ""), "boxes": boxes, "labels": labels}}
+
+
+def _pad_stack(tensors: List[torch.Tensor]) -> torch.Tensor:
+    """Stack along a new batch dim, zero-padding the first dim to the longest (object lists)."""
+    n = max(int(t.shape[0]) for t in tensors)
+    out = tensors[0].new_zeros((len(tensors), n) + tuple(tensors[0].shape[1:]))
+    for i, t in enumerate(tensors):
+        out[i, : t.shape[0]] = t
+    return out
+
+
+def collate_batch(items: List[Dict[str, Any]]):
+    """Collate :func:`sample_to_tensors` items -> (inputs, targets, meta) (see module docs)."""
+    from bev_mtl_ros.runtime.pillarize import collate_pillars
+    pillars, num_points, canvas_index = collate_pillars([it["pillar_batch"] for it in items])
+    inputs = {"pillars": pillars, "num_points": num_points, "canvas_index": canvas_index,
+              "image": torch.stack([it["image"] for it in items]),
+              "camera_valid": torch.tensor([it["camera_valid"] for it in items], dtype=torch.float32)}
+    targets: Dict[str, torch.Tensor] = {}
+    for k in items[0]["targets"]:
+        vals = [it["targets"][k] for it in items]
+        targets[k] = torch.stack(vals) if k == "heatmap" else _pad_stack(vals)
+    targets["drivable"] = torch.stack([it["drivable"] for it in items])
+    targets["semantic"] = torch.stack([it["semantic"] for it in items])
+    return inputs, targets, [it["meta"] for it in items]
+
+
+# ---------------------------------------------------------------------------------- datasets
+class RawSampleDataset(Dataset):
+    """Training dataset over a list of raw-sample providers (base class; see :class:`A2D2TrainDataset`).
+
+    Args:
+        contract: the model contract.
+        augment: AugmentConfig or None (no augmentation).
+        camera_dropout: probability of dropping the camera (camera_valid = 0, semantic ignored) so
+            the lidar-only path is trained too.
+        seed: base seed; each item draws from ``default_rng((seed, epoch, index))`` -> reproducible.
+    """
+
+    def __init__(self, contract: ModelContract, augment: Optional[AugmentConfig] = None,
+                 camera_dropout: float = 0.0, seed: int = 0):
+        self.contract = contract
+        self.augment = augment
+        self.camera_dropout = float(camera_dropout)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the augmentation random stream (call once per epoch)."""
+        self.epoch = int(epoch)
+
+    def raw(self, i: int) -> Dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> Dict[str, Any]:
+        sample = dict(self.raw(i))
+        if self.augment is not None or self.camera_dropout > 0:
+            rng = np.random.default_rng((self.seed, self.epoch, int(i)))
+            if self.augment is not None:
+                sample = augment_sample(sample, self.contract, self.augment, rng)
+            if self.camera_dropout > 0 and rng.random() < self.camera_dropout:
+                sample["camera_dropped"] = True
+        return sample_to_tensors(sample, self.contract)
+
+
+class InMemoryDataset(RawSampleDataset):
+    """Raw samples held in memory (tests, small synthetic sets)."""
+
+    def __init__(self, samples: Sequence[Dict[str, Any]], contract: ModelContract, **kw):
+        super().__init__(contract, **kw)
+        self.samples = list(samples)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def raw(self, i: int) -> Dict[str, Any]:
+        return self.samples[i]
+
+
+class A2D2TrainDataset(RawSampleDataset):
+    """Frames of an A2D2(-format) directory as training samples, with an npz cache.
+
+    Args:
+        root: A2D2-format directory (see ``data/a2d2.py``).
+        contract: model contract (image size, grid, classes).
+        cache_dir: where decoded raw samples are cached (``<cache_dir>/<contract tag>/<scene>_<frame>.npz``);
+            None = no cache.
+        camera: A2D2 camera name.
+        augment, camera_dropout, seed: see :class:`RawSampleDataset`.
+    Raises FileNotFoundError (from A2D2Dataset) when root holds no frames.
+    """
+
+    def __init__(self, root: str, contract: ModelContract, cache_dir: Optional[str] = None,
+                 camera: str = "front_center", **kw):
+        super().__init__(contract, **kw)
+        from bev_mtl_ros.data.a2d2 import A2D2Dataset
+        self.reader = A2D2Dataset(root, camera=camera)
+        self.cache_dir = (os.path.join(cache_dir, contract_cache_tag(contract)) if cache_dir else None)
+        if self.cache_dir:
+            os.makedirs(self.cache_dir, exist_ok=True)
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def _cache_path(self, i: int) -> Optional[str]:
+        if not self.cache_dir:
+            return None
+        rec = self.reader.frames[i]
+        name = f"{rec.scene}_{rec.frame}".replace(os.sep, "_")
+        return os.path.join(self.cache_dir, name + ".npz")
+
+    def raw(self, i: int) -> Dict[str, Any]:
+        path = self._cache_path(i)
+        if path and os.path.isfile(path):
+            try:
+                with np.load(path) as z:
+                    d = {k: z[k] for k in z.files}
+                d["key"] = self.reader.frames[i].key
+                return d
+            except (OSError, ValueError, zlib.error, EOFError) as e:  # torn write: rebuild
+                LOG.warning("cache file %s unreadable (%s); rebuilding", path, e)
+        d = raw_sample_from_frame(self.reader.load_frame(i), self.contract)
+        if path:
+            tmp = f"{path}.{os.getpid()}.tmp.npz"
+            np.savez(tmp, **d)
+            os.replace(tmp, path)
+        d["key"] = self.reader.frames[i].key
+        return d
+
+    def warm_cache(self, progress: bool = True) -> None:
+        """Decode every frame into the cache once (done by rank 0 before training)."""
+        it = range(len(self))
+        if progress:
+            from tqdm import tqdm
+            it = tqdm(it, desc="caching frames", unit="frame")
+        for i in it:
+            path = self._cache_path(i)
+            if path is None or not os.path.isfile(path):
+                self.raw(i)
