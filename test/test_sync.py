@@ -1,0 +1,220 @@
+"""ApproxTimeSync: pairing, slop, timeout -> lidar-only, out-of-order stamps, bag-loop reset, diagnosis."""
+
+import pytest
+
+from bev_mtl_ros.ros.sync import ApproxTimeSync, stamp_to_sec
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+def make(**kw):
+    clock = FakeClock()
+    kw.setdefault("slop", 0.05)
+    kw.setdefault("camera_timeout", 0.2)
+    return ApproxTimeSync(clock=clock, **kw), clock
+
+
+def test_stamp_to_sec():
+    class T:
+        sec, nanosec = 3, 250_000_000
+
+    assert stamp_to_sec(T) == 3.25
+
+
+def test_pairs_with_closest_image_once_a_later_image_arrives():
+    s, _ = make()
+    assert s.add_image("i0", 0.97) == []
+    assert s.add_cloud("c0", 1.00) == []  # a later, closer image may still come (no period known yet)
+    out = s.add_image("i1", 1.01)
+    assert len(out) == 1
+    p = out[0]
+    assert (p.cloud, p.image, p.reason, p.lidar_only) == ("c0", "i1", "matched", False)
+    assert p.offset == pytest.approx(0.01)
+    assert s.stats.matched == 1 and s.pending_clouds == 0
+
+
+def test_earlier_image_chosen_when_closer():
+    s, _ = make()
+    s.add_image("i0", 0.99)
+    s.add_cloud("c0", 1.00)
+    out = s.add_image("i1", 1.04)
+    assert out[0].image == "i0"
+
+
+def test_camera_period_lets_pairs_resolve_without_waiting():
+    s, _ = make()
+    for k in range(4):
+        s.add_image(f"i{k}", 0.7 + 0.1 * k)  # 10 Hz camera, last 1.0 - 0.03 = 0.97 ... (0.7..1.0)
+    # camera earlier than lidar by 0.02 s: next image predicted at ~1.1, farther than 0.98
+    s.add_image("i4", 1.08)
+    out = s.add_cloud("c", 1.10)
+    assert out == [] or out[0].image == "i4"
+    s2, _ = make()
+    for k in range(4):
+        s2.add_image(f"i{k}", 0.68 + 0.1 * k)  # ..., 0.98
+    out = s2.add_cloud("c", 1.00)  # best 0.98 (0.02 away); predicted next 1.08 (0.08 away) -> decide now
+    assert len(out) == 1 and out[0].image == "i3" and not out[0].timed_out
+
+
+def test_slop_respected_and_timeout_gives_lidar_only():
+    s, clock = make(slop=0.02)
+    s.add_image("old", 0.90)
+    assert s.add_cloud("c", 1.00) == []
+    clock.t += 0.1
+    assert s.poll() == []
+    clock.t += 0.15
+    out = s.poll()
+    assert len(out) == 1
+    p = out[0]
+    assert p.lidar_only and p.reason == "images_too_old" and p.timed_out
+    assert s.stats.lidar_only == 1 and s.stats.unmatched_images_too_old == 1 and s.stats.timeouts == 1
+
+
+def test_image_beyond_slop_resolves_unmatched_immediately():
+    s, _ = make(slop=0.02)
+    s.add_cloud("c", 1.00)
+    out = s.add_image("late", 1.10)
+    assert len(out) == 1 and out[0].lidar_only and out[0].reason == "images_too_new"
+
+
+def test_no_lidar_only_when_model_cannot():
+    s, clock = make(allow_lidar_only=False)
+    s.add_cloud("c", 1.0)
+    clock.t += 1.0
+    out = s.poll()
+    assert out[0].lidar_only and s.stats.dropped_no_camera == 1 and s.stats.lidar_only == 0
+    assert out[0].reason == "no_images"
+
+
+def test_camera_stops_mid_run_then_lidar_only_and_diagnosed():
+    s, clock = make()
+    t = 1.0
+    before = []
+    for _ in range(5):
+        before += s.add_image("i", t + 0.005)
+        before += s.add_cloud("c", t)
+        clock.t += 0.1
+        t += 0.1
+        before += s.poll()
+    assert len(before) == 5 and all(not p.lidar_only for p in before)
+    matched_before = s.stats.matched
+    assert s.diagnose() is None
+    results = []
+    for _ in range(30):  # camera silent for 3 s
+        results += s.add_cloud("c", t)
+        clock.t += 0.1
+        results += s.poll()
+        t += 0.1
+    assert len(results) == 30 - s.pending_clouds and s.pending_clouds == 2  # the last two wait camera_timeout
+    clock.t += 0.2
+    results += s.poll()
+    assert len(results) == 30 and all(p.lidar_only and p.timed_out for p in results)
+    assert s.stats.matched == matched_before and s.stats.lidar_only == 30
+    msg = s.diagnose()
+    assert msg is not None and "camera stopped" in msg
+
+
+def test_out_of_order_stamps_are_paired_correctly():
+    s, _ = make()
+    s.add_cloud("c2", 1.2)
+    s.add_cloud("c1", 1.1)  # arrives late, stamp older: no reset
+    assert s.stats.out_of_order_clouds == 1 and s.stats.resets == 0
+    out = s.add_image("i2", 1.2)
+    assert sorted((p.cloud, p.image, p.reason) for p in out) == [
+        ("c1", None, "images_too_new"), ("c2", "i2", "matched")]
+    s.add_image("i1", 1.1)  # out of order image
+    assert s.stats.out_of_order_images == 1
+
+
+def test_backward_jump_resets_queues():
+    s, _ = make()
+    s.add_image("i", 10.0)
+    s.add_cloud("c", 10.0)
+    s.add_cloud("pending", 10.1)
+    assert s.pending_clouds == 1
+    out = s.add_cloud("loop", 0.5)  # bag restarted
+    assert out == [] and s.stats.resets == 1 and s.stats.dropped_on_reset == 1
+    assert s.queued_images == 0 and s.pending_clouds == 1
+    out = s.add_image("i0", 0.5)
+    assert len(out) == 1 and out[0].cloud == "loop" and out[0].image == "i0"
+
+
+def test_queue_overflow_resolves_oldest():
+    s, _ = make(queue_size=2)
+    s.add_cloud("a", 1.0)
+    s.add_cloud("b", 1.1)
+    out = s.add_cloud("c", 1.2)
+    assert [p.cloud for p in out] == ["a"] and out[0].lidar_only and s.stats.queue_overflows == 1
+
+
+def test_diagnose_no_images_points_at_qos_or_topic():
+    s, _ = make()
+    assert s.diagnose() is None
+    s.add_cloud("c", 1.0)
+    msg = s.diagnose()
+    assert "no image received" in msg and "QoS" in msg
+
+
+def test_diagnose_no_clouds():
+    s, _ = make()
+    s.add_image("i", 1.0)
+    assert "no cloud received" in s.diagnose()
+
+
+def test_diagnose_zero_stamps():
+    s, _ = make()
+    s.add_image("i", 0.0)
+    s.add_cloud("c", 0.0)
+    assert "zero header.stamp" in s.diagnose()
+    assert s.stats.zero_stamp_clouds == 1 and s.stats.zero_stamp_images == 1
+
+
+def test_diagnose_consistent_clock_skew():
+    s, clock = make(slop=0.05)
+    results = []
+    for k in range(12):
+        t = 100.0 + 0.1 * k
+        results += s.add_image("i", t + 0.5 + 0.003 * (k % 2))  # camera host 0.5 s ahead
+        results += s.add_cloud("c", t)
+        clock.t += 0.1
+        results += s.poll()
+    assert results and results[0].lidar_only  # until old-enough images are queued nothing pairs
+    assert s.estimated_skew() == pytest.approx(0.5, abs=0.01)
+    msg = s.diagnose()
+    assert msg is not None and "clock skew" in msg and "0.50" in msg and "after" in msg
+
+
+def test_diagnose_skew_from_unmatched_offsets():
+    s, clock = make(slop=0.05, queue_size=3)
+    for k in range(12):
+        t = 100.0 + 0.1 * k
+        s.add_cloud("c", t)
+        s.add_image("i", t - 0.3)  # arrives with the cloud but stamped 0.3 s earlier
+        clock.t += 0.25
+        s.poll()
+    msg = s.diagnose()
+    assert "clock skew" in msg and "0.300 s before" in msg
+
+
+def test_diagnose_healthy_stream_is_none():
+    s, clock = make()
+    results = []
+    for k in range(20):
+        t = 5.0 + 0.1 * k
+        results += s.add_cloud("c", t)
+        results += s.add_image("i", t + 0.01)
+        clock.t += 0.1
+        results += s.poll()
+    assert len(results) == 20 and all(not p.lidar_only for p in results)
+    assert s.diagnose() is None
+
+
+def test_bad_parameters_rejected():
+    with pytest.raises(ValueError):
+        ApproxTimeSync(slop=-1)
