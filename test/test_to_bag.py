@@ -1,0 +1,139 @@
+"""a2d2-to-bag: A2D2-format scenes -> rosbag2 (mcap, sqlite3) read back with rosbags."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_a2d2_reader import SCENE, T0_US, write_scene  # noqa: E402
+
+from bev_mtl_ros.data import to_bag  # noqa: E402
+from bev_mtl_ros.data.a2d2 import A2D2Dataset  # noqa: E402
+from bev_mtl_ros.data.calibration import OPTICAL_FROM_VIEW  # noqa: E402
+
+CAM_T = [T0_US + i * 100_000 for i in (1, 2, 3)]
+
+
+def _quat_to_R(q):
+    x, y, z, w = q
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    root = tmp_path_factory.mktemp("a2d2")
+    write_scene(root, 3)
+    return root
+
+
+@pytest.mark.parametrize("storage,compress", [("mcap", False), ("sqlite3", False), ("mcap", True), ("sqlite3", True)])
+def test_round_trip(scene, tmp_path, storage, compress):
+    out = tmp_path / "bag"
+    st = to_bag.convert(str(scene), str(out), storage=storage, compress=compress, progress=False)
+    assert st.frames_written == 3 and st.frames_skipped == 0 and st.bytes > 0
+    tn = to_bag.topic_names("front_center")
+    assert tn["image"] == "/a2d2/camera/front_center/image_rect"
+    meta = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["version"] == 8 and meta["storage_identifier"] == storage
+    counts = {t["topic_metadata"]["name"]: t["message_count"] for t in meta["topics_with_message_count"]}
+    assert counts == {tn["points"]: 3, tn["image"]: 3, tn["camera_info"]: 3, tn["tf_static"]: 1,
+                      tn["boxes"]: 3, tn["semantic"]: 3}
+    qos = {t["topic_metadata"]["name"]: yaml.safe_load(t["topic_metadata"]["offered_qos_profiles"])
+           for t in meta["topics_with_message_count"]}
+    assert qos["/tf_static"][0]["durability"] == 1 and qos[tn["points"]][0]["durability"] == 2
+
+    msgs = list(to_bag.read_bag_messages(str(out)))
+    assert msgs[0][0] == "/tf_static"
+    by_topic = {}
+    for topic, t, m in msgs:
+        by_topic.setdefault(topic, []).append((t, m))
+    ds = A2D2Dataset(str(scene))
+    expect_ns = [(t - 37_000_000) * 1000 for t in CAM_T]
+    for topic in (tn["points"], tn["image"], tn["camera_info"], tn["boxes"], tn["semantic"]):
+        got = [t for t, _ in by_topic[topic]]
+        hdr = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, m in by_topic[topic]]
+        assert got == expect_ns and hdr == expect_ns, topic
+    fids = {topic: {m.header.frame_id for _, m in v} for topic, v in by_topic.items() if topic != "/tf_static"}
+    assert fids == {tn["points"]: {"cam_front_center"}, tn["image"]: {"cam_front_center_optical"},
+                    tn["camera_info"]: {"cam_front_center_optical"}, tn["boxes"]: {"cam_front_center"},
+                    tn["semantic"]: {"cam_front_center_optical"}}
+
+    # tf_static: base_link -> cam_front_center (calibration) -> optical
+    tf = by_topic["/tf_static"][0][1].transforms
+    assert [(x.header.frame_id, x.child_frame_id) for x in tf] == [
+        ("base_link", "cam_front_center"), ("cam_front_center", "cam_front_center_optical")]
+    T = ds.cam.view_to_vehicle
+    tr = tf[0].transform
+    np.testing.assert_allclose([tr.translation.x, tr.translation.y, tr.translation.z], T[:3, 3], atol=1e-9)
+    r = tr.rotation
+    np.testing.assert_allclose(_quat_to_R([r.x, r.y, r.z, r.w]), T[:3, :3], atol=1e-9)
+    r = tf[1].transform.rotation
+    np.testing.assert_allclose(_quat_to_R([r.x, r.y, r.z, r.w]) @ OPTICAL_FROM_VIEW, np.eye(3), atol=1e-9)
+
+    for k in range(3):
+        f = ds.load_frame(k)
+        cloud = to_bag.cloud_from_msg(by_topic[tn["points"]][k][1])
+        np.testing.assert_array_equal(np.stack([cloud["x"], cloud["y"], cloud["z"]], 1), f.points)
+        np.testing.assert_array_equal(cloud["intensity"], f.reflectance)
+        np.testing.assert_array_equal(cloud["lidar_id"], f.lidar_id)
+        np.testing.assert_allclose(cloud["t"], (f.timestamp - CAM_T[k]) * 1e-6, atol=1e-6)
+        assert np.abs(cloud["t"]).max() < 0.05          # within the camera's +-40 ms window
+        img = by_topic[tn["image"]][k][1]
+        assert img.encoding == "rgb8" and img.step == img.width * 3
+        np.testing.assert_array_equal(to_bag.image_from_msg(img), f.image)
+        sem = by_topic[tn["semantic"]][k][1]
+        assert sem.encoding == "mono8"
+        np.testing.assert_array_equal(to_bag.image_from_msg(sem), f.semantic)
+        info = by_topic[tn["camera_info"]][k][1]
+        np.testing.assert_allclose(np.asarray(info.k).reshape(3, 3), ds.cam.cam_matrix)
+        np.testing.assert_allclose(np.asarray(info.p).reshape(3, 4)[:, :3], ds.cam.cam_matrix)
+        assert info.distortion_model == "plumb_bob" and not np.any(info.d) and (info.width, info.height) == (240, 151)
+        dets = by_topic[tn["boxes"]][k][1].detections
+        assert [d.results[0].hypothesis.class_id for d in dets] == f.box_classes
+        for d, b in zip(dets, f.boxes):
+            c, s, q = d.bbox.center.position, d.bbox.size, d.bbox.center.orientation
+            np.testing.assert_allclose([c.x, c.y, c.z, s.x, s.y, s.z], b[:6], rtol=1e-6)
+            assert 2 * np.arctan2(q.z, q.w) == pytest.approx(float(b[6]), abs=1e-6)
+            assert d.results[0].hypothesis.score == 1.0
+
+
+def test_bad_frame_skipped_and_counted(scene, tmp_path, caplog):
+    import shutil
+    src = tmp_path / "a2d2"
+    shutil.copytree(scene, src)
+    ds = A2D2Dataset(str(src))
+    lid = Path(ds.frames[1].paths["lidar"])
+    lid.write_bytes(lid.read_bytes()[:100])                  # truncated npz
+    st = to_bag.convert(str(src), str(tmp_path / "bag"), storage="mcap", progress=False)
+    assert st.frames_written == 2 and st.frames_skipped == 1
+    assert lid.name in st.skipped[0] and any(lid.name in r.getMessage() for r in caplog.records)
+    tn = to_bag.topic_names()
+    assert st.messages[tn["points"]] == 2 and st.messages[tn["image"]] == 2 and st.messages["/tf_static"] == 1
+    n = sum(1 for topic, _, _ in to_bag.read_bag_messages(str(tmp_path / "bag"), topics=[tn["image"]],
+                                                          deserialize=False))
+    assert n == 2
+
+
+def test_cli_and_max_frames(scene, tmp_path, capsys):
+    from bev_mtl_ros.cli import main
+    out = tmp_path / "bag"
+    rc = main(["a2d2-to-bag", str(scene), str(out), "--storage", "sqlite3", "--max-frames", "2", "--no-progress",
+               "--throughput"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "2 frames" in text and "frames/s" in text
+    assert main(["a2d2-to-bag", str(scene), str(out), "--no-progress"]) == 2     # output exists
+
+
+def test_typestore_error_names_missing_definitions(tmp_path):
+    with pytest.raises(to_bag.BagConversionError, match="vision_msgs"):
+        to_bag.make_typestore(msg_dir=str(tmp_path))
+    ts = to_bag.make_typestore()
+    assert "vision_msgs/msg/Detection3DArray" in ts.fielddefs and "tf2_msgs/msg/TFMessage" in ts.fielddefs
