@@ -1,0 +1,111 @@
+"""Task heads: CenterPoint detection, BEV drivable area, image semantic segmentation (FPN).
+
+* :class:`CenterPointHead` -- CenterPoint (Yin et al. 2021, "Center-based 3D Object Detection and
+  Tracking") on the detection-stride BEV map: per-class heat map logits (bias initialised to
+  -log((1 - pi) / pi) = -2.19 for pi = 0.1, the focal-loss prior of RetinaNet, Lin et al. 2017,
+  Sec. 4.1, as CenterNet/CenterPoint do), sub-cell offset, z, log size (l, w, h) and (sin, cos) yaw.
+* :class:`DrivableHead` -- one logit per pillar cell, from the stride-2 neck features (upsampled)
+  plus a 1x1 skip from the pillar canvas.
+* :class:`SemanticFPNHead` -- Panoptic-FPN-style semantic branch (Kirillov et al. 2019; FPN, Lin et
+  al. 2017): lateral 1x1 convs, top-down nearest upsampling and sums over strides 32 -> 4, a 3x3
+  conv at stride 4, a 1x1 classifier and bilinear upsampling to the input image size.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .bev_backbone import conv_bn_relu, deconv_bn_relu
+
+#: heat-map bias init: -log((1 - 0.1) / 0.1)
+HEATMAP_PRIOR_BIAS = -2.19
+
+#: regression outputs of the CenterPoint head and their channel counts
+REGRESSION_CHANNELS: Tuple[Tuple[str, int], ...] = (("offset", 2), ("z", 1), ("size", 3), ("rot", 2))
+
+
+class CenterPointHead(nn.Module):
+    """CenterPoint detection head: a shared 3x3 conv, then a heat-map branch and a regression branch
+    (1x1 conv + ReLU + 1x1 conv each; the 3x3 context comes from the shared conv, to keep the
+    stride-2 cost low on CPU).
+
+    Constructor:
+        in_channels: C_in of the detection feature map; num_classes: K; channels: hidden width.
+
+    Input: (B, C_in, Hb, Wb) detection features, (Hb, Wb) = contract.bev_size[::-1].
+    Output: dict heatmap (B, K, Hb, Wb) logits; offset (B, 2, Hb, Wb) sub-cell offset in cells
+        (x, y), target in [0, 1); z (B, 1, Hb, Wb) box centre z in metres; size (B, 3, Hb, Wb)
+        log(l, w, h) in log metres; rot (B, 2, Hb, Wb) (sin yaw, cos yaw).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, channels: int = 32):
+        super().__init__()
+        self.shared = conv_bn_relu(in_channels, channels)
+        n_reg = sum(n for _, n in REGRESSION_CHANNELS)
+        self.heatmap = nn.Sequential(conv_bn_relu(channels, channels, kernel=1), nn.Conv2d(channels, num_classes, 1))
+        self.regression = nn.Sequential(conv_bn_relu(channels, channels, kernel=1), nn.Conv2d(channels, n_reg, 1))
+        nn.init.constant_(self.heatmap[-1].bias, HEATMAP_PRIOR_BIAS)
+        nn.init.normal_(self.regression[-1].weight, std=1e-3)
+        nn.init.zeros_(self.regression[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        x = self.shared(x)
+        out = {"heatmap": self.heatmap(x)}
+        reg = self.regression(x)
+        start = 0
+        for name, n in REGRESSION_CHANNELS:
+            out[name] = reg[:, start:start + n]
+            start += n
+        return out
+
+
+class DrivableHead(nn.Module):
+    """BEV drivable-area logits at pillar resolution.
+
+    Constructor:
+        neck_channels: C_n of the stride-2 neck map; pillar_channels: C_p of the pillar canvas;
+        channels: hidden width.
+
+    Input: n2 (B, C_n, grid_h/2, grid_w/2), canvas (B, C_p, grid_h, grid_w).
+    Output: (B, 1, grid_h, grid_w) logits (drivable = sigmoid > 0.5).
+    """
+
+    def __init__(self, neck_channels: int, pillar_channels: int, channels: int = 16):
+        super().__init__()
+        self.up = deconv_bn_relu(neck_channels, channels, 2)
+        self.skip = nn.Conv2d(pillar_channels, channels, 1)
+        self.out = nn.Conv2d(channels, 1, 3, padding=1)
+
+    def forward(self, n2: torch.Tensor, canvas: torch.Tensor) -> torch.Tensor:
+        return self.out(F.relu(self.up(n2) + self.skip(canvas)))
+
+
+class SemanticFPNHead(nn.Module):
+    """FPN decoder over camera strides 4/8/16/32 giving per-pixel class logits at the input size.
+
+    Constructor:
+        in_channels: (C4, C8, C16, C32) camera feature channels; num_classes: S; channels: FPN width;
+        image_size: (Wi, Hi) network image size (contract.image_size).
+
+    Input: (c4, c8, c16, c32), c_s (B, C_s, Hi/s, Wi/s).
+    Output: (B, S, Hi, Wi) logits.
+    """
+
+    def __init__(self, in_channels: Sequence[int], num_classes: int, channels: int = 32,
+                 image_size: Tuple[int, int] = (512, 320)):
+        super().__init__()
+        self.image_hw = (int(image_size[1]), int(image_size[0]))
+        self.lateral = nn.ModuleList([nn.Conv2d(int(c), channels, 1) for c in in_channels])
+        self.smooth = conv_bn_relu(channels, channels)
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        p = self.lateral[-1](feats[-1])
+        for lat, f in zip(list(self.lateral)[-2::-1], list(feats)[-2::-1]):
+            p = lat(f) + F.interpolate(p, scale_factor=2.0, mode="nearest")
+        logits = self.classifier(self.smooth(p))
+        return F.interpolate(logits, size=self.image_hw, mode="bilinear", align_corners=False)

@@ -1,0 +1,127 @@
+"""Pillar feature net and pillar scatter (PointPillars, Lang et al. 2019, "PointPillars: Fast Encoders
+for Object Detection from Point Clouds", Sec. 2.1).
+
+* :class:`PillarFeatureNet` -- a one-layer PointNet applied to every point of every pillar
+  (linear -> BatchNorm -> ReLU) followed by a max over the points of the pillar. Padded point slots
+  (index >= ``num_points``) are masked out of the max and out of the BatchNorm statistics.
+* :class:`PillarScatter` -- writes the pillar features onto the dense BEV canvas. It is implemented as
+  a *Gather* from the pillar features with one zero row appended (canvas index value ``P`` = empty
+  cell), never as ScatterND, so that it exports to ONNX and runs on onnxruntime CPU/CUDA and TensorRT.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def _exporting() -> bool:
+    """True while tracing / exporting (Python-side input checks are skipped then)."""
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
+
+
+class MaskedBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm over the channel axis of per-point features whose statistics ignore padded points.
+
+    Input: x (N, C) float32, valid (N,) bool (training only).
+    Output: (N, C) float32.
+
+    In training mode the batch mean/variance (and the running statistics) are computed over the rows
+    with ``valid`` set only; padded rows are normalised with those statistics too (their values are
+    masked downstream anyway). In eval mode this is a plain per-channel affine map (exports as
+    BatchNormalization, folded into the preceding MatMul by onnxruntime).
+    """
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor = None) -> torch.Tensor:  # type: ignore[override]
+        if not self.training or valid is None:
+            return super().forward(x)
+        xv = x[valid]
+        n = xv.shape[0]
+        if n < 2:
+            # Not enough points for batch statistics: use the running statistics.
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                False, 0.0, self.eps)
+        mean = xv.mean(0)
+        var = xv.var(0, unbiased=False)
+        with torch.no_grad():
+            m = self.momentum if self.momentum is not None else 0.1
+            self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+            self.running_var.mul_(1 - m).add_(var.detach() * (n / (n - 1)), alpha=m)
+            self.num_batches_tracked.add_(1)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+class PillarFeatureNet(nn.Module):
+    """PointPillars' PointNet over the decorated points of each pillar.
+
+    Constructor:
+        in_features: decorated features per point F (``contract.num_decorated_features``, 9).
+        out_channels: pillar feature channels C.
+
+    Input:
+        pillars (P, M, F) float32, zero-padded points of each pillar (see runtime.pillarize);
+        num_points (P,) int32/int64, number of real points of each pillar (1..M).
+    Output: (P, C) float32 pillar features, >= 0.
+
+    The max over points is taken over ReLU outputs (>= 0) multiplied by the validity mask, so padded
+    slots contribute 0 and never change the result of a pillar with at least one real point; a pillar
+    with ``num_points = 0`` gets an all-zero feature.
+    """
+
+    def __init__(self, in_features: int, out_channels: int):
+        super().__init__()
+        self.in_features = int(in_features)
+        self.out_channels = int(out_channels)
+        self.linear = nn.Linear(self.in_features, self.out_channels, bias=False)
+        self.norm = MaskedBatchNorm1d(self.out_channels, eps=1e-3, momentum=0.01)
+
+    def forward(self, pillars: torch.Tensor, num_points: torch.Tensor) -> torch.Tensor:
+        if not _exporting():
+            if pillars.dim() != 3 or pillars.shape[2] != self.in_features:
+                raise ValueError(f"pillars must be (P, M, {self.in_features}), got {tuple(pillars.shape)}")
+            if num_points.shape != pillars.shape[:1]:
+                raise ValueError(f"num_points must be ({pillars.shape[0]},), got {tuple(num_points.shape)}")
+        p, m, f = pillars.shape
+        slots = torch.arange(m, device=pillars.device, dtype=torch.int64)
+        valid = slots.unsqueeze(0) < num_points.to(torch.int64).unsqueeze(1)        # (P, M) bool
+        x = self.linear(pillars.reshape(-1, f))                                         # (P*M, C)
+        x = self.norm(x, valid.reshape(-1))
+        x = F.relu(x).reshape(p, m, self.out_channels)
+        x = x * valid.unsqueeze(2).to(x.dtype)
+        return x.max(dim=1).values                                                      # (P, C)
+
+
+class PillarScatter(nn.Module):
+    """Dense BEV canvas from pillar features by a Gather (no ScatterND).
+
+    Constructor:
+        grid_size: (grid_w, grid_h) pillars along x and y (``contract.grid_size``).
+
+    Input:
+        features (P, C) float32 pillar features (all frames of the batch concatenated);
+        canvas_index (B, grid_h * grid_w) int64, flat cell ``iy * grid_w + ix`` -> pillar index into
+        ``features``, value ``P`` for an empty cell.
+    Output: (B, C, grid_h, grid_w) float32, zero at empty cells.
+    """
+
+    def __init__(self, grid_size: Tuple[int, int]):
+        super().__init__()
+        self.grid_w, self.grid_h = int(grid_size[0]), int(grid_size[1])
+
+    def forward(self, features: torch.Tensor, canvas_index: torch.Tensor) -> torch.Tensor:
+        if not _exporting():
+            if canvas_index.dim() != 2 or canvas_index.shape[1] != self.grid_w * self.grid_h:
+                raise ValueError(f"canvas_index must be (B, {self.grid_h * self.grid_w}), "
+                                 f"got {tuple(canvas_index.shape)}")
+            if canvas_index.numel() and (int(canvas_index.min()) < 0 or int(canvas_index.max()) > features.shape[0]):
+                raise ValueError(f"canvas_index values must lie in [0, P={features.shape[0]}]")
+        b = canvas_index.shape[0]
+        c = features.shape[1]
+        table = torch.cat([features, features.new_zeros((1, c))], dim=0)               # (P+1, C)
+        flat = canvas_index.reshape(-1).to(torch.int64)
+        canvas = table.t().index_select(1, flat)                                        # (C, B*H*W)
+        canvas = canvas.reshape(c, b, self.grid_h, self.grid_w)
+        return canvas.permute(1, 0, 2, 3).contiguous()
