@@ -1,0 +1,724 @@
+"""``bev-mtl-ros bench``: per-stage latency benchmark anyone can rerun (issue 7: "FPS claims that don't
+reproduce").
+
+Stages, each timed separately over ``--frames`` frames after ``--warmup`` frames (p50 / p95 / max, ms):
+
+* ``cloud_to_numpy`` / ``image_to_numpy`` — rclpy PointCloud2 / Image -> numpy
+  (``ros.conversions.cloud_to_xyzi`` / ``image_to_rgb`` + resize to the network input);
+* ``pillarize`` — ``runtime.pillarize`` on the chosen device, compared with a reference
+  implementation: spconv's ``PointToVoxel`` when importable (``--spconv-path``), and always a naive
+  dict-based numpy/Python reference written here; both must yield the same pillars;
+* ``network[<backend>]`` — one forward pass: onnxruntime with every available execution provider,
+  FP32 and FP16 where supported, and PyTorch eager, side by side, with the ratio to the fastest;
+* ``postprocess`` — heat-map peak decoding + NMS and the masks (``runtime.postprocess``);
+* ``build_messages`` — Detection3DArray/MarkerArray/mask Images (the node's message builders);
+* ``end_to_end_dds`` — cloud (+ image) published by this process -> detections received from the
+  node running as a separate process over DDS (closed loop: next frame after the answer).
+
+Input sizes: A2D2 front-center (20k points, 1920x1208 image), a 360-degree 64-beam scan (120k
+points), and a scaling series 10k -> 200k points. Clouds are synthetic scans of a ground plane
+with box-shaped obstacles (same generator for every backend, fixed seed).
+
+Peak host memory (``resource.getrusage`` ru_maxrss) and, on CUDA, peak device memory
+(``torch.cuda.max_memory_allocated``) are reported. Output: a text table and ``--json OUT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = "models/bev_mtl_default.onnx"
+#: where ``pip install --target build/bench-spconv spconv`` puts the optional reference
+DEFAULT_SPCONV_PATH = "build/bench-spconv"
+
+SCENARIOS: Dict[str, Tuple[int, Tuple[int, int], str]] = {
+    "a2d2_front_center": (20_000, (1920, 1208), "front"),
+    "lidar360_64beam": (120_000, (1920, 1208), "360"),
+}
+SCALING_POINTS = (10_000, 25_000, 50_000, 100_000, 200_000)
+
+
+# ====================================================================== synthetic input
+def synthetic_scan(n_points: int, fov: str = "front", seed: int = 0) -> np.ndarray:
+    """A lidar-like scan with exactly ``n_points`` points, (N, 4) float32 [x, y, z, intensity 0..255]
+    in the A2D2 camera view frame (x forward, y left, z up; ground at z = -1.78 m).
+
+    64 beams from -25 deg to +3 deg elevation; azimuths over +-30 deg (``fov="front"``, the
+    front-center camera's frustum) or 360 deg (``"360"``). Rays hit the ground, one of 40 random
+    box obstacles (cars/pedestrians-sized) or a wall at 60-90 m."""
+    rng = np.random.default_rng(seed)
+    beams = 64
+    n_az = int(math.ceil(n_points / beams))
+    half = math.radians(30.0) if fov == "front" else math.pi
+    az = np.linspace(-half, half, n_az, endpoint=fov != "360")
+    el = np.radians(np.linspace(-25.0, 3.0, beams))
+    A, E = np.meshgrid(az, el, indexing="ij")
+    A, E = A.ravel()[:n_points], E.ravel()[:n_points]
+    d = np.stack([np.cos(E) * np.cos(A), np.cos(E) * np.sin(A), np.sin(E)], 1)
+    h = 1.78
+    r = np.where(d[:, 2] < -1e-3, h / np.maximum(-d[:, 2], 1e-3), np.inf)
+    r = np.minimum(r, rng.uniform(60, 90, size=len(r)))
+    # obstacles: axis-aligned boxes (slab test), centres ahead/around
+    n_obj = 40
+    cx = rng.uniform(5, 70, n_obj) * (np.sign(rng.uniform(-1, 1, n_obj)) if fov == "360" else 1)
+    cy = rng.uniform(-30, 30, n_obj)
+    size = np.where(rng.uniform(size=(n_obj, 1)) < 0.7, [[4.5, 1.9, 1.6]], [[0.6, 0.6, 1.8]])
+    lo = np.stack([cx - size[:, 0] / 2, cy - size[:, 1] / 2, -h + 0 * cx], 1)
+    hi = np.stack([cx + size[:, 0] / 2, cy + size[:, 1] / 2, -h + size[:, 2]], 1)
+    inv = 1.0 / np.where(np.abs(d) < 1e-9, 1e-9, d)
+    for k in range(n_obj):
+        t1 = lo[k] * inv
+        t2 = hi[k] * inv
+        tmin = np.minimum(t1, t2).max(1)
+        tmax = np.maximum(t1, t2).min(1)
+        hit = (tmax >= np.maximum(tmin, 0)) & (tmin < r) & (tmin > 0)
+        r = np.where(hit, tmin, r)
+    r = r + rng.normal(0, 0.02, size=len(r))
+    xyz = d * r[:, None]
+    inten = rng.uniform(0, 255, size=len(r))
+    return np.concatenate([xyz, inten[:, None]], 1).astype(np.float32)
+
+
+def synthetic_image(size_wh: Tuple[int, int], seed: int = 0) -> np.ndarray:
+    """(H, W, 3) uint8 RGB test image (smooth gradients + noise)."""
+    w, h = size_wh
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([(xx * 255 // max(w - 1, 1)), (yy * 255 // max(h - 1, 1)), ((xx + yy) % 256)], 2)
+    img = img + rng.integers(0, 20, size=img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+# ====================================================================== timing helpers
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+        torch.cuda.synchronize()
+
+
+def time_stage(fn: Callable[[], Any], frames: int, warmup: int, device: str = "cpu") -> Dict[str, float]:
+    """Call ``fn`` warmup + frames times; return {p50, p95, max, mean, n} in ms over the timed calls
+    (CUDA synchronised before and after each call)."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    t = []
+    for _ in range(frames):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        t.append((time.perf_counter() - t0) * 1e3)
+    return summarize_ms(t)
+
+
+def summarize_ms(values: Sequence[float]) -> Dict[str, float]:
+    """{n, p50, p95, max, mean} of a list of milliseconds (rounded to 0.01 ms)."""
+    v = np.asarray(values, np.float64)
+    if v.size == 0:
+        return {"n": 0}
+    return {"n": int(v.size), "p50": round(float(np.percentile(v, 50)), 3), "p95": round(float(np.percentile(v, 95)), 3),
+            "max": round(float(v.max()), 3), "mean": round(float(v.mean()), 3)}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, MiB (Linux ru_maxrss is KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# ====================================================================== pillarization references
+def naive_pillarize(points: np.ndarray, contract) -> Dict[str, np.ndarray]:
+    """Straightforward reference pillarization with a Python dict (slow; for checking).
+
+    Same rules as ``runtime.pillarize`` (PointPillars, Lang et al. 2019, Sec. 2.1): points with
+    finite x,y,z,intensity inside ``point_cloud_range`` (min <= v < max); cell
+    ``floor((v - min) / size)`` in float32 arithmetic; the ``max_pillars`` most-populated pillars
+    kept (ties: lower flat index), sorted by flat index; the first ``max_points_per_pillar`` points
+    of each pillar in input order; decoration [x, y, z, i*scale, x-x_mean, y-y_mean, z-z_mean,
+    x-x_centre, y-y_centre] with the mean over kept points.
+
+    Returns {coords (P,2) int64 (iy, ix), num_points (P,) int32, pillars (P, M, F) float32}."""
+    x0, y0, z0, x1, y1, z1 = (np.float32(v) for v in contract.point_cloud_range)
+    dx, dy = (np.float32(v) for v in contract.pillar_size)
+    gw, gh = contract.grid_size
+    M = contract.max_points_per_pillar
+    cells: Dict[int, List[int]] = {}
+    count: Dict[int, int] = {}
+    pts = np.asarray(points, np.float32)
+    for i in range(len(pts)):
+        x, y, z, it = pts[i, 0], pts[i, 1], pts[i, 2], pts[i, 3]
+        if not (np.isfinite(x) and np.isfinite(y) and np.isfinite(z) and np.isfinite(it)):
+            continue
+        if not (x0 <= x < x1 and y0 <= y < y1 and z0 <= z < z1):
+            continue
+        ix = min(max(int(np.floor(np.float32(x - x0) / dx)), 0), gw - 1)
+        iy = min(max(int(np.floor(np.float32(y - y0) / dy)), 0), gh - 1)
+        key = iy * gw + ix
+        count[key] = count.get(key, 0) + 1
+        lst = cells.setdefault(key, [])
+        if len(lst) < M:
+            lst.append(i)
+    keys = sorted(count, key=lambda k: (-count[k], k))[: contract.max_pillars]
+    keys.sort()
+    F = contract.num_decorated_features
+    out = np.zeros((len(keys), M, F), np.float32)
+    coords = np.zeros((len(keys), 2), np.int64)
+    num = np.zeros(len(keys), np.int32)
+    for p, key in enumerate(keys):
+        idx = cells[key]
+        iy, ix = divmod(key, gw)
+        sel = pts[idx, :4].copy()
+        mean = sel[:, :3].mean(0)
+        cx, cy = x0 + (ix + 0.5) * dx, y0 + (iy + 0.5) * dy
+        out[p, : len(idx), :4] = sel
+        out[p, : len(idx), 3] *= np.float32(contract.intensity_scale)
+        out[p, : len(idx), 4:7] = sel[:, :3] - mean
+        out[p, : len(idx), 7] = sel[:, 0] - cx
+        out[p, : len(idx), 8] = sel[:, 1] - cy
+        coords[p] = (iy, ix)
+        num[p] = len(idx)
+    return {"coords": coords, "num_points": num, "pillars": out}
+
+
+def compare_pillars(a: Dict[str, np.ndarray], b: Dict[str, np.ndarray], atol: float = 1e-4) -> Dict[str, Any]:
+    """Compare two pillarizations given as {coords (P,2) (iy,ix), num_points (P,), [pillars (P,M,F)]}
+    (any pillar order). Returns {same_pillars, same_counts, max_abs_diff, pillars_a, pillars_b}."""
+    ka = {tuple(c): i for i, c in enumerate(np.asarray(a["coords"]).tolist())}
+    kb = {tuple(c): i for i, c in enumerate(np.asarray(b["coords"]).tolist())}
+    same = set(ka) == set(kb)
+    common = sorted(set(ka) & set(kb))
+    ia = np.array([ka[k] for k in common], np.int64)
+    ib = np.array([kb[k] for k in common], np.int64)
+    counts_equal = bool(np.array_equal(np.asarray(a["num_points"])[ia], np.asarray(b["num_points"])[ib])) if common else same
+    res: Dict[str, Any] = {"same_pillars": bool(same), "same_counts": counts_equal,
+                           "pillars_a": len(ka), "pillars_b": len(kb), "common": len(common)}
+    if "pillars" in a and "pillars" in b and common:
+        pa, pb = np.asarray(a["pillars"])[ia], np.asarray(b["pillars"])[ib]
+        f = min(pa.shape[-1], pb.shape[-1])
+        res["max_abs_diff"] = float(np.abs(pa[..., :f] - pb[..., :f]).max())
+        res["same_values"] = res["max_abs_diff"] <= atol
+    return res
+
+
+def spconv_voxelizer(contract, spconv_path: Optional[str], device: str):
+    """spconv's ``PointToVoxel`` configured like the contract (one z-slab = pillars), or (None, reason)."""
+    if spconv_path:
+        p = Path(spconv_path)
+        p = p if p.is_absolute() else REPO_ROOT / p
+        if p.is_dir() and str(p) not in sys.path:
+            sys.path.append(str(p))  # appended: the venv's own packages (numpy, lark) keep priority
+    try:
+        import torch
+        from spconv.pytorch.utils import PointToVoxel
+    except Exception as e:  # ImportError, or a broken binary
+        return None, f"spconv not importable ({type(e).__name__}: {e}); install: pip install --target {DEFAULT_SPCONV_PATH} spconv"
+    x0, y0, z0, x1, y1, z1 = contract.point_cloud_range
+    dx, dy = contract.pillar_size
+    gen = PointToVoxel(vsize_xyz=[dx, dy, z1 - z0], coors_range_xyz=[x0, y0, z0, x1, y1, z1],
+                       num_point_features=4, max_num_voxels=contract.max_pillars,
+                       max_num_points_per_voxel=contract.max_points_per_pillar, device=torch.device(device))
+    import spconv
+    return gen, f"spconv {getattr(spconv, '__version__', '?')} PointToVoxel"
+
+
+# ====================================================================== model / backends
+def ensure_model(model: Optional[str], workdir: Path, log=print) -> Tuple[Path, str]:
+    """The model to benchmark: ``model`` if given/exists, else the default model, else a randomly
+    initialised default-width network exported to ONNX in ``workdir`` (timings are the same for
+    random weights; detections are not). Returns (path, description)."""
+    if model:
+        p = Path(model)
+        p = p if p.exists() else REPO_ROOT / model
+        if not p.exists():
+            raise FileNotFoundError(f"model {model} not found")
+        return p, str(model)
+    p = REPO_ROOT / DEFAULT_MODEL
+    if p.exists():
+        return p, DEFAULT_MODEL
+    from bev_mtl_ros.runtime.export import export_random_model
+    out = workdir / "bench_random.onnx"
+    log(f"[bench] {DEFAULT_MODEL} missing: exporting a randomly initialised default-width network to {out}")
+    export_random_model(out)
+    return out, "random-init default widths (no trained model present)"
+
+
+def backend_variants(device: str, model_path: Path) -> List[Dict[str, Any]]:
+    """The backend configurations to time: onnxruntime per available provider (FP32, and FP16 on
+    GPU providers) and PyTorch eager (FP32; FP16 on CUDA) when a ``.pt`` checkpoint sits next to
+    the ONNX file or the ONNX file can be turned back into a network (B's backends decide)."""
+    import onnxruntime as ort
+    avail = ort.get_available_providers()
+    out: List[Dict[str, Any]] = []
+    if device == "cpu":
+        out.append({"backend": "onnxruntime", "device": "cpu", "fp16": False, "label": "onnxruntime CPUExecutionProvider fp32"})
+    else:
+        if "TensorrtExecutionProvider" in avail:
+            out.append({"backend": "onnxruntime", "device": "cuda", "fp16": True, "tensorrt": True,
+                        "label": "onnxruntime TensorrtExecutionProvider fp16"})
+        if "CUDAExecutionProvider" in avail:
+            out.append({"backend": "onnxruntime", "device": "cuda", "fp16": False, "label": "onnxruntime CUDAExecutionProvider fp32"})
+            out.append({"backend": "onnxruntime", "device": "cuda", "fp16": True, "label": "onnxruntime CUDAExecutionProvider fp16"})
+        out.append({"backend": "onnxruntime", "device": "cpu", "fp16": False, "label": "onnxruntime CPUExecutionProvider fp32"})
+    out.append({"backend": "pytorch", "device": device, "fp16": False, "label": f"pytorch eager {device} fp32"})
+    if device != "cpu":
+        out.append({"backend": "pytorch", "device": device, "fp16": True, "label": f"pytorch eager {device} fp16"})
+    return out
+
+
+def make_backend(variant: Dict[str, Any], model_path: Path):
+    """``runtime.backends.create_backend`` for a variant (the .pt checkpoint is used for PyTorch
+    when it sits next to the .onnx file)."""
+    from bev_mtl_ros.runtime.backends import create_backend
+    path = model_path
+    if variant["backend"] == "pytorch":
+        pt = model_path.with_suffix(".pt")
+        path = pt if pt.exists() else model_path
+    kwargs: Dict[str, Any] = {"backend": variant["backend"], "device": variant["device"], "fp16": variant["fp16"]}
+    if variant.get("tensorrt"):
+        kwargs["trt_cache_dir"] = str(REPO_ROOT / ".trt_cache")
+    return create_backend(str(path), **kwargs)
+
+
+def network_inputs(batch, image_rgb: np.ndarray, contract):
+    """Network inputs (numpy) for one frame from a PillarBatch and an RGB image."""
+    import cv2
+    wi, hi = contract.image_size
+    img = cv2.resize(image_rgb, (wi, hi), interpolation=cv2.INTER_AREA)
+    image = np.ascontiguousarray(img.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0)
+    return (batch.pillars.cpu().numpy(), batch.num_points.cpu().numpy(), batch.canvas_index.cpu().numpy()[None],
+            image, np.ones((1,), np.float32))
+
+
+# ====================================================================== end-to-end over DDS
+def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, frames: int, warmup: int,
+                     device: str, backend: str = "auto", params_file: Optional[str] = "config/perception.yaml",
+                     timeout_s: float = 180.0, log=print) -> Dict[str, Any]:
+    """Cloud (+ image + camera info) published by this process -> ``~/detections`` received from the
+    node started as a separate process. Closed loop (the next frame is sent when the answer to the
+    previous one arrived, or after 10 s). Returns {latency_ms: summary, lost, node_peak_rss_mb}."""
+    import random
+
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo
+    from vision_msgs.msg import Detection3DArray
+
+    from bev_mtl_ros.demo import CAMERA_INFO_TOPIC, IMAGE_TOPIC, LIDAR_TOPIC, NODE_NAME, _ros_env, default_node_cmd
+    from bev_mtl_ros.ros.conversions import cloud_to_msg, image_to_msg
+
+    domain = random.SystemRandom().randint(1, 101)
+    env = _ros_env(domain)
+    cmd = default_node_cmd() + ["--ros-args"]
+    pf = Path(params_file) if params_file else None
+    if pf is not None and not pf.is_absolute():
+        pf = REPO_ROOT / pf
+    if pf is not None and pf.exists():
+        cmd += ["--params-file", str(pf)]
+    cmd += ["-p", f"model_path:={model_path}", "-p", f"device:={device}", "-p", f"backend:={backend}",
+            "-p", "use_sim_time:=false"]
+    log_file = tempfile.NamedTemporaryFile("w+", suffix="_bench_node.log", delete=False)
+    node_proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION"):
+        if k in env:
+            os.environ[k] = env[k]
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    node = rclpy.create_node("bench_e2e", context=ctx)
+    result: Dict[str, Any] = {}
+    try:
+        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        pub_c = node.create_publisher(type(cloud_to_msg({"x": np.zeros(1, np.float32)})), LIDAR_TOPIC, qos)
+        pub_i = node.create_publisher(type(image_to_msg(np.zeros((2, 2, 3), np.uint8))), IMAGE_TOPIC, qos)
+        pub_k = node.create_publisher(CameraInfo, CAMERA_INFO_TOPIC, qos)
+        got: Dict[int, float] = {}
+
+        def on_det(msg):
+            got[msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec] = time.perf_counter()
+        node.create_subscription(Detection3DArray, f"/{NODE_NAME}/detections", on_det, qos)
+        cloud = {"x": points[:, 0], "y": points[:, 1], "z": points[:, 2], "intensity": points[:, 3]}
+        h, w = image.shape[:2]
+        info = CameraInfo(width=w, height=h)
+        info.header.frame_id = "cam_front_center_optical"
+        f = 1687.3 * w / 1920.0
+        info.k = [f, 0.0, w / 2.0, 0.0, f, h / 2.0, 0.0, 0.0, 1.0]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if pub_c.get_subscription_count() >= 1 and node.count_publishers(f"/{NODE_NAME}/detections") >= 1:
+                break
+            if node_proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("node did not subscribe in time")
+        if node_proc.poll() is not None:
+            log_file.seek(0)
+            raise RuntimeError(f"node exited: {log_file.read()[-2000:]}")
+        time.sleep(1.0)
+        from rclpy.executors import SingleThreadedExecutor
+        ex = SingleThreadedExecutor(context=ctx)
+        ex.add_node(node)
+        lat: List[float] = []
+        lost = 0
+        t_base = 1_000_000_000
+        for k in range(warmup + frames):
+            stamp_ns = t_base + k * 100_000_000
+            from builtin_interfaces.msg import Time
+            st = Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
+            cmsg = cloud_to_msg(cloud)
+            cmsg.header.stamp, cmsg.header.frame_id = st, "cam_front_center"
+            imsg = image_to_msg(image, "rgb8")
+            imsg.header.stamp, imsg.header.frame_id = st, "cam_front_center_optical"
+            info.header.stamp = st
+            pub_k.publish(info)
+            pub_i.publish(imsg)
+            t0 = time.perf_counter()
+            pub_c.publish(cmsg)
+            t_end = time.monotonic() + 10.0
+            while stamp_ns not in got and time.monotonic() < t_end:
+                ex.spin_once(timeout_sec=0.01)
+            if stamp_ns not in got:
+                lost += 1
+            elif k >= warmup:
+                lat.append((got[stamp_ns] - t0) * 1e3)
+        result = {"latency_ms": summarize_ms(lat), "lost": lost, "frames": frames}
+        ex.shutdown()
+    finally:
+        node.destroy_node()
+        ctx.try_shutdown()
+        node_proc.send_signal(2)
+        try:
+            node_proc.wait(15)
+        except subprocess.TimeoutExpired:
+            node_proc.kill()
+            node_proc.wait()
+        result["node_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, 1)
+        result["node_log"] = log_file.name
+        log_file.close()
+    return result
+
+
+# ====================================================================== main benchmark
+@dataclass
+class BenchConfig:
+    """Options of one benchmark run (see ``add_arguments``)."""
+
+    device: str = "cpu"
+    frames: int = 20
+    warmup: int = 3
+    model: Optional[str] = None
+    scenarios: Tuple[str, ...] = tuple(SCENARIOS)
+    points: Optional[int] = None
+    image: Optional[Tuple[int, int]] = None
+    scaling: bool = True
+    dds: bool = True
+    reference: bool = True
+    spconv_path: Optional[str] = DEFAULT_SPCONV_PATH
+    backends: Optional[Tuple[str, ...]] = None
+
+
+def run_benchmark(cfg: BenchConfig, log=print) -> Dict[str, Any]:
+    """Run every section; returns the JSON-compatible result dict (see module docstring)."""
+    import onnxruntime as ort
+    import torch
+
+    from bev_mtl_ros.runtime.pillarize import pillarize
+
+    workdir = Path(tempfile.mkdtemp(prefix="bev_bench_"))
+    model_path, model_desc = ensure_model(cfg.model, workdir, log)
+    res: Dict[str, Any] = {
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+                    "onnxruntime": ort.__version__, "providers": ort.get_available_providers(),
+                    "torch_threads": torch.get_num_threads(),
+                    "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+        "model": model_desc, "device": cfg.device, "frames": cfg.frames, "warmup": cfg.warmup, "scenarios": {},
+    }
+    scen: Dict[str, Tuple[int, Tuple[int, int], str]] = {k: SCENARIOS[k] for k in cfg.scenarios}
+    if cfg.points or cfg.image:
+        scen = {"custom": (cfg.points or 20_000, cfg.image or (1920, 1208), "front")}
+    variants = backend_variants(cfg.device, model_path)
+    if cfg.backends:
+        variants = [v for v in variants if any(b in v["label"] for b in cfg.backends)]
+    backends = {}
+    for v in variants:
+        try:
+            backends[v["label"]] = make_backend(v, model_path)
+        except Exception as e:
+            log(f"[bench] {v['label']}: not available ({type(e).__name__}: {e})")
+            res.setdefault("unavailable_backends", {})[v["label"]] = f"{type(e).__name__}: {e}"
+    if not backends:
+        raise RuntimeError("no inference backend could be created")
+    contract = next(iter(backends.values())).contract
+    res["contract"] = {"grid_size": list(contract.grid_size), "max_pillars": contract.max_pillars,
+                       "max_points_per_pillar": contract.max_points_per_pillar, "image_size": list(contract.image_size)}
+    dev = cfg.device
+    if dev.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+
+    for name, (n_pts, img_wh, fov) in scen.items():
+        log(f"[bench] scenario {name}: {n_pts} points, image {img_wh[0]}x{img_wh[1]}")
+        pts = synthetic_scan(n_pts, fov)
+        img = synthetic_image(img_wh)
+        s: Dict[str, Any] = {"points": n_pts, "image": list(img_wh), "stages": {}}
+        st = s["stages"]
+        # message -> numpy
+        try:
+            from bev_mtl_ros.ros.conversions import cloud_to_msg, cloud_to_xyzi, image_to_msg, image_to_rgb, resize_rgb
+            cmsg = cloud_to_msg({"x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2], "intensity": pts[:, 3],
+                                 "lidar_id": np.zeros(n_pts, np.uint8), "t": np.zeros(n_pts, np.float32)})
+            imsg = image_to_msg(img, "rgb8")
+            st["cloud_to_numpy"] = time_stage(lambda: cloud_to_xyzi(cmsg), cfg.frames, cfg.warmup)
+            st["image_to_numpy"] = time_stage(lambda: resize_rgb(image_to_rgb(imsg), contract.image_size),
+                                              cfg.frames, cfg.warmup)
+        except ImportError as e:
+            st["cloud_to_numpy"] = {"error": f"ros conversions unavailable: {e}"}
+        # pillarization
+        batch = pillarize(pts, contract, device=dev)
+        st["pillarize"] = time_stage(lambda: pillarize(pts, contract, device=dev), cfg.frames, cfg.warmup, dev)
+        s["pillar_stats"] = batch.stats.as_dict()
+        mine = {"coords": batch.coords.cpu().numpy(), "num_points": batch.num_points.cpu().numpy(),
+                "pillars": batch.pillars.cpu().numpy()}
+        if cfg.reference:
+            ref: Dict[str, Any] = {}
+            t0 = time.perf_counter()
+            naive = naive_pillarize(pts, contract)
+            ref["naive_python_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
+            ref["naive_vs_runtime"] = compare_pillars(mine, naive)
+            gen, desc = spconv_voxelizer(contract, cfg.spconv_path, "cpu" if dev == "cpu" else dev)
+            ref["spconv"] = desc
+            if gen is not None:
+                tp = torch.from_numpy(pts)
+                if dev != "cpu":
+                    tp = tp.to(dev)
+                ref["spconv_ms"] = time_stage(lambda: gen(tp), cfg.frames, cfg.warmup, dev)
+                vox, coors, nump = gen(tp)
+                vox = vox.cpu().numpy().copy()
+                vox[..., 3] *= np.float32(contract.intensity_scale)   # spconv keeps raw features
+                sp = {"coords": coors[:, 1:].cpu().numpy().astype(np.int64), "num_points": nump.cpu().numpy(),
+                      "pillars": vox}   # (P, M, 4): compared on x, y, z, intensity
+                cmp = compare_pillars(mine, sp)
+                cmp["note"] = ("spconv keeps the first max_pillars voxels in point order, runtime.pillarize the "
+                               "most-populated; sets agree only when no pillar is dropped"
+                               if batch.stats.pillars_dropped else "no pillar dropped: sets must agree")
+                ref["spconv_vs_runtime"] = cmp
+            s["pillarize_reference"] = ref
+        # network per backend
+        inputs = network_inputs(batch, img, contract)
+        net: Dict[str, Any] = {}
+        outputs = None
+        for label, be in backends.items():
+            try:
+                net[label] = time_stage(lambda: be.infer(*inputs), cfg.frames, cfg.warmup,
+                                        "cuda" if "cuda" in label.lower() or "Tensorrt" in label or "CUDA" in label else "cpu")
+                if outputs is None:
+                    outputs = be.infer(*inputs)
+            except Exception as e:
+                net[label] = {"error": f"{type(e).__name__}: {e}"}
+        fastest = min((v["p50"] for v in net.values() if "p50" in v), default=None)
+        for v in net.values():
+            if "p50" in v and fastest:
+                v["ratio_to_fastest"] = round(v["p50"] / fastest, 2)
+        st["network"] = net
+        # post-processing
+        if outputs is not None:
+            try:
+                from bev_mtl_ros.runtime.postprocess import decode_detections
+                pcfg = _postprocess_config()
+                st["postprocess_decode_nms"] = time_stage(lambda: decode_detections(outputs, contract, pcfg),
+                                                          cfg.frames, cfg.warmup)
+            except Exception as e:
+                st["postprocess_decode_nms"] = {"error": f"{type(e).__name__}: {e}"}
+            try:
+                pipe = _pipeline(next(iter(backends.values())))
+                r = pipe(pts, img)
+                s["pipeline_stage_keys"] = sorted(getattr(r, "timings_ms", {}) or {})
+                tims: Dict[str, List[float]] = {}
+                t_tot = []
+                for k in range(cfg.warmup + cfg.frames):
+                    t0 = time.perf_counter()
+                    r = pipe(pts, img)
+                    if k >= cfg.warmup:
+                        t_tot.append((time.perf_counter() - t0) * 1e3)
+                        for kk, vv in (getattr(r, "timings_ms", {}) or {}).items():
+                            tims.setdefault(kk, []).append(float(vv))
+                s["pipeline_in_process"] = {"total": summarize_ms(t_tot), **{k: summarize_ms(v) for k, v in tims.items()}}
+                try:
+                    from bev_mtl_ros.ros import messages as rm
+                    build = getattr(rm, "build_all_messages", None)
+                    if build is not None:
+                        from std_msgs.msg import Header
+                        hdr = Header(frame_id="cam_front_center")
+                        st["build_messages"] = time_stage(lambda: build(r, hdr, contract), cfg.frames, cfg.warmup)
+                except Exception as e:
+                    st["build_messages"] = {"error": f"{type(e).__name__}: {e}"}
+            except Exception as e:
+                s["pipeline_in_process"] = {"error": f"{type(e).__name__}: {e}"}
+        if cfg.dds:
+            try:
+                s["end_to_end_dds"] = bench_end_to_end(model_path, pts, img, cfg.frames, cfg.warmup, dev, log=log)
+            except Exception as e:
+                s["end_to_end_dds"] = {"error": f"{type(e).__name__}: {e}"}
+        s["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        if dev.startswith("cuda"):
+            s["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        res["scenarios"][name] = s
+
+    if cfg.scaling:
+        be_label, be = next(iter(backends.items()))
+        rows = []
+        for n in SCALING_POINTS:
+            pts = synthetic_scan(n, "360", seed=1)
+            img = synthetic_image((1920, 1208))
+            b = pillarize(pts, contract, device=dev)
+            row = {"points": n, "pillars": b.num_pillars, "pillars_dropped": b.stats.pillars_dropped,
+                   "pillarize": time_stage(lambda: pillarize(pts, contract, device=dev), cfg.frames, cfg.warmup, dev)}
+            inputs = network_inputs(b, img, contract)
+            row["network"] = time_stage(lambda: be.infer(*inputs), max(3, cfg.frames // 2), 1)
+            row["network_backend"] = be_label
+            row["peak_rss_mb"] = round(peak_rss_mb(), 1)
+            rows.append(row)
+            log(f"[bench] scaling {n}: pillarize p50 {row['pillarize']['p50']:.2f} ms, network p50 {row['network']['p50']:.1f} ms")
+        res["scaling"] = rows
+    res["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    if dev.startswith("cuda"):
+        res["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return res
+
+
+def _postprocess_config():
+    """Default post-processing configuration of runtime.postprocess (whatever its class is called)."""
+    from bev_mtl_ros.runtime import postprocess as pp
+    for name in ("PostprocessConfig", "PostProcessConfig", "DecodeConfig"):
+        if hasattr(pp, name):
+            return getattr(pp, name)()
+    return None
+
+
+def _pipeline(backend):
+    from bev_mtl_ros.runtime.pipeline import PerceptionPipeline
+    try:
+        return PerceptionPipeline(backend, _postprocess_config())
+    except TypeError:
+        return PerceptionPipeline(backend)
+
+
+# ====================================================================== output
+def format_table(res: Dict[str, Any]) -> str:
+    """Human-readable table of a result dict (ms: p50 / p95 / max)."""
+    lines = [f"bev_mtl_ros benchmark — device {res['device']}, model {res['model']}, {res['frames']} frames after "
+             f"{res['warmup']} warm-up; {res['machine']['processor']} x{res['machine']['cpu_count']}, "
+             f"torch {res['machine']['torch']} ({res['machine']['torch_threads']} threads), onnxruntime {res['machine']['onnxruntime']}"]
+
+    def row(name, v):
+        if not isinstance(v, dict):
+            return
+        if "p50" in v:
+            extra = f"  x{v['ratio_to_fastest']:.2f}" if "ratio_to_fastest" in v else ""
+            lines.append(f"  {name:<52} {v['p50']:9.2f} {v['p95']:9.2f} {v['max']:9.2f}{extra}")
+        elif "error" in v:
+            lines.append(f"  {name:<52} n/a ({v['error'][:80]})")
+
+    for name, s in res["scenarios"].items():
+        lines.append(f"\n{name}: {s['points']} points, image {s['image'][0]}x{s['image'][1]}, pillars "
+                     f"{s.get('pillar_stats', {}).get('pillars_occupied', '?')} occupied / "
+                     f"{s.get('pillar_stats', {}).get('pillars_dropped', '?')} dropped")
+        lines.append(f"  {'stage':<52} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9}")
+        for k, v in s["stages"].items():
+            if k == "network":
+                for lab, vv in v.items():
+                    row(f"network [{lab}]", vv)
+            else:
+                row(k, v)
+        for k, v in (s.get("pipeline_in_process") or {}).items():
+            row(f"pipeline in-process: {k}", v)
+        e2e = s.get("end_to_end_dds")
+        if isinstance(e2e, dict) and "latency_ms" in e2e:
+            row(f"end-to-end over DDS (node process), lost {e2e.get('lost')}", e2e["latency_ms"])
+        elif isinstance(e2e, dict):
+            row("end-to-end over DDS", e2e)
+        ref = s.get("pillarize_reference")
+        if ref:
+            lines.append(f"  reference: naive Python {ref['naive_python_ms']} ms, same pillars "
+                         f"{ref['naive_vs_runtime'].get('same_pillars')}, same values {ref['naive_vs_runtime'].get('same_values')}")
+            if "spconv_ms" in ref:
+                c = ref["spconv_vs_runtime"]
+                lines.append(f"  reference: {ref['spconv']} p50 {ref['spconv_ms']['p50']:.2f} ms; same pillars "
+                             f"{c['same_pillars']} ({c['common']} common of {c['pillars_a']}/{c['pillars_b']}), "
+                             f"same counts {c['same_counts']}")
+            else:
+                lines.append(f"  reference: {ref['spconv']}")
+        lines.append(f"  peak RSS {s.get('peak_rss_mb')} MiB" + (f", peak CUDA {s['peak_cuda_mb']} MiB" if "peak_cuda_mb" in s else ""))
+    if res.get("scaling"):
+        lines.append(f"\nscaling (360-degree scans, network = {res['scaling'][0]['network_backend']}):")
+        lines.append(f"  {'points':>8} {'pillars':>8} {'dropped':>8} {'pillarize p50':>14} {'network p50':>12} {'peak RSS MiB':>13}")
+        for r in res["scaling"]:
+            lines.append(f"  {r['points']:>8} {r['pillars']:>8} {r['pillars_dropped']:>8} {r['pillarize']['p50']:>14.2f} "
+                         f"{r['network']['p50']:>12.1f} {r['peak_rss_mb']:>13.1f}")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``bev-mtl-ros bench``."""
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--model", default=None, help=f"ONNX model (default {DEFAULT_MODEL}, else a random-init export)")
+    parser.add_argument("--points", type=int, default=None, help="one custom scenario with N points")
+    parser.add_argument("--image", default=None, help="custom image size WxH (e.g. 1920x1208)")
+    parser.add_argument("--frames", type=int, default=20, help="timed frames per stage")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed warm-up frames per stage")
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
+    parser.add_argument("--no-scaling", action="store_true", help="skip the 10k..200k points series")
+    parser.add_argument("--no-dds", action="store_true", help="skip the end-to-end run through the node process")
+    parser.add_argument("--no-reference", action="store_true", help="skip the pillarization references")
+    parser.add_argument("--spconv-path", default=DEFAULT_SPCONV_PATH,
+                        help="directory with spconv installed by pip --target (appended to sys.path)")
+    parser.add_argument("--backends", nargs="+", default=None, help="only variants whose label contains one of these")
+    parser.add_argument("--json", default=None, help="write the results as JSON here")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``bev-mtl-ros bench``: prints the table, writes ``--json``; 0 on success, 2 on bad options."""
+    image = None
+    if args.image:
+        try:
+            w, h = (int(v) for v in args.image.lower().split("x"))
+            image = (w, h)
+        except ValueError:
+            print(f"bench: bad --image {args.image!r} (expected WxH)", file=sys.stderr)
+            return 2
+    if args.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            print("bench: --device cuda but torch sees no CUDA device", file=sys.stderr)
+            return 2
+    cfg = BenchConfig(device=args.device, frames=args.frames, warmup=args.warmup, model=args.model,
+                      scenarios=tuple(args.scenarios), points=args.points, image=image, scaling=not args.no_scaling,
+                      dds=not args.no_dds, reference=not args.no_reference, spconv_path=args.spconv_path,
+                      backends=tuple(args.backends) if args.backends else None)
+    res = run_benchmark(cfg)
+    print(format_table(res))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(res, indent=2, default=str) + "\n")
+        print(f"[bench] JSON: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _p = argparse.ArgumentParser(prog="bev-mtl-ros bench")
+    add_arguments(_p)
+    sys.exit(main(_p.parse_args()))
