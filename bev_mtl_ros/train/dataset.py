@@ -92,15 +92,11 @@ def compute_drivable_label(frame: Any, contract: ModelContract) -> np.ndarray:
     gw, gh = contract.grid_size
     if getattr(frame, "semantic", None) is None:
         return np.full((gh, gw), IGNORE, np.uint8)
-    from bev_mtl_ros.data import drivable as drv  # helper D's module
-    for name in ("drivable_bev_labels", "drivable_labels_from_frame", "bev_drivable_label",
-                 "drivable_label", "frame_drivable_labels"):
-        fn = getattr(drv, name, None)
-        if fn is not None:
-            lab = np.asarray(fn(frame, contract))
-            break
-    else:
-        raise ImportError("bev_mtl_ros.data.drivable has no known BEV label function")
+    from bev_mtl_ros.data.drivable import frame_drivable_labels
+    lab = frame_drivable_labels(frame, contract)
+    if lab is None:
+        return np.full((gh, gw), IGNORE, np.uint8)
+    lab = np.asarray(lab)
     if lab.shape != (gh, gw):
         raise ValueError(f"drivable label shape {lab.shape} != grid (h, w) = {(gh, gw)}")
     return lab.astype(np.uint8)

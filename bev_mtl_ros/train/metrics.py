@@ -313,7 +313,8 @@ class ConfusionMatrix:
         if gt.size and (gt.min() < 0 or gt.max() >= self.num_classes):
             raise ValueError(f"label id outside 0..{self.num_classes - 1} (and not {self.ignore_index})")
         pred = np.where((pred >= 0) & (pred < self.num_classes), pred, self.num_classes)
-        np.add.at(self.matrix, (gt, pred), 1)
+        k1 = self.num_classes + 1
+        self.matrix += np.bincount(gt * k1 + pred, minlength=self.num_classes * k1).reshape(self.num_classes, k1)
 
     def iou(self) -> np.ndarray:
         """(num_classes,) IoU = TP / (TP + FP + FN); NaN for classes absent from the ground truth."""

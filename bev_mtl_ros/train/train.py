@@ -243,21 +243,15 @@ def build_optimizer(module: nn.Module, cfg: Dict[str, Any], steps_per_epoch: int
 
 # ------------------------------------------------------------------------------- checkpoints
 def save_model_file(path: str, net: nn.Module, contract: ModelContract, extra: Optional[Dict[str, Any]] = None) -> None:
-    """Write the models/<name>.pt dict {"contract", "state_dict", "widths"} (+ ``extra`` keys),
-    atomically (tmp file + rename). Uses runtime.checkpoint.save_checkpoint when available."""
-    tmp = f"{path}.tmp"
-    try:
-        from bev_mtl_ros.runtime.checkpoint import save_checkpoint  # helper B
-    except ImportError:
-        save_checkpoint = None
-    if save_checkpoint is not None and not extra:
-        save_checkpoint(net, tmp)
-    else:
-        d = {"contract": contract.to_dict(), "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-             "widths": dict(getattr(net, "widths", {}))}
-        d.update(extra or {})
-        torch.save(d, tmp)
-    os.replace(tmp, path)
+    """Write the model checkpoint (``runtime.checkpoint.save_checkpoint``: contract, widths,
+    state_dict; ``extra`` = training state for resume), atomically."""
+    from bev_mtl_ros.runtime.checkpoint import save_checkpoint
+    save_checkpoint(path, net, contract, extra=extra)
+
+
+def load_training_state(path: str) -> Dict[str, Any]:
+    """Read ``last.pt``: {"contract", "state_dict", "extra": {optimizer, scheduler, epoch, ...}}."""
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _unwrap(m: nn.Module) -> nn.Module:
@@ -321,17 +315,18 @@ def train(cfg: Dict[str, Any], train_set, out_dir: Optional[str], device: str = 
     history = []
     last_path = os.path.join(out_dir, "last.pt") if out_dir else None
     if resume and last_path and os.path.isfile(last_path):
-        ck = torch.load(last_path, map_location="cpu", weights_only=False)
+        ck = load_training_state(last_path)
+        extra = ck.get("extra") or {}
         saved = ModelContract.from_dict(ck["contract"])
         if saved.mismatches(contract):
             raise ConfigError(f"{last_path}: checkpoint contract differs from the config's: "
                               f"{sorted(saved.mismatches(contract))}")
         module.net.load_state_dict(ck["state_dict"])
-        if ck.get("loss_state"):
-            module.loss_fn.load_state_dict(ck["loss_state"])
-        opt.load_state_dict(ck["optimizer"])
-        start_epoch = int(ck["epoch"]) + 1
-        saved_sched = ck.get("scheduler") or {}
+        if extra.get("loss_state"):
+            module.loss_fn.load_state_dict(extra["loss_state"])
+        opt.load_state_dict(extra["optimizer"])
+        start_epoch = int(extra["epoch"]) + 1
+        saved_sched = extra.get("scheduler") or {}
         if saved_sched.get("total_steps", steps_per_epoch * epochs) == steps_per_epoch * epochs and saved_sched:
             sched.load_state_dict(saved_sched)
         else:
@@ -343,7 +338,7 @@ def train(cfg: Dict[str, Any], train_set, out_dir: Optional[str], device: str = 
                 warnings.simplefilter("ignore")
                 for _ in range(min(start_epoch * steps_per_epoch, steps_per_epoch * epochs - 1)):
                     sched.step()
-        history = list(ck.get("history", []))
+        history = list(extra.get("history", []))
         if dist_ctx.is_main:
             LOG.info("resumed from %s at epoch %d", last_path, start_epoch)
 

@@ -1,0 +1,523 @@
+"""``bev-mtl-ros evaluate``: detection AP, drivable IoU and semantic mIoU of a model or a recorded run.
+
+Two sources::
+
+    bev-mtl-ros evaluate --data A2D2_DIR --model models/default.onnx --out EVAL_DIR [--backend auto]
+    bev-mtl-ros evaluate --bag OUT_BAG [--gt-bag INPUT_BAG] --model-contract/--model M --out EVAL_DIR
+
+``--data`` runs ``runtime.pipeline.PerceptionPipeline`` on every frame of an A2D2-format directory and
+compares with its labels: 3D boxes (A2D2 classes mapped through the model contract's
+``box_class_map``; unmapped classes are dropped), BEV drivable labels (``data/drivable.py``) and the
+semantic label image (at the input image's resolution).
+
+``--bag`` compares the node's recorded outputs with the ground truth of the input bag, matched by
+header stamp (exact nanoseconds): ``/perception_node/detections`` vs ``/a2d2/ground_truth/boxes``
+(vision_msgs/Detection3DArray; class_id = detection class or A2D2 class name), and
+``/perception_node/semantic`` vs ``/a2d2/ground_truth/semantic`` (mono8 class ids) when both exist.
+Ground-truth messages without a node output with the same stamp count as frames with no predictions
+(reported as ``frames_without_output``); outputs without ground truth are skipped and counted.
+
+Evaluation region: only ground-truth boxes whose centre lies inside the contract's BEV range (x, y)
+are evaluated (the model cannot see the others); predictions outside it are dropped as well.
+Metric definitions: see ``train/metrics.py`` (AP = area under the interpolated PR curve, NaN for
+classes without ground truth and excluded from mAP; data-set level IoUs; mIoU over classes present).
+
+Outputs in ``--out``: ``report.json`` (everything), ``summary.txt`` (readable table), ``pr_curves.png``
+(matplotlib, one panel per class, a curve per distance threshold) and ``frames/*.png`` (a few frames:
+BEV with lidar, ground truth (green) and predictions (red), plus the camera image with the boxes
+projected, with OpenCV).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from bev_mtl_ros.model.contract import ModelContract
+from bev_mtl_ros.train.metrics import (DetectionEvaluator, DrivableEvaluator, SemanticEvaluator,
+                                       nan_mean)
+
+LOG = logging.getLogger("bev_mtl_ros.evaluate")
+
+DETECTIONS_TOPIC = "/perception_node/detections"
+SEMANTIC_TOPIC = "/perception_node/semantic"
+GT_BOXES_TOPIC = "/a2d2/ground_truth/boxes"
+GT_SEMANTIC_TOPIC = "/a2d2/ground_truth/semantic"
+
+
+def in_range_mask(boxes: np.ndarray, contract: ModelContract) -> np.ndarray:
+    """(N,) bool: box centre inside the contract's BEV range in x and y."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 7)
+    x0, y0, _, x1, y1, _ = contract.point_cloud_range
+    return (b[:, 0] >= x0) & (b[:, 0] < x1) & (b[:, 1] >= y0) & (b[:, 1] < y1)
+
+
+class EvalAccumulator:
+    """Collects per-frame results for all three tasks and produces the report dict."""
+
+    def __init__(self, contract: ModelContract, ap_mode: str = "area"):
+        self.contract = contract
+        self.det = DetectionEvaluator(contract.detection_classes, ap_mode=ap_mode)
+        self.drivable = DrivableEvaluator()
+        self.semantic = SemanticEvaluator(contract.semantic_classes)
+        self.counts = {"frames": 0, "frames_with_drivable_gt": 0, "frames_with_semantic_gt": 0,
+                       "gt_boxes_out_of_range": 0, "pred_boxes_out_of_range": 0}
+        self.timings: Dict[str, List[float]] = {}
+        self.notes: List[str] = []
+
+    def add_detections(self, pred_boxes, pred_scores, pred_labels, gt_boxes, gt_labels) -> None:
+        pb = np.asarray(pred_boxes, np.float64).reshape(-1, 7)
+        gb = np.asarray(gt_boxes, np.float64).reshape(-1, 7)
+        pk, gk = in_range_mask(pb, self.contract), in_range_mask(gb, self.contract)
+        self.counts["gt_boxes_out_of_range"] += int((~gk).sum())
+        self.counts["pred_boxes_out_of_range"] += int((~pk).sum())
+        self.det.add_frame(pb[pk], np.asarray(pred_scores).reshape(-1)[pk], np.asarray(pred_labels).reshape(-1)[pk],
+                           gb[gk], np.asarray(gt_labels).reshape(-1)[gk])
+        self.counts["frames"] += 1
+
+    def add_drivable(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        if pred is None or gt is None:
+            return
+        if np.asarray(pred).shape != np.asarray(gt).shape:
+            raise ValueError(f"drivable prediction {np.shape(pred)} vs label {np.shape(gt)}")
+        self.drivable.add(pred, gt)
+        self.counts["frames_with_drivable_gt"] += 1
+
+    def add_semantic(self, pred: Optional[np.ndarray], gt: Optional[np.ndarray]) -> None:
+        if pred is None or gt is None:
+            return
+        if np.asarray(pred).shape != np.asarray(gt).shape:
+            import cv2
+            pred = cv2.resize(np.asarray(pred, np.uint8), (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_NEAREST)
+        self.semantic.add(pred, gt)
+        self.counts["frames_with_semantic_gt"] += 1
+
+    def add_timings(self, timings_ms: Optional[Dict[str, float]]) -> None:
+        for k, v in (timings_ms or {}).items():
+            self.timings.setdefault(k, []).append(float(v))
+
+    def report(self) -> Dict[str, Any]:
+        """The full report (JSON-compatible; NaN written as null by :func:`write_report`)."""
+        det = self.det.compute()
+        sem = self.semantic.compute()
+        rep: Dict[str, Any] = {
+            "counts": dict(self.counts),
+            "detection": {"ap": det["ap"], "map": det["map"], "num_gt": det["num_gt"],
+                          "num_pred": {c: det["curves"]["dist@2m"][c].num_pred if "dist@2m" in det["curves"] else None
+                                       for c in self.contract.detection_classes},
+                          "ap_definition": "area under the all-point interpolated PR curve (train/metrics.py); "
+                                           "greedy matching by score; NaN = no ground truth, excluded from mAP",
+                          "ap_mode": self.det.ap_mode},
+            "drivable": {"iou": self.drivable.iou()},
+            "semantic": sem,
+            "timings_ms": {k: {"mean": float(np.mean(v)), "p50": float(np.median(v)),
+                               "p95": float(np.percentile(v, 95))} for k, v in self.timings.items()},
+            "notes": list(self.notes),
+        }
+        rep["_curves"] = det["curves"]
+        return rep
+
+
+# ------------------------------------------------------------------------------- report output
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items() if not str(k).startswith("_")}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (np.floating, float)):
+        return None if math.isnan(float(v)) else float(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def _fmt(v: Optional[float]) -> str:
+    return "  n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:5.3f}"
+
+
+def summary_text(rep: Dict[str, Any]) -> str:
+    """Readable summary table of a report."""
+    det = rep["detection"]
+    keys = list(det["ap"].keys())
+    classes = list(det["num_gt"].keys())
+    lines = [f"frames: {rep['counts']['frames']}  (GT boxes outside the BEV range ignored: "
+             f"{rep['counts']['gt_boxes_out_of_range']})", "",
+             "Detection AP (BEV centre distance / rotated BEV IoU), " + det["ap_mode"] + " AP",
+             f"{'class':<12}{'#gt':>6} " + " ".join(f"{k:>10}" for k in keys)]
+    for c in classes:
+        lines.append(f"{c:<12}{det['num_gt'][c]:>6} " + " ".join(f"{_fmt(det['ap'][k][c]):>10}" for k in keys))
+    lines.append(f"{'mAP':<12}{'':>6} " + " ".join(f"{_fmt(det['map'][k]):>10}" for k in keys))
+    lines += ["", f"Drivable area IoU (BEV, 255 ignored): {_fmt(rep['drivable']['iou'])}",
+              f"Semantic mIoU over {rep['semantic']['classes_present']} classes present: "
+              f"{_fmt(rep['semantic']['miou'])}  (pixel accuracy {_fmt(rep['semantic']['pixel_accuracy'])})"]
+    for c, v in sorted(rep["semantic"]["per_class_iou"].items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {c:<24}{_fmt(v)}")
+    if rep.get("timings_ms"):
+        lines += ["", "Pipeline timings (ms): " + ", ".join(f"{k} {v['mean']:.1f}" for k, v in rep["timings_ms"].items())]
+    for n in rep.get("notes", []):
+        lines.append("note: " + n)
+    return "\n".join(lines) + "\n"
+
+
+def plot_pr_curves(rep: Dict[str, Any], path: str) -> Optional[str]:
+    """PR curves (one panel per class with ground truth, one line per criterion) -> PNG; None when
+    matplotlib is unavailable."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        LOG.warning("matplotlib not installed: no PR-curve plot")
+        return None
+    curves = rep["_curves"]
+    classes = [c for c, n in rep["detection"]["num_gt"].items() if n > 0] or list(rep["detection"]["num_gt"])
+    fig, axes = plt.subplots(1, max(1, len(classes)), figsize=(4 * max(1, len(classes)), 4), squeeze=False)
+    for ax, c in zip(axes[0], classes):
+        for key, per_class in curves.items():
+            r = per_class[c]
+            if r.recall.size:
+                ax.plot(np.concatenate([[0], r.recall]), np.concatenate([[1 if r.precision[0] > 0 else 0], r.precision]),
+                        label=f"{key} AP {_fmt(r.ap)}")
+        ax.set_title(f"{c} ({rep['detection']['num_gt'][c]} GT)")
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def write_report(rep: Dict[str, Any], out_dir: str) -> Dict[str, str]:
+    """Write report.json, summary.txt and pr_curves.png; returns their paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {"json": os.path.join(out_dir, "report.json"), "summary": os.path.join(out_dir, "summary.txt")}
+    with open(paths["json"], "w", encoding="utf-8") as f:
+        json.dump(_jsonable(rep), f, indent=2)
+    with open(paths["summary"], "w", encoding="utf-8") as f:
+        f.write(summary_text(rep))
+    png = plot_pr_curves(rep, os.path.join(out_dir, "pr_curves.png"))
+    if png:
+        paths["pr_curves"] = png
+    return paths
+
+
+# ------------------------------------------------------------------------------- frame rendering
+def _bev_corners(boxes: np.ndarray) -> np.ndarray:
+    from bev_mtl_ros.train.metrics import _box_corners_bev
+    return _box_corners_bev(np.asarray(boxes, np.float64).reshape(-1, 7))
+
+
+def _box_corners_3d(boxes: np.ndarray) -> np.ndarray:
+    """(N, 8, 3): 4 bottom corners then 4 top corners."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 7)
+    c2 = _bev_corners(b)
+    zb = (b[:, 2] - b[:, 5] / 2)[:, None, None]
+    zt = (b[:, 2] + b[:, 5] / 2)[:, None, None]
+    bottom = np.concatenate([c2, np.broadcast_to(zb, (len(b), 4, 1))], axis=2)
+    top = np.concatenate([c2, np.broadcast_to(zt, (len(b), 4, 1))], axis=2)
+    return np.concatenate([bottom, top], axis=1)
+
+
+def render_frame(path: str, contract: ModelContract, points: np.ndarray, gt_boxes: np.ndarray,
+                 pred_boxes: np.ndarray, pred_scores: np.ndarray, image: Optional[np.ndarray] = None,
+                 cam_matrix: Optional[np.ndarray] = None, drivable: Optional[np.ndarray] = None,
+                 px_per_m: float = 6.0, title: str = "") -> str:
+    """PNG: BEV (x up, y left; lidar grey, predicted drivable blue, GT green, predictions red with
+    score) and, when an image and its undistorted ``cam_matrix`` are given, the image with the boxes
+    projected (``col = cx - fx*y/x, row = cy - fy*z/x``). Returns the path."""
+    import cv2
+    x0, y0, _, x1, y1, _ = contract.point_cloud_range
+    H, W = int((x1 - x0) * px_per_m), int((y1 - y0) * px_per_m)
+    bev = np.zeros((H, W, 3), np.uint8)
+
+    def to_px(x, y):  # x forward = up, y left = left
+        return np.stack([(y1 - y) * px_per_m, (x1 - x) * px_per_m], -1)
+
+    if drivable is not None:
+        # drivable[iy, ix] (y, x increasing); picture rows = decreasing x, cols = decreasing y
+        d = np.ascontiguousarray((np.asarray(drivable) == 1).astype(np.uint8).T[::-1, ::-1])
+        d = cv2.resize(d, (W, H), interpolation=cv2.INTER_NEAREST)
+        bev[d > 0] = (90, 40, 0)
+    p = np.asarray(points, np.float64).reshape(-1, points.shape[-1] if np.ndim(points) == 2 else 3)
+    if len(p):
+        uv = to_px(p[:, 0], p[:, 1]).astype(int)
+        ok = (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
+        bev[uv[ok, 1], uv[ok, 0]] = (170, 170, 170)
+    for boxes, colour in ((gt_boxes, (0, 220, 0)), (pred_boxes, (0, 0, 255))):
+        for c in _bev_corners(boxes):
+            q = to_px(c[:, 0], c[:, 1]).astype(np.int32)
+            cv2.polylines(bev, [q], True, colour, 1, cv2.LINE_AA)
+            cv2.line(bev, tuple(q[0]), tuple(q[3]), colour, 2)  # front edge
+    for b, s in zip(np.asarray(pred_boxes).reshape(-1, 7), np.asarray(pred_scores).reshape(-1)):
+        q = to_px(np.array([b[0]]), np.array([b[1]]))[0].astype(int)
+        cv2.putText(bev, f"{s:.2f}", (int(q[0]) + 4, int(q[1])), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 255), 1)
+    panels = [bev]
+    if image is not None and cam_matrix is not None:
+        img = cv2.cvtColor(np.asarray(image, np.uint8), cv2.COLOR_RGB2BGR).copy()
+        K = np.asarray(cam_matrix, np.float64)
+        edges = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)]
+        for boxes, colour in ((gt_boxes, (0, 220, 0)), (pred_boxes, (0, 0, 255))):
+            for c in _box_corners_3d(boxes):
+                if (c[:, 0] < 0.5).any():
+                    continue
+                col = K[0, 2] - K[0, 0] * c[:, 1] / c[:, 0]
+                row = K[1, 2] - K[1, 1] * c[:, 2] / c[:, 0]
+                q = np.stack([col, row], -1)
+                if np.abs(q).max() > 1e5:
+                    continue
+                q = q.astype(np.int32)
+                for a, b in edges:
+                    cv2.line(img, tuple(q[a]), tuple(q[b]), colour, 2, cv2.LINE_AA)
+        scale = H / img.shape[0]
+        img = cv2.resize(img, (max(1, int(img.shape[1] * scale)), H), interpolation=cv2.INTER_AREA)
+        panels.append(img)
+    canvas = np.concatenate(panels, axis=1)
+    if title:
+        cv2.putText(canvas, title, (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    cv2.imwrite(path, canvas)
+    return path
+
+
+# ------------------------------------------------------------------------------- data-set evaluation
+def make_pipeline(model_path: str, backend: str = "auto", device: str = "cpu", score_threshold: Optional[float] = None):
+    """PerceptionPipeline for evaluation. ``score_threshold`` (default 0.05, low so that the PR curve
+    reaches high recall) overrides the post-processing threshold when the config supports it."""
+    from bev_mtl_ros.runtime.backends import create_backend
+    from bev_mtl_ros.runtime.pipeline import PerceptionPipeline
+    be = create_backend(model_path, backend=backend, device=device)
+    cfg = None
+    try:
+        from bev_mtl_ros.runtime import postprocess as pp
+        cfg_cls = getattr(pp, "PostprocessConfig", None) or getattr(pp, "DecodeConfig", None)
+        if cfg_cls is not None:
+            cfg = cfg_cls()
+            thr = 0.05 if score_threshold is None else float(score_threshold)
+            for name in ("score_threshold", "score_thresh"):
+                if hasattr(cfg, name):
+                    v = getattr(cfg, name)
+                    setattr(cfg, name, type(v)(thr) if not isinstance(v, (dict, list, tuple)) else thr)
+            if hasattr(cfg, "class_score_thresholds"):
+                cfg.class_score_thresholds = None
+    except ImportError:
+        cfg = None
+    try:
+        pipe = PerceptionPipeline(be, cfg) if cfg is not None else PerceptionPipeline(be)
+    except TypeError:
+        pipe = PerceptionPipeline(be)
+    return pipe, be
+
+
+def gt_from_frame(frame: Any, contract: ModelContract) -> Tuple[np.ndarray, np.ndarray]:
+    """Ground-truth boxes (M, 7) and detection labels (M,) of an A2D2Frame (unmapped classes dropped)."""
+    from bev_mtl_ros.train.dataset import map_box_classes
+    keep, labels = map_box_classes(list(frame.box_classes), contract)
+    return np.asarray(frame.boxes, np.float32).reshape(-1, 7)[keep], labels
+
+
+def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = None, backend: str = "auto",
+                     device: str = "cpu", max_frames: Optional[int] = None, num_render: int = 4,
+                     score_threshold: Optional[float] = None, camera: str = "front_center",
+                     ap_mode: str = "area", progress: bool = True) -> Dict[str, Any]:
+    """Run the pipeline over an A2D2-format directory and compute every metric.
+
+    Returns the report dict (see :meth:`EvalAccumulator.report`); with ``out_dir`` also writes the
+    report files and ``num_render`` frame renderings (evenly spaced)."""
+    from bev_mtl_ros.data.a2d2 import A2D2Dataset
+    from bev_mtl_ros.train.dataset import compute_drivable_label, semantic_id_map
+
+    pipe, be = make_pipeline(model_path, backend, device, score_threshold)
+    contract = be.contract
+    reader = A2D2Dataset(data_dir, camera=camera)
+    n = len(reader) if max_frames is None else min(len(reader), int(max_frames))
+    acc = EvalAccumulator(contract, ap_mode)
+    lut = semantic_id_map(contract)
+    render_at = set(np.linspace(0, n - 1, num=min(num_render, n)).round().astype(int).tolist()) if n and out_dir else set()
+    it = range(n)
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(it, desc="evaluating", unit="frame")
+    for i in it:
+        frame = reader.load_frame(i)
+        pts = frame.points_xyzi
+        res = pipe(pts, frame.image)
+        det = res.detections
+        gtb, gtl = gt_from_frame(frame, contract)
+        acc.add_detections(det.boxes, det.scores, det.labels, gtb, gtl)
+        if frame.semantic is not None:
+            acc.add_drivable(res.drivable, compute_drivable_label(frame, contract))
+            sem_gt = frame.semantic if lut is None else lut[frame.semantic]
+            acc.add_semantic(res.semantic, sem_gt)
+        acc.add_timings(getattr(res, "timings_ms", None))
+        if i in render_at:
+            render_frame(os.path.join(out_dir, "frames", f"{i:04d}_{frame.scene}_{frame.frame}.png".replace(os.sep, "_")),
+                         contract, pts, gtb, det.boxes, det.scores, frame.image, frame.calibration.cam_matrix,
+                         res.drivable, title=f"{frame.scene} {frame.frame}: GT green, prediction red")
+    rep = acc.report()
+    rep["source"] = {"data": os.path.abspath(data_dir), "model": os.path.abspath(model_path),
+                     "backend": getattr(be, "name", backend), "frames": n}
+    if out_dir:
+        write_report(rep, out_dir)
+    return rep
+
+
+# ------------------------------------------------------------------------------- bag evaluation
+def _stamp_ns(header) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def detections_from_msg(msg, contract: ModelContract) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """vision_msgs/Detection3DArray -> (boxes (N, 7), scores (N,), labels (N,), number dropped).
+
+    class_id may be a detection class name, an A2D2 box class name (mapped through the contract), or
+    an integer index; yaw from the quaternion (rotation about z assumed)."""
+    idx = {n: i for i, n in enumerate(contract.detection_classes)}
+    boxes, scores, labels, dropped = [], [], [], 0
+    for d in msg.detections:
+        if not d.results:
+            dropped += 1
+            continue
+        hyp = max(d.results, key=lambda r: r.hypothesis.score)
+        cid = str(hyp.hypothesis.class_id)
+        name = cid if cid in idx else contract.box_class_map.get(cid)
+        if name is None and cid.isdigit() and int(cid) < len(contract.detection_classes):
+            name = contract.detection_classes[int(cid)]
+        if name not in idx:
+            dropped += 1
+            continue
+        c, q, s = d.bbox.center, d.bbox.center.orientation, d.bbox.size
+        yaw = math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+        boxes.append([c.position.x, c.position.y, c.position.z, s.x, s.y, s.z, yaw])
+        scores.append(float(hyp.hypothesis.score))
+        labels.append(idx[name])
+    return (np.asarray(boxes, np.float32).reshape(-1, 7), np.asarray(scores, np.float32),
+            np.asarray(labels, np.int64), dropped)
+
+
+def _read_topic(path: str, topic: str) -> Dict[int, Any]:
+    from bev_mtl_ros.data.to_bag import read_bag_messages
+    out: Dict[int, Any] = {}
+    for _t, _bt, msg in read_bag_messages(path, topics=[topic]):
+        out[_stamp_ns(msg.header)] = msg
+    return out
+
+
+def evaluate_bag(bag: str, contract: ModelContract, gt_bag: Optional[str] = None, out_dir: Optional[str] = None,
+                 detections_topic: str = DETECTIONS_TOPIC, gt_topic: str = GT_BOXES_TOPIC,
+                 semantic_topic: str = SEMANTIC_TOPIC, gt_semantic_topic: str = GT_SEMANTIC_TOPIC,
+                 ap_mode: str = "area") -> Dict[str, Any]:
+    """Compare recorded node outputs with ground truth (same or second bag), matched by header stamp."""
+    from bev_mtl_ros.data.to_bag import image_from_msg
+    gt_bag = gt_bag or bag
+    preds = _read_topic(bag, detections_topic)
+    gts = _read_topic(gt_bag, gt_topic)
+    if not gts:
+        raise ValueError(f"{gt_bag}: no messages on the ground-truth topic {gt_topic}")
+    acc = EvalAccumulator(contract, ap_mode)
+    missing = frames_dropped = 0
+    frame_ids = set()
+    for stamp in sorted(gts):
+        gb, _gs, gl, gd = detections_from_msg(gts[stamp], contract)
+        frames_dropped += gd
+        if stamp in preds:
+            pb, ps, pl, _ = detections_from_msg(preds[stamp], contract)
+            frame_ids.add((gts[stamp].header.frame_id, preds[stamp].header.frame_id))
+        else:
+            missing += 1
+            pb, ps, pl = np.zeros((0, 7), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
+        acc.add_detections(pb, ps, pl, gb, gl)
+    sem_pred = _read_topic(bag, semantic_topic)
+    if sem_pred:
+        sem_gt = _read_topic(gt_bag, gt_semantic_topic)
+        for stamp, m in sem_gt.items():
+            if stamp in sem_pred:
+                acc.add_semantic(image_from_msg(sem_pred[stamp]), image_from_msg(m))
+    for a, b in frame_ids:
+        if a != b:
+            acc.notes.append(f"ground truth in frame {a!r} but detections in {b!r}: compared without a transform")
+    acc.counts["frames_without_output"] = missing
+    acc.counts["outputs_without_ground_truth"] = len(set(preds) - set(gts))
+    acc.counts["gt_boxes_unmapped_class"] = frames_dropped
+    rep = acc.report()
+    rep["source"] = {"bag": os.path.abspath(bag), "gt_bag": os.path.abspath(gt_bag),
+                     "detections_topic": detections_topic, "gt_topic": gt_topic}
+    if missing:
+        acc.notes.append(f"{missing} ground-truth frames had no node output with the same stamp (counted as no predictions)")
+        rep["notes"] = list(acc.notes)
+    if out_dir:
+        write_report(rep, out_dir)
+    return rep
+
+
+def _contract_for_bag(args) -> ModelContract:
+    if args.model:
+        if args.model.endswith(".onnx"):
+            import onnx
+            from bev_mtl_ros.model.contract import ONNX_CONTRACT_KEY
+            meta = {p.key: p.value for p in onnx.load(args.model, load_external_data=False).metadata_props}
+            return ModelContract.from_json(meta[ONNX_CONTRACT_KEY])
+        import torch
+        return ModelContract.from_dict(torch.load(args.model, map_location="cpu", weights_only=False)["contract"])
+    if args.contract:
+        return ModelContract.load(args.contract)
+    return ModelContract()
+
+
+# ------------------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``bev-mtl-ros evaluate``."""
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="A2D2-format directory to run the model on")
+    src.add_argument("--bag", help="recorded rosbag2 with the node's outputs")
+    parser.add_argument("--model", help="model file (.onnx or .pt); required with --data; with --bag only "
+                                        "its contract (classes, range) is used")
+    parser.add_argument("--contract", help="contract YAML/JSON for --bag when no --model is given")
+    parser.add_argument("--gt-bag", help="bag with /a2d2/ground_truth/* (default: --bag itself)")
+    parser.add_argument("--out", default=None, help="output directory for report.json, summary.txt, plots")
+    parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "pytorch"))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--max-frames", type=int, default=None)
+    parser.add_argument("--render", type=int, default=4, help="frames to render as PNG (default 4)")
+    parser.add_argument("--score-threshold", type=float, default=None,
+                        help="post-processing score threshold for evaluation (default 0.05)")
+    parser.add_argument("--ap-mode", choices=("area", "nuscenes"), default="area")
+    parser.add_argument("--detections-topic", default=DETECTIONS_TOPIC)
+    parser.add_argument("--gt-topic", default=GT_BOXES_TOPIC)
+    parser.add_argument("--camera", default="front_center")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the evaluation; prints the summary. Returns 0, or 2 on bad arguments / inputs."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    t0 = time.perf_counter()
+    try:
+        if args.data:
+            if not args.model:
+                LOG.error("--data needs --model")
+                return 2
+            rep = evaluate_dataset(args.data, args.model, args.out, backend=args.backend, device=args.device,
+                                   max_frames=args.max_frames, num_render=args.render,
+                                   score_threshold=args.score_threshold, camera=args.camera,
+                                   ap_mode=args.ap_mode, progress=not args.no_progress)
+        else:
+            rep = evaluate_bag(args.bag, _contract_for_bag(args), gt_bag=args.gt_bag, out_dir=args.out,
+                               detections_topic=args.detections_topic, gt_topic=args.gt_topic, ap_mode=args.ap_mode)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        LOG.error("%s", e)
+        return 2
+    print(summary_text(rep), end="")
+    if args.out:
+        print(f"report written to {args.out} ({time.perf_counter() - t0:.1f} s)")
+    return 0
