@@ -24,17 +24,19 @@ setup(
         share("config"),
         share("models"),
     ],
+    python_requires=">=3.10",
     install_requires=["setuptools", "numpy", "pyyaml"],
     zip_safe=False,
     maintainer="bev_mtl_ros developers",
     maintainer_email="bev-mtl-ros@example.com",
     description="Multi-task BEV perception (CenterPoint 3D detection, drivable area, semantics) for ROS 2",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
-            "bev-mtl-ros = bev_mtl_ros.cli:main",
-            "perception_node = bev_mtl_ros.ros.node:main",
+            # both go through bev_mtl_ros.dds, which sets the Fast DDS large-data profile
+            # (unless the user set FASTDDS_DEFAULT_PROFILES_FILE) before the real main runs
+            "bev-mtl-ros = bev_mtl_ros.dds:cli_main",
+            "perception_node = bev_mtl_ros.dds:perception_node_main",
         ],
     },
 )

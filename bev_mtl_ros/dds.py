@@ -120,3 +120,24 @@ def launch_environment_actions() -> list:
 
     env = dds_environment()
     return [SetEnvironmentVariable(name, env[name]) for name in (PROFILE_ENV, RMW_ENV) if env.get(name)]
+
+
+# ------------------------------------------------------------------------------------------------
+# console-script entry points (setup.py): apply the DDS defaults, then run the real main, so every
+# process started as `bev-mtl-ros ...` or `perception_node` (also from `ros2 run`/`ros2 launch`)
+# and all its children use the large-data profile unless the user chose otherwise.
+# ------------------------------------------------------------------------------------------------
+def cli_main() -> int:
+    """Entry point of ``bev-mtl-ros``: :func:`apply_dds_environment`, then ``bev_mtl_ros.cli.main``."""
+    apply_dds_environment()
+    from bev_mtl_ros.cli import main
+
+    return main()
+
+
+def perception_node_main() -> int:
+    """Entry point of ``perception_node``: :func:`apply_dds_environment`, then ``bev_mtl_ros.ros.node.main``."""
+    apply_dds_environment()
+    from bev_mtl_ros.ros.node import main
+
+    return main()

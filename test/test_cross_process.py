@@ -327,6 +327,30 @@ def test_launch_environment_actions_use_dds_environment(monkeypatch, tmp_path):
                        "RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}
 
 
+def test_console_scripts_apply_dds_profile_before_main(monkeypatch):
+    """`bev-mtl-ros` runs with the profile set (unless the user set one) when cli.main starts."""
+    import bev_mtl_ros.cli as cli
+    import bev_mtl_ros.dds as dds
+
+    seen = {}
+
+    def fake_main():
+        seen.update({k: os.environ.get(k) for k in ("FASTDDS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION")})
+        return 7
+
+    monkeypatch.setattr(cli, "main", fake_main)
+    monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE", raising=False)
+    monkeypatch.delenv("RMW_IMPLEMENTATION", raising=False)
+    assert dds.cli_main() == 7
+    assert seen == {"FASTDDS_DEFAULT_PROFILES_FILE": dds.default_fastdds_profile(), "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"}
+    monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", "/etc/my_profile.xml")
+    dds.cli_main()
+    assert seen["FASTDDS_DEFAULT_PROFILES_FILE"] == "/etc/my_profile.xml"
+    setup_py = (Path(__file__).resolve().parent.parent / "setup.py").read_text()
+    assert "bev-mtl-ros = bev_mtl_ros.dds:cli_main" in setup_py
+    assert "perception_node = bev_mtl_ros.dds:perception_node_main" in setup_py
+
+
 if __name__ == "__main__":
     role, n_rounds = sys.argv[1], int(sys.argv[2])
     sys.exit(run_publisher(n_rounds) if role == "pub" else run_subscriber(n_rounds))
