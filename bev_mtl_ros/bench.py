@@ -250,11 +250,30 @@ def ensure_model(model: Optional[str], workdir: Path, log=print) -> Tuple[Path, 
     p = REPO_ROOT / DEFAULT_MODEL
     if p.exists():
         return p, DEFAULT_MODEL
-    from bev_mtl_ros.runtime.export import export_random_model
     out = workdir / "bench_random.onnx"
     log(f"[bench] {DEFAULT_MODEL} missing: exporting a randomly initialised default-width network to {out}")
     export_random_model(out)
     return out, "random-init default widths (no trained model present)"
+
+
+def export_random_model(out: Path, tiny: bool = False, seed: int = 0):
+    """Export a randomly initialised network (default contract; default or tiny widths) to ``out``
+    (.onnx) plus the matching checkpoint ``out.with_suffix('.pt')`` for the PyTorch backend.
+    Returns the ModelContract."""
+    import torch
+
+    from bev_mtl_ros.model.contract import ModelContract
+    from bev_mtl_ros.model.network import BevMultiTaskNet
+    from bev_mtl_ros.runtime.checkpoint import save_checkpoint
+    from bev_mtl_ros.runtime.export import export_onnx
+    torch.manual_seed(seed)
+    contract = ModelContract()
+    net = BevMultiTaskNet.tiny(contract) if tiny else BevMultiTaskNet(contract)
+    net.eval()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(str(out.with_suffix(".pt")), net, contract)
+    export_onnx(net, contract, str(out), verify=False)
+    return contract
 
 
 def backend_variants(device: str, model_path: Path) -> List[Dict[str, Any]]:

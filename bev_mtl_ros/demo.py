@@ -68,7 +68,7 @@ def output_topics(node_name: str = NODE_NAME) -> Dict[str, str]:
         f"{ns}/drivable_area/grid": "nav_msgs/msg/OccupancyGrid",
         f"{ns}/semantic": "sensor_msgs/msg/Image",
         f"{ns}/semantic/color": "sensor_msgs/msg/Image",
-        f"{ns}/debug/processing_time_ms": "std_msgs/msg/Float64",
+        f"{ns}/debug/processing_time_ms": "std_msgs/msg/Float64MultiArray",
         "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
     }
 
@@ -513,10 +513,16 @@ def analyze_recording(input_bag: Path, recording: Path, node_name: str = NODE_NA
             frames[s].semantic = image_to_array(m)
     frame_list = [frames[s] for s in sorted(frames)]
 
-    proc = [float(m.data) for _, m in rec.get(f"{ns}/debug/processing_time_ms", []) if hasattr(m, "data")]
+    stages: Dict[str, List[float]] = {}
+    for _, m in rec.get(f"{ns}/debug/processing_time_ms", []):
+        data = np.atleast_1d(np.asarray(m.data, np.float64))
+        dims = getattr(getattr(m, "layout", None), "dim", None)
+        names = dims[0].label.split(",") if dims else ["total"]
+        for name, v in zip(names, data):
+            stages.setdefault(f"node_{name.strip()}", []).append(float(v))
     diag_series, diag_last = _diagnostic_values([m for _, m in rec.get("/diagnostics", [])], node_name)
-    latency: Dict[str, Any] = {"end_to_end": _percentiles([f.latency_ms for f in frame_list]),
-                               "node_processing": _percentiles(proc)}
+    latency: Dict[str, Any] = {"end_to_end": _percentiles([f.latency_ms for f in frame_list])}
+    latency.update({k: _percentiles(v) for k, v in stages.items()})
     for key, vals in diag_series.items():
         if key.endswith("_ms") or key.endswith("ms"):
             latency[key] = _percentiles(vals)
@@ -935,6 +941,11 @@ def main(args: argparse.Namespace) -> int:
     print(_format_summary(summary))
     print(f"[demo] summary: {out / 'summary.json'}; renderings: {', '.join(summary['renderings'])}")
     if args.write_golden:
+        det = summary["per_topic"][f"/{NODE_NAME}/detections"]
+        if det["missing"] or det["duplicates"] or summary["frames_skipped"]:
+            print(f"demo: not writing golden outputs: the replay lost or duplicated frames ({det}); "
+                  f"use a lower --rate", file=sys.stderr)
+            return 1
         gp = golden_path_for(bag)
         model = node_params.get("model_path") or str(resolve_path(DEFAULT_MODEL))
         meta = {"bag": str(args.bag), "bag_sha256": file_sha256(bag),

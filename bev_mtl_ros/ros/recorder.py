@@ -46,14 +46,17 @@ class RecorderError(RuntimeError):
 
 
 def make_record_typestore():
-    """The rosbags typestore used for writing: ``data.to_bag.make_typestore()`` if present (knows
-    vision_msgs), else rosbags' ROS2_KILTED store. Unknown types are added later by
+    """The rosbags typestore used for writing: ``data.to_bag.make_typestore(ROS2_KILTED)`` (rosbags'
+    Kilted store + vision_msgs), else the plain Kilted store. Unknown types are added later by
     :func:`ensure_type`."""
+    from rosbags.typesys import Stores, get_typestore
     try:
-        from bev_mtl_ros.data.to_bag import make_typestore  # helper D's converter
-        return make_typestore()
+        from bev_mtl_ros.data.to_bag import make_typestore
     except ImportError:
-        from rosbags.typesys import Stores, get_typestore
+        return get_typestore(Stores.ROS2_KILTED)
+    try:  # the publishers are Kilted rclpy: use Kilted's definitions (+ vision_msgs)
+        return make_typestore(Stores.ROS2_KILTED)
+    except Exception:  # vision_msgs .msg files not found: plain store, ensure_type adds what it can
         return get_typestore(Stores.ROS2_KILTED)
 
 

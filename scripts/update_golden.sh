@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Regenerate the replay regression test's golden outputs (test/golden/<bag>.npz + .json):
+# replays the sample recording through the perception node (separate process, over DDS, at a rate
+# the CPU keeps up with) with the default model and stores every frame's outputs.
+#   scripts/update_golden.sh                 # sample bag + default model
+#   scripts/update_golden.sh --bag B --model M --rate 0.25
+# Review the change (git diff --stat test/golden) and commit it together with the model change
+# that caused it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+exec "$VENV/bin/python" -m bev_mtl_ros.cli demo --write-golden --out out/golden_run --rate 0.25 "$@"
