@@ -127,17 +127,41 @@ def launch_environment_actions() -> list:
 # process started as `bev-mtl-ros ...` or `perception_node` (also from `ros2 run`/`ros2 launch`)
 # and all its children use the large-data profile unless the user chose otherwise.
 # ------------------------------------------------------------------------------------------------
+def add_venv_ament_prefix(environ: Optional[MutableMapping[str, str]] = None) -> bool:
+    """Make ``ament_index_python`` look-ups work in a venv holding the ROS 2 wheels.
+
+    The PyPI wheels and scripts/setup_env.sh register packages (rclpy, the messages,
+    bev_mtl_ros itself) in ``<venv>/share/ament_index``, but nothing sets ``AMENT_PREFIX_PATH``
+    as ``source setup.bash`` would. This appends ``sys.prefix`` to it (sets it if unset) when that
+    prefix has an ament index and is not listed yet; a sourced distribution stays first.
+
+    Returns:
+        True if the variable was changed.
+    """
+    target = os.environ if environ is None else environ
+    prefix = sys.prefix
+    if not (Path(prefix) / "share" / "ament_index").is_dir():
+        return False
+    parts = [p for p in target.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    if prefix in parts:
+        return False
+    target["AMENT_PREFIX_PATH"] = os.pathsep.join(parts + [prefix])
+    return True
+
+
 def cli_main() -> int:
-    """Entry point of ``bev-mtl-ros``: :func:`apply_dds_environment`, then ``bev_mtl_ros.cli.main``."""
+    """Entry point of ``bev-mtl-ros``: DDS defaults and venv ament prefix, then ``bev_mtl_ros.cli.main``."""
     apply_dds_environment()
+    add_venv_ament_prefix()
     from bev_mtl_ros.cli import main
 
     return main()
 
 
 def perception_node_main() -> int:
-    """Entry point of ``perception_node``: :func:`apply_dds_environment`, then ``bev_mtl_ros.ros.node.main``."""
+    """Entry point of ``perception_node``: DDS defaults and venv ament prefix, then ``bev_mtl_ros.ros.node.main``."""
     apply_dds_environment()
+    add_venv_ament_prefix()
     from bev_mtl_ros.ros.node import main
 
     return main()

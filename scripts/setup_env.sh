@@ -151,6 +151,16 @@ fi
 log "installing bev_mtl_ros (editable)"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
 
+# An editable install does not install setup.py's data_files: register the package in the venv's
+# ament index with its share directory pointing into this checkout (like colcon --symlink-install),
+# so get_package_share_directory("bev_mtl_ros") works (with AMENT_PREFIX_PATH naming the venv).
+SHARE="$VENV/share/bev_mtl_ros"
+mkdir -p "$VENV/share/ament_index/resource_index/packages" "$SHARE"
+: > "$VENV/share/ament_index/resource_index/packages/bev_mtl_ros"
+for item in package.xml config launch models; do
+  [[ -e "$ROOT/$item" ]] && ln -sfn "$ROOT/$item" "$SHARE/$item"
+done
+
 quick_check || die "environment incomplete after installation (import check failed)"
 "$VPY" -c "from vision_msgs.msg import Detection3DArray, LabelInfo; from tf2_msgs.msg import TFMessage; import rclpy" \
   || die "ROS 2 imports fail in $VENV"

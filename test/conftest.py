@@ -26,7 +26,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # tests run from a plain checkout too
     sys.path.insert(0, str(REPO_ROOT))
 
-from bev_mtl_ros.dds import dds_environment  # noqa: E402
+from bev_mtl_ros.dds import add_venv_ament_prefix, dds_environment  # noqa: E402
+
+# in-process ament_index look-ups (get_package_share_directory) find the venv's packages, as the
+# console scripts do (bev_mtl_ros.dds.cli_main)
+add_venv_ament_prefix()
 
 #: domain ids handed out by this session; avoids reuse within one run
 _USED_DOMAINS: set = set()

@@ -351,6 +351,22 @@ def test_console_scripts_apply_dds_profile_before_main(monkeypatch):
     assert "perception_node = bev_mtl_ros.dds:perception_node_main" in setup_py
 
 
+def test_add_venv_ament_prefix(monkeypatch, tmp_path):
+    """The venv prefix is appended to AMENT_PREFIX_PATH once, only if it has an ament index."""
+    import bev_mtl_ros.dds as dds
+
+    (tmp_path / "venv" / "share" / "ament_index").mkdir(parents=True)
+    monkeypatch.setattr(dds.sys, "prefix", str(tmp_path / "venv"))
+    env = {"AMENT_PREFIX_PATH": "/opt/ros/jazzy"}
+    assert dds.add_venv_ament_prefix(env) is True
+    assert env["AMENT_PREFIX_PATH"] == os.pathsep.join(["/opt/ros/jazzy", str(tmp_path / "venv")])
+    assert dds.add_venv_ament_prefix(env) is False
+    empty = {}
+    assert dds.add_venv_ament_prefix(empty) and empty["AMENT_PREFIX_PATH"] == str(tmp_path / "venv")
+    monkeypatch.setattr(dds.sys, "prefix", str(tmp_path / "plain"))
+    assert dds.add_venv_ament_prefix({}) is False
+
+
 if __name__ == "__main__":
     role, n_rounds = sys.argv[1], int(sys.argv[2])
     sys.exit(run_publisher(n_rounds) if role == "pub" else run_subscriber(n_rounds))
