@@ -256,3 +256,51 @@ def test_ensure_type_from_installed_msg_files():
     assert "vision_msgs/msg/ObjectHypothesisWithPose" in ts.fielddefs
     text, _ = ts.generate_msgdef("vision_msgs/msg/Detection3DArray")
     assert "Detection3D[] detections" in text or "detections" in text
+
+
+def test_closed_loop_pacing_never_outruns_a_slow_consumer(tmp_path, rclpy_context):
+    """With pacing, cloud k+1 is published only after the consumer answered cloud k, even at rate 50:
+    a consumer needing 80 ms per cloud sees every cloud, and publishes are >= 80 ms apart."""
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import PointCloud2
+    from std_msgs.msg import String
+
+    src = tmp_path / "src"
+    make_bag(src, StoragePlugin.MCAP)
+    pnode = rclpy.create_node("paced_player", context=rclpy_context)
+    cnode = rclpy.create_node("slow_consumer", context=rclpy_context)
+    qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+    ans = cnode.create_publisher(String, "/answers", qos)
+    seen = []
+
+    def on_cloud(m):
+        seen.append((time.monotonic(), m.header.stamp.nanosec))
+        time.sleep(0.08)
+        ans.publish(String(data="done"))
+    cnode.create_subscription(PointCloud2, "/pts", on_cloud, qos)
+    ex = SingleThreadedExecutor(context=rclpy_context)
+    ex.add_node(cnode)
+    ex.add_node(pnode)
+    stop = threading.Event()
+    spin = threading.Thread(target=lambda: [ex.spin_once(timeout_sec=0.02) for _ in iter(stop.is_set, True)],
+                            daemon=True)
+    spin.start()
+    player = BagPlayer(pnode, src, rate=50.0, topics=["/pts"], pace_input="/pts",
+                       pace_topic="/answers:std_msgs/msg/String", pace_timeout=5.0)
+    try:
+        assert player.wait_for_subscribers(1, ["/pts"], timeout=15.0)
+        stats = player.play()
+        deadline = time.monotonic() + 5
+        while len(seen) < N_CLOUDS and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        spin.join(5)
+        player.close()
+    assert stats.pace_timeouts == 0
+    assert len(seen) == N_CLOUDS
+    gaps = np.diff([t for t, _ in seen])
+    assert gaps.min() >= 0.075, gaps           # unpaced at rate 50 they would be 2 ms apart
+    with pytest.raises(PlayerError, match="pace"):
+        BagPlayer(pnode, src, pace_input="/pts")

@@ -61,6 +61,8 @@ class PlaybackStats:
         bag_span_s: bag time covered by one pass, seconds.
         max_lag_ms: largest delay of a publish behind its scheduled wall time, ms (the player's own
             timing error; large values mean the machine could not keep up with the rate).
+        pace_timeouts: inputs published without the awaited answer (closed-loop pacing only).
+        pace_wait_s: total seconds spent waiting for answers (closed-loop pacing only).
     """
 
     published: Dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -70,6 +72,8 @@ class PlaybackStats:
     wall_s: float = 0.0
     bag_span_s: float = 0.0
     max_lag_ms: float = 0.0
+    pace_timeouts: int = 0
+    pace_wait_s: float = 0.0
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-compatible dict."""
@@ -77,6 +81,7 @@ class PlaybackStats:
             "published": dict(self.published), "loops": self.loops, "clock_messages": self.clock_messages,
             "skipped_topics": dict(self.skipped_topics), "wall_s": round(self.wall_s, 3),
             "bag_span_s": round(self.bag_span_s, 3), "max_lag_ms": round(self.max_lag_ms, 2),
+            "pace_timeouts": self.pace_timeouts, "pace_wait_s": round(self.pace_wait_s, 3),
         }
 
 
@@ -133,6 +138,15 @@ class BagPlayer:
         remap: {bag topic: published topic}.
         start_paused: begin paused; :meth:`resume` starts the playback.
         max_loops: with ``loop``, stop after this many passes (None = endless).
+        pace_input: closed-loop pacing (for CI replays that must not overload a slow machine):
+            before publishing message k on this bag topic, wait until ``pace_topic`` has delivered
+            k answers (the node's output for each earlier input), at most ``pace_timeout`` s each.
+            Bag time (and ``/clock``) stands still while waiting, like a pause.
+        pace_topic: output topic counted for pacing, ``"/topic"`` or ``"/topic:pkg/msg/Type"``
+            (the type is looked up in the ROS graph when omitted). The caller must spin ``node``
+            (the CLI does) so the answers are counted.
+        pace_timeout: seconds to wait for one answer before publishing anyway (counted in
+            ``stats.pace_timeouts``).
     Raises:
         PlayerError: bag missing/unreadable, or none of the requested topics playable.
     """
@@ -140,7 +154,8 @@ class BagPlayer:
     def __init__(self, node, bag_path, rate: float = 1.0, clock: bool = False, loop: bool = False,
                  topics: Optional[Iterable[str]] = None, clock_hz: float = 100.0, qos_depth: int = 10,
                  remap: Optional[Dict[str, str]] = None, start_paused: bool = False,
-                 max_loops: Optional[int] = None):
+                 max_loops: Optional[int] = None, pace_input: Optional[str] = None,
+                 pace_topic: Optional[str] = None, pace_timeout: float = 30.0):
         from rosbags.rosbag2 import Reader
 
         if not rate or rate <= 0:
@@ -222,12 +237,60 @@ class BagPlayer:
         self.published_topics: Dict[str, str] = {self.remap.get(c.topic, c.topic): c.msgtype for c in self._connections}
         self.message_counts: Dict[str, int] = {c.topic: counts[c.topic] for c in self._connections}
 
+        self.pace_input = pace_input
+        self.pace_timeout = float(pace_timeout)
+        self._pace_spec = pace_topic
+        self._pace_sub = None
+        self._answers = 0
+        self._answer_cv = threading.Condition()
+        if (pace_input is None) != (pace_topic is None):
+            raise PlayerError("pacing needs both pace_input and pace_topic")
+        if pace_input is not None and pace_input not in self.message_counts:
+            raise PlayerError(f"pace_input {pace_input} is not a played topic of {self.bag_path}")
+
         self._clock_pub = None
         if self.clock:
             from rosgraph_msgs.msg import Clock
             self._clock_cls = Clock
             self._clock_pub = node.create_publisher(
                 Clock, "/clock", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+
+    # ------------------------------------------------------------------ pacing
+    def _ensure_pace_subscription(self, timeout: float = 30.0) -> None:
+        """Subscribe (raw, reliable) to the pacing topic; resolves its type from the graph."""
+        if self._pace_spec is None or self._pace_sub is not None:
+            return
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        topic, _, msgtype = self._pace_spec.partition(":")
+        deadline = time.monotonic() + timeout
+        while not msgtype:
+            types = dict(self.node.get_topic_names_and_types()).get(topic)
+            if types:
+                msgtype = types[0]
+                break
+            if time.monotonic() > deadline or self._stop.is_set():
+                raise PlayerError(f"pace topic {topic} never appeared in the ROS graph (give its type as "
+                                  f"{topic}:pkg/msg/Type)")
+            time.sleep(0.05)
+        cls = import_message_class(msgtype)
+        self._pace_sub = self.node.create_subscription(
+            cls, topic, self._on_answer, QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE), raw=True)
+
+    def _on_answer(self, _data) -> None:
+        with self._answer_cv:
+            self._answers += 1
+            self._answer_cv.notify_all()
+
+    def _wait_for_answers(self, needed: int) -> None:
+        t0 = time.monotonic()
+        with self._answer_cv:
+            ok = self._answer_cv.wait_for(lambda: self._answers >= needed or self._stop.is_set(),
+                                          timeout=self.pace_timeout)
+        if not ok:
+            self.stats.pace_timeouts += 1
+            self._logger.warning(f"pacing: no answer on {self._pace_spec} for input {needed} within "
+                                 f"{self.pace_timeout:.1f} s; publishing the next input anyway")
+        self.stats.pace_wait_s += time.monotonic() - t0
 
     # ------------------------------------------------------------------ control
     def wait_for_subscribers(self, count: int, topics: Optional[Sequence[str]] = None, timeout: float = 30.0,
@@ -340,6 +403,8 @@ class BagPlayer:
         each message's bag time just before the message when ``clock`` is set.
         """
         t_start = time.monotonic()
+        self._ensure_pace_subscription()
+        paced = 0  # inputs on pace_input published so far (all loops)
         try:
             while not self._stop.is_set():
                 anchor = [time.monotonic(), self.start_ns]
@@ -348,6 +413,12 @@ class BagPlayer:
                 for conn, ts, raw in self._reader.messages(connections=self._connections):
                     if not self._wait_until(ts, anchor):
                         break
+                    if self.pace_input is not None and conn.topic == self.pace_input:
+                        if paced:
+                            w0 = time.monotonic()
+                            self._wait_for_answers(paced)
+                            anchor[0] += time.monotonic() - w0   # bag time stood still
+                        paced += 1
                     if self.clock:
                         self._publish_clock(ts)
                     self._publishers[conn.id].publish(bytes(raw))
@@ -372,6 +443,11 @@ class BagPlayer:
             self._reader.close()
         except Exception:
             pass
+        if self._pace_sub is not None:
+            try:
+                self.node.destroy_subscription(self._pace_sub)
+            except Exception:
+                pass
         for pub in set(self._publishers.values()) | ({self._clock_pub} if self._clock_pub else set()):
             try:
                 self.node.destroy_publisher(pub)
@@ -380,6 +456,12 @@ class BagPlayer:
 
 
 # ---------------------------------------------------------------------- CLI
+def _first_cloud_topic(bag) -> Optional[str]:
+    from rosbags.rosbag2 import Reader
+    with Reader(bag) as r:
+        return next((c.topic for c in r.connections if c.msgtype.endswith("PointCloud2")), None)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``bev-mtl-ros play``."""
     parser.add_argument("bag", help="rosbag2 directory or .mcap/.db3 file")
@@ -399,6 +481,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to sleep before playing")
     parser.add_argument("--start-paused", action="store_true",
                         help="start paused; SIGUSR1 toggles pause/resume")
+    parser.add_argument("--pace-topic", default=None, metavar="TOPIC[:TYPE]",
+                        help="closed loop: before each --pace-input message wait for one more message on "
+                             "this (output) topic than before (a slow node is never overloaded)")
+    parser.add_argument("--pace-input", default=None, metavar="TOPIC",
+                        help="bag topic paced by --pace-topic (default: the bag's first PointCloud2 topic)")
+    parser.add_argument("--pace-timeout", type=float, default=30.0, help="seconds to wait per answer")
     parser.add_argument("--node-name", default="bag_player", help="name of the player's ROS node")
     parser.add_argument("--stats-json", default=None, help="write playback statistics as JSON here")
 
@@ -423,9 +511,14 @@ def main(args: argparse.Namespace) -> int:
     rc = 0
     player = None
     try:
+        pace_input = args.pace_input
+        if args.pace_topic and not pace_input:
+            pace_input = _first_cloud_topic(args.bag)
         player = BagPlayer(node, args.bag, rate=args.rate, clock=args.clock, loop=args.loop,
                            topics=args.topics, clock_hz=args.clock_hz, qos_depth=args.qos_depth, remap=remap,
-                           start_paused=args.start_paused, max_loops=args.max_loops)
+                           start_paused=args.start_paused, max_loops=args.max_loops,
+                           pace_input=pace_input if args.pace_topic else None, pace_topic=args.pace_topic,
+                           pace_timeout=args.pace_timeout)
 
         def _on_signal(signum, frame):  # stop cleanly on Ctrl-C / SIGTERM
             player.stop()
@@ -442,9 +535,13 @@ def main(args: argparse.Namespace) -> int:
         if args.delay > 0:
             time.sleep(args.delay)
         if rc == 0:
+            from rclpy.executors import SingleThreadedExecutor
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
             th = player.start()
             while th.is_alive():
-                th.join(0.2)
+                executor.spin_once(timeout_sec=0.05)   # delivers pacing answers
+            executor.remove_node(node)
             stats = player.stats
             log.info(f"done: {dict(stats.published)} in {stats.wall_s:.2f} s, loops {stats.loops}, "
                      f"max lag {stats.max_lag_ms:.1f} ms")
