@@ -25,7 +25,9 @@ Outputs in RUN_DIR (rank 0 only): ``last.pt`` (model checkpoint + optimizer/sche
 Distributed: when ``WORLD_SIZE`` > 1 (``torchrun`` sets it), ``init_process_group`` runs from the
 environment (``env://``) with ``gloo`` on CPU or ``nccl`` on CUDA; each rank reads its shard through a
 ``DistributedSampler``; gradients are averaged by DistributedDataParallel (the loss module, with the
-learned uncertainty weights, is inside the DDP module so its parameters stay in sync too).
+learned uncertainty weights, is inside the DDP module so its parameters stay in sync too). Buffers
+(BatchNorm running statistics) are broadcast from rank 0 at every forward (DDP's default), so they
+match rank 0's, which is the rank that writes the checkpoints.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ DEFAULT_CONFIG: Dict[str, Any] = {
     "threads": 0,
     "cache_dir": None,
     "log_every": 10,
+    "find_unused_parameters": False,
+    "bn_recalibration_batches": 0,
 }
 
 
@@ -258,6 +262,37 @@ def _unwrap(m: nn.Module) -> nn.Module:
     return m.module if hasattr(m, "module") else m
 
 
+def recalibrate_batchnorm(net: nn.Module, batches, device: torch.device) -> int:
+    """Re-estimate every BatchNorm's running statistics as the exact average over ``batches``.
+
+    BN layers here use momentum 0.01 (CenterPoint's setting), so their running statistics lag the
+    weights by ~100 steps; short runs (tests, CPU training) evaluate better after this pass.
+    For batch k (0-based) the momentum is set to 1/(k+1), which makes the running value the plain
+    mean of the per-batch statistics (works for nn.BatchNorm* and model.pillar_net.MaskedBatchNorm1d).
+    ``batches`` yields (inputs, targets, meta) like the training loader. Returns the batches used.
+    """
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return 0
+    saved = [(m.momentum, m.training) for m in bns]
+    was_training = net.training
+    net.eval()
+    n = 0
+    with torch.no_grad():
+        for inputs, _t, _m in batches:
+            for m in bns:
+                m.train()
+                m.momentum = 1.0 / (n + 1)
+            inputs = {k: v.to(device) for k, v in inputs.items()}
+            net(inputs["pillars"], inputs["num_points"], inputs["canvas_index"], inputs["image"], inputs["camera_valid"])
+            n += 1
+    for m, (mom, tr) in zip(bns, saved):
+        m.momentum = mom
+        m.train(tr)
+    net.train(was_training)
+    return n
+
+
 # ------------------------------------------------------------------------------- training
 def train(cfg: Dict[str, Any], train_set, out_dir: Optional[str], device: str = "cpu",
           resume: bool = False, dist_ctx: Optional[DistContext] = None, progress: bool = True,
@@ -345,7 +380,7 @@ def train(cfg: Dict[str, Any], train_set, out_dir: Optional[str], device: str = 
     if dist_ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
         module = DDP(module, device_ids=[dev.index] if dev.type == "cuda" else None,
-                     find_unused_parameters=float(cfg.get("camera_dropout", 0)) > 0)
+                     find_unused_parameters=bool(cfg.get("find_unused_parameters", False)))
     if out_dir and dist_ctx.is_main:
         os.makedirs(out_dir, exist_ok=True)
         import yaml
@@ -419,6 +454,15 @@ def train(cfg: Dict[str, Any], train_set, out_dir: Optional[str], device: str = 
         dist_ctx.barrier()
         if max_steps is not None and steps >= max_steps:
             break
+    nrecal = int(cfg.get("bn_recalibration_batches", 0) or 0)
+    if nrecal > 0 and steps > 0:
+        import itertools
+        base = _unwrap(module)
+        used = recalibrate_batchnorm(base.net, itertools.islice(iter(loader), nrecal), dev)
+        if dist_ctx.is_main:
+            LOG.info("BatchNorm statistics re-estimated over %d batches", used)
+            if out_dir:
+                save_model_file(os.path.join(out_dir, "model.pt"), base.net, contract)
     return {"model": _unwrap(module).net, "module": _unwrap(module), "history": history, "steps": steps,
             "s_per_iter": s_per_iter, "dist": dist_ctx}
 
