@@ -12,7 +12,8 @@
 #   * A ROS 2 distribution is sourced (ROS_DISTRO set and rclpy importable by its Python): the
 #     venv sees the distribution's packages (--system-site-packages); no ROS wheels, no local
 #     message builds (install vision_msgs/tf2_msgs with rosdep/apt instead).
-# Then requirements.txt + ONNX Runtime (CPU or GPU) and this package itself (editable).
+# Then requirements.txt (distribution mode: only requirements-pip-only.txt) + ONNX Runtime (CPU or
+# GPU) and this package itself (editable).
 #
 # A stamp file in the venv records a hash of every input (requirement files, msgs/ sources,
 # setup.py/setup.cfg/package.xml, this script, GPU switch, Python version, mode); when it matches,
@@ -98,7 +99,11 @@ PIP=("$VPY" -m pip --disable-pip-version-check)
 export PIP_NO_INPUT=1
 
 # ------------------------------------------------------------------ Python packages
-REQS=(-r requirements.txt)
+if [[ "$MODE" == wheels ]]; then
+  REQS=(-r requirements.txt)
+else
+  REQS=(-r requirements-pip-only.txt)   # the rest comes from the distribution (rosdep)
+fi
 if [[ "$GPU" == 1 ]]; then
   REQS+=(-r requirements-onnxruntime-gpu.txt); OTHER_ORT=onnxruntime
 else
