@@ -54,13 +54,16 @@ SCALING_POINTS = (10_000, 25_000, 50_000, 100_000, 200_000)
 
 
 # ====================================================================== synthetic input
-def synthetic_scan(n_points: int, fov: str = "front", seed: int = 0) -> np.ndarray:
+def synthetic_scan(n_points: int, fov: str = "front", seed: int = 0, return_boxes: bool = False):
     """A lidar-like scan with exactly ``n_points`` points, (N, 4) float32 [x, y, z, intensity 0..255]
     in the A2D2 camera view frame (x forward, y left, z up; ground at z = -1.78 m).
 
     64 beams from -25 deg to +3 deg elevation; azimuths over +-30 deg (``fov="front"``, the
     front-center camera's frustum) or 360 deg (``"360"``). Rays hit the ground, one of 40 random
-    box obstacles (cars/pedestrians-sized) or a wall at 60-90 m."""
+    box obstacles (cars/pedestrians-sized) or a wall at 60-90 m.
+
+    With ``return_boxes`` returns (points, boxes (40, 7) float32 [x, y, z_centre, l, w, h, yaw=0],
+    class names ("Car"/"Pedestrian"))."""
     rng = np.random.default_rng(seed)
     beams = 64
     n_az = int(math.ceil(n_points / beams))
@@ -91,7 +94,12 @@ def synthetic_scan(n_points: int, fov: str = "front", seed: int = 0) -> np.ndarr
     r = r + rng.normal(0, 0.02, size=len(r))
     xyz = d * r[:, None]
     inten = rng.uniform(0, 255, size=len(r))
-    return np.concatenate([xyz, inten[:, None]], 1).astype(np.float32)
+    pts = np.concatenate([xyz, inten[:, None]], 1).astype(np.float32)
+    if not return_boxes:
+        return pts
+    boxes = np.stack([cx, cy, -h + size[:, 2] / 2, size[:, 0], size[:, 1], size[:, 2], np.zeros(n_obj)], 1)
+    names = ["Car" if s_[0] > 1.0 else "Pedestrian" for s_ in size]
+    return pts, boxes.astype(np.float32), names
 
 
 def synthetic_image(size_wh: Tuple[int, int], seed: int = 0) -> np.ndarray:

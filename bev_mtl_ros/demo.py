@@ -109,6 +109,9 @@ class ReplayConfig:
         node_cmd: command starting the node (default: the ``perception_node`` console script).
         record_inputs: also record the input cloud topic (for end-to-end latency).
         play_topics: topics the player replays (None = all in the bag).
+        pace: closed-loop replay (player ``--pace-topic ~/detections``): the next cloud is
+            published only after the node answered the previous one, so no frame is skipped
+            whatever the machine's speed. Off for overload tests.
     """
 
     bag: Path
@@ -124,6 +127,7 @@ class ReplayConfig:
     node_cmd: Optional[List[str]] = None
     record_inputs: bool = True
     play_topics: Optional[List[str]] = None
+    pace: bool = False
 
 
 @dataclass
@@ -300,6 +304,8 @@ def run_replay(cfg: ReplayConfig, log=print) -> ReplayRun:
             play_cmd.append("--clock")
         if cfg.play_topics:
             play_cmd += ["--topics", *cfg.play_topics]
+        if cfg.pace:
+            play_cmd += ["--pace-topic", f"{det_topic}:vision_msgs/msg/Detection3DArray", "--pace-input", LIDAR_TOPIC]
         player = subprocess.run(play_cmd, env=env, stdout=files["player"], stderr=subprocess.STDOUT,
                                 timeout=max(120.0, 3.0 * _bag_span_s(bag) / cfg.rate + 60.0))
         if player.returncode != 0:
@@ -326,6 +332,58 @@ def _bag_span_s(bag: Path) -> float:
     from rosbags.rosbag2 import Reader
     with Reader(bag) as r:
         return max(0, r.end_time - r.start_time) * 1e-9
+
+
+# ====================================================================== a small synthetic bag
+def make_synthetic_bag(out: Path, frames: int = 6, points: int = 20_000, image_wh: Tuple[int, int] = (960, 604),
+                       period_ns: int = 100_000_000, seed: int = 0, storage: str = "mcap",
+                       start_ns: int = 1_600_000_000_000_000_000) -> Path:
+    """Write a small bag in the converter's layout (same topics, types, frame ids, QoS and stamps as
+    ``bev-mtl-ros a2d2-to-bag``) from synthetic scans: for tests and for trying the demo without
+    the sample recording. Clouds from :func:`bev_mtl_ros.bench.synthetic_scan` (front 60 deg,
+    ``points`` points, box obstacles), an rgb8 gradient image of ``image_wh`` with the A2D2
+    front-center intrinsics scaled to that size, ground-truth boxes of the obstacles, an empty
+    semantic label. Returns ``out`` (a bag directory)."""
+    import dataclasses
+
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from bev_mtl_ros.bench import synthetic_image, synthetic_scan
+    from bev_mtl_ros.data import to_bag as tb
+    from bev_mtl_ros.data.calibration import load_calibration
+
+    ts = tb.make_typestore()
+    cam = load_calibration().camera("front_center")
+    sx, sy = image_wh[0] / cam.width, image_wh[1] / cam.height
+    K = np.array(cam.cam_matrix, np.float64)
+    K[0] *= sx
+    K[1] *= sy
+    cam = dataclasses.replace(cam, cam_matrix=K, resolution=(int(image_wh[0]), int(image_wh[1])))
+    tn, fid = tb.topic_names("front_center"), tb.frame_ids("front_center")
+    w = Writer(Path(out), version=tb.BAG_VERSION,
+               storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3)
+    w.open()
+    conns = {k: w.add_connection(tn[k], tb.MSGTYPES[k], typestore=ts,
+                                 offered_qos_profiles=[tb._qos("transient_local", 1) if k == "tf_static" else tb._qos()])
+             for k in tn}
+    for k in range(frames):
+        stamp = start_ns + k * period_ns
+        pts, boxes, names = synthetic_scan(points, "front", seed=seed + k, return_boxes=True)
+        arr = np.zeros(len(pts), dtype=tb.CLOUD_DTYPE)
+        arr["x"], arr["y"], arr["z"], arr["intensity"] = pts[:, 0], pts[:, 1], pts[:, 2], pts[:, 3]
+        img = synthetic_image(image_wh, seed=seed + k)
+        msgs = []
+        if k == 0:
+            msgs.append(("tf_static", tb.make_tf_static(ts, cam, stamp, "front_center")))
+        msgs += [("points", tb.make_pointcloud2(ts, arr, stamp, fid["view"])),
+                 ("image", tb.make_image(ts, img, stamp, fid["optical"], "rgb8")),
+                 ("camera_info", tb.make_camera_info(ts, cam, stamp, fid["optical"], image_wh)),
+                 ("boxes", tb.make_detections(ts, boxes, names, [str(i) for i in range(len(boxes))], stamp, fid["view"])),
+                 ("semantic", tb.make_image(ts, np.zeros(img.shape[:2], np.uint8), stamp, fid["optical"], "mono8"))]
+        for key, msg in msgs:
+            w.write(conns[key], stamp, ts.serialize_cdr(msg, tb.MSGTYPES[key]))
+    w.close()
+    return Path(out)
 
 
 # ====================================================================== reading messages
@@ -475,9 +533,11 @@ def analyze_recording(input_bag: Path, recording: Path, node_name: str = NODE_NA
     """
     ns = f"/{node_name}"
     outs = output_topics(node_name)
-    inp = read_topics(input_bag, [LIDAR_TOPIC])
+    inp = read_topics(input_bag, [LIDAR_TOPIC, IMAGE_TOPIC])
     in_stamps = [stamp_ns(m) for _, m in inp[LIDAR_TOPIC]]
     in_set = set(in_stamps)
+    img_set = {stamp_ns(m) for _, m in inp[IMAGE_TOPIC]}
+    del inp
     rec = read_topics(recording, list(outs) + [LIDAR_TOPIC])
     frames_in = int((player_stats or {}).get("published", {}).get(LIDAR_TOPIC, len(in_stamps)))
     loops = int((player_stats or {}).get("loops", 1) or 1)
@@ -487,10 +547,12 @@ def analyze_recording(input_bag: Path, recording: Path, node_name: str = NODE_NA
         topic = f"{ns}/{suffix}"
         stamps = [stamp_ns(m) for _, m in rec.get(topic, [])]
         distinct = set(stamps)
+        # semantic outputs carry the camera image's header, the others the cloud's
+        ref = img_set if suffix.startswith("semantic") else in_set
         per_topic[topic] = {"messages": len(stamps), "distinct_stamps": len(distinct),
                             "duplicates": len(stamps) - len(distinct),
-                            "unknown_stamps": len(distinct - in_set),
-                            "missing": len(in_set - distinct)}
+                            "unknown_stamps": len(distinct - ref),
+                            "missing": len(ref - distinct)}
     # end-to-end latency: recorder receive time of the cloud vs of its detections
     cloud_recv: Dict[int, int] = {}
     for t, m in rec.get(LIDAR_TOPIC, []):
@@ -507,8 +569,12 @@ def analyze_recording(input_bag: Path, recording: Path, node_name: str = NODE_NA
         s = stamp_ns(m)
         if s in frames and frames[s].drivable is None:
             frames[s].drivable = image_to_array(m) > 127
+    frame_stamps = np.array(sorted(frames), dtype=np.int64)
     for t, m in rec.get(f"{ns}/semantic", []):
         s = stamp_ns(m)
+        if s not in frames and frame_stamps.size:  # image stamp != cloud stamp: nearest frame within 50 ms
+            j = int(np.argmin(np.abs(frame_stamps - s)))
+            s = int(frame_stamps[j]) if abs(int(frame_stamps[j]) - s) <= 50_000_000 else s
         if s in frames and frames[s].semantic is None:
             frames[s].semantic = image_to_array(m)
     frame_list = [frames[s] for s in sorted(frames)]
@@ -872,6 +938,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="override the node's model_path parameter")
     parser.add_argument("--backend", default=None, help="override the node's backend parameter")
     parser.add_argument("--rate", type=float, default=0.5, help="replay rate (default 0.5: a CPU keeps up)")
+    parser.add_argument("--no-pace", action="store_true",
+                        help="open loop: do not wait for the node's answer before the next cloud "
+                             "(frames are skipped when the node is slower than the replay)")
+    parser.add_argument("--synthetic", type=int, default=0, metavar="FRAMES",
+                        help="replay a synthetic bag of this many frames (written to OUT/synthetic) instead of --bag")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
     parser.add_argument("--frames-to-render", type=int, default=3, help="frames rendered to PNG")
     parser.add_argument("--no-sim-time", action="store_true", help="run the node on wall time (no /clock)")
@@ -903,13 +974,22 @@ def main(args: argparse.Namespace) -> int:
     bag = resolve_path(args.bag)
     params = resolve_path(args.params_file)
     out = Path(args.out)
+    if args.synthetic:
+        bag = out / "synthetic"
+        if bag.exists():
+            shutil.rmtree(bag)
+        out.mkdir(parents=True, exist_ok=True)
+        make_synthetic_bag(bag, frames=args.synthetic)
     if not bag.exists():
         print(f"demo: sample recording {bag} not found (pass --bag PATH, or create it with "
               f"`bev-mtl-ros synth` + `bev-mtl-ros a2d2-to-bag`)", file=sys.stderr)
         return 2
     if not params.exists():
-        print(f"demo: node parameters {params} not found (--params-file)", file=sys.stderr)
-        return 2
+        if args.params_file != DEFAULT_PARAMS:
+            print(f"demo: node parameters {params} not found (--params-file)", file=sys.stderr)
+            return 2
+        print(f"[demo] {params} not found: running the node with its built-in defaults", file=sys.stderr)
+        params = None
     node_params: Dict[str, Any] = {}
     if args.model:
         node_params["model_path"] = str(resolve_path(args.model).resolve())
@@ -922,7 +1002,8 @@ def main(args: argparse.Namespace) -> int:
         k, v = p.split(":=", 1)
         node_params[k] = v
     cfg = ReplayConfig(bag=bag, out_dir=out, params_file=params, rate=args.rate, use_sim_time=not args.no_sim_time,
-                       node_params=node_params, domain_id=args.domain_id, ready_timeout_s=args.ready_timeout)
+                       node_params=node_params, domain_id=args.domain_id, ready_timeout_s=args.ready_timeout,
+                       pace=not args.no_pace)
     try:
         run = run_replay(cfg)
     except DemoError as e:
