@@ -1,0 +1,624 @@
+"""``perception_node``: lidar PointCloud2 + camera Image -> 3D detections, BEV drivable area and
+image semantics from one multi-task network.
+
+Entry point ``bev_mtl_ros.ros.node:main`` (console script ``perception_node``):
+
+    perception_node --ros-args --params-file config/perception.yaml -p model_path:=models/x.onnx
+
+Topics (``~`` = the node's name, ``/perception_node`` by default)
+-----------------------------------------------------------------
+Subscribed (QoS ``input_qos``, sensor-data = BEST_EFFORT keep-last 5 by default):
+  ``cloud_topic`` (sensor_msgs/PointCloud2; fields x, y, z [+ ``intensity_field``], any layout),
+  ``image_topic`` (sensor_msgs/Image; rgb8, bgr8, rgba8, bgra8 or mono8).
+Published (RELIABLE keep-last 5 unless noted):
+  ``~/detections`` (vision_msgs/Detection3DArray, class_id = detection class name; empty array for
+  frames without objects), ``~/markers`` (MarkerArray: DELETEALL, box wireframes, labels),
+  ``~/drivable_area`` (mono8 0/255, row = iy, col = ix), ``~/drivable_area/grid``
+  (nav_msgs/OccupancyGrid, 0 drivable / 100 not) - all with the **input cloud's header**;
+  ``~/semantic`` (mono8 class ids), ``~/semantic/color`` (rgb8 overlay, if
+  ``publish_semantic_color``) - with the **camera image's header**; ``~/semantic/label_info``
+  (vision_msgs/LabelInfo, TRANSIENT_LOCAL, once at start); ``/diagnostics`` (1 Hz);
+  ``~/debug/processing_time_ms`` (std_msgs/Float64MultiArray: per-stage ms, the stage names are
+  the comma-separated ``layout.dim[0].label``, e.g. "convert,<pipeline stages...>,publish,total").
+
+Threads
+-------
+Subscription callbacks only hand messages to the :class:`~bev_mtl_ros.ros.sync.ApproxTimeSync`.
+Synchronised pairs go to a one-slot mailbox read by a worker thread that runs conversion,
+inference and publishing; when inference is slower than the input, only the newest pair is kept
+and every replaced pair is counted in ``skipped_frames`` (exactly: pairs_emitted = processed +
+skipped + in_slot). The worker also polls the synchronizer for camera timeouts (lidar-only frames).
+
+Time
+----
+All outputs carry input message stamps; the node clock (sim time with ``use_sim_time``) stamps only
+``/diagnostics`` and LabelInfo; timeouts, rates, latencies and warning throttling use the
+monotonic clock, so a paused or looping bag cannot stall the node. Stamps jumping back by more
+than 1 s (bag loop) reset the synchronizer.
+
+Bad input never crashes the node: every case is counted (``bad_input.*`` in diagnostics) and
+warned (throttled): empty cloud (empty detections are published), NaN/Inf points (dropped by the
+pillarization), clouds without x/y/z or with unknown field types or inconsistent sizes (frame
+skipped, nothing published), images with unsupported encoding or a wrong step (frame processed
+lidar-only), images of another size than the model's (resized by the pipeline), missing intensity
+field (zeros), stamps going backwards, the camera stopping (lidar-only after ``camera_timeout``).
+A missing or corrupt model file, or a ``contract.*`` parameter that disagrees with the model file,
+stops the node at start-up with a message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from pathlib import Path
+from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = ["StartupError", "PerceptionNode", "find_default_model", "check_contract_overrides", "main"]
+
+PACKAGE = "bev_mtl_ros"
+DEFAULT_MODEL_NAME = "bev_mtl_default.onnx"
+#: exit code for start-up failures (model missing/corrupt, contract mismatch, bad parameters)
+EXIT_STARTUP_ERROR = 2
+
+
+class StartupError(RuntimeError):
+    """The node cannot start: the message says which parameter/file and why."""
+
+
+def find_default_model(name: str = DEFAULT_MODEL_NAME) -> Tuple[Optional[str], List[str]]:
+    """Locate the packaged model: source tree ``models/`` (editable installs), the ament share
+    directory, ``<sys.prefix>/share/bev_mtl_ros/models``. Returns (path or None, places looked)."""
+    cands = [Path(__file__).resolve().parents[2] / "models" / name]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        cands.append(Path(get_package_share_directory(PACKAGE)) / "models" / name)
+    except Exception:
+        pass
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+        cands.append(Path(prefix) / "share" / PACKAGE / "models" / name)
+    for c in cands:
+        if c.is_file():
+            return str(c), [str(p) for p in cands]
+    return None, [str(p) for p in cands]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Parameter value vs contract value: numbers with relative tolerance 1e-6, sequences element-wise."""
+    if isinstance(a, (list, tuple, np.ndarray)) or isinstance(b, (list, tuple)):
+        a, b = list(a), list(b)
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return bool(a) == bool(b)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-9)
+    return a == b
+
+
+#: contract fields that can be pinned by ``contract.<name>`` parameters
+CONTRACT_PARAM_FIELDS = (
+    "point_cloud_range", "pillar_size", "max_pillars", "max_points_per_pillar", "point_features",
+    "intensity_scale", "image_size", "image_mean", "image_std", "detection_classes", "semantic_classes",
+    "bev_stride", "lidar_only_supported", "version",
+)
+
+
+def check_contract_overrides(overrides: Dict[str, Any], contract: Any, model_path: str) -> None:
+    """Compare set ``contract.*`` parameters with the model file's contract.
+
+    Args:
+        overrides: {field: value} of parameters that were set (None/empty = unset, skipped).
+        contract: the model's ModelContract.
+        model_path: for the message.
+    Raises:
+        StartupError naming every mismatching parameter with both values.
+    """
+    bad = []
+    for name, value in overrides.items():
+        if value is None or (isinstance(value, (list, tuple, str)) and len(value) == 0):
+            continue
+        model_value = getattr(contract, name)
+        if not _same(value, model_value):
+            mv = list(model_value) if isinstance(model_value, tuple) else model_value
+            pv = list(value) if isinstance(value, (tuple, np.ndarray)) else value
+            bad.append(f"parameter 'contract.{name}' = {pv} but the model file has {mv}")
+    if bad:
+        raise StartupError(f"model contract mismatch with {model_path}: " + "; ".join(bad)
+                           + " (remove the parameter or use a model trained with that contract)")
+
+
+def _make_postprocess_cfg(score_threshold: float, nms: str) -> Any:
+    """Build runtime.postprocess's config object from the node parameters (fields it has)."""
+    from bev_mtl_ros.runtime import postprocess as pp
+
+    cls = None
+    for name in ("PostProcessConfig", "PostprocessConfig", "DecodeConfig"):
+        cls = getattr(pp, name, None)
+        if cls is not None:
+            break
+    if cls is None:
+        return {"score_threshold": score_threshold, "nms": nms}
+    fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+    kw: Dict[str, Any] = {}
+    for key in ("score_threshold", "score_thresh", "threshold"):
+        if key in fields:
+            kw[key] = float(score_threshold)
+            break
+    for key in ("nms", "nms_type", "nms_kind", "nms_mode"):
+        if key in fields:
+            kw[key] = nms
+            break
+    return cls(**kw)
+
+
+class _Throttle:
+    """Per-key rate limit for log messages (monotonic clock)."""
+
+    def __init__(self) -> None:
+        self._last: Dict[str, float] = {}
+
+    def ok(self, key: str, period: float) -> bool:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < period:
+            return False
+        self._last[key] = now
+        return True
+
+
+class _Rate:
+    """Events per second over a sliding window of monotonic times."""
+
+    def __init__(self, window: float = 5.0) -> None:
+        self.window = window
+        self._t: Deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def tick(self, t: Optional[float] = None) -> None:
+        with self._lock:
+            self._t.append(time.monotonic() if t is None else t)
+
+    def hz(self) -> float:
+        """(events - 1) / (last - first) over the events of the last ``window`` seconds; 0 if < 2."""
+        now = time.monotonic()
+        with self._lock:
+            while self._t and now - self._t[0] > self.window:
+                self._t.popleft()
+            if len(self._t) < 2:
+                return 0.0
+            return (len(self._t) - 1) / max(self._t[-1] - self._t[0], 1e-6)
+
+
+def _build_node_class():
+    """Define the Node subclass lazily so that this module imports without rclpy."""
+    import rclpy
+    from rcl_interfaces.msg import ParameterDescriptor
+    from rclpy.node import Node
+    from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data,
+                           qos_profile_system_default)
+    from sensor_msgs.msg import Image, PointCloud2
+
+    from bev_mtl_ros.ros import messages as M
+    from bev_mtl_ros.ros.conversions import ConversionError, cloud_to_xyzi, image_to_rgb
+    from bev_mtl_ros.ros.sync import ApproxTimeSync, stamp_to_sec
+
+    def qos_from_name(name: str, depth: int) -> QoSProfile:
+        name = name.strip().lower()
+        if name in ("sensor_data", "best_effort"):
+            q = QoSProfile(depth=depth)
+            q.reliability = qos_profile_sensor_data.reliability
+            q.history = HistoryPolicy.KEEP_LAST
+            q.durability = DurabilityPolicy.VOLATILE
+            return q
+        if name == "reliable":
+            return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE,
+                              history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE)
+        if name == "system_default":
+            return qos_profile_system_default
+        raise StartupError(f"parameter 'input_qos' = '{name}' is not one of sensor_data, best_effort, reliable, "
+                           "system_default")
+
+    class PerceptionNode(Node):
+        """The perception node (see module docstring). Raises StartupError from the constructor."""
+
+        def __init__(self, node_name: str = "perception_node", **kwargs: Any) -> None:
+            super().__init__(node_name, **kwargs)
+            self._throttle = _Throttle()
+            self._declare_parameters()
+            p = self._params
+            # ---------------------------------------------------------------- model
+            model_path = p["model_path"]
+            if not model_path:
+                found, looked = find_default_model()
+                if found is None:
+                    raise StartupError("parameter 'model_path' is empty and the packaged model "
+                                       f"{DEFAULT_MODEL_NAME} was not found; looked in: {', '.join(looked)}")
+                model_path = found
+            model_path = os.path.abspath(os.path.expanduser(model_path))
+            if not os.path.isfile(model_path):
+                raise StartupError(f"model file not found: {model_path} (parameter 'model_path')")
+            if p["backend"] not in ("auto", "onnxruntime", "pytorch"):
+                raise StartupError(f"parameter 'backend' = '{p['backend']}' is not auto, onnxruntime or pytorch")
+            if p["device"] not in ("cpu", "cuda"):
+                raise StartupError(f"parameter 'device' = '{p['device']}' is not cpu or cuda")
+            if p["nms"] not in ("circle", "rotated_iou", "none"):
+                raise StartupError(f"parameter 'nms' = '{p['nms']}' is not circle, rotated_iou or none")
+            try:
+                from bev_mtl_ros.runtime.backends import create_backend
+                from bev_mtl_ros.runtime.pipeline import PerceptionPipeline
+            except ImportError as e:
+                raise StartupError(f"inference runtime unavailable: {e}") from e
+            try:
+                self.backend = create_backend(model_path, backend=p["backend"], device=p["device"], fp16=p["fp16"],
+                                              trt_cache_dir=p["trt_cache_dir"] or None, logger=self.get_logger())
+            except Exception as e:  # corrupt file, missing provider, ...
+                raise StartupError(f"cannot load model {model_path} with backend '{p['backend']}' on "
+                                   f"'{p['device']}': {type(e).__name__}: {e}") from e
+            self.contract = self.backend.contract
+            check_contract_overrides(self._contract_overrides, self.contract, model_path)
+            try:
+                self.pipeline = PerceptionPipeline(self.backend, _make_postprocess_cfg(p["score_threshold"], p["nms"]))
+            except Exception as e:
+                raise StartupError(f"cannot build the pipeline: {type(e).__name__}: {e}") from e
+            self.model_path = model_path
+            self.class_names = list(self.contract.detection_classes)
+            # ---------------------------------------------------------------- state
+            self.sync = ApproxTimeSync(slop=p["sync_slop"], queue_size=p["sync_queue_size"],
+                                       camera_timeout=p["camera_timeout"],
+                                       allow_lidar_only=bool(self.contract.lidar_only_supported))
+            self._cond = threading.Condition()
+            self._slot: Optional[Any] = None
+            self._stop = False
+            self.counters: Dict[str, int] = {
+                "pairs_in": 0, "processed": 0, "published": 0, "skipped_frames": 0, "lidar_only_frames": 0,
+                "pillars_dropped": 0, "frames_with_pillars_dropped": 0, "nonfinite_points": 0,
+                "bad_input.empty_cloud": 0, "bad_input.nonfinite_cloud": 0, "bad_input.cloud_malformed": 0,
+                "bad_input.image_malformed": 0, "bad_input.image_resized": 0, "bad_input.missing_intensity": 0,
+                "bad_input.stamp_backwards": 0, "errors.inference": 0,
+            }
+            self._counter_lock = threading.Lock()
+            self._rate_clouds, self._rate_images, self._rate_out = _Rate(), _Rate(), _Rate()
+            self._latencies: Deque[float] = deque(maxlen=200)
+            self._last_resets = 0
+            self._last_diag_counters: Dict[str, int] = dict(self.counters)
+            # ---------------------------------------------------------------- ROS I/O
+            in_qos = qos_from_name(p["input_qos"], max(1, int(p["input_queue_depth"])))
+            out_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+            latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
+                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
+            from diagnostic_msgs.msg import DiagnosticArray
+            from nav_msgs.msg import OccupancyGrid
+            from std_msgs.msg import Float64MultiArray
+            from vision_msgs.msg import Detection3DArray, LabelInfo
+            from visualization_msgs.msg import MarkerArray
+
+            self.pub_det = self.create_publisher(Detection3DArray, "~/detections", out_qos)
+            self.pub_markers = self.create_publisher(MarkerArray, "~/markers", out_qos)
+            self.pub_drivable = self.create_publisher(Image, "~/drivable_area", out_qos)
+            self.pub_grid = self.create_publisher(OccupancyGrid, "~/drivable_area/grid", out_qos)
+            self.pub_sem = self.create_publisher(Image, "~/semantic", out_qos)
+            self.pub_sem_color = (self.create_publisher(Image, "~/semantic/color", out_qos)
+                                  if p["publish_semantic_color"] else None)
+            self.pub_label_info = self.create_publisher(LabelInfo, "~/semantic/label_info", latched)
+            self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+            self.pub_timing = self.create_publisher(Float64MultiArray, "~/debug/processing_time_ms", out_qos)
+            from std_msgs.msg import Header
+
+            h = Header()
+            h.stamp = self.get_clock().now().to_msg()
+            self.pub_label_info.publish(M.label_info_msg(self.contract.semantic_classes, h, 0.0))
+            self.sub_cloud = self.create_subscription(PointCloud2, p["cloud_topic"], self._on_cloud, in_qos)
+            self.sub_image = self.create_subscription(Image, p["image_topic"], self._on_image, in_qos)
+            from rclpy.clock import Clock, ClockType
+
+            self._diag_timer = self.create_timer(1.0, self._publish_diagnostics,
+                                                 clock=Clock(clock_type=ClockType.STEADY_TIME))
+            self._worker = threading.Thread(target=self._worker_loop, name="perception_worker", daemon=True)
+            self._worker.start()
+            self.get_logger().info(
+                f"model {model_path}: backend {getattr(self.backend, 'name', '?')} on "
+                f"{getattr(self.backend, 'device', '?')}; classes {self.class_names}; grid {self.contract.grid_size}; "
+                f"image {self.contract.image_size}; cloud '{self.sub_cloud.topic_name}', "
+                f"image '{self.sub_image.topic_name}' ({p['input_qos']} QoS)")
+
+        # ------------------------------------------------------------------ parameters
+        def _declare_parameters(self) -> None:
+            def d(name: str, default: Any, text: str) -> Any:
+                return self.declare_parameter(name, default, ParameterDescriptor(description=text)).value
+
+            p: Dict[str, Any] = {}
+            p["model_path"] = d("model_path", "", "ONNX (.onnx) or PyTorch (.pt) model file; empty = the packaged "
+                                "models/bev_mtl_default.onnx (share dir or source tree)")
+            p["backend"] = d("backend", "auto", "auto | onnxruntime | pytorch (auto: onnxruntime, else PyTorch)")
+            p["device"] = d("device", "cpu", "cpu | cuda")
+            p["fp16"] = d("fp16", False, "half precision on GPU (TensorRT/CUDA providers)")
+            p["trt_cache_dir"] = d("trt_cache_dir", "", "TensorRT engine cache directory (empty = no TensorRT cache)")
+            p["cloud_topic"] = d("cloud_topic", "/a2d2/lidar/points", "input sensor_msgs/PointCloud2 topic")
+            p["image_topic"] = d("image_topic", "/a2d2/camera/front_center/image_rect", "input sensor_msgs/Image topic")
+            p["input_qos"] = d("input_qos", "sensor_data", "input QoS: sensor_data (best effort) | reliable | "
+                               "system_default")
+            p["input_queue_depth"] = d("input_queue_depth", 5, "history depth of the input subscriptions")
+            p["sync_slop"] = d("sync_slop", 0.05, "max |image stamp - cloud stamp| for a pair, seconds")
+            p["sync_queue_size"] = d("sync_queue_size", 10, "pending clouds / queued images in the synchronizer")
+            p["camera_timeout"] = d("camera_timeout", 0.2, "seconds a cloud waits for its image before running "
+                                    "lidar-only (if the model supports it)")
+            p["intensity_field"] = d("intensity_field", "intensity", "PointCloud2 field read as intensity "
+                                     "(empty = none, zeros)")
+            p["intensity_scale"] = d("intensity_scale", 1.0, "multiplier from the message's intensity to the "
+                                     "model's raw convention (A2D2 reflectance 0..255; a 0..1 driver needs 255.0)")
+            p["score_threshold"] = d("score_threshold", 0.35, "minimum detection score")
+            p["nms"] = d("nms", "circle", "circle (CenterPoint circle NMS) | rotated_iou (BEV rotated IoU NMS) | none")
+            p["publish_semantic_color"] = d("publish_semantic_color", True, "publish ~/semantic/color (rgb8 overlay)")
+            self._params = p
+            self._contract_overrides = {}
+            for name in CONTRACT_PARAM_FIELDS:
+                v = self.declare_parameter(
+                    "contract." + name, None,
+                    ParameterDescriptor(dynamic_typing=True,
+                                        description=f"if set, must equal the model file's contract '{name}' "
+                                                    "(checked at start-up)")).value
+                self._contract_overrides[name] = None if v is None else (list(v) if isinstance(v, (list, tuple))
+                                                                          or hasattr(v, "tolist") else v)
+
+        # ------------------------------------------------------------------ helpers
+        def _count(self, key: str, n: int = 1) -> None:
+            with self._counter_lock:
+                self.counters[key] = self.counters.get(key, 0) + n
+
+        def _warn(self, key: str, text: str, period: float = 5.0) -> None:
+            if self._throttle.ok(key, period):
+                self.get_logger().warning(text)
+
+        # ------------------------------------------------------------------ callbacks (light)
+        def _on_cloud(self, msg: Any) -> None:
+            self._rate_clouds.tick()
+            pairs = self.sync.add_cloud((msg, time.monotonic()), stamp_to_sec(msg.header.stamp))
+            self._check_resets()
+            self._offer(pairs)
+
+        def _on_image(self, msg: Any) -> None:
+            self._rate_images.tick()
+            pairs = self.sync.add_image(msg, stamp_to_sec(msg.header.stamp))
+            self._check_resets()
+            self._offer(pairs)
+
+        def _check_resets(self) -> None:
+            r = self.sync.stats.resets
+            if r != self._last_resets:
+                self._count("bad_input.stamp_backwards", r - self._last_resets)
+                self._last_resets = r
+                self._warn("reset", "input stamps jumped backwards by more than 1 s (bag loop?): synchronizer reset",
+                           1.0)
+
+        def _offer(self, pairs: Sequence[Any]) -> None:
+            if not pairs:
+                return
+            with self._cond:
+                for pair in pairs:
+                    self.counters["pairs_in"] += 1
+                    if pair.image is None and not self.contract.lidar_only_supported:
+                        continue  # dropped by the synchronizer's policy (counted in sync stats)
+                    if self._slot is not None:
+                        self.counters["skipped_frames"] += 1
+                    self._slot = pair
+                self._cond.notify()
+
+        # ------------------------------------------------------------------ worker
+        def _worker_loop(self) -> None:
+            while True:
+                with self._cond:
+                    if self._slot is None and not self._stop:
+                        self._cond.wait(timeout=0.02)
+                    if self._stop:
+                        return
+                    pair, self._slot = self._slot, None
+                if pair is None:
+                    late = self.sync.poll()
+                    if late:
+                        self._offer(late)
+                    continue
+                try:
+                    self._process(pair)
+                except Exception as e:  # never let the worker die
+                    self._count("errors.inference")
+                    self._warn("process_exc", f"frame failed: {type(e).__name__}: {e}\n{traceback.format_exc()}", 5.0)
+
+        def _process(self, pair: Any) -> None:
+            t0 = time.perf_counter()
+            cloud, t_arrival = pair.cloud
+            header = cloud.header
+            p = self._params
+            self._count("processed")
+            # ---- cloud
+            try:
+                conv = cloud_to_xyzi(cloud, intensity_field=p["intensity_field"],
+                                     intensity_scale=p["intensity_scale"])
+            except ConversionError as e:
+                self._count("bad_input.cloud_malformed")
+                self._warn("cloud_bad", f"cloud on '{self.sub_cloud.topic_name}' skipped: {e}")
+                return
+            points = conv.points
+            if points.shape[0] and not conv.has_intensity and p["intensity_field"]:
+                self._count("bad_input.missing_intensity")
+                names = [f.name for f in cloud.fields]
+                self._warn("no_intensity", f"cloud has no field '{p['intensity_field']}' (fields: {names}): intensity "
+                           "set to 0, detections will degrade; set parameter intensity_field", 30.0)
+            if conv.num_nonfinite:
+                self._count("bad_input.nonfinite_cloud")
+                self._count("nonfinite_points", conv.num_nonfinite)
+                self._warn("nan", f"{conv.num_nonfinite} of {points.shape[0]} points have NaN/Inf values (dropped)")
+            n_finite = points.shape[0] - conv.num_nonfinite
+            # ---- image
+            rgb = None
+            if pair.image is not None:
+                try:
+                    rgb = image_to_rgb(pair.image)
+                except ConversionError as e:
+                    self._count("bad_input.image_malformed")
+                    self._warn("image_bad", f"image on '{self.sub_image.topic_name}' unusable ({e}); frame runs "
+                               "lidar-only")
+                    rgb = None
+                if rgb is not None and tuple(rgb.shape[1::-1]) != tuple(self.contract.image_size):
+                    self._count("bad_input.image_resized")
+                    self._warn("resize", f"image {rgb.shape[1]}x{rgb.shape[0]} differs from the model's "
+                               f"{self.contract.image_size[0]}x{self.contract.image_size[1]}: resized", 60.0)
+            if rgb is None:
+                if not self.contract.lidar_only_supported:
+                    self._warn("no_cam", "no usable image and the model has no lidar-only path: frame skipped")
+                    return
+                self._count("lidar_only_frames")
+            t_conv = time.perf_counter()
+            timings: Dict[str, float] = {"convert": (t_conv - t0) * 1e3}
+            # ---- inference
+            if n_finite == 0:
+                self._count("bad_input.empty_cloud")
+                self._warn("empty", "empty cloud (no finite points): publishing empty detections")
+                empty = np.zeros((0, 7), np.float32)
+                self.pub_det.publish(M.detections_to_msg(empty, np.zeros(0, np.float32), np.zeros(0, np.int64),
+                                                         self.class_names, header))
+                self.pub_markers.publish(M.detections_to_markers(empty, np.zeros(0), np.zeros(0, np.int64),
+                                                                 self.class_names, header))
+                self._finish(t0, t_arrival, timings)
+                return
+            try:
+                result = self.pipeline(points, rgb)
+            except Exception as e:
+                self._count("errors.inference")
+                self._warn("infer", f"inference failed: {type(e).__name__}: {e}")
+                return
+            t_inf = time.perf_counter()
+            for k, v in (getattr(result, "timings_ms", None) or {}).items():
+                timings[str(k)] = float(v)
+            stats = getattr(result, "stats", None) or getattr(result, "pillar_stats", None)
+            dropped = int(getattr(stats, "pillars_dropped", 0) or 0)
+            if dropped:
+                self._count("pillars_dropped", dropped)
+                self._count("frames_with_pillars_dropped")
+                self._warn("pillars", f"{dropped} pillars over max_pillars={self.contract.max_pillars} dropped "
+                           f"({getattr(stats, 'points_in_dropped_pillars', '?')} points)")
+            # ---- publish (cloud header for lidar/BEV outputs, image header for image-space outputs)
+            det = result.detections
+            self.pub_det.publish(M.detections_to_msg(det.boxes, det.scores, det.labels, self.class_names, header))
+            self.pub_markers.publish(M.detections_to_markers(det.boxes, det.scores, det.labels, self.class_names,
+                                                             header))
+            if result.drivable is not None:
+                self.pub_drivable.publish(M.drivable_to_image(result.drivable, header))
+                try:
+                    self.pub_grid.publish(M.drivable_to_occupancy_grid(result.drivable, self.contract.point_cloud_range,
+                                                                       self.contract.pillar_size, header))
+                except ValueError as e:
+                    self._warn("grid", str(e), 60.0)
+            sem = getattr(result, "semantic", None)
+            if sem is not None and rgb is not None and pair.image is not None:
+                self.pub_sem.publish(M.semantic_to_image(sem, pair.image.header))
+                if self.pub_sem_color is not None and sem.shape[:2] == rgb.shape[:2]:
+                    self.pub_sem_color.publish(M.semantic_overlay(rgb, sem, pair.image.header))
+            timings["publish"] = (time.perf_counter() - t_inf) * 1e3
+            self._finish(t0, t_arrival, timings)
+
+        def _finish(self, t0: float, t_arrival: float, timings: Dict[str, float]) -> None:
+            timings["total"] = (time.perf_counter() - t0) * 1e3
+            self.pub_timing.publish(M.timings_msg(timings))
+            self._latencies.append((time.monotonic() - t_arrival) * 1e3)
+            self._rate_out.tick()
+            self._count("published")
+
+        # ------------------------------------------------------------------ diagnostics
+        def _publish_diagnostics(self) -> None:
+            with self._counter_lock:
+                c = dict(self.counters)
+            lat = np.array(self._latencies, dtype=np.float64)
+            p50, p95 = (float(np.percentile(lat, 50)), float(np.percentile(lat, 95))) if lat.size else (0.0, 0.0)
+            s = self.sync.stats
+            values: Dict[str, Any] = {
+                "backend": getattr(self.backend, "name", "?"), "device": getattr(self.backend, "device", "?"),
+                "model": self.model_path,
+                "rate_in_clouds_hz": self._rate_clouds.hz(), "rate_in_images_hz": self._rate_images.hz(),
+                "rate_out_hz": self._rate_out.hz(), "latency_p50_ms": p50, "latency_p95_ms": p95,
+            }
+            values.update(c)
+            for k, v in s.to_dict().items():
+                values["sync." + k] = v
+            level, msgs = "OK", []
+            diag = self.sync.diagnose()
+            if diag:
+                level = "WARN"
+                msgs.append(diag)
+                self._warn("sync_diag", f"synchronizer: {diag}", 10.0)
+            prev = self._last_diag_counters
+            for key, text in (("pillars_dropped", "pillars dropped"), ("errors.inference", "inference errors")):
+                if c.get(key, 0) > prev.get(key, 0):
+                    level = "WARN" if key != "errors.inference" else "ERROR"
+                    msgs.append(text)
+            bad = sum(c[k] - prev.get(k, 0) for k in c if k.startswith("bad_input.") and k != "bad_input.image_resized")
+            if bad:
+                if level == "OK":
+                    level = "WARN"
+                msgs.append(f"{bad} bad inputs")
+            self._last_diag_counters = c
+            status = M.diagnostic_status(f"{self.get_name()}: pipeline", level, "; ".join(msgs) or "ok", values,
+                                         hardware_id=str(getattr(self.backend, "device", "")))
+            self.pub_diag.publish(M.diagnostic_array([status], self.get_clock().now().to_msg()))
+
+        # ------------------------------------------------------------------ shutdown
+        def stop(self) -> None:
+            """Stop the worker thread (joins it)."""
+            with self._cond:
+                self._stop = True
+                self._cond.notify_all()
+            if self._worker.is_alive():
+                self._worker.join(timeout=5.0)
+
+    return PerceptionNode
+
+
+_NODE_CLASS = None
+
+
+def __getattr__(name: str) -> Any:  # PerceptionNode is built on first access (needs rclpy)
+    global _NODE_CLASS
+    if name == "PerceptionNode":
+        if _NODE_CLASS is None:
+            _NODE_CLASS = _build_node_class()
+        return _NODE_CLASS
+    raise AttributeError(name)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the node until shutdown. Returns 0 on clean exit, 2 on a start-up error (the message is
+    logged and printed to stderr)."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    rclpy.init(args=list(argv) if argv is not None else None)
+    node = None
+    try:
+        try:
+            node = __getattr__("PerceptionNode")()
+        except StartupError as e:
+            print(f"[perception_node] error: {e}", file=sys.stderr, flush=True)
+            return EXIT_STARTUP_ERROR
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        try:
+            executor.spin()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        return 0
+    finally:
+        if node is not None:
+            node.stop()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

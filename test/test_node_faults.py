@@ -1,0 +1,233 @@
+"""perception_node in a separate process over DDS: bad inputs are counted and never crash it; start-up
+errors (missing/corrupt model, contract mismatch) exit non-zero naming the cause.
+
+Isolation: the ``ros_env`` fixture (test/conftest.py) gives each test its own ROS_DOMAIN_ID,
+localhost-only discovery and the package's Fast DDS profile. The model is a tiny random network
+exported to ONNX with a small contract (128 x 128 grid, 256 x 160 image), so inference is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy wheels not installed")
+pytest.importorskip("vision_msgs.msg", reason="vision_msgs not built into the venv (see msgs/)")
+
+from bev_mtl_ros.model.contract import ModelContract  # noqa: E402
+
+
+def _have(mod: str) -> bool:
+    try:
+        return importlib.util.find_spec(mod) is not None
+    except (ModuleNotFoundError, ValueError):
+        return mod in sys.modules
+
+
+HAVE_RUNTIME = _have("bev_mtl_ros.runtime.backends") and _have("bev_mtl_ros.runtime.pipeline")
+needs_runtime = pytest.mark.skipif(
+    not HAVE_RUNTIME and os.environ.get("BEV_FAKE_RT") != "1",
+    reason="bev_mtl_ros.runtime.backends / runtime.pipeline not written yet (helper C)")
+
+SMALL = dict(point_cloud_range=(0.0, -20.48, -3.0, 40.96, 20.48, 3.0), pillar_size=(0.32, 0.32),
+             max_pillars=2000, max_points_per_pillar=16, image_size=(256, 160))
+NODE = "perception_node"
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    """A tiny random BevMultiTaskNet exported to ONNX with the SMALL contract."""
+    try:
+        from bev_mtl_ros.model.network import BevMultiTaskNet
+        from bev_mtl_ros.runtime.export import export_onnx
+    except ImportError as e:  # pragma: no cover - model/export are part of the package
+        pytest.skip(f"model/export unavailable: {e}")
+    import torch
+
+    torch.manual_seed(0)
+    contract = ModelContract(**SMALL).validate()
+    net = BevMultiTaskNet.tiny(contract).eval()
+    path = str(tmp_path_factory.mktemp("model") / "tiny.onnx")
+    export_onnx(net, contract, path, verify=False)
+    return path
+
+
+def _node_cmd(*params: str):
+    cmd = [sys.executable, "-m", "bev_mtl_ros.ros.node", "--ros-args", "-r", f"__node:={NODE}"]
+    for p in params:
+        cmd += ["-p", p]
+    return cmd
+
+
+def _run_to_exit(env, *params, timeout=120):
+    proc = subprocess.run(_node_cmd(*params), env=env, capture_output=True, text=True, timeout=timeout)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_missing_model_file_exits_nonzero(ros_env, tmp_path):
+    missing = tmp_path / "nope" / "model.onnx"
+    rc, out = _run_to_exit(ros_env, f"model_path:={missing}")
+    assert rc == 2, out
+    assert "model file not found" in out and str(missing) in out and "model_path" in out
+
+
+def test_bad_parameter_value_exits_nonzero(ros_env, tiny_onnx):
+    rc, out = _run_to_exit(ros_env, f"model_path:={tiny_onnx}", "nms:=bogus")
+    assert rc == 2 and "parameter 'nms'" in out, out
+
+
+@needs_runtime
+def test_corrupt_model_file_exits_nonzero(ros_env, tmp_path):
+    bad = tmp_path / "corrupt.onnx"
+    bad.write_bytes(b"this is not an onnx protobuf" * 10)
+    rc, out = _run_to_exit(ros_env, f"model_path:={bad}")
+    assert rc == 2, out
+    assert "cannot load model" in out and str(bad) in out
+
+
+@needs_runtime
+def test_contract_parameter_mismatch_refused(ros_env, tiny_onnx):
+    rc, out = _run_to_exit(ros_env, f"model_path:={tiny_onnx}", "contract.pillar_size:=[0.5, 0.5]",
+                           "contract.detection_classes:=['Car', 'Truck', 'Pedestrian', 'Cyclist']")
+    assert rc == 2, out
+    assert "contract.pillar_size" in out and "[0.5, 0.5]" in out and "[0.32, 0.32]" in out
+    assert "contract.detection_classes" not in out  # equal values are accepted
+
+
+# ------------------------------------------------------------------------------------ DDS scenario
+def _header(sec, frame):
+    from std_msgs.msg import Header
+
+    h = Header()
+    h.stamp.sec, h.stamp.nanosec, h.frame_id = sec, 0, frame
+    return h
+
+
+def _cloud(sec, n=400, nan_fraction=0.0, drop_z=False, empty=False):
+    from bev_mtl_ros.ros.conversions import cloud_to_msg
+
+    rng = np.random.default_rng(sec)
+    if empty:
+        n = 0
+    xyz = np.stack([rng.uniform(2, 38, n), rng.uniform(-18, 18, n), rng.uniform(-2, 1, n)], 1).astype(np.float32)
+    if nan_fraction:
+        xyz[: int(n * nan_fraction), 0] = np.nan
+    cols = {"x": xyz[:, 0], "y": xyz[:, 1]}
+    if not drop_z:
+        cols["z"] = xyz[:, 2]
+    cols["intensity"] = rng.uniform(0, 255, n).astype(np.float32)
+    return cloud_to_msg(cols, _header(sec, "cam_front_center"))
+
+
+def _image(sec, w=256, h=160, encoding="rgb8"):
+    from bev_mtl_ros.ros.conversions import image_to_msg
+
+    arr = np.random.default_rng(sec).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    msg = image_to_msg(arr, "rgb8" if encoding == "yuv422" else encoding, _header(sec, "cam_front_center_optical"))
+    msg.encoding = encoding
+    return msg
+
+
+@needs_runtime
+def test_bad_inputs_counted_without_crash(ros_env, rclpy_context, tiny_onnx):
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image, PointCloud2
+    from vision_msgs.msg import Detection3DArray
+
+    proc = subprocess.Popen(_node_cmd(f"model_path:={tiny_onnx}", "cloud_topic:=/t/points", "image_topic:=/t/image",
+                                      "input_qos:=reliable", "camera_timeout:=1.0", "backend:=onnxruntime"),
+                            env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node = rclpy.create_node("fault_tester", context=rclpy_context)
+    ex = SingleThreadedExecutor(context=rclpy_context)
+    ex.add_node(node)
+    rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    pub_c = node.create_publisher(PointCloud2, "/t/points", rel)
+    pub_i = node.create_publisher(Image, "/t/image", rel)
+    dets, sems, diags = {}, {}, []
+    node.create_subscription(Detection3DArray, f"/{NODE}/detections", lambda m: dets.__setitem__(m.header.stamp.sec, m),
+                             rel)
+    node.create_subscription(Image, f"/{NODE}/semantic", lambda m: sems.__setitem__(m.header.stamp.sec, m), rel)
+    node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+
+    def spin_until(pred, timeout):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            ex.spin_once(timeout_sec=0.05)
+            if pred():
+                return True
+            assert proc.poll() is None, f"node died (rc {proc.returncode}):\n{proc.stdout.read()}"
+        return False
+
+    def frame(sec, cloud, image=None):
+        if image is not None:
+            pub_i.publish(image)
+            spin_until(lambda: False, 0.1)
+        pub_c.publish(cloud)
+
+    try:
+        assert spin_until(lambda: pub_c.get_subscription_count() and pub_i.get_subscription_count()
+                          and node.count_publishers(f"/{NODE}/detections"), 90), "node did not come up"
+        spin_until(lambda: False, 0.5)
+        # 1. good frame: detections carry the cloud's header, semantic the image's
+        frame(10, _cloud(10), _image(10))
+        assert spin_until(lambda: 10 in dets and 10 in sems, 30), "no output for a good frame"
+        assert dets[10].header.frame_id == "cam_front_center"
+        assert sems[10].header.frame_id == "cam_front_center_optical"
+        assert (sems[10].width, sems[10].height) == (256, 160)
+        # 2. empty cloud -> empty detections with the cloud's stamp
+        frame(11, _cloud(11, empty=True), _image(11))
+        assert spin_until(lambda: 11 in dets, 20) and len(dets[11].detections) == 0
+        # 3. NaN points -> processed
+        frame(12, _cloud(12, nan_fraction=0.5), _image(12))
+        assert spin_until(lambda: 12 in dets, 20)
+        # 4. no z field -> skipped, counted, node alive
+        frame(13, _cloud(13, drop_z=True), _image(13))
+        # 5. unsupported encoding -> lidar-only frame with the cloud's stamp, no semantic output
+        frame(14, _cloud(14), _image(14, encoding="yuv422"))
+        assert spin_until(lambda: 14 in dets, 20)
+        # 6. image of another size and encoding -> resized; semantic at the input size
+        frame(15, _cloud(15), _image(15, w=320, h=200, encoding="bgr8"))
+        assert spin_until(lambda: 15 in dets and 15 in sems, 20)
+        assert (sems[15].width, sems[15].height) == (320, 200)
+        # 7. stamps jump back (bag loop) -> synchronizer reset, frame still processed
+        frame(1, _cloud(1), _image(1))
+        assert spin_until(lambda: 1 in dets, 20)
+        assert 13 not in dets and 14 not in sems
+
+        want = {"bad_input.empty_cloud": 1, "bad_input.nonfinite_cloud": 1, "bad_input.cloud_malformed": 1,
+                "bad_input.image_malformed": 1, "bad_input.image_resized": 1, "bad_input.stamp_backwards": 1,
+                "lidar_only_frames": 1}
+
+        def diag_ok():
+            for arr in diags[-3:]:
+                for st in arr.status:
+                    vals = {kv.key: kv.value for kv in st.values}
+                    if all(int(vals.get(k, -1)) >= v for k, v in want.items()):
+                        return True
+            return False
+
+        assert spin_until(diag_ok, 10), f"diagnostics lack counters: {[ (kv.key, kv.value) for kv in diags[-1].status[0].values] if diags else None}"
+        vals = {kv.key: kv.value for kv in diags[-1].status[0].values}
+        assert vals["nonfinite_points"] == "200" and vals["skipped_frames"] == "0"
+        assert vals["backend"] and "latency_p95_ms" in vals
+        assert proc.poll() is None
+    finally:
+        node.destroy_node()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, proc.stdout.read()
