@@ -3,7 +3,8 @@ for Object Detection from Point Clouds", Sec. 2.1).
 
 * :class:`PillarFeatureNet` -- a one-layer PointNet applied to every point of every pillar
   (linear -> BatchNorm -> ReLU) followed by a max over the points of the pillar. Padded point slots
-  (index >= ``num_points``) are masked out of the max and out of the BatchNorm statistics.
+  (index >= ``num_points``) are masked out of the max and out of the BatchNorm statistics (the
+  BatchNorm is folded into the linear layer, see the class docstring).
 * :class:`PillarScatter` -- writes the pillar features onto the dense BEV canvas. It is implemented as
   a *Gather* from the pillar features with one zero row appended (canvas index value ``P`` = empty
   cell), never as ScatterND, so that it exports to ONNX and runs on onnxruntime CPU/CUDA and TensorRT.
@@ -23,37 +24,6 @@ def _exporting() -> bool:
     return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
 
 
-class MaskedBatchNorm1d(nn.BatchNorm1d):
-    """BatchNorm over the channel axis of per-point features whose statistics ignore padded points.
-
-    Input: x (N, C) float32, valid (N,) bool (training only).
-    Output: (N, C) float32.
-
-    In training mode the batch mean/variance (and the running statistics) are computed over the rows
-    with ``valid`` set only; padded rows are normalised with those statistics too (their values are
-    masked downstream anyway). In eval mode this is a plain per-channel affine map (exports as
-    BatchNormalization, folded into the preceding MatMul by onnxruntime).
-    """
-
-    def forward(self, x: torch.Tensor, valid: torch.Tensor = None) -> torch.Tensor:  # type: ignore[override]
-        if not self.training or valid is None:
-            return super().forward(x)
-        xv = x[valid]
-        n = xv.shape[0]
-        if n < 2:
-            # Not enough points for batch statistics: use the running statistics.
-            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                                False, 0.0, self.eps)
-        mean = xv.mean(0)
-        var = xv.var(0, unbiased=False)
-        with torch.no_grad():
-            m = self.momentum if self.momentum is not None else 0.1
-            self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
-            self.running_var.mul_(1 - m).add_(var.detach() * (n / (n - 1)), alpha=m)
-            self.num_batches_tracked.add_(1)
-        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
-
-
 class PillarFeatureNet(nn.Module):
     """PointPillars' PointNet over the decorated points of each pillar.
 
@@ -69,6 +39,13 @@ class PillarFeatureNet(nn.Module):
     The max over points is taken over ReLU outputs (>= 0) multiplied by the validity mask, so padded
     slots contribute 0 and never change the result of a pillar with at least one real point; a pillar
     with ``num_points = 0`` gets an all-zero feature.
+
+    BatchNorm (``self.norm``, a standard BatchNorm1d holding gamma, beta and running statistics) is
+    folded into the linear layer: y = (W x - mu) * gamma / sqrt(var + eps) + beta = W' x + b'. In
+    training, mu and var are the batch statistics of the *valid points only*, obtained exactly from
+    the 9-dimensional inputs (mu = W mean(x), var_c = w_c^T Cov(x) w_c), so padding never enters the
+    statistics and the (P*M, C) tensor is touched once; gradients flow through the statistics as in
+    ordinary BatchNorm. In eval mode the running statistics are used and the export is one MatMul+Add.
     """
 
     def __init__(self, in_features: int, out_channels: int):
@@ -76,7 +53,32 @@ class PillarFeatureNet(nn.Module):
         self.in_features = int(in_features)
         self.out_channels = int(out_channels)
         self.linear = nn.Linear(self.in_features, self.out_channels, bias=False)
-        self.norm = MaskedBatchNorm1d(self.out_channels, eps=1e-3, momentum=0.01)
+        self.norm = nn.BatchNorm1d(self.out_channels, eps=1e-3, momentum=0.01)
+
+    def _folded(self, x: torch.Tensor, valid: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(W', b') of the linear layer with the BatchNorm folded in. x (N, F), valid (N,) bool."""
+        w = self.linear.weight                                                           # (C, F)
+        bn = self.norm
+        if self.training:
+            xv = x[valid]
+            n = xv.shape[0]
+            if n >= 2:
+                mu_x = xv.mean(0)
+                xc = xv - mu_x
+                cov = xc.t() @ xc / n                                                    # (F, F)
+                mean = w @ mu_x                                                          # (C,)
+                var = ((w @ cov) * w).sum(1).clamp_min(0.0)                              # (C,)
+                with torch.no_grad():
+                    m = bn.momentum if bn.momentum is not None else 0.1
+                    bn.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+                    bn.running_var.mul_(1 - m).add_(var.detach() * (n / (n - 1)), alpha=m)
+                    bn.num_batches_tracked.add_(1)
+            else:   # too few points for batch statistics
+                mean, var = bn.running_mean, bn.running_var
+        else:
+            mean, var = bn.running_mean, bn.running_var
+        scale = bn.weight * torch.rsqrt(var + bn.eps)                                    # (C,)
+        return w * scale.unsqueeze(1), bn.bias - mean * scale
 
     def forward(self, pillars: torch.Tensor, num_points: torch.Tensor) -> torch.Tensor:
         if not _exporting():
@@ -87,9 +89,9 @@ class PillarFeatureNet(nn.Module):
         p, m, f = pillars.shape
         slots = torch.arange(m, device=pillars.device, dtype=torch.int64)
         valid = slots.unsqueeze(0) < num_points.to(torch.int64).unsqueeze(1)        # (P, M) bool
-        x = self.linear(pillars.reshape(-1, f))                                         # (P*M, C)
-        x = self.norm(x, valid.reshape(-1))
-        x = F.relu(x).reshape(p, m, self.out_channels)
+        x = pillars.reshape(-1, f)
+        w, b = self._folded(x, valid.reshape(-1))
+        x = F.relu(F.linear(x, w, b)).reshape(p, m, self.out_channels)
         x = x * valid.unsqueeze(2).to(x.dtype)
         return x.max(dim=1).values                                                      # (P, C)
 
