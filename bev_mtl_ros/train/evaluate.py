@@ -297,25 +297,9 @@ def make_pipeline(model_path: str, backend: str = "auto", device: str = "cpu", s
     from bev_mtl_ros.runtime.backends import create_backend
     from bev_mtl_ros.runtime.pipeline import PerceptionPipeline
     be = create_backend(model_path, backend=backend, device=device)
-    cfg = None
-    try:
-        from bev_mtl_ros.runtime import postprocess as pp
-        cfg_cls = getattr(pp, "PostprocessConfig", None) or getattr(pp, "DecodeConfig", None)
-        if cfg_cls is not None:
-            cfg = cfg_cls()
-            thr = 0.05 if score_threshold is None else float(score_threshold)
-            for name in ("score_threshold", "score_thresh"):
-                if hasattr(cfg, name):
-                    v = getattr(cfg, name)
-                    setattr(cfg, name, type(v)(thr) if not isinstance(v, (dict, list, tuple)) else thr)
-            if hasattr(cfg, "class_score_thresholds"):
-                cfg.class_score_thresholds = None
-    except ImportError:
-        cfg = None
-    try:
-        pipe = PerceptionPipeline(be, cfg) if cfg is not None else PerceptionPipeline(be)
-    except TypeError:
-        pipe = PerceptionPipeline(be)
+    from bev_mtl_ros.runtime.postprocess import PostProcessConfig
+    cfg = PostProcessConfig(score_threshold=0.05 if score_threshold is None else float(score_threshold))
+    pipe = PerceptionPipeline(be, cfg)
     return pipe, be
 
 

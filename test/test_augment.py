@@ -1,0 +1,121 @@
+"""Augmentation keeps lidar, boxes, camera image and labels consistent (bev_mtl_ros.train.augment)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from bev_mtl_ros.model.contract import ModelContract
+from bev_mtl_ros.train.augment import AugmentConfig, augment_sample, flip_y, photometric, rotate_scale
+
+C = ModelContract(point_cloud_range=(0.0, -5.12, -3.0, 10.24, 5.12, 3.0), pillar_size=(0.32, 0.32),
+                  image_size=(64, 32)).validate()
+K = np.array([[40.0, 0, 31.5], [0, 40.0, 15.5], [0, 0, 1]])  # cx = (W - 1) / 2
+
+
+def project(p):
+    return K[1, 2] - K[1, 1] * p[:, 2] / p[:, 0], K[0, 2] - K[0, 0] * p[:, 1] / p[:, 0]
+
+
+def cell_of(x, y):
+    return int((y - C.point_cloud_range[1]) // 0.32), int((x - C.point_cloud_range[0]) // 0.32)
+
+
+def sample():
+    rng = np.random.default_rng(1)
+    pts = np.c_[rng.uniform(2, 10, (50, 1)), rng.uniform(-4, 4, (50, 1)), rng.uniform(-2, 1, (50, 1)),
+                rng.uniform(0, 255, (50, 1))].astype(np.float32)
+    gw, gh = C.grid_size
+    drv = np.zeros((gh, gw), np.uint8)
+    drv[cell_of(3.0, 1.0)] = 1
+    return {"points": pts, "boxes": np.array([[5.0, 1.0, -1.0, 4.0, 2.0, 1.5, 0.3]], np.float32),
+            "labels": np.array([0]), "image": rng.integers(0, 256, (32, 64, 3), dtype=np.uint8),
+            "semantic": rng.integers(0, 38, (32, 64), dtype=np.uint8), "drivable": drv}
+
+
+def test_flip_mirrors_everything_consistently():
+    s = sample()
+    f = flip_y(s, C)
+    np.testing.assert_array_equal(f["points"][:, 1], -s["points"][:, 1])
+    np.testing.assert_array_equal(f["points"][:, [0, 2, 3]], s["points"][:, [0, 2, 3]])
+    assert f["boxes"][0, 1] == -1.0 and f["boxes"][0, 6] == pytest.approx(-0.3)
+    np.testing.assert_array_equal(f["image"], s["image"][:, ::-1])
+    np.testing.assert_array_equal(f["semantic"], s["semantic"][:, ::-1])
+    # drivable cell at y=+1 moves to y=-1
+    assert f["drivable"][cell_of(3.0, -1.0)] == 1 and f["drivable"].sum() == 1
+    # the lidar point still projects onto the same image content: col -> W - 1 - col
+    r0, c0 = project(s["points"].astype(np.float64))
+    r1, c1 = project(f["points"].astype(np.float64))
+    np.testing.assert_allclose(r1, r0, atol=1e-4)
+    np.testing.assert_allclose(c1, 63 - c0, atol=1e-4)
+    # flipping twice is the identity
+    ff = flip_y(f, C)
+    for k in ("points", "boxes", "image", "semantic", "drivable"):
+        np.testing.assert_allclose(ff[k], s[k])
+    assert s["points"][0, 1] != f["points"][0, 1]  # input not modified in place
+
+
+def test_flip_refuses_asymmetric_y_range():
+    c = ModelContract(point_cloud_range=(0.0, -5.12, -3.0, 10.24, 10.24, 3.0), pillar_size=(0.32, 0.32)).validate()
+    with pytest.raises(ValueError, match="symmetric"):
+        flip_y(sample(), c)
+
+
+def test_scaling_keeps_camera_projection_and_moves_bev_label():
+    s = sample()
+    t = rotate_scale(s, C, 0.0, 1.5)
+    r0, c0 = project(s["points"].astype(np.float64))
+    r1, c1 = project(t["points"].astype(np.float64))
+    np.testing.assert_allclose(r1, r0, atol=1e-3)
+    np.testing.assert_allclose(c1, c0, atol=1e-3)
+    np.testing.assert_allclose(t["boxes"][0, :6], s["boxes"][0, :6] * 1.5, rtol=1e-6)
+    assert t["boxes"][0, 6] == pytest.approx(0.3)
+    # the drivable cell x 2.88..3.2, y 0.96..1.28 (centre 3.04, 1.12) becomes a 1.5x larger patch
+    # around (4.56, 1.68); the cell centred (4.64, 1.76) maps back to (3.09, 1.17), inside it
+    assert t["drivable"][cell_of(4.56, 1.68)] == 1 and t["drivable"][cell_of(3.0, 1.0)] == 0
+    assert 1 <= int((t["drivable"] == 1).sum()) <= 4
+    assert t["image"] is s["image"] and t["semantic"] is s["semantic"]
+
+
+def test_shrinking_marks_cells_without_source_as_ignored():
+    t = rotate_scale(sample(), C, 0.0, 0.5)
+    # cells with x > 5.12 m map to x > 10.24 m before the transform: outside the grid -> 255
+    assert (t["drivable"][:, cell_of(6.0, 0.0)[1]:] == 255).all()
+    assert (t["drivable"][:, : cell_of(4.0, 0.0)[1]] != 255).any()
+
+
+def test_rotation_keeps_points_inside_their_box():
+    s = sample()
+    b = s["boxes"][0]
+    rng = np.random.default_rng(0)
+    u = rng.uniform(-0.45, 0.45, (20, 3)) * b[3:6]
+    c, sn = math.cos(b[6]), math.sin(b[6])
+    inside = np.c_[b[0] + c * u[:, 0] - sn * u[:, 1], b[1] + sn * u[:, 0] + c * u[:, 1], b[2] + u[:, 2], np.zeros(20)]
+    s["points"] = inside.astype(np.float32)
+    t = rotate_scale(s, C, math.radians(5), 1.0)
+    tb = t["boxes"][0]
+    d = t["points"][:, :2] - tb[:2]
+    c2, s2 = math.cos(tb[6]), math.sin(tb[6])
+    local = np.c_[c2 * d[:, 0] + s2 * d[:, 1], -s2 * d[:, 0] + c2 * d[:, 1]]
+    np.testing.assert_allclose(local, u[:, :2], atol=1e-4)
+    assert tb[6] == pytest.approx(0.3 + math.radians(5), abs=1e-6)
+
+
+def test_augment_sample_is_reproducible_and_config_validated():
+    cfg = AugmentConfig(flip_prob=0.5, scale_range=(0.9, 1.1), rot_deg=3.0)
+    a = augment_sample(sample(), C, cfg, np.random.default_rng(7))
+    b = augment_sample(sample(), C, cfg, np.random.default_rng(7))
+    for k in ("points", "boxes", "image", "drivable"):
+        np.testing.assert_array_equal(a[k], b[k])
+    off = augment_sample(sample(), C, AugmentConfig(enabled=False), np.random.default_rng(7))
+    np.testing.assert_array_equal(off["points"], sample()["points"])
+    with pytest.raises(ValueError, match="unknown augment keys"):
+        AugmentConfig.from_dict({"mixup": 0.5})
+
+
+def test_photometric_changes_only_the_image():
+    img = np.full((4, 4, 3), 100, np.uint8)
+    out = photometric(img, np.random.default_rng(0), 0.3, 0.0, 0.0)
+    assert out.dtype == np.uint8 and out.shape == img.shape
+    assert len(np.unique(out)) == 1 and out[0, 0, 0] != 100
+    assert 70 <= out[0, 0, 0] <= 130
