@@ -183,3 +183,28 @@ def test_export_cli_from_checkpoint(tmp_path, capsys):
     assert read_onnx_contract(out) == c
     assert cli.main(["export", "--checkpoint", str(tmp_path / "none.pt"), "--out", out]) == 1
     assert "none.pt" in capsys.readouterr().out
+
+
+def test_parity_on_pillarized_points(exported):
+    """Inputs from runtime.pillarize (the real input distribution): ONNX == PyTorch, and padded point
+    slots of the pillar tensor are ignored by both."""
+    from bev_mtl_ros.runtime.pillarize import collate_pillars, pillarize
+    net, c, path, _ = exported
+    rng = np.random.default_rng(0)
+    x0, y0, z0, x1, y1, z1 = c.point_cloud_range
+    n = 6000
+    pts = np.stack([rng.uniform(x0 - 2, x1 + 2, n), rng.uniform(y0 - 2, y1 + 2, n), rng.uniform(z0, z1, n),
+                    rng.uniform(0, 255, n)], axis=1).astype(np.float32)
+    pillars, num_points, canvas_index = collate_pillars([pillarize(pts, c)])
+    assert 0 < pillars.shape[0] <= c.max_pillars
+    wi, hi = c.image_size
+    image = torch.rand(1, 3, hi, wi, generator=torch.Generator().manual_seed(0))
+    inputs = (pillars, num_points.to(torch.int32), canvas_index, image, torch.ones(1))
+    diffs, got = _compare(net, _session(path), inputs)
+    assert all(d <= 1e-4 for d in diffs.values()), diffs
+    m = torch.arange(pillars.shape[1])[None, :] >= num_points[:, None].long()
+    noisy = pillars.clone()
+    noisy[m] = 123.0
+    diffs2, got2 = _compare(net, _session(path), (noisy,) + inputs[1:])
+    for a, b in zip(got, got2):
+        assert np.array_equal(a, b)
