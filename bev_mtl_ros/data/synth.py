@@ -1,0 +1,348 @@
+"""``bev-mtl-ros synth``: synthetic frames in A2D2's own directory layout and file formats.
+
+Writes (A2D2 README; see ``a2d2-format.md``)::
+
+    <out>/cams_lidars.json            A2D2 calibration, cameras adapted to --width x --height
+    <out>/camera_lidar_semantic_bboxes/<YYYYMMDD_hhmmss>/
+        camera/cam_front_center/<YYYYMMDDhhmmss>_camera_frontcenter_<9-digit frame>.png  (+ .json)
+        lidar/cam_front_center/<...>_lidar_frontcenter_<frame>.npz
+        label/cam_front_center/<...>_label_frontcenter_<frame>.png
+        label3D/cam_front_center/<...>_label3D_frontcenter_<frame>.json
+
+* camera PNG: 8-bit RGB, stored *distorted* like A2D2: the scene is ray-cast into the
+  undistorted image (``CamMatrix``), then distorted with ``CamMatrixOriginal`` + ``Distortion``
+  (Telecam model) by ``cv2.remap`` (bilinear), so that a reader's undistortion recovers it.
+* camera sidecar JSON: ``{"cam_name", "cam_tstamp" (µs TAI), "lidar_ids"}``.
+* label PNG: RGB, the first ``class_list.json`` colour of each merged class
+  (:data:`bev_mtl_ros.data.classes.class_id_to_colour`), distorted with nearest neighbour.
+* lidar npz (uncompressed, fixed zip timestamps so equal seeds give byte-identical files):
+  ``points`` float64 (N,3) view frame; ``reflectance`` int64 0..255; ``timestamp`` int64 µs TAI;
+  ``row``, ``col``, ``depth`` (= x), ``distance`` (= ||point||), ``azimuth`` (= atan2(y, x), rad),
+  ``lidar_id`` float64 (3 = front_center) -- all float64 (N,). Only points inside the image.
+* label3D JSON: ``{"box_0": {...}, ...}`` with ``id`` (the road user's id, constant over a
+  scene), ``class`` (Car, VanSUV, Truck, Pedestrian, Cyclist), ``center`` [x,y,z] (box centre,
+  view frame), ``size`` [length, width, height], ``axis`` [0,0,1] (yaw >= 0) or [0,0,-1] (yaw < 0),
+  ``rot_angle`` = |yaw| (so the Rodrigues rotation of (axis, rot_angle) is the yaw), ``3d_points``
+  (8 corners in the order of A2D2's tutorial, :data:`bev_mtl_ros.data.a2d2.CORNER_SIGNS`:
+  bottom-rear-left, bottom-front-left, bottom-front-right, bottom-rear-right, then the same on top),
+  ``2d_bbox`` [x_min, y_min, x_max, y_max] (pixels in the undistorted image, clipped to it),
+  ``truncation`` (fraction of the unclipped 2D box outside the image), ``occlusion`` (fraction of
+  the object's pixels hidden by nearer surfaces), ``alpha`` (observation angle
+  yaw - atan2(y, x), wrapped to [-pi, pi)). A road user is listed when at least one of its pixels
+  is visible or one lidar point hits it.
+
+Timing: frames at 10 Hz; ``cam_tstamp`` = scene start (UTC) + 37 s (TAI) + f * 100 ms. The lidar
+is a snapshot of the scene at the frame time; point timestamps follow a 100 ms revolution
+(azimuth 0 at the frame time). The ego vehicle drives straight along +x at a constant speed (or
+stands still) -- see :mod:`bev_mtl_ros.data.synth_scene`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import json
+import os
+import sys
+import time
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from bev_mtl_ros.data.a2d2 import box_corners
+from bev_mtl_ros.data.calibration import CAMS_LIDARS_PATH, CameraCalibration, load_calibration
+from bev_mtl_ros.data.synth_render import (LidarConfig, frame_prims, pq_ranges, render_camera, scan_lidar,
+                                           _box_corners)
+from bev_mtl_ros.data.synth_scene import FRAME_DT, Scene, build_scene
+
+#: Subset folder written under the output directory.
+SUBSET = "camera_lidar_semantic_bboxes"
+#: TAI - UTC (s) during the A2D2 recordings.
+TAI_MINUS_UTC_S = 37
+#: A2D2's ``lidar_ids`` map in the camera sidecar JSON.
+LIDAR_IDS = {"0": "front_left", "1": "rear_right", "2": "front_right", "3": "front_center", "4": "rear_left"}
+
+
+def scene_names(scene: Scene) -> Tuple[str, str]:
+    """(folder name ``YYYYMMDD_hhmmss``, compact ``YYYYMMDDhhmmss`` used in file names)."""
+    dt = datetime.fromtimestamp(scene.start_utc, tz=timezone.utc)
+    folder = dt.strftime("%Y%m%d_%H%M%S")
+    return folder, folder.replace("_", "")
+
+
+def frame_time_us(scene: Scene, f: int) -> int:
+    """Camera timestamp of frame f, µs TAI."""
+    return (scene.start_utc + TAI_MINUS_UTC_S) * 1_000_000 + int(round(f * FRAME_DT * 1_000_000))
+
+
+def frame_paths(out_dir: str, scene: Scene, f: int, camera: str = "front_center") -> Dict[str, str]:
+    """A2D2 paths of frame f: keys camera, camera_json, lidar, label, label3D."""
+    folder, compact = scene_names(scene)
+    cam_dir, cam_file = f"cam_{camera}", camera.replace("_", "")
+    num = f"{scene.first_frame + f:09d}"
+    base = os.path.join(out_dir, SUBSET, folder)
+
+    def p(mod: str, ext: str) -> str:
+        return os.path.join(base, mod, cam_dir, f"{compact}_{mod}_{cam_file}_{num}.{ext}")
+
+    return {"camera": p("camera", "png"), "camera_json": p("camera", "json"), "lidar": p("lidar", "npz"),
+            "label": p("label", "png"), "label3D": p("label3D", "json")}
+
+
+def save_npz_deterministic(path: str, arrays: Dict[str, np.ndarray]) -> None:
+    """Write an uncompressed ``.npz`` (same layout as ``np.savez``) with fixed zip timestamps, so
+    equal arrays give byte-identical files."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for k, v in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(v), allow_pickle=False)
+            info = zipfile.ZipInfo(k + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_STORED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, buf.getvalue())
+
+
+def _write_png_rgb(path: str, rgb: np.ndarray) -> None:
+    import cv2
+    if not cv2.imwrite(path, np.ascontiguousarray(rgb[..., ::-1])):
+        raise OSError(f"could not write {path}")
+
+
+def _wrap(a: float) -> float:
+    return float((a + np.pi) % (2 * np.pi) - np.pi)
+
+
+@dataclass
+class SynthFrame:
+    """One generated frame (everything :func:`generate` writes, plus ground truth).
+
+    Attributes:
+        image: (H,W,3) uint8 undistorted RGB; label: (H,W) uint8 class ids (undistorted).
+        image_raw, label_raw: distorted RGB images as written (label in A2D2 colours).
+        lidar: npz arrays; point_cls (N,) uint8 surface class; point_obj (N,) int32 object index.
+        boxes: (M,7) float64 [x,y,z,l,w,h,yaw] view frame of ALL road users; classes, ids (M);
+        visible_px (M,), coverage_px (M,), num_points (M,) int; label3d: dict written to JSON
+        (listed road users only); cam_tstamp: µs TAI.
+    """
+
+    image: np.ndarray
+    label: np.ndarray
+    image_raw: np.ndarray
+    label_raw: np.ndarray
+    lidar: Dict[str, np.ndarray]
+    point_cls: np.ndarray
+    point_obj: np.ndarray
+    boxes: np.ndarray
+    classes: List[str]
+    ids: List[int]
+    visible_px: np.ndarray
+    coverage_px: np.ndarray
+    num_points: np.ndarray
+    label3d: Dict[str, Any]
+    cam_tstamp: int
+
+
+def synthesize_frame(scene: Scene, f: int, cam: CameraCalibration, lidar: Optional[LidarConfig] = None) -> SynthFrame:
+    """Render frame ``f`` of ``scene`` for camera ``cam`` (already scaled to the output size).
+
+    Deterministic: per-frame noise comes from ``default_rng([seed, scene index, frame, 1])``.
+    """
+    import cv2
+    from bev_mtl_ros.data.classes import class_id_to_colour
+    lidar = lidar or LidarConfig()
+    W, H = cam.width, cam.height
+    K = np.asarray(cam.cam_matrix, dtype=np.float64)
+    rng = np.random.default_rng([int(scene.seed), int(scene.index), int(f), 1])
+    fp, poses = frame_prims(scene, f)
+    t_us = frame_time_us(scene, f)
+    cr = render_camera(fp, K, W, H, scene.sun, rng)
+    sc = scan_lidar(fp, K, W, H, t_us, lidar, rng)
+    M = len(scene.objects)
+    boxes = np.zeros((M, 7))
+    if M:
+        boxes[:, :3] = poses[:, :3]
+        boxes[:, 3:6] = np.array([o.size for o in scene.objects])
+        boxes[:, 6] = poses[:, 3]
+    visible = np.bincount(cr.obj[cr.obj >= 0].ravel(), minlength=M)[:M] if M else np.zeros(0, int)
+    cover = np.array([cr.coverage.get(m, 0) for m in range(M)], dtype=np.int64)
+    npts = np.bincount(sc.obj[sc.obj >= 0], minlength=M)[:M] if M else np.zeros(0, int)
+    label3d: Dict[str, Any] = {}
+    if M:
+        corners = box_corners(boxes)                       # A2D2 tutorial order
+        rng_pq = pq_ranges(_box_corners(boxes[:, :3], boxes[:, 3:6] / 2, boxes[:, 6]), np.zeros(3), 0.05)
+        fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+        k = 0
+        for m, o in enumerate(scene.objects):
+            if visible[m] == 0 and npts[m] == 0:
+                continue
+            pm, pM, qm, qM = rng_pq[m]
+            u0, u1 = cx - fx * pM, cx - fx * pm
+            v0, v1 = cy - fy * qM, cy - fy * qm
+            cu0, cu1 = min(max(u0, 0.0), W - 1.0), min(max(u1, 0.0), W - 1.0)
+            cv0, cv1 = min(max(v0, 0.0), H - 1.0), min(max(v1, 0.0), H - 1.0)
+            area = max(u1 - u0, 1e-6) * max(v1 - v0, 1e-6)
+            trunc = float(np.clip(1.0 - (cu1 - cu0) * (cv1 - cv0) / area, 0.0, 1.0))
+            occl = float(np.clip(1.0 - visible[m] / cover[m], 0.0, 1.0)) if cover[m] > 0 else 1.0
+            yaw = float(boxes[m, 6])
+            label3d[f"box_{k}"] = {
+                "id": int(o.oid),
+                "class": o.cls,
+                "center": [float(v) for v in boxes[m, :3]],
+                "size": [float(v) for v in boxes[m, 3:6]],
+                "axis": [0.0, 0.0, 1.0] if yaw >= 0 else [0.0, 0.0, -1.0],
+                "rot_angle": abs(yaw),
+                "3d_points": corners[m].tolist(),
+                "2d_bbox": [float(cu0), float(cv0), float(cu1), float(cv1)],
+                "truncation": round(trunc, 4),
+                "occlusion": round(occl, 4),
+                "alpha": _wrap(yaw - float(np.arctan2(boxes[m, 1], boxes[m, 0]))),
+            }
+            k += 1
+    # distort like the real PNGs (image bilinear, label nearest neighbour)
+    mx, my = cam.distort_maps()
+    image_raw = cv2.remap(cr.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    label_ids_raw = cv2.remap(cr.label, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+    label_raw = np.asarray(class_id_to_colour)[label_ids_raw]
+    return SynthFrame(image=cr.image, label=cr.label, image_raw=image_raw, label_raw=label_raw, lidar=sc.arrays,
+                      point_cls=sc.cls, point_obj=sc.obj, boxes=boxes, classes=[o.cls for o in scene.objects],
+                      ids=[o.oid for o in scene.objects], visible_px=visible, coverage_px=cover, num_points=npts,
+                      label3d=label3d, cam_tstamp=t_us)
+
+
+def write_frame(out_dir: str, scene: Scene, f: int, fr: SynthFrame, camera: str = "front_center") -> Dict[str, str]:
+    """Write one frame's five files; returns their paths (see :func:`frame_paths`)."""
+    paths = frame_paths(out_dir, scene, f, camera)
+    for p in paths.values():
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+    _write_png_rgb(paths["camera"], fr.image_raw)
+    with open(paths["camera_json"], "w", encoding="utf-8") as fh:
+        json.dump({"cam_name": camera, "cam_tstamp": int(fr.cam_tstamp), "lidar_ids": LIDAR_IDS}, fh, indent=4)
+    _write_png_rgb(paths["label"], fr.label_raw)
+    save_npz_deterministic(paths["lidar"], fr.lidar)
+    with open(paths["label3D"], "w", encoding="utf-8") as fh:
+        json.dump(fr.label3d, fh, indent=4)
+    return paths
+
+
+def write_calibration(out_dir: str, width: int, height: int, source: str = CAMS_LIDARS_PATH) -> str:
+    """Copy A2D2's ``cams_lidars.json`` to ``<out>/cams_lidars.json`` with every camera's
+    ``CamMatrix``, ``CamMatrixOriginal`` and ``Resolution`` adapted to (width, height) (see
+    :meth:`CameraCalibration.scaled`); everything else is kept as in the original."""
+    with open(source, "r", encoding="utf-8") as fh:
+        raw = json.load(fh)
+    cal = load_calibration(source).scaled((width, height))
+    out = copy.deepcopy(raw)
+    for name, c in out["cameras"].items():
+        sc = cal.camera(name)
+        c["CamMatrix"] = np.asarray(sc.cam_matrix).tolist()
+        c["CamMatrixOriginal"] = np.asarray(sc.cam_matrix_original).tolist()
+        c["Resolution"] = [int(width), int(height)]
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "cams_lidars.json")
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(out, fh, indent=4)
+    return path
+
+
+def generate(out_dir: str, scenes: int = 1, frames: int = 10, seed: int = 0, width: int = 1920, height: int = 1208,
+             camera: str = "front_center", lidar: Optional[LidarConfig] = None, progress: bool = False,
+             return_ground_truth: bool = False) -> Dict[str, Any]:
+    """Generate ``scenes`` x ``frames`` synthetic A2D2-format frames under ``out_dir``.
+
+    Args:
+        out_dir: output directory (created). scenes, frames: counts (>= 1). seed: >= 0.
+        width, height: image size (pixels); intrinsics are scaled from A2D2's 1920x1208.
+        camera: only "front_center" (the others are fisheye side/rear cameras).
+        lidar: :class:`LidarConfig` (default 64 beams, 0.1 deg azimuth step).
+        progress: show a tqdm progress bar.
+        return_ground_truth: add ``"ground_truth"``: per frame ``{"scene", "frame", "paths",
+            "boxes" (M,7) all road users, "classes", "ids", "visible_px", "num_points"}``.
+    Returns:
+        Summary dict: out_dir, subset_dir, scenes (folder names), frames (total), resolution,
+        seed, seconds, frames_per_s, points_mean, label3d_boxes_mean, boxes_per_class (listed
+        boxes over all frames), calibration (path).
+    Raises:
+        ValueError for bad counts/sizes/camera.
+    """
+    if camera not in ("front_center", "cam_front_center"):
+        raise ValueError(f"camera {camera!r}: the synthetic generator supports only 'front_center'")
+    camera = "front_center"
+    if scenes < 1 or frames < 1:
+        raise ValueError(f"scenes and frames must be >= 1, got {scenes}, {frames}")
+    if width < 32 or height < 32:
+        raise ValueError(f"image size {width}x{height} too small (>= 32x32)")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    cal_path = write_calibration(out_dir, width, height)
+    cam = load_calibration(cal_path).camera(camera)
+    hfov = float(np.arctan2(cam.cam_matrix[0, 2], cam.cam_matrix[0, 0]))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=scenes * frames, unit="frame", desc="synth")
+    t0 = time.perf_counter()
+    names, gts = [], []
+    n_pts, n_boxes = [], []
+    per_class: Dict[str, int] = {}
+    for s in range(scenes):
+        scene = build_scene(seed, s, frames, hfov=hfov)
+        names.append(scene_names(scene)[0])
+        for f in range(frames):
+            fr = synthesize_frame(scene, f, cam, lidar)
+            paths = write_frame(out_dir, scene, f, fr, camera)
+            n_pts.append(fr.lidar["points"].shape[0])
+            n_boxes.append(len(fr.label3d))
+            for b in fr.label3d.values():
+                per_class[b["class"]] = per_class.get(b["class"], 0) + 1
+            if return_ground_truth:
+                gts.append({"scene": names[-1], "frame": f, "paths": paths, "boxes": fr.boxes, "classes": fr.classes,
+                            "ids": fr.ids, "visible_px": fr.visible_px, "num_points": fr.num_points})
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    dt = time.perf_counter() - t0
+    total = scenes * frames
+    summary: Dict[str, Any] = {
+        "out_dir": out_dir, "subset_dir": os.path.join(out_dir, SUBSET), "scenes": names, "frames": total,
+        "resolution": [width, height], "seed": seed, "seconds": dt, "frames_per_s": total / dt if dt > 0 else 0.0,
+        "points_mean": float(np.mean(n_pts)), "label3d_boxes_mean": float(np.mean(n_boxes)),
+        "boxes_per_class": dict(sorted(per_class.items())), "calibration": cal_path,
+    }
+    if return_ground_truth:
+        summary["ground_truth"] = gts
+    return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``bev-mtl-ros synth``."""
+    parser.add_argument("--out", required=True, help="output directory (A2D2 layout is created inside)")
+    parser.add_argument("--scenes", type=int, default=1, help="number of scenes (default 1)")
+    parser.add_argument("--frames", type=int, default=10, help="frames per scene at 10 Hz (default 10)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed = same files")
+    parser.add_argument("--width", type=int, default=1920, help="image width in pixels (default 1920)")
+    parser.add_argument("--height", type=int, default=1208, help="image height in pixels (default 1208)")
+    parser.add_argument("--camera", default="front_center", help="camera (only front_center)")
+    parser.add_argument("--az-step", type=float, default=None, help="lidar azimuth step in degrees (default 0.1)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the generator; prints a summary. Returns 0, or 2 on bad arguments."""
+    lidar = LidarConfig() if args.az_step is None else LidarConfig(az_step_deg=float(args.az_step))
+    try:
+        s = generate(args.out, scenes=args.scenes, frames=args.frames, seed=args.seed, width=args.width,
+                     height=args.height, camera=args.camera, lidar=lidar, progress=not args.no_progress)
+    except ValueError as e:
+        print(f"bev-mtl-ros synth: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {s['frames']} frames in {len(s['scenes'])} scene(s) to {s['subset_dir']} "
+          f"({s['resolution'][0]}x{s['resolution'][1]}, {s['frames_per_s']:.2f} frames/s)")
+    print(f"lidar points/frame: {s['points_mean']:.0f}; label3D boxes/frame: {s['label3d_boxes_mean']:.1f}; "
+          f"boxes per class: {s['boxes_per_class']}")
+    print(f"calibration: {s['calibration']}")
+    return 0

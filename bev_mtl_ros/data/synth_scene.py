@@ -1,0 +1,575 @@
+"""Synthetic street scenes for the A2D2-format generator (:mod:`bev_mtl_ros.data.synth`).
+
+A scene is a deterministic function of ``(seed, scene_index, n_frames)`` (numpy ``Generator``
+seeded with ``[seed, scene_index]``). All geometry lives in the *scene frame*: the
+front-center camera's view frame at frame 0 (x forward, y left, z up, metres; A2D2 convention,
+see ``a2d2-format.md``). The ground is the plane z = :data:`GROUND_Z` (-1.78 m, as measured in real
+A2D2 data).
+
+Content
+-------
+* A road whose centre line is ``y_c(x) = y0 + k x^2 / 2`` (k = 0 for a straight road, else
+  |k| <= 1/800 1/m: gently curved), 1-2 lanes per direction (3.2-3.6 m), driving on the right,
+  an optional parking strip on the right, lane markings (solid centre/edge lines, dashed lane
+  dividers), raised sidewalks (0.10-0.15 m; top = "Sidewalk", kerb faces and a 0.2 m top strip
+  along the road = "Curbstone"), grass verges ("Nature object"), buildings (boxes), trees
+  (trunk box + crown sphere, "Nature object"), poles ("Poles") with traffic-sign plates
+  ("Traffic sign").
+* Road users (A2D2 box classes) with realistic sizes: Car, VanSUV, Truck in lanes (one constant
+  speed per lane, oncoming lanes negative) and parked; Pedestrians walking/standing on sidewalks
+  and crossing the road; Cyclists at the right road edge. Every road user moves with a constant
+  velocity along its path (a lane: ``x(t) = x0 + vx t``, ``y = y_c(x) + d``, yaw = road heading;
+  or a straight line) sampled at 10 Hz; no two road users (nor the ego vehicle) overlap in the
+  bird's-eye view at any frame (rejection sampling with a separating-axis test).
+* The ego vehicle drives straight along +x with a constant speed (0 m/s in ~30 % of the scenes:
+  static ego), so the camera/view frame at frame f is the scene frame shifted by
+  ``(ego_speed * f * 0.1 s, 0, 0)``; no rotation.
+
+Each road user is drawn as a few boxes ("parts", e.g. car body + cabin + wheels) inside its
+ground-truth box, so lidar points and label pixels of an object lie inside its box.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from bev_mtl_ros.model.contract import A2D2_SEMANTIC_CLASSES
+
+#: Ground height in the front-center camera view frame (metres).
+GROUND_Z = -1.78
+#: Frame period of the labelled A2D2 lidar data (10 Hz), seconds.
+FRAME_DT = 0.1
+#: Semantic class name -> merged class id (index into A2D2_SEMANTIC_CLASSES).
+CID: Dict[str, int] = {n: i for i, n in enumerate(A2D2_SEMANTIC_CLASSES)}
+
+# Surface materials (drive texture, shading and lidar reflectance).
+MAT_PLAIN, MAT_BUILDING, MAT_SIDEWALK, MAT_GLASS, MAT_FOLIAGE, MAT_SIGN, MAT_PAINT, MAT_TYRE = range(8)
+
+#: Ground-truth size ranges (length, width, height) per A2D2 box class, metres (uniform sampling).
+SIZE_RANGES: Dict[str, Tuple[Tuple[float, float], Tuple[float, float], Tuple[float, float]]] = {
+    "Car": ((3.9, 4.9), (1.75, 1.95), (1.40, 1.65)),
+    "VanSUV": ((4.6, 5.3), (1.90, 2.10), (1.75, 2.10)),
+    "Truck": ((7.5, 10.5), (2.40, 2.55), (3.00, 3.80)),
+    "Pedestrian": ((0.50, 0.90), (0.55, 0.85), (1.55, 1.95)),
+    "Cyclist": ((1.60, 1.90), (0.60, 0.80), (1.60, 1.85)),
+}
+
+_CAR_COLOURS = np.array([[0.8, 0.1, 0.1], [0.1, 0.2, 0.6], [0.85, 0.85, 0.85], [0.1, 0.1, 0.1],
+                         [0.5, 0.5, 0.55], [0.2, 0.45, 0.2], [0.9, 0.75, 0.2], [0.35, 0.2, 0.1]])
+_FACADES = np.array([[0.75, 0.68, 0.55], [0.6, 0.35, 0.28], [0.82, 0.8, 0.75], [0.55, 0.55, 0.58],
+                     [0.85, 0.75, 0.6], [0.45, 0.4, 0.35]])
+
+
+@dataclass
+class Road:
+    """Road geometry in the scene frame. Lateral coordinate ``d = y - y_c(x)`` (metres, left
+    positive); the centre line between the two directions is d = 0; ego-direction lanes are
+    at d < 0 (driving on the right)."""
+
+    curvature: float
+    y0: float
+    lane_w: float
+    n_same: int
+    n_opp: int
+    park_w: float
+    sidewalk_w: Tuple[float, float]   # (right, left)
+    sidewalk_h: float
+    verge_w: Tuple[float, float]      # (right, left) grass between sidewalk and buildings
+    centre_solid: bool
+    dash_phase: float
+
+    @property
+    def right_edge(self) -> float:
+        """d of the right kerb (negative)."""
+        return -(self.n_same * self.lane_w + self.park_w + 0.5)
+
+    @property
+    def left_edge(self) -> float:
+        """d of the left kerb (positive)."""
+        return self.n_opp * self.lane_w + 0.5
+
+    def centre_y(self, x):
+        """y of the centre line at scene x (array or scalar)."""
+        return self.y0 + 0.5 * self.curvature * np.asarray(x) ** 2
+
+    def heading(self, x):
+        """Road direction (yaw, radians) at scene x."""
+        return np.arctan(self.curvature * np.asarray(x))
+
+    def ground_class(self, x: np.ndarray, y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Semantic class of the ground plane at scene (x, y).
+
+        Returns:
+            (class ids uint8, kind int8) with kind 0 = asphalt, 1 = marking, 2 = sidewalk
+            (under the raised sidewalk boxes), 3 = grass.
+        """
+        d = y - self.centre_y(x)
+        cls = np.full(d.shape, CID["Nature object"], dtype=np.uint8)
+        kind = np.full(d.shape, 3, dtype=np.int8)
+        rr, ll = self.right_edge, self.left_edge
+        side = ((d < rr) & (d >= rr - self.sidewalk_w[0])) | ((d > ll) & (d <= ll + self.sidewalk_w[1]))
+        cls[side] = CID["Sidewalk"]
+        kind[side] = 2
+        road = (d >= rr) & (d <= ll)
+        cls[road] = CID["RD normal street"]
+        kind[road] = 0
+        hw = 0.075
+        dashed_on = np.mod(x + self.dash_phase, 9.0) < 3.0
+        solid = np.zeros(d.shape, dtype=bool)
+        dashed = np.zeros(d.shape, dtype=bool)
+        cen = np.abs(d) < hw
+        if self.centre_solid or self.n_same + self.n_opp <= 2:
+            solid |= cen
+        else:
+            dashed |= cen & dashed_on
+        edge_r = -self.n_same * self.lane_w
+        solid |= np.abs(d - (edge_r - 0.1)) < hw
+        solid |= np.abs(d - (self.n_opp * self.lane_w + 0.1)) < hw
+        for j in range(1, self.n_same):
+            dashed |= (np.abs(d + j * self.lane_w) < hw) & dashed_on
+        for j in range(1, self.n_opp):
+            dashed |= (np.abs(d - j * self.lane_w) < hw) & dashed_on
+        cls[solid] = CID["Solid line"]
+        cls[dashed & ~solid] = CID["Dashed line"]
+        kind[solid | dashed] = 1
+        return cls, kind
+
+
+@dataclass
+class Part:
+    """One drawn box of a road user, in the object's box frame (x forward, y left, z up, origin =
+    ground-truth box centre)."""
+
+    offset: Tuple[float, float, float]
+    half: Tuple[float, float, float]
+    cls: int
+    mat: int
+    colour: Tuple[float, float, float]
+
+
+@dataclass
+class SynthObject:
+    """A road user with a constant-velocity path.
+
+    ``kind == "road"``: x(t) = x0 + vx t, y = y_c(x) + d, yaw = road heading (+pi when
+    ``reverse``). ``kind == "line"``: (x, y)(t) = p0 + v t, constant ``yaw``. ``z_base`` is the
+    height of the surface it stands on (ground or sidewalk top); box centre z = z_base + h/2.
+    """
+
+    oid: int
+    cls: str
+    size: Tuple[float, float, float]
+    kind: str
+    z_base: float
+    x0: float = 0.0
+    vx: float = 0.0
+    d: float = 0.0
+    reverse: bool = False
+    p0: Tuple[float, float] = (0.0, 0.0)
+    v: Tuple[float, float] = (0.0, 0.0)
+    yaw: float = 0.0
+    parts: List[Part] = field(default_factory=list)
+
+    def poses(self, road: Road, t: np.ndarray) -> np.ndarray:
+        """(T, 4) float64 [x, y, z, yaw] of the box centre at times t (s), scene frame."""
+        t = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        out = np.zeros((t.size, 4))
+        if self.kind == "road":
+            x = self.x0 + self.vx * t
+            out[:, 0] = x
+            out[:, 1] = road.centre_y(x) + self.d
+            out[:, 3] = road.heading(x) + (np.pi if self.reverse else 0.0)
+        else:
+            out[:, 0] = self.p0[0] + self.v[0] * t
+            out[:, 1] = self.p0[1] + self.v[1] * t
+            out[:, 3] = self.yaw
+        out[:, 2] = self.z_base + self.size[2] / 2
+        out[:, 3] = np.arctan2(np.sin(out[:, 3]), np.cos(out[:, 3]))
+        return out
+
+
+@dataclass
+class StaticPrims:
+    """Static scenery primitives (scene frame). Boxes: centre (B,3), half extents (B,3), yaw (B,),
+    class id (B,) uint8, material (B,), colour (B,3) RGB in [0,1], aux (B,) (sidewalks: +1 when the
+    road is on the box's +y side, -1 on its -y side). Spheres: centre (S,3), radius (S,), class,
+    material, colour."""
+
+    box_c: np.ndarray
+    box_h: np.ndarray
+    box_yaw: np.ndarray
+    box_cls: np.ndarray
+    box_mat: np.ndarray
+    box_col: np.ndarray
+    box_aux: np.ndarray
+    sph_c: np.ndarray
+    sph_r: np.ndarray
+    sph_cls: np.ndarray
+    sph_mat: np.ndarray
+    sph_col: np.ndarray
+
+
+@dataclass
+class Scene:
+    """A complete synthetic scene: road, static scenery, road users and ego motion.
+
+    Attributes:
+        index, seed: what it was built from. n_frames: frames (10 Hz).
+        road: :class:`Road`. static: :class:`StaticPrims`. objects: road users.
+        ego_speed: m/s along +x (0 = static ego).
+        sun: (3,) unit vector towards the sun (scene frame).
+        start_utc: scene start, seconds since the Unix epoch (UTC); names the scene folder.
+        first_frame: A2D2 frame number of frame 0 (9 digits in file names).
+    """
+
+    index: int
+    seed: int
+    n_frames: int
+    road: Road
+    static: StaticPrims
+    objects: List[SynthObject]
+    ego_speed: float
+    sun: np.ndarray
+    start_utc: int
+    first_frame: int
+
+    def time(self, f: int) -> float:
+        """Time of frame f in seconds from the scene start."""
+        return f * FRAME_DT
+
+    def ego_position(self, f: int) -> np.ndarray:
+        """(3,) camera origin at frame f in the scene frame."""
+        return np.array([self.ego_speed * self.time(f), 0.0, 0.0])
+
+    def object_poses(self, f: int) -> np.ndarray:
+        """(M, 4) [x, y, z, yaw] of every road user at frame f, scene frame."""
+        t = np.array([self.time(f)])
+        if not self.objects:
+            return np.zeros((0, 4))
+        return np.concatenate([o.poses(self.road, t) for o in self.objects], axis=0)
+
+
+# ------------------------------------------------------------------------------------- parts
+def _vehicle_parts(cls: str, l: float, w: float, h: float, colour, rng: np.random.Generator) -> List[Part]:
+    """Body/cabin/wheel boxes of a vehicle of size (l, w, h), centred on its box."""
+    car = CID["Truck"] if cls == "Truck" else CID["Car"]
+    dark = (0.08, 0.08, 0.08)
+    glass = (0.15, 0.2, 0.25)
+    b = -h / 2
+    parts: List[Part] = []
+    if cls == "Truck":
+        cab_l = 2.2
+        parts.append(Part((l / 2 - cab_l / 2, 0, b + 0.45 + (0.85 * h - 0.45) / 2), (cab_l / 2, w / 2, (0.85 * h - 0.45) / 2),
+                          car, MAT_PAINT, colour))
+        parts.append(Part((l / 2 - 0.05, 0, b + 0.55 * h), (0.05, w / 2 - 0.1, 0.15 * h), car, MAT_GLASS, glass))
+        cargo_l = l - cab_l - 0.2
+        cargo_col = tuple(float(c) for c in rng.choice(_FACADES[[2, 3, 0]]))
+        parts.append(Part((-l / 2 + cargo_l / 2, 0, b + 0.9 + (h - 0.9) / 2), (cargo_l / 2, w / 2, (h - 0.9) / 2),
+                          car, MAT_PLAIN, cargo_col))
+        parts.append(Part((-0.1, 0, b + 0.45), (l / 2 - 0.3, w / 2 - 0.05, 0.45), car, MAT_TYRE, dark))
+        return parts
+    body_h = (0.6 if cls == "VanSUV" else 0.55) * h
+    cab_l = (0.75 if cls == "VanSUV" else 0.5) * l
+    cab_x = (-0.08 if cls == "VanSUV" else -0.06) * l
+    parts.append(Part((0, 0, b + 0.15 + (body_h - 0.15) / 2), (l / 2, w / 2, (body_h - 0.15) / 2), car, MAT_PAINT, colour))
+    parts.append(Part((cab_x, 0, b + body_h + (h - body_h) / 2), (cab_l / 2, 0.46 * w, (h - body_h) / 2),
+                      car, MAT_GLASS, glass))
+    for ax in (0.32 * l, -0.32 * l):
+        parts.append(Part((ax, 0, b + 0.32), (0.32, 0.49 * w, 0.32), car, MAT_TYRE, dark))
+    return parts
+
+
+def _person_parts(l: float, w: float, h: float, rng: np.random.Generator, cyclist: bool) -> List[Part]:
+    """Body and head boxes of a pedestrian (or the rider + bicycle of a cyclist)."""
+    ped = CID["Pedestrian"]
+    cloth = tuple(float(c) for c in rng.uniform(0.05, 0.8, 3))
+    skin = (0.8, 0.62, 0.5)
+    b = -h / 2
+    head = 0.11
+    if not cyclist:
+        body_top = h - 2 * head - 0.02
+        parts = [Part((0, 0, b + body_top / 2), (min(0.15, l / 2), min(0.24, w / 2), body_top / 2), ped, MAT_PLAIN, cloth),
+                 Part((0, 0, h / 2 - head), (head, head, head), ped, MAT_PLAIN, skin)]
+        return parts
+    bike = CID["Bicycle"]
+    bike_col = tuple(float(c) for c in rng.uniform(0.1, 0.9, 3))
+    rider_b = b + 0.75
+    body_top = h - 2 * head - 0.02
+    return [Part((0, 0, b + 0.5), (l / 2, 0.06, 0.5), bike, MAT_PAINT, bike_col),
+            Part((-0.1 * l, 0, (rider_b + b + body_top) / 2), (0.22, min(0.22, w / 2), (b + body_top - rider_b) / 2),
+                 ped, MAT_PLAIN, cloth),
+            Part((0.05 * l, 0, h / 2 - head), (head, head, head), ped, MAT_PLAIN, skin)]
+
+
+# ------------------------------------------------------------------------------- collisions
+def _footprint_overlap(pa: np.ndarray, ha: Tuple[float, float], pb: np.ndarray, hb: Tuple[float, float]) -> bool:
+    """True when two oriented rectangles overlap at any time (separating-axis test).
+
+    pa, pb: (T, >=4) poses [x, y, z, yaw]; ha, hb: half (length, width) in metres.
+    """
+    ca, sa = np.cos(pa[:, 3]), np.sin(pa[:, 3])
+    cb, sb = np.cos(pb[:, 3]), np.sin(pb[:, 3])
+    dx, dy = pb[:, 0] - pa[:, 0], pb[:, 1] - pa[:, 1]
+    axes = [(ca, sa), (-sa, ca), (cb, sb), (-sb, cb)]
+    sep = np.zeros(pa.shape[0], dtype=bool)
+    for ux, uy in axes:
+        ra = ha[0] * np.abs(ca * ux + sa * uy) + ha[1] * np.abs(-sa * ux + ca * uy)
+        rb = hb[0] * np.abs(cb * ux + sb * uy) + hb[1] * np.abs(-sb * ux + cb * uy)
+        sep |= np.abs(dx * ux + dy * uy) > ra + rb
+    return bool(np.any(~sep))
+
+
+# ---------------------------------------------------------------------------------- builder
+def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(29.6)) -> Scene:
+    """Build scene ``index`` of a run with ``seed`` lasting ``n_frames`` frames (10 Hz).
+
+    Deterministic: the same (seed, index, n_frames) gives the same scene.
+
+    Args:
+        seed: run seed (non-negative int).
+        index: scene index within the run.
+        n_frames: number of frames (>= 1); the amount of traffic grows with the duration so
+            that every frame has road users in view.
+        hfov: horizontal half field of view (radians) used to place road users in view.
+    Raises:
+        ValueError for n_frames < 1 or a negative seed/index.
+    """
+    if n_frames < 1:
+        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+    if seed < 0 or index < 0:
+        raise ValueError(f"seed and scene index must be >= 0, got {seed}, {index}")
+    rng = np.random.default_rng([int(seed), int(index), 7])
+    T = (n_frames - 1) * FRAME_DT
+    times = np.arange(n_frames) * FRAME_DT
+
+    # ---- road
+    curved = rng.random() < 0.6
+    k = float(rng.uniform(1 / 3000, 1 / 800) * rng.choice([-1, 1])) if curved else 0.0
+    n_same = int(rng.integers(1, 3))
+    n_opp = int(rng.integers(1, 3))
+    lane_w = float(rng.uniform(3.2, 3.6))
+    ego_lane = int(rng.integers(0, n_same))
+    d_ego = -(ego_lane + 0.5) * lane_w
+    road = Road(curvature=k, y0=-d_ego, lane_w=lane_w, n_same=n_same, n_opp=n_opp,
+                park_w=2.2 if rng.random() < 0.5 else 0.0,
+                sidewalk_w=(float(rng.uniform(2.5, 4.0)), float(rng.uniform(2.5, 4.0))),
+                sidewalk_h=float(rng.uniform(0.10, 0.15)),
+                verge_w=(float(rng.uniform(0.5, 4.0)), float(rng.uniform(0.5, 4.0))),
+                centre_solid=bool(rng.random() < 0.5), dash_phase=float(rng.uniform(0, 9)))
+    ego_speed = 0.0 if rng.random() < 0.3 else float(rng.uniform(4.0, 12.0))
+    x_end = ego_speed * T
+    x_lo, x_hi = -30.0, x_end + 170.0
+
+    boxes: List[Tuple] = []     # (c(3), h(3), yaw, cls, mat, col(3), aux)
+    spheres: List[Tuple] = []   # (c(3), r, cls, mat, col(3))
+
+    def along(x: float, d: float) -> Tuple[float, float, float]:
+        """Scene (x, y, yaw) of the point at road coordinates (x, d)."""
+        return x, float(road.centre_y(x) + d), float(road.heading(x))
+
+    # ---- sidewalks (segments following the curve)
+    seg = 200.0 if k == 0.0 else 10.0
+    sw_h = road.sidewalk_h
+    for side in (-1, 1):
+        w = road.sidewalk_w[0] if side < 0 else road.sidewalk_w[1]
+        edge = road.right_edge if side < 0 else road.left_edge
+        dc = edge + side * w / 2
+        x = x_lo
+        while x < x_hi:
+            xc = x + seg / 2
+            cx, cy, yaw = along(xc, dc)
+            boxes.append(((cx, cy, GROUND_Z + sw_h / 2), (seg / 2 + 0.05, w / 2, sw_h / 2), yaw, CID["Sidewalk"],
+                          MAT_SIDEWALK, (0.62, 0.6, 0.58), float(-side)))
+            x += seg
+
+    # ---- buildings, trees, poles
+    static_fp: List[Tuple[np.ndarray, Tuple[float, float]]] = []   # footprints for collision checks
+    for side in (-1, 1):
+        si = 0 if side < 0 else 1
+        edge = road.right_edge if side < 0 else road.left_edge
+        sw_out = edge + side * road.sidewalk_w[si]
+        verge = road.verge_w[si]
+        has_buildings = rng.random() > 0.15
+        x = x_lo + rng.uniform(0, 10)
+        while has_buildings and x < x_hi:
+            L = rng.uniform(8, 30)
+            depth = rng.uniform(8, 15)
+            H = rng.uniform(5, 22)
+            setback = verge + rng.uniform(0, 1.0)
+            dc = sw_out + side * (setback + depth / 2)
+            cx, cy, yaw = along(x + L / 2, dc)
+            col = tuple(float(c) for c in rng.choice(_FACADES) * rng.uniform(0.85, 1.1))
+            boxes.append(((cx, cy, GROUND_Z + H / 2), (L / 2, depth / 2, H / 2), yaw, CID["Buildings"], MAT_BUILDING,
+                          col, 0.0))
+            x += L + (rng.uniform(2, 10) if rng.random() < 0.5 else 0.0)
+        # trees in the verge
+        x = x_lo + rng.uniform(0, 8)
+        while verge > 1.2 and x < x_hi:
+            dc = sw_out + side * verge / 2
+            cx, cy, _ = along(x, dc)
+            trunk_h = rng.uniform(1.8, 3.0)
+            r = min(rng.uniform(1.2, 2.5), verge / 2 + 1.0)
+            boxes.append(((cx, cy, GROUND_Z + trunk_h / 2), (0.15, 0.15, trunk_h / 2), 0.0, CID["Nature object"],
+                          MAT_PLAIN, (0.35, 0.25, 0.15), 0.0))
+            spheres.append(((cx, cy, GROUND_Z + trunk_h + 0.7 * r), r, CID["Nature object"], MAT_FOLIAGE,
+                            tuple(float(c) for c in rng.uniform([0.1, 0.3, 0.05], [0.25, 0.5, 0.15]))))
+            x += rng.uniform(7, 18)
+        # poles near the kerb, some with a traffic sign facing oncoming traffic of that side
+        x = x_lo + rng.uniform(0, 20)
+        while x < x_hi:
+            dc = edge + side * 0.5
+            cx, cy, yaw = along(x, dc)
+            ph = rng.uniform(4.5, 8.0)
+            z0 = GROUND_Z + sw_h
+            boxes.append(((cx, cy, z0 + ph / 2), (0.08, 0.08, ph / 2), yaw, CID["Poles"], MAT_PLAIN,
+                          (0.55, 0.55, 0.55), 0.0))
+            static_fp.append((np.array([[cx, cy, 0.0, yaw]]), (0.3, 0.3)))
+            if rng.random() < 0.4:
+                face = 0.0 if side < 0 else np.pi
+                boxes.append(((cx + (-0.07 if side < 0 else 0.07), cy, z0 + 2.3), (0.02, 0.32, 0.32), yaw + face,
+                              CID["Traffic sign"], MAT_SIGN, (0.1, 0.3, 0.8), 0.0))
+            x += rng.uniform(20, 40)
+
+    def stack(rows, idx, shape, dtype=np.float64):
+        if not rows:
+            return np.zeros(shape, dtype=dtype)
+        return np.asarray([r[idx] for r in rows], dtype=dtype).reshape(shape)
+
+    static = StaticPrims(
+        box_c=stack(boxes, 0, (-1, 3)), box_h=stack(boxes, 1, (-1, 3)), box_yaw=stack(boxes, 2, (-1,)),
+        box_cls=stack(boxes, 3, (-1,), np.uint8), box_mat=stack(boxes, 4, (-1,), np.int16),
+        box_col=stack(boxes, 5, (-1, 3), np.float32), box_aux=stack(boxes, 6, (-1,), np.float32),
+        sph_c=stack(spheres, 0, (-1, 3)), sph_r=stack(spheres, 1, (-1,)), sph_cls=stack(spheres, 2, (-1,), np.uint8),
+        sph_mat=stack(spheres, 3, (-1,), np.int16), sph_col=stack(spheres, 4, (-1, 3), np.float32))
+
+    # ---- road users
+    objects: List[SynthObject] = []
+    placed: List[Tuple[np.ndarray, Tuple[float, float]]] = list(static_fp)
+    # the ego vehicle (A2D2 ego-dimensions: x -1..4 m, y +-1.25 m in the vehicle frame; the camera
+    # sits 1.71 m ahead of the vehicle origin) plus a safety margin ahead
+    ego_poses = np.zeros((n_frames, 4))
+    ego_poses[:, 0] = -2.71 + (5.0 + 6.0) / 2 + ego_speed * times
+    placed.append((ego_poses, (5.5, 1.6)))
+    tan_h = np.tan(hfov)
+
+    def try_add(obj: SynthObject, need_view: Optional[float] = None) -> bool:
+        poses = obj.poses(road, times)
+        if need_view is not None:
+            f = min(int(round(need_view / FRAME_DT)), n_frames - 1)
+            xv = poses[f, 0] - ego_speed * times[f]
+            if not (xv > 4.0 and abs(poses[f, 1]) < 0.95 * xv * tan_h):
+                return False
+        hl = (obj.size[0] / 2 + 0.3, obj.size[1] / 2 + 0.2)
+        for p, h in placed:
+            if _footprint_overlap(poses, hl, p if p.shape[0] == n_frames else np.repeat(p, n_frames, 0), h):
+                return False
+        placed.append((poses, hl))
+        obj.oid = len(objects)
+        objects.append(obj)
+        return True
+
+    def size_of(cls: str) -> Tuple[float, float, float]:
+        return tuple(float(rng.uniform(*r)) for r in SIZE_RANGES[cls])  # type: ignore[return-value]
+
+    def vehicle_class() -> str:
+        u = rng.random()
+        return "Car" if u < 0.65 else ("VanSUV" if u < 0.85 else "Truck")
+
+    def make_vehicle(cls: str, **kw) -> SynthObject:
+        l, w, h = size_of(cls)
+        col = tuple(float(c) for c in _CAR_COLOURS[rng.integers(len(_CAR_COLOURS))] * rng.uniform(0.8, 1.1))
+        col = tuple(min(c, 1.0) for c in col)
+        return SynthObject(-1, cls, (l, w, h), parts=_vehicle_parts(cls, l, w, h, col, rng), **kw)
+
+    scale = 1.0 + T / 5.0
+    lanes = [(-(j + 0.5) * lane_w, +1) for j in range(n_same)] + [((j + 0.5) * lane_w, -1) for j in range(n_opp)]
+    for d, direction in lanes:
+        if direction > 0:
+            v = max(0.0, ego_speed + rng.uniform(-3, 4)) if ego_speed > 0 else (0.0 if rng.random() < 0.3 else rng.uniform(3, 12))
+        else:
+            v = -rng.uniform(5, 14)
+        n = rng.poisson(1.6 * scale) + 1
+        for _ in range(n):
+            for _attempt in range(8):
+                ts = rng.uniform(0, T) if T > 0 else 0.0
+                xv = rng.uniform(6, 80)
+                x0 = xv + ego_speed * ts - v * ts
+                obj = make_vehicle(vehicle_class(), kind="road", z_base=GROUND_Z, x0=x0, vx=v, d=d,
+                                   reverse=direction < 0)
+                if try_add(obj, need_view=ts):
+                    break
+    # parked cars
+    if road.park_w > 0:
+        x = -10.0 + rng.uniform(0, 4)
+        d = -(n_same * lane_w) - road.park_w / 2 - 0.2
+        while x < x_end + 90:
+            if rng.random() < 0.55:
+                obj = make_vehicle("Car" if rng.random() < 0.75 else "VanSUV", kind="road", z_base=GROUND_Z,
+                                   x0=x, vx=0.0, d=d, reverse=bool(rng.random() < 0.2))
+                try_add(obj)
+            x += rng.uniform(5.5, 8.0)
+    # pedestrians on the sidewalks
+    for side in (-1, 1):
+        si = 0 if side < 0 else 1
+        edge = road.right_edge if side < 0 else road.left_edge
+        n = rng.poisson(1.6 * (1 + T / 8.0)) + (1 if side < 0 else 0)
+        for _ in range(n):
+            for _attempt in range(12):
+                cls = "Pedestrian"
+                l, w, h = size_of(cls)
+                ts = rng.uniform(0, T) if T > 0 else 0.0
+                xv = rng.uniform(5, 45)
+                speed = 0.0 if rng.random() < 0.2 else rng.uniform(0.8, 1.7) * rng.choice([-1, 1])
+                d = edge + side * rng.uniform(0.6, road.sidewalk_w[si] - 0.5)
+                x0 = xv + ego_speed * ts - speed * ts
+                if speed == 0.0:
+                    px, py, _ = along(x0, d)
+                    obj = SynthObject(-1, cls, (l, w, h), kind="line", z_base=GROUND_Z + road.sidewalk_h,
+                                      p0=(px, py), yaw=float(rng.uniform(-np.pi, np.pi)),
+                                      parts=_person_parts(l, w, h, rng, False))
+                else:
+                    obj = SynthObject(-1, cls, (l, w, h), kind="road", z_base=GROUND_Z + road.sidewalk_h,
+                                      x0=x0, vx=speed, d=d, reverse=speed < 0,
+                                      parts=_person_parts(l, w, h, rng, False))
+                if try_add(obj, need_view=ts):
+                    break
+    # pedestrians crossing the road
+    for _ in range(rng.poisson(0.4 * (1 + T / 10.0))):
+        for _attempt in range(8):
+            l, w, h = size_of("Pedestrian")
+            ts = rng.uniform(0, T) if T > 0 else 0.0
+            xw = ego_speed * ts + rng.uniform(12, 45)
+            direction = rng.choice([-1, 1])
+            speed = rng.uniform(1.0, 1.6)
+            y_at_ts = float(road.centre_y(xw)) + rng.uniform(road.right_edge, road.left_edge)
+            obj = SynthObject(-1, "Pedestrian", (l, w, h), kind="line", z_base=GROUND_Z,
+                              p0=(float(xw), y_at_ts - direction * speed * ts), v=(0.0, float(direction * speed)),
+                              yaw=float(direction * np.pi / 2), parts=_person_parts(l, w, h, rng, False))
+            if try_add(obj, need_view=ts):
+                break
+    # cyclists at the right edge of the rightmost lane (own direction) or of the oncoming side
+    for _ in range(rng.poisson(0.9 * (1 + T / 8.0))):
+        for _attempt in range(8):
+            l, w, h = size_of("Cyclist")
+            ts = rng.uniform(0, T) if T > 0 else 0.0
+            own = rng.random() < 0.6
+            v = rng.uniform(3, 7) * (1 if own else -1)
+            d = (-(n_same * lane_w) + 0.6) if own else (n_opp * lane_w - 0.6)
+            xv = rng.uniform(6, 60)
+            x0 = xv + ego_speed * ts - v * ts
+            obj = SynthObject(-1, "Cyclist", (l, w, h), kind="road", z_base=GROUND_Z, x0=x0, vx=v, d=d,
+                              reverse=not own, parts=_person_parts(l, w, h, rng, True))
+            if try_add(obj, need_view=ts):
+                break
+
+    sun = np.array([-0.35, 0.45, 0.82])
+    sun = sun / np.linalg.norm(sun)
+    # 2018-08-07 (first A2D2 recording day) + a seed-dependent day/time; scenes 10 min apart
+    base = 1533653428 + (int(seed) * 7919 % 365) * 86400 + (int(seed) * 104729 % 36000)
+    start_utc = base + index * 600
+    first_frame = int(rng.integers(100, 20000))
+    return Scene(index=index, seed=seed, n_frames=n_frames, road=road, static=static, objects=objects,
+                 ego_speed=ego_speed, sun=sun, start_utc=int(start_utc), first_frame=first_frame)
