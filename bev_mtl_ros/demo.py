@@ -283,7 +283,7 @@ def run_replay(cfg: ReplayConfig, log=print) -> ReplayRun:
     node_rc = None
     try:
         procs["recorder"] = subprocess.Popen(
-            _cli() + ["record", str(recording), "--topics", *rec_topics, "--expect", f"{det_topic}={n_frames}",
+            _cli() + ["record", str(recording), "--topics", *rec_topics, "--expect", f"{det_topic}={n_frames}", "--linger", "2.0",
                       "--idle-timeout", str(cfg.drain_timeout_s), "--ready-file", str(ready)],
             env=env, stdout=files["recorder"], stderr=subprocess.STDOUT)
         node_cmd = list(cfg.node_cmd or default_node_cmd()) + ["--ros-args", "-r", f"__node:={cfg.node_name}"]
@@ -410,8 +410,14 @@ def read_topics(bag: Path, topics: Sequence[str], typestore=None) -> Dict[str, L
     return out
 
 
-def stamp_ns(msg) -> int:
-    """``header.stamp`` of a (rosbags) message in ns."""
+def stamp_ns(msg) -> Optional[int]:
+    """``header.stamp`` of a (rosbags) message in ns; for a MarkerArray (no header) its first
+    marker's stamp, None when it has no marker."""
+    if not hasattr(msg, "header"):
+        markers = getattr(msg, "markers", None)
+        if not markers:
+            return None
+        msg = markers[0]
     s = msg.header.stamp
     return int(s.sec) * 1_000_000_000 + int(s.nanosec)
 
@@ -546,7 +552,7 @@ def analyze_recording(input_bag: Path, recording: Path, node_name: str = NODE_NA
     for suffix in PER_FRAME_SUFFIXES:
         topic = f"{ns}/{suffix}"
         stamps = [stamp_ns(m) for _, m in rec.get(topic, [])]
-        distinct = set(stamps)
+        distinct = set(stamps) - {None}
         # semantic outputs carry the camera image's header, the others the cloud's
         ref = img_set if suffix.startswith("semantic") else in_set
         per_topic[topic] = {"messages": len(stamps), "distinct_stamps": len(distinct),

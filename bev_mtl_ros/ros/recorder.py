@@ -302,6 +302,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-messages", type=int, default=None, help="stop after N messages in total")
     parser.add_argument("--expect", nargs="+", default=[], metavar="TOPIC=N",
                         help="stop once every listed topic has N messages")
+    parser.add_argument("--linger", type=float, default=0.0,
+                        help="after --expect counts are reached, keep recording this many seconds (other "
+                             "topics of the last frame)")
     parser.add_argument("--idle-timeout", type=float, default=None,
                         help="stop when no message arrived for S seconds (after the first one); with "
                              "--expect only the expected topics count")
@@ -345,6 +348,7 @@ def main(args: argparse.Namespace) -> int:
     executor.add_node(node)
     t0 = time.monotonic()
     ready_written = False
+    reached: Optional[float] = None
     reason = "signal"
     try:
         while not stop.is_set():
@@ -360,8 +364,11 @@ def main(args: argparse.Namespace) -> int:
                 reason = "max-messages"
                 break
             if expect and all(rec.counts.get(t, 0) >= n for t, n in expect.items()):
-                reason = "expected counts reached"
-                break
+                if reached is None:
+                    reached = time.monotonic()
+                if time.monotonic() - reached >= args.linger:
+                    reason = "expected counts reached"
+                    break
             last = (max((rec.last_receive_by_topic[t] for t in expect if t in rec.last_receive_by_topic),
                         default=None) if expect else rec.last_receive_monotonic)
             if args.idle_timeout is not None and last is not None and time.monotonic() - last >= args.idle_timeout:
