@@ -39,6 +39,7 @@ needs_runtime = pytest.mark.skipif(
 SMALL = dict(point_cloud_range=(0.0, -20.48, -3.0, 40.96, 20.48, 3.0), pillar_size=(0.32, 0.32),
              max_pillars=2000, max_points_per_pillar=16, image_size=(256, 160))
 NODE = "perception_node"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +93,60 @@ def test_corrupt_model_file_exits_nonzero(ros_env, tmp_path):
     assert "cannot load model" in out and str(bad) in out
 
 
+def test_wrong_parameter_type_exits_nonzero(ros_env, tiny_onnx):
+    rc, out = _run_to_exit(ros_env, f"model_path:={tiny_onnx}", "sync_slop:=fast")
+    assert rc == 2 and "parameter 'sync_slop'" in out, out
+
+
+def test_config_yaml_matches_node_parameters():
+    import yaml
+
+    from bev_mtl_ros.ros.node import CONTRACT_PARAM_FIELDS, NODE_PARAMETERS
+
+    cfg = yaml.safe_load(open(os.path.join(REPO, "config", "perception.yaml")))["perception_node"]["ros__parameters"]
+    assert set(cfg) == set(NODE_PARAMETERS), set(cfg) ^ set(NODE_PARAMETERS)
+    for k, v in cfg.items():
+        default = NODE_PARAMETERS[k][0]
+        assert type(v) is type(default), f"{k}: yaml {v!r} vs declared {default!r} (rclpy refuses type changes)"
+        assert v == default, f"{k}: yaml {v!r} differs from the node default {default!r}"
+    text = open(os.path.join(REPO, "config", "perception.yaml")).read()
+    for name in ("point_cloud_range", "pillar_size", "detection_classes", "image_size"):
+        assert f"contract.{name}:" in text and name in CONTRACT_PARAM_FIELDS
+
+
+def test_launch_files_and_rviz_config_are_consistent():
+    import ast
+
+    import yaml
+
+    for name in ("perception.launch.py", "replay.launch.py"):
+        src = open(os.path.join(REPO, "launch", name)).read()
+        tree = ast.parse(src)
+        assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
+        assert "FASTDDS_DEFAULT_PROFILES_FILE" in src and "default_fastdds_profile" in src
+    perception = open(os.path.join(REPO, "launch", "perception.launch.py")).read()
+    for arg in ("params_file", "model", "backend", "device", "use_sim_time", "cloud_topic", "image_topic", "rviz"):
+        assert f'DeclareLaunchArgument("{arg}"' in perception
+    rviz = yaml.safe_load(open(os.path.join(REPO, "config", "perception.rviz")))
+    vm = rviz["Visualization Manager"]
+    topics = {d["Class"].split("/")[-1]: d.get("Topic", {}).get("Value") for d in vm["Displays"]}
+    assert topics["PointCloud2"] == "/a2d2/lidar/points"
+    assert topics["MarkerArray"] == f"/{NODE}/markers"
+    assert topics["Image"] == f"/{NODE}/semantic/color"
+    assert topics["Map"] == f"/{NODE}/drivable_area/grid"
+    assert "TF" in topics and vm["Global Options"]["Fixed Frame"] in ("base_link", "cam_front_center")
+
+
 @needs_runtime
-def test_contract_parameter_mismatch_refused(ros_env, tiny_onnx):
-    rc, out = _run_to_exit(ros_env, f"model_path:={tiny_onnx}", "contract.pillar_size:=[0.5, 0.5]",
-                           "contract.detection_classes:=['Car', 'Truck', 'Pedestrian', 'Cyclist']")
+def test_contract_parameter_mismatch_refused(ros_env, tiny_onnx, tmp_path):
+    # nested YAML form (contract: {pillar_size: ...}) on top of the shipped parameter file
+    extra = tmp_path / "contract.yaml"
+    extra.write_text("perception_node:\n  ros__parameters:\n    contract:\n      pillar_size: [0.5, 0.5]\n"
+                     "      detection_classes: [Car, Truck, Pedestrian, Cyclist]\n")
+    cmd = _node_cmd() + ["--params-file", os.path.join(REPO, "config", "perception.yaml"),
+                         "--params-file", str(extra), "-p", f"model_path:={tiny_onnx}"]  # later entries win
+    proc = subprocess.run(cmd, env=ros_env, capture_output=True, text=True, timeout=120)
+    rc, out = proc.returncode, proc.stdout + proc.stderr
     assert rc == 2, out
     assert "contract.pillar_size" in out and "[0.5, 0.5]" in out and "[0.32, 0.32]" in out
     assert "contract.detection_classes" not in out  # equal values are accepted

@@ -103,6 +103,29 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+#: node parameters: name -> (default, description). ``contract.<field>`` parameters come on top.
+NODE_PARAMETERS: Dict[str, Tuple[Any, str]] = {
+    "model_path": ("", "ONNX (.onnx) or PyTorch (.pt) model file; empty = the packaged models/bev_mtl_default.onnx "
+                       "(share dir or source tree)"),
+    "backend": ("auto", "auto | onnxruntime | pytorch (auto: onnxruntime, else PyTorch)"),
+    "device": ("cpu", "cpu | cuda"),
+    "fp16": (False, "half precision on GPU (TensorRT/CUDA providers)"),
+    "trt_cache_dir": ("", "TensorRT engine cache directory (empty = no TensorRT cache)"),
+    "cloud_topic": ("/a2d2/lidar/points", "input sensor_msgs/PointCloud2 topic"),
+    "image_topic": ("/a2d2/camera/front_center/image_rect", "input sensor_msgs/Image topic"),
+    "input_qos": ("sensor_data", "input QoS: sensor_data (best effort) | reliable | system_default"),
+    "input_queue_depth": (5, "history depth of the input subscriptions"),
+    "sync_slop": (0.05, "max |image stamp - cloud stamp| for a pair, seconds"),
+    "sync_queue_size": (10, "pending clouds / queued images in the synchronizer"),
+    "camera_timeout": (0.2, "seconds a cloud waits for its image before running lidar-only (if the model supports it)"),
+    "intensity_field": ("intensity", "PointCloud2 field read as intensity (empty = none, zeros)"),
+    "intensity_scale": (1.0, "multiplier from the message's intensity to the model's raw convention (A2D2 reflectance "
+                             "0..255; a 0..1 driver needs 255.0)"),
+    "score_threshold": (0.35, "minimum detection score"),
+    "nms": ("circle", "circle (CenterPoint circle NMS) | rotated_iou (BEV rotated IoU NMS) | none"),
+    "publish_semantic_color": (True, "publish ~/semantic/color (rgb8 overlay)"),
+}
+
 #: contract fields that can be pinned by ``contract.<name>`` parameters
 CONTRACT_PARAM_FIELDS = (
     "point_cloud_range", "pillar_size", "max_pillars", "max_points_per_pillar", "point_features",
@@ -331,32 +354,13 @@ def _build_node_class():
 
         # ------------------------------------------------------------------ parameters
         def _declare_parameters(self) -> None:
-            def d(name: str, default: Any, text: str) -> Any:
-                return self.declare_parameter(name, default, ParameterDescriptor(description=text)).value
-
             p: Dict[str, Any] = {}
-            p["model_path"] = d("model_path", "", "ONNX (.onnx) or PyTorch (.pt) model file; empty = the packaged "
-                                "models/bev_mtl_default.onnx (share dir or source tree)")
-            p["backend"] = d("backend", "auto", "auto | onnxruntime | pytorch (auto: onnxruntime, else PyTorch)")
-            p["device"] = d("device", "cpu", "cpu | cuda")
-            p["fp16"] = d("fp16", False, "half precision on GPU (TensorRT/CUDA providers)")
-            p["trt_cache_dir"] = d("trt_cache_dir", "", "TensorRT engine cache directory (empty = no TensorRT cache)")
-            p["cloud_topic"] = d("cloud_topic", "/a2d2/lidar/points", "input sensor_msgs/PointCloud2 topic")
-            p["image_topic"] = d("image_topic", "/a2d2/camera/front_center/image_rect", "input sensor_msgs/Image topic")
-            p["input_qos"] = d("input_qos", "sensor_data", "input QoS: sensor_data (best effort) | reliable | "
-                               "system_default")
-            p["input_queue_depth"] = d("input_queue_depth", 5, "history depth of the input subscriptions")
-            p["sync_slop"] = d("sync_slop", 0.05, "max |image stamp - cloud stamp| for a pair, seconds")
-            p["sync_queue_size"] = d("sync_queue_size", 10, "pending clouds / queued images in the synchronizer")
-            p["camera_timeout"] = d("camera_timeout", 0.2, "seconds a cloud waits for its image before running "
-                                    "lidar-only (if the model supports it)")
-            p["intensity_field"] = d("intensity_field", "intensity", "PointCloud2 field read as intensity "
-                                     "(empty = none, zeros)")
-            p["intensity_scale"] = d("intensity_scale", 1.0, "multiplier from the message's intensity to the "
-                                     "model's raw convention (A2D2 reflectance 0..255; a 0..1 driver needs 255.0)")
-            p["score_threshold"] = d("score_threshold", 0.35, "minimum detection score")
-            p["nms"] = d("nms", "circle", "circle (CenterPoint circle NMS) | rotated_iou (BEV rotated IoU NMS) | none")
-            p["publish_semantic_color"] = d("publish_semantic_color", True, "publish ~/semantic/color (rgb8 overlay)")
+            for name, (default, text) in NODE_PARAMETERS.items():
+                try:
+                    p[name] = self.declare_parameter(name, default, ParameterDescriptor(description=text)).value
+                except Exception as e:  # e.g. an int given for a double parameter
+                    raise StartupError(f"parameter '{name}': {type(e).__name__}: {e} (expected a "
+                                       f"{type(default).__name__} like {default!r})") from e
             self._params = p
             self._contract_overrides = {}
             for name in CONTRACT_PARAM_FIELDS:
