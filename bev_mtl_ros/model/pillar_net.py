@@ -87,7 +87,8 @@ class PillarFeatureNet(nn.Module):
             if num_points.shape != pillars.shape[:1]:
                 raise ValueError(f"num_points must be ({pillars.shape[0]},), got {tuple(num_points.shape)}")
         p, m, f = pillars.shape
-        slots = torch.arange(m, device=pillars.device, dtype=torch.int64)
+        # M is static in the exported graph: a constant slot index (no Shape -> Range chain).
+        slots = torch.arange(int(m), device=pillars.device, dtype=torch.int64)
         valid = slots.unsqueeze(0) < num_points.to(torch.int64).unsqueeze(1)        # (P, M) bool
         x = pillars.reshape(-1, f)
         w, b = self._folded(x, valid.reshape(-1))
