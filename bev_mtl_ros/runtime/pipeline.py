@@ -1,0 +1,137 @@
+"""One frame end to end: points (+ image) -> pillars -> network -> detections, drivable mask, semantics.
+
+:class:`PerceptionPipeline` is what the ROS node (and the benchmark / evaluation code) calls per
+frame. It owns no ROS types: points are an (N, C>=4) float array in the model lidar frame, the image
+an (H, W, 3) uint8 RGB array (or None for the lidar-only path).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Union
+
+import numpy as np
+import torch
+
+from .backends import InferenceBackend
+from .pillarize import PillarStats, pillarize
+from .postprocess import Detections, PostProcessConfig, decode_detections, drivable_mask, semantic_ids
+
+__all__ = ["FrameResult", "PerceptionPipeline", "TIMING_KEYS"]
+
+#: keys of FrameResult.timings_ms, in pipeline order
+TIMING_KEYS = ("pillarize", "image_preprocess", "network", "postprocess", "total")
+
+
+@dataclass
+class FrameResult:
+    """Result of one frame.
+
+    Attributes:
+        detections: :class:`Detections` (boxes in the model lidar frame = the cloud's frame).
+        drivable: (grid_h, grid_w) uint8 {0, 1} BEV drivable-area mask, row = iy, column = ix.
+        semantic: (H, W) uint8 class ids at the *input* image's size, or None when no image was given.
+        pillar_stats: :class:`PillarStats` of the frame's pillarization (dropped points/pillars).
+        camera_valid: whether the camera branch was used.
+        timings_ms: per-stage wall time in ms, keys :data:`TIMING_KEYS` (CUDA synchronised).
+    """
+
+    detections: Detections
+    drivable: np.ndarray
+    semantic: Optional[np.ndarray]
+    pillar_stats: PillarStats
+    camera_valid: bool
+    timings_ms: Dict[str, float] = field(default_factory=dict)
+
+
+class PerceptionPipeline:
+    """Pillarize -> image preprocessing -> backend -> decoding, for one frame at a time.
+
+    Args:
+        backend: an :class:`InferenceBackend` (its ``contract`` drives every stage).
+        postprocess_cfg: :class:`PostProcessConfig` (default settings when None).
+        drivable_threshold: probability threshold of the drivable-area mask.
+
+    Pillarization runs on ``backend.torch_device`` (the GPU for CUDA backends, so the pillars reach
+    the network without a host round trip).
+    """
+
+    def __init__(self, backend: InferenceBackend, postprocess_cfg: Optional[PostProcessConfig] = None,
+                 drivable_threshold: float = 0.5):
+        self.backend = backend
+        self.contract = backend.contract
+        self.cfg = postprocess_cfg or PostProcessConfig()
+        self.cfg.class_thresholds(self.contract.detection_classes)   # fail early on bad class names
+        self.cfg.class_radii(self.contract.detection_classes)
+        self.drivable_threshold = float(drivable_threshold)
+        self.device = backend.torch_device
+        wi, hi = self.contract.image_size
+        self._zero_image = torch.zeros((1, 3, hi, wi), dtype=torch.float32, device=self.device)
+        self._cam_on = torch.ones((1,), dtype=torch.float32, device=self.device)
+        self._cam_off = torch.zeros((1,), dtype=torch.float32, device=self.device)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def preprocess_image(self, image: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 RGB -> (1, 3, Hi, Wi) float32 in [0, 1] on the pipeline's device;
+        resized to ``contract.image_size`` with cv2 INTER_AREA when shrinking, INTER_LINEAR when
+        enlarging. Raises ValueError for other shapes/dtypes."""
+        import cv2
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            desc = f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
+            raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {desc}")
+        wi, hi = self.contract.image_size
+        h, w = image.shape[:2]
+        if (w, h) != (wi, hi):
+            interp = cv2.INTER_AREA if (w > wi or h > hi) else cv2.INTER_LINEAR
+            image = cv2.resize(image, (wi, hi), interpolation=interp)
+        t = torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=False)
+        return t.permute(2, 0, 1).unsqueeze(0).to(torch.float32).div_(255.0).contiguous()
+
+    def __call__(self, points: Union[np.ndarray, torch.Tensor], image: Optional[np.ndarray] = None) -> FrameResult:
+        """Process one frame.
+
+        Args:
+            points: (N, C>=4) float [x, y, z, intensity_raw, ...], model lidar frame, metres.
+            image: (H, W, 3) uint8 RGB camera image (undistorted, the camera the model was trained
+                on), or None for the lidar-only path (zero image, camera_valid = 0, semantic None).
+
+        Returns:
+            :class:`FrameResult`.
+
+        Raises:
+            PillarizeError / ValueError for malformed points / image; BackendError from the backend.
+        """
+        tm: Dict[str, float] = {}
+        t_start = time.perf_counter()
+        batch = pillarize(points, self.contract, device=self.device)
+        self._sync()
+        t1 = time.perf_counter()
+        tm["pillarize"] = (t1 - t_start) * 1e3
+
+        if image is None:
+            img, cam = self._zero_image, self._cam_off
+        else:
+            img, cam = self.preprocess_image(image), self._cam_on
+        self._sync()
+        t2 = time.perf_counter()
+        tm["image_preprocess"] = (t2 - t1) * 1e3
+
+        outs = self.backend.infer(batch.pillars, batch.num_points, batch.canvas_index.unsqueeze(0), img, cam)
+        self._sync()
+        t3 = time.perf_counter()
+        tm["network"] = (t3 - t2) * 1e3
+
+        dets = decode_detections(outs, self.contract, self.cfg)
+        drivable = drivable_mask(outs["drivable"], self.drivable_threshold)
+        sem = None
+        if image is not None:
+            sem = semantic_ids(outs["semantic"], out_size=(image.shape[1], image.shape[0]))
+        t4 = time.perf_counter()
+        tm["postprocess"] = (t4 - t3) * 1e3
+        tm["total"] = (t4 - t_start) * 1e3
+        return FrameResult(detections=dets, drivable=drivable, semantic=sem, pillar_stats=batch.stats,
+                           camera_valid=image is not None, timings_ms=tm)
