@@ -134,3 +134,23 @@ def test_on_a2d2_format_frame(tmp_path):
     iy = ((f.points[:, 1] - Y0) / DX).astype(int)
     # most road-painted points' cells are drivable
     assert np.mean(lab[iy[on_road], ix[on_road]] == DRIVABLE) > 0.8
+
+
+def test_on_generated_frame(tmp_path):
+    try:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from test_a2d2_reader import generate_small
+        import bev_mtl_ros.data.synth  # noqa: F401
+    except ImportError:
+        pytest.skip("bev_mtl_ros.data.synth (generator) not present")
+    from bev_mtl_ros.data.a2d2 import A2D2Dataset
+    from bev_mtl_ros.data.drivable import frame_drivable_labels
+    generate_small(tmp_path, frames=1)
+    f = A2D2Dataset(str(tmp_path)).load_frame(0)
+    lab = frame_drivable_labels(f, C)
+    assert (lab == DRIVABLE).sum() > 100 and (lab == NOT_DRIVABLE).sum() > 10
+    # the ego lane just ahead (x 5..15 m, |y| < 1 m) is road: drivable wherever observed
+    ix0, ix1 = int((5 - X0) / DX), int((15 - X0) / DX)
+    iy0, iy1 = int((-1 - Y0) / DX), int((1 - Y0) / DX)
+    patch = lab[iy0:iy1, ix0:ix1]
+    assert (patch != IGNORE).mean() > 0.5 and (patch[patch != IGNORE] == DRIVABLE).mean() > 0.9
