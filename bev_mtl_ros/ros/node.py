@@ -108,7 +108,7 @@ NODE_PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "model_path": ("", "ONNX (.onnx) or PyTorch (.pt) model file; empty = the packaged models/bev_mtl_default.onnx "
                        "(share dir or source tree)"),
     "backend": ("auto", "auto | onnxruntime | pytorch (auto: onnxruntime, else PyTorch)"),
-    "device": ("cpu", "cpu | cuda"),
+    "device": ("cpu", "cpu | cuda | cuda:N"),
     "fp16": (False, "half precision on GPU (TensorRT/CUDA providers)"),
     "trt_cache_dir": ("", "TensorRT engine cache directory (empty = no TensorRT cache)"),
     "cloud_topic": ("/a2d2/lidar/points", "input sensor_msgs/PointCloud2 topic"),
@@ -270,8 +270,8 @@ def _build_node_class():
                 raise StartupError(f"model file not found: {model_path} (parameter 'model_path')")
             if p["backend"] not in ("auto", "onnxruntime", "pytorch"):
                 raise StartupError(f"parameter 'backend' = '{p['backend']}' is not auto, onnxruntime or pytorch")
-            if p["device"] not in ("cpu", "cuda"):
-                raise StartupError(f"parameter 'device' = '{p['device']}' is not cpu or cuda")
+            if not (p["device"] == "cpu" or p["device"] == "cuda" or p["device"].startswith("cuda:")):
+                raise StartupError(f"parameter 'device' = '{p['device']}' is not cpu, cuda or cuda:N")
             if p["nms"] not in ("circle", "rotated_iou", "none"):
                 raise StartupError(f"parameter 'nms' = '{p['nms']}' is not circle, rotated_iou or none")
             try:
@@ -500,7 +500,7 @@ def _build_node_class():
                 return
             t_inf = time.perf_counter()
             for k, v in (getattr(result, "timings_ms", None) or {}).items():
-                timings[str(k)] = float(v)
+                timings["pipeline_total" if k == "total" else str(k)] = float(v)
             stats = getattr(result, "stats", None) or getattr(result, "pillar_stats", None)
             dropped = int(getattr(stats, "pillars_dropped", 0) or 0)
             if dropped:
