@@ -435,7 +435,7 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
 
     def stack(rows, idx, shape, dtype=np.float64):
         if not rows:
-            return np.zeros(shape, dtype=dtype)
+            return np.zeros(tuple(0 if n < 0 else n for n in shape), dtype=dtype)
         return np.asarray([r[idx] for r in rows], dtype=dtype).reshape(shape)
 
     static = StaticPrims(
