@@ -595,9 +595,6 @@ def analyze_recording(input_bag: Path, recording: Path, node_name: str = NODE_NA
     diag_series, diag_last = _diagnostic_values([m for _, m in rec.get("/diagnostics", [])], node_name)
     latency: Dict[str, Any] = {"end_to_end": _percentiles([f.latency_ms for f in frame_list])}
     latency.update({k: _percentiles(v) for k, v in stages.items()})
-    for key, vals in diag_series.items():
-        if key.endswith("_ms") or key.endswith("ms"):
-            latency[key] = _percentiles(vals)
     per_class: Dict[str, int] = {}
     for f in frame_list:
         for lab in f.labels:
@@ -619,9 +616,24 @@ def analyze_recording(input_bag: Path, recording: Path, node_name: str = NODE_NA
     return summary, frame_list
 
 
-def evaluate_against_ground_truth(input_bag: Path, recording: Path, node_name: str = NODE_NAME) -> Optional[Dict[str, Any]]:
-    """Metrics of the recorded outputs against the bag's ground truth, via
-    ``bev_mtl_ros.train.evaluate.evaluate_bag`` when that function exists; None otherwise."""
+def model_contract(model_path: Optional[str | os.PathLike]):
+    """The ModelContract stored in a model file (.onnx metadata or .pt checkpoint); the default
+    contract when the path is None/missing."""
+    from bev_mtl_ros.model.contract import ModelContract
+    if not model_path or not Path(model_path).exists():
+        return ModelContract()
+    if str(model_path).endswith(".onnx"):
+        from bev_mtl_ros.runtime.export import read_onnx_contract
+        return read_onnx_contract(str(model_path))
+    from bev_mtl_ros.runtime.checkpoint import load_checkpoint
+    return load_checkpoint(str(model_path))[1]
+
+
+def evaluate_against_ground_truth(input_bag: Path, recording: Path, node_name: str = NODE_NAME,
+                                  model_path: Optional[str | os.PathLike] = None) -> Optional[Dict[str, Any]]:
+    """Metrics of the recorded outputs against the input bag's ground truth (boxes, semantic),
+    matched by header stamp, via ``bev_mtl_ros.train.evaluate.evaluate_bag``; None when that
+    function is not available. ``model_path`` supplies the contract (classes, ranges)."""
     try:
         from bev_mtl_ros.train import evaluate as ev
     except ImportError:
@@ -629,12 +641,18 @@ def evaluate_against_ground_truth(input_bag: Path, recording: Path, node_name: s
     fn = getattr(ev, "evaluate_bag", None)
     if fn is None:
         return None
-    try:
-        result = fn(input_bag, recording, node_name=node_name)
-    except TypeError:
-        result = fn(input_bag, recording)
+    kwargs: Dict[str, Any] = {"gt_bag": str(input_bag)}
+    import inspect
+    sig = inspect.signature(fn).parameters
+    if "detections_topic" in sig:
+        kwargs["detections_topic"] = f"/{node_name}/detections"
+    if "semantic_topic" in sig:
+        kwargs["semantic_topic"] = f"/{node_name}/semantic"
+    result = fn(str(recording), model_contract(model_path), **kwargs)
     if hasattr(result, "to_dict"):
         result = result.to_dict()
+    if isinstance(result, dict):
+        result = {k: v for k, v in result.items() if not str(k).startswith("_")}
     return json.loads(json.dumps(result, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
@@ -1018,8 +1036,9 @@ def main(args: argparse.Namespace) -> int:
     summary, frames = analyze_recording(bag, run.recording, player_stats=run.player_stats)
     summary["replay"] = {"rate": args.rate, "wall_s": round(run.wall_s, 1), "node_returncode": run.node_returncode,
                          "params_file": str(params), "node_params": node_params}
+    model_for_contract = node_params.get("model_path") or str(resolve_path(DEFAULT_MODEL))
     try:
-        summary["metrics"] = evaluate_against_ground_truth(bag, run.recording)
+        summary["metrics"] = evaluate_against_ground_truth(bag, run.recording, model_path=model_for_contract)
     except Exception as e:  # metrics are informative here; the regression test checks them strictly
         summary["metrics"] = {"error": f"{type(e).__name__}: {e}"}
     from bev_mtl_ros.model.contract import DETECTION_CLASSES

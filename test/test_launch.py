@@ -54,8 +54,11 @@ def generate_test_description():
     from bev_mtl_ros.dds import dds_environment
     os.environ.update(dds_environment())
     args = {}
-    if "model_path" in LAUNCH_FILE.read_text():
-        args["model_path"] = _model_for_test()
+    text = LAUNCH_FILE.read_text()
+    for name in ("model", "model_path"):  # the launch argument naming the model file
+        if f'DeclareLaunchArgument("{name}"' in text or f"DeclareLaunchArgument('{name}'" in text:
+            args[name] = _model_for_test()
+            break
     include = IncludeLaunchDescription(PythonLaunchDescriptionSource(str(LAUNCH_FILE)),
                                        launch_arguments=list(args.items()))
     return launch.LaunchDescription([include, launch_testing.actions.ReadyToTest()])

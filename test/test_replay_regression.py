@@ -236,7 +236,7 @@ def test_metrics_against_ground_truth_meet_model_card(assets, paced):
     if not thresholds:
         pytest.skip("no model card thresholds (models/bev_mtl_default.metrics.json or models/metrics.json)")
     run, _, _ = paced
-    metrics = D.evaluate_against_ground_truth(assets.bag, run.recording)
+    metrics = D.evaluate_against_ground_truth(assets.bag, run.recording, model_path=assets.model)
     assert metrics is not None, "train.evaluate.evaluate_bag is missing"
     flat = _flatten(metrics)
     low = {k: (flat.get(k), v) for k, v in _flatten(thresholds).items() if flat.get(k) is None or flat[k] < v}
@@ -271,6 +271,8 @@ def test_overload_newest_frames_processed_and_skips_counted(assets, paced, tmp_p
     last_stamp = max(D.stamp_ns(m) for _, m in D.read_topics(bag, [D.LIDAR_TOPIC])[D.LIDAR_TOPIC])
     assert frames[-1].stamp_ns == last_stamp, "the newest frame was not processed"
     diag = summary["diagnostics_last"]
+    print(f"[overload] rate {rate:.1f}: published {published}, answered {answered}, node skipped_frames "
+          f"{diag.get('skipped_frames')}, end-to-end latency {summary['latency_ms']['end_to_end']}")
     assert "skipped_frames" in diag, f"node diagnostics lack skipped_frames: {sorted(diag)}"
     assert int(float(diag["skipped_frames"])) == published - answered, (diag, published, answered)
     lat = summary["latency_ms"]["end_to_end"]
