@@ -176,18 +176,32 @@ def test_diagnose_zero_stamps():
 
 
 def test_diagnose_consistent_clock_skew():
-    s, clock = make(slop=0.05)
+    # camera host 0.5 s ahead and a short image queue: no queued image is ever within slop
+    s, clock = make(slop=0.05, queue_size=3)
     results = []
     for k in range(12):
         t = 100.0 + 0.1 * k
-        results += s.add_image("i", t + 0.5 + 0.003 * (k % 2))  # camera host 0.5 s ahead
+        results += s.add_image("i", t + 0.5 + 0.003 * (k % 2))
         results += s.add_cloud("c", t)
         clock.t += 0.1
         results += s.poll()
-    assert results and results[0].lidar_only  # until old-enough images are queued nothing pairs
+    assert len(results) >= 10 and all(p.lidar_only and p.reason == "images_too_new" for p in results)
     assert s.estimated_skew() == pytest.approx(0.5, abs=0.01)
     msg = s.diagnose()
     assert msg is not None and "clock skew" in msg and "0.50" in msg and "after" in msg
+
+
+def test_delayed_clouds_with_matching_pairs_are_not_called_skew():
+    # clouds reach the synchronizer 0.5 s after their images (busy executor) but pairs form: no warning
+    s, clock = make(slop=0.05, camera_timeout=1.0)
+    for k in range(15):
+        t = 100.0 + 0.1 * k
+        s.add_image("i", t)
+        clock.t += 0.1
+        if k >= 4:
+            s.add_cloud("c", t - 0.4)
+    assert s.estimated_skew() == pytest.approx(0.5, abs=0.01) and s.stats.matched >= 5
+    assert s.diagnose() is None
 
 
 def test_diagnose_skew_from_unmatched_offsets():
