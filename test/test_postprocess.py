@@ -256,5 +256,7 @@ def test_drivable_mask_and_semantic_ids():
     big = semantic_ids(torch.from_numpy(logits), out_size=(8, 4))
     assert big.shape == (4, 8)
     assert big[:2, :4].tolist() == [[2, 2, 2, 2]] * 2 and np.all(big[2:] == 1)
+    rnd = np.random.default_rng(0).normal(size=(1, 38, 17, 23)).astype(np.float32)
+    assert np.array_equal(semantic_ids(rnd), np.argmax(rnd[0], 0).astype(np.uint8))
     with pytest.raises(ValueError):
         semantic_ids(np.zeros((2, 3, 2, 2)))

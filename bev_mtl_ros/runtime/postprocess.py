@@ -214,7 +214,7 @@ def _pair_intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     cen = (pts * valid[..., None]).sum(1) / np.maximum(n, 1)[:, None]
     d = pts - cen[:, None]
     ang = np.where(valid, np.arctan2(d[..., 1], d[..., 0]), 10.0)
-    order = np.argsort(ang, axis=1, kind="stable")
+    order = np.argsort(ang, axis=1)
     sp = np.take_along_axis(pts, order[..., None], axis=1)
     sv = np.take_along_axis(valid, order, axis=1)
     sp = np.where(sv[..., None], sp, sp[:, :1])                    # pad with the first point
@@ -241,19 +241,27 @@ def rotated_bev_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     iou = np.zeros((N, M), np.float64)
     if N == 0 or M == 0:
         return iou
+    ii, jj = np.nonzero(_circles_overlap(a, b))
+    iou[ii, jj] = _iou_pairs(a, b, ii, jj)
+    return iou
+
+
+def _circles_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, M) bool: circumscribed circles of a[i] and b[j] intersect (necessary for IoU > 0)."""
     ra = 0.5 * np.hypot(a[:, 2], a[:, 3])
     rb = 0.5 * np.hypot(b[:, 2], b[:, 3])
     dist = np.hypot(a[:, None, 0] - b[None, :, 0], a[:, None, 1] - b[None, :, 1])
-    ii, jj = np.nonzero(dist <= ra[:, None] + rb[None, :])
-    inter = np.zeros(0)
-    chunk = 65536
-    parts = [_pair_intersection(a[ii[k:k + chunk]], b[jj[k:k + chunk]]) for k in range(0, ii.shape[0], chunk)]
-    if parts:
-        inter = np.concatenate(parts)
-    area_a = np.abs(a[:, 2] * a[:, 3])
-    area_b = np.abs(b[:, 2] * b[:, 3])
-    union = area_a[ii] + area_b[jj] - inter
-    iou[ii, jj] = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    return dist <= ra[:, None] + rb[None, :]
+
+
+def _iou_pairs(a: np.ndarray, b: np.ndarray, ii: np.ndarray, jj: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """IoU of the pairs (a[ii[k]], b[jj[k]]), (P,) float64 in [0, 1]; chunked to bound memory."""
+    if ii.shape[0] == 0:
+        return np.zeros(0)
+    inter = np.concatenate([_pair_intersection(a[ii[k:k + chunk]], b[jj[k:k + chunk]])
+                            for k in range(0, ii.shape[0], chunk)])
+    union = np.abs(a[ii, 2] * a[ii, 3]) + np.abs(b[jj, 2] * b[jj, 3]) - inter
+    iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
     return np.clip(iou, 0.0, 1.0)
 
 
@@ -328,10 +336,14 @@ def rotated_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
         return np.zeros(0, np.int64)
     order = _sorted_order(scores)
     b = b[order]
-    sup = rotated_bev_iou(b, b) > float(iou_threshold)
+    # IoU only where it can matter: later box, same class, circumscribed circles overlapping.
+    cand = np.triu(_circles_overlap(b, b), 1)
     if labels is not None:
         lab = np.asarray(labels)[order]
-        sup &= lab[:, None] == lab[None, :]
+        cand &= lab[:, None] == lab[None, :]
+    ii, jj = np.nonzero(cand)
+    sup = np.zeros((n, n), bool)
+    sup[ii, jj] = _iou_pairs(b, b, ii, jj) > float(iou_threshold)
     return order[_greedy_keep(sup)]
 
 
@@ -458,6 +470,20 @@ def drivable_mask(prob, threshold: float = 0.5) -> np.ndarray:
     return (t >= threshold).to(torch.uint8).cpu().numpy()
 
 
+def _argmax_channels(x: np.ndarray) -> np.ndarray:
+    """argmax over axis 0 of (S, H, W) as uint8 by a running maximum over the S channels (each step
+    vectorized over all pixels); about 2x faster than np.argmax on CPU for channel-first maps. Ties
+    go to the lower channel, as np.argmax."""
+    v = np.array(x[0], dtype=np.float32, copy=True)
+    ids = np.zeros(v.shape, np.uint8)
+    m = np.empty(v.shape, bool)
+    for s in range(1, x.shape[0]):      # loop over classes, not pixels
+        np.greater(x[s], v, out=m)
+        np.maximum(v, x[s], out=v)
+        np.copyto(ids, np.uint8(s), where=m)
+    return ids
+
+
 def semantic_ids(logits, out_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
     """Per-pixel class ids from semantic logits (argmax over classes).
 
@@ -481,7 +507,10 @@ def semantic_ids(logits, out_size: Optional[Tuple[int, int]] = None) -> np.ndarr
         raise ValueError(f"semantic_ids: expected (1, S, H, W) or (S, H, W), got {tuple(t.shape)}")
     if t.shape[0] > 256:
         raise ValueError(f"semantic_ids: {t.shape[0]} classes do not fit uint8")
-    ids = torch.argmax(t, dim=0).to(torch.uint8).cpu().numpy()
+    if t.device.type == "cpu":
+        ids = _argmax_channels(t.numpy())
+    else:
+        ids = torch.argmax(t, dim=0).to(torch.uint8).cpu().numpy()
     if out_size is not None:
         w, h = int(out_size[0]), int(out_size[1])
         if (w, h) != (ids.shape[1], ids.shape[0]):
