@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_a2d2_reader import SCENE, T0_US, write_scene  # noqa: E402
+from test_a2d2_reader import T0_US, write_scene  # noqa: E402
 
 from bev_mtl_ros.data import to_bag  # noqa: E402
 from bev_mtl_ros.data.a2d2 import A2D2Dataset  # noqa: E402

@@ -34,7 +34,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from bev_mtl_ros.data.calibration import (CAMERA_NAMES, Calibration, CameraCalibration, load_calibration,
+from bev_mtl_ros.data.calibration import (Calibration, CameraCalibration, load_calibration,
                                           undistort_image)
 from bev_mtl_ros.data.classes import UNKNOWN_ID, UnknownColourError, rgb_label_to_ids
 

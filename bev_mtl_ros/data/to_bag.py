@@ -48,7 +48,6 @@ before any is written, so a skipped frame leaves nothing behind.
 from __future__ import annotations
 
 import argparse
-import glob
 import logging
 import os
 import sys
