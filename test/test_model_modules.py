@@ -241,3 +241,12 @@ def test_default_widths_build_and_run_default_contract():
     assert out["semantic"].shape == (1, 38, 320, 512)
     assert all(torch.isfinite(v).all() for v in out.values())
     assert TINY_WIDTHS.keys() == DEFAULT_WIDTHS.keys()
+
+
+def test_fusion_rejects_shapes_not_matching_the_contract(contract):
+    fus = CameraBevFusion(contract, 16, (10, 12), dim=8, heads=2, ffn_dim=16)
+    gw, gh = contract.grid_size
+    with pytest.raises(ValueError, match="camera tokens"):
+        fus(torch.randn(1, 16, gh // 4, gw // 4), torch.randn(1, 10, 8, 8), torch.randn(1, 12, 2, 4), torch.ones(1))
+    with pytest.raises(ValueError, match="BEV map"):
+        fus(torch.randn(1, 16, gh // 2, gw // 2), torch.randn(1, 10, 4, 8), torch.randn(1, 12, 2, 4), torch.ones(1))

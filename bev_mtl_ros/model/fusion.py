@@ -156,6 +156,11 @@ class CameraBevFusion(nn.Module):
     def forward(self, bev: torch.Tensor, cam16: torch.Tensor, cam32: torch.Tensor,
                 camera_valid: torch.Tensor) -> torch.Tensor:
         b, c, h, w = bev.shape
+        if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+            n_k = cam16.shape[2] * cam16.shape[3] + cam32.shape[2] * cam32.shape[3]
+            if (h, w) != self.bev_hw or n_k != self.pe_k_fixed.shape[0]:
+                raise ValueError(f"fusion built for a BEV map {self.bev_hw} and {self.pe_k_fixed.shape[0]} camera "
+                                 f"tokens, got {(h, w)} and {n_k} (does the input match the contract?)")
         x = bev.flatten(2).transpose(1, 2)                                               # (B, N, C)
         tokens = torch.cat([proj(m.flatten(2).transpose(1, 2)) for proj, m in zip(self.cam_in, (cam16, cam32))],
                            dim=1)                                                        # (B, Nk, d)
