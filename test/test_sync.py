@@ -105,17 +105,19 @@ def test_camera_stops_mid_run_then_lidar_only_and_diagnosed():
     assert len(before) == 5 and all(not p.lidar_only for p in before)
     matched_before = s.stats.matched
     assert s.diagnose() is None
-    results = []
+    results, immediate = [], []
     for _ in range(30):  # camera silent for 3 s
-        results += s.add_cloud("c", t)
+        now = s.add_cloud("c", t)
+        immediate.append(len(now))
+        results += now
         clock.t += 0.1
         results += s.poll()
         t += 0.1
-    assert len(results) == 30 - s.pending_clouds and s.pending_clouds == 2  # the last two wait camera_timeout
-    clock.t += 0.2
-    results += s.poll()
-    assert len(results) == 30 and all(p.lidar_only and p.timed_out for p in results)
+    assert len(results) == 30 and all(p.lidar_only and p.reason == "images_too_old" for p in results)
     assert s.stats.matched == matched_before and s.stats.lidar_only == 30
+    # the first clouds wait camera_timeout; once no image came for camera_stale_after (0.5 s) they resolve at once
+    assert immediate[:3] == [0, 0, 0] and all(n == 1 for n in immediate[6:])
+    assert s.camera_stale
     msg = s.diagnose()
     assert msg is not None and "camera stopped" in msg
 
@@ -232,3 +234,14 @@ def test_diagnose_healthy_stream_is_none():
 def test_bad_parameters_rejected():
     with pytest.raises(ValueError):
         ApproxTimeSync(slop=-1)
+
+
+def test_camera_resumes_after_stale_period():
+    s, clock = make()
+    s.add_cloud("c0", 1.0)
+    clock.t += 1.0
+    assert s.poll()[0].lidar_only and s.camera_stale  # never an image: stale after 0.5 s
+    s.add_image("i", 2.0)
+    assert not s.camera_stale
+    out = s.add_cloud("c1", 2.0)
+    assert len(out) == 1 and out[0].image == "i" and out[0].reason == "matched"

@@ -138,11 +138,16 @@ class ApproxTimeSync:
         reset_threshold: a stamp this many seconds older than the newest one on its topic resets.
         clock: () -> float seconds, monotonic; ``time.monotonic`` by default (inject for tests).
         offset_window: how many recent nearest-image offsets are kept for the skew diagnosis.
+        camera_stale_after: seconds without any image (since the last one, or since the first
+            cloud when none ever came) after which the camera counts as stopped: clouds are then
+            resolved lidar-only at once instead of each waiting ``camera_timeout``. Default
+            max(0.5, 2 * camera_timeout).
     """
 
     def __init__(self, slop: float = 0.05, queue_size: int = 10, camera_timeout: float = 0.2,
                  allow_lidar_only: bool = True, reset_threshold: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic, offset_window: int = 20) -> None:
+                 clock: Callable[[], float] = time.monotonic, offset_window: int = 20,
+                 camera_stale_after: Optional[float] = None) -> None:
         if slop < 0 or queue_size < 1 or camera_timeout < 0 or reset_threshold <= 0:
             raise ValueError(f"bad sync parameters: slop={slop} queue_size={queue_size} "
                              f"camera_timeout={camera_timeout} reset_threshold={reset_threshold}")
@@ -152,6 +157,9 @@ class ApproxTimeSync:
         self.allow_lidar_only = bool(allow_lidar_only)
         self.reset_threshold = float(reset_threshold)
         self.clock = clock
+        self.camera_stale_after = (max(0.5, 2.0 * self.camera_timeout) if camera_stale_after is None
+                                   else float(camera_stale_after))
+        self._first_cloud_arrival: Optional[float] = None
         self.stats = SyncStats()
         self._lock = threading.Lock()
         self._seq = 0
@@ -174,6 +182,8 @@ class ApproxTimeSync:
         with self._lock:
             self.stats.clouds_in += 1
             self._last_cloud_arrival = now
+            if self._first_cloud_arrival is None:
+                self._first_cloud_arrival = now
             if stamp == 0.0:
                 self.stats.zero_stamp_clouds += 1
             else:
@@ -263,8 +273,9 @@ class ApproxTimeSync:
     def _sweep_locked(self, now: float) -> List[SyncedPair]:
         out: List[SyncedPair] = []
         keep: List[_Pending] = []
+        stale = self._camera_stale(now)
         for c in self._clouds:
-            timed_out = now - c.arrival >= self.camera_timeout
+            timed_out = stale or now - c.arrival >= self.camera_timeout
             if timed_out or self._decided(c.stamp):
                 if timed_out and not self._decided(c.stamp):
                     self.stats.timeouts += 1
@@ -275,6 +286,17 @@ class ApproxTimeSync:
                 keep.append(c)
         self._clouds = keep
         return out
+
+    def _camera_stale(self, now: float) -> bool:
+        """No image for ``camera_stale_after`` s (since the last image, or the first cloud if none came)."""
+        ref = self._last_image_arrival if self._last_image_arrival is not None else self._first_cloud_arrival
+        return ref is not None and now - ref > self.camera_stale_after
+
+    @property
+    def camera_stale(self) -> bool:
+        """True while the camera counts as stopped (see ``camera_stale_after``)."""
+        with self._lock:
+            return self._camera_stale(self.clock())
 
     def _decided(self, stamp: float) -> bool:
         """True when no future image can be closer to ``stamp`` than the best queued one (or can
@@ -328,18 +350,20 @@ class ApproxTimeSync:
             return None
         return statistics.median(self._cloud_lag) - statistics.median(self._image_lag)
 
-    def diagnose(self, idle_timeout: float = 2.0) -> Optional[str]:
+    def diagnose(self, idle_timeout: Optional[float] = None) -> Optional[str]:
         """A one-line explanation of why pairs are not forming, or None when all looks fine.
 
         Args:
-            idle_timeout: seconds (of ``clock``) without messages on a topic that count as
-                "the topic stopped".
+            idle_timeout: seconds (of ``clock``) without images that count as "the camera
+                stopped"; default ``camera_stale_after``.
         Returns:
             Text naming the likely cause (most specific first): no images / no clouds at all
             (topic name or QoS mismatch), zero stamps, consistent clock offset > slop, camera
             stopped; None if the last resolutions matched or nothing arrived at all.
         """
         now = self.clock()
+        if idle_timeout is None:
+            idle_timeout = self.camera_stale_after
         with self._lock:
             s = self.stats
             if s.clouds_in == 0 and s.images_in == 0:
