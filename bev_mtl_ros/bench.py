@@ -285,9 +285,9 @@ def export_random_model(out: Path, tiny: bool = False, seed: int = 0):
 
 
 def backend_variants(device: str, model_path: Path) -> List[Dict[str, Any]]:
-    """The backend configurations to time: onnxruntime per available provider (FP32, and FP16 on
-    GPU providers) and PyTorch eager (FP32; FP16 on CUDA) when a ``.pt`` checkpoint sits next to
-    the ONNX file or the ONNX file can be turned back into a network (B's backends decide)."""
+    """The backend configurations to time: onnxruntime per available provider (CPU FP32; CUDA FP32;
+    TensorRT FP16 — onnxruntime's FP16 path here is TensorRT's, CPU has none) and PyTorch eager
+    (FP32; autocast FP16 on CUDA) from the ``.pt`` checkpoint next to the ONNX file."""
     import onnxruntime as ort
     avail = ort.get_available_providers()
     out: List[Dict[str, Any]] = []
@@ -298,8 +298,8 @@ def backend_variants(device: str, model_path: Path) -> List[Dict[str, Any]]:
             out.append({"backend": "onnxruntime", "device": "cuda", "fp16": True, "tensorrt": True,
                         "label": "onnxruntime TensorrtExecutionProvider fp16"})
         if "CUDAExecutionProvider" in avail:
-            out.append({"backend": "onnxruntime", "device": "cuda", "fp16": False, "label": "onnxruntime CUDAExecutionProvider fp32"})
-            out.append({"backend": "onnxruntime", "device": "cuda", "fp16": True, "label": "onnxruntime CUDAExecutionProvider fp16"})
+            out.append({"backend": "onnxruntime", "device": "cuda", "fp16": False, "label": "onnxruntime CUDAExecutionProvider fp32",
+                        "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]})
         out.append({"backend": "onnxruntime", "device": "cpu", "fp16": False, "label": "onnxruntime CPUExecutionProvider fp32"})
     out.append({"backend": "pytorch", "device": device, "fp16": False, "label": f"pytorch eager {device} fp32"})
     if device != "cpu":
@@ -311,13 +311,12 @@ def make_backend(variant: Dict[str, Any], model_path: Path):
     """``runtime.backends.create_backend`` for a variant (the .pt checkpoint is used for PyTorch
     when it sits next to the .onnx file)."""
     from bev_mtl_ros.runtime.backends import create_backend
-    path = model_path
-    if variant["backend"] == "pytorch":
-        pt = model_path.with_suffix(".pt")
-        path = pt if pt.exists() else model_path
+    path = model_path   # create_backend uses the sibling .pt for PyTorch
     kwargs: Dict[str, Any] = {"backend": variant["backend"], "device": variant["device"], "fp16": variant["fp16"]}
     if variant.get("tensorrt"):
         kwargs["trt_cache_dir"] = str(REPO_ROOT / ".trt_cache")
+    if variant.get("providers") and variant["backend"] == "onnxruntime":
+        kwargs["providers"] = variant["providers"]
     return create_backend(str(path), **kwargs)
 
 
@@ -456,6 +455,7 @@ class BenchConfig:
     reference: bool = True
     spconv_path: Optional[str] = DEFAULT_SPCONV_PATH
     backends: Optional[Tuple[str, ...]] = None
+    threads: Optional[int] = None
 
 
 def run_benchmark(cfg: BenchConfig, log=print) -> Dict[str, Any]:
@@ -465,13 +465,15 @@ def run_benchmark(cfg: BenchConfig, log=print) -> Dict[str, Any]:
 
     from bev_mtl_ros.runtime.pillarize import pillarize
 
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
     workdir = Path(tempfile.mkdtemp(prefix="bev_bench_"))
     model_path, model_desc = ensure_model(cfg.model, workdir, log)
     res: Dict[str, Any] = {
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
                     "onnxruntime": ort.__version__, "providers": ort.get_available_providers(),
-                    "torch_threads": torch.get_num_threads(),
+                    "torch_threads": torch.get_num_threads(), "loadavg_1_5_15": [round(v, 2) for v in os.getloadavg()],
                     "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
         "model": model_desc, "device": cfg.device, "frames": cfg.frames, "warmup": cfg.warmup, "scenarios": {},
     }
@@ -561,40 +563,9 @@ def run_benchmark(cfg: BenchConfig, log=print) -> Dict[str, Any]:
             if "p50" in v and fastest:
                 v["ratio_to_fastest"] = round(v["p50"] / fastest, 2)
         st["network"] = net
-        # post-processing
+        # post-processing (decode + NMS, masks) and message building, on one backend's outputs
         if outputs is not None:
-            try:
-                from bev_mtl_ros.runtime.postprocess import decode_detections
-                pcfg = _postprocess_config()
-                st["postprocess_decode_nms"] = time_stage(lambda: decode_detections(outputs, contract, pcfg),
-                                                          cfg.frames, cfg.warmup)
-            except Exception as e:
-                st["postprocess_decode_nms"] = {"error": f"{type(e).__name__}: {e}"}
-            try:
-                pipe = _pipeline(next(iter(backends.values())))
-                r = pipe(pts, img)
-                s["pipeline_stage_keys"] = sorted(getattr(r, "timings_ms", {}) or {})
-                tims: Dict[str, List[float]] = {}
-                t_tot = []
-                for k in range(cfg.warmup + cfg.frames):
-                    t0 = time.perf_counter()
-                    r = pipe(pts, img)
-                    if k >= cfg.warmup:
-                        t_tot.append((time.perf_counter() - t0) * 1e3)
-                        for kk, vv in (getattr(r, "timings_ms", {}) or {}).items():
-                            tims.setdefault(kk, []).append(float(vv))
-                s["pipeline_in_process"] = {"total": summarize_ms(t_tot), **{k: summarize_ms(v) for k, v in tims.items()}}
-                try:
-                    from bev_mtl_ros.ros import messages as rm
-                    build = getattr(rm, "build_all_messages", None)
-                    if build is not None:
-                        from std_msgs.msg import Header
-                        hdr = Header(frame_id="cam_front_center")
-                        st["build_messages"] = time_stage(lambda: build(r, hdr, contract), cfg.frames, cfg.warmup)
-                except Exception as e:
-                    st["build_messages"] = {"error": f"{type(e).__name__}: {e}"}
-            except Exception as e:
-                s["pipeline_in_process"] = {"error": f"{type(e).__name__}: {e}"}
+            _bench_post_and_messages(st, s, outputs, pts, img, backends, contract, cfg)
         if cfg.dds:
             try:
                 s["end_to_end_dds"] = bench_end_to_end(model_path, pts, img, cfg.frames, cfg.warmup, dev, log=log)
@@ -627,6 +598,49 @@ def run_benchmark(cfg: BenchConfig, log=print) -> Dict[str, Any]:
     return res
 
 
+def _bench_post_and_messages(st: Dict[str, Any], s: Dict[str, Any], outputs, pts, img, backends, contract,
+                             cfg: "BenchConfig") -> None:
+    """Time decode/NMS, masks, message building and the whole in-process pipeline (fills st / s)."""
+    from bev_mtl_ros.runtime.postprocess import decode_detections, drivable_mask, semantic_ids
+    pcfg = _postprocess_config()
+    st["postprocess_decode_nms"] = time_stage(lambda: decode_detections(outputs, contract, pcfg), cfg.frames, cfg.warmup)
+    st["postprocess_masks"] = time_stage(
+        lambda: (drivable_mask(outputs["drivable"]), semantic_ids(outputs["semantic"], out_size=(img.shape[1], img.shape[0]))),
+        cfg.frames, cfg.warmup)
+    dets = decode_detections(outputs, contract, pcfg)
+    s["detections_decoded"] = int(len(dets.scores))
+    drv = drivable_mask(outputs["drivable"])
+    sem = semantic_ids(outputs["semantic"], out_size=(img.shape[1], img.shape[0]))
+    try:
+        from std_msgs.msg import Header
+
+        from bev_mtl_ros.ros import messages as M
+        hdr = Header(frame_id="cam_front_center")
+        names = list(contract.detection_classes)
+
+        def build():
+            M.detections_to_msg(dets.boxes, dets.scores, dets.labels, names, hdr)
+            M.detections_to_markers(dets.boxes, dets.scores, dets.labels, names, hdr)
+            M.drivable_to_image(drv, hdr)
+            M.drivable_to_occupancy_grid(drv, contract.point_cloud_range, contract.pillar_size, hdr)
+            M.semantic_to_image(sem, hdr)
+            M.semantic_overlay(img, sem, hdr)
+        st["build_messages"] = time_stage(build, cfg.frames, cfg.warmup)
+    except Exception as e:  # rclpy / vision_msgs missing
+        st["build_messages"] = {"error": f"{type(e).__name__}: {e}"}
+    try:
+        pipe = _pipeline(next(iter(backends.values())))
+        tims: Dict[str, List[float]] = {}
+        for k in range(cfg.warmup + cfg.frames):
+            r = pipe(pts, img)
+            if k >= cfg.warmup:
+                for kk, vv in (getattr(r, "timings_ms", {}) or {}).items():
+                    tims.setdefault(kk, []).append(float(vv))
+        s["pipeline_in_process"] = {k: summarize_ms(v) for k, v in tims.items()}
+    except Exception as e:
+        s["pipeline_in_process"] = {"error": f"{type(e).__name__}: {e}"}
+
+
 def _postprocess_config():
     """Default post-processing configuration of runtime.postprocess (whatever its class is called)."""
     from bev_mtl_ros.runtime import postprocess as pp
@@ -649,7 +663,8 @@ def format_table(res: Dict[str, Any]) -> str:
     """Human-readable table of a result dict (ms: p50 / p95 / max)."""
     lines = [f"bev_mtl_ros benchmark — device {res['device']}, model {res['model']}, {res['frames']} frames after "
              f"{res['warmup']} warm-up; {res['machine']['processor']} x{res['machine']['cpu_count']}, "
-             f"torch {res['machine']['torch']} ({res['machine']['torch_threads']} threads), onnxruntime {res['machine']['onnxruntime']}"]
+             f"torch {res['machine']['torch']} ({res['machine']['torch_threads']} threads), onnxruntime {res['machine']['onnxruntime']}, "
+             f"load average {res['machine']['loadavg_1_5_15']}"]
 
     def row(name, v):
         if not isinstance(v, dict):
@@ -714,6 +729,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spconv-path", default=DEFAULT_SPCONV_PATH,
                         help="directory with spconv installed by pip --target (appended to sys.path)")
     parser.add_argument("--backends", nargs="+", default=None, help="only variants whose label contains one of these")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's choice = cores); 1 avoids OpenMP "
+                             "spin-waiting on a loaded machine")
     parser.add_argument("--json", default=None, help="write the results as JSON here")
 
 
@@ -735,7 +753,7 @@ def main(args: argparse.Namespace) -> int:
     cfg = BenchConfig(device=args.device, frames=args.frames, warmup=args.warmup, model=args.model,
                       scenarios=tuple(args.scenarios), points=args.points, image=image, scaling=not args.no_scaling,
                       dds=not args.no_dds, reference=not args.no_reference, spconv_path=args.spconv_path,
-                      backends=tuple(args.backends) if args.backends else None)
+                      backends=tuple(args.backends) if args.backends else None, threads=args.threads)
     res = run_benchmark(cfg)
     print(format_table(res))
     if args.json:
