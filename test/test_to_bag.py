@@ -208,3 +208,15 @@ def test_rclpy_reads_bag_bytes(scene, tmp_path):
         if topic == tn["boxes"]:
             assert [d.results[0].hypothesis.class_id for d in m.detections] == ["Car", "Pedestrian", "Truck"]
             assert m.detections[0].bbox.size.x == pytest.approx(4.2)
+
+
+def test_scene_filter(tmp_path):
+    from test_a2d2_reader import write_frame
+    cal = write_scene(tmp_path / "a2d2", 2)
+    write_frame(tmp_path / "a2d2", 5, cal, scene="20190401_121727")
+    st = to_bag.convert(str(tmp_path / "a2d2"), str(tmp_path / "b1"), scene="20190401_121727", progress=False)
+    assert st.frames_written == 1 and st.messages["/a2d2/lidar/points"] == 1
+    st = to_bag.convert(str(tmp_path / "a2d2"), str(tmp_path / "b2"), progress=False)
+    assert st.frames_written == 3
+    with pytest.raises(to_bag.BagConversionError, match="no frames of scene"):
+        to_bag.convert(str(tmp_path / "a2d2"), str(tmp_path / "b3"), scene="nope", progress=False)

@@ -1,7 +1,7 @@
 """A2D2(-format) directory -> rosbag2 (mcap or sqlite3), written with the ``rosbags`` library.
 
 ``bev-mtl-ros a2d2-to-bag A2D2_DIR OUT [--storage mcap|sqlite3] [--camera front_center]
-[--max-frames N] [--compress] [--throughput]``
+[--max-frames N] [--scene NAME] [--compress] [--throughput]``
 
 Topics and frame ids (``<cam>`` = camera name, e.g. ``front_center``):
 
@@ -297,7 +297,8 @@ def _dir_size(p: Path) -> int:
 
 def convert(a2d2_dir: str, out: str, storage: str = "mcap", camera: str = "front_center",
             max_frames: Optional[int] = None, compress: bool = False, progress: bool = True,
-            typestore: Any = None, dataset: Optional[A2D2Dataset] = None) -> ConversionStats:
+            typestore: Any = None, dataset: Optional[A2D2Dataset] = None,
+            scene: Optional[str] = None) -> ConversionStats:
     """Convert an A2D2(-format) directory to a rosbag2 directory ``out``.
 
     Args:
@@ -309,6 +310,9 @@ def convert(a2d2_dir: str, out: str, storage: str = "mcap", camera: str = "front
         compress: zstd compression: mcap chunk compression, or sqlite3 file compression (both read
             by ``ros2 bag`` and by rosbags).
         progress: show a tqdm progress bar.
+        scene: only frames of this scene (folder name, or its path relative to ``a2d2_dir``).
+            Without it all scenes go into one bag in scene order; their stamps are those of their
+            recording dates, so a multi-scene bag has time jumps between scenes.
     Returns:
         :class:`ConversionStats` (frames written/skipped, messages per topic, seconds, bag bytes).
     Raises:
@@ -328,7 +332,13 @@ def convert(a2d2_dir: str, out: str, storage: str = "mcap", camera: str = "front
     LOG.info("%s", rep["summary"])
     ts = typestore or make_typestore()
     tn, fid = topic_names(ds.camera), frame_ids(ds.camera)
-    n = len(ds.frames) if max_frames is None else min(len(ds.frames), int(max_frames))
+    indices = [i for i, r in enumerate(ds.frames)
+               if scene is None or r.scene == scene or os.path.basename(r.scene) == scene]
+    if scene is not None and not indices:
+        raise BagConversionError(f"{a2d2_dir}: no frames of scene {scene!r}; scenes: {ds.scenes}")
+    if max_frames is not None:
+        indices = indices[: max(0, int(max_frames))]
+    n = len(indices)
     stats = ConversionStats(output=str(outp), messages={t: 0 for t in tn.values()})
 
     writer = Writer(outp, version=BAG_VERSION,
@@ -350,7 +360,7 @@ def convert(a2d2_dir: str, out: str, storage: str = "mcap", camera: str = "front
             topic, MSGTYPES[key], typestore=ts,
             offered_qos_profiles=[_qos("transient_local", 1) if key == "tf_static" else _qos()])
 
-    it: Iterable[int] = range(n)
+    it: Iterable[int] = indices
     if progress:
         from tqdm import tqdm
         it = tqdm(it, total=n, unit="frame", desc=f"a2d2-to-bag {outp.name}", dynamic_ncols=True)
@@ -451,6 +461,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="storage plugin (default mcap)")
     parser.add_argument("--camera", default="front_center", help="A2D2 camera name (default front_center)")
     parser.add_argument("--max-frames", type=int, default=None, help="convert at most N frames")
+    parser.add_argument("--scene", default=None, help="only this scene (folder name); default all scenes")
     parser.add_argument("--compress", action="store_true",
                         help="zstd compression (mcap chunks / sqlite3 file); ros2 bag and rosbags read both")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -464,7 +475,7 @@ def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         st = convert(args.a2d2_dir, args.out, storage=args.storage, camera=args.camera, max_frames=args.max_frames,
-                     compress=args.compress, progress=not args.no_progress)
+                     compress=args.compress, progress=not args.no_progress, scene=args.scene)
     except (BagConversionError, FileNotFoundError, KeyError) as e:
         print(f"a2d2-to-bag: error: {e}", file=sys.stderr)
         return 2
