@@ -250,3 +250,14 @@ def test_fusion_rejects_shapes_not_matching_the_contract(contract):
         fus(torch.randn(1, 16, gh // 4, gw // 4), torch.randn(1, 10, 8, 8), torch.randn(1, 12, 2, 4), torch.ones(1))
     with pytest.raises(ValueError, match="BEV map"):
         fus(torch.randn(1, 16, gh // 2, gw // 2), torch.randn(1, 10, 4, 8), torch.randn(1, 12, 2, 4), torch.ones(1))
+
+
+def test_network_rejects_inputs_not_matching_the_contract(contract):
+    net = BevMultiTaskNet.tiny(contract).eval()
+    pil, num, ci, img, cv = random_inputs(contract, 20)
+    with pytest.raises(ValueError, match="image must be"):
+        net(pil, num, ci, img[..., :64], cv)
+    with pytest.raises(ValueError, match="camera_valid must be"):
+        net(pil, num, ci, img, torch.ones(2))
+    with pytest.raises(ValueError, match="canvas_index"):
+        net(pil, num, ci[:, :100], img, cv)

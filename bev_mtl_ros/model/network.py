@@ -126,6 +126,8 @@ class BevMultiTaskNet(nn.Module):
 
     def forward(self, pillars: torch.Tensor, num_points: torch.Tensor, canvas_index: torch.Tensor,
                 image: torch.Tensor, camera_valid: torch.Tensor) -> Dict[str, torch.Tensor]:
+        if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+            self._check_inputs(canvas_index, image, camera_valid)
         pf = self.pfn(pillars, num_points)
         canvas = self.scatter(pf, canvas_index)
         f2, f4 = self.backbone(canvas)
@@ -136,6 +138,15 @@ class BevMultiTaskNet(nn.Module):
         out["drivable"] = self.drivable_head(n2, canvas)
         out["semantic"] = self.semantic_head(cams)
         return out
+
+    def _check_inputs(self, canvas_index: torch.Tensor, image: torch.Tensor, camera_valid: torch.Tensor) -> None:
+        """Raise ValueError naming the input whose shape does not match the contract."""
+        wi, hi = self.contract.image_size
+        b = canvas_index.shape[0] if canvas_index.dim() == 2 else -1
+        if tuple(image.shape) != (b, 3, hi, wi):
+            raise ValueError(f"image must be (B={b}, 3, {hi}, {wi}) per the contract, got {tuple(image.shape)}")
+        if tuple(camera_valid.shape) != (b,):
+            raise ValueError(f"camera_valid must be (B={b},), got {tuple(camera_valid.shape)}")
 
     def num_parameters(self) -> int:
         """Number of trainable parameters."""
