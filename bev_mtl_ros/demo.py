@@ -112,6 +112,8 @@ class ReplayConfig:
         pace: closed-loop replay (player ``--pace-topic ~/detections``): the next cloud is
             published only after the node answered the previous one, so no frame is skipped
             whatever the machine's speed. Off for overload tests.
+        loops: passes over the bag (> 1: player ``--loop --max-loops``; stamps jump back at each
+            restart, which the node must handle).
     """
 
     bag: Path
@@ -128,6 +130,7 @@ class ReplayConfig:
     record_inputs: bool = True
     play_topics: Optional[List[str]] = None
     pace: bool = False
+    loops: int = 1
 
 
 @dataclass
@@ -283,7 +286,7 @@ def run_replay(cfg: ReplayConfig, log=print) -> ReplayRun:
     node_rc = None
     try:
         procs["recorder"] = subprocess.Popen(
-            _cli() + ["record", str(recording), "--topics", *rec_topics, "--expect", f"{det_topic}={n_frames}", "--linger", "2.0",
+            _cli() + ["record", str(recording), "--topics", *rec_topics, "--expect", f"{det_topic}={n_frames * max(1, cfg.loops)}", "--linger", "2.0",
                       "--idle-timeout", str(cfg.drain_timeout_s), "--ready-file", str(ready)],
             env=env, stdout=files["recorder"], stderr=subprocess.STDOUT)
         node_cmd = list(cfg.node_cmd or default_node_cmd()) + ["--ros-args", "-r", f"__node:={cfg.node_name}"]
@@ -304,10 +307,12 @@ def run_replay(cfg: ReplayConfig, log=print) -> ReplayRun:
             play_cmd.append("--clock")
         if cfg.play_topics:
             play_cmd += ["--topics", *cfg.play_topics]
+        if cfg.loops > 1:
+            play_cmd += ["--loop", "--max-loops", str(int(cfg.loops))]
         if cfg.pace:
             play_cmd += ["--pace-topic", f"{det_topic}:vision_msgs/msg/Detection3DArray", "--pace-input", LIDAR_TOPIC]
         player = subprocess.run(play_cmd, env=env, stdout=files["player"], stderr=subprocess.STDOUT,
-                                timeout=max(120.0, 3.0 * _bag_span_s(bag) / cfg.rate + 60.0))
+                                timeout=max(120.0, 3.0 * max(1, cfg.loops) * _bag_span_s(bag) / cfg.rate + 60.0))
         if player.returncode != 0:
             raise DemoError(f"player failed (code {player.returncode}); log {logs['player']}:\n{_tail(logs['player'])}")
         player_stats = json.loads(stats_json.read_text()) if stats_json.exists() else {}
