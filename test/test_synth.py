@@ -312,3 +312,15 @@ def test_bad_arguments(tmp_path):
         generate(str(tmp_path), frames=0)
     with pytest.raises(ValueError, match="camera"):
         generate(str(tmp_path), camera="rear_center")
+
+
+def test_parallel_workers_give_identical_files(tmp_path):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    sa = generate(a, scenes=2, frames=1, seed=9, width=160, height=101)
+    sb = generate(b, scenes=2, frames=1, seed=9, width=160, height=101, workers=2)
+    assert sa["scenes"] == sb["scenes"] and len(set(sa["scenes"])) == 2
+    fa = _files(a)
+    assert fa == _files(b) and len(fa) == 1 + 2 * 5
+    for f in fa:
+        with open(os.path.join(a, f), "rb") as x, open(os.path.join(b, f), "rb") as y:
+            assert x.read() == y.read(), f

@@ -248,19 +248,44 @@ def write_calibration(out_dir: str, width: int, height: int, source: str = CAMS_
     return path
 
 
+def _generate_scene(out_dir: str, seed: int, s: int, frames: int, cal_path: str, camera: str,
+                    lidar: Optional[LidarConfig], return_ground_truth: bool, bar: Any = None) -> Dict[str, Any]:
+    """Build and write scene ``s``; returns its name, per-frame point/box counts and ground truth."""
+    cam = load_calibration(cal_path).camera(camera)
+    hfov = float(np.arctan2(cam.cam_matrix[0, 2], cam.cam_matrix[0, 0]))
+    scene = build_scene(seed, s, frames, hfov=hfov)
+    name = scene_names(scene)[0]
+    res: Dict[str, Any] = {"name": name, "points": [], "boxes": [], "per_class": {}, "gt": []}
+    for f in range(frames):
+        fr = synthesize_frame(scene, f, cam, lidar)
+        paths = write_frame(out_dir, scene, f, fr, camera)
+        res["points"].append(int(fr.lidar["points"].shape[0]))
+        res["boxes"].append(len(fr.label3d))
+        for b in fr.label3d.values():
+            res["per_class"][b["class"]] = res["per_class"].get(b["class"], 0) + 1
+        if return_ground_truth:
+            res["gt"].append({"scene": name, "frame": f, "paths": paths, "boxes": fr.boxes, "classes": fr.classes,
+                              "ids": fr.ids, "visible_px": fr.visible_px, "num_points": fr.num_points})
+        if bar is not None:
+            bar.update(1)
+    return res
+
+
 def generate(out_dir: str, scenes: int = 1, frames: int = 10, seed: int = 0, width: int = 1920, height: int = 1208,
              camera: str = "front_center", lidar: Optional[LidarConfig] = None, progress: bool = False,
-             return_ground_truth: bool = False) -> Dict[str, Any]:
+             return_ground_truth: bool = False, workers: int = 1) -> Dict[str, Any]:
     """Generate ``scenes`` x ``frames`` synthetic A2D2-format frames under ``out_dir``.
 
     Args:
         out_dir: output directory (created). scenes, frames: counts (>= 1). seed: >= 0.
         width, height: image size (pixels); intrinsics are scaled from A2D2's 1920x1208.
         camera: only "front_center" (the others are fisheye side/rear cameras).
-        lidar: :class:`LidarConfig` (default 64 beams, 0.1 deg azimuth step).
+        lidar: :class:`LidarConfig` (default 64 beams, 0.12 deg azimuth step: ~21k points in view).
         progress: show a tqdm progress bar.
         return_ground_truth: add ``"ground_truth"``: per frame ``{"scene", "frame", "paths",
-            "boxes" (M,7) all road users, "classes", "ids", "visible_px", "num_points"}``.
+            "boxes" (M,7) float64 view frame of all road users (listed in label3D or not),
+            "classes", "ids", "visible_px", "num_points"}``.
+        workers: processes generating scenes in parallel (output identical for any value).
     Returns:
         Summary dict: out_dir, subset_dir, scenes (folder names), frames (total), resolution,
         seed, seconds, frames_per_s, points_mean, label3d_boxes_mean, boxes_per_class (listed
@@ -277,44 +302,45 @@ def generate(out_dir: str, scenes: int = 1, frames: int = 10, seed: int = 0, wid
         raise ValueError(f"image size {width}x{height} too small (>= 32x32)")
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     cal_path = write_calibration(out_dir, width, height)
-    cam = load_calibration(cal_path).camera(camera)
-    hfov = float(np.arctan2(cam.cam_matrix[0, 2], cam.cam_matrix[0, 0]))
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=scenes * frames, unit="frame", desc="synth")
     t0 = time.perf_counter()
-    names, gts = [], []
-    n_pts, n_boxes = [], []
-    per_class: Dict[str, int] = {}
-    for s in range(scenes):
-        scene = build_scene(seed, s, frames, hfov=hfov)
-        names.append(scene_names(scene)[0])
-        for f in range(frames):
-            fr = synthesize_frame(scene, f, cam, lidar)
-            paths = write_frame(out_dir, scene, f, fr, camera)
-            n_pts.append(fr.lidar["points"].shape[0])
-            n_boxes.append(len(fr.label3d))
-            for b in fr.label3d.values():
-                per_class[b["class"]] = per_class.get(b["class"], 0) + 1
-            if return_ground_truth:
-                gts.append({"scene": names[-1], "frame": f, "paths": paths, "boxes": fr.boxes, "classes": fr.classes,
-                            "ids": fr.ids, "visible_px": fr.visible_px, "num_points": fr.num_points})
-            if bar is not None:
-                bar.update(1)
+    results: List[Dict[str, Any]] = []
+    if workers == 1 or scenes == 1:
+        for s in range(scenes):
+            results.append(_generate_scene(out_dir, seed, s, frames, cal_path, camera, lidar, return_ground_truth, bar))
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(max_workers=workers) as ex:
+            futs = [ex.submit(_generate_scene, out_dir, seed, s, frames, cal_path, camera, lidar, return_ground_truth)
+                    for s in range(scenes)]
+            for fu in futs:
+                results.append(fu.result())
+                if bar is not None:
+                    bar.update(frames)
     if bar is not None:
         bar.close()
     dt = time.perf_counter() - t0
     total = scenes * frames
+    per_class: Dict[str, int] = {}
+    for r in results:
+        for k, v in r["per_class"].items():
+            per_class[k] = per_class.get(k, 0) + v
     summary: Dict[str, Any] = {
-        "out_dir": out_dir, "subset_dir": os.path.join(out_dir, SUBSET), "scenes": names, "frames": total,
-        "resolution": [width, height], "seed": seed, "seconds": dt, "frames_per_s": total / dt if dt > 0 else 0.0,
-        "points_mean": float(np.mean(n_pts)), "label3d_boxes_mean": float(np.mean(n_boxes)),
+        "out_dir": out_dir, "subset_dir": os.path.join(out_dir, SUBSET), "scenes": [r["name"] for r in results],
+        "frames": total, "resolution": [width, height], "seed": seed, "seconds": dt,
+        "frames_per_s": total / dt if dt > 0 else 0.0,
+        "points_mean": float(np.mean([p for r in results for p in r["points"]])),
+        "label3d_boxes_mean": float(np.mean([b for r in results for b in r["boxes"]])),
         "boxes_per_class": dict(sorted(per_class.items())), "calibration": cal_path,
     }
     if return_ground_truth:
-        summary["ground_truth"] = gts
+        summary["ground_truth"] = [g for r in results for g in r["gt"]]
     return summary
 
 
@@ -327,7 +353,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=1920, help="image width in pixels (default 1920)")
     parser.add_argument("--height", type=int, default=1208, help="image height in pixels (default 1208)")
     parser.add_argument("--camera", default="front_center", help="camera (only front_center)")
-    parser.add_argument("--az-step", type=float, default=None, help="lidar azimuth step in degrees (default 0.1)")
+    parser.add_argument("--az-step", type=float, default=None, help="lidar azimuth step in degrees (default 0.12)")
+    parser.add_argument("--workers", type=int, default=1, help="scenes generated in parallel processes (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -336,7 +363,8 @@ def main(args: argparse.Namespace) -> int:
     lidar = LidarConfig() if args.az_step is None else LidarConfig(az_step_deg=float(args.az_step))
     try:
         s = generate(args.out, scenes=args.scenes, frames=args.frames, seed=args.seed, width=args.width,
-                     height=args.height, camera=args.camera, lidar=lidar, progress=not args.no_progress)
+                     height=args.height, camera=args.camera, lidar=lidar, progress=not args.no_progress,
+                     workers=args.workers)
     except ValueError as e:
         print(f"bev-mtl-ros synth: error: {e}", file=sys.stderr)
         return 2

@@ -28,8 +28,8 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from bev_mtl_ros.data.synth_scene import (CID, GROUND_Z, MAT_BUILDING, MAT_FOLIAGE, MAT_GLASS, MAT_PAINT,
-                                          MAT_PLAIN, MAT_SIDEWALK, MAT_SIGN, MAT_TYRE, Scene)
+from bev_mtl_ros.data.synth_scene import (CID, GROUND_Z, MAT_BUILDING, MAT_FOLIAGE, MAT_GLASS,
+                                          MAT_SIDEWALK, MAT_SIGN, MAT_TYRE, Scene)
 
 #: Primitive index values in hit buffers.
 SKY, GROUND = -1, -2
@@ -327,12 +327,21 @@ def cast(grid: RayGrid, fp: FramePrims, far: float = 1000.0,
     return Hits(t=t, prim=prim, face=face)
 
 
+def _fmod(x: np.ndarray, m: float) -> np.ndarray:
+    """x mod m for m > 0 (result in [0, m)), faster than np.mod for floats."""
+    x = np.asarray(x)
+    mm = x.dtype.type(m) if np.issubdtype(x.dtype, np.floating) else m
+    return x - np.floor(x * (1 / mm)) * mm
+
+
 def _hash01(ix: np.ndarray, iy: np.ndarray, salt: int = 0) -> np.ndarray:
     """Deterministic pseudo-random value in [0, 1) per integer lattice cell (integer hash)."""
-    h = (ix.astype(np.int64) * 73856093) ^ (iy.astype(np.int64) * 19349663) ^ (salt * 83492791)
-    h = (h ^ (h >> 13)) * 1274126177
-    h = h ^ (h >> 16)
-    return (h & 0xFFFF).astype(np.float32) / 65536.0
+    with np.errstate(over="ignore"):
+        h = (ix.astype(np.uint32) * np.uint32(73856093)) ^ (iy.astype(np.uint32) * np.uint32(19349663)) \
+            ^ np.uint32((salt * 83492791) & 0xFFFFFFFF)
+        h = (h ^ (h >> np.uint32(13))) * np.uint32(1274126177)
+        h = h ^ (h >> np.uint32(16))
+    return (h & np.uint32(0xFFFF)).astype(np.float32) * np.float32(1.0 / 65536.0)
 
 
 @dataclass
@@ -356,8 +365,9 @@ def surface(fp: FramePrims, o: np.ndarray, p: np.ndarray, q: np.ndarray, t: np.n
     Args: flat (N,) arrays p, q, t, prim, face of the hit rays (SKY entries allowed); o (3,).
     """
     n = t.shape[0]
-    pts = np.empty((n, 3), dtype=np.float64)
-    tt = np.where(np.isfinite(t), t, 0.0)
+    dt = np.result_type(p.dtype, q.dtype, t.dtype)
+    pts = np.empty((n, 3), dtype=dt)
+    tt = np.where(np.isfinite(t), t, dt.type(0))
     pts[:, 0] = o[0] + tt
     pts[:, 1] = o[1] + tt * p
     pts[:, 2] = o[2] + tt * q
@@ -372,13 +382,14 @@ def surface(fp: FramePrims, o: np.ndarray, p: np.ndarray, q: np.ndarray, t: np.n
     # ---- ground
     gm = prim == GROUND
     if gm.any():
-        gx, gy = pts[gm, 0] + ego[0], pts[gm, 1] + ego[1]
+        pg = pts[gm]
+        gx, gy = pg[:, 0] + dt.type(ego[0]), pg[:, 1] + dt.type(ego[1])
         gcls, kind = road.ground_class(gx, gy)
         cls[gm] = gcls
         refl[gm] = _REFL[gcls]
         if want_colour:
-            ix, iy = np.floor(gx * 5).astype(np.int64), np.floor(gy * 5).astype(np.int64)
-            nz = _hash01(ix, iy) * 0.6 + _hash01(ix // 4, iy // 4, 1) * 0.4
+            ix, iy = np.floor(gx * 5).astype(np.int32), np.floor(gy * 5).astype(np.int32)
+            nz = _hash01(ix, iy) * 0.6 + _hash01(ix >> 2, iy >> 2, 1) * 0.4
             base = np.empty((gcls.shape[0], 3), dtype=np.float32)
             base[:] = (0.33, 0.33, 0.34)
             base[kind == 1] = (0.92, 0.92, 0.9)
@@ -392,13 +403,14 @@ def surface(fp: FramePrims, o: np.ndarray, p: np.ndarray, q: np.ndarray, t: np.n
         idx = prim[bm]
         fc = face[bm].astype(np.int64)
         axis, neg = fc // 2, (fc % 2) == 1
-        cs, sn = np.cos(fp.box_yaw[idx]), np.sin(fp.box_yaw[idx])
-        rel = pts[bm] - fp.box_c[idx]
+        cs, sn = np.cos(fp.box_yaw).astype(dt)[idx], np.sin(fp.box_yaw).astype(dt)[idx]
+        pb = pts[bm]
+        rel = pb - fp.box_c.astype(dt)[idx]
         lx = cs * rel[:, 0] + sn * rel[:, 1]
         ly = -sn * rel[:, 0] + cs * rel[:, 1]
         lz = rel[:, 2]
         sgn = np.where(neg, -1.0, 1.0)
-        nl = np.zeros((idx.shape[0], 3))
+        nl = np.zeros((idx.shape[0], 3), dtype=np.float32)
         nl[np.arange(idx.shape[0]), axis] = sgn
         normal[bm, 0] = cs * nl[:, 0] - sn * nl[:, 1]
         normal[bm, 1] = sn * nl[:, 0] + cs * nl[:, 1]
@@ -425,15 +437,15 @@ def surface(fp: FramePrims, o: np.ndarray, p: np.ndarray, q: np.ndarray, t: np.n
             # windows on building facades
             bl = (mat == MAT_BUILDING)
             if bl.any():
-                u = np.where(axis == 0, ly, lx)
-                win = bl & (axis != 2) & (np.mod(u, 3.2) > 0.9) & (np.mod(u, 3.2) < 2.3) & \
-                    (np.mod(wz, 3.0) > 1.0) & (np.mod(wz, 3.0) < 2.3) & (wz > 1.0)
+                u = _fmod(np.where(axis == 0, ly, lx), 3.2)
+                v = _fmod(wz, 3.0)
+                win = bl & (axis != 2) & (u > 0.9) & (u < 2.3) & (v > 1.0) & (v < 2.3) & (wz > 1.0)
                 col[win] = (0.22, 0.27, 0.33)
                 roof = bl & (axis == 2)
                 col[roof] = col[roof] * 0.55
             sk = sw & (bcls == CID["Curbstone"])
             col[sk] = (0.72, 0.72, 0.7)
-            tile = sw & ~sk & ((np.mod(lx, 0.5) < 0.03) | (np.mod(ly, 0.5) < 0.03))
+            tile = sw & ~sk & ((_fmod(lx, 0.5) < 0.03) | (_fmod(ly, 0.5) < 0.03))
             col[tile] = col[tile] * 0.8
             gl = mat == MAT_GLASS
             top = gl & (axis == 2)
@@ -442,8 +454,8 @@ def surface(fp: FramePrims, o: np.ndarray, p: np.ndarray, q: np.ndarray, t: np.n
             col[sign] = (0.95, 0.95, 0.95)
             fol = mat == MAT_FOLIAGE
             col[fol] = col[fol] * 0.9
-            ix = np.floor(pts[bm, 0] * 3 + ego[0] * 3).astype(np.int64)
-            iz = np.floor(pts[bm, 2] * 3).astype(np.int64)
+            ix = np.floor(pb[:, 0] * 3 + ego[0] * 3).astype(np.int32)
+            iz = np.floor(pb[:, 2] * 3).astype(np.int32)
             col *= (0.9 + 0.15 * _hash01(ix + idx * 7, iz, 2))[:, None]
             colour[bm] = col
     # ---- spheres
@@ -492,9 +504,9 @@ def render_camera(fp: FramePrims, K: np.ndarray, width: int, height: int, sun: n
     cov: Dict[int, int] = {}
     hits = cast(grid, fp, coverage=cov)
     H, W = height, width
-    P = np.broadcast_to(grid.p[None, :], (H, W)).reshape(-1)
-    Q = np.broadcast_to(grid.q, (H, W)).reshape(-1)
-    t = hits.t.reshape(-1)
+    P = np.broadcast_to(grid.p.astype(np.float32)[None, :], (H, W)).reshape(-1)
+    Q = np.broadcast_to(grid.q.astype(np.float32), (H, W)).reshape(-1)
+    t = hits.t.astype(np.float32).reshape(-1)
     prim = hits.prim.reshape(-1)
     hit = prim != SKY
     srf = surface(fp, grid.origin, P[hit], Q[hit], t[hit], prim[hit], hits.face.reshape(-1)[hit], True)
@@ -509,9 +521,9 @@ def render_camera(fp: FramePrims, K: np.ndarray, width: int, height: int, sun: n
     lam = np.clip(srf.normal @ sun.astype(np.float32), 0.0, 1.0)
     shade = 0.45 + 0.6 * lam
     c = srf.colour * shade[:, None]
-    haze = (1.0 - np.exp(-t[hit] / 350.0)).astype(np.float32)[:, None]
+    haze = (np.float32(1.0) - np.exp(t[hit] * np.float32(-1.0 / 350.0)))[:, None]
     img[hit] = c * (1 - haze) + haze * np.array([0.8, 0.85, 0.9], np.float32)
-    img = img * 255.0 + rng.normal(0.0, noise_sigma, img.shape).astype(np.float32)
+    img = img * np.float32(255.0) + rng.standard_normal(img.shape, dtype=np.float32) * np.float32(noise_sigma)
     image = np.clip(img, 0, 255).astype(np.uint8).reshape(H, W, 3)
     return CameraRender(image=image, label=label.reshape(H, W), depth=hits.t.astype(np.float32),
                         obj=obj.reshape(H, W), coverage=cov)
@@ -538,7 +550,7 @@ class LidarConfig:
     n_beams: int = 64
     elev_min_deg: float = -25.0
     elev_max_deg: float = 3.0
-    az_step_deg: float = 0.1
+    az_step_deg: float = 0.12
     az_max_deg: float = 34.0
     max_range: float = 100.0
     range_sigma: float = 0.02

@@ -32,7 +32,7 @@ ground-truth box, so lidar points and label pixels of an object lie inside its b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -117,7 +117,8 @@ class Road:
         cls[road] = CID["RD normal street"]
         kind[road] = 0
         hw = 0.075
-        dashed_on = np.mod(x + self.dash_phase, 9.0) < 3.0
+        u = (x + self.dash_phase) * (1.0 / 9.0)
+        dashed_on = (u - np.floor(u)) < (1.0 / 3.0)
         solid = np.zeros(d.shape, dtype=bool)
         dashed = np.zeros(d.shape, dtype=bool)
         cen = np.abs(d) < hw
@@ -551,7 +552,7 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
             if try_add(obj, need_view=ts):
                 break
     # cyclists at the right edge of the rightmost lane (own direction) or of the oncoming side
-    for _ in range(rng.poisson(0.9 * (1 + T / 8.0))):
+    for _ in range(rng.poisson(1.2 * (1 + T / 5.0))):
         for _attempt in range(8):
             l, w, h = size_of("Cyclist")
             ts = rng.uniform(0, T) if T > 0 else 0.0
