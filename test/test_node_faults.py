@@ -204,11 +204,21 @@ def test_bad_inputs_counted_without_crash(ros_env, rclpy_context, tiny_onnx):
     rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     pub_c = node.create_publisher(PointCloud2, "/t/points", rel)
     pub_i = node.create_publisher(Image, "/t/image", rel)
-    dets, sems, diags = {}, {}, []
+    from nav_msgs.msg import OccupancyGrid
+    from rclpy.qos import DurabilityPolicy
+    from std_msgs.msg import Float64MultiArray
+    from vision_msgs.msg import LabelInfo
+    from visualization_msgs.msg import MarkerArray
+
+    dets, sems, diags, others = {}, {}, [], {}
     node.create_subscription(Detection3DArray, f"/{NODE}/detections", lambda m: dets.__setitem__(m.header.stamp.sec, m),
                              rel)
     node.create_subscription(Image, f"/{NODE}/semantic", lambda m: sems.__setitem__(m.header.stamp.sec, m), rel)
     node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+    for topic, typ in (("markers", MarkerArray), ("drivable_area", Image), ("drivable_area/grid", OccupancyGrid),
+                       ("debug/processing_time_ms", Float64MultiArray)):
+        node.create_subscription(typ, f"/{NODE}/{topic}", lambda m, t=topic: others.setdefault(t, []).append(m), rel)
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
     def spin_until(pred, timeout):
         end = time.monotonic() + timeout
@@ -235,6 +245,19 @@ def test_bad_inputs_counted_without_crash(ros_env, rclpy_context, tiny_onnx):
         assert dets[10].header.frame_id == "cam_front_center"
         assert sems[10].header.frame_id == "cam_front_center_optical"
         assert (sems[10].width, sems[10].height) == (256, 160)
+        assert spin_until(lambda: all(others.get(t) for t in ("markers", "drivable_area", "drivable_area/grid",
+                                                               "debug/processing_time_ms")), 10)
+        assert others["markers"][-1].markers[0].header.stamp.sec == 10
+        assert others["drivable_area"][-1].header.stamp.sec == 10
+        grid = others["drivable_area/grid"][-1]
+        assert grid.header.stamp.sec == 10 and grid.header.frame_id == "cam_front_center"
+        assert (grid.info.width, grid.info.height) == (128, 128) and abs(grid.info.resolution - 0.32) < 1e-6
+        labels = others["debug/processing_time_ms"][-1].layout.dim[0].label.split(",")
+        assert labels[0] == "convert" and labels[-1] == "total"
+        # LabelInfo is latched: a late subscriber still gets it
+        infos = []
+        node.create_subscription(LabelInfo, f"/{NODE}/semantic/label_info", infos.append, latched)
+        assert spin_until(lambda: infos, 10) and len(infos[0].class_map) == 38
         # 2. empty cloud -> empty detections with the cloud's stamp
         frame(11, _cloud(11, empty=True), _image(11))
         assert spin_until(lambda: 11 in dets, 20) and len(dets[11].detections) == 0

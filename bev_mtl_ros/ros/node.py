@@ -455,6 +455,12 @@ def _build_node_class():
                 names = [f.name for f in cloud.fields]
                 self._warn("no_intensity", f"cloud has no field '{p['intensity_field']}' (fields: {names}): intensity "
                            "set to 0, detections will degrade; set parameter intensity_field", 30.0)
+            if conv.has_intensity and points.shape[0] >= 100 and self.contract.intensity_scale < 0.1:
+                top = float(np.nanmax(points[:, 3])) if np.isfinite(points[:, 3]).any() else 0.0
+                if 0.0 < top <= 1.0:
+                    self._warn("intensity_range", f"intensity after intensity_scale={p['intensity_scale']} is within "
+                               f"0..{top:.2f} but the model expects raw values up to "
+                               f"{1.0 / self.contract.intensity_scale:.0f}: set intensity_scale (e.g. 255.0)", 60.0)
             if conv.num_nonfinite:
                 self._count("bad_input.nonfinite_cloud")
                 self._count("nonfinite_points", conv.num_nonfinite)
