@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("sensor_msgs.msg", reason="ROS 2 message wheels (ros-sensor-msgs) not installed")
 
-from sensor_msgs.msg import Image, PointCloud2, PointField  # noqa: E402
+from sensor_msgs.msg import PointCloud2, PointField  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from bev_mtl_ros.ros.conversions import (  # noqa: E402
