@@ -30,7 +30,10 @@ import pytest
 ROUNDS = 3
 IMAGE_W, IMAGE_H = 1920, 1208
 CLOUD_POINTS = 120_000
-TOPICS = {"detections": "/xproc/detections", "image": "/xproc/image", "cloud": "/xproc/points"}
+#: topic prefix; each test run gets its own (``XPROC_TOPIC_PREFIX`` in the children's environment),
+#: so even a ROS_DOMAIN_ID collision with another test run on this host cannot mix messages
+PREFIX = os.environ.get("XPROC_TOPIC_PREFIX", "/xproc")
+TOPICS = {"detections": f"{PREFIX}/detections", "image": f"{PREFIX}/image", "cloud": f"{PREFIX}/points"}
 CHILD_TIMEOUT_S = 120.0
 
 
@@ -182,8 +185,8 @@ def run_subscriber(rounds: int) -> int:
 
 STREAM_FRAMES = 20
 STREAM_HZ = 10.0
-STREAM_TOPICS = {"image": "/xproc/stream/image", "cloud": "/xproc/stream/points"}
-STREAM_DONE_TOPIC = "/xproc/stream/done"  # reliable end-of-stream marker
+STREAM_TOPICS = {"image": f"{PREFIX}/stream/image", "cloud": f"{PREFIX}/stream/points"}
+STREAM_DONE_TOPIC = f"{PREFIX}/stream/done"  # reliable end-of-stream marker
 
 
 def run_stream_publisher(frames: int, hz: float) -> int:
@@ -284,6 +287,7 @@ def _last_json_line(text: str) -> dict:
 
 def _run_children(children, env, tmp_path):
     """Start ``children`` ({name: argv tail}) in order as separate processes; wait; return {name: JSON result}."""
+    env = dict(env, XPROC_TOPIC_PREFIX=f"/xproc_{os.getpid()}_{time.time_ns() % 1_000_000_007}")
     logs = {name: open(tmp_path / f"{name}.log", "w+") for name in children}
     procs = {}
     try:
