@@ -44,6 +44,19 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: the committed sample recording replayed by ``make demo`` (relative to the repository root)
 SAMPLE_BAG = "test/data/sample_a2d2.mcap"
+#: other places the sample may be committed (a rosbag2 directory as written by a2d2-to-bag)
+SAMPLE_BAG_ALTERNATIVES = ("test/data/sample_a2d2", "test/data/sample_a2d2.db3", "test/data/sample")
+
+
+def find_sample_bag() -> Path:
+    """The committed sample recording: :data:`SAMPLE_BAG` or the first existing alternative
+    (:data:`SAMPLE_BAG_ALTERNATIVES`), relative to the repository root; SAMPLE_BAG when none exists."""
+    for rel in (SAMPLE_BAG,) + SAMPLE_BAG_ALTERNATIVES:
+        if (REPO_ROOT / rel).exists():
+            return REPO_ROOT / rel
+    return REPO_ROOT / SAMPLE_BAG
+
+
 #: node parameters used by the demo and by launch/perception.launch.py
 DEFAULT_PARAMS = "config/perception.yaml"
 DEFAULT_MODEL = "models/bev_mtl_default.onnx"
@@ -962,7 +975,7 @@ def golden_path_for(bag: Path) -> Path:
 # ====================================================================== CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``bev-mtl-ros demo``."""
-    parser.add_argument("--bag", default=SAMPLE_BAG, help=f"input recording (default {SAMPLE_BAG})")
+    parser.add_argument("--bag", default=None, help=f"input recording (default {SAMPLE_BAG})")
     parser.add_argument("--params-file", default=DEFAULT_PARAMS, help=f"node parameters (default {DEFAULT_PARAMS})")
     parser.add_argument("--model", default=None, help="override the node's model_path parameter")
     parser.add_argument("--backend", default=None, help="override the node's backend parameter")
@@ -1000,7 +1013,7 @@ def _format_summary(s: Dict[str, Any]) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """``bev-mtl-ros demo``: 0 on success, 1 when the replay failed, 2 when inputs are missing."""
-    bag = resolve_path(args.bag)
+    bag = resolve_path(args.bag) if args.bag else find_sample_bag()
     params = resolve_path(args.params_file)
     out = Path(args.out)
     if args.synthetic:
@@ -1059,7 +1072,7 @@ def main(args: argparse.Namespace) -> int:
             return 1
         gp = golden_path_for(bag)
         model = node_params.get("model_path") or str(resolve_path(DEFAULT_MODEL))
-        meta = {"bag": str(args.bag), "bag_sha256": file_sha256(bag),
+        meta = {"bag": os.path.relpath(bag, REPO_ROOT), "bag_sha256": file_sha256(bag),
                 "model": os.path.relpath(model, REPO_ROOT) if os.path.isabs(model) else model,
                 "model_sha256": file_sha256(Path(model)) if Path(model).exists() else None,
                 "backend": summary.get("backend"), "params_file": str(args.params_file),

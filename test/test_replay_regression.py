@@ -41,7 +41,7 @@ pytest.importorskip("rclpy")
 from bev_mtl_ros import demo as D  # noqa: E402
 
 REPO = D.REPO_ROOT
-SAMPLE = REPO / D.SAMPLE_BAG
+SAMPLE = D.find_sample_bag()
 DEFAULT_MODEL = REPO / D.DEFAULT_MODEL
 LAUNCH_FILE = REPO / "launch" / "perception.launch.py"
 NODE = D.NODE_NAME
