@@ -273,14 +273,19 @@ def test_bad_inputs_counted_without_crash(ros_env, rclpy_context, tiny_onnx):
         frame(15, _cloud(15), _image(15, w=320, h=200, encoding="bgr8"))
         assert spin_until(lambda: 15 in dets and 15 in sems, 20)
         assert (sems[15].width, sems[15].height) == (320, 200)
-        # 7. stamps jump back (bag loop) -> synchronizer reset, frame still processed
+        # 7. camera silent: the cloud runs lidar-only after camera_timeout, with its own stamp
+        t_sent = time.monotonic()
+        frame(16, _cloud(16))
+        assert spin_until(lambda: 16 in dets, 20) and 16 not in sems
+        assert time.monotonic() - t_sent >= 0.9  # waited camera_timeout (1.0 s) for an image
+        # 8. stamps jump back (bag loop) -> synchronizer reset, frame still processed
         frame(1, _cloud(1), _image(1))
         assert spin_until(lambda: 1 in dets, 20)
         assert 13 not in dets and 14 not in sems
 
         want = {"bad_input.empty_cloud": 1, "bad_input.nonfinite_cloud": 1, "bad_input.cloud_malformed": 1,
                 "bad_input.image_malformed": 1, "bad_input.image_resized": 1, "bad_input.stamp_backwards": 1,
-                "lidar_only_frames": 1}
+                "lidar_only_frames": 2}
 
         def diag_ok():
             for arr in diags[-3:]:
