@@ -159,7 +159,7 @@ def synthesize_frame(scene: Scene, f: int, cam: CameraCalibration, lidar: Option
     rng = np.random.default_rng([int(scene.seed), int(scene.index), int(f), 1])
     fp, poses = frame_prims(scene, f)
     t_us = frame_time_us(scene, f)
-    cr = render_camera(fp, K, W, H, scene.sun, rng)
+    cr = render_camera(fp, K, W, H, scene.sun, rng, exposure=scene.exposure)
     sc = scan_lidar(fp, K, W, H, t_us, lidar, rng)
     M = len(scene.objects)
     boxes = np.zeros((M, 7))

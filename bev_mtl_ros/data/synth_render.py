@@ -344,6 +344,23 @@ def _hash01(ix: np.ndarray, iy: np.ndarray, salt: int = 0) -> np.ndarray:
     return (h & np.uint32(0xFFFF)).astype(np.float32) * np.float32(1.0 / 65536.0)
 
 
+def _value_noise(x: np.ndarray, y: np.ndarray, scale: float, salt: int = 0) -> np.ndarray:
+    """Bilinearly interpolated lattice noise in [0, 1) at world coordinates (x, y) with cells of
+    1/scale metres (smooth, unlike the blocky per-cell :func:`_hash01`)."""
+    u = np.asarray(x, dtype=np.float32) * np.float32(scale)
+    v = np.asarray(y, dtype=np.float32) * np.float32(scale)
+    fu, fv = np.floor(u), np.floor(v)
+    iu, iv = fu.astype(np.int32), fv.astype(np.int32)
+    a, b = u - fu, v - fv
+    a = a * a * (3 - 2 * a)
+    b = b * b * (3 - 2 * b)
+    h00, h10 = _hash01(iu, iv, salt), _hash01(iu + 1, iv, salt)
+    h01, h11 = _hash01(iu, iv + 1, salt), _hash01(iu + 1, iv + 1, salt)
+    top = h00 + (h10 - h00) * a
+    bot = h01 + (h11 - h01) * a
+    return top + (bot - top) * b
+
+
 @dataclass
 class Surface:
     """Per-ray surface attributes of the hits: points (N,3) view frame, cls (N,) uint8, normal
@@ -388,8 +405,7 @@ def surface(fp: FramePrims, o: np.ndarray, p: np.ndarray, q: np.ndarray, t: np.n
         cls[gm] = gcls
         refl[gm] = _REFL[gcls]
         if want_colour:
-            ix, iy = np.floor(gx * 5).astype(np.int32), np.floor(gy * 5).astype(np.int32)
-            nz = _hash01(ix, iy) * 0.6 + _hash01(ix >> 2, iy >> 2, 1) * 0.4
+            nz = _value_noise(gx, gy, 6.0) * 0.5 + _value_noise(gx, gy, 0.8, 1) * 0.5
             base = np.empty((gcls.shape[0], 3), dtype=np.float32)
             base[:] = (0.33, 0.33, 0.34)
             base[kind == 1] = (0.92, 0.92, 0.9)
@@ -498,7 +514,7 @@ def camera_grid(K: np.ndarray, width: int, height: int) -> RayGrid:
 
 
 def render_camera(fp: FramePrims, K: np.ndarray, width: int, height: int, sun: np.ndarray,
-                  rng: np.random.Generator, noise_sigma: float = 2.0) -> CameraRender:
+                  rng: np.random.Generator, noise_sigma: float = 2.0, exposure: float = 1.0) -> CameraRender:
     """Render the undistorted RGB image and the pixel-exact semantic label image."""
     grid = camera_grid(K, width, height)
     cov: Dict[int, int] = {}
@@ -523,7 +539,7 @@ def render_camera(fp: FramePrims, K: np.ndarray, width: int, height: int, sun: n
     c = srf.colour * shade[:, None]
     haze = (np.float32(1.0) - np.exp(t[hit] * np.float32(-1.0 / 350.0)))[:, None]
     img[hit] = c * (1 - haze) + haze * np.array([0.8, 0.85, 0.9], np.float32)
-    img = img * np.float32(255.0) + rng.standard_normal(img.shape, dtype=np.float32) * np.float32(noise_sigma)
+    img = img * np.float32(255.0 * exposure) + rng.standard_normal(img.shape, dtype=np.float32) * np.float32(noise_sigma)
     image = np.clip(img, 0, 255).astype(np.uint8).reshape(H, W, 3)
     return CameraRender(image=image, label=label.reshape(H, W), depth=hits.t.astype(np.float32),
                         obj=obj.reshape(H, W), coverage=cov)

@@ -221,7 +221,7 @@ class Scene:
         index, seed: what it was built from. n_frames: frames (10 Hz).
         road: :class:`Road`. static: :class:`StaticPrims`. objects: road users.
         ego_speed: m/s along +x (0 = static ego).
-        sun: (3,) unit vector towards the sun (scene frame).
+        sun: (3,) unit vector towards the sun (scene frame). exposure: image brightness gain.
         start_utc: scene start, seconds since the Unix epoch (UTC); names the scene folder.
         first_frame: A2D2 frame number of frame 0 (9 digits in file names).
     """
@@ -236,6 +236,7 @@ class Scene:
     sun: np.ndarray
     start_utc: int
     first_frame: int
+    exposure: float = 1.0
 
     def time(self, f: int) -> float:
         """Time of frame f in seconds from the scene start."""
@@ -566,11 +567,14 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
             if try_add(obj, need_view=ts):
                 break
 
-    sun = np.array([-0.35, 0.45, 0.82])
-    sun = sun / np.linalg.norm(sun)
+    # lighting: random sun direction (elevation 25-70 deg) and exposure per scene
+    el, az = np.radians(rng.uniform(25, 70)), rng.uniform(-np.pi, np.pi)
+    sun = np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+    exposure = float(rng.uniform(0.8, 1.15))
     # 2018-08-07 (first A2D2 recording day) + a seed-dependent day/time; scenes 10 min apart
     base = 1533653428 + (int(seed) * 7919 % 365) * 86400 + (int(seed) * 104729 % 36000)
     start_utc = base + index * 600
     first_frame = int(rng.integers(100, 20000))
     return Scene(index=index, seed=seed, n_frames=n_frames, road=road, static=static, objects=objects,
-                 ego_speed=ego_speed, sun=sun, start_utc=int(start_utc), first_frame=first_frame)
+                 ego_speed=ego_speed, sun=sun, start_utc=int(start_utc), first_frame=first_frame,
+                 exposure=exposure)
