@@ -152,3 +152,33 @@ def test_collate_offsets_canvas_index():
     assert torch.equal(pillars[canvas[2, 31]], b.pillars[0])
     with pytest.raises(ValueError):
         collate_pillars([])
+
+
+def test_matches_naive_reference_on_random_cloud():
+    """Independent per-point reference (test-only Python loops) for a dense random cloud with
+    both limits active."""
+    c = small_contract(max_pillars=20, max_points_per_pillar=4)
+    rng = np.random.default_rng(5)
+    pts = rng.uniform([-1, -3, -3, 0], [9, 3, 3, 255], (400, 4)).astype(np.float32)
+    b = pillarize(pts, c)
+    cells = {}
+    for k, p in enumerate(pts):
+        if -2 <= p[1] < 2 and 0 <= p[0] < 8 and -2 <= p[2] < 2:
+            f = int(np.floor(p[1] + 2)) * 8 + int(np.floor(p[0]))
+            cells.setdefault(f, []).append(k)
+    ranked = sorted(cells, key=lambda f: (-len(cells[f]), f))[:20]
+    kept = sorted(ranked)
+    assert (b.coords[:, 0] * 8 + b.coords[:, 1]).tolist() == kept
+    for i, f in enumerate(kept):
+        rows = pts[cells[f][:4]].astype(np.float64)
+        mean = rows[:, :3].mean(0)
+        centre = np.array([f % 8 + 0.5, f // 8 - 2 + 0.5])
+        exp = np.concatenate([rows[:, :3], rows[:, 3:4] * 0.5, rows[:, :3] - mean, rows[:, :2] - centre], 1)
+        n = len(rows)
+        assert b.num_points[i] == n
+        np.testing.assert_allclose(b.pillars[i, :n].numpy(), exp, atol=1e-5)
+        assert torch.all(b.pillars[i, n:] == 0)
+    s = b.stats
+    assert s.pillars_occupied == len(cells) and s.pillars_dropped == len(cells) - 20
+    assert s.points_in_dropped_pillars == sum(len(cells[f]) for f in cells if f not in kept)
+    assert s.points_over_max_dropped == sum(max(0, len(cells[f]) - 4) for f in kept)

@@ -22,10 +22,10 @@ Conventions (see ``model/contract.py``):
   depend on points the network never sees.
 * The pillar centre is ``(x_min + (ix + 0.5)*dx, y_min + (iy + 0.5)*dy)``.
 
-Everything is vectorized (stable sort by cell, ``unique_consecutive`` counts, rank within pillar
-as ``arange - segment start``, ``index_add`` for the means); there is no Python loop over points or
-pillars. The result is deterministic on a given device (stable sort, no atomics in the outputs'
-values other than ``index_add`` sums in float32 on CUDA, whose summation order may vary by a few ULP).
+Everything is vectorized (stable sort by cell, run-length counts from the segment boundaries, rank within pillar
+as ``arange - segment start``, per-pillar sums as differences of a float64 cumulative sum over the
+pillar-sorted points); there is no Python loop over points or pillars. The result is deterministic
+on every device (stable sort, no atomics), and CPU and CUDA agree to float32 rounding.
 """
 
 from __future__ import annotations
@@ -235,8 +235,13 @@ def pillarize(points: Union[np.ndarray, torch.Tensor], contract: ModelContract,
     pp = raw.index_select(0, src)                   # (K, n_feat)
     kept_counts = counts.index_select(0, sel)
     num_points = torch.clamp(kept_counts, max=M)
-    sums = torch.zeros((P, 3), dtype=torch.float32, device=dev).index_add_(0, pid, pp[:, :3])
-    mean = sums / num_points.clamp(min=1).to(torch.float32).unsqueeze(1)
+    # Segment sums of the kept points (which are contiguous per pillar, pillars ascending) as
+    # differences of a float64 cumulative sum: deterministic on every device (no atomics).
+    csum = torch.cumsum(pp[:, :3].to(torch.float64), 0)
+    csum = torch.cat((torch.zeros((1, 3), dtype=torch.float64, device=dev), csum), 0)
+    ends = torch.cumsum(num_points, 0)
+    sums = csum.index_select(0, ends) - csum.index_select(0, ends - num_points)
+    mean = (sums / num_points.clamp(min=1).to(torch.float64).unsqueeze(1)).to(torch.float32)
     pcells = cells.index_select(0, sel)
     piy = torch.div(pcells, gw, rounding_mode="floor")
     pix = pcells - piy * gw
