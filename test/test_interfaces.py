@@ -8,6 +8,8 @@ rosidl from the upstream packages (the ``*__get_type_hash`` functions of rosidl_
 ``*__description.c`` files for ros-perception/vision_msgs 4.x and ros2/geometry2 tf2_msgs, found in
 public build trees); each covers the whole tree of nested types
 (e.g. Detection3DArray -> Detection3D -> BoundingBox3D, ObjectHypothesisWithPose -> geometry_msgs).
+Together they cover every vision_msgs message except BoundingBox3DArray (no published hash found;
+it is Header + BoundingBox3D[] boxes, both parts covered, field names checked below).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ UPSTREAM_TYPE_HASHES = {
     "vision_msgs/msg/LabelInfo": "RIHS01_3d37df4015cdf660cc851c51897f2acd957e1ca6205ba0a99aebffb9406b0783",
     "vision_msgs/msg/VisionInfo": "RIHS01_95d3116a17484ad91c9a2686e1d54890bbfc3ff6c6a2de137738c4950d45d284",
     "tf2_msgs/msg/TFMessage": "RIHS01_e369d0f05a23ae52508854b66f6aa0437f3449d652e8cbf22d5abe85d020f087",
+    "tf2_msgs/msg/TF2Error": "RIHS01_db2485e7d6a0ec75bf087e058ee45df682acc3a621ca7780503d10aac141809a",
     # standard messages the node publishes (from the installed distribution / wheels; pinned so a
     # distribution with a different definition is noticed)
     "std_msgs/msg/Header": "RIHS01_f49fb3ae2cf070f793645ff749683ac6b06203e41c891e17701b1cb597ce6a01",
