@@ -225,9 +225,11 @@ def build_optimizer(module: nn.Module, cfg: Dict[str, Any], steps_per_epoch: int
                             betas=tuple(oc.get("betas", (0.9, 0.999))))
     total = max(1, steps_per_epoch * epochs)
     sched_name = oc.get("schedule", "onecycle")
+    if sched_name == "onecycle" and total < 4:
+        sched_name = "constant"  # too short for a warm-up phase
     if sched_name == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total,
-                                                    pct_start=float(oc.get("pct_start", 0.15)),
+        pct = min(0.9, max(float(oc.get("pct_start", 0.15)), 2.0 / total))  # >= 2 warm-up steps
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=pct,
                                                     div_factor=10.0, final_div_factor=100.0)
     elif sched_name == "cosine":
         warm = int(round(float(oc.get("warmup_epochs", 0)) * steps_per_epoch))

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Build the shipped default model (models/default.pt + models/default.onnx) from scratch:
+#   1. synthetic A2D2-format data: a training split and a held-out validation split
+#      (different seeds -> different, disjoint scenes; checked below)
+#   2. train with config/train_default.yaml (CPU by default; DEVICE=cuda for a GPU)
+#   3. copy the checkpoint to models/default.pt and export models/default.onnx (parity-checked)
+#   4. evaluate the ONNX model on the validation split and check the acceptance thresholds:
+#      Car AP@2m >= 0.70, Pedestrian AP@2m >= 0.40, drivable IoU >= 0.85, semantic mIoU >= 0.50
+#
+# Usage: scripts/make_default_model.sh            (about 60 min on 2 CPU cores)
+# Environment overrides: WORK (scratch dir, default build/default_model), TRAIN_SCENES, VAL_SCENES,
+#   FRAMES (per scene), WIDTH/HEIGHT (synthetic image size), EPOCHS, DEVICE, PYTHON, MODEL_NAME,
+#   SKIP_CHECK=1 (do not fail on thresholds).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PY="${PYTHON:-$ROOT/.venv/bin/python}"
+WORK="${WORK:-$ROOT/build/default_model}"
+TRAIN_SCENES="${TRAIN_SCENES:-80}"
+VAL_SCENES="${VAL_SCENES:-10}"
+FRAMES="${FRAMES:-10}"
+WIDTH="${WIDTH:-480}"
+HEIGHT="${HEIGHT:-302}"
+DEVICE="${DEVICE:-cpu}"
+MODEL_NAME="${MODEL_NAME:-default}"
+CONFIG="${CONFIG:-$ROOT/config/train_default.yaml}"
+CLI=("$PY" -m bev_mtl_ros.cli)
+EPOCH_ARGS=()
+if [[ -n "${EPOCHS:-}" ]]; then EPOCH_ARGS=(--epochs "$EPOCHS"); fi
+
+mkdir -p "$WORK" "$ROOT/models"
+t0=$(date +%s)
+stamp() { echo "[make_default_model +$(( $(date +%s) - t0 ))s] $*"; }
+
+if [[ ! -f "$WORK/synth_train/.done" ]]; then
+  stamp "synthetic training split: $TRAIN_SCENES scenes x $FRAMES frames (seed 1)"
+  rm -rf "$WORK/synth_train"
+  "${CLI[@]}" synth --out "$WORK/synth_train" --scenes "$TRAIN_SCENES" --frames "$FRAMES" --seed 1 \
+      --width "$WIDTH" --height "$HEIGHT" --no-progress
+  touch "$WORK/synth_train/.done"
+fi
+if [[ ! -f "$WORK/synth_val/.done" ]]; then
+  stamp "synthetic validation split: $VAL_SCENES scenes x $FRAMES frames (seed 2)"
+  rm -rf "$WORK/synth_val"
+  "${CLI[@]}" synth --out "$WORK/synth_val" --scenes "$VAL_SCENES" --frames "$FRAMES" --seed 2 \
+      --width "$WIDTH" --height "$HEIGHT" --no-progress
+  touch "$WORK/synth_val/.done"
+fi
+scenes_of() { find "$1" -mindepth 2 -maxdepth 2 -type d -printf '%f\n' | sort -u; }
+common=$(comm -12 <(scenes_of "$WORK/synth_train") <(scenes_of "$WORK/synth_val") | grep -c . || true)
+if [[ "$common" != "0" ]]; then
+  echo "make_default_model: training and validation splits share $common scene folder name(s)" >&2
+  exit 1
+fi
+
+stamp "training ($CONFIG, device $DEVICE)"
+RESUME=()
+if [[ -f "$WORK/run/last.pt" ]]; then RESUME=(--resume); fi
+"${CLI[@]}" train --data "$WORK/synth_train" --config "$CONFIG" --out "$WORK/run" --device "$DEVICE" \
+    --cache-dir "$WORK/cache" --no-progress "${RESUME[@]}" "${EPOCH_ARGS[@]}"
+
+stamp "export models/$MODEL_NAME.{pt,onnx}"
+cp "$WORK/run/model.pt" "models/$MODEL_NAME.pt"
+"${CLI[@]}" export --checkpoint "models/$MODEL_NAME.pt" --out "models/$MODEL_NAME.onnx"
+
+stamp "evaluation on the held-out split"
+"${CLI[@]}" evaluate --data "$WORK/synth_val" --model "models/$MODEL_NAME.onnx" --backend onnxruntime \
+    --out "$WORK/eval" --render 6 --no-progress
+cp "$WORK/eval/report.json" "models/$MODEL_NAME.eval.json"
+cp "$WORK/run/history.jsonl" "models/$MODEL_NAME.history.jsonl"
+
+stamp "checking the acceptance thresholds"
+"$PY" - "$WORK/eval/report.json" "${SKIP_CHECK:-0}" <<'PYEOF'
+import json, sys
+rep = json.load(open(sys.argv[1]))
+ap = rep["detection"]["ap"]["dist@2m"]
+checks = [("Car AP@2m", ap.get("Car"), 0.70), ("Pedestrian AP@2m", ap.get("Pedestrian"), 0.40),
+          ("drivable IoU", rep["drivable"]["iou"], 0.85), ("semantic mIoU", rep["semantic"]["miou"], 0.50)]
+ok = True
+for name, v, thr in checks:
+    good = v is not None and v >= thr
+    ok &= good
+    print(f"  {name:<18} {'n/a' if v is None else f'{v:.3f}'}  (>= {thr:.2f})  {'ok' if good else 'BELOW'}")
+if not ok and sys.argv[2] != "1":
+    sys.exit("make_default_model: the default model misses an acceptance threshold")
+PYEOF
+stamp "done: models/$MODEL_NAME.pt, models/$MODEL_NAME.onnx, report in $WORK/eval"
