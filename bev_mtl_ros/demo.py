@@ -825,6 +825,8 @@ def render_frames(input_bag: Path, frames: Sequence[FrameOutput], out_dir: Path,
         pts = cloud_to_array(clouds[f.stamp_ns]) if f.stamp_ns in clouds else None
         g = gt.get(f.stamp_ns)
         bev = render_bev(pts, pc_range, f.boxes, f.labels, f.drivable, g, classes)
+        cv2.putText(bev, f"stamp {f.stamp_ns / 1e9:.2f} s  {len(f.scores)} detections (GT white)", (8, 20),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
         p = out_dir / f"frame_{k}_bev.png"
         cv2.imwrite(str(p), bev)
         written.append(str(p))
@@ -1007,8 +1009,24 @@ def _format_summary(s: Dict[str, Any]) -> str:
     if bad:
         lines.append(f"  topics with duplicate/unknown stamps: {bad}")
     if s.get("metrics"):
-        lines.append("  metrics: " + json.dumps(s["metrics"])[:600])
+        lines.append("  metrics vs ground truth: " + _format_metrics(s["metrics"]))
     return "\n".join(lines)
+
+
+def _format_metrics(m: Dict[str, Any]) -> str:
+    """One line: mAP per matching criterion, drivable IoU, semantic mIoU (from evaluate_bag's report)."""
+    if "error" in m:
+        return f"n/a ({m['error']})"
+    parts = []
+    for crit, v in ((m.get("detection") or {}).get("map") or {}).items():
+        parts.append(f"mAP {crit} {v:.3f}" if isinstance(v, (int, float)) else f"mAP {crit} {v}")
+    d = (m.get("drivable") or {}).get("iou")
+    if d is not None:
+        parts.append(f"drivable IoU {d:.3f}")
+    sm = (m.get("semantic") or {}).get("miou")
+    if sm is not None:
+        parts.append(f"semantic mIoU {sm:.3f}")
+    return ", ".join(parts) or json.dumps(m)[:300]
 
 
 def main(args: argparse.Namespace) -> int:
