@@ -69,7 +69,10 @@ def test_markers_deleteall_first_then_boxes_and_labels():
     assert ma.markers[0].action == Marker.DELETEALL
     lines = [m for m in ma.markers if m.type == Marker.LINE_LIST]
     texts = [m for m in ma.markers if m.type == Marker.TEXT_VIEW_FACING]
-    assert len(lines) == 1 and len(lines[0].points) == 48 and len(lines[0].colors) == 48
+    assert len(lines) == 2 and [len(m.points) for m in lines] == [24, 24]  # one LINE_LIST per class
+    assert len({(m.ns, m.id) for m in lines}) == 2
+    assert (lines[0].color.r, lines[0].color.g, lines[0].color.b) == pytest.approx(M.CLASS_COLOURS["Car"])
+    assert (lines[1].color.r, lines[1].color.g, lines[1].color.b) == pytest.approx(M.CLASS_COLOURS["Pedestrian"])
     assert [t.text for t in texts] == ["Car 0.90", "Pedestrian 0.40"]
     assert len({(t.ns, t.id) for t in texts}) == 2
     assert all(m.header.stamp.sec == 1234 and m.header.frame_id == "cam_front_center" for m in ma.markers)

@@ -13,7 +13,7 @@ Outputs
   per box: class_id = detection class *name*, score; bbox centre pose with the yaw quaternion
   (0, 0, sin(yaw/2), cos(yaw/2)); size = (length, width, height)). Empty array when N = 0.
 * :func:`detections_to_markers` -> ``visualization_msgs/MarkerArray``: a DELETEALL marker first
-  (stale boxes vanish), one LINE_LIST with the 12 edges of every box (per-vertex class colours),
+  (stale boxes vanish), one LINE_LIST per class with the 12 edges of each of its boxes,
   one TEXT_VIEW_FACING "Class 0.87" label per box.
 * :func:`drivable_to_image` -> mono8 Image, 255 = drivable, 0 = not; row = iy (y index from
   y_min), column = ix (x index from x_min), i.e. the image's row 0 is the y_min (rightmost) edge.
@@ -142,8 +142,8 @@ def detections_to_markers(boxes: np.ndarray, scores: np.ndarray, labels: np.ndar
     """Detections -> visualization_msgs/MarkerArray for RViz.
 
     Marker 0: action DELETEALL (clears the previous frame's markers in every namespace).
-    Then, if N > 0: ``<ns>/boxes`` id 0, LINE_LIST with N * 24 vertices (12 edges per box) and one
-    colour per vertex (class colour); ``<ns>/labels`` ids 0..N-1, TEXT_VIEW_FACING "Car 0.87"
+    Then, if N > 0: ``<ns>/boxes`` ids 0.., one LINE_LIST per class present with 24 vertices
+    (12 edges) per box in the class colour; ``<ns>/labels`` ids 0..N-1, TEXT_VIEW_FACING "Car 0.87"
     0.3 m above each box top. All markers carry ``header`` (the cloud's stamp and frame).
     """
     out = MarkerArray()
@@ -155,22 +155,24 @@ def detections_to_markers(boxes: np.ndarray, scores: np.ndarray, labels: np.ndar
     lb = np.asarray(labels, dtype=np.int64).reshape(-1)
     sc = np.asarray(scores, dtype=np.float64).reshape(-1)
     if b.shape[0]:
-        verts = box_edge_points(b)
-        cols = np.repeat(_colours(lb, class_names), 24, axis=0)
-        m = Marker()
-        m.header = header
-        m.ns = ns + "/boxes"
-        m.id = 0
-        m.type = Marker.LINE_LIST
-        m.action = Marker.ADD
-        m.pose.orientation.w = 1.0
-        m.scale.x = float(line_width)
-        m.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
-        m.points = [Point(x=p[0], y=p[1], z=p[2]) for p in verts.tolist()]
-        m.colors = [ColorRGBA(r=c[0], g=c[1], b=c[2], a=1.0) for c in cols.tolist()]
-        markers.append(m)
+        verts = box_edge_points(b).reshape(-1, 24, 3)
+        rgb_all = _colours(lb, class_names)
+        for k, lab in enumerate(np.unique(lb)):  # one LINE_LIST per class: a single colour each
+            sel = lb == lab
+            m = Marker()
+            m.header = header
+            m.ns = ns + "/boxes"
+            m.id = int(k)
+            m.type = Marker.LINE_LIST
+            m.action = Marker.ADD
+            m.pose.orientation.w = 1.0
+            m.scale.x = float(line_width)
+            c = rgb_all[np.argmax(sel)]
+            m.color = ColorRGBA(r=c[0], g=c[1], b=c[2], a=1.0)
+            m.points = [Point(x=p[0], y=p[1], z=p[2]) for p in verts[sel].reshape(-1, 3).tolist()]
+            markers.append(m)
         top = b[:, 2] + 0.5 * b[:, 5] + 0.3
-        rgb = _colours(lb, class_names)
+        rgb = rgb_all
         for i in range(b.shape[0]):
             t = Marker()
             t.header = header
@@ -255,7 +257,7 @@ def semantic_overlay(rgb: np.ndarray, ids: np.ndarray, header: Header, alpha: fl
         alpha: weight of the class colour, 0..1.
         palette: (K, 3) uint8 colours; default A2D2's (``bev_mtl_ros.data.classes.class_id_to_colour``).
     Returns:
-        rgb8 Image, out = (1 - alpha) * rgb + alpha * colour (rounded).
+        rgb8 Image, out = (1 - alpha) * rgb + alpha * colour (rounded, OpenCV ``addWeighted``).
     Raises:
         ValueError: image and ids of different sizes.
     """
@@ -265,12 +267,17 @@ def semantic_overlay(rgb: np.ndarray, ids: np.ndarray, header: Header, alpha: fl
     ids = np.asarray(ids)
     if rgb.shape[:2] != ids.shape[:2]:
         raise ValueError(f"overlay: image {rgb.shape[:2]} and class ids {ids.shape[:2]} differ in size")
+    import cv2
+
     k = len(palette)
-    lut = np.zeros((256, 3), dtype=np.uint16)
-    lut[:k] = np.asarray(palette, dtype=np.uint16)
-    a = int(round(alpha * 256))
-    blended = ((256 - a) * rgb.astype(np.uint16) + a * lut[ids] + 128) >> 8
-    out = np.where((ids < k)[..., None], blended, rgb).astype(np.uint8)
+    pal = np.asarray(palette, dtype=np.uint8).reshape(k, 3)
+    ids8 = np.ascontiguousarray(ids, dtype=np.uint8)
+    # class colour image through three 256-entry look-up tables (cv2.LUT, SIMD), then a weighted sum
+    colour = cv2.merge([cv2.LUT(ids8, np.pad(pal[:, c], (0, 256 - k))) for c in range(3)])
+    out = cv2.addWeighted(np.ascontiguousarray(rgb, dtype=np.uint8), 1.0 - float(alpha), colour, float(alpha), 0.0)
+    unknown = ids8 >= k
+    if unknown.any():  # ids without a colour keep the camera pixel
+        out[unknown] = rgb[unknown]
     msg = Image()
     msg.header = header
     msg.height, msg.width = int(out.shape[0]), int(out.shape[1])
