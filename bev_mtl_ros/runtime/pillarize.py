@@ -125,13 +125,13 @@ def _as_tensor(points: Union[np.ndarray, torch.Tensor], device) -> torch.Tensor:
             points = points.astype(np.float32)
         if any(s < 0 for s in points.strides):
             points = np.ascontiguousarray(points)
-        if not points.flags.writeable:
-            # torch warns about non-writable arrays; we never write into the input.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
+        with warnings.catch_warnings():
+            # torch warns about non-writable arrays (e.g. ROS message buffers); we never write.
+            warnings.simplefilter("ignore", UserWarning)
+            try:
                 t = torch.from_numpy(points)
-        else:
-            t = torch.from_numpy(points)
+            except (ValueError, TypeError):   # strides torch cannot view (odd byte steps)
+                t = torch.from_numpy(np.ascontiguousarray(points))
     elif isinstance(points, torch.Tensor):
         t = points.detach()
         if t.dtype != torch.float32:
