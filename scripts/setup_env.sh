@@ -137,10 +137,12 @@ if [[ "$MODE" == wheels ]]; then
     fi
     log "building interface package $pkg from $pkg_dir (CMake + rosidl, into $VENV)"
     t_pkg=$SECONDS
-    # CMake must see the wheels' ament prefix (the venv root) while it configures
+    # CMake must see the wheels' ament prefix (the venv root) while it configures; the CMake
+    # build directory lives in the venv (incremental rebuilds, never shared between venvs)
     AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}" \
     CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}" \
-      "${PIP[@]}" install -q --no-build-isolation --no-deps "./$pkg_dir" \
+      "${PIP[@]}" install -q --no-build-isolation --no-deps \
+        --config-settings=build-dir="$VENV/build/msgs/$pkg" "./$pkg_dir" \
       || die "building $pkg failed (needs cmake and a C/C++ compiler: apt install cmake g++)"
     echo "$pkg_hash" > "$pkg_stamp"
     MSGS_BUILT+=("$pkg:$((SECONDS - t_pkg))s")
