@@ -180,8 +180,12 @@ def test_lidar_points_on_surfaces(data):
     refl = fr.lidar["reflectance"]
     marks = np.isin(fr.point_cls, [CID["Solid line"], CID["Dashed line"]])
     road = fr.point_cls == CID["RD normal street"]
-    if marks.sum() > 5:
-        assert refl[marks].mean() > refl[road].mean() + 100
+    assert marks.sum() > 50
+    assert refl[marks].mean() > refl[road].mean() + 100
+    # lidar and label agree: the label pixel under a point is the class of the surface it hit
+    # (except at occlusion edges: the lidar sits 0.18 m above the camera)
+    r, c = np.round(fr.lidar["row"]).astype(int), np.round(fr.lidar["col"]).astype(int)
+    assert (fr.label[r, c] == fr.point_cls).mean() > 0.95
 
 
 def test_label3d_boxes_consistent(data):
