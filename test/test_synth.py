@@ -235,9 +235,13 @@ def test_objects_move_with_constant_velocity(data):
         assert np.abs(np.angle(np.exp(1j * np.diff(yaw)))).max() < 0.01
         moving += np.linalg.norm(v[0]) > 0.05
     assert moving >= 1
-    # ground truth over all frames: same through the API
-    b0, b1 = s["ground_truth"][0]["boxes"], s["ground_truth"][1]["boxes"]
-    assert b0.shape == b1.shape
+    # ground truth through the API: all road users every frame; the listed ones match label3D
+    for f, gt in enumerate(s["ground_truth"]):
+        assert gt["boxes"].shape == (len(gt["ids"]), 7)
+        listed = {i for i, v in zip(gt["ids"], gt["in_label3d"]) if v}
+        assert listed == {i for i, t in tracks.items() if f in t}
+        for i in listed:
+            np.testing.assert_allclose(gt["boxes"][gt["ids"].index(i), :3], tracks[i][f][0], atol=1e-9)
 
 
 def test_car_centre_pixel_is_car_and_undistortion_round_trip(data):

@@ -46,6 +46,7 @@ import json
 import os
 import sys
 import time
+import warnings
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -264,8 +265,11 @@ def _generate_scene(out_dir: str, seed: int, s: int, frames: int, cal_path: str,
         for b in fr.label3d.values():
             res["per_class"][b["class"]] = res["per_class"].get(b["class"], 0) + 1
         if return_ground_truth:
+            listed = np.zeros(len(fr.ids), dtype=bool)
+            listed[[b["id"] for b in fr.label3d.values()]] = True
             res["gt"].append({"scene": name, "frame": f, "paths": paths, "boxes": fr.boxes, "classes": fr.classes,
-                              "ids": fr.ids, "visible_px": fr.visible_px, "num_points": fr.num_points})
+                              "ids": fr.ids, "visible_px": fr.visible_px, "num_points": fr.num_points,
+                              "in_label3d": listed})
         if bar is not None:
             bar.update(1)
     return res
@@ -284,12 +288,13 @@ def generate(out_dir: str, scenes: int = 1, frames: int = 10, seed: int = 0, wid
         progress: show a tqdm progress bar.
         return_ground_truth: add ``"ground_truth"``: per frame ``{"scene", "frame", "paths",
             "boxes" (M,7) float64 view frame of all road users (listed in label3D or not),
-            "classes", "ids", "visible_px", "num_points"}``.
+            "classes", "ids", "visible_px", "num_points", "in_label3d" (M,) bool}``.
         workers: processes generating scenes in parallel (output identical for any value).
     Returns:
         Summary dict: out_dir, subset_dir, scenes (folder names), frames (total), resolution,
         seed, seconds, frames_per_s, points_mean, label3d_boxes_mean, boxes_per_class (listed
-        boxes over all frames), calibration (path).
+        boxes over all frames), calibration (path), other_scenes (scene folders already in the
+        subset folder from other runs; a warning is issued when there are any).
     Raises:
         ValueError for bad counts/sizes/camera.
     """
@@ -341,6 +346,12 @@ def generate(out_dir: str, scenes: int = 1, frames: int = 10, seed: int = 0, wid
     }
     if return_ground_truth:
         summary["ground_truth"] = [g for r in results for g in r["gt"]]
+    subset = os.path.join(out_dir, SUBSET)
+    others = sorted(set(os.listdir(subset)) - set(summary["scenes"])) if os.path.isdir(subset) else []
+    if others:
+        warnings.warn(f"{subset} also holds {len(others)} scene folder(s) from other runs (e.g. {others[0]}); "
+                      "readers will list them too", stacklevel=2)
+    summary["other_scenes"] = others
     return summary
 
 
