@@ -321,13 +321,30 @@ def make_backend(variant: Dict[str, Any], model_path: Path):
 
 
 def network_inputs(batch, image_rgb: np.ndarray, contract):
-    """Network inputs (numpy) for one frame from a PillarBatch and an RGB image."""
+    """Network inputs for one frame from a PillarBatch and an RGB image, as torch tensors on the
+    batch's device (the backends take numpy or torch; CUDA backends then avoid host copies):
+    (pillars, num_points, canvas_index (1, H*W), image (1, 3, Hi, Wi) in [0, 1], camera_valid (1,))."""
     import cv2
+    import torch
     wi, hi = contract.image_size
     img = cv2.resize(image_rgb, (wi, hi), interpolation=cv2.INTER_AREA)
-    image = np.ascontiguousarray(img.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0)
-    return (batch.pillars.cpu().numpy(), batch.num_points.cpu().numpy(), batch.canvas_index.cpu().numpy()[None],
-            image, np.ones((1,), np.float32))
+    dev = batch.pillars.device
+    image = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)[None])).to(dev).float().div_(255.0)
+    return (batch.pillars, batch.num_points, batch.canvas_index.unsqueeze(0), image,
+            torch.ones((1,), dtype=torch.float32, device=dev))
+
+
+def cuda_device_used_mb() -> Optional[float]:
+    """Device memory in use on GPU 0 (all allocators, onnxruntime's arena included: total - free),
+    MiB; None without CUDA."""
+    try:
+        import torch
+        if not torch.cuda.is_available():
+            return None
+        free, total = torch.cuda.mem_get_info()
+        return round((total - free) / 2**20, 1)
+    except Exception:
+        return None
 
 
 # ====================================================================== end-to-end over DDS
@@ -574,6 +591,7 @@ def run_benchmark(cfg: BenchConfig, log=print) -> Dict[str, Any]:
         s["peak_rss_mb"] = round(peak_rss_mb(), 1)
         if dev.startswith("cuda"):
             s["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+            s["cuda_device_used_mb"] = cuda_device_used_mb()
         res["scenarios"][name] = s
 
     if cfg.scaling:
@@ -704,7 +722,9 @@ def format_table(res: Dict[str, Any]) -> str:
                              f"same counts {c['same_counts']}")
             else:
                 lines.append(f"  reference: {ref['spconv']}")
-        lines.append(f"  peak RSS {s.get('peak_rss_mb')} MiB" + (f", peak CUDA {s['peak_cuda_mb']} MiB" if "peak_cuda_mb" in s else ""))
+        lines.append(f"  peak RSS {s.get('peak_rss_mb')} MiB" + (
+            f", peak CUDA (torch) {s['peak_cuda_mb']} MiB, device in use {s.get('cuda_device_used_mb')} MiB"
+            if "peak_cuda_mb" in s else ""))
     if res.get("scaling"):
         lines.append(f"\nscaling (360-degree scans, network = {res['scaling'][0]['network_backend']}):")
         lines.append(f"  {'points':>8} {'pillars':>8} {'dropped':>8} {'pillarize p50':>14} {'network p50':>12} {'peak RSS MiB':>13}")
