@@ -154,3 +154,35 @@ def test_drivable_iou_with_ignore():
     assert ev.iou() == pytest.approx(1 / 3)
     assert binary_iou(np.array([[1, 1, 0, 1]]), np.array([[1, 0, 1, 255]])) == pytest.approx(1 / 3)
     assert math.isnan(binary_iou(np.zeros((2, 2)), np.zeros((2, 2))))
+
+
+def test_report_files_and_nan_handling(tmp_path):
+    import json
+
+    from bev_mtl_ros.model.contract import ModelContract
+    from bev_mtl_ros.train.evaluate import EvalAccumulator, render_frame, summary_text, write_report
+    c = ModelContract()
+    acc = EvalAccumulator(c)
+    # one Car TP, one Car out of the BEV range (ignored), no Pedestrian GT
+    acc.add_detections(np.array([box(10, 0)]), [0.9], [0], np.array([box(10.2, 0), box(-5, 0)]), [0, 0])
+    gw, gh = c.grid_size
+    acc.add_drivable(np.ones((gh, gw), np.uint8), np.full((gh, gw), 1, np.uint8))
+    acc.add_semantic(np.zeros((4, 4), np.uint8), np.zeros((8, 8), np.uint8))  # resized to the label size
+    rep = acc.report()
+    assert rep["counts"]["gt_boxes_out_of_range"] == 1
+    assert rep["detection"]["ap"]["dist@2m"]["Car"] == pytest.approx(1.0)
+    assert rep["drivable"]["iou"] == 1.0 and rep["semantic"]["miou"] == 1.0
+    paths = write_report(rep, str(tmp_path))
+    data = json.load(open(paths["json"]))
+    assert data["detection"]["ap"]["dist@2m"]["Pedestrian"] is None  # NaN -> null
+    assert data["detection"]["map"]["dist@2m"] == pytest.approx(1.0)
+    text = summary_text(rep)
+    assert "Car" in text and "n/a" in text
+    png = render_frame(str(tmp_path / "f.png"), c, np.array([[10.0, 0.0, -1.0, 5.0]], np.float32),
+                       np.array([box(10, 0)]), np.array([box(10.5, 0.5)]), np.array([0.8]),
+                       image=np.zeros((302, 480, 3), np.uint8),
+                       cam_matrix=np.array([[421.8, 0, 244.2], [0, 421.8, 152.0], [0, 0, 1]]),
+                       drivable=np.ones((gh, gw), np.uint8))
+    import cv2
+    img = cv2.imread(png)
+    assert img is not None and img.shape[0] == int(81.92 * 6)
