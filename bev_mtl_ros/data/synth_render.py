@@ -104,7 +104,6 @@ def frame_prims(scene: Scene, f: int, x_range: Tuple[float, float] = (-40.0, 160
         bcol.append(np.array([p.colour for p in o.parts], dtype=np.float32))
         baux.append(np.zeros(n, np.float32))
         bobj.append(np.full(n, m, np.int32))
-    keep_b = None
     box_c = np.concatenate(bc)
     # cull scenery far behind / ahead (boxes entirely outside the x range)
     box_h = np.concatenate(bh)
@@ -182,9 +181,8 @@ class RayGrid:
 
     def window(self, r: np.ndarray) -> Optional[Tuple[int, int, int, int]]:
         """Rows/cols [r0, r1) x [c0, c1) of the rays inside a (p, q) range r = [pmin, pmax, qmin, qmax]."""
-        if not np.all(np.isfinite(r)):
-            if np.any(np.isnan(r)):
-                return None
+        if np.isnan(r).any():
+            return None
         pm, pM, qm, qM = r
         neg_p = -self.p
         c0 = int(np.searchsorted(neg_p, -pM - 1e-9, "left"))
