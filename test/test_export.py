@@ -130,9 +130,12 @@ def test_checkpoint_roundtrip_identical_outputs(tmp_path):
     c = small_contract()
     net = _trained_like(BevMultiTaskNet.tiny(c)).eval()
     path = str(tmp_path / "models" / "m.pt")
-    save_checkpoint(path, net, c, extra={"epoch": 3, "metrics": {"map": 0.5}, "hist": [1.0, 2.0]})
+    save_checkpoint(path, net, c, extra={"epoch": 3, "metrics": {"map": np.float64(0.5), "n": np.int64(7)},
+                                         "hist": (1.0, 2.0), "curve": np.arange(3, dtype=np.float32)})
     net2, c2, extra = load_checkpoint(path)
-    assert c2 == c and extra["epoch"] == 3 and extra["metrics"]["map"] == 0.5
+    assert c2 == c and extra["epoch"] == 3 and extra["metrics"] == {"map": 0.5, "n": 7}
+    assert type(extra["metrics"]["map"]) is float and extra["hist"] == [1.0, 2.0]
+    assert torch.equal(extra["curve"], torch.arange(3, dtype=torch.float32))
     assert not net2.training
     inputs = random_inputs(c, 200, seed=4)
     with torch.no_grad():

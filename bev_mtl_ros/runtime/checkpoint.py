@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Optional, Tuple
 
+import numpy as np
 import torch
 
 from ..model.contract import ContractError, ModelContract
@@ -37,7 +38,8 @@ def save_checkpoint(path: str, net: BevMultiTaskNet, contract: Optional[ModelCon
         path: output file, conventionally ``models/<name>.pt``.
         net: the network (any mode; the state dict is copied to CPU).
         contract: the contract the net was built with (defaults to ``net.contract``); must equal it.
-        extra: optional plain data (dict/list/str/int/float/bool/None/tensors) stored under "extra".
+        extra: optional plain data (dict/list/tuple/str/int/float/bool/None, numpy scalars and arrays,
+            tensors) stored under "extra"; numpy values become Python numbers / tensors, tuples lists.
     Raises:
         ContractError if ``contract`` differs from ``net.contract``; CheckpointError if ``extra``
         holds objects that a weights-only load could not read back; OSError on write failure.
@@ -53,9 +55,8 @@ def save_checkpoint(path: str, net: BevMultiTaskNet, contract: Optional[ModelCon
         "contract": contract.to_dict(),
         "widths": dict(net.widths),
         "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-        "extra": extra if extra is not None else {},
+        "extra": _to_plain(extra if extra is not None else {}, f"save_checkpoint({path}): extra"),
     }
-    _check_plain(payload["extra"], f"save_checkpoint({path}): extra")
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     tmp = str(path) + ".tmp"
@@ -63,21 +64,28 @@ def save_checkpoint(path: str, net: BevMultiTaskNet, contract: Optional[ModelCon
     os.replace(tmp, path)
 
 
-def _check_plain(obj: Any, where: str) -> None:
-    """Raise CheckpointError if obj holds something weights_only loading rejects."""
-    if obj is None or isinstance(obj, (bool, int, float, str, torch.Tensor)):
-        return
+def _to_plain(obj: Any, where: str) -> Any:
+    """Copy of ``obj`` that a weights-only load can read: numpy scalars -> Python numbers, numpy arrays
+    -> tensors, tuples -> lists; raises CheckpointError naming the offending entry for anything else."""
+    if obj is None or type(obj) in (bool, int, float, str) or isinstance(obj, torch.Tensor):
+        return obj
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
     if isinstance(obj, dict):
+        out = {}
         for k, v in obj.items():
-            if not isinstance(k, (str, int)):
+            if type(k) not in (str, int):
                 raise CheckpointError(f"{where}: dict key {k!r} is not str/int")
-            _check_plain(v, f"{where}[{k!r}]")
-        return
+            out[k] = _to_plain(v, f"{where}[{k!r}]")
+        return out
     if isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            _check_plain(v, f"{where}[{i}]")
-        return
-    raise CheckpointError(f"{where}: type {type(obj).__name__} cannot be stored (plain data and tensors only)")
+        return [_to_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    for plain in (bool, int, float, str):                  # subclasses (IntEnum, ...) -> the plain value
+        if isinstance(obj, plain):
+            return plain(obj)
+    raise CheckpointError(f"{where}: type {type(obj).__name__} cannot be stored (plain data, numpy and tensors only)")
 
 
 def load_checkpoint(path: str, map_location: Any = "cpu") -> Tuple[BevMultiTaskNet, ModelContract, Dict[str, Any]]:
