@@ -212,6 +212,9 @@ class OnnxRuntimeBackend(InferenceBackend):
         intra_op_threads: onnxruntime intra-op threads (default: onnxruntime's choice).
         providers: explicit provider list (overrides the automatic choice).
         trt_opt_pillars: TensorRT profile's optimal pillar count.
+        allow_spinning: let onnxruntime's CPU worker threads busy-wait between runs (its default;
+            off here because the spinning threads starve pillarization and ROS callbacks on small
+            CPUs).
 
     Raises:
         BackendError: onnxruntime missing, file missing, no metadata contract, session creation
@@ -223,7 +226,7 @@ class OnnxRuntimeBackend(InferenceBackend):
     def __init__(self, model_path: str, device: str = "cpu", fp16: bool = False,
                  trt_cache_dir: Optional[str] = None, logger: Any = None,
                  intra_op_threads: Optional[int] = None, providers: Optional[Sequence[str]] = None,
-                 trt_opt_pillars: Optional[int] = None):
+                 trt_opt_pillars: Optional[int] = None, allow_spinning: bool = False):
         try:
             ort = _import_onnxruntime()
         except ImportError as e:
@@ -236,6 +239,11 @@ class OnnxRuntimeBackend(InferenceBackend):
         so.log_severity_level = 3
         if intra_op_threads:
             so.intra_op_num_threads = int(intra_op_threads)
+        if not allow_spinning:
+            # onnxruntime's idle worker threads busy-wait after each run by default; in a process that
+            # also runs torch (pillarization) and ROS callbacks on few cores they steal the CPU.
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self._trt_cache_dir = trt_cache_dir or default_trt_cache_dir()
         if providers is not None:
             chosen = [p for p in providers]
@@ -440,7 +448,8 @@ def create_backend(model_path: str, backend: str = "auto", device: str = "cpu", 
         fp16: TensorRT FP16 (onnxruntime) / autocast FP16 (PyTorch on CUDA).
         trt_cache_dir: TensorRT engine cache directory (onnxruntime + TensorRT only).
         logger: logging.Logger-like object (``.info``/``.warning`` taking one string).
-        **kwargs: passed to :class:`OnnxRuntimeBackend` (intra_op_threads, providers, trt_opt_pillars).
+        **kwargs: passed to :class:`OnnxRuntimeBackend` (intra_op_threads, providers, trt_opt_pillars,
+            allow_spinning).
 
     Returns:
         :class:`InferenceBackend` (``.contract`` read from the model file).

@@ -52,13 +52,18 @@ class PerceptionPipeline:
         backend: an :class:`InferenceBackend` (its ``contract`` drives every stage).
         postprocess_cfg: :class:`PostProcessConfig` (default settings when None).
         drivable_threshold: probability threshold of the drivable-area mask.
+        torch_threads: if given, ``torch.set_num_threads(torch_threads)`` (process-wide!). On a
+            busy 2-core machine one thread makes CPU pillarization several times more predictable
+            than two (OpenMP workers contend with onnxruntime's and other processes' threads).
 
     Pillarization runs on ``backend.torch_device`` (the GPU for CUDA backends, so the pillars reach
     the network without a host round trip).
     """
 
     def __init__(self, backend: InferenceBackend, postprocess_cfg: Optional[PostProcessConfig] = None,
-                 drivable_threshold: float = 0.5):
+                 drivable_threshold: float = 0.5, torch_threads: Optional[int] = None):
+        if torch_threads is not None:
+            torch.set_num_threads(max(1, int(torch_threads)))
         self.backend = backend
         self.contract = backend.contract
         self.cfg = postprocess_cfg or PostProcessConfig()
