@@ -134,7 +134,7 @@ def test_checkpoint_roundtrip_identical_outputs(tmp_path):
                                          "hist": (1.0, 2.0), "curve": np.arange(3, dtype=np.float32)})
     net2, c2, extra = load_checkpoint(path)
     assert c2 == c and extra["epoch"] == 3 and extra["metrics"] == {"map": 0.5, "n": 7}
-    assert type(extra["metrics"]["map"]) is float and extra["hist"] == [1.0, 2.0]
+    assert type(extra["metrics"]["map"]) is float and extra["hist"] == (1.0, 2.0)
     assert torch.equal(extra["curve"], torch.arange(3, dtype=torch.float32))
     assert not net2.training
     inputs = random_inputs(c, 200, seed=4)

@@ -39,7 +39,7 @@ def save_checkpoint(path: str, net: BevMultiTaskNet, contract: Optional[ModelCon
         net: the network (any mode; the state dict is copied to CPU).
         contract: the contract the net was built with (defaults to ``net.contract``); must equal it.
         extra: optional plain data (dict/list/tuple/str/int/float/bool/None, numpy scalars and arrays,
-            tensors) stored under "extra"; numpy values become Python numbers / tensors, tuples lists.
+            tensors) stored under "extra"; numpy values become Python numbers / tensors.
     Raises:
         ContractError if ``contract`` differs from ``net.contract``; CheckpointError if ``extra``
         holds objects that a weights-only load could not read back; OSError on write failure.
@@ -66,7 +66,7 @@ def save_checkpoint(path: str, net: BevMultiTaskNet, contract: Optional[ModelCon
 
 def _to_plain(obj: Any, where: str) -> Any:
     """Copy of ``obj`` that a weights-only load can read: numpy scalars -> Python numbers, numpy arrays
-    -> tensors, tuples -> lists; raises CheckpointError naming the offending entry for anything else."""
+    -> tensors; raises CheckpointError naming the offending entry for anything else."""
     if obj is None or type(obj) in (bool, int, float, str) or isinstance(obj, torch.Tensor):
         return obj
     if isinstance(obj, np.generic):
@@ -81,7 +81,8 @@ def _to_plain(obj: Any, where: str) -> Any:
             out[k] = _to_plain(v, f"{where}[{k!r}]")
         return out
     if isinstance(obj, (list, tuple)):
-        return [_to_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        items = [_to_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        return tuple(items) if isinstance(obj, tuple) else items
     for plain in (bool, int, float, str):                  # subclasses (IntEnum, ...) -> the plain value
         if isinstance(obj, plain):
             return plain(obj)
