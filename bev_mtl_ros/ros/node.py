@@ -124,6 +124,9 @@ NODE_PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "score_threshold": (0.35, "minimum detection score"),
     "nms": ("circle", "circle (CenterPoint circle NMS) | rotated_iou (BEV rotated IoU NMS) | none"),
     "publish_semantic_color": (True, "publish ~/semantic/color (rgb8 overlay)"),
+    "expected_cloud_frame": ("", "if set, warn (throttled) when a cloud's frame_id differs: the model expects points in "
+                                 "its training frame (A2D2: cam_front_center, the camera view frame); empty = no check"),
+    "input_stale_warn_s": (2.0, "diagnostics WARN when no cloud arrived for this many seconds (after the first one)"),
 }
 
 #: contract fields that can be pinned by ``contract.<name>`` parameters
@@ -305,12 +308,13 @@ def _build_node_class():
                 "pillars_dropped": 0, "frames_with_pillars_dropped": 0, "nonfinite_points": 0,
                 "bad_input.empty_cloud": 0, "bad_input.nonfinite_cloud": 0, "bad_input.cloud_malformed": 0,
                 "bad_input.image_malformed": 0, "bad_input.image_resized": 0, "bad_input.missing_intensity": 0,
-                "bad_input.stamp_backwards": 0, "errors.inference": 0,
+                "bad_input.stamp_backwards": 0, "bad_input.unexpected_frame": 0, "errors.inference": 0,
             }
             self._counter_lock = threading.Lock()
             self._rate_clouds, self._rate_images, self._rate_out = _Rate(), _Rate(), _Rate()
             self._latencies: Deque[float] = deque(maxlen=200)
             self._last_resets = 0
+            self._last_cloud_mono: Optional[float] = None
             self._last_diag_counters: Dict[str, int] = dict(self.counters)
             # ---------------------------------------------------------------- ROS I/O
             in_qos = qos_from_name(p["input_qos"], max(1, int(p["input_queue_depth"])))
@@ -384,6 +388,7 @@ def _build_node_class():
         # ------------------------------------------------------------------ callbacks (light)
         def _on_cloud(self, msg: Any) -> None:
             self._rate_clouds.tick()
+            self._last_cloud_mono = time.monotonic()
             pairs = self.sync.add_cloud((msg, time.monotonic()), stamp_to_sec(msg.header.stamp))
             self._check_resets()
             self._offer(pairs)
@@ -450,6 +455,11 @@ def _build_node_class():
                 self._warn("cloud_bad", f"cloud on '{self.sub_cloud.topic_name}' skipped: {e}")
                 return
             points = conv.points
+            want_frame = p["expected_cloud_frame"]
+            if want_frame and header.frame_id != want_frame:
+                self._count("bad_input.unexpected_frame")
+                self._warn("frame", f"cloud frame_id '{header.frame_id}' != expected_cloud_frame '{want_frame}': the "
+                           "model sees the points as if they were in its training frame (no TF lookup is done)", 30.0)
             if points.shape[0] and not conv.has_intensity and p["intensity_field"]:
                 self._count("bad_input.missing_intensity")
                 names = [f.name for f in cloud.fields]
@@ -558,6 +568,11 @@ def _build_node_class():
             for k, v in s.to_dict().items():
                 values["sync." + k] = v
             level, msgs = "OK", []
+            if self._last_cloud_mono is not None:
+                idle = time.monotonic() - self._last_cloud_mono
+                if idle > self._params["input_stale_warn_s"]:
+                    level = "WARN"
+                    msgs.append(f"no cloud on '{self.sub_cloud.topic_name}' for {idle:.1f} s")
             diag = self.sync.diagnose()
             if diag:
                 level = "WARN"
