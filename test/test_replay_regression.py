@@ -167,6 +167,10 @@ def test_outputs_match_reference(assets, paced):
         assert gp.with_suffix(".npz").exists(), \
             f"no golden outputs for {assets.bag.name}: run scripts/update_golden.sh and commit {gp}.npz/.json"
         golden, meta = D.load_golden(gp)
+        bag_sha = D.file_sha256(assets.bag)
+        assert meta.get("bag_sha256") == bag_sha, (
+            f"golden outputs were made from another recording than {assets.bag}; regenerate them with "
+            "scripts/update_golden.sh")
         sha = D.file_sha256(assets.model)
         assert meta.get("model_sha256") == sha, (
             f"golden outputs were made with another model ({meta.get('model_sha256')} != {sha}); "
