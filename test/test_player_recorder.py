@@ -336,3 +336,25 @@ def test_recorder_sigterm_flushes_a_readable_bag(tmp_path, ros_env):
     got = read_bag(out)
     assert len(got["/pts"]) == N_CLOUDS
     assert (out / "metadata.yaml").exists()
+
+
+def test_start_paused_then_resume(tmp_path, rclpy_context):
+    """start_paused: nothing is published until resume(); the bag time does not run while paused
+    (the whole bag still takes its recorded span / rate after resuming)."""
+    src = tmp_path / "src"
+    make_bag(src, StoragePlugin.MCAP)
+    node = rclpy.create_node("paused_player", context=rclpy_context)
+    player = BagPlayer(node, src, rate=4.0, topics=["/pts"], start_paused=True)
+    try:
+        t0 = time.monotonic()
+        player.start()
+        time.sleep(0.4)
+        assert player.stats.published.get("/pts", 0) == 0
+        player.resume()
+        stats = player.join(10.0)
+        wall = time.monotonic() - t0
+    finally:
+        player.close()
+    assert stats.published["/pts"] == N_CLOUDS
+    span = (N_CLOUDS - 1) * CLOUD_PERIOD_NS / 1e9 / 4.0  # 0.225 s of bag time at rate 4
+    assert wall >= 0.4 + span - 0.05, wall
