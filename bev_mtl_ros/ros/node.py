@@ -297,9 +297,12 @@ def _build_node_class():
             self.model_path = model_path
             self.class_names = list(self.contract.detection_classes)
             # ---------------------------------------------------------------- state
-            self.sync = ApproxTimeSync(slop=p["sync_slop"], queue_size=p["sync_queue_size"],
-                                       camera_timeout=p["camera_timeout"],
-                                       allow_lidar_only=bool(self.contract.lidar_only_supported))
+            try:
+                self.sync = ApproxTimeSync(slop=p["sync_slop"], queue_size=p["sync_queue_size"],
+                                           camera_timeout=p["camera_timeout"],
+                                           allow_lidar_only=bool(self.contract.lidar_only_supported))
+            except ValueError as e:
+                raise StartupError(f"parameters sync_slop / sync_queue_size / camera_timeout: {e}") from e
             self._cond = threading.Condition()
             self._slot: Optional[Any] = None
             self._stop = False
