@@ -290,7 +290,7 @@ def test_bad_inputs_counted_without_crash(ros_env, rclpy_context, tiny_onnx):
         assert 13 not in dets and 14 not in sems
 
         want = {"bad_input.empty_cloud": 1, "bad_input.nonfinite_cloud": 1, "bad_input.cloud_malformed": 1,
-                "bad_input.image_malformed": 1, "bad_input.image_resized": 1, "bad_input.stamp_backwards": 1,
+                "bad_input.image_malformed": 1, "images_resized": 1, "bad_input.stamp_backwards": 1,
                 "lidar_only_frames": 2, "bad_input.unexpected_frame": 1}
 
         def diag_ok():

@@ -40,7 +40,8 @@ Bad input never crashes the node: every case is counted (``bad_input.*`` in diag
 warned (throttled): empty cloud (empty detections are published), NaN/Inf points (dropped by the
 pillarization), clouds without x/y/z or with unknown field types or inconsistent sizes (frame
 skipped, nothing published), images with unsupported encoding or a wrong step (frame processed
-lidar-only), images of another size than the model's (resized by the pipeline), missing intensity
+lidar-only), images of another size than the model's (resized by the pipeline; counted as the
+informational ``images_resized``, the usual case for full-resolution cameras), missing intensity
 field (zeros), stamps going backwards, the camera stopping (lidar-only after ``camera_timeout``).
 A missing or corrupt model file, or a ``contract.*`` parameter that disagrees with the model file,
 stops the node at start-up with a message and exit code 2.
@@ -310,7 +311,7 @@ def _build_node_class():
                 "pairs_in": 0, "processed": 0, "published": 0, "skipped_frames": 0, "lidar_only_frames": 0,
                 "pillars_dropped": 0, "frames_with_pillars_dropped": 0, "nonfinite_points": 0,
                 "bad_input.empty_cloud": 0, "bad_input.nonfinite_cloud": 0, "bad_input.cloud_malformed": 0,
-                "bad_input.image_malformed": 0, "bad_input.image_resized": 0, "bad_input.missing_intensity": 0,
+                "bad_input.image_malformed": 0, "images_resized": 0, "bad_input.missing_intensity": 0,
                 "bad_input.stamp_backwards": 0, "bad_input.unexpected_frame": 0, "errors.inference": 0,
             }
             self._counter_lock = threading.Lock()
@@ -490,7 +491,7 @@ def _build_node_class():
                                "lidar-only")
                     rgb = None
                 if rgb is not None and tuple(rgb.shape[1::-1]) != tuple(self.contract.image_size):
-                    self._count("bad_input.image_resized")
+                    self._count("images_resized")
                     self._warn("resize", f"image {rgb.shape[1]}x{rgb.shape[0]} differs from the model's "
                                f"{self.contract.image_size[0]}x{self.contract.image_size[1]}: resized", 60.0)
             if rgb is None:
@@ -586,7 +587,7 @@ def _build_node_class():
                 if c.get(key, 0) > prev.get(key, 0):
                     level = "WARN" if key != "errors.inference" else "ERROR"
                     msgs.append(text)
-            bad = sum(c[k] - prev.get(k, 0) for k in c if k.startswith("bad_input.") and k != "bad_input.image_resized")
+            bad = sum(c[k] - prev.get(k, 0) for k in c if k.startswith("bad_input."))
             if bad:
                 if level == "OK":
                     level = "WARN"
