@@ -17,6 +17,8 @@ A cloud is *resolved* as soon as no future image can be closer:
     the cloud is emitted *lidar-only* (``image=None``) when ``allow_lidar_only`` (the model has a
     lidar-only path), otherwise it is dropped and counted.
   * the pending-cloud queue (``queue_size``) overflows: the oldest cloud is resolved at once.
+  * the camera counts as stopped (no image for ``camera_stale_after`` s): clouds are resolved
+    lidar-only on arrival instead of each waiting ``camera_timeout``; the first image ends that.
 
 Stamps
 ------
