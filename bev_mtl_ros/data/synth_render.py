@@ -511,9 +511,69 @@ def camera_grid(K: np.ndarray, width: int, height: int) -> RayGrid:
     return RayGrid(origin=np.zeros(3), p=p, q=q[:, None], row_key=q, col_cos=None, near=0.05)
 
 
+def shadow_mask(fp: FramePrims, grid: RayGrid, pts: np.ndarray, normal: np.ndarray, valid: np.ndarray,
+                sun: np.ndarray) -> np.ndarray:
+    """Hard shadows: True where the segment from a surface point towards the sun hits a box.
+
+    Args:
+        fp: primitives (casters: every box except flat sidewalks; tree crowns are ignored).
+        grid: the camera rays (for the screen-space window of each caster's shadow volume).
+        pts, normal: (H, W, 3) float32 surface points and normals (view frame). valid: (H, W) bool.
+        sun: (3,) unit vector towards the sun, sun[2] > 0.
+    Returns:
+        (H, W) bool.
+    """
+    H, W = valid.shape
+    shadow = np.zeros((H, W), dtype=bool)
+    s = np.asarray(sun, dtype=np.float64)
+    if fp.n_boxes == 0 or s[2] <= 0.05:
+        return shadow
+    casters = np.nonzero(fp.box_mat != MAT_SIDEWALK)[0]
+    if casters.size == 0:
+        return shadow
+    corners = _box_corners(fp.box_c[casters], fp.box_h[casters], fp.box_yaw[casters])    # (C, 8, 3)
+    drop = (corners[..., 2] - GROUND_Z) / s[2]
+    ground = corners - drop[..., None] * s                                                  # shadow on the ground
+    allp = np.concatenate([corners, ground], axis=1)
+    lo, hi = allp.min(axis=1), allp.max(axis=1)
+    aabb = _box_corners((lo + hi) / 2, (hi - lo) / 2, np.zeros(casters.size))
+    ranges = pq_ranges(aabb, grid.origin, grid.near)
+    org = pts + normal * np.float32(0.02)
+    for k, i in enumerate(casters):
+        win = grid.window(ranges[k])
+        if win is None:
+            continue
+        r0, r1, c0, c1 = win
+        v = valid[r0:r1, c0:c1]
+        if not v.any():
+            continue
+        o = org[r0:r1, c0:c1]
+        # python floats keep the per-pixel arithmetic in float32
+        cs, sn = float(np.cos(fp.box_yaw[i])), float(np.sin(fp.box_yaw[i]))
+        bx, by, bz = (float(v_) for v_ in fp.box_c[i])
+        rx, ry, rz = o[..., 0] - bx, o[..., 1] - by, o[..., 2] - bz
+        ox, oy = cs * rx + sn * ry, -sn * rx + cs * ry
+        dx, dy, dz = cs * float(s[0]) + sn * float(s[1]), -sn * float(s[0]) + cs * float(s[1]), float(s[2])
+        hx, hy, hz = (float(v_) for v_ in fp.box_h[i])
+        tmin = np.zeros(v.shape, dtype=np.float32)
+        tmax = np.full(v.shape, np.inf, dtype=np.float32)
+        for oo, d, h in ((ox, dx, hx), (oy, dy, hy), (rz, dz, hz)):
+            if abs(d) < 1e-9:
+                tmax = np.where(np.abs(oo) <= h, tmax, np.float32(-1.0))
+                continue
+            inv = 1.0 / d
+            a, b = (-h - oo) * inv, (h - oo) * inv
+            tmin = np.maximum(tmin, np.minimum(a, b))
+            tmax = np.minimum(tmax, np.maximum(a, b))
+        shadow[r0:r1, c0:c1] |= v & (tmax > tmin) & (tmax > 0)
+    return shadow
+
+
 def render_camera(fp: FramePrims, K: np.ndarray, width: int, height: int, sun: np.ndarray,
-                  rng: np.random.Generator, noise_sigma: float = 2.0, exposure: float = 1.0) -> CameraRender:
-    """Render the undistorted RGB image and the pixel-exact semantic label image."""
+                  rng: np.random.Generator, noise_sigma: float = 2.0, exposure: float = 1.0,
+                  shadows: bool = True) -> CameraRender:
+    """Render the undistorted RGB image and the pixel-exact semantic label image (Lambertian
+    shading with hard sun shadows, see :func:`shadow_mask`)."""
     grid = camera_grid(K, width, height)
     cov: Dict[int, int] = {}
     hits = cast(grid, fp, coverage=cov)
@@ -533,6 +593,16 @@ def render_camera(fp: FramePrims, K: np.ndarray, width: int, height: int, sun: n
     sky = (1 - elev) * np.array([0.82, 0.88, 0.95], np.float32) + elev * np.array([0.35, 0.55, 0.85], np.float32)
     img = sky.astype(np.float32)
     lam = np.clip(srf.normal @ sun.astype(np.float32), 0.0, 1.0)
+    if shadows:
+        pts = np.zeros((H * W, 3), dtype=np.float32)
+        nrm = np.zeros((H * W, 3), dtype=np.float32)
+        pts[hit] = srf.points
+        nrm[hit] = srf.normal
+        lit = lam > 0
+        valid = np.zeros(H * W, dtype=bool)
+        valid[np.nonzero(hit)[0][lit]] = True
+        sh = shadow_mask(fp, grid, pts.reshape(H, W, 3), nrm.reshape(H, W, 3), valid.reshape(H, W), sun)
+        lam = np.where(sh.reshape(-1)[hit], np.float32(0.0), lam)
     shade = 0.45 + 0.6 * lam
     c = srf.colour * shade[:, None]
     haze = (np.float32(1.0) - np.exp(t[hit] * np.float32(-1.0 / 350.0)))[:, None]
