@@ -1,4 +1,5 @@
-"""perception_node in a separate process over DDS: bad inputs are counted and never crash it; start-up
+"""perception_node in a separate process over DDS (with use_sim_time and no /clock): bad inputs are counted
+and never crash it; start-up
 errors (missing/corrupt model, contract mismatch) exit non-zero naming the cause.
 
 Isolation: the ``ros_env`` fixture (test/conftest.py) gives each test its own ROS_DOMAIN_ID,
@@ -197,7 +198,10 @@ def test_bad_inputs_counted_without_crash(ros_env, rclpy_context, tiny_onnx):
 
     proc = subprocess.Popen(_node_cmd(f"model_path:={tiny_onnx}", "cloud_topic:=/t/points", "image_topic:=/t/image",
                                       "input_qos:=reliable", "camera_timeout:=1.0", "backend:=onnxruntime",
-                                      "expected_cloud_frame:=cam_front_center"),
+                                      "expected_cloud_frame:=cam_front_center",
+                                      # sim time without any /clock: stamps come from the messages, timeouts
+                                      # and the 1 Hz diagnostics use the steady clock, so nothing stalls
+                                      "use_sim_time:=true"),
                             env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     node = rclpy.create_node("fault_tester", context=rclpy_context)
     ex = SingleThreadedExecutor(context=rclpy_context)
