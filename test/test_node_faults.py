@@ -1,6 +1,6 @@
 """perception_node in a separate process over DDS (with use_sim_time and no /clock): bad inputs are counted
-and never crash it; start-up
-errors (missing/corrupt model, contract mismatch) exit non-zero naming the cause.
+and never crash it; start-up errors (missing/corrupt model, contract mismatch) exit non-zero naming the
+cause.
 
 Isolation: the ``ros_env`` fixture (test/conftest.py) gives each test its own ROS_DOMAIN_ID,
 localhost-only discovery and the package's Fast DDS profile. The model is a tiny random network
