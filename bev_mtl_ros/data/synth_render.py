@@ -15,7 +15,8 @@ test in the box frame, Kay & Kajiya 1986) and spheres (quadratic). Each primitiv
 on the rectangle of rays covering its projection: the box corners (clipped to the near plane by
 intersecting the box edges with it) give the (p, q) range. Depth test across primitives.
 
-Shading: Lambertian with a fixed sun direction plus ambient, per-material base colours and
+Shading: Lambertian with a per-scene sun direction plus ambient, hard shadows (shadow rays
+against boxes, :func:`shadow_mask`), per-material base colours and
 procedural textures (asphalt noise hashed on world position, lane markings, window grids on
 buildings, glass, foliage), distance haze, sky gradient and small per-pixel sensor noise. The
 label image is exactly the semantic class of the surface that each pixel's ray hits.
