@@ -19,15 +19,25 @@
 # setup.py/setup.cfg/package.xml, this script, GPU switch, Python version, mode); when it matches,
 # the script only checks that the key modules are present and exits (about a second).
 #
+#   scripts/setup_env.sh --check    # only report: exit 0 if up to date, 3 if a set-up run is due
+#
 # Environment: BEV_MTL_GPU=0|1, BEV_MTL_VENV (default <repo>/.venv), BEV_MTL_PYTHON (interpreter
 # used to create the venv; default python3.11, else python3), BEV_MTL_FORCE=1 (ignore the stamp).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${BEV_MTL_VENV:-$ROOT/.venv}"
-GPU="${BEV_MTL_GPU:-${GPU:-0}}"
+GPU="${BEV_MTL_GPU:-0}"
 FORCE="${BEV_MTL_FORCE:-0}"
 STAMP="$VENV/.bev_mtl_ros_setup.sha256"
+CHECK_ONLY=0
+for arg in "$@"; do
+  case "$arg" in
+    --check) CHECK_ONLY=1;;
+    -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0;;
+    *) printf '[setup] unknown argument: %s\n' "$arg" >&2; exit 2;;
+  esac
+done
 cd "$ROOT"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -83,6 +93,14 @@ EOF
 if [[ "$FORCE" != 1 && -x "$VPY" && -f "$STAMP" && "$(cat "$STAMP")" == "$HASH" ]] && quick_check; then
   log "environment up to date ($VENV)"
   exit 0
+fi
+if [[ "$CHECK_ONLY" == 1 ]]; then
+  if [[ ! -x "$VPY" ]]; then log "no environment at $VENV"
+  elif [[ ! -f "$STAMP" ]]; then log "$VENV was not set up by this script (no stamp)"
+  elif [[ "$(cat "$STAMP")" != "$HASH" ]]; then log "inputs changed since the last set-up of $VENV"
+  else log "modules missing in $VENV"; fi
+  log "run: make setup"
+  exit 3
 fi
 T0=$SECONDS
 

@@ -154,3 +154,57 @@ def test_detection3darray_serialization_round_trip():
     assert back.detections[0].results[0].hypothesis.class_id == "Car"
     assert back.detections[0].bbox.size.x == 4.5
     assert len(data) > 100
+
+
+# ------------------------------------------------------------------------------ environment set-up
+SETUP_INPUTS = ["scripts/setup_env.sh", "setup.py", "setup.cfg", "package.xml", "msgs"]
+
+
+def _copy_setup_inputs(dst: Path) -> Path:
+    """Copy the files scripts/setup_env.sh hashes (not the build directories) into ``dst``."""
+    import shutil
+
+    repo = Path(__file__).resolve().parent.parent
+    for item in SETUP_INPUTS + [p.name for p in repo.glob("requirements*.txt")]:
+        src = repo / item
+        if src.is_dir():
+            shutil.copytree(src, dst / item, ignore=shutil.ignore_patterns("build", "__pycache__"))
+        else:
+            (dst / item).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / item)
+    return dst
+
+
+def test_setup_stamp_tracks_inputs(tmp_path):
+    """scripts/setup_env.sh --check: identical inputs = up to date; a changed .msg = set-up due.
+
+    Runs only the read-only check against this interpreter's venv (nothing is installed).
+    """
+    import os
+    import subprocess
+    import sys
+
+    venv = Path(sys.prefix)
+    if not (venv / ".bev_mtl_ros_setup.sha256").is_file():
+        pytest.skip("this environment was not created by scripts/setup_env.sh (no stamp)")
+    env = {k: v for k, v in os.environ.items() if k not in ("ROS_DISTRO", "BEV_MTL_FORCE", "BEV_MTL_GPU")}
+    env["BEV_MTL_VENV"] = str(venv)
+    repo = Path(__file__).resolve().parent.parent
+    if subprocess.run(["bash", str(repo / "scripts/setup_env.sh"), "--check"], env=env,
+                      capture_output=True).returncode != 0:
+        pytest.skip("the environment is not up to date with this checkout (run make setup)")
+    copy = _copy_setup_inputs(tmp_path / "checkout")
+    same = subprocess.run(["bash", str(copy / "scripts/setup_env.sh"), "--check"], env=env,
+                          capture_output=True, text=True)
+    assert same.returncode == 0, same.stderr
+    assert "up to date" in same.stderr
+    msg = copy / "msgs" / "vision_msgs" / "msg" / "Point2D.msg"
+    msg.write_text(msg.read_text() + "float64 z\n")
+    changed = subprocess.run(["bash", str(copy / "scripts/setup_env.sh"), "--check"], env=env,
+                             capture_output=True, text=True)
+    assert changed.returncode == 3, changed.stderr
+    assert "inputs changed" in changed.stderr
+    gpu = subprocess.run(["bash", str(repo / "scripts/setup_env.sh"), "--check"],
+                         env=dict(env, BEV_MTL_GPU="0" if os.environ.get("BEV_MTL_GPU") == "1" else "1"),
+                         capture_output=True, text=True)
+    assert gpu.returncode == 3, "switching ONNX Runtime variant must require a set-up run"
