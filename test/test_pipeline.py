@@ -32,6 +32,23 @@ def model_path(tmp_path_factory):
     return str(d / "tiny.onnx")
 
 
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def test_torch_threads_policy(model_path):
+    torch.set_num_threads(2)
+    PerceptionPipeline(create_backend(model_path, "pytorch"))            # "auto": untouched
+    assert torch.get_num_threads() == 2
+    PerceptionPipeline(create_backend(model_path, "onnxruntime"), torch_threads=None)
+    assert torch.get_num_threads() == 2
+    PerceptionPipeline(create_backend(model_path, "onnxruntime"))        # "auto": torch does pre/post only
+    assert torch.get_num_threads() == 1
+
+
 def frame(seed=0, n=6000):
     rng = np.random.default_rng(seed)
     pts = rng.uniform([-2, -12, -3.5, 0], [22, 12, 3.5, 255], (n, 4)).astype(np.float32)
