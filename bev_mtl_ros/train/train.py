@@ -429,9 +429,13 @@ def train(cfg: Dict[str, Any], train_set, out_dir: Optional[str], device: str = 
             now = time.perf_counter()
             iter_times.append(now - t_iter)
             t_iter = now
-            if bar is not None and (n % log_every == 0 or n == 1):
-                bar.set_postfix({k: f"{sums[k] / n:.3f}" for k in ("total", "heatmap", "drivable", "semantic")
-                                 if k in sums}, refresh=False)
+            if n % log_every == 0 or n == 1:
+                shown = {k: f"{sums[k] / n:.3f}" for k in ("total", "heatmap", "drivable", "semantic") if k in sums}
+                if bar is not None:
+                    bar.set_postfix(shown, refresh=False)
+                elif dist_ctx.is_main:
+                    LOG.info("epoch %d step %d/%d  %.2f s/it  %s", epoch + 1, n, steps_per_epoch,
+                             float(np.median(iter_times[-log_every:])), shown)
             if max_steps is not None and steps >= max_steps:
                 break
         if bar is not None:
