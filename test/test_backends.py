@@ -139,7 +139,8 @@ def test_tensorrt_provider_options(model_dir, tmp_path, monkeypatch):
     seen = {}
 
     def fake_session(path, so, providers):
-        seen["providers"] = providers
+        seen.setdefault("calls", []).append(providers)
+        seen["providers"] = seen["calls"][0]
         raise RuntimeError("stop here")
     monkeypatch.setattr(onnxruntime, "get_available_providers",
                         lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
@@ -156,6 +157,9 @@ def test_tensorrt_provider_options(model_dir, tmp_path, monkeypatch):
     assert trt["trt_profile_min_shapes"] == "pillars:1x20x9,num_points:1"
     assert trt["trt_profile_max_shapes"] == f"pillars:{c.max_pillars}x20x9,num_points:{c.max_pillars}"
     assert trt["trt_profile_opt_shapes"] == f"pillars:{c.max_pillars // 2}x20x9,num_points:{c.max_pillars // 2}"
+    # After the TensorRT attempt fails, CUDA -> CPU is tried before giving up.
+    assert [p[0] if isinstance(p, tuple) else p for p in seen["calls"][1]] == \
+        ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 def test_warmup_and_torch_device(model_dir):

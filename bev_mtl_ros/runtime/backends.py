@@ -283,9 +283,21 @@ class OnnxRuntimeBackend(InferenceBackend):
         try:
             self.session = ort.InferenceSession(model_path, so, providers=prov_args)
         except Exception as e:
-            raise BackendError(f"onnxruntime could not create a session for {model_path} with providers "
-                               f"{chosen}: {type(e).__name__}: {e}") from e
+            if not (providers is None and chosen[0] == _TRT and len(chosen) > 2):
+                raise BackendError(f"onnxruntime could not create a session for {model_path} with providers "
+                                   f"{chosen}: {type(e).__name__}: {e}") from e
+            # TensorRT failed (library, option or engine build problem): next provider in the order.
+            self.logger.warning(f"TensorRT provider failed for {model_path} ({type(e).__name__}: {e}); "
+                                f"trying {chosen[1:]}")
+            try:
+                self.session = ort.InferenceSession(model_path, so, providers=prov_args[1:])
+            except Exception as e2:
+                raise BackendError(f"onnxruntime could not create a session for {model_path} with providers "
+                                   f"{chosen} ({type(e).__name__}: {e}) nor {chosen[1:]} "
+                                   f"({type(e2).__name__}: {e2})") from e2
         self.providers = list(self.session.get_providers())
+        if chosen[0] == _TRT and _TRT not in self.providers:
+            self.logger.warning(f"TensorRT provider not active for {model_path}; running on {self.providers}")
         if kind == "cuda" and not (set(self.providers) & {_TRT, _CUDA}):
             raise BackendError(f"device={device!r}: onnxruntime fell back to {self.providers} for {model_path} "
                                f"(CUDA libraries missing?)")
