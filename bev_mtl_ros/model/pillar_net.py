@@ -36,9 +36,9 @@ class PillarFeatureNet(nn.Module):
         num_points (P,) int32/int64, number of real points of each pillar (1..M).
     Output: (P, C) float32 pillar features, >= 0.
 
-    The max over points is taken over ReLU outputs (>= 0) multiplied by the validity mask, so padded
-    slots contribute 0 and never change the result of a pillar with at least one real point; a pillar
-    with ``num_points = 0`` gets an all-zero feature.
+    Padded slots are set to -inf before the max over points, so the result is exactly
+    relu(max over the real points): padding never changes a pillar's feature, and a pillar with
+    ``num_points = 0`` gets an all-zero feature.
 
     BatchNorm (``self.norm``, a standard BatchNorm1d holding gamma, beta and running statistics) is
     folded into the linear layer: y = (W x - mu) * gamma / sqrt(var + eps) + beta = W' x + b'. In
@@ -92,9 +92,12 @@ class PillarFeatureNet(nn.Module):
         valid = slots.unsqueeze(0) < num_points.to(torch.int64).unsqueeze(1)        # (P, M) bool
         x = pillars.reshape(-1, f)
         w, b = self._folded(x, valid.reshape(-1))
-        x = F.relu(F.linear(x, w, b)).reshape(p, m, self.out_channels)
-        x = x * valid.unsqueeze(2).to(x.dtype)
-        return x.max(dim=1).values                                                      # (P, C)
+        # The bias is constant over the points of a pillar and relu is monotonic, so
+        # relu(max_j(W' x_j + b')) = relu(max_j(W' x_j) + b'): the (P, M, C) tensor is written once by
+        # the matmul, padded slots are set to -inf, reduced, and the bias/ReLU act on (P, C) only.
+        x = torch.matmul(x, w.t()).reshape(p, m, self.out_channels)
+        x = torch.where(valid.unsqueeze(2), x, float("-inf"))
+        return F.relu(torch.amax(x, dim=1) + b)                                         # (P, C)
 
 
 class PillarScatter(nn.Module):
