@@ -169,56 +169,66 @@ def box_corners_bev(boxes: np.ndarray) -> np.ndarray:
     return np.stack((x, y), axis=-1)
 
 
-def _cross(a, b):
-    return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+def _corners_xy(b: np.ndarray):
+    """Corner coordinates of (P, 5) boxes as two (P, 4) arrays (x, y), counter-clockwise."""
+    c, s = np.cos(b[:, 4:5]), np.sin(b[:, 4:5])
+    lx = np.array([0.5, -0.5, -0.5, 0.5]) * b[:, 2:3]
+    ly = np.array([0.5, 0.5, -0.5, -0.5]) * b[:, 3:4]
+    return b[:, 0:1] + lx * c - ly * s, b[:, 1:2] + lx * s + ly * c
 
 
 def _pair_intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Exact intersection area of P pairs of rotated rectangles, a/b (P, 5) [x, y, l, w, yaw].
 
     The intersection of two convex polygons is the convex polygon spanned by the vertices of each
-    lying inside the other and the pairwise edge intersections; its area is the shoelace sum of
-    these points sorted by angle about their centroid. Fully vectorized over pairs.
+    lying inside the other and the pairwise edge intersections (at most 4 + 4 + 16 candidates); its
+    area is the shoelace sum of the valid candidates sorted by angle about their centroid. Fully
+    vectorized over pairs (x and y kept in separate arrays).
     """
     P = a.shape[0]
     if P == 0:
         return np.zeros(0)
-    ca, cb = box_corners_bev(a), box_corners_bev(b)               # (P, 4, 2)
-    tol = 1e-9 * (1.0 + np.abs(np.concatenate((a[:, :4], b[:, :4]), 1)).max())
+    ax, ay = _corners_xy(a)                                         # (P, 4) each
+    bx, by = _corners_xy(b)
+    tol = 1e-9 * (1.0 + max(np.abs(a[:, :4]).max(), np.abs(b[:, :4]).max()))
 
-    def inside(pts, box):
-        d = pts - box[:, None, 0:2]
-        c, s = np.cos(box[:, 4])[:, None], np.sin(box[:, 4])[:, None]
-        lx = d[..., 0] * c + d[..., 1] * s
-        ly = -d[..., 0] * s + d[..., 1] * c
-        return (np.abs(lx) <= box[:, None, 2] / 2 + tol) & (np.abs(ly) <= box[:, None, 3] / 2 + tol)
+    def inside(px, py, box):
+        dx, dy = px - box[:, 0:1], py - box[:, 1:2]
+        c, s = np.cos(box[:, 4:5]), np.sin(box[:, 4:5])
+        return ((np.abs(dx * c + dy * s) <= box[:, 2:3] / 2 + tol)
+                & (np.abs(dy * c - dx * s) <= box[:, 3:4] / 2 + tol))
 
-    in_a = inside(ca, b)                                           # corners of a inside b (P, 4)
-    in_b = inside(cb, a)
-    pa, ra = ca, np.roll(ca, -1, axis=1) - ca                      # edges p + t r
-    pb, rb = cb, np.roll(cb, -1, axis=1) - cb
-    p, r = pa[:, :, None], ra[:, :, None]                          # (P, 4, 1, 2)
-    q, s = pb[:, None], rb[:, None]                                # (P, 1, 4, 2)
-    denom = _cross(r, s)                                           # (P, 4, 4)
-    qp = q - p
+    in_a = inside(ax, ay, b)                                        # corners of a inside b (P, 4)
+    in_b = inside(bx, by, a)
+    # Edges p + t*r of a (rows) against q + u*s of b (columns): (P, 4, 4).
+    rx, ry = (np.roll(ax, -1, 1) - ax)[:, :, None], (np.roll(ay, -1, 1) - ay)[:, :, None]
+    sx, sy = (np.roll(bx, -1, 1) - bx)[:, None, :], (np.roll(by, -1, 1) - by)[:, None, :]
+    qpx = bx[:, None, :] - ax[:, :, None]
+    qpy = by[:, None, :] - ay[:, :, None]
+    denom = rx * sy - ry * sx
     ok = np.abs(denom) > 1e-12
     safe = np.where(ok, denom, 1.0)
-    t = _cross(qp, s) / safe
-    u = _cross(qp, r) / safe
+    t = (qpx * sy - qpy * sx) / safe
+    u = (qpx * ry - qpy * rx) / safe
     e = 1e-9
     hit = ok & (t >= -e) & (t <= 1 + e) & (u >= -e) & (u <= 1 + e)
-    xpts = p + t[..., None] * r                                    # (P, 4, 4, 2)
-    pts = np.concatenate((ca, cb, xpts.reshape(P, 16, 2)), axis=1)  # (P, 24, 2)
-    valid = np.concatenate((in_a, in_b, hit.reshape(P, 16)), axis=1)
+    px = np.concatenate((ax, bx, (ax[:, :, None] + t * rx).reshape(P, 16)), 1)   # (P, 24)
+    py = np.concatenate((ay, by, (ay[:, :, None] + t * ry).reshape(P, 16)), 1)
+    valid = np.concatenate((in_a, in_b, hit.reshape(P, 16)), 1)
     n = valid.sum(1)
-    cen = (pts * valid[..., None]).sum(1) / np.maximum(n, 1)[:, None]
-    d = pts - cen[:, None]
-    ang = np.where(valid, np.arctan2(d[..., 1], d[..., 0]), 10.0)
-    order = np.argsort(ang, axis=1)
-    sp = np.take_along_axis(pts, order[..., None], axis=1)
-    sv = np.take_along_axis(valid, order, axis=1)
-    sp = np.where(sv[..., None], sp, sp[:, :1])                    # pad with the first point
-    area = 0.5 * np.abs(_cross(sp, np.roll(sp, -1, axis=1)).sum(1))
+    nn = np.maximum(n, 1)
+    cx = np.where(valid, px, 0.0).sum(1) / nn
+    cy = np.where(valid, py, 0.0).sum(1) / nn
+    dx, dy = px - cx[:, None], py - cy[:, None]
+    # Pseudo-angle (monotonic in the polar angle, in [-2, 2]); invalid points sort last.
+    pa = np.copysign(1.0 - dx / np.maximum(np.abs(dx) + np.abs(dy), 1e-300), dy)
+    order = np.argsort(np.where(valid, pa, 10.0), axis=1)
+    sx_ = np.take_along_axis(px, order, 1)
+    sy_ = np.take_along_axis(py, order, 1)
+    sv = np.take_along_axis(valid, order, 1)
+    sx_ = np.where(sv, sx_, sx_[:, :1])                             # pad with the first point
+    sy_ = np.where(sv, sy_, sy_[:, :1])
+    area = 0.5 * np.abs((sx_ * np.roll(sy_, -1, 1) - np.roll(sx_, -1, 1) * sy_).sum(1))
     return np.where(n >= 3, area, 0.0)
 
 
