@@ -260,3 +260,16 @@ def test_drivable_mask_and_semantic_ids():
     assert np.array_equal(semantic_ids(rnd), np.argmax(rnd[0], 0).astype(np.uint8))
     with pytest.raises(ValueError):
         semantic_ids(np.zeros((2, 3, 2, 2)))
+
+
+def test_build_targets_truncation_and_invalid_labels():
+    c = ModelContract()
+    boxes = np.array([box(5.0 + 3 * i, 0.0, 4, 2, 0.0) for i in range(5)])
+    labels = np.array([0, 7, 1, -1, 3])            # 7 and -1 are not detection classes
+    t = build_targets(boxes, labels, c, max_objs=2)
+    assert (t["num_objs"], t["num_skipped"], t["num_truncated"]) == (2, 2, 1)
+    assert t["labels"].tolist() == [0, 1] and t["mask"].tolist() == [1, 1]
+    # Only kept objects are drawn on the heat map.
+    assert t["heatmap"][3].max() == 0 and t["heatmap"][0].max() == 1 and t["heatmap"][1].max() == 1
+    with pytest.raises(ValueError, match="labels"):
+        build_targets(boxes, labels[:3], c)
