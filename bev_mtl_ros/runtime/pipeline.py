@@ -7,6 +7,7 @@ an (H, W, 3) uint8 RGB array (or None for the lidar-only path).
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Union
@@ -67,7 +68,10 @@ class PerceptionPipeline:
                  drivable_threshold: float = 0.5, torch_threads: Union[int, str, None] = "auto"):
         if torch_threads == "auto":
             torch_threads = 1 if (backend.name == "onnxruntime" and backend.torch_device.type == "cpu") else None
-        if torch_threads is not None:
+        if torch_threads is not None and int(torch_threads) != torch.get_num_threads():
+            logging.getLogger(__name__).info(
+                f"PerceptionPipeline: torch.set_num_threads({max(1, int(torch_threads))}) (was "
+                f"{torch.get_num_threads()}; torch_threads={torch_threads!r})")
             torch.set_num_threads(max(1, int(torch_threads)))
         self.backend = backend
         self.contract = backend.contract
