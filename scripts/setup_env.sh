@@ -146,7 +146,9 @@ if [[ "$MODE" == wheels ]]; then
   for pkg_dir in msgs/*/; do
     pkg="$(basename "$pkg_dir")"
     [[ -f "$pkg_dir/pyproject.toml" ]] || continue
-    pkg_hash="$( { cat requirements-ros.txt requirements-msgs-build.txt;
+    # rebuild when the sources, the build tools or the message wheels built against change
+    pkg_hash="$( { cat requirements-msgs-build.txt;
+                   grep -E '^ros-(std-msgs|geometry-msgs|builtin-interfaces|rosidl|rclpy)' requirements-ros.txt || true;
                    find "$pkg_dir" -type f -not -path '*/build/*' | LC_ALL=C sort | xargs cat; } | sha256sum | cut -d' ' -f1)"
     pkg_stamp="$VENV/.bev_mtl_ros_msgs_$pkg.sha256"
     if [[ -f "$pkg_stamp" && "$(cat "$pkg_stamp")" == "$pkg_hash" ]] && \

@@ -208,3 +208,127 @@ def test_setup_stamp_tracks_inputs(tmp_path):
                          env=dict(env, BEV_MTL_GPU="0" if os.environ.get("BEV_MTL_GPU") == "1" else "1"),
                          capture_output=True, text=True)
     assert gpu.returncode == 3, "switching ONNX Runtime variant must require a set-up run"
+
+
+# ------------------------------------------------------------------------------ dependency declarations
+#: Python module -> (rosdep key in package.xml, pip requirement name) for non-ROS libraries;
+#: a None rosdep key means "no rosdep key: must be in requirements-pip-only.txt"
+PYTHON_LIBRARIES = {
+    "numpy": ("python3-numpy", "numpy"),
+    "cv2": ("python3-opencv", "opencv-python-headless"),
+    "yaml": ("python3-yaml", "PyYAML"),
+    "scipy": ("python3-scipy", "scipy"),
+    "tqdm": ("python3-tqdm", "tqdm"),
+    "onnxruntime": ("python3-onnxruntime-pip", "onnxruntime"),
+    "torch": (None, "torch"),
+    "onnx": (None, "onnx"),
+    "rosbags": (None, "rosbags"),
+    "pointcloud2": (None, "pointcloud2"),
+}
+#: ROS packages used only by launch files (not part of the venv set-up)
+LAUNCH_ONLY = {"launch", "launch_ros"}
+#: optional extras whose absence the code handles (a fallback or a skipped feature)
+OPTIONAL_MODULES = {
+    "spconv": "bench.py reference voxelizer, installed on demand with pip --target",
+    "matplotlib": "evaluate.py PR-curve plot",
+    "rosidl_runtime_py": "player.py uses it when a ROS 2 distribution provides it",
+}
+
+
+def _required_imports():
+    """Top-level modules imported by bev_mtl_ros/ and launch/ outside ``try: ... except ImportError``.
+
+    Returns {module: sorted list of files}. Imports guarded by an ImportError (or broader)
+    handler are optional features and are not required to be declared.
+    """
+    import ast
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    guarded_names = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
+    found = {}
+    for path in sorted(list((repo / "bev_mtl_ros").rglob("*.py")) + list((repo / "launch").glob("*.py"))):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        parents = {}
+        for node in ast.walk(tree):
+            for child in ast.iter_child_nodes(node):
+                parents[child] = node
+
+        def optional(node):
+            while node in parents:
+                parent = parents[node]
+                if isinstance(parent, ast.Try) and node in parent.body:
+                    for handler in parent.handlers:
+                        types = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+                        if handler.type is None or any(getattr(t, "id", None) in guarded_names for t in types):
+                            return True
+                node = parent
+            return False
+
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top == "bev_mtl_ros" or top in OPTIONAL_MODULES \
+                        or optional(node):
+                    continue
+                found.setdefault(top, set()).add(str(path.relative_to(repo)))
+    return {k: sorted(v) for k, v in found.items()}
+
+
+def _requirement_names(*files):
+    import re
+
+    repo = Path(__file__).resolve().parent.parent
+    names = set()
+    for name in files:
+        for line in (repo / name).read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line and not line.startswith("-"):
+                names.add(re.split(r"[\[=<>!~; ]", line, maxsplit=1)[0].lower().replace("_", "-"))
+    return names
+
+
+def test_every_import_is_declared():
+    """Each library the code needs is a package.xml dependency and part of the venv set-up.
+
+    ROS packages (rclpy, *_msgs, *_interfaces, ament_index_python) -> <exec_depend> and
+    requirements-ros.txt (PyPI wheel ros-<name>) or msgs/<name> (local build); other libraries ->
+    their rosdep key in package.xml (or requirements-pip-only.txt when none exists) and
+    requirements.txt / requirements-onnxruntime.txt.
+    """
+    import xml.etree.ElementTree as ET
+
+    repo = Path(__file__).resolve().parent.parent
+    root = ET.parse(repo / "package.xml").getroot()
+    declared = {e.text.strip() for tag in ("depend", "exec_depend") for e in root.iter(tag)}
+    venv = _requirement_names("requirements.txt", "requirements-pip-only.txt", "requirements-onnxruntime.txt",
+                              "requirements-ros.txt")
+    pip_only = _requirement_names("requirements-pip-only.txt")
+    local_msgs = {p.name for p in (repo / "msgs").iterdir() if (p / "package.xml").is_file()}
+    problems = []
+    for module, files in _required_imports().items():
+        where = f"{module} (imported by {', '.join(files[:3])})"
+        if module in PYTHON_LIBRARIES:
+            key, pip_name = PYTHON_LIBRARIES[module]
+            if key is not None and key not in declared:
+                problems.append(f"{where}: add <exec_depend>{key}</exec_depend> to package.xml")
+            if key is None and pip_name.lower() not in pip_only:
+                problems.append(f"{where}: add {pip_name} to requirements-pip-only.txt")
+            if pip_name.lower() not in venv:
+                problems.append(f"{where}: add {pip_name} to requirements.txt")
+        elif module in LAUNCH_ONLY or module == "rclpy" or module.endswith(("_msgs", "_interfaces")) \
+                or module == "ament_index_python":
+            if module not in declared:
+                problems.append(f"{where}: add <exec_depend>{module}</exec_depend> to package.xml")
+            if module not in LAUNCH_ONLY and "ros-" + module.replace("_", "-") not in venv and module not in local_msgs:
+                problems.append(f"{where}: add ros-{module.replace('_', '-')} to requirements-ros.txt")
+        else:
+            problems.append(f"{where}: unknown dependency; declare it in package.xml and the requirements "
+                            "(and in PYTHON_LIBRARIES here)")
+    assert not problems, "undeclared dependencies:\n" + "\n".join(problems)
