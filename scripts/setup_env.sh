@@ -69,7 +69,7 @@ fi
 inputs_hash() {
   {
     echo "mode=$MODE gpu=$GPU python=$PY_VERSION base=$BASE_PY"
-    # tracked and untracked-but-not-ignored files only (build dirs under msgs/ are ignored)
+    # every input file; CMake build directories under msgs/ are not inputs
     for f in requirements*.txt setup.py setup.cfg package.xml scripts/setup_env.sh; do
       [[ -f "$f" ]] && { echo "== $f"; cat "$f"; }
     done
