@@ -273,3 +273,17 @@ def test_fused_and_explicit_attention_agree(contract):
     b = fus(*args)
     assert not torch.equal(a, args[0])
     assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_pfn_cumulative_statistics_match_batchnorm_semantics():
+    """momentum=None (cumulative average, used for BN re-estimation) averages the batch statistics."""
+    torch.manual_seed(4)
+    pfn = PillarFeatureNet(9, 4).train()
+    pfn.norm.momentum = None
+    pfn.norm.reset_running_stats()
+    means = []
+    for _ in range(3):
+        pillars, num = torch.randn(20, 5, 9) * 3.0, torch.full((20,), 5, dtype=torch.int32)
+        pfn(pillars, num)
+        means.append(pfn.linear(pillars.reshape(-1, 9)).mean(0))
+    assert torch.allclose(pfn.norm.running_mean, torch.stack(means).mean(0), atol=1e-5)

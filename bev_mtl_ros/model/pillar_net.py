@@ -69,7 +69,8 @@ class PillarFeatureNet(nn.Module):
                 mean = w @ mu_x                                                          # (C,)
                 var = ((w @ cov) * w).sum(1).clamp_min(0.0)                              # (C,)
                 with torch.no_grad():
-                    m = bn.momentum if bn.momentum is not None else 0.1
+                    # momentum None = cumulative average, as in nn.BatchNorm1d
+                    m = bn.momentum if bn.momentum is not None else 1.0 / (float(bn.num_batches_tracked) + 1.0)
                     bn.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
                     bn.running_var.mul_(1 - m).add_(var.detach() * (n / (n - 1)), alpha=m)
                     bn.num_batches_tracked.add_(1)
