@@ -52,7 +52,7 @@ class CameraEncoder(nn.Module):
         self.s32 = stage(c16, c32)
 
     def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = (image - self.mean) * self.inv_std
+        x = ((image - self.mean) * self.inv_std).contiguous(memory_format=torch.channels_last)
         c4 = self.s4(self.stem(x))
         c8 = self.s8(c4)
         c16 = self.s16(c8)
