@@ -354,17 +354,17 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
     """Cloud (+ image + camera info) published by this process -> ``~/detections`` received from the
     node started as a separate process. Closed loop (the next frame is sent when the answer to the
     previous one arrived, or after 10 s). Returns {latency_ms: summary, lost, node_peak_rss_mb}."""
-    import random
-
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo
     from vision_msgs.msg import Detection3DArray
 
-    from bev_mtl_ros.demo import CAMERA_INFO_TOPIC, IMAGE_TOPIC, LIDAR_TOPIC, NODE_NAME, _ros_env, default_node_cmd
+    from bev_mtl_ros.demo import (CAMERA_INFO_TOPIC, IMAGE_TOPIC, LIDAR_TOPIC, NODE_NAME, DomainClaim, _ros_env,
+                                  default_node_cmd)
     from bev_mtl_ros.ros.conversions import cloud_to_msg, image_to_msg
 
-    domain = random.SystemRandom().randint(1, 101)
+    claim = DomainClaim()
+    domain = claim.domain_id
     env = _ros_env(domain)
     cmd = default_node_cmd() + ["--ros-args"]
     pf = Path(params_file) if params_file else None
@@ -449,6 +449,7 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
         except subprocess.TimeoutExpired:
             node_proc.kill()
             node_proc.wait()
+        claim.release()
         result["node_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, 1)
         result["node_log"] = log_file.name
         log_file.close()

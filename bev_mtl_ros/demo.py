@@ -115,7 +115,7 @@ class ReplayConfig:
         rate: player rate factor.
         use_sim_time: run the node on the bag's ``/clock`` (the player publishes it).
         node_params: extra ``-p name:=value`` overrides for the node.
-        domain_id: ROS_DOMAIN_ID (None = random in 1..101).
+        domain_id: ROS_DOMAIN_ID (None = a free one in 1..101, see :class:`DomainClaim`).
         node_name: the node's name (output namespace).
         ready_timeout_s: wait this long for the node's subscriptions/publishers (model loading).
         drain_timeout_s: after playback, stop recording when no new detections arrived this long.
@@ -175,6 +175,42 @@ def _ros_env(domain_id: int) -> Dict[str, str]:
         if prefix not in parts:
             env["AMENT_PREFIX_PATH"] = os.pathsep.join([prefix] + parts)
     return env
+
+
+class DomainClaim:
+    """A ROS_DOMAIN_ID in 1..101 held exclusively (``fcntl`` lock on a file in the temp directory)
+    by this process until :meth:`release`, so concurrent replays on one machine (parallel test
+    runs, demos) never share a DDS domain. Other programs can take part by locking
+    ``<tmp>/bev_mtl_ros_domains/<id>.lock`` the same way."""
+
+    def __init__(self, preferred: Optional[int] = None):
+        import fcntl
+        import tempfile
+        d = Path(tempfile.gettempdir()) / "bev_mtl_ros_domains"
+        d.mkdir(parents=True, exist_ok=True)
+        ids = list(range(1, 102))
+        random.SystemRandom().shuffle(ids)
+        if preferred is not None:
+            ids = [int(preferred)]
+        self.domain_id: Optional[int] = None
+        self._fh = None
+        for i in ids:
+            fh = open(d / f"{i}.lock", "a+")
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                fh.close()
+                continue
+            self.domain_id, self._fh = i, fh
+            break
+        if self.domain_id is None:   # all held (or the preferred one): use it anyway
+            self.domain_id = ids[0]
+
+    def release(self) -> None:
+        """Give the domain id back (closing the file drops the lock)."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
 
 
 def _cli() -> List[str]:
@@ -283,7 +319,8 @@ def run_replay(cfg: ReplayConfig, log=print) -> ReplayRun:
     n_frames = counts.get(LIDAR_TOPIC, 0)
     if n_frames == 0:
         raise DemoError(f"{bag} has no messages on {LIDAR_TOPIC} (topics: {sorted(counts)})")
-    domain = cfg.domain_id if cfg.domain_id is not None else random.SystemRandom().randint(1, 101)
+    claim = DomainClaim(cfg.domain_id)
+    domain = claim.domain_id
     env = _ros_env(domain)
     outs = output_topics(cfg.node_name)
     det_topic = f"/{cfg.node_name}/detections"
@@ -340,6 +377,7 @@ def run_replay(cfg: ReplayConfig, log=print) -> ReplayRun:
             _stop_process(p)
         for f in files.values():
             f.close()
+        claim.release()
     if not (recording / "metadata.yaml").exists() and not list(recording.glob("*.mcap")):
         raise DemoError(f"no recording written; recorder log {logs['recorder']}:\n{_tail(logs['recorder'])}")
     return ReplayRun(recording=recording, player_stats=player_stats, node_log=logs["node"],

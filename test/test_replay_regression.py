@@ -261,9 +261,9 @@ def test_overload_newest_frames_processed_and_skips_counted(assets, paced, tmp_p
         n_bag = 16
         bag = D.make_synthetic_bag(d / "bag", frames=n_bag, points=10_000, image_wh=(480, 302), seed=100)
     period_ms = 100.0
-    rate = float(np.clip(4.0 * node_total["p50"] / period_ms, 2.0, 40.0))
+    rate = float(np.clip(8.0 * node_total["p50"] / period_ms, 4.0, 20.0))
     cfg = D.ReplayConfig(bag=bag, out_dir=d / "run", params_file=assets.params, rate=rate, use_sim_time=True,
-                         node_params=_node_params(assets, input_qos="reliable", input_queue_depth=100),
+                         node_params=_node_params(assets, input_qos="reliable", input_queue_depth=30),
                          pace=False, drain_timeout_s=4.0, ready_timeout_s=120.0)
     run = D.run_replay(cfg, log=print)
     summary, frames = D.analyze_recording(bag, run.recording, player_stats=run.player_stats)
