@@ -546,23 +546,7 @@ def run_benchmark(cfg: BenchConfig, log=print) -> Dict[str, Any]:
             naive = naive_pillarize(pts, contract)
             ref["naive_python_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
             ref["naive_vs_runtime"] = compare_pillars(mine, naive)
-            gen, desc = spconv_voxelizer(contract, cfg.spconv_path, "cpu" if dev == "cpu" else dev)
-            ref["spconv"] = desc
-            if gen is not None:
-                tp = torch.from_numpy(pts)
-                if dev != "cpu":
-                    tp = tp.to(dev)
-                ref["spconv_ms"] = time_stage(lambda: gen(tp), cfg.frames, cfg.warmup, dev)
-                vox, coors, nump = gen(tp)
-                vox = vox.cpu().numpy().copy()
-                vox[..., 3] *= np.float32(contract.intensity_scale)   # spconv keeps raw features
-                sp = {"coords": coors[:, 1:].cpu().numpy().astype(np.int64), "num_points": nump.cpu().numpy(),
-                      "pillars": vox}   # (P, M, 4): compared on x, y, z, intensity
-                cmp = compare_pillars(mine, sp)
-                cmp["note"] = ("spconv keeps the first max_pillars voxels in point order, runtime.pillarize the "
-                               "most-populated; sets agree only when no pillar is dropped"
-                               if batch.stats.pillars_dropped else "no pillar dropped: sets must agree")
-                ref["spconv_vs_runtime"] = cmp
+            ref.update(_spconv_reference(pts, contract, mine, batch.stats.pillars_dropped, cfg, dev))
             s["pillarize_reference"] = ref
         # network per backend
         inputs = network_inputs(batch, img, contract)
@@ -615,6 +599,36 @@ def run_benchmark(cfg: BenchConfig, log=print) -> Dict[str, Any]:
     if dev.startswith("cuda"):
         res["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return res
+
+
+def _spconv_reference(pts: np.ndarray, contract, mine: Dict[str, np.ndarray], pillars_dropped: int,
+                      cfg: "BenchConfig", dev: str) -> Dict[str, Any]:
+    """Time spconv's PointToVoxel on the same cloud and compare its pillars with ours; returns
+    {"spconv": description, ["spconv_ms": summary, "spconv_vs_runtime": comparison]}."""
+    import torch
+    try:
+        gen, desc = spconv_voxelizer(contract, cfg.spconv_path, dev)
+    except Exception as e:   # e.g. a CPU-only spconv asked for CUDA
+        return {"spconv": f"spconv unusable on {dev}: {type(e).__name__}: {e}"}
+    if gen is None:
+        return {"spconv": desc}
+    try:
+        tp = torch.from_numpy(pts).to(dev)
+        out: Dict[str, Any] = {"spconv": desc,
+                               "spconv_ms": time_stage(lambda: gen(tp), cfg.frames, cfg.warmup, dev)}
+        vox, coors, nump = gen(tp)
+        vox = vox.cpu().numpy().copy()
+        vox[..., 3] *= np.float32(contract.intensity_scale)   # spconv keeps the raw features
+        sp = {"coords": coors[:, 1:].cpu().numpy().astype(np.int64),  # (z, y, x) -> (y, x)
+              "num_points": nump.cpu().numpy(), "pillars": vox}     # (P, M, 4): x, y, z, intensity
+        cmp = compare_pillars(mine, sp)
+        cmp["note"] = ("spconv keeps the first max_pillars voxels in point order, runtime.pillarize the "
+                       "most-populated; sets agree only when no pillar is dropped"
+                       if pillars_dropped else "no pillar dropped: sets must agree")
+        out["spconv_vs_runtime"] = cmp
+        return out
+    except Exception as e:
+        return {"spconv": f"{desc}: failed ({type(e).__name__}: {e})"}
 
 
 def _bench_post_and_messages(st: Dict[str, Any], s: Dict[str, Any], outputs, pts, img, backends, contract,
