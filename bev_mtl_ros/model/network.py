@@ -29,7 +29,7 @@ INPUT_NAMES: Tuple[str, ...] = ("pillars", "num_points", "canvas_index", "image"
 #: output names (and order) of the deployed graph; heatmap and drivable are probabilities there
 OUTPUT_NAMES: Tuple[str, ...] = ("heatmap", "offset", "z", "size", "rot", "drivable", "semantic")
 
-#: default widths, sized for a 2-core CPU: 0.71 M parameters, ~4.2 GFLOP per frame at the default
+#: default widths, sized for a 2-core CPU: 0.71 M parameters, ~3.8 GFLOP per frame at the default
 #: contract (256x256 pillars, 512x320 image); measured single-thread CPU time: forward ~67 ms (8k
 #: pillars), training step (batch 2, forward + backward + AdamW) ~0.7 s.
 DEFAULT_WIDTHS: Dict[str, Any] = dict(
