@@ -1,22 +1,26 @@
 """Shared pytest fixtures for bev_mtl_ros.
 
 ROS isolation: several test runs (and other developers' nodes) can share one machine, so every
-test that starts ROS 2 participants gets its own random ``ROS_DOMAIN_ID`` and discovery limited
+test that starts ROS 2 participants gets its own ``ROS_DOMAIN_ID`` (claimed with a lock file, so
+concurrent runs never get the same one) and discovery limited
 to this host (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``), plus the package's Fast DDS
 large-data profile (``bev_mtl_ros.dds``).
 
 Fixtures:
     ros_env        dict: environment for child processes (``subprocess.Popen(..., env=ros_env)``).
-    ros_domain_id  int: the domain id in ``ros_env``.
+    ros_domain_id  int: the domain id in ``ros_env``, held exclusively on this machine for the test
+                   (flock protocol shared with bev_mtl_ros.demo.DomainClaim).
     rclpy_context  an initialised ``rclpy.context.Context`` on ``ros_domain_id`` for in-process
                    nodes (``rclpy.create_node(name, context=rclpy_context)``); shut down afterwards.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import sys
+import tempfile
 from pathlib import Path
 from typing import Dict, Iterator
 
@@ -32,17 +36,31 @@ from bev_mtl_ros.dds import add_venv_ament_prefix, dds_environment  # noqa: E402
 # console scripts do (bev_mtl_ros.dds.cli_main)
 add_venv_ament_prefix()
 
-#: domain ids handed out by this session; avoids reuse within one run
-_USED_DOMAINS: set = set()
+#: lock directory shared with bev_mtl_ros.demo.DomainClaim: a process holding an exclusive
+#: flock on ``<tmp>/bev_mtl_ros_domains/<id>.lock`` owns ROS domain <id> on this machine
+DOMAIN_LOCK_DIR = Path(tempfile.gettempdir()) / "bev_mtl_ros_domains"
 
 
-def _pick_domain_id() -> int:
-    """A random ROS domain id in 1..101 (valid with the default port mapping), unused in this run."""
-    rng = random.SystemRandom()
-    free = [d for d in range(1, 102) if d not in _USED_DOMAINS] or list(range(1, 102))
-    domain = rng.choice(free)
-    _USED_DOMAINS.add(domain)
-    return domain
+def _claim_domain_id():
+    """A ROS domain id in 1..101 (valid with the default port mapping) that no other test run or
+    replay on this machine holds, plus the open lock file that holds it (close it to release).
+
+    Random order over the ids, first one whose lock file can be flocked wins. If all are held,
+    a random id is returned without a lock (isolation then relies on localhost discovery and
+    per-test topic names).
+    """
+    DOMAIN_LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    ids = list(range(1, 102))
+    random.SystemRandom().shuffle(ids)
+    for domain in ids:
+        fh = open(DOMAIN_LOCK_DIR / f"{domain}.lock", "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            continue
+        return domain, fh
+    return ids[0], None
 
 
 def _ament_prefix_path(env: Dict[str, str]) -> str:
@@ -54,9 +72,14 @@ def _ament_prefix_path(env: Dict[str, str]) -> str:
 
 
 @pytest.fixture
-def ros_domain_id() -> int:
-    """A fresh random ROS_DOMAIN_ID for this test."""
-    return _pick_domain_id()
+def ros_domain_id() -> Iterator[int]:
+    """A ROS_DOMAIN_ID held exclusively by this test for its duration (see :func:`_claim_domain_id`)."""
+    domain, lock = _claim_domain_id()
+    try:
+        yield domain
+    finally:
+        if lock is not None:
+            lock.close()
 
 
 @pytest.fixture
