@@ -92,8 +92,15 @@ def assets(tmp_path_factory) -> Assets:
     return a
 
 
+#: harness only: the random tiny model's heat map peaks at ~0.10, so a low threshold makes it emit
+#: boxes (top-K = 100 per frame) and the box path (decode -> Detection3DArray -> DDS) is compared too
+HARNESS_SCORE_THRESHOLD = 0.05
+
+
 def _node_params(a: Assets, **extra):
     p = {"model_path": str(a.model), "backend": "onnxruntime", "device": "cpu"}
+    if not a.real:
+        p["score_threshold"] = HARNESS_SCORE_THRESHOLD
     p.update(extra)
     return p
 
@@ -141,6 +148,7 @@ def _offline_reference(assets: Assets, frames):
         for v in doc.values():
             if isinstance(v, dict) and "ros__parameters" in v:
                 params.update(v["ros__parameters"])
+    params.update({k: v for k, v in _node_params(assets).items() if k in ("score_threshold", "nms")})
     cfg = _make_postprocess_cfg(float(params.get("score_threshold", 0.35)), str(params.get("nms", "circle")))
     backend = create_backend(str(assets.model), backend="onnxruntime", device="cpu")
     names = list(backend.contract.detection_classes)
@@ -177,7 +185,9 @@ def test_outputs_match_reference(assets, paced):
             "regenerate them with scripts/update_golden.sh after checking the change")
         problems = D.compare_outputs(frames, golden)
     else:
-        problems = D.compare_outputs(frames, _offline_reference(assets, frames))
+        ref = _offline_reference(assets, frames)
+        assert sum(len(f.scores) for f in ref) > 0, "harness reference has no boxes: the box path is not compared"
+        problems = D.compare_outputs(frames, ref)
     assert not problems, "\n".join(problems[:20])
 
 
@@ -185,6 +195,7 @@ def test_golden_files_round_trip_and_detect_changes(tmp_path, paced):
     """write_golden/load_golden keep what the comparison needs, and the comparison notices a
     moved box, a changed score and a flipped mask region."""
     _, _, frames = paced
+    strict = {"near_threshold_score": -1.0}   # no box may go unpaired
     path = tmp_path / "g"
     D.write_golden(frames, path, {"bag": "x"})
     loaded, meta = D.load_golden(path)
@@ -198,11 +209,15 @@ def test_golden_files_round_trip_and_detect_changes(tmp_path, paced):
         bad[k].scores = bad[k].scores.copy()
         j = int(np.argmax(bad[k].scores))
         bad[k].boxes[j, 0] += 0.3
-        assert any("centre" in p or "not detected" in p or "extra" in p for p in D.compare_outputs(frames, bad))
+        assert any("centre" in p or "not detected" in p or "extra" in p for p in D.compare_outputs(frames, bad, strict))
+        bad = copy.deepcopy(loaded)     # every box of a frame moved (a conversion bug): caught even
+        bad[k].boxes = bad[k].boxes.copy()  # with the default near-threshold allowance
+        bad[k].boxes[:, 1] += 0.5
+        assert D.compare_outputs(frames, bad), "a shifted frame passed the comparison"
         bad = copy.deepcopy(loaded)
         bad[k].scores = bad[k].scores.copy()
         bad[k].scores[j] -= 0.1
-        assert any("score" in p for p in D.compare_outputs(frames, bad))
+        assert any("score" in p for p in D.compare_outputs(frames, bad, strict))
     bad = copy.deepcopy(loaded)
     bad[0].drivable = bad[0].drivable.copy()
     bad[0].drivable[:64, :] = ~bad[0].drivable[:64, :]
