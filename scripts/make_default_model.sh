@@ -10,6 +10,7 @@
 # Usage: scripts/make_default_model.sh            (about 60 min on 2 CPU cores)
 # Environment overrides: WORK (scratch dir, default build/default_model), TRAIN_SCENES, VAL_SCENES,
 #   FRAMES (per scene), WIDTH/HEIGHT (synthetic image size), EPOCHS, DEVICE, PYTHON, MODEL_NAME,
+#   MODELS_DIR (default models/),
 #   SKIP_CHECK=1 (do not fail on thresholds).
 set -euo pipefail
 
@@ -17,19 +18,20 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
 WORK="${WORK:-$ROOT/build/default_model}"
-TRAIN_SCENES="${TRAIN_SCENES:-80}"
+TRAIN_SCENES="${TRAIN_SCENES:-100}"
 VAL_SCENES="${VAL_SCENES:-10}"
 FRAMES="${FRAMES:-10}"
 WIDTH="${WIDTH:-480}"
 HEIGHT="${HEIGHT:-302}"
 DEVICE="${DEVICE:-cpu}"
 MODEL_NAME="${MODEL_NAME:-default}"
+MODELS_DIR="${MODELS_DIR:-$ROOT/models}"
 CONFIG="${CONFIG:-$ROOT/config/train_default.yaml}"
 CLI=("$PY" -m bev_mtl_ros.cli)
 EPOCH_ARGS=()
 if [[ -n "${EPOCHS:-}" ]]; then EPOCH_ARGS=(--epochs "$EPOCHS"); fi
 
-mkdir -p "$WORK" "$ROOT/models"
+mkdir -p "$WORK" "$MODELS_DIR"
 t0=$(date +%s)
 stamp() { echo "[make_default_model +$(( $(date +%s) - t0 ))s] $*"; }
 
@@ -60,15 +62,15 @@ if [[ -f "$WORK/run/last.pt" ]]; then RESUME=(--resume); fi
 "${CLI[@]}" train --data "$WORK/synth_train" --config "$CONFIG" --out "$WORK/run" --device "$DEVICE" \
     --cache-dir "$WORK/cache" --no-progress "${RESUME[@]}" "${EPOCH_ARGS[@]}"
 
-stamp "export models/$MODEL_NAME.{pt,onnx}"
-cp "$WORK/run/model.pt" "models/$MODEL_NAME.pt"
-"${CLI[@]}" export --checkpoint "models/$MODEL_NAME.pt" --out "models/$MODEL_NAME.onnx"
+stamp "export $MODELS_DIR/$MODEL_NAME.{pt,onnx}"
+cp "$WORK/run/model.pt" "$MODELS_DIR/$MODEL_NAME.pt"
+"${CLI[@]}" export --checkpoint "$MODELS_DIR/$MODEL_NAME.pt" --out "$MODELS_DIR/$MODEL_NAME.onnx"
 
 stamp "evaluation on the held-out split"
-"${CLI[@]}" evaluate --data "$WORK/synth_val" --model "models/$MODEL_NAME.onnx" --backend onnxruntime \
+"${CLI[@]}" evaluate --data "$WORK/synth_val" --model "$MODELS_DIR/$MODEL_NAME.onnx" --backend onnxruntime \
     --out "$WORK/eval" --render 6 --no-progress
-cp "$WORK/eval/report.json" "models/$MODEL_NAME.eval.json"
-cp "$WORK/run/history.jsonl" "models/$MODEL_NAME.history.jsonl"
+cp "$WORK/eval/report.json" "$MODELS_DIR/$MODEL_NAME.eval.json"
+cp "$WORK/run/history.jsonl" "$MODELS_DIR/$MODEL_NAME.history.jsonl"
 
 stamp "checking the acceptance thresholds"
 "$PY" - "$WORK/eval/report.json" "${SKIP_CHECK:-0}" <<'PYEOF'
@@ -85,4 +87,4 @@ for name, v, thr in checks:
 if not ok and sys.argv[2] != "1":
     sys.exit("make_default_model: the default model misses an acceptance threshold")
 PYEOF
-stamp "done: models/$MODEL_NAME.pt, models/$MODEL_NAME.onnx, report in $WORK/eval"
+stamp "done: $MODELS_DIR/$MODEL_NAME.pt, $MODELS_DIR/$MODEL_NAME.onnx, report in $WORK/eval"
