@@ -45,7 +45,8 @@ class PillarFeatureNet(nn.Module):
     training, mu and var are the batch statistics of the *valid points only*, obtained exactly from
     the 9-dimensional inputs (mu = W mean(x), var_c = w_c^T Cov(x) w_c), so padding never enters the
     statistics and the (P*M, C) tensor is touched once; gradients flow through the statistics as in
-    ordinary BatchNorm. In eval mode the running statistics are used and the export is one MatMul+Add.
+    ordinary BatchNorm. In eval mode the running statistics are used; W' and b' are constants of the
+    exported graph (MatMul -> Where -> ReduceMax -> Add -> Relu).
     """
 
     def __init__(self, in_features: int, out_channels: int):
