@@ -377,7 +377,7 @@ def train(cfg: Dict[str, Any], train_set, out_dir: Optional[str], device: str = 
                     sched.step()
         history = list(extra.get("history", []))
         if dist_ctx.is_main:
-            LOG.info("resumed from %s at epoch %d", last_path, start_epoch)
+            LOG.info("resumed from %s: continuing with epoch %d", last_path, start_epoch + 1)
 
     if dist_ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
