@@ -262,17 +262,21 @@ def _stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> Optional[int
     return proc.wait(5.0)
 
 
-def _wait_graph(env: Dict[str, str], lidar_topic: str, det_topic: str, procs: Dict[str, subprocess.Popen],
-                logs: Dict[str, Path], timeout: float) -> None:
-    """Wait (from a helper process on the same domain) until the node subscribes to the lidar topic
-    and its detections publisher is matched by the recorder. Raises DemoError on timeout/exit."""
+def _wait_graph(env: Dict[str, str], node_name: str, input_topics: Sequence[str], det_topic: str,
+                procs: Dict[str, subprocess.Popen], logs: Dict[str, Path], timeout: float) -> None:
+    """Wait (from a helper process on the same domain) until the node named ``node_name`` itself
+    subscribes to every input topic (other subscribers, such as the recorder, do not count) and
+    its detections publisher is matched by the recorder. Raises DemoError on timeout/exit."""
     script = (
         "import sys, time, rclpy\n"
         "rclpy.init()\n"
         "n = rclpy.create_node('demo_graph_probe')\n"
         f"deadline = time.monotonic() + {timeout}\n"
+        f"inputs = {list(input_topics)!r}\n"
+        "def node_subscribed(t):\n"
+        f"    return any(i.node_name == {node_name!r} for i in n.get_subscriptions_info_by_topic(t))\n"
         "while time.monotonic() < deadline:\n"
-        f"    if n.count_subscribers({lidar_topic!r}) >= 1 and n.count_publishers({det_topic!r}) >= 1 "
+        f"    if all(node_subscribed(t) for t in inputs) and n.count_publishers({det_topic!r}) >= 1 "
         f"and n.count_subscribers({det_topic!r}) >= 1:\n"
         "        print('ready'); sys.exit(0)\n"
         "    time.sleep(0.1)\n"
@@ -348,11 +352,15 @@ def run_replay(cfg: ReplayConfig, log=print) -> ReplayRun:
             node_cmd += ["-p", f"{k}:={_param_value(v)}"]
         log(f"[demo] domain {domain}; node: {' '.join(node_cmd)}")
         procs["node"] = subprocess.Popen(node_cmd, env=env, stdout=files["node"], stderr=subprocess.STDOUT)
-        _wait_graph(env, LIDAR_TOPIC, det_topic, procs, logs, cfg.ready_timeout_s)
+        _wait_graph(env, cfg.node_name, [LIDAR_TOPIC, IMAGE_TOPIC], det_topic, procs, logs, cfg.ready_timeout_s)
         log(f"[demo] node ready after {time.monotonic() - t_start:.1f} s; playing {bag} at rate {cfg.rate}")
         stats_json = out / "player_stats.json"
+        # the node's subscription and (when inputs are recorded) the recorder's must both be matched
+        # by the player's publisher before the first cloud goes out
+        n_subs = 2 if cfg.record_inputs else 1
         play_cmd = _cli() + ["play", str(bag), "--rate", str(cfg.rate), "--wait-for-subscribers", "1",
-                             "--wait-topics", LIDAR_TOPIC, "--wait-timeout", "60", "--stats-json", str(stats_json)]
+                             "--wait-topics", f"{LIDAR_TOPIC}={n_subs}", f"{IMAGE_TOPIC}=1", "--wait-timeout", "60",
+                             "--stats-json", str(stats_json)]
         if cfg.use_sim_time:
             play_cmd.append("--clock")
         if cfg.play_topics:

@@ -299,7 +299,9 @@ class BagPlayer:
 
         Args:
             count: subscriptions required per topic (0 returns at once).
-            topics: published topic names to check; default: the bag's PointCloud2 topics, else all.
+            topics: published topic names to check, each optionally ``"topic=N"`` to require N
+                subscriptions on that topic instead of ``count``; default: the bag's PointCloud2
+                topics, else all.
             timeout: seconds to wait at most.
             settle_s: extra wait after the graph shows the subscriptions, so DDS endpoint matching
                 completes before the first (volatile) message.
@@ -311,6 +313,11 @@ class BagPlayer:
         if not topics:
             topics = [t for t, ty in self.published_topics.items() if ty.endswith("PointCloud2")] or \
                 list(self.published_topics)
+        need: Dict[str, int] = {}
+        for spec in topics:
+            t, sep, n = spec.partition("=")
+            need[t] = int(n) if sep else int(count)
+        topics = list(need)
         pubs = {}
         for c in self._connections:
             pubs[self.remap.get(c.topic, c.topic)] = self._publishers[c.id]
@@ -319,7 +326,7 @@ class BagPlayer:
             self._logger.warning(f"--wait-for-subscribers: topics not played: {missing}")
         deadline = time.monotonic() + timeout
         while not self._stop.is_set():
-            short = [t for t in topics if t in pubs and pubs[t].get_subscription_count() < count]
+            short = [t for t in topics if t in pubs and pubs[t].get_subscription_count() < need[t]]
             if not short:
                 time.sleep(settle_s)
                 return True
@@ -475,8 +482,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--qos-depth", type=int, default=10, help="history depth of volatile publishers")
     parser.add_argument("--wait-for-subscribers", type=int, default=0, metavar="N",
                         help="before playing, wait until N subscriptions match each --wait-topics topic")
-    parser.add_argument("--wait-topics", nargs="+", default=None, metavar="TOPIC",
-                        help="topics checked by --wait-for-subscribers (default: the bag's PointCloud2 topics)")
+    parser.add_argument("--wait-topics", nargs="+", default=None, metavar="TOPIC[=N]",
+                        help="topics checked by --wait-for-subscribers (default: the bag's PointCloud2 topics); "
+                             "TOPIC=N requires N subscriptions on that topic")
     parser.add_argument("--wait-timeout", type=float, default=60.0, help="seconds to wait for subscribers")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to sleep before playing")
     parser.add_argument("--start-paused", action="store_true",
