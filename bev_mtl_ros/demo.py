@@ -1049,7 +1049,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
     parser.add_argument("--frames-to-render", type=int, default=3, help="frames rendered to PNG")
     parser.add_argument("--no-sim-time", action="store_true", help="run the node on wall time (no /clock)")
-    parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: random 1..101)")
+    parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: a free one in 1..101)")
     parser.add_argument("--param", "-p", nargs="+", default=[], metavar="NAME:=VALUE",
                         help="extra node parameter overrides")
     parser.add_argument("--write-golden", action="store_true",
@@ -1100,8 +1100,8 @@ def main(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         make_synthetic_bag(bag, frames=args.synthetic)
     if not bag.exists():
-        print(f"demo: sample recording {bag} not found (pass --bag PATH, or create it with "
-              f"`bev-mtl-ros synth` + `bev-mtl-ros a2d2-to-bag`)", file=sys.stderr)
+        print(f"demo: sample recording {bag} not found (pass --bag PATH, create one with "
+              f"`bev-mtl-ros synth` + `bev-mtl-ros a2d2-to-bag`, or try `--synthetic 10`)", file=sys.stderr)
         return 2
     if not params.exists():
         if args.params_file != DEFAULT_PARAMS:
