@@ -229,6 +229,12 @@ def test_unknown_type_skipped_and_errors(tmp_path, rclpy_context):
         assert dict(stats.published) == {"/pts": N_CLOUDS}
     finally:
         player.close()
+    remapped = BagPlayer(node, src, topics=["/pts"], remap={"/pts": "/renamed/points"})
+    try:
+        assert remapped.published_topics == {"/renamed/points": "sensor_msgs/msg/PointCloud2"}
+        assert node.count_publishers("/renamed/points") == 1
+    finally:
+        remapped.close()
     with pytest.raises(PlayerError, match="not found"):
         BagPlayer(node, tmp_path / "nope.mcap")
     with pytest.raises(PlayerError, match="rate"):
