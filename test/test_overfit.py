@@ -20,7 +20,7 @@ CFG = {
     "contract": {"point_cloud_range": [0.0, -10.24, -3.0, 20.48, 10.24, 3.0], "pillar_size": [0.32, 0.32],
                  "image_size": [64, 32], "max_pillars": 2000, "max_points_per_pillar": 8},
     "model": dict(TINY_WIDTHS),
-    "batch_size": 1, "epochs": 1, "seed": 0, "threads": 2,
+    "batch_size": 1, "epochs": 1, "seed": 0, "threads": 1,
     "optimizer": {"lr": 1e-2, "schedule": "constant", "weight_decay": 0.0},
     "augment": {"enabled": False},
 }
@@ -52,10 +52,18 @@ def one_frame(contract):
             "drivable": drivable, "key": "overfit"}
 
 
-def test_tiny_model_overfits_one_frame():
+@pytest.fixture
+def one_thread():
+    """torch's thread count is process-wide: use 1 here, restore it for the rest of the suite."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # robust on a shared machine (OpenMP spin-waits with 2 threads)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_tiny_model_overfits_one_frame(one_thread):
     cfg = T.merge_config(T.DEFAULT_CONFIG, CFG)
     contract = T.contract_from_config(cfg)
-    torch.set_num_threads(2)
     T.seed_everything(0)
     ds = InMemoryDataset([one_frame(contract)], contract)
     inputs, targets, _ = collate_batch([ds[0]])
