@@ -313,7 +313,12 @@ def train(cfg: Dict[str, Any], train_set, out_dir: Optional[str], device: str = 
         max_steps: stop after this many optimiser steps in total (tests).
     Returns:
         {"model": the trained network (unwrapped), "history": list of per-epoch dicts,
-         "steps": optimiser steps done, "s_per_iter": mean seconds per iteration of the last epoch}.
+         "module": the TrainModule (net + loss), "steps": optimiser steps done in this call,
+         "s_per_iter": median seconds per iteration of the last epoch, "dist": the DistContext}.
+    Raises:
+        ConfigError: dataset/config/checkpoint contracts differ or a bad optimiser setting.
+        FloatingPointError: the loss became NaN/inf (names the epoch, step and loss terms).
+        RuntimeError: CUDA requested but unavailable.
     """
     from torch.utils.data import DataLoader
     from torch.utils.data.distributed import DistributedSampler
