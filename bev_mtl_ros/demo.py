@@ -42,10 +42,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-#: the committed sample recording replayed by ``make demo`` (relative to the repository root)
-SAMPLE_BAG = "test/data/sample_a2d2.mcap"
+#: the committed sample recording replayed by ``make demo`` (rosbag2 directory, relative to the repository root)
+SAMPLE_BAG = "test/data/sample_a2d2"
 #: other places the sample may be committed (a rosbag2 directory as written by a2d2-to-bag)
-SAMPLE_BAG_ALTERNATIVES = ("test/data/sample_a2d2", "test/data/sample_a2d2.db3", "test/data/sample")
+SAMPLE_BAG_ALTERNATIVES = ("test/data/sample_a2d2.mcap", "test/data/sample_a2d2.db3", "test/data/sample")
 
 
 def find_sample_bag() -> Path:

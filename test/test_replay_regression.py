@@ -1,11 +1,12 @@
 """Replay regression: a recording replayed through the perception node running as a SEPARATE
 process over DDS (player, node and recorder are three processes, as in ``bev-mtl-ros demo``).
 
-Assets: the committed sample recording (``demo.SAMPLE_BAG``) with the default model
-(``models/bev_mtl_default.onnx``) when both exist; otherwise (until they are committed) a tiny
-randomly initialised network exported with ``runtime.export`` and a small synthetic bag in the
-converter's layout (``demo.make_synthetic_bag``), both made in a temporary directory. Which one runs
-is printed (``-s``) and recorded in each test's report.
+Assets: the committed sample recording (``demo.SAMPLE_BAG``, else a small synthetic bag in the
+converter's layout from ``demo.make_synthetic_bag``) and the default model
+(``models/bev_mtl_default.onnx``, else a tiny randomly initialised network exported with
+``runtime.export``), the stand-ins made in a temporary directory. Golden files and model-card
+metrics apply only to sample + default model; the harness compares against the same frames run
+offline instead. Which assets run is printed (``-s``).
 
 Checks
 ------
@@ -72,22 +73,27 @@ class Assets:
     params: Optional[Path]
 
     def describe(self) -> str:
-        kind = "sample recording + default model" if self.real else "synthetic bag + tiny random model (harness)"
+        kind = ("sample recording + default model" if self.real else
+                "harness (" + ("sample recording" if self.bag == SAMPLE else "synthetic bag") + " + " +
+                ("default model" if self.model == DEFAULT_MODEL else "tiny random model") + ")")
         return f"{kind}: bag {self.bag}, model {self.model}, params {self.params}"
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory) -> Assets:
     params = launch_params_file()
-    if SAMPLE.exists() and DEFAULT_MODEL.exists():
-        a = Assets(SAMPLE, DEFAULT_MODEL, True, params)
+    d = tmp_path_factory.mktemp("replay_assets")
+    if DEFAULT_MODEL.exists():
+        model = DEFAULT_MODEL
     else:
         from bev_mtl_ros.bench import export_random_model
-        d = tmp_path_factory.mktemp("replay_assets")
         model = d / "tiny.onnx"
         export_random_model(model, tiny=True, seed=0)
+    if SAMPLE.exists():
+        bag = SAMPLE
+    else:
         bag = D.make_synthetic_bag(d / "small_bag", frames=5, points=20_000, image_wh=(960, 604))
-        a = Assets(bag, model, False, params)
+    a = Assets(bag, model, SAMPLE.exists() and DEFAULT_MODEL.exists(), params)
     print(f"\n[replay regression] {a.describe()}")
     return a
 
@@ -269,7 +275,7 @@ def test_overload_newest_frames_processed_and_skips_counted(assets, paced, tmp_p
     node_total = psum["latency_ms"].get("node_total") or psum["latency_ms"].get("end_to_end")
     assert node_total, psum["latency_ms"]
     d = tmp_path_factory.mktemp("overload")
-    if assets.real:
+    if assets.bag == SAMPLE:
         bag = assets.bag
         n_bag = psum["frames_in_bag"]
     else:
@@ -314,10 +320,7 @@ def test_looped_replay_every_pass_answered(assets, tmp_path_factory):
     """``play --loop``: stamps (and /clock) jump back at each restart; the node keeps answering every
     cloud of every pass with the cloud's own stamp (2 passes -> each stamp answered exactly twice)."""
     d = tmp_path_factory.mktemp("loop")
-    if assets.real:
-        bag = assets.bag
-    else:
-        bag = D.make_synthetic_bag(d / "bag", frames=4, points=10_000, image_wh=(480, 302), seed=200)
+    bag = D.make_synthetic_bag(d / "bag", frames=4, points=10_000, image_wh=(480, 302), seed=200)
     cfg = D.ReplayConfig(bag=bag, out_dir=d / "run", params_file=assets.params, rate=1.0, use_sim_time=True,
                          node_params=_node_params(assets), pace=True, loops=2, drain_timeout_s=4.0,
                          ready_timeout_s=120.0)
