@@ -1136,8 +1136,13 @@ def main(args: argparse.Namespace) -> int:
         summary["metrics"] = evaluate_against_ground_truth(bag, run.recording, model_path=model_for_contract)
     except Exception as e:  # metrics are informative here; the regression test checks them strictly
         summary["metrics"] = {"error": f"{type(e).__name__}: {e}"}
-    from bev_mtl_ros.model.contract import DETECTION_CLASSES
-    summary["renderings"] = render_frames(bag, frames, out, args.frames_to_render, classes=DETECTION_CLASSES)
+    try:
+        contract = model_contract(model_for_contract)
+    except Exception:   # unreadable model: the node already reported it; render with the defaults
+        from bev_mtl_ros.model.contract import ModelContract
+        contract = ModelContract()
+    summary["renderings"] = render_frames(bag, frames, out, args.frames_to_render,
+                                          pc_range=contract.point_cloud_range, classes=contract.detection_classes)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(_format_summary(summary))
     print(f"[demo] summary: {out / 'summary.json'}; renderings: {', '.join(summary['renderings'])}")
