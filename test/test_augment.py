@@ -29,7 +29,7 @@ def sample():
     drv = np.zeros((gh, gw), np.uint8)
     drv[cell_of(3.0, 1.0)] = 1
     return {"points": pts, "boxes": np.array([[5.0, 1.0, -1.0, 4.0, 2.0, 1.5, 0.3]], np.float32),
-            "labels": np.array([0]), "image": rng.integers(0, 256, (32, 64, 3), dtype=np.uint8),
+            "labels": np.array([0]), "key": f"k{int(rng.integers(1 << 30))}", "image": rng.integers(0, 256, (32, 64, 3), dtype=np.uint8),
             "semantic": rng.integers(0, 38, (32, 64), dtype=np.uint8), "drivable": drv}
 
 
@@ -119,3 +119,23 @@ def test_photometric_changes_only_the_image():
     assert out.dtype == np.uint8 and out.shape == img.shape
     assert len(np.unique(out)) == 1 and out[0, 0, 0] != 100
     assert 70 <= out[0, 0, 0] <= 130
+
+
+def test_loader_workers_draw_new_augmentations_each_epoch():
+    """set_epoch must reach the loader workers (non-persistent workers), else every epoch repeats
+    the epoch-0 augmentations."""
+    pytest.importorskip("bev_mtl_ros.runtime.targets")
+    from bev_mtl_ros.train.dataset import InMemoryDataset
+    from bev_mtl_ros.train.train import make_loader
+    ds = InMemoryDataset([sample() for _ in range(2)], C, augment=AugmentConfig(flip_prob=0.5, scale_range=(0.5, 1.5)))
+    loader = make_loader(ds, {"batch_size": 2, "num_workers": 1}, seed=0)
+    seen = []
+    for epoch in range(2):
+        ds.set_epoch(epoch)
+        (_inputs, _targets, meta), = list(loader)
+        seen.append(np.concatenate([m["boxes"] for m in sorted(meta, key=lambda m: m["key"])]))
+    assert not np.allclose(seen[0], seen[1])
+    # and the same epoch reproduces the same augmentation
+    ds.set_epoch(0)
+    (_i, _t, meta), = list(loader)
+    np.testing.assert_allclose(np.concatenate([m["boxes"] for m in sorted(meta, key=lambda m: m["key"])]), seen[0])

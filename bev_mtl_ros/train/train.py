@@ -296,6 +296,22 @@ def recalibrate_batchnorm(net: nn.Module, batches, device: torch.device) -> int:
 
 
 # ------------------------------------------------------------------------------- training
+def make_loader(train_set, cfg: Dict[str, Any], sampler=None, seed: int = 0, pin_memory: bool = False):
+    """The training DataLoader (collate: ``train.dataset.collate_batch``).
+
+    Workers are NOT persistent: each epoch starts fresh workers that copy the dataset *after*
+    ``set_epoch``, so every epoch draws new augmentations (persistent workers would keep the epoch-0
+    copy and repeat the same augmented samples every epoch)."""
+    from torch.utils.data import DataLoader
+
+    from bev_mtl_ros.train.dataset import collate_batch
+    nw = int(cfg.get("num_workers", 0))
+    return DataLoader(train_set, batch_size=int(cfg["batch_size"]), shuffle=sampler is None, sampler=sampler,
+                      num_workers=nw, collate_fn=collate_batch, drop_last=False,
+                      generator=torch.Generator().manual_seed(seed), persistent_workers=False,
+                      pin_memory=pin_memory)
+
+
 def train(cfg: Dict[str, Any], train_set, out_dir: Optional[str], device: str = "cpu",
           resume: bool = False, dist_ctx: Optional[DistContext] = None, progress: bool = True,
           max_steps: Optional[int] = None) -> Dict[str, Any]:
@@ -320,10 +336,7 @@ def train(cfg: Dict[str, Any], train_set, out_dir: Optional[str], device: str = 
         FloatingPointError: the loss became NaN/inf (names the epoch, step and loss terms).
         RuntimeError: CUDA requested but unavailable.
     """
-    from torch.utils.data import DataLoader
     from torch.utils.data.distributed import DistributedSampler
-
-    from bev_mtl_ros.train.dataset import collate_batch
 
     dist_ctx = dist_ctx or DistContext()
     dev = resolve_device(device, dist_ctx)
@@ -345,11 +358,7 @@ def train(cfg: Dict[str, Any], train_set, out_dir: Optional[str], device: str = 
     bs = int(cfg["batch_size"])
     sampler = (DistributedSampler(train_set, num_replicas=dist_ctx.world_size, rank=dist_ctx.rank, shuffle=True,
                                   seed=seed, drop_last=False) if dist_ctx.distributed else None)
-    gen = torch.Generator().manual_seed(seed)
-    nw = int(cfg.get("num_workers", 0))
-    loader = DataLoader(train_set, batch_size=bs, shuffle=sampler is None, sampler=sampler, num_workers=nw,
-                        collate_fn=collate_batch, drop_last=False,
-                        generator=gen, persistent_workers=nw > 0, pin_memory=dev.type == "cuda")
+    loader = make_loader(train_set, cfg, sampler, seed, pin_memory=dev.type == "cuda")
     steps_per_epoch = max(1, len(loader))
     opt, sched = build_optimizer(module, cfg, steps_per_epoch, epochs)
 
