@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Build the shipped default model (models/default.pt + models/default.onnx) from scratch:
+# Build the shipped default model (models/bev_mtl_default.pt + models/bev_mtl_default.onnx) from scratch:
 #   1. synthetic A2D2-format data: a training split and a held-out validation split
 #      (different seeds -> different, disjoint scenes; checked below)
 #   2. train with config/train_default.yaml (CPU by default; DEVICE=cuda for a GPU)
-#   3. copy the checkpoint to models/default.pt and export models/default.onnx (parity-checked)
+#   3. copy the checkpoint to models/bev_mtl_default.pt and export models/bev_mtl_default.onnx (parity-checked)
 #   4. evaluate the ONNX model on the validation split and check the acceptance thresholds:
 #      Car AP@2m >= 0.70, Pedestrian AP@2m >= 0.40, drivable IoU >= 0.85, semantic mIoU >= 0.50
 #
@@ -24,7 +24,7 @@ FRAMES="${FRAMES:-10}"
 WIDTH="${WIDTH:-480}"
 HEIGHT="${HEIGHT:-302}"
 DEVICE="${DEVICE:-cpu}"
-MODEL_NAME="${MODEL_NAME:-default}"
+MODEL_NAME="${MODEL_NAME:-bev_mtl_default}"
 MODELS_DIR="${MODELS_DIR:-$ROOT/models}"
 CONFIG="${CONFIG:-$ROOT/config/train_default.yaml}"
 CLI=("$PY" -m bev_mtl_ros.cli)

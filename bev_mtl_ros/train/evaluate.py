@@ -2,7 +2,7 @@
 
 Two sources::
 
-    bev-mtl-ros evaluate --data A2D2_DIR --model models/default.onnx --out EVAL_DIR [--backend auto]
+    bev-mtl-ros evaluate --data A2D2_DIR --model models/bev_mtl_default.onnx --out EVAL_DIR [--backend auto]
     bev-mtl-ros evaluate --bag OUT_BAG [--gt-bag INPUT_BAG] --model-contract/--model M --out EVAL_DIR
 
 ``--data`` runs ``runtime.pipeline.PerceptionPipeline`` on every frame of an A2D2-format directory and
