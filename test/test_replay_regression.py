@@ -235,12 +235,32 @@ def test_golden_files_round_trip_and_detect_changes(tmp_path, paced):
 
 
 def _model_card_thresholds() -> Optional[dict]:
+    """{flattened evaluate_bag metric key: minimum} from ``models/bev_mtl_default.metrics.json`` /
+    ``models/metrics.json`` ({"thresholds": {...}}), else from the "Acceptance thresholds" table of
+    ``models/README.md`` (rows like ``| Car AP@2 m | >= 0.70 | ...``, ``| Drivable IoU | >= 0.85 |``,
+    ``| Semantic mIoU | >= 0.50 |``)."""
     for name in ("bev_mtl_default.metrics.json", "metrics.json"):
         p = REPO / "models" / name
         if p.exists():
             doc = json.loads(p.read_text())
-            return doc.get("thresholds", doc)
-    return None
+            return _flatten(doc.get("thresholds", doc))
+    card = REPO / "models" / "README.md"
+    if not card.exists():
+        return None
+    out = {}
+    for line in card.read_text().splitlines():
+        m = re.match(r"\|\s*([^|]+?)\s*\|\s*(?:≥|>=)\s*([0-9.]+)\s*\|", line)
+        if not m:
+            continue
+        name, value = m.group(1), float(m.group(2))
+        ap = re.match(r"(\w+) AP@([0-9.]+) ?m$", name)
+        if ap:
+            out[f"detection.ap.dist@{ap.group(2)}m.{ap.group(1)}"] = value
+        elif name.lower() == "drivable iou":
+            out["drivable.iou"] = value
+        elif name.lower() == "semantic miou":
+            out["semantic.miou"] = value
+    return out or None
 
 
 def _flatten(d, prefix=""):
@@ -264,7 +284,16 @@ def test_metrics_against_ground_truth_meet_model_card(assets, paced):
     metrics = D.evaluate_against_ground_truth(assets.bag, run.recording, model_path=assets.model)
     assert metrics is not None, "train.evaluate.evaluate_bag is missing"
     flat = _flatten(metrics)
-    low = {k: (flat.get(k), v) for k, v in _flatten(thresholds).items() if flat.get(k) is None or flat[k] < v}
+    import math
+    # the recording has no BEV drivable ground truth (evaluate_bag reports NaN): not checkable here
+    unmeasured = [k for k in thresholds if k in flat and math.isnan(flat[k])]
+    if unmeasured:
+        print(f"[metrics] not measurable from the bag (no ground truth on it): {unmeasured}")
+    checked = {k: v for k, v in thresholds.items() if k not in unmeasured}
+    assert checked, f"no model-card metric could be checked: {thresholds}"
+    low = {k: (flat.get(k), v) for k, v in checked.items() if flat.get(k) is None or flat[k] < v}
+    print(f"[metrics] checked {len(checked)}: " + ", ".join(f"{k} {flat.get(k):.3f} >= {v}" for k, v in checked.items()
+                                                          if flat.get(k) is not None))
     assert not low, f"metrics below the model card (got, min): {low}"
 
 
