@@ -7,7 +7,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 GPU ?= 0
-PYTEST_ARGS ?= -q
+PYTEST_ARGS ?= -q -rs
 DEMO_ARGS ?=
 
 .PHONY: setup test demo clean-venv help
