@@ -359,7 +359,8 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
     from sensor_msgs.msg import CameraInfo
     from vision_msgs.msg import Detection3DArray
 
-    from bev_mtl_ros.demo import (CAMERA_INFO_TOPIC, IMAGE_TOPIC, LIDAR_TOPIC, NODE_NAME, DomainClaim, _ros_env,
+    from bev_mtl_ros.dds import DomainClaim
+    from bev_mtl_ros.demo import (CAMERA_INFO_TOPIC, IMAGE_TOPIC, LIDAR_TOPIC, NODE_NAME, _ros_env,
                                   default_node_cmd)
     from bev_mtl_ros.ros.conversions import cloud_to_msg, image_to_msg
 

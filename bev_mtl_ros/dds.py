@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Dict, List, Mapping, MutableMapping, Optional
 
@@ -165,3 +166,49 @@ def perception_node_main() -> int:
     from bev_mtl_ros.ros.node import main
 
     return main()
+
+
+#: a process holding an exclusive flock on ``<tmp>/bev_mtl_ros_domains/<id>.lock`` owns ROS domain
+#: <id> on this machine (tests, demos and benchmarks all claim domains this way)
+DOMAIN_LOCK_DIR = Path(tempfile.gettempdir()) / "bev_mtl_ros_domains"
+
+
+class DomainClaim:
+    """A ROS_DOMAIN_ID in 1..101 held exclusively (``fcntl`` lock on a file in the temp directory)
+    by this process until :meth:`release`, so concurrent replays on one machine (parallel test
+    runs, demos) never share a DDS domain. Other programs can take part by locking
+    ``<tmp>/bev_mtl_ros_domains/<id>.lock`` the same way."""
+
+    def __init__(self, preferred: Optional[int] = None):
+        import fcntl
+        import random
+        d = DOMAIN_LOCK_DIR
+        d.mkdir(parents=True, exist_ok=True)
+        ids = list(range(1, 102))
+        random.SystemRandom().shuffle(ids)
+        if preferred is not None:
+            ids = [int(preferred)]
+        self.domain_id: Optional[int] = None
+        self._fh = None
+        for i in ids:
+            fh = open(d / f"{i}.lock", "a+")
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                fh.close()
+                continue
+            self.domain_id, self._fh = i, fh
+            break
+        if self.domain_id is None:   # all held (or the preferred one): use it anyway
+            self.domain_id = ids[0]
+
+    @property
+    def locked(self) -> bool:
+        """True when this process holds the id's lock (False: every id was taken, used anyway)."""
+        return self._fh is not None
+
+    def release(self) -> None:
+        """Give the domain id back (closing the file drops the lock)."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None

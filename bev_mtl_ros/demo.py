@@ -29,7 +29,6 @@ import hashlib
 import json
 import math
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -40,6 +39,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from bev_mtl_ros.dds import DomainClaim  # noqa: F401  (re-exported: demo.DomainClaim)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: the committed sample recording replayed by ``make demo`` (rosbag2 directory, relative to the repository root)
@@ -177,42 +178,6 @@ def _ros_env(domain_id: int) -> Dict[str, str]:
     return env
 
 
-class DomainClaim:
-    """A ROS_DOMAIN_ID in 1..101 held exclusively (``fcntl`` lock on a file in the temp directory)
-    by this process until :meth:`release`, so concurrent replays on one machine (parallel test
-    runs, demos) never share a DDS domain. Other programs can take part by locking
-    ``<tmp>/bev_mtl_ros_domains/<id>.lock`` the same way."""
-
-    def __init__(self, preferred: Optional[int] = None):
-        import fcntl
-        import tempfile
-        d = Path(tempfile.gettempdir()) / "bev_mtl_ros_domains"
-        d.mkdir(parents=True, exist_ok=True)
-        ids = list(range(1, 102))
-        random.SystemRandom().shuffle(ids)
-        if preferred is not None:
-            ids = [int(preferred)]
-        self.domain_id: Optional[int] = None
-        self._fh = None
-        for i in ids:
-            fh = open(d / f"{i}.lock", "a+")
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                fh.close()
-                continue
-            self.domain_id, self._fh = i, fh
-            break
-        if self.domain_id is None:   # all held (or the preferred one): use it anyway
-            self.domain_id = ids[0]
-
-    def release(self) -> None:
-        """Give the domain id back (closing the file drops the lock)."""
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-
-
 def _cli() -> List[str]:
     return [sys.executable, "-m", "bev_mtl_ros.cli"]
 
@@ -295,7 +260,7 @@ def _wait_graph(env: Dict[str, str], node_name: str, input_topics: Sequence[str]
             probe.kill()
         time.sleep(0.1)
     if probe.returncode != 0:
-        raise DemoError(f"node not ready after {timeout:.0f} s (no subscription on {lidar_topic} or no matched "
+        raise DemoError(f"node not ready after {timeout:.0f} s (no subscription on {list(input_topics)} or no matched "
                         f"{det_topic}); node log {logs['node']}:\n{_tail(logs['node'])}")
 
 

@@ -9,18 +9,15 @@ large-data profile (``bev_mtl_ros.dds``).
 Fixtures:
     ros_env        dict: environment for child processes (``subprocess.Popen(..., env=ros_env)``).
     ros_domain_id  int: the domain id in ``ros_env``, held exclusively on this machine for the test
-                   (flock protocol shared with bev_mtl_ros.demo.DomainClaim).
+                   (bev_mtl_ros.dds.DomainClaim).
     rclpy_context  an initialised ``rclpy.context.Context`` on ``ros_domain_id`` for in-process
                    nodes (``rclpy.create_node(name, context=rclpy_context)``); shut down afterwards.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-import random
 import sys
-import tempfile
 from pathlib import Path
 from typing import Dict, Iterator
 
@@ -30,38 +27,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # tests run from a plain checkout too
     sys.path.insert(0, str(REPO_ROOT))
 
-from bev_mtl_ros.dds import add_venv_ament_prefix, dds_environment  # noqa: E402
+from bev_mtl_ros.dds import DomainClaim, add_venv_ament_prefix, dds_environment  # noqa: E402
 
 # in-process ament_index look-ups (get_package_share_directory) find the venv's packages, as the
 # console scripts do (bev_mtl_ros.dds.cli_main)
 add_venv_ament_prefix()
-
-#: lock directory shared with bev_mtl_ros.demo.DomainClaim: a process holding an exclusive
-#: flock on ``<tmp>/bev_mtl_ros_domains/<id>.lock`` owns ROS domain <id> on this machine
-DOMAIN_LOCK_DIR = Path(tempfile.gettempdir()) / "bev_mtl_ros_domains"
-
-
-def _claim_domain_id():
-    """A ROS domain id in 1..101 (valid with the default port mapping) that no other test run or
-    replay on this machine holds, plus the open lock file that holds it (close it to release).
-
-    Random order over the ids, first one whose lock file can be flocked wins. If all are held,
-    a random id is returned without a lock (isolation then relies on localhost discovery and
-    per-test topic names).
-    """
-    DOMAIN_LOCK_DIR.mkdir(parents=True, exist_ok=True)
-    ids = list(range(1, 102))
-    random.SystemRandom().shuffle(ids)
-    for domain in ids:
-        fh = open(DOMAIN_LOCK_DIR / f"{domain}.lock", "a+")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.close()
-            continue
-        return domain, fh
-    return ids[0], None
-
 
 def _ament_prefix_path(env: Dict[str, str]) -> str:
     """AMENT_PREFIX_PATH with this interpreter's prefix first when it holds an ament index (venv with ROS wheels)."""
@@ -73,13 +43,12 @@ def _ament_prefix_path(env: Dict[str, str]) -> str:
 
 @pytest.fixture
 def ros_domain_id() -> Iterator[int]:
-    """A ROS_DOMAIN_ID held exclusively by this test for its duration (see :func:`_claim_domain_id`)."""
-    domain, lock = _claim_domain_id()
+    """A ROS_DOMAIN_ID held exclusively by this test for its duration (:class:`bev_mtl_ros.dds.DomainClaim`)."""
+    claim = DomainClaim()
     try:
-        yield domain
+        yield claim.domain_id
     finally:
-        if lock is not None:
-            lock.close()
+        claim.release()
 
 
 @pytest.fixture
