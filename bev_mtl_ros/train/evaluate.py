@@ -36,13 +36,12 @@ import logging
 import math
 import os
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from bev_mtl_ros.model.contract import ModelContract
-from bev_mtl_ros.train.metrics import (DetectionEvaluator, DrivableEvaluator, SemanticEvaluator,
-                                       nan_mean)
+from bev_mtl_ros.train.metrics import DetectionEvaluator, DrivableEvaluator, SemanticEvaluator
 
 LOG = logging.getLogger("bev_mtl_ros.evaluate")
 

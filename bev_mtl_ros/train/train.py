@@ -40,7 +40,7 @@ import math
 import os
 import random
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
@@ -355,7 +355,6 @@ def train(cfg: Dict[str, Any], train_set, out_dir: Optional[str], device: str = 
     loss_fn = build_loss(cfg)
     module = TrainModule(net, loss_fn).to(dev)
     epochs = int(cfg["epochs"])
-    bs = int(cfg["batch_size"])
     sampler = (DistributedSampler(train_set, num_replicas=dist_ctx.world_size, rank=dist_ctx.rank, shuffle=True,
                                   seed=seed, drop_last=False) if dist_ctx.distributed else None)
     loader = make_loader(train_set, cfg, sampler, seed, pin_memory=dev.type == "cuda")
