@@ -119,6 +119,8 @@ def test_bad_frame_skipped_and_counted(scene, tmp_path, caplog):
     n = sum(1 for topic, _, _ in to_bag.read_bag_messages(str(tmp_path / "bag"), topics=[tn["image"]],
                                                           deserialize=False))
     assert n == 2
+    # a topic the bag does not have yields nothing (rosbags alone would read every connection)
+    assert list(to_bag.read_bag_messages(str(tmp_path / "bag"), topics=["/not/in/bag"])) == []
 
 
 def test_cli_and_max_frames(scene, tmp_path, capsys):

@@ -425,14 +425,17 @@ def read_bag_messages(path: str, topics: Optional[Sequence[str]] = None, typesto
 
     Args:
         path: bag directory.
-        topics: only these topics (default all).
+        topics: only these topics (default all); topics absent from the bag yield nothing.
         typestore: default :func:`make_typestore` (knows vision_msgs).
         deserialize: yield rosbags message objects (default) or the raw CDR bytes.
     """
     from rosbags.rosbag2 import Reader
     ts = typestore or make_typestore()
     with Reader(path) as reader:
-        conns = [c for c in reader.connections if topics is None or c.topic in set(topics)]
+        wanted = None if topics is None else set(topics)
+        conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
+        if not conns:  # rosbags reads every connection when given an empty list
+            return
         for conn, t, raw in reader.messages(connections=conns):
             yield conn.topic, int(t), (ts.deserialize_cdr(raw, conn.msgtype) if deserialize else bytes(raw))
 

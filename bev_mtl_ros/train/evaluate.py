@@ -391,9 +391,8 @@ def detections_from_msg(msg, contract: ModelContract) -> Tuple[np.ndarray, np.nd
 def _read_topic(path: str, topic: str) -> Dict[int, Any]:
     from bev_mtl_ros.data.to_bag import read_bag_messages
     out: Dict[int, Any] = {}
-    for t, _bt, msg in read_bag_messages(path, topics=[topic]):
-        if t == topic:  # rosbags reads every connection when none matches the filter
-            out[_stamp_ns(msg.header)] = msg
+    for _t, _bt, msg in read_bag_messages(path, topics=[topic]):
+        out[_stamp_ns(msg.header)] = msg
     return out
 
 
