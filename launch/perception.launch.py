@@ -15,12 +15,12 @@ Works with the launch / launch_ros APIs of Humble, Jazzy and later.
 import os
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from bev_mtl_ros.dds import launch_environment_actions
+PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
 
 
 def _share_dir():
@@ -31,6 +31,18 @@ def _share_dir():
         return get_package_share_directory("bev_mtl_ros")
     except Exception:
         return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _dds_actions():
+    """SetEnvironmentVariable for the Fast DDS profile, only if the user did not set one."""
+    if os.environ.get(PROFILE_ENV):
+        return []
+    try:
+        from bev_mtl_ros.dds import default_fastdds_profile
+
+        return [SetEnvironmentVariable(PROFILE_ENV, default_fastdds_profile())]
+    except Exception:  # package not importable or profile missing: Fast DDS defaults
+        return []
 
 
 def _true(text):
@@ -69,4 +81,4 @@ def generate_launch_description():
                 arguments=["-d", LaunchConfiguration("rviz_config")],
                 parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
                 condition=IfCondition(LaunchConfiguration("rviz")))
-    return LaunchDescription(args + launch_environment_actions() + [OpaqueFunction(function=_node), rviz])
+    return LaunchDescription(args + _dds_actions() + [OpaqueFunction(function=_node), rviz])

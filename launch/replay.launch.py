@@ -14,11 +14,23 @@ subscribes to the cloud topic (bev_mtl_ros player only), so no frame is lost at 
 import os
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription, OpaqueFunction, \
+    SetEnvironmentVariable
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 
-from bev_mtl_ros.dds import launch_environment_actions
+PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
+
+
+def _dds_actions():
+    if os.environ.get(PROFILE_ENV):
+        return []
+    try:
+        from bev_mtl_ros.dds import default_fastdds_profile
+
+        return [SetEnvironmentVariable(PROFILE_ENV, default_fastdds_profile())]
+    except Exception:
+        return []
 
 
 def _true(text):
@@ -61,4 +73,4 @@ def generate_launch_description():
     perception = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(here, "perception.launch.py")),
         launch_arguments=list(forwarded.items()))
-    return LaunchDescription(args + launch_environment_actions() + [perception, OpaqueFunction(function=_player)])
+    return LaunchDescription(args + _dds_actions() + [perception, OpaqueFunction(function=_player)])
