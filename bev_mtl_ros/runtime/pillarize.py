@@ -189,8 +189,11 @@ def pillarize(points: Union[np.ndarray, torch.Tensor], contract: ModelContract,
     for c in range(2, n_feat):
         acc = acc + raw[:, c]
     finite = torch.isfinite(acc)
-    fx = (x - x0) / dx
-    fy = (y - y0) / dy
+    # Divide by 0-dim tensors on the points' device, not by Python floats: CUDA replaces
+    # `tensor / python_scalar` by a multiplication with the reciprocal (one bit less exact), which
+    # moved a few border points per 120k-point cloud into the neighbouring cell vs the CPU.
+    fx = (x - x0) / torch.full((), dx, dtype=torch.float32, device=dev)
+    fy = (y - y0) / torch.full((), dy, dtype=torch.float32, device=dev)
     in_range = (x >= x0) & (x < x1) & (y >= y0) & (y < y1) & (z >= z0) & (z < z1)
     valid = finite & in_range
     n_cells = gh * gw
