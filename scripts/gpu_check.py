@@ -445,11 +445,17 @@ class Check:
                     row.update(providers=be.providers,
                                **compare_heads(ref, got, HEAD_TOL[tol_key]))
                 except BackendError as e:
-                    if label.startswith("onnxruntime") and "not importable" in str(e):
-                        row.update(result=f"{NOT_AVAILABLE} ({e})", passed=None)
-                        rows.append(row)
-                        continue
-                    raise
+                    if not label.startswith("onnxruntime"):
+                        raise
+                    # onnxruntime (CPU) is a reference here, not the GPU path under test: its
+                    # absence or a failure to load the model is reported, not a parity failure
+                    missing = "not importable" in str(e)
+                    row.update(result=f"{NOT_AVAILABLE if missing else 'error'} ({e})",
+                               passed=None)
+                    if not missing:
+                        self.report["errors"][f"backend_parity {label}"] = str(e)
+                    rows.append(row)
+                    continue
                 if not row["passed"]:
                     self.fail(f"heads {label} camera_valid={cam}: worst {row['worst_head']}")
                 rows.append(row)
@@ -712,7 +718,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="torch intra-op threads (default: 1 on CPU, unchanged on CUDA)")
     p.add_argument("--compile-modes", nargs="*", default=["reduce-overhead"],
                    help="torch.compile modes to try on CUDA (none: skip torch.compile)")
-    p.add_argument("--budget-s", type=float, default=420.0,
+    p.add_argument("--budget-s", type=float, default=330.0,
                    help="optional sections (CUDA graphs, compile, onnxruntime GPU) are skipped "
                         "once this many seconds have passed")
     args = p.parse_args(argv)
