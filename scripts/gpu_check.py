@@ -429,33 +429,32 @@ class Check:
                 ("pytorch cuda fp16 autocast", "fp16",
                  lambda: TorchBackend(self.args.model, dev, fp16=True)),
             ] + variants
+        frames = {cam: network_inputs(pipe, data["clouds"][0], data["image"], cam)
+                  for cam in (1.0, 0.0)}
+        refs = {cam: ref_be.infer(*inputs) for cam, inputs in frames.items()}
+        on_cuda = self.device.type == "cuda"
         rows = []
-        for cam in (1.0, 0.0):
-            inputs = network_inputs(pipe, data["clouds"][0], data["image"], cam)
-            ref = ref_be.infer(*inputs)
-            for label, tol_key, make in variants:
-                row: Dict[str, Any] = {"variant": label, "reference": "pytorch cpu fp32",
-                                       "model": "shipped", "camera_valid": cam,
-                                       "pillars": int(inputs[0].shape[0])}
-                try:
-                    be = make()
-                    on_cuda = self.device.type == "cuda"
-                    with tf32(tol_key != "fp32") if on_cuda else contextlib.nullcontext():
-                        got = be.infer(*inputs)
-                    row.update(providers=be.providers,
-                               **compare_heads(ref, got, HEAD_TOL[tol_key]))
-                except BackendError as e:
-                    if not label.startswith("onnxruntime"):
-                        raise
-                    # onnxruntime (CPU) is a reference here, not the GPU path under test: its
-                    # absence or a failure to load the model is reported, not a parity failure
-                    missing = "not importable" in str(e)
-                    row.update(result=f"{NOT_AVAILABLE if missing else 'error'} ({e})",
-                               passed=None)
-                    if not missing:
-                        self.report["errors"][f"backend_parity {label}"] = str(e)
-                    rows.append(row)
-                    continue
+        for label, tol_key, make in variants:
+            base = {"variant": label, "reference": "pytorch cpu fp32", "model": "shipped"}
+            try:
+                be = make()
+            except BackendError as e:
+                if not label.startswith("onnxruntime"):
+                    raise
+                # onnxruntime (CPU) is a reference here, not the GPU path under test: its absence
+                # or a failure to load the model is reported, not a parity failure
+                missing = "not importable" in str(e)
+                rows.append(dict(base, result=f"{NOT_AVAILABLE if missing else 'error'} ({e})",
+                                 passed=None))
+                if not missing:
+                    self.report["errors"][f"backend_parity {label}"] = str(e)
+                continue
+            for cam, inputs in frames.items():
+                with tf32(tol_key != "fp32") if on_cuda else contextlib.nullcontext():
+                    got = be.infer(*inputs)
+                row = dict(base, camera_valid=cam, pillars=int(inputs[0].shape[0]),
+                           providers=be.providers,
+                           **compare_heads(refs[cam], got, HEAD_TOL[tol_key]))
                 if not row["passed"]:
                     self.fail(f"heads {label} camera_valid={cam}: worst {row['worst_head']}")
                 rows.append(row)
