@@ -94,3 +94,52 @@ def test_evaluate_real_frames_cli(tmp_path):
     assert set(rep["semantic_coarse"]["per_class_iou"]) == set(COARSE_GROUP_NAMES)
     assert len(list((out / "frames").glob("*_semantic.png"))) == 4
     assert not (out / "pr_curves.png").exists()
+
+
+def test_real_camera_dataset_and_mixing():
+    import torch
+    from bev_mtl_ros.train.augment import AugmentConfig
+    from bev_mtl_ros.train.dataset import InMemoryDataset, MixedDataset, RealCameraDataset, collate_batch
+    c = ModelContract()
+    real = RealCameraDataset(REAL, c, repeats=3, augment=AugmentConfig(), seed=5)
+    assert len(real) == 12
+    w, h = c.image_size
+    a, b = real[1], real[1]
+    assert a["image"].shape == (3, h, w) and a["camera_valid"] == 1.0 and a["det_valid"] == 0.0
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["semantic"], b["semantic"])  # reproducible
+    assert not torch.equal(real[1]["image"], real[5]["image"])   # same frame, another crop
+    assert (a["drivable"] == 255).all() and a["targets"]["mask"].sum() == 0
+    assert (a["semantic"] != 255).float().mean() > 0.5
+    synth = InMemoryDataset([{"points": np.zeros((10, 4), np.float32), "boxes": np.zeros((0, 7), np.float32),
+                              "labels": np.zeros(0, np.int64), "drivable": None}], c)
+    mixed = MixedDataset([synth, real])
+    assert len(mixed) == 13 and mixed[0]["det_valid"] == 1.0 and mixed[12]["det_valid"] == 0.0
+    mixed.seed = 9
+    assert real.seed == 9 and synth.seed == 9
+    _inputs, targets, _meta = collate_batch([mixed[0], mixed[3]])
+    assert targets["det_valid"].tolist() == [1.0, 0.0]
+
+
+def test_detection_loss_skips_camera_only_items():
+    """The loss of a batch with a camera-only item equals the detection loss of the valid item alone."""
+    import torch
+    from bev_mtl_ros.model.losses import MultiTaskLoss
+    g = torch.Generator().manual_seed(0)
+    B, K, H, W, M = 2, 4, 8, 8, 3
+    out = {"heatmap": torch.randn(B, K, H, W, generator=g), "offset": torch.randn(B, 2, H, W, generator=g),
+           "z": torch.randn(B, 1, H, W, generator=g), "size": torch.randn(B, 3, H, W, generator=g),
+           "rot": torch.randn(B, 2, H, W, generator=g)}
+    hm = torch.zeros(B, K, H, W)
+    hm[0, 1, 3, 4] = 1.0
+    hm[1, 2, 5, 5] = 1.0   # a "target" on the camera-only item: must not count
+    tg = {"heatmap": hm, "indices": torch.tensor([[28, 0, 0], [45, 0, 0]]), "mask": torch.tensor([[1., 0, 0], [1., 0, 0]]),
+          "offset": torch.rand(B, M, 2, generator=g), "z": torch.rand(B, M, 1, generator=g),
+          "size": torch.rand(B, M, 3, generator=g), "rot": torch.rand(B, M, 2, generator=g)}
+    loss = MultiTaskLoss()
+    tasks, _ = loss.task_losses(out, {**tg, "det_valid": torch.tensor([1.0, 0.0])})
+    ref, _ = loss.task_losses({k: v[:1] for k, v in out.items()}, {k: v[:1] for k, v in tg.items()})
+    assert torch.allclose(tasks["detection"], ref["detection"])
+    both, _ = loss.task_losses(out, tg)
+    assert not torch.allclose(both["detection"], ref["detection"])
+    none, _ = loss.task_losses(out, {**tg, "det_valid": torch.zeros(2)})
+    assert "detection" not in none
