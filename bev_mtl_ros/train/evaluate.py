@@ -324,8 +324,16 @@ def render_frame(path: str, contract: ModelContract, points: np.ndarray, gt_boxe
     return path
 
 
-def render_semantic(path: str, image: np.ndarray, pred: np.ndarray, gt: np.ndarray, width: int = 640) -> str:
-    """Write one PNG: camera image | predicted classes | labelled classes, side by side.
+#: ``render_semantic`` styles: "full" = camera image | prediction | label; "prediction" =
+#: prediction | coarse-group correctness (green right, red wrong, black unlabelled/ignored), which
+#: holds none of the dataset's pixels (for renderings that are redistributed, e.g. the model card:
+#: A2D2's CC BY-ND licence allows only unmodified copies of its images and labels).
+RENDER_STYLES = ("full", "prediction")
+
+
+def render_semantic(path: str, image: np.ndarray, pred: np.ndarray, gt: np.ndarray, width: int = 640,
+                    style: str = "full") -> str:
+    """Write one PNG of panels side by side (see :data:`RENDER_STYLES`).
 
     Args:
         path: output PNG path (folders created).
@@ -333,15 +341,26 @@ def render_semantic(path: str, image: np.ndarray, pred: np.ndarray, gt: np.ndarr
         pred, gt: (H, W) uint8 class ids of A2D2's merged classes (255 = unlabelled, drawn black),
             any size (resized nearest to the image).
         width: width of each panel in pixels.
+        style: one of :data:`RENDER_STYLES`.
     Returns:
         path.
+    Raises:
+        ValueError for an unknown style.
     """
     import cv2
+    if style not in RENDER_STYLES:
+        raise ValueError(f"render style {style!r} not in {RENDER_STYLES}")
     h = int(round(image.shape[0] * width / image.shape[1]))
-    panels = [cv2.resize(image, (width, h), interpolation=cv2.INTER_AREA)]
-    for ids in (pred, gt):
-        ids = cv2.resize(np.asarray(ids, np.uint8), (width, h), interpolation=cv2.INTER_NEAREST)
-        panels.append(ids_to_rgb(ids))
+    p, g = (cv2.resize(np.asarray(ids, np.uint8), (width, h), interpolation=cv2.INTER_NEAREST) for ids in (pred, gt))
+    if style == "full":
+        panels = [cv2.resize(image, (width, h), interpolation=cv2.INTER_AREA), ids_to_rgb(p), ids_to_rgb(g)]
+    else:
+        lut = coarse_group_lut()
+        cp, cg = lut[p], lut[g]
+        right = np.zeros((h, width, 3), np.uint8)
+        right[(cg != 255) & (cp == cg)] = (40, 200, 40)
+        right[(cg != 255) & (cp != cg)] = (220, 40, 40)
+        panels = [ids_to_rgb(p), right]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     cv2.imwrite(path, cv2.cvtColor(np.concatenate(panels, axis=1), cv2.COLOR_RGB2BGR))
     return path
@@ -370,8 +389,10 @@ def gt_from_frame(frame: Any, contract: ModelContract) -> Tuple[np.ndarray, np.n
 def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = None, backend: str = "auto",
                      device: str = "cpu", max_frames: Optional[int] = None, num_render: int = 4,
                      score_threshold: Optional[float] = None, camera: str = "front_center",
-                     ap_mode: str = "area", progress: bool = True) -> Dict[str, Any]:
+                     ap_mode: str = "area", progress: bool = True, render_style: str = "full") -> Dict[str, Any]:
     """Run the pipeline over an A2D2-format directory and compute every metric.
+
+    ``render_style`` is the :func:`render_semantic` style of the semantic frame renderings.
 
     Returns the report dict (see :meth:`EvalAccumulator.report`); with ``out_dir`` also writes the
     report files and ``num_render`` frame renderings (evenly spaced)."""
@@ -416,7 +437,7 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
                              res.drivable, title=f"{frame.scene} {frame.frame}: GT green, prediction red")
             if res.semantic is not None and sem_gt is not None:
                 render_semantic(os.path.join(out_dir, "frames", name + "_semantic.png"), frame.image,
-                                res.semantic, sem_gt)
+                                res.semantic, sem_gt, style=render_style)
     rep = acc.report()
     rep["source"] = {"data": os.path.abspath(data_dir), "model": os.path.abspath(model_path),
                      "backend": getattr(be, "name", backend), "frames": n}
@@ -542,6 +563,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--render", type=int, default=4, help="frames to render as PNG (default 4)")
+    parser.add_argument("--render-style", choices=RENDER_STYLES, default="full",
+                        help="semantic renderings: full = image | prediction | label (default); prediction = "
+                             "prediction | coarse-group correctness, without the dataset's pixels")
     parser.add_argument("--score-threshold", type=float, default=None,
                         help="post-processing score threshold for evaluation (default 0.05)")
     parser.add_argument("--ap-mode", choices=("area", "nuscenes"), default="area")
@@ -563,7 +587,8 @@ def main(args: argparse.Namespace) -> int:
             rep = evaluate_dataset(args.data, args.model, args.out, backend=args.backend, device=args.device,
                                    max_frames=args.max_frames, num_render=args.render,
                                    score_threshold=args.score_threshold, camera=args.camera,
-                                   ap_mode=args.ap_mode, progress=not args.no_progress)
+                                   ap_mode=args.ap_mode, progress=not args.no_progress,
+                                   render_style=args.render_style)
         else:
             rep = evaluate_bag(args.bag, _contract_for_bag(args), gt_bag=args.gt_bag, out_dir=args.out,
                                detections_topic=args.detections_topic, gt_topic=args.gt_topic, ap_mode=args.ap_mode)
