@@ -365,9 +365,11 @@ class Check:
         self.save()
 
     def elapsed(self) -> float:
+        """Seconds since the check started."""
         return time.monotonic() - self.t0
 
     def save(self) -> None:
+        """Update duration and pass/fail and rewrite the JSON report."""
         self.report["duration_s"] = round(self.elapsed(), 1)
         self.report["passed"] = not self.report["failures"]
         write_json(self.out, self.report)
@@ -387,10 +389,12 @@ class Check:
         self.save()
 
     def fail(self, what: str) -> None:
+        """Record a parity failure (makes the exit status 1)."""
         self.report["failures"].append(what)
 
     # ------------------------------------------------------------------ 1. pillarize
     def pillarize_parity(self) -> List[Dict[str, Any]]:
+        """Section 1: one row per (model contract, scenario), every cloud compared."""
         rows = []
         for model, backend in self.cpu.items():
             for scen, data in self.clouds.items():
@@ -415,6 +419,7 @@ class Check:
 
     # ------------------------------------------------------------------ 2. heads
     def backend_parity(self) -> List[Dict[str, Any]]:
+        """Section 2: one row per (backend variant, camera_valid) on the first 20k cloud."""
         ref_be = self.cpu["shipped"]
         pipe = PerceptionPipeline(ref_be, torch_threads=None)
         data = self.clouds["a2d2_front_center"]
@@ -508,6 +513,7 @@ class Check:
         return rows
 
     def timing(self) -> List[Dict[str, Any]]:
+        """Section 3: eager PyTorch (and onnxruntime CPU off CUDA) pipelines, both models."""
         self.report["timing"] = []
         paths = {k: b.model_path for k, b in self.cpu.items()}
         if self.device.type == "cpu":
@@ -533,6 +539,7 @@ class Check:
 
     # ------------------------------------------------------------------ 4. acceleration
     def acceleration(self) -> Dict[str, Any]:
+        """Section 4: compiled / CUDA-graph shipped network, FP16 and FP32 (CUDA only)."""
         if self.device.type != "cuda":
             return {"result": "skipped: CUDA graphs and torch.compile are checked on CUDA only"}
         out: Dict[str, Any] = {"variants": []}
@@ -599,6 +606,7 @@ class Check:
 
     # ------------------------------------------------------------------ 5. onnxruntime GPU
     def onnxruntime_gpu(self) -> Dict[str, Any]:
+        """Section 5: onnxruntime's CUDA / TensorRT providers, or why they are not available."""
         try:
             import onnxruntime as ort
         except ImportError as e:
