@@ -32,9 +32,12 @@ INPUT_NAMES: Tuple[str, ...] = ("pillars", "num_points", "canvas_index", "image"
 #: output names (and order) of the deployed graph; heatmap and drivable are probabilities there
 OUTPUT_NAMES: Tuple[str, ...] = ("heatmap", "offset", "z", "size", "rot", "drivable", "semantic")
 
-#: default widths, sized for a 2-core CPU: 0.71 M parameters, ~3.8 GFLOP per frame at the default
-#: contract (256x256 pillars, 512x320 image); measured single-thread CPU time: forward ~67 ms (8k
-#: pillars), training step (batch 2, forward + backward + AdamW) ~0.7 s.
+#: default widths: the EfficientNet-Lite0 camera encoder (2.96 M of the 3.2 M parameters; its
+#: channels 24/40/112/320 enter the fusion (strides 16, 32 -> fusion_dim) and the FPN semantic head
+#: (-> fpn_channels, 48: as fast as 32 within noise, 64 costs ~10 ms more) at 512x320. Measured
+#: with bench/encoder_sizes.py (1 thread, loaded 2-core machine): in-process pipeline p50 ~62 ms
+#: (onnxruntime), training step (batch 4, frozen stem + stride-4 level) ~1.5 s; see bench/README.md.
+#: The plain encoder's widths (camera_channels, camera_blocks) apply to camera_encoder "plain" only.
 DEFAULT_WIDTHS: Dict[str, Any] = dict(
     camera_encoder="efficientnet_lite0",
     pfn_channels=32,
@@ -50,7 +53,7 @@ DEFAULT_WIDTHS: Dict[str, Any] = dict(
     fx_over_width=A2D2_FX_OVER_WIDTH,
     head_channels=32,
     drivable_channels=16,
-    fpn_channels=32,
+    fpn_channels=48,
 )
 
 #: a tiny preset for unit tests (seconds on CPU at any grid)
