@@ -30,7 +30,7 @@ from bev_mtl_ros.runtime.backends import create_backend
 from bev_mtl_ros.runtime.checkpoint import save_checkpoint
 from bev_mtl_ros.runtime.export import export_onnx
 from bev_mtl_ros.runtime.pipeline import PerceptionPipeline
-from bev_mtl_ros.train.train import build_model, contract_from_config
+from bev_mtl_ros.train.train import MODEL_INIT_KEYS, build_model, contract_from_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,8 +80,7 @@ def main() -> None:
     torch.set_num_threads(1)
     with open(args.config, encoding="utf-8") as f:
         cfg = yaml.safe_load(f)
-    widths = {k: v for k, v in (cfg.get("model") or {}).items()
-              if k not in ("pretrained", "freeze_camera_levels")}
+    widths = {k: v for k, v in (cfg.get("model") or {}).items() if k not in MODEL_INIT_KEYS}
     # the plain encoder (camera_encoder: plain, for comparison) has no frozen variant
     lite0 = widths.get("camera_encoder", "efficientnet_lite0") == "efficientnet_lite0"
     frozen = {**widths, "freeze_camera_levels": 1} if lite0 else None

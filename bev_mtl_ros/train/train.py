@@ -222,10 +222,10 @@ def build_model(contract: ModelContract, model_cfg: Dict[str, Any]) -> nn.Module
     """
     from bev_mtl_ros.model.camera_encoder import EfficientNetLite0Encoder, load_imagenet_weights
     from bev_mtl_ros.model.network import BevMultiTaskNet
-    model_cfg = dict(model_cfg or {})
-    pretrained = bool(model_cfg.pop("pretrained", False))
-    freeze = int(model_cfg.pop("freeze_camera_levels", 0))
-    net = BevMultiTaskNet(contract, **model_cfg)
+    widths = {k: v for k, v in (model_cfg or {}).items() if k not in MODEL_INIT_KEYS}
+    pretrained = bool((model_cfg or {}).get("pretrained", False))
+    freeze = int((model_cfg or {}).get("freeze_camera_levels", 0))
+    net = BevMultiTaskNet(contract, **widths)
     if (pretrained or freeze) and not isinstance(net.camera, EfficientNetLite0Encoder):
         raise ConfigError("model.pretrained / model.freeze_camera_levels need camera_encoder "
                           f"efficientnet_lite0, not {net.widths['camera_encoder']!r}")
