@@ -89,7 +89,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             w, h = (int(v) for v in size.split("x"))
-            contract = contract_from_config({"contract": {**cfg["contract"], "image_size": [w, h]}})
+            overrides = {**cfg["contract"], "image_size": [w, h]}
+            contract = contract_from_config({"contract": overrides})
             torch.manual_seed(0)
             net = build_model(contract, widths).eval()
             onnx_path = Path(tmp) / f"net_{size}.onnx"
@@ -100,7 +101,8 @@ def main() -> None:
             step = train_step_s(contract, widths, args.pillars, args.train_steps)
             step_frozen = (train_step_s(contract, frozen, args.pillars, args.train_steps)
                            if frozen else float("nan"))
-            print(f"{size:>8} {ort['p50']:8.1f} {ort['p95']:8.1f} {pt['p50']:9.1f} {pt['p95']:9.1f} "
+            print(f"{size:>8} {ort['p50']:8.1f} {ort['p95']:8.1f} "
+                  f"{pt['p50']:9.1f} {pt['p95']:9.1f} "
                   f"{step:7.2f} {step_frozen:13.2f}", flush=True)
 
 

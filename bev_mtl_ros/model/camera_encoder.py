@@ -170,11 +170,10 @@ class EfficientNetLite0Encoder(nn.Module):
     def __init__(self, image_mean: Sequence[float] = LITE0_IMAGE_MEAN,
                  image_std: Sequence[float] = LITE0_IMAGE_STD):
         super().__init__()
-        self.register_buffer("mean", torch.tensor(image_mean, dtype=torch.float32).view(1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer("inv_std",
-                             1.0 / torch.tensor(image_std, dtype=torch.float32).view(1, 3, 1, 1),
-                             persistent=False)
+        mean = torch.tensor(image_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(image_std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("inv_std", 1.0 / std, persistent=False)
         self.stem = _conv_bn(3, 32, 3, 2)
         blocks, c_in = [], 32
         for expand, kernel, stride, c_out, repeats in LITE0_STAGES:
