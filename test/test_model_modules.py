@@ -232,7 +232,7 @@ def test_lidar_only_outputs_do_not_depend_on_image(contract):
 
 def test_default_widths_build_and_run_default_contract():
     net = BevMultiTaskNet(ModelContract()).eval()
-    assert 3e5 < net.num_parameters() < 3e6
+    assert 3e5 < net.num_parameters() < 5e6  # EfficientNet-Lite0 features: 2.96 M of them
     c = ModelContract()
     with torch.no_grad():
         out = net(*random_inputs(c, 500))

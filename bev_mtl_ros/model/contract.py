@@ -86,7 +86,10 @@ class ModelContract:
         intensity_scale: factor applied to the raw intensity (A2D2 reflectance is 0..255 -> 1/255).
         image_size: (width, height) of the network's camera input, pixels; both divisible by 32.
         image_mean, image_std: per-channel RGB normalisation applied inside the network to
-            images scaled to [0, 1].
+            images scaled to [0, 1]; default: what the pretrained EfficientNet-Lite0 camera
+            encoder expects (TF EfficientNet-Lite: mean 127/255, std 128/255). Models saved with
+            the earlier default carry the ImageNet mean / std (0.485, 0.456, 0.406) /
+            (0.229, 0.224, 0.225) in their contract.
         detection_classes: names of the CenterPoint heat-map channels.
         box_class_map: A2D2 box class -> detection class (or None to ignore).
         semantic_classes: names of the semantic logits' channels (A2D2's 38 merged classes).
@@ -103,8 +106,10 @@ class ModelContract:
     point_features: Tuple[str, ...] = ("x", "y", "z", "intensity")
     intensity_scale: float = 1.0 / 255.0
     image_size: Tuple[int, int] = (512, 320)
-    image_mean: Tuple[float, float, float] = (0.485, 0.456, 0.406)
-    image_std: Tuple[float, float, float] = (0.229, 0.224, 0.225)
+    # the EfficientNet-Lite0 ImageNet weights' normalisation, (x*255 - 127) / 128
+    # (model/camera_encoder.py LITE0_IMAGE_MEAN / LITE0_IMAGE_STD)
+    image_mean: Tuple[float, float, float] = (127.0 / 255.0, 127.0 / 255.0, 127.0 / 255.0)
+    image_std: Tuple[float, float, float] = (128.0 / 255.0, 128.0 / 255.0, 128.0 / 255.0)
     detection_classes: Tuple[str, ...] = DETECTION_CLASSES
     box_class_map: Dict[str, Optional[str]] = field(default_factory=lambda: dict(A2D2_BOX_CLASS_MAP))
     semantic_classes: Tuple[str, ...] = A2D2_SEMANTIC_CLASSES

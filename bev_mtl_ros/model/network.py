@@ -7,7 +7,10 @@ the same numbers.
 
 Widths: every constructor argument except the contract is a *width* (channels / blocks / heads),
 stored in ``net.widths`` (a plain dict) so a checkpoint can rebuild the exact architecture with
-``BevMultiTaskNet(contract, **widths)``.
+``BevMultiTaskNet(contract, **widths)``. The ``camera_encoder`` width names the camera encoder
+(:data:`CAMERA_ENCODERS`): ``"efficientnet_lite0"`` for new models (``camera_channels`` /
+``camera_blocks`` are then unused), ``"plain"`` for the small VGG-like one. Widths saved before
+the key existed mean ``"plain"``: :func:`widths_from_saved` fills it in when a checkpoint is read.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from .bev_backbone import BevBackbone, BevNeck
-from .camera_encoder import CameraEncoder
+from .camera_encoder import CameraEncoder, EfficientNetLite0Encoder
 from .contract import ModelContract
 from .fusion import A2D2_FX_OVER_WIDTH, CameraBevFusion
 from .heads import CenterPointHead, DrivableHead, SemanticFPNHead
@@ -29,10 +32,14 @@ INPUT_NAMES: Tuple[str, ...] = ("pillars", "num_points", "canvas_index", "image"
 #: output names (and order) of the deployed graph; heatmap and drivable are probabilities there
 OUTPUT_NAMES: Tuple[str, ...] = ("heatmap", "offset", "z", "size", "rot", "drivable", "semantic")
 
-#: default widths, sized for a 2-core CPU: 0.71 M parameters, ~3.8 GFLOP per frame at the default
-#: contract (256x256 pillars, 512x320 image); measured single-thread CPU time: forward ~67 ms (8k
-#: pillars), training step (batch 2, forward + backward + AdamW) ~0.7 s.
+#: default widths: the EfficientNet-Lite0 camera encoder (2.96 M of the 3.2 M parameters; its
+#: channels 24/40/112/320 enter the fusion (strides 16, 32 -> fusion_dim) and the FPN semantic head
+#: (-> fpn_channels, 48: as fast as 32 within noise, 64 costs ~10 ms more) at 512x320. Measured
+#: with bench/encoder_sizes.py (1 thread, loaded 2-core machine): in-process pipeline p50 ~62 ms
+#: (onnxruntime), training step (batch 4, frozen stem + stride-4 level) ~1.5 s (bench/README.md).
+#: The plain encoder's widths (camera_channels, camera_blocks) apply to "plain" only.
 DEFAULT_WIDTHS: Dict[str, Any] = dict(
+    camera_encoder="efficientnet_lite0",
     pfn_channels=32,
     bev_channels=(32, 80),
     bev_blocks=(0, 2),
@@ -46,11 +53,12 @@ DEFAULT_WIDTHS: Dict[str, Any] = dict(
     fx_over_width=A2D2_FX_OVER_WIDTH,
     head_channels=32,
     drivable_channels=16,
-    fpn_channels=32,
+    fpn_channels=48,
 )
 
 #: a tiny preset for unit tests (seconds on CPU at any grid)
 TINY_WIDTHS: Dict[str, Any] = dict(
+    camera_encoder="plain",
     pfn_channels=8,
     bev_channels=(8, 16),
     bev_blocks=(1, 1),
@@ -68,11 +76,26 @@ TINY_WIDTHS: Dict[str, Any] = dict(
 )
 
 
+#: camera encoders by name (the ``camera_encoder`` width); see model/camera_encoder.py
+CAMERA_ENCODERS: Tuple[str, ...] = ("efficientnet_lite0", "plain")
+#: the encoder of widths saved before they named one (checkpoints / ONNX metadata without the key)
+LEGACY_CAMERA_ENCODER = "plain"
+
+
 def _plain(v: Any) -> Any:
     """Tuples -> lists recursively (JSON / weights_only-safe)."""
     if isinstance(v, (tuple, list)):
         return [_plain(x) for x in v]
     return v
+
+
+def widths_from_saved(widths: Dict[str, Any]) -> Dict[str, Any]:
+    """Widths read from a checkpoint -> constructor widths: a copy, with
+    ``camera_encoder`` set to :data:`LEGACY_CAMERA_ENCODER` when absent (saved before it existed).
+    """
+    out = dict(widths or {})
+    out.setdefault("camera_encoder", LEGACY_CAMERA_ENCODER)
+    return out
 
 
 class BevMultiTaskNet(nn.Module):
@@ -108,8 +131,14 @@ class BevMultiTaskNet(nn.Module):
         self.pfn = PillarFeatureNet(contract.num_decorated_features, w["pfn_channels"])
         self.scatter = PillarScatter(contract.grid_size)
         self.backbone = BevBackbone(w["pfn_channels"], tuple(w["bev_channels"]), tuple(w["bev_blocks"]))
-        self.camera = CameraEncoder(tuple(w["camera_channels"]), contract.image_mean, contract.image_std,
-                                    int(w["camera_blocks"]))
+        if w["camera_encoder"] == "efficientnet_lite0":
+            self.camera = EfficientNetLite0Encoder(contract.image_mean, contract.image_std)
+        elif w["camera_encoder"] == "plain":
+            self.camera = CameraEncoder(tuple(w["camera_channels"]), contract.image_mean,
+                                        contract.image_std, int(w["camera_blocks"]))
+        else:
+            raise ValueError(f"unknown camera_encoder {w['camera_encoder']!r}; "
+                             f"expected one of {CAMERA_ENCODERS}")
         c4, c8, c16, c32 = self.camera.out_channels
         self.fusion = CameraBevFusion(contract, self.backbone.out_channels[1], (c16, c32), dim=w["fusion_dim"],
                                       heads=w["fusion_heads"], ffn_dim=w["fusion_ffn"],

