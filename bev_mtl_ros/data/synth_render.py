@@ -462,10 +462,10 @@ def surface(fp: FramePrims, o: np.ndarray, p: np.ndarray, q: np.ndarray, t: np.n
         if want_colour:
             nz = _value_noise(gx, gy, 6.0) * 0.5 + _value_noise(gx, gy, 0.8, 1) * 0.5
             base = np.empty((gcls.shape[0], 3), dtype=np.float32)
-            base[:] = (0.33, 0.33, 0.34)
+            base[:] = road.asphalt
             base[kind == 1] = (0.92, 0.92, 0.9)
             base[kind == 2] = (0.6, 0.58, 0.56)
-            base[kind == 3] = (0.25, 0.42, 0.15)
+            base[kind == 3] = road.grass
             colour[gm] = base * (0.82 + 0.3 * nz[:, None])
     # ---- boxes
     nb = fp.n_boxes
@@ -659,7 +659,7 @@ class CameraStyle:
     @staticmethod
     def sample(rng: np.random.Generator, sky: str = "clear", exposure: float = 1.0) -> "CameraStyle":
         """Random style for a scene (``rng`` draws 8 numbers)."""
-        wb = rng.uniform(0.9, 1.1, 3)
+        wb = rng.uniform(0.93, 1.07, 3)
         return CameraStyle(sky=sky, exposure=float(exposure), white_balance=tuple(float(v) for v in wb / wb.mean()),
                            gamma=float(rng.uniform(0.85, 1.15)), vignette=float(rng.uniform(0.05, 0.45)),
                            blur_px=float(rng.uniform(0.0, 2.5)), noise_sigma=float(rng.uniform(1.0, 5.0)))

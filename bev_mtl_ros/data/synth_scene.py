@@ -56,6 +56,10 @@ CLUTTER_CLASSES: Dict[str, str] = {
     "Tree": "Nature object", "Bush": "Nature object", "Hedge": "Nature object", "Pole": "Poles",
     "TrafficSign": "Traffic sign", "TrafficSignal": "Traffic signal", "Fence": "Grid structure",
     "GuardRail": "Sidebars", "Bollard": "Traffic guide obj.", "TrashBin": "Obstacles / trash"}
+_GRASS = np.array([[0.25, 0.42, 0.15], [0.35, 0.45, 0.2], [0.45, 0.42, 0.25], [0.3, 0.35, 0.18]])
+#: Tree crown colours: summer greens and autumn yellows, oranges and browns (A2D2 has both).
+_CROWNS = np.array([[0.12, 0.35, 0.08], [0.2, 0.42, 0.1], [0.1, 0.28, 0.1], [0.55, 0.5, 0.12],
+                    [0.7, 0.45, 0.1], [0.5, 0.28, 0.1], [0.3, 0.4, 0.1]])
 _SIGN_COLOURS = ((0.8, 0.1, 0.1), (0.1, 0.3, 0.8), (0.95, 0.8, 0.1), (0.9, 0.9, 0.9))
 
 #: Ground-truth size ranges (length, width, height) per A2D2 box class, metres (uniform sampling).
@@ -93,6 +97,8 @@ class Road:
     dash_phase: float
     camber: float = 0.0
     crown: bool = True
+    asphalt: Tuple[float, float, float] = (0.33, 0.33, 0.34)
+    grass: Tuple[float, float, float] = (0.25, 0.42, 0.15)
 
     def ground_offset(self, y):
         """Height (m) of the ground above GROUND_Z at scene y: a crowned road falls off by
@@ -453,7 +459,8 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
                          (float(rng.uniform(3.0, 9.0)), float(rng.uniform(3.0, 9.0)))),
                 centre_solid=bool(rng.random() < 0.5), dash_phase=float(rng.uniform(0, 9)),
                 camber=float(rng.uniform(0.01, 0.025)) if crown else float(rng.uniform(-0.02, 0.02)),
-                crown=crown)
+                crown=crown, asphalt=tuple(float(v) for v in rng.uniform(0.27, 0.5) * rng.uniform(0.97, 1.03, 3)),
+                grass=tuple(float(v) for v in _GRASS[int(rng.integers(len(_GRASS)))] * rng.uniform(0.85, 1.15)))
     ego_speed = 0.0 if (rng.random() < 0.3 and not fast) else float(
         rng.uniform(4.0, 12.0) if not fast else rng.uniform(12.0, 25.0))
     x_end = ego_speed * T
@@ -521,10 +528,13 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
             tw = rng.uniform(0.12, 0.22)
             boxes.append(((cx, cy, GROUND_Z + trunk_h / 2 + 0.3), (tw, tw, trunk_h / 2 + 0.3), 0.0,
                           CID["Nature object"], MAT_PLAIN, (0.35, 0.25, 0.15), 0.0))
-            crown_col = tuple(float(c) for c in rng.uniform([0.08, 0.22, 0.04], [0.3, 0.5, 0.15]))
-            spheres.append(((cx, cy, GROUND_Z + trunk_h + 0.7 * r), r, CID["Nature object"], MAT_FOLIAGE, crown_col))
-            clutter.append(("Tree", (cx, cy, GROUND_Z + (trunk_h + 1.7 * r) / 2, 2 * r, 2 * r,
-                                     trunk_h + 1.7 * r, 0.0)))
+            crown_col = tuple(float(c) for c in _CROWNS[int(rng.integers(len(_CROWNS)))] * rng.uniform(0.8, 1.2))
+            n_sph = 1 if rng.random() < 0.7 else int(rng.integers(2, 4))      # tall crowns: stacked spheres
+            for j in range(n_sph):
+                spheres.append(((cx, cy, GROUND_Z + trunk_h + 0.7 * r + 1.2 * r * j), r * (1 - 0.15 * j),
+                                CID["Nature object"], MAT_FOLIAGE, crown_col))
+            top = trunk_h + 1.7 * r + 1.2 * r * (n_sph - 1)
+            clutter.append(("Tree", (cx, cy, GROUND_Z + top / 2, 2 * r, 2 * r, top, 0.0)))
             if rng.random() < 0.4:
                 br = rng.uniform(0.4, 0.9)
                 bx, by, _ = along(x + rng.uniform(-3, 3), sw_out + side * min(br + 0.1, verge / 2))
@@ -532,6 +542,19 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
                                 tuple(float(c) for c in rng.uniform([0.1, 0.25, 0.05], [0.3, 0.45, 0.12]))))
                 clutter.append(("Bush", (bx, by, GROUND_Z + 0.75 * br, 2 * br, 2 * br, 1.5 * br, 0.0)))
             x += rng.uniform(*tree_gap)
+        # a forest edge beyond the verge on country roads and highways
+        if fast and rng.random() < 0.6:
+            x = x_lo + rng.uniform(0, 4)
+            while x < x_hi:
+                r = rng.uniform(2.0, 4.0)
+                cx, cy, _ = along(x, sw_out + side * (verge + r + rng.uniform(0, 3)))
+                col = tuple(float(c) for c in _CROWNS[int(rng.integers(len(_CROWNS)))] * rng.uniform(0.6, 1.0))
+                z = GROUND_Z + rng.uniform(1.5, 4.0) + r
+                spheres.append(((cx, cy, z), r, CID["Nature object"], MAT_FOLIAGE, col))
+                boxes.append(((cx, cy, GROUND_Z + (z - GROUND_Z) / 2), (0.2, 0.2, (z - GROUND_Z) / 2), 0.0,
+                              CID["Nature object"], MAT_PLAIN, (0.3, 0.22, 0.14), 0.0))
+                clutter.append(("Tree", (cx, cy, GROUND_Z + (z + r - GROUND_Z) / 2, 2 * r, 2 * r, z + r - GROUND_Z, 0.0)))
+                x += rng.uniform(2.5, 6.0)
         # hedges or fences along the outer edge of the sidewalk
         if layout in ("suburban", "country") or rng.random() < 0.3:
             x = x_lo + rng.uniform(0, 15)
