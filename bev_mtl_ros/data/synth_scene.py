@@ -338,16 +338,23 @@ def _vehicle_parts(cls: str, l: float, w: float, h: float, colour, rng: np.rando
 
 
 def _bicycle_parts(l: float, h_wheel: float, b: float, colour, x0: float = 0.0) -> List[Part]:
-    """Two wheels (thin boxes of the wheel's diameter), frame tube, handlebar and saddle of a
-    bicycle of length l whose wheels stand at box-frame height b, centred at x0."""
+    """Two wheels (hollow square rings of the wheel's diameter, 5 cm tyres), frame tube, handlebar
+    and saddle of a bicycle of length l whose wheels stand at box-frame height b, centred at x0."""
     bike = CID["Bicycle"]
     r = h_wheel / 2
     dark = (0.06, 0.06, 0.06)
-    return [Part((x0 + l / 2 - r, 0, b + r), (r, 0.03, r), bike, MAT_TYRE, dark),
-            Part((x0 - l / 2 + r, 0, b + r), (r, 0.03, r), bike, MAT_TYRE, dark),
-            Part((x0, 0, b + 1.25 * r), (l / 2 - r, 0.025, 0.04), bike, MAT_PAINT, colour),
-            Part((x0 + l / 2 - r - 0.05, 0, b + 2 * r + 0.2), (0.03, 0.25, 0.03), bike, MAT_METAL, dark),
-            Part((x0 - 0.12 * l, 0, b + 2 * r + 0.12), (0.1, 0.06, 0.03), bike, MAT_PLAIN, dark)]
+    tyre = 0.03
+    parts: List[Part] = []
+    for wx in (x0 + l / 2 - r, x0 - l / 2 + r):
+        parts += [Part((wx, 0, b + tyre), (r, 0.03, tyre), bike, MAT_TYRE, dark),
+                  Part((wx, 0, b + 2 * r - tyre), (r, 0.03, tyre), bike, MAT_TYRE, dark),
+                  Part((wx - r + tyre, 0, b + r), (tyre, 0.03, r - 2 * tyre), bike, MAT_TYRE, dark),
+                  Part((wx + r - tyre, 0, b + r), (tyre, 0.03, r - 2 * tyre), bike, MAT_TYRE, dark)]
+    return parts + [Part((x0, 0, b + 1.25 * r), (l / 2 - r, 0.025, 0.04), bike, MAT_PAINT, colour),
+                    Part((x0 + l / 2 - r - 0.05, 0, b + 2 * r + 0.2), (0.03, 0.25, 0.03), bike, MAT_METAL, dark),
+                    Part((x0 - 0.12 * l, 0, b + 2 * r + 0.12), (0.1, 0.06, 0.03), bike, MAT_PLAIN, dark),
+                    Part((x0 + l / 2 - r - 0.05, 0, b + 1.6 * r), (0.025, 0.025, 0.6 * r + 0.17), bike, MAT_PAINT,
+                         colour)]
 
 
 def _person_parts(l: float, w: float, h: float, rng: np.random.Generator, cyclist: bool) -> List[Part]:
