@@ -579,10 +579,11 @@ def camera_grid(K: np.ndarray, width: int, height: int) -> RayGrid:
 
 def shadow_mask(fp: FramePrims, grid: RayGrid, pts: np.ndarray, normal: np.ndarray, valid: np.ndarray,
                 sun: np.ndarray) -> np.ndarray:
-    """Hard shadows: True where the segment from a surface point towards the sun hits a box.
+    """Hard shadows: True where the ray from a surface point towards the sun hits a box or a
+    sphere (tree crown).
 
     Args:
-        fp: primitives (casters: every box except flat sidewalks; tree crowns are ignored).
+        fp: primitives (casters: every box except flat sidewalks, and every sphere).
         grid: the camera rays (for the screen-space window of each caster's shadow volume).
         pts, normal: (H, W, 3) float32 surface points and normals (view frame). valid: (H, W) bool.
         sun: (3,) unit vector towards the sun, sun[2] > 0.
@@ -592,11 +593,10 @@ def shadow_mask(fp: FramePrims, grid: RayGrid, pts: np.ndarray, normal: np.ndarr
     H, W = valid.shape
     shadow = np.zeros((H, W), dtype=bool)
     s = np.asarray(sun, dtype=np.float64)
-    if fp.n_boxes == 0 or s[2] <= 0.05:
+    if s[2] <= 0.05:
         return shadow
     casters = np.nonzero(fp.box_mat != MAT_SIDEWALK)[0]
-    if casters.size == 0:
-        return shadow
+    org = pts + normal * np.float32(0.02)
     corners = _box_corners(fp.box_c[casters], fp.box_h[casters], fp.box_yaw[casters])    # (C, 8, 3)
     drop = (corners[..., 2] - GROUND_Z) / s[2]
     ground = corners - drop[..., None] * s                                                  # shadow on the ground
@@ -604,7 +604,6 @@ def shadow_mask(fp: FramePrims, grid: RayGrid, pts: np.ndarray, normal: np.ndarr
     lo, hi = allp.min(axis=1), allp.max(axis=1)
     aabb = _box_corners((lo + hi) / 2, (hi - lo) / 2, np.zeros(casters.size))
     ranges = pq_ranges(aabb, grid.origin, grid.near)
-    org = pts + normal * np.float32(0.02)
     for k, i in enumerate(casters):
         win = grid.window(ranges[k])
         if win is None:
@@ -632,6 +631,28 @@ def shadow_mask(fp: FramePrims, grid: RayGrid, pts: np.ndarray, normal: np.ndarr
             tmin = np.maximum(tmin, np.minimum(a, b))
             tmax = np.minimum(tmax, np.maximum(a, b))
         shadow[r0:r1, c0:c1] |= v & (tmax > tmin) & (tmax > 0)
+    # tree crowns (spheres): the ray towards the sun meets the sphere ahead of the point
+    ns = int(fp.sph_r.shape[0])
+    if ns:
+        r = fp.sph_r[:, None]
+        cub = _box_corners(fp.sph_c, np.repeat(r, 3, axis=1), np.zeros(ns))
+        drop = (cub[..., 2] - GROUND_Z) / s[2]
+        allp = np.concatenate([cub, cub - drop[..., None] * s], axis=1)
+        lo, hi = allp.min(axis=1), allp.max(axis=1)
+        ranges = pq_ranges(_box_corners((lo + hi) / 2, (hi - lo) / 2, np.zeros(ns)), grid.origin, grid.near)
+        sf = s.astype(np.float32)
+        for j in range(ns):
+            win = grid.window(ranges[j])
+            if win is None:
+                continue
+            r0, r1, c0, c1 = win
+            v = valid[r0:r1, c0:c1]
+            if not v.any():
+                continue
+            oc = org[r0:r1, c0:c1] - fp.sph_c[j].astype(np.float32)
+            b = oc @ sf
+            c = np.einsum("...k,...k->...", oc, oc) - np.float32(fp.sph_r[j] ** 2)
+            shadow[r0:r1, c0:c1] |= v & (b * b - c > 0) & ((b < 0) | (c < 0))
     return shadow
 
 
