@@ -48,8 +48,11 @@ def test_layout_and_names(data):
     compact = scene.replace("_", "")
     files = [f for f in _files(out) if f != "cams_lidars.json"]
     assert len(files) == 6 * FRAMES        # + the clutter sidecar next to label3D
-    pat = re.compile(rf"{SUBSET}/{scene}/(camera|lidar|label|label3D)/cam_front_center/"
-                     rf"{compact}_(camera|lidar|label|label3D)_frontcenter_(\d{{9}})(_clutter)?\.(png|json|npz)$")
+    pat = re.compile(
+        rf"{SUBSET}/{scene}/(camera|lidar|label|label3D)/cam_front_center/"
+        rf"{compact}_(camera|lidar|label|label3D)_frontcenter_(\d{{9}})(_clutter)?"
+        r"\.(png|json|npz)$"
+    )
     frames = {}
     for f in files:
         m = pat.fullmatch(f)
@@ -96,7 +99,7 @@ def test_npz_keys_dtypes_and_values(data):
         np.testing.assert_allclose(z["distance"], np.linalg.norm(p, axis=1), rtol=1e-12)
         np.testing.assert_allclose(z["azimuth"], np.arctan2(p[:, 1], p[:, 0]), rtol=1e-12)
         assert z["reflectance"].min() >= 0 and z["reflectance"].max() <= 255
-        assert set(np.unique(z["lidar_id"])) == {0.0, 1.0, 2.0, 3.0, 4.0}     # A2D2's five-lidar rig
+        assert set(np.unique(z["lidar_id"])) == {0.0, 1.0, 2.0, 3.0, 4.0}  # A2D2's five-lidar rig
         # row/col = A2D2 projection with the written CamMatrix
         col = K[0, 2] - K[0, 0] * p[:, 1] / p[:, 0]
         row = K[1, 2] - K[1, 1] * p[:, 2] / p[:, 0]

@@ -28,7 +28,9 @@ PCT = [5, 25, 50, 75, 95]
 @pytest.fixture(scope="module")
 def rig_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("rig")
-    s = generate(str(out), scenes=6, frames=1, seed=11, width=320, height=202, return_ground_truth=True)
+    s = generate(
+        str(out), scenes=6, frames=1, seed=11, width=320, height=202, return_ground_truth=True
+    )
     return out, s
 
 
@@ -39,12 +41,20 @@ def _npz(s):
 def test_rig_poses_from_calibration():
     cal = load_calibration(CAMS_LIDARS_PATH)
     rig = rig_poses(cal, "front_center")
-    assert [p.name for p in rig] == list(RIG_LIDARS) and [p.lidar_id for p in rig] == [0, 1, 2, 3, 4]
+    assert [p.name for p in rig] == list(RIG_LIDARS) and [p.lidar_id for p in rig] == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
     for p in rig:
         T = cal.transform("lidar_" + p.name, "front_center")
         np.testing.assert_allclose(p.origin, T[:3, 3], atol=1e-12)      # its own ray origin
         np.testing.assert_allclose(p.rot.T @ p.rot, np.eye(3), atol=1e-12)
-        np.testing.assert_allclose(p.rot[:, 2], T[:3, 2] / np.linalg.norm(T[:3, 2]), atol=1e-12)  # spin axis
+        np.testing.assert_allclose(
+            p.rot[:, 2], T[:3, 2] / np.linalg.norm(T[:3, 2]), atol=1e-12
+        )  # spin axis
     # front lidars ~0.18 m above the camera, rear ones ~2.1 m behind it
     assert all(abs(p.origin[2] - 0.18) < 0.05 for p in rig)
     assert rig[1].origin[0] < -2.0 and rig[4].origin[0] < -2.0 and abs(rig[3].origin[0]) < 0.05
@@ -64,7 +74,13 @@ def test_points_per_frame_and_lidar_shares(rig_data):
     assert np.all(counts > 0) and len(counts) == 5
     np.testing.assert_allclose(share, real, atol=0.06)
     for z in zs:
-        assert z["lidar_id"].dtype == np.float64 and set(np.unique(z["lidar_id"])) == {0.0, 1.0, 2.0, 3.0, 4.0}
+        assert z["lidar_id"].dtype == np.float64 and set(np.unique(z["lidar_id"])) == {
+            0.0,
+            1.0,
+            2.0,
+            3.0,
+            4.0,
+        }
         assert np.ptp(z["timestamp"]) <= 100_000     # a 10 Hz sweep
 
 
@@ -113,7 +129,14 @@ def test_clutter_in_labels_and_as_hard_negatives(rig_data):
     assert {"Tree", "Pole", "TrafficSign"} <= kinds and kinds <= set(CLUTTER_CLASSES)
     must = ["Nature object", "Poles", "Traffic sign", "Curbstone", "Sidewalk", "Buildings"]
     assert {CID[c] for c in must} <= seen
-    extra = ["Traffic signal", "Grid structure", "Sidebars", "Obstacles / trash", "Traffic guide obj.", "Bicycle"]
+    extra = [
+        "Traffic signal",
+        "Grid structure",
+        "Sidebars",
+        "Obstacles / trash",
+        "Traffic guide obj.",
+        "Bicycle",
+    ]
     assert len({CID[c] for c in extra} & seen) >= 2
 
 
@@ -127,10 +150,14 @@ def test_clutter_sidecar_round_trip_through_reader(rig_data):
         raw = json.load(fh)
     assert f.clutter_boxes.dtype == np.float32 and f.clutter_boxes.shape == (len(raw["boxes"]), 7)
     assert f.clutter_classes == [b["class"] for b in raw["boxes"]]
-    np.testing.assert_allclose(f.clutter_boxes, np.array([b["box"] for b in raw["boxes"]]), atol=1e-5)
+    np.testing.assert_allclose(
+        f.clutter_boxes, np.array([b["box"] for b in raw["boxes"]]), atol=1e-5
+    )
     assert all(b["semantic_class"] == CLUTTER_CLASSES[b["class"]] for b in raw["boxes"])
     # standing clutter is on the (cambered) ground: bottom within 0.6 m of -1.78 m; all ahead
-    standing = np.isin(f.clutter_classes, ["Tree", "Bush", "Hedge", "Pole", "Fence", "Bollard", "TrashBin"])
+    standing = np.isin(
+        f.clutter_classes, ["Tree", "Bush", "Hedge", "Pole", "Fence", "Bollard", "TrashBin"]
+    )
     assert standing.sum() >= 3
     bottom = f.clutter_boxes[standing, 2] - f.clutter_boxes[standing, 5] / 2
     assert np.all(np.abs(bottom + 1.78) < 0.6) and np.all(f.clutter_boxes[:, 0] > 0)

@@ -333,7 +333,8 @@ def load_label_ids(path: str, cam: CameraCalibration, undistort: bool = True) ->
 
 def load_clutter(path: str) -> Tuple[np.ndarray, List[str]]:
     """Read a ``_clutter.json`` sidecar (written by ``bev-mtl-ros synth``:
-    ``{"frame": "camera view", "boxes": [{"class", "semantic_class", "box": [x,y,z,l,w,h,yaw]}]}``).
+    ``{"frame": "camera view",
+    "boxes": [{"class", "semantic_class", "box": [x,y,z,l,w,h,yaw]}]}``).
 
     Returns:
         ((C, 7) float32 boxes in the camera view frame, metres/radians; C class names).
@@ -350,7 +351,9 @@ def load_clutter(path: str) -> Tuple[np.ndarray, List[str]]:
             boxes[i] = np.asarray(b["box"], dtype=np.float32).reshape(7)
             names.append(str(b["class"]))
         except (KeyError, TypeError, ValueError) as e:
-            raise A2D2FormatError(f"{path}: clutter box {i}: need 'class' and a 7-value 'box' ({e})") from None
+            raise A2D2FormatError(
+                f"{path}: clutter box {i}: need 'class' and a 7-value 'box' ({e})"
+            ) from None
     if not np.isfinite(boxes).all():
         raise A2D2FormatError(f"{path}: clutter boxes must be finite")
     return boxes, names

@@ -62,8 +62,18 @@ import numpy as np
 
 from bev_mtl_ros.data.a2d2 import box_corners
 from bev_mtl_ros.data.calibration import CAMS_LIDARS_PATH, CameraCalibration, load_calibration
-from bev_mtl_ros.data.synth_render import (RIG_LIDARS, CameraStyle, LidarConfig, LidarPose, frame_prims, pq_ranges,
-                                           render_camera, rig_poses, scan_lidar, _box_corners)
+from bev_mtl_ros.data.synth_render import (
+    RIG_LIDARS,
+    CameraStyle,
+    LidarConfig,
+    LidarPose,
+    frame_prims,
+    pq_ranges,
+    render_camera,
+    rig_poses,
+    scan_lidar,
+    _box_corners,
+)
 from bev_mtl_ros.data.synth_scene import CLUTTER_CLASSES, FRAME_DT, Scene, build_scene
 
 #: Subset folder written under the output directory.
@@ -159,8 +169,13 @@ class SynthFrame:
     clutter_classes: List[str] = field(default_factory=list)
 
 
-def synthesize_frame(scene: Scene, f: int, cam: CameraCalibration, lidar: Optional[LidarConfig] = None,
-                     rig: Optional[Tuple[LidarPose, ...]] = None) -> SynthFrame:
+def synthesize_frame(
+    scene: Scene,
+    f: int,
+    cam: CameraCalibration,
+    lidar: Optional[LidarConfig] = None,
+    rig: Optional[Tuple[LidarPose, ...]] = None,
+) -> SynthFrame:
     """Render frame ``f`` of ``scene`` for camera ``cam`` (already scaled to the output size).
 
     ``rig``: the scanners' poses in the camera view frame (default: :func:`rig_poses` of the
@@ -173,8 +188,9 @@ def synthesize_frame(scene: Scene, f: int, cam: CameraCalibration, lidar: Option
     lidar = lidar or LidarConfig()
     if rig is None:
         rig = rig_poses(load_calibration(CAMS_LIDARS_PATH), "front_center", lidar.lidars)
-    style = CameraStyle.sample(np.random.default_rng([int(scene.seed), int(scene.index), 11]), scene.sky,
-                               scene.exposure)
+    style = CameraStyle.sample(
+        np.random.default_rng([int(scene.seed), int(scene.index), 11]), scene.sky, scene.exposure
+    )
     W, H = cam.width, cam.height
     K = np.asarray(cam.cam_matrix, dtype=np.float64)
     rng = np.random.default_rng([int(scene.seed), int(scene.index), int(f), 1])
@@ -399,7 +415,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=1920, help="image width in pixels (default 1920)")
     parser.add_argument("--height", type=int, default=1208, help="image height in pixels (default 1208)")
     parser.add_argument("--camera", default="front_center", help="camera (only front_center)")
-    parser.add_argument("--az-step", type=float, default=None, help="lidar azimuth step in degrees (default 0.2)")
+    parser.add_argument(
+        "--az-step", type=float, default=None, help="lidar azimuth step in degrees (default 0.2)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="scenes generated in parallel processes (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -8,18 +8,24 @@ ray parameter ``t`` is the depth x. For the camera (undistorted ``CamMatrix``), 
 col j) has ``p = -(j - cx) / fx`` and ``q = -(i - cy) / fy`` -- the inverse of A2D2's
 projection ``col = cx - fx*y/x``, ``row = cy - fy*z/x``. p depends on the column only and q on the
 row only, so the slab tests below are separable (x/y slabs per column, z slab per row). For the
-lidar, beam b at azimuth a has ``p = tan(a)``, ``q = tan(elev_b) / cos(a)``.
+lidar, rays are written the same way in each scanner's own frame (z = its spin axis, which is
+tilted on A2D2's rig) and rotated into the view frame by :attr:`RayGrid.rot`: beam b at azimuth
+a has ``p = tan(a)``, ``q = tan(elev_b) / cos(a)``.
 
-Primitives: the ground plane z = GROUND_Z (t = (z_g - o_z) / q for q < 0), yaw-rotated boxes (slab
+Primitives: the ground (the solid below one or two planes, a cambered road: :func:`ground_t`),
+yaw-rotated boxes (slab
 test in the box frame, Kay & Kajiya 1986) and spheres (quadratic). Each primitive is tested only
 on the rectangle of rays covering its projection: the box corners (clipped to the near plane by
 intersecting the box edges with it) give the (p, q) range. Depth test across primitives.
 
 Shading: Lambertian with a per-scene sun direction plus ambient, hard shadows (shadow rays
-against boxes, :func:`shadow_mask`), per-material base colours and
+against boxes and tree crowns, :func:`shadow_mask`; none under an overcast sky), per-material
+base colours and
 procedural textures (asphalt noise hashed on world position, lane markings, window grids on
-buildings, glass, foliage), distance haze, sky gradient and small per-pixel sensor noise. The
-label image is exactly the semantic class of the surface that each pixel's ray hits.
+buildings, facade noise, glass, foliage, fence mesh, signal lamps), distance haze, then the
+per-scene camera style (:class:`CameraStyle`: sky, exposure, white balance, gamma, vignetting,
+blur, sensor noise). The label image is exactly the semantic class of the surface that each
+pixel's ray hits.
 """
 
 from __future__ import annotations
@@ -29,8 +35,19 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from bev_mtl_ros.data.synth_scene import (CID, GROUND_Z, MAT_BUILDING, MAT_FOLIAGE, MAT_GLASS, MAT_GRID,
-                                          MAT_SIDEWALK, MAT_SIGN, MAT_SIGNAL, MAT_TYRE, Scene)
+from bev_mtl_ros.data.synth_scene import (
+    CID,
+    GROUND_Z,
+    MAT_BUILDING,
+    MAT_FOLIAGE,
+    MAT_GLASS,
+    MAT_GRID,
+    MAT_SIDEWALK,
+    MAT_SIGN,
+    MAT_SIGNAL,
+    MAT_TYRE,
+    Scene,
+)
 
 #: Primitive index values in hit buffers.
 SKY, GROUND = -1, -2
@@ -45,10 +62,26 @@ _EDGES = np.array([(i, j) for i in range(8) for j in range(i + 1, 8)
 #: percentiles are close to a real A2D2 frame's (5/25/50/75/95 = 2/5/13/28/59, a2d2-real-lidar.md):
 #: dark asphalt and foliage, brighter paint, retro-reflective signs.
 _REFL = np.full(256, 15.0)
-for _n, _v in {"RD normal street": 6, "Solid line": 45, "Dashed line": 45, "Sidewalk": 11, "Curbstone": 16,
-               "Nature object": 11, "Buildings": 21, "Car": 24, "Truck": 28, "Pedestrian": 10, "Bicycle": 15,
-               "Poles": 30, "Traffic sign": 160, "Traffic signal": 24, "Sidebars": 60, "Grid structure": 18,
-               "Traffic guide obj.": 38, "Obstacles / trash": 15}.items():
+for _n, _v in {
+    "RD normal street": 6,
+    "Solid line": 45,
+    "Dashed line": 45,
+    "Sidewalk": 11,
+    "Curbstone": 16,
+    "Nature object": 11,
+    "Buildings": 21,
+    "Car": 24,
+    "Truck": 28,
+    "Pedestrian": 10,
+    "Bicycle": 15,
+    "Poles": 30,
+    "Traffic sign": 160,
+    "Traffic signal": 24,
+    "Sidebars": 60,
+    "Grid structure": 18,
+    "Traffic guide obj.": 38,
+    "Obstacles / trash": 15,
+}.items():
     _REFL[CID[_n]] = _v
 
 
@@ -185,7 +218,9 @@ class RayGrid:
     near: float
     rot: Optional[np.ndarray] = None
 
-    def directions(self, p: np.ndarray, q: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def directions(
+        self, p: np.ndarray, q: np.ndarray
+    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """View-frame direction components (dx, dy, dz) of rays (p, q) (broadcast arrays)."""
         if self.rot is None:
             return np.ones_like(p * q), p + 0 * q, q + 0 * p
@@ -282,7 +317,9 @@ def cast(grid: RayGrid, fp: FramePrims, far: float = 1000.0,
     obj_masks: Dict[int, Tuple[Tuple[int, int, int, int], np.ndarray]] = {}
     # boxes
     if nb:
-        ranges = pq_ranges(grid.to_grid(_box_corners(fp.box_c, fp.box_h, fp.box_yaw)), np.zeros(3), grid.near)
+        ranges = pq_ranges(
+            grid.to_grid(_box_corners(fp.box_c, fp.box_h, fp.box_yaw)), np.zeros(3), grid.near
+        )
         for i in range(nb):
             win = grid.window(ranges[i])
             if win is None:
@@ -333,8 +370,13 @@ def cast(grid: RayGrid, fp: FramePrims, far: float = 1000.0,
             # face: axis of the entering slab, side opposite to the ray direction
             axis = np.where(np.broadcast_to(tnz, upd.shape) >= np.broadcast_to(txy_n, upd.shape), 2,
                             np.where(np.broadcast_to(tnx >= tny, upd.shape), 0, 1))
-            dsel = np.where(axis == 0, np.broadcast_to(dx, upd.shape),
-                            np.where(axis == 1, np.broadcast_to(dy, upd.shape), np.broadcast_to(dz, upd.shape)))
+            dsel = np.where(
+                axis == 0,
+                np.broadcast_to(dx, upd.shape),
+                np.where(
+                    axis == 1, np.broadcast_to(dy, upd.shape), np.broadcast_to(dz, upd.shape)
+                ),
+            )
             fc = (axis * 2 + (dsel > 0)).astype(np.int8)
             face[r0:r1, c0:c1][upd] = fc[upd]
     # spheres
@@ -532,8 +574,16 @@ def surface(fp: FramePrims, o: np.ndarray, p: np.ndarray, q: np.ndarray, t: np.n
             col[lamp] = (0.9, 0.25, 0.1)
             fac = bl & (axis != 2)
             if fac.any():
-                col[fac] = col[fac] * (0.85 + 0.3 * _value_noise(np.where(axis == 0, ly, lx)[fac] + idx[fac] * 13.0,
-                                                                  wz[fac], 1.5, 5))[:, None]
+                col[fac] = (
+                    col[fac]
+                    * (
+                        0.85
+                        + 0.3
+                        * _value_noise(
+                            np.where(axis == 0, ly, lx)[fac] + idx[fac] * 13.0, wz[fac], 1.5, 5
+                        )
+                    )[:, None]
+                )
             ix = np.floor(pb[:, 0] * 3 + ego[0] * 3).astype(np.int32)
             iz = np.floor(pb[:, 2] * 3).astype(np.int32)
             col *= (0.9 + 0.15 * _hash01(ix + idx * 7, iz, 2))[:, None]
@@ -639,7 +689,9 @@ def shadow_mask(fp: FramePrims, grid: RayGrid, pts: np.ndarray, normal: np.ndarr
         drop = (cub[..., 2] - GROUND_Z) / s[2]
         allp = np.concatenate([cub, cub - drop[..., None] * s], axis=1)
         lo, hi = allp.min(axis=1), allp.max(axis=1)
-        ranges = pq_ranges(_box_corners((lo + hi) / 2, (hi - lo) / 2, np.zeros(ns)), grid.origin, grid.near)
+        ranges = pq_ranges(
+            _box_corners((lo + hi) / 2, (hi - lo) / 2, np.zeros(ns)), grid.origin, grid.near
+        )
         sf = s.astype(np.float32)
         for j in range(ns):
             win = grid.window(ranges[j])
@@ -666,7 +718,8 @@ class CameraStyle:
             shadows) or "low_sun" (warm horizon, long shadows).
         exposure: brightness gain. white_balance: (3,) RGB gains. gamma: tone curve exponent.
         vignette: relative darkening at the image corners (0..1). blur_px: Gaussian blur sigma
-            at 1920 px width (scaled with the image width). noise_sigma: sensor noise (0..255 units).
+            at 1920 px width (scaled with the image width). noise_sigma: sensor noise
+            (0..255 units).
     """
 
     sky: str = "clear"
@@ -678,16 +731,27 @@ class CameraStyle:
     noise_sigma: float = 2.0
 
     @staticmethod
-    def sample(rng: np.random.Generator, sky: str = "clear", exposure: float = 1.0) -> "CameraStyle":
+    def sample(
+        rng: np.random.Generator, sky: str = "clear", exposure: float = 1.0
+    ) -> "CameraStyle":
         """Random style for a scene (``rng`` draws 8 numbers)."""
         wb = rng.uniform(0.93, 1.07, 3)
-        return CameraStyle(sky=sky, exposure=float(exposure), white_balance=tuple(float(v) for v in wb / wb.mean()),
-                           gamma=float(rng.uniform(0.85, 1.15)), vignette=float(rng.uniform(0.05, 0.45)),
-                           blur_px=float(rng.uniform(0.0, 2.5)), noise_sigma=float(rng.uniform(1.0, 5.0)))
+        return CameraStyle(
+            sky=sky,
+            exposure=float(exposure),
+            white_balance=tuple(float(v) for v in wb / wb.mean()),
+            gamma=float(rng.uniform(0.85, 1.15)),
+            vignette=float(rng.uniform(0.05, 0.45)),
+            blur_px=float(rng.uniform(0.0, 2.5)),
+            noise_sigma=float(rng.uniform(1.0, 5.0)),
+        )
 
 
-_SKIES = {"clear": ((0.82, 0.88, 0.95), (0.35, 0.55, 0.85)), "overcast": ((0.8, 0.81, 0.83), (0.62, 0.64, 0.68)),
-          "low_sun": ((0.98, 0.84, 0.64), (0.42, 0.56, 0.82))}
+_SKIES = {
+    "clear": ((0.82, 0.88, 0.95), (0.35, 0.55, 0.85)),
+    "overcast": ((0.8, 0.81, 0.83), (0.62, 0.64, 0.68)),
+    "low_sun": ((0.98, 0.84, 0.64), (0.42, 0.56, 0.82)),
+}
 
 
 def render_camera(fp: FramePrims, K: np.ndarray, width: int, height: int, sun: np.ndarray,
@@ -719,7 +783,10 @@ def render_camera(fp: FramePrims, K: np.ndarray, width: int, height: int, sun: n
     elev = np.clip(Q / 0.6, 0.0, 1.0)[:, None]
     img = ((1 - elev) * lo + elev * hi).astype(np.float32)
     if overcast or style.sky == "clear":
-        cl = _value_noise(P * 6.0 + 3.0, Q * 12.0, 1.0, 9) * 0.6 + _value_noise(P * 20.0, Q * 40.0, 1.0, 10) * 0.4
+        cl = (
+            _value_noise(P * 6.0 + 3.0, Q * 12.0, 1.0, 9) * 0.6
+            + _value_noise(P * 20.0, Q * 40.0, 1.0, 10) * 0.4
+        )
         amt = np.float32(0.12 if overcast else 0.06)
         img = img * (1 - amt) + amt * cl[:, None] * np.float32(1.1)
     lam = np.clip(srf.normal @ sun.astype(np.float32), 0.0, 1.0)
@@ -743,7 +810,9 @@ def render_camera(fp: FramePrims, K: np.ndarray, width: int, height: int, sun: n
     haze_col = lo * np.float32(0.95)
     haze = (np.float32(1.0) - np.exp(t[hit] * np.float32(-1.0 / 350.0)))[:, None]
     img[hit] = c * (1 - haze) + haze * haze_col
-    img = img.reshape(H, W, 3) * (np.array(style.white_balance, np.float32) * np.float32(style.exposure))
+    img = img.reshape(H, W, 3) * (
+        np.array(style.white_balance, np.float32) * np.float32(style.exposure)
+    )
     if style.vignette > 0:
         yy = (np.arange(H, dtype=np.float32) - H / 2) / (H / 2)
         xx = (np.arange(W, dtype=np.float32) - W / 2) / (W / 2)
@@ -753,7 +822,9 @@ def render_camera(fp: FramePrims, K: np.ndarray, width: int, height: int, sun: n
     sigma = style.blur_px * W / 1920.0
     if sigma > 0.3:
         img = cv2.GaussianBlur(img, (0, 0), sigma)
-    img = img * np.float32(255.0) + rng.standard_normal(img.shape, dtype=np.float32) * np.float32(style.noise_sigma)
+    img = img * np.float32(255.0) + rng.standard_normal(img.shape, dtype=np.float32) * np.float32(
+        style.noise_sigma
+    )
     image = np.clip(img, 0, 255).astype(np.uint8)
     return CameraRender(image=image, label=label.reshape(H, W), depth=hits.t.astype(np.float32),
                         obj=obj.reshape(H, W), coverage=cov)
@@ -761,7 +832,13 @@ def render_camera(fp: FramePrims, K: np.ndarray, width: int, height: int, sun: n
 
 # ------------------------------------------------------------------------------------- lidar
 #: A2D2's lidar names by ``lidar_id`` (the camera sidecar's ``lidar_ids``).
-RIG_LIDARS: Tuple[str, ...] = ("front_left", "rear_right", "front_right", "front_center", "rear_left")
+RIG_LIDARS: Tuple[str, ...] = (
+    "front_left",
+    "rear_right",
+    "front_right",
+    "front_center",
+    "rear_left",
+)
 
 
 @dataclass
@@ -893,7 +970,9 @@ def scan_lidar(fp: FramePrims, K: np.ndarray, width: int, height: int, t_us: int
         ts = (int(t_us) - np.round(az[iv] / (2 * np.pi) * cfg.sweep_us)).astype(np.int64)
         parts.append((pts[iv], cls[iv], obj[iv], refl[iv], ts, row[iv], col[iv],
                       np.full(int(iv.sum()), float(pose.lidar_id))))
-    pts, cls, obj, refl, ts, row, col, lid = (np.concatenate([pp[k] for pp in parts]) for k in range(8))
+    pts, cls, obj, refl, ts, row, col, lid = (
+        np.concatenate([pp[k] for pp in parts]) for k in range(8)
+    )
     arrays = {
         "points": pts.astype(np.float64),
         "reflectance": np.clip(np.round(refl), 0, 255).astype(np.int64),

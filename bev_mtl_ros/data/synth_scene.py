@@ -3,27 +3,39 @@
 A scene is a deterministic function of ``(seed, scene_index, n_frames)`` (numpy ``Generator``
 seeded with ``[seed, scene_index]``). All geometry lives in the *scene frame*: the
 front-center camera's view frame at frame 0 (x forward, y left, z up, metres; A2D2 convention,
-see ``a2d2-format.md``). The ground is the plane z = :data:`GROUND_Z` (-1.78 m, as measured in real
-A2D2 data).
+see ``a2d2-format.md``). The ground under the camera is at z = :data:`GROUND_Z` (-1.78 m, as
+measured in real A2D2 data); it is not flat: a crowned road falls off by 1-2.5 % on both sides
+of the crown line y = y0, or the whole road has a one-way cross slope of up to 2 %
+(:meth:`Road.ground_offset`); kerbs are the raised sidewalks. Longitudinal grades are not modelled.
 
 Content
 -------
+* A street layout (:data:`LAYOUTS`): urban (tall buildings at the sidewalk), suburban (low houses
+  set back, hedges, fences, wide verges), country road (one lane each way, guard rails, forest
+  edges, few buildings), highway (2-3 lanes each way, guard rails, faster traffic).
 * A road whose centre line is ``y_c(x) = y0 + k x^2 / 2`` (k = 0 for a straight road, else
-  |k| <= 1/800 1/m: gently curved), 1-2 lanes per direction (3.2-3.6 m), driving on the right,
+  |k| <= 1/800 1/m: gently curved), lanes of 3.2-3.75 m, driving on the right,
   an optional parking strip on the right, lane markings (solid centre/edge lines, dashed lane
-  dividers), raised sidewalks (0.10-0.15 m; top = "Sidewalk", kerb faces and a 0.2 m top strip
-  along the road = "Curbstone"), grass verges ("Nature object"), buildings (boxes), trees
-  (trunk box + crown sphere, "Nature object"), poles ("Poles") with traffic-sign plates
-  ("Traffic sign").
+  dividers), raised sidewalks (0.10-0.15 m, 0.03-0.08 m shoulders on fast roads; top =
+  "Sidewalk", kerb faces and a 0.2 m top strip along the road = "Curbstone"), grass verges
+  ("Nature object"), buildings (boxes).
+* Clutter, drawn with its A2D2 label class and listed as hard negatives
+  (:attr:`Scene.clutter_boxes`, kinds :data:`CLUTTER_CLASSES`, no label3D box): trees (trunk +
+  one to three crown spheres, summer or autumn colours), bushes, hedges, metal fences ("Grid
+  structure"), guard rails ("Sidebars"), poles with traffic signs, traffic signals, street
+  lights, bollards ("Traffic guide obj.") and trash bins ("Obstacles / trash").
 * Road users (A2D2 box classes) with realistic sizes: Car, VanSUV, Truck in lanes (one constant
   speed per lane, oncoming lanes negative) and parked; Pedestrians walking/standing on sidewalks
-  and crossing the road; Cyclists at the right road edge. Every road user moves with a constant
+  and crossing the road; Cyclists at the right road edge; parked bicycles on the sidewalk (class
+  "Bicycle": A2D2's label3D boxes bicycles without rider). Every road user moves with a constant
   velocity along its path (a lane: ``x(t) = x0 + vx t``, ``y = y_c(x) + d``, yaw = road heading;
-  or a straight line) sampled at 10 Hz; no two road users (nor the ego vehicle) overlap in the
-  bird's-eye view at any frame (rejection sampling with a separating-axis test).
-* The ego vehicle drives straight along +x with a constant speed (0 m/s in ~30 % of the scenes:
-  static ego), so the camera/view frame at frame f is the scene frame shifted by
+  or a straight line) sampled at 10 Hz; no two road users (nor the ego vehicle, poles, bollards,
+  bins and guard rails) overlap in the bird's-eye view at any frame (rejection sampling with a
+  separating-axis test). People have legs, torso, arms, head and hair in varied clothing colours.
+* The ego vehicle drives straight along +x with a constant speed (0 m/s in ~30 % of the urban and
+  suburban scenes: static ego), so the camera/view frame at frame f is the scene frame shifted by
   ``(ego_speed * f * 0.1 s, 0, 0)``; no rotation.
+* Lighting: a clear, overcast or low-sun sky (:attr:`Scene.sky`) and an exposure per scene.
 
 Each road user is drawn as a few boxes ("parts", e.g. car body + cabin + wheels) inside its
 ground-truth box, so lidar points and label pixels of an object lie inside its box.
@@ -46,8 +58,21 @@ FRAME_DT = 0.1
 CID: Dict[str, int] = {n: i for i, n in enumerate(A2D2_SEMANTIC_CLASSES)}
 
 # Surface materials (drive texture, shading and lidar reflectance).
-(MAT_PLAIN, MAT_BUILDING, MAT_SIDEWALK, MAT_GLASS, MAT_FOLIAGE, MAT_SIGN, MAT_PAINT, MAT_TYRE, MAT_METAL, MAT_GRID,
- MAT_SIGNAL, MAT_SKIN, MAT_CLOTH) = range(13)
+(
+    MAT_PLAIN,
+    MAT_BUILDING,
+    MAT_SIDEWALK,
+    MAT_GLASS,
+    MAT_FOLIAGE,
+    MAT_SIGN,
+    MAT_PAINT,
+    MAT_TYRE,
+    MAT_METAL,
+    MAT_GRID,
+    MAT_SIGNAL,
+    MAT_SKIN,
+    MAT_CLOTH,
+) = range(13)
 #: Street layouts (A2D2 drives urban and suburban streets, country roads and highways).
 LAYOUTS: Tuple[str, ...] = ("urban", "suburban", "country", "highway")
 #: Clutter kinds written to the ``_clutter.json`` sidecar (hard negatives: no label3D box) and the
@@ -103,7 +128,8 @@ class Road:
     def ground_offset(self, y):
         """Height (m) of the ground above GROUND_Z at scene y: a crowned road falls off by
         ``camber`` m/m on both sides of the crown line y = y0 (the road centre at x = 0), a
-        one-way cross slope falls by ``camber`` per metre towards -y; 0 under the camera (y = 0)."""
+        one-way cross slope falls by ``camber`` per metre towards -y; 0 under the camera (y = 0).
+        """
         y = np.asarray(y, dtype=np.float64)
         if self.crown:
             return self.camber * (abs(self.y0) - np.abs(y - self.y0))
@@ -283,12 +309,18 @@ class Scene:
     clutter_kinds: List[str] = field(default_factory=list)
     sky: str = "clear"
 
-    def clutter_in_view(self, f: int, hfov: float, max_x: float = 100.0) -> Tuple[np.ndarray, List[str]]:
+    def clutter_in_view(
+        self, f: int, hfov: float, max_x: float = 100.0
+    ) -> Tuple[np.ndarray, List[str]]:
         """Clutter boxes of frame f in its view frame whose centre lies 0.5..max_x m ahead and
         within ``hfov`` + 10 deg of the optical axis. Returns ((K, 7) float64, K kinds)."""
         b = self.clutter_boxes.copy()
         b[:, :3] -= self.ego_position(f)
-        ok = (b[:, 0] > 0.5) & (b[:, 0] < max_x) & (np.abs(np.arctan2(b[:, 1], b[:, 0])) < hfov + np.radians(10))
+        ok = (
+            (b[:, 0] > 0.5)
+            & (b[:, 0] < max_x)
+            & (np.abs(np.arctan2(b[:, 1], b[:, 0])) < hfov + np.radians(10))
+        )
         return b[ok], [k for k, o in zip(self.clutter_kinds, ok) if o]
 
     def time(self, f: int) -> float:
@@ -346,15 +378,26 @@ def _bicycle_parts(l: float, h_wheel: float, b: float, colour, x0: float = 0.0) 
     tyre = 0.03
     parts: List[Part] = []
     for wx in (x0 + l / 2 - r, x0 - l / 2 + r):
-        parts += [Part((wx, 0, b + tyre), (r, 0.03, tyre), bike, MAT_TYRE, dark),
-                  Part((wx, 0, b + 2 * r - tyre), (r, 0.03, tyre), bike, MAT_TYRE, dark),
-                  Part((wx - r + tyre, 0, b + r), (tyre, 0.03, r - 2 * tyre), bike, MAT_TYRE, dark),
-                  Part((wx + r - tyre, 0, b + r), (tyre, 0.03, r - 2 * tyre), bike, MAT_TYRE, dark)]
-    return parts + [Part((x0, 0, b + 1.25 * r), (l / 2 - r, 0.025, 0.04), bike, MAT_PAINT, colour),
-                    Part((x0 + l / 2 - r - 0.05, 0, b + 2 * r + 0.2), (0.03, 0.25, 0.03), bike, MAT_METAL, dark),
-                    Part((x0 - 0.12 * l, 0, b + 2 * r + 0.12), (0.1, 0.06, 0.03), bike, MAT_PLAIN, dark),
-                    Part((x0 + l / 2 - r - 0.05, 0, b + 1.6 * r), (0.025, 0.025, 0.6 * r + 0.17), bike, MAT_PAINT,
-                         colour)]
+        parts += [
+            Part((wx, 0, b + tyre), (r, 0.03, tyre), bike, MAT_TYRE, dark),
+            Part((wx, 0, b + 2 * r - tyre), (r, 0.03, tyre), bike, MAT_TYRE, dark),
+            Part((wx - r + tyre, 0, b + r), (tyre, 0.03, r - 2 * tyre), bike, MAT_TYRE, dark),
+            Part((wx + r - tyre, 0, b + r), (tyre, 0.03, r - 2 * tyre), bike, MAT_TYRE, dark),
+        ]
+    return parts + [
+        Part((x0, 0, b + 1.25 * r), (l / 2 - r, 0.025, 0.04), bike, MAT_PAINT, colour),
+        Part(
+            (x0 + l / 2 - r - 0.05, 0, b + 2 * r + 0.2), (0.03, 0.25, 0.03), bike, MAT_METAL, dark
+        ),
+        Part((x0 - 0.12 * l, 0, b + 2 * r + 0.12), (0.1, 0.06, 0.03), bike, MAT_PLAIN, dark),
+        Part(
+            (x0 + l / 2 - r - 0.05, 0, b + 1.6 * r),
+            (0.025, 0.025, 0.6 * r + 0.17),
+            bike,
+            MAT_PAINT,
+            colour,
+        ),
+    ]
 
 
 def _person_parts(l: float, w: float, h: float, rng: np.random.Generator, cyclist: bool) -> List[Part]:
@@ -365,8 +408,13 @@ def _person_parts(l: float, w: float, h: float, rng: np.random.Generator, cyclis
     skins = ((0.87, 0.7, 0.58), (0.72, 0.53, 0.4), (0.48, 0.33, 0.24), (0.95, 0.8, 0.7))
     skin = skins[int(rng.integers(len(skins)))]
     dark = rng.random() < 0.45
-    top = tuple(float(c) for c in (rng.uniform(0.03, 0.25, 3) if dark else rng.uniform(0.1, 0.95, 3)))
-    legs = tuple(float(c) for c in (rng.uniform(0.03, 0.2, 3) if rng.random() < 0.6 else rng.uniform(0.1, 0.6, 3)))
+    top = tuple(
+        float(c) for c in (rng.uniform(0.03, 0.25, 3) if dark else rng.uniform(0.1, 0.95, 3))
+    )
+    legs = tuple(
+        float(c)
+        for c in (rng.uniform(0.03, 0.2, 3) if rng.random() < 0.6 else rng.uniform(0.1, 0.6, 3))
+    )
     hair = tuple(float(c) for c in rng.uniform(0.03, 0.45) * np.array([1.0, 0.8, 0.6]))
     b = -h / 2
     head = min(0.115, 0.065 * h)
@@ -376,17 +424,53 @@ def _person_parts(l: float, w: float, h: float, rng: np.random.Generator, cyclis
         torso_h = h - leg_h - 2 * head - 0.04
         stride = float(rng.uniform(-0.12, 0.12)) * min(1.0, l / 0.6)
         hl = min(l / 2 - 0.07, 0.2)
-        parts = [Part((float(np.clip(stride, -hl, hl)), 0.09, b + leg_h / 2), (0.07, 0.07, leg_h / 2), ped,
-                      MAT_CLOTH, legs),
-                 Part((float(np.clip(-stride, -hl, hl)), -0.09, b + leg_h / 2), (0.07, 0.07, leg_h / 2), ped,
-                      MAT_CLOTH, legs),
-                 Part((0, 0, b + leg_h + torso_h / 2), (0.12, shoulder_w - 0.06, torso_h / 2), ped, MAT_CLOTH, top),
-                 Part((float(np.clip(-stride * 0.6, -hl, hl)), shoulder_w - 0.03, b + leg_h + torso_h / 2 - 0.05),
-                      (0.05, 0.04, torso_h / 2 + 0.02), ped, MAT_CLOTH, top),
-                 Part((float(np.clip(stride * 0.6, -hl, hl)), -(shoulder_w - 0.03), b + leg_h + torso_h / 2 - 0.05),
-                      (0.05, 0.04, torso_h / 2 + 0.02), ped, MAT_CLOTH, top),
-                 Part((0, 0, h / 2 - head - 0.01), (0.09, 0.08, head), ped, MAT_SKIN, skin),
-                 Part((-0.015, 0, h / 2 - 0.035), (0.09, 0.085, 0.035), ped, MAT_CLOTH, hair)]
+        parts = [
+            Part(
+                (float(np.clip(stride, -hl, hl)), 0.09, b + leg_h / 2),
+                (0.07, 0.07, leg_h / 2),
+                ped,
+                MAT_CLOTH,
+                legs,
+            ),
+            Part(
+                (float(np.clip(-stride, -hl, hl)), -0.09, b + leg_h / 2),
+                (0.07, 0.07, leg_h / 2),
+                ped,
+                MAT_CLOTH,
+                legs,
+            ),
+            Part(
+                (0, 0, b + leg_h + torso_h / 2),
+                (0.12, shoulder_w - 0.06, torso_h / 2),
+                ped,
+                MAT_CLOTH,
+                top,
+            ),
+            Part(
+                (
+                    float(np.clip(-stride * 0.6, -hl, hl)),
+                    shoulder_w - 0.03,
+                    b + leg_h + torso_h / 2 - 0.05,
+                ),
+                (0.05, 0.04, torso_h / 2 + 0.02),
+                ped,
+                MAT_CLOTH,
+                top,
+            ),
+            Part(
+                (
+                    float(np.clip(stride * 0.6, -hl, hl)),
+                    -(shoulder_w - 0.03),
+                    b + leg_h + torso_h / 2 - 0.05,
+                ),
+                (0.05, 0.04, torso_h / 2 + 0.02),
+                ped,
+                MAT_CLOTH,
+                top,
+            ),
+            Part((0, 0, h / 2 - head - 0.01), (0.09, 0.08, head), ped, MAT_SKIN, skin),
+            Part((-0.015, 0, h / 2 - 0.035), (0.09, 0.085, 0.035), ped, MAT_CLOTH, hair),
+        ]
         return parts
     bike_col = tuple(float(c) for c in rng.uniform(0.1, 0.9, 3))
     wheel = min(0.7, 0.42 * h)
@@ -396,12 +480,30 @@ def _person_parts(l: float, w: float, h: float, rng: np.random.Generator, cyclis
     return parts + [
         Part((-0.12 * l + 0.05, 0.1, seat_z - 0.2), (0.07, 0.06, 0.25), ped, MAT_CLOTH, legs),
         Part((-0.12 * l + 0.15, -0.1, seat_z - 0.15), (0.07, 0.06, 0.25), ped, MAT_CLOTH, legs),
-        Part((-0.12 * l + 0.1, 0, seat_z + 0.04 + torso_h / 2), (0.14, shoulder_w - 0.05, torso_h / 2), ped,
-             MAT_CLOTH, top),
-        Part((0.1 * l + 0.05, 0.18, seat_z + 0.04 + 0.6 * torso_h), (0.2, 0.04, 0.04), ped, MAT_CLOTH, top),
-        Part((0.1 * l + 0.05, -0.18, seat_z + 0.04 + 0.6 * torso_h), (0.2, 0.04, 0.04), ped, MAT_CLOTH, top),
+        Part(
+            (-0.12 * l + 0.1, 0, seat_z + 0.04 + torso_h / 2),
+            (0.14, shoulder_w - 0.05, torso_h / 2),
+            ped,
+            MAT_CLOTH,
+            top,
+        ),
+        Part(
+            (0.1 * l + 0.05, 0.18, seat_z + 0.04 + 0.6 * torso_h),
+            (0.2, 0.04, 0.04),
+            ped,
+            MAT_CLOTH,
+            top,
+        ),
+        Part(
+            (0.1 * l + 0.05, -0.18, seat_z + 0.04 + 0.6 * torso_h),
+            (0.2, 0.04, 0.04),
+            ped,
+            MAT_CLOTH,
+            top,
+        ),
         Part((-0.12 * l + 0.18, 0, h / 2 - head - 0.01), (0.09, 0.08, head), ped, MAT_SKIN, skin),
-        Part((-0.12 * l + 0.16, 0, h / 2 - 0.03), (0.1, 0.085, 0.03), ped, MAT_CLOTH, hair)]
+        Part((-0.12 * l + 0.16, 0, h / 2 - 0.03), (0.1, 0.085, 0.03), ped, MAT_CLOTH, hair),
+    ]
 
 
 # ------------------------------------------------------------------------------- collisions
@@ -451,23 +553,45 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
     # ---- road
     curved = rng.random() < 0.6
     k = float(rng.uniform(1 / 3000, 1 / 800) * rng.choice([-1, 1])) if curved else 0.0
-    n_same = int(rng.integers(2, 4)) if layout == "highway" else (1 if layout == "country" else int(rng.integers(1, 3)))
-    n_opp = n_same if layout == "highway" else (1 if layout == "country" else int(rng.integers(1, 3)))
+    n_same = (
+        int(rng.integers(2, 4))
+        if layout == "highway"
+        else (1 if layout == "country" else int(rng.integers(1, 3)))
+    )
+    n_opp = (
+        n_same if layout == "highway" else (1 if layout == "country" else int(rng.integers(1, 3)))
+    )
     lane_w = float(rng.uniform(3.2, 3.6)) if layout != "highway" else float(rng.uniform(3.5, 3.75))
     ego_lane = int(rng.integers(0, n_same))
     d_ego = -(ego_lane + 0.5) * lane_w
     crown = bool(rng.random() < 0.7)
-    road = Road(curvature=k, y0=-d_ego, lane_w=lane_w, n_same=n_same, n_opp=n_opp,
-                park_w=2.2 if (layout in ("urban", "suburban") and rng.random() < 0.5) else 0.0,
-                sidewalk_w=((float(rng.uniform(1.2, 2.0)), float(rng.uniform(1.2, 2.0))) if fast else
-                            (float(rng.uniform(2.5, 4.0)), float(rng.uniform(2.5, 4.0)))),
-                sidewalk_h=float(rng.uniform(0.10, 0.15)) if not fast else float(rng.uniform(0.03, 0.08)),
-                verge_w=((float(rng.uniform(0.5, 4.0)), float(rng.uniform(0.5, 4.0))) if layout == "urban" else
-                         (float(rng.uniform(3.0, 9.0)), float(rng.uniform(3.0, 9.0)))),
-                centre_solid=bool(rng.random() < 0.5), dash_phase=float(rng.uniform(0, 9)),
-                camber=float(rng.uniform(0.01, 0.025)) if crown else float(rng.uniform(-0.02, 0.02)),
-                crown=crown, asphalt=tuple(float(v) for v in rng.uniform(0.27, 0.5) * rng.uniform(0.97, 1.03, 3)),
-                grass=tuple(float(v) for v in _GRASS[int(rng.integers(len(_GRASS)))] * rng.uniform(0.85, 1.15)))
+    road = Road(
+        curvature=k,
+        y0=-d_ego,
+        lane_w=lane_w,
+        n_same=n_same,
+        n_opp=n_opp,
+        park_w=2.2 if (layout in ("urban", "suburban") and rng.random() < 0.5) else 0.0,
+        sidewalk_w=(
+            (float(rng.uniform(1.2, 2.0)), float(rng.uniform(1.2, 2.0)))
+            if fast
+            else (float(rng.uniform(2.5, 4.0)), float(rng.uniform(2.5, 4.0)))
+        ),
+        sidewalk_h=float(rng.uniform(0.10, 0.15)) if not fast else float(rng.uniform(0.03, 0.08)),
+        verge_w=(
+            (float(rng.uniform(0.5, 4.0)), float(rng.uniform(0.5, 4.0)))
+            if layout == "urban"
+            else (float(rng.uniform(3.0, 9.0)), float(rng.uniform(3.0, 9.0)))
+        ),
+        centre_solid=bool(rng.random() < 0.5),
+        dash_phase=float(rng.uniform(0, 9)),
+        camber=float(rng.uniform(0.01, 0.025)) if crown else float(rng.uniform(-0.02, 0.02)),
+        crown=crown,
+        asphalt=tuple(float(v) for v in rng.uniform(0.27, 0.5) * rng.uniform(0.97, 1.03, 3)),
+        grass=tuple(
+            float(v) for v in _GRASS[int(rng.integers(len(_GRASS)))] * rng.uniform(0.85, 1.15)
+        ),
+    )
     ego_speed = 0.0 if (rng.random() < 0.3 and not fast) else float(
         rng.uniform(4.0, 12.0) if not fast else rng.uniform(12.0, 25.0))
     x_end = ego_speed * T
@@ -475,15 +599,26 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
 
     boxes: List[Tuple] = []     # (c(3), h(3), yaw, cls, mat, col(3), aux)
     spheres: List[Tuple] = []   # (c(3), r, cls, mat, col(3))
-    clutter: List[Tuple[str, Tuple[float, ...]]] = []   # (kind, [x, y, z, l, w, h, yaw]) hard negatives
+    clutter: List[Tuple[str, Tuple[float, ...]]] = (
+        []
+    )  # (kind, [x, y, z, l, w, h, yaw]) hard negatives
 
     def along(x: float, d: float) -> Tuple[float, float, float]:
         """Scene (x, y, yaw) of the point at road coordinates (x, d)."""
         return x, float(road.centre_y(x) + d), float(road.heading(x))
 
     def add_box(c, h, yaw, cls_name, mat, col, aux=0.0, kind=None):
-        boxes.append((tuple(float(v) for v in c), tuple(float(v) for v in h), float(yaw), CID[cls_name], mat,
-                      tuple(float(v) for v in col), float(aux)))
+        boxes.append(
+            (
+                tuple(float(v) for v in c),
+                tuple(float(v) for v in h),
+                float(yaw),
+                CID[cls_name],
+                mat,
+                tuple(float(v) for v in col),
+                float(aux),
+            )
+        )
         if kind is not None:
             clutter.append((kind, (c[0], c[1], c[2], 2 * h[0], 2 * h[1], 2 * h[2], float(yaw))))
 
@@ -517,7 +652,9 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
             L = rng.uniform(8, 30) if layout == "urban" else rng.uniform(8, 16)
             depth = rng.uniform(8, 15)
             H = rng.uniform(5, 22) if layout == "urban" else rng.uniform(4, 9)
-            setback = verge + rng.uniform(0, 1.0) + (rng.uniform(2, 8) if layout != "urban" else 0.0)
+            setback = (
+                verge + rng.uniform(0, 1.0) + (rng.uniform(2, 8) if layout != "urban" else 0.0)
+            )
             dc = sw_out + side * (setback + depth / 2)
             cx, cy, yaw = along(x + L / 2, dc)
             col = tuple(float(c) for c in rng.choice(_FACADES) * rng.uniform(0.85, 1.1))
@@ -535,19 +672,39 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
             tw = rng.uniform(0.12, 0.22)
             boxes.append(((cx, cy, GROUND_Z + trunk_h / 2 + 0.3), (tw, tw, trunk_h / 2 + 0.3), 0.0,
                           CID["Nature object"], MAT_PLAIN, (0.35, 0.25, 0.15), 0.0))
-            crown_col = tuple(float(c) for c in _CROWNS[int(rng.integers(len(_CROWNS)))] * rng.uniform(0.8, 1.2))
-            n_sph = 1 if rng.random() < 0.7 else int(rng.integers(2, 4))      # tall crowns: stacked spheres
+            crown_col = tuple(
+                float(c) for c in _CROWNS[int(rng.integers(len(_CROWNS)))] * rng.uniform(0.8, 1.2)
+            )
+            n_sph = (
+                1 if rng.random() < 0.7 else int(rng.integers(2, 4))
+            )  # tall crowns: stacked spheres
             for j in range(n_sph):
-                spheres.append(((cx, cy, GROUND_Z + trunk_h + 0.7 * r + 1.2 * r * j), r * (1 - 0.15 * j),
-                                CID["Nature object"], MAT_FOLIAGE, crown_col))
+                spheres.append(
+                    (
+                        (cx, cy, GROUND_Z + trunk_h + 0.7 * r + 1.2 * r * j),
+                        r * (1 - 0.15 * j),
+                        CID["Nature object"],
+                        MAT_FOLIAGE,
+                        crown_col,
+                    )
+                )
             top = trunk_h + 1.7 * r + 1.2 * r * (n_sph - 1)
             clutter.append(("Tree", (cx, cy, GROUND_Z + top / 2, 2 * r, 2 * r, top, 0.0)))
             if rng.random() < 0.4:
                 br = rng.uniform(0.4, 0.9)
                 bx, by, _ = along(x + rng.uniform(-3, 3), sw_out + side * min(br + 0.1, verge / 2))
-                spheres.append(((bx, by, GROUND_Z + 0.5 * br), br, CID["Nature object"], MAT_FOLIAGE,
-                                tuple(float(c) for c in rng.uniform([0.1, 0.25, 0.05], [0.3, 0.45, 0.12]))))
-                clutter.append(("Bush", (bx, by, GROUND_Z + 0.75 * br, 2 * br, 2 * br, 1.5 * br, 0.0)))
+                spheres.append(
+                    (
+                        (bx, by, GROUND_Z + 0.5 * br),
+                        br,
+                        CID["Nature object"],
+                        MAT_FOLIAGE,
+                        tuple(float(c) for c in rng.uniform([0.1, 0.25, 0.05], [0.3, 0.45, 0.12])),
+                    )
+                )
+                clutter.append(
+                    ("Bush", (bx, by, GROUND_Z + 0.75 * br, 2 * br, 2 * br, 1.5 * br, 0.0))
+                )
             x += rng.uniform(*tree_gap)
         # a forest edge beyond the verge on country roads and highways
         if fast and rng.random() < 0.6:
@@ -555,12 +712,37 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
             while x < x_hi:
                 r = rng.uniform(2.0, 4.0)
                 cx, cy, _ = along(x, sw_out + side * (verge + r + rng.uniform(0, 3)))
-                col = tuple(float(c) for c in _CROWNS[int(rng.integers(len(_CROWNS)))] * rng.uniform(0.6, 1.0))
+                col = tuple(
+                    float(c)
+                    for c in _CROWNS[int(rng.integers(len(_CROWNS)))] * rng.uniform(0.6, 1.0)
+                )
                 z = GROUND_Z + rng.uniform(1.5, 4.0) + r
                 spheres.append(((cx, cy, z), r, CID["Nature object"], MAT_FOLIAGE, col))
-                boxes.append(((cx, cy, GROUND_Z + (z - GROUND_Z) / 2), (0.2, 0.2, (z - GROUND_Z) / 2), 0.0,
-                              CID["Nature object"], MAT_PLAIN, (0.3, 0.22, 0.14), 0.0))
-                clutter.append(("Tree", (cx, cy, GROUND_Z + (z + r - GROUND_Z) / 2, 2 * r, 2 * r, z + r - GROUND_Z, 0.0)))
+                boxes.append(
+                    (
+                        (cx, cy, GROUND_Z + (z - GROUND_Z) / 2),
+                        (0.2, 0.2, (z - GROUND_Z) / 2),
+                        0.0,
+                        CID["Nature object"],
+                        MAT_PLAIN,
+                        (0.3, 0.22, 0.14),
+                        0.0,
+                    )
+                )
+                clutter.append(
+                    (
+                        "Tree",
+                        (
+                            cx,
+                            cy,
+                            GROUND_Z + (z + r - GROUND_Z) / 2,
+                            2 * r,
+                            2 * r,
+                            z + r - GROUND_Z,
+                            0.0,
+                        ),
+                    )
+                )
                 x += rng.uniform(2.5, 6.0)
         # hedges or fences along the outer edge of the sidewalk
         if layout in ("suburban", "country") or rng.random() < 0.3:
@@ -571,13 +753,27 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
                 if hedge:
                     hh, hw = rng.uniform(0.8, 1.8), rng.uniform(0.5, 1.0)
                     cx, cy, yaw = along(x + L / 2, sw_out + side * (hw / 2 + 0.05))
-                    add_box((cx, cy, GROUND_Z + hh / 2), (L / 2, hw / 2, hh / 2), yaw, "Nature object",
-                            MAT_FOLIAGE, tuple(rng.uniform([0.08, 0.2, 0.04], [0.2, 0.4, 0.1])), kind="Hedge")
+                    add_box(
+                        (cx, cy, GROUND_Z + hh / 2),
+                        (L / 2, hw / 2, hh / 2),
+                        yaw,
+                        "Nature object",
+                        MAT_FOLIAGE,
+                        tuple(rng.uniform([0.08, 0.2, 0.04], [0.2, 0.4, 0.1])),
+                        kind="Hedge",
+                    )
                 else:
                     fh = rng.uniform(1.0, 2.0)
                     cx, cy, yaw = along(x + L / 2, sw_out + side * 0.1)
-                    add_box((cx, cy, GROUND_Z + fh / 2), (L / 2, 0.03, fh / 2), yaw, "Grid structure", MAT_GRID,
-                            tuple(rng.uniform(0.2, 0.5, 3)), kind="Fence")
+                    add_box(
+                        (cx, cy, GROUND_Z + fh / 2),
+                        (L / 2, 0.03, fh / 2),
+                        yaw,
+                        "Grid structure",
+                        MAT_GRID,
+                        tuple(rng.uniform(0.2, 0.5, 3)),
+                        kind="Fence",
+                    )
                 x += L + rng.uniform(3, 25)
         # guard rails (Sidebars) on country roads and highways, at the road edge
         if fast:
@@ -585,13 +781,29 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
             while x < x_hi:
                 L = 12.0
                 cx, cy, yaw = along(x + L / 2, edge + side * 0.6)
-                add_box((cx, cy, GROUND_Z + sw_h + 0.6), (L / 2, 0.05, 0.17), yaw, "Sidebars", MAT_METAL,
-                        (0.7, 0.7, 0.72), kind="GuardRail")
+                add_box(
+                    (cx, cy, GROUND_Z + sw_h + 0.6),
+                    (L / 2, 0.05, 0.17),
+                    yaw,
+                    "Sidebars",
+                    MAT_METAL,
+                    (0.7, 0.7, 0.72),
+                    kind="GuardRail",
+                )
                 static_fp.append((np.array([[cx, cy, 0.0, yaw]]), (L / 2, 0.2)))
                 for px in (x + 1.0, x + 5.0, x + 9.0):
                     qx, qy, _ = along(px, edge + side * 0.65)
-                    boxes.append(((qx, qy, GROUND_Z + sw_h + 0.3), (0.05, 0.05, 0.45), yaw, CID["Sidebars"],
-                                  MAT_METAL, (0.6, 0.6, 0.62), 0.0))
+                    boxes.append(
+                        (
+                            (qx, qy, GROUND_Z + sw_h + 0.3),
+                            (0.05, 0.05, 0.45),
+                            yaw,
+                            CID["Sidebars"],
+                            MAT_METAL,
+                            (0.6, 0.6, 0.62),
+                            0.0,
+                        )
+                    )
                 x += L
         # poles near the kerb: street lights, signs, traffic signals
         x = x_lo + rng.uniform(0, 20)
@@ -604,22 +816,56 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
             face = 0.0 if side < 0 else np.pi
             if u < 0.5:                      # pole with a traffic sign facing oncoming traffic
                 ph = rng.uniform(2.6, 3.5)
-                add_box((cx, cy, z0 + ph / 2), (0.04, 0.04, ph / 2), yaw, "Poles", MAT_METAL, (0.55, 0.55, 0.55),
-                        kind="Pole")
+                add_box(
+                    (cx, cy, z0 + ph / 2),
+                    (0.04, 0.04, ph / 2),
+                    yaw,
+                    "Poles",
+                    MAT_METAL,
+                    (0.55, 0.55, 0.55),
+                    kind="Pole",
+                )
                 sr = rng.uniform(0.3, 0.42)
-                add_box((cx + (-0.06 if side < 0 else 0.06), cy, z0 + ph - sr), (0.02, sr, sr), yaw + face,
-                        "Traffic sign", MAT_SIGN, _SIGN_COLOURS[rng.integers(len(_SIGN_COLOURS))],
-                        kind="TrafficSign")
+                add_box(
+                    (cx + (-0.06 if side < 0 else 0.06), cy, z0 + ph - sr),
+                    (0.02, sr, sr),
+                    yaw + face,
+                    "Traffic sign",
+                    MAT_SIGN,
+                    _SIGN_COLOURS[rng.integers(len(_SIGN_COLOURS))],
+                    kind="TrafficSign",
+                )
             elif u < 0.7 and layout != "highway":   # traffic signal
                 ph = rng.uniform(3.0, 4.0)
-                add_box((cx, cy, z0 + ph / 2), (0.07, 0.07, ph / 2), yaw, "Poles", MAT_METAL, (0.3, 0.3, 0.3),
-                        kind="Pole")
-                add_box((cx + (-0.15 if side < 0 else 0.15), cy, z0 + ph - 0.5), (0.12, 0.16, 0.45), yaw + face,
-                        "Traffic signal", MAT_SIGNAL, (0.1, 0.1, 0.1), kind="TrafficSignal")
+                add_box(
+                    (cx, cy, z0 + ph / 2),
+                    (0.07, 0.07, ph / 2),
+                    yaw,
+                    "Poles",
+                    MAT_METAL,
+                    (0.3, 0.3, 0.3),
+                    kind="Pole",
+                )
+                add_box(
+                    (cx + (-0.15 if side < 0 else 0.15), cy, z0 + ph - 0.5),
+                    (0.12, 0.16, 0.45),
+                    yaw + face,
+                    "Traffic signal",
+                    MAT_SIGNAL,
+                    (0.1, 0.1, 0.1),
+                    kind="TrafficSignal",
+                )
             else:                            # street light
                 ph = rng.uniform(5.0, 9.0)
-                add_box((cx, cy, z0 + ph / 2), (0.08, 0.08, ph / 2), yaw, "Poles", MAT_METAL, (0.55, 0.55, 0.55),
-                        kind="Pole")
+                add_box(
+                    (cx, cy, z0 + ph / 2),
+                    (0.08, 0.08, ph / 2),
+                    yaw,
+                    "Poles",
+                    MAT_METAL,
+                    (0.55, 0.55, 0.55),
+                    kind="Pole",
+                )
             static_fp.append((np.array([[cx, cy, 0.0, yaw]]), (0.3, 0.3)))
             x += rng.uniform(*pole_gap)
         # bollards and trash bins on the sidewalk (urban / suburban)
@@ -630,13 +876,27 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
                 if rng.random() < 0.5:
                     for j in range(int(rng.integers(2, 6))):
                         cx, cy, yaw = along(x + 1.5 * j, edge + side * 0.35)
-                        add_box((cx, cy, z0 + 0.45), (0.08, 0.08, 0.45), yaw, "Traffic guide obj.", MAT_PAINT,
-                                (0.75, 0.72, 0.68), kind="Bollard")
+                        add_box(
+                            (cx, cy, z0 + 0.45),
+                            (0.08, 0.08, 0.45),
+                            yaw,
+                            "Traffic guide obj.",
+                            MAT_PAINT,
+                            (0.75, 0.72, 0.68),
+                            kind="Bollard",
+                        )
                         static_fp.append((np.array([[cx, cy, 0.0, yaw]]), (0.2, 0.2)))
                 else:
                     cx, cy, yaw = along(x, sw_out - side * 0.5)
-                    add_box((cx, cy, z0 + 0.55), (0.3, 0.3, 0.55), yaw, "Obstacles / trash", MAT_PLAIN,
-                            tuple(rng.uniform(0.1, 0.6, 3)), kind="TrashBin")
+                    add_box(
+                        (cx, cy, z0 + 0.55),
+                        (0.3, 0.3, 0.55),
+                        yaw,
+                        "Obstacles / trash",
+                        MAT_PLAIN,
+                        tuple(rng.uniform(0.1, 0.6, 3)),
+                        kind="TrashBin",
+                    )
                     static_fp.append((np.array([[cx, cy, 0.0, yaw]]), (0.45, 0.45)))
                 x += rng.uniform(10, 40)
 
@@ -646,12 +906,23 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
         off = float(road.ground_offset(c[1]))
         bottom = c[2] - h[2]
         if bottom <= GROUND_Z + 0.2:
-            boxes[i] = ((c[0], c[1], c[2] + off - 0.2), (h[0], h[1], h[2] + 0.2), yaw, cl, mat, col, aux)
+            boxes[i] = (
+                (c[0], c[1], c[2] + off - 0.2),
+                (h[0], h[1], h[2] + 0.2),
+                yaw,
+                cl,
+                mat,
+                col,
+                aux,
+            )
         else:
             boxes[i] = ((c[0], c[1], c[2] + off), h, yaw, cl, mat, col, aux)
     spheres = [((c[0], c[1], c[2] + float(road.ground_offset(c[1]))), r, cl, mat, col)
                for c, r, cl, mat, col in spheres]
-    clutter = [(kd, (b[0], b[1], b[2] + float(road.ground_offset(b[1]))) + tuple(b[3:])) for kd, b in clutter]
+    clutter = [
+        (kd, (b[0], b[1], b[2] + float(road.ground_offset(b[1]))) + tuple(b[3:]))
+        for kd, b in clutter
+    ]
 
     def stack(rows, idx, shape, dtype=np.float64):
         if not rows:
@@ -744,9 +1015,16 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
                     l, w, h = size_of("Bicycle")
                     px, py, yaw = along(xb + 0.8 * j, edge + side * 1.0)
                     col = tuple(float(c) for c in rng.uniform(0.05, 0.9, 3))
-                    obj = SynthObject(-1, "Bicycle", (l, w, h), kind="line", z_base=GROUND_Z + road.sidewalk_h,
-                                      p0=(px, py), yaw=float(yaw + np.pi / 2 * side + rng.uniform(-0.3, 0.3)),
-                                      parts=_bicycle_parts(l, min(0.7, h - 0.25), -h / 2, col))
+                    obj = SynthObject(
+                        -1,
+                        "Bicycle",
+                        (l, w, h),
+                        kind="line",
+                        z_base=GROUND_Z + road.sidewalk_h,
+                        p0=(px, py),
+                        yaw=float(yaw + np.pi / 2 * side + rng.uniform(-0.3, 0.3)),
+                        parts=_bicycle_parts(l, min(0.7, h - 0.25), -h / 2, col),
+                    )
                     try_add(obj)
     # pedestrians on the sidewalks
     for side in (-1, 1):
@@ -812,7 +1090,20 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
     base = 1533653428 + (int(seed) * 7919 % 365) * 86400 + (int(seed) * 104729 % 36000)
     start_utc = base + index * 600
     first_frame = int(rng.integers(100, 20000))
-    return Scene(index=index, seed=seed, n_frames=n_frames, road=road, static=static, objects=objects,
-                 ego_speed=ego_speed, sun=sun, start_utc=int(start_utc), first_frame=first_frame,
-                 exposure=exposure, layout=layout, clutter_boxes=clutter_boxes, clutter_kinds=clutter_kinds,
-                 sky=sky)
+    return Scene(
+        index=index,
+        seed=seed,
+        n_frames=n_frames,
+        road=road,
+        static=static,
+        objects=objects,
+        ego_speed=ego_speed,
+        sun=sun,
+        start_utc=int(start_utc),
+        first_frame=first_frame,
+        exposure=exposure,
+        layout=layout,
+        clutter_boxes=clutter_boxes,
+        clutter_kinds=clutter_kinds,
+        sky=sky,
+    )

@@ -396,8 +396,14 @@ def bev_distance_to_boxes(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.hypot(ex, ey)
 
 
-def clutter_false_positives(pred_boxes: np.ndarray, pred_scores: np.ndarray, gt_boxes: np.ndarray,
-                            clutter_boxes: np.ndarray, score_threshold: float, radius: float) -> int:
+def clutter_false_positives(
+    pred_boxes: np.ndarray,
+    pred_scores: np.ndarray,
+    gt_boxes: np.ndarray,
+    clutter_boxes: np.ndarray,
+    score_threshold: float,
+    radius: float,
+) -> int:
     """Number of detections on clutter (hard negatives such as poles, trees, bushes).
 
     A prediction counts when its score is >= ``score_threshold``, its BEV centre lies within
@@ -426,5 +432,9 @@ def clutter_false_positives(pred_boxes: np.ndarray, pred_scores: np.ndarray, gt_
         return 0
     near_clutter = (bev_distance_to_boxes(pb, cb) <= radius).any(axis=1)
     gb = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 7)
-    near_gt = (bev_distance_to_boxes(pb, gb) <= radius).any(axis=1) if gb.shape[0] else np.zeros(len(pb), bool)
+    near_gt = (
+        (bev_distance_to_boxes(pb, gb) <= radius).any(axis=1)
+        if gb.shape[0]
+        else np.zeros(len(pb), bool)
+    )
     return int(np.sum(near_clutter & ~near_gt))
