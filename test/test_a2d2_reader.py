@@ -397,7 +397,14 @@ def test_reader_reads_generated_frames(tmp_path):
         assert f.image.shape == (160, 256, 3) and f.semantic.shape == (160, 256)
         assert set(np.unique(f.semantic).tolist()) - {255} <= set(range(38))
         assert A2D2_SEMANTIC_CLASSES.index("RD normal street") in f.semantic
-        assert len(f.boxes) > 0 and set(f.box_classes) <= {"Car", "VanSUV", "Truck", "Pedestrian", "Cyclist"}
+        assert len(f.boxes) > 0 and set(f.box_classes) <= {
+            "Car",
+            "VanSUV",
+            "Truck",
+            "Pedestrian",
+            "Cyclist",
+            "Bicycle",
+        }
         # corner test: computed corners equal the file's 3d_points, same order
         assert np.isfinite(f.box_points3d).all()
         np.testing.assert_allclose(box_corners(f.boxes), f.box_points3d, atol=1e-4)

@@ -211,3 +211,38 @@ def test_evaluate_bag_matches_by_stamp(tmp_path):
     rep2 = evaluate_bag(str(tmp_path / "half"), c, gt_bag=str(tmp_path / "bag"), detections_topic=GT_BOXES_TOPIC)
     assert rep2["counts"]["frames_without_output"] == 1
     assert sum(rep2["detection"]["num_gt"].values()) == sum(rep["detection"]["num_gt"].values())
+
+
+def test_clutter_false_positives_known_answer():
+    from bev_mtl_ros.train.metrics import bev_distance_to_boxes, clutter_false_positives
+    clutter = np.array(
+        [
+            [10.0, 5.0, -1.0, 0.2, 0.2, 4.0, 0.0],  # pole at (10, 5)
+            [20.0, -6.0, -1.0, 10.0, 1.0, 1.5, 0.0],
+        ]
+    )  # hedge along x 15..25 at y=-6
+    gt = np.array([box(10.0, 6.2, l=0.6, w=0.6)])                     # pedestrian next to the pole
+    pred = np.array(
+        [
+            box(10.0, 5.5),  # 0.4 m from the pole and from the GT pedestrian -> not counted
+            box(24.0, -6.9),  # 0.4 m from the hedge footprint -> counted
+            box(30.0, -6.0),  # 5 m from the hedge -> not counted
+            box(18.0, -5.9),  # inside the hedge, low score -> not counted
+            box(15.0, -6.0),
+        ]
+    )  # on the hedge's end -> counted
+    scores = np.array([0.9, 0.8, 0.9, 0.2, 0.5])
+    assert clutter_false_positives(pred, scores, gt, clutter, 0.35, 0.5) == 2
+    # without GT the first one counts too; a larger threshold drops the 0.5 one
+    assert clutter_false_positives(pred, scores, np.zeros((0, 7)), clutter, 0.35, 0.5) == 3
+    assert clutter_false_positives(pred, scores, gt, clutter, 0.6, 0.5) == 1
+    assert clutter_false_positives(pred, scores, gt, np.zeros((0, 7)), 0.35, 0.5) == 0
+    # footprint distance of a rotated box: 90 deg yaw swaps length and width
+    d = bev_distance_to_boxes(
+        np.array([[0.0, 3.0], [3.0, 0.0]]), np.array([[0, 0, 0, 4.0, 2.0, 1.0, math.pi / 2]])
+    )
+    np.testing.assert_allclose(d[:, 0], [1.0, 2.0], atol=1e-12)
+    with pytest.raises(ValueError):
+        clutter_false_positives(pred, scores[:2], gt, clutter, 0.35, 0.5)
+    with pytest.raises(ValueError):
+        clutter_false_positives(pred, scores, gt, clutter, 0.35, -1.0)

@@ -334,6 +334,34 @@ def load_label_ids(path: str, cam: CameraCalibration, undistort: bool = True) ->
     return ids
 
 
+def load_clutter(path: str) -> Tuple[np.ndarray, List[str]]:
+    """Read a ``_clutter.json`` sidecar (written by ``bev-mtl-ros synth``:
+    ``{"frame": "camera view",
+    "boxes": [{"class", "semantic_class", "box": [x,y,z,l,w,h,yaw]}]}``).
+
+    Returns:
+        ((C, 7) float32 boxes in the camera view frame, metres/radians; C class names).
+    Raises:
+        A2D2FormatError naming the file when it is not such a JSON object or a box is malformed.
+    """
+    d = _read_json(path)
+    if not isinstance(d, dict) or not isinstance(d.get("boxes"), list):
+        raise A2D2FormatError(f"{path}: clutter sidecar must be an object with a 'boxes' list")
+    boxes = np.zeros((len(d["boxes"]), 7), dtype=np.float32)
+    names: List[str] = []
+    for i, b in enumerate(d["boxes"]):
+        try:
+            boxes[i] = np.asarray(b["box"], dtype=np.float32).reshape(7)
+            names.append(str(b["class"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise A2D2FormatError(
+                f"{path}: clutter box {i}: need 'class' and a 7-value 'box' ({e})"
+            ) from None
+    if not np.isfinite(boxes).all():
+        raise A2D2FormatError(f"{path}: clutter boxes must be finite")
+    return boxes, names
+
+
 # ---------------------------------------------------------------------------------------- dataset
 @dataclass
 class FrameRecord:
@@ -370,6 +398,10 @@ class A2D2Frame:
         calibration: the camera's calibration.
         paths: modality -> file path (None = missing); missing: the missing modalities.
         box_ids: the boxes' A2D2 ``id`` values as strings (the JSON key when absent).
+        clutter_boxes: (C, 7) float32 [x, y, z, l, w, h, yaw] view frame of the static clutter
+            listed in the synthetic generator's ``<label3D stem>_clutter.json`` sidecar (hard
+            negatives: trees, poles, signs, ...); clutter_classes: their kinds (C). Empty when
+            the sidecar is absent (real A2D2 has none).
     """
 
     scene: str
@@ -392,6 +424,8 @@ class A2D2Frame:
     paths: Dict[str, Optional[str]]
     missing: Tuple[str, ...] = ()
     box_ids: List[str] = field(default_factory=list)
+    clutter_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 7), np.float32))
+    clutter_classes: List[str] = field(default_factory=list)
 
     @property
     def points_xyzi(self) -> np.ndarray:
@@ -588,9 +622,15 @@ class A2D2Dataset:
             lab = load_label3d(p["label3D"])
         else:
             lab = Label3D(np.zeros((0, 7), np.float32), [], [], np.zeros((0, 8, 3)), np.zeros((0, 3, 3)))
+        clutter_boxes, clutter_classes = np.zeros((0, 7), np.float32), []
+        if p.get("label3D"):
+            cpath = os.path.splitext(p["label3D"])[0] + "_clutter.json"
+            if os.path.isfile(cpath):
+                clutter_boxes, clutter_classes = load_clutter(cpath)
         return A2D2Frame(scene=rec.scene, frame=rec.frame, camera=self.camera, points=scan.points,
                          reflectance=scan.reflectance, timestamp=scan.timestamp, lidar_id=scan.lidar_id,
                          row=scan.row, col=scan.col, image=image, semantic=semantic, boxes=lab.boxes,
                          box_classes=lab.classes, box_points3d=lab.points3d, cam_tstamp=cam_tstamp,
                          lidar_ids=lidar_ids, calibration=cam, paths=dict(p), missing=rec.missing,
-                         box_ids=[str(b) for b in lab.ids])
+                         box_ids=[str(b) for b in lab.ids], clutter_boxes=clutter_boxes,
+                         clutter_classes=clutter_classes)

@@ -18,7 +18,13 @@ Writes (A2D2 README; see ``a2d2-format.md``)::
 * lidar npz (uncompressed, fixed zip timestamps so equal seeds give byte-identical files):
   ``points`` float64 (N,3) view frame; ``reflectance`` int64 0..255; ``timestamp`` int64 µs TAI;
   ``row``, ``col``, ``depth`` (= x), ``distance`` (= ||point||), ``azimuth`` (= atan2(y, x), rad),
-  ``lidar_id`` float64 (3 = front_center) -- all float64 (N,). Only points inside the image.
+  ``lidar_id`` float64 (0..4, the scanner: see ``lidar_ids``) -- all float64 (N,). Only points
+  inside the image. The rig is A2D2's: five VLP-16 scanners at the ``lidars`` poses of
+  ``cams_lidars.json``, each casting from its own origin about its own (tilted) spin axis
+  (:mod:`bev_mtl_ros.data.synth_render`).
+* clutter sidecar ``label3D/cam_front_center/<label3D stem>_clutter.json``: the static clutter
+  ahead (trees, bushes, hedges, poles, signs, signals, fences, guard rails, bollards, bins) as
+  boxes in the view frame (:func:`clutter_json`); hard negatives for detection, no label3D box.
 * label3D JSON: ``{"box_0": {...}, ...}`` with ``id`` (the road user's id, constant over a
   scene), ``class`` (Car, VanSUV, Truck, Pedestrian, Cyclist), ``center`` [x,y,z] (box centre,
   view frame), ``size`` [length, width, height], ``axis`` [0,0,1] (yaw >= 0) or [0,0,-1] (yaw < 0),
@@ -48,7 +54,7 @@ import sys
 import time
 import warnings
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -56,16 +62,26 @@ import numpy as np
 
 from bev_mtl_ros.data.a2d2 import box_corners
 from bev_mtl_ros.data.calibration import CAMS_LIDARS_PATH, CameraCalibration, load_calibration
-from bev_mtl_ros.data.synth_render import (LidarConfig, frame_prims, pq_ranges, render_camera, scan_lidar,
-                                           _box_corners)
-from bev_mtl_ros.data.synth_scene import FRAME_DT, Scene, build_scene
+from bev_mtl_ros.data.synth_render import (
+    RIG_LIDARS,
+    CameraStyle,
+    LidarConfig,
+    LidarPose,
+    frame_prims,
+    pq_ranges,
+    render_camera,
+    rig_poses,
+    scan_lidar,
+    _box_corners,
+)
+from bev_mtl_ros.data.synth_scene import CLUTTER_CLASSES, FRAME_DT, Scene, build_scene
 
 #: Subset folder written under the output directory.
 SUBSET = "camera_lidar_semantic_bboxes"
 #: TAI - UTC (s) during the A2D2 recordings.
 TAI_MINUS_UTC_S = 37
 #: A2D2's ``lidar_ids`` map in the camera sidecar JSON.
-LIDAR_IDS = {"0": "front_left", "1": "rear_right", "2": "front_right", "3": "front_center", "4": "rear_left"}
+LIDAR_IDS = {str(i): n for i, n in enumerate(RIG_LIDARS)}
 
 
 def scene_names(scene: Scene) -> Tuple[str, str]:
@@ -81,7 +97,8 @@ def frame_time_us(scene: Scene, f: int) -> int:
 
 
 def frame_paths(out_dir: str, scene: Scene, f: int, camera: str = "front_center") -> Dict[str, str]:
-    """A2D2 paths of frame f: keys camera, camera_json, lidar, label, label3D."""
+    """A2D2 paths of frame f: keys camera, camera_json, lidar, label, label3D, clutter (the
+    clutter sidecar next to the label3D file: ``<label3D stem>_clutter.json``)."""
     folder, compact = scene_names(scene)
     cam_dir, cam_file = f"cam_{camera}", camera.replace("_", "")
     num = f"{scene.first_frame + f:09d}"
@@ -91,7 +108,8 @@ def frame_paths(out_dir: str, scene: Scene, f: int, camera: str = "front_center"
         return os.path.join(base, mod, cam_dir, f"{compact}_{mod}_{cam_file}_{num}.{ext}")
 
     return {"camera": p("camera", "png"), "camera_json": p("camera", "json"), "lidar": p("lidar", "npz"),
-            "label": p("label", "png"), "label3D": p("label3D", "json")}
+            "label": p("label", "png"), "label3D": p("label3D", "json"),
+            "clutter": p("label3D", "json")[:-5] + "_clutter.json"}
 
 
 def save_npz_deterministic(path: str, arrays: Dict[str, np.ndarray]) -> None:
@@ -128,6 +146,8 @@ class SynthFrame:
         boxes: (M,7) float64 [x,y,z,l,w,h,yaw] view frame of ALL road users; classes, ids (M);
         visible_px (M,), coverage_px (M,), num_points (M,) int; label3d: dict written to JSON
         (listed road users only); cam_tstamp: µs TAI.
+        clutter_boxes: (C,7) float64 view frame of the static clutter ahead (hard negatives, no
+        label3D box); clutter_classes: C kinds (keys of ``CLUTTER_CLASSES``).
     """
 
     image: np.ndarray
@@ -145,23 +165,40 @@ class SynthFrame:
     num_points: np.ndarray
     label3d: Dict[str, Any]
     cam_tstamp: int
+    clutter_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 7)))
+    clutter_classes: List[str] = field(default_factory=list)
 
 
-def synthesize_frame(scene: Scene, f: int, cam: CameraCalibration, lidar: Optional[LidarConfig] = None) -> SynthFrame:
+def synthesize_frame(
+    scene: Scene,
+    f: int,
+    cam: CameraCalibration,
+    lidar: Optional[LidarConfig] = None,
+    rig: Optional[Tuple[LidarPose, ...]] = None,
+) -> SynthFrame:
     """Render frame ``f`` of ``scene`` for camera ``cam`` (already scaled to the output size).
 
-    Deterministic: per-frame noise comes from ``default_rng([seed, scene index, frame, 1])``.
+    ``rig``: the scanners' poses in the camera view frame (default: :func:`rig_poses` of the
+    packaged ``cams_lidars.json`` for ``lidar.lidars``). Deterministic: per-frame noise comes
+    from ``default_rng([seed, scene index, frame, 1])``, the camera style from
+    ``default_rng([seed, scene index, 11])``.
     """
     import cv2
     from bev_mtl_ros.data.classes import class_id_to_colour
     lidar = lidar or LidarConfig()
+    if rig is None:
+        rig = rig_poses(load_calibration(CAMS_LIDARS_PATH), "front_center", lidar.lidars)
+    style = CameraStyle.sample(
+        np.random.default_rng([int(scene.seed), int(scene.index), 11]), scene.sky, scene.exposure
+    )
     W, H = cam.width, cam.height
     K = np.asarray(cam.cam_matrix, dtype=np.float64)
     rng = np.random.default_rng([int(scene.seed), int(scene.index), int(f), 1])
     fp, poses = frame_prims(scene, f)
     t_us = frame_time_us(scene, f)
-    cr = render_camera(fp, K, W, H, scene.sun, rng, exposure=scene.exposure)
-    sc = scan_lidar(fp, K, W, H, t_us, lidar, rng)
+    cr = render_camera(fp, K, W, H, scene.sun, rng, style=style)
+    sc = scan_lidar(fp, K, W, H, t_us, lidar, rng, rig)
+    clutter_boxes, clutter_classes = scene.clutter_in_view(f, float(np.arctan2(K[0, 2], K[0, 0])))
     M = len(scene.objects)
     boxes = np.zeros((M, 7))
     if M:
@@ -211,7 +248,8 @@ def synthesize_frame(scene: Scene, f: int, cam: CameraCalibration, lidar: Option
     return SynthFrame(image=cr.image, label=cr.label, image_raw=image_raw, label_raw=label_raw, lidar=sc.arrays,
                       point_cls=sc.cls, point_obj=sc.obj, boxes=boxes, classes=[o.cls for o in scene.objects],
                       ids=[o.oid for o in scene.objects], visible_px=visible, coverage_px=cover, num_points=npts,
-                      label3d=label3d, cam_tstamp=t_us)
+                      label3d=label3d, cam_tstamp=t_us, clutter_boxes=clutter_boxes,
+                      clutter_classes=clutter_classes)
 
 
 def write_frame(out_dir: str, scene: Scene, f: int, fr: SynthFrame, camera: str = "front_center") -> Dict[str, str]:
@@ -226,7 +264,18 @@ def write_frame(out_dir: str, scene: Scene, f: int, fr: SynthFrame, camera: str 
     save_npz_deterministic(paths["lidar"], fr.lidar)
     with open(paths["label3D"], "w", encoding="utf-8") as fh:
         json.dump(fr.label3d, fh, indent=4)
+    with open(paths["clutter"], "w", encoding="utf-8") as fh:
+        json.dump(clutter_json(fr.clutter_boxes, fr.clutter_classes), fh, indent=1)
     return paths
+
+
+def clutter_json(boxes: np.ndarray, kinds: List[str]) -> Dict[str, Any]:
+    """The ``_clutter.json`` sidecar: ``{"frame": "camera view", "boxes": [{"class": kind,
+    "semantic_class": A2D2 class of its pixels, "box": [x, y, z, l, w, h, yaw]}, ...]}`` (metres,
+    radians; box centre; view frame of the label3D boxes). Clutter has no label3D box."""
+    return {"frame": "camera view", "boxes": [
+        {"class": k, "semantic_class": CLUTTER_CLASSES[k], "box": [round(float(v), 4) for v in b]}
+        for k, b in zip(kinds, np.asarray(boxes).reshape(-1, 7))]}
 
 
 def write_calibration(out_dir: str, width: int, height: int, source: str = CAMS_LIDARS_PATH) -> str:
@@ -252,13 +301,15 @@ def write_calibration(out_dir: str, width: int, height: int, source: str = CAMS_
 def _generate_scene(out_dir: str, seed: int, s: int, frames: int, cal_path: str, camera: str,
                     lidar: Optional[LidarConfig], return_ground_truth: bool, bar: Any = None) -> Dict[str, Any]:
     """Build and write scene ``s``; returns its name, per-frame point/box counts and ground truth."""
-    cam = load_calibration(cal_path).camera(camera)
+    cal = load_calibration(cal_path)
+    cam = cal.camera(camera)
+    rig = rig_poses(cal, camera, (lidar or LidarConfig()).lidars)
     hfov = float(np.arctan2(cam.cam_matrix[0, 2], cam.cam_matrix[0, 0]))
     scene = build_scene(seed, s, frames, hfov=hfov)
     name = scene_names(scene)[0]
     res: Dict[str, Any] = {"name": name, "points": [], "boxes": [], "per_class": {}, "gt": []}
     for f in range(frames):
-        fr = synthesize_frame(scene, f, cam, lidar)
+        fr = synthesize_frame(scene, f, cam, lidar, rig)
         paths = write_frame(out_dir, scene, f, fr, camera)
         res["points"].append(int(fr.lidar["points"].shape[0]))
         res["boxes"].append(len(fr.label3d))
@@ -284,7 +335,7 @@ def generate(out_dir: str, scenes: int = 1, frames: int = 10, seed: int = 0, wid
         out_dir: output directory (created). scenes, frames: counts (>= 1). seed: >= 0.
         width, height: image size (pixels); intrinsics are scaled from A2D2's 1920x1208.
         camera: only "front_center" (the others are fisheye side/rear cameras).
-        lidar: :class:`LidarConfig` (default 64 beams, 0.12 deg azimuth step: ~21k points in view).
+        lidar: :class:`LidarConfig` (default: A2D2's rig of five VLP-16, ~8k points in view).
         progress: show a tqdm progress bar.
         return_ground_truth: add ``"ground_truth"``: per frame ``{"scene", "frame", "paths",
             "boxes" (M,7) float64 view frame of all road users (listed in label3D or not),
@@ -364,7 +415,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=1920, help="image width in pixels (default 1920)")
     parser.add_argument("--height", type=int, default=1208, help="image height in pixels (default 1208)")
     parser.add_argument("--camera", default="front_center", help="camera (only front_center)")
-    parser.add_argument("--az-step", type=float, default=None, help="lidar azimuth step in degrees (default 0.12)")
+    parser.add_argument(
+        "--az-step", type=float, default=None, help="lidar azimuth step in degrees (default 0.2)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="scenes generated in parallel processes (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -3,27 +3,39 @@
 A scene is a deterministic function of ``(seed, scene_index, n_frames)`` (numpy ``Generator``
 seeded with ``[seed, scene_index]``). All geometry lives in the *scene frame*: the
 front-center camera's view frame at frame 0 (x forward, y left, z up, metres; A2D2 convention,
-see ``a2d2-format.md``). The ground is the plane z = :data:`GROUND_Z` (-1.78 m, as measured in real
-A2D2 data).
+see ``a2d2-format.md``). The ground under the camera is at z = :data:`GROUND_Z` (-1.78 m, as
+measured in real A2D2 data); it is not flat: a crowned road falls off by 1-2.5 % on both sides
+of the crown line y = y0, or the whole road has a one-way cross slope of up to 2 %
+(:meth:`Road.ground_offset`); kerbs are the raised sidewalks. Longitudinal grades are not modelled.
 
 Content
 -------
+* A street layout (:data:`LAYOUTS`): urban (tall buildings at the sidewalk), suburban (low houses
+  set back, hedges, fences, wide verges), country road (one lane each way, guard rails, forest
+  edges, few buildings), highway (2-3 lanes each way, guard rails, faster traffic).
 * A road whose centre line is ``y_c(x) = y0 + k x^2 / 2`` (k = 0 for a straight road, else
-  |k| <= 1/800 1/m: gently curved), 1-2 lanes per direction (3.2-3.6 m), driving on the right,
+  |k| <= 1/800 1/m: gently curved), lanes of 3.2-3.75 m, driving on the right,
   an optional parking strip on the right, lane markings (solid centre/edge lines, dashed lane
-  dividers), raised sidewalks (0.10-0.15 m; top = "Sidewalk", kerb faces and a 0.2 m top strip
-  along the road = "Curbstone"), grass verges ("Nature object"), buildings (boxes), trees
-  (trunk box + crown sphere, "Nature object"), poles ("Poles") with traffic-sign plates
-  ("Traffic sign").
+  dividers), raised sidewalks (0.10-0.15 m, 0.03-0.08 m shoulders on fast roads; top =
+  "Sidewalk", kerb faces and a 0.2 m top strip along the road = "Curbstone"), grass verges
+  ("Nature object"), buildings (boxes).
+* Clutter, drawn with its A2D2 label class and listed as hard negatives
+  (:attr:`Scene.clutter_boxes`, kinds :data:`CLUTTER_CLASSES`, no label3D box): trees (trunk +
+  one to three crown spheres, summer or autumn colours), bushes, hedges, metal fences ("Grid
+  structure"), guard rails ("Sidebars"), poles with traffic signs, traffic signals, street
+  lights, bollards ("Traffic guide obj.") and trash bins ("Obstacles / trash").
 * Road users (A2D2 box classes) with realistic sizes: Car, VanSUV, Truck in lanes (one constant
   speed per lane, oncoming lanes negative) and parked; Pedestrians walking/standing on sidewalks
-  and crossing the road; Cyclists at the right road edge. Every road user moves with a constant
+  and crossing the road; Cyclists at the right road edge; parked bicycles on the sidewalk (class
+  "Bicycle": A2D2's label3D boxes bicycles without rider). Every road user moves with a constant
   velocity along its path (a lane: ``x(t) = x0 + vx t``, ``y = y_c(x) + d``, yaw = road heading;
-  or a straight line) sampled at 10 Hz; no two road users (nor the ego vehicle) overlap in the
-  bird's-eye view at any frame (rejection sampling with a separating-axis test).
-* The ego vehicle drives straight along +x with a constant speed (0 m/s in ~30 % of the scenes:
-  static ego), so the camera/view frame at frame f is the scene frame shifted by
+  or a straight line) sampled at 10 Hz; no two road users (nor the ego vehicle, poles, bollards,
+  bins and guard rails) overlap in the bird's-eye view at any frame (rejection sampling with a
+  separating-axis test). People have legs, torso, arms, head and hair in varied clothing colours.
+* The ego vehicle drives straight along +x with a constant speed (0 m/s in ~30 % of the urban and
+  suburban scenes: static ego), so the camera/view frame at frame f is the scene frame shifted by
   ``(ego_speed * f * 0.1 s, 0, 0)``; no rotation.
+* Lighting: a clear, overcast or low-sun sky (:attr:`Scene.sky`) and an exposure per scene.
 
 Each road user is drawn as a few boxes ("parts", e.g. car body + cabin + wheels) inside its
 ground-truth box, so lidar points and label pixels of an object lie inside its box.
@@ -46,7 +58,34 @@ FRAME_DT = 0.1
 CID: Dict[str, int] = {n: i for i, n in enumerate(A2D2_SEMANTIC_CLASSES)}
 
 # Surface materials (drive texture, shading and lidar reflectance).
-MAT_PLAIN, MAT_BUILDING, MAT_SIDEWALK, MAT_GLASS, MAT_FOLIAGE, MAT_SIGN, MAT_PAINT, MAT_TYRE = range(8)
+(
+    MAT_PLAIN,
+    MAT_BUILDING,
+    MAT_SIDEWALK,
+    MAT_GLASS,
+    MAT_FOLIAGE,
+    MAT_SIGN,
+    MAT_PAINT,
+    MAT_TYRE,
+    MAT_METAL,
+    MAT_GRID,
+    MAT_SIGNAL,
+    MAT_SKIN,
+    MAT_CLOTH,
+) = range(13)
+#: Street layouts (A2D2 drives urban and suburban streets, country roads and highways).
+LAYOUTS: Tuple[str, ...] = ("urban", "suburban", "country", "highway")
+#: Clutter kinds written to the ``_clutter.json`` sidecar (hard negatives: no label3D box) and the
+#: A2D2 semantic class their pixels get.
+CLUTTER_CLASSES: Dict[str, str] = {
+    "Tree": "Nature object", "Bush": "Nature object", "Hedge": "Nature object", "Pole": "Poles",
+    "TrafficSign": "Traffic sign", "TrafficSignal": "Traffic signal", "Fence": "Grid structure",
+    "GuardRail": "Sidebars", "Bollard": "Traffic guide obj.", "TrashBin": "Obstacles / trash"}
+_GRASS = np.array([[0.25, 0.42, 0.15], [0.35, 0.45, 0.2], [0.45, 0.42, 0.25], [0.3, 0.35, 0.18]])
+#: Tree crown colours: summer greens and autumn yellows, oranges and browns (A2D2 has both).
+_CROWNS = np.array([[0.12, 0.35, 0.08], [0.2, 0.42, 0.1], [0.1, 0.28, 0.1], [0.55, 0.5, 0.12],
+                    [0.7, 0.45, 0.1], [0.5, 0.28, 0.1], [0.3, 0.4, 0.1]])
+_SIGN_COLOURS = ((0.8, 0.1, 0.1), (0.1, 0.3, 0.8), (0.95, 0.8, 0.1), (0.9, 0.9, 0.9))
 
 #: Ground-truth size ranges (length, width, height) per A2D2 box class, metres (uniform sampling).
 SIZE_RANGES: Dict[str, Tuple[Tuple[float, float], Tuple[float, float], Tuple[float, float]]] = {
@@ -55,6 +94,7 @@ SIZE_RANGES: Dict[str, Tuple[Tuple[float, float], Tuple[float, float], Tuple[flo
     "Truck": ((7.5, 10.5), (2.40, 2.55), (3.00, 3.80)),
     "Pedestrian": ((0.50, 0.90), (0.55, 0.85), (1.55, 1.95)),
     "Cyclist": ((1.60, 1.90), (0.60, 0.80), (1.60, 1.85)),
+    "Bicycle": ((1.60, 1.85), (0.50, 0.70), (0.95, 1.15)),
 }
 
 _CAR_COLOURS = np.array([[0.8, 0.1, 0.1], [0.1, 0.2, 0.6], [0.85, 0.85, 0.85], [0.1, 0.1, 0.1],
@@ -80,6 +120,30 @@ class Road:
     verge_w: Tuple[float, float]      # (right, left) grass between sidewalk and buildings
     centre_solid: bool
     dash_phase: float
+    camber: float = 0.0
+    crown: bool = True
+    asphalt: Tuple[float, float, float] = (0.33, 0.33, 0.34)
+    grass: Tuple[float, float, float] = (0.25, 0.42, 0.15)
+
+    def ground_offset(self, y):
+        """Height (m) of the ground above GROUND_Z at scene y: a crowned road falls off by
+        ``camber`` m/m on both sides of the crown line y = y0 (the road centre at x = 0), a
+        one-way cross slope falls by ``camber`` per metre towards -y; 0 under the camera (y = 0).
+        """
+        y = np.asarray(y, dtype=np.float64)
+        if self.crown:
+            return self.camber * (abs(self.y0) - np.abs(y - self.y0))
+        return -self.camber * y
+
+    def ground_planes(self) -> np.ndarray:
+        """(K, 3) planes [a, bx, by] (z = a + bx x + by y; the ground is the solid below all of
+        them) of :meth:`ground_offset`; the same in the scene frame and in every frame's view frame
+        (the ego moves along x only)."""
+        c, y0 = self.camber, self.y0
+        if not self.crown:
+            return np.array([[GROUND_Z, 0.0, -c]])
+        a = GROUND_Z + c * abs(y0)
+        return np.array([[a + c * y0, 0.0, -c], [a - c * y0, 0.0, c]])
 
     @property
     def right_edge(self) -> float:
@@ -187,7 +251,7 @@ class SynthObject:
             out[:, 0] = self.p0[0] + self.v[0] * t
             out[:, 1] = self.p0[1] + self.v[1] * t
             out[:, 3] = self.yaw
-        out[:, 2] = self.z_base + self.size[2] / 2
+        out[:, 2] = self.z_base + self.size[2] / 2 + road.ground_offset(out[:, 1])
         out[:, 3] = np.arctan2(np.sin(out[:, 3]), np.cos(out[:, 3]))
         return out
 
@@ -224,6 +288,9 @@ class Scene:
         sun: (3,) unit vector towards the sun (scene frame). exposure: image brightness gain.
         start_utc: scene start, seconds since the Unix epoch (UTC); names the scene folder.
         first_frame: A2D2 frame number of frame 0 (9 digits in file names).
+        layout: one of :data:`LAYOUTS`. clutter_boxes: (C, 7) float64 [x, y, z, l, w, h, yaw] scene
+        frame of the static clutter (hard negatives for detection); clutter_kinds: C keys of
+        :data:`CLUTTER_CLASSES`. sky: "clear", "overcast" or "low_sun".
     """
 
     index: int
@@ -237,6 +304,24 @@ class Scene:
     start_utc: int
     first_frame: int
     exposure: float = 1.0
+    layout: str = "urban"
+    clutter_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 7)))
+    clutter_kinds: List[str] = field(default_factory=list)
+    sky: str = "clear"
+
+    def clutter_in_view(
+        self, f: int, hfov: float, max_x: float = 100.0
+    ) -> Tuple[np.ndarray, List[str]]:
+        """Clutter boxes of frame f in its view frame whose centre lies 0.5..max_x m ahead and
+        within ``hfov`` + 10 deg of the optical axis. Returns ((K, 7) float64, K kinds)."""
+        b = self.clutter_boxes.copy()
+        b[:, :3] -= self.ego_position(f)
+        ok = (
+            (b[:, 0] > 0.5)
+            & (b[:, 0] < max_x)
+            & (np.abs(np.arctan2(b[:, 1], b[:, 0])) < hfov + np.radians(10))
+        )
+        return b[ok], [k for k, o in zip(self.clutter_kinds, ok) if o]
 
     def time(self, f: int) -> float:
         """Time of frame f in seconds from the scene start."""
@@ -284,26 +369,141 @@ def _vehicle_parts(cls: str, l: float, w: float, h: float, colour, rng: np.rando
     return parts
 
 
-def _person_parts(l: float, w: float, h: float, rng: np.random.Generator, cyclist: bool) -> List[Part]:
-    """Body and head boxes of a pedestrian (or the rider + bicycle of a cyclist)."""
-    ped = CID["Pedestrian"]
-    cloth = tuple(float(c) for c in rng.uniform(0.05, 0.8, 3))
-    skin = (0.8, 0.62, 0.5)
-    b = -h / 2
-    head = 0.11
-    if not cyclist:
-        body_top = h - 2 * head - 0.02
-        parts = [Part((0, 0, b + body_top / 2), (min(0.15, l / 2), min(0.24, w / 2), body_top / 2), ped, MAT_PLAIN, cloth),
-                 Part((0, 0, h / 2 - head), (head, head, head), ped, MAT_PLAIN, skin)]
-        return parts
+def _bicycle_parts(l: float, h_wheel: float, b: float, colour, x0: float = 0.0) -> List[Part]:
+    """Two wheels (hollow square rings of the wheel's diameter, 5 cm tyres), frame tube, handlebar
+    and saddle of a bicycle of length l whose wheels stand at box-frame height b, centred at x0."""
     bike = CID["Bicycle"]
+    r = h_wheel / 2
+    dark = (0.06, 0.06, 0.06)
+    tyre = 0.03
+    parts: List[Part] = []
+    for wx in (x0 + l / 2 - r, x0 - l / 2 + r):
+        parts += [
+            Part((wx, 0, b + tyre), (r, 0.03, tyre), bike, MAT_TYRE, dark),
+            Part((wx, 0, b + 2 * r - tyre), (r, 0.03, tyre), bike, MAT_TYRE, dark),
+            Part((wx - r + tyre, 0, b + r), (tyre, 0.03, r - 2 * tyre), bike, MAT_TYRE, dark),
+            Part((wx + r - tyre, 0, b + r), (tyre, 0.03, r - 2 * tyre), bike, MAT_TYRE, dark),
+        ]
+    return parts + [
+        Part((x0, 0, b + 1.25 * r), (l / 2 - r, 0.025, 0.04), bike, MAT_PAINT, colour),
+        Part(
+            (x0 + l / 2 - r - 0.05, 0, b + 2 * r + 0.2), (0.03, 0.25, 0.03), bike, MAT_METAL, dark
+        ),
+        Part((x0 - 0.12 * l, 0, b + 2 * r + 0.12), (0.1, 0.06, 0.03), bike, MAT_PLAIN, dark),
+        Part(
+            (x0 + l / 2 - r - 0.05, 0, b + 1.6 * r),
+            (0.025, 0.025, 0.6 * r + 0.17),
+            bike,
+            MAT_PAINT,
+            colour,
+        ),
+    ]
+
+
+def _person_parts(l: float, w: float, h: float, rng: np.random.Generator, cyclist: bool) -> List[Part]:
+    """A person of height h as boxes: two legs (trousers), torso and two arms (top), skin-coloured
+    head and hands, hair; a cyclist sits on a bicycle (wheels, frame, handlebar) with a leaning
+    torso and arms reaching to the handlebar. Clothing colours vary (dark to bright)."""
+    ped = CID["Pedestrian"]
+    skins = ((0.87, 0.7, 0.58), (0.72, 0.53, 0.4), (0.48, 0.33, 0.24), (0.95, 0.8, 0.7))
+    skin = skins[int(rng.integers(len(skins)))]
+    dark = rng.random() < 0.45
+    top = tuple(
+        float(c) for c in (rng.uniform(0.03, 0.25, 3) if dark else rng.uniform(0.1, 0.95, 3))
+    )
+    legs = tuple(
+        float(c)
+        for c in (rng.uniform(0.03, 0.2, 3) if rng.random() < 0.6 else rng.uniform(0.1, 0.6, 3))
+    )
+    hair = tuple(float(c) for c in rng.uniform(0.03, 0.45) * np.array([1.0, 0.8, 0.6]))
+    b = -h / 2
+    head = min(0.115, 0.065 * h)
+    shoulder_w = min(0.21, w / 2 - 0.02)
+    if not cyclist:
+        leg_h = 0.47 * h
+        torso_h = h - leg_h - 2 * head - 0.04
+        stride = float(rng.uniform(-0.12, 0.12)) * min(1.0, l / 0.6)
+        hl = min(l / 2 - 0.07, 0.2)
+        parts = [
+            Part(
+                (float(np.clip(stride, -hl, hl)), 0.09, b + leg_h / 2),
+                (0.07, 0.07, leg_h / 2),
+                ped,
+                MAT_CLOTH,
+                legs,
+            ),
+            Part(
+                (float(np.clip(-stride, -hl, hl)), -0.09, b + leg_h / 2),
+                (0.07, 0.07, leg_h / 2),
+                ped,
+                MAT_CLOTH,
+                legs,
+            ),
+            Part(
+                (0, 0, b + leg_h + torso_h / 2),
+                (0.12, shoulder_w - 0.06, torso_h / 2),
+                ped,
+                MAT_CLOTH,
+                top,
+            ),
+            Part(
+                (
+                    float(np.clip(-stride * 0.6, -hl, hl)),
+                    shoulder_w - 0.03,
+                    b + leg_h + torso_h / 2 - 0.05,
+                ),
+                (0.05, 0.04, torso_h / 2 + 0.02),
+                ped,
+                MAT_CLOTH,
+                top,
+            ),
+            Part(
+                (
+                    float(np.clip(stride * 0.6, -hl, hl)),
+                    -(shoulder_w - 0.03),
+                    b + leg_h + torso_h / 2 - 0.05,
+                ),
+                (0.05, 0.04, torso_h / 2 + 0.02),
+                ped,
+                MAT_CLOTH,
+                top,
+            ),
+            Part((0, 0, h / 2 - head - 0.01), (0.09, 0.08, head), ped, MAT_SKIN, skin),
+            Part((-0.015, 0, h / 2 - 0.035), (0.09, 0.085, 0.035), ped, MAT_CLOTH, hair),
+        ]
+        return parts
     bike_col = tuple(float(c) for c in rng.uniform(0.1, 0.9, 3))
-    rider_b = b + 0.75
-    body_top = h - 2 * head - 0.02
-    return [Part((0, 0, b + 0.5), (l / 2, 0.06, 0.5), bike, MAT_PAINT, bike_col),
-            Part((-0.1 * l, 0, (rider_b + b + body_top) / 2), (0.22, min(0.22, w / 2), (b + body_top - rider_b) / 2),
-                 ped, MAT_PLAIN, cloth),
-            Part((0.05 * l, 0, h / 2 - head), (head, head, head), ped, MAT_PLAIN, skin)]
+    wheel = min(0.7, 0.42 * h)
+    parts = _bicycle_parts(l, wheel, b, bike_col)
+    seat_z = b + wheel + 0.15
+    torso_h = h / 2 - 2 * head - 0.02 - seat_z
+    return parts + [
+        Part((-0.12 * l + 0.05, 0.1, seat_z - 0.2), (0.07, 0.06, 0.25), ped, MAT_CLOTH, legs),
+        Part((-0.12 * l + 0.15, -0.1, seat_z - 0.15), (0.07, 0.06, 0.25), ped, MAT_CLOTH, legs),
+        Part(
+            (-0.12 * l + 0.1, 0, seat_z + 0.04 + torso_h / 2),
+            (0.14, shoulder_w - 0.05, torso_h / 2),
+            ped,
+            MAT_CLOTH,
+            top,
+        ),
+        Part(
+            (0.1 * l + 0.05, 0.18, seat_z + 0.04 + 0.6 * torso_h),
+            (0.2, 0.04, 0.04),
+            ped,
+            MAT_CLOTH,
+            top,
+        ),
+        Part(
+            (0.1 * l + 0.05, -0.18, seat_z + 0.04 + 0.6 * torso_h),
+            (0.2, 0.04, 0.04),
+            ped,
+            MAT_CLOTH,
+            top,
+        ),
+        Part((-0.12 * l + 0.18, 0, h / 2 - head - 0.01), (0.09, 0.08, head), ped, MAT_SKIN, skin),
+        Part((-0.12 * l + 0.16, 0, h / 2 - 0.03), (0.1, 0.085, 0.03), ped, MAT_CLOTH, hair),
+    ]
 
 
 # ------------------------------------------------------------------------------- collisions
@@ -347,34 +547,85 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
     T = (n_frames - 1) * FRAME_DT
     times = np.arange(n_frames) * FRAME_DT
 
+    # ---- layout (A2D2 drives German urban and suburban streets, country roads and highways)
+    layout = str(rng.choice(LAYOUTS, p=[0.4, 0.3, 0.18, 0.12]))
+    fast = layout in ("country", "highway")
     # ---- road
     curved = rng.random() < 0.6
     k = float(rng.uniform(1 / 3000, 1 / 800) * rng.choice([-1, 1])) if curved else 0.0
-    n_same = int(rng.integers(1, 3))
-    n_opp = int(rng.integers(1, 3))
-    lane_w = float(rng.uniform(3.2, 3.6))
+    n_same = (
+        int(rng.integers(2, 4))
+        if layout == "highway"
+        else (1 if layout == "country" else int(rng.integers(1, 3)))
+    )
+    n_opp = (
+        n_same if layout == "highway" else (1 if layout == "country" else int(rng.integers(1, 3)))
+    )
+    lane_w = float(rng.uniform(3.2, 3.6)) if layout != "highway" else float(rng.uniform(3.5, 3.75))
     ego_lane = int(rng.integers(0, n_same))
     d_ego = -(ego_lane + 0.5) * lane_w
-    road = Road(curvature=k, y0=-d_ego, lane_w=lane_w, n_same=n_same, n_opp=n_opp,
-                park_w=2.2 if rng.random() < 0.5 else 0.0,
-                sidewalk_w=(float(rng.uniform(2.5, 4.0)), float(rng.uniform(2.5, 4.0))),
-                sidewalk_h=float(rng.uniform(0.10, 0.15)),
-                verge_w=(float(rng.uniform(0.5, 4.0)), float(rng.uniform(0.5, 4.0))),
-                centre_solid=bool(rng.random() < 0.5), dash_phase=float(rng.uniform(0, 9)))
-    ego_speed = 0.0 if rng.random() < 0.3 else float(rng.uniform(4.0, 12.0))
+    crown = bool(rng.random() < 0.7)
+    road = Road(
+        curvature=k,
+        y0=-d_ego,
+        lane_w=lane_w,
+        n_same=n_same,
+        n_opp=n_opp,
+        park_w=2.2 if (layout in ("urban", "suburban") and rng.random() < 0.5) else 0.0,
+        sidewalk_w=(
+            (float(rng.uniform(1.2, 2.0)), float(rng.uniform(1.2, 2.0)))
+            if fast
+            else (float(rng.uniform(2.5, 4.0)), float(rng.uniform(2.5, 4.0)))
+        ),
+        sidewalk_h=float(rng.uniform(0.10, 0.15)) if not fast else float(rng.uniform(0.03, 0.08)),
+        verge_w=(
+            (float(rng.uniform(0.5, 4.0)), float(rng.uniform(0.5, 4.0)))
+            if layout == "urban"
+            else (float(rng.uniform(3.0, 9.0)), float(rng.uniform(3.0, 9.0)))
+        ),
+        centre_solid=bool(rng.random() < 0.5),
+        dash_phase=float(rng.uniform(0, 9)),
+        camber=float(rng.uniform(0.01, 0.025)) if crown else float(rng.uniform(-0.02, 0.02)),
+        crown=crown,
+        asphalt=tuple(float(v) for v in rng.uniform(0.27, 0.5) * rng.uniform(0.97, 1.03, 3)),
+        grass=tuple(
+            float(v) for v in _GRASS[int(rng.integers(len(_GRASS)))] * rng.uniform(0.85, 1.15)
+        ),
+    )
+    ego_speed = 0.0 if (rng.random() < 0.3 and not fast) else float(
+        rng.uniform(4.0, 12.0) if not fast else rng.uniform(12.0, 25.0))
     x_end = ego_speed * T
     x_lo, x_hi = -30.0, x_end + 170.0
 
     boxes: List[Tuple] = []     # (c(3), h(3), yaw, cls, mat, col(3), aux)
     spheres: List[Tuple] = []   # (c(3), r, cls, mat, col(3))
+    clutter: List[Tuple[str, Tuple[float, ...]]] = (
+        []
+    )  # (kind, [x, y, z, l, w, h, yaw]) hard negatives
 
     def along(x: float, d: float) -> Tuple[float, float, float]:
         """Scene (x, y, yaw) of the point at road coordinates (x, d)."""
         return x, float(road.centre_y(x) + d), float(road.heading(x))
 
+    def add_box(c, h, yaw, cls_name, mat, col, aux=0.0, kind=None):
+        boxes.append(
+            (
+                tuple(float(v) for v in c),
+                tuple(float(v) for v in h),
+                float(yaw),
+                CID[cls_name],
+                mat,
+                tuple(float(v) for v in col),
+                float(aux),
+            )
+        )
+        if kind is not None:
+            clutter.append((kind, (c[0], c[1], c[2], 2 * h[0], 2 * h[1], 2 * h[2], float(yaw))))
+
     # ---- sidewalks (segments following the curve)
     seg = 200.0 if k == 0.0 else 10.0
     sw_h = road.sidewalk_h
+    sw_col = (0.62, 0.6, 0.58) if not fast else (0.45, 0.44, 0.4)
     for side in (-1, 1):
         w = road.sidewalk_w[0] if side < 0 else road.sidewalk_w[1]
         edge = road.right_edge if side < 0 else road.left_edge
@@ -384,56 +635,294 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
             xc = x + seg / 2
             cx, cy, yaw = along(xc, dc)
             boxes.append(((cx, cy, GROUND_Z + sw_h / 2), (seg / 2 + 0.05, w / 2, sw_h / 2), yaw, CID["Sidewalk"],
-                          MAT_SIDEWALK, (0.62, 0.6, 0.58), float(-side)))
+                          MAT_SIDEWALK, sw_col, float(-side)))
             x += seg
 
-    # ---- buildings, trees, poles
+    # ---- buildings, trees, bushes, hedges, fences, poles, signs, signals, bollards, bins
     static_fp: List[Tuple[np.ndarray, Tuple[float, float]]] = []   # footprints for collision checks
+    p_build = {"urban": 0.95, "suburban": 0.75, "country": 0.2, "highway": 0.05}[layout]
     for side in (-1, 1):
         si = 0 if side < 0 else 1
         edge = road.right_edge if side < 0 else road.left_edge
         sw_out = edge + side * road.sidewalk_w[si]
         verge = road.verge_w[si]
-        has_buildings = rng.random() > 0.15
+        has_buildings = rng.random() < p_build
         x = x_lo + rng.uniform(0, 10)
         while has_buildings and x < x_hi:
-            L = rng.uniform(8, 30)
+            L = rng.uniform(8, 30) if layout == "urban" else rng.uniform(8, 16)
             depth = rng.uniform(8, 15)
-            H = rng.uniform(5, 22)
-            setback = verge + rng.uniform(0, 1.0)
+            H = rng.uniform(5, 22) if layout == "urban" else rng.uniform(4, 9)
+            setback = (
+                verge + rng.uniform(0, 1.0) + (rng.uniform(2, 8) if layout != "urban" else 0.0)
+            )
             dc = sw_out + side * (setback + depth / 2)
             cx, cy, yaw = along(x + L / 2, dc)
             col = tuple(float(c) for c in rng.choice(_FACADES) * rng.uniform(0.85, 1.1))
             boxes.append(((cx, cy, GROUND_Z + H / 2), (L / 2, depth / 2, H / 2), yaw, CID["Buildings"], MAT_BUILDING,
                           col, 0.0))
-            x += L + (rng.uniform(2, 10) if rng.random() < 0.5 else 0.0)
-        # trees in the verge
+            x += L + (rng.uniform(2, 10) if (rng.random() < 0.5 or layout != "urban") else 0.0)
+        # trees in the verge (trunk + crown), bushes in front of them
         x = x_lo + rng.uniform(0, 8)
+        tree_gap = (7, 18) if layout != "highway" else (10, 30)
         while verge > 1.2 and x < x_hi:
             dc = sw_out + side * verge / 2
             cx, cy, _ = along(x, dc)
             trunk_h = rng.uniform(1.8, 3.0)
             r = min(rng.uniform(1.2, 2.5), verge / 2 + 1.0)
-            boxes.append(((cx, cy, GROUND_Z + trunk_h / 2), (0.15, 0.15, trunk_h / 2), 0.0, CID["Nature object"],
-                          MAT_PLAIN, (0.35, 0.25, 0.15), 0.0))
-            spheres.append(((cx, cy, GROUND_Z + trunk_h + 0.7 * r), r, CID["Nature object"], MAT_FOLIAGE,
-                            tuple(float(c) for c in rng.uniform([0.1, 0.3, 0.05], [0.25, 0.5, 0.15]))))
-            x += rng.uniform(7, 18)
-        # poles near the kerb, some with a traffic sign facing oncoming traffic of that side
+            tw = rng.uniform(0.12, 0.22)
+            boxes.append(((cx, cy, GROUND_Z + trunk_h / 2 + 0.3), (tw, tw, trunk_h / 2 + 0.3), 0.0,
+                          CID["Nature object"], MAT_PLAIN, (0.35, 0.25, 0.15), 0.0))
+            crown_col = tuple(
+                float(c) for c in _CROWNS[int(rng.integers(len(_CROWNS)))] * rng.uniform(0.8, 1.2)
+            )
+            n_sph = (
+                1 if rng.random() < 0.7 else int(rng.integers(2, 4))
+            )  # tall crowns: stacked spheres
+            for j in range(n_sph):
+                spheres.append(
+                    (
+                        (cx, cy, GROUND_Z + trunk_h + 0.7 * r + 1.2 * r * j),
+                        r * (1 - 0.15 * j),
+                        CID["Nature object"],
+                        MAT_FOLIAGE,
+                        crown_col,
+                    )
+                )
+            top = trunk_h + 1.7 * r + 1.2 * r * (n_sph - 1)
+            clutter.append(("Tree", (cx, cy, GROUND_Z + top / 2, 2 * r, 2 * r, top, 0.0)))
+            if rng.random() < 0.4:
+                br = rng.uniform(0.4, 0.9)
+                bx, by, _ = along(x + rng.uniform(-3, 3), sw_out + side * min(br + 0.1, verge / 2))
+                spheres.append(
+                    (
+                        (bx, by, GROUND_Z + 0.5 * br),
+                        br,
+                        CID["Nature object"],
+                        MAT_FOLIAGE,
+                        tuple(float(c) for c in rng.uniform([0.1, 0.25, 0.05], [0.3, 0.45, 0.12])),
+                    )
+                )
+                clutter.append(
+                    ("Bush", (bx, by, GROUND_Z + 0.75 * br, 2 * br, 2 * br, 1.5 * br, 0.0))
+                )
+            x += rng.uniform(*tree_gap)
+        # a forest edge beyond the verge on country roads and highways
+        if fast and rng.random() < 0.6:
+            x = x_lo + rng.uniform(0, 4)
+            while x < x_hi:
+                r = rng.uniform(2.0, 4.0)
+                cx, cy, _ = along(x, sw_out + side * (verge + r + rng.uniform(0, 3)))
+                col = tuple(
+                    float(c)
+                    for c in _CROWNS[int(rng.integers(len(_CROWNS)))] * rng.uniform(0.6, 1.0)
+                )
+                z = GROUND_Z + rng.uniform(1.5, 4.0) + r
+                spheres.append(((cx, cy, z), r, CID["Nature object"], MAT_FOLIAGE, col))
+                boxes.append(
+                    (
+                        (cx, cy, GROUND_Z + (z - GROUND_Z) / 2),
+                        (0.2, 0.2, (z - GROUND_Z) / 2),
+                        0.0,
+                        CID["Nature object"],
+                        MAT_PLAIN,
+                        (0.3, 0.22, 0.14),
+                        0.0,
+                    )
+                )
+                clutter.append(
+                    (
+                        "Tree",
+                        (
+                            cx,
+                            cy,
+                            GROUND_Z + (z + r - GROUND_Z) / 2,
+                            2 * r,
+                            2 * r,
+                            z + r - GROUND_Z,
+                            0.0,
+                        ),
+                    )
+                )
+                x += rng.uniform(2.5, 6.0)
+        # hedges or fences along the outer edge of the sidewalk
+        if layout in ("suburban", "country") or rng.random() < 0.3:
+            x = x_lo + rng.uniform(0, 15)
+            while x < x_hi:
+                L = rng.uniform(5, 25)
+                hedge = rng.random() < 0.6
+                if hedge:
+                    hh, hw = rng.uniform(0.8, 1.8), rng.uniform(0.5, 1.0)
+                    cx, cy, yaw = along(x + L / 2, sw_out + side * (hw / 2 + 0.05))
+                    add_box(
+                        (cx, cy, GROUND_Z + hh / 2),
+                        (L / 2, hw / 2, hh / 2),
+                        yaw,
+                        "Nature object",
+                        MAT_FOLIAGE,
+                        tuple(rng.uniform([0.08, 0.2, 0.04], [0.2, 0.4, 0.1])),
+                        kind="Hedge",
+                    )
+                else:
+                    fh = rng.uniform(1.0, 2.0)
+                    cx, cy, yaw = along(x + L / 2, sw_out + side * 0.1)
+                    add_box(
+                        (cx, cy, GROUND_Z + fh / 2),
+                        (L / 2, 0.03, fh / 2),
+                        yaw,
+                        "Grid structure",
+                        MAT_GRID,
+                        tuple(rng.uniform(0.2, 0.5, 3)),
+                        kind="Fence",
+                    )
+                x += L + rng.uniform(3, 25)
+        # guard rails (Sidebars) on country roads and highways, at the road edge
+        if fast:
+            x = x_lo + rng.uniform(0, 5)
+            while x < x_hi:
+                L = 12.0
+                cx, cy, yaw = along(x + L / 2, edge + side * 0.6)
+                add_box(
+                    (cx, cy, GROUND_Z + sw_h + 0.6),
+                    (L / 2, 0.05, 0.17),
+                    yaw,
+                    "Sidebars",
+                    MAT_METAL,
+                    (0.7, 0.7, 0.72),
+                    kind="GuardRail",
+                )
+                static_fp.append((np.array([[cx, cy, 0.0, yaw]]), (L / 2, 0.2)))
+                for px in (x + 1.0, x + 5.0, x + 9.0):
+                    qx, qy, _ = along(px, edge + side * 0.65)
+                    boxes.append(
+                        (
+                            (qx, qy, GROUND_Z + sw_h + 0.3),
+                            (0.05, 0.05, 0.45),
+                            yaw,
+                            CID["Sidebars"],
+                            MAT_METAL,
+                            (0.6, 0.6, 0.62),
+                            0.0,
+                        )
+                    )
+                x += L
+        # poles near the kerb: street lights, signs, traffic signals
         x = x_lo + rng.uniform(0, 20)
+        pole_gap = (15, 35) if layout == "urban" else (25, 50)
         while x < x_hi:
             dc = edge + side * 0.5
             cx, cy, yaw = along(x, dc)
-            ph = rng.uniform(4.5, 8.0)
             z0 = GROUND_Z + sw_h
-            boxes.append(((cx, cy, z0 + ph / 2), (0.08, 0.08, ph / 2), yaw, CID["Poles"], MAT_PLAIN,
-                          (0.55, 0.55, 0.55), 0.0))
+            u = rng.random()
+            face = 0.0 if side < 0 else np.pi
+            if u < 0.5:                      # pole with a traffic sign facing oncoming traffic
+                ph = rng.uniform(2.6, 3.5)
+                add_box(
+                    (cx, cy, z0 + ph / 2),
+                    (0.04, 0.04, ph / 2),
+                    yaw,
+                    "Poles",
+                    MAT_METAL,
+                    (0.55, 0.55, 0.55),
+                    kind="Pole",
+                )
+                sr = rng.uniform(0.3, 0.42)
+                add_box(
+                    (cx + (-0.06 if side < 0 else 0.06), cy, z0 + ph - sr),
+                    (0.02, sr, sr),
+                    yaw + face,
+                    "Traffic sign",
+                    MAT_SIGN,
+                    _SIGN_COLOURS[rng.integers(len(_SIGN_COLOURS))],
+                    kind="TrafficSign",
+                )
+            elif u < 0.7 and layout != "highway":   # traffic signal
+                ph = rng.uniform(3.0, 4.0)
+                add_box(
+                    (cx, cy, z0 + ph / 2),
+                    (0.07, 0.07, ph / 2),
+                    yaw,
+                    "Poles",
+                    MAT_METAL,
+                    (0.3, 0.3, 0.3),
+                    kind="Pole",
+                )
+                add_box(
+                    (cx + (-0.15 if side < 0 else 0.15), cy, z0 + ph - 0.5),
+                    (0.12, 0.16, 0.45),
+                    yaw + face,
+                    "Traffic signal",
+                    MAT_SIGNAL,
+                    (0.1, 0.1, 0.1),
+                    kind="TrafficSignal",
+                )
+            else:                            # street light
+                ph = rng.uniform(5.0, 9.0)
+                add_box(
+                    (cx, cy, z0 + ph / 2),
+                    (0.08, 0.08, ph / 2),
+                    yaw,
+                    "Poles",
+                    MAT_METAL,
+                    (0.55, 0.55, 0.55),
+                    kind="Pole",
+                )
             static_fp.append((np.array([[cx, cy, 0.0, yaw]]), (0.3, 0.3)))
-            if rng.random() < 0.4:
-                face = 0.0 if side < 0 else np.pi
-                boxes.append(((cx + (-0.07 if side < 0 else 0.07), cy, z0 + 2.3), (0.02, 0.32, 0.32), yaw + face,
-                              CID["Traffic sign"], MAT_SIGN, (0.1, 0.3, 0.8), 0.0))
-            x += rng.uniform(20, 40)
+            x += rng.uniform(*pole_gap)
+        # bollards and trash bins on the sidewalk (urban / suburban)
+        if not fast:
+            x = x_lo + rng.uniform(0, 20)
+            while x < x_hi:
+                z0 = GROUND_Z + sw_h
+                if rng.random() < 0.5:
+                    for j in range(int(rng.integers(2, 6))):
+                        cx, cy, yaw = along(x + 1.5 * j, edge + side * 0.35)
+                        add_box(
+                            (cx, cy, z0 + 0.45),
+                            (0.08, 0.08, 0.45),
+                            yaw,
+                            "Traffic guide obj.",
+                            MAT_PAINT,
+                            (0.75, 0.72, 0.68),
+                            kind="Bollard",
+                        )
+                        static_fp.append((np.array([[cx, cy, 0.0, yaw]]), (0.2, 0.2)))
+                else:
+                    cx, cy, yaw = along(x, sw_out - side * 0.5)
+                    add_box(
+                        (cx, cy, z0 + 0.55),
+                        (0.3, 0.3, 0.55),
+                        yaw,
+                        "Obstacles / trash",
+                        MAT_PLAIN,
+                        tuple(rng.uniform(0.1, 0.6, 3)),
+                        kind="TrashBin",
+                    )
+                    static_fp.append((np.array([[cx, cy, 0.0, yaw]]), (0.45, 0.45)))
+                x += rng.uniform(10, 40)
+
+    # ground that is not flat: everything standing on the ground follows the camber and reaches
+    # 0.4 m below its nominal base so no gap opens where the ground falls away
+    for i, (c, h, yaw, cl, mat, col, aux) in enumerate(boxes):
+        off = float(road.ground_offset(c[1]))
+        bottom = c[2] - h[2]
+        if bottom <= GROUND_Z + 0.2:
+            boxes[i] = (
+                (c[0], c[1], c[2] + off - 0.2),
+                (h[0], h[1], h[2] + 0.2),
+                yaw,
+                cl,
+                mat,
+                col,
+                aux,
+            )
+        else:
+            boxes[i] = ((c[0], c[1], c[2] + off), h, yaw, cl, mat, col, aux)
+    spheres = [((c[0], c[1], c[2] + float(road.ground_offset(c[1]))), r, cl, mat, col)
+               for c, r, cl, mat, col in spheres]
+    clutter = [
+        (kd, (b[0], b[1], b[2] + float(road.ground_offset(b[1]))) + tuple(b[3:]))
+        for kd, b in clutter
+    ]
 
     def stack(rows, idx, shape, dtype=np.float64):
         if not rows:
@@ -446,6 +935,8 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
         box_col=stack(boxes, 5, (-1, 3), np.float32), box_aux=stack(boxes, 6, (-1,), np.float32),
         sph_c=stack(spheres, 0, (-1, 3)), sph_r=stack(spheres, 1, (-1,)), sph_cls=stack(spheres, 2, (-1,), np.uint8),
         sph_mat=stack(spheres, 3, (-1,), np.int16), sph_col=stack(spheres, 4, (-1, 3), np.float32))
+    clutter_boxes = (np.array([b for _, b in clutter], dtype=np.float64).reshape(-1, 7))
+    clutter_kinds = [kd for kd, _ in clutter]
 
     # ---- road users
     objects: List[SynthObject] = []
@@ -513,11 +1004,33 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
                                    x0=x, vx=0.0, d=d, reverse=bool(rng.random() < 0.2))
                 try_add(obj)
             x += rng.uniform(5.5, 8.0)
+    # parked bicycles on the sidewalk near the kerb: A2D2's label3D has a "Bicycle" class for
+    # bicycles without rider, so they are boxed road users (not clutter)
+    if not fast:
+        for side in (-1, 1):
+            edge = road.right_edge if side < 0 else road.left_edge
+            for _ in range(int(rng.poisson(1.0))):
+                xb = rng.uniform(5, x_end + 60)
+                for j in range(int(rng.integers(1, 4))):
+                    l, w, h = size_of("Bicycle")
+                    px, py, yaw = along(xb + 0.8 * j, edge + side * 1.0)
+                    col = tuple(float(c) for c in rng.uniform(0.05, 0.9, 3))
+                    obj = SynthObject(
+                        -1,
+                        "Bicycle",
+                        (l, w, h),
+                        kind="line",
+                        z_base=GROUND_Z + road.sidewalk_h,
+                        p0=(px, py),
+                        yaw=float(yaw + np.pi / 2 * side + rng.uniform(-0.3, 0.3)),
+                        parts=_bicycle_parts(l, min(0.7, h - 0.25), -h / 2, col),
+                    )
+                    try_add(obj)
     # pedestrians on the sidewalks
     for side in (-1, 1):
         si = 0 if side < 0 else 1
         edge = road.right_edge if side < 0 else road.left_edge
-        n = rng.poisson(1.6 * (1 + T / 8.0)) + (1 if side < 0 else 0)
+        n = rng.poisson((0.5 if fast else 1.6) * (1 + T / 8.0)) + (1 if side < 0 else 0)
         for _ in range(n):
             for _attempt in range(12):
                 cls = "Pedestrian"
@@ -568,13 +1081,29 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
                 break
 
     # lighting: random sun direction (elevation 25-70 deg) and exposure per scene
-    el, az = np.radians(rng.uniform(25, 70)), rng.uniform(-np.pi, np.pi)
+    sky = str(rng.choice(("clear", "overcast", "low_sun"), p=[0.45, 0.4, 0.15]))
+    el = np.radians(rng.uniform(25, 70) if sky != "low_sun" else rng.uniform(8, 18))
+    az = rng.uniform(-np.pi, np.pi)
     sun = np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
     exposure = float(rng.uniform(0.8, 1.15))
     # 2018-08-07 (first A2D2 recording day) + a seed-dependent day/time; scenes 10 min apart
     base = 1533653428 + (int(seed) * 7919 % 365) * 86400 + (int(seed) * 104729 % 36000)
     start_utc = base + index * 600
     first_frame = int(rng.integers(100, 20000))
-    return Scene(index=index, seed=seed, n_frames=n_frames, road=road, static=static, objects=objects,
-                 ego_speed=ego_speed, sun=sun, start_utc=int(start_utc), first_frame=first_frame,
-                 exposure=exposure)
+    return Scene(
+        index=index,
+        seed=seed,
+        n_frames=n_frames,
+        road=road,
+        static=static,
+        objects=objects,
+        ego_speed=ego_speed,
+        sun=sun,
+        start_utc=int(start_utc),
+        first_frame=first_frame,
+        exposure=exposure,
+        layout=layout,
+        clutter_boxes=clutter_boxes,
+        clutter_kinds=clutter_kinds,
+        sky=sky,
+    )

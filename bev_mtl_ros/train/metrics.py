@@ -375,3 +375,66 @@ class SemanticEvaluator:
         per_class = {n: float(v) for n, v in zip(self.class_names, iou) if not math.isnan(v)}
         return {"miou": nan_mean(per_class.values()), "per_class_iou": per_class,
                 "pixel_accuracy": self.cm.pixel_accuracy(), "classes_present": len(per_class)}
+
+
+def bev_distance_to_boxes(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Bird's-eye-view distance from points to yaw-rotated box footprints (0 inside a footprint).
+
+    Args:
+        points: (N, 2+) [x, y, ...] metres; boxes: (M, 7) [x, y, z, l, w, h, yaw] (same frame).
+    Returns:
+        (N, M) float64 Euclidean distance in the x-y plane from each point to each rectangle.
+    """
+    p = np.asarray(points, dtype=np.float64).reshape(len(points), -1)[:, :2]
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
+    dx = p[:, None, 0] - b[None, :, 0]
+    dy = p[:, None, 1] - b[None, :, 1]
+    c, s = np.cos(b[:, 6])[None], np.sin(b[:, 6])[None]
+    lx, ly = c * dx + s * dy, -s * dx + c * dy
+    ex = np.maximum(np.abs(lx) - b[None, :, 3] / 2, 0.0)
+    ey = np.maximum(np.abs(ly) - b[None, :, 4] / 2, 0.0)
+    return np.hypot(ex, ey)
+
+
+def clutter_false_positives(
+    pred_boxes: np.ndarray,
+    pred_scores: np.ndarray,
+    gt_boxes: np.ndarray,
+    clutter_boxes: np.ndarray,
+    score_threshold: float,
+    radius: float,
+) -> int:
+    """Number of detections on clutter (hard negatives such as poles, trees, bushes).
+
+    A prediction counts when its score is >= ``score_threshold``, its BEV centre lies within
+    ``radius`` m of a clutter box's footprint (distance 0 inside it) and not within ``radius`` m of
+    any ground-truth box's footprint (so a detection of a real road user standing next to a tree
+    is not counted). Distances: :func:`bev_distance_to_boxes`.
+
+    Args:
+        pred_boxes: (P, 7) [x, y, z, l, w, h, yaw]; pred_scores: (P,); gt_boxes: (G, 7);
+            clutter_boxes: (C, 7) -- all in one frame (the camera view frame for A2D2), metres.
+        score_threshold: e.g. the node's detection threshold. radius: metres, >= 0.
+    Returns:
+        int count (0 when there are no predictions or no clutter).
+    Raises:
+        ValueError for a negative radius or mismatching numbers of boxes and scores.
+    """
+    if radius < 0:
+        raise ValueError(f"radius must be >= 0, got {radius}")
+    pb = np.asarray(pred_boxes, dtype=np.float64).reshape(-1, 7)
+    ps = np.asarray(pred_scores, dtype=np.float64).reshape(-1)
+    if pb.shape[0] != ps.shape[0]:
+        raise ValueError(f"{pb.shape[0]} predicted boxes but {ps.shape[0]} scores")
+    cb = np.asarray(clutter_boxes, dtype=np.float64).reshape(-1, 7)
+    pb = pb[ps >= score_threshold]
+    if pb.shape[0] == 0 or cb.shape[0] == 0:
+        return 0
+    near_clutter = (bev_distance_to_boxes(pb, cb) <= radius).any(axis=1)
+    gb = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 7)
+    near_gt = (
+        (bev_distance_to_boxes(pb, gb) <= radius).any(axis=1)
+        if gb.shape[0]
+        else np.zeros(len(pb), bool)
+    )
+    return int(np.sum(near_clutter & ~near_gt))
