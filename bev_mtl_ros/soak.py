@@ -104,8 +104,8 @@ def run_soak(seconds: float, rate: float = 10.0, points: int = 21_000,
 
     from bev_mtl_ros.bench import ensure_model, synthetic_image, synthetic_scan
     from bev_mtl_ros.dds import DomainClaim
-    from bev_mtl_ros.demo import (IMAGE_TOPIC, LIDAR_TOPIC, NODE_NAME, REPO_ROOT, _ros_env, _stop_process,
-                                  default_node_cmd)
+    from bev_mtl_ros.demo import (IMAGE_TOPIC, LIDAR_TOPIC, NODE_NAME, REPO_ROOT, _ros_env,
+                                  _stop_process, default_node_cmd)
     from bev_mtl_ros.ros.conversions import cloud_to_msg, image_to_msg
 
     workdir = Path(tempfile.mkdtemp(prefix="bev_soak_"))
@@ -151,7 +151,8 @@ def run_soak(seconds: float, rate: float = 10.0, points: int = 21_000,
         node.create_subscription(Detection3DArray, f"/{NODE_NAME}/detections",
                                  lambda m: got.setdefault(key(m.header), time.monotonic()), qos)
         node.create_subscription(Image, f"/{NODE_NAME}/semantic",
-                                 lambda m: sem_got.setdefault(key(m.header), time.monotonic()), qos)
+                                 lambda m: sem_got.setdefault(key(m.header), time.monotonic()),
+                                 qos)
 
         def on_diag(arr) -> None:
             for st in arr.status:
@@ -169,7 +170,8 @@ def run_soak(seconds: float, rate: float = 10.0, points: int = 21_000,
 
         node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
         pts = synthetic_scan(points, "front", seed=0)
-        cloud = cloud_to_msg({"x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2], "intensity": pts[:, 3]})
+        cloud = cloud_to_msg({"x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2],
+                              "intensity": pts[:, 3]})
         cloud.header.frame_id = "cam_front_center"
         image = image_to_msg(synthetic_image(image_wh, seed=0), "rgb8")
         image.header.frame_id = "cam_front_center_optical"
@@ -179,7 +181,8 @@ def run_soak(seconds: float, rate: float = 10.0, points: int = 21_000,
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"node did not come up (rc {proc.poll()}); log {log_path}")
             ex.spin_once(timeout_sec=0.1)
-        log(f"[soak] node up (pid {proc.pid}, model {model_desc}); {seconds:.0f} s at {rate:g} Hz, "
+        log(f"[soak] node up (pid {proc.pid}, model {model_desc}); {seconds:.0f} s at "
+            f"{rate:g} Hz, "
             f"{points} points + {image_wh[0]}x{image_wh[1]} rgb8")
         t0 = time.monotonic()
         loading[0] = True
@@ -208,7 +211,8 @@ def run_soak(seconds: float, rate: float = 10.0, points: int = 21_000,
             pub_c.publish(cloud)
             k += 1
             if k % int(max(1, 60 * rate)) == 0:
-                log(f"[soak] {now - t0:5.0f} s: in {len(sent)} out {len(got)} rss {rss[-1][1]:.0f} MiB")
+                log(f"[soak] {now - t0:5.0f} s: in {len(sent)} out {len(got)} "
+                    f"rss {rss[-1][1]:.0f} MiB")
         t_end = time.monotonic()
         loading[0] = False
         drain = t_end + 5.0
@@ -248,11 +252,15 @@ def run_soak(seconds: float, rate: float = 10.0, points: int = 21_000,
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="load duration (default 10)")
-    parser.add_argument("--seconds", type=float, default=None, help="load duration in s (overrides --minutes)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="load duration in s (overrides --minutes)")
     parser.add_argument("--rate", type=float, default=10.0, help="frames per second (default 10)")
-    parser.add_argument("--points", type=int, default=21_000, help="points per cloud (default 21000)")
-    parser.add_argument("--image", default="1920x1208", help="image WIDTHxHEIGHT (default 1920x1208)")
-    parser.add_argument("--model", default=None, help="model file (default models/bev_mtl_default.onnx)")
+    parser.add_argument("--points", type=int, default=21_000,
+                        help="points per cloud (default 21000)")
+    parser.add_argument("--image", default="1920x1208",
+                        help="image WIDTHxHEIGHT (default 1920x1208)")
+    parser.add_argument("--model", default=None,
+                        help="model file (default models/bev_mtl_default.onnx)")
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--window", type=float, default=60.0,

@@ -324,9 +324,10 @@ def test_bad_inputs_counted_without_crash(ros_env, rclpy_context, tiny_onnx):
 
 @needs_runtime
 def test_fault_injection_kinds_counted_and_diagnosis_clears(ros_env, rclpy_context, tiny_onnx):
-    """The bad inputs found by fault injection (issue 12), over DDS: each is counted, none costs a
-    good frame its image, and /diagnostics returns to "ok" once good frames flow for longer than
-    diagnostics_window_s; when both inputs stop the diagnosis is "no cloud", not "camera stopped"."""
+    """The bad inputs found by fault injection (issue 12), over DDS: each is counted, none costs
+    a good frame its image, and /diagnostics returns to "ok" once good frames flow for longer than
+    diagnostics_window_s; when both inputs stop the diagnosis is "no cloud", not "camera
+    stopped"."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
@@ -336,11 +337,12 @@ def test_fault_injection_kinds_counted_and_diagnosis_clears(ros_env, rclpy_conte
 
     from bev_mtl_ros.ros.conversions import cloud_to_msg
 
-    proc = subprocess.Popen(_node_cmd(f"model_path:={tiny_onnx}", "cloud_topic:=/t/points", "image_topic:=/t/image",
-                                      "input_qos:=reliable", "camera_timeout:=0.5", "backend:=onnxruntime",
-                                      "max_image_pixels:=100000", "max_cloud_points:=5000",
-                                      "diagnostics_window_s:=2.0", "use_sim_time:=true"),
-                            env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cmd = _node_cmd(f"model_path:={tiny_onnx}", "cloud_topic:=/t/points", "image_topic:=/t/image",
+                    "input_qos:=reliable", "camera_timeout:=0.5", "backend:=onnxruntime",
+                    "max_image_pixels:=100000", "max_cloud_points:=5000",
+                    "diagnostics_window_s:=2.0", "use_sim_time:=true")
+    proc = subprocess.Popen(cmd, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
     node = rclpy.create_node("fault_injector", context=rclpy_context)
     ex = SingleThreadedExecutor(context=rclpy_context)
     ex.add_node(node)
@@ -350,7 +352,8 @@ def test_fault_injection_kinds_counted_and_diagnosis_clears(ros_env, rclpy_conte
     dets, sems, diags = {}, {}, []
     node.create_subscription(Detection3DArray, f"/{NODE}/detections",
                              lambda m: dets.__setitem__(m.header.stamp.sec, m), rel)
-    node.create_subscription(Image, f"/{NODE}/semantic", lambda m: sems.__setitem__(m.header.stamp.sec, m), rel)
+    node.create_subscription(Image, f"/{NODE}/semantic",
+                             lambda m: sems.__setitem__(m.header.stamp.sec, m), rel)
     node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
 
     def spin_until(pred, timeout):
@@ -372,26 +375,29 @@ def test_fault_injection_kinds_counted_and_diagnosis_clears(ros_env, rclpy_conte
 
     try:
         assert spin_until(lambda: pub_c.get_subscription_count() and pub_i.get_subscription_count()
-                          and node.count_publishers(f"/{NODE}/detections"), 90), "node did not come up"
+                          and node.count_publishers(f"/{NODE}/detections"), 90), "node not up"
         spin_until(lambda: False, 0.5)
         frame(10)
         assert spin_until(lambda: 10 in dets and 10 in sems, 30), "no output for a good frame"
-        # zero stamp (defect 1) and a cloud stamped +1 h (defect 3): the next good frame keeps its image
+        # zero stamp (defect 1) and a cloud stamped +1 h (defect 3): the next good frame keeps
+        # its image
         pub_c.publish(_cloud(0))
         frame(11)
         assert spin_until(lambda: 11 in sems and 0 in dets, 20)
         pub_c.publish(_cloud(10 + 3600))
         spin_until(lambda: False, 0.1)
         frame(12)
-        assert spin_until(lambda: 12 in sems, 20)  # (the outlier, resolved with it, may share its mailbox slot)
-        # defect 5: empty frame_id (processed, counted), duplicate fields, height 0 with data and a
-        # wrong is_bigendian flag (skipped as malformed), every point at 1e9 m (counted out of range)
+        # (the outlier, resolved together with frame 12, may lose the node's one-slot mailbox)
+        assert spin_until(lambda: 12 in sems, 20)
+        # defect 5: empty frame_id (processed, counted), duplicate fields, height 0 with data and
+        # a wrong is_bigendian flag (skipped as malformed), every point at 1e9 m (out of range)
         nameless = _cloud(13)
         nameless.header.frame_id = ""
         frame(13, nameless)
         assert spin_until(lambda: 13 in dets, 20) and dets[13].header.frame_id == ""
         dup = _cloud(14)
-        dup.fields = list(dup.fields) + [PointField(name="x", offset=8, datatype=PointField.FLOAT32, count=1)]
+        dup.fields = list(dup.fields) + [PointField(name="x", offset=8,
+                                                    datatype=PointField.FLOAT32, count=1)]
         frame(14, dup)
         flat = _cloud(15)
         flat.height = 0
@@ -400,7 +406,8 @@ def test_fault_injection_kinds_counted_and_diagnosis_clears(ros_env, rclpy_conte
         swapped.is_bigendian = True
         frame(16, swapped)
         far = np.full(300, 1e9, np.float32)
-        frame(17, cloud_to_msg({"x": far, "y": far, "z": far, "intensity": far}, _header(17, "cam_front_center")))
+        frame(17, cloud_to_msg({"x": far, "y": far, "z": far, "intensity": far},
+                               _header(17, "cam_front_center")))
         assert spin_until(lambda: 17 in dets, 20)
         # defect 6: over the size limits, refused before conversion; the cloud runs lidar-only
         frame(18, image=_image(18, w=400, h=300))
@@ -409,8 +416,9 @@ def test_fault_injection_kinds_counted_and_diagnosis_clears(ros_env, rclpy_conte
         frame(20)
         assert spin_until(lambda: 20 in dets and 20 in sems, 20)
         assert not {14, 15, 16, 19} & set(dets)
-        want = {"bad_input.empty_frame_id": 1, "bad_input.cloud_malformed": 3, "bad_input.cloud_out_of_range": 1,
-                "bad_input.image_too_large": 1, "bad_input.cloud_too_large": 1, "bad_input.stamp_backwards": 1,
+        want = {"bad_input.empty_frame_id": 1, "bad_input.cloud_malformed": 3,
+                "bad_input.cloud_out_of_range": 1, "bad_input.image_too_large": 1,
+                "bad_input.cloud_too_large": 1, "bad_input.stamp_backwards": 1,
                 "sync.zero_stamp_clouds": 1, "sync.stamp_outliers": 1, "sync.resets": 0}
 
         def counted():

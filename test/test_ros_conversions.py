@@ -231,7 +231,7 @@ def test_header_is_kept_by_builders():
     assert c.header.frame_id == "lidar" and c.header.stamp.nanosec == 2
 
 
-# ------------------------------------------------------------------ inputs found by fault injection
+# ------------------------------------------------------------ inputs found by fault injection
 def _good_cloud(n=200):
     xyz = np.random.default_rng(3).uniform(-30, 30, (n, 3)).astype(np.float32)
     return cloud_to_msg({"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],

@@ -18,7 +18,8 @@ def test_window_summary_known_answer():
     assert first["latency_p50_ms"] == pytest.approx(150.0)
     last = window_summary(sent, got, 101.0, 102.0)
     assert (last["frames_in"], last["frames_out"]) == (10, 10)
-    assert last["latency_p50_ms"] == pytest.approx(100.0) and last["latency_p95_ms"] == pytest.approx(150.0)
+    assert last["latency_p50_ms"] == pytest.approx(100.0)
+    assert last["latency_p95_ms"] == pytest.approx(150.0)
     assert window_summary(sent, {}, 100.0, 101.0)["latency_p50_ms"] is None
 
 
@@ -29,7 +30,7 @@ def test_read_rss_of_this_process():
 
 def test_short_soak_against_the_node(tiny_model_path):
     pytest.importorskip("rclpy", reason="rclpy wheels not installed")
-    pytest.importorskip("vision_msgs.msg", reason="vision_msgs not built into the venv (see msgs/)")
+    pytest.importorskip("vision_msgs.msg", reason="vision_msgs not built into the venv")
     from bev_mtl_ros.soak import run_soak
 
     res = run_soak(6.0, rate=5.0, points=2000, image_wh=(256, 160), model=tiny_model_path,
@@ -50,8 +51,9 @@ def tiny_model_path(tmp_path_factory):
     from bev_mtl_ros.runtime.export import export_onnx
 
     torch.manual_seed(0)
-    contract = ModelContract(point_cloud_range=(0.0, -20.48, -3.0, 40.96, 20.48, 3.0), pillar_size=(0.32, 0.32),
-                             max_pillars=2000, max_points_per_pillar=16, image_size=(256, 160)).validate()
+    contract = ModelContract(point_cloud_range=(0.0, -20.48, -3.0, 40.96, 20.48, 3.0),
+                             pillar_size=(0.32, 0.32), max_pillars=2000, max_points_per_pillar=16,
+                             image_size=(256, 160)).validate()
     path = str(tmp_path_factory.mktemp("soak_model") / "tiny.onnx")
     export_onnx(BevMultiTaskNet.tiny(contract).eval(), contract, path, verify=False)
     return path

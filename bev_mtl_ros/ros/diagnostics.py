@@ -55,7 +55,8 @@ class HealthConfig:
     input_stale_s: float = 2.0
 
     def validate(self) -> "HealthConfig":
-        if self.window_s <= 0 or self.input_stale_s <= 0 or not 0.0 <= self.overload_fraction <= 1.0:
+        if (self.window_s <= 0 or self.input_stale_s <= 0
+                or not 0.0 <= self.overload_fraction <= 1.0):
             raise ValueError(f"bad diagnostics settings: window_s={self.window_s} "
                              f"overload_fraction={self.overload_fraction} "
                              f"input_stale_s={self.input_stale_s}")

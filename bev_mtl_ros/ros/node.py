@@ -136,14 +136,18 @@ NODE_PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "expected_cloud_frame": ("", "if set, warn (throttled) when a cloud's frame_id differs: the model expects points in "
                                  "its training frame (A2D2: cam_front_center, the camera view frame); empty = no check"),
     "input_stale_warn_s": (2.0, "diagnostics WARN when no cloud arrived for this many seconds (after the first one)"),
-    "max_cloud_points": (1_000_000, "clouds with more points (width x height) are refused before conversion, counted "
-                                    "(bad_input.cloud_too_large) and warned; 0 = no limit"),
-    "max_image_pixels": (12_582_912, "images with more pixels (width x height; default 4096 x 3072) are refused before "
-                                     "conversion (bad_input.image_too_large; the cloud runs lidar-only); 0 = no limit"),
-    "diagnostics_window_s": (5.0, "a diagnostics cause (bad input, dropped pillars, inference error, zero stamp, "
-                                  "overload) clears once it has not recurred for this many seconds"),
-    "overload_warn_fraction": (0.1, "diagnostics WARN when more than this fraction of the synchronised frames in "
-                                    "diagnostics_window_s was skipped because inference is slower than the input"),
+    "max_cloud_points": (1_000_000, "clouds with more points (width x height) are refused "
+                         "before conversion, counted (bad_input.cloud_too_large) and warned; "
+                         "0 = no limit"),
+    "max_image_pixels": (12_582_912, "images with more pixels (width x height; default "
+                         "4096 x 3072) are refused before conversion (bad_input.image_too_large; "
+                         "the cloud runs lidar-only); 0 = no limit"),
+    "diagnostics_window_s": (5.0, "a diagnostics cause (bad input, dropped pillars, inference "
+                             "error, zero stamp, overload) clears once it has not recurred for "
+                             "this many seconds"),
+    "overload_warn_fraction": (0.1, "diagnostics WARN when more than this fraction of the "
+                               "synchronised frames in diagnostics_window_s was skipped because "
+                               "inference is slower than the input"),
 }
 
 #: contract fields that can be pinned by ``contract.<name>`` parameters
@@ -250,8 +254,8 @@ def _build_node_class():
     from sensor_msgs.msg import Image, PointCloud2
 
     from bev_mtl_ros.ros import messages as M
-    from bev_mtl_ros.ros.conversions import (ConversionError, InputTooLarge, check_cloud_size, check_image_size,
-                                             cloud_to_xyzi, image_to_rgb)
+    from bev_mtl_ros.ros.conversions import (ConversionError, InputTooLarge, check_cloud_size,
+                                             check_image_size, cloud_to_xyzi, image_to_rgb)
     from bev_mtl_ros.ros.diagnostics import HealthConfig, PipelineHealth
     from bev_mtl_ros.ros.sync import ApproxTimeSync, stamp_to_sec
 
@@ -319,7 +323,8 @@ def _build_node_class():
             try:
                 self.sync = ApproxTimeSync(slop=p["sync_slop"], queue_size=p["sync_queue_size"],
                                            camera_timeout=p["camera_timeout"],
-                                           allow_lidar_only=bool(self.contract.lidar_only_supported),
+                                           allow_lidar_only=bool(
+                                               self.contract.lidar_only_supported),
                                            diag_window=p["diagnostics_window_s"])
             except ValueError as e:
                 raise StartupError(f"parameters sync_slop / sync_queue_size / camera_timeout / "
@@ -333,8 +338,8 @@ def _build_node_class():
                 "bad_input.empty_cloud": 0, "bad_input.nonfinite_cloud": 0, "bad_input.cloud_malformed": 0,
                 "bad_input.image_malformed": 0, "images_resized": 0, "bad_input.missing_intensity": 0,
                 "bad_input.stamp_backwards": 0, "bad_input.unexpected_frame": 0, "errors.inference": 0,
-                "bad_input.cloud_too_large": 0, "bad_input.image_too_large": 0, "bad_input.empty_frame_id": 0,
-                "bad_input.cloud_out_of_range": 0,
+                "bad_input.cloud_too_large": 0, "bad_input.image_too_large": 0,
+                "bad_input.empty_frame_id": 0, "bad_input.cloud_out_of_range": 0,
             }
             self._counter_lock = threading.Lock()
             self._rate_clouds, self._rate_images, self._rate_out = _Rate(), _Rate(), _Rate()
@@ -342,9 +347,10 @@ def _build_node_class():
             self._last_resets = 0
             self._last_cloud_mono: Optional[float] = None
             try:
-                self._health = PipelineHealth(
-                    HealthConfig(window_s=p["diagnostics_window_s"], overload_fraction=p["overload_warn_fraction"],
-                                 input_stale_s=p["input_stale_warn_s"]), self.counters, time.monotonic())
+                health_cfg = HealthConfig(window_s=p["diagnostics_window_s"],
+                                          overload_fraction=p["overload_warn_fraction"],
+                                          input_stale_s=p["input_stale_warn_s"])
+                self._health = PipelineHealth(health_cfg, self.counters, time.monotonic())
             except ValueError as e:
                 raise StartupError(f"parameters diagnostics_window_s / overload_warn_fraction / "
                                    f"input_stale_warn_s: {e}") from e
@@ -444,13 +450,13 @@ def _build_node_class():
                     check_image_size(msg, self._params["max_image_pixels"])
             except InputTooLarge as e:
                 self._count(f"bad_input.{kind}_too_large")
-                self._warn(f"{kind}_too_large", f"{kind} refused: {e}" + ("" if kind == "cloud" else
-                           "; its cloud runs lidar-only"))
+                tail = "" if kind == "cloud" else "; its cloud runs lidar-only"
+                self._warn(f"{kind}_too_large", f"{kind} refused: {e}{tail}")
                 return False
             if not msg.header.frame_id:
                 self._count("bad_input.empty_frame_id")
-                self._warn("empty_frame_id", f"{kind} with an empty header.frame_id: outputs inherit it and "
-                           "cannot be placed in TF/RViz", 30.0)
+                self._warn("empty_frame_id", f"{kind} with an empty header.frame_id: outputs "
+                           "inherit it and cannot be placed in TF/RViz", 30.0)
             return True
 
         def _check_resets(self) -> None:
@@ -571,11 +577,13 @@ def _build_node_class():
             for k, v in (getattr(result, "timings_ms", None) or {}).items():
                 timings["pipeline_total" if k == "total" else str(k)] = float(v)
             stats = getattr(result, "stats", None) or getattr(result, "pillar_stats", None)
-            if stats is not None and n_finite and stats.points_in == stats.nonfinite_dropped + stats.out_of_range_dropped:
+            if (stats is not None and n_finite
+                    and stats.points_in == stats.nonfinite_dropped + stats.out_of_range_dropped):
                 self._count("bad_input.cloud_out_of_range")
-                lo, hi = self.contract.point_cloud_range[:3], self.contract.point_cloud_range[3:]
-                self._warn("out_of_range", f"none of the {n_finite} finite points lies inside the model's "
-                           f"point_cloud_range {list(lo)}..{list(hi)} m (another frame or unit?)", 10.0)
+                rng = list(self.contract.point_cloud_range)
+                self._warn("out_of_range", f"none of the {n_finite} finite points lies inside the "
+                           f"model's point_cloud_range {rng[:3]}..{rng[3:]} m (another frame or "
+                           "unit?)", 10.0)
             dropped = int(getattr(stats, "pillars_dropped", 0) or 0)
             if dropped:
                 self._count("pillars_dropped", dropped)
@@ -625,11 +633,13 @@ def _build_node_class():
             values.update(c)
             for k, v in s.to_dict().items():
                 values["sync." + k] = v
-            idle = None if self._last_cloud_mono is None else time.monotonic() - self._last_cloud_mono
+            last = self._last_cloud_mono
+            idle = None if last is None else time.monotonic() - last
             diag = self.sync.diagnose()
             if diag:
                 self._warn("sync_diag", f"synchronizer: {diag}", 10.0)
-            level, msgs = self._health.assess(time.monotonic(), c, idle, diag, self.sub_cloud.topic_name)
+            level, msgs = self._health.assess(time.monotonic(), c, idle, diag,
+                                              self.sub_cloud.topic_name)
             status = M.diagnostic_status(f"{self.get_name()}: pipeline", level, "; ".join(msgs) or "ok", values,
                                          hardware_id=str(getattr(self.backend, "device", "")))
             self.pub_diag.publish(M.diagnostic_array([status], self.get_clock().now().to_msg()))

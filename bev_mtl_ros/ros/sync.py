@@ -35,7 +35,8 @@ out-of-order arrivals are inserted in stamp order. A jump backwards by more than
 the other topic's newest stamp agrees with the new one (within ``reset_threshold``), the jump is
 a *stamp outlier* (the previous message was stamped ahead, e.g. +1 h) and counted in
 ``stamp_outliers``; otherwise a *reset* (a bag restarting from the beginning, ``--loop``) in
-``resets`` (the other topic's jump to the same time that follows is part of the same reset). Images more than ``reset_threshold`` away from a cloud's stamp never decide or pair
+``resets`` (the other topic's jump to the same time that follows is part of the same reset).
+Images more than ``reset_threshold`` away from a cloud's stamp never decide or pair
 it, so a looping bag pairs its first frames again as soon as both topics have looped.
 Zero stamps (drivers that never fill ``header.stamp``) make approximate-time matching
 meaningless: such clouds are resolved lidar-only at once (reason ``zero_stamp``) and such images
@@ -490,7 +491,8 @@ class ApproxTimeSync:
                 return (f"no cloud received while {s.images_in} images arrived: check the cloud "
                         "topic name and QoS compatibility (a BEST_EFFORT lidar publisher cannot "
                         "feed a RELIABLE subscription)")
-            if self._last_zero_stamp is not None and now - self._last_zero_stamp <= self.diag_window:
+            zero_age = None if self._last_zero_stamp is None else now - self._last_zero_stamp
+            if zero_age is not None and zero_age <= self.diag_window:
                 return (f"zero header.stamp within the last {self.diag_window:.0f} s "
                         f"({s.zero_stamp_clouds} clouds, {s.zero_stamp_images} images since "
                         "start): the driver does not stamp messages; such clouds run lidar-only")
