@@ -132,7 +132,7 @@ class SyncStats:
     zero_stamp_images: int = 0
     out_of_order_clouds: int = 0
     out_of_order_images: int = 0
-    resets: int = 0  #: backward jumps the other topic does not share (bag loop)
+    resets: int = 0  #: backward jumps to a time the other topic is not at (bag loop, restart)
     stamp_outliers: int = 0  #: backward jumps back to the other topic's time (one stamped ahead)
     resolved_on_jump: int = 0  #: pending clouds stamped ahead of a backward jump, resolved then
     images_dropped_on_jump: int = 0
