@@ -24,6 +24,8 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "record": ("bev_mtl_ros.ros.recorder", "record topics to a rosbag2 file (no ros2 CLI needed)"),
     "bench": ("bev_mtl_ros.bench", "per-stage latency benchmark: backends, pillarization, end-to-end over DDS"),
     "demo": ("bev_mtl_ros.demo", "replay the bundled sample through the node and summarise/render the result"),
+    "soak": ("bev_mtl_ros.soak",
+             "run the node for minutes under a steady load: frames in/out, latency, RSS"),
 }
 
 

@@ -229,3 +229,66 @@ def test_header_is_kept_by_builders():
     c = cloud_to_msg({"x": np.zeros(1, np.float32), "y": np.zeros(1, np.float32), "z": np.zeros(1, np.float32)},
                      _header(1, 2, "lidar"))
     assert c.header.frame_id == "lidar" and c.header.stamp.nanosec == 2
+
+
+# ------------------------------------------------------------ inputs found by fault injection
+def _good_cloud(n=200):
+    xyz = np.random.default_rng(3).uniform(-30, 30, (n, 3)).astype(np.float32)
+    return cloud_to_msg({"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
+                         "intensity": np.ones(n, np.float32)}, _header()), xyz
+
+
+def test_duplicate_field_names_are_refused():
+    msg, _ = _good_cloud()
+    msg.fields = list(msg.fields) + [PointField(name="x", offset=12, datatype=PointField.FLOAT32,
+                                                count=1)]
+    with pytest.raises(ConversionError, match="'x' appears twice"):
+        cloud_to_xyzi(msg)
+
+
+def test_zero_height_with_data_is_malformed_not_empty():
+    msg, _ = _good_cloud()
+    msg.height = 0
+    with pytest.raises(ConversionError, match="no points.*carries 3200 bytes"):
+        cloud_to_xyzi(msg)
+    empty = cloud_to_msg({"x": np.zeros(0, np.float32), "y": np.zeros(0, np.float32),
+                          "z": np.zeros(0, np.float32)}, _header())
+    assert cloud_to_xyzi(empty).points.shape == (0, 4)  # a truly empty cloud stays valid
+
+
+def test_wrong_bigendian_flag_is_refused():
+    msg, _ = _good_cloud(20800)
+    msg.is_bigendian = True  # little-endian bytes flagged big-endian
+    with pytest.raises(ConversionError, match="is_bigendian=True.*does not match"):
+        cloud_to_xyzi(msg)
+
+
+def test_true_bigendian_and_nan_heavy_clouds_pass_the_byte_order_check():
+    _, xyz = _good_cloud()
+    dt = np.dtype([("x", ">f4"), ("y", ">f4"), ("z", ">f4")])
+    arr = np.zeros(len(xyz), dt)
+    arr["x"], arr["y"], arr["z"] = xyz.T
+    msg = cloud_to_msg(arr, _header())
+    assert msg.is_bigendian
+    np.testing.assert_array_equal(cloud_to_xyzi(msg).points[:, :3], xyz)
+    xyz[: int(0.8 * len(xyz))] = np.nan  # organised cloud: most beams without a return
+    nan_msg = cloud_to_msg({"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]}, _header())
+    assert cloud_to_xyzi(nan_msg).num_nonfinite == 160
+    far = np.full((50, 3), 1e9, np.float32)  # absurd but not byte-swapped: left to the range check
+    far_msg = cloud_to_msg({"x": far[:, 0], "y": far[:, 1], "z": far[:, 2]}, _header())
+    assert cloud_to_xyzi(far_msg).points.shape == (50, 4)
+
+
+def test_size_limits_checked_from_the_header_fields():
+    from bev_mtl_ros.ros.conversions import InputTooLarge, check_cloud_size, check_image_size
+
+    msg, _ = _good_cloud(200)
+    check_cloud_size(msg, 200)
+    check_cloud_size(msg, 0)  # no limit
+    with pytest.raises(InputTooLarge, match="200 points.*> max_cloud_points 199"):
+        check_cloud_size(msg, 199)
+    img = image_to_msg(np.zeros((30, 40, 3), np.uint8))
+    check_image_size(img, 1200)
+    with pytest.raises(InputTooLarge, match="40x30 = 1200 pixels.*> max_image_pixels 1199"):
+        check_image_size(img, 1199)
+    assert issubclass(InputTooLarge, ConversionError)

@@ -26,7 +26,11 @@ zero-copy view of ``msg.data``.
 Reverse builders (tests, player, synthetic data): :func:`cloud_to_msg`, :func:`image_to_msg`.
 
 Errors: every malformed input raises :class:`ConversionError` with a message naming the field and
-the offending values.
+the offending values - among them duplicate field names (which copy holds the data is
+ambiguous), data in a cloud of width or height 0, and an ``is_bigendian`` flag that contradicts
+the bytes (most float coordinates implausible as read, plausible with the other byte order).
+Size limits are checked before any conversion by :func:`check_cloud_size` and
+:func:`check_image_size` (:class:`InputTooLarge`, a ConversionError).
 """
 
 from __future__ import annotations
@@ -42,13 +46,49 @@ from std_msgs.msg import Header
 __all__ = [
     "ConversionError", "CloudArrays", "POINTFIELD_DTYPES", "IMAGE_ENCODINGS",
     "cloud_dtype", "cloud_to_structured", "cloud_to_xyzi", "image_to_rgb", "cloud_to_msg",
-    "image_to_msg", "resize_rgb",
+    "image_to_msg", "resize_rgb", "InputTooLarge", "check_cloud_size", "check_image_size",
 ]
 
 
 class ConversionError(ValueError):
     """A ROS message cannot be converted: missing field, unknown datatype, inconsistent sizes,
     unsupported encoding. The message names the field and values."""
+
+
+class InputTooLarge(ConversionError):
+    """A message exceeds the node's size limit (``max_cloud_points`` / ``max_image_pixels``)."""
+
+
+def check_cloud_size(msg: PointCloud2, max_points: int) -> None:
+    """Refuse a cloud with more than ``max_points`` points before any byte is converted.
+
+    Args:
+        msg: sensor_msgs/PointCloud2 (only ``width``, ``height`` and ``len(data)`` are read).
+        max_points: limit on ``width * height``; <= 0 = no limit.
+    Raises:
+        InputTooLarge: naming the size, the bytes and the limit.
+    """
+    n = int(msg.width) * int(msg.height)
+    if max_points > 0 and n > max_points:
+        raise InputTooLarge(
+            f"PointCloud2 has {n} points ({msg.width}x{msg.height}, {len(msg.data) / 1e6:.1f} MB) "
+            f"> max_cloud_points {max_points}")
+
+
+def check_image_size(msg: Image, max_pixels: int) -> None:
+    """Refuse an image with more than ``max_pixels`` pixels before any byte is converted.
+
+    Args:
+        msg: sensor_msgs/Image (only ``width``, ``height`` and ``len(data)`` are read).
+        max_pixels: limit on ``width * height``; <= 0 = no limit.
+    Raises:
+        InputTooLarge: naming the size, the bytes and the limit.
+    """
+    n = int(msg.width) * int(msg.height)
+    if max_pixels > 0 and n > max_pixels:
+        raise InputTooLarge(
+            f"Image is {msg.width}x{msg.height} = {n} pixels ({len(msg.data) / 1e6:.1f} MB) "
+            f"> max_image_pixels {max_pixels}")
 
 
 #: sensor_msgs/PointField datatype constant -> numpy base type (byte order added per message).
@@ -91,16 +131,22 @@ def cloud_dtype(fields: Sequence[Any], point_step: int, is_bigendian: bool = Fal
         is_bigendian: byte order of multi-byte fields.
     Returns:
         np.dtype with one entry per named field (``count > 1`` gives a sub-array ``(count,)``).
-        Fields may overlap (numpy allows it for plain numbers). Duplicate names: the first wins.
+        Fields may overlap (numpy allows it for plain numbers). Fields with an empty name are
+        skipped (padding).
     Raises:
-        ConversionError: unknown datatype, non-positive count, field outside ``point_step``.
+        ConversionError: unknown datatype, a field outside ``point_step``, a duplicate name.
     """
     order = ">" if is_bigendian else "<"
     names, formats, offsets = [], [], []
     for f in fields:
         name = str(f.name)
-        if name in names or not name:
+        if not name:
             continue
+        if name in names:
+            raise ConversionError(
+                f"PointCloud2 field name '{name}' appears twice (offsets "
+                f"{offsets[names.index(name)]} and {f.offset}): which one holds the data is "
+                "ambiguous")
         base = POINTFIELD_DTYPES.get(int(f.datatype))
         if base is None:
             raise ConversionError(
@@ -132,13 +178,16 @@ def cloud_to_structured(msg: PointCloud2) -> np.ndarray:
         with strides (row_step, point_step); no bytes copied.
     Raises:
         ConversionError: ``point_step`` 0 with points present, ``row_step < width * point_step``,
-        or ``len(data) != row_step * height``.
+        ``len(data) != row_step * height``, or data in a cloud with width or height 0.
     """
     h, w = int(msg.height), int(msg.width)
     point_step, row_step = int(msg.point_step), int(msg.row_step)
     buf = _buffer(msg.data)
     dt = cloud_dtype(msg.fields, max(point_step, 1), bool(msg.is_bigendian))
     if h * w == 0:
+        if buf.size:
+            raise ConversionError(
+                f"PointCloud2 is {w}x{h} (no points) but carries {buf.size} bytes of data")
         return np.zeros((h, w), dtype=dt)
     if point_step <= 0:
         raise ConversionError(f"PointCloud2 point_step is {point_step} with {h}x{w} points")
@@ -194,7 +243,8 @@ def cloud_to_xyzi(msg: PointCloud2, intensity_field: str = "intensity", intensit
         :class:`CloudArrays`.
     Raises:
         ConversionError: no x/y/z field, a coordinate field with count > 1, inconsistent sizes,
-        unknown datatype.
+        unknown datatype, duplicate field names, an ``is_bigendian`` flag that contradicts the
+        float coordinates' bytes (see :func:`_check_byte_order`).
     """
     names = [str(f.name) for f in msg.fields]
     missing = [c for c in ("x", "y", "z") if c not in names]
@@ -219,7 +269,49 @@ def cloud_to_xyzi(msg: PointCloud2, intensity_field: str = "intensity", intensit
         pts[:, 3] = 0.0
     finite = np.isfinite(pts).all(axis=1)
     num_bad = int(n - np.count_nonzero(finite))
+    _check_byte_order(arr, pts, bool(msg.is_bigendian))
     return CloudArrays(pts, has_i, num_bad, intensity_field)
+
+
+#: |coordinate| above this (m) is not a lidar return (byte-order check only)
+_MAX_PLAUSIBLE_M = 1e5
+#: 0 < |coordinate| below this (m) is a garbage bit pattern, not a measurement (same check)
+_MIN_PLAUSIBLE_M = 1e-6
+
+
+def _implausible_fraction(xyz: np.ndarray) -> float:
+    """Fraction of rows of (N, 3) coordinates with a non-finite, huge or tiny non-zero value."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        a = np.abs(xyz.astype(np.float64))
+        bad = ~np.isfinite(a) | (a > _MAX_PLAUSIBLE_M) | ((a > 0) & (a < _MIN_PLAUSIBLE_M))
+    return float(bad.any(axis=1).mean()) if a.shape[0] else 0.0
+
+
+def _check_byte_order(arr: np.ndarray, pts: np.ndarray, is_bigendian: bool,
+                      sample: int = 2048) -> None:
+    """Raise when ``is_bigendian`` contradicts the bytes of multi-byte float coordinates.
+
+    A wrong flag turns every float into a garbage bit pattern (e.g. 12.5 m read with swapped
+    bytes is 2.6e-41). When more than half of a sample of points is implausible as read (NaN/Inf,
+    |v| > 1e5 m or 0 < |v| < 1e-6 m) and under 5 % with the bytes swapped, the flag is wrong.
+    Raises:
+        ConversionError naming ``is_bigendian`` and both fractions.
+    """
+    x_dt = arr.dtype.fields["x"][0]
+    if x_dt.kind != "f" or x_dt.itemsize < 2 or pts.shape[0] == 0:
+        return
+    step = max(1, pts.shape[0] // sample)
+    native = _implausible_fraction(pts[::step, :3])
+    if native <= 0.5:
+        return
+    cols = [arr[c].reshape(-1)[::step] for c in ("x", "y", "z")]
+    swapped = np.stack([c.view(c.dtype.newbyteorder()) for c in cols], axis=1)
+    other = _implausible_fraction(swapped)
+    if other < 0.05:
+        raise ConversionError(
+            f"PointCloud2 is_bigendian={is_bigendian} but {native:.0%} of the sampled points are "
+            f"implausible read that way and {other:.0%} with the other byte order: the "
+            "is_bigendian flag does not match the data")
 
 
 def _pointfield_type(dt: np.dtype, name: str) -> int:

@@ -34,7 +34,7 @@ Time
 All outputs carry input message stamps; the node clock (sim time with ``use_sim_time``) stamps only
 ``/diagnostics`` and LabelInfo; timeouts, rates, latencies and warning throttling use the
 monotonic clock, so a paused or looping bag cannot stall the node. Stamps jumping back by more
-than 1 s (bag loop) reset the synchronizer.
+than 1 s re-base the synchronizer (a bag loop, or one message stamped ahead; see ros/sync.py).
 
 Bad input never crashes the node: every case is counted (``bad_input.*`` in diagnostics) and
 warned (throttled): empty cloud (empty detections are published), NaN/Inf points (dropped by the
@@ -42,7 +42,15 @@ pillarization), clouds without x/y/z or with unknown field types or inconsistent
 skipped, nothing published), images with unsupported encoding or a wrong step (frame processed
 lidar-only), images of another size than the model's (resized by the pipeline; counted as the
 informational ``images_resized``, the usual case for full-resolution cameras), missing intensity
-field (zeros), stamps going backwards, the camera stopping (lidar-only after ``camera_timeout``).
+field (zeros), stamps going backwards, the camera stopping (lidar-only after ``camera_timeout``),
+clouds over ``max_cloud_points`` / images over ``max_image_pixels`` (refused in the subscription
+callback before conversion), an empty ``frame_id``, no finite point inside the model's
+``point_cloud_range`` (e.g. every point at 1e9 m), duplicate field names, data in a 0-point
+cloud and a wrong ``is_bigendian`` flag (the last three: cloud skipped as malformed).
+``/diagnostics`` (ros/diagnostics.py) is WARN while a cause is active: a bad input, dropped
+pillars or a zero stamp within the last ``diagnostics_window_s``, more than
+``overload_warn_fraction`` of the frames of that window skipped (overload), no cloud for
+``input_stale_warn_s``, the synchronizer's diagnosis; ERROR after an inference error.
 A missing or corrupt model file, or a ``contract.*`` parameter that disagrees with the model file,
 stops the node at start-up with a message and exit code 2.
 """
@@ -128,6 +136,18 @@ NODE_PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "expected_cloud_frame": ("", "if set, warn (throttled) when a cloud's frame_id differs: the model expects points in "
                                  "its training frame (A2D2: cam_front_center, the camera view frame); empty = no check"),
     "input_stale_warn_s": (2.0, "diagnostics WARN when no cloud arrived for this many seconds (after the first one)"),
+    "max_cloud_points": (1_000_000, "clouds with more points (width x height) are refused "
+                         "before conversion, counted (bad_input.cloud_too_large) and warned; "
+                         "0 = no limit"),
+    "max_image_pixels": (12_582_912, "images with more pixels (width x height; default "
+                         "4096 x 3072) are refused before conversion (bad_input.image_too_large; "
+                         "the cloud runs lidar-only); 0 = no limit"),
+    "diagnostics_window_s": (5.0, "a diagnostics cause (bad input, dropped pillars, inference "
+                             "error, zero stamp, overload) clears once it has not recurred for "
+                             "this many seconds"),
+    "overload_warn_fraction": (0.1, "diagnostics WARN when more than this fraction of the "
+                               "synchronised frames in diagnostics_window_s was skipped because "
+                               "inference is slower than the input"),
 }
 
 #: contract fields that can be pinned by ``contract.<name>`` parameters
@@ -234,7 +254,9 @@ def _build_node_class():
     from sensor_msgs.msg import Image, PointCloud2
 
     from bev_mtl_ros.ros import messages as M
-    from bev_mtl_ros.ros.conversions import ConversionError, cloud_to_xyzi, image_to_rgb
+    from bev_mtl_ros.ros.conversions import (ConversionError, InputTooLarge, check_cloud_size,
+                                             check_image_size, cloud_to_xyzi, image_to_rgb)
+    from bev_mtl_ros.ros.diagnostics import HealthConfig, PipelineHealth
     from bev_mtl_ros.ros.sync import ApproxTimeSync, stamp_to_sec
 
     def qos_from_name(name: str, depth: int) -> QoSProfile:
@@ -301,9 +323,12 @@ def _build_node_class():
             try:
                 self.sync = ApproxTimeSync(slop=p["sync_slop"], queue_size=p["sync_queue_size"],
                                            camera_timeout=p["camera_timeout"],
-                                           allow_lidar_only=bool(self.contract.lidar_only_supported))
+                                           allow_lidar_only=bool(
+                                               self.contract.lidar_only_supported),
+                                           diag_window=p["diagnostics_window_s"])
             except ValueError as e:
-                raise StartupError(f"parameters sync_slop / sync_queue_size / camera_timeout: {e}") from e
+                raise StartupError(f"parameters sync_slop / sync_queue_size / camera_timeout / "
+                                   f"diagnostics_window_s: {e}") from e
             self._cond = threading.Condition()
             self._slot: Optional[Any] = None
             self._stop = False
@@ -313,13 +338,22 @@ def _build_node_class():
                 "bad_input.empty_cloud": 0, "bad_input.nonfinite_cloud": 0, "bad_input.cloud_malformed": 0,
                 "bad_input.image_malformed": 0, "images_resized": 0, "bad_input.missing_intensity": 0,
                 "bad_input.stamp_backwards": 0, "bad_input.unexpected_frame": 0, "errors.inference": 0,
+                "bad_input.cloud_too_large": 0, "bad_input.image_too_large": 0,
+                "bad_input.empty_frame_id": 0, "bad_input.cloud_out_of_range": 0,
             }
             self._counter_lock = threading.Lock()
             self._rate_clouds, self._rate_images, self._rate_out = _Rate(), _Rate(), _Rate()
             self._latencies: Deque[float] = deque(maxlen=200)
             self._last_resets = 0
             self._last_cloud_mono: Optional[float] = None
-            self._last_diag_counters: Dict[str, int] = dict(self.counters)
+            try:
+                health_cfg = HealthConfig(window_s=p["diagnostics_window_s"],
+                                          overload_fraction=p["overload_warn_fraction"],
+                                          input_stale_s=p["input_stale_warn_s"])
+                self._health = PipelineHealth(health_cfg, self.counters, time.monotonic())
+            except ValueError as e:
+                raise StartupError(f"parameters diagnostics_window_s / overload_warn_fraction / "
+                                   f"input_stale_warn_s: {e}") from e
             # ---------------------------------------------------------------- ROS I/O
             in_qos = qos_from_name(p["input_qos"], max(1, int(p["input_queue_depth"])))
             out_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
@@ -393,23 +427,44 @@ def _build_node_class():
         def _on_cloud(self, msg: Any) -> None:
             self._rate_clouds.tick()
             self._last_cloud_mono = time.monotonic()
+            if not self._input_ok(msg, "cloud"):
+                return
             pairs = self.sync.add_cloud((msg, time.monotonic()), stamp_to_sec(msg.header.stamp))
             self._check_resets()
             self._offer(pairs)
 
         def _on_image(self, msg: Any) -> None:
             self._rate_images.tick()
+            if not self._input_ok(msg, "image"):
+                return
             pairs = self.sync.add_image(msg, stamp_to_sec(msg.header.stamp))
             self._check_resets()
             self._offer(pairs)
 
+        def _input_ok(self, msg: Any, kind: str) -> bool:
+            """Size limit (refused before conversion) and header checks of one input message."""
+            try:
+                if kind == "cloud":
+                    check_cloud_size(msg, self._params["max_cloud_points"])
+                else:
+                    check_image_size(msg, self._params["max_image_pixels"])
+            except InputTooLarge as e:
+                self._count(f"bad_input.{kind}_too_large")
+                tail = "" if kind == "cloud" else "; its cloud runs lidar-only"
+                self._warn(f"{kind}_too_large", f"{kind} refused: {e}{tail}")
+                return False
+            if not msg.header.frame_id:
+                self._count("bad_input.empty_frame_id")
+                self._warn("empty_frame_id", f"{kind} with an empty header.frame_id: outputs "
+                           "inherit it and cannot be placed in TF/RViz", 30.0)
+            return True
+
         def _check_resets(self) -> None:
-            r = self.sync.stats.resets
+            r = self.sync.stats.stamp_jumps
             if r != self._last_resets:
                 self._count("bad_input.stamp_backwards", r - self._last_resets)
                 self._last_resets = r
-                self._warn("reset", "input stamps jumped backwards by more than 1 s (bag loop?): synchronizer reset",
-                           1.0)
+                self._warn("reset", f"synchronizer: {self.sync.last_jump}", 1.0)
 
         def _offer(self, pairs: Sequence[Any]) -> None:
             if not pairs:
@@ -522,6 +577,13 @@ def _build_node_class():
             for k, v in (getattr(result, "timings_ms", None) or {}).items():
                 timings["pipeline_total" if k == "total" else str(k)] = float(v)
             stats = getattr(result, "stats", None) or getattr(result, "pillar_stats", None)
+            if (stats is not None and n_finite
+                    and stats.points_in == stats.nonfinite_dropped + stats.out_of_range_dropped):
+                self._count("bad_input.cloud_out_of_range")
+                rng = list(self.contract.point_cloud_range)
+                self._warn("out_of_range", f"none of the {n_finite} finite points lies inside the "
+                           f"model's point_cloud_range {rng[:3]}..{rng[3:]} m (another frame or "
+                           "unit?)", 10.0)
             dropped = int(getattr(stats, "pillars_dropped", 0) or 0)
             if dropped:
                 self._count("pillars_dropped", dropped)
@@ -571,28 +633,13 @@ def _build_node_class():
             values.update(c)
             for k, v in s.to_dict().items():
                 values["sync." + k] = v
-            level, msgs = "OK", []
-            if self._last_cloud_mono is not None:
-                idle = time.monotonic() - self._last_cloud_mono
-                if idle > self._params["input_stale_warn_s"]:
-                    level = "WARN"
-                    msgs.append(f"no cloud on '{self.sub_cloud.topic_name}' for {idle:.1f} s")
+            last = self._last_cloud_mono
+            idle = None if last is None else time.monotonic() - last
             diag = self.sync.diagnose()
             if diag:
-                level = "WARN"
-                msgs.append(diag)
                 self._warn("sync_diag", f"synchronizer: {diag}", 10.0)
-            prev = self._last_diag_counters
-            for key, text in (("pillars_dropped", "pillars dropped"), ("errors.inference", "inference errors")):
-                if c.get(key, 0) > prev.get(key, 0):
-                    level = "WARN" if key != "errors.inference" else "ERROR"
-                    msgs.append(text)
-            bad = sum(c[k] - prev.get(k, 0) for k in c if k.startswith("bad_input."))
-            if bad:
-                if level == "OK":
-                    level = "WARN"
-                msgs.append(f"{bad} bad inputs")
-            self._last_diag_counters = c
+            level, msgs = self._health.assess(time.monotonic(), c, idle, diag,
+                                              self.sub_cloud.topic_name)
             status = M.diagnostic_status(f"{self.get_name()}: pipeline", level, "; ".join(msgs) or "ok", values,
                                          hardware_id=str(getattr(self.backend, "device", "")))
             self.pub_diag.publish(M.diagnostic_array([status], self.get_clock().now().to_msg()))
