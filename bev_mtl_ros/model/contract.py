@@ -92,6 +92,9 @@ class ModelContract:
         semantic_classes: names of the semantic logits' channels (A2D2's 38 merged classes).
         bev_stride: detection-head cell size in pillars (>= 2 gives a stride-2 backbone).
         lidar_only_supported: the network has a defined lidar-only path (camera_valid = 0).
+        frame_id: the model lidar frame (ROS frame name): points, ``point_cloud_range``, boxes and
+            BEV outputs are in it. A2D2: ``cam_front_center``, the front-center camera's view frame.
+            The node's default ``target_frame``. Contracts saved without it read as the default.
         version: contract schema version.
     """
 
@@ -110,6 +113,7 @@ class ModelContract:
     semantic_classes: Tuple[str, ...] = A2D2_SEMANTIC_CLASSES
     bev_stride: int = 2
     lidar_only_supported: bool = True
+    frame_id: str = "cam_front_center"
     version: int = 1
 
     # ------------------------------------------------------------------ derived geometry
@@ -149,6 +153,8 @@ class ModelContract:
             raise ContractError(f"image_size {self.image_size} must be divisible by 32")
         if tuple(self.point_features[:3]) != ("x", "y", "z"):
             raise ContractError(f"point_features must start with x, y, z: {self.point_features}")
+        if not isinstance(self.frame_id, str) or not self.frame_id.strip("/ "):
+            raise ContractError(f"frame_id must be a non-empty frame name, got {self.frame_id!r}")
         if self.max_pillars <= 0 or self.max_points_per_pillar <= 0:
             raise ContractError("max_pillars and max_points_per_pillar must be positive")
         unknown = {v for v in self.box_class_map.values() if v is not None} - set(self.detection_classes)

@@ -125,8 +125,9 @@ NODE_PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "score_threshold": (0.35, "minimum detection score"),
     "nms": ("circle", "circle (CenterPoint circle NMS) | rotated_iou (BEV rotated IoU NMS) | none"),
     "publish_semantic_color": (True, "publish ~/semantic/color (rgb8 overlay)"),
-    "expected_cloud_frame": ("", "if set, warn (throttled) when a cloud's frame_id differs: the model expects points in "
-                                 "its training frame (A2D2: cam_front_center, the camera view frame); empty = no check"),
+    "target_frame": ("", "frame every cloud is transformed into (TF, at the cloud's stamp) before inference; the "
+                         "outputs' frame_id. Empty = the model contract's frame_id (A2D2: cam_front_center)"),
+    "tf_timeout": (0.1, "seconds a frame waits for its cloud -> target_frame transform, then it is skipped"),
     "input_stale_warn_s": (2.0, "diagnostics WARN when no cloud arrived for this many seconds (after the first one)"),
 }
 
@@ -232,10 +233,12 @@ def _build_node_class():
     from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data,
                            qos_profile_system_default)
     from sensor_msgs.msg import Image, PointCloud2
+    from std_msgs.msg import Header
 
     from bev_mtl_ros.ros import messages as M
     from bev_mtl_ros.ros.conversions import ConversionError, cloud_to_xyzi, image_to_rgb
     from bev_mtl_ros.ros.sync import ApproxTimeSync, stamp_to_sec
+    from bev_mtl_ros.ros.tf import TransformError, make_transform_source, transform_points
 
     def qos_from_name(name: str, depth: int) -> QoSProfile:
         name = name.strip().lower()
@@ -312,7 +315,8 @@ def _build_node_class():
                 "pillars_dropped": 0, "frames_with_pillars_dropped": 0, "nonfinite_points": 0,
                 "bad_input.empty_cloud": 0, "bad_input.nonfinite_cloud": 0, "bad_input.cloud_malformed": 0,
                 "bad_input.image_malformed": 0, "images_resized": 0, "bad_input.missing_intensity": 0,
-                "bad_input.stamp_backwards": 0, "bad_input.unexpected_frame": 0, "errors.inference": 0,
+                "bad_input.stamp_backwards": 0, "bad_input.no_transform": 0, "frames_transformed": 0,
+                "errors.inference": 0,
             }
             self._counter_lock = threading.Lock()
             self._rate_clouds, self._rate_images, self._rate_out = _Rate(), _Rate(), _Rate()
@@ -341,8 +345,6 @@ def _build_node_class():
             self.pub_label_info = self.create_publisher(LabelInfo, "~/semantic/label_info", latched)
             self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
             self.pub_timing = self.create_publisher(Float64MultiArray, "~/debug/processing_time_ms", out_qos)
-            from std_msgs.msg import Header
-
             h = Header()
             h.stamp = self.get_clock().now().to_msg()
             self.pub_label_info.publish(M.label_info_msg(self.contract.semantic_classes, h, 0.0))
@@ -350,6 +352,18 @@ def _build_node_class():
             self.sub_image = self.create_subscription(Image, p["image_topic"], self._on_image, in_qos)
             from rclpy.clock import Clock, ClockType
 
+            # ---------------------------------------------------------------- TF
+            self.target_frame = (p["target_frame"] or self.contract.frame_id).lstrip("/")
+            if not p["tf_timeout"] >= 0.0:
+                raise StartupError(f"parameter 'tf_timeout' = {p['tf_timeout']} must be >= 0")
+            self._tf_unconnected = ""   # last failed look-up, for /diagnostics
+            try:
+                self.tf = make_transform_source(self)
+                tf_mode = self.tf.mode
+            except ImportError as e:  # neither tf2_ros nor tf2_msgs: only clouds already in target_frame
+                self.tf = None
+                tf_mode = f"none ({e}): only clouds in '{self.target_frame}' are used"
+            self.get_logger().info(f"TF: {tf_mode}; target_frame '{self.target_frame}'")
             self._diag_timer = self.create_timer(1.0, self._publish_diagnostics,
                                                  clock=Clock(clock_type=ClockType.STEADY_TIME))
             self._worker = threading.Thread(target=self._worker_loop, name="perception_worker", daemon=True)
@@ -444,12 +458,38 @@ def _build_node_class():
                     self._count("errors.inference")
                     self._warn("process_exc", f"frame failed: {type(e).__name__}: {e}\n{traceback.format_exc()}", 5.0)
 
+        def _cloud_transform(self, cloud: Any) -> Tuple[bool, Any]:
+            """(ok, transform or None for identity) from the cloud's frame into target_frame at the
+            cloud's stamp; on failure counts ``bad_input.no_transform``, names the frames for
+            /diagnostics and warns (throttled)."""
+            source = cloud.header.frame_id.lstrip("/")
+            if source == self.target_frame:
+                return True, None
+            try:
+                if not source:
+                    raise TransformError("the cloud has an empty header.frame_id")
+                if self.tf is None:
+                    raise TransformError("no TF available (neither tf2_ros nor tf2_msgs importable)")
+                stamp_ns = int(cloud.header.stamp.sec) * 1_000_000_000 + int(cloud.header.stamp.nanosec)
+                T = self.tf.lookup(self.target_frame, source, stamp_ns, self._params["tf_timeout"])
+            except TransformError as e:
+                self._count("bad_input.no_transform")
+                self._tf_unconnected = f"'{source}' -> '{self.target_frame}': {e}"
+                self._warn("tf", f"cloud skipped: no transform {self._tf_unconnected}", 5.0)
+                return False, None
+            return True, (None if T.is_identity() else T)
+
         def _process(self, pair: Any) -> None:
             t0 = time.perf_counter()
             cloud, t_arrival = pair.cloud
-            header = cloud.header
             p = self._params
             self._count("processed")
+            ok, T = self._cloud_transform(cloud)
+            if not ok:
+                return
+            header = cloud.header
+            if header.frame_id != self.target_frame:   # outputs: target_frame, the cloud's stamp
+                header = Header(stamp=cloud.header.stamp, frame_id=self.target_frame)
             # ---- cloud
             try:
                 conv = cloud_to_xyzi(cloud, intensity_field=p["intensity_field"],
@@ -459,11 +499,9 @@ def _build_node_class():
                 self._warn("cloud_bad", f"cloud on '{self.sub_cloud.topic_name}' skipped: {e}")
                 return
             points = conv.points
-            want_frame = p["expected_cloud_frame"]
-            if want_frame and header.frame_id != want_frame:
-                self._count("bad_input.unexpected_frame")
-                self._warn("frame", f"cloud frame_id '{header.frame_id}' != expected_cloud_frame '{want_frame}': the "
-                           "model sees the points as if they were in its training frame (no TF lookup is done)", 30.0)
+            if T is not None:
+                transform_points(points, T)
+                self._count("frames_transformed")
             if points.shape[0] and not conv.has_intensity and p["intensity_field"]:
                 self._count("bad_input.missing_intensity")
                 names = [f.name for f in cloud.fields]
@@ -571,7 +609,13 @@ def _build_node_class():
             values.update(c)
             for k, v in s.to_dict().items():
                 values["sync." + k] = v
+            values["tf.target_frame"] = self.target_frame
+            values["tf.mode"] = self.tf.mode if self.tf is not None else "none"
+            values["tf.unconnected"] = self._tf_unconnected  # the last failed look-up ("" = none yet)
             level, msgs = "OK", []
+            if c.get("bad_input.no_transform", 0) > self._last_diag_counters.get("bad_input.no_transform", 0):
+                level = "WARN"
+                msgs.append(f"clouds skipped, no transform {self._tf_unconnected}")
             if self._last_cloud_mono is not None:
                 idle = time.monotonic() - self._last_cloud_mono
                 if idle > self._params["input_stale_warn_s"]:
