@@ -31,6 +31,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
+from bev_mtl_ros.data import calibration
+
 __all__ = ["TransformError", "RigidTransform", "TransformBuffer", "transform_points",
            "make_transform_source"]
 
@@ -91,7 +93,8 @@ class RigidTransform:
 
 
 def transform_points(points: np.ndarray, transform: RigidTransform) -> np.ndarray:
-    """Transform the x, y, z columns of a point array in place (vectorised, float64 arithmetic).
+    """Transform the x, y, z columns of a point array in place (vectorised, float64 arithmetic:
+    :func:`bev_mtl_ros.data.calibration.transform_points`).
 
     Args:
         points: (N, C >= 3) float32 or float64, columns 0..2 = x, y, z in metres of the source
@@ -106,9 +109,7 @@ def transform_points(points: np.ndarray, transform: RigidTransform) -> np.ndarra
     if points.ndim != 2 or points.shape[1] < 3 or not np.issubdtype(points.dtype, np.floating):
         raise ValueError(f"points must be (N, >=3) floating point, got {points.dtype} {points.shape}")
     if points.shape[0]:
-        R = transform.rotation.as_matrix()
-        xyz = points[:, :3].astype(np.float64)
-        points[:, :3] = xyz @ R.T + transform.translation
+        points[:, :3] = calibration.transform_points(transform.matrix(), points[:, :3])
     return points
 
 
