@@ -455,6 +455,8 @@ def _build_node_class():
                 try:
                     self._process(pair)
                 except Exception as e:  # never let the worker die
+                    if self._stop or not self.context.ok():  # shutting down: drop the frame quietly
+                        return
                     self._count("errors.inference")
                     self._warn("process_exc", f"frame failed: {type(e).__name__}: {e}\n{traceback.format_exc()}", 5.0)
 
@@ -666,12 +668,26 @@ def __getattr__(name: str) -> Any:  # PerceptionNode is built on first access (n
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the node until shutdown. Returns 0 on clean exit, 2 on a start-up error (the message is
-    logged and printed to stderr)."""
+    """Run the node until SIGINT/SIGTERM (or an external rclpy shutdown).
+
+    Shutdown order (no publish on a dead context, no traceback): the signal only sets a flag; the
+    spin loop then ends, the worker finishes its in-flight frame (a frame still waiting in the
+    mailbox is dropped), the node is destroyed, and only then is rclpy shut down. rclpy's own
+    signal handlers are not installed (they would invalidate the context while the worker is
+    publishing). A signal during start-up (model loading) ends the node right after it.
+
+    Returns:
+        0 on a clean exit, 2 on a start-up error (the message is printed to stderr).
+    """
+    import signal
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
-    rclpy.init(args=list(argv) if argv is not None else None)
+    rclpy.init(args=list(argv) if argv is not None else None, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
         try:
@@ -682,15 +698,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         try:
-            executor.spin()
-        except (KeyboardInterrupt, ExternalShutdownException):
+            while not stop.is_set() and rclpy.ok():
+                executor.spin_once(timeout_sec=0.1)
+        except ExternalShutdownException:
             pass
+        if stop.is_set():
+            node.get_logger().info("signal received: finishing the frame in flight and stopping")
         return 0
     finally:
         if node is not None:
             node.stop()
             node.destroy_node()
         rclpy.try_shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
-"""perception_node (separate process, over DDS) with clouds in a frame other than target_frame.
+"""perception_node as on a vehicle (separate process, over DDS; issue 11).
 
+TF, clouds in a frame other than target_frame:
 * no transform: the frame is skipped (no output), counted in ``bad_input.no_transform`` and
   named in /diagnostics (``tf.unconnected``, WARN), the node keeps running;
 * after /tf_static connects the frames: the cloud is transformed into target_frame (the outputs
   carry target_frame and the cloud's stamp) and the outputs equal those of the same points sent
   already in target_frame (boxes within 1e-4 m / rad, drivable masks identical).
+
+Shutdown: SIGINT / SIGTERM while frames are in flight -> exit code 0, no traceback.
 """
 
 from __future__ import annotations
@@ -173,3 +176,60 @@ def test_missing_transform_skips_then_tf_static_connects(ros_env, rclpy_context,
     out = proc.stdout.read()
     assert proc.returncode == 0, out
     assert "TF: " in out and "target_frame 'cam_front_center'" in out, out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_with_frames_in_flight_exits_cleanly(ros_env, rclpy_context, tiny_onnx, sig):
+    """Frames are sent faster than the node answers; the signal arrives while one is processed."""
+    import time
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image, PointCloud2
+    from vision_msgs.msg import Detection3DArray
+
+    from bev_mtl_ros.ros.conversions import cloud_to_msg, image_to_msg
+
+    cmd = [sys.executable, "-m", "bev_mtl_ros.ros.node", "--ros-args", "-r", f"__node:={NODE}",
+           "-p", f"model_path:={tiny_onnx}", "-p", "cloud_topic:=/t/points", "-p", "image_topic:=/t/image",
+           "-p", "input_qos:=reliable", "-p", "backend:=onnxruntime"]
+    proc = subprocess.Popen(cmd, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node = rclpy.create_node("shutdown_tester", context=rclpy_context)
+    ex = SingleThreadedExecutor(context=rclpy_context)
+    ex.add_node(node)
+    rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    pub_c = node.create_publisher(PointCloud2, "/t/points", rel)
+    pub_i = node.create_publisher(Image, "/t/image", rel)
+    answered = []
+    node.create_subscription(Detection3DArray, f"/{NODE}/detections", answered.append, rel)
+    rng = np.random.default_rng(0)
+    n = 20000
+    cols = {"x": rng.uniform(1, 40, n).astype(np.float32), "y": rng.uniform(-20, 20, n).astype(np.float32),
+            "z": rng.uniform(-2, 1, n).astype(np.float32), "intensity": rng.uniform(0, 255, n).astype(np.float32)}
+    image = rng.integers(0, 256, (160, 256, 3), dtype=np.uint8)
+    try:
+        end = time.monotonic() + 90
+        while not (pub_c.get_subscription_count() and node.count_publishers(f"/{NODE}/detections")):
+            ex.spin_once(timeout_sec=0.1)
+            assert time.monotonic() < end and proc.poll() is None, "node did not come up"
+        sec, t_signal, t_end = 1, None, None
+        while True:
+            pub_i.publish(image_to_msg(image, "rgb8", _header(sec, "cam_front_center_optical")))
+            pub_c.publish(cloud_to_msg(cols, _header(sec, "cam_front_center")))
+            sec += 1
+            ex.spin_once(timeout_sec=0.01)           # ~ 100 Hz input: always a frame in flight
+            if t_signal is None and len(answered) >= 3:
+                proc.send_signal(sig)
+                t_signal = time.monotonic()
+            if t_signal is not None and (proc.poll() is not None or time.monotonic() - t_signal > 20):
+                break
+            assert time.monotonic() < end + 60, "no answers from the node"
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        node.destroy_node()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "RCLError" not in out and "context is invalid" not in out, out
