@@ -8,6 +8,9 @@ TF, clouds in a frame other than target_frame:
   already in target_frame (boxes within 1e-4 m / rad, drivable masks identical).
 
 Shutdown: SIGINT / SIGTERM while frames are in flight -> exit code 0, no traceback.
+
+Lazy outputs: with only ~/detections subscribed, the optional outputs are not built (counted in
+``outputs_unsubscribed``); a late subscriber to ~/semantic gets it from the next frame on.
 """
 
 from __future__ import annotations
@@ -233,3 +236,75 @@ def test_signal_with_frames_in_flight_exits_cleanly(ros_env, rclpy_context, tiny
             proc.wait()
     assert proc.returncode == 0, out
     assert "Traceback" not in out and "RCLError" not in out and "context is invalid" not in out, out
+
+
+def test_lazy_outputs_only_with_subscribers(ros_env, rclpy_context, tiny_onnx):
+    import time
+
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image, PointCloud2
+    from vision_msgs.msg import Detection3DArray
+
+    from bev_mtl_ros.ros.conversions import cloud_to_msg, image_to_msg
+
+    cmd = [sys.executable, "-m", "bev_mtl_ros.ros.node", "--ros-args", "-r", f"__node:={NODE}",
+           "-p", f"model_path:={tiny_onnx}", "-p", "cloud_topic:=/t/points", "-p", "image_topic:=/t/image",
+           "-p", "input_qos:=reliable", "-p", "backend:=onnxruntime"]
+    proc = subprocess.Popen(cmd, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node = rclpy.create_node("lazy_tester", context=rclpy_context)
+    ex = SingleThreadedExecutor(context=rclpy_context)
+    ex.add_node(node)
+    rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    pub_c = node.create_publisher(PointCloud2, "/t/points", rel)
+    pub_i = node.create_publisher(Image, "/t/image", rel)
+    dets, sems, diags = {}, {}, []
+    node.create_subscription(Detection3DArray, f"/{NODE}/detections", lambda m: dets.__setitem__(m.header.stamp.sec, m),
+                             rel)
+    node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+    rng = np.random.default_rng(2)
+    n = 2000
+    cols = {"x": rng.uniform(1, 40, n).astype(np.float32), "y": rng.uniform(-20, 20, n).astype(np.float32),
+            "z": rng.uniform(-2, 1, n).astype(np.float32), "intensity": rng.uniform(0, 255, n).astype(np.float32)}
+    image = rng.integers(0, 256, (160, 256, 3), dtype=np.uint8)
+
+    def spin_until(pred, timeout):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            ex.spin_once(timeout_sec=0.05)
+            if pred():
+                return True
+            assert proc.poll() is None, f"node died (rc {proc.returncode}):\n{proc.stdout.read()}"
+        return False
+
+    def frame(sec):
+        pub_i.publish(image_to_msg(image, "rgb8", _header(sec, "cam_front_center_optical")))
+        spin_until(lambda: False, 0.1)
+        pub_c.publish(cloud_to_msg(cols, _header(sec, "cam_front_center")))
+        assert spin_until(lambda: sec in dets, 30), f"no detections for frame {sec}"
+
+    def counter(name):
+        return int(next((kv.value for kv in diags[-1].status[0].values if kv.key == name), -1)) if diags else -1
+
+    try:
+        assert spin_until(lambda: pub_c.get_subscription_count() and node.count_publishers(f"/{NODE}/detections"),
+                          90), "node did not come up"
+        spin_until(lambda: False, 0.5)
+        frame(1)
+        frame(2)
+        # markers, drivable_area, drivable_area/grid, semantic, semantic/color, debug timing: 6 per frame
+        assert spin_until(lambda: counter("outputs_unsubscribed") == 12, 10), counter("outputs_unsubscribed")
+        node.create_subscription(Image, f"/{NODE}/semantic", lambda m: sems.__setitem__(m.header.stamp.sec, m), rel)
+        assert spin_until(lambda: node.count_publishers(f"/{NODE}/semantic") >= 1, 10)
+        spin_until(lambda: False, 0.5)
+        frame(3)
+        assert spin_until(lambda: 3 in sems, 10) and (sems[3].width, sems[3].height) == (256, 160)
+        assert spin_until(lambda: counter("outputs_unsubscribed") == 17, 10), counter("outputs_unsubscribed")
+    finally:
+        node.destroy_node()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=20)
+    assert proc.returncode == 0

@@ -225,6 +225,11 @@ class _Rate:
             return (len(self._t) - 1) / max(self._t[-1] - self._t[0], 1e-6)
 
 
+def _wanted(publisher: Any) -> bool:
+    """Lazy outputs: True when ``publisher`` exists and has at least one subscriber."""
+    return publisher is not None and publisher.get_subscription_count() > 0
+
+
 def _build_node_class():
     """Define the Node subclass lazily so that this module imports without rclpy."""
     import rclpy
@@ -316,6 +321,7 @@ def _build_node_class():
                 "bad_input.empty_cloud": 0, "bad_input.nonfinite_cloud": 0, "bad_input.cloud_malformed": 0,
                 "bad_input.image_malformed": 0, "images_resized": 0, "bad_input.missing_intensity": 0,
                 "bad_input.stamp_backwards": 0, "bad_input.no_transform": 0, "frames_transformed": 0,
+                "outputs_unsubscribed": 0,
                 "errors.inference": 0,
             }
             self._counter_lock = threading.Lock()
@@ -345,6 +351,10 @@ def _build_node_class():
             self.pub_label_info = self.create_publisher(LabelInfo, "~/semantic/label_info", latched)
             self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
             self.pub_timing = self.create_publisher(Float64MultiArray, "~/debug/processing_time_ms", out_qos)
+            #: optional outputs (lazy: built only with subscribers); detections and diagnostics always
+            self._optional = {"markers": self.pub_markers, "drivable": self.pub_drivable, "grid": self.pub_grid,
+                              "semantic": self.pub_sem, "semantic_color": self.pub_sem_color,
+                              "timing": self.pub_timing}
             h = Header()
             h.stamp = self.get_clock().now().to_msg()
             self.pub_label_info.publish(M.label_info_msg(self.contract.semantic_classes, h, 0.0))
@@ -548,12 +558,16 @@ def _build_node_class():
                 empty = np.zeros((0, 7), np.float32)
                 self.pub_det.publish(M.detections_to_msg(empty, np.zeros(0, np.float32), np.zeros(0, np.int64),
                                                          self.class_names, header))
-                self.pub_markers.publish(M.detections_to_markers(empty, np.zeros(0), np.zeros(0, np.int64),
-                                                                 self.class_names, header))
+                if _wanted(self.pub_markers):
+                    self.pub_markers.publish(M.detections_to_markers(empty, np.zeros(0), np.zeros(0, np.int64),
+                                                                     self.class_names, header))
                 self._finish(t0, t_arrival, timings)
                 return
+            wants = {name: _wanted(pub) for name, pub in self._optional.items()}
+            self._count("outputs_unsubscribed", sum(not w for w in wants.values()))
+            want_sem, want_color = wants["semantic"], wants["semantic_color"]
             try:
-                result = self.pipeline(points, rgb)
+                result = self.pipeline(points, rgb, semantic=want_sem or want_color)
             except Exception as e:
                 self._count("errors.inference")
                 self._warn("infer", f"inference failed: {type(e).__name__}: {e}")
@@ -571,26 +585,32 @@ def _build_node_class():
             # ---- publish (cloud header for lidar/BEV outputs, image header for image-space outputs)
             det = result.detections
             self.pub_det.publish(M.detections_to_msg(det.boxes, det.scores, det.labels, self.class_names, header))
-            self.pub_markers.publish(M.detections_to_markers(det.boxes, det.scores, det.labels, self.class_names,
-                                                             header))
+            # optional outputs: built and published only when someone subscribes (lazy outputs)
+            if wants["markers"]:
+                self.pub_markers.publish(M.detections_to_markers(det.boxes, det.scores, det.labels,
+                                                                 self.class_names, header))
             if result.drivable is not None:
-                self.pub_drivable.publish(M.drivable_to_image(result.drivable, header))
-                try:
-                    self.pub_grid.publish(M.drivable_to_occupancy_grid(result.drivable, self.contract.point_cloud_range,
-                                                                       self.contract.pillar_size, header))
-                except ValueError as e:
-                    self._warn("grid", str(e), 60.0)
-            sem = getattr(result, "semantic", None)
+                if wants["drivable"]:
+                    self.pub_drivable.publish(M.drivable_to_image(result.drivable, header))
+                if wants["grid"]:
+                    try:
+                        self.pub_grid.publish(M.drivable_to_occupancy_grid(
+                            result.drivable, self.contract.point_cloud_range, self.contract.pillar_size, header))
+                    except ValueError as e:
+                        self._warn("grid", str(e), 60.0)
+            sem = result.semantic
             if sem is not None and rgb is not None and pair.image is not None:
-                self.pub_sem.publish(M.semantic_to_image(sem, pair.image.header))
-                if self.pub_sem_color is not None and sem.shape[:2] == rgb.shape[:2]:
+                if want_sem:
+                    self.pub_sem.publish(M.semantic_to_image(sem, pair.image.header))
+                if want_color and sem.shape[:2] == rgb.shape[:2]:
                     self.pub_sem_color.publish(M.semantic_overlay(rgb, sem, pair.image.header))
             timings["publish"] = (time.perf_counter() - t_inf) * 1e3
             self._finish(t0, t_arrival, timings)
 
         def _finish(self, t0: float, t_arrival: float, timings: Dict[str, float]) -> None:
             timings["total"] = (time.perf_counter() - t0) * 1e3
-            self.pub_timing.publish(M.timings_msg(timings))
+            if _wanted(self.pub_timing):
+                self.pub_timing.publish(M.timings_msg(timings))
             self._latencies.append((time.monotonic() - t_arrival) * 1e3)
             self._rate_out.tick()
             self._count("published")
