@@ -15,6 +15,7 @@ Lazy outputs: with only ~/detections subscribed, the optional outputs are not bu
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -83,7 +84,7 @@ def test_missing_transform_skips_then_tf_static_connects(ros_env, rclpy_context,
     from bev_mtl_ros.ros.tf import RigidTransform, transform_points
 
     cmd = [sys.executable, "-m", "bev_mtl_ros.ros.node", "--ros-args", "-r", f"__node:={NODE}",
-           "-p", f"model_path:={tiny_onnx}", "-p", "cloud_topic:=/t/points", "-p", "image_topic:=/t/image",
+           "-p", f"model_path:={tiny_onnx}", "-r", "~/input/pointcloud:=/t/points", "-r", "~/input/image:=/t/image",
            "-p", "input_qos:=reliable", "-p", "score_threshold:=0.05", "-p", "tf_timeout:=0.3",
            "-p", "backend:=onnxruntime"]
     proc = subprocess.Popen(cmd, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -195,7 +196,7 @@ def test_signal_with_frames_in_flight_exits_cleanly(ros_env, rclpy_context, tiny
     from bev_mtl_ros.ros.conversions import cloud_to_msg, image_to_msg
 
     cmd = [sys.executable, "-m", "bev_mtl_ros.ros.node", "--ros-args", "-r", f"__node:={NODE}",
-           "-p", f"model_path:={tiny_onnx}", "-p", "cloud_topic:=/t/points", "-p", "image_topic:=/t/image",
+           "-p", f"model_path:={tiny_onnx}", "-r", "~/input/pointcloud:=/t/points", "-r", "~/input/image:=/t/image",
            "-p", "input_qos:=reliable", "-p", "backend:=onnxruntime"]
     proc = subprocess.Popen(cmd, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     node = rclpy.create_node("shutdown_tester", context=rclpy_context)
@@ -251,7 +252,7 @@ def test_lazy_outputs_only_with_subscribers(ros_env, rclpy_context, tiny_onnx):
     from bev_mtl_ros.ros.conversions import cloud_to_msg, image_to_msg
 
     cmd = [sys.executable, "-m", "bev_mtl_ros.ros.node", "--ros-args", "-r", f"__node:={NODE}",
-           "-p", f"model_path:={tiny_onnx}", "-p", "cloud_topic:=/t/points", "-p", "image_topic:=/t/image",
+           "-p", f"model_path:={tiny_onnx}", "-r", "~/input/pointcloud:=/t/points", "-r", "~/input/image:=/t/image",
            "-p", "input_qos:=reliable", "-p", "backend:=onnxruntime"]
     proc = subprocess.Popen(cmd, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     node = rclpy.create_node("lazy_tester", context=rclpy_context)
@@ -308,3 +309,18 @@ def test_lazy_outputs_only_with_subscribers(ros_env, rclpy_context, tiny_onnx):
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=20)
     assert proc.returncode == 0
+
+
+def test_params_file_keyed_for_any_node_name_and_ranges_enforced(ros_env, tiny_onnx, tmp_path):
+    """A "/**" parameters file applies under any node name; a value outside its descriptor range
+    stops the node at start-up naming the parameter (exit code 2)."""
+    extra = tmp_path / "p.yaml"
+    extra.write_text("/**:\n  ros__parameters:\n    score_threshold: 1.5\n")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cmd = [sys.executable, "-m", "bev_mtl_ros.ros.node", "--ros-args", "-r", "__node:=some_other_name",
+           "--params-file", os.path.join(repo, "config", "perception.yaml"), "--params-file", str(extra),
+           "-p", f"model_path:={tiny_onnx}"]
+    proc = subprocess.run(cmd, env=ros_env, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert "parameter 'score_threshold'" in out and "Traceback" not in out, out

@@ -62,7 +62,8 @@ from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["StartupError", "PerceptionNode", "find_default_model", "check_contract_overrides", "main"]
+__all__ = ["StartupError", "PerceptionNode", "find_default_model", "check_contract_overrides", "input_remap_args",
+           "INPUT_NAMES", "main"]
 
 PACKAGE = "bev_mtl_ros"
 DEFAULT_MODEL_NAME = "bev_mtl_default.onnx"
@@ -112,8 +113,10 @@ NODE_PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "device": ("cpu", "cpu | cuda | cuda:N"),
     "fp16": (False, "half precision on GPU (TensorRT/CUDA providers)"),
     "trt_cache_dir": ("", "TensorRT engine cache directory (empty = no TensorRT cache)"),
-    "cloud_topic": ("/a2d2/lidar/points", "input sensor_msgs/PointCloud2 topic"),
-    "image_topic": ("/a2d2/camera/front_center/image_rect", "input sensor_msgs/Image topic"),
+    "cloud_topic": ("", "override of the input cloud topic; empty = ~/input/pointcloud (remap it, as the launch "
+                        "file does)"),
+    "image_topic": ("", "override of the input image topic; empty = ~/input/image (remap it)"),
+    "camera_info_topic": ("", "override of the camera's CameraInfo topic; empty = ~/input/camera_info (remap it)"),
     "input_qos": ("sensor_data", "input QoS: sensor_data (best effort) | reliable | system_default"),
     "input_queue_depth": (5, "history depth of the input subscriptions"),
     "sync_slop": (0.05, "max |image stamp - cloud stamp| for a pair, seconds"),
@@ -129,6 +132,29 @@ NODE_PARAMETERS: Dict[str, Tuple[Any, str]] = {
                          "outputs' frame_id. Empty = the model contract's frame_id (A2D2: cam_front_center)"),
     "tf_timeout": (0.1, "seconds a frame waits for its cloud -> target_frame transform, then it is skipped"),
     "input_stale_warn_s": (2.0, "diagnostics WARN when no cloud arrived for this many seconds (after the first one)"),
+}
+
+#: remappable input names (Autoware's convention; launch/perception.launch.py remaps them from its
+#: arguments); a non-empty ``<key>_topic`` parameter overrides the name
+INPUT_NAMES: Dict[str, str] = {"cloud": "~/input/pointcloud", "image": "~/input/image",
+                               "camera_info": "~/input/camera_info"}
+
+def input_remap_args(cloud: str, image: str, camera_info: str) -> List[str]:
+    """``--ros-args`` remapping rules (``["-r", "~/input/pointcloud:=<cloud>", ...]``) that connect
+    the node's input names (:data:`INPUT_NAMES`) to the given topics; what the launch file does
+    with its arguments, for command lines built in Python (demo, bench, tests)."""
+    out: List[str] = []
+    for key, topic in (("cloud", cloud), ("image", image), ("camera_info", camera_info)):
+        out += ["-r", f"{INPUT_NAMES[key]}:={topic}"]
+    return out
+
+
+#: value ranges of numeric parameters, (min, max) inclusive, checked by rclpy (a value outside
+#: refuses to start / to set, naming the range)
+PARAMETER_RANGES: Dict[str, Tuple[float, float]] = {
+    "input_queue_depth": (1, 100), "sync_slop": (0.0, 1.0), "sync_queue_size": (1, 100),
+    "camera_timeout": (0.0, 10.0), "intensity_scale": (0.0, 1.0e4), "score_threshold": (0.0, 1.0),
+    "tf_timeout": (0.0, 10.0), "input_stale_warn_s": (0.1, 3600.0),
 }
 
 #: contract fields that can be pinned by ``contract.<name>`` parameters
@@ -233,7 +259,7 @@ def _wanted(publisher: Any) -> bool:
 def _build_node_class():
     """Define the Node subclass lazily so that this module imports without rclpy."""
     import rclpy
-    from rcl_interfaces.msg import ParameterDescriptor
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
     from rclpy.node import Node
     from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data,
                            qos_profile_system_default)
@@ -358,8 +384,10 @@ def _build_node_class():
             h = Header()
             h.stamp = self.get_clock().now().to_msg()
             self.pub_label_info.publish(M.label_info_msg(self.contract.semantic_classes, h, 0.0))
-            self.sub_cloud = self.create_subscription(PointCloud2, p["cloud_topic"], self._on_cloud, in_qos)
-            self.sub_image = self.create_subscription(Image, p["image_topic"], self._on_image, in_qos)
+            self.sub_cloud = self.create_subscription(PointCloud2, p["cloud_topic"] or INPUT_NAMES["cloud"],
+                                                      self._on_cloud, in_qos)
+            self.sub_image = self.create_subscription(Image, p["image_topic"] or INPUT_NAMES["image"],
+                                                      self._on_image, in_qos)
             from rclpy.clock import Clock, ClockType
 
             # ---------------------------------------------------------------- TF
@@ -388,8 +416,17 @@ def _build_node_class():
         def _declare_parameters(self) -> None:
             p: Dict[str, Any] = {}
             for name, (default, text) in NODE_PARAMETERS.items():
+                desc = ParameterDescriptor(description=text)
+                if name in PARAMETER_RANGES:
+                    lo, hi = PARAMETER_RANGES[name]
+                    if isinstance(default, int):
+                        desc.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+                    else:
+                        desc.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi),
+                                                                        step=0.0)]
+                    desc.description += f" [{lo} .. {hi}]"
                 try:
-                    p[name] = self.declare_parameter(name, default, ParameterDescriptor(description=text)).value
+                    p[name] = self.declare_parameter(name, default, desc).value
                 except Exception as e:  # e.g. an int given for a double parameter
                     raise StartupError(f"parameter '{name}': {type(e).__name__}: {e} (expected a "
                                        f"{type(default).__name__} like {default!r})") from e
