@@ -263,12 +263,13 @@ def _build_node_class():
     from rclpy.node import Node
     from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data,
                            qos_profile_system_default)
-    from sensor_msgs.msg import Image, PointCloud2
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
     from std_msgs.msg import Header
 
     from bev_mtl_ros.ros import messages as M
     from bev_mtl_ros.ros.conversions import ConversionError, cloud_to_xyzi, image_to_rgb
     from bev_mtl_ros.ros.sync import ApproxTimeSync, stamp_to_sec
+    from bev_mtl_ros.ros.camera import ImageRectifier, nominal_camera_mismatch
     from bev_mtl_ros.ros.tf import TransformError, make_transform_source, transform_points
 
     def qos_from_name(name: str, depth: int) -> QoSProfile:
@@ -347,7 +348,8 @@ def _build_node_class():
                 "bad_input.empty_cloud": 0, "bad_input.nonfinite_cloud": 0, "bad_input.cloud_malformed": 0,
                 "bad_input.image_malformed": 0, "images_resized": 0, "bad_input.missing_intensity": 0,
                 "bad_input.stamp_backwards": 0, "bad_input.no_transform": 0, "frames_transformed": 0,
-                "outputs_unsubscribed": 0,
+                "outputs_unsubscribed": 0, "images_undistorted": 0, "images_without_camera_info": 0,
+                "bad_input.camera_info_mismatch": 0, "camera_unlike_nominal": 0,
                 "errors.inference": 0,
             }
             self._counter_lock = threading.Lock()
@@ -388,6 +390,10 @@ def _build_node_class():
                                                       self._on_cloud, in_qos)
             self.sub_image = self.create_subscription(Image, p["image_topic"] or INPUT_NAMES["image"],
                                                       self._on_image, in_qos)
+            self.rectifier = ImageRectifier()
+            self._nominal_checked: Optional[Any] = None
+            self.sub_info = self.create_subscription(CameraInfo, p["camera_info_topic"] or INPUT_NAMES["camera_info"],
+                                                     self.rectifier.update, in_qos)
             from rclpy.clock import Clock, ClockType
 
             # ---------------------------------------------------------------- TF
@@ -410,7 +416,8 @@ def _build_node_class():
                 f"model {model_path}: backend {getattr(self.backend, 'name', '?')} on "
                 f"{getattr(self.backend, 'device', '?')}; classes {self.class_names}; grid {self.contract.grid_size}; "
                 f"image {self.contract.image_size}; cloud '{self.sub_cloud.topic_name}', "
-                f"image '{self.sub_image.topic_name}' ({p['input_qos']} QoS)")
+                f"image '{self.sub_image.topic_name}', camera info '{self.sub_info.topic_name}' "
+                f"({p['input_qos']} QoS)")
 
         # ------------------------------------------------------------------ parameters
         def _declare_parameters(self) -> None:
@@ -528,6 +535,36 @@ def _build_node_class():
                 return False, None
             return True, (None if T.is_identity() else T)
 
+        def _rectify(self, rgb: np.ndarray) -> np.ndarray:
+            """The image through the camera's CameraInfo: undistorted when it has distortion (maps
+            cached per calibration), as it is when rectified; counts and warns about the rest and
+            (once per calibration) about a camera unlike the model's nominal one."""
+            r = self.rectifier.rectify(rgb)
+            name = self.sub_info.topic_name
+            if r.status == "undistorted":
+                self._count("images_undistorted")
+            elif r.status == "no_camera_info":
+                self._count("images_without_camera_info")
+                self._warn("no_info", f"no CameraInfo on '{name}' yet: images are used as they are (assumed "
+                           "rectified, the model's camera)", 60.0)
+            elif r.status in ("size_mismatch", "unknown_model"):
+                self._count("bad_input.camera_info_mismatch")
+                info = self.rectifier.info
+                self._warn("info_bad", f"CameraInfo on '{name}' ({info.width}x{info.height}, distortion model "
+                           f"'{info.distortion_model}') does not fit image {rgb.shape[1]}x{rgb.shape[0]} "
+                           f"({r.status}): image used without undistortion", 10.0)
+            key = self.rectifier.key
+            if r.camera_matrix is not None and key != self._nominal_checked:
+                self._nominal_checked = key
+                text = nominal_camera_mismatch(r.camera_matrix, rgb.shape[1::-1], self.contract.nominal_camera)
+                if text:
+                    self._count("camera_unlike_nominal")
+                    self.get_logger().warning(text)
+                if self.rectifier.rotation_ignored:
+                    self.get_logger().warning(f"CameraInfo on '{name}' has a rectification rotation R != I "
+                                              "(stereo): not applied, only the distortion is removed")
+            return r.image
+
         def _process(self, pair: Any) -> None:
             t0 = time.perf_counter()
             cloud, t_arrival = pair.cloud
@@ -577,6 +614,8 @@ def _build_node_class():
                     self._warn("image_bad", f"image on '{self.sub_image.topic_name}' unusable ({e}); frame runs "
                                "lidar-only")
                     rgb = None
+                if rgb is not None:
+                    rgb = self._rectify(rgb)
                 if rgb is not None and tuple(rgb.shape[1::-1]) != tuple(self.contract.image_size):
                     self._count("images_resized")
                     self._warn("resize", f"image {rgb.shape[1]}x{rgb.shape[0]} differs from the model's "
