@@ -9,6 +9,10 @@ TF, clouds in a frame other than target_frame:
 
 Shutdown: SIGINT / SIGTERM while frames are in flight -> exit code 0, no traceback.
 
+Camera: a distorted image with its CameraInfo is undistorted (counted), a rectified one used as
+it is, images before any CameraInfo are counted; a camera unlike the model's nominal one is
+warned about once, naming both.
+
 Lazy outputs: with only ~/detections subscribed, the optional outputs are not built (counted in
 ``outputs_unsubscribed``); a late subscriber to ~/semantic gets it from the next frame on.
 """
@@ -324,3 +328,97 @@ def test_params_file_keyed_for_any_node_name_and_ranges_enforced(ros_env, tiny_o
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2, out
     assert "parameter 'score_threshold'" in out and "Traceback" not in out, out
+
+
+def test_camera_info_undistorts_and_warns_once_about_another_camera(ros_env, rclpy_context, tiny_onnx):
+    import time
+
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+    from vision_msgs.msg import Detection3DArray
+
+    from bev_mtl_ros.data.calibration import distort_image, load_calibration
+    from bev_mtl_ros.ros.conversions import cloud_to_msg, image_to_msg
+
+    cmd = [sys.executable, "-m", "bev_mtl_ros.ros.node", "--ros-args", "-r", f"__node:={NODE}",
+           "-p", f"model_path:={tiny_onnx}", "-r", "~/input/pointcloud:=/t/points", "-r", "~/input/image:=/t/image",
+           "-r", "~/input/camera_info:=/t/camera_info", "-p", "input_qos:=reliable", "-p", "backend:=onnxruntime"]
+    proc = subprocess.Popen(cmd, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node = rclpy.create_node("camera_tester", context=rclpy_context)
+    ex = SingleThreadedExecutor(context=rclpy_context)
+    ex.add_node(node)
+    rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    pub_c = node.create_publisher(PointCloud2, "/t/points", rel)
+    pub_i = node.create_publisher(Image, "/t/image", rel)
+    pub_k = node.create_publisher(CameraInfo, "/t/camera_info", rel)
+    dets, sems, diags = {}, {}, []
+    node.create_subscription(Detection3DArray, f"/{NODE}/detections", lambda m: dets.__setitem__(m.header.stamp.sec, m),
+                             rel)
+    node.create_subscription(Image, f"/{NODE}/semantic", lambda m: sems.__setitem__(m.header.stamp.sec, m), rel)
+    node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+    rng = np.random.default_rng(3)
+    n = 2000
+    cols = {"x": rng.uniform(1, 40, n).astype(np.float32), "y": rng.uniform(-20, 20, n).astype(np.float32),
+            "z": rng.uniform(-2, 1, n).astype(np.float32), "intensity": rng.uniform(0, 255, n).astype(np.float32)}
+    cam = load_calibration().cameras["front_center"].scaled((256, 161))   # the model's field of view
+    yy, xx = np.mgrid[0:161, 0:256]
+    rect = np.stack([(xx * 255) // 256, (yy * 255) // 161, 128 + 0 * xx], -1).astype(np.uint8)
+    raw = distort_image(rect, cam)
+
+    def info(K, D, P3):
+        m = CameraInfo()
+        m.header = _header(0, "cam_front_center_optical")
+        m.width, m.height, m.distortion_model = 256, 161, "plumb_bob"
+        m.k, m.d = [float(v) for v in np.asarray(K).reshape(9)], [float(v) for v in D]
+        m.r = [float(v) for v in np.eye(3).reshape(9)]
+        P = np.zeros((3, 4))
+        P[:, :3] = P3
+        m.p = [float(v) for v in P.reshape(12)]
+        return m
+
+    def spin_until(pred, timeout):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            ex.spin_once(timeout_sec=0.05)
+            if pred():
+                return True
+            assert proc.poll() is None, f"node died (rc {proc.returncode}):\n{proc.stdout.read()}"
+        return False
+
+    def frame(sec, image, camera_info=None):
+        if camera_info is not None:
+            pub_k.publish(camera_info)
+        pub_i.publish(image_to_msg(image, "rgb8", _header(sec, "cam_front_center_optical")))
+        spin_until(lambda: False, 0.15)
+        pub_c.publish(cloud_to_msg(cols, _header(sec, "cam_front_center")))
+        assert spin_until(lambda: sec in dets and sec in sems, 30), f"no output for frame {sec}"
+
+    def counters():
+        return {kv.key: kv.value for kv in diags[-1].status[0].values} if diags else {}
+
+    try:
+        assert spin_until(lambda: pub_c.get_subscription_count() and pub_k.get_subscription_count()
+                          and node.count_publishers(f"/{NODE}/semantic"), 90), "node did not come up"
+        spin_until(lambda: False, 0.5)
+        frame(1, rect)                                                       # no CameraInfo yet
+        frame(2, raw, info(cam.cam_matrix_original, cam.distortion, cam.cam_matrix))   # image_raw
+        frame(3, rect, info(cam.cam_matrix, np.zeros(5), cam.cam_matrix))    # image_rect
+        want = {"images_without_camera_info": "1", "images_undistorted": "1", "camera_unlike_nominal": "0"}
+        assert spin_until(lambda: all(counters().get(k) == v for k, v in want.items()), 10), counters()
+        assert (sems[2].width, sems[2].height) == (256, 161)
+        # a 90 deg camera: warned once (not per frame), naming both cameras
+        wide = np.array([[128.0, 0, 128], [0, 128.0, 80.5], [0, 0, 1]])
+        frame(4, rect, info(wide, np.zeros(5), wide))
+        frame(5, rect, info(wide, np.zeros(5), wide))
+        assert spin_until(lambda: counters().get("camera_unlike_nominal") == "1", 10), counters()
+    finally:
+        node.destroy_node()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=20)
+    out = proc.stdout.read()
+    assert proc.returncode == 0, out
+    assert out.count("nominal camera") == 1 and "fx 128.0" in out and "1687.3" in out, out
