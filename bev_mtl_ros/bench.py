@@ -350,7 +350,8 @@ def cuda_device_used_mb() -> Optional[float]:
 # ====================================================================== end-to-end over DDS
 def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, frames: int, warmup: int,
                      device: str, backend: str = "auto", params_file: Optional[str] = "config/perception.yaml",
-                     timeout_s: float = 180.0, log=print, all_outputs: bool = False) -> Dict[str, Any]:
+                     timeout_s: float = 180.0, log=print,
+                     all_outputs: bool = False) -> Dict[str, Any]:
     """Cloud (+ image + camera info) published by this process -> ``~/detections`` received from the
     node started as a separate process. Closed loop (the next frame is sent when the answer to the
     previous one arrived, or after 10 s). ``all_outputs``: this process also subscribes to every
@@ -383,7 +384,8 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
     domain = claim.domain_id
     env = _ros_env(domain)
     from bev_mtl_ros.ros.node import input_remap_args
-    cmd = default_node_cmd() + ["--ros-args"] + input_remap_args(LIDAR_TOPIC, IMAGE_TOPIC, CAMERA_INFO_TOPIC)
+    cmd = (default_node_cmd() + ["--ros-args"]
+           + input_remap_args(LIDAR_TOPIC, IMAGE_TOPIC, CAMERA_INFO_TOPIC))
     pf = Path(params_file) if params_file else None
     if pf is not None and not pf.is_absolute():
         pf = REPO_ROOT / pf
@@ -415,13 +417,15 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
 
         def on_timing(msg):
             timings.append(dict(zip(msg.layout.dim[0].label.split(","), msg.data)))
-        node.create_subscription(Float64MultiArray, f"/{NODE_NAME}/debug/processing_time_ms", on_timing, qos)
+        node.create_subscription(Float64MultiArray, f"/{NODE_NAME}/debug/processing_time_ms",
+                                 on_timing, qos)
         if all_outputs:
             from nav_msgs.msg import OccupancyGrid
             from sensor_msgs.msg import Image
             from visualization_msgs.msg import MarkerArray
-            for suffix, typ in (("markers", MarkerArray), ("drivable_area", Image), ("drivable_area/grid", OccupancyGrid),
-                                ("semantic", Image), ("semantic/color", Image)):
+            for suffix, typ in (("markers", MarkerArray), ("drivable_area", Image),
+                                ("drivable_area/grid", OccupancyGrid), ("semantic", Image),
+                                ("semantic/color", Image)):
                 node.create_subscription(typ, f"/{NODE_NAME}/{suffix}", lambda _m: None, qos)
         cloud = {"x": points[:, 0], "y": points[:, 1], "z": points[:, 2], "intensity": points[:, 3]}
         h, w = image.shape[:2]
@@ -477,10 +481,12 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
             pipe = {k: timings[k].get("pipeline_total", float("nan")) for k in lat}
             result["node_pipeline_ms"] = summarize_ms(list(pipe.values()))
             result["node_overhead_ms"] = summarize_ms([lat[k] - pipe[k] for k in lat])
-            result["node_total_ms"] = summarize_ms([timings[k].get("total", float("nan")) for k in lat])
+            result["node_total_ms"] = summarize_ms([timings[k].get("total", float("nan"))
+                                                     for k in lat])
         else:
-            result["node_overhead_ms"] = {"error": f"{len(timings)} timing messages for {warmup + frames} frames, "
-                                                   f"{lost} lost: frames cannot be matched"}
+            result["node_overhead_ms"] = {
+                "error": f"{len(timings)} timing messages for {warmup + frames} frames, {lost} "
+                         "lost: frames cannot be matched"}
         ex.shutdown()
     finally:
         node.destroy_node()
@@ -629,8 +635,8 @@ def run_benchmark(cfg: BenchConfig, log=print) -> Dict[str, Any]:
         if cfg.dds:
             for key, every in (("end_to_end_dds", False), ("end_to_end_dds_all_outputs", True)):
                 try:
-                    s[key] = bench_end_to_end(model_path, pts, img, cfg.frames, cfg.warmup, dev, log=log,
-                                              all_outputs=every)
+                    s[key] = bench_end_to_end(model_path, pts, img, cfg.frames, cfg.warmup, dev,
+                                              log=log, all_outputs=every)
                 except Exception as e:
                     s[key] = {"error": f"{type(e).__name__}: {e}"}
             s["node_overhead_ms"] = node_overhead(s)
@@ -727,7 +733,8 @@ def _bench_post_and_messages(st: Dict[str, Any], s: Dict[str, Any], outputs, pts
     except Exception as e:
         s["pipeline_in_process"] = {"error": f"{type(e).__name__}: {e}"}
         return
-    for key, semantic in (("pipeline_in_process", True), ("pipeline_in_process_no_semantic", False)):
+    for key, semantic in (("pipeline_in_process", True),
+                          ("pipeline_in_process_no_semantic", False)):
         try:
             tims: Dict[str, List[float]] = {}
             for k in range(cfg.warmup + cfg.frames):
@@ -751,7 +758,8 @@ def node_overhead(s: Dict[str, Any]) -> Dict[str, Optional[float]]:
     (end-to-end latency minus the node's own pipeline time for the same frame). None where a
     figure is missing."""
     out: Dict[str, Optional[float]] = {}
-    for name, key in (("detections_only", "end_to_end_dds"), ("all_outputs", "end_to_end_dds_all_outputs")):
+    for name, key in (("detections_only", "end_to_end_dds"),
+                      ("all_outputs", "end_to_end_dds_all_outputs")):
         v = ((s.get(key) or {}).get("node_overhead_ms") or {}).get("p50")
         out[name] = round(float(v), 2) if isinstance(v, (int, float)) else None
     return out
@@ -807,20 +815,24 @@ def format_table(res: Dict[str, Any]) -> str:
             row(f"pipeline in-process: {k}", v)
         row("pipeline in-process without semantic mask: total",
             (s.get("pipeline_in_process_no_semantic") or {}).get("total"))
-        for key, what in (("end_to_end_dds", "detections only"), ("end_to_end_dds_all_outputs", "all outputs")):
+        for key, what in (("end_to_end_dds", "detections only"),
+                          ("end_to_end_dds_all_outputs", "all outputs")):
             e2e = s.get(key)
             if isinstance(e2e, dict) and "latency_ms" in e2e:
-                row(f"end-to-end over DDS ({what} subscribed), lost {e2e.get('lost')}", e2e["latency_ms"])
+                row(f"end-to-end over DDS ({what} subscribed), lost {e2e.get('lost')}",
+                    e2e["latency_ms"])
                 row(f"  node's own pipeline time ({what})", e2e.get("node_pipeline_ms"))
-                row(f"  node overhead = end-to-end - node's pipeline ({what})", e2e.get("node_overhead_ms"))
-                row(f"  node per-frame cost: convert + pipeline + outputs ({what})", e2e.get("node_total_ms"))
+                row(f"  node overhead = end-to-end - node's pipeline ({what})",
+                    e2e.get("node_overhead_ms"))
+                row(f"  node per-frame cost: convert + pipeline + outputs ({what})",
+                    e2e.get("node_total_ms"))
             elif isinstance(e2e, dict):
                 row(f"end-to-end over DDS ({what})", e2e)
         ov = s.get("node_overhead_ms")
         if ov:
             target = OVERHEAD_TARGET_MS.get(name)
             fmt = lambda v: "n/a" if v is None else f"{v:.1f} ms"  # noqa: E731
-            lines.append(f"  node overhead p50 (end-to-end - pipeline, per frame): detections only "
+            lines.append("  node overhead p50 (end-to-end - pipeline, per frame): detections only "
                          f"{fmt(ov['detections_only'])}"
                          f", all outputs {fmt(ov['all_outputs'])}"
                          + (f" (target <= {target:.0f} ms)" if target else ""))

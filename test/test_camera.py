@@ -17,7 +17,7 @@ W, H = 480, 302
 
 
 def scene(w=W, h=H):
-    """A smooth RGB test picture (gradients + low-frequency waves): interpolation error stays small."""
+    """A smooth RGB picture (gradients + low-frequency waves): interpolation error stays small."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     r = 128 + 100 * np.sin(xx / 37.0) * np.cos(yy / 29.0)
     g = 255 * xx / w
@@ -26,18 +26,26 @@ def scene(w=W, h=H):
 
 
 def info_for(cam, model=None, raw=True):
-    """CameraInfo fields of a raw (distorted) image of ``cam``; ``raw=False``: of its rectified image."""
+    """CameraInfo fields of a raw (distorted) image of ``cam``; ``raw=False``: of its rectified
+    image."""
     P = np.zeros((3, 4))
     P[:, :3] = cam.cam_matrix
     K = cam.cam_matrix_original if raw else cam.cam_matrix
     d = np.asarray(cam.distortion, float).reshape(-1) if raw else np.zeros(5)
-    return NS(width=cam.width, height=cam.height, distortion_model=model or ("equidistant" if cam.is_fisheye else
-                                                                              "plumb_bob"),
-              d=d.tolist(), k=np.asarray(K).reshape(9).tolist(), r=np.eye(3).reshape(9).tolist(),
-              p=P.reshape(12).tolist())
+    return NS(
+        width=cam.width,
+        height=cam.height,
+        distortion_model=model or ("equidistant" if cam.is_fisheye else "plumb_bob"),
+        d=d.tolist(),
+        k=np.asarray(K).reshape(9).tolist(),
+        r=np.eye(3).reshape(9).tolist(),
+        p=P.reshape(12).tolist(),
+    )
 
 
-@pytest.mark.parametrize("name", ["front_center", "side_left"])   # radial-tangential and fisheye lenses
+@pytest.mark.parametrize(
+    "name", ["front_center", "side_left"]
+)  # radial-tangential and fisheye lenses
 def test_distorted_image_comes_back(name):
     cam = load_calibration().cameras[name].scaled((W, H))
     rect = scene()
@@ -47,9 +55,11 @@ def test_distorted_image_comes_back(name):
     out = r.rectify(raw)
     assert out.status == "undistorted" and out.image.shape == rect.shape
     np.testing.assert_allclose(out.camera_matrix, cam.cam_matrix)
-    inner = (slice(H // 8, -H // 8), slice(W // 8, -W // 8))           # away from the unmapped border
+    inner = (slice(H // 8, -H // 8), slice(W // 8, -W // 8))  # away from the unmapped border
     err = np.abs(out.image[inner].astype(int) - rect[inner].astype(int))
-    before = np.abs(raw[inner].astype(int) - rect[inner].astype(int))  # not undistorted: visibly off
+    before = np.abs(
+        raw[inner].astype(int) - rect[inner].astype(int)
+    )  # not undistorted: visibly off
     assert err.mean() < 0.2 and before.mean() > 3.0, (err.mean(), before.mean())
     assert np.percentile(err, 99) <= 2, np.percentile(err, 99)
 
@@ -64,7 +74,7 @@ def test_maps_cached_per_calibration(monkeypatch):
     r = ImageRectifier()
     raw = distort_image(scene(), cam)
     for _ in range(3):
-        r.update(info_for(cam))             # same content, new message each frame
+        r.update(info_for(cam))  # same content, new message each frame
         r.rectify(raw)
     assert len(calls) == 1
     other = info_for(cam)
@@ -79,7 +89,7 @@ def test_rectified_missing_and_unusable_camera_info():
     img = scene()
     r = ImageRectifier()
     assert r.rectify(img).status == "no_camera_info" and r.rectify(img).image is img
-    r.update(info_for(cam, raw=False))                       # D = 0: image_rect, used as it is
+    r.update(info_for(cam, raw=False))  # D = 0: image_rect, used as it is
     out = r.rectify(img)
     assert out.status == "rectified" and out.image is img
     np.testing.assert_allclose(out.camera_matrix, cam.cam_matrix)
@@ -88,7 +98,7 @@ def test_rectified_missing_and_unusable_camera_info():
     r.update(info_for(cam, model="some_vendor_model"))
     assert r.rectify(img).status == "unknown_model"
     empty = info_for(cam, raw=False)
-    empty.d = []                                             # D empty, P unset: K is the camera matrix
+    empty.d = []  # D empty, P unset: K is the camera matrix
     empty.p = [0.0] * 12
     r.update(empty)
     out = r.rectify(img)
@@ -100,9 +110,14 @@ def test_nominal_camera_comparison():
     nominal = ModelContract().nominal_camera
     a2d2 = load_calibration().cameras["front_center"]
     assert nominal_camera_mismatch(a2d2.cam_matrix, a2d2.resolution, nominal) is None
-    small = a2d2.scaled((W, H))                              # same field of view at another size
+    small = a2d2.scaled((W, H))  # same field of view at another size
     assert nominal_camera_mismatch(small.cam_matrix, (W, H), nominal) is None
-    wide = np.array([[640.0, 0, 640], [0, 640.0, 360], [0, 0, 1]])   # 90 deg camera at 1280x720
+    wide = np.array([[640.0, 0, 640], [0, 640.0, 360], [0, 0, 1]])  # 90 deg camera at 1280x720
     text = nominal_camera_mismatch(wide, (1280, 720), nominal)
-    assert text is not None and "fx 640.0" in text and "1687.3" in text and "1280x720" in text \
+    assert (
+        text is not None
+        and "fx 640.0" in text
+        and "1687.3" in text
+        and "1280x720" in text
         and "1920x1208" in text
+    )

@@ -104,7 +104,8 @@ def test_config_yaml_matches_node_parameters():
 
     from bev_mtl_ros.ros.node import CONTRACT_PARAM_FIELDS, NODE_PARAMETERS
 
-    cfg = yaml.safe_load(open(os.path.join(REPO, "config", "perception.yaml")))["/**"]["ros__parameters"]
+    doc = yaml.safe_load(open(os.path.join(REPO, "config", "perception.yaml")))
+    cfg = doc["/**"]["ros__parameters"]
     assert set(cfg) == set(NODE_PARAMETERS), set(cfg) ^ set(NODE_PARAMETERS)
     for k, v in cfg.items():
         default = NODE_PARAMETERS[k][0]

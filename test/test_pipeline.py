@@ -79,7 +79,8 @@ def test_end_to_end_shapes_and_timings(model_path):
 
 def test_semantic_mask_skipped_on_request(model_path):
     """semantic=False (the node's lazy outputs) drops only the semantic mask; the rest is equal."""
-    pipe = PerceptionPipeline(create_backend(model_path, "onnxruntime"), PostProcessConfig(score_threshold=0.0))
+    pipe = PerceptionPipeline(create_backend(model_path, "onnxruntime"),
+                              PostProcessConfig(score_threshold=0.0))
     pts, img = frame(2)
     full, lean = pipe(pts, img), pipe(pts, img, semantic=False)
     assert full.semantic is not None and lean.semantic is None and lean.camera_valid

@@ -374,27 +374,31 @@ def test_base_link_recording_through_tf_equals_view_frame_outputs(assets, paced,
     of the recording) give the same outputs as the view-frame recording, frame by frame."""
     if assets.bag != SAMPLE:
         pytest.skip("the base_link recording pairs with the committed sample recording")
-    assert BASE_LINK_SAMPLE.exists(), f"{BASE_LINK_SAMPLE} missing: scripts/make_sample_bag.sh writes it"
+    assert BASE_LINK_SAMPLE.exists(), f"{BASE_LINK_SAMPLE} missing (scripts/make_sample_bag.sh)"
     _, _, view_frames = paced
     d = tmp_path_factory.mktemp("base_link")
-    cfg = D.ReplayConfig(bag=BASE_LINK_SAMPLE, out_dir=d, params_file=assets.params, rate=1.0, use_sim_time=True,
-                         node_params=_node_params(assets), pace=True, drain_timeout_s=4.0, ready_timeout_s=120.0)
+    cfg = D.ReplayConfig(bag=BASE_LINK_SAMPLE, out_dir=d, params_file=assets.params, rate=1.0,
+                         use_sim_time=True, node_params=_node_params(assets), pace=True,
+                         drain_timeout_s=4.0, ready_timeout_s=120.0)
     run = D.run_replay(cfg, log=print)
-    summary, frames = D.analyze_recording(BASE_LINK_SAMPLE, run.recording, player_stats=run.player_stats)
+    summary, frames = D.analyze_recording(BASE_LINK_SAMPLE, run.recording,
+                                          player_stats=run.player_stats)
     clouds = D.read_topics(BASE_LINK_SAMPLE, [D.LIDAR_TOPIC])[D.LIDAR_TOPIC]
     assert {m.header.frame_id for _, m in clouds} == {"base_link"}
     stamps = sorted(D.stamp_ns(m) for _, m in clouds)
-    assert [f.stamp_ns for f in frames] == stamps, f"answers {len(frames)} of {len(stamps)}; log {run.node_log}"
+    assert [f.stamp_ns for f in frames] == stamps, \
+        f"answers {len(frames)} of {len(stamps)}; log {run.node_log}"
     dets = D.read_topics(run.recording, [f"/{NODE}/detections"])[f"/{NODE}/detections"]
     contract = D.model_contract(assets.model)
     assert {m.header.frame_id for _, m in dets} == {contract.frame_id}
     diag = summary["diagnostics_last"]
-    assert int(float(diag["frames_transformed"])) == len(stamps) and int(float(diag["bad_input.no_transform"])) == 0
+    assert int(float(diag["frames_transformed"])) == len(stamps)
+    assert int(float(diag["bad_input.no_transform"])) == 0
     reference = [f for f in view_frames if f.stamp_ns in set(stamps)]
     assert len(reference) == len(stamps)
-    tol = {"center_m": 0.01, "size_m": 0.01, "yaw_rad": 0.01, "score": 0.01, "near_threshold_score": -1.0,
-           "drivable_agreement": 1.0, "semantic_agreement": 1.0}
-    assert sum(len(f.scores) for f in reference) > 0, "no boxes in the reference: the box path is not compared"
+    tol = {"center_m": 0.01, "size_m": 0.01, "yaw_rad": 0.01, "score": 0.01,
+           "near_threshold_score": -1.0, "drivable_agreement": 1.0, "semantic_agreement": 1.0}
+    assert sum(len(f.scores) for f in reference) > 0, "no reference boxes: box path not compared"
     problems = D.compare_outputs(frames, reference, tol)
     assert not problems, "\n".join(problems[:20])
     print(f"[tf] {len(stamps)} base_link frames through TF == view-frame run "

@@ -23,14 +23,23 @@ def yaw_tf(yaw_deg: float, t=(0.0, 0.0, 0.0)) -> RigidTransform:
 
 def tf_msg(parent, child, t, q, sec=0, nanosec=0):
     """A TFMessage-shaped object (what rclpy and rosbags messages look like)."""
-    return NS(transforms=[NS(header=NS(frame_id=parent, stamp=NS(sec=sec, nanosec=nanosec)), child_frame_id=child,
-                             transform=NS(translation=NS(x=t[0], y=t[1], z=t[2]),
-                                          rotation=NS(x=q[0], y=q[1], z=q[2], w=q[3])))])
+    return NS(
+        transforms=[
+            NS(
+                header=NS(frame_id=parent, stamp=NS(sec=sec, nanosec=nanosec)),
+                child_frame_id=child,
+                transform=NS(
+                    translation=NS(x=t[0], y=t[1], z=t[2]),
+                    rotation=NS(x=q[0], y=q[1], z=q[2], w=q[3]),
+                ),
+            )
+        ]
+    )
 
 
 @pytest.fixture
 def tree() -> TransformBuffer:
-    """base_link -> lidar (1 m forward, 2 m up, yawed +90 deg) and base_link -> cam (0.5 m left)."""
+    """base_link -> lidar (1 m forward, 2 m up, yawed +90 deg), base_link -> cam (0.5 m left)."""
     b = TransformBuffer()
     b.set_transform("base_link", "lidar", yaw_tf(90, (1.0, 0.0, 2.0)), 0, static=True)
     b.set_transform("base_link", "cam", yaw_tf(0, (0.0, 0.5, 0.0)), 0, static=True)
@@ -41,8 +50,12 @@ def test_chain_composition_known_answer(tree):
     # lidar point (1, 0, 0): yawed +90 deg -> (0, 1, 0) in base axes, + (1, 0, 2) = (1, 1, 2) in
     # base_link; in cam (origin at y = 0.5): (1, 0.5, 2)
     T = tree.lookup("cam", "lidar")
-    np.testing.assert_allclose(T.rotation.apply([1.0, 0.0, 0.0]) + T.translation, [1.0, 0.5, 2.0], atol=1e-12)
-    np.testing.assert_allclose(tree.lookup("base_link", "lidar").matrix() @ [1, 0, 0, 1], [1, 1, 2, 1], atol=1e-12)
+    np.testing.assert_allclose(
+        T.rotation.apply([1.0, 0.0, 0.0]) + T.translation, [1.0, 0.5, 2.0], atol=1e-12
+    )
+    np.testing.assert_allclose(
+        tree.lookup("base_link", "lidar").matrix() @ [1, 0, 0, 1], [1, 1, 2, 1], atol=1e-12
+    )
     # the 4x4 product of the two edges, the way it is usually written down
     expected = np.linalg.inv(yaw_tf(0, (0, 0.5, 0)).matrix()) @ yaw_tf(90, (1, 0, 2)).matrix()
     np.testing.assert_allclose(T.matrix(), expected, atol=1e-12)
@@ -55,8 +68,11 @@ def test_longer_chain_and_common_ancestor_below_root():
     b.set_transform("mount", "lidar", yaw_tf(10, (0.1, 0.1, 0.1)), 0, static=True)
     b.set_transform("base_link", "cam", yaw_tf(5, (1.0, 0, 1.0)), 0, static=True)
     T = b.lookup("cam", "lidar")
-    M = (np.linalg.inv(yaw_tf(5, (1.0, 0, 1.0)).matrix()) @ yaw_tf(-45, (0.2, 0, 1.5)).matrix()
-         @ yaw_tf(10, (0.1, 0.1, 0.1)).matrix())
+    M = (
+        np.linalg.inv(yaw_tf(5, (1.0, 0, 1.0)).matrix())
+        @ yaw_tf(-45, (0.2, 0, 1.5)).matrix()
+        @ yaw_tf(10, (0.1, 0.1, 0.1)).matrix()
+    )
     np.testing.assert_allclose(T.matrix(), M, atol=1e-12)
     # the same through the root 'map' (a common ancestor above base_link gives the same answer)
     via_map = b.lookup("cam", "map").compose(b.lookup("map", "lidar"))
@@ -77,10 +93,14 @@ def test_stamped_lookup_interpolates_and_refuses_extrapolation():
     b.set_transform("odom", "base_link", yaw_tf(90, (1.0, 2.0, 0)), 2 * SEC, static=False)
     b.set_transform("base_link", "lidar", yaw_tf(0, (0, 0, 1.0)), 0, static=True)
     mid = b.lookup("odom", "lidar", 1 * SEC + SEC // 2)
-    np.testing.assert_allclose(mid.translation, [0.5, 1.0, 1.0], atol=1e-12)   # linear translation
+    np.testing.assert_allclose(mid.translation, [0.5, 1.0, 1.0], atol=1e-12)  # linear translation
     assert mid.rotation.as_euler("zyx", degrees=True)[0] == pytest.approx(45.0)  # slerp
-    np.testing.assert_allclose(b.lookup("odom", "lidar", 2 * SEC).translation, [1.0, 2.0, 1.0], atol=1e-12)
-    np.testing.assert_allclose(b.lookup("odom", "lidar", 0).translation, [1.0, 2.0, 1.0], atol=1e-12)  # latest
+    np.testing.assert_allclose(
+        b.lookup("odom", "lidar", 2 * SEC).translation, [1.0, 2.0, 1.0], atol=1e-12
+    )
+    np.testing.assert_allclose(
+        b.lookup("odom", "lidar", 0).translation, [1.0, 2.0, 1.0], atol=1e-12
+    )  # latest
     with pytest.raises(TransformError, match="extrapolation"):
         b.lookup("odom", "lidar", 3 * SEC)
     with pytest.raises(TransformError, match="extrapolation"):
@@ -92,7 +112,7 @@ def test_dynamic_cache_forgets_old_stamps():
     for k in range(5):
         b.set_transform("odom", "base_link", yaw_tf(0, (k, 0, 0)), k * SEC, static=False)
     with pytest.raises(TransformError):
-        b.lookup("odom", "base_link", 1 * SEC + SEC // 2)   # before the cache window (3..4 s)
+        b.lookup("odom", "base_link", 1 * SEC + SEC // 2)  # before the cache window (3..4 s)
     assert b.lookup("odom", "base_link", 3 * SEC + SEC // 2).translation[0] == pytest.approx(3.5)
 
 
@@ -100,7 +120,9 @@ def test_unconnected_frames_are_named(tree):
     tree.set_transform("odom", "map_helper", yaw_tf(0), 0, static=True)
     with pytest.raises(TransformError) as e:
         tree.lookup("cam", "velodyne")
-    assert "'velodyne' (unknown to TF)" in str(e.value) and "'cam' (tree root 'base_link')" in str(e.value)
+    assert "'velodyne' (unknown to TF)" in str(e.value) and "'cam' (tree root 'base_link')" in str(
+        e.value
+    )
     with pytest.raises(TransformError) as e:
         tree.lookup("cam", "map_helper")
     assert "tree root 'odom'" in str(e.value) and "tree root 'base_link'" in str(e.value)
@@ -112,11 +134,15 @@ def test_messages_in_and_reparenting():
     b = TransformBuffer()
     q = Rotation.from_euler("z", 90, degrees=True).as_quat()
     assert b.add_message(tf_msg("base_link", "lidar", (1, 0, 0), q), static=True) == 1
-    bad = tf_msg("base_link", "x", (0, 0, 0), (0, 0, 0, 0))          # zero quaternion: skipped
+    bad = tf_msg("base_link", "x", (0, 0, 0), (0, 0, 0, 0))  # zero quaternion: skipped
     assert b.add_message(bad, static=True) == 0
-    np.testing.assert_allclose(b.lookup("base_link", "lidar").matrix() @ [0, 1, 0, 1], [0, 0, 0, 1], atol=1e-12)
-    b.add_message(tf_msg("top", "lidar", (0, 0, 3), (0, 0, 0, 1)), static=True)  # new parent replaces the old
-    assert b.frames() == ["lidar", "top"]   # base_link had no other edge
+    np.testing.assert_allclose(
+        b.lookup("base_link", "lidar").matrix() @ [0, 1, 0, 1], [0, 0, 0, 1], atol=1e-12
+    )
+    b.add_message(
+        tf_msg("top", "lidar", (0, 0, 3), (0, 0, 0, 1)), static=True
+    )  # new parent replaces the old
+    assert b.frames() == ["lidar", "top"]  # base_link had no other edge
     np.testing.assert_allclose(b.lookup("top", "lidar").translation, [0, 0, 3])
     with pytest.raises(TransformError):
         b.lookup("base_link", "lidar")
@@ -150,7 +176,7 @@ def test_transform_points_in_place_vectorised():
     out = transform_points(pts, yaw_tf(90, (1.0, 0.0, 2.0)))
     assert out is pts and out.dtype == np.float32
     np.testing.assert_allclose(pts[:2, :3], [[1, 1, 2], [-1, 0, 2]], atol=1e-6)
-    np.testing.assert_array_equal(pts[:, 3], [7, 8, 9])            # intensity untouched
+    np.testing.assert_array_equal(pts[:, 3], [7, 8, 9])  # intensity untouched
     assert np.isnan(pts[2, 0])
     assert transform_points(np.zeros((0, 4), np.float32), yaw_tf(10)).shape == (0, 4)
     with pytest.raises(ValueError):
@@ -164,7 +190,9 @@ def test_a2d2_view_frame_round_trip_through_the_tree():
 
     V = np.asarray(load_calibration().cameras["front_center"].view_to_vehicle)
     b = TransformBuffer()
-    b.add_message(tf_msg("base_link", "cam_front_center", V[:3, 3], rotation_to_quaternion(V[:3, :3])), True)
+    b.add_message(
+        tf_msg("base_link", "cam_front_center", V[:3, 3], rotation_to_quaternion(V[:3, :3])), True
+    )
     rng = np.random.default_rng(0)
     p_view = rng.uniform(-40, 80, (1000, 3))
     p_base = p_view @ V[:3, :3].T + V[:3, 3]

@@ -225,14 +225,15 @@ def test_scene_filter(tmp_path):
 
 
 def test_cloud_frame_base_link_full_tf_tree(scene, tmp_path, capsys):
-    """--cloud-frame base_link: clouds in the vehicle frame; /tf_static holds every camera (view and
-    optical) and lidar of cams_lidars.json; the tree maps the clouds back onto the view-frame
+    """--cloud-frame base_link: clouds in the vehicle frame; /tf_static holds every camera (view
+    and optical) and lidar of cams_lidars.json; the tree maps the clouds back onto the view-frame
     points of the default conversion (the node's TF path)."""
     from bev_mtl_ros.cli import main
     from bev_mtl_ros.ros.tf import TransformBuffer, transform_points
 
     view, base = tmp_path / "view", tmp_path / "base"
-    assert main(["a2d2-to-bag", str(scene), str(base), "--cloud-frame", "base_link", "--no-progress"]) == 0
+    assert main(["a2d2-to-bag", str(scene), str(base), "--cloud-frame", "base_link",
+                 "--no-progress"]) == 0
     to_bag.convert(str(scene), str(view), progress=False)
     tn = to_bag.topic_names()
     got = {}
@@ -240,14 +241,18 @@ def test_cloud_frame_base_link_full_tf_tree(scene, tmp_path, capsys):
         got.setdefault(topic, []).append(m)
     ref = [m for _, _, m in to_bag.read_bag_messages(str(view), topics=[tn["points"]])]
     assert {m.header.frame_id for m in got[tn["points"]]} == {"base_link"}
-    assert {m.header.frame_id for m in got[tn["boxes"]]} == {"cam_front_center"}   # ground truth unchanged
+    # ground truth unchanged
+    assert {m.header.frame_id for m in got[tn["boxes"]]} == {"cam_front_center"}
     ds = A2D2Dataset(str(scene))
     cal = ds.calibration
     edges = [(x.header.frame_id, x.child_frame_id) for x in got["/tf_static"][0].transforms]
-    assert edges[:2] == [("base_link", "cam_front_center"), ("cam_front_center", "cam_front_center_optical")]
-    want = ({("base_link", f"cam_{c}") for c in cal.cameras} | {(f"cam_{c}", f"cam_{c}_optical") for c in cal.cameras}
+    assert edges[:2] == [("base_link", "cam_front_center"),
+                         ("cam_front_center", "cam_front_center_optical")]
+    want = ({("base_link", f"cam_{c}") for c in cal.cameras}
+            | {(f"cam_{c}", f"cam_{c}_optical") for c in cal.cameras}
             | {("base_link", f"lidar_{k}") for k in cal.lidar_views})
-    assert set(edges) == want and len(edges) == len(want) and len(cal.cameras) > 1 and cal.lidar_views
+    assert set(edges) == want and len(edges) == len(want)
+    assert len(cal.cameras) > 1 and cal.lidar_views
     buf = TransformBuffer()
     buf.add_message(got["/tf_static"][0], static=True)
     T = buf.lookup("cam_front_center", "base_link")

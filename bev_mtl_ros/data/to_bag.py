@@ -8,7 +8,7 @@ Topics and frame ids (``<cam>`` = camera name, e.g. ``front_center``):
 =====================================  ===================================  ==========================
 topic                                  type                                 frame_id
 =====================================  ===================================  ==========================
-/a2d2/lidar/points                     sensor_msgs/PointCloud2              cam_<cam> (view) or base_link
+/a2d2/lidar/points                     sensor_msgs/PointCloud2              cam_<cam>, or base_link
 /a2d2/camera/<cam>/image_rect          sensor_msgs/Image rgb8 (undistorted) cam_<cam>_optical
 /a2d2/camera/<cam>/camera_info         sensor_msgs/CameraInfo               cam_<cam>_optical
 /tf_static (once, transient_local)     tf2_msgs/TFMessage                   base_link -> cam_<cam> -> cam_<cam>_optical
@@ -67,7 +67,8 @@ import numpy as np
 
 from bev_mtl_ros.data.a2d2 import A2D2Dataset, A2D2FormatError, A2D2Frame, tai_us_to_utc_ns
 from bev_mtl_ros.data.calibration import (VIEW_FROM_OPTICAL, Calibration, CameraCalibration,
-                                          camera_info_matrices, rotation_to_quaternion, transform_points)
+                                          camera_info_matrices, rotation_to_quaternion,
+                                          transform_points)
 
 LOG = logging.getLogger(__name__)
 
@@ -174,8 +175,10 @@ def _header(ts, ns: int, frame_id: str):
     return ts.types["std_msgs/msg/Header"](stamp=_time(ts, ns), frame_id=frame_id)
 
 
-def cloud_array(frame: A2D2Frame, stamp_ns: int, to_frame: Optional[np.ndarray] = None) -> np.ndarray:
-    """Structured (N,) :data:`CLOUD_DTYPE` array of a frame's points; ``t`` = point time - stamp, s.
+def cloud_array(frame: A2D2Frame, stamp_ns: int,
+                to_frame: Optional[np.ndarray] = None) -> np.ndarray:
+    """Structured (N,) :data:`CLOUD_DTYPE` array of a frame's points; ``t`` = point time - stamp,
+    seconds.
 
     ``to_frame``: optional (4, 4) transform applied to the points (A2D2 gives them in the camera
     view frame), computed in float64, e.g. the camera's ``view_to_vehicle`` for ``base_link``."""
@@ -249,7 +252,8 @@ def make_tf_static(ts, cam: CameraCalibration, stamp_ns: int, camera: str,
     T_opt[:3, :3] = VIEW_FROM_OPTICAL
     cams = [(camera, np.asarray(cam.view_to_vehicle))]
     if calibration is not None:
-        cams += [(k, np.asarray(c.view_to_vehicle)) for k, c in sorted(calibration.cameras.items()) if k != camera]
+        cams += [(k, np.asarray(c.view_to_vehicle))
+                 for k, c in sorted(calibration.cameras.items()) if k != camera]
     out = []
     for name, V in cams:
         f = frame_ids(name)
@@ -412,7 +416,8 @@ def convert(a2d2_dir: str, out: str, storage: str = "mcap", camera: str = "front
                 stamp = _frame_stamp_ns(frame)
                 msgs: List[Tuple[str, bytes]] = []
                 if not tf_written:
-                    tf = make_tf_static(ts, ds.cam, stamp, ds.camera, ds.calibration if in_base else None)
+                    tf = make_tf_static(ts, ds.cam, stamp, ds.camera,
+                                        ds.calibration if in_base else None)
                     msgs.append(("tf_static", ts.serialize_cdr(tf, MSGTYPES["tf_static"])))
                 arr = cloud_array(frame, stamp, to_base)
                 msgs.append(("points", ts.serialize_cdr(
@@ -501,8 +506,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="storage plugin (default mcap)")
     parser.add_argument("--camera", default="front_center", help="A2D2 camera name (default front_center)")
     parser.add_argument("--cloud-frame", choices=CLOUD_FRAMES, default="view",
-                        help="frame of the clouds: view = cam_<camera> (A2D2's, default), base_link = the "
-                             "vehicle frame with the full /tf_static tree of cams_lidars.json")
+                        help="frame of the clouds: view = cam_<camera> (A2D2's, default), "
+                             "base_link = the vehicle frame with the full /tf_static tree of "
+                             "cams_lidars.json")
     parser.add_argument("--max-frames", type=int, default=None, help="convert at most N frames")
     parser.add_argument("--scene", default=None, help="only this scene (folder name); default all scenes")
     parser.add_argument("--compress", action="store_true",

@@ -97,7 +97,8 @@ class ModelContract:
             are resized to ``image_size``, so only the field of view matters: the node warns once
             when a camera's focal length (scaled to this width) or aspect ratio differs.
         frame_id: the model lidar frame (ROS frame name): points, ``point_cloud_range``, boxes and
-            BEV outputs are in it. A2D2: ``cam_front_center``, the front-center camera's view frame.
+            BEV outputs are in it. A2D2: ``cam_front_center``, the front-center camera's view
+            frame.
             The node's default ``target_frame``. Contracts saved without it read as the default.
         version: contract schema version.
     """
@@ -160,8 +161,8 @@ class ModelContract:
         if tuple(self.point_features[:3]) != ("x", "y", "z"):
             raise ContractError(f"point_features must start with x, y, z: {self.point_features}")
         if len(self.nominal_camera) != 6 or min(self.nominal_camera) <= 0:
-            raise ContractError(f"nominal_camera must be 6 positive numbers (fx, fy, cx, cy, width, height), got "
-                                f"{self.nominal_camera}")
+            raise ContractError("nominal_camera must be 6 positive numbers (fx, fy, cx, cy, "
+                                f"width, height), got {self.nominal_camera}")
         if not isinstance(self.frame_id, str) or not self.frame_id.strip("/ "):
             raise ContractError(f"frame_id must be a non-empty frame name, got {self.frame_id!r}")
         if self.max_pillars <= 0 or self.max_points_per_pillar <= 0:

@@ -48,8 +48,14 @@ class Rectified:
 
 
 def _key(info: Any) -> Tuple:
-    return (int(info.width), int(info.height), str(info.distortion_model), tuple(np.asarray(info.d, float)),
-            tuple(np.asarray(info.k, float)), tuple(np.asarray(info.p, float)))
+    return (
+        int(info.width),
+        int(info.height),
+        str(info.distortion_model),
+        tuple(np.asarray(info.d, float)),
+        tuple(np.asarray(info.k, float)),
+        tuple(np.asarray(info.p, float)),
+    )
 
 
 class ImageRectifier:
@@ -61,9 +67,14 @@ class ImageRectifier:
 
     def __init__(self, max_cached: int = 4) -> None:
         self.max_cached = int(max_cached)
-        self._state: Tuple[Optional[Any], Optional[Tuple]] = (None, None)   # (info, key), swapped atomically
+        self._state: Tuple[Optional[Any], Optional[Tuple]] = (
+            None,
+            None,
+        )  # (info, key), swapped atomically
         self._cams: Dict[Tuple, CameraCalibration] = {}
-        self.rotation_ignored = False   # a non-identity R was seen (stereo rectification: not applied)
+        self.rotation_ignored = (
+            False  # a non-identity R was seen (stereo rectification: not applied)
+        )
 
     @property
     def info(self) -> Optional[Any]:
@@ -86,7 +97,8 @@ class ImageRectifier:
         return P[:, :3].copy() if P[0, 0] > 0 and P[1, 1] > 0 else K
 
     def camera_matrix(self) -> Optional[np.ndarray]:
-        """(3, 3) intrinsics of the images this rectifier returns: P's left 3x3 when P is set, else K."""
+        """(3, 3) intrinsics of the images this rectifier returns: P's left 3x3 when P is set,
+        else K."""
         info = self._state[0]
         return None if info is None else self._matrix(info)
 
@@ -97,11 +109,14 @@ class ImageRectifier:
             if np.any(R) and not np.allclose(R, np.eye(3), atol=1e-9):
                 self.rotation_ignored = True
             cam = CameraCalibration(
-                name="camera_info", view_to_vehicle=np.eye(4), cam_matrix=self._matrix(info),
+                name="camera_info",
+                view_to_vehicle=np.eye(4),
+                cam_matrix=self._matrix(info),
                 cam_matrix_original=np.asarray(info.k, dtype=np.float64).reshape(3, 3),
                 distortion=np.asarray(info.d, dtype=np.float64).reshape(-1),
                 lens="Fisheye" if info.distortion_model == "equidistant" else "Telecam",
-                resolution=(int(info.width), int(info.height)))
+                resolution=(int(info.width), int(info.height)),
+            )
             if len(self._cams) >= self.max_cached:
                 self._cams.pop(next(iter(self._cams)))
             self._cams[key] = cam
@@ -129,8 +144,13 @@ class ImageRectifier:
         return Rectified(undistort_image(image, cam), "undistorted", cam.cam_matrix)
 
 
-def nominal_camera_mismatch(camera_matrix: np.ndarray, size_wh: Tuple[int, int], nominal: Tuple[float, ...],
-                            focal_tol: float = 0.05, aspect_tol: float = 0.02) -> Optional[str]:
+def nominal_camera_mismatch(
+    camera_matrix: np.ndarray,
+    size_wh: Tuple[int, int],
+    nominal: Tuple[float, ...],
+    focal_tol: float = 0.05,
+    aspect_tol: float = 0.02,
+) -> Optional[str]:
     """Compare a (rectified) camera with the model's nominal camera (contract ``nominal_camera``).
 
     Images are resized to the network's input, so what must match is the field of view: the focal
@@ -144,11 +164,17 @@ def nominal_camera_mismatch(camera_matrix: np.ndarray, size_wh: Tuple[int, int],
     w, h = int(size_wh[0]), int(size_wh[1])
     s = w_n / w
     fx, fy = float(camera_matrix[0, 0]) * s, float(camera_matrix[1, 1]) * s
-    bad = (abs(fx / fx_n - 1.0) > focal_tol or abs(fy / fy_n - 1.0) > focal_tol
-           or abs((w / h) / (w_n / h_n) - 1.0) > aspect_tol)
+    bad = (
+        abs(fx / fx_n - 1.0) > focal_tol
+        or abs(fy / fy_n - 1.0) > focal_tol
+        or abs((w / h) / (w_n / h_n) - 1.0) > aspect_tol
+    )
     if not bad:
         return None
-    return (f"camera differs from the model's nominal camera: this one fx {camera_matrix[0, 0]:.1f}, fy "
-            f"{camera_matrix[1, 1]:.1f} px at {w}x{h} (= fx {fx:.1f}, fy {fy:.1f} at width {w_n:.0f}); the model "
-            f"was trained for fx {fx_n:.1f}, fy {fy_n:.1f} px at {w_n:.0f}x{h_n:.0f}: objects appear at other "
-            "sizes and positions, camera-based outputs degrade")
+    return (
+        f"camera differs from the model's nominal camera: this one fx {camera_matrix[0, 0]:.1f}, "
+        f"fy {camera_matrix[1, 1]:.1f} px at {w}x{h} (= fx {fx:.1f}, fy {fy:.1f} at width "
+        f"{w_n:.0f}); the model was trained for fx {fx_n:.1f}, fy {fy_n:.1f} px at "
+        f"{w_n:.0f}x{h_n:.0f}: objects appear at other "
+        "sizes and positions, camera-based outputs degrade"
+    )

@@ -7,19 +7,40 @@ Entry point ``bev_mtl_ros.ros.node:main`` (console script ``perception_node``):
 
 Topics (``~`` = the node's name, ``/perception_node`` by default)
 -----------------------------------------------------------------
-Subscribed (QoS ``input_qos``, sensor-data = BEST_EFFORT keep-last 5 by default):
-  ``cloud_topic`` (sensor_msgs/PointCloud2; fields x, y, z [+ ``intensity_field``], any layout),
-  ``image_topic`` (sensor_msgs/Image; rgb8, bgr8, rgba8, bgra8 or mono8).
+Subscribed (QoS ``input_qos``, sensor-data = BEST_EFFORT keep-last 5 by default), remappable
+names as in Autoware (``-r ~/input/pointcloud:=/my/points``; the launch file remaps them from its
+arguments; a non-empty ``cloud_topic`` / ``image_topic`` / ``camera_info_topic`` parameter
+overrides the name):
+  ``~/input/pointcloud`` (sensor_msgs/PointCloud2; fields x, y, z [+ ``intensity_field``], any
+  layout, any frame TF connects to ``target_frame``), ``~/input/image`` (sensor_msgs/Image; rgb8,
+  bgr8, rgba8, bgra8 or mono8; raw or rectified), ``~/input/camera_info`` (sensor_msgs/CameraInfo:
+  D != 0 -> the image is undistorted, :mod:`bev_mtl_ros.ros.camera`), ``/tf_static`` + ``/tf``
+  (own buffer when ``tf2_ros`` is not importable, :mod:`bev_mtl_ros.ros.tf`).
 Published (RELIABLE keep-last 5 unless noted):
   ``~/detections`` (vision_msgs/Detection3DArray, class_id = detection class name; empty array for
-  frames without objects), ``~/markers`` (MarkerArray: DELETEALL, box wireframes, labels),
-  ``~/drivable_area`` (mono8 0/255, row = iy, col = ix), ``~/drivable_area/grid``
-  (nav_msgs/OccupancyGrid, 0 drivable / 100 not) - all with the **input cloud's header**;
-  ``~/semantic`` (mono8 class ids), ``~/semantic/color`` (rgb8 overlay, if
-  ``publish_semantic_color``) - with the **camera image's header**; ``~/semantic/label_info``
-  (vision_msgs/LabelInfo, TRANSIENT_LOCAL, once at start); ``/diagnostics`` (1 Hz);
-  ``~/debug/processing_time_ms`` (std_msgs/Float64MultiArray: per-stage ms, the stage names are
-  the comma-separated ``layout.dim[0].label``, e.g. "convert,<pipeline stages...>,publish,total").
+  frames without objects) and ``/diagnostics`` (1 Hz) always; *lazy* (built and published only
+  while subscribed, skipped ones counted in ``outputs_unsubscribed``): ``~/markers`` (MarkerArray:
+  DELETEALL, box wireframes, labels), ``~/drivable_area`` (mono8 0/255, row = iy, col = ix),
+  ``~/drivable_area/grid`` (nav_msgs/OccupancyGrid, 0 drivable / 100 not) - all with
+  ``target_frame`` and the **input cloud's stamp**; ``~/semantic`` (mono8 class ids),
+  ``~/semantic/color`` (rgb8 overlay, if ``publish_semantic_color``) - with the **camera image's
+  header**; ``~/debug/processing_time_ms`` (std_msgs/Float64MultiArray: per-stage ms, the stage
+  names are the comma-separated ``layout.dim[0].label``, e.g. "convert,<pipeline stages...>,
+  publish,total"). ``~/semantic/label_info`` (vision_msgs/LabelInfo, TRANSIENT_LOCAL, once at
+  start).
+
+TF
+--
+Every cloud is transformed from ``header.frame_id`` into ``target_frame`` (default: the model
+contract's ``frame_id``) at the cloud's stamp, waiting at most ``tf_timeout``, vectorised, before
+pillarization; the same frame costs nothing. No transform: the frame is skipped, counted in
+``bad_input.no_transform``, warned (throttled) and named in /diagnostics (``tf.unconnected``).
+
+Shutdown
+--------
+SIGINT/SIGTERM only set a flag (rclpy's own handlers are not installed): the spin loop ends, the
+worker finishes the frame in flight, the node is destroyed, then rclpy is shut down; exit code 0,
+no publish on an invalid context.
 
 Threads
 -------
@@ -39,10 +60,12 @@ than 1 s (bag loop) reset the synchronizer.
 Bad input never crashes the node: every case is counted (``bad_input.*`` in diagnostics) and
 warned (throttled): empty cloud (empty detections are published), NaN/Inf points (dropped by the
 pillarization), clouds without x/y/z or with unknown field types or inconsistent sizes (frame
-skipped, nothing published), images with unsupported encoding or a wrong step (frame processed
-lidar-only), images of another size than the model's (resized by the pipeline; counted as the
-informational ``images_resized``, the usual case for full-resolution cameras), missing intensity
-field (zeros), stamps going backwards, the camera stopping (lidar-only after ``camera_timeout``).
+skipped, nothing published), clouds without a transform to ``target_frame`` (skipped), images
+with unsupported encoding or a wrong step (frame processed lidar-only), a CameraInfo that does not
+fit the image (image used as it is), images of another size than the model's (resized by the
+pipeline; counted as the informational ``images_resized``, the usual case for full-resolution
+cameras), missing intensity field (zeros), stamps going backwards, the camera stopping
+(lidar-only after ``camera_timeout``).
 A missing or corrupt model file, or a ``contract.*`` parameter that disagrees with the model file,
 stops the node at start-up with a message and exit code 2.
 """
@@ -62,8 +85,8 @@ from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["StartupError", "PerceptionNode", "find_default_model", "check_contract_overrides", "input_remap_args",
-           "INPUT_NAMES", "main"]
+__all__ = ["StartupError", "PerceptionNode", "find_default_model", "check_contract_overrides",
+           "input_remap_args", "INPUT_NAMES", "main"]
 
 PACKAGE = "bev_mtl_ros"
 DEFAULT_MODEL_NAME = "bev_mtl_default.onnx"
@@ -113,10 +136,11 @@ NODE_PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "device": ("cpu", "cpu | cuda | cuda:N"),
     "fp16": (False, "half precision on GPU (TensorRT/CUDA providers)"),
     "trt_cache_dir": ("", "TensorRT engine cache directory (empty = no TensorRT cache)"),
-    "cloud_topic": ("", "override of the input cloud topic; empty = ~/input/pointcloud (remap it, as the launch "
-                        "file does)"),
+    "cloud_topic": ("", "override of the input cloud topic; empty = ~/input/pointcloud (remap "
+                        "it, as the launch file does)"),
     "image_topic": ("", "override of the input image topic; empty = ~/input/image (remap it)"),
-    "camera_info_topic": ("", "override of the camera's CameraInfo topic; empty = ~/input/camera_info (remap it)"),
+    "camera_info_topic": ("", "override of the camera's CameraInfo topic; empty = "
+                              "~/input/camera_info (remap it)"),
     "input_qos": ("sensor_data", "input QoS: sensor_data (best effort) | reliable | system_default"),
     "input_queue_depth": (5, "history depth of the input subscriptions"),
     "sync_slop": (0.05, "max |image stamp - cloud stamp| for a pair, seconds"),
@@ -128,9 +152,11 @@ NODE_PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "score_threshold": (0.35, "minimum detection score"),
     "nms": ("circle", "circle (CenterPoint circle NMS) | rotated_iou (BEV rotated IoU NMS) | none"),
     "publish_semantic_color": (True, "publish ~/semantic/color (rgb8 overlay)"),
-    "target_frame": ("", "frame every cloud is transformed into (TF, at the cloud's stamp) before inference; the "
-                         "outputs' frame_id. Empty = the model contract's frame_id (A2D2: cam_front_center)"),
-    "tf_timeout": (0.1, "seconds a frame waits for its cloud -> target_frame transform, then it is skipped"),
+    "target_frame": ("", "frame every cloud is transformed into (TF, at the cloud's stamp) "
+                         "before inference; the outputs' frame_id. Empty = the model contract's "
+                         "frame_id (A2D2: cam_front_center)"),
+    "tf_timeout": (0.1, "seconds a frame waits for its cloud -> target_frame transform, then it "
+                        "is skipped"),
     "input_stale_warn_s": (2.0, "diagnostics WARN when no cloud arrived for this many seconds (after the first one)"),
 }
 
@@ -347,8 +373,9 @@ def _build_node_class():
                 "pillars_dropped": 0, "frames_with_pillars_dropped": 0, "nonfinite_points": 0,
                 "bad_input.empty_cloud": 0, "bad_input.nonfinite_cloud": 0, "bad_input.cloud_malformed": 0,
                 "bad_input.image_malformed": 0, "images_resized": 0, "bad_input.missing_intensity": 0,
-                "bad_input.stamp_backwards": 0, "bad_input.no_transform": 0, "frames_transformed": 0,
-                "outputs_unsubscribed": 0, "images_undistorted": 0, "images_without_camera_info": 0,
+                "bad_input.stamp_backwards": 0, "bad_input.no_transform": 0,
+                "frames_transformed": 0, "outputs_unsubscribed": 0, "images_undistorted": 0,
+                "images_without_camera_info": 0,
                 "bad_input.camera_info_mismatch": 0, "camera_unlike_nominal": 0,
                 "errors.inference": 0,
             }
@@ -379,21 +406,22 @@ def _build_node_class():
             self.pub_label_info = self.create_publisher(LabelInfo, "~/semantic/label_info", latched)
             self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
             self.pub_timing = self.create_publisher(Float64MultiArray, "~/debug/processing_time_ms", out_qos)
-            #: optional outputs (lazy: built only with subscribers); detections and diagnostics always
-            self._optional = {"markers": self.pub_markers, "drivable": self.pub_drivable, "grid": self.pub_grid,
-                              "semantic": self.pub_sem, "semantic_color": self.pub_sem_color,
-                              "timing": self.pub_timing}
+            #: optional outputs (lazy: built only with subscribers); detections, diagnostics always
+            self._optional = {"markers": self.pub_markers, "drivable": self.pub_drivable,
+                              "grid": self.pub_grid, "semantic": self.pub_sem,
+                              "semantic_color": self.pub_sem_color, "timing": self.pub_timing}
             h = Header()
             h.stamp = self.get_clock().now().to_msg()
             self.pub_label_info.publish(M.label_info_msg(self.contract.semantic_classes, h, 0.0))
-            self.sub_cloud = self.create_subscription(PointCloud2, p["cloud_topic"] or INPUT_NAMES["cloud"],
-                                                      self._on_cloud, in_qos)
-            self.sub_image = self.create_subscription(Image, p["image_topic"] or INPUT_NAMES["image"],
-                                                      self._on_image, in_qos)
+            self.sub_cloud = self.create_subscription(
+                PointCloud2, p["cloud_topic"] or INPUT_NAMES["cloud"], self._on_cloud, in_qos)
+            self.sub_image = self.create_subscription(
+                Image, p["image_topic"] or INPUT_NAMES["image"], self._on_image, in_qos)
             self.rectifier = ImageRectifier()
             self._nominal_checked: Optional[Any] = None
-            self.sub_info = self.create_subscription(CameraInfo, p["camera_info_topic"] or INPUT_NAMES["camera_info"],
-                                                     self.rectifier.update, in_qos)
+            self.sub_info = self.create_subscription(
+                CameraInfo, p["camera_info_topic"] or INPUT_NAMES["camera_info"],
+                self.rectifier.update, in_qos)
             from rclpy.clock import Clock, ClockType
 
             # ---------------------------------------------------------------- TF
@@ -404,7 +432,7 @@ def _build_node_class():
             try:
                 self.tf = make_transform_source(self)
                 tf_mode = self.tf.mode
-            except ImportError as e:  # neither tf2_ros nor tf2_msgs: only clouds already in target_frame
+            except ImportError as e:  # no tf2_ros, no tf2_msgs: only clouds in target_frame
                 self.tf = None
                 tf_mode = f"none ({e}): only clouds in '{self.target_frame}' are used"
             self.get_logger().info(f"TF: {tf_mode}; target_frame '{self.target_frame}'")
@@ -427,10 +455,11 @@ def _build_node_class():
                 if name in PARAMETER_RANGES:
                     lo, hi = PARAMETER_RANGES[name]
                     if isinstance(default, int):
-                        desc.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+                        desc.integer_range = [
+                            IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
                     else:
-                        desc.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi),
-                                                                        step=0.0)]
+                        desc.floating_point_range = [
+                            FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
                     desc.description += f" [{lo} .. {hi}]"
                 try:
                     p[name] = self.declare_parameter(name, default, desc).value
@@ -509,7 +538,7 @@ def _build_node_class():
                 try:
                     self._process(pair)
                 except Exception as e:  # never let the worker die
-                    if self._stop or not self.context.ok():  # shutting down: drop the frame quietly
+                    if self._stop or not self.context.ok():  # shutting down: drop it quietly
                         return
                     self._count("errors.inference")
                     self._warn("process_exc", f"frame failed: {type(e).__name__}: {e}\n{traceback.format_exc()}", 5.0)
@@ -525,8 +554,10 @@ def _build_node_class():
                 if not source:
                     raise TransformError("the cloud has an empty header.frame_id")
                 if self.tf is None:
-                    raise TransformError("no TF available (neither tf2_ros nor tf2_msgs importable)")
-                stamp_ns = int(cloud.header.stamp.sec) * 1_000_000_000 + int(cloud.header.stamp.nanosec)
+                    raise TransformError("no TF available (neither tf2_ros nor tf2_msgs "
+                                         "importable)")
+                stamp = cloud.header.stamp
+                stamp_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
                 T = self.tf.lookup(self.target_frame, source, stamp_ns, self._params["tf_timeout"])
             except TransformError as e:
                 self._count("bad_input.no_transform")
@@ -545,24 +576,27 @@ def _build_node_class():
                 self._count("images_undistorted")
             elif r.status == "no_camera_info":
                 self._count("images_without_camera_info")
-                self._warn("no_info", f"no CameraInfo on '{name}' yet: images are used as they are (assumed "
-                           "rectified, the model's camera)", 60.0)
+                self._warn("no_info", f"no CameraInfo on '{name}' yet: images are used as they "
+                           "are (assumed rectified, the model's camera)", 60.0)
             elif r.status in ("size_mismatch", "unknown_model"):
                 self._count("bad_input.camera_info_mismatch")
                 info = self.rectifier.info
-                self._warn("info_bad", f"CameraInfo on '{name}' ({info.width}x{info.height}, distortion model "
-                           f"'{info.distortion_model}') does not fit image {rgb.shape[1]}x{rgb.shape[0]} "
-                           f"({r.status}): image used without undistortion", 10.0)
+                self._warn("info_bad", f"CameraInfo on '{name}' ({info.width}x{info.height}, "
+                           f"distortion model '{info.distortion_model}') does not fit image "
+                           f"{rgb.shape[1]}x{rgb.shape[0]} ({r.status}): image used without "
+                           "undistortion", 10.0)
             key = self.rectifier.key
             if r.camera_matrix is not None and key != self._nominal_checked:
                 self._nominal_checked = key
-                text = nominal_camera_mismatch(r.camera_matrix, rgb.shape[1::-1], self.contract.nominal_camera)
+                text = nominal_camera_mismatch(r.camera_matrix, rgb.shape[1::-1],
+                                               self.contract.nominal_camera)
                 if text:
                     self._count("camera_unlike_nominal")
                     self.get_logger().warning(text)
                 if self.rectifier.rotation_ignored:
-                    self.get_logger().warning(f"CameraInfo on '{name}' has a rectification rotation R != I "
-                                              "(stereo): not applied, only the distortion is removed")
+                    self.get_logger().warning(
+                        f"CameraInfo on '{name}' has a rectification rotation R != I (stereo): "
+                        "not applied, only the distortion is removed")
             return r.image
 
         def _process(self, pair: Any) -> None:
@@ -635,8 +669,8 @@ def _build_node_class():
                 self.pub_det.publish(M.detections_to_msg(empty, np.zeros(0, np.float32), np.zeros(0, np.int64),
                                                          self.class_names, header))
                 if _wanted(self.pub_markers):
-                    self.pub_markers.publish(M.detections_to_markers(empty, np.zeros(0), np.zeros(0, np.int64),
-                                                                     self.class_names, header))
+                    self.pub_markers.publish(M.detections_to_markers(
+                        empty, np.zeros(0), np.zeros(0, np.int64), self.class_names, header))
                 self._finish(t0, t_arrival, timings)
                 return
             wants = {name: _wanted(pub) for name, pub in self._optional.items()}
@@ -671,7 +705,8 @@ def _build_node_class():
                 if wants["grid"]:
                     try:
                         self.pub_grid.publish(M.drivable_to_occupancy_grid(
-                            result.drivable, self.contract.point_cloud_range, self.contract.pillar_size, header))
+                            result.drivable, self.contract.point_cloud_range,
+                            self.contract.pillar_size, header))
                     except ValueError as e:
                         self._warn("grid", str(e), 60.0)
             sem = result.semantic
@@ -709,9 +744,10 @@ def _build_node_class():
                 values["sync." + k] = v
             values["tf.target_frame"] = self.target_frame
             values["tf.mode"] = self.tf.mode if self.tf is not None else "none"
-            values["tf.unconnected"] = self._tf_unconnected  # the last failed look-up ("" = none yet)
+            values["tf.unconnected"] = self._tf_unconnected  # the last failed look-up ("" = none)
             level, msgs = "OK", []
-            if c.get("bad_input.no_transform", 0) > self._last_diag_counters.get("bad_input.no_transform", 0):
+            key = "bad_input.no_transform"
+            if c.get(key, 0) > self._last_diag_counters.get(key, 0):
                 level = "WARN"
                 msgs.append(f"clouds skipped, no transform {self._tf_unconnected}")
             if self._last_cloud_mono is not None:
@@ -778,12 +814,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import signal
 
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
-    rclpy.init(args=list(argv) if argv is not None else None, signal_handler_options=SignalHandlerOptions.NO)
+    rclpy.init(args=list(argv) if argv is not None else None,
+               signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
         try:

@@ -26,15 +26,20 @@ import bisect
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
 from bev_mtl_ros.data import calibration
 
-__all__ = ["TransformError", "RigidTransform", "TransformBuffer", "transform_points",
-           "make_transform_source"]
+__all__ = [
+    "TransformError",
+    "RigidTransform",
+    "TransformBuffer",
+    "transform_points",
+    "make_transform_source",
+]
 
 
 class TransformError(LookupError):
@@ -60,19 +65,26 @@ class RigidTransform:
         return RigidTransform(Rotation.identity(), np.zeros(3))
 
     @staticmethod
-    def from_quaternion(translation: Sequence[float], quaternion_xyzw: Sequence[float]) -> "RigidTransform":
-        """From a translation (metres) and a quaternion in ROS order (x, y, z, w); the quaternion is
+    def from_quaternion(
+        translation: Sequence[float], quaternion_xyzw: Sequence[float]
+    ) -> "RigidTransform":
+        """From a translation (metres) and a quaternion in ROS order (x, y, z, w); the quaternion
+        is
         normalised. Raises ValueError for a zero or non-finite quaternion / translation."""
         q = np.asarray(quaternion_xyzw, dtype=np.float64).reshape(4)
         t = np.asarray(translation, dtype=np.float64).reshape(3)
         if not (np.isfinite(q).all() and np.isfinite(t).all()) or np.linalg.norm(q) < 1e-9:
-            raise ValueError(f"invalid transform: translation {t.tolist()}, quaternion {q.tolist()}")
+            raise ValueError(
+                f"invalid transform: translation {t.tolist()}, quaternion {q.tolist()}"
+            )
         return RigidTransform(Rotation.from_quat(q), t)
 
     def compose(self, other: "RigidTransform") -> "RigidTransform":
         """``self ∘ other``: first ``other``, then ``self`` (T_a_c = T_a_b.compose(T_b_c))."""
-        return RigidTransform(self.rotation * other.rotation,
-                              self.rotation.apply(other.translation) + self.translation)
+        return RigidTransform(
+            self.rotation * other.rotation,
+            self.rotation.apply(other.translation) + self.translation,
+        )
 
     def inverse(self) -> "RigidTransform":
         """The inverse map: R^T, -R^T t."""
@@ -88,8 +100,10 @@ class RigidTransform:
 
     def is_identity(self, tol: float = 1e-12) -> bool:
         """True when rotation and translation are the identity within ``tol``."""
-        return bool(np.abs(self.rotation.as_matrix() - np.eye(3)).max() <= tol
-                    and np.abs(self.translation).max() <= tol)
+        return bool(
+            np.abs(self.rotation.as_matrix() - np.eye(3)).max() <= tol
+            and np.abs(self.translation).max() <= tol
+        )
 
 
 def transform_points(points: np.ndarray, transform: RigidTransform) -> np.ndarray:
@@ -107,7 +121,9 @@ def transform_points(points: np.ndarray, transform: RigidTransform) -> np.ndarra
         ValueError when ``points`` is not (N, >= 3) floating point.
     """
     if points.ndim != 2 or points.shape[1] < 3 or not np.issubdtype(points.dtype, np.floating):
-        raise ValueError(f"points must be (N, >=3) floating point, got {points.dtype} {points.shape}")
+        raise ValueError(
+            f"points must be (N, >=3) floating point, got {points.dtype} {points.shape}"
+        )
     if points.shape[0]:
         points[:, :3] = calibration.transform_points(transform.matrix(), points[:, :3])
     return points
@@ -119,7 +135,7 @@ class _Edge:
 
     parent: str
     static: bool
-    stamps: List[int]              # ns, sorted (one entry, 0, for a static edge)
+    stamps: List[int]  # ns, sorted (one entry, 0, for a static edge)
     transforms: List[RigidTransform]
 
 
@@ -140,8 +156,9 @@ class TransformBuffer:
         self._static_cache: Dict[Tuple[str, str], RigidTransform] = {}
 
     # ------------------------------------------------------------------ input
-    def set_transform(self, parent: str, child: str, transform: RigidTransform, stamp_ns: int,
-                      static: bool) -> None:
+    def set_transform(
+        self, parent: str, child: str, transform: RigidTransform, stamp_ns: int, static: bool
+    ) -> None:
         """Add the pose of ``child`` in ``parent`` at ``stamp_ns`` (ns; ignored for static ones).
 
         A child has one parent: a new parent replaces the old edge. Raises ValueError for empty
@@ -173,7 +190,8 @@ class TransformBuffer:
 
     def add_message(self, msg: Any, static: bool) -> int:
         """Add every transform of a ``tf2_msgs/TFMessage`` (or any object with ``transforms`` of
-        ``TransformStamped``-like items). Invalid entries are skipped. Returns how many were added."""
+        ``TransformStamped``-like items). Invalid entries are skipped. Returns how many were added.
+        """
         added = 0
         for ts in msg.transforms:
             tr, q = ts.transform.translation, ts.transform.rotation
@@ -194,7 +212,8 @@ class TransformBuffer:
         return sorted(names)
 
     def _chain(self, frame: str) -> List[str]:
-        """[frame, parent, grandparent, ..., root]; caller holds the lock. Raises TransformError on a loop."""
+        """[frame, parent, grandparent, ..., root]; caller holds the lock.
+        Raises TransformError on a loop."""
         out = [frame]
         while out[-1] in self._edges:
             nxt = self._edges[out[-1]].parent
@@ -214,8 +233,10 @@ class TransformBuffer:
             return e.transforms[k]
         if k == 0 or k == len(e.stamps):
             lo, hi = e.stamps[0] * 1e-9, e.stamps[-1] * 1e-9
-            raise TransformError(f"transform '{e.parent}' -> '{child}' at {stamp_ns * 1e-9:.3f} s needs "
-                                 f"extrapolation: data covers {lo:.3f} .. {hi:.3f} s")
+            raise TransformError(
+                f"transform '{e.parent}' -> '{child}' at {stamp_ns * 1e-9:.3f} s needs "
+                f"extrapolation: data covers {lo:.3f} .. {hi:.3f} s"
+            )
         t0, t1 = e.stamps[k - 1], e.stamps[k]
         a, b = e.transforms[k - 1], e.transforms[k]
         w = (stamp_ns - t0) / (t1 - t0)
@@ -229,7 +250,8 @@ class TransformBuffer:
             target, source: frame names (a leading "/" is ignored).
             stamp_ns: time in ns (ROS time of the data); 0 = the latest of every dynamic edge.
         Returns:
-            :class:`RigidTransform` with ``p_target = T(p_source)``; identity when the frames are equal.
+            :class:`RigidTransform` with ``p_target = T(p_source)``; identity when the frames
+            are equal.
         Raises:
             TransformError: a frame is unknown, the frames are in different trees (the message
             names both roots), or a dynamic edge would need extrapolation.
@@ -250,7 +272,7 @@ class TransformBuffer:
             path_s = up_s[: up_s.index(common)]
             path_t = up_t[: on_t[common]]
             T_c_s = RigidTransform.identity()
-            for child in reversed(path_s):   # common ... -> source
+            for child in reversed(path_s):  # common ... -> source
                 T_c_s = T_c_s.compose(self._edge_at(child, stamp_ns))
             T_c_t = RigidTransform.identity()
             for child in reversed(path_t):
@@ -260,8 +282,10 @@ class TransformBuffer:
                 self._static_cache[key] = out
             return out
 
-    def wait_lookup(self, target: str, source: str, stamp_ns: int, timeout_s: float) -> RigidTransform:
-        """:meth:`lookup`, retried whenever new transforms arrive, for at most ``timeout_s`` seconds
+    def wait_lookup(
+        self, target: str, source: str, stamp_ns: int, timeout_s: float
+    ) -> RigidTransform:
+        """:meth:`lookup`, retried whenever new transforms arrive, for at most ``timeout_s`` s
         (monotonic clock). Raises the last TransformError when the time is up."""
         deadline = time.monotonic() + max(0.0, timeout_s)
         while True:
@@ -282,8 +306,10 @@ class TransformBuffer:
                 return f"'{frame}' (unknown to TF)"
             return f"'{frame}' (tree root '{up[-1]}')"
 
-        return (f"frames not connected: {where(source, up_s)} and {where(target, up_t)}; "
-                f"known frames: {sorted(known) if known else 'none (no /tf or /tf_static received)'}")
+        return (
+            f"frames not connected: {where(source, up_s)} and {where(target, up_t)}; "
+            f"known frames: {sorted(known) if known else 'none (no /tf or /tf_static received)'}"
+        )
 
 
 # ---------------------------------------------------------------------------------------- ROS side
@@ -297,13 +323,22 @@ class _OwnSource:
         from tf2_msgs.msg import TFMessage
 
         self.buffer = TransformBuffer(cache_s)
-        static_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                                history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        dyn_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+        static_qos = QoSProfile(
+            depth=100,
+            reliability=ReliabilityPolicy.RELIABLE,
+            history=HistoryPolicy.KEEP_LAST,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL,
+        )
+        dyn_qos = QoSProfile(
+            depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST
+        )
         self._subs = [
-            node.create_subscription(TFMessage, "/tf_static", lambda m: self.buffer.add_message(m, True),
-                                     static_qos),
-            node.create_subscription(TFMessage, "/tf", lambda m: self.buffer.add_message(m, False), dyn_qos),
+            node.create_subscription(
+                TFMessage, "/tf_static", lambda m: self.buffer.add_message(m, True), static_qos
+            ),
+            node.create_subscription(
+                TFMessage, "/tf", lambda m: self.buffer.add_message(m, False), dyn_qos
+            ),
         ]
 
     def lookup(self, target: str, source: str, stamp_ns: int, timeout_s: float) -> RigidTransform:
@@ -328,8 +363,12 @@ class _Tf2RosSource:
         from rclpy.time import Time
 
         try:
-            ts = self.buffer.lookup_transform(target, source, Time(nanoseconds=int(stamp_ns)),
-                                              timeout=Duration(seconds=float(timeout_s)))
+            ts = self.buffer.lookup_transform(
+                target,
+                source,
+                Time(nanoseconds=int(stamp_ns)),
+                timeout=Duration(seconds=float(timeout_s)),
+            )
         except self._tf2.TransformException as e:
             raise TransformError(f"tf2: {type(e).__name__}: {e}") from None
         tr, q = ts.transform.translation, ts.transform.rotation
@@ -346,7 +385,6 @@ def make_transform_source(node: Any, cache_s: float = 10.0) -> Any:
         ImportError when neither ``tf2_ros`` nor ``tf2_msgs`` is importable (no TF at all).
     """
     try:
-        import tf2_ros  # noqa: F401  (a ROS 2 distribution)
+        return _Tf2RosSource(node, cache_s)  # a ROS 2 distribution
     except ImportError:
         return _OwnSource(node, cache_s)
-    return _Tf2RosSource(node, cache_s)

@@ -32,8 +32,8 @@ class FrameResult:
     Attributes:
         detections: :class:`Detections` (boxes in the model lidar frame = the cloud's frame).
         drivable: (grid_h, grid_w) uint8 {0, 1} BEV drivable-area mask, row = iy, column = ix.
-        semantic: (H, W) uint8 class ids at the *input* image's size, or None when no image was given
-            (or ``semantic=False`` was asked for).
+        semantic: (H, W) uint8 class ids at the *input* image's size, or None when no image was
+            given (or ``semantic=False`` was asked for).
         pillar_stats: :class:`PillarStats` of the frame's pillarization (dropped points/pillars).
         camera_valid: whether the camera branch was used.
         timings_ms: per-stage wall time in ms, keys :data:`TIMING_KEYS` (CUDA synchronised).
