@@ -2,15 +2,18 @@
 # Build the shipped default model (models/bev_mtl_default.pt + models/bev_mtl_default.onnx) from scratch:
 #   1. synthetic A2D2-format data: a training split and a held-out validation split
 #      (different seeds -> different, disjoint scenes; checked below)
-#   2. train with config/train_default.yaml (CPU by default; DEVICE=cuda for a GPU)
+#   2. train with config/train_default.yaml (CPU by default; DEVICE=cuda for a GPU), with the real
+#      camera + label frames of REAL_DATA (default test/data/real_a2d2) mixed in (semantic loss only)
 #   3. copy the checkpoint to models/bev_mtl_default.pt and export models/bev_mtl_default.onnx (parity-checked)
 #   4. evaluate the ONNX model on the validation split and check the acceptance thresholds:
 #      Car AP@2m >= 0.70, Pedestrian AP@2m >= 0.40, drivable IoU >= 0.85, semantic mIoU >= 0.50
+#   5. evaluate on the real frames (semantics only; they are training frames, so these figures are
+#      not held-out): models/<name>.real_eval.json and prediction renderings in models/real_a2d2/
 #
 # Usage: scripts/make_default_model.sh            (about 60 min on 2 CPU cores)
 # Environment overrides: WORK (scratch dir, default build/default_model), TRAIN_SCENES, VAL_SCENES,
 #   FRAMES (per scene), WIDTH/HEIGHT (synthetic image size), EPOCHS, DEVICE, PYTHON, MODEL_NAME,
-#   MODELS_DIR (default models/),
+#   MODELS_DIR (default models/), REAL_DATA (real camera+label frames; empty = synthetic only),
 #   SKIP_CHECK=1 (do not fail on thresholds).
 set -euo pipefail
 
@@ -27,9 +30,12 @@ DEVICE="${DEVICE:-cpu}"
 MODEL_NAME="${MODEL_NAME:-bev_mtl_default}"
 MODELS_DIR="${MODELS_DIR:-$ROOT/models}"
 CONFIG="${CONFIG:-$ROOT/config/train_default.yaml}"
+REAL_DATA="${REAL_DATA-$ROOT/test/data/real_a2d2}"
 CLI=("$PY" -m bev_mtl_ros.cli)
 EPOCH_ARGS=()
 if [[ -n "${EPOCHS:-}" ]]; then EPOCH_ARGS=(--epochs "$EPOCHS"); fi
+REAL_ARGS=()
+if [[ -n "$REAL_DATA" ]]; then REAL_ARGS=(--real-data "$REAL_DATA"); fi
 
 mkdir -p "$WORK" "$MODELS_DIR"
 t0=$(date +%s)
@@ -60,7 +66,7 @@ stamp "training ($CONFIG, device $DEVICE)"
 RESUME=()
 if [[ -f "$WORK/run/last.pt" ]]; then RESUME=(--resume); fi
 "${CLI[@]}" train --data "$WORK/synth_train" --config "$CONFIG" --out "$WORK/run" --device "$DEVICE" \
-    --cache-dir "$WORK/cache" --no-progress "${RESUME[@]}" "${EPOCH_ARGS[@]}"
+    --cache-dir "$WORK/cache" --no-progress "${RESUME[@]}" "${EPOCH_ARGS[@]}" "${REAL_ARGS[@]}"
 
 stamp "export $MODELS_DIR/$MODEL_NAME.{pt,onnx}"
 cp "$WORK/run/model.pt" "$MODELS_DIR/$MODEL_NAME.pt"
@@ -71,6 +77,15 @@ stamp "evaluation on the held-out split"
     --out "$WORK/eval" --render 6 --no-progress
 cp "$WORK/eval/report.json" "$MODELS_DIR/$MODEL_NAME.eval.json"
 cp "$WORK/run/history.jsonl" "$MODELS_DIR/$MODEL_NAME.history.jsonl"
+
+if [[ -n "$REAL_DATA" ]]; then
+  stamp "evaluation on the real frames ($REAL_DATA; training frames, not held-out)"
+  rm -rf "$MODELS_DIR/real_a2d2"
+  "${CLI[@]}" evaluate --data "$REAL_DATA" --model "$MODELS_DIR/$MODEL_NAME.onnx" --backend onnxruntime \
+      --out "$WORK/eval_real" --render 4 --render-style prediction --no-progress
+  cp "$WORK/eval_real/report.json" "$MODELS_DIR/$MODEL_NAME.real_eval.json"
+  mkdir -p "$MODELS_DIR/real_a2d2" && cp "$WORK"/eval_real/frames/*_semantic.png "$MODELS_DIR/real_a2d2/"
+fi
 
 stamp "checking the acceptance thresholds"
 "$PY" - "$WORK/eval/report.json" "${SKIP_CHECK:-0}" <<'PYEOF'

@@ -44,6 +44,9 @@ LOG = logging.getLogger(__name__)
 MODALITIES: Tuple[str, ...] = ("camera", "lidar", "label", "label3D")
 _EXT = {"camera": ".png", "lidar": ".npz", "label": ".png", "label3D": ".json"}
 _FRAME_RE = re.compile(r"_(\d+)\.(png|npz|json)$")
+#: A2D2 file name: ``<drive stamp>_<modality>_<camera>_<frame>.<ext>`` (e.g.
+#: ``20180810142822_label_frontcenter_000006737.png``); used for flat folders of frames.
+_FILE_RE = re.compile(r"^(\d+)_(camera|lidar|label3D|label)_([a-z]+)_(\d+)\.(png|npz|json)$")
 
 #: TAI - UTC in seconds, valid since 2017-01-01 (A2D2 was recorded in 2018/2019).
 TAI_MINUS_UTC_S = 37
@@ -434,7 +437,8 @@ class A2D2Dataset:
     """Frames of one camera in an A2D2(-format) directory.
 
     Args:
-        root: dataset directory (subset root, a single scene, or ``<City>/camera_lidar``).
+        root: dataset directory (subset root, a single scene, ``<City>/camera_lidar``, or a flat
+            folder of A2D2-named files such as ``<drive>_camera_frontcenter_<frame>.png``).
         camera: A2D2 camera name ("front_center", "side_left", ...; "cam_" prefix allowed).
         calibration: a :class:`Calibration`, or a path to ``cams_lidars.json``; default: the first
             ``cams_lidars.json`` found in ``root`` or up to 2 parent folders, else the packaged copy.
@@ -477,8 +481,34 @@ class A2D2Dataset:
             d = os.path.dirname(d)
         return None
 
+    def _add_scene(self, scene: str, by_frame: Dict[str, Dict[str, Optional[str]]]) -> None:
+        self.scenes.append(scene)
+        for fr in sorted(by_frame, key=int):
+            paths = {m: by_frame[fr].get(m) for m in MODALITIES}
+            rec = FrameRecord(scene, fr, paths)
+            if any(paths[m] is None for m in self.require):
+                self.skipped.append(rec)
+            else:
+                self.frames.append(rec)
+
+    def _scan_flat(self) -> None:
+        """Frames stored side by side in ``root`` with A2D2 file names (as A2D2's own sample
+        downloads and ``test/data/real_a2d2`` hold them); the scene is the drive stamp."""
+        by_scene: Dict[str, Dict[str, Dict[str, Optional[str]]]] = {}
+        for name in sorted(os.listdir(self.root)):
+            mt = _FILE_RE.match(name)
+            if not mt or mt.group(3) != file_camera_name(self.camera) or not name.endswith(_EXT[mt.group(2)]):
+                continue
+            scene, modality, frame = mt.group(1), mt.group(2), mt.group(4)
+            by_scene.setdefault(scene, {}).setdefault(frame, {})[modality] = os.path.join(self.root, name)
+        for scene in sorted(by_scene):
+            self._add_scene(scene, by_scene[scene])
+
     def _scan(self) -> None:
         folder = f"cam_{self.camera}"
+        if not _find_scene_dirs(self.root):
+            self._scan_flat()
+            return
         for sdir in _find_scene_dirs(self.root):
             scene = os.path.relpath(sdir, self.root) if sdir != self.root else os.path.basename(sdir)
             by_frame: Dict[str, Dict[str, Optional[str]]] = {}
@@ -495,14 +525,7 @@ class A2D2Dataset:
                     by_frame.setdefault(mt.group(1), {})[m] = os.path.join(d, name)
             if not by_frame:
                 continue
-            self.scenes.append(scene)
-            for fr in sorted(by_frame, key=int):
-                paths = {m: by_frame[fr].get(m) for m in MODALITIES}
-                rec = FrameRecord(scene, fr, paths)
-                if any(paths[m] is None for m in self.require):
-                    self.skipped.append(rec)
-                else:
-                    self.frames.append(rec)
+            self._add_scene(scene, by_frame)
 
     def __len__(self) -> int:
         return len(self.frames)

@@ -210,3 +210,46 @@ def drivable_lut() -> np.ndarray:
     lut = np.zeros(256, dtype=bool)
     lut[list(DRIVABLE_CLASS_IDS)] = True
     return lut
+
+
+#: Eight coarse groups of A2D2's merged classes, used to report real-data semantics in a way that
+#: survives A2D2's fine label distinctions (``Solid line`` vs ``RD normal street``...). Group id =
+#: position in this mapping. Merged classes not listed here (``Ego car``, ``Blurred area``,
+#: ``Rain dirt``) are ignored when scoring.
+COARSE_GROUPS: Dict[str, Tuple[str, ...]] = {
+    "drivable": ("RD normal street", "Drivable cobblestone", "Slow drive area", "Parking area",
+                 "RD restricted area", "Zebra crossing", "Painted driv. instr.", "Solid line",
+                 "Dashed line", "Speed bumper"),
+    "other flat": ("Sidewalk", "Non-drivable street", "Curbstone"),
+    "vehicle": ("Car", "Truck", "Small vehicles", "Utility vehicle", "Tractor"),
+    "human+bike": ("Pedestrian", "Bicycle"),
+    "object/sign/pole": ("Traffic signal", "Traffic sign", "Sidebars", "Irrelevant signs", "Road blocks",
+                         "Obstacles / trash", "Poles", "Grid structure", "Signal corpus",
+                         "Electronic traffic", "Traffic guide obj.", "Animals"),
+    "nature": ("Nature object",),
+    "sky": ("Sky",),
+    "building": ("Buildings",),
+}
+#: Merged classes that belong to no coarse group (not scored on the coarse level).
+COARSE_IGNORED: Tuple[str, ...] = ("Ego car", "Blurred area", "Rain dirt")
+#: Coarse group names, index = coarse group id.
+COARSE_GROUP_NAMES: Tuple[str, ...] = tuple(COARSE_GROUPS)
+
+
+def coarse_group_lut(class_names: Iterable[str] = A2D2_SEMANTIC_CLASSES) -> np.ndarray:
+    """(256,) uint8 table: semantic class id (index into ``class_names``) -> coarse group id
+    (index into :data:`COARSE_GROUP_NAMES`); 255 for ignored classes, ids beyond the class list and
+    the ignore id 255 itself.
+
+    Raises:
+        ValueError when a class name is neither in a group nor in :data:`COARSE_IGNORED` (a contract
+        with classes the grouping does not know).
+    """
+    group_of = {c: g for g, members in enumerate(COARSE_GROUPS.values()) for c in members}
+    lut = np.full(256, UNKNOWN_ID, dtype=np.uint8)
+    for i, name in enumerate(class_names):
+        if name in group_of:
+            lut[i] = group_of[name]
+        elif name not in COARSE_IGNORED:
+            raise ValueError(f"semantic class {name!r} has no coarse group (classes.COARSE_GROUPS)")
+    return lut

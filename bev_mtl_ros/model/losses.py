@@ -32,6 +32,8 @@ Target dict consumed by :class:`MultiTaskLoss` (B = batch, K classes, M = max ob
     rot      (B, M, 2) float32 (sin yaw, cos yaw)
     drivable (B, grid_h, grid_w) uint8 / int64 {0, 1, 255}
     semantic (B, Hi, Wi) int64 class ids, 255 = ignore
+    det_valid (B,) float32, optional: 0 for items without lidar / box labels (camera-only real
+             frames); the detection loss is computed over the other items only
 """
 
 from __future__ import annotations
@@ -195,6 +197,24 @@ class UncertaintyWeighting(nn.Module):
         return {t: float(torch.exp(-v)) for t, v in zip(self.tasks, self.log_vars.detach())}
 
 
+def _detection_subset(outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]):
+    """Keep only the batch items whose ``targets["det_valid"]`` (B,) is > 0.5 in the detection
+    outputs/targets (heat map and regression maps, indices, mask and regression targets); other keys
+    pass unchanged. Without ``det_valid`` everything passes. When no item is valid the heat map is
+    dropped from both dicts, so the detection task is skipped."""
+    if "det_valid" not in targets:
+        return outputs, targets
+    keep = targets["det_valid"] > 0.5
+    if bool(keep.all()):
+        return outputs, targets
+    det_keys = ("heatmap", "indices", "mask") + REGRESSION_TERMS
+    if not bool(keep.any()):
+        return ({k: v for k, v in outputs.items() if k != "heatmap"},
+                {k: v for k, v in targets.items() if k != "heatmap"})
+    return ({k: (v[keep] if k in det_keys else v) for k, v in outputs.items()},
+            {k: (v[keep] if k in det_keys else v) for k, v in targets.items()})
+
+
 class MultiTaskLoss(nn.Module):
     """Total training loss of :class:`~bev_mtl_ros.model.network.BevMultiTaskNet`.
 
@@ -243,6 +263,8 @@ class MultiTaskLoss(nn.Module):
         """Per-task losses and the individual terms: returns (tasks dict, terms dict)."""
         tasks: Dict[str, torch.Tensor] = {}
         terms: Dict[str, torch.Tensor] = {}
+        if "heatmap" in outputs and "heatmap" in targets:
+            outputs, targets = _detection_subset(outputs, targets)
         if "heatmap" in outputs and "heatmap" in targets:
             hm = gaussian_focal_loss(outputs["heatmap"], targets["heatmap"], self.focal_alpha, self.focal_beta)
             terms["heatmap"] = hm

@@ -18,6 +18,7 @@ Batch (see :func:`collate_batch`):
              image (B, 3, Hi, Wi) f32 [0, 1], camera_valid (B,) f32
     targets: heatmap (B, K, Hb, Wb), indices (B, Mx), mask (B, Mx), offset (B, Mx, 2), z (B, Mx, 1),
              size (B, Mx, 3), rot (B, Mx, 2)  [the keys of ``model.losses``],
+             det_valid (B,) f32 (0 = the sample has no lidar/box labels: no detection loss),
              drivable (B, grid_h, grid_w) int64, semantic (B, Hi, Wi) int64
     meta:    list of dicts: key (scene/frame), boxes, labels (ground truth after augmentation)
 
@@ -185,6 +186,7 @@ def sample_to_tensors(sample: Dict[str, Any], contract: ModelContract) -> Dict[s
                 else torch.full((gh, gw), IGNORE, dtype=torch.int64))
     return {"pillar_batch": pb, "image": image, "camera_valid": float(camera_valid), "targets": tg,
             "semantic": semantic, "drivable": drivable,
+            "det_valid": 0.0 if sample.get("camera_only", False) else 1.0,
             "meta": {"key": sample.get("key", ""), "boxes": boxes, "labels": labels}}
 
 
@@ -209,6 +211,7 @@ def collate_batch(items: List[Dict[str, Any]]):
         vals = [it["targets"][k] for it in items]
         targets[k] = torch.stack(vals) if k == "heatmap" else _pad_stack(vals)
     targets["drivable"] = torch.stack([it["drivable"] for it in items])
+    targets["det_valid"] = torch.tensor([it["det_valid"] for it in items], dtype=torch.float32)
     targets["semantic"] = torch.stack([it["semantic"] for it in items])
     return inputs, targets, [it["meta"] for it in items]
 
@@ -325,3 +328,125 @@ class A2D2TrainDataset(RawSampleDataset):
             path = self._cache_path(i)
             if path is None or not os.path.isfile(path):
                 self.raw(i)
+
+
+class RealCameraDataset(RawSampleDataset):
+    """Camera + semantic-label frames without lidar (such as the real A2D2 frames in
+    ``test/data/real_a2d2``) as semantic-only training samples.
+
+    Each item is one frame under a random resized crop (area fraction ~ U(crop_scale), aspect
+    ratio of the network input, uniform position), resized to ``contract.image_size``, then the
+    usual augmentation (horizontal flip with the (empty) cloud, photometric jitter). The cloud is
+    empty, there are no boxes and the drivable label is all ignore; the sample is marked
+    ``camera_only`` so the detection loss skips it (``det_valid`` = 0 in the batch). The camera
+    is never dropped. Frames are decoded once (undistorted, as the A2D2 reader returns them) and
+    held in memory at ``work_scale`` x the network input size.
+
+    Args:
+        root: folder of A2D2-format frames with camera and label (flat folder or A2D2 tree).
+        contract: model contract (image size, semantic classes).
+        repeats: the dataset lists every frame this many times (oversampling a few real frames
+            against thousands of synthetic ones).
+        crop_scale: (min, max) fraction of the image area kept by the crop.
+        work_scale: stored resolution relative to ``contract.image_size`` (>= 1).
+        camera, augment, seed: see :class:`A2D2TrainDataset` / :class:`RawSampleDataset`.
+    Raises:
+        FileNotFoundError when ``root`` holds no frame with both camera and label.
+    """
+
+    def __init__(self, root: str, contract: ModelContract, repeats: int = 1,
+                 crop_scale: Tuple[float, float] = (0.4, 1.0), work_scale: float = 2.0,
+                 camera: str = "front_center", **kw):
+        kw.pop("camera_dropout", None)
+        super().__init__(contract, camera_dropout=0.0, **kw)
+        import cv2
+        from bev_mtl_ros.data.a2d2 import A2D2Dataset
+        reader = A2D2Dataset(root, camera=camera, require=("camera", "label"))
+        if not len(reader):
+            raise FileNotFoundError(f"{root}: no frame with both a camera image and a label")
+        self.repeats = max(1, int(repeats))
+        self.crop_scale = (float(crop_scale[0]), float(crop_scale[1]))
+        w, h = contract.image_size
+        ww, wh = int(round(w * work_scale)), int(round(h * work_scale))
+        lut = semantic_id_map(contract)
+        self.images: List[np.ndarray] = []
+        self.labels: List[np.ndarray] = []
+        self.keys: List[str] = []
+        for i in range(len(reader)):
+            f = reader.load_frame(i)
+            self.images.append(cv2.resize(f.image, (ww, wh), interpolation=cv2.INTER_AREA))
+            sem = cv2.resize(np.asarray(f.semantic, np.uint8), (ww, wh), interpolation=cv2.INTER_NEAREST)
+            self.labels.append(lut[sem] if lut is not None else sem)
+            self.keys.append(reader.frames[i].key)
+
+    def __len__(self) -> int:
+        return len(self.images) * self.repeats
+
+    def _sample(self, i: int, rng: Optional[np.random.Generator]) -> Dict[str, Any]:
+        import cv2
+        k = int(i) % len(self.images)
+        img, sem = self.images[k], self.labels[k]
+        w, h = self.contract.image_size
+        H, W = sem.shape
+        if rng is not None:
+            frac = float(rng.uniform(*self.crop_scale))
+            cw, ch = max(8, int(round(W * np.sqrt(frac)))), max(8, int(round(H * np.sqrt(frac))))
+            x0, y0 = int(rng.integers(0, W - cw + 1)), int(rng.integers(0, H - ch + 1))
+            img, sem = img[y0:y0 + ch, x0:x0 + cw], sem[y0:y0 + ch, x0:x0 + cw]
+        return {"points": np.zeros((0, 4), np.float32), "boxes": np.zeros((0, 7), np.float32),
+                "labels": np.zeros(0, np.int64), "drivable": None, "camera_only": True,
+                "image": cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA),
+                "semantic": cv2.resize(sem, (w, h), interpolation=cv2.INTER_NEAREST), "key": self.keys[k]}
+
+    def raw(self, i: int) -> Dict[str, Any]:
+        """The whole frame at the network's input size (no crop)."""
+        return self._sample(i, None)
+
+    def __getitem__(self, i: int) -> Dict[str, Any]:
+        rng = np.random.default_rng((self.seed, self.epoch, int(i), 1))
+        sample = self._sample(i, rng)
+        if self.augment is not None:
+            sample = augment_sample(sample, self.contract, self.augment, rng)
+        return sample_to_tensors(sample, self.contract)
+
+
+class MixedDataset(Dataset):
+    """Several datasets with one contract, listed one after the other (like ``ConcatDataset``),
+    forwarding ``seed`` and :meth:`set_epoch` to each part.
+
+    Raises:
+        ValueError when the parts' contracts differ or no part is given.
+    """
+
+    def __init__(self, parts: Sequence[RawSampleDataset]):
+        if not parts:
+            raise ValueError("MixedDataset needs at least one dataset")
+        self.parts = list(parts)
+        self.contract = self.parts[0].contract
+        for p in self.parts[1:]:
+            if p.contract.mismatches(self.contract):
+                raise ValueError(f"datasets differ in contract: {sorted(p.contract.mismatches(self.contract))}")
+        self._ends = np.cumsum([len(p) for p in self.parts])
+
+    @property
+    def seed(self) -> int:
+        return self.parts[0].seed
+
+    @seed.setter
+    def seed(self, value: int) -> None:
+        for p in self.parts:
+            p.seed = int(value)
+
+    def set_epoch(self, epoch: int) -> None:
+        for p in self.parts:
+            p.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return int(self._ends[-1])
+
+    def __getitem__(self, i: int) -> Dict[str, Any]:
+        if not 0 <= int(i) < len(self):
+            raise IndexError(i)
+        k = int(np.searchsorted(self._ends, int(i), side="right"))
+        start = int(self._ends[k - 1]) if k else 0
+        return self.parts[k][int(i) - start]

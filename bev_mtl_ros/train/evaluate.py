@@ -8,7 +8,11 @@ Two sources::
 ``--data`` runs ``runtime.pipeline.PerceptionPipeline`` on every frame of an A2D2-format directory and
 compares with its labels: 3D boxes (A2D2 classes mapped through the model contract's
 ``box_class_map``; unmapped classes are dropped), BEV drivable labels (``data/drivable.py``) and the
-semantic label image (at the input image's resolution).
+semantic label image (at the input image's resolution). Frames may lack modalities: a frame without
+lidar (such as the real camera + label frames in ``test/data/real_a2d2``) is run with an empty cloud
+and scores only semantics; a task no frame could score is reported as not available
+(``"available": false``), not as an error. Semantics are scored over the contract's classes (A2D2's
+38 merged classes) and over the eight coarse groups of ``data/classes.py`` (``semantic_coarse``).
 
 ``--bag`` compares the node's recorded outputs with the ground truth of the input bag, matched by
 header stamp (exact nanoseconds): ``/perception_node/detections`` vs ``/a2d2/ground_truth/boxes``
@@ -40,6 +44,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from bev_mtl_ros.data.classes import COARSE_GROUP_NAMES, coarse_group_lut, ids_to_rgb
 from bev_mtl_ros.model.contract import ModelContract
 from bev_mtl_ros.train.metrics import DetectionEvaluator, DrivableEvaluator, SemanticEvaluator
 
@@ -59,13 +64,20 @@ def in_range_mask(boxes: np.ndarray, contract: ModelContract) -> np.ndarray:
 
 
 class EvalAccumulator:
-    """Collects per-frame results for all three tasks and produces the report dict."""
+    """Collects per-frame results for all three tasks and produces the report dict.
+
+    Semantics are accumulated twice: over the contract's classes and over the coarse groups of
+    :data:`bev_mtl_ros.data.classes.COARSE_GROUPS` (ignored classes such as ``Ego car`` skipped).
+    Raises ValueError (from :func:`coarse_group_lut`) when a contract class has no coarse group.
+    """
 
     def __init__(self, contract: ModelContract, ap_mode: str = "area"):
         self.contract = contract
         self.det = DetectionEvaluator(contract.detection_classes, ap_mode=ap_mode)
         self.drivable = DrivableEvaluator()
         self.semantic = SemanticEvaluator(contract.semantic_classes)
+        self.semantic_coarse = SemanticEvaluator(COARSE_GROUP_NAMES)
+        self._coarse_lut = coarse_group_lut(contract.semantic_classes)
         self.counts = {"frames": 0, "frames_with_drivable_gt": 0, "frames_with_semantic_gt": 0,
                        "gt_boxes_out_of_range": 0, "pred_boxes_out_of_range": 0}
         self.timings: Dict[str, List[float]] = {}
@@ -96,6 +108,7 @@ class EvalAccumulator:
             import cv2
             pred = cv2.resize(np.asarray(pred, np.uint8), (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_NEAREST)
         self.semantic.add(pred, gt)
+        self.semantic_coarse.add(self._coarse_lut[np.asarray(pred, np.uint8)], self._coarse_lut[np.asarray(gt, np.uint8)])
         self.counts["frames_with_semantic_gt"] += 1
 
     def add_timings(self, timings_ms: Optional[Dict[str, float]]) -> None:
@@ -106,6 +119,9 @@ class EvalAccumulator:
         """The full report (JSON-compatible; NaN written as null by :func:`write_report`)."""
         det = self.det.compute()
         sem = self.semantic.compute()
+        sem["available"] = self.counts["frames_with_semantic_gt"] > 0
+        coarse = self.semantic_coarse.compute()
+        coarse["available"] = sem["available"]
         rep: Dict[str, Any] = {
             "counts": dict(self.counts),
             "detection": {"ap": det["ap"], "map": det["map"], "num_gt": det["num_gt"],
@@ -113,9 +129,10 @@ class EvalAccumulator:
                                        for c in self.contract.detection_classes},
                           "ap_definition": "area under the all-point interpolated PR curve (train/metrics.py); "
                                            "greedy matching by score; NaN = no ground truth, excluded from mAP",
-                          "ap_mode": self.det.ap_mode},
-            "drivable": {"iou": self.drivable.iou()},
+                          "ap_mode": self.det.ap_mode, "available": self.counts["frames"] > 0},
+            "drivable": {"iou": self.drivable.iou(), "available": self.counts["frames_with_drivable_gt"] > 0},
             "semantic": sem,
+            "semantic_coarse": coarse,
             "timings_ms": {k: {"mean": float(np.mean(v)), "p50": float(np.median(v)),
                                "p95": float(np.percentile(v, 95))} for k, v in self.timings.items()},
             "notes": list(self.notes),
@@ -141,23 +158,40 @@ def _fmt(v: Optional[float]) -> str:
     return "  n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:5.3f}"
 
 
+def _semantic_lines(title: str, sem: Dict[str, Any], per_class: bool) -> List[str]:
+    lines = [f"{title} mIoU over {sem['classes_present']} classes present: {_fmt(sem['miou'])}  "
+             f"(pixel accuracy {_fmt(sem['pixel_accuracy'])})"]
+    if per_class:
+        for c, v in sorted(sem["per_class_iou"].items(), key=lambda kv: -kv[1]):
+            lines.append(f"  {c:<24}{_fmt(v)}")
+    return lines
+
+
 def summary_text(rep: Dict[str, Any]) -> str:
-    """Readable summary table of a report."""
+    """Readable summary table of a report; tasks without any scorable frame print "not available"."""
     det = rep["detection"]
     keys = list(det["ap"].keys())
     classes = list(det["num_gt"].keys())
-    lines = [f"frames: {rep['counts']['frames']}  (GT boxes outside the BEV range ignored: "
-             f"{rep['counts']['gt_boxes_out_of_range']})", "",
-             "Detection AP (BEV centre distance / rotated BEV IoU), " + det["ap_mode"] + " AP",
-             f"{'class':<12}{'#gt':>6} " + " ".join(f"{k:>10}" for k in keys)]
-    for c in classes:
-        lines.append(f"{c:<12}{det['num_gt'][c]:>6} " + " ".join(f"{_fmt(det['ap'][k][c]):>10}" for k in keys))
-    lines.append(f"{'mAP':<12}{'':>6} " + " ".join(f"{_fmt(det['map'][k]):>10}" for k in keys))
-    lines += ["", f"Drivable area IoU (BEV, 255 ignored): {_fmt(rep['drivable']['iou'])}",
-              f"Semantic mIoU over {rep['semantic']['classes_present']} classes present: "
-              f"{_fmt(rep['semantic']['miou'])}  (pixel accuracy {_fmt(rep['semantic']['pixel_accuracy'])})"]
-    for c, v in sorted(rep["semantic"]["per_class_iou"].items(), key=lambda kv: -kv[1]):
-        lines.append(f"  {c:<24}{_fmt(v)}")
+    lines = [f"frames with detection scoring: {rep['counts']['frames']}  (GT boxes outside the BEV range "
+             f"ignored: {rep['counts']['gt_boxes_out_of_range']}); with semantic labels: "
+             f"{rep['counts']['frames_with_semantic_gt']}", ""]
+    if det.get("available", True):
+        lines += ["Detection AP (BEV centre distance / rotated BEV IoU), " + det["ap_mode"] + " AP",
+                  f"{'class':<12}{'#gt':>6} " + " ".join(f"{k:>10}" for k in keys)]
+        for c in classes:
+            lines.append(f"{c:<12}{det['num_gt'][c]:>6} " + " ".join(f"{_fmt(det['ap'][k][c]):>10}" for k in keys))
+        lines.append(f"{'mAP':<12}{'':>6} " + " ".join(f"{_fmt(det['map'][k]):>10}" for k in keys))
+    else:
+        lines.append("Detection: not available (no frame with lidar)")
+    drv = rep["drivable"]
+    lines += ["", "Drivable area IoU (BEV, 255 ignored): "
+              + (_fmt(drv["iou"]) if drv.get("available", True) else "not available (no frame with lidar + labels)")]
+    if rep["semantic"].get("available", True):
+        lines += _semantic_lines("Semantic (A2D2 merged classes)", rep["semantic"], per_class=True)
+        if "semantic_coarse" in rep:
+            lines += _semantic_lines("Semantic (8 coarse groups)", rep["semantic_coarse"], per_class=True)
+    else:
+        lines.append("Semantics: not available (no frame with camera + label)")
     if rep.get("timings_ms"):
         lines += ["", "Pipeline timings (ms): " + ", ".join(f"{k} {v['mean']:.1f}" for k, v in rep["timings_ms"].items())]
     for n in rep.get("notes", []):
@@ -205,7 +239,8 @@ def write_report(rep: Dict[str, Any], out_dir: str) -> Dict[str, str]:
         json.dump(_jsonable(rep), f, indent=2)
     with open(paths["summary"], "w", encoding="utf-8") as f:
         f.write(summary_text(rep))
-    png = plot_pr_curves(rep, os.path.join(out_dir, "pr_curves.png"))
+    png = (plot_pr_curves(rep, os.path.join(out_dir, "pr_curves.png"))
+           if rep["detection"].get("available", True) else None)
     if png:
         paths["pr_curves"] = png
     return paths
@@ -289,6 +324,48 @@ def render_frame(path: str, contract: ModelContract, points: np.ndarray, gt_boxe
     return path
 
 
+#: ``render_semantic`` styles: "full" = camera image | prediction | label; "prediction" =
+#: prediction | coarse-group correctness (green right, red wrong, black unlabelled/ignored), which
+#: holds none of the dataset's pixels (for renderings that are redistributed, e.g. the model card:
+#: A2D2's CC BY-ND licence allows only unmodified copies of its images and labels).
+RENDER_STYLES = ("full", "prediction")
+
+
+def render_semantic(path: str, image: np.ndarray, pred: np.ndarray, gt: np.ndarray, width: int = 640,
+                    style: str = "full") -> str:
+    """Write one PNG of panels side by side (see :data:`RENDER_STYLES`).
+
+    Args:
+        path: output PNG path (folders created).
+        image: (H, W, 3) uint8 RGB camera image.
+        pred, gt: (H, W) uint8 class ids of A2D2's merged classes (255 = unlabelled, drawn black),
+            any size (resized nearest to the image).
+        width: width of each panel in pixels.
+        style: one of :data:`RENDER_STYLES`.
+    Returns:
+        path.
+    Raises:
+        ValueError for an unknown style.
+    """
+    import cv2
+    if style not in RENDER_STYLES:
+        raise ValueError(f"render style {style!r} not in {RENDER_STYLES}")
+    h = int(round(image.shape[0] * width / image.shape[1]))
+    p, g = (cv2.resize(np.asarray(ids, np.uint8), (width, h), interpolation=cv2.INTER_NEAREST) for ids in (pred, gt))
+    if style == "full":
+        panels = [cv2.resize(image, (width, h), interpolation=cv2.INTER_AREA), ids_to_rgb(p), ids_to_rgb(g)]
+    else:
+        lut = coarse_group_lut()
+        cp, cg = lut[p], lut[g]
+        right = np.zeros((h, width, 3), np.uint8)
+        right[(cg != 255) & (cp == cg)] = (40, 200, 40)
+        right[(cg != 255) & (cp != cg)] = (220, 40, 40)
+        panels = [ids_to_rgb(p), right]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    cv2.imwrite(path, cv2.cvtColor(np.concatenate(panels, axis=1), cv2.COLOR_RGB2BGR))
+    return path
+
+
 # ------------------------------------------------------------------------------- data-set evaluation
 def make_pipeline(model_path: str, backend: str = "auto", device: str = "cpu", score_threshold: Optional[float] = None):
     """PerceptionPipeline for evaluation. ``score_threshold`` (default 0.05, low so that the PR curve
@@ -312,8 +389,10 @@ def gt_from_frame(frame: Any, contract: ModelContract) -> Tuple[np.ndarray, np.n
 def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = None, backend: str = "auto",
                      device: str = "cpu", max_frames: Optional[int] = None, num_render: int = 4,
                      score_threshold: Optional[float] = None, camera: str = "front_center",
-                     ap_mode: str = "area", progress: bool = True) -> Dict[str, Any]:
+                     ap_mode: str = "area", progress: bool = True, render_style: str = "full") -> Dict[str, Any]:
     """Run the pipeline over an A2D2-format directory and compute every metric.
+
+    ``render_style`` is the :func:`render_semantic` style of the semantic frame renderings.
 
     Returns the report dict (see :meth:`EvalAccumulator.report`); with ``out_dir`` also writes the
     report files and ``num_render`` frame renderings (evenly spaced)."""
@@ -322,7 +401,7 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
 
     pipe, be = make_pipeline(model_path, backend, device, score_threshold)
     contract = be.contract
-    reader = A2D2Dataset(data_dir, camera=camera)
+    reader = A2D2Dataset(data_dir, camera=camera, require=())
     n = len(reader) if max_frames is None else min(len(reader), int(max_frames))
     acc = EvalAccumulator(contract, ap_mode)
     lut = semantic_id_map(contract)
@@ -333,20 +412,32 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
         it = tqdm(it, desc="evaluating", unit="frame")
     for i in it:
         frame = reader.load_frame(i)
+        has_lidar = frame.paths.get("lidar") is not None
+        if not has_lidar and frame.image is None:
+            acc.notes.append(f"{frame.scene}/{frame.frame}: neither lidar nor camera image; skipped")
+            continue
         pts = frame.points_xyzi
         res = pipe(pts, frame.image)
         det = res.detections
         gtb, gtl = gt_from_frame(frame, contract)
-        acc.add_detections(det.boxes, det.scores, det.labels, gtb, gtl)
+        if has_lidar:
+            acc.add_detections(det.boxes, det.scores, det.labels, gtb, gtl)
+        sem_gt = None
         if frame.semantic is not None:
-            acc.add_drivable(res.drivable, compute_drivable_label(frame, contract))
+            if has_lidar:
+                acc.add_drivable(res.drivable, compute_drivable_label(frame, contract))
             sem_gt = frame.semantic if lut is None else lut[frame.semantic]
             acc.add_semantic(res.semantic, sem_gt)
-        acc.add_timings(getattr(res, "timings_ms", None))
+        acc.add_timings(res.timings_ms)
         if i in render_at:
-            render_frame(os.path.join(out_dir, "frames", f"{i:04d}_{frame.scene}_{frame.frame}.png".replace(os.sep, "_")),
-                         contract, pts, gtb, det.boxes, det.scores, frame.image, frame.calibration.cam_matrix,
-                         res.drivable, title=f"{frame.scene} {frame.frame}: GT green, prediction red")
+            name = f"{i:04d}_{frame.scene}_{frame.frame}".replace(os.sep, "_")
+            if has_lidar:
+                render_frame(os.path.join(out_dir, "frames", name + ".png"),
+                             contract, pts, gtb, det.boxes, det.scores, frame.image, frame.calibration.cam_matrix,
+                             res.drivable, title=f"{frame.scene} {frame.frame}: GT green, prediction red")
+            if res.semantic is not None and sem_gt is not None:
+                render_semantic(os.path.join(out_dir, "frames", name + "_semantic.png"), frame.image,
+                                res.semantic, sem_gt, style=render_style)
     rep = acc.report()
     rep["source"] = {"data": os.path.abspath(data_dir), "model": os.path.abspath(model_path),
                      "backend": getattr(be, "name", backend), "frames": n}
@@ -472,6 +563,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--render", type=int, default=4, help="frames to render as PNG (default 4)")
+    parser.add_argument("--render-style", choices=RENDER_STYLES, default="full",
+                        help="semantic renderings: full = image | prediction | label (default); prediction = "
+                             "prediction | coarse-group correctness, without the dataset's pixels")
     parser.add_argument("--score-threshold", type=float, default=None,
                         help="post-processing score threshold for evaluation (default 0.05)")
     parser.add_argument("--ap-mode", choices=("area", "nuscenes"), default="area")
@@ -493,7 +587,8 @@ def main(args: argparse.Namespace) -> int:
             rep = evaluate_dataset(args.data, args.model, args.out, backend=args.backend, device=args.device,
                                    max_frames=args.max_frames, num_render=args.render,
                                    score_threshold=args.score_threshold, camera=args.camera,
-                                   ap_mode=args.ap_mode, progress=not args.no_progress)
+                                   ap_mode=args.ap_mode, progress=not args.no_progress,
+                                   render_style=args.render_style)
         else:
             rep = evaluate_bag(args.bag, _contract_for_bag(args), gt_bag=args.gt_bag, out_dir=args.out,
                                detections_topic=args.detections_topic, gt_topic=args.gt_topic, ap_mode=args.ap_mode)

@@ -16,6 +16,8 @@ Config YAML (every key optional; defaults in :data:`DEFAULT_CONFIG`)::
            heatmap_weight, dice_weight, uncertainty: bool}
     augment: {...}         # train/augment.py AugmentConfig
     camera_dropout: 0.1    # probability of training a sample lidar-only (camera_valid = 0)
+    real_data: {repeats, crop_scale}   # camera + label frames given with --real-data: each listed
+                           # `repeats` times per epoch, random resized crops, semantic loss only
     batch_size, epochs, seed, num_workers, threads, cache_dir, log_every
 
 Outputs in RUN_DIR (rank 0 only): ``last.pt`` (model checkpoint + optimizer/scheduler/epoch for
@@ -69,6 +71,7 @@ DEFAULT_CONFIG: Dict[str, Any] = {
     "log_every": 10,
     "find_unused_parameters": False,
     "bn_recalibration_batches": 0,
+    "real_data": {"repeats": 1, "crop_scale": [0.4, 1.0]},
 }
 
 
@@ -498,13 +501,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=None, help="decoded-frame cache (default: config cache_dir "
                                                          "or RUN_DIR/cache)")
     parser.add_argument("--camera", default="front_center", help="A2D2 camera (default front_center)")
+    parser.add_argument("--real-data", default=None,
+                        help="folder of camera + semantic-label frames without lidar (e.g. test/data/real_a2d2) "
+                             "mixed into training with the semantic loss only (config key real_data)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
 
 
 def main(args: argparse.Namespace) -> int:
     """Run training from the command line; returns 0 on success, 2 on a config/data error."""
     from bev_mtl_ros.train.augment import AugmentConfig
-    from bev_mtl_ros.train.dataset import A2D2TrainDataset
+    from bev_mtl_ros.train.dataset import A2D2TrainDataset, MixedDataset, RealCameraDataset
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -522,6 +528,15 @@ def main(args: argparse.Namespace) -> int:
         ds = A2D2TrainDataset(args.data, contract, cache_dir=cache, camera=args.camera,
                               augment=aug if aug.enabled else None,
                               camera_dropout=float(cfg.get("camera_dropout", 0.0)), seed=int(cfg.get("seed", 0)))
+        train_set = ds
+        if args.real_data:
+            rc = cfg.get("real_data") or {}
+            real = RealCameraDataset(args.real_data, contract, repeats=int(rc.get("repeats", 1)),
+                                     crop_scale=tuple(rc.get("crop_scale", (0.4, 1.0))), camera=args.camera,
+                                     augment=aug if aug.enabled else None, seed=int(cfg.get("seed", 0)))
+            LOG.info("real camera-only frames from %s: %d frames x %d repeats (semantic loss only)",
+                     args.real_data, len(real.images), real.repeats)
+            train_set = MixedDataset([ds, real])
     except FileNotFoundError as e:
         LOG.error("%s", e)
         return 2
@@ -531,7 +546,7 @@ def main(args: argparse.Namespace) -> int:
             LOG.info("%s", ds.reader.scan_report()["summary"])
             ds.warm_cache(progress=not args.no_progress)
         dist_ctx.barrier()  # the other ranks read the cache rank 0 wrote
-        res = train(cfg, ds, args.out, device=args.device, resume=args.resume, dist_ctx=dist_ctx,
+        res = train(cfg, train_set, args.out, device=args.device, resume=args.resume, dist_ctx=dist_ctx,
                     progress=not args.no_progress)
     finally:
         dist_ctx.close()
