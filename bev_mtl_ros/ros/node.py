@@ -293,7 +293,8 @@ def _build_node_class():
     from std_msgs.msg import Header
 
     from bev_mtl_ros.ros import messages as M
-    from bev_mtl_ros.ros.conversions import ConversionError, cloud_to_xyzi, image_to_rgb
+    from bev_mtl_ros.ros.conversions import (ConversionError, cloud_to_xyzi, decode_serialized,
+                                             image_to_rgb, ros_header)
     from bev_mtl_ros.ros.sync import ApproxTimeSync, stamp_to_sec
     from bev_mtl_ros.ros.camera import ImageRectifier, nominal_camera_mismatch
     from bev_mtl_ros.ros.tf import TransformError, make_transform_source, transform_points
@@ -413,10 +414,13 @@ def _build_node_class():
             h = Header()
             h.stamp = self.get_clock().now().to_msg()
             self.pub_label_info.publish(M.label_info_msg(self.contract.semantic_classes, h, 0.0))
+            # raw (CDR bytes) subscriptions, decoded zero-copy by conversions.decode_serialized
             self.sub_cloud = self.create_subscription(
-                PointCloud2, p["cloud_topic"] or INPUT_NAMES["cloud"], self._on_cloud, in_qos)
+                PointCloud2, p["cloud_topic"] or INPUT_NAMES["cloud"], self._on_cloud, in_qos,
+                raw=True)
             self.sub_image = self.create_subscription(
-                Image, p["image_topic"] or INPUT_NAMES["image"], self._on_image, in_qos)
+                Image, p["image_topic"] or INPUT_NAMES["image"], self._on_image, in_qos,
+                raw=True)
             self.rectifier = ImageRectifier()
             self._nominal_checked: Optional[Any] = None
             self.sub_info = self.create_subscription(
@@ -487,15 +491,27 @@ def _build_node_class():
                 self.get_logger().warning(text)
 
         # ------------------------------------------------------------------ callbacks (light)
-        def _on_cloud(self, msg: Any) -> None:
+        def _on_cloud(self, raw: bytes) -> None:
             self._rate_clouds.tick()
             self._last_cloud_mono = time.monotonic()
+            try:
+                msg = decode_serialized(raw, "sensor_msgs/msg/PointCloud2")
+            except ConversionError as e:
+                self._count("bad_input.cloud_malformed")
+                self._warn("cloud_cdr", f"cloud on '{self.sub_cloud.topic_name}' skipped: {e}")
+                return
             pairs = self.sync.add_cloud((msg, time.monotonic()), stamp_to_sec(msg.header.stamp))
             self._check_resets()
             self._offer(pairs)
 
-        def _on_image(self, msg: Any) -> None:
+        def _on_image(self, raw: bytes) -> None:
             self._rate_images.tick()
+            try:
+                msg = decode_serialized(raw, "sensor_msgs/msg/Image")
+            except ConversionError as e:
+                self._count("bad_input.image_malformed")
+                self._warn("image_cdr", f"image on '{self.sub_image.topic_name}' skipped: {e}")
+                return
             pairs = self.sync.add_image(msg, stamp_to_sec(msg.header.stamp))
             self._check_resets()
             self._offer(pairs)
@@ -607,9 +623,7 @@ def _build_node_class():
             ok, T = self._cloud_transform(cloud)
             if not ok:
                 return
-            header = cloud.header
-            if header.frame_id != self.target_frame:   # outputs: target_frame, the cloud's stamp
-                header = Header(stamp=cloud.header.stamp, frame_id=self.target_frame)
+            header = ros_header(cloud.header, self.target_frame)  # outputs: the cloud's stamp
             # ---- cloud
             try:
                 conv = cloud_to_xyzi(cloud, intensity_field=p["intensity_field"],
@@ -711,10 +725,11 @@ def _build_node_class():
                         self._warn("grid", str(e), 60.0)
             sem = result.semantic
             if sem is not None and rgb is not None and pair.image is not None:
+                img_header = ros_header(pair.image.header)
                 if want_sem:
-                    self.pub_sem.publish(M.semantic_to_image(sem, pair.image.header))
+                    self.pub_sem.publish(M.semantic_to_image(sem, img_header))
                 if want_color and sem.shape[:2] == rgb.shape[:2]:
-                    self.pub_sem_color.publish(M.semantic_overlay(rgb, sem, pair.image.header))
+                    self.pub_sem_color.publish(M.semantic_overlay(rgb, sem, img_header))
             timings["publish"] = (time.perf_counter() - t_inf) * 1e3
             self._finish(t0, t_arrival, timings)
 
