@@ -198,3 +198,43 @@ def test_a2d2_view_frame_round_trip_through_the_tree():
     p_base = p_view @ V[:3, :3].T + V[:3, 3]
     back = transform_points(p_base.copy(), b.lookup("cam_front_center", "base_link"))
     np.testing.assert_allclose(back, p_view, atol=1e-9)
+
+
+def test_tf2_ros_source_adapter_with_a_stand_in_module(monkeypatch):
+    """The tf2_ros path (ROS 2 distributions; not installable in the pip-only venv): with a
+    stand-in ``tf2_ros`` module, make_transform_source picks it, passes target, source, the
+    stamp and the bounded wait through, converts the TransformStamped and maps tf2's exceptions
+    to TransformError."""
+    import sys
+    import types
+
+    pytest.importorskip("rclpy")
+    from bev_mtl_ros.ros.tf import make_transform_source
+
+    calls = []
+
+    class TransformException(Exception):
+        pass
+
+    class Buffer:
+        def __init__(self, cache_time=None):
+            self.cache_time = cache_time
+
+        def lookup_transform(self, target, source, time, timeout=None):
+            calls.append((target, source, time.nanoseconds, timeout.nanoseconds))
+            if source == "nowhere":
+                raise TransformException("frame does not exist")
+            q = (0.0, 0.0, np.sin(np.pi / 4), np.cos(np.pi / 4))   # +90 deg about z
+            return tf_msg(target, source, (1.0, 2.0, 3.0), q).transforms[0]
+
+    stand_in = types.ModuleType("tf2_ros")
+    stand_in.Buffer, stand_in.TransformException = Buffer, TransformException
+    stand_in.TransformListener = lambda buffer, node: ("listener", buffer, node)
+    monkeypatch.setitem(sys.modules, "tf2_ros", stand_in)
+    src = make_transform_source(node="the node", cache_s=5.0)
+    assert src.mode == "tf2_ros" and src.buffer.cache_time.nanoseconds == 5 * SEC
+    T = src.lookup("base_link", "velodyne", 3 * SEC + 7, 0.25)
+    assert calls == [("base_link", "velodyne", 3 * SEC + 7, SEC // 4)]
+    np.testing.assert_allclose(T.matrix() @ [1, 0, 0, 1], [1, 3, 3, 1], atol=1e-12)
+    with pytest.raises(TransformError, match="frame does not exist"):
+        src.lookup("base_link", "nowhere", 0, 0.1)
