@@ -350,12 +350,31 @@ def cuda_device_used_mb() -> Optional[float]:
 # ====================================================================== end-to-end over DDS
 def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, frames: int, warmup: int,
                      device: str, backend: str = "auto", params_file: Optional[str] = "config/perception.yaml",
-                     timeout_s: float = 180.0, log=print) -> Dict[str, Any]:
+                     timeout_s: float = 180.0, log=print,
+                     all_outputs: bool = False) -> Dict[str, Any]:
     """Cloud (+ image + camera info) published by this process -> ``~/detections`` received from the
-    node started as a separate process. Closed loop (the next frame is sent when the answer to the
-    previous one arrived, or after 10 s). Returns {latency_ms: summary, lost, node_peak_rss_mb}."""
+    node started as a separate process. The clock starts when the already serialized cloud is
+    published (as a driver publishes a ready message; rclpy's Python-to-CDR conversion of this
+    process is not the node's cost). Closed loop (the next frame is sent when the answer to the
+    previous one arrived, or after 10 s). ``all_outputs``: this process also subscribes to every
+    optional output (markers, drivable mask and grid, semantic, colour overlay), so the node builds
+    and publishes them all (lazy outputs); otherwise only detections, diagnostics and the small
+    debug timing message (subscribed in both cases) are built.
+
+    ``node_overhead_ms`` is measured per frame, so machine load cancels out: the frame's
+    end-to-end latency minus the pipeline time the node itself measured for that frame
+    (``pipeline_total`` of ``~/debug/processing_time_ms``; frames are answered in order, so the
+    k-th timing message is frame k's). What remains is the node's cost on top of its pipeline:
+    transport both ways, message conversion, building and publishing the detections, and waiting
+    for the previous frame's optional outputs (the next frame is sent when the detections of the
+    previous one arrived, as a sensor would not wait for the rest). ``node_total_ms`` is the
+    node's own per-frame cost (``total``: conversion + pipeline + every output it publishes).
+
+    Returns {latency_ms, node_pipeline_ms, node_overhead_ms, node_total_ms (summaries), lost,
+    frames, all_outputs, node_peak_rss_mb, node_log}."""
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.serialization import serialize_message
     from sensor_msgs.msg import CameraInfo
     from vision_msgs.msg import Detection3DArray
 
@@ -367,7 +386,9 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
     claim = DomainClaim()
     domain = claim.domain_id
     env = _ros_env(domain)
-    cmd = default_node_cmd() + ["--ros-args"]
+    from bev_mtl_ros.ros.node import input_remap_args
+    cmd = (default_node_cmd() + ["--ros-args"]
+           + input_remap_args(LIDAR_TOPIC, IMAGE_TOPIC, CAMERA_INFO_TOPIC))
     pf = Path(params_file) if params_file else None
     if pf is not None and not pf.is_absolute():
         pf = REPO_ROOT / pf
@@ -394,6 +415,21 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
         def on_det(msg):
             got[msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec] = time.perf_counter()
         node.create_subscription(Detection3DArray, f"/{NODE_NAME}/detections", on_det, qos)
+        from std_msgs.msg import Float64MultiArray
+        timings: List[Dict[str, float]] = []
+
+        def on_timing(msg):
+            timings.append(dict(zip(msg.layout.dim[0].label.split(","), msg.data)))
+        node.create_subscription(Float64MultiArray, f"/{NODE_NAME}/debug/processing_time_ms",
+                                 on_timing, qos)
+        if all_outputs:
+            from nav_msgs.msg import OccupancyGrid
+            from sensor_msgs.msg import Image
+            from visualization_msgs.msg import MarkerArray
+            for suffix, typ in (("markers", MarkerArray), ("drivable_area", Image),
+                                ("drivable_area/grid", OccupancyGrid), ("semantic", Image),
+                                ("semantic/color", Image)):
+                node.create_subscription(typ, f"/{NODE_NAME}/{suffix}", lambda _m: None, qos)
         cloud = {"x": points[:, 0], "y": points[:, 1], "z": points[:, 2], "intensity": points[:, 3]}
         h, w = image.shape[:2]
         info = CameraInfo(width=w, height=h)
@@ -416,7 +452,7 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
         from rclpy.executors import SingleThreadedExecutor
         ex = SingleThreadedExecutor(context=ctx)
         ex.add_node(node)
-        lat: List[float] = []
+        lat: Dict[int, float] = {}
         lost = 0
         t_base = 1_000_000_000
         for k in range(warmup + frames):
@@ -428,18 +464,34 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
             imsg = image_to_msg(image, "rgb8")
             imsg.header.stamp, imsg.header.frame_id = st, "cam_front_center_optical"
             info.header.stamp = st
+            # serialized here, as a driver has its message ready: the clock starts at publish
+            craw = serialize_message(cmsg)
             pub_k.publish(info)
-            pub_i.publish(imsg)
+            pub_i.publish(serialize_message(imsg))
             t0 = time.perf_counter()
-            pub_c.publish(cmsg)
+            pub_c.publish(craw)
             t_end = time.monotonic() + 10.0
             while stamp_ns not in got and time.monotonic() < t_end:
                 ex.spin_once(timeout_sec=0.01)
             if stamp_ns not in got:
                 lost += 1
             elif k >= warmup:
-                lat.append((got[stamp_ns] - t0) * 1e3)
-        result = {"latency_ms": summarize_ms(lat), "lost": lost, "frames": frames}
+                lat[k] = (got[stamp_ns] - t0) * 1e3
+        t_end = time.monotonic() + 5.0
+        while len(timings) < warmup + frames - lost and time.monotonic() < t_end:
+            ex.spin_once(timeout_sec=0.01)
+        result = {"latency_ms": summarize_ms(list(lat.values())), "lost": lost, "frames": frames,
+                  "all_outputs": all_outputs}
+        if not lost and len(timings) == warmup + frames:   # k-th timing message = frame k
+            pipe = {k: timings[k].get("pipeline_total", float("nan")) for k in lat}
+            result["node_pipeline_ms"] = summarize_ms(list(pipe.values()))
+            result["node_overhead_ms"] = summarize_ms([lat[k] - pipe[k] for k in lat])
+            result["node_total_ms"] = summarize_ms([timings[k].get("total", float("nan"))
+                                                     for k in lat])
+        else:
+            result["node_overhead_ms"] = {
+                "error": f"{len(timings)} timing messages for {warmup + frames} frames, {lost} "
+                         "lost: frames cannot be matched"}
         ex.shutdown()
     finally:
         node.destroy_node()
@@ -586,10 +638,13 @@ def run_benchmark(cfg: BenchConfig, log=print) -> Dict[str, Any]:
         if outputs is not None:
             _bench_post_and_messages(st, s, outputs, pts, img, backends, contract, cfg)
         if cfg.dds:
-            try:
-                s["end_to_end_dds"] = bench_end_to_end(model_path, pts, img, cfg.frames, cfg.warmup, dev, log=log)
-            except Exception as e:
-                s["end_to_end_dds"] = {"error": f"{type(e).__name__}: {e}"}
+            for key, every in (("end_to_end_dds", False), ("end_to_end_dds_all_outputs", True)):
+                try:
+                    s[key] = bench_end_to_end(model_path, pts, img, cfg.frames, cfg.warmup, dev,
+                                              log=log, all_outputs=every)
+                except Exception as e:
+                    s[key] = {"error": f"{type(e).__name__}: {e}"}
+            s["node_overhead_ms"] = node_overhead(s)
         s["peak_rss_mb"] = round(peak_rss_mb(), 1)
         if dev.startswith("cuda"):
             s["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
@@ -680,15 +735,39 @@ def _bench_post_and_messages(st: Dict[str, Any], s: Dict[str, Any], outputs, pts
         st["build_messages"] = {"error": f"{type(e).__name__}: {e}"}
     try:
         pipe = _pipeline(next(iter(backends.values())))
-        tims: Dict[str, List[float]] = {}
-        for k in range(cfg.warmup + cfg.frames):
-            r = pipe(pts, img)
-            if k >= cfg.warmup:
-                for kk, vv in (getattr(r, "timings_ms", {}) or {}).items():
-                    tims.setdefault(kk, []).append(float(vv))
-        s["pipeline_in_process"] = {k: summarize_ms(v) for k, v in tims.items()}
     except Exception as e:
         s["pipeline_in_process"] = {"error": f"{type(e).__name__}: {e}"}
+        return
+    for key, semantic in (("pipeline_in_process", True),
+                          ("pipeline_in_process_no_semantic", False)):
+        try:
+            tims: Dict[str, List[float]] = {}
+            for k in range(cfg.warmup + cfg.frames):
+                r = pipe(pts, img, semantic=semantic)
+                if k >= cfg.warmup:
+                    for kk, vv in r.timings_ms.items():
+                        tims.setdefault(kk, []).append(float(vv))
+            s[key] = {k: summarize_ms(v) for k, v in tims.items()}
+        except Exception as e:
+            s[key] = {"error": f"{type(e).__name__}: {e}"}
+
+
+#: issue 11's targets for the node's overhead (end-to-end p50 - pipeline p50), ms, per scenario
+OVERHEAD_TARGET_MS = {"a2d2_front_center": 10.0, "lidar360_64beam": 15.0}
+
+
+def node_overhead(s: Dict[str, Any]) -> Dict[str, Optional[float]]:
+    """What the node costs on top of its pipeline, p50 per frame, ms: ``detections_only`` (only
+    ~/detections subscribed, the optional outputs are not built) and ``all_outputs`` (every
+    output subscribed), from :func:`bench_end_to_end`'s per-frame ``node_overhead_ms``
+    (end-to-end latency minus the node's own pipeline time for the same frame). None where a
+    figure is missing."""
+    out: Dict[str, Optional[float]] = {}
+    for name, key in (("detections_only", "end_to_end_dds"),
+                      ("all_outputs", "end_to_end_dds_all_outputs")):
+        v = ((s.get(key) or {}).get("node_overhead_ms") or {}).get("p50")
+        out[name] = round(float(v), 2) if isinstance(v, (int, float)) else None
+    return out
 
 
 def _postprocess_config():
@@ -739,11 +818,29 @@ def format_table(res: Dict[str, Any]) -> str:
                 row(k, v)
         for k, v in (s.get("pipeline_in_process") or {}).items():
             row(f"pipeline in-process: {k}", v)
-        e2e = s.get("end_to_end_dds")
-        if isinstance(e2e, dict) and "latency_ms" in e2e:
-            row(f"end-to-end over DDS (node process), lost {e2e.get('lost')}", e2e["latency_ms"])
-        elif isinstance(e2e, dict):
-            row("end-to-end over DDS", e2e)
+        row("pipeline in-process without semantic mask: total",
+            (s.get("pipeline_in_process_no_semantic") or {}).get("total"))
+        for key, what in (("end_to_end_dds", "detections only"),
+                          ("end_to_end_dds_all_outputs", "all outputs")):
+            e2e = s.get(key)
+            if isinstance(e2e, dict) and "latency_ms" in e2e:
+                row(f"end-to-end over DDS ({what} subscribed), lost {e2e.get('lost')}",
+                    e2e["latency_ms"])
+                row(f"  node's own pipeline time ({what})", e2e.get("node_pipeline_ms"))
+                row(f"  node overhead = end-to-end - node's pipeline ({what})",
+                    e2e.get("node_overhead_ms"))
+                row(f"  node per-frame cost: convert + pipeline + outputs ({what})",
+                    e2e.get("node_total_ms"))
+            elif isinstance(e2e, dict):
+                row(f"end-to-end over DDS ({what})", e2e)
+        ov = s.get("node_overhead_ms")
+        if ov:
+            target = OVERHEAD_TARGET_MS.get(name)
+            fmt = lambda v: "n/a" if v is None else f"{v:.1f} ms"  # noqa: E731
+            lines.append("  node overhead p50 (end-to-end - pipeline, per frame): detections only "
+                         f"{fmt(ov['detections_only'])}"
+                         f", all outputs {fmt(ov['all_outputs'])}"
+                         + (f" (target <= {target:.0f} ms)" if target else ""))
         ref = s.get("pillarize_reference")
         if ref:
             lines.append(f"  reference: naive Python {ref['naive_python_ms']} ms, same pillars "

@@ -41,6 +41,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from bev_mtl_ros.dds import DomainClaim  # noqa: F401  (re-exported: demo.DomainClaim)
+from bev_mtl_ros.ros.node import input_remap_args
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: the committed sample recording replayed by ``make demo`` (rosbag2 directory, relative to the repository root)
@@ -308,7 +309,9 @@ def run_replay(cfg: ReplayConfig, log=print) -> ReplayRun:
             _cli() + ["record", str(recording), "--topics", *rec_topics, "--expect", f"{det_topic}={n_frames * max(1, cfg.loops)}", "--linger", "2.0",
                       "--idle-timeout", str(cfg.drain_timeout_s), "--ready-file", str(ready)],
             env=env, stdout=files["recorder"], stderr=subprocess.STDOUT)
-        node_cmd = list(cfg.node_cmd or default_node_cmd()) + ["--ros-args", "-r", f"__node:={cfg.node_name}"]
+        node_cmd = (list(cfg.node_cmd or default_node_cmd())
+                    + ["--ros-args", "-r", f"__node:={cfg.node_name}"]
+                    + input_remap_args(LIDAR_TOPIC, IMAGE_TOPIC, CAMERA_INFO_TOPIC))
         if cfg.params_file is not None:
             node_cmd += ["--params-file", str(cfg.params_file)]
         params = dict(cfg.node_params)

@@ -3,9 +3,12 @@
     ros2 launch bev_mtl_ros perception.launch.py [params_file:=...] [model:=models/x.onnx]
         [backend:=auto|onnxruntime|pytorch] [device:=cpu|cuda] [use_sim_time:=false]
         [cloud_topic:=/a2d2/lidar/points] [image_topic:=/a2d2/camera/front_center/image_rect]
-        [rviz:=false]
+        [camera_info_topic:=/a2d2/camera/front_center/camera_info] [target_frame:=] [rviz:=false]
 
-Arguments left empty keep the value from ``params_file`` (default ``config/perception.yaml``);
+The node's inputs are the remappable names ``~/input/pointcloud``, ``~/input/image`` and
+``~/input/camera_info`` (Autoware's convention); this file remaps them to ``cloud_topic``,
+``image_topic`` and ``camera_info_topic``. Other arguments left empty keep the value from
+``params_file`` (default ``config/perception.yaml``, keyed ``/**`` so any node name works);
 ``model`` empty = the yaml's ``model_path`` (empty there = the packaged models/bev_mtl_default.onnx).
 ``FASTDDS_DEFAULT_PROFILES_FILE`` is set to the package's large-data profile
 (``bev_mtl_ros.dds.default_fastdds_profile()``) only when the user has not set it.
@@ -53,13 +56,15 @@ def _node(context, *args, **kwargs):
     get = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
     overrides = {"use_sim_time": _true(get("use_sim_time"))}
     for arg, param in (("model", "model_path"), ("backend", "backend"), ("device", "device"),
-                       ("cloud_topic", "cloud_topic"), ("image_topic", "image_topic")):
+                       ("target_frame", "target_frame")):
         value = get(arg)
         if value:
             overrides[param] = value
     params = [get("params_file"), overrides] if get("params_file") else [overrides]
+    remaps = [("~/input/pointcloud", get("cloud_topic")), ("~/input/image", get("image_topic")),
+              ("~/input/camera_info", get("camera_info_topic"))]
     return [Node(package="bev_mtl_ros", executable="perception_node", name="perception_node",
-                 parameters=params, output="screen", emulate_tty=True)]
+                 parameters=params, remappings=remaps, output="screen", emulate_tty=True)]
 
 
 def generate_launch_description():
@@ -71,8 +76,16 @@ def generate_launch_description():
         DeclareLaunchArgument("backend", default_value="", description="auto | onnxruntime | pytorch; empty = params_file's"),
         DeclareLaunchArgument("device", default_value="", description="cpu | cuda; empty = params_file's"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
-        DeclareLaunchArgument("cloud_topic", default_value="", description="input PointCloud2 topic; empty = params_file's"),
-        DeclareLaunchArgument("image_topic", default_value="", description="input Image topic; empty = params_file's"),
+        DeclareLaunchArgument("cloud_topic", default_value="/a2d2/lidar/points",
+                              description="PointCloud2 topic (remapped to ~/input/pointcloud)"),
+        DeclareLaunchArgument("image_topic", default_value="/a2d2/camera/front_center/image_rect",
+                              description="input Image topic (remapped to ~/input/image)"),
+        DeclareLaunchArgument("camera_info_topic",
+                              default_value="/a2d2/camera/front_center/camera_info",
+                              description="CameraInfo topic (remapped to ~/input/camera_info)"),
+        DeclareLaunchArgument("target_frame", default_value="",
+                              description="frame clouds are transformed into; empty = "
+                                          "params_file's (the model's frame)"),
         DeclareLaunchArgument("rviz", default_value="false", description="start rviz2 with config/perception.rviz"),
         DeclareLaunchArgument("rviz_config", default_value=os.path.join(share, "config", "perception.rviz"),
                               description="RViz configuration"),

@@ -48,7 +48,7 @@ def _player(context, *args, **kwargs):
         # wait (up to 300 s: model loading, TensorRT engine build) for the node's cloud subscription
         cmd = ["bev-mtl-ros", "play", bag, "--clock", "--rate", rate, "--wait-for-subscribers", "1",
                "--wait-timeout", "300"]
-        cmd += ["--wait-topics", get("cloud_topic")] if get("cloud_topic") else []  # default: the bag's clouds
+        cmd += ["--wait-topics", get("cloud_topic")]
         cmd += ["--loop"] if loop else []
     return [ExecuteProcess(cmd=cmd, output="screen", name="bag_player")]
 
@@ -64,11 +64,16 @@ def generate_launch_description():
         DeclareLaunchArgument("model", default_value="", description="model file; empty = params file's"),
         DeclareLaunchArgument("backend", default_value="", description="auto | onnxruntime | pytorch"),
         DeclareLaunchArgument("device", default_value="", description="cpu | cuda"),
-        DeclareLaunchArgument("cloud_topic", default_value="", description="cloud topic; empty = params file's"),
-        DeclareLaunchArgument("image_topic", default_value="", description="image topic; empty = params file's"),
+        DeclareLaunchArgument("cloud_topic", default_value="/a2d2/lidar/points",
+                              description="the bag's cloud topic"),
+        DeclareLaunchArgument("image_topic", default_value="/a2d2/camera/front_center/image_rect",
+                              description="the bag's image topic"),
+        DeclareLaunchArgument("camera_info_topic",
+                              default_value="/a2d2/camera/front_center/camera_info",
+                              description="the bag's CameraInfo topic"),
     ]
     forwarded = {k: LaunchConfiguration(k) for k in ("rviz", "model", "backend", "device", "cloud_topic",
-                                                     "image_topic")}
+                                                     "image_topic", "camera_info_topic")}
     forwarded["use_sim_time"] = "true"
     perception = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(here, "perception.launch.py")),

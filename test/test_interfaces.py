@@ -232,6 +232,7 @@ OPTIONAL_MODULES = {
     "spconv": "bench.py reference voxelizer, installed on demand with pip --target",
     "matplotlib": "evaluate.py PR-curve plot",
     "rosidl_runtime_py": "player.py uses it when a ROS 2 distribution provides it",
+    "tf2_ros": "ros/tf.py uses it with a ROS 2 distribution, else its own /tf_static + /tf buffer",
 }
 
 

@@ -77,6 +77,17 @@ def test_end_to_end_shapes_and_timings(model_path):
     assert s.points_in == 6000 and s.nonfinite_dropped == 5 and s.out_of_range_dropped > 0
 
 
+def test_semantic_mask_skipped_on_request(model_path):
+    """semantic=False (the node's lazy outputs) drops only the semantic mask; the rest is equal."""
+    pipe = PerceptionPipeline(create_backend(model_path, "onnxruntime"),
+                              PostProcessConfig(score_threshold=0.0))
+    pts, img = frame(2)
+    full, lean = pipe(pts, img), pipe(pts, img, semantic=False)
+    assert full.semantic is not None and lean.semantic is None and lean.camera_valid
+    np.testing.assert_array_equal(full.drivable, lean.drivable)
+    np.testing.assert_array_equal(full.detections.boxes, lean.detections.boxes)
+
+
 def test_lidar_only_path(model_path):
     pipe = PerceptionPipeline(create_backend(model_path, "onnxruntime"))
     pts, img = frame(1)

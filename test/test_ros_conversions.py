@@ -292,3 +292,37 @@ def test_size_limits_checked_from_the_header_fields():
     with pytest.raises(InputTooLarge, match="40x30 = 1200 pixels.*> max_image_pixels 1199"):
         check_image_size(img, 1199)
     assert issubclass(InputTooLarge, ConversionError)
+
+
+def test_serialized_messages_decode_zero_copy_and_convert_like_rclpy_ones():
+    """The node's raw subscriptions: CDR bytes from rclpy -> decode_serialized -> the same points
+    and pixels as the rclpy message; ros_header gives a publishable Header; bad bytes -> error."""
+    from rclpy.serialization import serialize_message
+
+    from bev_mtl_ros.ros.conversions import (ConversionError, cloud_to_msg, cloud_to_xyzi,
+                                             decode_serialized, image_to_msg, image_to_rgb,
+                                             ros_header)
+
+    rng = np.random.default_rng(4)
+    h = Header(frame_id="velodyne")
+    h.stamp.sec, h.stamp.nanosec = 17, 250
+    cols = {"x": rng.normal(size=500).astype(np.float64),
+            "y": rng.normal(size=500).astype(np.float32),
+            "z": rng.normal(size=500).astype(np.float32),
+            "i": rng.uniform(0, 1, 500).astype(np.float32)}
+    cloud = cloud_to_msg(cols, h, row_padding=8)
+    raw = serialize_message(cloud)
+    dec = decode_serialized(raw, "sensor_msgs/msg/PointCloud2")
+    a = cloud_to_xyzi(cloud, intensity_field="i", intensity_scale=255.0).points
+    b = cloud_to_xyzi(dec, intensity_field="i", intensity_scale=255.0).points
+    np.testing.assert_array_equal(a, b)
+    img = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    dec_img = decode_serialized(serialize_message(image_to_msg(img, "bgr8", h)),
+                                "sensor_msgs/msg/Image")
+    np.testing.assert_array_equal(image_to_rgb(dec_img), img[..., ::-1])
+    out = ros_header(dec.header)
+    assert isinstance(out, Header)
+    assert (out.stamp.sec, out.stamp.nanosec, out.frame_id) == (17, 250, "velodyne")
+    assert ros_header(dec.header, "cam_front_center").frame_id == "cam_front_center"
+    with pytest.raises(ConversionError, match="PointCloud2"):
+        decode_serialized(raw[:40], "sensor_msgs/msg/PointCloud2")

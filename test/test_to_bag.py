@@ -222,3 +222,50 @@ def test_scene_filter(tmp_path):
     assert st.frames_written == 3
     with pytest.raises(to_bag.BagConversionError, match="no frames of scene"):
         to_bag.convert(str(tmp_path / "a2d2"), str(tmp_path / "b3"), scene="nope", progress=False)
+
+
+def test_cloud_frame_base_link_full_tf_tree(scene, tmp_path, capsys):
+    """--cloud-frame base_link: clouds in the vehicle frame; /tf_static holds every camera (view
+    and optical) and lidar of cams_lidars.json; the tree maps the clouds back onto the view-frame
+    points of the default conversion (the node's TF path)."""
+    from bev_mtl_ros.cli import main
+    from bev_mtl_ros.ros.tf import TransformBuffer, transform_points
+
+    view, base = tmp_path / "view", tmp_path / "base"
+    assert main(["a2d2-to-bag", str(scene), str(base), "--cloud-frame", "base_link",
+                 "--no-progress"]) == 0
+    to_bag.convert(str(scene), str(view), progress=False)
+    tn = to_bag.topic_names()
+    got = {}
+    for topic, _, m in to_bag.read_bag_messages(str(base)):
+        got.setdefault(topic, []).append(m)
+    ref = [m for _, _, m in to_bag.read_bag_messages(str(view), topics=[tn["points"]])]
+    assert {m.header.frame_id for m in got[tn["points"]]} == {"base_link"}
+    # ground truth unchanged
+    assert {m.header.frame_id for m in got[tn["boxes"]]} == {"cam_front_center"}
+    ds = A2D2Dataset(str(scene))
+    cal = ds.calibration
+    edges = [(x.header.frame_id, x.child_frame_id) for x in got["/tf_static"][0].transforms]
+    assert edges[:2] == [("base_link", "cam_front_center"),
+                         ("cam_front_center", "cam_front_center_optical")]
+    want = ({("base_link", f"cam_{c}") for c in cal.cameras}
+            | {(f"cam_{c}", f"cam_{c}_optical") for c in cal.cameras}
+            | {("base_link", f"lidar_{k}") for k in cal.lidar_views})
+    assert set(edges) == want and len(edges) == len(want)
+    assert len(cal.cameras) > 1 and cal.lidar_views
+    buf = TransformBuffer()
+    buf.add_message(got["/tf_static"][0], static=True)
+    T = buf.lookup("cam_front_center", "base_link")
+    for mb, mv in zip(got[tn["points"]], ref):
+        cb, cv = to_bag.cloud_from_msg(mb), to_bag.cloud_from_msg(mv)
+        xyz_v = np.stack([cv["x"], cv["y"], cv["z"]], 1)
+        xyz_b = np.stack([cb["x"], cb["y"], cb["z"]], 1)
+        assert np.abs(xyz_b - xyz_v).max() > 0.1            # really another frame
+        back = transform_points(xyz_b.astype(np.float32), T)
+        np.testing.assert_allclose(back, xyz_v, atol=2e-5)  # float32 storage, metres
+        np.testing.assert_array_equal(cb["intensity"], cv["intensity"])
+    # the optical frame through the tree equals OPTICAL_FROM_VIEW
+    R = buf.lookup("cam_front_center_optical", "cam_front_center").rotation.as_matrix()
+    np.testing.assert_allclose(R, OPTICAL_FROM_VIEW, atol=1e-12)
+    with pytest.raises(to_bag.BagConversionError, match="cloud frame"):
+        to_bag.convert(str(scene), str(tmp_path / "x"), cloud_frame="lidar", progress=False)

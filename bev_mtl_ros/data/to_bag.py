@@ -1,14 +1,14 @@
 """A2D2(-format) directory -> rosbag2 (mcap or sqlite3), written with the ``rosbags`` library.
 
 ``bev-mtl-ros a2d2-to-bag A2D2_DIR OUT [--storage mcap|sqlite3] [--camera front_center]
-[--max-frames N] [--scene NAME] [--compress] [--throughput]``
+[--cloud-frame view|base_link] [--max-frames N] [--scene NAME] [--compress] [--throughput]``
 
 Topics and frame ids (``<cam>`` = camera name, e.g. ``front_center``):
 
 =====================================  ===================================  ==========================
 topic                                  type                                 frame_id
 =====================================  ===================================  ==========================
-/a2d2/lidar/points                     sensor_msgs/PointCloud2              cam_<cam> (view frame)
+/a2d2/lidar/points                     sensor_msgs/PointCloud2              cam_<cam>, or base_link
 /a2d2/camera/<cam>/image_rect          sensor_msgs/Image rgb8 (undistorted) cam_<cam>_optical
 /a2d2/camera/<cam>/camera_info         sensor_msgs/CameraInfo               cam_<cam>_optical
 /tf_static (once, transient_local)     tf2_msgs/TFMessage                   base_link -> cam_<cam> -> cam_<cam>_optical
@@ -27,6 +27,13 @@ topic                                  type                                 fram
 * Semantic ground truth: mono8, value = merged class id (index in ``A2D2_SEMANTIC_CLASSES``),
   255 where the undistorted image has no source pixel.
 * ``base_link`` is A2D2's vehicle frame; ``base_link -> cam_<cam>`` comes from cams_lidars.json.
+* ``--cloud-frame base_link`` (as a robot records: the lidar driver or merger publishes in the
+  vehicle frame) writes the clouds in ``base_link`` (points mapped with the camera's
+  view -> vehicle transform, float64 arithmetic, stored float32) and ``/tf_static`` carries the
+  full tree of cams_lidars.json: ``base_link -> cam_<name> -> cam_<name>_optical`` for every
+  camera (the converted camera first) and ``base_link -> lidar_<name>`` for every lidar. Ground
+  truth boxes stay in ``cam_<cam>``. The default (``view``) writes the clouds in ``cam_<cam>``
+  and only the converted camera's two transforms.
 
 Stamps: A2D2 time is TAI µs; ROS time is UTC: ``stamp = (t_us - 37 s) * 1000`` ns. Every message of
 a frame (cloud included) is stamped with the camera timestamp (``cam_tstamp``), so cloud/image pairs
@@ -59,8 +66,9 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from bev_mtl_ros.data.a2d2 import A2D2Dataset, A2D2FormatError, A2D2Frame, tai_us_to_utc_ns
-from bev_mtl_ros.data.calibration import (VIEW_FROM_OPTICAL, CameraCalibration, camera_info_matrices,
-                                          rotation_to_quaternion)
+from bev_mtl_ros.data.calibration import (VIEW_FROM_OPTICAL, Calibration, CameraCalibration,
+                                          camera_info_matrices, rotation_to_quaternion,
+                                          transform_points)
 
 LOG = logging.getLogger(__name__)
 
@@ -74,6 +82,8 @@ TOPICS: Dict[str, str] = {
     "semantic": "/a2d2/ground_truth/semantic",
 }
 BASE_FRAME = "base_link"
+#: ``--cloud-frame`` choices: the camera's view frame (A2D2's own) or the vehicle frame.
+CLOUD_FRAMES = ("view", "base_link")
 
 MSGTYPES: Dict[str, str] = {
     "points": "sensor_msgs/msg/PointCloud2",
@@ -165,11 +175,19 @@ def _header(ts, ns: int, frame_id: str):
     return ts.types["std_msgs/msg/Header"](stamp=_time(ts, ns), frame_id=frame_id)
 
 
-def cloud_array(frame: A2D2Frame, stamp_ns: int) -> np.ndarray:
-    """Structured (N,) :data:`CLOUD_DTYPE` array of a frame's points; ``t`` = point time - stamp, s."""
+def cloud_array(frame: A2D2Frame, stamp_ns: int,
+                to_frame: Optional[np.ndarray] = None) -> np.ndarray:
+    """Structured (N,) :data:`CLOUD_DTYPE` array of a frame's points; ``t`` = point time - stamp,
+    seconds.
+
+    ``to_frame``: optional (4, 4) transform applied to the points (A2D2 gives them in the camera
+    view frame), computed in float64, e.g. the camera's ``view_to_vehicle`` for ``base_link``."""
     n = len(frame.points)
     arr = np.zeros(n, dtype=CLOUD_DTYPE)
-    arr["x"], arr["y"], arr["z"] = frame.points[:, 0], frame.points[:, 1], frame.points[:, 2]
+    xyz = np.asarray(frame.points[:, :3])
+    if to_frame is not None:
+        xyz = transform_points(to_frame, xyz)
+    arr["x"], arr["y"], arr["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
     arr["intensity"] = frame.reflectance
     arr["lidar_id"] = frame.lidar_id
     if n:
@@ -221,15 +239,30 @@ def _transform_stamped(ts, stamp_ns: int, parent: str, child: str, T_parent_chil
             rotation=G["geometry_msgs/msg/Quaternion"](x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3]))))
 
 
-def make_tf_static(ts, cam: CameraCalibration, stamp_ns: int, camera: str):
+def make_tf_static(ts, cam: CameraCalibration, stamp_ns: int, camera: str,
+                   calibration: Optional[Calibration] = None):
     """tf2_msgs/TFMessage: base_link -> cam_<cam> (A2D2 view -> vehicle transform) and
-    cam_<cam> -> cam_<cam>_optical (z forward, x right, y down)."""
-    f = frame_ids(camera)
+    cam_<cam> -> cam_<cam>_optical (z forward, x right, y down).
+
+    With ``calibration`` (the full tree): the same two transforms first, then
+    ``base_link -> cam_<name> -> cam_<name>_optical`` for every other camera and
+    ``base_link -> lidar_<name>`` for every lidar view of ``cams_lidars.json``.
+    """
     T_opt = np.eye(4)
     T_opt[:3, :3] = VIEW_FROM_OPTICAL
-    return ts.types["tf2_msgs/msg/TFMessage"](transforms=[
-        _transform_stamped(ts, stamp_ns, f["base"], f["view"], np.asarray(cam.view_to_vehicle)),
-        _transform_stamped(ts, stamp_ns, f["view"], f["optical"], T_opt)])
+    cams = [(camera, np.asarray(cam.view_to_vehicle))]
+    if calibration is not None:
+        cams += [(k, np.asarray(c.view_to_vehicle))
+                 for k, c in sorted(calibration.cameras.items()) if k != camera]
+    out = []
+    for name, V in cams:
+        f = frame_ids(name)
+        out += [_transform_stamped(ts, stamp_ns, f["base"], f["view"], V),
+                _transform_stamped(ts, stamp_ns, f["view"], f["optical"], T_opt)]
+    if calibration is not None:
+        out += [_transform_stamped(ts, stamp_ns, BASE_FRAME, f"lidar_{k}", np.asarray(V))
+                for k, V in sorted(calibration.lidar_views.items())]
+    return ts.types["tf2_msgs/msg/TFMessage"](transforms=out)
 
 
 def make_detections(ts, boxes: np.ndarray, classes: Sequence[str], ids: Sequence[Any], stamp_ns: int,
@@ -298,7 +331,7 @@ def _dir_size(p: Path) -> int:
 def convert(a2d2_dir: str, out: str, storage: str = "mcap", camera: str = "front_center",
             max_frames: Optional[int] = None, compress: bool = False, progress: bool = True,
             typestore: Any = None, dataset: Optional[A2D2Dataset] = None,
-            scene: Optional[str] = None) -> ConversionStats:
+            scene: Optional[str] = None, cloud_frame: str = "view") -> ConversionStats:
     """Convert an A2D2(-format) directory to a rosbag2 directory ``out``.
 
     Args:
@@ -313,6 +346,8 @@ def convert(a2d2_dir: str, out: str, storage: str = "mcap", camera: str = "front
         scene: only frames of this scene (folder name, or its path relative to ``a2d2_dir``).
             Without it all scenes go into one bag in scene order; their stamps are those of their
             recording dates, so a multi-scene bag has time jumps between scenes.
+        cloud_frame: "view" (clouds in ``cam_<cam>``, A2D2's own frame) or "base_link" (clouds in
+            the vehicle frame, full /tf_static tree; see the module docstring).
     Returns:
         :class:`ConversionStats` (frames written/skipped, messages per topic, seconds, bag bytes).
     Raises:
@@ -322,6 +357,8 @@ def convert(a2d2_dir: str, out: str, storage: str = "mcap", camera: str = "front
     from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
     from rosbags.rosbag2.errors import WriterError
 
+    if cloud_frame not in CLOUD_FRAMES:
+        raise BagConversionError(f"unknown cloud frame {cloud_frame!r}; use one of {CLOUD_FRAMES}")
     if storage not in ("mcap", "sqlite3"):
         raise BagConversionError(f"unknown storage {storage!r}; use mcap or sqlite3")
     outp = Path(out)
@@ -349,6 +386,9 @@ def convert(a2d2_dir: str, out: str, storage: str = "mcap", camera: str = "front
     writer.set_custom_data("bev_mtl_ros.converter", "a2d2-to-bag")
     writer.set_custom_data("bev_mtl_ros.a2d2_camera", ds.camera)
     writer.set_custom_data("bev_mtl_ros.a2d2_source", os.path.abspath(a2d2_dir))
+    in_base = cloud_frame == "base_link"
+    writer.set_custom_data("bev_mtl_ros.cloud_frame", fid["base"] if in_base else fid["view"])
+    to_base = np.asarray(ds.cam.view_to_vehicle, dtype=np.float64) if in_base else None
     t_start = time.perf_counter()
     try:
         writer.open()
@@ -376,11 +416,13 @@ def convert(a2d2_dir: str, out: str, storage: str = "mcap", camera: str = "front
                 stamp = _frame_stamp_ns(frame)
                 msgs: List[Tuple[str, bytes]] = []
                 if not tf_written:
-                    msgs.append(("tf_static", ts.serialize_cdr(make_tf_static(ts, ds.cam, stamp, ds.camera),
-                                                               MSGTYPES["tf_static"])))
-                arr = cloud_array(frame, stamp)
-                msgs.append(("points", ts.serialize_cdr(make_pointcloud2(ts, arr, stamp, fid["view"]),
-                                                        MSGTYPES["points"])))
+                    tf = make_tf_static(ts, ds.cam, stamp, ds.camera,
+                                        ds.calibration if in_base else None)
+                    msgs.append(("tf_static", ts.serialize_cdr(tf, MSGTYPES["tf_static"])))
+                arr = cloud_array(frame, stamp, to_base)
+                msgs.append(("points", ts.serialize_cdr(
+                    make_pointcloud2(ts, arr, stamp, fid["base"] if in_base else fid["view"]),
+                    MSGTYPES["points"])))
                 if frame.image is not None:
                     h, w = frame.image.shape[:2]
                     msgs.append(("image", ts.serialize_cdr(make_image(ts, frame.image, stamp, fid["optical"], "rgb8"),
@@ -463,6 +505,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="output rosbag2 directory (must not exist)")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="storage plugin (default mcap)")
     parser.add_argument("--camera", default="front_center", help="A2D2 camera name (default front_center)")
+    parser.add_argument("--cloud-frame", choices=CLOUD_FRAMES, default="view",
+                        help="frame of the clouds: view = cam_<camera> (A2D2's, default), "
+                             "base_link = the vehicle frame with the full /tf_static tree of "
+                             "cams_lidars.json")
     parser.add_argument("--max-frames", type=int, default=None, help="convert at most N frames")
     parser.add_argument("--scene", default=None, help="only this scene (folder name); default all scenes")
     parser.add_argument("--compress", action="store_true",
@@ -478,7 +524,8 @@ def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         st = convert(args.a2d2_dir, args.out, storage=args.storage, camera=args.camera, max_frames=args.max_frames,
-                     compress=args.compress, progress=not args.no_progress, scene=args.scene)
+                     compress=args.compress, progress=not args.no_progress, scene=args.scene,
+                     cloud_frame=args.cloud_frame)
     except (BagConversionError, FileNotFoundError, KeyError) as e:
         print(f"a2d2-to-bag: error: {e}", file=sys.stderr)
         return 2

@@ -95,6 +95,14 @@ class ModelContract:
         semantic_classes: names of the semantic logits' channels (A2D2's 38 merged classes).
         bev_stride: detection-head cell size in pillars (>= 2 gives a stride-2 backbone).
         lidar_only_supported: the network has a defined lidar-only path (camera_valid = 0).
+        nominal_camera: (fx, fy, cx, cy, width, height) of the undistorted camera the model was
+            trained for (pixels; default A2D2 front_center's ``CamMatrix`` at 1920x1208). Images
+            are resized to ``image_size``, so only the field of view matters: the node warns once
+            when a camera's focal length (scaled to this width) or aspect ratio differs.
+        frame_id: the model lidar frame (ROS frame name): points, ``point_cloud_range``, boxes and
+            BEV outputs are in it. A2D2: ``cam_front_center``, the front-center camera's view
+            frame.
+            The node's default ``target_frame``. Contracts saved without it read as the default.
         version: contract schema version.
     """
 
@@ -115,6 +123,9 @@ class ModelContract:
     semantic_classes: Tuple[str, ...] = A2D2_SEMANTIC_CLASSES
     bev_stride: int = 2
     lidar_only_supported: bool = True
+    nominal_camera: Tuple[float, float, float, float, int, int] = (
+        1687.33691, 1783.42847, 965.434141, 684.41936, 1920, 1208)
+    frame_id: str = "cam_front_center"
     version: int = 1
 
     # ------------------------------------------------------------------ derived geometry
@@ -154,6 +165,11 @@ class ModelContract:
             raise ContractError(f"image_size {self.image_size} must be divisible by 32")
         if tuple(self.point_features[:3]) != ("x", "y", "z"):
             raise ContractError(f"point_features must start with x, y, z: {self.point_features}")
+        if len(self.nominal_camera) != 6 or min(self.nominal_camera) <= 0:
+            raise ContractError("nominal_camera must be 6 positive numbers (fx, fy, cx, cy, "
+                                f"width, height), got {self.nominal_camera}")
+        if not isinstance(self.frame_id, str) or not self.frame_id.strip("/ "):
+            raise ContractError(f"frame_id must be a non-empty frame name, got {self.frame_id!r}")
         if self.max_pillars <= 0 or self.max_points_per_pillar <= 0:
             raise ContractError("max_pillars and max_points_per_pillar must be positive")
         unknown = {v for v in self.box_class_map.values() if v is not None} - set(self.detection_classes)

@@ -25,6 +25,15 @@ zero-copy view of ``msg.data``.
 
 Reverse builders (tests, player, synthetic data): :func:`cloud_to_msg`, :func:`image_to_msg`.
 
+Serialized messages
+-------------------
+:func:`decode_serialized` turns the CDR bytes of an rclpy ``raw=True`` subscription into a
+message object with the ROS field names through rosbags' deserializer (the codec the converter,
+player and evaluator use), ``uint8[]`` fields as zero-copy numpy views: a 1920x1208 rgb8 Image
+decodes in ~0.6 ms where rclpy's own conversion copies its 7 MB (2-5 ms, measured here, loaded
+machine). Every function above accepts such objects. :func:`ros_header` makes an rclpy
+``std_msgs/Header`` from any header-like object (for publishing).
+
 Errors: every malformed input raises :class:`ConversionError` with a message naming the field and
 the offending values - among them duplicate field names (which copy holds the data is
 ambiguous), data in a cloud of width or height 0, and an ``is_bigendian`` flag that contradicts
@@ -35,6 +44,7 @@ Size limits are checked before any conversion by :func:`check_cloud_size` and
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
@@ -47,6 +57,7 @@ __all__ = [
     "ConversionError", "CloudArrays", "POINTFIELD_DTYPES", "IMAGE_ENCODINGS",
     "cloud_dtype", "cloud_to_structured", "cloud_to_xyzi", "image_to_rgb", "cloud_to_msg",
     "image_to_msg", "resize_rgb", "InputTooLarge", "check_cloud_size", "check_image_size",
+    "decode_serialized", "ros_header",
 ]
 
 
@@ -108,6 +119,40 @@ _NUMPY_TO_POINTFIELD: Dict[Tuple[str, int], int] = {
 
 #: Supported image encodings -> channels per pixel.
 IMAGE_ENCODINGS: Dict[str, int] = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+
+
+@functools.lru_cache(maxsize=1)
+def _typestore() -> Any:
+    from rosbags.typesys import Stores, get_typestore
+
+    return get_typestore(Stores.ROS2_HUMBLE)   # sensor_msgs/std_msgs as in every ROS 2 distro
+
+
+def decode_serialized(raw: bytes, msgtype: str) -> Any:
+    """CDR bytes -> message object (rosbags dataclass with the ROS field names and types).
+
+    Args:
+        raw: serialized message (e.g. from ``create_subscription(..., raw=True)``), little or big
+            endian CDR with its 4-byte encapsulation header.
+        msgtype: ROS type name, e.g. "sensor_msgs/msg/PointCloud2".
+    Returns:
+        The message; ``uint8[]`` / numeric arrays are numpy views into ``raw`` (do not modify).
+    Raises:
+        ConversionError: truncated or malformed bytes, or a type rosbags does not know.
+    """
+    try:
+        return _typestore().deserialize_cdr(raw, msgtype)
+    except Exception as e:  # rosbags raises struct.error, IndexError, ValueError, KeyError, ...
+        raise ConversionError(f"cannot decode {msgtype} from {len(raw)} bytes: "
+                              f"{type(e).__name__}: {e}") from None
+
+
+def ros_header(header: Any, frame_id: Optional[str] = None) -> Header:
+    """rclpy ``std_msgs/Header`` with ``header``'s stamp (sec, nanosec) and frame_id (or
+    ``frame_id`` when given), from any object with those fields."""
+    out = Header(frame_id=str(header.frame_id if frame_id is None else frame_id))
+    out.stamp.sec, out.stamp.nanosec = int(header.stamp.sec), int(header.stamp.nanosec)
+    return out
 
 
 def _buffer(data: Any) -> np.ndarray:

@@ -88,7 +88,8 @@ class PipelineHealth:
 
     def assess(self, now: float, counters: Mapping[str, int], cloud_idle_s: Optional[float],
                sync_diagnosis: Optional[str] = None,
-               cloud_topic: str = "cloud") -> Tuple[str, List[str]]:
+               cloud_topic: str = "cloud",
+               bad_input_details: Optional[Mapping[str, str]] = None) -> Tuple[str, List[str]]:
         """The level ("OK", "WARN" or "ERROR") and the active causes, most severe first.
 
         Args:
@@ -98,6 +99,8 @@ class PipelineHealth:
             cloud_idle_s: seconds since the last cloud, None before the first.
             sync_diagnosis: :meth:`ApproxTimeSync.diagnose`'s text, or None.
             cloud_topic: resolved cloud topic name, for the message.
+            bad_input_details: {bad-input kind: text} added to the message while that kind is an
+                active cause (e.g. ``no_transform``: which frames are unconnected).
         """
         w = self.config.window_s
         d = self.window_deltas(now, counters)
@@ -120,7 +123,9 @@ class PipelineHealth:
         bad = {k[len("bad_input."):]: v for k, v in sorted(d.items())
                if k.startswith("bad_input.") and v > 0}
         if bad:
-            kinds = ", ".join(f"{k} {v}" for k, v in bad.items())
+            details = bad_input_details or {}
+            kinds = ", ".join(f"{k} {v}" + (f" [{details[k]}]" if details.get(k) else "")
+                              for k, v in bad.items())
             causes.append((1, f"{sum(bad.values())} bad inputs in the last {w:.0f} s ({kinds})"))
         causes.sort(key=lambda c: -c[0])
         level = LEVELS[causes[0][0]] if causes else "OK"

@@ -7,19 +7,40 @@ Entry point ``bev_mtl_ros.ros.node:main`` (console script ``perception_node``):
 
 Topics (``~`` = the node's name, ``/perception_node`` by default)
 -----------------------------------------------------------------
-Subscribed (QoS ``input_qos``, sensor-data = BEST_EFFORT keep-last 5 by default):
-  ``cloud_topic`` (sensor_msgs/PointCloud2; fields x, y, z [+ ``intensity_field``], any layout),
-  ``image_topic`` (sensor_msgs/Image; rgb8, bgr8, rgba8, bgra8 or mono8).
+Subscribed (QoS ``input_qos``, sensor-data = BEST_EFFORT keep-last 5 by default), remappable
+names as in Autoware (``-r ~/input/pointcloud:=/my/points``; the launch file remaps them from its
+arguments; a non-empty ``cloud_topic`` / ``image_topic`` / ``camera_info_topic`` parameter
+overrides the name):
+  ``~/input/pointcloud`` (sensor_msgs/PointCloud2; fields x, y, z [+ ``intensity_field``], any
+  layout, any frame TF connects to ``target_frame``), ``~/input/image`` (sensor_msgs/Image; rgb8,
+  bgr8, rgba8, bgra8 or mono8; raw or rectified), ``~/input/camera_info`` (sensor_msgs/CameraInfo:
+  D != 0 -> the image is undistorted, :mod:`bev_mtl_ros.ros.camera`), ``/tf_static`` + ``/tf``
+  (own buffer when ``tf2_ros`` is not importable, :mod:`bev_mtl_ros.ros.tf`).
 Published (RELIABLE keep-last 5 unless noted):
   ``~/detections`` (vision_msgs/Detection3DArray, class_id = detection class name; empty array for
-  frames without objects), ``~/markers`` (MarkerArray: DELETEALL, box wireframes, labels),
-  ``~/drivable_area`` (mono8 0/255, row = iy, col = ix), ``~/drivable_area/grid``
-  (nav_msgs/OccupancyGrid, 0 drivable / 100 not) - all with the **input cloud's header**;
-  ``~/semantic`` (mono8 class ids), ``~/semantic/color`` (rgb8 overlay, if
-  ``publish_semantic_color``) - with the **camera image's header**; ``~/semantic/label_info``
-  (vision_msgs/LabelInfo, TRANSIENT_LOCAL, once at start); ``/diagnostics`` (1 Hz);
-  ``~/debug/processing_time_ms`` (std_msgs/Float64MultiArray: per-stage ms, the stage names are
-  the comma-separated ``layout.dim[0].label``, e.g. "convert,<pipeline stages...>,publish,total").
+  frames without objects) and ``/diagnostics`` (1 Hz) always; *lazy* (built and published only
+  while subscribed, skipped ones counted in ``outputs_unsubscribed``): ``~/markers`` (MarkerArray:
+  DELETEALL, box wireframes, labels), ``~/drivable_area`` (mono8 0/255, row = iy, col = ix),
+  ``~/drivable_area/grid`` (nav_msgs/OccupancyGrid, 0 drivable / 100 not) - all with
+  ``target_frame`` and the **input cloud's stamp**; ``~/semantic`` (mono8 class ids),
+  ``~/semantic/color`` (rgb8 overlay, if ``publish_semantic_color``) - with the **camera image's
+  header**; ``~/debug/processing_time_ms`` (std_msgs/Float64MultiArray: per-stage ms, the stage
+  names are the comma-separated ``layout.dim[0].label``, e.g. "convert,<pipeline stages...>,
+  publish,total"). ``~/semantic/label_info`` (vision_msgs/LabelInfo, TRANSIENT_LOCAL, once at
+  start).
+
+TF
+--
+Every cloud is transformed from ``header.frame_id`` into ``target_frame`` (default: the model
+contract's ``frame_id``) at the cloud's stamp, waiting at most ``tf_timeout``, vectorised, before
+pillarization; the same frame costs nothing. No transform: the frame is skipped, counted in
+``bad_input.no_transform``, warned (throttled) and named in /diagnostics (``tf.unconnected``).
+
+Shutdown
+--------
+SIGINT/SIGTERM only set a flag (rclpy's own handlers are not installed): the spin loop ends, the
+worker finishes the frame in flight, the node is destroyed, then rclpy is shut down; exit code 0,
+no publish on an invalid context.
 
 Threads
 -------
@@ -39,14 +60,16 @@ than 1 s re-base the synchronizer (a bag loop, or one message stamped ahead; see
 Bad input never crashes the node: every case is counted (``bad_input.*`` in diagnostics) and
 warned (throttled): empty cloud (empty detections are published), NaN/Inf points (dropped by the
 pillarization), clouds without x/y/z or with unknown field types or inconsistent sizes (frame
-skipped, nothing published), images with unsupported encoding or a wrong step (frame processed
-lidar-only), images of another size than the model's (resized by the pipeline; counted as the
-informational ``images_resized``, the usual case for full-resolution cameras), missing intensity
-field (zeros), stamps going backwards, the camera stopping (lidar-only after ``camera_timeout``),
-clouds over ``max_cloud_points`` / images over ``max_image_pixels`` (refused in the subscription
-callback before conversion), an empty ``frame_id``, no finite point inside the model's
-``point_cloud_range`` (e.g. every point at 1e9 m), duplicate field names, data in a 0-point
-cloud and a wrong ``is_bigendian`` flag (the last three: cloud skipped as malformed).
+skipped, nothing published), clouds without a transform to ``target_frame`` (skipped), images
+with unsupported encoding or a wrong step (frame processed lidar-only), a CameraInfo that does not
+fit the image (image used as it is), images of another size than the model's (resized by the
+pipeline; counted as the informational ``images_resized``, the usual case for full-resolution
+cameras), missing intensity field (zeros), stamps going backwards, the camera stopping
+(lidar-only after ``camera_timeout``), clouds over ``max_cloud_points`` / images over
+``max_image_pixels`` (refused in the subscription callback before conversion), an empty
+``frame_id``, no finite point inside the model's ``point_cloud_range`` (e.g. every point at
+1e9 m), duplicate field names, data in a 0-point cloud and a wrong ``is_bigendian`` flag (the last
+three: cloud skipped as malformed).
 ``/diagnostics`` (ros/diagnostics.py) is WARN while a cause is active: a bad input, dropped
 pillars or a zero stamp within the last ``diagnostics_window_s``, more than
 ``overload_warn_fraction`` of the frames of that window skipped (overload), no cloud for
@@ -70,7 +93,8 @@ from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["StartupError", "PerceptionNode", "find_default_model", "check_contract_overrides", "main"]
+__all__ = ["StartupError", "PerceptionNode", "find_default_model", "check_contract_overrides",
+           "input_remap_args", "INPUT_NAMES", "main"]
 
 PACKAGE = "bev_mtl_ros"
 DEFAULT_MODEL_NAME = "bev_mtl_default.onnx"
@@ -120,8 +144,11 @@ NODE_PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "device": ("cpu", "cpu | cuda | cuda:N"),
     "fp16": (False, "half precision on GPU (TensorRT/CUDA providers)"),
     "trt_cache_dir": ("", "TensorRT engine cache directory (empty = no TensorRT cache)"),
-    "cloud_topic": ("/a2d2/lidar/points", "input sensor_msgs/PointCloud2 topic"),
-    "image_topic": ("/a2d2/camera/front_center/image_rect", "input sensor_msgs/Image topic"),
+    "cloud_topic": ("", "override of the input cloud topic; empty = ~/input/pointcloud (remap "
+                        "it, as the launch file does)"),
+    "image_topic": ("", "override of the input image topic; empty = ~/input/image (remap it)"),
+    "camera_info_topic": ("", "override of the camera's CameraInfo topic; empty = "
+                              "~/input/camera_info (remap it)"),
     "input_qos": ("sensor_data", "input QoS: sensor_data (best effort) | reliable | system_default"),
     "input_queue_depth": (5, "history depth of the input subscriptions"),
     "sync_slop": (0.05, "max |image stamp - cloud stamp| for a pair, seconds"),
@@ -133,8 +160,11 @@ NODE_PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "score_threshold": (0.35, "minimum detection score"),
     "nms": ("circle", "circle (CenterPoint circle NMS) | rotated_iou (BEV rotated IoU NMS) | none"),
     "publish_semantic_color": (True, "publish ~/semantic/color (rgb8 overlay)"),
-    "expected_cloud_frame": ("", "if set, warn (throttled) when a cloud's frame_id differs: the model expects points in "
-                                 "its training frame (A2D2: cam_front_center, the camera view frame); empty = no check"),
+    "target_frame": ("", "frame every cloud is transformed into (TF, at the cloud's stamp) "
+                         "before inference; the outputs' frame_id. Empty = the model contract's "
+                         "frame_id (A2D2: cam_front_center)"),
+    "tf_timeout": (0.1, "seconds a frame waits for its cloud -> target_frame transform, then it "
+                        "is skipped"),
     "input_stale_warn_s": (2.0, "diagnostics WARN when no cloud arrived for this many seconds (after the first one)"),
     "max_cloud_points": (1_000_000, "clouds with more points (width x height) are refused "
                          "before conversion, counted (bad_input.cloud_too_large) and warned; "
@@ -148,6 +178,29 @@ NODE_PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "overload_warn_fraction": (0.1, "diagnostics WARN when more than this fraction of the "
                                "synchronised frames in diagnostics_window_s was skipped because "
                                "inference is slower than the input"),
+}
+
+#: remappable input names (Autoware's convention; launch/perception.launch.py remaps them from its
+#: arguments); a non-empty ``<key>_topic`` parameter overrides the name
+INPUT_NAMES: Dict[str, str] = {"cloud": "~/input/pointcloud", "image": "~/input/image",
+                               "camera_info": "~/input/camera_info"}
+
+def input_remap_args(cloud: str, image: str, camera_info: str) -> List[str]:
+    """``--ros-args`` remapping rules (``["-r", "~/input/pointcloud:=<cloud>", ...]``) that connect
+    the node's input names (:data:`INPUT_NAMES`) to the given topics; what the launch file does
+    with its arguments, for command lines built in Python (demo, bench, tests)."""
+    out: List[str] = []
+    for key, topic in (("cloud", cloud), ("image", image), ("camera_info", camera_info)):
+        out += ["-r", f"{INPUT_NAMES[key]}:={topic}"]
+    return out
+
+
+#: value ranges of numeric parameters, (min, max) inclusive, checked by rclpy (a value outside
+#: refuses to start / to set, naming the range)
+PARAMETER_RANGES: Dict[str, Tuple[float, float]] = {
+    "input_queue_depth": (1, 100), "sync_slop": (0.0, 1.0), "sync_queue_size": (1, 100),
+    "camera_timeout": (0.0, 10.0), "intensity_scale": (0.0, 1.0e4), "score_threshold": (0.0, 1.0),
+    "tf_timeout": (0.0, 10.0), "input_stale_warn_s": (0.1, 3600.0),
 }
 
 #: contract fields that can be pinned by ``contract.<name>`` parameters
@@ -244,20 +297,29 @@ class _Rate:
             return (len(self._t) - 1) / max(self._t[-1] - self._t[0], 1e-6)
 
 
+def _wanted(publisher: Any) -> bool:
+    """Lazy outputs: True when ``publisher`` exists and has at least one subscriber."""
+    return publisher is not None and publisher.get_subscription_count() > 0
+
+
 def _build_node_class():
     """Define the Node subclass lazily so that this module imports without rclpy."""
     import rclpy
-    from rcl_interfaces.msg import ParameterDescriptor
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
     from rclpy.node import Node
     from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data,
                            qos_profile_system_default)
-    from sensor_msgs.msg import Image, PointCloud2
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+    from std_msgs.msg import Header
 
     from bev_mtl_ros.ros import messages as M
     from bev_mtl_ros.ros.conversions import (ConversionError, InputTooLarge, check_cloud_size,
-                                             check_image_size, cloud_to_xyzi, image_to_rgb)
+                                             check_image_size, cloud_to_xyzi, decode_serialized,
+                                             image_to_rgb, ros_header)
     from bev_mtl_ros.ros.diagnostics import HealthConfig, PipelineHealth
     from bev_mtl_ros.ros.sync import ApproxTimeSync, stamp_to_sec
+    from bev_mtl_ros.ros.camera import ImageRectifier, nominal_camera_mismatch
+    from bev_mtl_ros.ros.tf import TransformError, make_transform_source, transform_points
 
     def qos_from_name(name: str, depth: int) -> QoSProfile:
         name = name.strip().lower()
@@ -337,9 +399,13 @@ def _build_node_class():
                 "pillars_dropped": 0, "frames_with_pillars_dropped": 0, "nonfinite_points": 0,
                 "bad_input.empty_cloud": 0, "bad_input.nonfinite_cloud": 0, "bad_input.cloud_malformed": 0,
                 "bad_input.image_malformed": 0, "images_resized": 0, "bad_input.missing_intensity": 0,
-                "bad_input.stamp_backwards": 0, "bad_input.unexpected_frame": 0, "errors.inference": 0,
+                "bad_input.stamp_backwards": 0, "bad_input.no_transform": 0,
                 "bad_input.cloud_too_large": 0, "bad_input.image_too_large": 0,
                 "bad_input.empty_frame_id": 0, "bad_input.cloud_out_of_range": 0,
+                "frames_transformed": 0, "outputs_unsubscribed": 0, "images_undistorted": 0,
+                "images_without_camera_info": 0,
+                "bad_input.camera_info_mismatch": 0, "camera_unlike_nominal": 0,
+                "errors.inference": 0,
             }
             self._counter_lock = threading.Lock()
             self._rate_clouds, self._rate_images, self._rate_out = _Rate(), _Rate(), _Rate()
@@ -375,15 +441,39 @@ def _build_node_class():
             self.pub_label_info = self.create_publisher(LabelInfo, "~/semantic/label_info", latched)
             self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
             self.pub_timing = self.create_publisher(Float64MultiArray, "~/debug/processing_time_ms", out_qos)
-            from std_msgs.msg import Header
-
+            #: optional outputs (lazy: built only with subscribers); detections, diagnostics always
+            self._optional = {"markers": self.pub_markers, "drivable": self.pub_drivable,
+                              "grid": self.pub_grid, "semantic": self.pub_sem,
+                              "semantic_color": self.pub_sem_color, "timing": self.pub_timing}
             h = Header()
             h.stamp = self.get_clock().now().to_msg()
             self.pub_label_info.publish(M.label_info_msg(self.contract.semantic_classes, h, 0.0))
-            self.sub_cloud = self.create_subscription(PointCloud2, p["cloud_topic"], self._on_cloud, in_qos)
-            self.sub_image = self.create_subscription(Image, p["image_topic"], self._on_image, in_qos)
+            # raw (CDR bytes) subscriptions, decoded zero-copy by conversions.decode_serialized
+            self.sub_cloud = self.create_subscription(
+                PointCloud2, p["cloud_topic"] or INPUT_NAMES["cloud"], self._on_cloud, in_qos,
+                raw=True)
+            self.sub_image = self.create_subscription(
+                Image, p["image_topic"] or INPUT_NAMES["image"], self._on_image, in_qos,
+                raw=True)
+            self.rectifier = ImageRectifier()
+            self._nominal_checked: Optional[Any] = None
+            self.sub_info = self.create_subscription(
+                CameraInfo, p["camera_info_topic"] or INPUT_NAMES["camera_info"],
+                self.rectifier.update, in_qos)
             from rclpy.clock import Clock, ClockType
 
+            # ---------------------------------------------------------------- TF
+            self.target_frame = (p["target_frame"] or self.contract.frame_id).lstrip("/")
+            if not p["tf_timeout"] >= 0.0:
+                raise StartupError(f"parameter 'tf_timeout' = {p['tf_timeout']} must be >= 0")
+            self._tf_unconnected = ""   # last failed look-up, for /diagnostics
+            try:
+                self.tf = make_transform_source(self)
+                tf_mode = self.tf.mode
+            except ImportError as e:  # no tf2_ros, no tf2_msgs: only clouds in target_frame
+                self.tf = None
+                tf_mode = f"none ({e}): only clouds in '{self.target_frame}' are used"
+            self.get_logger().info(f"TF: {tf_mode}; target_frame '{self.target_frame}'")
             self._diag_timer = self.create_timer(1.0, self._publish_diagnostics,
                                                  clock=Clock(clock_type=ClockType.STEADY_TIME))
             self._worker = threading.Thread(target=self._worker_loop, name="perception_worker", daemon=True)
@@ -392,14 +482,25 @@ def _build_node_class():
                 f"model {model_path}: backend {getattr(self.backend, 'name', '?')} on "
                 f"{getattr(self.backend, 'device', '?')}; classes {self.class_names}; grid {self.contract.grid_size}; "
                 f"image {self.contract.image_size}; cloud '{self.sub_cloud.topic_name}', "
-                f"image '{self.sub_image.topic_name}' ({p['input_qos']} QoS)")
+                f"image '{self.sub_image.topic_name}', camera info '{self.sub_info.topic_name}' "
+                f"({p['input_qos']} QoS)")
 
         # ------------------------------------------------------------------ parameters
         def _declare_parameters(self) -> None:
             p: Dict[str, Any] = {}
             for name, (default, text) in NODE_PARAMETERS.items():
+                desc = ParameterDescriptor(description=text)
+                if name in PARAMETER_RANGES:
+                    lo, hi = PARAMETER_RANGES[name]
+                    if isinstance(default, int):
+                        desc.integer_range = [
+                            IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+                    else:
+                        desc.floating_point_range = [
+                            FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
+                    desc.description += f" [{lo} .. {hi}]"
                 try:
-                    p[name] = self.declare_parameter(name, default, ParameterDescriptor(description=text)).value
+                    p[name] = self.declare_parameter(name, default, desc).value
                 except Exception as e:  # e.g. an int given for a double parameter
                     raise StartupError(f"parameter '{name}': {type(e).__name__}: {e} (expected a "
                                        f"{type(default).__name__} like {default!r})") from e
@@ -424,17 +525,29 @@ def _build_node_class():
                 self.get_logger().warning(text)
 
         # ------------------------------------------------------------------ callbacks (light)
-        def _on_cloud(self, msg: Any) -> None:
+        def _on_cloud(self, raw: bytes) -> None:
             self._rate_clouds.tick()
             self._last_cloud_mono = time.monotonic()
+            try:
+                msg = decode_serialized(raw, "sensor_msgs/msg/PointCloud2")
+            except ConversionError as e:
+                self._count("bad_input.cloud_malformed")
+                self._warn("cloud_cdr", f"cloud on '{self.sub_cloud.topic_name}' skipped: {e}")
+                return
             if not self._input_ok(msg, "cloud"):
                 return
             pairs = self.sync.add_cloud((msg, time.monotonic()), stamp_to_sec(msg.header.stamp))
             self._check_resets()
             self._offer(pairs)
 
-        def _on_image(self, msg: Any) -> None:
+        def _on_image(self, raw: bytes) -> None:
             self._rate_images.tick()
+            try:
+                msg = decode_serialized(raw, "sensor_msgs/msg/Image")
+            except ConversionError as e:
+                self._count("bad_input.image_malformed")
+                self._warn("image_cdr", f"image on '{self.sub_image.topic_name}' skipped: {e}")
+                return
             if not self._input_ok(msg, "image"):
                 return
             pairs = self.sync.add_image(msg, stamp_to_sec(msg.header.stamp))
@@ -496,15 +609,76 @@ def _build_node_class():
                 try:
                     self._process(pair)
                 except Exception as e:  # never let the worker die
+                    if self._stop or not self.context.ok():  # shutting down: drop it quietly
+                        return
                     self._count("errors.inference")
                     self._warn("process_exc", f"frame failed: {type(e).__name__}: {e}\n{traceback.format_exc()}", 5.0)
+
+        def _cloud_transform(self, cloud: Any) -> Tuple[bool, Any]:
+            """(ok, transform or None for identity) from the cloud's frame into target_frame at the
+            cloud's stamp; on failure counts ``bad_input.no_transform``, names the frames for
+            /diagnostics and warns (throttled)."""
+            source = cloud.header.frame_id.lstrip("/")
+            if source == self.target_frame:
+                return True, None
+            try:
+                if not source:
+                    raise TransformError("the cloud has an empty header.frame_id")
+                if self.tf is None:
+                    raise TransformError("no TF available (neither tf2_ros nor tf2_msgs "
+                                         "importable)")
+                stamp = cloud.header.stamp
+                stamp_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+                T = self.tf.lookup(self.target_frame, source, stamp_ns, self._params["tf_timeout"])
+            except TransformError as e:
+                self._count("bad_input.no_transform")
+                self._tf_unconnected = f"'{source}' -> '{self.target_frame}': {e}"
+                self._warn("tf", f"cloud skipped: no transform {self._tf_unconnected}", 5.0)
+                return False, None
+            return True, (None if T.is_identity() else T)
+
+        def _rectify(self, rgb: np.ndarray) -> np.ndarray:
+            """The image through the camera's CameraInfo: undistorted when it has distortion (maps
+            cached per calibration), as it is when rectified; counts and warns about the rest and
+            (once per calibration) about a camera unlike the model's nominal one."""
+            r = self.rectifier.rectify(rgb)
+            name = self.sub_info.topic_name
+            if r.status == "undistorted":
+                self._count("images_undistorted")
+            elif r.status == "no_camera_info":
+                self._count("images_without_camera_info")
+                self._warn("no_info", f"no CameraInfo on '{name}' yet: images are used as they "
+                           "are (assumed rectified, the model's camera)", 60.0)
+            elif r.status in ("size_mismatch", "unknown_model"):
+                self._count("bad_input.camera_info_mismatch")
+                info = self.rectifier.info
+                self._warn("info_bad", f"CameraInfo on '{name}' ({info.width}x{info.height}, "
+                           f"distortion model '{info.distortion_model}') does not fit image "
+                           f"{rgb.shape[1]}x{rgb.shape[0]} ({r.status}): image used without "
+                           "undistortion", 10.0)
+            key = self.rectifier.key
+            if r.camera_matrix is not None and key != self._nominal_checked:
+                self._nominal_checked = key
+                text = nominal_camera_mismatch(r.camera_matrix, rgb.shape[1::-1],
+                                               self.contract.nominal_camera)
+                if text:
+                    self._count("camera_unlike_nominal")
+                    self.get_logger().warning(text)
+                if self.rectifier.rotation_ignored:
+                    self.get_logger().warning(
+                        f"CameraInfo on '{name}' has a rectification rotation R != I (stereo): "
+                        "not applied, only the distortion is removed")
+            return r.image
 
         def _process(self, pair: Any) -> None:
             t0 = time.perf_counter()
             cloud, t_arrival = pair.cloud
-            header = cloud.header
             p = self._params
             self._count("processed")
+            ok, T = self._cloud_transform(cloud)
+            if not ok:
+                return
+            header = ros_header(cloud.header, self.target_frame)  # outputs: the cloud's stamp
             # ---- cloud
             try:
                 conv = cloud_to_xyzi(cloud, intensity_field=p["intensity_field"],
@@ -514,11 +688,9 @@ def _build_node_class():
                 self._warn("cloud_bad", f"cloud on '{self.sub_cloud.topic_name}' skipped: {e}")
                 return
             points = conv.points
-            want_frame = p["expected_cloud_frame"]
-            if want_frame and header.frame_id != want_frame:
-                self._count("bad_input.unexpected_frame")
-                self._warn("frame", f"cloud frame_id '{header.frame_id}' != expected_cloud_frame '{want_frame}': the "
-                           "model sees the points as if they were in its training frame (no TF lookup is done)", 30.0)
+            if T is not None:
+                transform_points(points, T)
+                self._count("frames_transformed")
             if points.shape[0] and not conv.has_intensity and p["intensity_field"]:
                 self._count("bad_input.missing_intensity")
                 names = [f.name for f in cloud.fields]
@@ -545,6 +717,8 @@ def _build_node_class():
                     self._warn("image_bad", f"image on '{self.sub_image.topic_name}' unusable ({e}); frame runs "
                                "lidar-only")
                     rgb = None
+                if rgb is not None:
+                    rgb = self._rectify(rgb)
                 if rgb is not None and tuple(rgb.shape[1::-1]) != tuple(self.contract.image_size):
                     self._count("images_resized")
                     self._warn("resize", f"image {rgb.shape[1]}x{rgb.shape[0]} differs from the model's "
@@ -563,12 +737,16 @@ def _build_node_class():
                 empty = np.zeros((0, 7), np.float32)
                 self.pub_det.publish(M.detections_to_msg(empty, np.zeros(0, np.float32), np.zeros(0, np.int64),
                                                          self.class_names, header))
-                self.pub_markers.publish(M.detections_to_markers(empty, np.zeros(0), np.zeros(0, np.int64),
-                                                                 self.class_names, header))
+                if _wanted(self.pub_markers):
+                    self.pub_markers.publish(M.detections_to_markers(
+                        empty, np.zeros(0), np.zeros(0, np.int64), self.class_names, header))
                 self._finish(t0, t_arrival, timings)
                 return
+            wants = {name: _wanted(pub) for name, pub in self._optional.items()}
+            self._count("outputs_unsubscribed", sum(not w for w in wants.values()))
+            want_sem, want_color = wants["semantic"], wants["semantic_color"]
             try:
-                result = self.pipeline(points, rgb)
+                result = self.pipeline(points, rgb, semantic=want_sem or want_color)
             except Exception as e:
                 self._count("errors.inference")
                 self._warn("infer", f"inference failed: {type(e).__name__}: {e}")
@@ -593,26 +771,34 @@ def _build_node_class():
             # ---- publish (cloud header for lidar/BEV outputs, image header for image-space outputs)
             det = result.detections
             self.pub_det.publish(M.detections_to_msg(det.boxes, det.scores, det.labels, self.class_names, header))
-            self.pub_markers.publish(M.detections_to_markers(det.boxes, det.scores, det.labels, self.class_names,
-                                                             header))
+            # optional outputs: built and published only when someone subscribes (lazy outputs)
+            if wants["markers"]:
+                self.pub_markers.publish(M.detections_to_markers(det.boxes, det.scores, det.labels,
+                                                                 self.class_names, header))
             if result.drivable is not None:
-                self.pub_drivable.publish(M.drivable_to_image(result.drivable, header))
-                try:
-                    self.pub_grid.publish(M.drivable_to_occupancy_grid(result.drivable, self.contract.point_cloud_range,
-                                                                       self.contract.pillar_size, header))
-                except ValueError as e:
-                    self._warn("grid", str(e), 60.0)
-            sem = getattr(result, "semantic", None)
+                if wants["drivable"]:
+                    self.pub_drivable.publish(M.drivable_to_image(result.drivable, header))
+                if wants["grid"]:
+                    try:
+                        self.pub_grid.publish(M.drivable_to_occupancy_grid(
+                            result.drivable, self.contract.point_cloud_range,
+                            self.contract.pillar_size, header))
+                    except ValueError as e:
+                        self._warn("grid", str(e), 60.0)
+            sem = result.semantic
             if sem is not None and rgb is not None and pair.image is not None:
-                self.pub_sem.publish(M.semantic_to_image(sem, pair.image.header))
-                if self.pub_sem_color is not None and sem.shape[:2] == rgb.shape[:2]:
-                    self.pub_sem_color.publish(M.semantic_overlay(rgb, sem, pair.image.header))
+                img_header = ros_header(pair.image.header)
+                if want_sem:
+                    self.pub_sem.publish(M.semantic_to_image(sem, img_header))
+                if want_color and sem.shape[:2] == rgb.shape[:2]:
+                    self.pub_sem_color.publish(M.semantic_overlay(rgb, sem, img_header))
             timings["publish"] = (time.perf_counter() - t_inf) * 1e3
             self._finish(t0, t_arrival, timings)
 
         def _finish(self, t0: float, t_arrival: float, timings: Dict[str, float]) -> None:
             timings["total"] = (time.perf_counter() - t0) * 1e3
-            self.pub_timing.publish(M.timings_msg(timings))
+            if _wanted(self.pub_timing):
+                self.pub_timing.publish(M.timings_msg(timings))
             self._latencies.append((time.monotonic() - t_arrival) * 1e3)
             self._rate_out.tick()
             self._count("published")
@@ -633,13 +819,17 @@ def _build_node_class():
             values.update(c)
             for k, v in s.to_dict().items():
                 values["sync." + k] = v
+            values["tf.target_frame"] = self.target_frame
+            values["tf.mode"] = self.tf.mode if self.tf is not None else "none"
+            values["tf.unconnected"] = self._tf_unconnected  # the last failed look-up ("" = none)
             last = self._last_cloud_mono
             idle = None if last is None else time.monotonic() - last
             diag = self.sync.diagnose()
             if diag:
                 self._warn("sync_diag", f"synchronizer: {diag}", 10.0)
             level, msgs = self._health.assess(time.monotonic(), c, idle, diag,
-                                              self.sub_cloud.topic_name)
+                                              self.sub_cloud.topic_name,
+                                              {"no_transform": self._tf_unconnected})
             status = M.diagnostic_status(f"{self.get_name()}: pipeline", level, "; ".join(msgs) or "ok", values,
                                          hardware_id=str(getattr(self.backend, "device", "")))
             self.pub_diag.publish(M.diagnostic_array([status], self.get_clock().now().to_msg()))
@@ -669,12 +859,28 @@ def __getattr__(name: str) -> Any:  # PerceptionNode is built on first access (n
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the node until shutdown. Returns 0 on clean exit, 2 on a start-up error (the message is
-    logged and printed to stderr)."""
+    """Run the node until SIGINT/SIGTERM (or an external rclpy shutdown).
+
+    Shutdown order (no publish on a dead context, no traceback): the signal only sets a flag; the
+    spin loop then ends, the worker finishes its in-flight frame (a frame still waiting in the
+    mailbox is dropped), the node is destroyed, and only then is rclpy shut down. rclpy's own
+    signal handlers are not installed (they would invalidate the context while the worker is
+    publishing). A signal during start-up (model loading) ends the node right after it.
+
+    Returns:
+        0 on a clean exit, 2 on a start-up error (the message is printed to stderr).
+    """
+    import signal
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
-    rclpy.init(args=list(argv) if argv is not None else None)
+    rclpy.init(args=list(argv) if argv is not None else None,
+               signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
         try:
@@ -685,15 +891,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         try:
-            executor.spin()
-        except (KeyboardInterrupt, ExternalShutdownException):
+            while not stop.is_set() and rclpy.ok():
+                executor.spin_once(timeout_sec=0.1)
+        except ExternalShutdownException:
             pass
+        if stop.is_set():
+            node.get_logger().info("signal received: finishing the frame in flight and stopping")
         return 0
     finally:
         if node is not None:
             node.stop()
             node.destroy_node()
         rclpy.try_shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ class FrameResult:
     Attributes:
         detections: :class:`Detections` (boxes in the model lidar frame = the cloud's frame).
         drivable: (grid_h, grid_w) uint8 {0, 1} BEV drivable-area mask, row = iy, column = ix.
-        semantic: (H, W) uint8 class ids at the *input* image's size, or None when no image was given.
+        semantic: (H, W) uint8 class ids at the *input* image's size, or None when no image was
+            given (or ``semantic=False`` was asked for).
         pillar_stats: :class:`PillarStats` of the frame's pillarization (dropped points/pillars).
         camera_valid: whether the camera branch was used.
         timings_ms: per-stage wall time in ms, keys :data:`TIMING_KEYS` (CUDA synchronised).
@@ -105,13 +106,17 @@ class PerceptionPipeline:
         t = torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=False)
         return t.permute(2, 0, 1).unsqueeze(0).to(torch.float32).div_(255.0).contiguous()
 
-    def __call__(self, points: Union[np.ndarray, torch.Tensor], image: Optional[np.ndarray] = None) -> FrameResult:
+    def __call__(self, points: Union[np.ndarray, torch.Tensor], image: Optional[np.ndarray] = None,
+                 semantic: bool = True) -> FrameResult:
         """Process one frame.
 
         Args:
             points: (N, C>=4) float [x, y, z, intensity_raw, ...], model lidar frame, metres.
             image: (H, W, 3) uint8 RGB camera image (undistorted, the camera the model was trained
                 on), or None for the lidar-only path (zero image, camera_valid = 0, semantic None).
+            semantic: build the semantic id mask (argmax resized to the input image, the costly
+                part at full camera resolution); False gives ``semantic=None`` (the node's lazy
+                outputs: nobody subscribes to it). The network runs the same either way.
 
         Returns:
             :class:`FrameResult`.
@@ -142,7 +147,7 @@ class PerceptionPipeline:
         dets = decode_detections(outs, self.contract, self.cfg)
         drivable = drivable_mask(outs["drivable"], self.drivable_threshold)
         sem = None
-        if image is not None:
+        if image is not None and semantic:
             sem = semantic_ids(outs["semantic"], out_size=(image.shape[1], image.shape[0]))
         t4 = time.perf_counter()
         tm["postprocess"] = (t4 - t3) * 1e3

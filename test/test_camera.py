@@ -1,0 +1,123 @@
+"""ros.camera: undistortion through CameraInfo (known answer: an image distorted with A2D2's
+calibration comes back), rectified images used as they are, maps cached per calibration, the
+other CameraInfo cases, and the comparison with the model's nominal camera. No ROS needed."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace as NS
+
+import numpy as np
+import pytest
+
+from bev_mtl_ros.data.calibration import distort_image, load_calibration
+from bev_mtl_ros.model.contract import ModelContract
+from bev_mtl_ros.ros.camera import ImageRectifier, nominal_camera_mismatch
+
+W, H = 480, 302
+
+
+def scene(w=W, h=H):
+    """A smooth RGB picture (gradients + low-frequency waves): interpolation error stays small."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    r = 128 + 100 * np.sin(xx / 37.0) * np.cos(yy / 29.0)
+    g = 255 * xx / w
+    b = 255 * yy / h
+    return np.clip(np.stack([r, g, b], -1), 0, 255).astype(np.uint8)
+
+
+def info_for(cam, model=None, raw=True):
+    """CameraInfo fields of a raw (distorted) image of ``cam``; ``raw=False``: of its rectified
+    image."""
+    P = np.zeros((3, 4))
+    P[:, :3] = cam.cam_matrix
+    K = cam.cam_matrix_original if raw else cam.cam_matrix
+    d = np.asarray(cam.distortion, float).reshape(-1) if raw else np.zeros(5)
+    return NS(
+        width=cam.width,
+        height=cam.height,
+        distortion_model=model or ("equidistant" if cam.is_fisheye else "plumb_bob"),
+        d=d.tolist(),
+        k=np.asarray(K).reshape(9).tolist(),
+        r=np.eye(3).reshape(9).tolist(),
+        p=P.reshape(12).tolist(),
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["front_center", "side_left"]
+)  # radial-tangential and fisheye lenses
+def test_distorted_image_comes_back(name):
+    cam = load_calibration().cameras[name].scaled((W, H))
+    rect = scene()
+    raw = distort_image(rect, cam)
+    r = ImageRectifier()
+    r.update(info_for(cam))
+    out = r.rectify(raw)
+    assert out.status == "undistorted" and out.image.shape == rect.shape
+    np.testing.assert_allclose(out.camera_matrix, cam.cam_matrix)
+    inner = (slice(H // 8, -H // 8), slice(W // 8, -W // 8))  # away from the unmapped border
+    err = np.abs(out.image[inner].astype(int) - rect[inner].astype(int))
+    before = np.abs(
+        raw[inner].astype(int) - rect[inner].astype(int)
+    )  # not undistorted: visibly off
+    assert err.mean() < 0.2 and before.mean() > 3.0, (err.mean(), before.mean())
+    assert np.percentile(err, 99) <= 2, np.percentile(err, 99)
+
+
+def test_maps_cached_per_calibration(monkeypatch):
+    import cv2
+
+    calls = []
+    real = cv2.initUndistortRectifyMap
+    monkeypatch.setattr(cv2, "initUndistortRectifyMap", lambda *a: calls.append(1) or real(*a))
+    cam = load_calibration().cameras["front_center"].scaled((W, H))
+    r = ImageRectifier()
+    raw = distort_image(scene(), cam)
+    for _ in range(3):
+        r.update(info_for(cam))  # same content, new message each frame
+        r.rectify(raw)
+    assert len(calls) == 1
+    other = info_for(cam)
+    other.d[0] = -0.2
+    r.update(other)
+    r.rectify(raw)
+    assert len(calls) == 2
+
+
+def test_rectified_missing_and_unusable_camera_info():
+    cam = load_calibration().cameras["front_center"].scaled((W, H))
+    img = scene()
+    r = ImageRectifier()
+    assert r.rectify(img).status == "no_camera_info" and r.rectify(img).image is img
+    r.update(info_for(cam, raw=False))  # D = 0: image_rect, used as it is
+    out = r.rectify(img)
+    assert out.status == "rectified" and out.image is img
+    np.testing.assert_allclose(out.camera_matrix, cam.cam_matrix)
+    r.update(info_for(cam))
+    assert r.rectify(scene(320, 200)).status == "size_mismatch"
+    r.update(info_for(cam, model="some_vendor_model"))
+    assert r.rectify(img).status == "unknown_model"
+    empty = info_for(cam, raw=False)
+    empty.d = []  # D empty, P unset: K is the camera matrix
+    empty.p = [0.0] * 12
+    r.update(empty)
+    out = r.rectify(img)
+    assert out.status == "rectified"
+    np.testing.assert_allclose(out.camera_matrix, cam.cam_matrix)
+
+
+def test_nominal_camera_comparison():
+    nominal = ModelContract().nominal_camera
+    a2d2 = load_calibration().cameras["front_center"]
+    assert nominal_camera_mismatch(a2d2.cam_matrix, a2d2.resolution, nominal) is None
+    small = a2d2.scaled((W, H))  # same field of view at another size
+    assert nominal_camera_mismatch(small.cam_matrix, (W, H), nominal) is None
+    wide = np.array([[640.0, 0, 640], [0, 640.0, 360], [0, 0, 1]])  # 90 deg camera at 1280x720
+    text = nominal_camera_mismatch(wide, (1280, 720), nominal)
+    assert (
+        text is not None
+        and "fx 640.0" in text
+        and "1687.3" in text
+        and "1280x720" in text
+        and "1920x1208" in text
+    )
