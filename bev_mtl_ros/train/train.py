@@ -304,8 +304,11 @@ def recalibrate_batchnorm(net: nn.Module, batches, device: torch.device) -> int:
     For batch k (0-based) the momentum is set to 1/(k+1), which makes the running value the plain
     mean of the per-batch statistics (works for nn.BatchNorm* and model.pillar_net.MaskedBatchNorm1d).
     ``batches`` yields (inputs, targets, meta) like the training loader. Returns the batches used.
+    BatchNorms of frozen parts (weight without gradient, e.g. the pretrained camera stem) keep
+    their statistics: the layers after them were trained against those.
     """
-    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+           and (m.weight is None or m.weight.requires_grad)]
     if not bns:
         return 0
     saved = [(m.momentum, m.training) for m in bns]
