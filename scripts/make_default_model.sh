@@ -13,7 +13,7 @@
 # Usage: scripts/make_default_model.sh            (about 60 min on 2 CPU cores)
 # Environment overrides: WORK (scratch dir, default build/default_model), TRAIN_SCENES, VAL_SCENES,
 #   FRAMES (per scene), WIDTH/HEIGHT (synthetic image size), EPOCHS, DEVICE, PYTHON, MODEL_NAME,
-#   MODELS_DIR (default models/), REAL_DATA (real camera+label frames; empty = synthetic only),
+#   MODELS_DIR (default models/), SYNTH_WORKERS (parallel synthesis processes, default 2), REAL_DATA (real camera+label frames; empty = synthetic only),
 #   SKIP_CHECK=1 (do not fail on thresholds).
 set -euo pipefail
 
@@ -27,6 +27,7 @@ FRAMES="${FRAMES:-10}"
 WIDTH="${WIDTH:-480}"
 HEIGHT="${HEIGHT:-302}"
 DEVICE="${DEVICE:-cpu}"
+SYNTH_WORKERS="${SYNTH_WORKERS:-2}"
 MODEL_NAME="${MODEL_NAME:-bev_mtl_default}"
 MODELS_DIR="${MODELS_DIR:-$ROOT/models}"
 CONFIG="${CONFIG:-$ROOT/config/train_default.yaml}"
@@ -45,14 +46,14 @@ if [[ ! -f "$WORK/synth_train/.done" ]]; then
   stamp "synthetic training split: $TRAIN_SCENES scenes x $FRAMES frames (seed 1)"
   rm -rf "$WORK/synth_train"
   "${CLI[@]}" synth --out "$WORK/synth_train" --scenes "$TRAIN_SCENES" --frames "$FRAMES" --seed 1 \
-      --width "$WIDTH" --height "$HEIGHT" --no-progress
+      --width "$WIDTH" --height "$HEIGHT" --workers "$SYNTH_WORKERS" --no-progress
   touch "$WORK/synth_train/.done"
 fi
 if [[ ! -f "$WORK/synth_val/.done" ]]; then
   stamp "synthetic validation split: $VAL_SCENES scenes x $FRAMES frames (seed 2)"
   rm -rf "$WORK/synth_val"
   "${CLI[@]}" synth --out "$WORK/synth_val" --scenes "$VAL_SCENES" --frames "$FRAMES" --seed 2 \
-      --width "$WIDTH" --height "$HEIGHT" --no-progress
+      --width "$WIDTH" --height "$HEIGHT" --workers "$SYNTH_WORKERS" --no-progress
   touch "$WORK/synth_val/.done"
 fi
 scenes_of() { find "$1" -mindepth 2 -maxdepth 2 -type d -printf '%f\n' | sort -u; }

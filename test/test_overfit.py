@@ -96,3 +96,26 @@ def test_tiny_model_overfits_one_frame(one_thread):
     assert float(hm.max()) > 0.3  # initial prior: sigmoid(-2.19) = 0.1
     _, eval_terms = module.loss_fn(out, targets)
     assert eval_terms["total"] <= 0.1 * first, eval_terms
+
+
+def test_lr_scale_per_submodule():
+    """optimizer.lr_scale: the camera encoder's groups follow the schedule at 0.25 x the others'."""
+    cfg = T.merge_config(T.DEFAULT_CONFIG, {**CFG, "optimizer": {**CFG.get("optimizer", {}), "lr": 1e-3,
+                                                               "lr_scale": {"camera": 0.25}}})
+    contract = T.contract_from_config(cfg)
+    module = T.TrainModule(T.build_model(contract, cfg["model"]), T.build_loss(cfg))
+    opt, sched = T.build_optimizer(module, cfg, steps_per_epoch=10, epochs=2)
+    cam = {id(p) for p in module.net.camera.parameters()}
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    lrs = {}
+    for g in opt.param_groups:
+        is_cam = {id(p) in cam for p in g["params"]}
+        assert len(is_cam) == 1
+        lrs.setdefault(is_cam.pop(), set()).add(round(g["lr"], 12))
+    (cam_lr,), (other_lr,) = lrs[True], lrs[False]
+    assert cam_lr == pytest.approx(0.25 * other_lr)
+    bad = T.merge_config(cfg, {"optimizer": {"lr_scale": {"kamera": 0.5}}})
+    with pytest.raises(T.ConfigError, match="kamera"):
+        T.build_optimizer(module, bad, steps_per_epoch=10, epochs=2)

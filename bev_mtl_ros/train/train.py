@@ -12,7 +12,7 @@ Config YAML (every key optional; defaults in :data:`DEFAULT_CONFIG`)::
     model: {...}           # BevMultiTaskNet widths (see model/network.py DEFAULT_WIDTHS) and
                            # pretrained: bool, freeze_camera_levels: 0..4 (see build_model)
     optimizer: {lr, weight_decay, schedule: onecycle|cosine|constant, pct_start, warmup_epochs,
-                grad_clip, betas}
+                grad_clip, betas, lr_scale: {network submodule: factor}}
     loss: {task_weights: {detection, drivable, semantic}, reg_weights: {offset, z, size, rot},
            heatmap_weight, dice_weight, uncertainty: bool}
     augment: {...}         # train/augment.py AugmentConfig
@@ -244,24 +244,40 @@ def build_loss(cfg: Dict[str, Any]) -> MultiTaskLoss:
 
 
 def build_optimizer(module: nn.Module, cfg: Dict[str, Any], steps_per_epoch: int, epochs: int):
-    """AdamW (no weight decay on biases, norms and the uncertainty log-variances) + LR schedule."""
+    """AdamW over a :class:`TrainModule` (or its DDP wrapper) (no weight decay on biases, norms and the uncertainty log-variances) + LR schedule.
+
+    ``optimizer.lr_scale`` ({network submodule name: factor}, e.g. ``{camera: 0.3}``) gives the
+    parameters of those submodules of the network (``module.net.<name>``) a learning rate of
+    factor x ``lr`` throughout the schedule: the usual lower rate for an ImageNet-pretrained backbone
+    being fine-tuned. Raises ConfigError for a name that is not a submodule of the network."""
     oc = cfg["optimizer"]
-    decay, no_decay = [], []
+    lr = float(oc["lr"])
+    scales = {str(k): float(v) for k, v in (oc.get("lr_scale") or {}).items()}
+    net_children = {n for n, _ in _unwrap(module).net.named_children()}
+    unknown = set(scales) - net_children
+    if unknown:
+        raise ConfigError(f"optimizer.lr_scale names {sorted(unknown)}, not submodules of the network "
+                          f"({sorted(net_children)})")
+    groups: Dict[Any, list] = {}
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    lr = float(oc["lr"])
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": float(oc.get("weight_decay", 0.0))},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=lr,
-                            betas=tuple(oc.get("betas", (0.9, 0.999))))
+        parts = name.split(".")
+        sub = parts[parts.index("net") + 1] if "net" in parts[:-1] else ""
+        key = (scales.get(sub, 1.0), p.ndim <= 1)
+        groups.setdefault(key, []).append(p)
+    wd = float(oc.get("weight_decay", 0.0))
+    param_groups = [{"params": ps, "lr": lr * scale, "weight_decay": 0.0 if no_decay else wd}
+                    for (scale, no_decay), ps in sorted(groups.items(), key=lambda kv: kv[0])]
+    opt = torch.optim.AdamW(param_groups, lr=lr, betas=tuple(oc.get("betas", (0.9, 0.999))))
+    max_lrs = [g["lr"] for g in param_groups]
     total = max(1, steps_per_epoch * epochs)
     sched_name = oc.get("schedule", "onecycle")
     if sched_name == "onecycle" and total < 4:
         sched_name = "constant"  # too short for a warm-up phase
     if sched_name == "onecycle":
         pct = min(0.9, max(float(oc.get("pct_start", 0.15)), 2.0 / total))  # >= 2 warm-up steps
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=pct,
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lrs, total_steps=total, pct_start=pct,
                                                     div_factor=10.0, final_div_factor=100.0)
     elif sched_name == "cosine":
         warm = int(round(float(oc.get("warmup_epochs", 0)) * steps_per_epoch))
