@@ -143,3 +143,19 @@ def test_detection_loss_skips_camera_only_items():
     assert not torch.allclose(both["detection"], ref["detection"])
     none, _ = loss.task_losses(out, {**tg, "det_valid": torch.zeros(2)})
     assert "detection" not in none
+
+
+def test_clutter_false_positives_in_the_report():
+    """A detection on a tree (no road user near) counts; one next to a car does not; frames
+    without clutter are not counted."""
+    acc = EvalAccumulator(ModelContract())
+    tree = np.array([[20.0, 5.0, -1.0, 1.0, 1.0, 6.0, 0.0]])
+    car = np.array([[20.0, -5.0, -1.0, 4.5, 1.9, 1.6, 0.0]])
+    pred = np.array([[20.2, 5.1, -1.0, 0.8, 0.8, 1.8, 0.0], [20.0, -5.2, -1.0, 4.5, 1.9, 1.6, 0.0],
+                     [20.0, 5.0, -1.0, 0.8, 0.8, 1.8, 0.0]])
+    scores = np.array([0.9, 0.9, 0.2])          # the third is below the node's threshold
+    acc.add_clutter(pred, scores, car, np.concatenate([tree, car + [0, 0.5, 0, 0, 0, 0, 0]]))
+    acc.add_clutter(pred, scores, car, np.zeros((0, 7)))
+    cfp = acc.report()["detection"]["clutter_false_positives"]
+    assert cfp["count"] == 1 and cfp["frames"] == 1 and cfp["per_frame"] == 1.0
+    assert cfp["score_threshold"] == 0.35

@@ -46,7 +46,8 @@ import numpy as np
 
 from bev_mtl_ros.data.classes import COARSE_GROUP_NAMES, coarse_group_lut, ids_to_rgb
 from bev_mtl_ros.model.contract import ModelContract
-from bev_mtl_ros.train.metrics import DetectionEvaluator, DrivableEvaluator, SemanticEvaluator
+from bev_mtl_ros.train.metrics import (DetectionEvaluator, DrivableEvaluator, SemanticEvaluator,
+                                       clutter_false_positives)
 
 LOG = logging.getLogger("bev_mtl_ros.evaluate")
 
@@ -54,6 +55,12 @@ DETECTIONS_TOPIC = "/perception_node/detections"
 SEMANTIC_TOPIC = "/perception_node/semantic"
 GT_BOXES_TOPIC = "/a2d2/ground_truth/boxes"
 GT_SEMANTIC_TOPIC = "/a2d2/ground_truth/semantic"
+#: Score threshold of the clutter false-positive count: the node's default ``score_threshold``
+#: (config/perception.yaml); override with ``--clutter-threshold``.
+NODE_SCORE_THRESHOLD = 0.35
+#: A detection within this many metres (BEV) of a clutter footprint, and not that close to a
+#: ground-truth box, counts as a false positive on clutter.
+CLUTTER_RADIUS_M = 1.0
 
 
 def in_range_mask(boxes: np.ndarray, contract: ModelContract) -> np.ndarray:
@@ -79,7 +86,9 @@ class EvalAccumulator:
         self.semantic_coarse = SemanticEvaluator(COARSE_GROUP_NAMES)
         self._coarse_lut = coarse_group_lut(contract.semantic_classes)
         self.counts = {"frames": 0, "frames_with_drivable_gt": 0, "frames_with_semantic_gt": 0,
-                       "gt_boxes_out_of_range": 0, "pred_boxes_out_of_range": 0}
+                       "gt_boxes_out_of_range": 0, "pred_boxes_out_of_range": 0,
+                       "frames_with_clutter": 0, "clutter_false_positives": 0}
+        self.clutter_threshold = NODE_SCORE_THRESHOLD
         self.timings: Dict[str, List[float]] = {}
         self.notes: List[str] = []
 
@@ -92,6 +101,17 @@ class EvalAccumulator:
         self.det.add_frame(pb[pk], np.asarray(pred_scores).reshape(-1)[pk], np.asarray(pred_labels).reshape(-1)[pk],
                            gb[gk], np.asarray(gt_labels).reshape(-1)[gk])
         self.counts["frames"] += 1
+
+    def add_clutter(self, pred_boxes, pred_scores, gt_boxes, clutter_boxes) -> None:
+        """Count the frame's detections on clutter (hard negatives: trees, poles, signs...) at
+        :attr:`clutter_threshold`, within :data:`CLUTTER_RADIUS_M` (``metrics.clutter_false_positives``).
+        Frames without clutter boxes are not counted."""
+        cb = np.asarray(clutter_boxes, np.float64).reshape(-1, 7)
+        if not len(cb):
+            return
+        self.counts["frames_with_clutter"] += 1
+        self.counts["clutter_false_positives"] += clutter_false_positives(
+            pred_boxes, pred_scores, gt_boxes, cb, self.clutter_threshold, CLUTTER_RADIUS_M)
 
     def add_drivable(self, pred: np.ndarray, gt: np.ndarray) -> None:
         if pred is None or gt is None:
@@ -129,7 +149,13 @@ class EvalAccumulator:
                                        for c in self.contract.detection_classes},
                           "ap_definition": "area under the all-point interpolated PR curve (train/metrics.py); "
                                            "greedy matching by score; NaN = no ground truth, excluded from mAP",
-                          "ap_mode": self.det.ap_mode, "available": self.counts["frames"] > 0},
+                          "ap_mode": self.det.ap_mode, "available": self.counts["frames"] > 0,
+                          "clutter_false_positives": {
+                              "score_threshold": self.clutter_threshold, "radius_m": CLUTTER_RADIUS_M,
+                              "count": self.counts["clutter_false_positives"],
+                              "frames": self.counts["frames_with_clutter"],
+                              "per_frame": (self.counts["clutter_false_positives"] / self.counts["frames_with_clutter"]
+                                            if self.counts["frames_with_clutter"] else float("nan"))}},
             "drivable": {"iou": self.drivable.iou(), "available": self.counts["frames_with_drivable_gt"] > 0},
             "semantic": sem,
             "semantic_coarse": coarse,
@@ -181,6 +207,11 @@ def summary_text(rep: Dict[str, Any]) -> str:
         for c in classes:
             lines.append(f"{c:<12}{det['num_gt'][c]:>6} " + " ".join(f"{_fmt(det['ap'][k][c]):>10}" for k in keys))
         lines.append(f"{'mAP':<12}{'':>6} " + " ".join(f"{_fmt(det['map'][k]):>10}" for k in keys))
+        cfp = det.get("clutter_false_positives")
+        if cfp and cfp["frames"]:
+            lines.append(f"False positives on clutter (score >= {cfp['score_threshold']:.2f}, within "
+                         f"{cfp['radius_m']:.1f} m): {cfp['count']} in {cfp['frames']} frames = "
+                         f"{cfp['per_frame']:.2f} per frame")
     else:
         lines.append("Detection: not available (no frame with lidar)")
     drv = rep["drivable"]
@@ -389,8 +420,12 @@ def gt_from_frame(frame: Any, contract: ModelContract) -> Tuple[np.ndarray, np.n
 def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = None, backend: str = "auto",
                      device: str = "cpu", max_frames: Optional[int] = None, num_render: int = 4,
                      score_threshold: Optional[float] = None, camera: str = "front_center",
-                     ap_mode: str = "area", progress: bool = True, render_style: str = "full") -> Dict[str, Any]:
+                     ap_mode: str = "area", progress: bool = True, render_style: str = "full",
+                     clutter_threshold: float = NODE_SCORE_THRESHOLD) -> Dict[str, Any]:
     """Run the pipeline over an A2D2-format directory and compute every metric.
+
+    ``clutter_threshold``: score threshold of the false-positives-on-clutter count (frames with
+    the synthetic generator's clutter sidecar), by default the node's.
 
     ``render_style`` is the :func:`render_semantic` style of the semantic frame renderings.
 
@@ -404,6 +439,7 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
     reader = A2D2Dataset(data_dir, camera=camera, require=())
     n = len(reader) if max_frames is None else min(len(reader), int(max_frames))
     acc = EvalAccumulator(contract, ap_mode)
+    acc.clutter_threshold = float(clutter_threshold)
     lut = semantic_id_map(contract)
     render_at = set(np.linspace(0, n - 1, num=min(num_render, n)).round().astype(int).tolist()) if n and out_dir else set()
     it = range(n)
@@ -422,6 +458,7 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
         gtb, gtl = gt_from_frame(frame, contract)
         if has_lidar:
             acc.add_detections(det.boxes, det.scores, det.labels, gtb, gtl)
+            acc.add_clutter(det.boxes, det.scores, gtb, frame.clutter_boxes)
         sem_gt = None
         if frame.semantic is not None:
             if has_lidar:
@@ -569,6 +606,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score-threshold", type=float, default=None,
                         help="post-processing score threshold for evaluation (default 0.05)")
     parser.add_argument("--ap-mode", choices=("area", "nuscenes"), default="area")
+    parser.add_argument("--clutter-threshold", type=float, default=NODE_SCORE_THRESHOLD,
+                        help="score threshold of the false-positives-on-clutter count (default: the node's "
+                             f"score_threshold, {NODE_SCORE_THRESHOLD})")
     parser.add_argument("--detections-topic", default=DETECTIONS_TOPIC)
     parser.add_argument("--gt-topic", default=GT_BOXES_TOPIC)
     parser.add_argument("--camera", default="front_center")
@@ -588,7 +628,7 @@ def main(args: argparse.Namespace) -> int:
                                    max_frames=args.max_frames, num_render=args.render,
                                    score_threshold=args.score_threshold, camera=args.camera,
                                    ap_mode=args.ap_mode, progress=not args.no_progress,
-                                   render_style=args.render_style)
+                                   render_style=args.render_style, clutter_threshold=args.clutter_threshold)
         else:
             rep = evaluate_bag(args.bag, _contract_for_bag(args), gt_bag=args.gt_bag, out_dir=args.out,
                                detections_topic=args.detections_topic, gt_topic=args.gt_topic, ap_mode=args.ap_mode)
