@@ -67,7 +67,7 @@ pipeline; counted as the informational ``images_resized``, the usual case for fu
 cameras), missing intensity field (zeros), stamps going backwards, the camera stopping
 (lidar-only after ``camera_timeout``), clouds over ``max_cloud_points`` / images over
 ``max_image_pixels`` (refused in the subscription callback before conversion), an empty
-``frame_id``, no finite point inside the model's ``point_cloud_range`` (e.g. every point at
+``frame_id`` (a cloud without one is skipped: it cannot be transformed), no finite point inside the model's ``point_cloud_range`` (e.g. every point at
 1e9 m), duplicate field names, data in a 0-point cloud and a wrong ``is_bigendian`` flag (the last
 three: cloud skipped as malformed).
 ``/diagnostics`` (ros/diagnostics.py) is WARN while a cause is active: a bad input, dropped
@@ -568,8 +568,12 @@ def _build_node_class():
                 return False
             if not msg.header.frame_id:
                 self._count("bad_input.empty_frame_id")
-                self._warn("empty_frame_id", f"{kind} with an empty header.frame_id: outputs "
-                           "inherit it and cannot be placed in TF/RViz", 30.0)
+                if kind == "cloud":
+                    self._warn("empty_frame_id", "cloud with an empty header.frame_id skipped: it cannot "
+                               f"be transformed into '{self.target_frame}'", 30.0)
+                    return False
+                self._warn("empty_frame_id_image", "image with an empty header.frame_id (used: the camera "
+                           "model comes from camera_info)", 30.0)
             return True
 
         def _check_resets(self) -> None:
