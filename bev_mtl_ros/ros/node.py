@@ -68,8 +68,8 @@ cameras), missing intensity field (zeros), stamps going backwards, the camera st
 (lidar-only after ``camera_timeout``), clouds over ``max_cloud_points`` / images over
 ``max_image_pixels`` (refused in the subscription callback before conversion), an empty
 ``frame_id`` (a cloud without one is skipped: it cannot be transformed), no finite point inside
-the model's ``point_cloud_range`` (e.g. every point at 1e9 m), duplicate field names, data in a 0-point cloud and a wrong ``is_bigendian`` flag (the last
-three: cloud skipped as malformed).
+the model's ``point_cloud_range`` (e.g. every point at 1e9 m), duplicate field names, data in a
+0-point cloud and a wrong ``is_bigendian`` flag (the last three: cloud skipped as malformed).
 ``/diagnostics`` (ros/diagnostics.py) is WARN while a cause is active: a bad input, dropped
 pillars or a zero stamp within the last ``diagnostics_window_s``, more than
 ``overload_warn_fraction`` of the frames of that window skipped (overload), no cloud for
