@@ -213,7 +213,7 @@ def test_missing_transform_skips_then_tf_static_connects(ros_env, rclpy_context,
         assert "unknown to TF" in vals["tf.unconnected"], vals["tf.unconnected"]
         assert vals["tf.target_frame"] == "cam_front_center" and vals["tf.mode"]
         assert any(
-            st.level == st.WARN and "no transform" in st.message for a in diags for st in a.status
+            st.level == st.WARN and "no_transform" in st.message and "velodyne" in st.message for a in diags for st in a.status
         )
         # 2. /tf_static connects velodyne and cam_front_center through base_link
         tf = TFMessage()
