@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,9 @@ import pytest
 
 pytest.importorskip("rclpy", reason="rclpy wheels not installed")
 pytest.importorskip("vision_msgs.msg", reason="vision_msgs not built into the venv (see msgs/)")
+
+from node_harness import (  # noqa: E402
+    CLOUD_TOPIC, IMAGE_TOPIC, NodeUnderTest, header, latched, node_command)
 
 from bev_mtl_ros.model.contract import ModelContract  # noqa: E402
 
@@ -62,10 +64,8 @@ def tiny_onnx(tmp_path_factory):
 
 
 def _node_cmd(*params: str):
-    cmd = [sys.executable, "-m", "bev_mtl_ros.ros.node", "--ros-args", "-r", f"__node:={NODE}"]
-    for p in params:
-        cmd += ["-p", p]
-    return cmd
+    """The node named NODE with ``-p`` params."""
+    return node_command(NODE, params)
 
 
 def _run_to_exit(env, *params, timeout=120):
@@ -155,14 +155,6 @@ def test_contract_parameter_mismatch_refused(ros_env, tiny_onnx, tmp_path):
 
 
 # ------------------------------------------------------------------------------------ DDS scenario
-def _header(sec, frame):
-    from std_msgs.msg import Header
-
-    h = Header()
-    h.stamp.sec, h.stamp.nanosec, h.frame_id = sec, 0, frame
-    return h
-
-
 def _cloud(sec, n=400, nan_fraction=0.0, drop_z=False, empty=False):
     from bev_mtl_ros.ros.conversions import cloud_to_msg
 
@@ -176,122 +168,98 @@ def _cloud(sec, n=400, nan_fraction=0.0, drop_z=False, empty=False):
     if not drop_z:
         cols["z"] = xyz[:, 2]
     cols["intensity"] = rng.uniform(0, 255, n).astype(np.float32)
-    return cloud_to_msg(cols, _header(sec, "cam_front_center"))
+    return cloud_to_msg(cols, header(sec, "cam_front_center"))
 
 
 def _image(sec, w=256, h=160, encoding="rgb8"):
     from bev_mtl_ros.ros.conversions import image_to_msg
 
     arr = np.random.default_rng(sec).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    msg = image_to_msg(arr, "rgb8" if encoding == "yuv422" else encoding, _header(sec, "cam_front_center_optical"))
+    msg = image_to_msg(arr, "rgb8" if encoding == "yuv422" else encoding,
+                       header(sec, "cam_front_center_optical"))
     msg.encoding = encoding
     return msg
 
 
 @needs_runtime
 def test_bad_inputs_counted_without_crash(ros_env, rclpy_context, tiny_onnx):
-    import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image, PointCloud2
-    from vision_msgs.msg import Detection3DArray
-
-    proc = subprocess.Popen(_node_cmd(f"model_path:={tiny_onnx}", "cloud_topic:=/t/points", "image_topic:=/t/image",
-                                      "input_qos:=reliable", "camera_timeout:=1.0", "backend:=onnxruntime",
-                                      # sim time without any /clock: stamps come from the messages, timeouts
-                                      # and the 1 Hz diagnostics use the steady clock, so nothing stalls
-                                      "use_sim_time:=true"),
-                            env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    node = rclpy.create_node("fault_tester", context=rclpy_context)
-    ex = SingleThreadedExecutor(context=rclpy_context)
-    ex.add_node(node)
-    rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    pub_c = node.create_publisher(PointCloud2, "/t/points", rel)
-    pub_i = node.create_publisher(Image, "/t/image", rel)
     from nav_msgs.msg import OccupancyGrid
-    from rclpy.qos import DurabilityPolicy
+    from sensor_msgs.msg import Image
     from std_msgs.msg import Float64MultiArray
-    from vision_msgs.msg import LabelInfo
+    from vision_msgs.msg import Detection3DArray, LabelInfo
     from visualization_msgs.msg import MarkerArray
 
-    dets, sems, diags, others = {}, {}, [], {}
-    node.create_subscription(Detection3DArray, f"/{NODE}/detections", lambda m: dets.__setitem__(m.header.stamp.sec, m),
-                             rel)
-    node.create_subscription(Image, f"/{NODE}/semantic", lambda m: sems.__setitem__(m.header.stamp.sec, m), rel)
-    node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
-    for topic, typ in (("markers", MarkerArray), ("drivable_area", Image), ("drivable_area/grid", OccupancyGrid),
-                       ("debug/processing_time_ms", Float64MultiArray)):
-        node.create_subscription(typ, f"/{NODE}/{topic}", lambda m, t=topic: others.setdefault(t, []).append(m), rel)
-    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    cmd = _node_cmd(f"model_path:={tiny_onnx}", f"cloud_topic:={CLOUD_TOPIC}",
+                    f"image_topic:={IMAGE_TOPIC}", "input_qos:=reliable", "camera_timeout:=1.0",
+                    "backend:=onnxruntime",
+                    # sim time without any /clock: stamps come from the messages, timeouts
+                    # and the 1 Hz diagnostics use the steady clock, so nothing stalls
+                    "use_sim_time:=true")
+    with NodeUnderTest(cmd, ros_env, rclpy_context, "fault_tester") as h:
+        dets = h.by_stamp(Detection3DArray, f"/{NODE}/detections")
+        sems = h.by_stamp(Image, f"/{NODE}/semantic")
+        diags = h.collect(DiagnosticArray, "/diagnostics")
+        others = {}
+        for topic, typ in (("markers", MarkerArray), ("drivable_area", Image),
+                           ("drivable_area/grid", OccupancyGrid),
+                           ("debug/processing_time_ms", Float64MultiArray)):
+            h.node.create_subscription(typ, f"/{NODE}/{topic}",
+                                       lambda m, t=topic: others.setdefault(t, []).append(m),
+                                       h.qos)
 
-    def spin_until(pred, timeout):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            ex.spin_once(timeout_sec=0.05)
-            if pred():
-                return True
-            assert proc.poll() is None, f"node died (rc {proc.returncode}):\n{proc.stdout.read()}"
-        return False
-
-    def frame(sec, cloud, image=None):
-        if image is not None:
-            pub_i.publish(image)
-            spin_until(lambda: False, 0.1)
-        pub_c.publish(cloud)
-
-    try:
-        assert spin_until(lambda: pub_c.get_subscription_count() and pub_i.get_subscription_count()
-                          and node.count_publishers(f"/{NODE}/detections"), 90), "node did not come up"
-        spin_until(lambda: False, 0.5)
+        assert h.spin_until(lambda: h.connected(h.pub_cloud, h.pub_image,
+                                                publishes=f"/{NODE}/detections"),
+                            90), "node did not come up"
+        h.spin_for(0.5)
         # 1. good frame: detections carry the cloud's header, semantic the image's
-        frame(10, _cloud(10), _image(10))
-        assert spin_until(lambda: 10 in dets and 10 in sems, 30), "no output for a good frame"
+        h.send(_cloud(10), _image(10))
+        assert h.spin_until(lambda: 10 in dets and 10 in sems, 30), "no output for a good frame"
         assert dets[10].header.frame_id == "cam_front_center"
         assert sems[10].header.frame_id == "cam_front_center_optical"
         assert (sems[10].width, sems[10].height) == (256, 160)
-        assert spin_until(lambda: all(others.get(t) for t in ("markers", "drivable_area", "drivable_area/grid",
-                                                               "debug/processing_time_ms")), 10)
+        assert h.spin_until(lambda: all(others.get(t) for t in (
+            "markers", "drivable_area", "drivable_area/grid", "debug/processing_time_ms")), 10)
         assert others["markers"][-1].markers[0].header.stamp.sec == 10
         assert others["drivable_area"][-1].header.stamp.sec == 10
         grid = others["drivable_area/grid"][-1]
         assert grid.header.stamp.sec == 10 and grid.header.frame_id == "cam_front_center"
-        assert (grid.info.width, grid.info.height) == (128, 128) and abs(grid.info.resolution - 0.32) < 1e-6
+        assert (grid.info.width, grid.info.height) == (128, 128)
+        assert abs(grid.info.resolution - 0.32) < 1e-6
         labels = others["debug/processing_time_ms"][-1].layout.dim[0].label.split(",")
         assert labels[0] == "convert" and labels[-1] == "total"
         # LabelInfo is latched: a late subscriber still gets it
-        infos = []
-        node.create_subscription(LabelInfo, f"/{NODE}/semantic/label_info", infos.append, latched)
-        assert spin_until(lambda: infos, 10) and len(infos[0].class_map) == 38
+        infos = h.collect(LabelInfo, f"/{NODE}/semantic/label_info", latched(1))
+        assert h.spin_until(lambda: infos, 10) and len(infos[0].class_map) == 38
         # (clouds in another frame than target_frame: test/test_node_tf.py)
         # 2. empty cloud -> empty detections with the cloud's stamp
-        frame(11, _cloud(11, empty=True), _image(11))
-        assert spin_until(lambda: 11 in dets, 20) and len(dets[11].detections) == 0
+        h.send(_cloud(11, empty=True), _image(11))
+        assert h.spin_until(lambda: 11 in dets, 20) and len(dets[11].detections) == 0
         # 3. NaN points -> processed
-        frame(12, _cloud(12, nan_fraction=0.5), _image(12))
-        assert spin_until(lambda: 12 in dets, 20)
+        h.send(_cloud(12, nan_fraction=0.5), _image(12))
+        assert h.spin_until(lambda: 12 in dets, 20)
         # 4. no z field -> skipped, counted, node alive
-        frame(13, _cloud(13, drop_z=True), _image(13))
+        h.send(_cloud(13, drop_z=True), _image(13))
         # 5. unsupported encoding -> lidar-only frame with the cloud's stamp, no semantic output
-        frame(14, _cloud(14), _image(14, encoding="yuv422"))
-        assert spin_until(lambda: 14 in dets, 20)
+        h.send(_cloud(14), _image(14, encoding="yuv422"))
+        assert h.spin_until(lambda: 14 in dets, 20)
         # 6. image of another size and encoding -> resized; semantic at the input size
-        frame(15, _cloud(15), _image(15, w=320, h=200, encoding="bgr8"))
-        assert spin_until(lambda: 15 in dets and 15 in sems, 20)
+        h.send(_cloud(15), _image(15, w=320, h=200, encoding="bgr8"))
+        assert h.spin_until(lambda: 15 in dets and 15 in sems, 20)
         assert (sems[15].width, sems[15].height) == (320, 200)
         # 7. camera silent: the cloud runs lidar-only after camera_timeout, with its own stamp
         t_sent = time.monotonic()
-        frame(16, _cloud(16))
-        assert spin_until(lambda: 16 in dets, 20) and 16 not in sems
+        h.send(_cloud(16))
+        assert h.spin_until(lambda: 16 in dets, 20) and 16 not in sems
         assert time.monotonic() - t_sent >= 0.9  # waited camera_timeout (1.0 s) for an image
         # 8. stamps jump back (bag loop) -> synchronizer reset, frame still processed
-        frame(1, _cloud(1), _image(1))
-        assert spin_until(lambda: 1 in dets, 20)
+        h.send(_cloud(1), _image(1))
+        assert h.spin_until(lambda: 1 in dets, 20)
         assert 13 not in dets and 14 not in sems
 
-        want = {"bad_input.empty_cloud": 1, "bad_input.nonfinite_cloud": 1, "bad_input.cloud_malformed": 1,
-                "bad_input.image_malformed": 1, "images_resized": 1, "bad_input.stamp_backwards": 1,
-                "lidar_only_frames": 2}
+        want = {"bad_input.empty_cloud": 1, "bad_input.nonfinite_cloud": 1,
+                "bad_input.cloud_malformed": 1, "bad_input.image_malformed": 1,
+                "images_resized": 1, "bad_input.stamp_backwards": 1, "lidar_only_frames": 2}
 
         def diag_ok():
             for arr in diags[-3:]:
@@ -301,21 +269,14 @@ def test_bad_inputs_counted_without_crash(ros_env, rclpy_context, tiny_onnx):
                         return True
             return False
 
-        assert spin_until(diag_ok, 10), f"diagnostics lack counters: {[ (kv.key, kv.value) for kv in diags[-1].status[0].values] if diags else None}"
+        assert h.spin_until(diag_ok, 10), (
+            "diagnostics lack counters: "
+            f"{[(kv.key, kv.value) for kv in diags[-1].status[0].values] if diags else None}")
         vals = {kv.key: kv.value for kv in diags[-1].status[0].values}
         assert vals["nonfinite_points"] == "200" and vals["skipped_frames"] == "0"
         assert vals["backend"] and "latency_p95_ms" in vals
-        assert proc.poll() is None
-    finally:
-        node.destroy_node()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    assert proc.returncode == 0, proc.stdout.read()
+        assert h.proc.poll() is None
+    assert h.proc.returncode == 0, h.output()
 
 
 @needs_runtime
@@ -324,67 +285,44 @@ def test_fault_injection_kinds_counted_and_diagnosis_clears(ros_env, rclpy_conte
     a good frame its image, and /diagnostics returns to "ok" once good frames flow for longer than
     diagnostics_window_s; when both inputs stop the diagnosis is "no cloud", not "camera
     stopped"."""
-    import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image, PointCloud2, PointField
+    from sensor_msgs.msg import Image, PointField
     from vision_msgs.msg import Detection3DArray
 
     from bev_mtl_ros.ros.conversions import cloud_to_msg
 
-    cmd = _node_cmd(f"model_path:={tiny_onnx}", "cloud_topic:=/t/points", "image_topic:=/t/image",
-                    "input_qos:=reliable", "camera_timeout:=0.5", "backend:=onnxruntime",
-                    "max_image_pixels:=100000", "max_cloud_points:=5000",
+    cmd = _node_cmd(f"model_path:={tiny_onnx}", f"cloud_topic:={CLOUD_TOPIC}",
+                    f"image_topic:={IMAGE_TOPIC}", "input_qos:=reliable", "camera_timeout:=0.5",
+                    "backend:=onnxruntime", "max_image_pixels:=100000", "max_cloud_points:=5000",
                     "diagnostics_window_s:=2.0", "use_sim_time:=true")
-    proc = subprocess.Popen(cmd, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    node = rclpy.create_node("fault_injector", context=rclpy_context)
-    ex = SingleThreadedExecutor(context=rclpy_context)
-    ex.add_node(node)
-    rel = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
-    pub_c = node.create_publisher(PointCloud2, "/t/points", rel)
-    pub_i = node.create_publisher(Image, "/t/image", rel)
-    dets, sems, diags = {}, {}, []
-    node.create_subscription(Detection3DArray, f"/{NODE}/detections",
-                             lambda m: dets.__setitem__(m.header.stamp.sec, m), rel)
-    node.create_subscription(Image, f"/{NODE}/semantic",
-                             lambda m: sems.__setitem__(m.header.stamp.sec, m), rel)
-    node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+    with NodeUnderTest(cmd, ros_env, rclpy_context, "fault_injector", depth=20) as h:
+        dets = h.by_stamp(Detection3DArray, f"/{NODE}/detections")
+        sems = h.by_stamp(Image, f"/{NODE}/semantic")
+        diags = h.collect(DiagnosticArray, "/diagnostics")
 
-    def spin_until(pred, timeout):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            ex.spin_once(timeout_sec=0.05)
-            if pred():
-                return True
-            assert proc.poll() is None, f"node died (rc {proc.returncode}):\n{proc.stdout.read()}"
-        return False
+        def frame(sec, cloud=None, image=None):
+            h.send(cloud if cloud is not None else _cloud(sec),
+                   image if image is not None else _image(sec))
 
-    def frame(sec, cloud=None, image=None):
-        pub_i.publish(image if image is not None else _image(sec))
-        spin_until(lambda: False, 0.1)
-        pub_c.publish(cloud if cloud is not None else _cloud(sec))
+        def last_status():
+            return diags[-1].status[0] if diags else None
 
-    def last_status():
-        return diags[-1].status[0] if diags else None
-
-    try:
-        assert spin_until(lambda: pub_c.get_subscription_count() and pub_i.get_subscription_count()
-                          and node.count_publishers(f"/{NODE}/detections"), 90), "node not up"
-        spin_until(lambda: False, 0.5)
+        assert h.spin_until(lambda: h.connected(h.pub_cloud, h.pub_image,
+                                                publishes=f"/{NODE}/detections"),
+                            90), "node not up"
+        h.spin_for(0.5)
         frame(10)
-        assert spin_until(lambda: 10 in dets and 10 in sems, 30), "no output for a good frame"
+        assert h.spin_until(lambda: 10 in dets and 10 in sems, 30), "no output for a good frame"
         # zero stamp (defect 1) and a cloud stamped +1 h (defect 3): the next good frame keeps
         # its image
-        pub_c.publish(_cloud(0))
+        h.send(_cloud(0))
         frame(11)
-        assert spin_until(lambda: 11 in sems and 0 in dets, 20)
-        pub_c.publish(_cloud(10 + 3600))
-        spin_until(lambda: False, 0.1)
+        assert h.spin_until(lambda: 11 in sems and 0 in dets, 20)
+        h.send(_cloud(10 + 3600))
+        h.spin_for(0.1)
         frame(12)
         # (the outlier, resolved together with frame 12, may lose the node's one-slot mailbox)
-        assert spin_until(lambda: 12 in sems, 20)
+        assert h.spin_until(lambda: 12 in sems, 20)
         # defect 5: empty frame_id (counted; the cloud cannot be transformed into target_frame, so
         # it is skipped), duplicate fields, height 0 with data and a wrong is_bigendian flag
         # (skipped as malformed), every point at 1e9 m (out of range)
@@ -403,14 +341,14 @@ def test_fault_injection_kinds_counted_and_diagnosis_clears(ros_env, rclpy_conte
         frame(16, swapped)
         far = np.full(300, 1e9, np.float32)
         frame(17, cloud_to_msg({"x": far, "y": far, "z": far, "intensity": far},
-                               _header(17, "cam_front_center")))
-        assert spin_until(lambda: 17 in dets, 20)
+                               header(17, "cam_front_center")))
+        assert h.spin_until(lambda: 17 in dets, 20)
         # defect 6: over the size limits, refused before conversion; the cloud runs lidar-only
         frame(18, image=_image(18, w=400, h=300))
-        assert spin_until(lambda: 18 in dets, 20) and 18 not in sems
+        assert h.spin_until(lambda: 18 in dets, 20) and 18 not in sems
         frame(19, _cloud(19, n=6000))
         frame(20)
-        assert spin_until(lambda: 20 in dets and 20 in sems, 20)
+        assert h.spin_until(lambda: 20 in dets and 20 in sems, 20)
         assert not {13, 14, 15, 16, 19} & set(dets)
         want = {"bad_input.empty_frame_id": 1, "bad_input.cloud_malformed": 3,
                 "bad_input.cloud_out_of_range": 1, "bad_input.image_too_large": 1,
@@ -422,25 +360,17 @@ def test_fault_injection_kinds_counted_and_diagnosis_clears(ros_env, rclpy_conte
             vals = {kv.key: kv.value for kv in st.values} if st else {}
             return all(int(vals.get(k, -1)) == v for k, v in want.items())
 
-        assert spin_until(counted, 10), {kv.key: kv.value for kv in last_status().values}
+        assert h.spin_until(counted, 10), {kv.key: kv.value for kv in last_status().values}
         assert "bad inputs" in last_status().message
         # good frames for longer than diagnostics_window_s: every cause clears
         for sec in range(21, 41):
             frame(sec)
-            spin_until(lambda: False, 0.1)
-        assert spin_until(lambda: 40 in dets, 20)
-        assert spin_until(lambda: last_status().message == "ok", 5), last_status().message
+            h.spin_for(0.1)
+        assert h.spin_until(lambda: 40 in dets, 20)
+        assert h.spin_until(lambda: last_status().message == "ok", 5), last_status().message
         # both inputs stop (end of a bag): "no cloud", never "camera stopped" (defect 2)
-        assert spin_until(lambda: "no cloud" in last_status().message, 10), last_status().message
+        assert h.spin_until(
+            lambda: "no cloud" in last_status().message, 10), last_status().message
         assert "camera stopped" not in last_status().message
-        assert proc.poll() is None
-    finally:
-        node.destroy_node()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    assert proc.returncode == 0, proc.stdout.read()
+        assert h.proc.poll() is None
+    assert h.proc.returncode == 0, h.output()

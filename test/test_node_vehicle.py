@@ -23,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -30,6 +31,15 @@ import pytest
 pytest.importorskip("rclpy", reason="rclpy wheels not installed")
 pytest.importorskip("vision_msgs.msg", reason="vision_msgs not built into the venv (see msgs/)")
 pytest.importorskip("tf2_msgs.msg", reason="tf2_msgs not built into the venv (see msgs/)")
+
+from node_harness import (  # noqa: E402
+    CLOUD_TOPIC,
+    IMAGE_TOPIC,
+    NodeUnderTest,
+    header,
+    latched,
+    node_command,
+)
 
 from bev_mtl_ros.model.contract import ModelContract  # noqa: E402
 
@@ -57,19 +67,31 @@ def tiny_onnx(tmp_path_factory):
     return path
 
 
-def _header(sec, frame):
-    from std_msgs.msg import Header
+def _node_cmd(model_path, *params, remaps=()):
+    """The node named NODE on the tiny model, inputs remapped to the harness topics (reliable)."""
+    return node_command(
+        NODE,
+        params=(f"model_path:={model_path}", "input_qos:=reliable", "backend:=onnxruntime")
+        + params,
+        remaps=(f"~/input/pointcloud:={CLOUD_TOPIC}", f"~/input/image:={IMAGE_TOPIC}") + remaps,
+    )
 
-    h = Header()
-    h.stamp.sec, h.stamp.nanosec, h.frame_id = sec, 0, frame
-    return h
+
+def _random_columns(rng, n):
+    """n points uniform in x 1..40 m, y -20..20 m, z -2..1 m, intensity 0..255 (float32)."""
+    return {
+        "x": rng.uniform(1, 40, n).astype(np.float32),
+        "y": rng.uniform(-20, 20, n).astype(np.float32),
+        "z": rng.uniform(-2, 1, n).astype(np.float32),
+        "intensity": rng.uniform(0, 255, n).astype(np.float32),
+    }
 
 
 def _transform(parent, child, t, q):
     from geometry_msgs.msg import TransformStamped
 
     ts = TransformStamped()
-    ts.header = _header(0, parent)
+    ts.header = header(0, parent)
     ts.child_frame_id = child
     ts.transform.translation.x, ts.transform.translation.y, ts.transform.translation.z = map(
         float, t
@@ -80,132 +102,71 @@ def _transform(parent, child, t, q):
 
 
 def test_missing_transform_skips_then_tf_static_connects(ros_env, rclpy_context, tiny_onnx):
-    import time
-
-    import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from scipy.spatial.transform import Rotation
-    from sensor_msgs.msg import Image, PointCloud2
+    from sensor_msgs.msg import Image
     from tf2_msgs.msg import TFMessage
     from vision_msgs.msg import Detection3DArray
 
     from bev_mtl_ros.ros.conversions import cloud_to_msg, image_to_msg
     from bev_mtl_ros.ros.tf import RigidTransform, transform_points
 
-    cmd = [
-        sys.executable,
-        "-m",
-        "bev_mtl_ros.ros.node",
-        "--ros-args",
-        "-r",
-        f"__node:={NODE}",
-        "-p",
-        f"model_path:={tiny_onnx}",
-        "-r",
-        "~/input/pointcloud:=/t/points",
-        "-r",
-        "~/input/image:=/t/image",
-        "-p",
-        "input_qos:=reliable",
-        "-p",
-        "score_threshold:=0.05",
-        "-p",
-        "tf_timeout:=0.3",
-        "-p",
-        "backend:=onnxruntime",
-    ]
-    proc = subprocess.Popen(
-        cmd, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    node = rclpy.create_node("tf_tester", context=rclpy_context)
-    ex = SingleThreadedExecutor(context=rclpy_context)
-    ex.add_node(node)
-    rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    latched = QoSProfile(
-        depth=10,
-        reliability=ReliabilityPolicy.RELIABLE,
-        durability=DurabilityPolicy.TRANSIENT_LOCAL,
-    )
-    pub_c = node.create_publisher(PointCloud2, "/t/points", rel)
-    pub_i = node.create_publisher(Image, "/t/image", rel)
-    pub_tf = node.create_publisher(TFMessage, "/tf_static", latched)
-    dets, masks, diags = {}, {}, []
-    node.create_subscription(
-        Detection3DArray,
-        f"/{NODE}/detections",
-        lambda m: dets.__setitem__(m.header.stamp.sec, m),
-        rel,
-    )
-    node.create_subscription(
-        Image, f"/{NODE}/drivable_area", lambda m: masks.__setitem__(m.header.stamp.sec, m), rel
-    )
-    node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+    cmd = _node_cmd(tiny_onnx, "score_threshold:=0.05", "tf_timeout:=0.3")
+    with NodeUnderTest(cmd, ros_env, rclpy_context, "tf_tester") as h:
+        pub_tf = h.publisher(TFMessage, "/tf_static", latched(10))
+        dets = h.by_stamp(Detection3DArray, f"/{NODE}/detections")
+        masks = h.by_stamp(Image, f"/{NODE}/drivable_area")
+        diags = h.collect(DiagnosticArray, "/diagnostics")
 
-    def spin_until(pred, timeout):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            ex.spin_once(timeout_sec=0.05)
-            if pred():
-                return True
-            assert proc.poll() is None, f"node died (rc {proc.returncode}):\n{proc.stdout.read()}"
-        return False
+        rng = np.random.default_rng(5)
+        n = 3000
+        p_cam = np.stack(
+            [
+                rng.uniform(2, 38, n),
+                rng.uniform(-18, 18, n),
+                rng.uniform(-2, 1, n),
+                rng.uniform(0, 255, n),
+            ],
+            1,
+        ).astype(np.float32)
+        image = rng.integers(0, 256, (160, 256, 3), dtype=np.uint8)
+        # base_link -> cam_front_center and base_link -> velodyne (arbitrary, non-trivial
+        # rotations)
+        T_b_cam = RigidTransform(
+            Rotation.from_euler("zyx", [3.0, -1.0, 0.5], degrees=True), np.array([1.7, 0.0, 1.2])
+        )
+        T_b_vel = RigidTransform(
+            Rotation.from_euler("zyx", [-90.0, 2.0, 0.0], degrees=True), np.array([0.9, 0.1, 1.9])
+        )
+        p_vel = transform_points(p_cam.astype(np.float64), T_b_vel.inverse().compose(T_b_cam))
 
-    rng = np.random.default_rng(5)
-    n = 3000
-    p_cam = np.stack(
-        [
-            rng.uniform(2, 38, n),
-            rng.uniform(-18, 18, n),
-            rng.uniform(-2, 1, n),
-            rng.uniform(0, 255, n),
-        ],
-        1,
-    ).astype(np.float32)
-    image = rng.integers(0, 256, (160, 256, 3), dtype=np.uint8)
-    # base_link -> cam_front_center and base_link -> velodyne (arbitrary, non-trivial rotations)
-    T_b_cam = RigidTransform(
-        Rotation.from_euler("zyx", [3.0, -1.0, 0.5], degrees=True), np.array([1.7, 0.0, 1.2])
-    )
-    T_b_vel = RigidTransform(
-        Rotation.from_euler("zyx", [-90.0, 2.0, 0.0], degrees=True), np.array([0.9, 0.1, 1.9])
-    )
-    p_vel = transform_points(p_cam.astype(np.float64), T_b_vel.inverse().compose(T_b_cam))
+        def cloud(sec, pts, frame):
+            cols = {
+                "x": pts[:, 0].astype(np.float64),
+                "y": pts[:, 1].astype(np.float64),
+                "z": pts[:, 2].astype(np.float64),
+                "intensity": pts[:, 3].astype(np.float32),
+            }
+            return cloud_to_msg(cols, header(sec, frame))
 
-    def cloud(sec, pts, frame):
-        cols = {
-            "x": pts[:, 0].astype(np.float64),
-            "y": pts[:, 1].astype(np.float64),
-            "z": pts[:, 2].astype(np.float64),
-            "intensity": pts[:, 3].astype(np.float32),
-        }
-        return cloud_to_msg(cols, _header(sec, frame))
+        def frame(sec, msg):
+            h.send(msg, image_to_msg(image, "rgb8", header(sec, "cam_front_center_optical")))
 
-    def frame(sec, msg):
-        pub_i.publish(image_to_msg(image, "rgb8", _header(sec, "cam_front_center_optical")))
-        spin_until(lambda: False, 0.1)
-        pub_c.publish(msg)
+        def last_values():
+            return {kv.key: kv.value for kv in diags[-1].status[0].values} if diags else {}
 
-    def last_values():
-        return {kv.key: kv.value for kv in diags[-1].status[0].values} if diags else {}
-
-    try:
-        assert spin_until(
-            lambda: pub_c.get_subscription_count()
-            and pub_i.get_subscription_count()
-            and node.count_publishers(f"/{NODE}/detections"),
-            90,
+        assert h.spin_until(
+            lambda: h.connected(h.pub_cloud, h.pub_image, publishes=f"/{NODE}/detections"), 90
         ), "node did not come up"
-        spin_until(lambda: False, 0.5)
+        h.spin_for(0.5)
         # 1. velodyne cloud, no TF at all: skipped, counted, named
         frame(10, cloud(10, p_vel, "velodyne"))
         frame(11, cloud(11, p_cam, "cam_front_center"))  # same points, already in target_frame
-        assert spin_until(
+        assert h.spin_until(
             lambda: 11 in dets and 11 in masks, 30
         ), "no output for the target-frame cloud"
         assert 10 not in dets
-        assert spin_until(
+        assert h.spin_until(
             lambda: last_values().get("bad_input.no_transform") == "1", 10
         ), last_values()
         vals = last_values()
@@ -213,7 +174,9 @@ def test_missing_transform_skips_then_tf_static_connects(ros_env, rclpy_context,
         assert "unknown to TF" in vals["tf.unconnected"], vals["tf.unconnected"]
         assert vals["tf.target_frame"] == "cam_front_center" and vals["tf.mode"]
         assert any(
-            st.level == st.WARN and "no_transform" in st.message and "velodyne" in st.message for a in diags for st in a.status
+            st.level == st.WARN and "no_transform" in st.message and "velodyne" in st.message
+            for a in diags
+            for st in a.status
         )
         # 2. /tf_static connects velodyne and cam_front_center through base_link
         tf = TFMessage()
@@ -222,14 +185,16 @@ def test_missing_transform_skips_then_tf_static_connects(ros_env, rclpy_context,
             for c, T in (("cam_front_center", T_b_cam), ("velodyne", T_b_vel))
         ]
         pub_tf.publish(tf)
-        spin_until(lambda: False, 0.3)
+        h.spin_for(0.3)
         frame(12, cloud(12, p_vel, "/velodyne"))
-        assert spin_until(lambda: 12 in dets and 12 in masks, 30), "transformed cloud not answered"
+        assert h.spin_until(
+            lambda: 12 in dets and 12 in masks, 30
+        ), "transformed cloud not answered"
         assert (
             dets[12].header.frame_id == "cam_front_center"
             and masks[12].header.frame_id == "cam_front_center"
         )
-        assert spin_until(
+        assert h.spin_until(
             lambda: last_values().get("frames_transformed") == "1", 10
         ), last_values()
         # 3. equal outputs: transformed cloud vs the same points sent in target_frame
@@ -241,213 +206,99 @@ def test_missing_transform_skips_then_tf_static_connects(ros_env, rclpy_context,
             assert abs(da.bbox.center.orientation.z - db.bbox.center.orientation.z) < 1e-4
             assert da.results[0].hypothesis.class_id == db.results[0].hypothesis.class_id
         assert bytes(masks[11].data) == bytes(masks[12].data)
-    finally:
-        node.destroy_node()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    out = proc.stdout.read()
-    assert proc.returncode == 0, out
+    out = h.output()
+    assert h.proc.returncode == 0, out
     assert "TF: " in out and "target_frame 'cam_front_center'" in out, out
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_with_frames_in_flight_exits_cleanly(ros_env, rclpy_context, tiny_onnx, sig):
     """Frames are sent faster than the node answers; the signal arrives while one is processed."""
-    import time
-
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image, PointCloud2
     from vision_msgs.msg import Detection3DArray
 
     from bev_mtl_ros.ros.conversions import cloud_to_msg, image_to_msg
 
-    cmd = [
-        sys.executable,
-        "-m",
-        "bev_mtl_ros.ros.node",
-        "--ros-args",
-        "-r",
-        f"__node:={NODE}",
-        "-p",
-        f"model_path:={tiny_onnx}",
-        "-r",
-        "~/input/pointcloud:=/t/points",
-        "-r",
-        "~/input/image:=/t/image",
-        "-p",
-        "input_qos:=reliable",
-        "-p",
-        "backend:=onnxruntime",
-    ]
-    proc = subprocess.Popen(
-        cmd, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    node = rclpy.create_node("shutdown_tester", context=rclpy_context)
-    ex = SingleThreadedExecutor(context=rclpy_context)
-    ex.add_node(node)
-    rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    pub_c = node.create_publisher(PointCloud2, "/t/points", rel)
-    pub_i = node.create_publisher(Image, "/t/image", rel)
-    answered = []
-    node.create_subscription(Detection3DArray, f"/{NODE}/detections", answered.append, rel)
-    rng = np.random.default_rng(0)
-    n = 20000
-    cols = {
-        "x": rng.uniform(1, 40, n).astype(np.float32),
-        "y": rng.uniform(-20, 20, n).astype(np.float32),
-        "z": rng.uniform(-2, 1, n).astype(np.float32),
-        "intensity": rng.uniform(0, 255, n).astype(np.float32),
-    }
-    image = rng.integers(0, 256, (160, 256, 3), dtype=np.uint8)
-    try:
+    with NodeUnderTest(_node_cmd(tiny_onnx), ros_env, rclpy_context, "shutdown_tester") as h:
+        answered = h.collect(Detection3DArray, f"/{NODE}/detections", h.qos)
+        rng = np.random.default_rng(0)
+        cols = _random_columns(rng, 20000)
+        image = rng.integers(0, 256, (160, 256, 3), dtype=np.uint8)
         end = time.monotonic() + 90
-        while not (
-            pub_c.get_subscription_count() and node.count_publishers(f"/{NODE}/detections")
-        ):
-            ex.spin_once(timeout_sec=0.1)
-            assert time.monotonic() < end and proc.poll() is None, "node did not come up"
+        assert h.spin_until(
+            lambda: h.connected(h.pub_cloud, publishes=f"/{NODE}/detections"), 90
+        ), "node did not come up"
         sec, t_signal = 1, None
         while True:
-            pub_i.publish(image_to_msg(image, "rgb8", _header(sec, "cam_front_center_optical")))
-            pub_c.publish(cloud_to_msg(cols, _header(sec, "cam_front_center")))
+            h.pub_image.publish(
+                image_to_msg(image, "rgb8", header(sec, "cam_front_center_optical"))
+            )
+            h.pub_cloud.publish(cloud_to_msg(cols, header(sec, "cam_front_center")))
             sec += 1
-            ex.spin_once(timeout_sec=0.01)  # ~ 100 Hz input: always a frame in flight
+            h.executor.spin_once(timeout_sec=0.01)  # ~ 100 Hz input: always a frame in flight
             if t_signal is None and len(answered) >= 3:
-                proc.send_signal(sig)
+                h.proc.send_signal(sig)
                 t_signal = time.monotonic()
             if t_signal is not None and (
-                proc.poll() is not None or time.monotonic() - t_signal > 20
+                h.proc.poll() is not None or time.monotonic() - t_signal > 20
             ):
                 break
             assert time.monotonic() < end + 60, "no answers from the node"
-        out, _ = proc.communicate(timeout=20)
-    finally:
-        node.destroy_node()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, out
+        out, _ = h.proc.communicate(timeout=20)
+    assert h.proc.returncode == 0, out
     assert (
         "Traceback" not in out and "RCLError" not in out and "context is invalid" not in out
     ), out
 
 
 def test_lazy_outputs_only_with_subscribers(ros_env, rclpy_context, tiny_onnx):
-    import time
-
-    import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image, PointCloud2
+    from sensor_msgs.msg import Image
     from vision_msgs.msg import Detection3DArray
 
     from bev_mtl_ros.ros.conversions import cloud_to_msg, image_to_msg
 
-    cmd = [
-        sys.executable,
-        "-m",
-        "bev_mtl_ros.ros.node",
-        "--ros-args",
-        "-r",
-        f"__node:={NODE}",
-        "-p",
-        f"model_path:={tiny_onnx}",
-        "-r",
-        "~/input/pointcloud:=/t/points",
-        "-r",
-        "~/input/image:=/t/image",
-        "-p",
-        "input_qos:=reliable",
-        "-p",
-        "backend:=onnxruntime",
-    ]
-    proc = subprocess.Popen(
-        cmd, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    node = rclpy.create_node("lazy_tester", context=rclpy_context)
-    ex = SingleThreadedExecutor(context=rclpy_context)
-    ex.add_node(node)
-    rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    pub_c = node.create_publisher(PointCloud2, "/t/points", rel)
-    pub_i = node.create_publisher(Image, "/t/image", rel)
-    dets, sems, diags = {}, {}, []
-    node.create_subscription(
-        Detection3DArray,
-        f"/{NODE}/detections",
-        lambda m: dets.__setitem__(m.header.stamp.sec, m),
-        rel,
-    )
-    node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
-    rng = np.random.default_rng(2)
-    n = 2000
-    cols = {
-        "x": rng.uniform(1, 40, n).astype(np.float32),
-        "y": rng.uniform(-20, 20, n).astype(np.float32),
-        "z": rng.uniform(-2, 1, n).astype(np.float32),
-        "intensity": rng.uniform(0, 255, n).astype(np.float32),
-    }
-    image = rng.integers(0, 256, (160, 256, 3), dtype=np.uint8)
+    with NodeUnderTest(_node_cmd(tiny_onnx), ros_env, rclpy_context, "lazy_tester") as h:
+        dets = h.by_stamp(Detection3DArray, f"/{NODE}/detections")
+        diags = h.collect(DiagnosticArray, "/diagnostics")
+        rng = np.random.default_rng(2)
+        cols = _random_columns(rng, 2000)
+        image = rng.integers(0, 256, (160, 256, 3), dtype=np.uint8)
 
-    def spin_until(pred, timeout):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            ex.spin_once(timeout_sec=0.05)
-            if pred():
-                return True
-            assert proc.poll() is None, f"node died (rc {proc.returncode}):\n{proc.stdout.read()}"
-        return False
+        def frame(sec):
+            h.send(
+                cloud_to_msg(cols, header(sec, "cam_front_center")),
+                image_to_msg(image, "rgb8", header(sec, "cam_front_center_optical")),
+            )
+            assert h.spin_until(lambda: sec in dets, 30), f"no detections for frame {sec}"
 
-    def frame(sec):
-        pub_i.publish(image_to_msg(image, "rgb8", _header(sec, "cam_front_center_optical")))
-        spin_until(lambda: False, 0.1)
-        pub_c.publish(cloud_to_msg(cols, _header(sec, "cam_front_center")))
-        assert spin_until(lambda: sec in dets, 30), f"no detections for frame {sec}"
+        def counter(name):
+            return (
+                int(next((kv.value for kv in diags[-1].status[0].values if kv.key == name), -1))
+                if diags
+                else -1
+            )
 
-    def counter(name):
-        return (
-            int(next((kv.value for kv in diags[-1].status[0].values if kv.key == name), -1))
-            if diags
-            else -1
-        )
-
-    try:
-        assert spin_until(
-            lambda: pub_c.get_subscription_count()
-            and node.count_publishers(f"/{NODE}/detections"),
-            90,
+        assert h.spin_until(
+            lambda: h.connected(h.pub_cloud, publishes=f"/{NODE}/detections"), 90
         ), "node did not come up"
-        spin_until(lambda: False, 0.5)
+        h.spin_for(0.5)
         frame(1)
         frame(2)
         # markers, drivable_area, drivable_area/grid, semantic, semantic/color, debug timing:
         # 6 per frame
-        assert spin_until(lambda: counter("outputs_unsubscribed") == 12, 10), counter(
+        assert h.spin_until(lambda: counter("outputs_unsubscribed") == 12, 10), counter(
             "outputs_unsubscribed"
         )
-        node.create_subscription(
-            Image, f"/{NODE}/semantic", lambda m: sems.__setitem__(m.header.stamp.sec, m), rel
-        )
-        assert spin_until(lambda: node.count_publishers(f"/{NODE}/semantic") >= 1, 10)
-        spin_until(lambda: False, 0.5)
+        sems = h.by_stamp(Image, f"/{NODE}/semantic")
+        assert h.spin_until(lambda: h.node.count_publishers(f"/{NODE}/semantic") >= 1, 10)
+        h.spin_for(0.5)
         frame(3)
-        assert spin_until(lambda: 3 in sems, 10) and (sems[3].width, sems[3].height) == (256, 160)
-        assert spin_until(lambda: counter("outputs_unsubscribed") == 17, 10), counter(
+        assert h.spin_until(lambda: 3 in sems, 10)
+        assert (sems[3].width, sems[3].height) == (256, 160)
+        assert h.spin_until(lambda: counter("outputs_unsubscribed") == 17, 10), counter(
             "outputs_unsubscribed"
         )
-    finally:
-        node.destroy_node()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=20)
-    assert proc.returncode == 0
+    assert h.proc.returncode == 0
 
 
 def test_params_file_keyed_for_any_node_name_and_ranges_enforced(ros_env, tiny_onnx, tmp_path):
@@ -479,113 +330,57 @@ def test_params_file_keyed_for_any_node_name_and_ranges_enforced(ros_env, tiny_o
 def test_camera_info_undistorts_and_warns_once_about_another_camera(
     ros_env, rclpy_context, tiny_onnx
 ):
-    import time
-
-    import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+    from sensor_msgs.msg import CameraInfo, Image
     from vision_msgs.msg import Detection3DArray
 
     from bev_mtl_ros.data.calibration import distort_image, load_calibration
     from bev_mtl_ros.ros.conversions import cloud_to_msg, image_to_msg
 
-    cmd = [
-        sys.executable,
-        "-m",
-        "bev_mtl_ros.ros.node",
-        "--ros-args",
-        "-r",
-        f"__node:={NODE}",
-        "-p",
-        f"model_path:={tiny_onnx}",
-        "-r",
-        "~/input/pointcloud:=/t/points",
-        "-r",
-        "~/input/image:=/t/image",
-        "-r",
-        "~/input/camera_info:=/t/camera_info",
-        "-p",
-        "input_qos:=reliable",
-        "-p",
-        "backend:=onnxruntime",
-    ]
-    proc = subprocess.Popen(
-        cmd, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    node = rclpy.create_node("camera_tester", context=rclpy_context)
-    ex = SingleThreadedExecutor(context=rclpy_context)
-    ex.add_node(node)
-    rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    pub_c = node.create_publisher(PointCloud2, "/t/points", rel)
-    pub_i = node.create_publisher(Image, "/t/image", rel)
-    pub_k = node.create_publisher(CameraInfo, "/t/camera_info", rel)
-    dets, sems, diags = {}, {}, []
-    node.create_subscription(
-        Detection3DArray,
-        f"/{NODE}/detections",
-        lambda m: dets.__setitem__(m.header.stamp.sec, m),
-        rel,
-    )
-    node.create_subscription(
-        Image, f"/{NODE}/semantic", lambda m: sems.__setitem__(m.header.stamp.sec, m), rel
-    )
-    node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
-    rng = np.random.default_rng(3)
-    n = 2000
-    cols = {
-        "x": rng.uniform(1, 40, n).astype(np.float32),
-        "y": rng.uniform(-20, 20, n).astype(np.float32),
-        "z": rng.uniform(-2, 1, n).astype(np.float32),
-        "intensity": rng.uniform(0, 255, n).astype(np.float32),
-    }
-    cam = (
-        load_calibration().cameras["front_center"].scaled((256, 161))
-    )  # the model's field of view
-    yy, xx = np.mgrid[0:161, 0:256]
-    rect = np.stack([(xx * 255) // 256, (yy * 255) // 161, 128 + 0 * xx], -1).astype(np.uint8)
-    raw = distort_image(rect, cam)
+    cmd = _node_cmd(tiny_onnx, remaps=("~/input/camera_info:=/t/camera_info",))
+    with NodeUnderTest(cmd, ros_env, rclpy_context, "camera_tester") as h:
+        pub_k = h.publisher(CameraInfo, "/t/camera_info")
+        dets = h.by_stamp(Detection3DArray, f"/{NODE}/detections")
+        sems = h.by_stamp(Image, f"/{NODE}/semantic")
+        diags = h.collect(DiagnosticArray, "/diagnostics")
+        cols = _random_columns(np.random.default_rng(3), 2000)
+        cam = (
+            load_calibration().cameras["front_center"].scaled((256, 161))
+        )  # the model's field of view
+        yy, xx = np.mgrid[0:161, 0:256]
+        rect = np.stack([(xx * 255) // 256, (yy * 255) // 161, 128 + 0 * xx], -1).astype(np.uint8)
+        raw = distort_image(rect, cam)
 
-    def info(K, D, P3):
-        m = CameraInfo()
-        m.header = _header(0, "cam_front_center_optical")
-        m.width, m.height, m.distortion_model = 256, 161, "plumb_bob"
-        m.k, m.d = [float(v) for v in np.asarray(K).reshape(9)], [float(v) for v in D]
-        m.r = [float(v) for v in np.eye(3).reshape(9)]
-        P = np.zeros((3, 4))
-        P[:, :3] = P3
-        m.p = [float(v) for v in P.reshape(12)]
-        return m
+        def info(K, D, P3):
+            m = CameraInfo()
+            m.header = header(0, "cam_front_center_optical")
+            m.width, m.height, m.distortion_model = 256, 161, "plumb_bob"
+            m.k, m.d = [float(v) for v in np.asarray(K).reshape(9)], [float(v) for v in D]
+            m.r = [float(v) for v in np.eye(3).reshape(9)]
+            P = np.zeros((3, 4))
+            P[:, :3] = P3
+            m.p = [float(v) for v in P.reshape(12)]
+            return m
 
-    def spin_until(pred, timeout):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            ex.spin_once(timeout_sec=0.05)
-            if pred():
-                return True
-            assert proc.poll() is None, f"node died (rc {proc.returncode}):\n{proc.stdout.read()}"
-        return False
+        def frame(sec, image, camera_info=None):
+            if camera_info is not None:
+                pub_k.publish(camera_info)
+            h.send(
+                cloud_to_msg(cols, header(sec, "cam_front_center")),
+                image_to_msg(image, "rgb8", header(sec, "cam_front_center_optical")),
+                gap=0.15,
+            )
+            assert h.spin_until(
+                lambda: sec in dets and sec in sems, 30
+            ), f"no output for frame {sec}"
 
-    def frame(sec, image, camera_info=None):
-        if camera_info is not None:
-            pub_k.publish(camera_info)
-        pub_i.publish(image_to_msg(image, "rgb8", _header(sec, "cam_front_center_optical")))
-        spin_until(lambda: False, 0.15)
-        pub_c.publish(cloud_to_msg(cols, _header(sec, "cam_front_center")))
-        assert spin_until(lambda: sec in dets and sec in sems, 30), f"no output for frame {sec}"
+        def counters():
+            return {kv.key: kv.value for kv in diags[-1].status[0].values} if diags else {}
 
-    def counters():
-        return {kv.key: kv.value for kv in diags[-1].status[0].values} if diags else {}
-
-    try:
-        assert spin_until(
-            lambda: pub_c.get_subscription_count()
-            and pub_k.get_subscription_count()
-            and node.count_publishers(f"/{NODE}/semantic"),
-            90,
+        assert h.spin_until(
+            lambda: h.connected(h.pub_cloud, pub_k, publishes=f"/{NODE}/semantic"), 90
         ), "node did not come up"
-        spin_until(lambda: False, 0.5)
+        h.spin_for(0.5)
         frame(1, rect)  # no CameraInfo yet
         frame(2, raw, info(cam.cam_matrix_original, cam.distortion, cam.cam_matrix))  # image_raw
         frame(3, rect, info(cam.cam_matrix, np.zeros(5), cam.cam_matrix))  # image_rect
@@ -594,7 +389,7 @@ def test_camera_info_undistorts_and_warns_once_about_another_camera(
             "images_undistorted": "1",
             "camera_unlike_nominal": "0",
         }
-        assert spin_until(
+        assert h.spin_until(
             lambda: all(counters().get(k) == v for k, v in want.items()), 10
         ), counters()
         assert (sems[2].width, sems[2].height) == (256, 161)
@@ -602,12 +397,9 @@ def test_camera_info_undistorts_and_warns_once_about_another_camera(
         wide = np.array([[128.0, 0, 128], [0, 128.0, 80.5], [0, 0, 1]])
         frame(4, rect, info(wide, np.zeros(5), wide))
         frame(5, rect, info(wide, np.zeros(5), wide))
-        assert spin_until(lambda: counters().get("camera_unlike_nominal") == "1", 10), counters()
-    finally:
-        node.destroy_node()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=20)
-    out = proc.stdout.read()
-    assert proc.returncode == 0, out
+        assert h.spin_until(
+            lambda: counters().get("camera_unlike_nominal") == "1", 10
+        ), counters()
+    out = h.output()
+    assert h.proc.returncode == 0, out
     assert out.count("nominal camera") == 1 and "fx 128.0" in out and "1687.3" in out, out
