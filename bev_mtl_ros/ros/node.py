@@ -528,13 +528,8 @@ def _build_node_class():
         def _on_cloud(self, raw: bytes) -> None:
             self._rate_clouds.tick()
             self._last_cloud_mono = time.monotonic()
-            try:
-                msg = decode_serialized(raw, "sensor_msgs/msg/PointCloud2")
-            except ConversionError as e:
-                self._count("bad_input.cloud_malformed")
-                self._warn("cloud_cdr", f"cloud on '{self.sub_cloud.topic_name}' skipped: {e}")
-                return
-            if not self._input_ok(msg, "cloud"):
+            msg = self._decode(raw, "cloud")
+            if msg is None or not self._input_ok(msg, "cloud"):
                 return
             pairs = self.sync.add_cloud((msg, time.monotonic()), stamp_to_sec(msg.header.stamp))
             self._check_resets()
@@ -542,17 +537,29 @@ def _build_node_class():
 
         def _on_image(self, raw: bytes) -> None:
             self._rate_images.tick()
-            try:
-                msg = decode_serialized(raw, "sensor_msgs/msg/Image")
-            except ConversionError as e:
-                self._count("bad_input.image_malformed")
-                self._warn("image_cdr", f"image on '{self.sub_image.topic_name}' skipped: {e}")
-                return
-            if not self._input_ok(msg, "image"):
+            msg = self._decode(raw, "image")
+            if msg is None or not self._input_ok(msg, "image"):
                 return
             pairs = self.sync.add_image(msg, stamp_to_sec(msg.header.stamp))
             self._check_resets()
             self._offer(pairs)
+
+        def _decode(self, raw: bytes, kind: str) -> Optional[Any]:
+            """CDR bytes of a raw subscription -> message object (:func:`decode_serialized`).
+
+            ``kind`` is ``"cloud"`` (sensor_msgs/PointCloud2) or ``"image"`` (sensor_msgs/Image).
+            Undecodable bytes are counted in ``bad_input.<kind>_malformed``, warned about
+            (throttled, naming the topic) and give None.
+            """
+            cloud = kind == "cloud"
+            try:
+                return decode_serialized(
+                    raw, "sensor_msgs/msg/PointCloud2" if cloud else "sensor_msgs/msg/Image")
+            except ConversionError as e:
+                topic = (self.sub_cloud if cloud else self.sub_image).topic_name
+                self._count(f"bad_input.{kind}_malformed")
+                self._warn(f"{kind}_cdr", f"{kind} on '{topic}' skipped: {e}")
+                return None
 
         def _input_ok(self, msg: Any, kind: str) -> bool:
             """Size limit (refused before conversion) and header checks of one input message."""
