@@ -79,27 +79,25 @@ def check_cloud_size(msg: PointCloud2, max_points: int) -> None:
     Raises:
         InputTooLarge: naming the size, the bytes and the limit.
     """
-    n = int(msg.width) * int(msg.height)
-    if max_points > 0 and n > max_points:
-        raise InputTooLarge(
-            f"PointCloud2 has {n} points ({msg.width}x{msg.height}, {len(msg.data) / 1e6:.1f} MB) "
-            f"> max_cloud_points {max_points}")
+    _check_size(msg, max_points, "PointCloud2", "points", "max_cloud_points")
 
 
 def check_image_size(msg: Image, max_pixels: int) -> None:
-    """Refuse an image with more than ``max_pixels`` pixels before any byte is converted.
-
-    Args:
-        msg: sensor_msgs/Image (only ``width``, ``height`` and ``len(data)`` are read).
-        max_pixels: limit on ``width * height``; <= 0 = no limit.
-    Raises:
-        InputTooLarge: naming the size, the bytes and the limit.
+    """:func:`check_cloud_size` for a sensor_msgs/Image: refuse one with more than ``max_pixels``
+    pixels (``width * height``; <= 0 = no limit) before any byte is converted; reads only
+    ``width``, ``height`` and ``len(data)``. Raises InputTooLarge naming size, bytes and limit.
     """
+    _check_size(msg, max_pixels, "Image", "pixels", "max_image_pixels")
+
+
+def _check_size(msg: Any, limit: int, what: str, unit: str, param: str) -> None:
+    """Raise InputTooLarge when ``msg.width * msg.height`` exceeds ``limit`` (> 0), naming
+    ``what`` (message type), the size in ``unit``, the MB of ``msg.data`` and ``param``."""
     n = int(msg.width) * int(msg.height)
-    if max_pixels > 0 and n > max_pixels:
+    if limit > 0 and n > limit:
         raise InputTooLarge(
-            f"Image is {msg.width}x{msg.height} = {n} pixels ({len(msg.data) / 1e6:.1f} MB) "
-            f"> max_image_pixels {max_pixels}")
+            f"{what} is {msg.width}x{msg.height} = {n} {unit} ({len(msg.data) / 1e6:.1f} MB) "
+            f"> {param} {limit}")
 
 
 #: sensor_msgs/PointField datatype constant -> numpy base type (byte order added per message).
