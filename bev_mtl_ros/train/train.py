@@ -507,7 +507,7 @@ def train(cfg: Dict[str, Any], train_set, out_dir: Optional[str], device: str = 
         means = dist_ctx.all_mean({k: v / max(1, n) for k, v in sums.items()}, dev)
         # first iterations include worker start-up: report the median
         s_per_iter = float(np.median(iter_times)) if iter_times else float("nan")
-        rec = {"epoch": epoch + 1, "steps": n, "lr": float(opt.param_groups[0]["lr"]),
+        rec = {"epoch": epoch + 1, "steps": n, "lr": max(float(g["lr"]) for g in opt.param_groups),
                "epoch_s": time.perf_counter() - t_epoch, "s_per_iter": s_per_iter, **means}
         history.append(rec)
         if dist_ctx.is_main:
