@@ -9,10 +9,8 @@ exported to ONNX with a small contract (128 x 128 grid, 256 x 160 image), so inf
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -26,18 +24,6 @@ from node_harness import (  # noqa: E402
 
 from bev_mtl_ros.model.contract import ModelContract  # noqa: E402
 
-
-def _have(mod: str) -> bool:
-    try:
-        return importlib.util.find_spec(mod) is not None
-    except (ModuleNotFoundError, ValueError):
-        return mod in sys.modules
-
-
-HAVE_RUNTIME = _have("bev_mtl_ros.runtime.backends") and _have("bev_mtl_ros.runtime.pipeline")
-needs_runtime = pytest.mark.skipif(
-    not HAVE_RUNTIME and os.environ.get("BEV_FAKE_RT") != "1",
-    reason="bev_mtl_ros.runtime.backends / runtime.pipeline not written yet (helper C)")
 
 SMALL = dict(point_cloud_range=(0.0, -20.48, -3.0, 40.96, 20.48, 3.0), pillar_size=(0.32, 0.32),
              max_pillars=2000, max_points_per_pillar=16, image_size=(256, 160))
@@ -85,7 +71,6 @@ def test_bad_parameter_value_exits_nonzero(ros_env, tiny_onnx):
     assert rc == 2 and "parameter 'nms'" in out, out
 
 
-@needs_runtime
 def test_corrupt_model_file_exits_nonzero(ros_env, tmp_path):
     bad = tmp_path / "corrupt.onnx"
     bad.write_bytes(b"this is not an onnx protobuf" * 10)
@@ -139,7 +124,6 @@ def test_launch_files_and_rviz_config_are_consistent():
     assert "TF" in topics and vm["Global Options"]["Fixed Frame"] in ("base_link", "cam_front_center")
 
 
-@needs_runtime
 def test_contract_parameter_mismatch_refused(ros_env, tiny_onnx, tmp_path):
     # nested YAML form (contract: {pillar_size: ...}) on top of the shipped parameter file
     extra = tmp_path / "contract.yaml"
@@ -181,7 +165,6 @@ def _image(sec, w=256, h=160, encoding="rgb8"):
     return msg
 
 
-@needs_runtime
 def test_bad_inputs_counted_without_crash(ros_env, rclpy_context, tiny_onnx):
     from diagnostic_msgs.msg import DiagnosticArray
     from nav_msgs.msg import OccupancyGrid
@@ -279,7 +262,6 @@ def test_bad_inputs_counted_without_crash(ros_env, rclpy_context, tiny_onnx):
     assert h.proc.returncode == 0, h.output()
 
 
-@needs_runtime
 def test_fault_injection_kinds_counted_and_diagnosis_clears(ros_env, rclpy_context, tiny_onnx):
     """The bad inputs found by fault injection (issue 12), over DDS: each is counted, none costs
     a good frame its image, and /diagnostics returns to "ok" once good frames flow for longer than
