@@ -246,3 +246,18 @@ def test_clutter_false_positives_known_answer():
         clutter_false_positives(pred, scores[:2], gt, clutter, 0.35, 0.5)
     with pytest.raises(ValueError):
         clutter_false_positives(pred, scores, gt, clutter, 0.35, -1.0)
+
+
+def test_operating_point_known_answer():
+    """Precision/recall at a score threshold are read off the PR curve at the last kept detection."""
+    from bev_mtl_ros.train.metrics import DetectionEvaluator, operating_point
+    ev = DetectionEvaluator(["Car"], distance_thresholds=[2.0], iou_thresholds=[])
+    gt = np.array([[10.0, 0, 0, 4, 2, 1.5, 0], [20.0, 5, 0, 4, 2, 1.5, 0], [30.0, -5, 0, 4, 2, 1.5, 0]])
+    pred = np.array([[10.2, 0, 0, 4, 2, 1.5, 0], [40.0, 0, 0, 4, 2, 1.5, 0], [20.1, 5, 0, 4, 2, 1.5, 0]])
+    ev.add_frame(pred, np.array([0.9, 0.6, 0.4]), np.zeros(3, int), gt, np.zeros(3, int))
+    curve = ev.compute()["curves"]["dist@2m"]["Car"]
+    assert operating_point(curve, 0.5) == {"precision": 0.5, "recall": 1 / 3, "kept": 2}
+    op = operating_point(curve, 0.3)
+    assert op["kept"] == 3 and op["precision"] == 2 / 3 and op["recall"] == 2 / 3
+    op = operating_point(curve, 0.95)
+    assert op["kept"] == 0 and op["recall"] == 0.0 and np.isnan(op["precision"])

@@ -13,7 +13,7 @@ from bev_mtl_ros.data.a2d2 import A2D2Dataset
 from bev_mtl_ros.data.classes import (COARSE_GROUP_NAMES, COARSE_GROUPS, COARSE_IGNORED,
                                       coarse_group_lut)
 from bev_mtl_ros.model.contract import A2D2_SEMANTIC_CLASSES
-from bev_mtl_ros.train.evaluate import EvalAccumulator
+from bev_mtl_ros.train.evaluate import NODE_SCORE_THRESHOLD, EvalAccumulator
 from bev_mtl_ros.model.contract import ModelContract
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -158,4 +158,14 @@ def test_clutter_false_positives_in_the_report():
     acc.add_clutter(pred, scores, car, np.zeros((0, 7)))
     cfp = acc.report()["detection"]["clutter_false_positives"]
     assert cfp["count"] == 1 and cfp["frames"] == 1 and cfp["per_frame"] == 1.0
-    assert cfp["score_threshold"] == 0.35
+    assert cfp["score_threshold"] == NODE_SCORE_THRESHOLD
+
+
+def test_evaluator_threshold_is_the_nodes():
+    """The clutter count and the operating point are scored at the node's own default threshold:
+    the evaluator's constant, the node's parameter default and config/perception.yaml agree."""
+    import yaml
+    from bev_mtl_ros.ros.node import NODE_PARAMETERS
+    cfg = yaml.safe_load(open(os.path.join(ROOT, "config", "perception.yaml")))
+    assert cfg["/**"]["ros__parameters"]["score_threshold"] == NODE_SCORE_THRESHOLD
+    assert NODE_PARAMETERS["score_threshold"][0] == NODE_SCORE_THRESHOLD

@@ -162,7 +162,7 @@ def _offline_reference(assets: Assets, frames):
             if isinstance(v, dict) and "ros__parameters" in v:
                 params.update(v["ros__parameters"])
     params.update({k: v for k, v in _node_params(assets).items() if k in ("score_threshold", "nms")})
-    cfg = _make_postprocess_cfg(float(params.get("score_threshold", 0.35)), str(params.get("nms", "circle")))
+    cfg = _make_postprocess_cfg(float(params.get("score_threshold", 0.40)), str(params.get("nms", "circle")))
     backend = create_backend(str(assets.model), backend="onnxruntime", device="cpu")
     names = list(backend.contract.detection_classes)
     pipe = PerceptionPipeline(backend, cfg)

@@ -157,7 +157,7 @@ NODE_PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "intensity_field": ("intensity", "PointCloud2 field read as intensity (empty = none, zeros)"),
     "intensity_scale": (1.0, "multiplier from the message's intensity to the model's raw convention (A2D2 reflectance "
                              "0..255; a 0..1 driver needs 255.0)"),
-    "score_threshold": (0.35, "minimum detection score"),
+    "score_threshold": (0.40, "minimum detection score"),
     "nms": ("circle", "circle (CenterPoint circle NMS) | rotated_iou (BEV rotated IoU NMS) | none"),
     "publish_semantic_color": (True, "publish ~/semantic/color (rgb8 overlay)"),
     "target_frame": ("", "frame every cloud is transformed into (TF, at the cloud's stamp) "

@@ -47,7 +47,7 @@ import numpy as np
 from bev_mtl_ros.data.classes import COARSE_GROUP_NAMES, coarse_group_lut, ids_to_rgb
 from bev_mtl_ros.model.contract import ModelContract
 from bev_mtl_ros.train.metrics import (DetectionEvaluator, DrivableEvaluator, SemanticEvaluator,
-                                       clutter_false_positives)
+                                       clutter_false_positives, operating_point)
 
 LOG = logging.getLogger("bev_mtl_ros.evaluate")
 
@@ -57,7 +57,7 @@ GT_BOXES_TOPIC = "/a2d2/ground_truth/boxes"
 GT_SEMANTIC_TOPIC = "/a2d2/ground_truth/semantic"
 #: Score threshold of the clutter false-positive count: the node's default ``score_threshold``
 #: (config/perception.yaml); override with ``--clutter-threshold``.
-NODE_SCORE_THRESHOLD = 0.35
+NODE_SCORE_THRESHOLD = 0.40
 #: A detection within this many metres (BEV) of a clutter footprint, and not that close to a
 #: ground-truth box, counts as a false positive on clutter.
 CLUTTER_RADIUS_M = 1.0
@@ -150,6 +150,11 @@ class EvalAccumulator:
                           "ap_definition": "area under the all-point interpolated PR curve (train/metrics.py); "
                                            "greedy matching by score; NaN = no ground truth, excluded from mAP",
                           "ap_mode": self.det.ap_mode, "available": self.counts["frames"] > 0,
+                          "at_threshold": {
+                              "score_threshold": self.clutter_threshold, "criterion": "dist@2m",
+                              "per_class": ({c: operating_point(det["curves"]["dist@2m"][c], self.clutter_threshold)
+                                             for c in self.contract.detection_classes}
+                                            if "dist@2m" in det["curves"] else {})},
                           "clutter_false_positives": {
                               "score_threshold": self.clutter_threshold, "radius_m": CLUTTER_RADIUS_M,
                               "count": self.counts["clutter_false_positives"],
@@ -207,6 +212,11 @@ def summary_text(rep: Dict[str, Any]) -> str:
         for c in classes:
             lines.append(f"{c:<12}{det['num_gt'][c]:>6} " + " ".join(f"{_fmt(det['ap'][k][c]):>10}" for k in keys))
         lines.append(f"{'mAP':<12}{'':>6} " + " ".join(f"{_fmt(det['map'][k]):>10}" for k in keys))
+        op = det.get("at_threshold")
+        if op and op["per_class"]:
+            lines.append(f"At the score threshold {op['score_threshold']:.2f} ({op['criterion']}): "
+                         + ", ".join(f"{c} precision {_fmt(v['precision'])} recall {_fmt(v['recall'])}"
+                                     for c, v in op["per_class"].items()))
         cfp = det.get("clutter_false_positives")
         if cfp and cfp["frames"]:
             lines.append(f"False positives on clutter (score >= {cfp['score_threshold']:.2f}, within "

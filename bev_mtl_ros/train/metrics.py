@@ -176,6 +176,25 @@ class APResult:
     scores: np.ndarray = field(repr=False)
 
 
+def operating_point(result: APResult, score_threshold: float) -> Dict[str, float]:
+    """Precision and recall of one class when only detections with score >= ``score_threshold``
+    are kept (the node publishes exactly those): the point of the class's PR curve at that score.
+
+    Args:
+        result: an :class:`APResult` (curve in descending score order).
+        score_threshold: detection score threshold in [0, 1].
+    Returns:
+        {"precision", "recall", "kept"}: precision of the kept detections (NaN when none is kept),
+        recall over all ground truth (NaN for a class without ground truth), and how many
+        detections were kept.
+    """
+    kept = int(np.count_nonzero(result.scores >= score_threshold))
+    if kept == 0:
+        return {"precision": float("nan"), "recall": 0.0 if result.num_gt else float("nan"), "kept": 0}
+    return {"precision": float(result.precision[kept - 1]),
+            "recall": float(result.recall[kept - 1]) if result.num_gt else float("nan"), "kept": kept}
+
+
 class DetectionEvaluator:
     """Accumulates frames and computes per-class AP / mAP (see the module docstring).
 
