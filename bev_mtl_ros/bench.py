@@ -771,21 +771,15 @@ def node_overhead(s: Dict[str, Any]) -> Dict[str, Optional[float]]:
 
 
 def _postprocess_config():
-    """Default post-processing configuration of runtime.postprocess (whatever its class is called)."""
-    from bev_mtl_ros.runtime import postprocess as pp
-    for name in ("PostprocessConfig", "PostProcessConfig", "DecodeConfig"):
-        if hasattr(pp, name):
-            return getattr(pp, name)()
-    return None
+    """The node's default post-processing (:class:`PostProcessConfig` at the node's defaults)."""
+    from bev_mtl_ros.ros.node import NODE_PARAMETERS, _make_postprocess_cfg
+    return _make_postprocess_cfg(NODE_PARAMETERS["score_threshold"][0], NODE_PARAMETERS["nms"][0])
 
 
 def _pipeline(backend):
     """The node's pipeline; torch's thread count is left as the benchmark set it."""
     from bev_mtl_ros.runtime.pipeline import PerceptionPipeline
-    try:
-        return PerceptionPipeline(backend, _postprocess_config(), torch_threads=None)
-    except TypeError:
-        return PerceptionPipeline(backend, _postprocess_config())
+    return PerceptionPipeline(backend, _postprocess_config(), torch_threads=None)
 
 
 # ====================================================================== output

@@ -162,11 +162,8 @@ class ReplayRun:
 
 def _ros_env(domain_id: int) -> Dict[str, str]:
     """Environment for the child processes: package DDS defaults + isolated domain."""
-    try:
-        from bev_mtl_ros.dds import dds_environment
-        env = dds_environment()
-    except ImportError:  # pragma: no cover - dds.py ships with the package
-        env = dict(os.environ)
+    from bev_mtl_ros.dds import dds_environment
+    env = dds_environment()
     env.pop("ROS_LOCALHOST_ONLY", None)
     env["ROS_DOMAIN_ID"] = str(domain_id)
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
@@ -662,30 +659,22 @@ def model_contract(model_path: Optional[str | os.PathLike]):
 
 
 def evaluate_against_ground_truth(input_bag: Path, recording: Path, node_name: str = NODE_NAME,
-                                  model_path: Optional[str | os.PathLike] = None) -> Optional[Dict[str, Any]]:
+                                  model_path: Optional[str | os.PathLike] = None) -> Dict[str, Any]:
     """Metrics of the recorded outputs against the input bag's ground truth (boxes, semantic),
-    matched by header stamp, via ``bev_mtl_ros.train.evaluate.evaluate_bag``; None when that
-    function is not available. ``model_path`` supplies the contract (classes, ranges)."""
-    try:
-        from bev_mtl_ros.train import evaluate as ev
-    except ImportError:
-        return None
-    fn = getattr(ev, "evaluate_bag", None)
-    if fn is None:
-        return None
-    kwargs: Dict[str, Any] = {"gt_bag": str(input_bag)}
-    import inspect
-    sig = inspect.signature(fn).parameters
-    if "detections_topic" in sig:
-        kwargs["detections_topic"] = f"/{node_name}/detections"
-    if "semantic_topic" in sig:
-        kwargs["semantic_topic"] = f"/{node_name}/semantic"
-    result = fn(str(recording), model_contract(model_path), **kwargs)
-    if hasattr(result, "to_dict"):
-        result = result.to_dict()
-    if isinstance(result, dict):
-        result = {k: v for k, v in result.items() if not str(k).startswith("_")}
-    return json.loads(json.dumps(result, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+    matched by header stamp: :func:`bev_mtl_ros.train.evaluate.evaluate_bag` on the node's
+    ``~/detections`` and ``~/semantic`` topics, as JSON-compatible data (NaN stays NaN).
+    ``model_path`` supplies the contract (classes, ranges).
+
+    Raises:
+        ValueError when the input bag has no ground-truth boxes (from ``evaluate_bag``).
+    """
+    from bev_mtl_ros.train.evaluate import evaluate_bag
+
+    result = evaluate_bag(str(recording), model_contract(model_path), gt_bag=str(input_bag),
+                          detections_topic=f"/{node_name}/detections",
+                          semantic_topic=f"/{node_name}/semantic")
+    result = {k: v for k, v in result.items() if not str(k).startswith("_")}
+    return json.loads(json.dumps(result, default=lambda o: o.tolist() if isinstance(o, (np.ndarray, np.generic)) else str(o)))
 
 
 # ====================================================================== rendering (OpenCV)

@@ -366,14 +366,6 @@ def test_other_camera_by_name(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ generator
-def _synth():
-    try:
-        from bev_mtl_ros.data import synth  # helper E's generator
-    except ImportError:
-        return None
-    return synth
-
-
 def generate_small(out: Path, frames: int = 2) -> dict:
     """2 generated frames at 256x160 with a coarse lidar (fast)."""
     from bev_mtl_ros.data.synth import generate
@@ -382,7 +374,6 @@ def generate_small(out: Path, frames: int = 2) -> dict:
                     return_ground_truth=True)
 
 
-@pytest.mark.skipif(_synth() is None, reason="bev_mtl_ros.data.synth (generator) not present")
 def test_reader_reads_generated_frames(tmp_path):
     summary = generate_small(tmp_path)
     ds = A2D2Dataset(str(tmp_path))

@@ -124,7 +124,6 @@ def test_photometric_changes_only_the_image():
 def test_loader_workers_draw_new_augmentations_each_epoch():
     """set_epoch must reach the loader workers (non-persistent workers), else every epoch repeats
     the epoch-0 augmentations."""
-    pytest.importorskip("bev_mtl_ros.runtime.targets")
     from bev_mtl_ros.train.dataset import InMemoryDataset
     from bev_mtl_ros.train.train import make_loader
     ds = InMemoryDataset([sample() for _ in range(2)], C, augment=AugmentConfig(flip_prob=0.5, scale_range=(0.5, 1.5)))

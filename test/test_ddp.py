@@ -9,11 +9,8 @@ import os
 import socket
 
 import numpy as np
-import pytest
 import torch
 import torch.multiprocessing as mp
-
-pytest.importorskip("bev_mtl_ros.runtime.targets", reason="runtime.targets (helper C) not present yet")
 
 from bev_mtl_ros.model.network import TINY_WIDTHS  # noqa: E402
 from bev_mtl_ros.train import train as T  # noqa: E402

@@ -137,12 +137,8 @@ def test_on_a2d2_format_frame(tmp_path):
 
 
 def test_on_generated_frame(tmp_path):
-    try:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from test_a2d2_reader import generate_small
-        import bev_mtl_ros.data.synth  # noqa: F401
-    except ImportError:
-        pytest.skip("bev_mtl_ros.data.synth (generator) not present")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_a2d2_reader import generate_small
     from bev_mtl_ros.data.a2d2 import A2D2Dataset
     from bev_mtl_ros.data.drivable import frame_drivable_labels
     generate_small(tmp_path, frames=1)

@@ -49,8 +49,7 @@ def _model_for_test() -> str:
 
 @pytest.mark.launch_test
 def generate_test_description():
-    if not LAUNCH_FILE.exists():
-        pytest.skip(f"{LAUNCH_FILE} not written yet")
+    assert LAUNCH_FILE.exists(), f"{LAUNCH_FILE} missing"
     from bev_mtl_ros.dds import dds_environment
     os.environ.update(dds_environment())
     args = {}

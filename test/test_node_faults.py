@@ -34,11 +34,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory):
     """A tiny random BevMultiTaskNet exported to ONNX with the SMALL contract."""
-    try:
-        from bev_mtl_ros.model.network import BevMultiTaskNet
-        from bev_mtl_ros.runtime.export import export_onnx
-    except ImportError as e:  # pragma: no cover - model/export are part of the package
-        pytest.skip(f"model/export unavailable: {e}")
+    from bev_mtl_ros.model.network import BevMultiTaskNet
+    from bev_mtl_ros.runtime.export import export_onnx
     import torch
 
     torch.manual_seed(0)

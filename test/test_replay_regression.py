@@ -1,12 +1,9 @@
 """Replay regression: a recording replayed through the perception node running as a SEPARATE
 process over DDS (player, node and recorder are three processes, as in ``bev-mtl-ros demo``).
 
-Assets: the committed sample recording (``demo.SAMPLE_BAG``, else a small synthetic bag in the
-converter's layout from ``demo.make_synthetic_bag``) and the default model
-(``models/bev_mtl_default.onnx``, else a tiny randomly initialised network exported with
-``runtime.export``), the stand-ins made in a temporary directory. Golden files and model-card
-metrics apply only to sample + default model; the harness compares against the same frames run
-offline instead. Which assets run is printed (``-s``).
+Assets: the committed sample recording (``demo.SAMPLE_BAG``, made by
+``scripts/make_sample_bag.sh``) and the shipped default model (``models/bev_mtl_default.onnx``);
+both are part of the repository, so a missing one fails the tests (it is not skipped).
 
 Checks
 ------
@@ -15,11 +12,11 @@ Checks
   topic, none lost, none duplicated, header stamps equal to the inputs';
 * outputs equal a reference within tolerances (``demo.GOLDEN_TOLERANCES``: box centre 0.05 m,
   size 0.05 m, yaw 0.03 rad, score 0.02; drivable mask >= 99.5 % and semantic >= 99 % equal cells):
-  the committed golden files ``test/golden/<bag>.{npz,json}`` for the sample + default model
-  (regenerate: ``scripts/update_golden.sh``), or the same frames run in-process through
-  ``runtime.pipeline`` for the tiny harness model (DDS path == offline path);
-* metrics against the bag's ground truth >= the model card's thresholds (default model only;
-  thresholds from ``models/bev_mtl_default.metrics.json`` or ``models/metrics.json``);
+  the committed golden files ``test/golden/<bag>.{npz,json}`` (regenerate:
+  ``scripts/update_golden.sh``), and the same frames run in-process through ``runtime.pipeline``
+  with the node's parameters (DDS path == offline path);
+* metrics against the bag's ground truth >= the thresholds of the model card's "Acceptance
+  thresholds" table (``models/README.md``);
 * overload (open loop, input several times faster than the node): latency stays bounded, the
   newest frame is processed, and the node's ``skipped_frames`` diagnostic equals frames published
   by the player minus frames answered;
@@ -31,8 +28,6 @@ Checks
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,11 +50,6 @@ LAUNCH_FILE = REPO / "launch" / "perception.launch.py"
 NODE = D.NODE_NAME
 PER_FRAME_TOPICS = [f"/{NODE}/{s}" for s in D.PER_FRAME_SUFFIXES]
 
-_MISSING = [m for m in ("bev_mtl_ros.ros.node", "bev_mtl_ros.runtime.pipeline", "bev_mtl_ros.runtime.backends",
-                        "vision_msgs.msg") if importlib.util.find_spec(m) is None]
-pytestmark = pytest.mark.skipif(bool(_MISSING), reason=f"not built yet: {_MISSING}")
-
-
 def launch_params_file() -> Optional[Path]:
     """The parameters file ``launch/perception.launch.py`` passes to the node (the first
     ``config/*.yaml`` it names), else ``config/perception.yaml``; None if neither exists."""
@@ -74,46 +64,23 @@ def launch_params_file() -> Optional[Path]:
 
 @dataclass
 class Assets:
+    """The committed sample recording, the shipped model and the launch file's parameters file."""
     bag: Path
     model: Path
-    real: bool
     params: Optional[Path]
-
-    def describe(self) -> str:
-        kind = ("sample recording + default model" if self.real else
-                "harness (" + ("sample recording" if self.bag == SAMPLE else "synthetic bag") + " + " +
-                ("default model" if self.model == DEFAULT_MODEL else "tiny random model") + ")")
-        return f"{kind}: bag {self.bag}, model {self.model}, params {self.params}"
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory) -> Assets:
-    params = launch_params_file()
-    d = tmp_path_factory.mktemp("replay_assets")
-    if DEFAULT_MODEL.exists():
-        model = DEFAULT_MODEL
-    else:
-        from bev_mtl_ros.bench import export_random_model
-        model = d / "tiny.onnx"
-        export_random_model(model, tiny=True, seed=0)
-    if SAMPLE.exists():
-        bag = SAMPLE
-    else:
-        bag = D.make_synthetic_bag(d / "small_bag", frames=5, points=20_000, image_wh=(960, 604))
-    a = Assets(bag, model, SAMPLE.exists() and DEFAULT_MODEL.exists(), params)
-    print(f"\n[replay regression] {a.describe()}")
+def assets() -> Assets:
+    assert SAMPLE.exists(), f"{SAMPLE} missing: scripts/make_sample_bag.sh makes it"
+    assert DEFAULT_MODEL.exists(), f"{DEFAULT_MODEL} missing: scripts/make_default_model.sh makes it"
+    a = Assets(SAMPLE, DEFAULT_MODEL, launch_params_file())
+    print(f"\n[replay regression] bag {a.bag}, model {a.model}, params {a.params}")
     return a
-
-
-#: harness only: the random tiny model's heat map peaks at ~0.10, so a low threshold makes it emit
-#: boxes (top-K = 100 per frame) and the box path (decode -> Detection3DArray -> DDS) is compared too
-HARNESS_SCORE_THRESHOLD = 0.05
 
 
 def _node_params(a: Assets, **extra):
     p = {"model_path": str(a.model), "backend": "onnxruntime", "device": "cpu"}
-    if not a.real:
-        p["score_threshold"] = HARNESS_SCORE_THRESHOLD
     p.update(extra)
     return p
 
@@ -162,7 +129,7 @@ def _offline_reference(assets: Assets, frames):
             if isinstance(v, dict) and "ros__parameters" in v:
                 params.update(v["ros__parameters"])
     params.update({k: v for k, v in _node_params(assets).items() if k in ("score_threshold", "nms")})
-    cfg = _make_postprocess_cfg(float(params.get("score_threshold", 0.40)), str(params.get("nms", "circle")))
+    cfg = _make_postprocess_cfg(float(params["score_threshold"]), str(params["nms"]))
     backend = create_backend(str(assets.model), backend="onnxruntime", device="cpu")
     names = list(backend.contract.detection_classes)
     pipe = PerceptionPipeline(backend, cfg)
@@ -181,26 +148,30 @@ def _offline_reference(assets: Assets, frames):
     return out
 
 
-def test_outputs_match_reference(assets, paced):
+def test_outputs_match_golden(assets, paced):
     _, _, frames = paced
-    if assets.real:
-        gp = D.golden_path_for(assets.bag)
-        assert gp.with_suffix(".npz").exists(), \
-            f"no golden outputs for {assets.bag.name}: run scripts/update_golden.sh and commit {gp}.npz/.json"
-        golden, meta = D.load_golden(gp)
-        bag_sha = D.file_sha256(assets.bag)
-        assert meta.get("bag_sha256") == bag_sha, (
-            f"golden outputs were made from another recording than {assets.bag}; regenerate them with "
-            "scripts/update_golden.sh")
-        sha = D.file_sha256(assets.model)
-        assert meta.get("model_sha256") == sha, (
-            f"golden outputs were made with another model ({meta.get('model_sha256')} != {sha}); "
-            "regenerate them with scripts/update_golden.sh after checking the change")
-        problems = D.compare_outputs(frames, golden)
-    else:
-        ref = _offline_reference(assets, frames)
-        assert sum(len(f.scores) for f in ref) > 0, "harness reference has no boxes: the box path is not compared"
-        problems = D.compare_outputs(frames, ref)
+    gp = D.golden_path_for(assets.bag)
+    assert gp.with_suffix(".npz").exists(), \
+        f"no golden outputs for {assets.bag.name}: run scripts/update_golden.sh and commit {gp}.npz/.json"
+    golden, meta = D.load_golden(gp)
+    bag_sha = D.file_sha256(assets.bag)
+    assert meta.get("bag_sha256") == bag_sha, (
+        f"golden outputs were made from another recording than {assets.bag}; regenerate them with "
+        "scripts/update_golden.sh")
+    sha = D.file_sha256(assets.model)
+    assert meta.get("model_sha256") == sha, (
+        f"golden outputs were made with another model ({meta.get('model_sha256')} != {sha}); "
+        "regenerate them with scripts/update_golden.sh after checking the change")
+    problems = D.compare_outputs(frames, golden)
+    assert not problems, "\n".join(problems[:20])
+
+
+def test_dds_outputs_match_in_process_pipeline(assets, paced):
+    """The node over DDS gives what runtime.pipeline gives in this process on the same frames."""
+    _, _, frames = paced
+    ref = _offline_reference(assets, frames)
+    assert sum(len(f.scores) for f in ref) > 0, "the reference has no boxes: the box path is not compared"
+    problems = D.compare_outputs(frames, ref)
     assert not problems, "\n".join(problems[:20])
 
 
@@ -241,21 +212,12 @@ def test_golden_files_round_trip_and_detect_changes(tmp_path, paced):
     assert any("semantic agreement" in p for p in D.compare_outputs(frames, bad))
 
 
-def _model_card_thresholds() -> Optional[dict]:
-    """{flattened evaluate_bag metric key: minimum} from ``models/bev_mtl_default.metrics.json`` /
-    ``models/metrics.json`` ({"thresholds": {...}}), else from the "Acceptance thresholds" table of
+def _model_card_thresholds() -> dict:
+    """{flattened evaluate_bag metric key: minimum} from the "Acceptance thresholds" table of
     ``models/README.md`` (rows like ``| Car AP@2 m | >= 0.70 | ...``, ``| Drivable IoU | >= 0.85 |``,
-    ``| Semantic mIoU | >= 0.50 |``)."""
-    for name in ("bev_mtl_default.metrics.json", "metrics.json"):
-        p = REPO / "models" / name
-        if p.exists():
-            doc = json.loads(p.read_text())
-            return _flatten(doc.get("thresholds", doc))
-    card = REPO / "models" / "README.md"
-    if not card.exists():
-        return None
+    ``| Semantic mIoU | >= 0.50 |``); empty when the card has none."""
     out = {}
-    for line in card.read_text().splitlines():
+    for line in (REPO / "models" / "README.md").read_text().splitlines():
         m = re.match(r"\|\s*([^|]+?)\s*\|\s*(?:≥|>=)\s*([0-9.]+)\s*\|", line)
         if not m:
             continue
@@ -267,7 +229,7 @@ def _model_card_thresholds() -> Optional[dict]:
             out["drivable.iou"] = value
         elif name.lower() == "semantic miou":
             out["semantic.miou"] = value
-    return out or None
+    return out
 
 
 def _flatten(d, prefix=""):
@@ -282,14 +244,10 @@ def _flatten(d, prefix=""):
 
 
 def test_metrics_against_ground_truth_meet_model_card(assets, paced):
-    if not assets.real:
-        pytest.skip("metrics thresholds apply to the default model on the sample recording (not committed yet)")
     thresholds = _model_card_thresholds()
-    if not thresholds:
-        pytest.skip("no model card thresholds (models/bev_mtl_default.metrics.json or models/metrics.json)")
+    assert thresholds, "models/README.md has no acceptance-threshold rows (| Car AP@2 m | >= 0.70 | ...)"
     run, _, _ = paced
     metrics = D.evaluate_against_ground_truth(assets.bag, run.recording, model_path=assets.model)
-    assert metrics is not None, "train.evaluate.evaluate_bag is missing"
     flat = _flatten(metrics)
     import math
     # the recording has no BEV drivable ground truth (evaluate_bag reports NaN): not checkable here
@@ -344,8 +302,7 @@ def test_overload_newest_frames_processed_and_skips_counted(assets, paced, tmp_p
 def test_replay_uses_the_launch_files_parameters(assets, paced):
     """The launch-file scenario without launch_testing: the replayed node process was started with
     the parameters file that launch/perception.launch.py passes to the node."""
-    if not LAUNCH_FILE.exists():
-        pytest.skip(f"{LAUNCH_FILE} not written yet")
+    assert LAUNCH_FILE.exists(), f"{LAUNCH_FILE} missing"
     assert assets.params is not None, f"{LAUNCH_FILE} names no existing config/*.yaml parameters file"
     run, _, _ = paced
     log = run.node_log.read_text(errors="replace") if run.node_log.exists() else ""
@@ -372,8 +329,6 @@ def test_looped_replay_every_pass_answered(assets, tmp_path_factory):
 def test_base_link_recording_through_tf_equals_view_frame_outputs(assets, paced, tmp_path_factory):
     """Clouds in base_link, brought into the model's frame by the node's TF (the /tf_static tree
     of the recording) give the same outputs as the view-frame recording, frame by frame."""
-    if assets.bag != SAMPLE:
-        pytest.skip("the base_link recording pairs with the committed sample recording")
     assert BASE_LINK_SAMPLE.exists(), f"{BASE_LINK_SAMPLE} missing (scripts/make_sample_bag.sh)"
     _, _, view_frames = paced
     d = tmp_path_factory.mktemp("base_link")

@@ -141,15 +141,6 @@ def test_typestore_error_names_missing_definitions(tmp_path):
     assert "vision_msgs/msg/Detection3DArray" in ts.fielddefs and "tf2_msgs/msg/TFMessage" in ts.fielddefs
 
 
-def _have_synth() -> bool:
-    try:
-        import bev_mtl_ros.data.synth  # noqa: F401  (helper E's generator)
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _have_synth(), reason="bev_mtl_ros.data.synth (generator) not present")
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
 def test_generated_scene_round_trip(tmp_path, storage):
     from test_a2d2_reader import generate_small

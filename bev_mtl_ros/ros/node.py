@@ -80,7 +80,6 @@ stops the node at start-up with a message and exit code 2.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import sys
@@ -89,9 +88,12 @@ import time
 import traceback
 from collections import deque
 from pathlib import Path
-from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from bev_mtl_ros.runtime.postprocess import PostProcessConfig
 
 __all__ = ["StartupError", "PerceptionNode", "find_default_model", "check_contract_overrides",
            "input_remap_args", "INPUT_NAMES", "main"]
@@ -235,28 +237,17 @@ def check_contract_overrides(overrides: Dict[str, Any], contract: Any, model_pat
                            + " (remove the parameter or use a model trained with that contract)")
 
 
-def _make_postprocess_cfg(score_threshold: float, nms: str) -> Any:
-    """Build runtime.postprocess's config object from the node parameters (fields it has)."""
-    from bev_mtl_ros.runtime import postprocess as pp
+def _make_postprocess_cfg(score_threshold: float, nms: str) -> "PostProcessConfig":
+    """The pipeline's :class:`~bev_mtl_ros.runtime.postprocess.PostProcessConfig` from the node
+    parameters ``score_threshold`` (0..1, all classes) and ``nms`` ("circle" | "rotated_iou" |
+    "none"). Imported here, with the pipeline, so that importing this module stays light.
 
-    cls = None
-    for name in ("PostProcessConfig", "PostprocessConfig", "DecodeConfig"):
-        cls = getattr(pp, name, None)
-        if cls is not None:
-            break
-    if cls is None:
-        return {"score_threshold": score_threshold, "nms": nms}
-    fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
-    kw: Dict[str, Any] = {}
-    for key in ("score_threshold", "score_thresh", "threshold"):
-        if key in fields:
-            kw[key] = float(score_threshold)
-            break
-    for key in ("nms", "nms_type", "nms_kind", "nms_mode"):
-        if key in fields:
-            kw[key] = nms
-            break
-    return cls(**kw)
+    Raises:
+        ValueError (from PostProcessConfig) for an unknown ``nms``.
+    """
+    from bev_mtl_ros.runtime.postprocess import PostProcessConfig
+
+    return PostProcessConfig(score_threshold=float(score_threshold), nms=str(nms))
 
 
 class _Throttle:
@@ -479,8 +470,8 @@ def _build_node_class():
             self._worker = threading.Thread(target=self._worker_loop, name="perception_worker", daemon=True)
             self._worker.start()
             self.get_logger().info(
-                f"model {model_path}: backend {getattr(self.backend, 'name', '?')} on "
-                f"{getattr(self.backend, 'device', '?')}; classes {self.class_names}; grid {self.contract.grid_size}; "
+                f"model {model_path}: backend {self.backend.name} on "
+                f"{self.backend.device}; classes {self.class_names}; grid {self.contract.grid_size}; "
                 f"image {self.contract.image_size}; cloud '{self.sub_cloud.topic_name}', "
                 f"image '{self.sub_image.topic_name}', camera info '{self.sub_info.topic_name}' "
                 f"({p['input_qos']} QoS)")
@@ -763,22 +754,22 @@ def _build_node_class():
                 self._warn("infer", f"inference failed: {type(e).__name__}: {e}")
                 return
             t_inf = time.perf_counter()
-            for k, v in (getattr(result, "timings_ms", None) or {}).items():
+            for k, v in result.timings_ms.items():
                 timings["pipeline_total" if k == "total" else str(k)] = float(v)
-            stats = getattr(result, "stats", None) or getattr(result, "pillar_stats", None)
-            if (stats is not None and n_finite
+            stats = result.pillar_stats
+            if (n_finite
                     and stats.points_in == stats.nonfinite_dropped + stats.out_of_range_dropped):
                 self._count("bad_input.cloud_out_of_range")
                 rng = list(self.contract.point_cloud_range)
                 self._warn("out_of_range", f"none of the {n_finite} finite points lies inside the "
                            f"model's point_cloud_range {rng[:3]}..{rng[3:]} m (another frame or "
                            "unit?)", 10.0)
-            dropped = int(getattr(stats, "pillars_dropped", 0) or 0)
+            dropped = int(stats.pillars_dropped)
             if dropped:
                 self._count("pillars_dropped", dropped)
                 self._count("frames_with_pillars_dropped")
                 self._warn("pillars", f"{dropped} pillars over max_pillars={self.contract.max_pillars} dropped "
-                           f"({getattr(stats, 'points_in_dropped_pillars', '?')} points)")
+                           f"({stats.points_in_dropped_pillars} points)")
             # ---- publish (cloud header for lidar/BEV outputs, image header for image-space outputs)
             det = result.detections
             self.pub_det.publish(M.detections_to_msg(det.boxes, det.scores, det.labels, self.class_names, header))
@@ -822,7 +813,7 @@ def _build_node_class():
             p50, p95 = (float(np.percentile(lat, 50)), float(np.percentile(lat, 95))) if lat.size else (0.0, 0.0)
             s = self.sync.stats
             values: Dict[str, Any] = {
-                "backend": getattr(self.backend, "name", "?"), "device": getattr(self.backend, "device", "?"),
+                "backend": self.backend.name, "device": self.backend.device,
                 "model": self.model_path,
                 "rate_in_clouds_hz": self._rate_clouds.hz(), "rate_in_images_hz": self._rate_images.hz(),
                 "rate_out_hz": self._rate_out.hz(), "latency_p50_ms": p50, "latency_p95_ms": p95,
@@ -842,7 +833,7 @@ def _build_node_class():
                                               self.sub_cloud.topic_name,
                                               {"no_transform": self._tf_unconnected})
             status = M.diagnostic_status(f"{self.get_name()}: pipeline", level, "; ".join(msgs) or "ok", values,
-                                         hardware_id=str(getattr(self.backend, "device", "")))
+                                         hardware_id=str(self.backend.device))
             self.pub_diag.publish(M.diagnostic_array([status], self.get_clock().now().to_msg()))
 
         # ------------------------------------------------------------------ shutdown

@@ -50,13 +50,11 @@ def make_record_typestore():
     Kilted store + vision_msgs), else the plain Kilted store. Unknown types are added later by
     :func:`ensure_type`."""
     from rosbags.typesys import Stores, get_typestore
-    try:
-        from bev_mtl_ros.data.to_bag import make_typestore
-    except ImportError:
-        return get_typestore(Stores.ROS2_KILTED)
+
+    from bev_mtl_ros.data.to_bag import BagConversionError, make_typestore
     try:  # the publishers are Kilted rclpy: use Kilted's definitions (+ vision_msgs)
         return make_typestore(Stores.ROS2_KILTED)
-    except Exception:  # vision_msgs .msg files not found: plain store, ensure_type adds what it can
+    except BagConversionError:  # no vision_msgs .msg files: plain store, ensure_type adds what it can
         return get_typestore(Stores.ROS2_KILTED)
 
 

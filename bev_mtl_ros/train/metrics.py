@@ -113,18 +113,13 @@ def rotated_bev_iou_reference(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.nd
 
 
 def rotated_bev_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """(N, M) rotated BEV IoU: ``runtime.postprocess.rotated_bev_iou`` if importable, else the reference."""
-    try:
-        from bev_mtl_ros.runtime.postprocess import rotated_bev_iou as impl  # type: ignore
-    except Exception:  # runtime layer not available: reference implementation
-        impl = None
-    if impl is not None:
-        try:
-            return np.asarray(impl(np.asarray(boxes_a, np.float32).reshape(-1, 7),
-                                   np.asarray(boxes_b, np.float32).reshape(-1, 7)), dtype=np.float64)
-        except TypeError:
-            pass
-    return rotated_bev_iou_reference(boxes_a, boxes_b)
+    """(N, M) float64 rotated BEV IoU of (N, 7) and (M, 7) boxes: the runtime's exact, vectorised
+    :func:`bev_mtl_ros.runtime.postprocess.rotated_bev_iou` (the one the node's NMS uses), so that
+    evaluation and inference agree. :func:`rotated_bev_iou_reference` is its slow cross-check."""
+    from bev_mtl_ros.runtime.postprocess import rotated_bev_iou as runtime_iou
+
+    return np.asarray(runtime_iou(np.asarray(boxes_a, np.float64).reshape(-1, 7),
+                                  np.asarray(boxes_b, np.float64).reshape(-1, 7)), dtype=np.float64)
 
 
 # ---------------------------------------------------------------------------- AP
