@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import os
 import shutil
 import signal
@@ -41,6 +40,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from bev_mtl_ros.dds import DomainClaim  # noqa: F401  (re-exported: demo.DomainClaim)
+from bev_mtl_ros.geometry import BOX_EDGES, box_corners_3d, normalize_yaw, quaternion_to_yaw
 from bev_mtl_ros.ros.node import input_remap_args
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -451,9 +451,9 @@ def stamp_ns(msg) -> Optional[int]:
     return int(s.sec) * 1_000_000_000 + int(s.nanosec)
 
 
-def quat_to_yaw(q) -> float:
-    """Yaw about +z (rad) of a geometry_msgs Quaternion (x, y, z, w)."""
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+def _yaw(q) -> float:
+    """Yaw about +z (rad) of a geometry_msgs Quaternion."""
+    return float(quaternion_to_yaw((q.x, q.y, q.z, q.w)))
 
 
 def detections_to_arrays(msg) -> Tuple[np.ndarray, np.ndarray, List[str]]:
@@ -464,7 +464,8 @@ def detections_to_arrays(msg) -> Tuple[np.ndarray, np.ndarray, List[str]]:
     boxes, scores, labels = [], [], []
     for d in msg.detections:
         c, s = d.bbox.center, d.bbox.size
-        boxes.append([c.position.x, c.position.y, c.position.z, s.x, s.y, s.z, quat_to_yaw(c.orientation)])
+        boxes.append([c.position.x, c.position.y, c.position.z, s.x, s.y, s.z,
+                      _yaw(c.orientation)])
         if d.results:
             h = d.results[0].hypothesis
             labels.append(str(h.class_id))
@@ -686,22 +687,6 @@ def _class_colour(label: str, classes: Sequence[str]) -> Tuple[int, int, int]:
     return _CLASS_COLOURS_BGR[i % len(_CLASS_COLOURS_BGR)]
 
 
-def box_corners(box: np.ndarray) -> np.ndarray:
-    """(7,) [x,y,z,l,w,h,yaw] -> (8, 3) corners: 0-3 bottom (counter-clockwise from front-left),
-    4-7 top, in the box's frame (camera view frame for A2D2)."""
-    x, y, z, l, w, h, yaw = [float(v) for v in box]
-    dx = np.array([1, -1, -1, 1]) * l / 2
-    dy = np.array([1, 1, -1, -1]) * w / 2
-    c, s = math.cos(yaw), math.sin(yaw)
-    px, py = x + c * dx - s * dy, y + s * dx + c * dy
-    bottom = np.stack([px, py, np.full(4, z - h / 2)], 1)
-    top = np.stack([px, py, np.full(4, z + h / 2)], 1)
-    return np.concatenate([bottom, top], 0)
-
-
-_EDGES = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)]
-
-
 def render_camera(image_rgb: np.ndarray, K: np.ndarray, boxes: np.ndarray, labels: Sequence[str],
                   scores: np.ndarray, semantic: Optional[np.ndarray] = None, classes: Sequence[str] = (),
                   alpha: float = 0.45, gt_boxes: Optional[np.ndarray] = None) -> np.ndarray:
@@ -724,12 +709,12 @@ def render_camera(image_rgb: np.ndarray, K: np.ndarray, boxes: np.ndarray, label
     lw = max(1, bgr.shape[1] // 640)
 
     def draw(b, colour, text):
-        corners = box_corners(b)
+        corners = box_corners_3d(np.reshape(b, (1, 7)))[0]
         row, col, ok = project_view_points(corners, K, min_depth=0.1)
         if not ok.all():
             return
         pts = np.stack([col, row], 1)
-        for i, j in _EDGES:
+        for i, j in BOX_EDGES:
             p1 = tuple(int(round(v)) for v in pts[i])
             p2 = tuple(int(round(v)) for v in pts[j])
             cv2.line(bgr, p1, p2, colour, lw, cv2.LINE_AA)
@@ -778,7 +763,7 @@ def render_bev(points: Optional[np.ndarray], pc_range: Sequence[float], boxes: n
         cv2.circle(img, (int(round(y1 * px_per_m)), int(round(x1 * px_per_m))), int(r * px_per_m), (60, 60, 60), 1)
 
     def draw(b, colour, thick):
-        c = box_corners(b)[:4]
+        c = box_corners_3d(np.reshape(b, (1, 7)))[0, :4]
         u, v = to_px(c[:, 0], c[:, 1])
         poly = np.stack([u, v], 1).round().astype(np.int32)
         cv2.polylines(img, [poly], True, colour, thick, cv2.LINE_AA)
@@ -945,7 +930,7 @@ def compare_outputs(actual: Sequence[FrameOutput], golden: Sequence[FrameOutput]
                 continue
             used[i] = True
             ds = float(np.abs(a.boxes[i][3:6] - g.boxes[j][3:6]).max())
-            dyaw = abs((float(a.boxes[i][6] - g.boxes[j][6]) + math.pi) % (2 * math.pi) - math.pi)
+            dyaw = abs(float(normalize_yaw(float(a.boxes[i][6] - g.boxes[j][6]))))
             dsc = abs(float(a.scores[i] - g.scores[j]))
             if ds > tol["size_m"]:
                 problems.append(f"{s}: {g.labels[j]} size off by {ds:.3f} m")

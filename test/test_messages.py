@@ -56,11 +56,14 @@ def test_empty_detection_array_keeps_header():
     assert len(msg.detections) == 0 and msg.header.stamp.sec == 1234
 
 
-def test_box_corners_known_values():
-    c = M.box_corners(np.array([[1.0, 2.0, 3.0, 4.0, 2.0, 6.0, math.pi / 2]]))
-    # yaw 90 deg: the length axis points along +y
-    np.testing.assert_allclose(c[0, 0], [1.0 - 1.0, 2.0 + 2.0, 0.0], atol=1e-9)
-    np.testing.assert_allclose(c[0, 6], [1.0 + 1.0, 2.0 - 2.0, 6.0], atol=1e-9)
+def test_box_edge_points():
+    b = np.array([[1.0, 2.0, 3.0, 4.0, 2.0, 6.0, math.pi / 2]])
+    e = M.box_edge_points(b).reshape(12, 2, 3)
+    # yaw 90 deg: the length axis points along +y; edge 0 runs from corner 0 to corner 1
+    np.testing.assert_allclose(e[0], [[0.0, 4.0, 0.0], [0.0, 0.0, 0.0]], atol=1e-9)
+    np.testing.assert_allclose(e[9], [[0.0, 0.0, 0.0], [0.0, 0.0, 6.0]], atol=1e-9)
+    q = M.yaw_to_quaternion(0.5)
+    assert (q.x, q.y) == (0.0, 0.0) and 2 * math.atan2(q.z, q.w) == pytest.approx(0.5)
     assert M.box_edge_points(np.repeat(BOXES, 3, axis=0)).shape == (6 * 24, 3)
 
 

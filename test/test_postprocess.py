@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from bev_mtl_ros.model.contract import ModelContract
+from bev_mtl_ros.geometry import box_corners_bev, normalize_yaw, rotated_bev_iou
 from bev_mtl_ros.runtime.postprocess import (
-    Detections, PostProcessConfig, box_corners_bev, circle_nms, decode_detections, drivable_mask,
-    normalize_yaw, rotated_bev_iou, rotated_nms, semantic_ids)
+    PostProcessConfig, circle_nms, decode_detections, drivable_mask, rotated_nms,
+    semantic_ids)
 from bev_mtl_ros.runtime.targets import build_targets, gaussian_radius
 
 

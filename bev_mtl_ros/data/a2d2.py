@@ -37,6 +37,8 @@ import numpy as np
 from bev_mtl_ros.data.calibration import (Calibration, CameraCalibration, load_calibration,
                                           undistort_image)
 from bev_mtl_ros.data.classes import UNKNOWN_ID, UnknownColourError, rgb_label_to_ids
+from bev_mtl_ros.geometry import CORNER_SIGNS as GEOMETRY_CORNER_SIGNS
+from bev_mtl_ros.geometry import box_corners_3d
 
 LOG = logging.getLogger(__name__)
 
@@ -55,6 +57,9 @@ TAI_MINUS_UTC_S = 37
 #: multiply by (length/2, width/2, height/2).
 CORNER_SIGNS = np.array([[-1, +1, -1], [+1, +1, -1], [+1, -1, -1], [-1, -1, -1],
                          [-1, +1, +1], [+1, +1, +1], [+1, -1, +1], [-1, -1, +1]], dtype=np.float64)
+#: (8,) index of each A2D2 corner in :data:`bev_mtl_ros.geometry.CORNER_SIGNS` order.
+_FROM_GEOMETRY_ORDER = np.array([np.flatnonzero((GEOMETRY_CORNER_SIGNS == s).all(1))[0]
+                                 for s in CORNER_SIGNS])
 
 
 class A2D2FormatError(ValueError):
@@ -92,22 +97,17 @@ def yaw_from_matrix(R: np.ndarray) -> float:
 
 
 def box_corners(boxes: np.ndarray) -> np.ndarray:
-    """Corners of yaw-only boxes in A2D2's ``3d_points`` order (see module docstring).
+    """Corners of yaw-only boxes in A2D2's ``3d_points`` order (see module docstring):
+    :func:`bev_mtl_ros.geometry.box_corners_3d` permuted by :data:`_FROM_GEOMETRY_ORDER`.
 
     Args:
         boxes: (N, 7) [x, y, z, length, width, height, yaw], view frame, metres/radians;
-            z is the box centre.
+            z is the box centre (any shape that reshapes to (N, 7)).
     Returns:
         (N, 8, 3) float64 corners.
     """
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
-    half = b[:, None, 3:6] / 2.0
-    local = CORNER_SIGNS[None] * half                      # (N, 8, 3)
-    c, s = np.cos(b[:, 6]), np.sin(b[:, 6])
-    x = local[..., 0] * c[:, None] - local[..., 1] * s[:, None]
-    y = local[..., 0] * s[:, None] + local[..., 1] * c[:, None]
-    out = np.stack([x, y, local[..., 2]], axis=-1)
-    return out + b[:, None, 0:3]
+    return box_corners_3d(b)[:, _FROM_GEOMETRY_ORDER]
 
 
 @dataclass

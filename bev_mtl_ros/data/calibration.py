@@ -107,15 +107,6 @@ def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
     return Rotation.from_matrix(np.asarray(R, dtype=np.float64)).as_quat()
 
 
-def yaw_to_quaternion(yaw: np.ndarray) -> np.ndarray:
-    """Yaw about +z (radians, (N,) or scalar) -> (N, 4) quaternions (x, y, z, w) = (0, 0, sin(y/2), cos(y/2))."""
-    yaw = np.atleast_1d(np.asarray(yaw, dtype=np.float64))
-    q = np.zeros((yaw.shape[0], 4))
-    q[:, 2] = np.sin(yaw / 2)
-    q[:, 3] = np.cos(yaw / 2)
-    return q
-
-
 def project_view_points(points_view: np.ndarray, cam_matrix: np.ndarray,
                         min_depth: float = 1e-3) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Project camera-view-frame points into the *undistorted* image (A2D2 convention).

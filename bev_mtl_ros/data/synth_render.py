@@ -48,6 +48,7 @@ from bev_mtl_ros.data.synth_scene import (
     MAT_TYRE,
     Scene,
 )
+from bev_mtl_ros.geometry import CORNER_SIGNS, box_corners_3d
 
 #: Primitive index values in hit buffers.
 SKY, GROUND = -1, -2
@@ -56,6 +57,8 @@ SKY, GROUND = -1, -2
 _SIGNS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
 _EDGES = np.array([(i, j) for i in range(8) for j in range(i + 1, 8)
                    if np.sum(_SIGNS[i] != _SIGNS[j]) == 1])
+# index of each _SIGNS corner in bev_mtl_ros.geometry.CORNER_SIGNS order
+_FROM_GEOMETRY_ORDER = np.array([np.flatnonzero((CORNER_SIGNS == s).all(1))[0] for s in _SIGNS])
 
 #: Median lidar reflectance (0..255) per semantic class id (default 15); each return gets a
 #: log-normal spread around it (:attr:`LidarConfig.refl_sigma`). Chosen so that a frame's
@@ -161,12 +164,10 @@ def frame_prims(scene: Scene, f: int, x_range: Tuple[float, float] = (-40.0, 160
 
 
 def _box_corners(c: np.ndarray, h: np.ndarray, yaw: np.ndarray) -> np.ndarray:
-    """(B, 8, 3) corners in _SIGNS order of yaw-rotated boxes."""
-    loc = _SIGNS[None] * h[:, None, :]
-    cs, sn = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
-    x = cs * loc[..., 0] - sn * loc[..., 1]
-    y = sn * loc[..., 0] + cs * loc[..., 1]
-    return np.stack([x, y, loc[..., 2]], axis=-1) + c[:, None, :]
+    """(B, 8, 3) float64 corners in _SIGNS order of yaw-rotated boxes: centres c (B, 3), half
+    extents h (B, 3), yaw (B,) radians (:func:`bev_mtl_ros.geometry.box_corners_3d`, reordered)."""
+    boxes = np.concatenate((c, 2.0 * h, np.asarray(yaw)[:, None]), axis=1)
+    return box_corners_3d(boxes)[:, _FROM_GEOMETRY_ORDER]
 
 
 def pq_ranges(corners: np.ndarray, origin: np.ndarray, near: float) -> np.ndarray:

@@ -69,6 +69,7 @@ from bev_mtl_ros.data.a2d2 import A2D2Dataset, A2D2FormatError, A2D2Frame, tai_u
 from bev_mtl_ros.data.calibration import (VIEW_FROM_OPTICAL, Calibration, CameraCalibration,
                                           camera_info_matrices, rotation_to_quaternion,
                                           transform_points)
+from bev_mtl_ros.geometry import yaw_to_quaternion
 
 LOG = logging.getLogger(__name__)
 
@@ -273,10 +274,10 @@ def make_detections(ts, boxes: np.ndarray, classes: Sequence[str], ids: Sequence
     dets = []
     for i in range(len(boxes)):
         x, y, z, l, w, h, yaw = (float(v) for v in boxes[i])
+        qx, qy, qz, qw = (float(v) for v in yaw_to_quaternion(yaw))
         pose = G["geometry_msgs/msg/Pose"](
             position=G["geometry_msgs/msg/Point"](x=x, y=y, z=z),
-            orientation=G["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=float(np.sin(yaw / 2)),
-                                                          w=float(np.cos(yaw / 2))))
+            orientation=G["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw))
         hyp = G["vision_msgs/msg/ObjectHypothesisWithPose"](
             hypothesis=G["vision_msgs/msg/ObjectHypothesis"](
                 class_id=str(classes[i]), score=float(1.0 if scores is None else scores[i])),

@@ -32,7 +32,6 @@ Outputs
 from __future__ import annotations
 
 import array
-import math
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -43,8 +42,10 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import ColorRGBA, Float64MultiArray, Header, MultiArrayDimension
 from visualization_msgs.msg import Marker, MarkerArray
 
+from bev_mtl_ros import geometry
+
 __all__ = [
-    "yaw_to_quaternion", "box_corners", "box_edge_points", "detections_to_msg", "detections_to_markers",
+    "yaw_to_quaternion", "box_edge_points", "detections_to_msg", "detections_to_markers",
     "drivable_to_image", "drivable_to_occupancy_grid", "semantic_to_image", "semantic_overlay",
     "label_info_msg", "diagnostic_status", "diagnostic_array", "timings_msg", "CLASS_COLOURS",
 ]
@@ -55,33 +56,17 @@ CLASS_COLOURS: Dict[str, Tuple[float, float, float]] = {
 }
 _FALLBACK = np.array([(0.8, 0.2, 0.8), (0.2, 0.8, 0.8), (0.9, 0.9, 0.2), (0.6, 0.6, 0.6)], dtype=np.float64)
 
-# 12 box edges as corner index pairs (corners: bottom 0-3 counter-clockwise, top 4-7 above them)
-_EDGES = np.array([(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4),
-                   (0, 4), (1, 5), (2, 6), (3, 7)], dtype=np.int64)
-_CORNER_SIGNS = np.array([(1, 1, -1), (-1, 1, -1), (-1, -1, -1), (1, -1, -1),
-                          (1, 1, 1), (-1, 1, 1), (-1, -1, 1), (1, -1, 1)], dtype=np.float64) * 0.5
-
-
 def yaw_to_quaternion(yaw: float) -> Quaternion:
-    """Rotation by ``yaw`` radians about +z as a geometry_msgs/Quaternion (x, y, z, w)."""
-    return Quaternion(x=0.0, y=0.0, z=math.sin(0.5 * yaw), w=math.cos(0.5 * yaw))
-
-
-def box_corners(boxes: np.ndarray) -> np.ndarray:
-    """(N, 7) boxes -> (N, 8, 3) float64 corners: 0-3 bottom face counter-clockwise from
-    (+l/2, +w/2), 4-7 the top face above them."""
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
-    local = _CORNER_SIGNS[None] * b[:, None, 3:6]  # (N, 8, 3)
-    c, s = np.cos(b[:, 6])[:, None], np.sin(b[:, 6])[:, None]
-    x = c * local[..., 0] - s * local[..., 1]
-    y = s * local[..., 0] + c * local[..., 1]
-    return np.stack([x, y, local[..., 2]], axis=-1) + b[:, None, 0:3]
+    """Rotation by ``yaw`` radians about +z as a geometry_msgs/Quaternion (x, y, z, w)
+    (see :func:`bev_mtl_ros.geometry.yaw_to_quaternion`)."""
+    x, y, z, w = (float(v) for v in geometry.yaw_to_quaternion(yaw))
+    return Quaternion(x=x, y=y, z=z, w=w)
 
 
 def box_edge_points(boxes: np.ndarray) -> np.ndarray:
     """(N, 7) boxes -> (N * 24, 3) LINE_LIST vertices (12 edges x 2 end points per box)."""
-    corners = box_corners(boxes)
-    return corners[:, _EDGES.reshape(-1)].reshape(-1, 3)
+    corners = geometry.box_corners_3d(np.asarray(boxes, dtype=np.float64).reshape(-1, 7))
+    return corners[:, geometry.BOX_EDGES.reshape(-1)].reshape(-1, 3)
 
 
 def _class_name(names: Sequence[str], label: int) -> str:
@@ -109,8 +94,8 @@ def detections_to_msg(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
     sc = np.asarray(scores, dtype=np.float64).reshape(-1)
     lb = np.asarray(labels, dtype=np.int64).reshape(-1)
-    half = 0.5 * b[:, 6]
-    qz, qw = np.sin(half), np.cos(half)
+    quat = geometry.yaw_to_quaternion(b[:, 6])                       # (N, 4) x, y, z, w
+    qz, qw = quat[:, 2], quat[:, 3]
     dets = []
     for i in range(b.shape[0]):
         pose = Pose(position=Point(x=b[i, 0], y=b[i, 1], z=b[i, 2]),

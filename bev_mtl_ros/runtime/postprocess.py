@@ -5,8 +5,8 @@
   the exact inverse of :func:`bev_mtl_ros.runtime.targets.build_targets`.
 * :func:`circle_nms` - CenterPoint's circle NMS (Yin et al. 2021): a box is suppressed when its BEV
   centre lies within ``radius`` metres of a higher-scoring kept box.
-* :func:`rotated_bev_iou` / :func:`rotated_nms` - exact BEV IoU of rotated rectangles (convex
-  polygon intersection) and greedy NMS on it.
+* :func:`rotated_nms` - greedy NMS on the exact rotated BEV IoU of
+  :func:`bev_mtl_ros.geometry.rotated_bev_iou`.
 * :func:`drivable_mask`, :func:`semantic_ids` - dense heads to uint8 images.
 
 Greedy NMS works on a precomputed boolean suppression matrix; the only Python loop is over the
@@ -23,12 +23,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..geometry import normalize_yaw, rotated_bev_iou
 from ..model.contract import ModelContract
 from .targets import bev_cell_size
 
 __all__ = [
-    "PostProcessConfig", "Detections", "decode_detections", "circle_nms", "rotated_bev_iou",
-    "rotated_nms", "drivable_mask", "semantic_ids", "normalize_yaw", "box_corners_bev",
+    "PostProcessConfig", "Detections", "decode_detections", "circle_nms",
+    "rotated_nms", "drivable_mask", "semantic_ids",
     "DEFAULT_CIRCLE_RADIUS",
 ]
 
@@ -137,144 +138,7 @@ class Detections:
         return cls(np.zeros((0, 7), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64))
 
 
-# ----------------------------------------------------------------------------- geometry / NMS
-def normalize_yaw(yaw):
-    """Wrap angles (radians, numpy or float) into [-pi, pi)."""
-    return np.mod(np.asarray(yaw, np.float64) + np.pi, 2 * np.pi) - np.pi
-
-
-def _bev5(boxes: np.ndarray) -> np.ndarray:
-    b = np.asarray(boxes, np.float64)
-    if b.ndim != 2 or b.shape[1] not in (5, 7):
-        raise ValueError(f"boxes must be (N, 7) [x,y,z,l,w,h,yaw] or (N, 5) [x,y,l,w,yaw], got {b.shape}")
-    return b[:, [0, 1, 3, 4, 6]] if b.shape[1] == 7 else b
-
-
-def box_corners_bev(boxes: np.ndarray) -> np.ndarray:
-    """BEV corners of rotated boxes.
-
-    Args:
-        boxes: (N, 7) [x, y, z, l, w, h, yaw] or (N, 5) [x, y, l, w, yaw]; length along the yaw
-            direction.
-
-    Returns:
-        (N, 4, 2) float64 corners (x, y), counter-clockwise, starting at (+l/2, +w/2) local.
-    """
-    b = _bev5(boxes)
-    c, s = np.cos(b[:, 4]), np.sin(b[:, 4])
-    lx = np.array([0.5, -0.5, -0.5, 0.5])[None] * b[:, 2:3]
-    ly = np.array([0.5, 0.5, -0.5, -0.5])[None] * b[:, 3:4]
-    x = b[:, 0:1] + lx * c[:, None] - ly * s[:, None]
-    y = b[:, 1:2] + lx * s[:, None] + ly * c[:, None]
-    return np.stack((x, y), axis=-1)
-
-
-def _corners_xy(b: np.ndarray):
-    """Corner coordinates of (P, 5) boxes as two (P, 4) arrays (x, y), counter-clockwise."""
-    c, s = np.cos(b[:, 4:5]), np.sin(b[:, 4:5])
-    lx = np.array([0.5, -0.5, -0.5, 0.5]) * b[:, 2:3]
-    ly = np.array([0.5, 0.5, -0.5, -0.5]) * b[:, 3:4]
-    return b[:, 0:1] + lx * c - ly * s, b[:, 1:2] + lx * s + ly * c
-
-
-def _pair_intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Exact intersection area of P pairs of rotated rectangles, a/b (P, 5) [x, y, l, w, yaw].
-
-    The intersection of two convex polygons is the convex polygon spanned by the vertices of each
-    lying inside the other and the pairwise edge intersections (at most 4 + 4 + 16 candidates); its
-    area is the shoelace sum of the valid candidates sorted by angle about their centroid. Fully
-    vectorized over pairs (x and y kept in separate arrays).
-    """
-    P = a.shape[0]
-    if P == 0:
-        return np.zeros(0)
-    ax, ay = _corners_xy(a)                                         # (P, 4) each
-    bx, by = _corners_xy(b)
-    tol = 1e-9 * (1.0 + max(np.abs(a[:, :4]).max(), np.abs(b[:, :4]).max()))
-
-    def inside(px, py, box):
-        dx, dy = px - box[:, 0:1], py - box[:, 1:2]
-        c, s = np.cos(box[:, 4:5]), np.sin(box[:, 4:5])
-        return ((np.abs(dx * c + dy * s) <= box[:, 2:3] / 2 + tol)
-                & (np.abs(dy * c - dx * s) <= box[:, 3:4] / 2 + tol))
-
-    in_a = inside(ax, ay, b)                                        # corners of a inside b (P, 4)
-    in_b = inside(bx, by, a)
-    # Edges p + t*r of a (rows) against q + u*s of b (columns): (P, 4, 4).
-    rx, ry = (np.roll(ax, -1, 1) - ax)[:, :, None], (np.roll(ay, -1, 1) - ay)[:, :, None]
-    sx, sy = (np.roll(bx, -1, 1) - bx)[:, None, :], (np.roll(by, -1, 1) - by)[:, None, :]
-    qpx = bx[:, None, :] - ax[:, :, None]
-    qpy = by[:, None, :] - ay[:, :, None]
-    denom = rx * sy - ry * sx
-    ok = np.abs(denom) > 1e-12
-    safe = np.where(ok, denom, 1.0)
-    t = (qpx * sy - qpy * sx) / safe
-    u = (qpx * ry - qpy * rx) / safe
-    e = 1e-9
-    hit = ok & (t >= -e) & (t <= 1 + e) & (u >= -e) & (u <= 1 + e)
-    px = np.concatenate((ax, bx, (ax[:, :, None] + t * rx).reshape(P, 16)), 1)   # (P, 24)
-    py = np.concatenate((ay, by, (ay[:, :, None] + t * ry).reshape(P, 16)), 1)
-    valid = np.concatenate((in_a, in_b, hit.reshape(P, 16)), 1)
-    n = valid.sum(1)
-    nn = np.maximum(n, 1)
-    cx = np.where(valid, px, 0.0).sum(1) / nn
-    cy = np.where(valid, py, 0.0).sum(1) / nn
-    dx, dy = px - cx[:, None], py - cy[:, None]
-    # Pseudo-angle (monotonic in the polar angle, in [-2, 2]); invalid points sort last.
-    pa = np.copysign(1.0 - dx / np.maximum(np.abs(dx) + np.abs(dy), 1e-300), dy)
-    order = np.argsort(np.where(valid, pa, 10.0), axis=1)
-    sx_ = np.take_along_axis(px, order, 1)
-    sy_ = np.take_along_axis(py, order, 1)
-    sv = np.take_along_axis(valid, order, 1)
-    sx_ = np.where(sv, sx_, sx_[:, :1])                             # pad with the first point
-    sy_ = np.where(sv, sy_, sy_[:, :1])
-    area = 0.5 * np.abs((sx_ * np.roll(sy_, -1, 1) - np.roll(sx_, -1, 1) * sy_).sum(1))
-    return np.where(n >= 3, area, 0.0)
-
-
-def rotated_bev_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """Exact bird's-eye-view IoU of rotated rectangles.
-
-    Args:
-        boxes_a: (N, 7) [x, y, z, l, w, h, yaw] or (N, 5) [x, y, l, w, yaw], metres / radians.
-        boxes_b: (M, 7) or (M, 5), same convention.
-
-    Returns:
-        (N, M) float64 IoU in [0, 1]; 0 where the union is empty (degenerate boxes). Pairs whose
-        circumscribed circles do not overlap are 0 without computing the polygon.
-
-    Raises:
-        ValueError: wrong box array shapes.
-    """
-    a, b = _bev5(boxes_a), _bev5(boxes_b)
-    N, M = a.shape[0], b.shape[0]
-    iou = np.zeros((N, M), np.float64)
-    if N == 0 or M == 0:
-        return iou
-    ii, jj = np.nonzero(_circles_overlap(a, b))
-    iou[ii, jj] = _iou_pairs(a, b, ii, jj)
-    return iou
-
-
-def _circles_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, M) bool: circumscribed circles of a[i] and b[j] intersect (necessary for IoU > 0)."""
-    ra = 0.5 * np.hypot(a[:, 2], a[:, 3])
-    rb = 0.5 * np.hypot(b[:, 2], b[:, 3])
-    dist = np.hypot(a[:, None, 0] - b[None, :, 0], a[:, None, 1] - b[None, :, 1])
-    return dist <= ra[:, None] + rb[None, :]
-
-
-def _iou_pairs(a: np.ndarray, b: np.ndarray, ii: np.ndarray, jj: np.ndarray, chunk: int = 65536) -> np.ndarray:
-    """IoU of the pairs (a[ii[k]], b[jj[k]]), (P,) float64 in [0, 1]; chunked to bound memory."""
-    if ii.shape[0] == 0:
-        return np.zeros(0)
-    inter = np.concatenate([_pair_intersection(a[ii[k:k + chunk]], b[jj[k:k + chunk]])
-                            for k in range(0, ii.shape[0], chunk)])
-    union = np.abs(a[ii, 2] * a[ii, 3]) + np.abs(b[jj, 2] * b[jj, 3]) - inter
-    iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-    return np.clip(iou, 0.0, 1.0)
-
-
+# ----------------------------------------------------------------------------- NMS
 def _greedy_keep(suppress: np.ndarray) -> np.ndarray:
     """Greedy NMS on a precomputed (n, n) bool matrix whose rows/columns are in descending score
     order: suppress[i, j] = box i (if kept) removes box j. Only j > i is used. One vectorized row
@@ -332,7 +196,7 @@ def rotated_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
     higher-scoring box is > ``iou_threshold``.
 
     Args:
-        boxes: (N, 7) or (N, 5) boxes (see :func:`rotated_bev_iou`).
+        boxes: (N, 7) or (N, 5) boxes (see :func:`bev_mtl_ros.geometry.rotated_bev_iou`).
         scores: (N,) float.
         iou_threshold: float in [0, 1].
         labels: optional (N,) int for class-aware NMS.
@@ -340,20 +204,21 @@ def rotated_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
     Returns:
         (K,) int64 indices into the input, in descending score order.
     """
-    b = _bev5(boxes)
+    b = np.asarray(boxes, np.float64)
+    if b.ndim != 2 or b.shape[1] not in (5, 7):
+        raise ValueError(f"boxes must be (N, 7) or (N, 5), got {b.shape}")
     n = b.shape[0]
     if n == 0:
         return np.zeros(0, np.int64)
     order = _sorted_order(scores)
     b = b[order]
-    # IoU only where it can matter: later box, same class, circumscribed circles overlapping.
-    cand = np.triu(_circles_overlap(b, b), 1)
+    # IoU only where it can matter: a later box of the same class (rotated_bev_iou also skips
+    # pairs whose circumscribed circles do not overlap).
+    cand = np.triu(np.ones((n, n), bool), 1)
     if labels is not None:
         lab = np.asarray(labels)[order]
         cand &= lab[:, None] == lab[None, :]
-    ii, jj = np.nonzero(cand)
-    sup = np.zeros((n, n), bool)
-    sup[ii, jj] = _iou_pairs(b, b, ii, jj) > float(iou_threshold)
+    sup = rotated_bev_iou(b, b, candidates=cand) > float(iou_threshold)
     return order[_greedy_keep(sup)]
 
 

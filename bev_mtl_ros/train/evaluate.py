@@ -45,6 +45,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from bev_mtl_ros.data.classes import COARSE_GROUP_NAMES, coarse_group_lut, ids_to_rgb
+from bev_mtl_ros.geometry import BOX_EDGES, box_corners_3d, box_corners_bev, quaternion_to_yaw
 from bev_mtl_ros.model.contract import ModelContract
 from bev_mtl_ros.train.metrics import (DetectionEvaluator, DrivableEvaluator, SemanticEvaluator,
                                        clutter_false_positives, operating_point)
@@ -288,20 +289,8 @@ def write_report(rep: Dict[str, Any], out_dir: str) -> Dict[str, str]:
 
 
 # ------------------------------------------------------------------------------- frame rendering
-def _bev_corners(boxes: np.ndarray) -> np.ndarray:
-    from bev_mtl_ros.train.metrics import _box_corners_bev
-    return _box_corners_bev(np.asarray(boxes, np.float64).reshape(-1, 7))
-
-
-def _box_corners_3d(boxes: np.ndarray) -> np.ndarray:
-    """(N, 8, 3): 4 bottom corners then 4 top corners."""
-    b = np.asarray(boxes, np.float64).reshape(-1, 7)
-    c2 = _bev_corners(b)
-    zb = (b[:, 2] - b[:, 5] / 2)[:, None, None]
-    zt = (b[:, 2] + b[:, 5] / 2)[:, None, None]
-    bottom = np.concatenate([c2, np.broadcast_to(zb, (len(b), 4, 1))], axis=2)
-    top = np.concatenate([c2, np.broadcast_to(zt, (len(b), 4, 1))], axis=2)
-    return np.concatenate([bottom, top], axis=1)
+def _as_boxes(boxes) -> np.ndarray:
+    return np.asarray(boxes, np.float64).reshape(-1, 7)
 
 
 def render_frame(path: str, contract: ModelContract, points: np.ndarray, gt_boxes: np.ndarray,
@@ -330,7 +319,7 @@ def render_frame(path: str, contract: ModelContract, points: np.ndarray, gt_boxe
         ok = (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
         bev[uv[ok, 1], uv[ok, 0]] = (170, 170, 170)
     for boxes, colour in ((gt_boxes, (0, 220, 0)), (pred_boxes, (0, 0, 255))):
-        for c in _bev_corners(boxes):
+        for c in box_corners_bev(_as_boxes(boxes)):
             q = to_px(c[:, 0], c[:, 1]).astype(np.int32)
             cv2.polylines(bev, [q], True, colour, 1, cv2.LINE_AA)
             cv2.line(bev, tuple(q[0]), tuple(q[3]), colour, 2)  # front edge
@@ -341,9 +330,8 @@ def render_frame(path: str, contract: ModelContract, points: np.ndarray, gt_boxe
     if image is not None and cam_matrix is not None:
         img = cv2.cvtColor(np.asarray(image, np.uint8), cv2.COLOR_RGB2BGR).copy()
         K = np.asarray(cam_matrix, np.float64)
-        edges = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)]
         for boxes, colour in ((gt_boxes, (0, 220, 0)), (pred_boxes, (0, 0, 255))):
-            for c in _box_corners_3d(boxes):
+            for c in box_corners_3d(_as_boxes(boxes)):
                 if (c[:, 0] < 0.5).any():
                     continue
                 col = K[0, 2] - K[0, 0] * c[:, 1] / c[:, 0]
@@ -352,7 +340,7 @@ def render_frame(path: str, contract: ModelContract, points: np.ndarray, gt_boxe
                 if np.abs(q).max() > 1e5:
                     continue
                 q = q.astype(np.int32)
-                for a, b in edges:
+                for a, b in BOX_EDGES:
                     cv2.line(img, tuple(q[a]), tuple(q[b]), colour, 2, cv2.LINE_AA)
         scale = H / img.shape[0]
         img = cv2.resize(img, (max(1, int(img.shape[1] * scale)), H), interpolation=cv2.INTER_AREA)
@@ -518,7 +506,7 @@ def detections_from_msg(msg, contract: ModelContract) -> Tuple[np.ndarray, np.nd
             dropped += 1
             continue
         c, q, s = d.bbox.center, d.bbox.center.orientation, d.bbox.size
-        yaw = math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+        yaw = float(quaternion_to_yaw((q.x, q.y, q.z, q.w)))
         boxes.append([c.position.x, c.position.y, c.position.z, s.x, s.y, s.z, yaw])
         scores.append(float(hyp.hypothesis.score))
         labels.append(idx[name])

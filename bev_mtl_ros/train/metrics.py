@@ -42,84 +42,11 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from bev_mtl_ros.geometry import rotated_bev_iou
+
 IGNORE_INDEX = 255
 DEFAULT_DISTANCE_THRESHOLDS = (0.5, 1.0, 2.0, 4.0)
 DEFAULT_IOU_THRESHOLDS = (0.5,)
-
-
-# ---------------------------------------------------------------------------- rotated BEV IoU
-def _box_corners_bev(boxes: np.ndarray) -> np.ndarray:
-    """(N, 7) boxes -> (N, 4, 2) BEV corners, counter-clockwise."""
-    x, y, l, w, yaw = boxes[:, 0], boxes[:, 1], boxes[:, 3], boxes[:, 4], boxes[:, 6]
-    c, s = np.cos(yaw), np.sin(yaw)
-    dx = np.array([0.5, -0.5, -0.5, 0.5])[None] * l[:, None]
-    dy = np.array([0.5, 0.5, -0.5, -0.5])[None] * w[:, None]
-    cx = x[:, None] + dx * c[:, None] - dy * s[:, None]
-    cy = y[:, None] + dx * s[:, None] + dy * c[:, None]
-    return np.stack([cx, cy], axis=-1)
-
-
-def _clip_polygon(subject: List[np.ndarray], a: np.ndarray, b: np.ndarray) -> List[np.ndarray]:
-    """Sutherland-Hodgman: keep the part of ``subject`` left of the directed edge a->b."""
-    def side(p):
-        return (b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0])
-    out: List[np.ndarray] = []
-    n = len(subject)
-    for i in range(n):
-        cur, nxt = subject[i], subject[(i + 1) % n]
-        sc, sn = side(cur), side(nxt)
-        if sc >= 0:
-            out.append(cur)
-        if (sc >= 0) != (sn >= 0):
-            t = sc / (sc - sn)
-            out.append(cur + t * (nxt - cur))
-    return out
-
-
-def _polygon_area(poly: List[np.ndarray]) -> float:
-    if len(poly) < 3:
-        return 0.0
-    p = np.asarray(poly)
-    return 0.5 * abs(float(np.dot(p[:, 0], np.roll(p[:, 1], -1)) - np.dot(p[:, 1], np.roll(p[:, 0], -1))))
-
-
-def rotated_bev_iou_reference(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """Rotated BEV IoU by convex-polygon clipping (a plain reference, used when
-    ``runtime.postprocess.rotated_bev_iou`` is absent).
-
-    Args: boxes_a (N, 7), boxes_b (M, 7) [x, y, z, l, w, h, yaw], metres / radians.
-    Returns: (N, M) float64 IoU of the BEV footprints.
-    """
-    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 7)
-    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 7)
-    out = np.zeros((len(a), len(b)))
-    if not len(a) or not len(b):
-        return out
-    ca, cb = _box_corners_bev(a), _box_corners_bev(b)
-    area_a, area_b = a[:, 3] * a[:, 4], b[:, 3] * b[:, 4]
-    # cheap circumscribed-circle rejection
-    ra, rb = 0.5 * np.hypot(a[:, 3], a[:, 4]), 0.5 * np.hypot(b[:, 3], b[:, 4])
-    dist = np.hypot(a[:, None, 0] - b[None, :, 0], a[:, None, 1] - b[None, :, 1])
-    for i, j in zip(*np.nonzero(dist < ra[:, None] + rb[None, :])):
-        poly = [p for p in ca[i]]
-        for k in range(4):
-            poly = _clip_polygon(poly, cb[j][k], cb[j][(k + 1) % 4])
-            if not poly:
-                break
-        inter = _polygon_area(poly)
-        union = area_a[i] + area_b[j] - inter
-        out[i, j] = inter / union if union > 0 else 0.0
-    return out
-
-
-def rotated_bev_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """(N, M) float64 rotated BEV IoU of (N, 7) and (M, 7) boxes: the runtime's exact, vectorised
-    :func:`bev_mtl_ros.runtime.postprocess.rotated_bev_iou` (the one the node's NMS uses), so that
-    evaluation and inference agree. :func:`rotated_bev_iou_reference` is its slow cross-check."""
-    from bev_mtl_ros.runtime.postprocess import rotated_bev_iou as runtime_iou
-
-    return np.asarray(runtime_iou(np.asarray(boxes_a, np.float64).reshape(-1, 7),
-                                  np.asarray(boxes_b, np.float64).reshape(-1, 7)), dtype=np.float64)
 
 
 # ---------------------------------------------------------------------------- AP
