@@ -84,7 +84,7 @@ def test_wrong_parameter_type_exits_nonzero(ros_env, tiny_onnx):
 def test_config_yaml_matches_node_parameters():
     import yaml
 
-    from bev_mtl_ros.ros.node import CONTRACT_PARAM_FIELDS, NODE_PARAMETERS
+    from bev_mtl_ros.ros.params import CONTRACT_PARAM_FIELDS, NODE_PARAMETERS
 
     doc = yaml.safe_load(open(os.path.join(REPO, "config", "perception.yaml")))
     cfg = doc["/**"]["ros__parameters"]
