@@ -386,7 +386,7 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
     claim = DomainClaim()
     domain = claim.domain_id
     env = _ros_env(domain)
-    from bev_mtl_ros.ros.node import input_remap_args
+    from bev_mtl_ros.ros.params import input_remap_args
     cmd = (default_node_cmd() + ["--ros-args"]
            + input_remap_args(LIDAR_TOPIC, IMAGE_TOPIC, CAMERA_INFO_TOPIC))
     pf = Path(params_file) if params_file else None
@@ -772,8 +772,9 @@ def node_overhead(s: Dict[str, Any]) -> Dict[str, Optional[float]]:
 
 def _postprocess_config():
     """The node's default post-processing (:class:`PostProcessConfig` at the node's defaults)."""
-    from bev_mtl_ros.ros.node import NODE_PARAMETERS, _make_postprocess_cfg
-    return _make_postprocess_cfg(NODE_PARAMETERS["score_threshold"][0], NODE_PARAMETERS["nms"][0])
+    from bev_mtl_ros.ros.params import NODE_PARAMETERS, make_postprocess_config
+    return make_postprocess_config(NODE_PARAMETERS["score_threshold"][0],
+                                   NODE_PARAMETERS["nms"][0])
 
 
 def _pipeline(backend):

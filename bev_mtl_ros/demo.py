@@ -41,7 +41,7 @@ import numpy as np
 
 from bev_mtl_ros.dds import DomainClaim  # noqa: F401  (re-exported: demo.DomainClaim)
 from bev_mtl_ros.geometry import BOX_EDGES, box_corners_3d, normalize_yaw, quaternion_to_yaw
-from bev_mtl_ros.ros.node import input_remap_args
+from bev_mtl_ros.ros.params import input_remap_args
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: the committed sample recording replayed by ``make demo`` (rosbag2 directory, relative to the repository root)

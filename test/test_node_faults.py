@@ -84,7 +84,7 @@ def test_wrong_parameter_type_exits_nonzero(ros_env, tiny_onnx):
 def test_config_yaml_matches_node_parameters():
     import yaml
 
-    from bev_mtl_ros.ros.node import CONTRACT_PARAM_FIELDS, NODE_PARAMETERS
+    from bev_mtl_ros.ros.params import CONTRACT_PARAM_FIELDS, NODE_PARAMETERS
 
     doc = yaml.safe_load(open(os.path.join(REPO, "config", "perception.yaml")))
     cfg = doc["/**"]["ros__parameters"]
@@ -353,3 +353,32 @@ def test_fault_injection_kinds_counted_and_diagnosis_clears(ros_env, rclpy_conte
         assert "camera stopped" not in last_status().message
         assert h.proc.poll() is None
     assert h.proc.returncode == 0, h.output()
+
+
+def test_distinct_warnings_throttle_independently(rclpy_context, tiny_onnx, capfd):
+    """rclpy throttles a warning per logging call site (``throttle_duration_sec``): every kind of
+    warning has its own site, so a frequent kind does not silence another; each kind is still
+    throttled, and the counters count every event."""
+    from rclpy.parameter import Parameter
+    from std_msgs.msg import Header
+
+    from bev_mtl_ros.ros.node import PerceptionNode
+
+    node = PerceptionNode(context=rclpy_context,
+                          parameter_overrides=[Parameter("model_path", value=tiny_onnx)])
+    try:
+        for _ in range(3):
+            node._decode(b"garbage", "cloud")
+            node._decode(b"garbage", "image")
+            node._publish_empty(Header())
+        counts = dict(node.counters)
+    finally:
+        node.stop()
+        node.destroy_node()
+    cap = capfd.readouterr()
+    out = cap.out + cap.err
+    assert counts["bad_input.cloud_malformed"] == 3 and counts["bad_input.image_malformed"] == 3
+    assert counts["bad_input.empty_cloud"] == 3
+    assert out.count(f"cloud on '/{NODE}/input/pointcloud' skipped") == 1, out
+    assert out.count(f"image on '/{NODE}/input/image' skipped") == 1, out
+    assert out.count("empty cloud (no finite points)") == 1, out

@@ -165,7 +165,7 @@ def test_evaluator_threshold_is_the_nodes():
     """The clutter count and the operating point are scored at the node's own default threshold:
     the evaluator's constant, the node's parameter default and config/perception.yaml agree."""
     import yaml
-    from bev_mtl_ros.ros.node import NODE_PARAMETERS
+    from bev_mtl_ros.ros.params import NODE_PARAMETERS
     cfg = yaml.safe_load(open(os.path.join(ROOT, "config", "perception.yaml")))
     assert cfg["/**"]["ros__parameters"]["score_threshold"] == NODE_SCORE_THRESHOLD
     assert NODE_PARAMETERS["score_threshold"][0] == NODE_SCORE_THRESHOLD

@@ -118,7 +118,7 @@ def _offline_reference(assets: Assets, frames):
     (score threshold, NMS) from its params file."""
     import yaml
 
-    from bev_mtl_ros.ros.node import _make_postprocess_cfg
+    from bev_mtl_ros.ros.params import make_postprocess_config
     from bev_mtl_ros.runtime.backends import create_backend
     from bev_mtl_ros.runtime.pipeline import PerceptionPipeline
 
@@ -129,7 +129,7 @@ def _offline_reference(assets: Assets, frames):
             if isinstance(v, dict) and "ros__parameters" in v:
                 params.update(v["ros__parameters"])
     params.update({k: v for k, v in _node_params(assets).items() if k in ("score_threshold", "nms")})
-    cfg = _make_postprocess_cfg(float(params["score_threshold"]), str(params["nms"]))
+    cfg = make_postprocess_config(float(params["score_threshold"]), str(params["nms"]))
     backend = create_backend(str(assets.model), backend="onnxruntime", device="cpu")
     names = list(backend.contract.detection_classes)
     pipe = PerceptionPipeline(backend, cfg)

@@ -76,193 +76,50 @@ pillars or a zero stamp within the last ``diagnostics_window_s``, more than
 ``input_stale_warn_s``, the synchronizer's diagnosis; ERROR after an inference error.
 A missing or corrupt model file, or a ``contract.*`` parameter that disagrees with the model file,
 stops the node at start-up with a message and exit code 2.
+
+Parameters (names, defaults, ranges) and the start-up checks are in
+:mod:`bev_mtl_ros.ros.params`, which imports without rclpy.
 """
 
 from __future__ import annotations
 
-import math
-import os
 import sys
 import threading
 import time
 import traceback
 from collections import deque
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Deque, Dict, Optional, Sequence, Tuple
 
 import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import OccupancyGrid
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data, qos_profile_system_default)
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Float64MultiArray, Header
+from vision_msgs.msg import Detection3DArray, LabelInfo
+from visualization_msgs.msg import MarkerArray
 
-if TYPE_CHECKING:
-    from bev_mtl_ros.runtime.postprocess import PostProcessConfig
+from bev_mtl_ros.ros import messages as M
+from bev_mtl_ros.ros.camera import ImageRectifier, nominal_camera_mismatch
+from bev_mtl_ros.ros.conversions import (ConversionError, InputTooLarge, check_cloud_size,
+                                         check_image_size, cloud_to_xyzi, decode_serialized,
+                                         image_to_rgb, ros_header)
+from bev_mtl_ros.ros.diagnostics import HealthConfig, PipelineHealth
+from bev_mtl_ros.ros.params import (CONTRACT_PARAM_FIELDS, EXIT_STARTUP_ERROR, INPUT_NAMES,
+                                    NODE_PARAMETERS, PARAMETER_RANGES, StartupError,
+                                    check_contract_overrides, check_parameter_choices,
+                                    make_postprocess_config, resolve_model_path)
+from bev_mtl_ros.ros.sync import ApproxTimeSync, stamp_to_sec
+from bev_mtl_ros.ros.tf import TransformError, make_transform_source, transform_points
 
-__all__ = ["StartupError", "PerceptionNode", "find_default_model", "check_contract_overrides",
-           "input_remap_args", "INPUT_NAMES", "main"]
-
-PACKAGE = "bev_mtl_ros"
-DEFAULT_MODEL_NAME = "bev_mtl_default.onnx"
-#: exit code for start-up failures (model missing/corrupt, contract mismatch, bad parameters)
-EXIT_STARTUP_ERROR = 2
-
-
-class StartupError(RuntimeError):
-    """The node cannot start: the message says which parameter/file and why."""
-
-
-def find_default_model(name: str = DEFAULT_MODEL_NAME) -> Tuple[Optional[str], List[str]]:
-    """Locate the packaged model: source tree ``models/`` (editable installs), the ament share
-    directory, ``<sys.prefix>/share/bev_mtl_ros/models``. Returns (path or None, places looked)."""
-    cands = [Path(__file__).resolve().parents[2] / "models" / name]
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        cands.append(Path(get_package_share_directory(PACKAGE)) / "models" / name)
-    except Exception:
-        pass
-    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
-        cands.append(Path(prefix) / "share" / PACKAGE / "models" / name)
-    for c in cands:
-        if c.is_file():
-            return str(c), [str(p) for p in cands]
-    return None, [str(p) for p in cands]
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Parameter value vs contract value: numbers with relative tolerance 1e-6, sequences element-wise."""
-    if isinstance(a, (list, tuple, np.ndarray)) or isinstance(b, (list, tuple)):
-        a, b = list(a), list(b)
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, bool) or isinstance(b, bool):
-        return bool(a) == bool(b)
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-9)
-    return a == b
-
-
-#: node parameters: name -> (default, description). ``contract.<field>`` parameters come on top.
-NODE_PARAMETERS: Dict[str, Tuple[Any, str]] = {
-    "model_path": ("", "ONNX (.onnx) or PyTorch (.pt) model file; empty = the packaged models/bev_mtl_default.onnx "
-                       "(share dir or source tree)"),
-    "backend": ("auto", "auto | onnxruntime | pytorch (auto: onnxruntime, else PyTorch)"),
-    "device": ("cpu", "cpu | cuda | cuda:N"),
-    "fp16": (False, "half precision on GPU (TensorRT/CUDA providers)"),
-    "trt_cache_dir": ("", "TensorRT engine cache directory (empty = no TensorRT cache)"),
-    "cloud_topic": ("", "override of the input cloud topic; empty = ~/input/pointcloud (remap "
-                        "it, as the launch file does)"),
-    "image_topic": ("", "override of the input image topic; empty = ~/input/image (remap it)"),
-    "camera_info_topic": ("", "override of the camera's CameraInfo topic; empty = "
-                              "~/input/camera_info (remap it)"),
-    "input_qos": ("sensor_data", "input QoS: sensor_data (best effort) | reliable | system_default"),
-    "input_queue_depth": (5, "history depth of the input subscriptions"),
-    "sync_slop": (0.05, "max |image stamp - cloud stamp| for a pair, seconds"),
-    "sync_queue_size": (10, "pending clouds / queued images in the synchronizer"),
-    "camera_timeout": (0.2, "seconds a cloud waits for its image before running lidar-only (if the model supports it)"),
-    "intensity_field": ("intensity", "PointCloud2 field read as intensity (empty = none, zeros)"),
-    "intensity_scale": (1.0, "multiplier from the message's intensity to the model's raw convention (A2D2 reflectance "
-                             "0..255; a 0..1 driver needs 255.0)"),
-    "score_threshold": (0.40, "minimum detection score"),
-    "nms": ("circle", "circle (CenterPoint circle NMS) | rotated_iou (BEV rotated IoU NMS) | none"),
-    "publish_semantic_color": (True, "publish ~/semantic/color (rgb8 overlay)"),
-    "target_frame": ("", "frame every cloud is transformed into (TF, at the cloud's stamp) "
-                         "before inference; the outputs' frame_id. Empty = the model contract's "
-                         "frame_id (A2D2: cam_front_center)"),
-    "tf_timeout": (0.1, "seconds a frame waits for its cloud -> target_frame transform, then it "
-                        "is skipped"),
-    "input_stale_warn_s": (2.0, "diagnostics WARN when no cloud arrived for this many seconds (after the first one)"),
-    "max_cloud_points": (1_000_000, "clouds with more points (width x height) are refused "
-                         "before conversion, counted (bad_input.cloud_too_large) and warned; "
-                         "0 = no limit"),
-    "max_image_pixels": (12_582_912, "images with more pixels (width x height; default "
-                         "4096 x 3072) are refused before conversion (bad_input.image_too_large; "
-                         "the cloud runs lidar-only); 0 = no limit"),
-    "diagnostics_window_s": (5.0, "a diagnostics cause (bad input, dropped pillars, inference "
-                             "error, zero stamp, overload) clears once it has not recurred for "
-                             "this many seconds"),
-    "overload_warn_fraction": (0.1, "diagnostics WARN when more than this fraction of the "
-                               "synchronised frames in diagnostics_window_s was skipped because "
-                               "inference is slower than the input"),
-}
-
-#: remappable input names (Autoware's convention; launch/perception.launch.py remaps them from its
-#: arguments); a non-empty ``<key>_topic`` parameter overrides the name
-INPUT_NAMES: Dict[str, str] = {"cloud": "~/input/pointcloud", "image": "~/input/image",
-                               "camera_info": "~/input/camera_info"}
-
-def input_remap_args(cloud: str, image: str, camera_info: str) -> List[str]:
-    """``--ros-args`` remapping rules (``["-r", "~/input/pointcloud:=<cloud>", ...]``) that connect
-    the node's input names (:data:`INPUT_NAMES`) to the given topics; what the launch file does
-    with its arguments, for command lines built in Python (demo, bench, tests)."""
-    out: List[str] = []
-    for key, topic in (("cloud", cloud), ("image", image), ("camera_info", camera_info)):
-        out += ["-r", f"{INPUT_NAMES[key]}:={topic}"]
-    return out
-
-
-#: value ranges of numeric parameters, (min, max) inclusive, checked by rclpy (a value outside
-#: refuses to start / to set, naming the range)
-PARAMETER_RANGES: Dict[str, Tuple[float, float]] = {
-    "input_queue_depth": (1, 100), "sync_slop": (0.0, 1.0), "sync_queue_size": (1, 100),
-    "camera_timeout": (0.0, 10.0), "intensity_scale": (0.0, 1.0e4), "score_threshold": (0.0, 1.0),
-    "tf_timeout": (0.0, 10.0), "input_stale_warn_s": (0.1, 3600.0),
-}
-
-#: contract fields that can be pinned by ``contract.<name>`` parameters
-CONTRACT_PARAM_FIELDS = (
-    "point_cloud_range", "pillar_size", "max_pillars", "max_points_per_pillar", "point_features",
-    "intensity_scale", "image_size", "image_mean", "image_std", "detection_classes", "semantic_classes",
-    "bev_stride", "lidar_only_supported", "version",
-)
-
-
-def check_contract_overrides(overrides: Dict[str, Any], contract: Any, model_path: str) -> None:
-    """Compare set ``contract.*`` parameters with the model file's contract.
-
-    Args:
-        overrides: {field: value} of parameters that were set (None/empty = unset, skipped).
-        contract: the model's ModelContract.
-        model_path: for the message.
-    Raises:
-        StartupError naming every mismatching parameter with both values.
-    """
-    bad = []
-    for name, value in overrides.items():
-        if value is None or (isinstance(value, (list, tuple, str)) and len(value) == 0):
-            continue
-        model_value = getattr(contract, name)
-        if not _same(value, model_value):
-            mv = list(model_value) if isinstance(model_value, tuple) else model_value
-            pv = list(value) if isinstance(value, (tuple, np.ndarray)) else value
-            bad.append(f"parameter 'contract.{name}' = {pv} but the model file has {mv}")
-    if bad:
-        raise StartupError(f"model contract mismatch with {model_path}: " + "; ".join(bad)
-                           + " (remove the parameter or use a model trained with that contract)")
-
-
-def _make_postprocess_cfg(score_threshold: float, nms: str) -> "PostProcessConfig":
-    """The pipeline's :class:`~bev_mtl_ros.runtime.postprocess.PostProcessConfig` from the node
-    parameters ``score_threshold`` (0..1, all classes) and ``nms`` ("circle" | "rotated_iou" |
-    "none"). Imported here, with the pipeline, so that importing this module stays light.
-
-    Raises:
-        ValueError (from PostProcessConfig) for an unknown ``nms``.
-    """
-    from bev_mtl_ros.runtime.postprocess import PostProcessConfig
-
-    return PostProcessConfig(score_threshold=float(score_threshold), nms=str(nms))
-
-
-class _Throttle:
-    """Per-key rate limit for log messages (monotonic clock)."""
-
-    def __init__(self) -> None:
-        self._last: Dict[str, float] = {}
-
-    def ok(self, key: str, period: float) -> bool:
-        now = time.monotonic()
-        last = self._last.get(key)
-        if last is not None and now - last < period:
-            return False
-        self._last[key] = now
-        return True
+__all__ = ["PerceptionNode", "main"]
 
 
 class _Rate:
@@ -278,7 +135,8 @@ class _Rate:
             self._t.append(time.monotonic() if t is None else t)
 
     def hz(self) -> float:
-        """(events - 1) / (last - first) over the events of the last ``window`` seconds; 0 if < 2."""
+        """(events - 1) / (last - first) over the events of the last ``window`` seconds; 0 if
+        < 2."""
         now = time.monotonic()
         with self._lock:
             while self._t and now - self._t[0] > self.window:
@@ -293,571 +151,639 @@ def _wanted(publisher: Any) -> bool:
     return publisher is not None and publisher.get_subscription_count() > 0
 
 
-def _build_node_class():
-    """Define the Node subclass lazily so that this module imports without rclpy."""
-    import rclpy
-    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-    from rclpy.node import Node
-    from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data,
-                           qos_profile_system_default)
-    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-    from std_msgs.msg import Header
+def _qos_from_name(name: str, depth: int) -> QoSProfile:
+    """Input QoS from parameter ``input_qos`` (sensor_data | best_effort | reliable |
+    system_default) and history ``depth``. Raises StartupError for another name."""
+    name = name.strip().lower()
+    if name in ("sensor_data", "best_effort"):
+        q = QoSProfile(depth=depth)
+        q.reliability = qos_profile_sensor_data.reliability
+        q.history = HistoryPolicy.KEEP_LAST
+        q.durability = DurabilityPolicy.VOLATILE
+        return q
+    if name == "reliable":
+        return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE,
+                          history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE)
+    if name == "system_default":
+        return qos_profile_system_default
+    raise StartupError(f"parameter 'input_qos' = '{name}' is not one of sensor_data, "
+                       "best_effort, reliable, system_default")
 
-    from bev_mtl_ros.ros import messages as M
-    from bev_mtl_ros.ros.conversions import (ConversionError, InputTooLarge, check_cloud_size,
-                                             check_image_size, cloud_to_xyzi, decode_serialized,
-                                             image_to_rgb, ros_header)
-    from bev_mtl_ros.ros.diagnostics import HealthConfig, PipelineHealth
-    from bev_mtl_ros.ros.sync import ApproxTimeSync, stamp_to_sec
-    from bev_mtl_ros.ros.camera import ImageRectifier, nominal_camera_mismatch
-    from bev_mtl_ros.ros.tf import TransformError, make_transform_source, transform_points
 
-    def qos_from_name(name: str, depth: int) -> QoSProfile:
-        name = name.strip().lower()
-        if name in ("sensor_data", "best_effort"):
-            q = QoSProfile(depth=depth)
-            q.reliability = qos_profile_sensor_data.reliability
-            q.history = HistoryPolicy.KEEP_LAST
-            q.durability = DurabilityPolicy.VOLATILE
-            return q
-        if name == "reliable":
-            return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE,
-                              history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE)
-        if name == "system_default":
-            return qos_profile_system_default
-        raise StartupError(f"parameter 'input_qos' = '{name}' is not one of sensor_data, best_effort, reliable, "
-                           "system_default")
+def _parameter_descriptor(name: str, default: Any, text: str) -> ParameterDescriptor:
+    """Descriptor of node parameter ``name``: its description, plus the integer or floating
+    point range of :data:`~bev_mtl_ros.ros.params.PARAMETER_RANGES` (enforced by rclpy)."""
+    desc = ParameterDescriptor(description=text)
+    if name in PARAMETER_RANGES:
+        lo, hi = PARAMETER_RANGES[name]
+        if isinstance(default, int):
+            desc.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+        else:
+            desc.floating_point_range = [
+                FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
+        desc.description += f" [{lo} .. {hi}]"
+    return desc
 
-    class PerceptionNode(Node):
-        """The perception node (see module docstring). Raises StartupError from the constructor."""
 
-        def __init__(self, node_name: str = "perception_node", **kwargs: Any) -> None:
-            super().__init__(node_name, **kwargs)
-            self._throttle = _Throttle()
-            self._declare_parameters()
-            p = self._params
-            # ---------------------------------------------------------------- model
-            model_path = p["model_path"]
-            if not model_path:
-                found, looked = find_default_model()
-                if found is None:
-                    raise StartupError("parameter 'model_path' is empty and the packaged model "
-                                       f"{DEFAULT_MODEL_NAME} was not found; looked in: {', '.join(looked)}")
-                model_path = found
-            model_path = os.path.abspath(os.path.expanduser(model_path))
-            if not os.path.isfile(model_path):
-                raise StartupError(f"model file not found: {model_path} (parameter 'model_path')")
-            if p["backend"] not in ("auto", "onnxruntime", "pytorch"):
-                raise StartupError(f"parameter 'backend' = '{p['backend']}' is not auto, onnxruntime or pytorch")
-            if not (p["device"] == "cpu" or p["device"] == "cuda" or p["device"].startswith("cuda:")):
-                raise StartupError(f"parameter 'device' = '{p['device']}' is not cpu, cuda or cuda:N")
-            if p["nms"] not in ("circle", "rotated_iou", "none"):
-                raise StartupError(f"parameter 'nms' = '{p['nms']}' is not circle, rotated_iou or none")
+class PerceptionNode(Node):
+    """The perception node (see the module docstring for topics, TF, threads and time).
+
+    Warnings are throttled with rclpy's ``throttle_duration_sec`` (on the monotonic clock).
+    rclpy keeps the throttle state per *call site* (file, function, line of the logging call),
+    so every kind of warning has its own ``get_logger().warning(...)`` call: distinct kinds
+    never suppress each other, as with the former per-key throttle.
+
+    Raises:
+        StartupError from the constructor: bad parameter, model missing/corrupt, contract
+        mismatch, inference runtime unavailable.
+    """
+
+    def __init__(self, node_name: str = "perception_node", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        #: one clock instance for every throttled warning (rclpy refuses a call site whose
+        #: throttle arguments change between calls; a Clock compares by identity)
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._declare_parameters()
+        self._load_model()
+        self._init_state()
+        self._create_publishers()
+        self._create_subscriptions()
+        self._init_tf()
+        self._diag_timer = self.create_timer(1.0, self._publish_diagnostics,
+                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._worker = threading.Thread(target=self._worker_loop, name="perception_worker",
+                                        daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"model {self.model_path}: backend {self.backend.name} on "
+            f"{self.backend.device}; classes {self.class_names}; grid {self.contract.grid_size}; "
+            f"image {self.contract.image_size}; cloud '{self.sub_cloud.topic_name}', "
+            f"image '{self.sub_image.topic_name}', camera info '{self.sub_info.topic_name}' "
+            f"({self._params['input_qos']} QoS)")
+
+    # ------------------------------------------------------------------ start-up steps
+    def _declare_parameters(self) -> None:
+        """Declare :data:`NODE_PARAMETERS` (values in ``self._params``) and the
+        ``contract.<field>`` parameters (set ones in ``self._contract_overrides``)."""
+        p: Dict[str, Any] = {}
+        for name, (default, text) in NODE_PARAMETERS.items():
+            desc = _parameter_descriptor(name, default, text)
             try:
-                from bev_mtl_ros.runtime.backends import create_backend
-                from bev_mtl_ros.runtime.pipeline import PerceptionPipeline
-            except ImportError as e:
-                raise StartupError(f"inference runtime unavailable: {e}") from e
-            try:
-                self.backend = create_backend(model_path, backend=p["backend"], device=p["device"], fp16=p["fp16"],
-                                              trt_cache_dir=p["trt_cache_dir"] or None, logger=self.get_logger())
-            except Exception as e:  # corrupt file, missing provider, ...
-                raise StartupError(f"cannot load model {model_path} with backend '{p['backend']}' on "
-                                   f"'{p['device']}': {type(e).__name__}: {e}") from e
-            self.contract = self.backend.contract
-            check_contract_overrides(self._contract_overrides, self.contract, model_path)
-            try:
-                self.pipeline = PerceptionPipeline(self.backend, _make_postprocess_cfg(p["score_threshold"], p["nms"]))
-            except Exception as e:
-                raise StartupError(f"cannot build the pipeline: {type(e).__name__}: {e}") from e
-            self.model_path = model_path
-            self.class_names = list(self.contract.detection_classes)
-            # ---------------------------------------------------------------- state
-            try:
-                self.sync = ApproxTimeSync(slop=p["sync_slop"], queue_size=p["sync_queue_size"],
-                                           camera_timeout=p["camera_timeout"],
-                                           allow_lidar_only=bool(
-                                               self.contract.lidar_only_supported),
-                                           diag_window=p["diagnostics_window_s"])
-            except ValueError as e:
-                raise StartupError(f"parameters sync_slop / sync_queue_size / camera_timeout / "
-                                   f"diagnostics_window_s: {e}") from e
-            self._cond = threading.Condition()
-            self._slot: Optional[Any] = None
-            self._stop = False
-            self.counters: Dict[str, int] = {
-                "pairs_in": 0, "processed": 0, "published": 0, "skipped_frames": 0, "lidar_only_frames": 0,
-                "pillars_dropped": 0, "frames_with_pillars_dropped": 0, "nonfinite_points": 0,
-                "bad_input.empty_cloud": 0, "bad_input.nonfinite_cloud": 0, "bad_input.cloud_malformed": 0,
-                "bad_input.image_malformed": 0, "images_resized": 0, "bad_input.missing_intensity": 0,
-                "bad_input.stamp_backwards": 0, "bad_input.no_transform": 0,
-                "bad_input.cloud_too_large": 0, "bad_input.image_too_large": 0,
-                "bad_input.empty_frame_id": 0, "bad_input.cloud_out_of_range": 0,
-                "frames_transformed": 0, "outputs_unsubscribed": 0, "images_undistorted": 0,
-                "images_without_camera_info": 0,
-                "bad_input.camera_info_mismatch": 0, "camera_unlike_nominal": 0,
-                "errors.inference": 0,
-            }
-            self._counter_lock = threading.Lock()
-            self._rate_clouds, self._rate_images, self._rate_out = _Rate(), _Rate(), _Rate()
-            self._latencies: Deque[float] = deque(maxlen=200)
-            self._last_resets = 0
-            self._last_cloud_mono: Optional[float] = None
-            try:
-                health_cfg = HealthConfig(window_s=p["diagnostics_window_s"],
-                                          overload_fraction=p["overload_warn_fraction"],
-                                          input_stale_s=p["input_stale_warn_s"])
-                self._health = PipelineHealth(health_cfg, self.counters, time.monotonic())
-            except ValueError as e:
-                raise StartupError(f"parameters diagnostics_window_s / overload_warn_fraction / "
-                                   f"input_stale_warn_s: {e}") from e
-            # ---------------------------------------------------------------- ROS I/O
-            in_qos = qos_from_name(p["input_qos"], max(1, int(p["input_queue_depth"])))
-            out_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-            latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
-                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
-            from diagnostic_msgs.msg import DiagnosticArray
-            from nav_msgs.msg import OccupancyGrid
-            from std_msgs.msg import Float64MultiArray
-            from vision_msgs.msg import Detection3DArray, LabelInfo
-            from visualization_msgs.msg import MarkerArray
+                p[name] = self.declare_parameter(name, default, desc).value
+            except Exception as e:  # e.g. an int given for a double parameter
+                raise StartupError(f"parameter '{name}': {type(e).__name__}: {e} (expected a "
+                                   f"{type(default).__name__} like {default!r})") from e
+        self._params = p
+        self._contract_overrides: Dict[str, Any] = {}
+        for name in CONTRACT_PARAM_FIELDS:
+            desc = ParameterDescriptor(
+                dynamic_typing=True,
+                description=f"if set, must equal the model file's contract '{name}' "
+                            "(checked at start-up)")
+            v = self.declare_parameter("contract." + name, None, desc).value
+            if v is not None and (isinstance(v, (list, tuple)) or hasattr(v, "tolist")):
+                v = list(v)
+            self._contract_overrides[name] = v
 
-            self.pub_det = self.create_publisher(Detection3DArray, "~/detections", out_qos)
-            self.pub_markers = self.create_publisher(MarkerArray, "~/markers", out_qos)
-            self.pub_drivable = self.create_publisher(Image, "~/drivable_area", out_qos)
-            self.pub_grid = self.create_publisher(OccupancyGrid, "~/drivable_area/grid", out_qos)
-            self.pub_sem = self.create_publisher(Image, "~/semantic", out_qos)
-            self.pub_sem_color = (self.create_publisher(Image, "~/semantic/color", out_qos)
-                                  if p["publish_semantic_color"] else None)
-            self.pub_label_info = self.create_publisher(LabelInfo, "~/semantic/label_info", latched)
-            self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-            self.pub_timing = self.create_publisher(Float64MultiArray, "~/debug/processing_time_ms", out_qos)
-            #: optional outputs (lazy: built only with subscribers); detections, diagnostics always
-            self._optional = {"markers": self.pub_markers, "drivable": self.pub_drivable,
-                              "grid": self.pub_grid, "semantic": self.pub_sem,
-                              "semantic_color": self.pub_sem_color, "timing": self.pub_timing}
-            h = Header()
-            h.stamp = self.get_clock().now().to_msg()
-            self.pub_label_info.publish(M.label_info_msg(self.contract.semantic_classes, h, 0.0))
-            # raw (CDR bytes) subscriptions, decoded zero-copy by conversions.decode_serialized
-            self.sub_cloud = self.create_subscription(
-                PointCloud2, p["cloud_topic"] or INPUT_NAMES["cloud"], self._on_cloud, in_qos,
-                raw=True)
-            self.sub_image = self.create_subscription(
-                Image, p["image_topic"] or INPUT_NAMES["image"], self._on_image, in_qos,
-                raw=True)
-            self.rectifier = ImageRectifier()
-            self._nominal_checked: Optional[Any] = None
-            self.sub_info = self.create_subscription(
-                CameraInfo, p["camera_info_topic"] or INPUT_NAMES["camera_info"],
-                self.rectifier.update, in_qos)
-            from rclpy.clock import Clock, ClockType
+    def _load_model(self) -> None:
+        """Model file, backend, contract check and pipeline (``self.model_path``,
+        ``self.backend``, ``self.contract``, ``self.pipeline``, ``self.class_names``)."""
+        p = self._params
+        model_path = resolve_model_path(p["model_path"])
+        check_parameter_choices(p)
+        try:
+            from bev_mtl_ros.runtime.backends import create_backend
+            from bev_mtl_ros.runtime.pipeline import PerceptionPipeline
+        except ImportError as e:
+            raise StartupError(f"inference runtime unavailable: {e}") from e
+        try:
+            self.backend = create_backend(model_path, backend=p["backend"], device=p["device"],
+                                          fp16=p["fp16"], trt_cache_dir=p["trt_cache_dir"] or None,
+                                          logger=self.get_logger())
+        except Exception as e:  # corrupt file, missing provider, ...
+            raise StartupError(f"cannot load model {model_path} with backend '{p['backend']}' on "
+                               f"'{p['device']}': {type(e).__name__}: {e}") from e
+        self.contract = self.backend.contract
+        check_contract_overrides(self._contract_overrides, self.contract, model_path)
+        try:
+            self.pipeline = PerceptionPipeline(
+                self.backend, make_postprocess_config(p["score_threshold"], p["nms"]))
+        except Exception as e:
+            raise StartupError(f"cannot build the pipeline: {type(e).__name__}: {e}") from e
+        self.model_path = model_path
+        self.class_names = list(self.contract.detection_classes)
 
-            # ---------------------------------------------------------------- TF
-            self.target_frame = (p["target_frame"] or self.contract.frame_id).lstrip("/")
-            if not p["tf_timeout"] >= 0.0:
-                raise StartupError(f"parameter 'tf_timeout' = {p['tf_timeout']} must be >= 0")
-            self._tf_unconnected = ""   # last failed look-up, for /diagnostics
-            try:
-                self.tf = make_transform_source(self)
-                tf_mode = self.tf.mode
-            except ImportError as e:  # no tf2_ros, no tf2_msgs: only clouds in target_frame
-                self.tf = None
-                tf_mode = f"none ({e}): only clouds in '{self.target_frame}' are used"
-            self.get_logger().info(f"TF: {tf_mode}; target_frame '{self.target_frame}'")
-            self._diag_timer = self.create_timer(1.0, self._publish_diagnostics,
-                                                 clock=Clock(clock_type=ClockType.STEADY_TIME))
-            self._worker = threading.Thread(target=self._worker_loop, name="perception_worker", daemon=True)
-            self._worker.start()
-            self.get_logger().info(
-                f"model {model_path}: backend {self.backend.name} on "
-                f"{self.backend.device}; classes {self.class_names}; grid {self.contract.grid_size}; "
-                f"image {self.contract.image_size}; cloud '{self.sub_cloud.topic_name}', "
-                f"image '{self.sub_image.topic_name}', camera info '{self.sub_info.topic_name}' "
-                f"({p['input_qos']} QoS)")
+    def _init_state(self) -> None:
+        """Synchronizer, worker mailbox, counters, rates and health assessment."""
+        p = self._params
+        try:
+            self.sync = ApproxTimeSync(slop=p["sync_slop"], queue_size=p["sync_queue_size"],
+                                       camera_timeout=p["camera_timeout"],
+                                       allow_lidar_only=bool(self.contract.lidar_only_supported),
+                                       diag_window=p["diagnostics_window_s"])
+        except ValueError as e:
+            raise StartupError(f"parameters sync_slop / sync_queue_size / camera_timeout / "
+                               f"diagnostics_window_s: {e}") from e
+        self._cond = threading.Condition()
+        self._slot: Optional[Any] = None
+        self._stop = False
+        self.counters: Dict[str, int] = {
+            "pairs_in": 0, "processed": 0, "published": 0, "skipped_frames": 0,
+            "lidar_only_frames": 0, "pillars_dropped": 0, "frames_with_pillars_dropped": 0,
+            "nonfinite_points": 0, "bad_input.empty_cloud": 0, "bad_input.nonfinite_cloud": 0,
+            "bad_input.cloud_malformed": 0, "bad_input.image_malformed": 0, "images_resized": 0,
+            "bad_input.missing_intensity": 0, "bad_input.stamp_backwards": 0,
+            "bad_input.no_transform": 0, "bad_input.cloud_too_large": 0,
+            "bad_input.image_too_large": 0, "bad_input.empty_frame_id": 0,
+            "bad_input.cloud_out_of_range": 0, "frames_transformed": 0,
+            "outputs_unsubscribed": 0, "images_undistorted": 0, "images_without_camera_info": 0,
+            "bad_input.camera_info_mismatch": 0, "camera_unlike_nominal": 0,
+            "errors.inference": 0,
+        }
+        self._counter_lock = threading.Lock()
+        self._rate_clouds, self._rate_images, self._rate_out = _Rate(), _Rate(), _Rate()
+        self._latencies: Deque[float] = deque(maxlen=200)
+        self._last_resets = 0
+        self._last_cloud_mono: Optional[float] = None
+        try:
+            health_cfg = HealthConfig(window_s=p["diagnostics_window_s"],
+                                      overload_fraction=p["overload_warn_fraction"],
+                                      input_stale_s=p["input_stale_warn_s"])
+            self._health = PipelineHealth(health_cfg, self.counters, time.monotonic())
+        except ValueError as e:
+            raise StartupError(f"parameters diagnostics_window_s / overload_warn_fraction / "
+                               f"input_stale_warn_s: {e}") from e
 
-        # ------------------------------------------------------------------ parameters
-        def _declare_parameters(self) -> None:
-            p: Dict[str, Any] = {}
-            for name, (default, text) in NODE_PARAMETERS.items():
-                desc = ParameterDescriptor(description=text)
-                if name in PARAMETER_RANGES:
-                    lo, hi = PARAMETER_RANGES[name]
-                    if isinstance(default, int):
-                        desc.integer_range = [
-                            IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
-                    else:
-                        desc.floating_point_range = [
-                            FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
-                    desc.description += f" [{lo} .. {hi}]"
-                try:
-                    p[name] = self.declare_parameter(name, default, desc).value
-                except Exception as e:  # e.g. an int given for a double parameter
-                    raise StartupError(f"parameter '{name}': {type(e).__name__}: {e} (expected a "
-                                       f"{type(default).__name__} like {default!r})") from e
-            self._params = p
-            self._contract_overrides = {}
-            for name in CONTRACT_PARAM_FIELDS:
-                v = self.declare_parameter(
-                    "contract." + name, None,
-                    ParameterDescriptor(dynamic_typing=True,
-                                        description=f"if set, must equal the model file's contract '{name}' "
-                                                    "(checked at start-up)")).value
-                self._contract_overrides[name] = None if v is None else (list(v) if isinstance(v, (list, tuple))
-                                                                          or hasattr(v, "tolist") else v)
+    def _create_publishers(self) -> None:
+        """Output publishers (RELIABLE keep-last 5; LabelInfo TRANSIENT_LOCAL, published once
+        here) and ``self._optional``, the lazy outputs by name."""
+        out_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE,
+                             history=HistoryPolicy.KEEP_LAST)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             history=HistoryPolicy.KEEP_LAST,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub_det = self.create_publisher(Detection3DArray, "~/detections", out_qos)
+        self.pub_markers = self.create_publisher(MarkerArray, "~/markers", out_qos)
+        self.pub_drivable = self.create_publisher(Image, "~/drivable_area", out_qos)
+        self.pub_grid = self.create_publisher(OccupancyGrid, "~/drivable_area/grid", out_qos)
+        self.pub_sem = self.create_publisher(Image, "~/semantic", out_qos)
+        self.pub_sem_color = (self.create_publisher(Image, "~/semantic/color", out_qos)
+                              if self._params["publish_semantic_color"] else None)
+        self.pub_label_info = self.create_publisher(LabelInfo, "~/semantic/label_info", latched)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.pub_timing = self.create_publisher(Float64MultiArray, "~/debug/processing_time_ms",
+                                                out_qos)
+        #: optional outputs (lazy: built only with subscribers); detections, diagnostics always
+        self._optional = {"markers": self.pub_markers, "drivable": self.pub_drivable,
+                          "grid": self.pub_grid, "semantic": self.pub_sem,
+                          "semantic_color": self.pub_sem_color, "timing": self.pub_timing}
+        h = Header()
+        h.stamp = self.get_clock().now().to_msg()
+        self.pub_label_info.publish(M.label_info_msg(self.contract.semantic_classes, h, 0.0))
 
-        # ------------------------------------------------------------------ helpers
-        def _count(self, key: str, n: int = 1) -> None:
-            with self._counter_lock:
-                self.counters[key] = self.counters.get(key, 0) + n
+    def _create_subscriptions(self) -> None:
+        """Input subscriptions (QoS ``input_qos``): raw (CDR bytes) cloud and image, decoded
+        zero-copy by :func:`decode_serialized`; CameraInfo into ``self.rectifier``."""
+        p = self._params
+        in_qos = _qos_from_name(p["input_qos"], max(1, int(p["input_queue_depth"])))
+        self.sub_cloud = self.create_subscription(
+            PointCloud2, p["cloud_topic"] or INPUT_NAMES["cloud"], self._on_cloud, in_qos,
+            raw=True)
+        self.sub_image = self.create_subscription(
+            Image, p["image_topic"] or INPUT_NAMES["image"], self._on_image, in_qos,
+            raw=True)
+        self.rectifier = ImageRectifier()
+        self._nominal_checked: Optional[Any] = None
+        self.sub_info = self.create_subscription(
+            CameraInfo, p["camera_info_topic"] or INPUT_NAMES["camera_info"],
+            self.rectifier.update, in_qos)
 
-        def _warn(self, key: str, text: str, period: float = 5.0) -> None:
-            if self._throttle.ok(key, period):
-                self.get_logger().warning(text)
+    def _init_tf(self) -> None:
+        """``self.target_frame`` and the transform source ``self.tf`` (None without TF)."""
+        p = self._params
+        self.target_frame = (p["target_frame"] or self.contract.frame_id).lstrip("/")
+        if not p["tf_timeout"] >= 0.0:
+            raise StartupError(f"parameter 'tf_timeout' = {p['tf_timeout']} must be >= 0")
+        self._tf_unconnected = ""   # last failed look-up, for /diagnostics
+        try:
+            self.tf = make_transform_source(self)
+            tf_mode = self.tf.mode
+        except ImportError as e:  # no tf2_ros, no tf2_msgs: only clouds in target_frame
+            self.tf = None
+            tf_mode = f"none ({e}): only clouds in '{self.target_frame}' are used"
+        self.get_logger().info(f"TF: {tf_mode}; target_frame '{self.target_frame}'")
 
-        # ------------------------------------------------------------------ callbacks (light)
-        def _on_cloud(self, raw: bytes) -> None:
-            self._rate_clouds.tick()
-            self._last_cloud_mono = time.monotonic()
-            msg = self._decode(raw, "cloud")
-            if msg is None or not self._input_ok(msg, "cloud"):
-                return
-            pairs = self.sync.add_cloud((msg, time.monotonic()), stamp_to_sec(msg.header.stamp))
-            self._check_resets()
-            self._offer(pairs)
+    # ------------------------------------------------------------------ helpers
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._counter_lock:
+            self.counters[key] = self.counters.get(key, 0) + n
 
-        def _on_image(self, raw: bytes) -> None:
-            self._rate_images.tick()
-            msg = self._decode(raw, "image")
-            if msg is None or not self._input_ok(msg, "image"):
-                return
-            pairs = self.sync.add_image(msg, stamp_to_sec(msg.header.stamp))
-            self._check_resets()
-            self._offer(pairs)
+    def _every(self, period: float) -> Dict[str, Any]:
+        """Keyword arguments that throttle a logger call to one message per ``period`` seconds
+        (monotonic clock). The throttle state is rclpy's, per call site: use it only in the
+        logging call of one kind of warning, with one constant ``period``."""
+        return {"throttle_duration_sec": period, "throttle_time_source_type": self._steady}
 
-        def _decode(self, raw: bytes, kind: str) -> Optional[Any]:
-            """CDR bytes of a raw subscription -> message object (:func:`decode_serialized`).
+    # ------------------------------------------------------------------ callbacks (light)
+    def _on_cloud(self, raw: bytes) -> None:
+        self._rate_clouds.tick()
+        self._last_cloud_mono = time.monotonic()
+        msg = self._decode(raw, "cloud")
+        if msg is None or not self._input_ok(msg, "cloud"):
+            return
+        pairs = self.sync.add_cloud((msg, time.monotonic()), stamp_to_sec(msg.header.stamp))
+        self._check_resets()
+        self._offer(pairs)
 
-            ``kind`` is ``"cloud"`` (sensor_msgs/PointCloud2) or ``"image"`` (sensor_msgs/Image).
-            Undecodable bytes are counted in ``bad_input.<kind>_malformed``, warned about
-            (throttled, naming the topic) and give None.
-            """
-            cloud = kind == "cloud"
-            try:
-                return decode_serialized(
-                    raw, "sensor_msgs/msg/PointCloud2" if cloud else "sensor_msgs/msg/Image")
-            except ConversionError as e:
-                topic = (self.sub_cloud if cloud else self.sub_image).topic_name
-                self._count(f"bad_input.{kind}_malformed")
-                self._warn(f"{kind}_cdr", f"{kind} on '{topic}' skipped: {e}")
-                return None
+    def _on_image(self, raw: bytes) -> None:
+        self._rate_images.tick()
+        msg = self._decode(raw, "image")
+        if msg is None or not self._input_ok(msg, "image"):
+            return
+        pairs = self.sync.add_image(msg, stamp_to_sec(msg.header.stamp))
+        self._check_resets()
+        self._offer(pairs)
 
-        def _input_ok(self, msg: Any, kind: str) -> bool:
-            """Size limit (refused before conversion) and header checks of one input message."""
-            try:
-                if kind == "cloud":
-                    check_cloud_size(msg, self._params["max_cloud_points"])
-                else:
-                    check_image_size(msg, self._params["max_image_pixels"])
-            except InputTooLarge as e:
-                self._count(f"bad_input.{kind}_too_large")
-                tail = "" if kind == "cloud" else "; its cloud runs lidar-only"
-                self._warn(f"{kind}_too_large", f"{kind} refused: {e}{tail}")
+    def _decode(self, raw: bytes, kind: str) -> Optional[Any]:
+        """CDR bytes of a raw subscription -> message object (:func:`decode_serialized`).
+
+        ``kind`` is ``"cloud"`` (sensor_msgs/PointCloud2) or ``"image"`` (sensor_msgs/Image).
+        Undecodable bytes are counted in ``bad_input.<kind>_malformed``, warned about
+        (throttled per kind, naming the topic) and give None.
+        """
+        cloud = kind == "cloud"
+        try:
+            return decode_serialized(
+                raw, "sensor_msgs/msg/PointCloud2" if cloud else "sensor_msgs/msg/Image")
+        except ConversionError as e:
+            self._count(f"bad_input.{kind}_malformed")
+            if cloud:
+                self.get_logger().warning(
+                    f"cloud on '{self.sub_cloud.topic_name}' skipped: {e}", **self._every(5.0))
+            else:
+                self.get_logger().warning(
+                    f"image on '{self.sub_image.topic_name}' skipped: {e}", **self._every(5.0))
+            return None
+
+    def _input_ok(self, msg: Any, kind: str) -> bool:
+        """Size limit (refused before conversion) and header checks of one input message."""
+        log = self.get_logger()
+        try:
+            if kind == "cloud":
+                check_cloud_size(msg, self._params["max_cloud_points"])
+            else:
+                check_image_size(msg, self._params["max_image_pixels"])
+        except InputTooLarge as e:
+            self._count(f"bad_input.{kind}_too_large")
+            if kind == "cloud":
+                log.warning(f"cloud refused: {e}", **self._every(5.0))
+            else:
+                log.warning(f"image refused: {e}; its cloud runs lidar-only", **self._every(5.0))
+            return False
+        if not msg.header.frame_id:
+            self._count("bad_input.empty_frame_id")
+            if kind == "cloud":
+                log.warning("cloud with an empty header.frame_id skipped: it cannot be "
+                            f"transformed into '{self.target_frame}'", **self._every(30.0))
                 return False
-            if not msg.header.frame_id:
-                self._count("bad_input.empty_frame_id")
-                if kind == "cloud":
-                    self._warn("empty_frame_id", "cloud with an empty header.frame_id skipped: it cannot "
-                               f"be transformed into '{self.target_frame}'", 30.0)
-                    return False
-                self._warn("empty_frame_id_image", "image with an empty header.frame_id (used: the camera "
-                           "model comes from camera_info)", 30.0)
-            return True
+            log.warning("image with an empty header.frame_id (used: the camera model comes "
+                        "from camera_info)", **self._every(30.0))
+        return True
 
-        def _check_resets(self) -> None:
-            r = self.sync.stats.stamp_jumps
-            if r != self._last_resets:
-                self._count("bad_input.stamp_backwards", r - self._last_resets)
-                self._last_resets = r
-                self._warn("reset", f"synchronizer: {self.sync.last_jump}", 1.0)
+    def _check_resets(self) -> None:
+        r = self.sync.stats.stamp_jumps
+        if r != self._last_resets:
+            self._count("bad_input.stamp_backwards", r - self._last_resets)
+            self._last_resets = r
+            self.get_logger().warning(f"synchronizer: {self.sync.last_jump}", **self._every(1.0))
 
-        def _offer(self, pairs: Sequence[Any]) -> None:
-            if not pairs:
-                return
+    def _offer(self, pairs: Sequence[Any]) -> None:
+        if not pairs:
+            return
+        with self._cond:
+            for pair in pairs:
+                self.counters["pairs_in"] += 1
+                if pair.image is None and not self.contract.lidar_only_supported:
+                    continue  # dropped by the synchronizer's policy (counted in sync stats)
+                if self._slot is not None:
+                    self.counters["skipped_frames"] += 1
+                self._slot = pair
+            self._cond.notify()
+
+    # ------------------------------------------------------------------ worker
+    def _worker_loop(self) -> None:
+        while True:
             with self._cond:
-                for pair in pairs:
-                    self.counters["pairs_in"] += 1
-                    if pair.image is None and not self.contract.lidar_only_supported:
-                        continue  # dropped by the synchronizer's policy (counted in sync stats)
-                    if self._slot is not None:
-                        self.counters["skipped_frames"] += 1
-                    self._slot = pair
-                self._cond.notify()
-
-        # ------------------------------------------------------------------ worker
-        def _worker_loop(self) -> None:
-            while True:
-                with self._cond:
-                    if self._slot is None and not self._stop:
-                        self._cond.wait(timeout=0.02)
-                    if self._stop:
-                        return
-                    pair, self._slot = self._slot, None
-                if pair is None:
-                    late = self.sync.poll()
-                    if late:
-                        self._offer(late)
-                    continue
-                try:
-                    self._process(pair)
-                except Exception as e:  # never let the worker die
-                    if self._stop or not self.context.ok():  # shutting down: drop it quietly
-                        return
-                    self._count("errors.inference")
-                    self._warn("process_exc", f"frame failed: {type(e).__name__}: {e}\n{traceback.format_exc()}", 5.0)
-
-        def _cloud_transform(self, cloud: Any) -> Tuple[bool, Any]:
-            """(ok, transform or None for identity) from the cloud's frame into target_frame at the
-            cloud's stamp; on failure counts ``bad_input.no_transform``, names the frames for
-            /diagnostics and warns (throttled)."""
-            source = cloud.header.frame_id.lstrip("/")
-            if source == self.target_frame:
-                return True, None
-            try:
-                if not source:
-                    raise TransformError("the cloud has an empty header.frame_id")
-                if self.tf is None:
-                    raise TransformError("no TF available (neither tf2_ros nor tf2_msgs "
-                                         "importable)")
-                stamp = cloud.header.stamp
-                stamp_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-                T = self.tf.lookup(self.target_frame, source, stamp_ns, self._params["tf_timeout"])
-            except TransformError as e:
-                self._count("bad_input.no_transform")
-                self._tf_unconnected = f"'{source}' -> '{self.target_frame}': {e}"
-                self._warn("tf", f"cloud skipped: no transform {self._tf_unconnected}", 5.0)
-                return False, None
-            return True, (None if T.is_identity() else T)
-
-        def _rectify(self, rgb: np.ndarray) -> np.ndarray:
-            """The image through the camera's CameraInfo: undistorted when it has distortion (maps
-            cached per calibration), as it is when rectified; counts and warns about the rest and
-            (once per calibration) about a camera unlike the model's nominal one."""
-            r = self.rectifier.rectify(rgb)
-            name = self.sub_info.topic_name
-            if r.status == "undistorted":
-                self._count("images_undistorted")
-            elif r.status == "no_camera_info":
-                self._count("images_without_camera_info")
-                self._warn("no_info", f"no CameraInfo on '{name}' yet: images are used as they "
-                           "are (assumed rectified, the model's camera)", 60.0)
-            elif r.status in ("size_mismatch", "unknown_model"):
-                self._count("bad_input.camera_info_mismatch")
-                info = self.rectifier.info
-                self._warn("info_bad", f"CameraInfo on '{name}' ({info.width}x{info.height}, "
-                           f"distortion model '{info.distortion_model}') does not fit image "
-                           f"{rgb.shape[1]}x{rgb.shape[0]} ({r.status}): image used without "
-                           "undistortion", 10.0)
-            key = self.rectifier.key
-            if r.camera_matrix is not None and key != self._nominal_checked:
-                self._nominal_checked = key
-                text = nominal_camera_mismatch(r.camera_matrix, rgb.shape[1::-1],
-                                               self.contract.nominal_camera)
-                if text:
-                    self._count("camera_unlike_nominal")
-                    self.get_logger().warning(text)
-                if self.rectifier.rotation_ignored:
-                    self.get_logger().warning(
-                        f"CameraInfo on '{name}' has a rectification rotation R != I (stereo): "
-                        "not applied, only the distortion is removed")
-            return r.image
-
-        def _process(self, pair: Any) -> None:
-            t0 = time.perf_counter()
-            cloud, t_arrival = pair.cloud
-            p = self._params
-            self._count("processed")
-            ok, T = self._cloud_transform(cloud)
-            if not ok:
-                return
-            header = ros_header(cloud.header, self.target_frame)  # outputs: the cloud's stamp
-            # ---- cloud
-            try:
-                conv = cloud_to_xyzi(cloud, intensity_field=p["intensity_field"],
-                                     intensity_scale=p["intensity_scale"])
-            except ConversionError as e:
-                self._count("bad_input.cloud_malformed")
-                self._warn("cloud_bad", f"cloud on '{self.sub_cloud.topic_name}' skipped: {e}")
-                return
-            points = conv.points
-            if T is not None:
-                transform_points(points, T)
-                self._count("frames_transformed")
-            if points.shape[0] and not conv.has_intensity and p["intensity_field"]:
-                self._count("bad_input.missing_intensity")
-                names = [f.name for f in cloud.fields]
-                self._warn("no_intensity", f"cloud has no field '{p['intensity_field']}' (fields: {names}): intensity "
-                           "set to 0, detections will degrade; set parameter intensity_field", 30.0)
-            if conv.has_intensity and points.shape[0] >= 100 and self.contract.intensity_scale < 0.1:
-                top = float(np.nanmax(points[:, 3])) if np.isfinite(points[:, 3]).any() else 0.0
-                if 0.0 < top <= 1.0:
-                    self._warn("intensity_range", f"intensity after intensity_scale={p['intensity_scale']} is within "
-                               f"0..{top:.2f} but the model expects raw values up to "
-                               f"{1.0 / self.contract.intensity_scale:.0f}: set intensity_scale (e.g. 255.0)", 60.0)
-            if conv.num_nonfinite:
-                self._count("bad_input.nonfinite_cloud")
-                self._count("nonfinite_points", conv.num_nonfinite)
-                self._warn("nan", f"{conv.num_nonfinite} of {points.shape[0]} points have NaN/Inf values (dropped)")
-            n_finite = points.shape[0] - conv.num_nonfinite
-            # ---- image
-            rgb = None
-            if pair.image is not None:
-                try:
-                    rgb = image_to_rgb(pair.image)
-                except ConversionError as e:
-                    self._count("bad_input.image_malformed")
-                    self._warn("image_bad", f"image on '{self.sub_image.topic_name}' unusable ({e}); frame runs "
-                               "lidar-only")
-                    rgb = None
-                if rgb is not None:
-                    rgb = self._rectify(rgb)
-                if rgb is not None and tuple(rgb.shape[1::-1]) != tuple(self.contract.image_size):
-                    self._count("images_resized")
-                    self._warn("resize", f"image {rgb.shape[1]}x{rgb.shape[0]} differs from the model's "
-                               f"{self.contract.image_size[0]}x{self.contract.image_size[1]}: resized", 60.0)
-            if rgb is None:
-                if not self.contract.lidar_only_supported:
-                    self._warn("no_cam", "no usable image and the model has no lidar-only path: frame skipped")
+                if self._slot is None and not self._stop:
+                    self._cond.wait(timeout=0.02)
+                if self._stop:
                     return
-                self._count("lidar_only_frames")
-            t_conv = time.perf_counter()
-            timings: Dict[str, float] = {"convert": (t_conv - t0) * 1e3}
-            # ---- inference
-            if n_finite == 0:
-                self._count("bad_input.empty_cloud")
-                self._warn("empty", "empty cloud (no finite points): publishing empty detections")
-                empty = np.zeros((0, 7), np.float32)
-                self.pub_det.publish(M.detections_to_msg(empty, np.zeros(0, np.float32), np.zeros(0, np.int64),
-                                                         self.class_names, header))
-                if _wanted(self.pub_markers):
-                    self.pub_markers.publish(M.detections_to_markers(
-                        empty, np.zeros(0), np.zeros(0, np.int64), self.class_names, header))
-                self._finish(t0, t_arrival, timings)
-                return
-            wants = {name: _wanted(pub) for name, pub in self._optional.items()}
-            self._count("outputs_unsubscribed", sum(not w for w in wants.values()))
-            want_sem, want_color = wants["semantic"], wants["semantic_color"]
+                pair, self._slot = self._slot, None
+            if pair is None:
+                late = self.sync.poll()
+                if late:
+                    self._offer(late)
+                continue
             try:
-                result = self.pipeline(points, rgb, semantic=want_sem or want_color)
-            except Exception as e:
+                self._process(pair)
+            except Exception as e:  # never let the worker die
+                if self._stop or not self.context.ok():  # shutting down: drop it quietly
+                    return
                 self._count("errors.inference")
-                self._warn("infer", f"inference failed: {type(e).__name__}: {e}")
+                self.get_logger().warning(
+                    f"frame failed: {type(e).__name__}: {e}\n{traceback.format_exc()}",
+                    **self._every(5.0))
+
+    def _process(self, pair: Any) -> None:
+        """One synchronised pair: transform and convert the cloud, convert the image, infer,
+        check the pillarization and publish (or skip the frame, counted and warned)."""
+        t0 = time.perf_counter()
+        cloud, t_arrival = pair.cloud
+        self._count("processed")
+        ok, T = self._cloud_transform(cloud)
+        if not ok:
+            return
+        header = ros_header(cloud.header, self.target_frame)  # outputs: the cloud's stamp
+        conv = self._convert_cloud(cloud, T)
+        if conv is None:
+            return
+        points = conv.points
+        n_finite = points.shape[0] - conv.num_nonfinite
+        rgb = None if pair.image is None else self._convert_image(pair.image)
+        if rgb is None:
+            if not self.contract.lidar_only_supported:
+                self.get_logger().warning("no usable image and the model has no lidar-only "
+                                          "path: frame skipped", **self._every(5.0))
                 return
-            t_inf = time.perf_counter()
-            for k, v in result.timings_ms.items():
-                timings["pipeline_total" if k == "total" else str(k)] = float(v)
-            stats = result.pillar_stats
-            if (n_finite
-                    and stats.points_in == stats.nonfinite_dropped + stats.out_of_range_dropped):
-                self._count("bad_input.cloud_out_of_range")
-                rng = list(self.contract.point_cloud_range)
-                self._warn("out_of_range", f"none of the {n_finite} finite points lies inside the "
-                           f"model's point_cloud_range {rng[:3]}..{rng[3:]} m (another frame or "
-                           "unit?)", 10.0)
-            dropped = int(stats.pillars_dropped)
-            if dropped:
-                self._count("pillars_dropped", dropped)
-                self._count("frames_with_pillars_dropped")
-                self._warn("pillars", f"{dropped} pillars over max_pillars={self.contract.max_pillars} dropped "
-                           f"({stats.points_in_dropped_pillars} points)")
-            # ---- publish (cloud header for lidar/BEV outputs, image header for image-space outputs)
-            det = result.detections
-            self.pub_det.publish(M.detections_to_msg(det.boxes, det.scores, det.labels, self.class_names, header))
-            # optional outputs: built and published only when someone subscribes (lazy outputs)
-            if wants["markers"]:
-                self.pub_markers.publish(M.detections_to_markers(det.boxes, det.scores, det.labels,
-                                                                 self.class_names, header))
-            if result.drivable is not None:
-                if wants["drivable"]:
-                    self.pub_drivable.publish(M.drivable_to_image(result.drivable, header))
-                if wants["grid"]:
-                    try:
-                        self.pub_grid.publish(M.drivable_to_occupancy_grid(
-                            result.drivable, self.contract.point_cloud_range,
-                            self.contract.pillar_size, header))
-                    except ValueError as e:
-                        self._warn("grid", str(e), 60.0)
-            sem = result.semantic
-            if sem is not None and rgb is not None and pair.image is not None:
-                img_header = ros_header(pair.image.header)
-                if want_sem:
-                    self.pub_sem.publish(M.semantic_to_image(sem, img_header))
-                if want_color and sem.shape[:2] == rgb.shape[:2]:
-                    self.pub_sem_color.publish(M.semantic_overlay(rgb, sem, img_header))
-            timings["publish"] = (time.perf_counter() - t_inf) * 1e3
+            self._count("lidar_only_frames")
+        t_conv = time.perf_counter()
+        timings: Dict[str, float] = {"convert": (t_conv - t0) * 1e3}
+        if n_finite == 0:
+            self._publish_empty(header)
             self._finish(t0, t_arrival, timings)
+            return
+        wants = {name: _wanted(pub) for name, pub in self._optional.items()}
+        self._count("outputs_unsubscribed", sum(not w for w in wants.values()))
+        result = self._infer(points, rgb, wants)
+        if result is None:
+            return
+        t_inf = time.perf_counter()
+        for k, v in result.timings_ms.items():
+            timings["pipeline_total" if k == "total" else str(k)] = float(v)
+        self._check_pillar_stats(result.pillar_stats, n_finite)
+        self._publish_outputs(result, header, pair.image, rgb, wants)
+        timings["publish"] = (time.perf_counter() - t_inf) * 1e3
+        self._finish(t0, t_arrival, timings)
 
-        def _finish(self, t0: float, t_arrival: float, timings: Dict[str, float]) -> None:
-            timings["total"] = (time.perf_counter() - t0) * 1e3
-            if _wanted(self.pub_timing):
-                self.pub_timing.publish(M.timings_msg(timings))
-            self._latencies.append((time.monotonic() - t_arrival) * 1e3)
-            self._rate_out.tick()
-            self._count("published")
+    # ------------------------------------------------------------------ processing steps
+    def _cloud_transform(self, cloud: Any) -> Tuple[bool, Any]:
+        """(ok, transform or None for identity) from the cloud's frame into target_frame at the
+        cloud's stamp; on failure counts ``bad_input.no_transform``, names the frames for
+        /diagnostics and warns (throttled)."""
+        source = cloud.header.frame_id.lstrip("/")
+        if source == self.target_frame:
+            return True, None
+        try:
+            if not source:
+                raise TransformError("the cloud has an empty header.frame_id")
+            if self.tf is None:
+                raise TransformError("no TF available (neither tf2_ros nor tf2_msgs "
+                                     "importable)")
+            stamp = cloud.header.stamp
+            stamp_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+            T = self.tf.lookup(self.target_frame, source, stamp_ns, self._params["tf_timeout"])
+        except TransformError as e:
+            self._count("bad_input.no_transform")
+            self._tf_unconnected = f"'{source}' -> '{self.target_frame}': {e}"
+            self.get_logger().warning(f"cloud skipped: no transform {self._tf_unconnected}",
+                                      **self._every(5.0))
+            return False, None
+        return True, (None if T.is_identity() else T)
 
-        # ------------------------------------------------------------------ diagnostics
-        def _publish_diagnostics(self) -> None:
-            with self._counter_lock:
-                c = dict(self.counters)
-            lat = np.array(self._latencies, dtype=np.float64)
-            p50, p95 = (float(np.percentile(lat, 50)), float(np.percentile(lat, 95))) if lat.size else (0.0, 0.0)
-            s = self.sync.stats
-            values: Dict[str, Any] = {
-                "backend": self.backend.name, "device": self.backend.device,
-                "model": self.model_path,
-                "rate_in_clouds_hz": self._rate_clouds.hz(), "rate_in_images_hz": self._rate_images.hz(),
-                "rate_out_hz": self._rate_out.hz(), "latency_p50_ms": p50, "latency_p95_ms": p95,
-            }
-            values.update(c)
-            for k, v in s.to_dict().items():
-                values["sync." + k] = v
-            values["tf.target_frame"] = self.target_frame
-            values["tf.mode"] = self.tf.mode if self.tf is not None else "none"
-            values["tf.unconnected"] = self._tf_unconnected  # the last failed look-up ("" = none)
-            last = self._last_cloud_mono
-            idle = None if last is None else time.monotonic() - last
-            diag = self.sync.diagnose()
-            if diag:
-                self._warn("sync_diag", f"synchronizer: {diag}", 10.0)
-            level, msgs = self._health.assess(time.monotonic(), c, idle, diag,
-                                              self.sub_cloud.topic_name,
-                                              {"no_transform": self._tf_unconnected})
-            status = M.diagnostic_status(f"{self.get_name()}: pipeline", level, "; ".join(msgs) or "ok", values,
-                                         hardware_id=str(self.backend.device))
-            self.pub_diag.publish(M.diagnostic_array([status], self.get_clock().now().to_msg()))
+    def _convert_cloud(self, cloud: Any, T: Any) -> Optional[Any]:
+        """PointCloud2 -> (N, 4) x, y, z [m], intensity in ``target_frame`` (``T``: transform
+        from the cloud's frame, None = identity), as :func:`cloud_to_xyzi`'s result; None for a
+        malformed cloud (counted, warned). Counts and warns about missing intensity,
+        intensity in the wrong range and NaN/Inf points."""
+        p = self._params
+        try:
+            conv = cloud_to_xyzi(cloud, intensity_field=p["intensity_field"],
+                                 intensity_scale=p["intensity_scale"])
+        except ConversionError as e:
+            self._count("bad_input.cloud_malformed")
+            self.get_logger().warning(f"cloud on '{self.sub_cloud.topic_name}' skipped: {e}",
+                                      **self._every(5.0))
+            return None
+        points = conv.points
+        if T is not None:
+            transform_points(points, T)
+            self._count("frames_transformed")
+        self._check_intensity(conv, cloud)
+        if conv.num_nonfinite:
+            self._count("bad_input.nonfinite_cloud")
+            self._count("nonfinite_points", conv.num_nonfinite)
+            self.get_logger().warning(f"{conv.num_nonfinite} of {points.shape[0]} points have "
+                                      "NaN/Inf values (dropped)", **self._every(5.0))
+        return conv
 
-        # ------------------------------------------------------------------ shutdown
-        def stop(self) -> None:
-            """Stop the worker thread (joins it)."""
-            with self._cond:
-                self._stop = True
-                self._cond.notify_all()
-            if self._worker.is_alive():
-                self._worker.join(timeout=5.0)
+    def _check_intensity(self, conv: Any, cloud: Any) -> None:
+        """Count and warn (throttled) about a cloud without the intensity field and about
+        intensities that look normalised (0..1) where the model expects raw values."""
+        p = self._params
+        points = conv.points
+        if points.shape[0] and not conv.has_intensity and p["intensity_field"]:
+            self._count("bad_input.missing_intensity")
+            names = [f.name for f in cloud.fields]
+            self.get_logger().warning(
+                f"cloud has no field '{p['intensity_field']}' (fields: {names}): intensity set "
+                "to 0, detections will degrade; set parameter intensity_field",
+                **self._every(30.0))
+        if conv.has_intensity and points.shape[0] >= 100 and self.contract.intensity_scale < 0.1:
+            top = float(np.nanmax(points[:, 3])) if np.isfinite(points[:, 3]).any() else 0.0
+            if 0.0 < top <= 1.0:
+                self.get_logger().warning(
+                    f"intensity after intensity_scale={p['intensity_scale']} is within "
+                    f"0..{top:.2f} but the model expects raw values up to "
+                    f"{1.0 / self.contract.intensity_scale:.0f}: set intensity_scale (e.g. 255.0)",
+                    **self._every(60.0))
 
-    return PerceptionNode
+    def _convert_image(self, image: Any) -> Optional[np.ndarray]:
+        """sensor_msgs/Image -> (H, W, 3) uint8 RGB, undistorted through the CameraInfo; None
+        when unusable (counted, warned: the frame runs lidar-only). Counts a size different
+        from the model's (``images_resized``: the pipeline resizes)."""
+        try:
+            rgb = image_to_rgb(image)
+        except ConversionError as e:
+            self._count("bad_input.image_malformed")
+            self.get_logger().warning(f"image on '{self.sub_image.topic_name}' unusable ({e}); "
+                                      "frame runs lidar-only", **self._every(5.0))
+            return None
+        rgb = self._rectify(rgb)
+        if tuple(rgb.shape[1::-1]) != tuple(self.contract.image_size):
+            self._count("images_resized")
+            self.get_logger().warning(
+                f"image {rgb.shape[1]}x{rgb.shape[0]} differs from the model's "
+                f"{self.contract.image_size[0]}x{self.contract.image_size[1]}: resized",
+                **self._every(60.0))
+        return rgb
 
+    def _rectify(self, rgb: np.ndarray) -> np.ndarray:
+        """The image through the camera's CameraInfo: undistorted when it has distortion (maps
+        cached per calibration), as it is when rectified; counts and warns about the rest and
+        (once per calibration) about a camera unlike the model's nominal one."""
+        r = self.rectifier.rectify(rgb)
+        name = self.sub_info.topic_name
+        if r.status == "undistorted":
+            self._count("images_undistorted")
+        elif r.status == "no_camera_info":
+            self._count("images_without_camera_info")
+            self.get_logger().warning(f"no CameraInfo on '{name}' yet: images are used as they "
+                                      "are (assumed rectified, the model's camera)",
+                                      **self._every(60.0))
+        elif r.status in ("size_mismatch", "unknown_model"):
+            self._count("bad_input.camera_info_mismatch")
+            info = self.rectifier.info
+            self.get_logger().warning(
+                f"CameraInfo on '{name}' ({info.width}x{info.height}, distortion model "
+                f"'{info.distortion_model}') does not fit image {rgb.shape[1]}x{rgb.shape[0]} "
+                f"({r.status}): image used without undistortion", **self._every(10.0))
+        key = self.rectifier.key
+        if r.camera_matrix is not None and key != self._nominal_checked:
+            self._nominal_checked = key
+            text = nominal_camera_mismatch(r.camera_matrix, rgb.shape[1::-1],
+                                           self.contract.nominal_camera)
+            if text:
+                self._count("camera_unlike_nominal")
+                self.get_logger().warning(text)
+            if self.rectifier.rotation_ignored:
+                self.get_logger().warning(
+                    f"CameraInfo on '{name}' has a rectification rotation R != I (stereo): "
+                    "not applied, only the distortion is removed")
+        return r.image
 
-_NODE_CLASS = None
+    def _publish_empty(self, header: Header) -> None:
+        """A cloud without finite points: counted, warned, empty detections (and markers)."""
+        self._count("bad_input.empty_cloud")
+        self.get_logger().warning("empty cloud (no finite points): publishing empty detections",
+                                  **self._every(5.0))
+        empty = np.zeros((0, 7), np.float32)
+        self.pub_det.publish(M.detections_to_msg(empty, np.zeros(0, np.float32),
+                                                 np.zeros(0, np.int64), self.class_names,
+                                                 header))
+        if _wanted(self.pub_markers):
+            self.pub_markers.publish(M.detections_to_markers(
+                empty, np.zeros(0), np.zeros(0, np.int64), self.class_names, header))
 
+    def _infer(self, points: np.ndarray, rgb: Optional[np.ndarray],
+               wants: Dict[str, bool]) -> Optional[Any]:
+        """The pipeline on (N, 4) points and the RGB image (None = lidar-only); the semantic
+        head only when a semantic output is wanted. None after an error (counted, warned)."""
+        try:
+            return self.pipeline(points, rgb,
+                                 semantic=wants["semantic"] or wants["semantic_color"])
+        except Exception as e:
+            self._count("errors.inference")
+            self.get_logger().warning(f"inference failed: {type(e).__name__}: {e}",
+                                      **self._every(5.0))
+            return None
 
-def __getattr__(name: str) -> Any:  # PerceptionNode is built on first access (needs rclpy)
-    global _NODE_CLASS
-    if name == "PerceptionNode":
-        if _NODE_CLASS is None:
-            _NODE_CLASS = _build_node_class()
-        return _NODE_CLASS
-    raise AttributeError(name)
+    def _check_pillar_stats(self, stats: Any, n_finite: int) -> None:
+        """Count and warn about a cloud without any point in ``point_cloud_range`` and about
+        pillars dropped over ``max_pillars`` (``stats``: the pipeline's pillar statistics)."""
+        if (n_finite
+                and stats.points_in == stats.nonfinite_dropped + stats.out_of_range_dropped):
+            self._count("bad_input.cloud_out_of_range")
+            rng = list(self.contract.point_cloud_range)
+            self.get_logger().warning(
+                f"none of the {n_finite} finite points lies inside the model's "
+                f"point_cloud_range {rng[:3]}..{rng[3:]} m (another frame or unit?)",
+                **self._every(10.0))
+        dropped = int(stats.pillars_dropped)
+        if dropped:
+            self._count("pillars_dropped", dropped)
+            self._count("frames_with_pillars_dropped")
+            self.get_logger().warning(
+                f"{dropped} pillars over max_pillars={self.contract.max_pillars} dropped "
+                f"({stats.points_in_dropped_pillars} points)", **self._every(5.0))
+
+    def _publish_outputs(self, result: Any, header: Header, image: Any,
+                         rgb: Optional[np.ndarray], wants: Dict[str, bool]) -> None:
+        """Detections always, the lazy outputs in ``wants``: the cloud's ``header`` for lidar/BEV
+        outputs, the camera ``image`` message's header for image-space outputs."""
+        det = result.detections
+        self.pub_det.publish(M.detections_to_msg(det.boxes, det.scores, det.labels,
+                                                 self.class_names, header))
+        if wants["markers"]:
+            self.pub_markers.publish(M.detections_to_markers(det.boxes, det.scores, det.labels,
+                                                             self.class_names, header))
+        if result.drivable is not None:
+            if wants["drivable"]:
+                self.pub_drivable.publish(M.drivable_to_image(result.drivable, header))
+            if wants["grid"]:
+                try:
+                    self.pub_grid.publish(M.drivable_to_occupancy_grid(
+                        result.drivable, self.contract.point_cloud_range,
+                        self.contract.pillar_size, header))
+                except ValueError as e:
+                    self.get_logger().warning(str(e), **self._every(60.0))
+        sem = result.semantic
+        if sem is not None and rgb is not None and image is not None:
+            img_header = ros_header(image.header)
+            if wants["semantic"]:
+                self.pub_sem.publish(M.semantic_to_image(sem, img_header))
+            if wants["semantic_color"] and sem.shape[:2] == rgb.shape[:2]:
+                self.pub_sem_color.publish(M.semantic_overlay(rgb, sem, img_header))
+
+    def _finish(self, t0: float, t_arrival: float, timings: Dict[str, float]) -> None:
+        timings["total"] = (time.perf_counter() - t0) * 1e3
+        if _wanted(self.pub_timing):
+            self.pub_timing.publish(M.timings_msg(timings))
+        self._latencies.append((time.monotonic() - t_arrival) * 1e3)
+        self._rate_out.tick()
+        self._count("published")
+
+    # ------------------------------------------------------------------ diagnostics
+    def _publish_diagnostics(self) -> None:
+        with self._counter_lock:
+            c = dict(self.counters)
+        lat = np.array(self._latencies, dtype=np.float64)
+        p50, p95 = ((float(np.percentile(lat, 50)), float(np.percentile(lat, 95)))
+                    if lat.size else (0.0, 0.0))
+        s = self.sync.stats
+        values: Dict[str, Any] = {
+            "backend": self.backend.name, "device": self.backend.device,
+            "model": self.model_path,
+            "rate_in_clouds_hz": self._rate_clouds.hz(),
+            "rate_in_images_hz": self._rate_images.hz(),
+            "rate_out_hz": self._rate_out.hz(), "latency_p50_ms": p50, "latency_p95_ms": p95,
+        }
+        values.update(c)
+        for k, v in s.to_dict().items():
+            values["sync." + k] = v
+        values["tf.target_frame"] = self.target_frame
+        values["tf.mode"] = self.tf.mode if self.tf is not None else "none"
+        values["tf.unconnected"] = self._tf_unconnected  # the last failed look-up ("" = none)
+        last = self._last_cloud_mono
+        idle = None if last is None else time.monotonic() - last
+        diag = self.sync.diagnose()
+        if diag:
+            self.get_logger().warning(f"synchronizer: {diag}", **self._every(10.0))
+        level, msgs = self._health.assess(time.monotonic(), c, idle, diag,
+                                          self.sub_cloud.topic_name,
+                                          {"no_transform": self._tf_unconnected})
+        status = M.diagnostic_status(f"{self.get_name()}: pipeline", level,
+                                     "; ".join(msgs) or "ok", values,
+                                     hardware_id=str(self.backend.device))
+        self.pub_diag.publish(M.diagnostic_array([status], self.get_clock().now().to_msg()))
+
+    # ------------------------------------------------------------------ shutdown
+    def stop(self) -> None:
+        """Stop the worker thread (joins it)."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._worker.is_alive():
+            self._worker.join(timeout=5.0)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -877,16 +803,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-    from rclpy.signals import SignalHandlerOptions
-
     rclpy.init(args=list(argv) if argv is not None else None,
                signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
         try:
-            node = __getattr__("PerceptionNode")()
+            node = PerceptionNode()
         except StartupError as e:
             print(f"[perception_node] error: {e}", file=sys.stderr, flush=True)
             return EXIT_STARTUP_ERROR
