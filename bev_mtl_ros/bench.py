@@ -637,9 +637,9 @@ def run_benchmark(cfg: BenchConfig, log=print) -> Dict[str, Any]:
                                  "t": np.zeros(n_pts, np.float32)})
             imsg = image_to_msg(img, "rgb8")
             st["cloud_to_numpy"] = time_stage(lambda: cloud_to_xyzi(cmsg), cfg.frames, cfg.warmup)
-            st["image_to_numpy"] = time_stage(lambda: resize_rgb(image_to_rgb(imsg),
-                                                                 contract.image_size),
-                                              cfg.frames, cfg.warmup)
+            st["image_to_numpy"] = time_stage(
+                lambda: resize_rgb(image_to_rgb(imsg), contract.image_size),
+                cfg.frames, cfg.warmup)
         except ImportError as e:
             st["cloud_to_numpy"] = {"error": f"ros conversions unavailable: {e}"}
         # pillarization

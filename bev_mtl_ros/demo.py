@@ -335,8 +335,8 @@ def run_replay(cfg: ReplayConfig, log=print) -> ReplayRun:
         # the node's subscription and (when inputs are recorded) the recorder's must both be
         # matched by the player's publisher before the first cloud goes out
         n_subs = 2 if cfg.record_inputs else 1
-        play_cmd = _cli() + ["play", str(bag), "--rate", str(cfg.rate), "--wait-for-subscribers",
-                             "1",
+        play_cmd = _cli() + ["play", str(bag), "--rate", str(cfg.rate),
+                             "--wait-for-subscribers", "1",
                              "--wait-topics", f"{LIDAR_TOPIC}={n_subs}", f"{IMAGE_TOPIC}=1",
                              "--wait-timeout", "60", "--stats-json", str(stats_json)]
         if cfg.use_sim_time:
@@ -348,11 +348,9 @@ def run_replay(cfg: ReplayConfig, log=print) -> ReplayRun:
         if cfg.pace:
             play_cmd += ["--pace-topic", f"{det_topic}:vision_msgs/msg/Detection3DArray",
                          "--pace-input", LIDAR_TOPIC]
-        player = subprocess.run(play_cmd, env=env, stdout=files["player"],
-                                stderr=subprocess.STDOUT,
-                                timeout=max(120.0,
-                                            3.0 * max(1, cfg.loops) * _bag_span_s(bag) / cfg.rate
-                                            + 60.0))
+        player = subprocess.run(
+            play_cmd, env=env, stdout=files["player"], stderr=subprocess.STDOUT,
+            timeout=max(120.0, 3.0 * max(1, cfg.loops) * _bag_span_s(bag) / cfg.rate + 60.0))
         if player.returncode != 0:
             raise DemoError(f"player failed (code {player.returncode}); log "
                             f"{logs['player']}:\n{_tail(logs['player'])}")
@@ -429,9 +427,9 @@ def make_synthetic_bag(out: Path, frames: int = 6, points: int = 20_000,
         msgs += [("points", tb.make_pointcloud2(ts, arr, stamp, fid["view"])),
                  ("image", tb.make_image(ts, img, stamp, fid["optical"], "rgb8")),
                  ("camera_info", tb.make_camera_info(ts, cam, stamp, fid["optical"], image_wh)),
-                 ("boxes",
-                  tb.make_detections(ts, boxes, names, [str(i) for i in range(len(boxes))], stamp,
-                                     fid["view"])),
+                 ("boxes", tb.make_detections(ts, boxes, names,
+                                              [str(i) for i in range(len(boxes))], stamp,
+                                              fid["view"])),
                  ("semantic", tb.make_image(ts, np.zeros(img.shape[:2], np.uint8), stamp,
                                             fid["optical"], "mono8"))]
         for key, msg in msgs:
@@ -590,8 +588,8 @@ def _diagnostic_values(diag_msgs: Sequence[Any],
 
 
 def analyze_recording(input_bag: Path, recording: Path, node_name: str = NODE_NAME,
-                      player_stats: Optional[Dict[str, Any]] = None) -> Tuple[Dict[str, Any],
-                                                                              List[FrameOutput]]:
+                      player_stats: Optional[Dict[str, Any]] = None
+                      ) -> Tuple[Dict[str, Any], List[FrameOutput]]:
     """Match the node's recorded outputs to the input bag's lidar frames and summarise.
 
     Returns:
@@ -697,9 +695,10 @@ def model_contract(model_path: Optional[str | os.PathLike]):
     return load_checkpoint(str(model_path))[1]
 
 
-def evaluate_against_ground_truth(input_bag: Path, recording: Path, node_name: str = NODE_NAME,
-                                  model_path: Optional[str | os.PathLike] = None) -> Dict[str,
-                                                                                          Any]:
+def evaluate_against_ground_truth(input_bag: Path, recording: Path,
+                                  node_name: str = NODE_NAME,
+                                  model_path: Optional[str | os.PathLike] = None
+                                  ) -> Dict[str, Any]:
     """Metrics of the recorded outputs against the input bag's ground truth (boxes, semantic),
     matched by header stamp: :func:`bev_mtl_ros.train.evaluate.evaluate_bag` on the node's
     ``~/detections`` and ``~/semantic`` topics, as JSON-compatible data (NaN stays NaN).

@@ -143,6 +143,5 @@ def test_loader_workers_draw_new_augmentations_each_epoch():
     # and the same epoch reproduces the same augmentation
     ds.set_epoch(0)
     (_i, _t, meta), = list(loader)
-    np.testing.assert_allclose(np.concatenate([m["boxes"]
-                                               for m in sorted(meta,
-                                                               key=lambda m: m["key"])]), seen[0])
+    np.testing.assert_allclose(
+        np.concatenate([m["boxes"] for m in sorted(meta, key=lambda m: m["key"])]), seen[0])

@@ -97,8 +97,8 @@ def make_messages(round_index: int):
         x, y, z, yaw = (float(v) for v in rng.uniform(-40, 40, 4))
         hyp.pose.pose.position.x, hyp.pose.pose.position.y, hyp.pose.pose.position.z = x, y, z
         det.results.append(hyp)
-        det.bbox.center.position.x, det.bbox.center.position.y, det.bbox.center.position.z = (x, y,
-                                                                                              z)
+        (det.bbox.center.position.x, det.bbox.center.position.y,
+         det.bbox.center.position.z) = (x, y, z)
         det.bbox.center.orientation = Quaternion(z=float(np.sin(yaw / 2)),
                                                  w=float(np.cos(yaw / 2)))
         det.bbox.size.x, det.bbox.size.y, det.bbox.size.z = (float(v)

@@ -361,8 +361,8 @@ def test_every_import_is_declared():
                 problems.append(f"{where}: add {pip_name} to requirements-pip-only.txt")
             if pip_name.lower() not in venv:
                 problems.append(f"{where}: add {pip_name} to requirements.txt")
-        elif module in LAUNCH_ONLY or module == "rclpy" or module.endswith(("_msgs",
-                                                                            "_interfaces")) \
+        elif module in LAUNCH_ONLY or module == "rclpy" \
+                or module.endswith(("_msgs", "_interfaces")) \
                 or module == "ament_index_python":
             if module not in declared:
                 problems.append(f"{where}: add <exec_depend>{module}</exec_depend> to package.xml")

@@ -76,10 +76,10 @@ def test_markers_deleteall_first_then_boxes_and_labels():
     # one LINE_LIST per class
     assert len(lines) == 2 and [len(m.points) for m in lines] == [24, 24]
     assert len({(m.ns, m.id) for m in lines}) == 2
-    assert ((lines[0].color.r, lines[0].color.g,
-             lines[0].color.b) == pytest.approx(M.CLASS_COLOURS["Car"]))
-    assert ((lines[1].color.r, lines[1].color.g,
-             lines[1].color.b) == pytest.approx(M.CLASS_COLOURS["Pedestrian"]))
+    assert ((lines[0].color.r, lines[0].color.g, lines[0].color.b)
+            == pytest.approx(M.CLASS_COLOURS["Car"]))
+    assert ((lines[1].color.r, lines[1].color.g, lines[1].color.b)
+            == pytest.approx(M.CLASS_COLOURS["Pedestrian"]))
     assert [t.text for t in texts] == ["Car 0.90", "Pedestrian 0.40"]
     assert len({(t.ns, t.id) for t in texts}) == 2
     assert all(m.header.stamp.sec == 1234 and m.header.frame_id == "cam_front_center"
@@ -104,8 +104,8 @@ def test_drivable_image_and_occupancy_grid_geometry():
     grid = M.drivable_to_occupancy_grid(mask, c.point_cloud_range, c.pillar_size, _header())
     assert grid.info.resolution == pytest.approx(0.32)
     assert (grid.info.width, grid.info.height) == (gw, gh)
-    assert ((grid.info.origin.position.x,
-             grid.info.origin.position.y) == (0.0, pytest.approx(-40.96)))
+    assert ((grid.info.origin.position.x, grid.info.origin.position.y)
+            == (0.0, pytest.approx(-40.96)))
     assert grid.header.frame_id == "cam_front_center" and grid.info.map_load_time.sec == 1234
     data = np.asarray(grid.data, dtype=np.int8)
     assert data.size == gw * gh and set(np.unique(data)) == {0, 100}

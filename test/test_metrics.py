@@ -117,8 +117,8 @@ def test_interpolated_area_hand_case():
     ev.add_frame(np.array([box(10, 0), box(50, 30), box(20, 5)]), [0.9, 0.8, 0.7], [0, 0, 0],
                  np.array([box(10, 0), box(20, 5)]), [0, 0])
     assert ev.compute()["ap"]["dist@2m"]["Car"] == pytest.approx(5 / 6)
-    assert (average_precision(np.array([1, 0.5, 2 / 3]),
-                              np.array([0.5, 0.5, 1.0])) == pytest.approx(5 / 6))
+    assert (average_precision(np.array([1, 0.5, 2 / 3]), np.array([0.5, 0.5, 1.0]))
+            == pytest.approx(5 / 6))
 
 
 def test_distance_thresholds_and_greedy_matching():

@@ -127,10 +127,8 @@ def test_camera_encoder_normalises_inside():
     cam = (CameraEncoder((4, 6, 8, 10, 12), image_mean=(0.5, 0.25, 0.75),
                          image_std=(0.5, 0.5, 0.25), blocks=0).eval())
     img = torch.rand(1, 3, 64, 64)
-    normed = (img - torch.tensor([0.5, 0.25, 0.75]).view(1, 3, 1,
-                                                         1)) / torch.tensor([0.5, 0.5,
-                                                                             0.25]).view(1, 3, 1,
-                                                                                         1)
+    normed = ((img - torch.tensor([0.5, 0.25, 0.75]).view(1, 3, 1, 1))
+              / torch.tensor([0.5, 0.5, 0.25]).view(1, 3, 1, 1))
     ref = cam.s32(cam.s16(cam.s8(cam.s4(cam.stem(normed)))))
     assert torch.allclose(cam(img)[3], ref, atol=1e-5)
     assert not torch.allclose(cam(img)[3], cam.s32(cam.s16(cam.s8(cam.s4(cam.stem(img))))),

@@ -129,8 +129,8 @@ def test_launch_files_and_rviz_config_are_consistent():
 def test_contract_parameter_mismatch_refused(ros_env, tiny_onnx, tmp_path):
     # nested YAML form (contract: {pillar_size: ...}) on top of the shipped parameter file
     extra = tmp_path / "contract.yaml"
-    extra.write_text("perception_node:\n  ros__parameters:\n    contract:\n      pillar_size: "
-                     "[0.5, 0.5]\n"
+    extra.write_text("perception_node:\n  ros__parameters:\n    contract:\n"
+                     "      pillar_size: [0.5, 0.5]\n"
                      "      detection_classes: [Car, Truck, Pedestrian, Cyclist]\n")
     cmd = _node_cmd() + ["--params-file", os.path.join(REPO, "config", "perception.yaml"),
                          # later entries win

@@ -40,8 +40,8 @@ def test_rotated_iou_analytic_cases():
     # Touching along an edge -> 0; far apart -> 0; contained -> area ratio.
     assert rotated_bev_iou(a, np.array([box(4, 0, 4, 2, 0)]))[0, 0] == pytest.approx(0.0, abs=1e-9)
     assert rotated_bev_iou(a, np.array([box(40, 0, 4, 2, 0)]))[0, 0] == 0.0
-    assert (rotated_bev_iou(a, np.array([box(0.5, 0, 1, 1,
-                                             0.7)]))[0, 0] == pytest.approx(1 / 8, abs=1e-9))
+    assert (rotated_bev_iou(a, np.array([box(0.5, 0, 1, 1, 0.7)]))[0, 0]
+            == pytest.approx(1 / 8, abs=1e-9))
     # Cross: 4x2 and the same rotated 90 deg -> overlap 2x2 = 4, union 12.
     c = np.array([box(0, 0, 4, 2, math.pi / 2)])
     assert rotated_bev_iou(a, c)[0, 0] == pytest.approx(1 / 3, abs=1e-9)

@@ -164,8 +164,9 @@ def test_label_colours_in_class_list(data):
 
 def _scene_frame(f):
     cal = load_calibration().camera("front_center").scaled((W, H))
-    return synthesize_frame(build_scene(SEED, 0, FRAMES, hfov=np.arctan2(cal.cam_matrix[0, 2],
-                                                                         cal.cam_matrix[0, 0])),
+    return synthesize_frame(build_scene(SEED, 0, FRAMES,
+                                        hfov=np.arctan2(cal.cam_matrix[0, 2],
+                                                        cal.cam_matrix[0, 0])),
                             f, cal), cal
 
 
@@ -333,8 +334,8 @@ def test_cli(tmp_path):
     assert main(["synth", "--out", out, "--scenes", "1", "--frames", "1", "--width", "160",
                  "--height", "101", "--seed", "1", "--no-progress"]) == 0
     assert len([f for f in _files(out) if f.endswith(".npz")]) == 1
-    assert (main(["synth", "--out", out, "--frames", "1", "--camera", "side_left",
-                  "--no-progress"]) == 2)
+    assert main(["synth", "--out", out, "--frames", "1", "--camera", "side_left",
+                 "--no-progress"]) == 2
 
 
 def test_bad_arguments(tmp_path):

@@ -174,8 +174,8 @@ class Road:
         cls = np.full(d.shape, CID["Nature object"], dtype=np.uint8)
         kind = np.full(d.shape, 3, dtype=np.int8)
         rr, ll = self.right_edge, self.left_edge
-        side = (((d < rr) & (d >= rr - self.sidewalk_w[0])) | ((d > ll) & (d <= ll
-                                                                           + self.sidewalk_w[1])))
+        side = (((d < rr) & (d >= rr - self.sidewalk_w[0]))
+                | ((d > ll) & (d <= ll + self.sidewalk_w[1])))
         cls[side] = CID["Sidewalk"]
         kind[side] = 2
         road = (d >= rr) & (d <= ll)

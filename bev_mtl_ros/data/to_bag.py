@@ -299,12 +299,10 @@ def make_detections(ts, boxes: np.ndarray, classes: Sequence[str], ids: Sequence
         hyp = G["vision_msgs/msg/ObjectHypothesisWithPose"](
             hypothesis=G["vision_msgs/msg/ObjectHypothesis"](
                 class_id=str(classes[i]), score=float(1.0 if scores is None else scores[i])),
-            pose=G["geometry_msgs/msg/PoseWithCovariance"](pose=pose,
-                                                           covariance=np.zeros(36,
-                                                                               dtype=np.float64)))
-        bbox = G["vision_msgs/msg/BoundingBox3D"](center=pose,
-                                                  size=G["geometry_msgs/msg/Vector3"](x=l, y=w,
-                                                                                      z=h))
+            pose=G["geometry_msgs/msg/PoseWithCovariance"](
+                pose=pose, covariance=np.zeros(36, dtype=np.float64)))
+        bbox = G["vision_msgs/msg/BoundingBox3D"](
+            center=pose, size=G["geometry_msgs/msg/Vector3"](x=l, y=w, z=h))
         dets.append(G["vision_msgs/msg/Detection3D"](header=hdr, results=[hyp], bbox=bbox,
                                                      id=str(ids[i])))
     return G["vision_msgs/msg/Detection3DArray"](header=hdr, detections=dets)
@@ -455,9 +453,9 @@ def convert(a2d2_dir: str, out: str, storage: str = "mcap", camera: str = "front
                     MSGTYPES["points"])))
                 if frame.image is not None:
                     h, w = frame.image.shape[:2]
-                    msgs.append(("image", ts.serialize_cdr(make_image(ts, frame.image, stamp,
-                                                                      fid["optical"], "rgb8"),
-                                                           MSGTYPES["image"])))
+                    msgs.append(("image", ts.serialize_cdr(
+                        make_image(ts, frame.image, stamp, fid["optical"], "rgb8"),
+                        MSGTYPES["image"])))
                     msgs.append(("camera_info", ts.serialize_cdr(
                         make_camera_info(ts, ds.cam, stamp, fid["optical"], (w, h)),
                         MSGTYPES["camera_info"])))

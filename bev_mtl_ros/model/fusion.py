@@ -178,8 +178,7 @@ class CameraBevFusion(nn.Module):
         x = bev.flatten(2).transpose(1, 2)
         tokens = torch.cat([proj(m.flatten(2).transpose(1, 2))
                             for proj, m in zip(self.cam_in, (cam16, cam32))],
-                           # (B, Nk, d)
-                           dim=1)
+                           dim=1)                                                # (B, Nk, d)
         t = self.norm_kv(tokens)
         q = self._heads(self.q(self.norm_q(x)) + self.pe_q(self.pe_q_fixed))
         k = self._heads(self.k(t) + self.pe_k(self.pe_k_fixed))

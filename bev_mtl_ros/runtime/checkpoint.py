@@ -96,8 +96,8 @@ def _to_plain(obj: Any, where: str) -> Any:
                           "numpy and tensors only)")
 
 
-def load_checkpoint(path: str, map_location: Any = "cpu") -> Tuple[BevMultiTaskNet, ModelContract,
-                                                                   Dict[str, Any]]:
+def load_checkpoint(path: str, map_location: Any = "cpu"
+                    ) -> Tuple[BevMultiTaskNet, ModelContract, Dict[str, Any]]:
     """Rebuild the network saved by :func:`save_checkpoint`.
 
     Returns (net in eval mode on ``map_location``, contract, extra).

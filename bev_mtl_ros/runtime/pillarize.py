@@ -290,8 +290,8 @@ def pillarize(points: Union[np.ndarray, torch.Tensor], contract: ModelContract,
                        canvas_index=canvas_index, stats=stats)
 
 
-def collate_pillars(batches: Sequence[PillarBatch]) -> Tuple[torch.Tensor, torch.Tensor,
-                                                             torch.Tensor]:
+def collate_pillars(batches: Sequence[PillarBatch]
+                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Concatenate the pillars of B frames for one batched network call.
 
     Args:

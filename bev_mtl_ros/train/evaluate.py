@@ -180,8 +180,8 @@ class EvalAccumulator:
             "semantic": sem,
             "semantic_coarse": coarse,
             "timings_ms": {k: {"mean": float(np.mean(v)), "p50": float(np.median(v)),
-                               "p95": float(np.percentile(v,
-                                                          95))} for k, v in self.timings.items()},
+                               "p95": float(np.percentile(v, 95))}
+                           for k, v in self.timings.items()},
             "notes": list(self.notes),
         }
         rep["_curves"] = det["curves"]

@@ -445,8 +445,8 @@ def train(cfg: Dict[str, Any], train_set, out_dir: Optional[str], device: str = 
         opt.load_state_dict(extra["optimizer"])
         start_epoch = int(extra["epoch"]) + 1
         saved_sched = extra.get("scheduler") or {}
-        if saved_sched.get("total_steps",
-                           steps_per_epoch * epochs) == steps_per_epoch * epochs and saved_sched:
+        if (saved_sched.get("total_steps", steps_per_epoch * epochs) == steps_per_epoch * epochs
+                and saved_sched):
             sched.load_state_dict(saved_sched)
         else:
             # epochs (or data size) changed: position the new schedule where this run would be
