@@ -912,8 +912,9 @@ def write_golden(frames: Sequence[FrameOutput], path: Path, meta: Dict[str, Any]
         arrays["drivable_shape"] = np.array(frames[0].drivable.shape, np.int64)
         arrays["drivable"] = np.stack([np.packbits(f.drivable.ravel()) for f in frames])
     if frames and all(f.semantic is not None for f in frames):
-        arrays["semantic"] = (np.stack([f.semantic[::SEMANTIC_GOLDEN_STRIDE,
-                                                   ::SEMANTIC_GOLDEN_STRIDE] for f in frames]))
+        arrays["semantic"] = np.stack([f.semantic[::SEMANTIC_GOLDEN_STRIDE,
+                                                  ::SEMANTIC_GOLDEN_STRIDE]
+                                       for f in frames])
     np.savez_compressed(path.with_suffix(".npz"), **arrays)
     meta = dict(meta, tolerances=GOLDEN_TOLERANCES, semantic_stride=SEMANTIC_GOLDEN_STRIDE,
                 frames=len(frames))

@@ -274,8 +274,8 @@ def load_lidar_npz(path: str) -> LidarScan:
             raise
         raise A2D2FormatError(f"{path}: unreadable or truncated npz: {e}") from None
     lid_f = np.asarray(lid, dtype=np.float64)
-    lid_u8 = (np.where(np.isfinite(lid_f), lid_f,
-                       255).astype(np.int64).clip(0, 255).astype(np.uint8))
+    lid_u8 = (np.where(np.isfinite(lid_f), lid_f, 255)
+              .astype(np.int64).clip(0, 255).astype(np.uint8))
     dropped = int(n - valid.sum())
     if dropped:
         pts, refl, ts, lid_u8, row, col = (a[valid] for a in (pts, refl, ts, lid_u8, row, col))
@@ -545,8 +545,8 @@ class A2D2Dataset:
                     or not name.endswith(_EXT[mt.group(2)])):
                 continue
             scene, modality, frame = mt.group(1), mt.group(2), mt.group(4)
-            by_scene.setdefault(scene, {}).setdefault(frame,
-                                                      {})[modality] = os.path.join(self.root, name)
+            by_scene.setdefault(scene, {}).setdefault(frame, {})[modality] = \
+                os.path.join(self.root, name)
         for scene in sorted(by_scene):
             self._add_scene(scene, by_scene[scene])
 

@@ -249,8 +249,8 @@ def random_inputs(contract: ModelContract, num_pillars: int, batch: int = 1, see
         mean = xyz.sum(1, keepdim=True) / n.view(-1, 1, 1).float()
         centre = torch.stack([x0 + (ix.float() + 0.5) * dx, y0
                               + (iy.float() + 0.5) * dy], dim=1).unsqueeze(1)
-        feats = (torch.cat([xyz, it.unsqueeze(2), xyz - mean, xyz[..., :2] - centre],
-                           dim=2) * valid.unsqueeze(2))
+        feats = (torch.cat([xyz, it.unsqueeze(2), xyz - mean, xyz[..., :2] - centre], dim=2)
+                 * valid.unsqueeze(2))
         pillars.append(feats)
         counts.append(n.to(torch.int32))
     wi, hi = contract.image_size

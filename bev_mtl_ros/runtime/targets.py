@@ -148,8 +148,8 @@ def build_targets(boxes: np.ndarray, labels: np.ndarray, contract: ModelContract
     g[g < np.finfo(np.float32).eps * g.max()] = 0
     px = ix[:, None, None] + dxx[None]
     py = iy[:, None, None] + dyy[None]
-    inside = ((np.abs(dxx)[None] <= radius[:, None,
-                                           None]) & (np.abs(dyy)[None] <= radius[:, None, None])
+    inside = ((np.abs(dxx)[None] <= radius[:, None, None])
+              & (np.abs(dyy)[None] <= radius[:, None, None])
               & (px >= 0) & (px < Wb) & (py >= 0) & (py < Hb))
     k, _, _ = np.nonzero(inside)
     np.maximum.at(heat, (lab[k], py[inside], px[inside]), g[inside].astype(np.float32))

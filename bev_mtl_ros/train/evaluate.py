@@ -625,8 +625,8 @@ def _contract_for_bag(args) -> ModelContract:
                     for p in onnx.load(args.model, load_external_data=False).metadata_props}
             return ModelContract.from_json(meta[ONNX_CONTRACT_KEY])
         import torch
-        return (ModelContract.from_dict(torch.load(args.model, map_location="cpu",
-                                                   weights_only=False)["contract"]))
+        return ModelContract.from_dict(torch.load(args.model, map_location="cpu",
+                                                  weights_only=False)["contract"])
     if args.contract:
         return ModelContract.load(args.contract)
     return ModelContract()
