@@ -8,8 +8,8 @@ Usage::
 
 Config YAML (every key optional; defaults in :data:`DEFAULT_CONFIG`)::
 
-    contract: {...}        # ModelContract overrides (point_cloud_range, pillar_size, image_size,
-                           ...)
+    contract: {...}        # ModelContract overrides (point_cloud_range, pillar_size,
+                           # image_size, ...)
     model: {...}           # BevMultiTaskNet widths (see model/network.py DEFAULT_WIDTHS) and
                            # pretrained: bool, freeze_camera_levels: 0..4 (see build_model)
     optimizer: {lr, weight_decay, schedule: onecycle|cosine|constant, pct_start, warmup_epochs,
