@@ -29,7 +29,8 @@ setup(
     zip_safe=False,
     maintainer="bev_mtl_ros developers",
     maintainer_email="bev-mtl-ros@example.com",
-    description="Multi-task BEV perception (CenterPoint 3D detection, drivable area, semantics) for ROS 2",
+    description=("Multi-task BEV perception (CenterPoint 3D detection, drivable area, semantics) "
+                 "for ROS 2"),
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

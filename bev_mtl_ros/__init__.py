@@ -1,8 +1,11 @@
-"""bev_mtl_ros: multi-task BEV perception (CenterPoint detection, drivable area, semantics) for ROS 2.
+"""bev_mtl_ros: multi-task BEV perception (CenterPoint detection, drivable area, semantics) for ROS
+2.
 
 Layers (arrows point downward only):
-    ros/      rclpy node, message conversions, synchronizer, bag player   (only layer importing rclpy)
-    train/    training, evaluation                                       (uses model/, data/, runtime/)
+    ros/      rclpy node, message conversions, synchronizer, bag player   (only layer importing
+              rclpy)
+    train/    training, evaluation                                       (uses model/, data/,
+              runtime/)
     runtime/  pillarization, inference backends, ONNX export, decoding/NMS (uses model/)
     data/     A2D2 reader, synthetic A2D2-format generator, rosbag2 converter, labels
     model/    PyTorch modules, losses and the model contract

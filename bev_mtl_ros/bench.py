@@ -1,7 +1,8 @@
-"""``bev-mtl-ros bench``: per-stage latency benchmark anyone can rerun (issue 7: "FPS claims that don't
-reproduce").
+"""``bev-mtl-ros bench``: per-stage latency benchmark anyone can rerun (issue 7: "FPS claims that
+don't reproduce").
 
-Stages, each timed separately over ``--frames`` frames after ``--warmup`` frames (p50 / p95 / max, ms):
+Stages, each timed separately over ``--frames`` frames after ``--warmup`` frames (p50 / p95 / max,
+ms):
 
 * ``cloud_to_numpy`` / ``image_to_numpy`` — rclpy PointCloud2 / Image -> numpy
   (``ros.conversions.cloud_to_xyzi`` / ``image_to_rgb`` + resize to the network input);
@@ -55,8 +56,8 @@ SCALING_POINTS = (10_000, 25_000, 50_000, 100_000, 200_000)
 
 # ====================================================================== synthetic input
 def synthetic_scan(n_points: int, fov: str = "front", seed: int = 0, return_boxes: bool = False):
-    """A lidar-like scan with exactly ``n_points`` points, (N, 4) float32 [x, y, z, intensity 0..255]
-    in the A2D2 camera view frame (x forward, y left, z up; ground at z = -1.78 m).
+    """A lidar-like scan with exactly ``n_points`` points, (N, 4) float32 [x, y, z, intensity
+    0..255] in the A2D2 camera view frame (x forward, y left, z up; ground at z = -1.78 m).
 
     64 beams from -25 deg to +3 deg elevation; azimuths over +-30 deg (``fov="front"``, the
     front-center camera's frustum) or 360 deg (``"360"``). Rays hit the ground, one of 40 random
@@ -97,7 +98,8 @@ def synthetic_scan(n_points: int, fov: str = "front", seed: int = 0, return_boxe
     pts = np.concatenate([xyz, inten[:, None]], 1).astype(np.float32)
     if not return_boxes:
         return pts
-    boxes = np.stack([cx, cy, -h + size[:, 2] / 2, size[:, 0], size[:, 1], size[:, 2], np.zeros(n_obj)], 1)
+    boxes = np.stack([cx, cy, -h
+                      + size[:, 2] / 2, size[:, 0], size[:, 1], size[:, 2], np.zeros(n_obj)], 1)
     names = ["Car" if s_[0] > 1.0 else "Pedestrian" for s_ in size]
     return pts, boxes.astype(np.float32), names
 
@@ -107,7 +109,8 @@ def synthetic_image(size_wh: Tuple[int, int], seed: int = 0) -> np.ndarray:
     w, h = size_wh
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w]
-    img = np.stack([(xx * 255 // max(w - 1, 1)), (yy * 255 // max(h - 1, 1)), ((xx + yy) % 256)], 2)
+    img = np.stack([(xx * 255 // max(w - 1, 1)), (yy * 255 // max(h - 1, 1)), ((xx + yy) % 256)],
+                   2)
     img = img + rng.integers(0, 20, size=img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 
@@ -119,9 +122,10 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_stage(fn: Callable[[], Any], frames: int, warmup: int, device: str = "cpu") -> Dict[str, float]:
-    """Call ``fn`` warmup + frames times; return {p50, p95, max, mean, n} in ms over the timed calls
-    (CUDA synchronised before and after each call)."""
+def time_stage(fn: Callable[[], Any], frames: int, warmup: int,
+               device: str = "cpu") -> Dict[str, float]:
+    """Call ``fn`` warmup + frames times; return {p50, p95, max, mean, n} in ms over the timed
+    calls (CUDA synchronised before and after each call)."""
     for _ in range(warmup):
         fn()
     _sync(device)
@@ -140,7 +144,8 @@ def summarize_ms(values: Sequence[float]) -> Dict[str, float]:
     v = np.asarray(values, np.float64)
     if v.size == 0:
         return {"n": 0}
-    return {"n": int(v.size), "p50": round(float(np.percentile(v, 50)), 3), "p95": round(float(np.percentile(v, 95)), 3),
+    return {"n": int(v.size), "p50": round(float(np.percentile(v, 50)), 3),
+            "p95": round(float(np.percentile(v, 95)), 3),
             "max": round(float(v.max()), 3), "mean": round(float(v.mean()), 3)}
 
 
@@ -203,16 +208,19 @@ def naive_pillarize(points: np.ndarray, contract) -> Dict[str, np.ndarray]:
     return {"coords": coords, "num_points": num, "pillars": out}
 
 
-def compare_pillars(a: Dict[str, np.ndarray], b: Dict[str, np.ndarray], atol: float = 1e-4) -> Dict[str, Any]:
-    """Compare two pillarizations given as {coords (P,2) (iy,ix), num_points (P,), [pillars (P,M,F)]}
-    (any pillar order). Returns {same_pillars, same_counts, max_abs_diff, pillars_a, pillars_b}."""
+def compare_pillars(a: Dict[str, np.ndarray], b: Dict[str, np.ndarray],
+                    atol: float = 1e-4) -> Dict[str, Any]:
+    """Compare two pillarizations given as {coords (P,2) (iy,ix), num_points (P,), [pillars
+    (P,M,F)]} (any pillar order). Returns {same_pillars, same_counts, max_abs_diff, pillars_a,
+    pillars_b}."""
     ka = {tuple(c): i for i, c in enumerate(np.asarray(a["coords"]).tolist())}
     kb = {tuple(c): i for i, c in enumerate(np.asarray(b["coords"]).tolist())}
     same = set(ka) == set(kb)
     common = sorted(set(ka) & set(kb))
     ia = np.array([ka[k] for k in common], np.int64)
     ib = np.array([kb[k] for k in common], np.int64)
-    counts_equal = bool(np.array_equal(np.asarray(a["num_points"])[ia], np.asarray(b["num_points"])[ib])) if common else same
+    counts_equal = (bool(np.array_equal(np.asarray(a["num_points"])[ia],
+                                        np.asarray(b["num_points"])[ib])) if common else same)
     res: Dict[str, Any] = {"same_pillars": bool(same), "same_counts": counts_equal,
                            "pillars_a": len(ka), "pillars_b": len(kb), "common": len(common)}
     if "pillars" in a and "pillars" in b and common:
@@ -224,22 +232,26 @@ def compare_pillars(a: Dict[str, np.ndarray], b: Dict[str, np.ndarray], atol: fl
 
 
 def spconv_voxelizer(contract, spconv_path: Optional[str], device: str):
-    """spconv's ``PointToVoxel`` configured like the contract (one z-slab = pillars), or (None, reason)."""
+    """spconv's ``PointToVoxel`` configured like the contract (one z-slab = pillars), or (None,
+    reason)."""
     if spconv_path:
         p = Path(spconv_path)
         p = p if p.is_absolute() else REPO_ROOT / p
         if p.is_dir() and str(p) not in sys.path:
-            sys.path.append(str(p))  # appended: the venv's own packages (numpy, lark) keep priority
+            # appended: the venv's own packages (numpy, lark) keep priority
+            sys.path.append(str(p))
     try:
         import torch
         from spconv.pytorch.utils import PointToVoxel
     except Exception as e:  # ImportError, or a broken binary
-        return None, f"spconv not importable ({type(e).__name__}: {e}); install: pip install --target {DEFAULT_SPCONV_PATH} spconv"
+        return (None, f"spconv not importable ({type(e).__name__}: {e}); install: pip install "
+                      f"--target {DEFAULT_SPCONV_PATH} spconv")
     x0, y0, z0, x1, y1, z1 = contract.point_cloud_range
     dx, dy = contract.pillar_size
     gen = PointToVoxel(vsize_xyz=[dx, dy, z1 - z0], coors_range_xyz=[x0, y0, z0, x1, y1, z1],
                        num_point_features=4, max_num_voxels=contract.max_pillars,
-                       max_num_points_per_voxel=contract.max_points_per_pillar, device=torch.device(device))
+                       max_num_points_per_voxel=contract.max_points_per_pillar,
+                       device=torch.device(device))
     import spconv
     return gen, f"spconv {getattr(spconv, '__version__', '?')} PointToVoxel"
 
@@ -259,7 +271,8 @@ def ensure_model(model: Optional[str], workdir: Path, log=print) -> Tuple[Path, 
     if p.exists():
         return p, DEFAULT_MODEL
     out = workdir / "bench_random.onnx"
-    log(f"[bench] {DEFAULT_MODEL} missing: exporting a randomly initialised default-width network to {out}")
+    log(f"[bench] {DEFAULT_MODEL} missing: exporting a randomly initialised default-width network "
+        f"to {out}")
     export_random_model(out)
     return out, "random-init default widths (no trained model present)"
 
@@ -292,18 +305,23 @@ def backend_variants(device: str, model_path: Path) -> List[Dict[str, Any]]:
     avail = ort.get_available_providers()
     out: List[Dict[str, Any]] = []
     if device == "cpu":
-        out.append({"backend": "onnxruntime", "device": "cpu", "fp16": False, "label": "onnxruntime CPUExecutionProvider fp32"})
+        out.append({"backend": "onnxruntime", "device": "cpu", "fp16": False,
+                    "label": "onnxruntime CPUExecutionProvider fp32"})
     else:
         if "TensorrtExecutionProvider" in avail:
             out.append({"backend": "onnxruntime", "device": "cuda", "fp16": True, "tensorrt": True,
                         "label": "onnxruntime TensorrtExecutionProvider fp16"})
         if "CUDAExecutionProvider" in avail:
-            out.append({"backend": "onnxruntime", "device": "cuda", "fp16": False, "label": "onnxruntime CUDAExecutionProvider fp32",
+            out.append({"backend": "onnxruntime", "device": "cuda", "fp16": False,
+                        "label": "onnxruntime CUDAExecutionProvider fp32",
                         "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]})
-        out.append({"backend": "onnxruntime", "device": "cpu", "fp16": False, "label": "onnxruntime CPUExecutionProvider fp32"})
-    out.append({"backend": "pytorch", "device": device, "fp16": False, "label": f"pytorch eager {device} fp32"})
+        out.append({"backend": "onnxruntime", "device": "cpu", "fp16": False,
+                    "label": "onnxruntime CPUExecutionProvider fp32"})
+    out.append({"backend": "pytorch", "device": device, "fp16": False,
+                "label": f"pytorch eager {device} fp32"})
     if device != "cpu":
-        out.append({"backend": "pytorch", "device": device, "fp16": True, "label": f"pytorch eager {device} fp16"})
+        out.append({"backend": "pytorch", "device": device, "fp16": True,
+                    "label": f"pytorch eager {device} fp16"})
     return out
 
 
@@ -312,7 +330,8 @@ def make_backend(variant: Dict[str, Any], model_path: Path):
     when it sits next to the .onnx file)."""
     from bev_mtl_ros.runtime.backends import create_backend
     path = model_path   # create_backend uses the sibling .pt for PyTorch
-    kwargs: Dict[str, Any] = {"backend": variant["backend"], "device": variant["device"], "fp16": variant["fp16"]}
+    kwargs: Dict[str, Any] = {"backend": variant["backend"], "device": variant["device"],
+                              "fp16": variant["fp16"]}
     if variant.get("tensorrt"):
         kwargs["trt_cache_dir"] = str(REPO_ROOT / ".trt_cache")
     if variant.get("providers") and variant["backend"] == "onnxruntime":
@@ -323,13 +342,15 @@ def make_backend(variant: Dict[str, Any], model_path: Path):
 def network_inputs(batch, image_rgb: np.ndarray, contract):
     """Network inputs for one frame from a PillarBatch and an RGB image, as torch tensors on the
     batch's device (the backends take numpy or torch; CUDA backends then avoid host copies):
-    (pillars, num_points, canvas_index (1, H*W), image (1, 3, Hi, Wi) in [0, 1], camera_valid (1,))."""
+    (pillars, num_points, canvas_index (1, H*W), image (1, 3, Hi, Wi) in [0, 1], camera_valid
+    (1,))."""
     import cv2
     import torch
     wi, hi = contract.image_size
     img = cv2.resize(image_rgb, (wi, hi), interpolation=cv2.INTER_AREA)
     dev = batch.pillars.device
-    image = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)[None])).to(dev).float().div_(255.0)
+    image = (torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)[None]))
+             .to(dev).float().div_(255.0))
     return (batch.pillars, batch.num_points, batch.canvas_index.unsqueeze(0), image,
             torch.ones((1,), dtype=torch.float32, device=dev))
 
@@ -348,12 +369,14 @@ def cuda_device_used_mb() -> Optional[float]:
 
 
 # ====================================================================== end-to-end over DDS
-def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, frames: int, warmup: int,
-                     device: str, backend: str = "auto", params_file: Optional[str] = "config/perception.yaml",
+def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, frames: int,
+                     warmup: int,
+                     device: str, backend: str = "auto",
+                     params_file: Optional[str] = "config/perception.yaml",
                      timeout_s: float = 180.0, log=print,
                      all_outputs: bool = False) -> Dict[str, Any]:
-    """Cloud (+ image + camera info) published by this process -> ``~/detections`` received from the
-    node started as a separate process. The clock starts when the already serialized cloud is
+    """Cloud (+ image + camera info) published by this process -> ``~/detections`` received from
+    the node started as a separate process. The clock starts when the already serialized cloud is
     published (as a driver publishes a ready message; rclpy's Python-to-CDR conversion of this
     process is not the node's cost). Closed loop (the next frame is sent when the answer to the
     previous one arrived, or after 10 s). ``all_outputs``: this process also subscribes to every
@@ -394,11 +417,12 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
         pf = REPO_ROOT / pf
     if pf is not None and pf.exists():
         cmd += ["--params-file", str(pf)]
-    cmd += ["-p", f"model_path:={model_path}", "-p", f"device:={device}", "-p", f"backend:={backend}",
-            "-p", "use_sim_time:=false"]
+    cmd += ["-p", f"model_path:={model_path}", "-p", f"device:={device}", "-p",
+            f"backend:={backend}", "-p", "use_sim_time:=false"]
     log_file = tempfile.NamedTemporaryFile("w+", suffix="_bench_node.log", delete=False)
     node_proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION"):
+    for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE",
+              "RMW_IMPLEMENTATION"):
         if k in env:
             os.environ[k] = env[k]
     ctx = rclpy.Context()
@@ -407,13 +431,16 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
     result: Dict[str, Any] = {}
     try:
         qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-        pub_c = node.create_publisher(type(cloud_to_msg({"x": np.zeros(1, np.float32)})), LIDAR_TOPIC, qos)
-        pub_i = node.create_publisher(type(image_to_msg(np.zeros((2, 2, 3), np.uint8))), IMAGE_TOPIC, qos)
+        pub_c = node.create_publisher(type(cloud_to_msg({"x": np.zeros(1, np.float32)})),
+                                      LIDAR_TOPIC, qos)
+        pub_i = node.create_publisher(type(image_to_msg(np.zeros((2, 2, 3), np.uint8))),
+                                      IMAGE_TOPIC, qos)
         pub_k = node.create_publisher(CameraInfo, CAMERA_INFO_TOPIC, qos)
         got: Dict[int, float] = {}
 
         def on_det(msg):
-            got[msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec] = time.perf_counter()
+            got[msg.header.stamp.sec * 1_000_000_000
+                + msg.header.stamp.nanosec] = time.perf_counter()
         node.create_subscription(Detection3DArray, f"/{NODE_NAME}/detections", on_det, qos)
         from std_msgs.msg import Float64MultiArray
         timings: List[Dict[str, float]] = []
@@ -430,7 +457,8 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
                                 ("drivable_area/grid", OccupancyGrid), ("semantic", Image),
                                 ("semantic/color", Image)):
                 node.create_subscription(typ, f"/{NODE_NAME}/{suffix}", lambda _m: None, qos)
-        cloud = {"x": points[:, 0], "y": points[:, 1], "z": points[:, 2], "intensity": points[:, 3]}
+        cloud = {"x": points[:, 0], "y": points[:, 1], "z": points[:, 2],
+                 "intensity": points[:, 3]}
         h, w = image.shape[:2]
         info = CameraInfo(width=w, height=h)
         info.header.frame_id = "cam_front_center_optical"
@@ -438,7 +466,8 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
         info.k = [f, 0.0, w / 2.0, 0.0, f, h / 2.0, 0.0, 0.0, 1.0]
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if pub_c.get_subscription_count() >= 1 and node.count_publishers(f"/{NODE_NAME}/detections") >= 1:
+            if (pub_c.get_subscription_count() >= 1
+                    and node.count_publishers(f"/{NODE_NAME}/detections") >= 1):
                 break
             if node_proc.poll() is not None:
                 break
@@ -487,7 +516,7 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
             result["node_pipeline_ms"] = summarize_ms(list(pipe.values()))
             result["node_overhead_ms"] = summarize_ms([lat[k] - pipe[k] for k in lat])
             result["node_total_ms"] = summarize_ms([timings[k].get("total", float("nan"))
-                                                     for k in lat])
+                                                    for k in lat])
         else:
             result["node_overhead_ms"] = {
                 "error": f"{len(timings)} timing messages for {warmup + frames} frames, {lost} "
@@ -503,7 +532,8 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
             node_proc.kill()
             node_proc.wait()
         claim.release()
-        result["node_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, 1)
+        result["node_peak_rss_mb"] = round(
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, 1)
         result["node_log"] = log_file.name
         log_file.close()
     return result
@@ -537,20 +567,24 @@ def run_benchmark(cfg: BenchConfig, log=print) -> Dict[str, Any]:
     from bev_mtl_ros.runtime.pillarize import pillarize
 
     # One torch thread count for the whole run (the pipeline would otherwise change it half-way):
-    # default on CPU = 1, what the node's pipeline uses with the onnxruntime CPU backend (torch then
-    # only pillarizes and decodes); onnxruntime keeps its own intra-op pool (all cores).
+    # default on CPU = 1, what the node's pipeline uses with the onnxruntime CPU backend (torch
+    # then only pillarizes and decodes); onnxruntime keeps its own intra-op pool (all cores).
     threads = cfg.threads if cfg.threads else (1 if cfg.device == "cpu" else None)
     if threads:
         torch.set_num_threads(int(threads))
     workdir = Path(tempfile.mkdtemp(prefix="bev_bench_"))
     model_path, model_desc = ensure_model(cfg.model, workdir, log)
     res: Dict[str, Any] = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+        "machine": {"platform": platform.platform(),
+                    "processor": platform.processor() or platform.machine(),
+                    "cpu_count": os.cpu_count(), "python": platform.python_version(),
+                    "torch": torch.__version__,
                     "onnxruntime": ort.__version__, "providers": ort.get_available_providers(),
-                    "torch_threads": torch.get_num_threads(), "loadavg_1_5_15": [round(v, 2) for v in os.getloadavg()],
+                    "torch_threads": torch.get_num_threads(),
+                    "loadavg_1_5_15": [round(v, 2) for v in os.getloadavg()],
                     "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-        "model": model_desc, "device": cfg.device, "frames": cfg.frames, "warmup": cfg.warmup, "scenarios": {},
+        "model": model_desc, "device": cfg.device, "frames": cfg.frames, "warmup": cfg.warmup,
+        "scenarios": {},
     }
     scen: Dict[str, Tuple[int, Tuple[int, int], str]] = {k: SCENARIOS[k] for k in cfg.scenarios}
     if cfg.points or cfg.image:
@@ -569,7 +603,8 @@ def run_benchmark(cfg: BenchConfig, log=print) -> Dict[str, Any]:
         raise RuntimeError("no inference backend could be created")
     contract = next(iter(backends.values())).contract
     res["contract"] = {"grid_size": list(contract.grid_size), "max_pillars": contract.max_pillars,
-                       "max_points_per_pillar": contract.max_points_per_pillar, "image_size": list(contract.image_size)}
+                       "max_points_per_pillar": contract.max_points_per_pillar,
+                       "image_size": list(contract.image_size)}
     dev = cfg.device
     # global warm-up (first calls allocate, JIT-select kernels and start thread pools; measured
     # here to distort the first timed stage by up to 15x even with per-stage warm-up)
@@ -594,18 +629,23 @@ def run_benchmark(cfg: BenchConfig, log=print) -> Dict[str, Any]:
         st = s["stages"]
         # message -> numpy
         try:
-            from bev_mtl_ros.ros.conversions import cloud_to_msg, cloud_to_xyzi, image_to_msg, image_to_rgb, resize_rgb
-            cmsg = cloud_to_msg({"x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2], "intensity": pts[:, 3],
-                                 "lidar_id": np.zeros(n_pts, np.uint8), "t": np.zeros(n_pts, np.float32)})
+            from bev_mtl_ros.ros.conversions import (cloud_to_msg, cloud_to_xyzi, image_to_msg,
+                                                     image_to_rgb, resize_rgb)
+            cmsg = cloud_to_msg({"x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2],
+                                 "intensity": pts[:, 3],
+                                 "lidar_id": np.zeros(n_pts, np.uint8),
+                                 "t": np.zeros(n_pts, np.float32)})
             imsg = image_to_msg(img, "rgb8")
             st["cloud_to_numpy"] = time_stage(lambda: cloud_to_xyzi(cmsg), cfg.frames, cfg.warmup)
-            st["image_to_numpy"] = time_stage(lambda: resize_rgb(image_to_rgb(imsg), contract.image_size),
-                                              cfg.frames, cfg.warmup)
+            st["image_to_numpy"] = time_stage(
+                lambda: resize_rgb(image_to_rgb(imsg), contract.image_size),
+                cfg.frames, cfg.warmup)
         except ImportError as e:
             st["cloud_to_numpy"] = {"error": f"ros conversions unavailable: {e}"}
         # pillarization
         batch = pillarize(pts, contract, device=dev)
-        st["pillarize"] = time_stage(lambda: pillarize(pts, contract, device=dev), cfg.frames, cfg.warmup, dev)
+        st["pillarize"] = time_stage(lambda: pillarize(pts, contract, device=dev), cfg.frames,
+                                     cfg.warmup, dev)
         s["pillar_stats"] = batch.stats.as_dict()
         mine = {"coords": batch.coords.cpu().numpy(), "num_points": batch.num_points.cpu().numpy(),
                 "pillars": batch.pillars.cpu().numpy()}
@@ -615,7 +655,8 @@ def run_benchmark(cfg: BenchConfig, log=print) -> Dict[str, Any]:
             naive = naive_pillarize(pts, contract)
             ref["naive_python_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
             ref["naive_vs_runtime"] = compare_pillars(mine, naive)
-            ref.update(_spconv_reference(pts, contract, mine, batch.stats.pillars_dropped, cfg, dev))
+            ref.update(_spconv_reference(pts, contract, mine, batch.stats.pillars_dropped, cfg,
+                                         dev))
             s["pillarize_reference"] = ref
         # network per backend
         inputs = network_inputs(batch, img, contract)
@@ -624,7 +665,8 @@ def run_benchmark(cfg: BenchConfig, log=print) -> Dict[str, Any]:
         for label, be in backends.items():
             try:
                 net[label] = time_stage(lambda: be.infer(*inputs), cfg.frames, cfg.warmup,
-                                        "cuda" if "cuda" in label.lower() or "Tensorrt" in label or "CUDA" in label else "cpu")
+                                        "cuda" if "cuda" in label.lower() or "Tensorrt" in label
+                                        or "CUDA" in label else "cpu")
                 if outputs is None:
                     outputs = be.infer(*inputs)
             except Exception as e:
@@ -658,14 +700,17 @@ def run_benchmark(cfg: BenchConfig, log=print) -> Dict[str, Any]:
             pts = synthetic_scan(n, "360", seed=1)
             img = synthetic_image((1920, 1208))
             b = pillarize(pts, contract, device=dev)
-            row = {"points": n, "pillars": b.num_pillars, "pillars_dropped": b.stats.pillars_dropped,
-                   "pillarize": time_stage(lambda: pillarize(pts, contract, device=dev), cfg.frames, cfg.warmup, dev)}
+            row = {"points": n, "pillars": b.num_pillars,
+                   "pillars_dropped": b.stats.pillars_dropped,
+                   "pillarize": time_stage(lambda: pillarize(pts, contract, device=dev),
+                                           cfg.frames, cfg.warmup, dev)}
             inputs = network_inputs(b, img, contract)
             row["network"] = time_stage(lambda: be.infer(*inputs), max(3, cfg.frames // 2), 1)
             row["network_backend"] = be_label
             row["peak_rss_mb"] = round(peak_rss_mb(), 1)
             rows.append(row)
-            log(f"[bench] scaling {n}: pillarize p50 {row['pillarize']['p50']:.2f} ms, network p50 {row['network']['p50']:.1f} ms")
+            log(f"[bench] scaling {n}: pillarize p50 {row['pillarize']['p50']:.2f} ms, network "
+                f"p50 {row['network']['p50']:.1f} ms")
         res["scaling"] = rows
     res["peak_rss_mb"] = round(peak_rss_mb(), 1)
     if dev.startswith("cuda"):
@@ -687,15 +732,17 @@ def _spconv_reference(pts: np.ndarray, contract, mine: Dict[str, np.ndarray], pi
     try:
         tp = torch.from_numpy(pts).to(dev)
         out: Dict[str, Any] = {"spconv": desc,
-                               "spconv_ms": time_stage(lambda: gen(tp), cfg.frames, cfg.warmup, dev)}
+                               "spconv_ms": time_stage(lambda: gen(tp), cfg.frames, cfg.warmup,
+                                                       dev)}
         vox, coors, nump = gen(tp)
         vox = vox.cpu().numpy().copy()
         vox[..., 3] *= np.float32(contract.intensity_scale)   # spconv keeps the raw features
         sp = {"coords": coors[:, 1:].cpu().numpy().astype(np.int64),  # (z, y, x) -> (y, x)
               "num_points": nump.cpu().numpy(), "pillars": vox}     # (P, M, 4): x, y, z, intensity
         cmp = compare_pillars(mine, sp)
-        cmp["note"] = ("spconv keeps the first max_pillars voxels in point order, runtime.pillarize the "
-                       "most-populated; sets agree only when no pillar is dropped"
+        cmp["note"] = ("spconv keeps the first max_pillars voxels in point order, "
+                       "runtime.pillarize the most-populated; sets agree only when no pillar is "
+                       "dropped"
                        if pillars_dropped else "no pillar dropped: sets must agree")
         out["spconv_vs_runtime"] = cmp
         return out
@@ -703,14 +750,17 @@ def _spconv_reference(pts: np.ndarray, contract, mine: Dict[str, np.ndarray], pi
         return {"spconv": f"{desc}: failed ({type(e).__name__}: {e})"}
 
 
-def _bench_post_and_messages(st: Dict[str, Any], s: Dict[str, Any], outputs, pts, img, backends, contract,
-                             cfg: "BenchConfig") -> None:
-    """Time decode/NMS, masks, message building and the whole in-process pipeline (fills st / s)."""
+def _bench_post_and_messages(st: Dict[str, Any], s: Dict[str, Any], outputs, pts, img, backends,
+                             contract, cfg: "BenchConfig") -> None:
+    """Time decode/NMS, masks, message building and the whole in-process pipeline (fills st /
+    s)."""
     from bev_mtl_ros.runtime.postprocess import decode_detections, drivable_mask, semantic_ids
     pcfg = _postprocess_config()
-    st["postprocess_decode_nms"] = time_stage(lambda: decode_detections(outputs, contract, pcfg), cfg.frames, cfg.warmup)
+    st["postprocess_decode_nms"] = time_stage(lambda: decode_detections(outputs, contract, pcfg),
+                                              cfg.frames, cfg.warmup)
     st["postprocess_masks"] = time_stage(
-        lambda: (drivable_mask(outputs["drivable"]), semantic_ids(outputs["semantic"], out_size=(img.shape[1], img.shape[0]))),
+        lambda: (drivable_mask(outputs["drivable"]),
+                 semantic_ids(outputs["semantic"], out_size=(img.shape[1], img.shape[0]))),
         cfg.frames, cfg.warmup)
     dets = decode_detections(outputs, contract, pcfg)
     s["detections_decoded"] = int(len(dets.scores))
@@ -727,7 +777,8 @@ def _bench_post_and_messages(st: Dict[str, Any], s: Dict[str, Any], outputs, pts
             M.detections_to_msg(dets.boxes, dets.scores, dets.labels, names, hdr)
             M.detections_to_markers(dets.boxes, dets.scores, dets.labels, names, hdr)
             M.drivable_to_image(drv, hdr)
-            M.drivable_to_occupancy_grid(drv, contract.point_cloud_range, contract.pillar_size, hdr)
+            M.drivable_to_occupancy_grid(drv, contract.point_cloud_range, contract.pillar_size,
+                                         hdr)
             M.semantic_to_image(sem, hdr)
             M.semantic_overlay(img, sem, hdr)
         st["build_messages"] = time_stage(build, cfg.frames, cfg.warmup)
@@ -786,10 +837,11 @@ def _pipeline(backend):
 # ====================================================================== output
 def format_table(res: Dict[str, Any]) -> str:
     """Human-readable table of a result dict (ms: p50 / p95 / max)."""
-    lines = [f"bev_mtl_ros benchmark — device {res['device']}, model {res['model']}, {res['frames']} frames after "
-             f"{res['warmup']} warm-up; {res['machine']['processor']} x{res['machine']['cpu_count']}, "
-             f"torch {res['machine']['torch']} ({res['machine']['torch_threads']} threads), onnxruntime {res['machine']['onnxruntime']}, "
-             f"load average {res['machine']['loadavg_1_5_15']}"]
+    lines = [f"bev_mtl_ros benchmark — device {res['device']}, model {res['model']}, "
+             f"{res['frames']} frames after {res['warmup']} warm-up; "
+             f"{res['machine']['processor']} x{res['machine']['cpu_count']}, torch "
+             f"{res['machine']['torch']} ({res['machine']['torch_threads']} threads), onnxruntime "
+             f"{res['machine']['onnxruntime']}, load average {res['machine']['loadavg_1_5_15']}"]
 
     def row(name, v):
         if not isinstance(v, dict):
@@ -801,9 +853,9 @@ def format_table(res: Dict[str, Any]) -> str:
             lines.append(f"  {name:<52} n/a ({v['error'][:80]})")
 
     for name, s in res["scenarios"].items():
-        lines.append(f"\n{name}: {s['points']} points, image {s['image'][0]}x{s['image'][1]}, pillars "
-                     f"{s.get('pillar_stats', {}).get('pillars_occupied', '?')} occupied / "
-                     f"{s.get('pillar_stats', {}).get('pillars_dropped', '?')} dropped")
+        lines.append(f"\n{name}: {s['points']} points, image {s['image'][0]}x{s['image'][1]}, "
+                     f"pillars {s.get('pillar_stats', {}).get('pillars_occupied', '?')} occupied "
+                     f"/ {s.get('pillar_stats', {}).get('pillars_dropped', '?')} dropped")
         lines.append(f"  {'stage':<52} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9}")
         for k, v in s["stages"].items():
             if k == "network":
@@ -839,49 +891,63 @@ def format_table(res: Dict[str, Any]) -> str:
         ref = s.get("pillarize_reference")
         if ref:
             lines.append(f"  reference: naive Python {ref['naive_python_ms']} ms, same pillars "
-                         f"{ref['naive_vs_runtime'].get('same_pillars')}, same values {ref['naive_vs_runtime'].get('same_values')}")
+                         f"{ref['naive_vs_runtime'].get('same_pillars')}, same values "
+                         f"{ref['naive_vs_runtime'].get('same_values')}")
             if "spconv_ms" in ref:
                 c = ref["spconv_vs_runtime"]
-                lines.append(f"  reference: {ref['spconv']} p50 {ref['spconv_ms']['p50']:.2f} ms; same pillars "
-                             f"{c['same_pillars']} ({c['common']} common of {c['pillars_a']}/{c['pillars_b']}), "
-                             f"same counts {c['same_counts']}")
+                lines.append(f"  reference: {ref['spconv']} p50 {ref['spconv_ms']['p50']:.2f} ms; "
+                             f"same pillars {c['same_pillars']} ({c['common']} common of "
+                             f"{c['pillars_a']}/{c['pillars_b']}), same counts {c['same_counts']}")
             else:
                 lines.append(f"  reference: {ref['spconv']}")
         lines.append(f"  peak RSS {s.get('peak_rss_mb')} MiB" + (
-            f", peak CUDA (torch) {s['peak_cuda_mb']} MiB, device in use {s.get('cuda_device_used_mb')} MiB"
+            f", peak CUDA (torch) {s['peak_cuda_mb']} MiB, device in use "
+            f"{s.get('cuda_device_used_mb')} MiB"
             if "peak_cuda_mb" in s else ""))
     if res.get("scaling"):
-        lines.append(f"\nscaling (360-degree scans, network = {res['scaling'][0]['network_backend']}):")
-        lines.append(f"  {'points':>8} {'pillars':>8} {'dropped':>8} {'pillarize p50':>14} {'network p50':>12} {'peak RSS MiB':>13}")
+        lines.append("\nscaling (360-degree scans, network = "
+                     f"{res['scaling'][0]['network_backend']}):")
+        lines.append(f"  {'points':>8} {'pillars':>8} {'dropped':>8} {'pillarize p50':>14} "
+                     f"{'network p50':>12} {'peak RSS MiB':>13}")
         for r in res["scaling"]:
-            lines.append(f"  {r['points']:>8} {r['pillars']:>8} {r['pillars_dropped']:>8} {r['pillarize']['p50']:>14.2f} "
-                         f"{r['network']['p50']:>12.1f} {r['peak_rss_mb']:>13.1f}")
+            lines.append(f"  {r['points']:>8} {r['pillars']:>8} {r['pillars_dropped']:>8} "
+                         f"{r['pillarize']['p50']:>14.2f} {r['network']['p50']:>12.1f} "
+                         f"{r['peak_rss_mb']:>13.1f}")
     return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``bev-mtl-ros bench``."""
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--model", default=None, help=f"ONNX model (default {DEFAULT_MODEL}, else a random-init export)")
-    parser.add_argument("--points", type=int, default=None, help="one custom scenario with N points")
+    parser.add_argument("--model", default=None,
+                        help=f"ONNX model (default {DEFAULT_MODEL}, else a random-init export)")
+    parser.add_argument("--points", type=int, default=None,
+                        help="one custom scenario with N points")
     parser.add_argument("--image", default=None, help="custom image size WxH (e.g. 1920x1208)")
     parser.add_argument("--frames", type=int, default=20, help="timed frames per stage")
     parser.add_argument("--warmup", type=int, default=3, help="untimed warm-up frames per stage")
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
-    parser.add_argument("--no-scaling", action="store_true", help="skip the 10k..200k points series")
-    parser.add_argument("--no-dds", action="store_true", help="skip the end-to-end run through the node process")
-    parser.add_argument("--no-reference", action="store_true", help="skip the pillarization references")
+    parser.add_argument("--no-scaling", action="store_true",
+                        help="skip the 10k..200k points series")
+    parser.add_argument("--no-dds", action="store_true",
+                        help="skip the end-to-end run through the node process")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="skip the pillarization references")
     parser.add_argument("--spconv-path", default=DEFAULT_SPCONV_PATH,
-                        help="directory with spconv installed by pip --target (appended to sys.path)")
-    parser.add_argument("--backends", nargs="+", default=None, help="only variants whose label contains one of these")
+                        help="directory with spconv installed by pip --target (appended to "
+                             "sys.path)")
+    parser.add_argument("--backends", nargs="+", default=None,
+                        help="only variants whose label contains one of these")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads for the whole run (default on CPU: 1, as the node's "
-                             "pipeline uses with onnxruntime; onnxruntime keeps its own pool)")
+                        help="torch intra-op threads for the whole run (default on CPU: 1, as the "
+                             "node's pipeline uses with onnxruntime; onnxruntime keeps its own "
+                             "pool)")
     parser.add_argument("--json", default=None, help="write the results as JSON here")
 
 
 def main(args: argparse.Namespace) -> int:
-    """``bev-mtl-ros bench``: prints the table, writes ``--json``; 0 on success, 2 on bad options."""
+    """``bev-mtl-ros bench``: prints the table, writes ``--json``; 0 on success, 2 on bad
+    options."""
     image = None
     if args.image:
         try:
@@ -896,9 +962,12 @@ def main(args: argparse.Namespace) -> int:
             print("bench: --device cuda but torch sees no CUDA device", file=sys.stderr)
             return 2
     cfg = BenchConfig(device=args.device, frames=args.frames, warmup=args.warmup, model=args.model,
-                      scenarios=tuple(args.scenarios), points=args.points, image=image, scaling=not args.no_scaling,
-                      dds=not args.no_dds, reference=not args.no_reference, spconv_path=args.spconv_path,
-                      backends=tuple(args.backends) if args.backends else None, threads=args.threads)
+                      scenarios=tuple(args.scenarios), points=args.points, image=image,
+                      scaling=not args.no_scaling,
+                      dds=not args.no_dds, reference=not args.no_reference,
+                      spconv_path=args.spconv_path,
+                      backends=tuple(args.backends) if args.backends else None,
+                      threads=args.threads)
     res = run_benchmark(cfg)
     print(format_table(res))
     if args.json:

@@ -1,9 +1,9 @@
 """``bev-mtl-ros``: the package's command line, a thin dispatcher over the layers.
 
 Each sub-command lives in the module that owns its job; that module provides
-``add_arguments(parser: argparse.ArgumentParser) -> None`` and ``main(args: argparse.Namespace) -> int``.
-Modules are imported only when their sub-command runs, so ``bev-mtl-ros synth`` never imports rclpy
-and ``bev-mtl-ros play`` never imports torch.
+``add_arguments(parser: argparse.ArgumentParser) -> None`` and
+``main(args: argparse.Namespace) -> int``. Modules are imported only when their sub-command runs,
+so ``bev-mtl-ros synth`` never imports rclpy and ``bev-mtl-ros play`` never imports torch.
 """
 
 from __future__ import annotations
@@ -15,15 +15,22 @@ from typing import Dict, List, Optional, Tuple
 
 #: sub-command -> (module, one-line help)
 COMMANDS: Dict[str, Tuple[str, str]] = {
-    "synth": ("bev_mtl_ros.data.synth", "generate synthetic frames in A2D2's own directory layout and formats"),
-    "a2d2-to-bag": ("bev_mtl_ros.data.to_bag", "convert an A2D2(-format) directory to a rosbag2 file (mcap or sqlite3)"),
+    "synth": ("bev_mtl_ros.data.synth",
+              "generate synthetic frames in A2D2's own directory layout and formats"),
+    "a2d2-to-bag": ("bev_mtl_ros.data.to_bag",
+                    "convert an A2D2(-format) directory to a rosbag2 file (mcap or sqlite3)"),
     "train": ("bev_mtl_ros.train.train", "train the multi-task network on A2D2-format data"),
-    "evaluate": ("bev_mtl_ros.train.evaluate", "evaluate a model on A2D2-format data or a recorded output bag"),
-    "export": ("bev_mtl_ros.runtime.export", "export a checkpoint to ONNX (with its contract) and verify parity"),
-    "play": ("bev_mtl_ros.ros.player", "replay a rosbag2 file over DDS with recorded timing (no ros2 CLI needed)"),
+    "evaluate": ("bev_mtl_ros.train.evaluate",
+                 "evaluate a model on A2D2-format data or a recorded output bag"),
+    "export": ("bev_mtl_ros.runtime.export",
+               "export a checkpoint to ONNX (with its contract) and verify parity"),
+    "play": ("bev_mtl_ros.ros.player",
+             "replay a rosbag2 file over DDS with recorded timing (no ros2 CLI needed)"),
     "record": ("bev_mtl_ros.ros.recorder", "record topics to a rosbag2 file (no ros2 CLI needed)"),
-    "bench": ("bev_mtl_ros.bench", "per-stage latency benchmark: backends, pillarization, end-to-end over DDS"),
-    "demo": ("bev_mtl_ros.demo", "replay the bundled sample through the node and summarise/render the result"),
+    "bench": ("bev_mtl_ros.bench",
+              "per-stage latency benchmark: backends, pillarization, end-to-end over DDS"),
+    "demo": ("bev_mtl_ros.demo",
+             "replay the bundled sample through the node and summarise/render the result"),
     "soak": ("bev_mtl_ros.soak",
              "run the node for minutes under a steady load: frames in/out, latency, RSS"),
 }

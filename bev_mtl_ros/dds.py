@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Dict, List, Mapping, MutableMapping, Optional
 
 PACKAGE_NAME = "bev_mtl_ros"
-#: file name of the shipped profile inside ``config/`` (source tree) or ``share/bev_mtl_ros/config/``
+#: file name of the shipped profile inside ``config/`` (source tree) or
+#: ``share/bev_mtl_ros/config/``
 PROFILE_FILE_NAME = "fastdds_large_data.xml"
 #: environment variable read by Fast DDS when it creates the first participant of a process
 PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
@@ -38,7 +39,8 @@ def _candidate_profile_paths() -> List[Path]:
     try:
         from ament_index_python.packages import get_package_share_directory
 
-        candidates.append(Path(get_package_share_directory(PACKAGE_NAME)) / "config" / PROFILE_FILE_NAME)
+        candidates.append(Path(get_package_share_directory(PACKAGE_NAME)) / "config"
+                          / PROFILE_FILE_NAME)
     except Exception:  # ament_index missing or package not registered: fall through
         pass
     # 3. Plain (non-editable) pip install: setup.py's data_files land under <prefix>/share.
@@ -64,7 +66,8 @@ def default_fastdds_profile() -> str:
         if path.is_file():
             return str(path)
     tried = ", ".join(str(p) for p in candidates)
-    raise FileNotFoundError(f"Fast DDS profile {PROFILE_FILE_NAME} of {PACKAGE_NAME} not found; looked in: {tried}")
+    raise FileNotFoundError(f"Fast DDS profile {PROFILE_FILE_NAME} of {PACKAGE_NAME} not found; "
+                            f"looked in: {tried}")
 
 
 def dds_environment(base_env: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
@@ -120,7 +123,8 @@ def launch_environment_actions() -> list:
     from launch.actions import SetEnvironmentVariable
 
     env = dds_environment()
-    return [SetEnvironmentVariable(name, env[name]) for name in (PROFILE_ENV, RMW_ENV) if env.get(name)]
+    return [SetEnvironmentVariable(name, env[name]) for name in (PROFILE_ENV, RMW_ENV)
+            if env.get(name)]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -151,7 +155,8 @@ def add_venv_ament_prefix(environ: Optional[MutableMapping[str, str]] = None) ->
 
 
 def cli_main() -> int:
-    """Entry point of ``bev-mtl-ros``: DDS defaults and venv ament prefix, then ``bev_mtl_ros.cli.main``."""
+    """Entry point of ``bev-mtl-ros``: DDS defaults and venv ament prefix, then
+    ``bev_mtl_ros.cli.main``."""
     apply_dds_environment()
     add_venv_ament_prefix()
     from bev_mtl_ros.cli import main
@@ -160,7 +165,8 @@ def cli_main() -> int:
 
 
 def perception_node_main() -> int:
-    """Entry point of ``perception_node``: DDS defaults and venv ament prefix, then ``bev_mtl_ros.ros.node.main``."""
+    """Entry point of ``perception_node``: DDS defaults and venv ament prefix, then
+    ``bev_mtl_ros.ros.node.main``."""
     apply_dds_environment()
     add_venv_ament_prefix()
     from bev_mtl_ros.ros.node import main

@@ -3,7 +3,8 @@ the result.
 
 What runs (three separate processes talking over DDS, as on a vehicle):
 
-1. ``bev-mtl-ros record`` — records the node's outputs and the input cloud (for end-to-end latency);
+1. ``bev-mtl-ros record`` — records the node's outputs and the input cloud (for end-to-end
+   latency);
 2. ``perception_node --ros-args --params-file config/perception.yaml -p use_sim_time:=true``;
 3. ``bev-mtl-ros play SAMPLE_BAG --clock --rate R`` once the node and recorder are matched.
 
@@ -44,15 +45,18 @@ from bev_mtl_ros.geometry import BOX_EDGES, box_corners_3d, normalize_yaw, quate
 from bev_mtl_ros.ros.params import input_remap_args
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-#: the committed sample recording replayed by ``make demo`` (rosbag2 directory, relative to the repository root)
+#: the committed sample recording replayed by ``make demo`` (rosbag2 directory, relative to the
+#: repository root)
 SAMPLE_BAG = "test/data/sample_a2d2"
 #: other places the sample may be committed (a rosbag2 directory as written by a2d2-to-bag)
-SAMPLE_BAG_ALTERNATIVES = ("test/data/sample_a2d2.mcap", "test/data/sample_a2d2.db3", "test/data/sample")
+SAMPLE_BAG_ALTERNATIVES = ("test/data/sample_a2d2.mcap", "test/data/sample_a2d2.db3",
+                           "test/data/sample")
 
 
 def find_sample_bag() -> Path:
     """The committed sample recording: :data:`SAMPLE_BAG` or the first existing alternative
-    (:data:`SAMPLE_BAG_ALTERNATIVES`), relative to the repository root; SAMPLE_BAG when none exists."""
+    (:data:`SAMPLE_BAG_ALTERNATIVES`), relative to the repository root; SAMPLE_BAG when none
+    exists."""
     for rel in (SAMPLE_BAG,) + SAMPLE_BAG_ALTERNATIVES:
         if (REPO_ROOT / rel).exists():
             return REPO_ROOT / rel
@@ -89,7 +93,8 @@ def output_topics(node_name: str = NODE_NAME) -> Dict[str, str]:
 
 
 #: per-frame output topics that must carry exactly one message per processed cloud
-PER_FRAME_SUFFIXES = ("detections", "markers", "drivable_area", "drivable_area/grid", "semantic", "semantic/color")
+PER_FRAME_SUFFIXES = ("detections", "markers", "drivable_area", "drivable_area/grid", "semantic",
+                      "semantic/color")
 
 
 class DemoError(RuntimeError):
@@ -181,7 +186,8 @@ def _cli() -> List[str]:
 
 
 def default_node_cmd() -> List[str]:
-    """The node's console script next to this interpreter, else ``python -m bev_mtl_ros.ros.node``."""
+    """The node's console script next to this interpreter, else
+    ``python -m bev_mtl_ros.ros.node``."""
     exe = Path(sys.executable).parent / "perception_node"
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "bev_mtl_ros.ros.node"]
 
@@ -237,10 +243,11 @@ def _wait_graph(env: Dict[str, str], node_name: str, input_topics: Sequence[str]
         f"deadline = time.monotonic() + {timeout}\n"
         f"inputs = {list(input_topics)!r}\n"
         "def node_subscribed(t):\n"
-        f"    return any(i.node_name == {node_name!r} for i in n.get_subscriptions_info_by_topic(t))\n"
+        f"    return any(i.node_name == {node_name!r} for i in "
+        "n.get_subscriptions_info_by_topic(t))\n"
         "while time.monotonic() < deadline:\n"
-        f"    if all(node_subscribed(t) for t in inputs) and n.count_publishers({det_topic!r}) >= 1 "
-        f"and n.count_subscribers({det_topic!r}) >= 1:\n"
+        f"    if all(node_subscribed(t) for t in inputs) and n.count_publishers({det_topic!r}) >= "
+        f"1 and n.count_subscribers({det_topic!r}) >= 1:\n"
         "        print('ready'); sys.exit(0)\n"
         "    time.sleep(0.1)\n"
         "sys.exit(1)\n")
@@ -252,14 +259,15 @@ def _wait_graph(env: Dict[str, str], node_name: str, input_topics: Sequence[str]
             if p.poll() is not None:
                 probe.kill()
                 probe.wait()
-                raise DemoError(f"{name} exited (code {p.returncode}) before the replay started; log "
-                                f"{logs[name]}:\n{_tail(logs[name])}")
+                raise DemoError(f"{name} exited (code {p.returncode}) before the replay started; "
+                                f"log {logs[name]}:\n{_tail(logs[name])}")
         if time.monotonic() - t0 > timeout + 30:
             probe.kill()
         time.sleep(0.1)
     if probe.returncode != 0:
-        raise DemoError(f"node not ready after {timeout:.0f} s (no subscription on {list(input_topics)} or no matched "
-                        f"{det_topic}); node log {logs['node']}:\n{_tail(logs['node'])}")
+        raise DemoError(f"node not ready after {timeout:.0f} s (no subscription on "
+                        f"{list(input_topics)} or no matched {det_topic}); node log "
+                        f"{logs['node']}:\n{_tail(logs['node'])}")
 
 
 def run_replay(cfg: ReplayConfig, log=print) -> ReplayRun:
@@ -303,7 +311,8 @@ def run_replay(cfg: ReplayConfig, log=print) -> ReplayRun:
     node_rc = None
     try:
         procs["recorder"] = subprocess.Popen(
-            _cli() + ["record", str(recording), "--topics", *rec_topics, "--expect", f"{det_topic}={n_frames * max(1, cfg.loops)}", "--linger", "2.0",
+            _cli() + ["record", str(recording), "--topics", *rec_topics, "--expect",
+                      f"{det_topic}={n_frames * max(1, cfg.loops)}", "--linger", "2.0",
                       "--idle-timeout", str(cfg.drain_timeout_s), "--ready-file", str(ready)],
             env=env, stdout=files["recorder"], stderr=subprocess.STDOUT)
         node_cmd = (list(cfg.node_cmd or default_node_cmd())
@@ -316,16 +325,20 @@ def run_replay(cfg: ReplayConfig, log=print) -> ReplayRun:
         for k, v in params.items():
             node_cmd += ["-p", f"{k}:={_param_value(v)}"]
         log(f"[demo] domain {domain}; node: {' '.join(node_cmd)}")
-        procs["node"] = subprocess.Popen(node_cmd, env=env, stdout=files["node"], stderr=subprocess.STDOUT)
-        _wait_graph(env, cfg.node_name, [LIDAR_TOPIC, IMAGE_TOPIC], det_topic, procs, logs, cfg.ready_timeout_s)
-        log(f"[demo] node ready after {time.monotonic() - t_start:.1f} s; playing {bag} at rate {cfg.rate}")
+        procs["node"] = subprocess.Popen(node_cmd, env=env, stdout=files["node"],
+                                         stderr=subprocess.STDOUT)
+        _wait_graph(env, cfg.node_name, [LIDAR_TOPIC, IMAGE_TOPIC], det_topic, procs, logs,
+                    cfg.ready_timeout_s)
+        log(f"[demo] node ready after {time.monotonic() - t_start:.1f} s; playing {bag} at rate "
+            f"{cfg.rate}")
         stats_json = out / "player_stats.json"
-        # the node's subscription and (when inputs are recorded) the recorder's must both be matched
-        # by the player's publisher before the first cloud goes out
+        # the node's subscription and (when inputs are recorded) the recorder's must both be
+        # matched by the player's publisher before the first cloud goes out
         n_subs = 2 if cfg.record_inputs else 1
-        play_cmd = _cli() + ["play", str(bag), "--rate", str(cfg.rate), "--wait-for-subscribers", "1",
-                             "--wait-topics", f"{LIDAR_TOPIC}={n_subs}", f"{IMAGE_TOPIC}=1", "--wait-timeout", "60",
-                             "--stats-json", str(stats_json)]
+        play_cmd = _cli() + ["play", str(bag), "--rate", str(cfg.rate),
+                             "--wait-for-subscribers", "1",
+                             "--wait-topics", f"{LIDAR_TOPIC}={n_subs}", f"{IMAGE_TOPIC}=1",
+                             "--wait-timeout", "60", "--stats-json", str(stats_json)]
         if cfg.use_sim_time:
             play_cmd.append("--clock")
         if cfg.play_topics:
@@ -333,11 +346,14 @@ def run_replay(cfg: ReplayConfig, log=print) -> ReplayRun:
         if cfg.loops > 1:
             play_cmd += ["--loop", "--max-loops", str(int(cfg.loops))]
         if cfg.pace:
-            play_cmd += ["--pace-topic", f"{det_topic}:vision_msgs/msg/Detection3DArray", "--pace-input", LIDAR_TOPIC]
-        player = subprocess.run(play_cmd, env=env, stdout=files["player"], stderr=subprocess.STDOUT,
-                                timeout=max(120.0, 3.0 * max(1, cfg.loops) * _bag_span_s(bag) / cfg.rate + 60.0))
+            play_cmd += ["--pace-topic", f"{det_topic}:vision_msgs/msg/Detection3DArray",
+                         "--pace-input", LIDAR_TOPIC]
+        player = subprocess.run(
+            play_cmd, env=env, stdout=files["player"], stderr=subprocess.STDOUT,
+            timeout=max(120.0, 3.0 * max(1, cfg.loops) * _bag_span_s(bag) / cfg.rate + 60.0))
         if player.returncode != 0:
-            raise DemoError(f"player failed (code {player.returncode}); log {logs['player']}:\n{_tail(logs['player'])}")
+            raise DemoError(f"player failed (code {player.returncode}); log "
+                            f"{logs['player']}:\n{_tail(logs['player'])}")
         player_stats = json.loads(stats_json.read_text()) if stats_json.exists() else {}
         try:
             procs["recorder"].wait(cfg.drain_timeout_s + 120.0)
@@ -352,9 +368,11 @@ def run_replay(cfg: ReplayConfig, log=print) -> ReplayRun:
             f.close()
         claim.release()
     if not (recording / "metadata.yaml").exists() and not list(recording.glob("*.mcap")):
-        raise DemoError(f"no recording written; recorder log {logs['recorder']}:\n{_tail(logs['recorder'])}")
+        raise DemoError("no recording written; recorder log "
+                        f"{logs['recorder']}:\n{_tail(logs['recorder'])}")
     return ReplayRun(recording=recording, player_stats=player_stats, node_log=logs["node"],
-                     lidar_frames_in_bag=n_frames, node_returncode=node_rc, wall_s=time.monotonic() - t_start)
+                     lidar_frames_in_bag=n_frames, node_returncode=node_rc,
+                     wall_s=time.monotonic() - t_start)
 
 
 def _bag_span_s(bag: Path) -> float:
@@ -364,11 +382,12 @@ def _bag_span_s(bag: Path) -> float:
 
 
 # ====================================================================== a small synthetic bag
-def make_synthetic_bag(out: Path, frames: int = 6, points: int = 20_000, image_wh: Tuple[int, int] = (960, 604),
+def make_synthetic_bag(out: Path, frames: int = 6, points: int = 20_000,
+                       image_wh: Tuple[int, int] = (960, 604),
                        period_ns: int = 100_000_000, seed: int = 0, storage: str = "mcap",
                        start_ns: int = 1_600_000_000_000_000_000) -> Path:
-    """Write a small bag in the converter's layout (same topics, types, frame ids, QoS and stamps as
-    ``bev-mtl-ros a2d2-to-bag``) from synthetic scans: for tests and for trying the demo without
+    """Write a small bag in the converter's layout (same topics, types, frame ids, QoS and stamps
+    as ``bev-mtl-ros a2d2-to-bag``) from synthetic scans: for tests and for trying the demo without
     the sample recording. Clouds from :func:`bev_mtl_ros.bench.synthetic_scan` (front 60 deg,
     ``points`` points, box obstacles), an rgb8 gradient image of ``image_wh`` with the A2D2
     front-center intrinsics scaled to that size, ground-truth boxes of the obstacles, an empty
@@ -393,7 +412,8 @@ def make_synthetic_bag(out: Path, frames: int = 6, points: int = 20_000, image_w
                storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3)
     w.open()
     conns = {k: w.add_connection(tn[k], tb.MSGTYPES[k], typestore=ts,
-                                 offered_qos_profiles=[tb._qos("transient_local", 1) if k == "tf_static" else tb._qos()])
+                                 offered_qos_profiles=[tb._qos("transient_local", 1)
+                                                       if k == "tf_static" else tb._qos()])
              for k in tn}
     for k in range(frames):
         stamp = start_ns + k * period_ns
@@ -407,8 +427,11 @@ def make_synthetic_bag(out: Path, frames: int = 6, points: int = 20_000, image_w
         msgs += [("points", tb.make_pointcloud2(ts, arr, stamp, fid["view"])),
                  ("image", tb.make_image(ts, img, stamp, fid["optical"], "rgb8")),
                  ("camera_info", tb.make_camera_info(ts, cam, stamp, fid["optical"], image_wh)),
-                 ("boxes", tb.make_detections(ts, boxes, names, [str(i) for i in range(len(boxes))], stamp, fid["view"])),
-                 ("semantic", tb.make_image(ts, np.zeros(img.shape[:2], np.uint8), stamp, fid["optical"], "mono8"))]
+                 ("boxes", tb.make_detections(ts, boxes, names,
+                                              [str(i) for i in range(len(boxes))], stamp,
+                                              fid["view"])),
+                 ("semantic", tb.make_image(ts, np.zeros(img.shape[:2], np.uint8), stamp,
+                                            fid["optical"], "mono8"))]
         for key, msg in msgs:
             w.write(conns[key], stamp, ts.serialize_cdr(msg, tb.MSGTYPES[key]))
     w.close()
@@ -421,8 +444,10 @@ def _typestore():
     return make_record_typestore()
 
 
-def read_topics(bag: Path, topics: Sequence[str], typestore=None) -> Dict[str, List[Tuple[int, Any]]]:
-    """Deserialize the given topics of a bag: topic -> [(bag receive time ns, message)] in bag order.
+def read_topics(bag: Path, topics: Sequence[str],
+                typestore=None) -> Dict[str, List[Tuple[int, Any]]]:
+    """Deserialize the given topics of a bag: topic -> [(bag receive time ns, message)] in bag
+    order.
 
     Types missing from the typestore are registered from the installed ``.msg`` files."""
     from rosbags.rosbag2 import Reader
@@ -457,7 +482,8 @@ def _yaw(q) -> float:
 
 
 def detections_to_arrays(msg) -> Tuple[np.ndarray, np.ndarray, List[str]]:
-    """vision_msgs/Detection3DArray -> (boxes (N,7) f32 [x,y,z,l,w,h,yaw], scores (N,) f32, class ids).
+    """vision_msgs/Detection3DArray -> (boxes (N,7) f32 [x,y,z,l,w,h,yaw], scores (N,) f32, class
+    ids).
 
     The best hypothesis (first result) gives class and score; box size is (length=x, width=y,
     height=z) in the detection's frame."""
@@ -493,13 +519,15 @@ _PF_DTYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: 
 
 
 def cloud_to_array(msg, fields: Sequence[str] = ("x", "y", "z")) -> np.ndarray:
-    """sensor_msgs/PointCloud2 (rosbags) -> (N, len(fields)) float32 (fields by name, any layout)."""
+    """sensor_msgs/PointCloud2 (rosbags) -> (N, len(fields)) float32 (fields by name, any
+    layout)."""
     order = ">" if msg.is_bigendian else "<"
     have = {f.name: f for f in msg.fields}
     missing = [f for f in fields if f not in have]
     if missing:
         raise ValueError(f"PointCloud2 lacks fields {missing} (has {sorted(have)})")
-    dt = np.dtype({"names": list(fields), "formats": [order + _PF_DTYPES[have[f].datatype] for f in fields],
+    dt = np.dtype({"names": list(fields),
+                   "formats": [order + _PF_DTYPES[have[f].datatype] for f in fields],
                    "offsets": [have[f].offset for f in fields], "itemsize": int(msg.point_step)})
     n = int(msg.width) * int(msg.height)
     buf = np.asarray(msg.data, dtype=np.uint8)
@@ -512,7 +540,8 @@ def grid_to_mask(msg) -> Tuple[np.ndarray, Dict[str, float]]:
     x/y (m), resolution (m/cell), frame_id). Row r, col c covers origin + (c, r) * resolution."""
     info = msg.info
     data = np.asarray(msg.data, dtype=np.int16).reshape(int(info.height), int(info.width))
-    return data >= 50, {"origin_x": float(info.origin.position.x), "origin_y": float(info.origin.position.y),
+    return data >= 50, {"origin_x": float(info.origin.position.x),
+                        "origin_y": float(info.origin.position.y),
                         "resolution": float(info.resolution), "frame_id": msg.header.frame_id}
 
 
@@ -534,11 +563,13 @@ def _percentiles(values: Sequence[float]) -> Dict[str, float]:
     v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=np.float64)
     if v.size == 0:
         return {}
-    return {"n": int(v.size), "p50": round(float(np.percentile(v, 50)), 2), "p95": round(float(np.percentile(v, 95)), 2),
+    return {"n": int(v.size), "p50": round(float(np.percentile(v, 50)), 2),
+            "p95": round(float(np.percentile(v, 95)), 2),
             "max": round(float(v.max()), 2), "mean": round(float(v.mean()), 2)}
 
 
-def _diagnostic_values(diag_msgs: Sequence[Any], node_name: str) -> Tuple[Dict[str, List[float]], Dict[str, str]]:
+def _diagnostic_values(diag_msgs: Sequence[Any],
+                       node_name: str) -> Tuple[Dict[str, List[float]], Dict[str, str]]:
     """Collect numeric key/values of the node's DiagnosticStatus entries: (key -> values over
     time, key -> last raw value)."""
     series: Dict[str, List[float]] = {}
@@ -557,7 +588,8 @@ def _diagnostic_values(diag_msgs: Sequence[Any], node_name: str) -> Tuple[Dict[s
 
 
 def analyze_recording(input_bag: Path, recording: Path, node_name: str = NODE_NAME,
-                      player_stats: Optional[Dict[str, Any]] = None) -> Tuple[Dict[str, Any], List[FrameOutput]]:
+                      player_stats: Optional[Dict[str, Any]] = None
+                      ) -> Tuple[Dict[str, Any], List[FrameOutput]]:
     """Match the node's recorded outputs to the input bag's lidar frames and summarise.
 
     Returns:
@@ -608,7 +640,8 @@ def analyze_recording(input_bag: Path, recording: Path, node_name: str = NODE_NA
     frame_stamps = np.array(sorted(frames), dtype=np.int64)
     for t, m in rec.get(f"{ns}/semantic", []):
         s = stamp_ns(m)
-        if s not in frames and frame_stamps.size:  # image stamp != cloud stamp: nearest frame within 50 ms
+        # image stamp != cloud stamp: nearest frame within 50 ms
+        if s not in frames and frame_stamps.size:
             j = int(np.argmin(np.abs(frame_stamps - s)))
             s = int(frame_stamps[j]) if abs(int(frame_stamps[j]) - s) <= 50_000_000 else s
         if s in frames and frames[s].semantic is None:
@@ -622,7 +655,8 @@ def analyze_recording(input_bag: Path, recording: Path, node_name: str = NODE_NA
         names = dims[0].label.split(",") if dims else ["total"]
         for name, v in zip(names, data):
             stages.setdefault(f"node_{name.strip()}", []).append(float(v))
-    diag_series, diag_last = _diagnostic_values([m for _, m in rec.get("/diagnostics", [])], node_name)
+    diag_series, diag_last = _diagnostic_values([m for _, m in rec.get("/diagnostics", [])],
+                                                node_name)
     latency: Dict[str, Any] = {"end_to_end": _percentiles([f.latency_ms for f in frame_list])}
     latency.update({k: _percentiles(v) for k, v in stages.items()})
     per_class: Dict[str, int] = {}
@@ -634,10 +668,12 @@ def analyze_recording(input_bag: Path, recording: Path, node_name: str = NODE_NA
     summary = {
         "input_bag": str(input_bag), "recording": str(recording),
         "frames_in": frames_in, "frames_in_bag": len(in_stamps), "loops": loops,
-        "frames_out": frames_out, "frames_skipped": frames_in - per_topic[f"{ns}/detections"]["messages"],
+        "frames_out": frames_out,
+        "frames_skipped": frames_in - per_topic[f"{ns}/detections"]["messages"],
         "node_reported_skipped": {k: diag_last[k] for k in skipped_keys},
         "per_topic": per_topic, "latency_ms": latency,
-        "backend": next((diag_last[k] for k in ("backend", "Backend", "inference_backend") if k in diag_last), None),
+        "backend": next((diag_last[k] for k in ("backend", "Backend", "inference_backend")
+                         if k in diag_last), None),
         "detections_per_class": dict(sorted(per_class.items())),
         "detections_total": int(sum(per_class.values())),
         "diagnostics_last": diag_last,
@@ -659,8 +695,10 @@ def model_contract(model_path: Optional[str | os.PathLike]):
     return load_checkpoint(str(model_path))[1]
 
 
-def evaluate_against_ground_truth(input_bag: Path, recording: Path, node_name: str = NODE_NAME,
-                                  model_path: Optional[str | os.PathLike] = None) -> Dict[str, Any]:
+def evaluate_against_ground_truth(input_bag: Path, recording: Path,
+                                  node_name: str = NODE_NAME,
+                                  model_path: Optional[str | os.PathLike] = None
+                                  ) -> Dict[str, Any]:
     """Metrics of the recorded outputs against the input bag's ground truth (boxes, semantic),
     matched by header stamp: :func:`bev_mtl_ros.train.evaluate.evaluate_bag` on the node's
     ``~/detections`` and ``~/semantic`` topics, as JSON-compatible data (NaN stays NaN).
@@ -675,11 +713,13 @@ def evaluate_against_ground_truth(input_bag: Path, recording: Path, node_name: s
                           detections_topic=f"/{node_name}/detections",
                           semantic_topic=f"/{node_name}/semantic")
     result = {k: v for k, v in result.items() if not str(k).startswith("_")}
-    return json.loads(json.dumps(result, default=lambda o: o.tolist() if isinstance(o, (np.ndarray, np.generic)) else str(o)))
+    return json.loads(json.dumps(result, default=lambda o: o.tolist()
+                                 if isinstance(o, (np.ndarray, np.generic)) else str(o)))
 
 
 # ====================================================================== rendering (OpenCV)
-_CLASS_COLOURS_BGR = [(0, 200, 255), (255, 120, 0), (60, 60, 255), (0, 220, 0), (255, 0, 255), (255, 255, 0)]
+_CLASS_COLOURS_BGR = [(0, 200, 255), (255, 120, 0), (60, 60, 255), (0, 220, 0), (255, 0, 255),
+                      (255, 255, 0)]
 
 
 def _class_colour(label: str, classes: Sequence[str]) -> Tuple[int, int, int]:
@@ -688,7 +728,8 @@ def _class_colour(label: str, classes: Sequence[str]) -> Tuple[int, int, int]:
 
 
 def render_camera(image_rgb: np.ndarray, K: np.ndarray, boxes: np.ndarray, labels: Sequence[str],
-                  scores: np.ndarray, semantic: Optional[np.ndarray] = None, classes: Sequence[str] = (),
+                  scores: np.ndarray, semantic: Optional[np.ndarray] = None,
+                  classes: Sequence[str] = (),
                   alpha: float = 0.45, gt_boxes: Optional[np.ndarray] = None) -> np.ndarray:
     """Camera image with semantic overlay and projected 3D boxes; returns a BGR uint8 image.
 
@@ -720,8 +761,8 @@ def render_camera(image_rgb: np.ndarray, K: np.ndarray, boxes: np.ndarray, label
             cv2.line(bgr, p1, p2, colour, lw, cv2.LINE_AA)
         if text:
             top = pts[4:].min(0)
-            cv2.putText(bgr, text, (int(top[0]), max(12, int(top[1]) - 4)), cv2.FONT_HERSHEY_SIMPLEX,
-                        0.4 * lw, colour, lw, cv2.LINE_AA)
+            cv2.putText(bgr, text, (int(top[0]), max(12, int(top[1]) - 4)),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.4 * lw, colour, lw, cv2.LINE_AA)
 
     if gt_boxes is not None:
         for b in gt_boxes:
@@ -731,7 +772,8 @@ def render_camera(image_rgb: np.ndarray, K: np.ndarray, boxes: np.ndarray, label
     return bgr
 
 
-def render_bev(points: Optional[np.ndarray], pc_range: Sequence[float], boxes: np.ndarray, labels: Sequence[str],
+def render_bev(points: Optional[np.ndarray], pc_range: Sequence[float], boxes: np.ndarray,
+               labels: Sequence[str],
                drivable: Optional[np.ndarray] = None, gt_boxes: Optional[np.ndarray] = None,
                classes: Sequence[str] = (), px_per_m: float = 8.0) -> np.ndarray:
     """Bird's-eye view (BGR uint8): +x (forward) up, +y (left) to the left, ``px_per_m`` pixels per
@@ -760,7 +802,8 @@ def render_bev(points: Optional[np.ndarray], pc_range: Sequence[float], boxes: n
         img[v[ok].astype(int), u[ok].astype(int)] = np.stack([g, g, g], 1)
     # range rings every 10 m
     for r in range(10, int(x1) + 1, 10):
-        cv2.circle(img, (int(round(y1 * px_per_m)), int(round(x1 * px_per_m))), int(r * px_per_m), (60, 60, 60), 1)
+        cv2.circle(img, (int(round(y1 * px_per_m)), int(round(x1 * px_per_m))), int(r * px_per_m),
+                   (60, 60, 60), 1)
 
     def draw(b, colour, thick):
         c = box_corners_3d(np.reshape(b, (1, 7)))[0, :4]
@@ -769,7 +812,8 @@ def render_bev(points: Optional[np.ndarray], pc_range: Sequence[float], boxes: n
         cv2.polylines(img, [poly], True, colour, thick, cv2.LINE_AA)
         front = ((poly[0] + poly[3]) / 2).astype(int)
         centre = poly.mean(0).astype(int)
-        cv2.line(img, tuple(int(v) for v in centre), tuple(int(v) for v in front), colour, thick, cv2.LINE_AA)
+        cv2.line(img, tuple(int(v) for v in centre), tuple(int(v) for v in front), colour, thick,
+                 cv2.LINE_AA)
 
     if gt_boxes is not None:
         for b in gt_boxes:
@@ -788,7 +832,8 @@ def _gt_boxes_by_stamp(bag: Path) -> Dict[int, np.ndarray]:
 
 
 def render_frames(input_bag: Path, frames: Sequence[FrameOutput], out_dir: Path, count: int = 3,
-                  pc_range: Optional[Sequence[float]] = None, classes: Sequence[str] = ()) -> List[str]:
+                  pc_range: Optional[Sequence[float]] = None,
+                  classes: Sequence[str] = ()) -> List[str]:
     """Write ``frame_<k>_camera.png`` and ``frame_<k>_bev.png`` for ``count`` evenly spaced frames.
 
     The image paired with a cloud is the bag's image with the nearest header stamp; intrinsics from
@@ -804,7 +849,8 @@ def render_frames(input_bag: Path, frames: Sequence[FrameOutput], out_dir: Path,
     data = read_topics(input_bag, [LIDAR_TOPIC, IMAGE_TOPIC, CAMERA_INFO_TOPIC])
     clouds = {stamp_ns(m): m for _, m in data[LIDAR_TOPIC] if stamp_ns(m) in wanted}
     images = [(stamp_ns(m), m) for _, m in data[IMAGE_TOPIC]]
-    K = np.asarray(data[CAMERA_INFO_TOPIC][0][1].k, np.float64).reshape(3, 3) if data[CAMERA_INFO_TOPIC] else None
+    K = (np.asarray(data[CAMERA_INFO_TOPIC][0][1].k, np.float64).reshape(3, 3)
+         if data[CAMERA_INFO_TOPIC] else None)
     gt = _gt_boxes_by_stamp(input_bag)
     written = []
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -813,15 +859,15 @@ def render_frames(input_bag: Path, frames: Sequence[FrameOutput], out_dir: Path,
         pts = cloud_to_array(clouds[f.stamp_ns]) if f.stamp_ns in clouds else None
         g = gt.get(f.stamp_ns)
         bev = render_bev(pts, pc_range, f.boxes, f.labels, f.drivable, g, classes)
-        cv2.putText(bev, f"stamp {f.stamp_ns / 1e9:.2f} s  {len(f.scores)} detections (GT white)", (8, 20),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(bev, f"stamp {f.stamp_ns / 1e9:.2f} s  {len(f.scores)} detections (GT white)",
+                    (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
         p = out_dir / f"frame_{k}_bev.png"
         cv2.imwrite(str(p), bev)
         written.append(str(p))
         if images and K is not None:
             s_img, m_img = min(images, key=lambda sm: abs(sm[0] - f.stamp_ns))
-            cam = render_camera(image_to_array(m_img), K, f.boxes, f.labels, f.scores, f.semantic, classes,
-                                gt_boxes=g)
+            cam = render_camera(image_to_array(m_img), K, f.boxes, f.labels, f.scores, f.semantic,
+                                classes, gt_boxes=g)
             p = out_dir / f"frame_{k}_camera.png"
             cv2.imwrite(str(p), cam)
             written.append(str(p))
@@ -831,8 +877,8 @@ def render_frames(input_bag: Path, frames: Sequence[FrameOutput], out_dir: Path,
 # ====================================================================== golden outputs
 #: tolerances of the replay regression test (documented in test/golden/README.md)
 GOLDEN_TOLERANCES = {"center_m": 0.05, "size_m": 0.05, "yaw_rad": 0.03, "score": 0.02,
-                     "drivable_agreement": 0.995, "semantic_agreement": 0.99, "near_threshold_score": 0.05,
-                     "near_threshold_fraction": 0.05}
+                     "drivable_agreement": 0.995, "semantic_agreement": 0.99,
+                     "near_threshold_score": 0.05, "near_threshold_fraction": 0.05}
 SEMANTIC_GOLDEN_STRIDE = 4
 
 
@@ -851,21 +897,27 @@ def file_sha256(path: Path) -> str:
 def write_golden(frames: Sequence[FrameOutput], path: Path, meta: Dict[str, Any]) -> None:
     """Store frame outputs as golden files: ``<path>.npz`` (arrays) + ``<path>.json`` (meta).
 
-    Semantic masks are kept every ``SEMANTIC_GOLDEN_STRIDE``-th pixel; drivable masks bit-packed."""
+    Semantic masks are kept every ``SEMANTIC_GOLDEN_STRIDE``-th pixel; drivable masks
+    bit-packed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays: Dict[str, np.ndarray] = {"stamps": np.array([f.stamp_ns for f in frames], np.int64),
                                      "counts": np.array([len(f.scores) for f in frames], np.int64)}
-    arrays["boxes"] = np.concatenate([f.boxes for f in frames], 0) if frames else np.zeros((0, 7), np.float32)
-    arrays["scores"] = np.concatenate([f.scores for f in frames], 0) if frames else np.zeros(0, np.float32)
+    arrays["boxes"] = (np.concatenate([f.boxes for f in frames], 0) if frames
+                       else np.zeros((0, 7), np.float32))
+    arrays["scores"] = np.concatenate([f.scores
+                                       for f in frames], 0) if frames else np.zeros(0, np.float32)
     labels = [lab for f in frames for lab in f.labels]
     arrays["labels"] = np.array(labels, dtype="U32")
     if frames and all(f.drivable is not None for f in frames):
         arrays["drivable_shape"] = np.array(frames[0].drivable.shape, np.int64)
         arrays["drivable"] = np.stack([np.packbits(f.drivable.ravel()) for f in frames])
     if frames and all(f.semantic is not None for f in frames):
-        arrays["semantic"] = np.stack([f.semantic[::SEMANTIC_GOLDEN_STRIDE, ::SEMANTIC_GOLDEN_STRIDE] for f in frames])
+        arrays["semantic"] = np.stack([f.semantic[::SEMANTIC_GOLDEN_STRIDE,
+                                                  ::SEMANTIC_GOLDEN_STRIDE]
+                                       for f in frames])
     np.savez_compressed(path.with_suffix(".npz"), **arrays)
-    meta = dict(meta, tolerances=GOLDEN_TOLERANCES, semantic_stride=SEMANTIC_GOLDEN_STRIDE, frames=len(frames))
+    meta = dict(meta, tolerances=GOLDEN_TOLERANCES, semantic_stride=SEMANTIC_GOLDEN_STRIDE,
+                frames=len(frames))
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
@@ -880,7 +932,8 @@ def load_golden(path: Path) -> Tuple[List[FrameOutput], Dict[str, Any]]:
         drv = None
         if "drivable" in z:
             shape = tuple(int(v) for v in z["drivable_shape"])
-            drv = np.unpackbits(z["drivable"][i])[: shape[0] * shape[1]].reshape(shape).astype(bool)
+            drv = (np.unpackbits(z["drivable"][i])[: shape[0] * shape[1]]
+                   .reshape(shape).astype(bool))
         sem = z["semantic"][i] if "semantic" in z else None
         frames.append(FrameOutput(int(s), z["boxes"][off:off + n], z["scores"][off:off + n],
                                   [str(x) for x in z["labels"][off:off + n]], drv, sem))
@@ -895,9 +948,9 @@ def compare_outputs(actual: Sequence[FrameOutput], golden: Sequence[FrameOutput]
     Per frame (matched by stamp): boxes are paired greedily by class and nearest centre; a pair
     must agree within ``center_m``, ``size_m``, ``yaw_rad`` (wrapped to [-pi, pi)) and ``score``;
     an unpaired box is accepted only if its score is within ``near_threshold_score`` of the lowest
-    score seen (it sits at the score threshold, where tiny numeric differences flip it), and at most
-    max(2, ``near_threshold_fraction`` x boxes) such boxes per frame. Masks: fraction of equal cells
-    >= ``drivable_agreement`` / ``semantic_agreement``."""
+    score seen (it sits at the score threshold, where tiny numeric differences flip it), and at
+    most max(2, ``near_threshold_fraction`` x boxes) such boxes per frame. Masks: fraction of equal
+    cells >= ``drivable_agreement`` / ``semantic_agreement``."""
     tol = dict(GOLDEN_TOLERANCES, **(tol or {}))
     problems: List[str] = []
     a_by = {f.stamp_ns: f for f in actual}
@@ -905,7 +958,8 @@ def compare_outputs(actual: Sequence[FrameOutput], golden: Sequence[FrameOutput]
     if set(a_by) != set(g_by):
         problems.append(f"frame stamps differ: missing {sorted(set(g_by) - set(a_by))[:5]}, "
                         f"extra {sorted(set(a_by) - set(g_by))[:5]}")
-    all_scores = np.concatenate([f.scores for f in list(actual) + list(golden)] + [np.zeros(0, np.float32)])
+    all_scores = np.concatenate([f.scores for f in list(actual) + list(golden)]
+                                + [np.zeros(0, np.float32)])
     floor = float(all_scores.min()) if all_scores.size else 0.0
     for s in sorted(set(a_by) & set(g_by)):
         a, g = a_by[s], g_by[s]
@@ -915,8 +969,8 @@ def compare_outputs(actual: Sequence[FrameOutput], golden: Sequence[FrameOutput]
             cand = [i for i in range(len(a.scores)) if not used[i] and a.labels[i] == g.labels[j]]
             if not cand:
                 if g.scores[j] > floor + tol["near_threshold_score"]:
-                    problems.append(f"{s}: golden {g.labels[j]} box {g.boxes[j][:3].round(2)} (score "
-                                    f"{g.scores[j]:.3f}) not detected")
+                    problems.append(f"{s}: golden {g.labels[j]} box {g.boxes[j][:3].round(2)} "
+                                    f"(score {g.scores[j]:.3f}) not detected")
                 else:
                     forgiven += 1
                 continue
@@ -924,7 +978,8 @@ def compare_outputs(actual: Sequence[FrameOutput], golden: Sequence[FrameOutput]
             i = cand[int(np.argmin(d))]
             if min(d) > tol["center_m"]:
                 if g.scores[j] > floor + tol["near_threshold_score"]:
-                    problems.append(f"{s}: {g.labels[j]} centre off by {min(d):.3f} m (> {tol['center_m']})")
+                    problems.append(f"{s}: {g.labels[j]} centre off by {min(d):.3f} m (> "
+                                    f"{tol['center_m']})")
                 else:
                     forgiven += 1
                 continue
@@ -940,20 +995,23 @@ def compare_outputs(actual: Sequence[FrameOutput], golden: Sequence[FrameOutput]
                 problems.append(f"{s}: {g.labels[j]} score off by {dsc:.3f}")
         for i in np.nonzero(~used)[0]:
             if a.scores[i] > floor + tol["near_threshold_score"]:
-                problems.append(f"{s}: extra {a.labels[i]} box {a.boxes[i][:3].round(2)} (score {a.scores[i]:.3f})")
+                problems.append(f"{s}: extra {a.labels[i]} box {a.boxes[i][:3].round(2)} (score "
+                                f"{a.scores[i]:.3f})")
             else:
                 forgiven += 1
         allowed = max(2, int(tol["near_threshold_fraction"] * max(len(a.scores), len(g.scores))))
         if forgiven > allowed:
-            problems.append(f"{s}: {forgiven} unpaired boxes near the score threshold (> {allowed} allowed): "
-                            f"centre {tol['center_m']} m not met")
+            problems.append(f"{s}: {forgiven} unpaired boxes near the score threshold (> "
+                            f"{allowed} allowed): centre {tol['center_m']} m not met")
         if a.drivable is not None and g.drivable is not None:
             if a.drivable.shape != g.drivable.shape:
-                problems.append(f"{s}: drivable shape {a.drivable.shape} != golden {g.drivable.shape}")
+                problems.append(f"{s}: drivable shape {a.drivable.shape} != golden "
+                                f"{g.drivable.shape}")
             else:
                 agree = float((a.drivable == g.drivable).mean())
                 if agree < tol["drivable_agreement"]:
-                    problems.append(f"{s}: drivable agreement {agree:.4f} < {tol['drivable_agreement']}")
+                    problems.append(f"{s}: drivable agreement {agree:.4f} < "
+                                    f"{tol['drivable_agreement']}")
         if a.semantic is not None and g.semantic is not None:
             sa = a.semantic
             if sa.shape != g.semantic.shape:
@@ -963,7 +1021,8 @@ def compare_outputs(actual: Sequence[FrameOutput], golden: Sequence[FrameOutput]
             else:
                 agree = float((sa == g.semantic).mean())
                 if agree < tol["semantic_agreement"]:
-                    problems.append(f"{s}: semantic agreement {agree:.4f} < {tol['semantic_agreement']}")
+                    problems.append(f"{s}: semantic agreement {agree:.4f} < "
+                                    f"{tol['semantic_agreement']}")
     return problems
 
 
@@ -979,24 +1038,32 @@ def golden_path_for(bag: Path) -> Path:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``bev-mtl-ros demo``."""
     parser.add_argument("--bag", default=None, help=f"input recording (default {SAMPLE_BAG})")
-    parser.add_argument("--params-file", default=DEFAULT_PARAMS, help=f"node parameters (default {DEFAULT_PARAMS})")
+    parser.add_argument("--params-file", default=DEFAULT_PARAMS,
+                        help=f"node parameters (default {DEFAULT_PARAMS})")
     parser.add_argument("--model", default=None, help="override the node's model_path parameter")
     parser.add_argument("--backend", default=None, help="override the node's backend parameter")
-    parser.add_argument("--rate", type=float, default=0.5, help="replay rate (default 0.5: a CPU keeps up)")
+    parser.add_argument("--rate", type=float, default=0.5,
+                        help="replay rate (default 0.5: a CPU keeps up)")
     parser.add_argument("--no-pace", action="store_true",
                         help="open loop: do not wait for the node's answer before the next cloud "
                              "(frames are skipped when the node is slower than the replay)")
     parser.add_argument("--synthetic", type=int, default=0, metavar="FRAMES",
-                        help="replay a synthetic bag of this many frames (written to OUT/synthetic) instead of --bag")
-    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
+                        help="replay a synthetic bag of this many frames (written to "
+                             "OUT/synthetic) instead of --bag")
+    parser.add_argument("--out", default=DEFAULT_OUT,
+                        help=f"output directory (default {DEFAULT_OUT})")
     parser.add_argument("--frames-to-render", type=int, default=3, help="frames rendered to PNG")
-    parser.add_argument("--no-sim-time", action="store_true", help="run the node on wall time (no /clock)")
-    parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: a free one in 1..101)")
+    parser.add_argument("--no-sim-time", action="store_true",
+                        help="run the node on wall time (no /clock)")
+    parser.add_argument("--domain-id", type=int, default=None,
+                        help="ROS_DOMAIN_ID (default: a free one in 1..101)")
     parser.add_argument("--param", "-p", nargs="+", default=[], metavar="NAME:=VALUE",
                         help="extra node parameter overrides")
     parser.add_argument("--write-golden", action="store_true",
-                        help=f"store the outputs as the regression test's golden files in {GOLDEN_DIR}/")
-    parser.add_argument("--ready-timeout", type=float, default=180.0, help="seconds to wait for the node")
+                        help="store the outputs as the regression test's golden files in "
+                             f"{GOLDEN_DIR}/")
+    parser.add_argument("--ready-timeout", type=float, default=180.0,
+                        help="seconds to wait for the node")
 
 
 def _format_summary(s: Dict[str, Any]) -> str:
@@ -1004,8 +1071,10 @@ def _format_summary(s: Dict[str, Any]) -> str:
              f"backend {s.get('backend')}"]
     for k, v in s["latency_ms"].items():
         if v:
-            lines.append(f"  latency {k:<28} p50 {v['p50']:8.1f} ms  p95 {v['p95']:8.1f} ms  max {v['max']:8.1f} ms")
-    lines.append("  detections per class: " + (", ".join(f"{k} {v}" for k, v in s["detections_per_class"].items()) or "none"))
+            lines.append(f"  latency {k:<28} p50 {v['p50']:8.1f} ms  p95 {v['p95']:8.1f} ms  max "
+                         f"{v['max']:8.1f} ms")
+    lines.append("  detections per class: "
+                 + (", ".join(f"{k} {v}" for k, v in s["detections_per_class"].items()) or "none"))
     bad = {t: p for t, p in s["per_topic"].items() if p["duplicates"] or p["unknown_stamps"]}
     if bad:
         lines.append(f"  topics with duplicate/unknown stamps: {bad}")
@@ -1015,7 +1084,8 @@ def _format_summary(s: Dict[str, Any]) -> str:
 
 
 def _format_metrics(m: Dict[str, Any]) -> str:
-    """One line: mAP per matching criterion, drivable IoU, semantic mIoU (from evaluate_bag's report)."""
+    """One line: mAP per matching criterion, drivable IoU, semantic mIoU (from evaluate_bag's
+    report)."""
     if "error" in m:
         return f"n/a ({m['error']})"
     parts = []
@@ -1043,13 +1113,15 @@ def main(args: argparse.Namespace) -> int:
         make_synthetic_bag(bag, frames=args.synthetic)
     if not bag.exists():
         print(f"demo: sample recording {bag} not found (pass --bag PATH, create one with "
-              f"`bev-mtl-ros synth` + `bev-mtl-ros a2d2-to-bag`, or try `--synthetic 10`)", file=sys.stderr)
+              f"`bev-mtl-ros synth` + `bev-mtl-ros a2d2-to-bag`, or try `--synthetic 10`)",
+              file=sys.stderr)
         return 2
     if not params.exists():
         if args.params_file != DEFAULT_PARAMS:
             print(f"demo: node parameters {params} not found (--params-file)", file=sys.stderr)
             return 2
-        print(f"[demo] {params} not found: running the node with its built-in defaults", file=sys.stderr)
+        print(f"[demo] {params} not found: running the node with its built-in defaults",
+              file=sys.stderr)
         params = None
     node_params: Dict[str, Any] = {}
     if args.model:
@@ -1062,21 +1134,25 @@ def main(args: argparse.Namespace) -> int:
             return 2
         k, v = p.split(":=", 1)
         node_params[k] = v
-    cfg = ReplayConfig(bag=bag, out_dir=out, params_file=params, rate=args.rate, use_sim_time=not args.no_sim_time,
-                       node_params=node_params, domain_id=args.domain_id, ready_timeout_s=args.ready_timeout,
-                       pace=not args.no_pace)
+    cfg = ReplayConfig(bag=bag, out_dir=out, params_file=params, rate=args.rate,
+                       use_sim_time=not args.no_sim_time,
+                       node_params=node_params, domain_id=args.domain_id,
+                       ready_timeout_s=args.ready_timeout, pace=not args.no_pace)
     try:
         run = run_replay(cfg)
     except DemoError as e:
         print(f"demo: {e}", file=sys.stderr)
         return 1
     summary, frames = analyze_recording(bag, run.recording, player_stats=run.player_stats)
-    summary["replay"] = {"rate": args.rate, "wall_s": round(run.wall_s, 1), "node_returncode": run.node_returncode,
+    summary["replay"] = {"rate": args.rate, "wall_s": round(run.wall_s, 1),
+                         "node_returncode": run.node_returncode,
                          "params_file": str(params), "node_params": node_params}
     model_for_contract = node_params.get("model_path") or str(resolve_path(DEFAULT_MODEL))
     try:
-        summary["metrics"] = evaluate_against_ground_truth(bag, run.recording, model_path=model_for_contract)
-    except Exception as e:  # metrics are informative here; the regression test checks them strictly
+        summary["metrics"] = evaluate_against_ground_truth(bag, run.recording,
+                                                           model_path=model_for_contract)
+    # metrics are informative here; the regression test checks them strictly
+    except Exception as e:
         summary["metrics"] = {"error": f"{type(e).__name__}: {e}"}
     try:
         contract = model_contract(model_for_contract)
@@ -1084,15 +1160,17 @@ def main(args: argparse.Namespace) -> int:
         from bev_mtl_ros.model.contract import ModelContract
         contract = ModelContract()
     summary["renderings"] = render_frames(bag, frames, out, args.frames_to_render,
-                                          pc_range=contract.point_cloud_range, classes=contract.detection_classes)
+                                          pc_range=contract.point_cloud_range,
+                                          classes=contract.detection_classes)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(_format_summary(summary))
-    print(f"[demo] summary: {out / 'summary.json'}; renderings: {', '.join(summary['renderings'])}")
+    print(f"[demo] summary: {out / 'summary.json'}; renderings: "
+          f"{', '.join(summary['renderings'])}")
     if args.write_golden:
         det = summary["per_topic"][f"/{NODE_NAME}/detections"]
         if det["missing"] or det["duplicates"] or summary["frames_skipped"]:
-            print(f"demo: not writing golden outputs: the replay lost or duplicated frames ({det}); "
-                  f"use a lower --rate", file=sys.stderr)
+            print("demo: not writing golden outputs: the replay lost or duplicated frames "
+                  f"({det}); use a lower --rate", file=sys.stderr)
             return 1
         gp = golden_path_for(bag)
         model = node_params.get("model_path") or str(resolve_path(DEFAULT_MODEL))

@@ -9,9 +9,9 @@ The node's inputs are the remappable names ``~/input/pointcloud``, ``~/input/ima
 ``~/input/camera_info`` (Autoware's convention); this file remaps them to ``cloud_topic``,
 ``image_topic`` and ``camera_info_topic``. Other arguments left empty keep the value from
 ``params_file`` (default ``config/perception.yaml``, keyed ``/**`` so any node name works);
-``model`` empty = the yaml's ``model_path`` (empty there = the packaged models/bev_mtl_default.onnx).
-``FASTDDS_DEFAULT_PROFILES_FILE`` is set to the package's large-data profile
-(``bev_mtl_ros.dds.default_fastdds_profile()``) only when the user has not set it.
+``model`` empty = the yaml's ``model_path`` (empty there = the packaged
+models/bev_mtl_default.onnx). ``FASTDDS_DEFAULT_PROFILES_FILE`` is set to the package's large-data
+profile (``bev_mtl_ros.dds.default_fastdds_profile()``) only when the user has not set it.
 Works with the launch / launch_ros APIs of Humble, Jazzy and later.
 """
 
@@ -70,12 +70,17 @@ def _node(context, *args, **kwargs):
 def generate_launch_description():
     share = _share_dir()
     args = [
-        DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "perception.yaml"),
+        DeclareLaunchArgument("params_file",
+                              default_value=os.path.join(share, "config", "perception.yaml"),
                               description="node parameter file"),
-        DeclareLaunchArgument("model", default_value="", description="model file (.onnx/.pt); empty = params_file's"),
-        DeclareLaunchArgument("backend", default_value="", description="auto | onnxruntime | pytorch; empty = params_file's"),
-        DeclareLaunchArgument("device", default_value="", description="cpu | cuda; empty = params_file's"),
-        DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
+        DeclareLaunchArgument("model", default_value="",
+                              description="model file (.onnx/.pt); empty = params_file's"),
+        DeclareLaunchArgument("backend", default_value="",
+                              description="auto | onnxruntime | pytorch; empty = params_file's"),
+        DeclareLaunchArgument("device", default_value="",
+                              description="cpu | cuda; empty = params_file's"),
+        DeclareLaunchArgument("use_sim_time", default_value="false",
+                              description="use /clock (bag replay)"),
         DeclareLaunchArgument("cloud_topic", default_value="/a2d2/lidar/points",
                               description="PointCloud2 topic (remapped to ~/input/pointcloud)"),
         DeclareLaunchArgument("image_topic", default_value="/a2d2/camera/front_center/image_rect",
@@ -86,8 +91,10 @@ def generate_launch_description():
         DeclareLaunchArgument("target_frame", default_value="",
                               description="frame clouds are transformed into; empty = "
                                           "params_file's (the model's frame)"),
-        DeclareLaunchArgument("rviz", default_value="false", description="start rviz2 with config/perception.rviz"),
-        DeclareLaunchArgument("rviz_config", default_value=os.path.join(share, "config", "perception.rviz"),
+        DeclareLaunchArgument("rviz", default_value="false",
+                              description="start rviz2 with config/perception.rviz"),
+        DeclareLaunchArgument("rviz_config",
+                              default_value=os.path.join(share, "config", "perception.rviz"),
                               description="RViz configuration"),
     ]
     rviz = Node(package="rviz2", executable="rviz2", name="rviz2", output="log",

@@ -14,8 +14,8 @@ subscribes to the cloud topic (bev_mtl_ros player only), so no frame is lost at 
 import os
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription, OpaqueFunction, \
-    SetEnvironmentVariable
+from launch.actions import (DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription,
+                            OpaqueFunction, SetEnvironmentVariable)
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 
@@ -41,13 +41,16 @@ def _player(context, *args, **kwargs):
     get = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
     bag, rate, loop = get("bag"), get("rate"), _true(get("loop"))
     if not bag:
-        raise RuntimeError("replay.launch.py: argument bag:=<rosbag2 directory or file> is required")
+        raise RuntimeError("replay.launch.py: argument bag:=<rosbag2 directory or file> is "
+                           "required")
     if get("player") == "ros2bag":
-        cmd = ["ros2", "bag", "play", bag, "--clock", "--rate", rate] + (["--loop"] if loop else [])
+        cmd = (["ros2", "bag", "play", bag, "--clock", "--rate", rate]
+               + (["--loop"] if loop else []))
     else:
-        # wait (up to 300 s: model loading, TensorRT engine build) for the node's cloud subscription
-        cmd = ["bev-mtl-ros", "play", bag, "--clock", "--rate", rate, "--wait-for-subscribers", "1",
-               "--wait-timeout", "300"]
+        # wait (up to 300 s: model loading, TensorRT engine build) for the node's cloud
+        # subscription
+        cmd = ["bev-mtl-ros", "play", bag, "--clock", "--rate", rate, "--wait-for-subscribers",
+               "1", "--wait-timeout", "300"]
         cmd += ["--wait-topics", get("cloud_topic")]
         cmd += ["--loop"] if loop else []
     return [ExecuteProcess(cmd=cmd, output="screen", name="bag_player")]
@@ -57,12 +60,16 @@ def generate_launch_description():
     here = os.path.dirname(os.path.abspath(__file__))
     args = [
         DeclareLaunchArgument("bag", description="rosbag2 directory or .mcap/.db3 file"),
-        DeclareLaunchArgument("player", default_value="bev_mtl_ros", description="bev_mtl_ros | ros2bag"),
+        DeclareLaunchArgument("player", default_value="bev_mtl_ros",
+                              description="bev_mtl_ros | ros2bag"),
         DeclareLaunchArgument("rate", default_value="1.0", description="playback speed factor"),
-        DeclareLaunchArgument("loop", default_value="false", description="restart the bag at its end"),
+        DeclareLaunchArgument("loop", default_value="false",
+                              description="restart the bag at its end"),
         DeclareLaunchArgument("rviz", default_value="false", description="start rviz2"),
-        DeclareLaunchArgument("model", default_value="", description="model file; empty = params file's"),
-        DeclareLaunchArgument("backend", default_value="", description="auto | onnxruntime | pytorch"),
+        DeclareLaunchArgument("model", default_value="",
+                              description="model file; empty = params file's"),
+        DeclareLaunchArgument("backend", default_value="",
+                              description="auto | onnxruntime | pytorch"),
         DeclareLaunchArgument("device", default_value="", description="cpu | cuda"),
         DeclareLaunchArgument("cloud_topic", default_value="/a2d2/lidar/points",
                               description="the bag's cloud topic"),
@@ -72,10 +79,12 @@ def generate_launch_description():
                               default_value="/a2d2/camera/front_center/camera_info",
                               description="the bag's CameraInfo topic"),
     ]
-    forwarded = {k: LaunchConfiguration(k) for k in ("rviz", "model", "backend", "device", "cloud_topic",
-                                                     "image_topic", "camera_info_topic")}
+    forwarded = {k: LaunchConfiguration(k)
+                 for k in ("rviz", "model", "backend", "device", "cloud_topic",
+                           "image_topic", "camera_info_topic")}
     forwarded["use_sim_time"] = "true"
     perception = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(here, "perception.launch.py")),
         launch_arguments=list(forwarded.items()))
-    return LaunchDescription(args + _dds_actions() + [perception, OpaqueFunction(function=_player)])
+    return LaunchDescription(args + _dds_actions()
+                             + [perception, OpaqueFunction(function=_player)])

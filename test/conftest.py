@@ -11,7 +11,8 @@ Fixtures:
     ros_domain_id  int: the domain id in ``ros_env``, held exclusively on this machine for the test
                    (bev_mtl_ros.dds.DomainClaim).
     rclpy_context  an initialised ``rclpy.context.Context`` on ``ros_domain_id`` for in-process
-                   nodes (``rclpy.create_node(name, context=rclpy_context)``); shut down afterwards.
+                   nodes (``rclpy.create_node(name, context=rclpy_context)``); shut down
+                   afterwards.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from bev_mtl_ros.dds import DomainClaim, add_venv_ament_prefix, dds_environment 
 # console scripts do (bev_mtl_ros.dds.cli_main)
 add_venv_ament_prefix()
 
+
 def _ament_prefix_path(env: Dict[str, str]) -> str:
-    """AMENT_PREFIX_PATH with this interpreter's prefix first when it holds an ament index (venv with ROS wheels)."""
+    """AMENT_PREFIX_PATH with this interpreter's prefix first when it holds an ament index (venv
+    with ROS wheels)."""
     parts = [p for p in env.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
     if (Path(sys.prefix) / "share" / "ament_index").is_dir() and sys.prefix not in parts:
         parts.insert(0, sys.prefix)
@@ -43,7 +46,8 @@ def _ament_prefix_path(env: Dict[str, str]) -> str:
 
 @pytest.fixture
 def ros_domain_id() -> Iterator[int]:
-    """A ROS_DOMAIN_ID held exclusively by this test for its duration (:class:`bev_mtl_ros.dds.DomainClaim`)."""
+    """A ROS_DOMAIN_ID held exclusively by this test for its duration
+    (:class:`bev_mtl_ros.dds.DomainClaim`)."""
     claim = DomainClaim()
     try:
         yield claim.domain_id
@@ -75,9 +79,11 @@ def ros_env(ros_domain_id: int) -> Dict[str, str]:
 
 
 @pytest.fixture
-def rclpy_context(ros_env: Dict[str, str], ros_domain_id: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+def rclpy_context(ros_env: Dict[str, str], ros_domain_id: int,
+                  monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     """An rclpy Context on this test's isolated domain, for nodes inside the test process."""
-    for key in ("FASTDDS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION", "ROS_AUTOMATIC_DISCOVERY_RANGE", "AMENT_PREFIX_PATH"):
+    for key in ("FASTDDS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION",
+                "ROS_AUTOMATIC_DISCOVERY_RANGE", "AMENT_PREFIX_PATH"):
         monkeypatch.setenv(key, ros_env[key])
     monkeypatch.setenv("ROS_DOMAIN_ID", str(ros_domain_id))
     monkeypatch.delenv("ROS_LOCALHOST_ONLY", raising=False)

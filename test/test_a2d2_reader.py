@@ -19,8 +19,8 @@ import pytest
 
 from bev_mtl_ros.data import calibration as C
 from bev_mtl_ros.data import classes as K
-from bev_mtl_ros.data.a2d2 import (A2D2Dataset, A2D2FormatError, box_corners, load_lidar_npz, parse_label3d,
-                                   tai_us_to_utc_ns)
+from bev_mtl_ros.data.a2d2 import (A2D2Dataset, A2D2FormatError, box_corners, load_lidar_npz,
+                                   parse_label3d, tai_us_to_utc_ns)
 from bev_mtl_ros.model.contract import A2D2_SEMANTIC_CLASSES
 
 SMALL = (240, 151)  # 1920x1208 / 8
@@ -40,11 +40,14 @@ def _colour_of(name: str) -> np.ndarray:
 
 
 def tutorial_corners(center, size, axis, angle) -> np.ndarray:
-    """A2D2 tutorial: Rodrigues rotation of (axis, angle); offsets brl, bfl, bfr, brr, trl, tfl, tfr, trr."""
+    """A2D2 tutorial: Rodrigues rotation of (axis, angle); offsets brl, bfl, bfr, brr, trl, tfl,
+    tfr, trr."""
     R, _ = cv2.Rodrigues(np.asarray(axis, np.float64) * angle)
     h = np.asarray(size, np.float64) / 2
-    offs = np.array([[-h[0], +h[1], -h[2]], [+h[0], +h[1], -h[2]], [+h[0], -h[1], -h[2]], [-h[0], -h[1], -h[2]],
-                     [-h[0], +h[1], +h[2]], [+h[0], +h[1], +h[2]], [+h[0], -h[1], +h[2]], [-h[0], -h[1], +h[2]]])
+    offs = np.array([[-h[0], +h[1], -h[2]], [+h[0], +h[1], -h[2]], [+h[0], -h[1], -h[2]],
+                     [-h[0], -h[1], -h[2]],
+                     [-h[0], +h[1], +h[2]], [+h[0], +h[1], +h[2]], [+h[0], -h[1], +h[2]],
+                     [-h[0], -h[1], +h[2]]])
     return offs @ R.T + np.asarray(center, np.float64)
 
 
@@ -53,7 +56,8 @@ def small_calibration() -> C.Calibration:
 
 
 def make_label_raw(w: int, h: int) -> np.ndarray:
-    """Raw (distorted-space) label image: sky top third, sidewalk left quarter, road elsewhere, a car patch."""
+    """Raw (distorted-space) label image: sky top third, sidewalk left quarter, road elsewhere, a
+    car patch."""
     lab = np.empty((h, w, 3), np.uint8)
     lab[:] = ROAD
     lab[: h // 3] = SKY
@@ -62,7 +66,8 @@ def make_label_raw(w: int, h: int) -> np.ndarray:
     return lab
 
 
-def write_frame(root: Path, idx: int, cal: C.Calibration, camera: str = "front_center", scene: str = SCENE,
+def write_frame(root: Path, idx: int, cal: C.Calibration, camera: str = "front_center",
+                scene: str = SCENE,
                 modalities=("camera", "lidar", "label", "label3D"), n_points: int = 400,
                 seed: int = 0, raw_subset: bool = False) -> Dict[str, Path]:
     """Write one frame in A2D2's layout and formats; returns modality -> path."""
@@ -96,11 +101,14 @@ def write_frame(root: Path, idx: int, cal: C.Calibration, camera: str = "front_c
             valid = np.ones(n, bool)
             valid[::4] = False
             np.savez(p("lidar", "npz"), pcloud_points=pts, **{
-                "pcloud_attr.reflectance": refl, "pcloud_attr.timestamp": ts, "pcloud_attr.row": row,
+                "pcloud_attr.reflectance": refl, "pcloud_attr.timestamp": ts,
+                "pcloud_attr.row": row,
                 "pcloud_attr.col": col, "pcloud_attr.lidar_id": lid, "pcloud_attr.valid": valid,
-                "pcloud_attr.depth": pts[:, 0], "pcloud_attr.distance": np.linalg.norm(pts, axis=1)})
+                "pcloud_attr.depth": pts[:, 0],
+                "pcloud_attr.distance": np.linalg.norm(pts, axis=1)})
         else:
-            np.savez_compressed(p("lidar", "npz"), points=pts, reflectance=refl, timestamp=ts, row=row, col=col,
+            np.savez_compressed(p("lidar", "npz"), points=pts, reflectance=refl, timestamp=ts,
+                                row=row, col=col,
                                 depth=pts[:, 0], distance=np.linalg.norm(pts, axis=1),
                                 azimuth=np.arctan2(pts[:, 1], pts[:, 0]), lidar_id=lid)
         paths["lidar"] = p("lidar", "npz")
@@ -108,8 +116,8 @@ def write_frame(root: Path, idx: int, cal: C.Calibration, camera: str = "front_c
         img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         cv2.imwrite(str(p("camera", "png")), img[..., ::-1])
         side = {"cam_name": camera, "cam_tstamp": t_cam,
-                "lidar_ids": {"0": "front_left", "1": "rear_right", "2": "front_right", "3": "front_center",
-                              "4": "rear_left"}}
+                "lidar_ids": {"0": "front_left", "1": "rear_right", "2": "front_right",
+                              "3": "front_center", "4": "rear_left"}}
         p("camera", "json").write_text(json.dumps(side))
         paths["camera"] = p("camera", "png")
     if "label" in modalities:
@@ -121,16 +129,19 @@ def write_frame(root: Path, idx: int, cal: C.Calibration, camera: str = "front_c
                  ("Pedestrian", [9.0, -3.0, -0.9], [0.6, 0.7, 1.75], [0, 0, 1], 1.2),
                  ("Truck", [30.0, -5.0, -0.2], [9.0, 2.5, 3.2], [0, 0, -1], -2.5)]
         for i, (cls, c, s, a, ang) in enumerate(specs):
-            boxes[f"box_{i}"] = {"id": i, "class": cls, "center": c, "size": s, "axis": a, "rot_angle": ang,
+            boxes[f"box_{i}"] = {"id": i, "class": cls, "center": c, "size": s, "axis": a,
+                                 "rot_angle": ang,
                                  "3d_points": tutorial_corners(c, s, a, ang).tolist(),
-                                 "2d_bbox": [0, 0, 10, 10], "truncation": 0.0, "occlusion": 0.0, "alpha": 0.0}
+                                 "2d_bbox": [0, 0, 10, 10], "truncation": 0.0, "occlusion": 0.0,
+                                 "alpha": 0.0}
         p("label3D", "json").write_text(json.dumps(boxes))
         paths["label3D"] = p("label3D", "json")
     return paths
 
 
 def write_scene(root: Path, n: int = 3, camera: str = "front_center", **kw) -> C.Calibration:
-    """A scene of ``n`` frames at 240x151 with its own cams_lidars.json; returns its calibration."""
+    """A scene of ``n`` frames at 240x151 with its own cams_lidars.json; returns its
+    calibration."""
     cal = small_calibration()
     root.mkdir(parents=True, exist_ok=True)
     (root / "cams_lidars.json").write_text(json.dumps(cal.to_json_dict()))
@@ -143,7 +154,8 @@ def write_scene(root: Path, n: int = 3, camera: str = "front_center", **kw) -> C
 def test_class_map_55_colours_38_classes_and_palette():
     cm = K.default_class_map()
     assert len(cm.colours) == 55
-    assert cm.class_present.all() and len(cm.class_id_to_colour) == len(A2D2_SEMANTIC_CLASSES) == 38
+    assert (cm.class_present.all()
+            and len(cm.class_id_to_colour) == len(A2D2_SEMANTIC_CLASSES) == 38)
     # every numbered variant merges: Car 1..4 -> Car (id 0); palette = first colour (#ff0000)
     car = [i for i, n in enumerate(cm.colour_names) if n.startswith("Car ")]
     assert len(car) == 4 and set(cm.colour_class_ids[car]) == {0}
@@ -192,7 +204,8 @@ def test_calibration_transforms_orthonormal_and_front_center_origin():
     np.testing.assert_allclose(BA @ AB, np.eye(4), atol=1e-12)
     p = np.array([[10.0, 1.0, -1.0]])
     pv = C.transform_points(cal.view("front_center"), p)
-    np.testing.assert_allclose(C.transform_points(AB, p), C.transform_points(C.invert_transform(cal.view("side_left")), pv))
+    np.testing.assert_allclose(C.transform_points(AB, p),
+                               C.transform_points(C.invert_transform(cal.view("side_left")), pv))
     # ground in the front_center view frame: vehicle ground z=0 lies ~0.94 m below the camera
     g = C.transform_points(cal.transform("vehicle", "front_center"), np.array([[10.0, 0.0, 0.0]]))
     assert -1.2 < g[0, 2] < -0.7
@@ -202,7 +215,8 @@ def test_projection_formula_and_optical_frame():
     K3 = np.array([[1000.0, 0, 500], [0, 900.0, 300], [0, 0, 1]])
     row, col, ok = C.project_view_points(np.array([[10.0, 2.0, -1.0], [-1.0, 0, 0]]), K3)
     assert ok.tolist() == [True, False]
-    assert col[0] == pytest.approx(500 - 1000 * 2 / 10) and row[0] == pytest.approx(300 + 900 * 1 / 10)
+    assert (col[0] == pytest.approx(500 - 1000 * 2 / 10)
+            and row[0] == pytest.approx(300 + 900 * 1 / 10))
     # the same through the optical frame and a pinhole: u = fx X/Z + cx
     po = C.OPTICAL_FROM_VIEW @ np.array([10.0, 2.0, -1.0])
     assert po[2] == 10.0 and 1000 * po[0] / po[2] + 500 == pytest.approx(col[0])
@@ -232,8 +246,10 @@ def test_scaled_calibration_and_undistort_inverse():
 
 
 def test_calibration_error_names_file(tmp_path):
-    bad = {"cameras": {"front_center": {"view": {"origin": [0, 0, 0], "x-axis": [1, 0, 0], "y-axis": [0, 1, 0]},
-                                        "CamMatrixOriginal": np.eye(3).tolist(), "Distortion": [[0, 0, 0, 0, 0]],
+    bad = {"cameras": {"front_center": {"view": {"origin": [0, 0, 0], "x-axis": [1, 0, 0],
+                                                 "y-axis": [0, 1, 0]},
+                                        "CamMatrixOriginal": np.eye(3).tolist(),
+                                        "Distortion": [[0, 0, 0, 0, 0]],
                                         "Lens": "Telecam", "Resolution": [10, 10]}}}
     f = tmp_path / "cams_lidars.json"
     f.write_text(json.dumps(bad))
@@ -260,7 +276,8 @@ def test_box_yaw_and_corners_match_file_3d_points(tmp_path):
 
 
 def test_tilted_box_warns_and_missing_key_names_file():
-    box = {"class": "Car", "center": [5, 0, 0], "size": [4, 2, 1.5], "axis": [0.3, 0, 1], "rot_angle": 0.5}
+    box = {"class": "Car", "center": [5, 0, 0], "size": [4, 2, 1.5], "axis": [0.3, 0, 1],
+           "rot_angle": 0.5}
     with pytest.warns(UserWarning, match="tilted"):
         lab = parse_label3d({"box_0": box}, "f.json")
     assert np.isfinite(lab.boxes[0, 6])
@@ -270,14 +287,15 @@ def test_tilted_box_warns_and_missing_key_names_file():
 
 # ------------------------------------------------------------------------------------ reader
 def test_dataset_reads_frames(tmp_path):
-    cal = write_scene(tmp_path, 2)
+    write_scene(tmp_path, 2)
     ds = A2D2Dataset(str(tmp_path))
     assert len(ds) == 2 and ds.scenes == [SCENE]
     assert ds.calibration.path.endswith("cams_lidars.json") and ds.cam.resolution == SMALL
     f = ds.load_frame(0)
     raw = np.load(ds.frames[0].paths["lidar"])
     np.testing.assert_allclose(f.points, raw["points"].astype(np.float32))
-    assert f.points.dtype == np.float32 and f.reflectance.dtype == np.float32 and f.timestamp.dtype == np.int64
+    assert (f.points.dtype == np.float32 and f.reflectance.dtype == np.float32
+            and f.timestamp.dtype == np.int64)
     assert f.lidar_id.dtype == np.uint8 and set(np.unique(f.lidar_id)) <= set(range(5))
     np.testing.assert_array_equal(f.reflectance, raw["reflectance"].astype(np.float32))
     assert f.cam_tstamp == T0_US + 100_000 and f.lidar_ids[3] == "front_center"
@@ -291,7 +309,8 @@ def test_dataset_reads_frames(tmp_path):
     exp = C.undistort_image(raw_ids, ds.cam, cv2.INTER_NEAREST, border_value=255)
     np.testing.assert_array_equal(f.semantic, exp)
     vals = set(np.unique(f.semantic).tolist())
-    assert {A2D2_SEMANTIC_CLASSES.index(n) for n in ("RD normal street", "Sidewalk", "Sky", "Car")} <= vals
+    assert {A2D2_SEMANTIC_CLASSES.index(n)
+            for n in ("RD normal street", "Sidewalk", "Sky", "Car")} <= vals
     g = ds.load_frame(0, undistort=False)
     np.testing.assert_array_equal(g.semantic, raw_ids)
     assert f.boxes.shape == (3, 7) and f.box_classes[0] == "Car"
@@ -362,7 +381,8 @@ def test_other_camera_by_name(tmp_path):
         A2D2Dataset(str(tmp_path))        # no front_center frames
     ds = A2D2Dataset(str(tmp_path), camera="cam_side_left")
     f = ds.load_frame(0)
-    assert f.camera == "side_left" and ds.cam.lens == "Fisheye" and f.image.shape == (SMALL[1], SMALL[0], 3)
+    assert (f.camera == "side_left" and ds.cam.lens == "Fisheye"
+            and f.image.shape == (SMALL[1], SMALL[0], 3))
 
 
 # ------------------------------------------------------------------------------------ generator
@@ -370,15 +390,16 @@ def generate_small(out: Path, frames: int = 2) -> dict:
     """2 generated frames at 256x160 with a coarse lidar (fast)."""
     from bev_mtl_ros.data.synth import generate
     from bev_mtl_ros.data.synth_render import LidarConfig
-    return generate(str(out), scenes=1, frames=frames, width=256, height=160, lidar=LidarConfig(az_step_deg=0.4),
-                    return_ground_truth=True)
+    return generate(str(out), scenes=1, frames=frames, width=256, height=160,
+                    lidar=LidarConfig(az_step_deg=0.4), return_ground_truth=True)
 
 
 def test_reader_reads_generated_frames(tmp_path):
     summary = generate_small(tmp_path)
     ds = A2D2Dataset(str(tmp_path))
     rep = ds.scan_report()
-    assert rep["frames"] == 2 and rep["missing"] == {"camera": 0, "lidar": 0, "label": 0, "label3D": 0}
+    assert rep["frames"] == 2 and rep["missing"] == {"camera": 0, "lidar": 0, "label": 0,
+                                                     "label3D": 0}
     assert ds.cam.resolution == (256, 160)
     n_points = []
     for i in range(2):

@@ -1,4 +1,5 @@
-"""Augmentation keeps lidar, boxes, camera image and labels consistent (bev_mtl_ros.train.augment)."""
+"""Augmentation keeps lidar, boxes, camera image and labels consistent
+(bev_mtl_ros.train.augment)."""
 
 import math
 
@@ -6,7 +7,8 @@ import numpy as np
 import pytest
 
 from bev_mtl_ros.model.contract import ModelContract
-from bev_mtl_ros.train.augment import AugmentConfig, augment_sample, flip_y, photometric, rotate_scale
+from bev_mtl_ros.train.augment import (AugmentConfig, augment_sample, flip_y, photometric,
+                                       rotate_scale)
 
 C = ModelContract(point_cloud_range=(0.0, -5.12, -3.0, 10.24, 5.12, 3.0), pillar_size=(0.32, 0.32),
                   image_size=(64, 32)).validate()
@@ -23,13 +25,14 @@ def cell_of(x, y):
 
 def sample():
     rng = np.random.default_rng(1)
-    pts = np.c_[rng.uniform(2, 10, (50, 1)), rng.uniform(-4, 4, (50, 1)), rng.uniform(-2, 1, (50, 1)),
-                rng.uniform(0, 255, (50, 1))].astype(np.float32)
+    pts = np.c_[rng.uniform(2, 10, (50, 1)), rng.uniform(-4, 4, (50, 1)),
+                rng.uniform(-2, 1, (50, 1)), rng.uniform(0, 255, (50, 1))].astype(np.float32)
     gw, gh = C.grid_size
     drv = np.zeros((gh, gw), np.uint8)
     drv[cell_of(3.0, 1.0)] = 1
     return {"points": pts, "boxes": np.array([[5.0, 1.0, -1.0, 4.0, 2.0, 1.5, 0.3]], np.float32),
-            "labels": np.array([0]), "key": f"k{int(rng.integers(1 << 30))}", "image": rng.integers(0, 256, (32, 64, 3), dtype=np.uint8),
+            "labels": np.array([0]), "key": f"k{int(rng.integers(1 << 30))}",
+            "image": rng.integers(0, 256, (32, 64, 3), dtype=np.uint8),
             "semantic": rng.integers(0, 38, (32, 64), dtype=np.uint8), "drivable": drv}
 
 
@@ -56,7 +59,8 @@ def test_flip_mirrors_everything_consistently():
 
 
 def test_flip_refuses_asymmetric_y_range():
-    c = ModelContract(point_cloud_range=(0.0, -5.12, -3.0, 10.24, 10.24, 3.0), pillar_size=(0.32, 0.32)).validate()
+    c = (ModelContract(point_cloud_range=(0.0, -5.12, -3.0, 10.24, 10.24, 3.0),
+                       pillar_size=(0.32, 0.32)).validate())
     with pytest.raises(ValueError, match="symmetric"):
         flip_y(sample(), c)
 
@@ -90,7 +94,8 @@ def test_rotation_keeps_points_inside_their_box():
     rng = np.random.default_rng(0)
     u = rng.uniform(-0.45, 0.45, (20, 3)) * b[3:6]
     c, sn = math.cos(b[6]), math.sin(b[6])
-    inside = np.c_[b[0] + c * u[:, 0] - sn * u[:, 1], b[1] + sn * u[:, 0] + c * u[:, 1], b[2] + u[:, 2], np.zeros(20)]
+    inside = np.c_[b[0] + c * u[:, 0] - sn * u[:, 1], b[1] + sn * u[:, 0] + c * u[:, 1],
+                   b[2] + u[:, 2], np.zeros(20)]
     s["points"] = inside.astype(np.float32)
     t = rotate_scale(s, C, math.radians(5), 1.0)
     tb = t["boxes"][0]
@@ -126,7 +131,8 @@ def test_loader_workers_draw_new_augmentations_each_epoch():
     the epoch-0 augmentations."""
     from bev_mtl_ros.train.dataset import InMemoryDataset
     from bev_mtl_ros.train.train import make_loader
-    ds = InMemoryDataset([sample() for _ in range(2)], C, augment=AugmentConfig(flip_prob=0.5, scale_range=(0.5, 1.5)))
+    ds = InMemoryDataset([sample() for _ in range(2)], C,
+                         augment=AugmentConfig(flip_prob=0.5, scale_range=(0.5, 1.5)))
     loader = make_loader(ds, {"batch_size": 2, "num_workers": 1}, seed=0)
     seen = []
     for epoch in range(2):
@@ -137,4 +143,5 @@ def test_loader_workers_draw_new_augmentations_each_epoch():
     # and the same epoch reproduces the same augmentation
     ds.set_epoch(0)
     (_i, _t, meta), = list(loader)
-    np.testing.assert_allclose(np.concatenate([m["boxes"] for m in sorted(meta, key=lambda m: m["key"])]), seen[0])
+    np.testing.assert_allclose(
+        np.concatenate([m["boxes"] for m in sorted(meta, key=lambda m: m["key"])]), seen[0])

@@ -11,8 +11,8 @@ import torch
 
 from bev_mtl_ros.model.contract import ModelContract
 from bev_mtl_ros.runtime import backends as B
-from bev_mtl_ros.runtime.backends import (BackendError, OnnxRuntimeBackend, TorchBackend, create_backend,
-                                          output_shapes)
+from bev_mtl_ros.runtime.backends import (BackendError, OnnxRuntimeBackend, TorchBackend,
+                                          create_backend, output_shapes)
 
 from bev_mtl_ros.model import network  # noqa: E402
 from bev_mtl_ros.runtime.checkpoint import save_checkpoint  # noqa: E402
@@ -22,8 +22,8 @@ LOGGER = "bev_mtl_ros.test_backends"
 
 
 def tiny_contract():
-    return ModelContract(point_cloud_range=(0.0, -10.24, -3.0, 20.48, 10.24, 3.0), max_pillars=1000,
-                         image_size=(128, 96)).validate()
+    return ModelContract(point_cloud_range=(0.0, -10.24, -3.0, 20.48, 10.24, 3.0),
+                         max_pillars=1000, image_size=(128, 96)).validate()
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,8 @@ def test_auto_falls_back_when_onnxruntime_missing(model_dir, monkeypatch, caplog
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         be = create_backend(str(model_dir / "tiny.onnx"), "auto", logger=logging.getLogger(LOGGER))
     assert isinstance(be, TorchBackend)
-    assert any("onnxruntime is not importable" in r.getMessage() and "falling back to PyTorch" in r.getMessage()
+    assert any("onnxruntime is not importable" in r.getMessage()
+               and "falling back to PyTorch" in r.getMessage()
                for r in caplog.records)
     with pytest.raises(BackendError, match="not importable"):
         create_backend(str(model_dir / "tiny.onnx"), "onnxruntime")
@@ -120,7 +121,8 @@ def test_onnx_without_contract_metadata_rejected(model_dir, tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device exists here")
 def test_cuda_without_gpu_raises(model_dir):
     import onnxruntime
-    if set(onnxruntime.get_available_providers()) & {"CUDAExecutionProvider", "TensorrtExecutionProvider"}:
+    if set(onnxruntime.get_available_providers()) & {"CUDAExecutionProvider",
+                                                     "TensorrtExecutionProvider"}:
         pytest.skip("onnxruntime has a GPU provider here")
     with pytest.raises(BackendError, match="CUDA"):
         create_backend(str(model_dir / "tiny.onnx"), "onnxruntime", device="cuda")
@@ -143,11 +145,13 @@ def test_tensorrt_provider_options(model_dir, tmp_path, monkeypatch):
         seen["providers"] = seen["calls"][0]
         raise RuntimeError("stop here")
     monkeypatch.setattr(onnxruntime, "get_available_providers",
-                        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+                        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider",
+                                 "CPUExecutionProvider"])
     monkeypatch.setattr(onnxruntime, "InferenceSession", fake_session)
     cache = tmp_path / "trt"
     with pytest.raises(BackendError, match="stop here"):
-        OnnxRuntimeBackend(str(model_dir / "tiny.onnx"), device="cuda", fp16=True, trt_cache_dir=str(cache))
+        OnnxRuntimeBackend(str(model_dir / "tiny.onnx"), device="cuda", fp16=True,
+                           trt_cache_dir=str(cache))
     names = [p[0] if isinstance(p, tuple) else p for p in seen["providers"]]
     assert names == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     trt = seen["providers"][0][1]
@@ -155,8 +159,10 @@ def test_tensorrt_provider_options(model_dir, tmp_path, monkeypatch):
     assert trt["trt_engine_cache_enable"] is True and trt["trt_engine_cache_path"] == str(cache)
     assert trt["trt_fp16_enable"] is True and os.path.isdir(cache)
     assert trt["trt_profile_min_shapes"] == "pillars:1x20x9,num_points:1"
-    assert trt["trt_profile_max_shapes"] == f"pillars:{c.max_pillars}x20x9,num_points:{c.max_pillars}"
-    assert trt["trt_profile_opt_shapes"] == f"pillars:{c.max_pillars // 2}x20x9,num_points:{c.max_pillars // 2}"
+    assert trt["trt_profile_max_shapes"] == (f"pillars:{c.max_pillars}x20x9,"
+                                             f"num_points:{c.max_pillars}")
+    assert trt["trt_profile_opt_shapes"] == (f"pillars:{c.max_pillars // 2}x20x9,"
+                                             f"num_points:{c.max_pillars // 2}")
     # After the TensorRT attempt fails, CUDA -> CPU is tried before giving up.
     assert [p[0] if isinstance(p, tuple) else p for p in seen["calls"][1]] == \
         ["CUDAExecutionProvider", "CPUExecutionProvider"]

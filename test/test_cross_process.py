@@ -1,4 +1,5 @@
-"""Cross-process smoke test: two separate processes exchange perception-sized messages over Fast DDS.
+"""Cross-process smoke test: two separate processes exchange perception-sized messages over Fast
+DDS.
 
 One child process publishes, per round, a vision_msgs/Detection3DArray, a 1920x1208 rgb8
 sensor_msgs/Image and a 120k-point sensor_msgs/PointCloud2; another child process subscribes.
@@ -33,7 +34,8 @@ CLOUD_POINTS = 120_000
 #: topic prefix; each test run gets its own (``XPROC_TOPIC_PREFIX`` in the children's environment),
 #: so even a ROS_DOMAIN_ID collision with another test run on this host cannot mix messages
 PREFIX = os.environ.get("XPROC_TOPIC_PREFIX", "/xproc")
-TOPICS = {"detections": f"{PREFIX}/detections", "image": f"{PREFIX}/image", "cloud": f"{PREFIX}/points"}
+TOPICS = {"detections": f"{PREFIX}/detections", "image": f"{PREFIX}/image",
+          "cloud": f"{PREFIX}/points"}
 CHILD_TIMEOUT_S = 120.0
 
 
@@ -74,7 +76,8 @@ def message_digest(msg) -> str:
 
 
 def make_messages(round_index: int):
-    """Deterministic Detection3DArray, Image (1920x1208 rgb8) and PointCloud2 (120k points) for one round."""
+    """Deterministic Detection3DArray, Image (1920x1208 rgb8) and PointCloud2 (120k points) for one
+    round."""
     from geometry_msgs.msg import Quaternion
     from sensor_msgs.msg import Image, PointCloud2, PointField
     from std_msgs.msg import Header
@@ -94,19 +97,25 @@ def make_messages(round_index: int):
         x, y, z, yaw = (float(v) for v in rng.uniform(-40, 40, 4))
         hyp.pose.pose.position.x, hyp.pose.pose.position.y, hyp.pose.pose.position.z = x, y, z
         det.results.append(hyp)
-        det.bbox.center.position.x, det.bbox.center.position.y, det.bbox.center.position.z = x, y, z
-        det.bbox.center.orientation = Quaternion(z=float(np.sin(yaw / 2)), w=float(np.cos(yaw / 2)))
-        det.bbox.size.x, det.bbox.size.y, det.bbox.size.z = (float(v) for v in rng.uniform(0.5, 5.0, 3))
+        (det.bbox.center.position.x, det.bbox.center.position.y,
+         det.bbox.center.position.z) = (x, y, z)
+        det.bbox.center.orientation = Quaternion(z=float(np.sin(yaw / 2)),
+                                                 w=float(np.cos(yaw / 2)))
+        det.bbox.size.x, det.bbox.size.y, det.bbox.size.z = (float(v)
+                                                             for v in rng.uniform(0.5, 5.0, 3))
         dets.detections.append(det)
 
     pixels = rng.integers(0, 256, size=(IMAGE_H, IMAGE_W, 3), dtype=np.uint8)
-    image = Image(header=header, height=IMAGE_H, width=IMAGE_W, encoding="rgb8", is_bigendian=0, step=IMAGE_W * 3)
+    image = Image(header=header, height=IMAGE_H, width=IMAGE_W, encoding="rgb8", is_bigendian=0,
+                  step=IMAGE_W * 3)
     image.data = array.array("B", pixels.tobytes())
 
     points = rng.standard_normal((CLOUD_POINTS, 4)).astype(np.float32) * 20.0
-    fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, n in enumerate("xyz")]
+    fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+              for i, n in enumerate("xyz")]
     fields.append(PointField(name="intensity", offset=12, datatype=PointField.FLOAT32, count=1))
-    cloud = PointCloud2(header=header, height=1, width=CLOUD_POINTS, fields=fields, is_bigendian=False,
+    cloud = PointCloud2(header=header, height=1, width=CLOUD_POINTS, fields=fields,
+                        is_bigendian=False,
                         point_step=16, row_step=16 * CLOUD_POINTS, is_dense=True)
     cloud.data = array.array("B", points.tobytes())
     return {"detections": dets, "image": image, "cloud": cloud}
@@ -122,18 +131,20 @@ def _message_types():
 def _qos(rounds: int):
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=rounds, reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.VOLATILE)
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=rounds,
+                      reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 
 
 def run_publisher(rounds: int) -> int:
-    """Child: wait for the subscriber, publish ``rounds`` rounds, wait for acknowledgement, print digests."""
+    """Child: wait for the subscriber, publish ``rounds`` rounds, wait for acknowledgement, print
+    digests."""
     import rclpy
     from rclpy.duration import Duration
 
     rclpy.init()
     node = rclpy.create_node("xproc_publisher")
-    pubs = {k: node.create_publisher(t, TOPICS[k], _qos(rounds)) for k, t in _message_types().items()}
+    pubs = {k: node.create_publisher(t, TOPICS[k], _qos(rounds))
+            for k, t in _message_types().items()}
     deadline = time.monotonic() + CHILD_TIMEOUT_S / 2
     while any(p.get_subscription_count() == 0 for p in pubs.values()):
         if time.monotonic() > deadline:
@@ -151,7 +162,8 @@ def run_publisher(rounds: int) -> int:
         if not pub.wait_for_all_acked(Duration(seconds=CHILD_TIMEOUT_S / 2)):
             print(f"publisher: {key} not acknowledged", file=sys.stderr)
             return 3
-    print(json.dumps({"role": "pub", "sent": sent, "profile": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")}))
+    print(json.dumps({"role": "pub", "sent": sent,
+                      "profile": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")}))
     node.destroy_node()
     rclpy.shutdown()
     return 0
@@ -171,7 +183,8 @@ def run_subscriber(rounds: int) -> int:
 
         return on_message
 
-    subs = [node.create_subscription(t, TOPICS[k], callback(k), _qos(rounds)) for k, t in _message_types().items()]
+    subs = [node.create_subscription(t, TOPICS[k], callback(k), _qos(rounds))
+            for k, t in _message_types().items()]
     deadline = time.monotonic() + CHILD_TIMEOUT_S
     want = rounds * len(subs)
     while len(received) < want and time.monotonic() < deadline:
@@ -201,7 +214,8 @@ def run_stream_publisher(frames: int, hz: float) -> int:
     rclpy.init()
     node = rclpy.create_node("xproc_stream_publisher")
     types = _message_types()
-    pubs = {k: node.create_publisher(types[k], topic, qos_profile_sensor_data) for k, topic in STREAM_TOPICS.items()}
+    pubs = {k: node.create_publisher(types[k], topic, qos_profile_sensor_data)
+            for k, topic in STREAM_TOPICS.items()}
     from rclpy.duration import Duration
     from std_msgs.msg import UInt32
 
@@ -234,7 +248,8 @@ def run_stream_publisher(frames: int, hz: float) -> int:
 
 
 def run_stream_subscriber(frames: int) -> int:
-    """Child: receive the best-effort stream until complete or shortly after the end marker; print counts/latency."""
+    """Child: receive the best-effort stream until complete or shortly after the end marker; print
+    counts/latency."""
     import rclpy
     from rclpy.qos import qos_profile_sensor_data
 
@@ -263,7 +278,8 @@ def run_stream_subscriber(frames: int) -> int:
         deadline = min(deadline, time.monotonic() + 1.5)
 
     node.create_subscription(UInt32, STREAM_DONE_TOPIC, on_done, _qos(1))
-    while time.monotonic() < deadline and sum(len(v) for v in latency_ms.values()) < frames * len(STREAM_TOPICS):
+    while (time.monotonic() < deadline
+           and sum(len(v) for v in latency_ms.values()) < frames * len(STREAM_TOPICS)):
         rclpy.spin_once(node, timeout_sec=0.1)
     summary = {k: {"received": len(v), "mean_ms": float(np.mean(list(v.values()))) if v else None,
                    "max_ms": max(v.values()) if v else None, "sizes": sorted(sizes[k])}
@@ -286,15 +302,17 @@ def _last_json_line(text: str) -> dict:
 
 
 def _run_children(children, env, tmp_path):
-    """Start ``children`` ({name: argv tail}) in order as separate processes; wait; return {name: JSON result}."""
+    """Start ``children`` ({name: argv tail}) in order as separate processes; wait; return {name:
+    JSON result}."""
     env = dict(env, XPROC_TOPIC_PREFIX=f"/xproc_{os.getpid()}_{time.time_ns() % 1_000_000_007}")
     logs = {name: open(tmp_path / f"{name}.log", "w+") for name in children}
     procs = {}
     try:
         for name, args in children.items():
-            procs[name] = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *args], env=env,
-                                           cwd=str(tmp_path), stdout=logs[name], stderr=subprocess.STDOUT,
-                                           stdin=subprocess.DEVNULL)
+            procs[name] = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *args],
+                                           env=env,
+                                           cwd=str(tmp_path), stdout=logs[name],
+                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         for proc in reversed(list(procs.values())):
             proc.wait(timeout=CHILD_TIMEOUT_S + 30)
     finally:
@@ -308,7 +326,8 @@ def _run_children(children, env, tmp_path):
         outputs[name] = fh.read()
         fh.close()
     for name, proc in procs.items():
-        assert proc.returncode == 0, f"{name} exited with {proc.returncode}:\n{outputs[name][-3000:]}"
+        assert proc.returncode == 0, (f"{name} exited with "
+                                      f"{proc.returncode}:\n{outputs[name][-3000:]}")
     return {name: _last_json_line(text) for name, text in outputs.items()}
 
 
@@ -318,14 +337,17 @@ def test_large_messages_cross_process(ros_env, tmp_path):
 
     t0 = time.monotonic()
     # subscriber first, so the publisher's match wait is short
-    results = _run_children({"sub": ["sub", str(ROUNDS)], "pub": ["pub", str(ROUNDS)]}, ros_env, tmp_path)
+    results = _run_children({"sub": ["sub", str(ROUNDS)], "pub": ["pub", str(ROUNDS)]}, ros_env,
+                            tmp_path)
     pub, sub = results["pub"], results["sub"]
 
     assert len(pub["sent"]) == 3 * ROUNDS
     assert sorted(map(tuple, sub["received"])) == sorted(map(tuple, pub["sent"]))
-    # per topic, the order of arrival equals the order of sending (reliable, keep-last depth = ROUNDS)
+    # per topic, the order of arrival equals the order of sending (reliable, keep-last depth =
+    # ROUNDS)
     for key in TOPICS:
-        assert [d for k, d in sub["received"] if k == key] == [d for k, d in pub["sent"] if k == key]
+        assert [d for k, d in sub["received"]
+                if k == key] == [d for k, d in pub["sent"] if k == key]
     # the digests really differ between rounds (a constant digest would make the check vacuous)
     assert len({d for _, d in pub["sent"]}) == 3 * ROUNDS
     # both children ran with the package's large-data profile
@@ -342,7 +364,8 @@ def test_best_effort_camera_and_lidar_stream_with_profile(ros_env, tmp_path):
     """
     t0 = time.monotonic()
     results = _run_children({"sub": ["stream-sub", str(STREAM_FRAMES)],
-                             "pub": ["stream-pub", str(STREAM_FRAMES), str(STREAM_HZ)]}, ros_env, tmp_path)
+                             "pub": ["stream-pub", str(STREAM_FRAMES),
+                                     str(STREAM_HZ)]}, ros_env, tmp_path)
     topics = results["sub"]["topics"]
     print(f"best-effort stream ({time.monotonic() - t0:.1f} s): {json.dumps(topics)}")
     assert topics["image"]["sizes"] in ([], [IMAGE_W * IMAGE_H * 3])
@@ -365,12 +388,14 @@ def test_message_digest_sees_content_changes():
 
 # ---------------------------------------------------------------------------- DDS profile / env
 def test_profile_has_large_shm_segment_and_no_builtin_transports():
-    """The shipped profile: SHM segment holds an rgb8 1920x1208 image + a 200k-point cloud; UDPv4 too."""
+    """The shipped profile: SHM segment holds an rgb8 1920x1208 image + a 200k-point cloud; UDPv4
+    too."""
     from bev_mtl_ros.dds import default_fastdds_profile
 
     ns = {"d": "http://www.eprosima.com"}
     root = ET.parse(default_fastdds_profile()).getroot()
-    descriptors = {d.findtext("d:transport_id", namespaces=ns): d for d in root.iter("{http://www.eprosima.com}transport_descriptor")}
+    descriptors = {d.findtext("d:transport_id", namespaces=ns): d
+                   for d in root.iter("{http://www.eprosima.com}transport_descriptor")}
     types = {tid: d.findtext("d:type", namespaces=ns) for tid, d in descriptors.items()}
     assert sorted(types.values()) == ["SHM", "UDPv4"]
     shm = next(d for d in descriptors.values() if d.findtext("d:type", namespaces=ns) == "SHM")
@@ -386,7 +411,8 @@ def test_profile_has_large_shm_segment_and_no_builtin_transports():
 
 
 def test_dds_environment_defaults_and_user_override(tmp_path):
-    """Defaults are added only where unset; a user's profile and RMW are kept; input is not modified."""
+    """Defaults are added only where unset; a user's profile and RMW are kept; input is not
+    modified."""
     from bev_mtl_ros.dds import apply_dds_environment, dds_environment, default_fastdds_profile
 
     base = {"PATH": "/usr/bin"}
@@ -408,7 +434,8 @@ def test_dds_environment_defaults_and_user_override(tmp_path):
 
 
 def test_profile_found_in_installed_share_dir(tmp_path, monkeypatch):
-    """Without the source tree, the profile is found through the ament index (colcon install layout)."""
+    """Without the source tree, the profile is found through the ament index (colcon install
+    layout)."""
     import bev_mtl_ros.dds as dds
 
     share = tmp_path / "share"
@@ -418,7 +445,8 @@ def test_profile_found_in_installed_share_dir(tmp_path, monkeypatch):
     installed = share / "bev_mtl_ros" / "config" / dds.PROFILE_FILE_NAME
     installed.write_text("<dds/>")
     monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path))
-    monkeypatch.setattr(dds, "__file__", str(tmp_path / "site-packages" / "bev_mtl_ros" / "dds.py"))
+    monkeypatch.setattr(dds, "__file__",
+                        str(tmp_path / "site-packages" / "bev_mtl_ros" / "dds.py"))
     monkeypatch.setattr(dds.sys, "prefix", str(tmp_path / "nowhere"))
     monkeypatch.setattr(dds.sys, "base_prefix", str(tmp_path / "nowhere"))
     assert dds.default_fastdds_profile() == str(installed)
@@ -458,14 +486,16 @@ def test_console_scripts_apply_dds_profile_before_main(monkeypatch):
     seen = {}
 
     def fake_main():
-        seen.update({k: os.environ.get(k) for k in ("FASTDDS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION")})
+        seen.update({k: os.environ.get(k)
+                     for k in ("FASTDDS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION")})
         return 7
 
     monkeypatch.setattr(cli, "main", fake_main)
     monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE", raising=False)
     monkeypatch.delenv("RMW_IMPLEMENTATION", raising=False)
     assert dds.cli_main() == 7
-    assert seen == {"FASTDDS_DEFAULT_PROFILES_FILE": dds.default_fastdds_profile(), "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"}
+    assert seen == {"FASTDDS_DEFAULT_PROFILES_FILE": dds.default_fastdds_profile(),
+                    "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"}
     monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", "/etc/my_profile.xml")
     dds.cli_main()
     assert seen["FASTDDS_DEFAULT_PROFILES_FILE"] == "/etc/my_profile.xml"
@@ -485,7 +515,8 @@ def test_add_venv_ament_prefix(monkeypatch, tmp_path):
     assert env["AMENT_PREFIX_PATH"] == os.pathsep.join(["/opt/ros/jazzy", str(tmp_path / "venv")])
     assert dds.add_venv_ament_prefix(env) is False
     empty = {}
-    assert dds.add_venv_ament_prefix(empty) and empty["AMENT_PREFIX_PATH"] == str(tmp_path / "venv")
+    assert (dds.add_venv_ament_prefix(empty)
+            and empty["AMENT_PREFIX_PATH"] == str(tmp_path / "venv"))
     monkeypatch.setattr(dds.sys, "prefix", str(tmp_path / "plain"))
     assert dds.add_venv_ament_prefix({}) is False
 

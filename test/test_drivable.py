@@ -1,4 +1,5 @@
-"""BEV drivable-area labels on a hand-built frame with known drivable / not-drivable / ignored cells."""
+"""BEV drivable-area labels on a hand-built frame with known drivable / not-drivable / ignored
+cells."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ class Builder:
         for k in range(n):
             self.p.append((x + jitter * (k % 3 - 1), y + jitter * ((k // 3) % 3 - 1), z))
             self.r.append(row)
-            self.c.append(float(CLASS_COL[cls]) + 0.3 if col is None else col)   # rounds to the class column
+            # rounds to the class column
+            self.c.append(float(CLASS_COL[cls]) + 0.3 if col is None else col)
 
     def arrays(self):
         return np.array(self.p, np.float32), np.array(self.r), np.array(self.c)
@@ -59,7 +61,8 @@ def test_hand_built_cells():
     b = Builder()
     b.add(100, 10, ROAD, n=3)                        # A: road -> 1
     b.add(100, 20, SIDEWALK, n=2)                    # B: sidewalk -> 0
-    b.add(100, 30, ROAD, n=3)                        # D: road under a car body point -> 1 (lowest rule)
+    # D: road under a car body point -> 1 (lowest rule)
+    b.add(100, 30, ROAD, n=3)
     b.add(100, 30, CAR, z=GROUND + 1.0, n=4)
     b.add(100, 40, ROAD, n=2)                        # E1: 2 road + 1 sidewalk -> 1
     b.add(100, 40, SIDEWALK, n=1)
@@ -68,7 +71,8 @@ def test_hand_built_cells():
     b.add(100, 60, SKY, n=3)                         # F: only sky points -> ignored
     b.add(100, 70, ROAD, n=2, row=-5.0)              # G: outside the image -> ignored
     b.add(100, 80, ROAD, n=2, col=5.0)               # H: undistortion border (255) -> ignored
-    b.add(100, 90, CAR, z=GROUND + 0.2, n=2)         # I: car bumper within the band of the road -> majority car -> 0
+    # I: car bumper within the band of the road -> majority car -> 0
+    b.add(100, 90, CAR, z=GROUND + 0.2, n=2)
     b.add(100, 90, ROAD, n=1)
     pts, row, col = b.arrays()
     # a point outside the grid range is ignored, not wrapped
@@ -78,8 +82,8 @@ def test_hand_built_cells():
     lab = drivable_labels(pts, row, col, SEM, C, closing_iterations=0)
     gw, gh = C.grid_size
     assert lab.shape == (gh, gw) and lab.dtype == np.uint8
-    expect = {10: DRIVABLE, 20: NOT_DRIVABLE, 30: DRIVABLE, 40: DRIVABLE, 50: NOT_DRIVABLE, 60: IGNORE,
-              70: IGNORE, 80: IGNORE, 90: NOT_DRIVABLE}
+    expect = {10: DRIVABLE, 20: NOT_DRIVABLE, 30: DRIVABLE, 40: DRIVABLE, 50: NOT_DRIVABLE,
+              60: IGNORE, 70: IGNORE, 80: IGNORE, 90: NOT_DRIVABLE}
     for ix, v in expect.items():
         assert lab[100, ix] == v, (ix, lab[100, ix])
     labelled = {(iy, ix) for iy, ix in zip(*np.nonzero(lab != IGNORE))}
@@ -98,7 +102,8 @@ def test_closing_fills_only_unobserved_gaps():
         b.add(50, ix, ROAD, n=2)
     for ix in (30, 32):                              # gap at 31 between sidewalk cells
         b.add(50, ix, SIDEWALK, n=2)
-    for ix in (40, 42):                              # 41 is observed as not drivable between road cells
+    # 41 is observed as not drivable between road cells
+    for ix in (40, 42):
         b.add(50, ix, ROAD, n=2)
     b.add(50, 41, SIDEWALK, n=2)
     pts, row, col = b.arrays()

@@ -1,5 +1,6 @@
-"""ONNX export and checkpoints: parity ONNX (onnxruntime CPU) vs PyTorch on every head, dynamic pillar
-count, contract in the ONNX metadata, no ScatterND, checkpoint round trip and error messages."""
+"""ONNX export and checkpoints: parity ONNX (onnxruntime CPU) vs PyTorch on every head, dynamic
+pillar count, contract in the ONNX metadata, no ScatterND, checkpoint round trip and error
+messages."""
 
 import os
 
@@ -11,7 +12,8 @@ import torch
 
 from bev_mtl_ros import cli
 from bev_mtl_ros.model.contract import ONNX_CONTRACT_KEY, ContractError, ModelContract
-from bev_mtl_ros.model.network import INPUT_NAMES, OUTPUT_NAMES, BevMultiTaskNet, DeployWrapper, random_inputs
+from bev_mtl_ros.model.network import (INPUT_NAMES, OUTPUT_NAMES, BevMultiTaskNet, DeployWrapper,
+                                       random_inputs)
 from bev_mtl_ros.runtime.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from bev_mtl_ros.runtime.export import ExportError, export_onnx, read_onnx_contract, verify_onnx
 
@@ -23,7 +25,8 @@ def small_contract():
 
 
 def _trained_like(net):
-    """Give BatchNorm non-trivial running statistics (as after training) so that export must use them."""
+    """Give BatchNorm non-trivial running statistics (as after training) so that export must use
+    them."""
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
@@ -31,7 +34,8 @@ def _trained_like(net):
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
-        # regression outputs of O(1) like a trained head (the init is std 1e-3), so parity means something
+        # regression outputs of O(1) like a trained head (the init is std 1e-3), so parity means
+        # something
         torch.nn.init.normal_(net.det_head.regression[-1].weight, std=0.5)
     return net
 
@@ -64,7 +68,8 @@ def test_export_report_parity_every_head(exported):
     assert all(v <= 1e-4 for v in rep["parity"].values()), rep["parity"]
     with torch.no_grad():
         out = net.eval()(*random_inputs(c, 100))
-    assert all(float(out[k].abs().max()) > 0.05 for k in OUTPUT_NAMES), "outputs too small for a parity test"
+    assert all(float(out[k].abs().max()) > 0.05
+               for k in OUTPUT_NAMES), "outputs too small for a parity test"
     assert len(rep["checks"]) == 3 and len({ch["num_pillars"] for ch in rep["checks"]}) == 3
     assert any(ch["camera_valid"] == 0.0 for ch in rep["checks"])
 
@@ -77,7 +82,8 @@ def test_dynamic_pillar_count_and_parity(exported):
             gw, gh = c.grid_size
             wi, hi = c.image_size
             inputs = (torch.zeros(0, c.max_points_per_pillar, c.num_decorated_features),
-                      torch.zeros(0, dtype=torch.int32), torch.zeros(1, gw * gh, dtype=torch.int64),
+                      torch.zeros(0, dtype=torch.int32),
+                      torch.zeros(1, gw * gh, dtype=torch.int64),
                       torch.rand(1, 3, hi, wi), torch.ones(1))
         else:
             inputs = random_inputs(c, p, seed=p, camera_valid=[cv])
@@ -88,7 +94,8 @@ def test_dynamic_pillar_count_and_parity(exported):
         assert got[6].shape == (1, len(c.semantic_classes)) + c.image_size[::-1]
     # the graph's pillar axis is symbolic, batch is fixed to 1
     g = onnx.load(path).graph
-    dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in g.input}
+    dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+            for i in g.input}
     assert dims["pillars"][0] == dims["num_points"][0] == "num_pillars"
     assert dims["canvas_index"] == [1, c.grid_size[0] * c.grid_size[1]]
 
@@ -99,9 +106,12 @@ def test_graph_has_no_scatter_and_contract_roundtrip(exported):
     ops = {n.op_type for n in model.graph.node}
     assert not ops & {"ScatterND", "ScatterElements", "Scatter"}, ops
     # plain opset-17 ops that onnxruntime CPU/CUDA and TensorRT 8.6+/10 all run
-    portable = {"Add", "BatchNormalization", "Cast", "Concat", "Constant", "ConstantOfShape", "Conv",
-                "ConvTranspose", "Div", "Erf", "Gather", "Gemm", "Greater", "Identity", "LayerNormalization", "Less",
-                "MatMul", "Mul", "ReduceMax", "Relu", "Reshape", "Resize", "Shape", "Sigmoid", "Slice", "Softmax",
+    portable = {"Add", "BatchNormalization", "Cast", "Concat", "Constant", "ConstantOfShape",
+                "Conv",
+                "ConvTranspose", "Div", "Erf", "Gather", "Gemm", "Greater", "Identity",
+                "LayerNormalization", "Less",
+                "MatMul", "Mul", "ReduceMax", "Relu", "Reshape", "Resize", "Shape", "Sigmoid",
+                "Slice", "Softmax",
                 "Sub", "Transpose", "Unsqueeze", "Where", "Squeeze", "Expand", "Flatten"}
     assert ops <= portable, f"unexpected ops: {sorted(ops - portable)}"
     assert model.opset_import[0].version == 17
@@ -141,8 +151,9 @@ def test_checkpoint_roundtrip_identical_outputs(tmp_path):
     c = small_contract()
     net = _trained_like(BevMultiTaskNet.tiny(c)).eval()
     path = str(tmp_path / "models" / "m.pt")
-    save_checkpoint(path, net, c, extra={"epoch": 3, "metrics": {"map": np.float64(0.5), "n": np.int64(7)},
-                                         "hist": (1.0, 2.0), "curve": np.arange(3, dtype=np.float32)})
+    save_checkpoint(path, net, c,
+                    extra={"epoch": 3, "metrics": {"map": np.float64(0.5), "n": np.int64(7)},
+                           "hist": (1.0, 2.0), "curve": np.arange(3, dtype=np.float32)})
     net2, c2, extra = load_checkpoint(path)
     assert c2 == c and extra["epoch"] == 3 and extra["metrics"] == {"map": 0.5, "n": 7}
     assert type(extra["metrics"]["map"]) is float and extra["hist"] == (1.0, 2.0)
@@ -174,7 +185,8 @@ def test_checkpoint_errors_name_the_file(tmp_path):
     with pytest.raises(CheckpointError, match="trunc.pt"):
         load_checkpoint(str(trunc))
     payload = torch.load(str(good), weights_only=True)
-    payload["widths"]["pfn_channels"] = 12                 # architecture no longer fits the weights
+    # architecture no longer fits the weights
+    payload["widths"]["pfn_channels"] = 12
     torch.save(payload, str(tmp_path / "mismatch.pt"))
     with pytest.raises(CheckpointError, match="mismatch.pt.*state_dict"):
         load_checkpoint(str(tmp_path / "mismatch.pt"))
@@ -200,15 +212,15 @@ def test_export_cli_from_checkpoint(tmp_path, capsys):
 
 
 def test_parity_on_pillarized_points(exported):
-    """Inputs from runtime.pillarize (the real input distribution): ONNX == PyTorch, and padded point
-    slots of the pillar tensor are ignored by both."""
+    """Inputs from runtime.pillarize (the real input distribution): ONNX == PyTorch, and padded
+    point slots of the pillar tensor are ignored by both."""
     from bev_mtl_ros.runtime.pillarize import collate_pillars, pillarize
     net, c, path, _ = exported
     rng = np.random.default_rng(0)
     x0, y0, z0, x1, y1, z1 = c.point_cloud_range
     n = 6000
-    pts = np.stack([rng.uniform(x0 - 2, x1 + 2, n), rng.uniform(y0 - 2, y1 + 2, n), rng.uniform(z0, z1, n),
-                    rng.uniform(0, 255, n)], axis=1).astype(np.float32)
+    pts = np.stack([rng.uniform(x0 - 2, x1 + 2, n), rng.uniform(y0 - 2, y1 + 2, n),
+                    rng.uniform(z0, z1, n), rng.uniform(0, 255, n)], axis=1).astype(np.float32)
     pillars, num_points, canvas_index = collate_pillars([pillarize(pts, c)])
     assert 0 < pillars.shape[0] <= c.max_pillars
     wi, hi = c.image_size

@@ -123,8 +123,8 @@ def test_make_gpu_check_on_cpu(blocked_env, tmp_path):
     # timing: every model x variant x scenario, every stage, 3 frames, positive
     rows = {(t["model"], t["variant"], t["scenario"]): t for t in r["timing"]}
     assert set(rows) == {(m, v, s) for m, v in (("shipped", "pytorch cpu fp32"),
-                                                  ("default_width", "pytorch cpu fp32"),
-                                                  ("shipped", "onnxruntime cpu fp32"))
+                                                ("default_width", "pytorch cpu fp32"),
+                                                ("shipped", "onnxruntime cpu fp32"))
                          for s in ("a2d2_front_center", "lidar360_64beam")}
     for t in rows.values():
         st = t["stages_ms"]

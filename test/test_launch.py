@@ -1,6 +1,6 @@
-"""``launch_testing`` test of ``launch/perception.launch.py``: the launch file starts the node, which
-comes up, publishes its ``/diagnostics`` status and answers a cloud on ``~/detections``, and exits
-cleanly at shutdown.
+"""``launch_testing`` test of ``launch/perception.launch.py``: the launch file starts the node,
+which comes up, publishes its ``/diagnostics`` status and answers a cloud on ``~/detections``, and
+exits cleanly at shutdown.
 
 ``launch``/``launch_testing`` come with a ROS 2 distribution (not on PyPI), so this module is
 skipped where they are not importable; the skip reason is printed. Without them the same scenario
@@ -83,14 +83,17 @@ class TestNodeComesUp(unittest.TestCase):
                                      lambda m: statuses.extend(s.name for s in m.status), 10)
             qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
             node.create_subscription(Detection3DArray, f"/{NODE}/detections", answers.append, qos)
-            pub = node.create_publisher(type(cloud_to_msg({"x": np.zeros(1, np.float32)})), "/a2d2/lidar/points", qos)
+            pub = node.create_publisher(type(cloud_to_msg({"x": np.zeros(1, np.float32)})),
+                                        "/a2d2/lidar/points", qos)
             deadline = time.monotonic() + 90.0
             while time.monotonic() < deadline and not any(NODE in s for s in statuses):
                 rclpy.spin_once(node, timeout_sec=0.1)
-            self.assertTrue(any(NODE in s for s in statuses), f"no /diagnostics from {NODE}: {statuses[:5]}")
+            self.assertTrue(any(NODE in s for s in statuses),
+                            f"no /diagnostics from {NODE}: {statuses[:5]}")
             rng = np.random.default_rng(0)
             pts = rng.uniform([1, -20, -1.5, 0], [60, 20, 1.0, 255], (5000, 4)).astype(np.float32)
-            msg = cloud_to_msg({"x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2], "intensity": pts[:, 3]})
+            msg = cloud_to_msg({"x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2],
+                                "intensity": pts[:, 3]})
             msg.header.frame_id = "cam_front_center"
             msg.header.stamp.sec = 1234
             deadline = time.monotonic() + 60.0

@@ -76,7 +76,8 @@ def test_drivable_bce_dice_and_ignore():
     label = torch.tensor([[[0, 1, 255]]], dtype=torch.uint8)
     assert drivable_loss(logits, label).item() == pytest.approx(LN2, rel=1e-6)
     # Dice on valid cells: p = .5, .5 ; y = 0, 1 -> 1 - (2*.5 + 1)/(1 + 1 + 1) = 1/3
-    assert drivable_loss(logits, label, dice_weight=1.0).item() == pytest.approx(LN2 + 1 / 3, rel=1e-6)
+    assert (drivable_loss(logits, label, dice_weight=1.0).item()
+            == pytest.approx(LN2 + 1 / 3, rel=1e-6))
     # ignored cell's logit must not matter
     logits2 = torch.tensor([0.0, 0.0, 50.0]).view(1, 1, 1, 3)
     assert drivable_loss(logits2, label).item() == pytest.approx(LN2, rel=1e-6)
@@ -107,7 +108,8 @@ def test_uncertainty_weighting():
 
 def _tiny_outputs_targets():
     outputs = {
-        "heatmap": torch.zeros(1, 1, 2, 2), "offset": torch.zeros(1, 2, 2, 2), "z": torch.zeros(1, 1, 2, 2),
+        "heatmap": torch.zeros(1, 1, 2, 2), "offset": torch.zeros(1, 2, 2, 2),
+        "z": torch.zeros(1, 1, 2, 2),
         "size": torch.zeros(1, 3, 2, 2), "rot": torch.zeros(1, 2, 2, 2),
         "drivable": torch.zeros(1, 1, 1, 2), "semantic": torch.zeros(1, 2, 1, 2),
     }

@@ -1,4 +1,5 @@
-"""Output message builders: Detection3DArray, markers, drivable image/grid, semantic, LabelInfo, diagnostics."""
+"""Output message builders: Detection3DArray, markers, drivable image/grid, semantic, LabelInfo,
+diagnostics."""
 
 import math
 
@@ -51,8 +52,8 @@ def test_detection3d_array_fields_and_header():
 
 
 def test_empty_detection_array_keeps_header():
-    msg = M.detections_to_msg(np.zeros((0, 7), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64),
-                              CLASSES, _header())
+    msg = M.detections_to_msg(np.zeros((0, 7), np.float32), np.zeros(0, np.float32),
+                              np.zeros(0, np.int64), CLASSES, _header())
     assert len(msg.detections) == 0 and msg.header.stamp.sec == 1234
 
 
@@ -72,17 +73,22 @@ def test_markers_deleteall_first_then_boxes_and_labels():
     assert ma.markers[0].action == Marker.DELETEALL
     lines = [m for m in ma.markers if m.type == Marker.LINE_LIST]
     texts = [m for m in ma.markers if m.type == Marker.TEXT_VIEW_FACING]
-    assert len(lines) == 2 and [len(m.points) for m in lines] == [24, 24]  # one LINE_LIST per class
+    # one LINE_LIST per class
+    assert len(lines) == 2 and [len(m.points) for m in lines] == [24, 24]
     assert len({(m.ns, m.id) for m in lines}) == 2
-    assert (lines[0].color.r, lines[0].color.g, lines[0].color.b) == pytest.approx(M.CLASS_COLOURS["Car"])
-    assert (lines[1].color.r, lines[1].color.g, lines[1].color.b) == pytest.approx(M.CLASS_COLOURS["Pedestrian"])
+    assert ((lines[0].color.r, lines[0].color.g, lines[0].color.b)
+            == pytest.approx(M.CLASS_COLOURS["Car"]))
+    assert ((lines[1].color.r, lines[1].color.g, lines[1].color.b)
+            == pytest.approx(M.CLASS_COLOURS["Pedestrian"]))
     assert [t.text for t in texts] == ["Car 0.90", "Pedestrian 0.40"]
     assert len({(t.ns, t.id) for t in texts}) == 2
-    assert all(m.header.stamp.sec == 1234 and m.header.frame_id == "cam_front_center" for m in ma.markers)
+    assert all(m.header.stamp.sec == 1234 and m.header.frame_id == "cam_front_center"
+               for m in ma.markers)
     # every edge vertex lies on the box surface: max |local coords| = half extents
     p = np.array([[pt.x, pt.y, pt.z] for pt in lines[0].points[:24]])
     assert p[:, 2].min() == pytest.approx(-1.75) and p[:, 2].max() == pytest.approx(-0.25)
-    empty = M.detections_to_markers(np.zeros((0, 7)), np.zeros(0), np.zeros(0, np.int64), CLASSES, _header())
+    empty = M.detections_to_markers(np.zeros((0, 7)), np.zeros(0), np.zeros(0, np.int64), CLASSES,
+                                    _header())
     assert len(empty.markers) == 1 and empty.markers[0].action == Marker.DELETEALL
 
 
@@ -98,7 +104,8 @@ def test_drivable_image_and_occupancy_grid_geometry():
     grid = M.drivable_to_occupancy_grid(mask, c.point_cloud_range, c.pillar_size, _header())
     assert grid.info.resolution == pytest.approx(0.32)
     assert (grid.info.width, grid.info.height) == (gw, gh)
-    assert (grid.info.origin.position.x, grid.info.origin.position.y) == (0.0, pytest.approx(-40.96))
+    assert ((grid.info.origin.position.x, grid.info.origin.position.y)
+            == (0.0, pytest.approx(-40.96)))
     assert grid.header.frame_id == "cam_front_center" and grid.info.map_load_time.sec == 1234
     data = np.asarray(grid.data, dtype=np.int8)
     assert data.size == gw * gh and set(np.unique(data)) == {0, 100}

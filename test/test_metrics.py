@@ -12,8 +12,8 @@ from bev_mtl_ros.train.metrics import (ConfusionMatrix, DetectionEvaluator, Driv
 CLASSES = ("Car", "Pedestrian")
 
 
-def box(x, y, l=4.0, w=2.0, yaw=0.0):
-    return [x, y, -1.0, l, w, 1.5, yaw]
+def box(x, y, length=4.0, w=2.0, yaw=0.0):
+    return [x, y, -1.0, length, w, 1.5, yaw]
 
 
 # --------------------------------------------- test oracle: rotated BEV IoU by polygon clipping
@@ -76,7 +76,8 @@ def test_perfect_predictions_ap_one():
     ev = DetectionEvaluator(CLASSES)
     gt = np.array([box(10, 0), box(20, 5)])
     ev.add_frame(gt, [0.9, 0.8], [0, 0], gt, [0, 0])
-    ev.add_frame(np.array([box(30, -3, 0.8, 0.8)]), [0.7], [1], np.array([box(30, -3, 0.8, 0.8)]), [1])
+    ev.add_frame(np.array([box(30, -3, 0.8, 0.8)]), [0.7], [1], np.array([box(30, -3, 0.8, 0.8)]),
+                 [1])
     res = ev.compute()
     for key in ("dist@0.5m", "dist@1m", "dist@2m", "dist@4m", "iou@0.5"):
         assert res["ap"][key]["Car"] == pytest.approx(1.0)
@@ -101,7 +102,8 @@ def test_no_predictions_ap_zero_and_no_ground_truth_nan_excluded():
 def test_false_positive_ranked_above_true_positive():
     ev = DetectionEvaluator(CLASSES)
     # FP (score .9) then TP (.8); 1 GT: precision [0, .5], recall [0, 1] -> envelope .5 -> AP .5
-    ev.add_frame(np.array([box(40, 10), box(10.3, 0)]), [0.9, 0.8], [0, 0], np.array([box(10, 0)]), [0])
+    ev.add_frame(np.array([box(40, 10), box(10.3, 0)]), [0.9, 0.8], [0, 0], np.array([box(10, 0)]),
+                 [0])
     res = ev.compute()
     assert res["ap"]["dist@1m"]["Car"] == pytest.approx(0.5)
     curve = res["curves"]["dist@1m"]["Car"]
@@ -115,14 +117,16 @@ def test_interpolated_area_hand_case():
     ev.add_frame(np.array([box(10, 0), box(50, 30), box(20, 5)]), [0.9, 0.8, 0.7], [0, 0, 0],
                  np.array([box(10, 0), box(20, 5)]), [0, 0])
     assert ev.compute()["ap"]["dist@2m"]["Car"] == pytest.approx(5 / 6)
-    assert average_precision(np.array([1, 0.5, 2 / 3]), np.array([0.5, 0.5, 1.0])) == pytest.approx(5 / 6)
+    assert (average_precision(np.array([1, 0.5, 2 / 3]), np.array([0.5, 0.5, 1.0]))
+            == pytest.approx(5 / 6))
 
 
 def test_distance_thresholds_and_greedy_matching():
     ev = DetectionEvaluator(CLASSES)
     # prediction 1.5 m from the GT: FP at 0.5 m and 1 m, TP at 2 m and 4 m;
     # a second prediction 0.2 m away but lower score is a duplicate -> FP once the GT is taken.
-    ev.add_frame(np.array([box(11.5, 0), box(10.2, 0)]), [0.9, 0.5], [0, 0], np.array([box(10, 0)]), [0])
+    ev.add_frame(np.array([box(11.5, 0), box(10.2, 0)]), [0.9, 0.5], [0, 0],
+                 np.array([box(10, 0)]), [0])
     ap = ev.compute()["ap"]
     # 0.5/1 m: first FP, second TP -> AP .5; 2/4 m: first TP, second duplicate FP -> AP 1
     assert ap["dist@0.5m"]["Car"] == pytest.approx(0.5)
@@ -142,8 +146,10 @@ def test_predictions_do_not_match_other_classes_or_frames():
 
 def test_nuscenes_mode():
     # perfect -> 1 ; FP above TP: interpolated precision .5 everywhere -> (.5 - .1) / .9
-    assert average_precision(np.array([1.0]), np.array([1.0]), mode="nuscenes") == pytest.approx(1.0)
-    assert average_precision(np.array([0.0, 0.5]), np.array([0.0, 1.0]), mode="nuscenes") == pytest.approx(0.4 / 0.9)
+    assert (average_precision(np.array([1.0]), np.array([1.0]),
+                              mode="nuscenes") == pytest.approx(1.0))
+    assert (average_precision(np.array([0.0, 0.5]), np.array([0.0, 1.0]),
+                              mode="nuscenes") == pytest.approx(0.4 / 0.9))
     with pytest.raises(ValueError):
         average_precision(np.array([1.0]), np.array([1.0]), mode="voc07")
 
@@ -153,7 +159,8 @@ def test_rotated_bev_iou_known_values(impl):
     a = np.array([box(0, 0, 4, 2)], np.float32)
     shifted = np.array([box(2, 0, 4, 2)], np.float32)        # overlap 2x2=4, union 12
     square = np.array([box(0, 0, 2, 2)], np.float32)
-    diamond = np.array([box(0, 0, 2, 2, math.pi / 4)], np.float32)  # octagon 8(sqrt2-1), union 8-that
+    # octagon 8(sqrt2-1), union 8-that
+    diamond = np.array([box(0, 0, 2, 2, math.pi / 4)], np.float32)
     far = np.array([box(50, 0)], np.float32)
     assert impl(a, a)[0, 0] == pytest.approx(1.0, abs=1e-5)
     assert impl(a, shifted)[0, 0] == pytest.approx(1 / 3, abs=1e-5)
@@ -192,7 +199,8 @@ def test_semantic_iou_hand_case():
     # predicting an absent class where GT is road lowers road's IoU but sky stays excluded
     ev.add(np.array([[2]]), np.array([[0]]))
     res = ev.compute()
-    assert res["per_class_iou"]["road"] == pytest.approx(1 / 3) and "sky" not in res["per_class_iou"]
+    assert (res["per_class_iou"]["road"] == pytest.approx(1 / 3)
+            and "sky" not in res["per_class_iou"])
 
 
 def test_confusion_rejects_bad_labels():
@@ -216,14 +224,17 @@ def test_report_files_and_nan_handling(tmp_path):
     import json
 
     from bev_mtl_ros.model.contract import ModelContract
-    from bev_mtl_ros.train.evaluate import EvalAccumulator, render_frame, summary_text, write_report
+    from bev_mtl_ros.train.evaluate import (EvalAccumulator, render_frame, summary_text,
+                                            write_report)
     c = ModelContract()
     acc = EvalAccumulator(c)
     # one Car TP, one Car out of the BEV range (ignored), no Pedestrian GT
-    acc.add_detections(np.array([box(10, 0)]), [0.9], [0], np.array([box(10.2, 0), box(-5, 0)]), [0, 0])
+    acc.add_detections(np.array([box(10, 0)]), [0.9], [0], np.array([box(10.2, 0), box(-5, 0)]),
+                       [0, 0])
     gw, gh = c.grid_size
     acc.add_drivable(np.ones((gh, gw), np.uint8), np.full((gh, gw), 1, np.uint8))
-    acc.add_semantic(np.zeros((4, 4), np.uint8), np.zeros((8, 8), np.uint8))  # resized to the label size
+    # resized to the label size
+    acc.add_semantic(np.zeros((4, 4), np.uint8), np.zeros((8, 8), np.uint8))
     rep = acc.report()
     assert rep["counts"]["gt_boxes_out_of_range"] == 1
     assert rep["detection"]["ap"]["dist@2m"]["Car"] == pytest.approx(1.0)
@@ -255,7 +266,8 @@ def test_evaluate_bag_matches_by_stamp(tmp_path):
     generate(str(tmp_path / "syn"), scenes=1, frames=2, seed=5, width=96, height=64)
     convert(str(tmp_path / "syn"), str(tmp_path / "bag"), progress=False)
     c = ModelContract()
-    rep = evaluate_bag(str(tmp_path / "bag"), c, detections_topic=GT_BOXES_TOPIC, out_dir=str(tmp_path / "ev"))
+    rep = evaluate_bag(str(tmp_path / "bag"), c, detections_topic=GT_BOXES_TOPIC,
+                       out_dir=str(tmp_path / "ev"))
     assert rep["counts"]["frames"] == 2 and rep["counts"]["frames_without_output"] == 0
     present = [k for k, n in rep["detection"]["num_gt"].items() if n > 0]
     assert present
@@ -264,7 +276,8 @@ def test_evaluate_bag_matches_by_stamp(tmp_path):
         assert rep["detection"]["ap"]["iou@0.5"][k] == pytest.approx(1.0, abs=1e-6)
     assert (tmp_path / "ev" / "report.json").is_file()
     convert(str(tmp_path / "syn"), str(tmp_path / "half"), max_frames=1, progress=False)
-    rep2 = evaluate_bag(str(tmp_path / "half"), c, gt_bag=str(tmp_path / "bag"), detections_topic=GT_BOXES_TOPIC)
+    rep2 = evaluate_bag(str(tmp_path / "half"), c, gt_bag=str(tmp_path / "bag"),
+                        detections_topic=GT_BOXES_TOPIC)
     assert rep2["counts"]["frames_without_output"] == 1
     assert sum(rep2["detection"]["num_gt"].values()) == sum(rep["detection"]["num_gt"].values())
 
@@ -277,7 +290,7 @@ def test_clutter_false_positives_known_answer():
             [20.0, -6.0, -1.0, 10.0, 1.0, 1.5, 0.0],
         ]
     )  # hedge along x 15..25 at y=-6
-    gt = np.array([box(10.0, 6.2, l=0.6, w=0.6)])                     # pedestrian next to the pole
+    gt = np.array([box(10.0, 6.2, length=0.6, w=0.6)])                # pedestrian next to the pole
     pred = np.array(
         [
             box(10.0, 5.5),  # 0.4 m from the pole and from the GT pedestrian -> not counted
@@ -305,11 +318,14 @@ def test_clutter_false_positives_known_answer():
 
 
 def test_operating_point_known_answer():
-    """Precision/recall at a score threshold are read off the PR curve at the last kept detection."""
+    """Precision/recall at a score threshold are read off the PR curve at the last kept
+    detection."""
     from bev_mtl_ros.train.metrics import DetectionEvaluator, operating_point
     ev = DetectionEvaluator(["Car"], distance_thresholds=[2.0], iou_thresholds=[])
-    gt = np.array([[10.0, 0, 0, 4, 2, 1.5, 0], [20.0, 5, 0, 4, 2, 1.5, 0], [30.0, -5, 0, 4, 2, 1.5, 0]])
-    pred = np.array([[10.2, 0, 0, 4, 2, 1.5, 0], [40.0, 0, 0, 4, 2, 1.5, 0], [20.1, 5, 0, 4, 2, 1.5, 0]])
+    gt = np.array([[10.0, 0, 0, 4, 2, 1.5, 0], [20.0, 5, 0, 4, 2, 1.5, 0],
+                   [30.0, -5, 0, 4, 2, 1.5, 0]])
+    pred = np.array([[10.2, 0, 0, 4, 2, 1.5, 0], [40.0, 0, 0, 4, 2, 1.5, 0],
+                     [20.1, 5, 0, 4, 2, 1.5, 0]])
     ev.add_frame(pred, np.array([0.9, 0.6, 0.4]), np.zeros(3, int), gt, np.zeros(3, int))
     curve = ev.compute()["curves"]["dist@2m"]["Car"]
     assert operating_point(curve, 0.5) == {"precision": 0.5, "recall": 1 / 3, "kept": 2}

@@ -1,6 +1,6 @@
-"""Unit tests of the network's stages (model/pillar_net, bev_backbone, camera_encoder, fusion, heads,
-network): shapes, masking of padded points, the Gather scatter, gradient flow, determinism and the
-exact lidar-only identity of the fusion."""
+"""Unit tests of the network's stages (model/pillar_net, bev_backbone, camera_encoder, fusion,
+heads, network): shapes, masking of padded points, the Gather scatter, gradient flow, determinism
+and the exact lidar-only identity of the fusion."""
 
 import json
 import math
@@ -11,16 +11,19 @@ import torch
 from bev_mtl_ros.model.bev_backbone import BevBackbone, BevNeck
 from bev_mtl_ros.model.camera_encoder import CameraEncoder
 from bev_mtl_ros.model.contract import ModelContract
-from bev_mtl_ros.model.fusion import A2D2_FX_OVER_WIDTH, CameraBevFusion, bev_query_encoding, camera_key_encoding
-from bev_mtl_ros.model.heads import HEATMAP_PRIOR_BIAS, CenterPointHead, DrivableHead, SemanticFPNHead
-from bev_mtl_ros.model.network import (DEFAULT_WIDTHS, OUTPUT_NAMES, TINY_WIDTHS, BevMultiTaskNet, DeployWrapper,
-                                       random_inputs)
+from bev_mtl_ros.model.fusion import (A2D2_FX_OVER_WIDTH, CameraBevFusion, bev_query_encoding,
+                                      camera_key_encoding)
+from bev_mtl_ros.model.heads import (HEATMAP_PRIOR_BIAS, CenterPointHead, DrivableHead,
+                                     SemanticFPNHead)
+from bev_mtl_ros.model.network import (DEFAULT_WIDTHS, OUTPUT_NAMES, TINY_WIDTHS, BevMultiTaskNet,
+                                       DeployWrapper, random_inputs)
 from bev_mtl_ros.model.pillar_net import PillarFeatureNet, PillarScatter
 
 
 def small_contract(**kw):
     """64 x 64 pillar grid (20.48 m x 20.48 m), 128 x 64 image, 300 pillars max."""
-    d = dict(point_cloud_range=(0.0, -10.24, -3.0, 20.48, 10.24, 3.0), max_pillars=300, image_size=(128, 64))
+    d = dict(point_cloud_range=(0.0, -10.24, -3.0, 20.48, 10.24, 3.0), max_pillars=300,
+             image_size=(128, 64))
     d.update(kw)
     return ModelContract(**d).validate()
 
@@ -106,11 +109,13 @@ def test_backbone_neck_camera_heads_shapes():
         BevNeck((12, 24), 8, 16, 3)
     cam = CameraEncoder((4, 6, 8, 10, 12), blocks=0)
     feats = cam(torch.rand(2, 3, 64, 128))
-    assert [tuple(f.shape) for f in feats] == [(2, 6, 16, 32), (2, 8, 8, 16), (2, 10, 4, 8), (2, 12, 2, 4)]
+    assert [tuple(f.shape) for f in feats] == [(2, 6, 16, 32), (2, 8, 8, 16), (2, 10, 4, 8),
+                                               (2, 12, 2, 4)]
     head = CenterPointHead(16, 4, 8)
     out = head(torch.randn(2, 16, 16, 24))
     assert {k: tuple(v.shape[1:]) for k, v in out.items()} == {
-        "heatmap": (4, 16, 24), "offset": (2, 16, 24), "z": (1, 16, 24), "size": (3, 16, 24), "rot": (2, 16, 24)}
+        "heatmap": (4, 16, 24), "offset": (2, 16, 24), "z": (1, 16, 24), "size": (3, 16, 24),
+        "rot": (2, 16, 24)}
     assert torch.all(head.heatmap[-1].bias == HEATMAP_PRIOR_BIAS)
     assert DrivableHead(16, 8, 4)(n2, torch.randn(2, 8, 32, 48)).shape == (2, 1, 32, 48)
     seg = SemanticFPNHead(cam.out_channels, 38, 8, image_size=(128, 64))
@@ -119,19 +124,23 @@ def test_backbone_neck_camera_heads_shapes():
 
 def test_camera_encoder_normalises_inside():
     torch.manual_seed(0)
-    cam = CameraEncoder((4, 6, 8, 10, 12), image_mean=(0.5, 0.25, 0.75), image_std=(0.5, 0.5, 0.25), blocks=0).eval()
+    cam = (CameraEncoder((4, 6, 8, 10, 12), image_mean=(0.5, 0.25, 0.75),
+                         image_std=(0.5, 0.5, 0.25), blocks=0).eval())
     img = torch.rand(1, 3, 64, 64)
-    normed = (img - torch.tensor([0.5, 0.25, 0.75]).view(1, 3, 1, 1)) / torch.tensor([0.5, 0.5, 0.25]).view(1, 3, 1, 1)
+    normed = ((img - torch.tensor([0.5, 0.25, 0.75]).view(1, 3, 1, 1))
+              / torch.tensor([0.5, 0.5, 0.25]).view(1, 3, 1, 1))
     ref = cam.s32(cam.s16(cam.s8(cam.s4(cam.stem(normed)))))
     assert torch.allclose(cam(img)[3], ref, atol=1e-5)
-    assert not torch.allclose(cam(img)[3], cam.s32(cam.s16(cam.s8(cam.s4(cam.stem(img))))), atol=1e-3)
+    assert not torch.allclose(cam(img)[3], cam.s32(cam.s16(cam.s8(cam.s4(cam.stem(img))))),
+                              atol=1e-3)
 
 
 def test_positional_encodings_geometry(contract):
     q = bev_query_encoding(contract, 4)
     gw, gh = contract.grid_size
     assert q.shape[0] == (gw // 4) * (gh // 4)
-    # cell (iy, ix) = (h/2, 0): centre y = +0.64 m (just left of the axis), x = 0.64 m -> azimuth 45 deg
+    # cell (iy, ix) = (h/2, 0): centre y = +0.64 m (just left of the axis), x = 0.64 m -> azimuth
+    # 45 deg
     h, w = gh // 4, gw // 4
     row = q[(h // 2) * w + 0]
     az = math.atan2(0.64, 0.64)
@@ -139,11 +148,13 @@ def test_positional_encodings_geometry(contract):
     assert row[8].item() == pytest.approx(math.cos(az), abs=1e-6)      # cos(1 * az)
     k = camera_key_encoding((512, 320), (16, 32))
     assert k.shape == (32 * 20 + 16 * 10, 16 + 24 + 2)
-    # left-most stride-16 token: u = 8 px, looks left (+y): azimuth = atan((256 - 8) / (0.879 * 512))
+    # left-most stride-16 token: u = 8 px, looks left (+y):
+    # azimuth = atan((256 - 8) / (0.879 * 512))
     az_left = math.atan2(256 - 8, A2D2_FX_OVER_WIDTH * 512)
     assert k[0, 0].item() == pytest.approx(math.sin(az_left), abs=1e-6)
     assert k[0, -2].item() == 1.0 and k[-1, -1].item() == 1.0            # scale one-hot
     # shared azimuth basis: the query/key azimuth kernel peaks where the azimuths agree
+
     def kernel(a, b):
         return sum(math.cos(n * (a - b)) for n in range(1, 9))
     assert kernel(0.3, 0.3) > kernel(0.3, 0.1) > 0
@@ -157,7 +168,8 @@ def test_fusion_exact_identity_when_camera_invalid(contract):
     c16, c32 = torch.randn(2, 10, 4, 8), torch.randn(2, 12, 2, 4)
     out = fus(bev, c16, c32, torch.tensor([1.0, 0.0]))
     assert out.shape == bev.shape
-    assert torch.equal(out[1], bev[1])                                 # exact identity, lidar-only sample
+    # exact identity, lidar-only sample
+    assert torch.equal(out[1], bev[1])
     assert not torch.allclose(out[0], bev[0])                          # camera sample is changed
     nan16 = torch.full_like(c16, float("nan"))
     out0 = fus(bev, nan16, c32, torch.zeros(2))
@@ -174,7 +186,8 @@ def test_network_output_shapes_and_widths(contract):
     k, s = len(contract.detection_classes), len(contract.semantic_classes)
     wi, hi = contract.image_size
     assert {n: tuple(v.shape) for n, v in out.items()} == {
-        "heatmap": (2, k, bh, bw), "offset": (2, 2, bh, bw), "z": (2, 1, bh, bw), "size": (2, 3, bh, bw),
+        "heatmap": (2, k, bh, bw), "offset": (2, 2, bh, bw), "z": (2, 1, bh, bw),
+        "size": (2, 3, bh, bw),
         "rot": (2, 2, bh, bw), "drivable": (2, 1, gh, gw), "semantic": (2, s, hi, wi)}
     json.dumps(net.widths)
     assert set(net.widths) == set(DEFAULT_WIDTHS)
@@ -204,7 +217,8 @@ def test_every_parameter_gets_gradient(contract):
     out = net(*random_inputs(contract, 150, batch=2, seed=3))
     loss = sum((v.float() ** 2).mean() + v.float().mean() for v in out.values())
     loss.backward()
-    missing = [n for n, p in net.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    missing = [n for n, p in net.named_parameters() if p.grad is None
+               or not torch.any(p.grad != 0)]
     assert not missing, f"parameters without gradient: {missing}"
 
 
@@ -247,9 +261,11 @@ def test_fusion_rejects_shapes_not_matching_the_contract(contract):
     fus = CameraBevFusion(contract, 16, (10, 12), dim=8, heads=2, ffn_dim=16)
     gw, gh = contract.grid_size
     with pytest.raises(ValueError, match="camera tokens"):
-        fus(torch.randn(1, 16, gh // 4, gw // 4), torch.randn(1, 10, 8, 8), torch.randn(1, 12, 2, 4), torch.ones(1))
+        fus(torch.randn(1, 16, gh // 4, gw // 4), torch.randn(1, 10, 8, 8),
+            torch.randn(1, 12, 2, 4), torch.ones(1))
     with pytest.raises(ValueError, match="BEV map"):
-        fus(torch.randn(1, 16, gh // 2, gw // 2), torch.randn(1, 10, 4, 8), torch.randn(1, 12, 2, 4), torch.ones(1))
+        fus(torch.randn(1, 16, gh // 2, gw // 2), torch.randn(1, 10, 4, 8),
+            torch.randn(1, 12, 2, 4), torch.ones(1))
 
 
 def test_network_rejects_inputs_not_matching_the_contract(contract):
@@ -267,7 +283,8 @@ def test_fused_and_explicit_attention_agree(contract):
     torch.manual_seed(0)
     fus = CameraBevFusion(contract, 16, (10, 12), dim=8, heads=2, ffn_dim=16).eval()
     gw, gh = contract.grid_size
-    args = (torch.randn(2, 16, gh // 4, gw // 4), torch.randn(2, 10, 4, 8), torch.randn(2, 12, 2, 4), torch.ones(2))
+    args = (torch.randn(2, 16, gh // 4, gw // 4), torch.randn(2, 10, 4, 8),
+            torch.randn(2, 12, 2, 4), torch.ones(2))
     a = fus(*args)
     fus.fused_attention = False
     b = fus(*args)
@@ -276,7 +293,8 @@ def test_fused_and_explicit_attention_agree(contract):
 
 
 def test_pfn_cumulative_statistics_match_batchnorm_semantics():
-    """momentum=None (cumulative average, used for BN re-estimation) averages the batch statistics."""
+    """momentum=None (cumulative average, used for BN re-estimation) averages the batch
+    statistics."""
     torch.manual_seed(4)
     pfn = PillarFeatureNet(9, 4).train()
     pfn.norm.momentum = None

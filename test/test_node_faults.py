@@ -1,6 +1,6 @@
-"""perception_node in a separate process over DDS (with use_sim_time and no /clock): bad inputs are counted
-and never crash it; start-up errors (missing/corrupt model, contract mismatch) exit non-zero naming the
-cause.
+"""perception_node in a separate process over DDS (with use_sim_time and no /clock): bad inputs are
+counted and never crash it; start-up errors (missing/corrupt model, contract mismatch) exit
+non-zero naming the cause.
 
 Isolation: the ``ros_env`` fixture (test/conftest.py) gives each test its own ROS_DOMAIN_ID,
 localhost-only discovery and the package's Fast DDS profile. The model is a tiny random network
@@ -52,7 +52,8 @@ def _node_cmd(*params: str):
 
 
 def _run_to_exit(env, *params, timeout=120):
-    proc = subprocess.run(_node_cmd(*params), env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(_node_cmd(*params), env=env, capture_output=True, text=True,
+                          timeout=timeout)
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -91,7 +92,8 @@ def test_config_yaml_matches_node_parameters():
     assert set(cfg) == set(NODE_PARAMETERS), set(cfg) ^ set(NODE_PARAMETERS)
     for k, v in cfg.items():
         default = NODE_PARAMETERS[k][0]
-        assert type(v) is type(default), f"{k}: yaml {v!r} vs declared {default!r} (rclpy refuses type changes)"
+        assert type(v) is type(default), (f"{k}: yaml {v!r} vs declared {default!r} (rclpy "
+                                          "refuses type changes)")
         assert v == default, f"{k}: yaml {v!r} differs from the node default {default!r}"
     text = open(os.path.join(REPO, "config", "perception.yaml")).read()
     for name in ("point_cloud_range", "pillar_size", "detection_classes", "image_size"):
@@ -106,10 +108,12 @@ def test_launch_files_and_rviz_config_are_consistent():
     for name in ("perception.launch.py", "replay.launch.py"):
         src = open(os.path.join(REPO, "launch", name)).read()
         tree = ast.parse(src)
-        assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
+        assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description"
+                   for n in tree.body)
         assert "FASTDDS_DEFAULT_PROFILES_FILE" in src and "default_fastdds_profile" in src
     perception = open(os.path.join(REPO, "launch", "perception.launch.py")).read()
-    for arg in ("params_file", "model", "backend", "device", "use_sim_time", "cloud_topic", "image_topic", "rviz"):
+    for arg in ("params_file", "model", "backend", "device", "use_sim_time", "cloud_topic",
+                "image_topic", "rviz"):
         assert f'DeclareLaunchArgument("{arg}"' in perception
     rviz = yaml.safe_load(open(os.path.join(REPO, "config", "perception.rviz")))
     vm = rviz["Visualization Manager"]
@@ -118,16 +122,19 @@ def test_launch_files_and_rviz_config_are_consistent():
     assert topics["MarkerArray"] == f"/{NODE}/markers"
     assert topics["Image"] == f"/{NODE}/semantic/color"
     assert topics["Map"] == f"/{NODE}/drivable_area/grid"
-    assert "TF" in topics and vm["Global Options"]["Fixed Frame"] in ("base_link", "cam_front_center")
+    assert ("TF" in topics
+            and vm["Global Options"]["Fixed Frame"] in ("base_link", "cam_front_center"))
 
 
 def test_contract_parameter_mismatch_refused(ros_env, tiny_onnx, tmp_path):
     # nested YAML form (contract: {pillar_size: ...}) on top of the shipped parameter file
     extra = tmp_path / "contract.yaml"
-    extra.write_text("perception_node:\n  ros__parameters:\n    contract:\n      pillar_size: [0.5, 0.5]\n"
+    extra.write_text("perception_node:\n  ros__parameters:\n    contract:\n"
+                     "      pillar_size: [0.5, 0.5]\n"
                      "      detection_classes: [Car, Truck, Pedestrian, Cyclist]\n")
     cmd = _node_cmd() + ["--params-file", os.path.join(REPO, "config", "perception.yaml"),
-                         "--params-file", str(extra), "-p", f"model_path:={tiny_onnx}"]  # later entries win
+                         # later entries win
+                         "--params-file", str(extra), "-p", f"model_path:={tiny_onnx}"]
     proc = subprocess.run(cmd, env=ros_env, capture_output=True, text=True, timeout=120)
     rc, out = proc.returncode, proc.stdout + proc.stderr
     assert rc == 2, out
@@ -142,7 +149,8 @@ def _cloud(sec, n=400, nan_fraction=0.0, drop_z=False, empty=False):
     rng = np.random.default_rng(sec)
     if empty:
         n = 0
-    xyz = np.stack([rng.uniform(2, 38, n), rng.uniform(-18, 18, n), rng.uniform(-2, 1, n)], 1).astype(np.float32)
+    xyz = (np.stack([rng.uniform(2, 38, n), rng.uniform(-18, 18, n), rng.uniform(-2, 1, n)],
+                    1).astype(np.float32))
     if nan_fraction:
         xyz[: int(n * nan_fraction), 0] = np.nan
     cols = {"x": xyz[:, 0], "y": xyz[:, 1]}

@@ -15,7 +15,8 @@ from bev_mtl_ros.train import train as T  # noqa: E402
 from bev_mtl_ros.train.dataset import InMemoryDataset, collate_batch  # noqa: E402
 
 CFG = {
-    "contract": {"point_cloud_range": [0.0, -10.24, -3.0, 20.48, 10.24, 3.0], "pillar_size": [0.32, 0.32],
+    "contract": {"point_cloud_range": [0.0, -10.24, -3.0, 20.48, 10.24, 3.0],
+                 "pillar_size": [0.32, 0.32],
                  "image_size": [64, 32], "max_pillars": 2000, "max_points_per_pillar": 8},
     "model": dict(TINY_WIDTHS),
     "batch_size": 1, "epochs": 1, "seed": 0, "threads": 1,
@@ -29,12 +30,13 @@ def one_frame(contract):
     """Ground plane (z = -1.7) with a car-shaped point blob, a 2-class drivable split, a simple
     sky/road semantic image."""
     rng = np.random.default_rng(0)
-    g = np.c_[rng.uniform(0, 20.4, 3000), rng.uniform(-10.2, 10.2, 3000), np.full(3000, -1.7), np.full(3000, 20.0)]
+    g = np.c_[rng.uniform(0, 20.4, 3000), rng.uniform(-10.2, 10.2, 3000), np.full(3000, -1.7),
+              np.full(3000, 20.0)]
     # points on the box surface (box frame -> lidar frame)
     u = rng.uniform(-0.5, 0.5, (800, 3)) * BOX[3:6]
     c, s = math.cos(BOX[6]), math.sin(BOX[6])
-    car = np.c_[BOX[0] + c * u[:, 0] - s * u[:, 1], BOX[1] + s * u[:, 0] + c * u[:, 1], BOX[2] + u[:, 2],
-                np.full(800, 200.0)]
+    car = np.c_[BOX[0] + c * u[:, 0] - s * u[:, 1], BOX[1] + s * u[:, 0] + c * u[:, 1],
+                BOX[2] + u[:, 2], np.full(800, 200.0)]
     pts = np.concatenate([g, car]).astype(np.float32)
     gw, gh = contract.grid_size
     drivable = np.zeros((gh, gw), np.uint8)
@@ -46,8 +48,8 @@ def one_frame(contract):
     image = np.zeros((hi, wi, 3), np.uint8)
     image[: hi // 2] = (120, 160, 230)
     image[hi // 2:] = (90, 90, 90)
-    return {"points": pts, "boxes": BOX[None], "labels": np.array([0]), "image": image, "semantic": semantic,
-            "drivable": drivable, "key": "overfit"}
+    return {"points": pts, "boxes": BOX[None], "labels": np.array([0]), "image": image,
+            "semantic": semantic, "drivable": drivable, "key": "overfit"}
 
 
 @pytest.fixture
@@ -84,8 +86,8 @@ def test_tiny_model_overfits_one_frame(one_thread):
     assert T.recalibrate_batchnorm(module.net, [(inputs, targets, None)], torch.device("cpu")) == 1
     module.eval()
     with torch.no_grad():
-        out = module.net(inputs["pillars"], inputs["num_points"], inputs["canvas_index"], inputs["image"],
-                         inputs["camera_valid"])
+        out = module.net(inputs["pillars"], inputs["num_points"], inputs["canvas_index"],
+                         inputs["image"], inputs["camera_valid"])
     hm = torch.sigmoid(out["heatmap"][0])
     k, iy, ix = np.unravel_index(int(torch.argmax(hm)), tuple(hm.shape))
     cell = contract.pillar_size[0] * contract.bev_stride
@@ -97,9 +99,11 @@ def test_tiny_model_overfits_one_frame(one_thread):
 
 
 def test_lr_scale_per_submodule():
-    """optimizer.lr_scale: the camera encoder's groups follow the schedule at 0.25 x the others'."""
-    cfg = T.merge_config(T.DEFAULT_CONFIG, {**CFG, "optimizer": {**CFG.get("optimizer", {}), "lr": 1e-3,
-                                                               "lr_scale": {"camera": 0.25}}})
+    """optimizer.lr_scale: the camera encoder's groups follow the schedule at 0.25 x the
+    others'."""
+    cfg = T.merge_config(T.DEFAULT_CONFIG,
+                         {**CFG, "optimizer": {**CFG.get("optimizer", {}), "lr": 1e-3,
+                                               "lr_scale": {"camera": 0.25}}})
     contract = T.contract_from_config(cfg)
     module = T.TrainModule(T.build_model(contract, cfg["model"]), T.build_loss(cfg))
     opt, sched = T.build_optimizer(module, cfg, steps_per_epoch=10, epochs=2)

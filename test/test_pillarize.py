@@ -81,7 +81,10 @@ def test_max_points_first_in_input_order():
 
 def test_over_max_pillars_keeps_most_populated_ties_lower_index():
     c = small_contract(max_pillars=2, max_points_per_pillar=10)
-    cell = lambda ix, iy: [ix + 0.5, -2.0 + iy + 0.5, 0.0, 0.0]
+
+    def cell(ix, iy):
+        return [ix + 0.5, -2.0 + iy + 0.5, 0.0, 0.0]
+
     pts = ([cell(5, 3)] * 3 + [cell(1, 0)] * 2 + [cell(6, 0)] * 2 + [cell(0, 0)] * 1)
     b = pillarize(np.array(pts, np.float32), c)
     # Populations: flat 29 -> 3, flat 1 -> 2, flat 6 -> 2 (tie, higher index loses), flat 0 -> 1.
@@ -96,7 +99,8 @@ def test_deterministic_and_torch_input_matches_numpy():
     c = ModelContract()
     rng = np.random.default_rng(1)
     pts = np.concatenate([rng.uniform([0, -41, -3, 0], [82, 41, 3, 255], (5000, 4)),
-                          rng.uniform([10, -1, -1, 0], [11, 0, 0, 255], (500, 4))]).astype(np.float32)
+                          rng.uniform([10, -1, -1, 0], [11, 0, 0, 255],
+                                      (500, 4))]).astype(np.float32)
     a = pillarize(pts, c)
     b = pillarize(torch.from_numpy(pts.copy()), c)
     d = pillarize(pts.astype(np.float64), c)
@@ -173,7 +177,8 @@ def test_matches_naive_reference_on_random_cloud():
         rows = pts[cells[f][:4]].astype(np.float64)
         mean = rows[:, :3].mean(0)
         centre = np.array([f % 8 + 0.5, f // 8 - 2 + 0.5])
-        exp = np.concatenate([rows[:, :3], rows[:, 3:4] * 0.5, rows[:, :3] - mean, rows[:, :2] - centre], 1)
+        exp = (np.concatenate([rows[:, :3], rows[:, 3:4] * 0.5, rows[:, :3] - mean,
+                               rows[:, :2] - centre], 1))
         n = len(rows)
         assert b.num_points[i] == n
         np.testing.assert_allclose(b.pillars[i, :n].numpy(), exp, atol=1e-5)

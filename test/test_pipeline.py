@@ -15,8 +15,8 @@ from bev_mtl_ros.runtime.postprocess import PostProcessConfig
 
 
 def tiny_contract():
-    return ModelContract(point_cloud_range=(0.0, -10.24, -3.0, 20.48, 10.24, 3.0), max_pillars=1000,
-                         image_size=(128, 96)).validate()
+    return ModelContract(point_cloud_range=(0.0, -10.24, -3.0, 20.48, 10.24, 3.0),
+                         max_pillars=1000, image_size=(128, 96)).validate()
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,8 @@ def test_torch_threads_policy(model_path):
     assert torch.get_num_threads() == 2
     PerceptionPipeline(create_backend(model_path, "onnxruntime"), torch_threads=None)
     assert torch.get_num_threads() == 2
-    PerceptionPipeline(create_backend(model_path, "onnxruntime"))        # "auto": torch does pre/post only
+    # "auto": torch does pre/post only
+    PerceptionPipeline(create_backend(model_path, "onnxruntime"))
     assert torch.get_num_threads() == 1
 
 
@@ -59,12 +60,14 @@ def frame(seed=0, n=6000):
 
 def test_end_to_end_shapes_and_timings(model_path):
     c = tiny_contract()
-    pipe = PerceptionPipeline(create_backend(model_path, "onnxruntime"), PostProcessConfig(score_threshold=0.0))
+    pipe = PerceptionPipeline(create_backend(model_path, "onnxruntime"),
+                              PostProcessConfig(score_threshold=0.0))
     pts, img = frame()
     r = pipe(pts, img)
     assert isinstance(r, FrameResult) and r.camera_valid
     gw, gh = c.grid_size
-    assert r.drivable.shape == (gh, gw) and r.drivable.dtype == np.uint8 and set(np.unique(r.drivable)) <= {0, 1}
+    assert (r.drivable.shape == (gh, gw) and r.drivable.dtype == np.uint8
+            and set(np.unique(r.drivable)) <= {0, 1})
     assert r.semantic.shape == (200, 300) and r.semantic.dtype == np.uint8
     assert int(r.semantic.max()) < len(c.semantic_classes)
     d = r.detections

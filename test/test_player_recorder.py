@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
-from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime  # noqa: E402
+from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness,  # noqa: E402
+                                QosReliability, QosTime)
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer  # noqa: E402
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore  # noqa: E402
 
@@ -44,20 +45,23 @@ def make_bag(path: Path, storage=StoragePlugin.SQLITE3, extra_type: bool = False
     ts = get_typestore(Stores.ROS2_KILTED)
     M = ts.types
     Header, PC, PF, Img, S = (M["std_msgs/msg/Header"], M["sensor_msgs/msg/PointCloud2"],
-                              M["sensor_msgs/msg/PointField"], M["sensor_msgs/msg/Image"], M["std_msgs/msg/String"])
+                              M["sensor_msgs/msg/PointField"], M["sensor_msgs/msg/Image"],
+                              M["std_msgs/msg/String"])
     rng = np.random.default_rng(0)
     w = Writer(path, version=9, storage_plugin=storage)
     w.open()
-    latched = Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL, QosTime(0, 0),
-                  QosTime(0, 0), QosLiveliness.AUTOMATIC, QosTime(0, 0), False)
+    latched = Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
+                  QosTime(0, 0), QosTime(0, 0), QosLiveliness.AUTOMATIC, QosTime(0, 0), False)
     c_pts = w.add_connection("/pts", "sensor_msgs/msg/PointCloud2", typestore=ts)
     c_img = w.add_connection("/img", "sensor_msgs/msg/Image", typestore=ts)
-    c_lat = w.add_connection("/latched", "std_msgs/msg/String", typestore=ts, offered_qos_profiles=[latched])
+    c_lat = w.add_connection("/latched", "std_msgs/msg/String", typestore=ts,
+                             offered_qos_profiles=[latched])
     out = {"/pts": [], "/img": [], "/latched": []}
     if extra_type:
         ts.register(get_types_from_msg("int32 a\n", "nonexistent_pkg_xyz/msg/Foo"))
         c_foo = w.add_connection("/foo", "nonexistent_pkg_xyz/msg/Foo", typestore=ts)
-        raw = ts.serialize_cdr(ts.types["nonexistent_pkg_xyz/msg/Foo"](a=3), "nonexistent_pkg_xyz/msg/Foo")
+        raw = ts.serialize_cdr(ts.types["nonexistent_pkg_xyz/msg/Foo"](a=3),
+                               "nonexistent_pkg_xyz/msg/Foo")
         w.write(c_foo, T0, raw)
     raw = bytes(ts.serialize_cdr(S(data="latched hello"), "std_msgs/msg/String"))
     w.write(c_lat, T0, raw)
@@ -68,14 +72,17 @@ def make_bag(path: Path, storage=StoragePlugin.SQLITE3, extra_type: bool = False
         st = T0 + k * CLOUD_PERIOD_NS
         n = 500 + 37 * k
         pts = rng.normal(size=(n, 4)).astype(np.float32)
-        msg = PC(header=Header(stamp=_stamp(st), frame_id="cam_front_center"), height=1, width=n, fields=fields,
-                 is_bigendian=False, point_step=16, row_step=16 * n, data=pts.view(np.uint8).ravel(), is_dense=True)
+        msg = PC(header=Header(stamp=_stamp(st), frame_id="cam_front_center"), height=1, width=n,
+                 fields=fields,
+                 is_bigendian=False, point_step=16, row_step=16 * n,
+                 data=pts.view(np.uint8).ravel(), is_dense=True)
         raw = bytes(ts.serialize_cdr(msg, "sensor_msgs/msg/PointCloud2"))
         w.write(c_pts, st + 3_000_000, raw)
         out["/pts"].append((st + 3_000_000, raw))
         if k % 2 == 0:
             img = rng.integers(0, 255, size=(24, 32, 3), dtype=np.uint8)
-            im = Img(header=Header(stamp=_stamp(st + 1_000_000), frame_id="cam_front_center_optical"), height=24,
+            im = Img(header=Header(stamp=_stamp(st + 1_000_000),
+                                   frame_id="cam_front_center_optical"), height=24,
                      width=32, encoding="rgb8", is_bigendian=0, step=96, data=img.ravel())
             raw = bytes(ts.serialize_cdr(im, "sensor_msgs/msg/Image"))
             w.write(c_img, st + 4_000_000, raw)
@@ -102,7 +109,8 @@ def _deep_eq(a, b) -> bool:
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         return np.array_equal(np.asarray(a), np.asarray(b))
     if hasattr(a, "__dataclass_fields__"):
-        return type(a) is type(b) and all(_deep_eq(getattr(a, f), getattr(b, f)) for f in a.__dataclass_fields__)
+        return type(a) is type(b) and all(_deep_eq(getattr(a, f), getattr(b, f))
+                                          for f in a.__dataclass_fields__)
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(_deep_eq(x, y) for x, y in zip(a, b))
     return a == b
@@ -117,17 +125,19 @@ def test_round_trip_player_to_recorder_separate_processes(tmp_path, ros_env):
     ready = tmp_path / "ready"
     env = ros_env
     rate = 2.0
-    rec = subprocess.Popen(_cli() + ["record", str(out), "--topics", "/pts:sensor_msgs/msg/PointCloud2",
-                                     "/img:sensor_msgs/msg/Image", "/latched",
-                                     "--expect", f"/pts={N_CLOUDS}", f"/img={N_IMAGES}", "/latched=1",
-                                     "--duration", "40", "--ready-file", str(ready)],
+    rec = subprocess.Popen(_cli()
+                           + ["record", str(out), "--topics", "/pts:sensor_msgs/msg/PointCloud2",
+                              "/img:sensor_msgs/msg/Image", "/latched",
+                              "--expect", f"/pts={N_CLOUDS}", f"/img={N_IMAGES}", "/latched=1",
+                              "--duration", "40", "--ready-file", str(ready)],
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 20
         while not ready.exists() and time.monotonic() < deadline and rec.poll() is None:
             time.sleep(0.05)
         assert ready.exists(), "recorder never became ready"
-        play = subprocess.run(_cli() + ["play", str(src), "--rate", str(rate), "--wait-for-subscribers", "1",
+        play = subprocess.run(_cli() + ["play", str(src), "--rate", str(rate),
+                                        "--wait-for-subscribers", "1",
                                         "--wait-topics", "/pts", "/img", "--wait-timeout", "20"],
                               env=env, capture_output=True, text=True, timeout=60)
         assert play.returncode == 0, play.stdout + play.stderr
@@ -146,9 +156,12 @@ def test_round_trip_player_to_recorder_separate_processes(tmp_path, ros_env):
         assert len(got[topic]) == len(msgs), topic
         msgtype = got[topic][0][2]
         for (_, raw_in), (_, raw_out, _, _) in zip(msgs, got[topic]):
-            assert _fields_equal(ts, raw_in, raw_out, msgtype), f"{topic}: message changed in transit"
-    stamps = [ts.deserialize_cdr(r, "sensor_msgs/msg/PointCloud2").header.stamp for _, r, _, _ in got["/pts"]]
-    assert [s.sec * 10**9 + s.nanosec for s in stamps] == [T0 + k * CLOUD_PERIOD_NS for k in range(N_CLOUDS)]
+            assert _fields_equal(ts, raw_in, raw_out,
+                                 msgtype), (f"{topic}: message changed in transit")
+    stamps = [ts.deserialize_cdr(r, "sensor_msgs/msg/PointCloud2").header.stamp
+              for _, r, _, _ in got["/pts"]]
+    assert [s.sec * 10**9 + s.nanosec for s in stamps] == [T0 + k * CLOUD_PERIOD_NS
+                                                           for k in range(N_CLOUDS)]
     # receive times follow the recorded spacing divided by the rate (100 ms / 2 = 50 ms)
     recv = np.array([t for t, _, _, _ in got["/pts"]], dtype=np.int64)
     gaps_ms = np.diff(recv) / 1e6
@@ -159,7 +172,8 @@ def test_round_trip_player_to_recorder_separate_processes(tmp_path, ros_env):
     c_lat = got["/latched"][0][3]
     assert "string data" in c_lat.msgdef.data
     assert got["/pts"][0][3].msgdef.data.strip(), "no message definition written"
-    assert any(q.durability == QosDurability.TRANSIENT_LOCAL for q in c_lat.ext.offered_qos_profiles)
+    assert any(q.durability == QosDurability.TRANSIENT_LOCAL
+               for q in c_lat.ext.offered_qos_profiles)
 
 
 def test_in_process_loop_clock_and_latched(tmp_path, rclpy_context):
@@ -178,14 +192,17 @@ def test_in_process_loop_clock_and_latched(tmp_path, rclpy_context):
     snode = rclpy.create_node("listener", context=rclpy_context)
     stamps, clocks = [], []
     snode.create_subscription(PointCloud2, "/pts",
-                              lambda m: stamps.append(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec),
+                              lambda m: stamps.append(m.header.stamp.sec * 10**9
+                                                      + m.header.stamp.nanosec),
                               QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
-    snode.create_subscription(Clock, "/clock", lambda m: clocks.append(m.clock.sec * 10**9 + m.clock.nanosec),
+    snode.create_subscription(Clock, "/clock",
+                              lambda m: clocks.append(m.clock.sec * 10**9 + m.clock.nanosec),
                               QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE))
     ex = SingleThreadedExecutor(context=rclpy_context)
     ex.add_node(snode)
     stop = threading.Event()
-    spin = threading.Thread(target=lambda: [ex.spin_once(timeout_sec=0.02) for _ in iter(stop.is_set, True)],
+    spin = threading.Thread(target=lambda: [ex.spin_once(timeout_sec=0.02)
+                                            for _ in iter(stop.is_set, True)],
                             daemon=True)
     spin.start()
     player = BagPlayer(pnode, src, rate=4.0, clock=True, loop=True, max_loops=2, clock_hz=50.0)
@@ -249,7 +266,8 @@ def test_message_class_and_type_helpers():
     assert import_message_class("sensor_msgs/PointCloud2") is PointCloud2
     with pytest.raises(ImportError):
         import_message_class("sensor_msgs/msg/NoSuchType")
-    assert parse_topic_spec("/a/b:vision_msgs/Detection3DArray") == ("/a/b", "vision_msgs/msg/Detection3DArray")
+    assert parse_topic_spec("/a/b:vision_msgs/Detection3DArray") == (
+        "/a/b", "vision_msgs/msg/Detection3DArray")
     assert parse_topic_spec("/a/b") == ("/a/b", None)
 
 
@@ -265,7 +283,8 @@ def test_ensure_type_from_installed_msg_files():
 
 
 def test_closed_loop_pacing_never_outruns_a_slow_consumer(tmp_path, rclpy_context):
-    """With pacing, cloud k+1 is published only after the consumer answered cloud k, even at rate 50:
+    """With pacing, cloud k+1 is published only after the consumer answered cloud k, even at rate
+    50:
     a consumer needing 80 ms per cloud sees every cloud, and publishes are >= 80 ms apart."""
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -289,7 +308,8 @@ def test_closed_loop_pacing_never_outruns_a_slow_consumer(tmp_path, rclpy_contex
     ex.add_node(cnode)
     ex.add_node(pnode)
     stop = threading.Event()
-    spin = threading.Thread(target=lambda: [ex.spin_once(timeout_sec=0.02) for _ in iter(stop.is_set, True)],
+    spin = threading.Thread(target=lambda: [ex.spin_once(timeout_sec=0.02)
+                                            for _ in iter(stop.is_set, True)],
                             daemon=True)
     spin.start()
     player = BagPlayer(pnode, src, rate=50.0, topics=["/pts"], pace_input="/pts",
@@ -320,9 +340,11 @@ def test_recorder_sigterm_flushes_a_readable_bag(tmp_path, ros_env):
     make_bag(src, StoragePlugin.MCAP)
     out = tmp_path / "rec"
     ready = tmp_path / "ready"
-    rec = subprocess.Popen(_cli() + ["record", str(out), "--topics", "/pts:sensor_msgs/msg/PointCloud2",
-                                     "--storage", "sqlite3", "--ready-file", str(ready)],
-                           env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    rec = subprocess.Popen(_cli()
+                           + ["record", str(out), "--topics", "/pts:sensor_msgs/msg/PointCloud2",
+                              "--storage", "sqlite3", "--ready-file", str(ready)],
+                           env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
     try:
         deadline = time.monotonic() + 20
         while not ready.exists() and time.monotonic() < deadline and rec.poll() is None:

@@ -14,8 +14,8 @@ from bev_mtl_ros.runtime.postprocess import (
 from bev_mtl_ros.runtime.targets import build_targets, gaussian_radius
 
 
-def box(x, y, l, w, yaw, z=0.0, h=1.5):
-    return [x, y, z, l, w, h, yaw]
+def box(x, y, length, w, yaw, z=0.0, h=1.5):
+    return [x, y, z, length, w, h, yaw]
 
 
 # ----------------------------------------------------------------------------- rotated IoU
@@ -40,7 +40,8 @@ def test_rotated_iou_analytic_cases():
     # Touching along an edge -> 0; far apart -> 0; contained -> area ratio.
     assert rotated_bev_iou(a, np.array([box(4, 0, 4, 2, 0)]))[0, 0] == pytest.approx(0.0, abs=1e-9)
     assert rotated_bev_iou(a, np.array([box(40, 0, 4, 2, 0)]))[0, 0] == 0.0
-    assert rotated_bev_iou(a, np.array([box(0.5, 0, 1, 1, 0.7)]))[0, 0] == pytest.approx(1 / 8, abs=1e-9)
+    assert (rotated_bev_iou(a, np.array([box(0.5, 0, 1, 1, 0.7)]))[0, 0]
+            == pytest.approx(1 / 8, abs=1e-9))
     # Cross: 4x2 and the same rotated 90 deg -> overlap 2x2 = 4, union 12.
     c = np.array([box(0, 0, 4, 2, math.pi / 2)])
     assert rotated_bev_iou(a, c)[0, 0] == pytest.approx(1 / 3, abs=1e-9)
@@ -49,7 +50,8 @@ def test_rotated_iou_analytic_cases():
 def test_rotated_iou_matches_rasterized_area_random():
     rng = np.random.default_rng(3)
     n = 6
-    bx = np.stack([rng.uniform(-1, 1, n), rng.uniform(-1, 1, n), np.zeros(n), rng.uniform(0.5, 3, n),
+    bx = np.stack([rng.uniform(-1, 1, n), rng.uniform(-1, 1, n), np.zeros(n),
+                   rng.uniform(0.5, 3, n),
                    rng.uniform(0.5, 2, n), np.ones(n), rng.uniform(-3, 3, n)], 1)
     iou = rotated_bev_iou(bx, bx)
     # Monte-Carlo-free check: fine grid rasterization of the same polygons.
@@ -110,7 +112,8 @@ def test_circle_nms_hand_cases_chain():
     # (greedy NMS, not cluster removal).
     assert circle_nms(centres, scores, 2.0).tolist() == [0, 2, 3]
     assert circle_nms(centres, scores, 1.0).tolist() == [0, 1, 2, 3]
-    assert circle_nms(centres, scores, 3.0).tolist() == [0, 3]        # distance == radius suppresses
+    # distance == radius suppresses
+    assert circle_nms(centres, scores, 3.0).tolist() == [0, 3]
     assert circle_nms(centres, scores, 2.0, labels=np.array([0, 1, 0, 0])).tolist() == [0, 1, 2, 3]
     # Per-box radius: the kept box's radius counts.
     assert circle_nms(centres, scores, np.array([1.0, 5.0, 5.0, 5.0])).tolist() == [0, 1, 3]
@@ -126,7 +129,8 @@ def test_gaussian_radius_reference_value():
     # r3 = (-28 + sqrt(784 + 4*2.8*30)) / 2 = (-28 + sqrt(1120)) / 2 = 2.7332 -> min = r3.
     r = float(gaussian_radius(10.0, 10.0, 0.7))
     assert r == pytest.approx((-28 + math.sqrt(1120)) / 2, abs=1e-9)
-    np.testing.assert_allclose(gaussian_radius(np.array([10.0, 20.0]), np.array([10.0, 4.0]), 0.7)[0], r)
+    np.testing.assert_allclose(gaussian_radius(np.array([10.0, 20.0]), np.array([10.0, 4.0]),
+                                               0.7)[0], r)
 
 
 def test_build_targets_shapes_and_peaks():
@@ -157,8 +161,10 @@ def _fake_outputs(t, c):
     K = len(c.detection_classes)
     Wb, Hb = c.bev_size
     out = {"heatmap": t["heatmap"][None].copy(),
-           "offset": np.zeros((1, 2, Hb, Wb), np.float32), "z": np.zeros((1, 1, Hb, Wb), np.float32),
-           "size": np.zeros((1, 3, Hb, Wb), np.float32), "rot": np.zeros((1, 2, Hb, Wb), np.float32)}
+           "offset": np.zeros((1, 2, Hb, Wb), np.float32),
+           "z": np.zeros((1, 1, Hb, Wb), np.float32),
+           "size": np.zeros((1, 3, Hb, Wb), np.float32),
+           "rot": np.zeros((1, 2, Hb, Wb), np.float32)}
     n = t["num_objs"]
     iy, ix = np.divmod(t["indices"][:n], Wb)
     for name in ("offset", "z", "size", "rot"):
@@ -176,8 +182,10 @@ def test_decode_round_trip(as_torch):
     cells = rng.choice(13 * 13, n, replace=False)
     x = 3.0 + (cells % 13) * 6.0 + rng.uniform(-1, 1, n)
     y = -36.0 + (cells // 13) * 6.0 + rng.uniform(-1, 1, n)
-    boxes = np.stack([x, y, rng.uniform(-2, 1, n), rng.uniform(0.5, 6, n), rng.uniform(0.5, 2.5, n),
-                      rng.uniform(1, 3, n), rng.uniform(-math.pi, math.pi, n)], 1).astype(np.float32)
+    boxes = np.stack([x, y, rng.uniform(-2, 1, n), rng.uniform(0.5, 6, n),
+                      rng.uniform(0.5, 2.5, n),
+                      rng.uniform(1, 3, n),
+                      rng.uniform(-math.pi, math.pi, n)], 1).astype(np.float32)
     labels = rng.integers(0, 4, n)
     out = _fake_outputs(build_targets(boxes, labels, c), c)
     if as_torch:
@@ -185,7 +193,8 @@ def test_decode_round_trip(as_torch):
     det = decode_detections(out, c, PostProcessConfig(nms="none", score_threshold=0.5))
     assert len(det) == n
     assert det.boxes.dtype == np.float32 and det.labels.dtype == np.int64
-    d = np.hypot(det.boxes[:, None, 0] - boxes[None, :, 0], det.boxes[:, None, 1] - boxes[None, :, 1])
+    d = np.hypot(det.boxes[:, None, 0] - boxes[None, :, 0],
+                 det.boxes[:, None, 1] - boxes[None, :, 1])
     match = d.argmin(1)
     assert sorted(match.tolist()) == list(range(n))
     half_cell = 0.5 * c.pillar_size[0] * c.bev_stride

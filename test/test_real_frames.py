@@ -1,5 +1,6 @@
-"""Real A2D2 frames in the loop: coarse class groups, the flat-folder reader and ``evaluate --data``
-on camera + label frames (``test/data/real_a2d2``, four unmodified A2D2 frames)."""
+"""Real A2D2 frames in the loop: coarse class groups, the flat-folder reader and
+``evaluate --data`` on camera + label frames (``test/data/real_a2d2``, four unmodified A2D2
+frames)."""
 
 import json
 import os
@@ -26,22 +27,26 @@ def test_coarse_groups_cover_every_class_once():
     members = [c for g in COARSE_GROUPS.values() for c in g]
     assert len(members) == len(set(members))
     assert sorted(members + list(COARSE_IGNORED)) == sorted(A2D2_SEMANTIC_CLASSES)
-    assert COARSE_GROUP_NAMES == ("drivable", "other flat", "vehicle", "human+bike", "object/sign/pole",
-                                  "nature", "sky", "building")
+    assert COARSE_GROUP_NAMES == ("drivable", "other flat", "vehicle", "human+bike",
+                                  "object/sign/pole", "nature", "sky", "building")
     lut = coarse_group_lut()
     cid = A2D2_SEMANTIC_CLASSES.index
     assert lut[cid("Dashed line")] == 0 and lut[cid("Curbstone")] == 1 and lut[cid("Tractor")] == 2
     assert lut[cid("Bicycle")] == 3 and lut[cid("Animals")] == 4 and lut[cid("Buildings")] == 7
-    assert lut[cid("Ego car")] == 255 and lut[255] == 255 and lut[len(A2D2_SEMANTIC_CLASSES)] == 255
+    assert (lut[cid("Ego car")] == 255 and lut[255] == 255
+            and lut[len(A2D2_SEMANTIC_CLASSES)] == 255)
     with pytest.raises(ValueError, match="no coarse group"):
         coarse_group_lut(("Car", "Spaceship"))
 
 
 def test_coarse_miou_known_answer():
-    """4 pixels: street->street, solid line->street (same group), sidewalk->car, ego car ignored."""
+    """4 pixels: street->street, solid line->street (same group), sidewalk->car, ego car
+    ignored."""
     cid = A2D2_SEMANTIC_CLASSES.index
-    gt = np.array([[cid("RD normal street"), cid("Solid line"), cid("Sidewalk"), cid("Ego car")]], np.uint8)
-    pred = np.array([[cid("RD normal street"), cid("RD normal street"), cid("Car"), cid("Sky")]], np.uint8)
+    gt = np.array([[cid("RD normal street"), cid("Solid line"), cid("Sidewalk"), cid("Ego car")]],
+                  np.uint8)
+    pred = np.array([[cid("RD normal street"), cid("RD normal street"), cid("Car"), cid("Sky")]],
+                    np.uint8)
     acc = EvalAccumulator(ModelContract())
     acc.add_semantic(pred, gt)
     rep = acc.report()
@@ -81,8 +86,8 @@ def test_evaluate_real_frames_cli(tmp_path):
     """Camera + label frames: semantics scored (38 classes and 8 groups), detection and drivable
     reported as not available, exit code 0."""
     out = tmp_path / "eval"
-    proc = subprocess.run([sys.executable, "-m", "bev_mtl_ros.cli", "evaluate", "--data", REAL, "--model", MODEL,
-                           "--out", str(out), "--render", "4", "--no-progress"],
+    proc = subprocess.run([sys.executable, "-m", "bev_mtl_ros.cli", "evaluate", "--data", REAL,
+                           "--model", MODEL, "--out", str(out), "--render", "4", "--no-progress"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Detection: not available" in proc.stdout
@@ -99,18 +104,21 @@ def test_evaluate_real_frames_cli(tmp_path):
 def test_real_camera_dataset_and_mixing():
     import torch
     from bev_mtl_ros.train.augment import AugmentConfig
-    from bev_mtl_ros.train.dataset import InMemoryDataset, MixedDataset, RealCameraDataset, collate_batch
+    from bev_mtl_ros.train.dataset import (InMemoryDataset, MixedDataset, RealCameraDataset,
+                                           collate_batch)
     c = ModelContract()
     real = RealCameraDataset(REAL, c, repeats=3, augment=AugmentConfig(), seed=5)
     assert len(real) == 12
     w, h = c.image_size
     a, b = real[1], real[1]
     assert a["image"].shape == (3, h, w) and a["camera_valid"] == 1.0 and a["det_valid"] == 0.0
-    assert torch.equal(a["image"], b["image"]) and torch.equal(a["semantic"], b["semantic"])  # reproducible
+    # reproducible
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["semantic"], b["semantic"])
     assert not torch.equal(real[1]["image"], real[5]["image"])   # same frame, another crop
     assert (a["drivable"] == 255).all() and a["targets"]["mask"].sum() == 0
     assert (a["semantic"] != 255).float().mean() > 0.5
-    synth = InMemoryDataset([{"points": np.zeros((10, 4), np.float32), "boxes": np.zeros((0, 7), np.float32),
+    synth = InMemoryDataset([{"points": np.zeros((10, 4), np.float32),
+                              "boxes": np.zeros((0, 7), np.float32),
                               "labels": np.zeros(0, np.int64), "drivable": None}], c)
     mixed = MixedDataset([synth, real])
     assert len(mixed) == 13 and mixed[0]["det_valid"] == 1.0 and mixed[12]["det_valid"] == 0.0
@@ -121,23 +129,27 @@ def test_real_camera_dataset_and_mixing():
 
 
 def test_detection_loss_skips_camera_only_items():
-    """The loss of a batch with a camera-only item equals the detection loss of the valid item alone."""
+    """The loss of a batch with a camera-only item equals the detection loss of the valid item
+    alone."""
     import torch
     from bev_mtl_ros.model.losses import MultiTaskLoss
     g = torch.Generator().manual_seed(0)
     B, K, H, W, M = 2, 4, 8, 8, 3
-    out = {"heatmap": torch.randn(B, K, H, W, generator=g), "offset": torch.randn(B, 2, H, W, generator=g),
+    out = {"heatmap": torch.randn(B, K, H, W, generator=g),
+           "offset": torch.randn(B, 2, H, W, generator=g),
            "z": torch.randn(B, 1, H, W, generator=g), "size": torch.randn(B, 3, H, W, generator=g),
            "rot": torch.randn(B, 2, H, W, generator=g)}
     hm = torch.zeros(B, K, H, W)
     hm[0, 1, 3, 4] = 1.0
     hm[1, 2, 5, 5] = 1.0   # a "target" on the camera-only item: must not count
-    tg = {"heatmap": hm, "indices": torch.tensor([[28, 0, 0], [45, 0, 0]]), "mask": torch.tensor([[1., 0, 0], [1., 0, 0]]),
+    tg = {"heatmap": hm, "indices": torch.tensor([[28, 0, 0], [45, 0, 0]]),
+          "mask": torch.tensor([[1., 0, 0], [1., 0, 0]]),
           "offset": torch.rand(B, M, 2, generator=g), "z": torch.rand(B, M, 1, generator=g),
           "size": torch.rand(B, M, 3, generator=g), "rot": torch.rand(B, M, 2, generator=g)}
     loss = MultiTaskLoss()
     tasks, _ = loss.task_losses(out, {**tg, "det_valid": torch.tensor([1.0, 0.0])})
-    ref, _ = loss.task_losses({k: v[:1] for k, v in out.items()}, {k: v[:1] for k, v in tg.items()})
+    ref, _ = loss.task_losses({k: v[:1] for k, v in out.items()},
+                              {k: v[:1] for k, v in tg.items()})
     assert torch.allclose(tasks["detection"], ref["detection"])
     both, _ = loss.task_losses(out, tg)
     assert not torch.allclose(both["detection"], ref["detection"])

@@ -50,6 +50,7 @@ LAUNCH_FILE = REPO / "launch" / "perception.launch.py"
 NODE = D.NODE_NAME
 PER_FRAME_TOPICS = [f"/{NODE}/{s}" for s in D.PER_FRAME_SUFFIXES]
 
+
 def launch_params_file() -> Optional[Path]:
     """The parameters file ``launch/perception.launch.py`` passes to the node (the first
     ``config/*.yaml`` it names), else ``config/perception.yaml``; None if neither exists."""
@@ -73,7 +74,8 @@ class Assets:
 @pytest.fixture(scope="module")
 def assets() -> Assets:
     assert SAMPLE.exists(), f"{SAMPLE} missing: scripts/make_sample_bag.sh makes it"
-    assert DEFAULT_MODEL.exists(), f"{DEFAULT_MODEL} missing: scripts/make_default_model.sh makes it"
+    assert DEFAULT_MODEL.exists(), (f"{DEFAULT_MODEL} missing: scripts/make_default_model.sh "
+                                    "makes it")
     a = Assets(SAMPLE, DEFAULT_MODEL, launch_params_file())
     print(f"\n[replay regression] bag {a.bag}, model {a.model}, params {a.params}")
     return a
@@ -89,8 +91,10 @@ def _node_params(a: Assets, **extra):
 def paced(assets, tmp_path_factory):
     """One paced replay of the assets' bag; (run, summary, frames)."""
     out = tmp_path_factory.mktemp("replay_paced")
-    cfg = D.ReplayConfig(bag=assets.bag, out_dir=out, params_file=assets.params, rate=1.0, use_sim_time=True,
-                         node_params=_node_params(assets), pace=True, drain_timeout_s=4.0, ready_timeout_s=120.0)
+    cfg = D.ReplayConfig(bag=assets.bag, out_dir=out, params_file=assets.params, rate=1.0,
+                         use_sim_time=True,
+                         node_params=_node_params(assets), pace=True, drain_timeout_s=4.0,
+                         ready_timeout_s=120.0)
     run = D.run_replay(cfg, log=print)
     summary, frames = D.analyze_recording(assets.bag, run.recording, player_stats=run.player_stats)
     return run, summary, frames
@@ -101,12 +105,15 @@ def test_every_frame_exactly_one_output_per_topic(assets, paced):
     n = summary["frames_in_bag"]
     assert n >= 2
     assert summary["frames_in"] == n, summary["player"]
-    assert run.player_stats.get("pace_timeouts", 0) == 0, f"node did not answer some frames; log {run.node_log}"
+    assert run.player_stats.get("pace_timeouts", 0) == 0, ("node did not answer some frames; log "
+                                                           f"{run.node_log}")
     for topic in PER_FRAME_TOPICS:
         t = summary["per_topic"][topic]
-        assert t == {"messages": n, "distinct_stamps": n, "duplicates": 0, "unknown_stamps": 0, "missing": 0}, \
+        assert t == {"messages": n, "distinct_stamps": n, "duplicates": 0, "unknown_stamps": 0,
+                     "missing": 0}, \
             f"{topic}: {t}; node log {run.node_log}"
-    in_stamps = [D.stamp_ns(m) for _, m in D.read_topics(assets.bag, [D.LIDAR_TOPIC])[D.LIDAR_TOPIC]]
+    in_stamps = [D.stamp_ns(m)
+                 for _, m in D.read_topics(assets.bag, [D.LIDAR_TOPIC])[D.LIDAR_TOPIC]]
     assert [f.stamp_ns for f in frames] == sorted(in_stamps)
     assert summary["frames_skipped"] == 0
     assert all(f.drivable is not None and f.semantic is not None for f in frames)
@@ -128,7 +135,8 @@ def _offline_reference(assets: Assets, frames):
         for v in doc.values():
             if isinstance(v, dict) and "ros__parameters" in v:
                 params.update(v["ros__parameters"])
-    params.update({k: v for k, v in _node_params(assets).items() if k in ("score_threshold", "nms")})
+    params.update({k: v for k, v in _node_params(assets).items()
+                   if k in ("score_threshold", "nms")})
     cfg = make_postprocess_config(float(params["score_threshold"]), str(params["nms"]))
     backend = create_backend(str(assets.model), backend="onnxruntime", device="cpu")
     names = list(backend.contract.detection_classes)
@@ -142,8 +150,10 @@ def _offline_reference(assets: Assets, frames):
         img = D.image_to_array(images[s]) if s in images else None
         r = pipe(pts, img)
         det = r.detections
-        out.append(D.FrameOutput(s, np.asarray(det.boxes, np.float32).reshape(-1, 7), np.asarray(det.scores, np.float32),
-                                 [names[int(k)] for k in np.asarray(det.labels)], np.asarray(r.drivable) > 0,
+        out.append(D.FrameOutput(s, np.asarray(det.boxes, np.float32).reshape(-1, 7),
+                                 np.asarray(det.scores, np.float32),
+                                 [names[int(k)] for k in np.asarray(det.labels)],
+                                 np.asarray(r.drivable) > 0,
                                  None if r.semantic is None else np.asarray(r.semantic, np.uint8)))
     return out
 
@@ -152,7 +162,8 @@ def test_outputs_match_golden(assets, paced):
     _, _, frames = paced
     gp = D.golden_path_for(assets.bag)
     assert gp.with_suffix(".npz").exists(), \
-        f"no golden outputs for {assets.bag.name}: run scripts/update_golden.sh and commit {gp}.npz/.json"
+        f"no golden outputs for {assets.bag.name}: run scripts/update_golden.sh and commit " \
+        f"{gp}.npz/.json"
     golden, meta = D.load_golden(gp)
     bag_sha = D.file_sha256(assets.bag)
     assert meta.get("bag_sha256") == bag_sha, (
@@ -170,7 +181,8 @@ def test_dds_outputs_match_in_process_pipeline(assets, paced):
     """The node over DDS gives what runtime.pipeline gives in this process on the same frames."""
     _, _, frames = paced
     ref = _offline_reference(assets, frames)
-    assert sum(len(f.scores) for f in ref) > 0, "the reference has no boxes: the box path is not compared"
+    assert sum(len(f.scores)
+               for f in ref) > 0, "the reference has no boxes: the box path is not compared"
     problems = D.compare_outputs(frames, ref)
     assert not problems, "\n".join(problems[:20])
 
@@ -193,8 +205,10 @@ def test_golden_files_round_trip_and_detect_changes(tmp_path, paced):
         bad[k].scores = bad[k].scores.copy()
         j = int(np.argmax(bad[k].scores))
         bad[k].boxes[j, 0] += 0.3
-        assert any("centre" in p or "not detected" in p or "extra" in p for p in D.compare_outputs(frames, bad, strict))
-        bad = copy.deepcopy(loaded)     # every box of a frame moved (a conversion bug): caught even
+        assert any("centre" in p or "not detected" in p or "extra" in p
+                   for p in D.compare_outputs(frames, bad, strict))
+        # every box of a frame moved (a conversion bug): caught even
+        bad = copy.deepcopy(loaded)
         bad[k].boxes = bad[k].boxes.copy()  # with the default near-threshold allowance
         bad[k].boxes[:, 1] += 0.5
         assert D.compare_outputs(frames, bad), "a shifted frame passed the comparison"
@@ -214,8 +228,9 @@ def test_golden_files_round_trip_and_detect_changes(tmp_path, paced):
 
 def _model_card_thresholds() -> dict:
     """{flattened evaluate_bag metric key: minimum} from the "Acceptance thresholds" table of
-    ``models/README.md`` (rows like ``| Car AP@2 m | >= 0.70 | ...``, ``| Drivable IoU | >= 0.85 |``,
-    ``| Semantic mIoU | >= 0.50 |``); empty when the card has none."""
+    ``models/README.md`` (rows like ``| Car AP@2 m | >= 0.70 | ...``,
+    ``| Drivable IoU | >= 0.85 |``, ``| Semantic mIoU | >= 0.50 |``); empty when the card has
+    none."""
     out = {}
     for line in (REPO / "models" / "README.md").read_text().splitlines():
         m = re.match(r"\|\s*([^|]+?)\s*\|\s*(?:≥|>=)\s*([0-9.]+)\s*\|", line)
@@ -245,7 +260,8 @@ def _flatten(d, prefix=""):
 
 def test_metrics_against_ground_truth_meet_model_card(assets, paced):
     thresholds = _model_card_thresholds()
-    assert thresholds, "models/README.md has no acceptance-threshold rows (| Car AP@2 m | >= 0.70 | ...)"
+    assert thresholds, ("models/README.md has no acceptance-threshold rows (| Car AP@2 m | >= "
+                        "0.70 | ...)")
     run, _, _ = paced
     metrics = D.evaluate_against_ground_truth(assets.bag, run.recording, model_path=assets.model)
     flat = _flatten(metrics)
@@ -257,8 +273,9 @@ def test_metrics_against_ground_truth_meet_model_card(assets, paced):
     checked = {k: v for k, v in thresholds.items() if k not in unmeasured}
     assert checked, f"no model-card metric could be checked: {thresholds}"
     low = {k: (flat.get(k), v) for k, v in checked.items() if flat.get(k) is None or flat[k] < v}
-    print(f"[metrics] checked {len(checked)}: " + ", ".join(f"{k} {flat.get(k):.3f} >= {v}" for k, v in checked.items()
-                                                          if flat.get(k) is not None))
+    print(f"[metrics] checked {len(checked)}: "
+          + ", ".join(f"{k} {flat.get(k):.3f} >= {v}" for k, v in checked.items()
+                      if flat.get(k) is not None))
     assert not low, f"metrics below the model card (got, min): {low}"
 
 
@@ -274,11 +291,14 @@ def test_overload_newest_frames_processed_and_skips_counted(assets, paced, tmp_p
         n_bag = psum["frames_in_bag"]
     else:
         n_bag = 16
-        bag = D.make_synthetic_bag(d / "bag", frames=n_bag, points=10_000, image_wh=(480, 302), seed=100)
+        bag = D.make_synthetic_bag(d / "bag", frames=n_bag, points=10_000, image_wh=(480, 302),
+                                   seed=100)
     period_ms = 100.0
     rate = float(np.clip(8.0 * node_total["p50"] / period_ms, 4.0, 20.0))
-    cfg = D.ReplayConfig(bag=bag, out_dir=d / "run", params_file=assets.params, rate=rate, use_sim_time=True,
-                         node_params=_node_params(assets, input_qos="reliable", input_queue_depth=30),
+    cfg = D.ReplayConfig(bag=bag, out_dir=d / "run", params_file=assets.params, rate=rate,
+                         use_sim_time=True,
+                         node_params=_node_params(assets, input_qos="reliable",
+                                                  input_queue_depth=30),
                          pace=False, drain_timeout_s=4.0, ready_timeout_s=120.0)
     run = D.run_replay(cfg, log=print)
     summary, frames = D.analyze_recording(bag, run.recording, player_stats=run.player_stats)
@@ -286,12 +306,14 @@ def test_overload_newest_frames_processed_and_skips_counted(assets, paced, tmp_p
     answered = summary["per_topic"][f"/{NODE}/detections"]["messages"]
     assert published == n_bag
     assert summary["per_topic"][f"/{NODE}/detections"]["duplicates"] == 0
-    assert 1 <= answered < published, f"no overload happened at rate {rate:.1f} ({answered}/{published})"
+    assert 1 <= answered < published, (f"no overload happened at rate {rate:.1f} "
+                                       f"({answered}/{published})")
     last_stamp = max(D.stamp_ns(m) for _, m in D.read_topics(bag, [D.LIDAR_TOPIC])[D.LIDAR_TOPIC])
     assert frames[-1].stamp_ns == last_stamp, "the newest frame was not processed"
     diag = summary["diagnostics_last"]
-    print(f"[overload] rate {rate:.1f}: published {published}, answered {answered}, node skipped_frames "
-          f"{diag.get('skipped_frames')}, end-to-end latency {summary['latency_ms']['end_to_end']}")
+    print(f"[overload] rate {rate:.1f}: published {published}, answered {answered}, node "
+          f"skipped_frames {diag.get('skipped_frames')}, end-to-end latency "
+          f"{summary['latency_ms']['end_to_end']}")
     assert "skipped_frames" in diag, f"node diagnostics lack skipped_frames: {sorted(diag)}"
     assert int(float(diag["skipped_frames"])) == published - answered, (diag, published, answered)
     lat = summary["latency_ms"]["end_to_end"]
@@ -303,26 +325,32 @@ def test_replay_uses_the_launch_files_parameters(assets, paced):
     """The launch-file scenario without launch_testing: the replayed node process was started with
     the parameters file that launch/perception.launch.py passes to the node."""
     assert LAUNCH_FILE.exists(), f"{LAUNCH_FILE} missing"
-    assert assets.params is not None, f"{LAUNCH_FILE} names no existing config/*.yaml parameters file"
+    assert assets.params is not None, (f"{LAUNCH_FILE} names no existing config/*.yaml parameters "
+                                       "file")
     run, _, _ = paced
     log = run.node_log.read_text(errors="replace") if run.node_log.exists() else ""
     assert run.node_returncode == 0, log[-2000:]
 
 
 def test_looped_replay_every_pass_answered(assets, tmp_path_factory):
-    """``play --loop``: stamps (and /clock) jump back at each restart; the node keeps answering every
-    cloud of every pass with the cloud's own stamp (2 passes -> each stamp answered exactly twice)."""
+    """``play --loop``: stamps (and /clock) jump back at each restart; the node keeps answering
+    every cloud of every pass with the cloud's own stamp (2 passes -> each stamp answered exactly
+    twice)."""
     d = tmp_path_factory.mktemp("loop")
     bag = D.make_synthetic_bag(d / "bag", frames=4, points=10_000, image_wh=(480, 302), seed=200)
-    cfg = D.ReplayConfig(bag=bag, out_dir=d / "run", params_file=assets.params, rate=1.0, use_sim_time=True,
+    cfg = D.ReplayConfig(bag=bag, out_dir=d / "run", params_file=assets.params, rate=1.0,
+                         use_sim_time=True,
                          node_params=_node_params(assets), pace=True, loops=2, drain_timeout_s=4.0,
                          ready_timeout_s=120.0)
     run = D.run_replay(cfg, log=print)
-    in_stamps = sorted(D.stamp_ns(m) for _, m in D.read_topics(bag, [D.LIDAR_TOPIC])[D.LIDAR_TOPIC])
-    assert run.player_stats["loops"] == 2 and run.player_stats["published"][D.LIDAR_TOPIC] == 2 * len(in_stamps)
+    in_stamps = sorted(D.stamp_ns(m)
+                       for _, m in D.read_topics(bag, [D.LIDAR_TOPIC])[D.LIDAR_TOPIC])
+    assert (run.player_stats["loops"] == 2
+            and run.player_stats["published"][D.LIDAR_TOPIC] == 2 * len(in_stamps))
     dets = D.read_topics(run.recording, [f"/{NODE}/detections"])[f"/{NODE}/detections"]
     got = [D.stamp_ns(m) for _, m in dets]
-    assert sorted(got) == sorted(in_stamps * 2), f"answers {len(got)} for {2 * len(in_stamps)} clouds; log {run.node_log}"
+    assert sorted(got) == sorted(in_stamps * 2), (f"answers {len(got)} for {2 * len(in_stamps)} "
+                                                  f"clouds; log {run.node_log}")
     assert got == in_stamps + in_stamps, "answers out of order"
 
 

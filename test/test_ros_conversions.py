@@ -5,7 +5,8 @@ import struct
 import numpy as np
 import pytest
 
-pytest.importorskip("sensor_msgs.msg", reason="ROS 2 message wheels (ros-sensor-msgs) not installed")
+pytest.importorskip("sensor_msgs.msg",
+                    reason="ROS 2 message wheels (ros-sensor-msgs) not installed")
 
 from sensor_msgs.msg import PointCloud2, PointField  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
@@ -69,10 +70,13 @@ def test_big_endian_cloud_built_by_hand():
     xyz = _xyz()
     inten = np.arange(N, dtype=np.float32)
     data = b"".join(struct.pack(">ffff", *xyz[i], inten[i]) for i in range(N))
-    msg = PointCloud2(height=1, width=N, is_bigendian=True, point_step=16, row_step=16 * N, is_dense=True,
-                      fields=[PointField(name=c, offset=4 * k, datatype=PointField.FLOAT32, count=1)
+    msg = PointCloud2(height=1, width=N, is_bigendian=True, point_step=16, row_step=16 * N,
+                      is_dense=True,
+                      fields=[PointField(name=c, offset=4 * k, datatype=PointField.FLOAT32,
+                                         count=1)
                               for k, c in enumerate("xyz")]
-                      + [PointField(name="intensity", offset=12, datatype=PointField.FLOAT32, count=1)])
+                      + [PointField(name="intensity", offset=12, datatype=PointField.FLOAT32,
+                                    count=1)])
     msg.data = data
     res = cloud_to_xyzi(msg)
     np.testing.assert_array_equal(res.points[:, :3], xyz)
@@ -95,9 +99,11 @@ def test_intensity_named_differently_and_missing_flag():
 
 
 def test_unusual_field_order_int_fields_and_padded_rows_organised():
-    # fields stored as intensity(u1), pad, z(i2), y(i4), x(f8); organised cloud 3 rows, rows padded by 5 bytes
+    # fields stored as intensity(u1), pad, z(i2), y(i4), x(f8); organised cloud 3 rows, rows padded
+    # by 5 bytes
     dt = np.dtype({"names": ["intensity", "z", "y", "x", "ring"],
-                   "formats": ["u1", "<i2", "<i4", "<f8", "<u2"], "offsets": [0, 2, 4, 8, 16], "itemsize": 20})
+                   "formats": ["u1", "<i2", "<i4", "<f8", "<u2"], "offsets": [0, 2, 4, 8, 16],
+                   "itemsize": 20})
     arr = np.zeros(12, dt)
     arr["x"] = np.arange(12) * 0.5
     arr["y"] = -np.arange(12)
@@ -127,7 +133,8 @@ def test_non_dense_cloud_counts_nonfinite_points():
 
 
 def test_empty_cloud_gives_zero_points():
-    msg = cloud_to_msg({"x": np.zeros(0, np.float32), "y": np.zeros(0, np.float32), "z": np.zeros(0, np.float32)})
+    msg = cloud_to_msg({"x": np.zeros(0, np.float32), "y": np.zeros(0, np.float32),
+                        "z": np.zeros(0, np.float32)})
     res = cloud_to_xyzi(msg)
     assert res.points.shape == (0, 4)
 
@@ -226,7 +233,8 @@ def test_image_errors():
 def test_header_is_kept_by_builders():
     msg = image_to_msg(_rgb(), "rgb8", _header(5, 6, "cam"))
     assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (5, 6, "cam")
-    c = cloud_to_msg({"x": np.zeros(1, np.float32), "y": np.zeros(1, np.float32), "z": np.zeros(1, np.float32)},
+    c = cloud_to_msg({"x": np.zeros(1, np.float32), "y": np.zeros(1, np.float32),
+                      "z": np.zeros(1, np.float32)},
                      _header(1, 2, "lidar"))
     assert c.header.frame_id == "lidar" and c.header.stamp.nanosec == 2
 

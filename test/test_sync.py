@@ -1,4 +1,5 @@
-"""ApproxTimeSync: pairing, slop, timeout -> lidar-only, out-of-order stamps, bag-loop reset, diagnosis."""
+"""ApproxTimeSync: pairing, slop, timeout -> lidar-only, out-of-order stamps, bag-loop reset,
+diagnosis."""
 
 import pytest
 
@@ -30,7 +31,8 @@ def test_stamp_to_sec():
 def test_pairs_with_closest_image_once_a_later_image_arrives():
     s, _ = make()
     assert s.add_image("i0", 0.97) == []
-    assert s.add_cloud("c0", 1.00) == []  # a later, closer image may still come (no period known yet)
+    # a later, closer image may still come (no period known yet)
+    assert s.add_cloud("c0", 1.00) == []
     out = s.add_image("i1", 1.01)
     assert len(out) == 1
     p = out[0]
@@ -58,7 +60,8 @@ def test_camera_period_lets_pairs_resolve_without_waiting():
     s2, _ = make()
     for k in range(4):
         s2.add_image(f"i{k}", 0.68 + 0.1 * k)  # ..., 0.98
-    out = s2.add_cloud("c", 1.00)  # best 0.98 (0.02 away); predicted next 1.08 (0.08 away) -> decide now
+    # best 0.98 (0.02 away); predicted next 1.08 (0.08 away) -> decide now
+    out = s2.add_cloud("c", 1.00)
     assert len(out) == 1 and out[0].image == "i3" and not out[0].timed_out
 
 
@@ -73,7 +76,8 @@ def test_slop_respected_and_timeout_gives_lidar_only():
     assert len(out) == 1
     p = out[0]
     assert p.lidar_only and p.reason == "images_too_old" and p.timed_out
-    assert s.stats.lidar_only == 1 and s.stats.unmatched_images_too_old == 1 and s.stats.timeouts == 1
+    assert (s.stats.lidar_only == 1 and s.stats.unmatched_images_too_old == 1
+            and s.stats.timeouts == 1)
 
 
 def test_image_beyond_slop_resolves_unmatched_immediately():
@@ -116,7 +120,8 @@ def test_camera_stops_mid_run_then_lidar_only_and_diagnosed():
         results += got
         clock.t = arrival + 0.1
         t += 0.1
-    assert len(results) == 30 and all(p.lidar_only and p.reason == "images_too_old" for p in results)
+    assert len(results) == 30 and all(p.lidar_only and p.reason == "images_too_old"
+                                      for p in results)
     assert s.stats.matched == matched_before and s.stats.lidar_only == 30
     # the first clouds wait camera_timeout (0.2 s); once no image came for camera_stale_after
     # (0.5 s) a cloud only waits until an image within slop would have arrived: slop 0.05 +
@@ -201,14 +206,16 @@ def test_diagnose_consistent_clock_skew():
         results += s.add_cloud("c", t)
         clock.t += 0.1
         results += s.poll()
-    assert len(results) >= 10 and all(p.lidar_only and p.reason == "images_too_new" for p in results)
+    assert len(results) >= 10 and all(p.lidar_only and p.reason == "images_too_new"
+                                      for p in results)
     assert s.estimated_skew() == pytest.approx(0.5, abs=0.01)
     msg = s.diagnose()
     assert msg is not None and "clock skew" in msg and "0.50" in msg and "after" in msg
 
 
 def test_delayed_clouds_with_matching_pairs_are_not_called_skew():
-    # clouds reach the synchronizer 0.5 s after their images (busy executor) but pairs form: no warning
+    # clouds reach the synchronizer 0.5 s after their images (busy executor) but pairs form: no
+    # warning
     s, clock = make(slop=0.05, camera_timeout=1.0)
     for k in range(15):
         t = 100.0 + 0.1 * k

@@ -20,15 +20,17 @@ from bev_mtl_ros.model.contract import A2D2_SEMANTIC_CLASSES
 W, H = 320, 201
 SEED = 3
 FRAMES = 3
-NPZ_DTYPES = {"points": np.float64, "reflectance": np.int64, "timestamp": np.int64, "row": np.float64,
-              "col": np.float64, "depth": np.float64, "distance": np.float64, "azimuth": np.float64,
-              "lidar_id": np.float64}
+NPZ_DTYPES = {"points": np.float64, "reflectance": np.int64, "timestamp": np.int64,
+              "row": np.float64,
+              "col": np.float64, "depth": np.float64, "distance": np.float64,
+              "azimuth": np.float64, "lidar_id": np.float64}
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("synth"))
-    s = generate(out, scenes=1, frames=FRAMES, seed=SEED, width=W, height=H, return_ground_truth=True)
+    s = generate(out, scenes=1, frames=FRAMES, seed=SEED, width=W, height=H,
+                 return_ground_truth=True)
     return out, s
 
 
@@ -58,7 +60,8 @@ def test_layout_and_names(data):
         m = pat.fullmatch(f)
         assert m, f
         assert m.group(1) == m.group(2), f
-        ext = {"camera": ("png", "json"), "lidar": ("npz",), "label": ("png",), "label3D": ("json",)}[m.group(1)]
+        ext = ({"camera": ("png", "json"), "lidar": ("npz",), "label": ("png",),
+                "label3D": ("json",)}[m.group(1)])
         assert m.group(5) in ext, f
         assert m.group(4) is None or m.group(1) == "label3D", f
         frames.setdefault(m.group(3), []).append(f)
@@ -104,11 +107,13 @@ def test_npz_keys_dtypes_and_values(data):
         col = K[0, 2] - K[0, 0] * p[:, 1] / p[:, 0]
         row = K[1, 2] - K[1, 1] * p[:, 2] / p[:, 0]
         assert np.abs(col - z["col"]).max() < 0.5 and np.abs(row - z["row"]).max() < 0.5
-        assert z["col"].min() >= 0 and z["col"].max() <= W - 1 and z["row"].min() >= 0 and z["row"].max() <= H - 1
+        assert (z["col"].min() >= 0 and z["col"].max() <= W - 1 and z["row"].min() >= 0
+                and z["row"].max() <= H - 1)
         # per-point times within the +-50 ms revolution around the camera time
         with open(gt["paths"]["camera_json"]) as f:
             side = json.load(f)
-        assert set(side) == {"cam_name", "cam_tstamp", "lidar_ids"} and side["lidar_ids"]["3"] == "front_center"
+        assert (set(side) == {"cam_name", "cam_tstamp", "lidar_ids"}
+                and side["lidar_ids"]["3"] == "front_center")
         dt_us = z["timestamp"] - side["cam_tstamp"]
         assert np.abs(dt_us).max() <= 50_000 and np.ptp(dt_us) > 1000
         assert p[:, 0].max() < 101.0
@@ -136,8 +141,10 @@ def test_determinism(data, tmp_path):
         with open(os.path.join(a, f), "rb") as x, open(os.path.join(out, f), "rb") as y:
             assert x.read() == y.read(), f
     fb = [f for f in _files(b) if f.endswith(".npz")]
-    za, zb = np.load(os.path.join(a, [f for f in fa if f.endswith(".npz")][0])), np.load(os.path.join(b, fb[0]))
-    assert za["points"].shape != zb["points"].shape or not np.array_equal(za["points"], zb["points"])
+    za, zb = np.load(os.path.join(a, [f for f in fa
+                                      if f.endswith(".npz")][0])), np.load(os.path.join(b, fb[0]))
+    assert (za["points"].shape != zb["points"].shape
+            or not np.array_equal(za["points"], zb["points"]))
 
 
 def test_label_colours_in_class_list(data):
@@ -146,7 +153,8 @@ def test_label_colours_in_class_list(data):
     for gt in s["ground_truth"]:
         import cv2
         lab = cv2.imread(gt["paths"]["label"], cv2.IMREAD_COLOR)[..., ::-1]
-        ids = cm.rgb_to_ids(lab, path=gt["paths"]["label"], strict=True)   # raises on unknown colours
+        # raises on unknown colours
+        ids = cm.rgb_to_ids(lab, path=gt["paths"]["label"], strict=True)
         present = {A2D2_SEMANTIC_CLASSES[i] for i in np.unique(ids)}
         assert {"Sky", "RD normal street", "Car"} <= present
         img = cv2.imread(gt["paths"]["camera"], cv2.IMREAD_UNCHANGED)
@@ -156,7 +164,9 @@ def test_label_colours_in_class_list(data):
 
 def _scene_frame(f):
     cal = load_calibration().camera("front_center").scaled((W, H))
-    return synthesize_frame(build_scene(SEED, 0, FRAMES, hfov=np.arctan2(cal.cam_matrix[0, 2], cal.cam_matrix[0, 0])),
+    return synthesize_frame(build_scene(SEED, 0, FRAMES,
+                                        hfov=np.arctan2(cal.cam_matrix[0, 2],
+                                                        cal.cam_matrix[0, 0])),
                             f, cal), cal
 
 
@@ -166,7 +176,8 @@ def test_lidar_points_on_surfaces(data):
     z = np.load(s["ground_truth"][1]["paths"]["lidar"])
     np.testing.assert_array_equal(fr.lidar["points"], z["points"])        # same frame as written
     pts = fr.lidar["points"]
-    ground = np.isin(fr.point_cls, [CID["RD normal street"], CID["Solid line"], CID["Dashed line"]])
+    ground = np.isin(fr.point_cls,
+                     [CID["RD normal street"], CID["Solid line"], CID["Dashed line"]])
     assert ground.sum() > 1000
     road = build_scene(SEED, 0, FRAMES).road
     # the ground is cambered: its height follows Road.ground_offset (ego moves along x only)
@@ -202,8 +213,8 @@ def test_label3d_boxes_consistent(data):
         with open(gt["paths"]["label3D"]) as f:
             raw = json.load(f)
         assert list(raw) == [f"box_{i}" for i in range(len(raw))] and len(raw) >= 3
-        keys = {"id", "class", "center", "size", "axis", "rot_angle", "3d_points", "2d_bbox", "truncation",
-                "occlusion", "alpha"}
+        keys = {"id", "class", "center", "size", "axis", "rot_angle", "3d_points", "2d_bbox",
+                "truncation", "occlusion", "alpha"}
         for b in raw.values():
             assert set(b) == keys
             assert b["axis"] in ([0.0, 0.0, 1.0], [0.0, 0.0, -1.0]) and b["rot_angle"] >= 0
@@ -231,7 +242,8 @@ def test_objects_move_with_constant_velocity(data):
     tracks = {}
     for f, gt in enumerate(s["ground_truth"]):
         for b in json.load(open(gt["paths"]["label3D"])).values():
-            tracks.setdefault(b["id"], {})[f] = (np.array(b["center"]), b["rot_angle"] * b["axis"][2])
+            tracks.setdefault(b["id"], {})[f] = (np.array(b["center"]),
+                                                 b["rot_angle"] * b["axis"][2])
     full = [t for t in tracks.values() if len(t) == FRAMES]
     assert len(full) >= 3
     moving = 0
@@ -249,7 +261,8 @@ def test_objects_move_with_constant_velocity(data):
         listed = {i for i, v in zip(gt["ids"], gt["in_label3d"]) if v}
         assert listed == {i for i, t in tracks.items() if f in t}
         for i in listed:
-            np.testing.assert_allclose(gt["boxes"][gt["ids"].index(i), :3], tracks[i][f][0], atol=1e-9)
+            np.testing.assert_allclose(gt["boxes"][gt["ids"].index(i), :3], tracks[i][f][0],
+                                       atol=1e-9)
 
 
 def test_car_centre_pixel_is_car_and_undistortion_round_trip(data):
@@ -290,7 +303,8 @@ def test_reader_round_trip(data):
     z = np.load(s["ground_truth"][0]["paths"]["lidar"])
     np.testing.assert_allclose(f.points, z["points"].astype(np.float32))
     assert f.image.shape == (H, W, 3) and f.semantic.shape == (H, W)
-    assert f.calibration.width == W and len(f.box_classes) == len(json.load(open(s["ground_truth"][0]["paths"]["label3D"])))
+    assert f.calibration.width == W and len(f.box_classes) == len(
+        json.load(open(s["ground_truth"][0]["paths"]["label3D"])))
 
 
 def test_scene_content_statistics():
@@ -317,10 +331,11 @@ def test_scene_content_statistics():
 def test_cli(tmp_path):
     from bev_mtl_ros.cli import main
     out = str(tmp_path / "cli")
-    assert main(["synth", "--out", out, "--scenes", "1", "--frames", "1", "--width", "160", "--height", "101",
-                 "--seed", "1", "--no-progress"]) == 0
+    assert main(["synth", "--out", out, "--scenes", "1", "--frames", "1", "--width", "160",
+                 "--height", "101", "--seed", "1", "--no-progress"]) == 0
     assert len([f for f in _files(out) if f.endswith(".npz")]) == 1
-    assert main(["synth", "--out", out, "--frames", "1", "--camera", "side_left", "--no-progress"]) == 2
+    assert main(["synth", "--out", out, "--frames", "1", "--camera", "side_left",
+                 "--no-progress"]) == 2
 
 
 def test_bad_arguments(tmp_path):

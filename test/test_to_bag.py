@@ -33,7 +33,8 @@ def scene(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("storage,compress", [("mcap", False), ("sqlite3", False), ("mcap", True), ("sqlite3", True)])
+@pytest.mark.parametrize("storage,compress",
+                         [("mcap", False), ("sqlite3", False), ("mcap", True), ("sqlite3", True)])
 def test_round_trip(scene, tmp_path, storage, compress):
     out = tmp_path / "bag"
     st = to_bag.convert(str(scene), str(out), storage=storage, compress=compress, progress=False)
@@ -42,7 +43,8 @@ def test_round_trip(scene, tmp_path, storage, compress):
     assert tn["image"] == "/a2d2/camera/front_center/image_rect"
     meta = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert meta["version"] == 8 and meta["storage_identifier"] == storage
-    counts = {t["topic_metadata"]["name"]: t["message_count"] for t in meta["topics_with_message_count"]}
+    counts = {t["topic_metadata"]["name"]: t["message_count"]
+              for t in meta["topics_with_message_count"]}
     assert counts == {tn["points"]: 3, tn["image"]: 3, tn["camera_info"]: 3, tn["tf_static"]: 1,
                       tn["boxes"]: 3, tn["semantic"]: 3}
     qos = {t["topic_metadata"]["name"]: yaml.safe_load(t["topic_metadata"]["offered_qos_profiles"])
@@ -60,9 +62,11 @@ def test_round_trip(scene, tmp_path, storage, compress):
         got = [t for t, _ in by_topic[topic]]
         hdr = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, m in by_topic[topic]]
         assert got == expect_ns and hdr == expect_ns, topic
-    fids = {topic: {m.header.frame_id for _, m in v} for topic, v in by_topic.items() if topic != "/tf_static"}
+    fids = {topic: {m.header.frame_id for _, m in v} for topic, v in by_topic.items()
+            if topic != "/tf_static"}
     assert fids == {tn["points"]: {"cam_front_center"}, tn["image"]: {"cam_front_center_optical"},
-                    tn["camera_info"]: {"cam_front_center_optical"}, tn["boxes"]: {"cam_front_center"},
+                    tn["camera_info"]: {"cam_front_center_optical"},
+                    tn["boxes"]: {"cam_front_center"},
                     tn["semantic"]: {"cam_front_center_optical"}}
 
     # tf_static: base_link -> cam_front_center (calibration) -> optical
@@ -71,11 +75,13 @@ def test_round_trip(scene, tmp_path, storage, compress):
         ("base_link", "cam_front_center"), ("cam_front_center", "cam_front_center_optical")]
     T = ds.cam.view_to_vehicle
     tr = tf[0].transform
-    np.testing.assert_allclose([tr.translation.x, tr.translation.y, tr.translation.z], T[:3, 3], atol=1e-9)
+    np.testing.assert_allclose([tr.translation.x, tr.translation.y, tr.translation.z], T[:3, 3],
+                               atol=1e-9)
     r = tr.rotation
     np.testing.assert_allclose(_quat_to_R([r.x, r.y, r.z, r.w]), T[:3, :3], atol=1e-9)
     r = tf[1].transform.rotation
-    np.testing.assert_allclose(_quat_to_R([r.x, r.y, r.z, r.w]) @ OPTICAL_FROM_VIEW, np.eye(3), atol=1e-9)
+    np.testing.assert_allclose(_quat_to_R([r.x, r.y, r.z, r.w]) @ OPTICAL_FROM_VIEW, np.eye(3),
+                               atol=1e-9)
 
     for k in range(3):
         f = ds.load_frame(k)
@@ -94,7 +100,8 @@ def test_round_trip(scene, tmp_path, storage, compress):
         info = by_topic[tn["camera_info"]][k][1]
         np.testing.assert_allclose(np.asarray(info.k).reshape(3, 3), ds.cam.cam_matrix)
         np.testing.assert_allclose(np.asarray(info.p).reshape(3, 4)[:, :3], ds.cam.cam_matrix)
-        assert info.distortion_model == "plumb_bob" and not np.any(info.d) and (info.width, info.height) == (240, 151)
+        assert (info.distortion_model == "plumb_bob" and not np.any(info.d)
+                and (info.width, info.height) == (240, 151))
         dets = by_topic[tn["boxes"]][k][1].detections
         assert [d.results[0].hypothesis.class_id for d in dets] == f.box_classes
         for d, b in zip(dets, f.boxes):
@@ -115,9 +122,10 @@ def test_bad_frame_skipped_and_counted(scene, tmp_path, caplog):
     assert st.frames_written == 2 and st.frames_skipped == 1
     assert lid.name in st.skipped[0] and any(lid.name in r.getMessage() for r in caplog.records)
     tn = to_bag.topic_names()
-    assert st.messages[tn["points"]] == 2 and st.messages[tn["image"]] == 2 and st.messages["/tf_static"] == 1
-    n = sum(1 for topic, _, _ in to_bag.read_bag_messages(str(tmp_path / "bag"), topics=[tn["image"]],
-                                                          deserialize=False))
+    assert (st.messages[tn["points"]] == 2 and st.messages[tn["image"]] == 2
+            and st.messages["/tf_static"] == 1)
+    n = sum(1 for topic, _, _ in to_bag.read_bag_messages(str(tmp_path / "bag"),
+                                                          topics=[tn["image"]], deserialize=False))
     assert n == 2
     # a topic the bag does not have yields nothing (rosbags alone would read every connection)
     assert list(to_bag.read_bag_messages(str(tmp_path / "bag"), topics=["/not/in/bag"])) == []
@@ -126,8 +134,8 @@ def test_bad_frame_skipped_and_counted(scene, tmp_path, caplog):
 def test_cli_and_max_frames(scene, tmp_path, capsys):
     from bev_mtl_ros.cli import main
     out = tmp_path / "bag"
-    rc = main(["a2d2-to-bag", str(scene), str(out), "--storage", "sqlite3", "--max-frames", "2", "--no-progress",
-               "--throughput"])
+    rc = main(["a2d2-to-bag", str(scene), str(out), "--storage", "sqlite3", "--max-frames", "2",
+               "--no-progress", "--throughput"])
     assert rc == 0
     text = capsys.readouterr().out
     assert "2 frames" in text and "frames/s" in text
@@ -138,21 +146,25 @@ def test_typestore_error_names_missing_definitions(tmp_path):
     with pytest.raises(to_bag.BagConversionError, match="vision_msgs"):
         to_bag.make_typestore(msg_dir=str(tmp_path))
     ts = to_bag.make_typestore()
-    assert "vision_msgs/msg/Detection3DArray" in ts.fielddefs and "tf2_msgs/msg/TFMessage" in ts.fielddefs
+    assert ("vision_msgs/msg/Detection3DArray" in ts.fielddefs
+            and "tf2_msgs/msg/TFMessage" in ts.fielddefs)
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
 def test_generated_scene_round_trip(tmp_path, storage):
     from test_a2d2_reader import generate_small
     generate_small(tmp_path / "synth", frames=3)
-    st = to_bag.convert(str(tmp_path / "synth"), str(tmp_path / "bag"), storage=storage, progress=False)
+    st = to_bag.convert(str(tmp_path / "synth"), str(tmp_path / "bag"), storage=storage,
+                        progress=False)
     assert st.frames_written == 3 and st.frames_skipped == 0
     tn = to_bag.topic_names()
     by_topic = {}
     for topic, t, m in to_bag.read_bag_messages(str(tmp_path / "bag")):
         by_topic.setdefault(topic, []).append((t, m))
-    assert {k: len(v) for k, v in by_topic.items()} == {tn["points"]: 3, tn["image"]: 3, tn["camera_info"]: 3,
-                                                        "/tf_static": 1, tn["boxes"]: 3, tn["semantic"]: 3}
+    assert {k: len(v) for k, v in by_topic.items()} == {tn["points"]: 3, tn["image"]: 3,
+                                                        tn["camera_info"]: 3,
+                                                        "/tf_static": 1, tn["boxes"]: 3,
+                                                        tn["semantic"]: 3}
     ds = A2D2Dataset(str(tmp_path / "synth"))
     for k in range(3):
         f = ds.load_frame(k)
@@ -163,9 +175,10 @@ def test_generated_scene_round_trip(tmp_path, storage):
         np.testing.assert_array_equal(cloud["x"], f.points[:, 0])
         np.testing.assert_allclose(cloud["t"], (f.timestamp - f.cam_tstamp) * 1e-6, atol=1e-6)
         dets = by_topic[tn["boxes"]][k][1].detections
-        got = np.array([[d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.center.position.z,
-                         d.bbox.size.x, d.bbox.size.y, d.bbox.size.z,
-                         2 * np.arctan2(d.bbox.center.orientation.z, d.bbox.center.orientation.w)] for d in dets])
+        got = np.array([[d.bbox.center.position.x, d.bbox.center.position.y,
+                         d.bbox.center.position.z, d.bbox.size.x, d.bbox.size.y, d.bbox.size.z,
+                         2 * np.arctan2(d.bbox.center.orientation.z,
+                                        d.bbox.center.orientation.w)] for d in dets])
         np.testing.assert_allclose(got[:, :6], f.boxes[:, :6], rtol=1e-6, atol=1e-6)
         dyaw = np.angle(np.exp(1j * (got[:, 6] - f.boxes[:, 6])))
         assert np.abs(dyaw).max() < 1e-5
@@ -174,7 +187,8 @@ def test_generated_scene_round_trip(tmp_path, storage):
 
 
 def test_rclpy_reads_bag_bytes(scene, tmp_path):
-    """The CDR written by rosbags (Humble definitions) deserialises with the installed rclpy types."""
+    """The CDR written by rosbags (Humble definitions) deserialises with the installed rclpy
+    types."""
     try:
         from rclpy.serialization import deserialize_message
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -185,21 +199,23 @@ def test_rclpy_reads_bag_bytes(scene, tmp_path):
     out = tmp_path / "bag"
     to_bag.convert(str(scene), str(out), storage="mcap", progress=False, max_frames=1)
     tn = to_bag.topic_names()
-    types = {tn["points"]: PointCloud2, tn["image"]: Image, tn["camera_info"]: CameraInfo, "/tf_static": TFMessage,
-             tn["boxes"]: Detection3DArray, tn["semantic"]: Image}
+    types = {tn["points"]: PointCloud2, tn["image"]: Image, tn["camera_info"]: CameraInfo,
+             "/tf_static": TFMessage, tn["boxes"]: Detection3DArray, tn["semantic"]: Image}
     ref = {topic: m for topic, _, m in to_bag.read_bag_messages(str(out))}
     for topic, _, raw in to_bag.read_bag_messages(str(out), deserialize=False):
         m = deserialize_message(raw, types[topic])
         if topic == "/tf_static":
-            assert [t.child_frame_id for t in m.transforms] == ["cam_front_center", "cam_front_center_optical"]
+            assert [t.child_frame_id
+                    for t in m.transforms] == ["cam_front_center", "cam_front_center_optical"]
             continue
         assert m.header.frame_id == ref[topic].header.frame_id
         if topic == tn["points"]:
-            assert m.width == ref[topic].width and [f.name for f in m.fields] == ["x", "y", "z", "intensity",
-                                                                                 "lidar_id", "t"]
+            assert m.width == ref[topic].width and [f.name for f in m.fields] == [
+                "x", "y", "z", "intensity", "lidar_id", "t"]
             assert bytes(m.data) == bytes(ref[topic].data)
         if topic == tn["boxes"]:
-            assert [d.results[0].hypothesis.class_id for d in m.detections] == ["Car", "Pedestrian", "Truck"]
+            assert [d.results[0].hypothesis.class_id
+                    for d in m.detections] == ["Car", "Pedestrian", "Truck"]
             assert m.detections[0].bbox.size.x == pytest.approx(4.2)
 
 
@@ -207,7 +223,8 @@ def test_scene_filter(tmp_path):
     from test_a2d2_reader import write_frame
     cal = write_scene(tmp_path / "a2d2", 2)
     write_frame(tmp_path / "a2d2", 5, cal, scene="20190401_121727")
-    st = to_bag.convert(str(tmp_path / "a2d2"), str(tmp_path / "b1"), scene="20190401_121727", progress=False)
+    st = to_bag.convert(str(tmp_path / "a2d2"), str(tmp_path / "b1"), scene="20190401_121727",
+                        progress=False)
     assert st.frames_written == 1 and st.messages["/a2d2/lidar/points"] == 1
     st = to_bag.convert(str(tmp_path / "a2d2"), str(tmp_path / "b2"), progress=False)
     assert st.frames_written == 3

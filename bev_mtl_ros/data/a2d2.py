@@ -92,7 +92,8 @@ def axis_angle_to_matrix(axis: Sequence[float], angle: float) -> np.ndarray:
 
 
 def yaw_from_matrix(R: np.ndarray) -> float:
-    """Yaw about +z of a rotation matrix: ``atan2(R[1,0], R[0,0])`` (exact for pure z rotations)."""
+    """Yaw about +z of a rotation matrix: ``atan2(R[1,0], R[0,0])`` (exact for pure z
+    rotations)."""
     return float(np.arctan2(R[1, 0], R[0, 0]))
 
 
@@ -142,7 +143,8 @@ def parse_label3d(data: Any, path: str = "<label3D>", tilt_tol_rad: float = 0.02
         A2D2FormatError naming ``path``, the box and the missing/bad key.
     """
     if not isinstance(data, dict):
-        raise A2D2FormatError(f"{path}: label3D must be a JSON object of boxes, got {type(data).__name__}")
+        raise A2D2FormatError(f"{path}: label3D must be a JSON object of boxes, got "
+                              f"{type(data).__name__}")
     n = len(data)
     boxes = np.zeros((n, 7), dtype=np.float32)
     pts = np.full((n, 8, 3), np.nan)
@@ -160,12 +162,13 @@ def parse_label3d(data: Any, path: str = "<label3D>", tilt_tol_rad: float = 0.02
             axis = np.asarray(b["axis"], dtype=np.float64).reshape(3)
             angle = float(b["rot_angle"])
         except (TypeError, ValueError) as e:
-            raise A2D2FormatError(f"{path}: {key} has a malformed center/size/axis/rot_angle: {e}") from None
+            raise A2D2FormatError(f"{path}: {key} has a malformed center/size/axis/rot_angle: "
+                                  f"{e}") from None
         R = axis_angle_to_matrix(axis, angle)
         tilt = float(np.arccos(np.clip(R[2, 2], -1.0, 1.0)))
         if tilt > tilt_tol_rad:
-            warnings.warn(f"{path}: {key} rotation is tilted {np.degrees(tilt):.1f} deg from vertical; "
-                          "using its yaw only", stacklevel=2)
+            warnings.warn(f"{path}: {key} rotation is tilted {np.degrees(tilt):.1f} deg from "
+                          "vertical; using its yaw only", stacklevel=2)
         boxes[i, :3] = center
         boxes[i, 3:6] = size
         boxes[i, 6] = yaw_from_matrix(R)
@@ -177,8 +180,9 @@ def parse_label3d(data: Any, path: str = "<label3D>", tilt_tol_rad: float = 0.02
                 raise A2D2FormatError(f"{path}: {key} '3d_points' is not 8x3") from None
         classes.append(str(b["class"]))
         ids.append(b.get("id", key))
-        extra.append({k: v for k, v in b.items() if k not in ("class", "center", "size", "axis", "rot_angle",
-                                                            "3d_points", "id")})
+        extra.append({k: v for k, v in b.items()
+                      if k not in ("class", "center", "size", "axis", "rot_angle",
+                                   "3d_points", "id")})
     return Label3D(boxes, classes, ids, pts, rots, extra)
 
 
@@ -241,7 +245,8 @@ def load_lidar_npz(path: str) -> LidarScan:
                 pre = "pcloud_attr."
                 pkey = "pcloud_points"
             else:
-                raise A2D2FormatError(f"{path}: no 'points' or 'pcloud_points' array (keys: {sorted(keys)})")
+                raise A2D2FormatError(f"{path}: no 'points' or 'pcloud_points' array (keys: "
+                                      f"{sorted(keys)})")
             pts = np.asarray(z[pkey])
             if pts.ndim != 2 or pts.shape[1] != 3:
                 raise A2D2FormatError(f"{path}: {pkey!r} must be (N, 3), got {pts.shape}")
@@ -269,11 +274,13 @@ def load_lidar_npz(path: str) -> LidarScan:
             raise
         raise A2D2FormatError(f"{path}: unreadable or truncated npz: {e}") from None
     lid_f = np.asarray(lid, dtype=np.float64)
-    lid_u8 = np.where(np.isfinite(lid_f), lid_f, 255).astype(np.int64).clip(0, 255).astype(np.uint8)
+    lid_u8 = (np.where(np.isfinite(lid_f), lid_f, 255)
+              .astype(np.int64).clip(0, 255).astype(np.uint8))
     dropped = int(n - valid.sum())
     if dropped:
         pts, refl, ts, lid_u8, row, col = (a[valid] for a in (pts, refl, ts, lid_u8, row, col))
-    return LidarScan(np.ascontiguousarray(pts, dtype=np.float32), refl, ts, lid_u8, row, col, dropped)
+    return LidarScan(np.ascontiguousarray(pts, dtype=np.float32), refl, ts, lid_u8, row, col,
+                     dropped)
 
 
 def read_png_rgb(path: str, expected_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
@@ -291,8 +298,8 @@ def read_png_rgb(path: str, expected_size: Optional[Tuple[int, int]] = None) -> 
         raise A2D2FormatError(f"{path}: expected an RGB image, got shape {img.shape}")
     img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
     if expected_size is not None and (img.shape[1], img.shape[0]) != tuple(expected_size):
-        raise A2D2FormatError(f"{path}: image is {img.shape[1]}x{img.shape[0]}, calibration expects "
-                              f"{expected_size[0]}x{expected_size[1]}")
+        raise A2D2FormatError(f"{path}: image is {img.shape[1]}x{img.shape[0]}, calibration "
+                              f"expects {expected_size[0]}x{expected_size[1]}")
     return img
 
 
@@ -306,7 +313,8 @@ def load_camera_sidecar(path: str) -> Dict[str, Any]:
     try:
         t = int(d["cam_tstamp"])
     except (TypeError, ValueError):
-        raise A2D2FormatError(f"{path}: 'cam_tstamp' is not an integer: {d['cam_tstamp']!r}") from None
+        raise A2D2FormatError(f"{path}: 'cam_tstamp' is not an integer: "
+                              f"{d['cam_tstamp']!r}") from None
     lids = {}
     for k, v in (d.get("lidar_ids") or {}).items():
         try:
@@ -387,8 +395,8 @@ class A2D2Frame:
     Attributes:
         scene, frame: scene folder name and frame number string.
         camera: A2D2 camera name.
-        points: (N, 3) float32 view frame, metres. reflectance (N,) f32 0..255; timestamp (N,) int64
-            µs TAI; lidar_id (N,) uint8; row, col (N,) f32 undistorted pixel coordinates.
+        points: (N, 3) float32 view frame, metres. reflectance (N,) f32 0..255; timestamp (N,)
+            int64 µs TAI; lidar_id (N,) uint8; row, col (N,) f32 undistorted pixel coordinates.
         image: (H, W, 3) uint8 undistorted RGB, or None.
         semantic: (H, W) uint8 merged class ids (255 = outside the raw image), or None.
         boxes: (M, 7) float32 [x, y, z, l, w, h, yaw]; box_classes: A2D2 class names (M);
@@ -475,7 +483,8 @@ class A2D2Dataset:
             folder of A2D2-named files such as ``<drive>_camera_frontcenter_<frame>.png``).
         camera: A2D2 camera name ("front_center", "side_left", ...; "cam_" prefix allowed).
         calibration: a :class:`Calibration`, or a path to ``cams_lidars.json``; default: the first
-            ``cams_lidars.json`` found in ``root`` or up to 2 parent folders, else the packaged copy.
+            ``cams_lidars.json`` found in ``root`` or up to 2 parent folders, else the packaged
+            copy.
         require: modalities a frame must have to be listed (default: ("lidar",)). Frames lacking
             other modalities are listed and reported by :meth:`scan_report`.
 
@@ -504,7 +513,8 @@ class A2D2Dataset:
         self._scan()
         if not self.frames and not self.skipped:
             raise FileNotFoundError(f"{root}: no A2D2 frames for camera {self.camera!r} "
-                                    f"(expected <scene>/{{camera,lidar,label,label3D}}/cam_{self.camera}/)")
+                                    "(expected "
+                                    f"<scene>/{{camera,lidar,label,label3D}}/cam_{self.camera}/)")
 
     def _find_calibration(self) -> Optional[str]:
         d = self.root
@@ -531,10 +541,12 @@ class A2D2Dataset:
         by_scene: Dict[str, Dict[str, Dict[str, Optional[str]]]] = {}
         for name in sorted(os.listdir(self.root)):
             mt = _FILE_RE.match(name)
-            if not mt or mt.group(3) != file_camera_name(self.camera) or not name.endswith(_EXT[mt.group(2)]):
+            if (not mt or mt.group(3) != file_camera_name(self.camera)
+                    or not name.endswith(_EXT[mt.group(2)])):
                 continue
             scene, modality, frame = mt.group(1), mt.group(2), mt.group(4)
-            by_scene.setdefault(scene, {}).setdefault(frame, {})[modality] = os.path.join(self.root, name)
+            by_scene.setdefault(scene, {}).setdefault(frame, {})[modality] = \
+                os.path.join(self.root, name)
         for scene in sorted(by_scene):
             self._add_scene(scene, by_scene[scene])
 
@@ -544,7 +556,8 @@ class A2D2Dataset:
             self._scan_flat()
             return
         for sdir in _find_scene_dirs(self.root):
-            scene = os.path.relpath(sdir, self.root) if sdir != self.root else os.path.basename(sdir)
+            scene = (os.path.relpath(sdir, self.root) if sdir != self.root
+                     else os.path.basename(sdir))
             by_frame: Dict[str, Dict[str, Optional[str]]] = {}
             for m in MODALITIES:
                 d = os.path.join(sdir, m, folder)
@@ -579,10 +592,13 @@ class A2D2Dataset:
         missing = {m: [r.key for r in allrec if r.paths.get(m) is None] for m in MODALITIES}
         counts = {m: len(v) for m, v in missing.items()}
         parts = ", ".join(f"{m} missing in {c}" for m, c in counts.items() if c)
-        summary = (f"{self.root} [cam_{self.camera}]: {len(self.frames)} frames in {len(self.scenes)} scene(s)"
-                   + (f", {len(self.skipped)} skipped (no {'/'.join(self.require)})" if self.skipped else "")
+        summary = (f"{self.root} [cam_{self.camera}]: {len(self.frames)} frames in "
+                   f"{len(self.scenes)} scene(s)"
+                   + (f", {len(self.skipped)} skipped (no "
+                      f"{'/'.join(self.require)})" if self.skipped else "")
                    + (f"; {parts}" if parts else "; all modalities present"))
-        return {"frames": len(self.frames), "skipped": len(self.skipped), "scenes": list(self.scenes),
+        return {"frames": len(self.frames), "skipped": len(self.skipped),
+                "scenes": list(self.scenes),
                 "missing": counts, "missing_frames": missing, "summary": summary}
 
     def load_frame(self, i: int, load_image: bool = True, load_label: bool = True,
@@ -604,7 +620,8 @@ class A2D2Dataset:
             scan = load_lidar_npz(p["lidar"])
         else:
             e = np.zeros(0, dtype=np.float32)
-            scan = LidarScan(np.zeros((0, 3), np.float32), e, np.zeros(0, np.int64), np.zeros(0, np.uint8), e, e)
+            scan = LidarScan(np.zeros((0, 3), np.float32), e, np.zeros(0, np.int64),
+                             np.zeros(0, np.uint8), e, e)
         image = None
         if load_image and p.get("camera"):
             image = read_png_rgb(p["camera"], (cam.width, cam.height))
@@ -621,15 +638,18 @@ class A2D2Dataset:
         if p.get("label3D"):
             lab = load_label3d(p["label3D"])
         else:
-            lab = Label3D(np.zeros((0, 7), np.float32), [], [], np.zeros((0, 8, 3)), np.zeros((0, 3, 3)))
+            lab = Label3D(np.zeros((0, 7), np.float32), [], [], np.zeros((0, 8, 3)),
+                          np.zeros((0, 3, 3)))
         clutter_boxes, clutter_classes = np.zeros((0, 7), np.float32), []
         if p.get("label3D"):
             cpath = os.path.splitext(p["label3D"])[0] + "_clutter.json"
             if os.path.isfile(cpath):
                 clutter_boxes, clutter_classes = load_clutter(cpath)
         return A2D2Frame(scene=rec.scene, frame=rec.frame, camera=self.camera, points=scan.points,
-                         reflectance=scan.reflectance, timestamp=scan.timestamp, lidar_id=scan.lidar_id,
-                         row=scan.row, col=scan.col, image=image, semantic=semantic, boxes=lab.boxes,
+                         reflectance=scan.reflectance, timestamp=scan.timestamp,
+                         lidar_id=scan.lidar_id,
+                         row=scan.row, col=scan.col, image=image, semantic=semantic,
+                         boxes=lab.boxes,
                          box_classes=lab.classes, box_points3d=lab.points3d, cam_tstamp=cam_tstamp,
                          lidar_ids=lidar_ids, calibration=cam, paths=dict(p), missing=rec.missing,
                          box_ids=[str(b) for b in lab.ids], clutter_boxes=clutter_boxes,

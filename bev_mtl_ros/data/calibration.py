@@ -29,18 +29,20 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 #: Packaged, unmodified copy of A2D2's ``cams_lidars.json``.
-CAMS_LIDARS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "a2d2", "cams_lidars.json")
+CAMS_LIDARS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "a2d2",
+                                "cams_lidars.json")
 
 #: A2D2 camera names (keys of ``cameras`` in cams_lidars.json; folders are ``cam_<name>``).
-CAMERA_NAMES: Tuple[str, ...] = ("front_center", "front_left", "front_right", "side_left", "side_right",
-                                 "rear_center")
+CAMERA_NAMES: Tuple[str, ...] = ("front_center", "front_left", "front_right", "side_left",
+                                 "side_right", "rear_center")
 
 #: 3x3 rotation taking camera-view-frame coordinates (x fwd, y left, z up) to optical-frame
 #: coordinates (x right, y down, z fwd): ``p_optical = OPTICAL_FROM_VIEW @ p_view``.
 OPTICAL_FROM_VIEW = np.array([[0.0, -1.0, 0.0],
                               [0.0, 0.0, -1.0],
                               [1.0, 0.0, 0.0]])
-#: Inverse (= transpose) of :data:`OPTICAL_FROM_VIEW`; its columns are the optical axes in the view frame.
+#: Inverse (= transpose) of :data:`OPTICAL_FROM_VIEW`; its columns are the optical axes in the view
+#: frame.
 VIEW_FROM_OPTICAL = OPTICAL_FROM_VIEW.T.copy()
 
 
@@ -62,7 +64,8 @@ def view_to_transform(view: Dict[str, Sequence[float]], where: str = "view") -> 
         x = np.asarray(view["x-axis"], dtype=np.float64).reshape(3)
         y = np.asarray(view["y-axis"], dtype=np.float64).reshape(3)
     except (KeyError, TypeError, ValueError) as e:
-        raise CalibrationError(f"{where}: view needs 'origin', 'x-axis', 'y-axis' (3 numbers each): {e!r}") from None
+        raise CalibrationError(f"{where}: view needs 'origin', 'x-axis', 'y-axis' (3 numbers "
+                               f"each): {e!r}") from None
     nx = np.linalg.norm(x)
     if nx < 1e-12:
         raise CalibrationError(f"{where}: zero x-axis")
@@ -102,7 +105,8 @@ def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
-    """3x3 rotation -> unit quaternion (x, y, z, w) float64 (ROS ``geometry_msgs/Quaternion`` order)."""
+    """3x3 rotation -> unit quaternion (x, y, z, w) float64 (ROS ``geometry_msgs/Quaternion``
+    order)."""
     from scipy.spatial.transform import Rotation
     return Rotation.from_matrix(np.asarray(R, dtype=np.float64)).as_quat()
 
@@ -132,8 +136,10 @@ def project_view_points(points_view: np.ndarray, cam_matrix: np.ndarray,
     return row, col, ok
 
 
-def unproject_pixels(row: np.ndarray, col: np.ndarray, depth: np.ndarray, cam_matrix: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`project_view_points`: pixel (row, col) at view-frame depth x -> (N, 3) view points."""
+def unproject_pixels(row: np.ndarray, col: np.ndarray, depth: np.ndarray,
+                     cam_matrix: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`project_view_points`: pixel (row, col) at view-frame depth x -> (N, 3)
+    view points."""
     K = np.asarray(cam_matrix, dtype=np.float64)
     x = np.asarray(depth, dtype=np.float64)
     y = -(np.asarray(col, dtype=np.float64) - K[0, 2]) * x / K[0, 0]
@@ -195,8 +201,8 @@ class CameraCalibration:
             return K
 
         return CameraCalibration(self.name, self.view_to_vehicle.copy(), sc(self.cam_matrix),
-                                 sc(self.cam_matrix_original), self.distortion.copy(), self.lens, (w, h),
-                                 self.tstamp_delay)
+                                 sc(self.cam_matrix_original), self.distortion.copy(), self.lens,
+                                 (w, h), self.tstamp_delay)
 
     # ------------------------------------------------------------------ undistortion
     def undistort_maps(self) -> Tuple[np.ndarray, np.ndarray]:
@@ -210,7 +216,8 @@ class CameraCalibration:
             Kn = np.asarray(self.cam_matrix, dtype=np.float64)
             if self.is_fisheye:
                 D = np.asarray(self.distortion, dtype=np.float64).reshape(-1)[:4].reshape(4, 1)
-                mx, my = cv2.fisheye.initUndistortRectifyMap(K, D, np.eye(3), Kn, size, cv2.CV_32FC1)
+                mx, my = (cv2.fisheye.initUndistortRectifyMap(K, D, np.eye(3), Kn, size,
+                                                              cv2.CV_32FC1))
             else:
                 D = np.asarray(self.distortion, dtype=np.float64).reshape(-1)
                 mx, my = cv2.initUndistortRectifyMap(K, D, None, Kn, size, cv2.CV_32FC1)
@@ -235,7 +242,8 @@ class CameraCalibration:
                 D = np.asarray(self.distortion, dtype=np.float64).reshape(-1)
                 und = cv2.undistortPoints(pts, K, D, P=Kn)
             und = und.reshape(h, w, 2).astype(np.float32)
-            self._maps["dist"] = (np.ascontiguousarray(und[..., 0]), np.ascontiguousarray(und[..., 1]))
+            self._maps["dist"] = (np.ascontiguousarray(und[..., 0]),
+                                  np.ascontiguousarray(und[..., 1]))
         return self._maps["dist"]
 
 
@@ -258,15 +266,17 @@ class Calibration:
     path: str = ""
 
     def camera(self, name: str) -> CameraCalibration:
-        """The named camera ("front_center" or "cam_front_center"). Raises KeyError listing the known names."""
+        """The named camera ("front_center" or "cam_front_center"). Raises KeyError listing the
+        known names."""
         key = name[4:] if name.startswith("cam_") else name
         if key not in self.cameras:
             raise KeyError(f"{self.path}: no camera {name!r}; known: {sorted(self.cameras)}")
         return self.cameras[key]
 
     def view(self, name: str) -> np.ndarray:
-        """4x4 view -> vehicle transform of "vehicle", a camera ("front_center", "cam_front_center")
-        or a lidar ("lidar_front_center" or a lidar name not shadowed by a camera)."""
+        """4x4 view -> vehicle transform of "vehicle", a camera ("front_center",
+        "cam_front_center") or a lidar ("lidar_front_center" or a lidar name not shadowed by a
+        camera)."""
         if name == "vehicle":
             return self.vehicle_view
         if name.startswith("lidar_") and name[6:] in self.lidar_views:
@@ -276,7 +286,8 @@ class Calibration:
             return self.cameras[key].view_to_vehicle
         if key in self.lidar_views:
             return self.lidar_views[key]
-        raise KeyError(f"{self.path}: no view {name!r}; cameras {sorted(self.cameras)}, lidars {sorted(self.lidar_views)}")
+        raise KeyError(f"{self.path}: no view {name!r}; cameras {sorted(self.cameras)}, lidars "
+                       f"{sorted(self.lidar_views)}")
 
     def transform(self, src: str, dst: str) -> np.ndarray:
         """4x4 transform taking points in view ``src`` to view ``dst``: ``inv(T_dst) @ T_src``."""
@@ -285,7 +296,8 @@ class Calibration:
     def scaled(self, resolution: Tuple[int, int]) -> "Calibration":
         """Copy with every camera adapted to ``resolution`` (width, height); see
         :meth:`CameraCalibration.scaled`."""
-        return dataclasses.replace(self, cameras={k: c.scaled(resolution) for k, c in self.cameras.items()},
+        return dataclasses.replace(self, cameras={k: c.scaled(resolution)
+                                                  for k, c in self.cameras.items()},
                                    lidar_views={k: v.copy() for k, v in self.lidar_views.items()})
 
     def to_json_dict(self) -> Dict[str, Any]:
@@ -293,7 +305,8 @@ class Calibration:
         Lets a generator write the calibration it used next to its data."""
         cams = {}
         for k, c in self.cameras.items():
-            cams[k] = {"tstamp_delay": c.tstamp_delay, "view": transform_to_view(c.view_to_vehicle),
+            cams[k] = {"tstamp_delay": c.tstamp_delay,
+                       "view": transform_to_view(c.view_to_vehicle),
                        "CamMatrix": np.asarray(c.cam_matrix).tolist(),
                        "CamMatrixOriginal": np.asarray(c.cam_matrix_original).tolist(),
                        "Distortion": [np.asarray(c.distortion).reshape(-1).tolist()],
@@ -326,7 +339,8 @@ def parse_calibration(cfg: Dict[str, Any], path: str = "<dict>") -> Calibration:
         lens = str(c.get("Lens", "Telecam"))
         dist = _matrix(c, "Distortion", (-1,), where)
         if lens.lower() == "fisheye" and dist.size < 4:
-            raise CalibrationError(f"{where}: Fisheye needs 4 distortion coefficients, got {dist.size}")
+            raise CalibrationError(f"{where}: Fisheye needs 4 distortion coefficients, got "
+                                   f"{dist.size}")
         res = c.get("Resolution")
         if res is None or len(res) != 2:
             raise CalibrationError(f"{where}: missing or bad 'Resolution' (expected [cols, rows])")
@@ -384,21 +398,25 @@ def undistort_image(img: np.ndarray, cam: CameraCalibration, interpolation: Opti
         interpolation = cv2.INTER_LINEAR
     h, w = img.shape[:2]
     if (w, h) != (cam.width, cam.height):
-        raise ValueError(f"image is {w}x{h} but camera {cam.name} is calibrated for {cam.width}x{cam.height}")
+        raise ValueError(f"image is {w}x{h} but camera {cam.name} is calibrated for "
+                         f"{cam.width}x{cam.height}")
     mx, my = cam.undistort_maps()
-    return cv2.remap(img, mx, my, interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=(border_value,) * 4)
+    return cv2.remap(img, mx, my, interpolation, borderMode=cv2.BORDER_CONSTANT,
+                     borderValue=(border_value,) * 4)
 
 
-def distort_image(img: np.ndarray, cam: CameraCalibration, interpolation: Optional[int] = None) -> np.ndarray:
-    """Inverse of :func:`undistort_image`: an undistorted image (``CamMatrix``) -> the raw distorted
-    image A2D2 stores (``CamMatrixOriginal`` + ``Distortion``), by inverse mapping. Use
+def distort_image(img: np.ndarray, cam: CameraCalibration,
+                  interpolation: Optional[int] = None) -> np.ndarray:
+    """Inverse of :func:`undistort_image`: an undistorted image (``CamMatrix``) -> the raw
+    distorted image A2D2 stores (``CamMatrixOriginal`` + ``Distortion``), by inverse mapping. Use
     ``cv2.INTER_NEAREST`` for label images. Raises ValueError on a size mismatch."""
     import cv2
     if interpolation is None:
         interpolation = cv2.INTER_LINEAR
     h, w = img.shape[:2]
     if (w, h) != (cam.width, cam.height):
-        raise ValueError(f"image is {w}x{h} but camera {cam.name} is calibrated for {cam.width}x{cam.height}")
+        raise ValueError(f"image is {w}x{h} but camera {cam.name} is calibrated for "
+                         f"{cam.width}x{cam.height}")
     mx, my = cam.distort_maps()
     return cv2.remap(img, mx, my, interpolation, borderMode=cv2.BORDER_REPLICATE)
 
@@ -410,5 +428,6 @@ def camera_info_matrices(cam: CameraCalibration) -> Dict[str, Any]:
     K = np.asarray(cam.cam_matrix, dtype=np.float64)
     P = np.zeros((3, 4))
     P[:, :3] = K
-    return {"k": K.reshape(9).copy(), "p": P.reshape(12), "r": np.eye(3).reshape(9), "d": np.zeros(5),
+    return {"k": K.reshape(9).copy(), "p": P.reshape(12), "r": np.eye(3).reshape(9),
+            "d": np.zeros(5),
             "distortion_model": "plumb_bob", "width": cam.width, "height": cam.height}

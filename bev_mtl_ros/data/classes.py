@@ -3,8 +3,9 @@
 A2D2's ``class_list.json`` (packaged unmodified in ``bev_mtl_ros/data/a2d2/``, CC BY-ND 4.0,
 Audi AG) maps 55 RGB colours (``"#ff0000": "Car 1"``) to class names. Numbered variants
 ("Car 1".."Car 4", "Truck 1".."Truck 3", ...) are instances of one class; merged, there are 38
-classes. The merged class id is the index in :data:`bev_mtl_ros.model.contract.A2D2_SEMANTIC_CLASSES`
-(order of first appearance in ``class_list.json``).
+classes. The merged class id is the index in
+:data:`bev_mtl_ros.model.contract.A2D2_SEMANTIC_CLASSES` (order of first appearance in
+``class_list.json``).
 
 Label images are converted with a vectorised lookup: each RGB pixel is packed into one 24-bit
 integer ``(r << 16) | (g << 8) | b``; the sorted table of the 55 packed colours
@@ -76,13 +77,15 @@ class ClassMap:
         colours: (55, 3) uint8 RGB of every colour in file order.
         colour_names: the 55 original names ("Car 1", ...).
         colour_class_ids: (55,) uint8 merged class id of each colour.
-        class_id_to_colour: (38, 3) uint8 palette, first colour of each merged class (for overlays).
-        sorted_keys / sorted_ids: packed 24-bit colours (sorted, int32) and their class ids (uint8).
+        class_id_to_colour: (38, 3) uint8 palette, first colour of each merged class (for
+        overlays). sorted_keys / sorted_ids: packed 24-bit colours (sorted, int32) and their class
+        ids (uint8).
     Raises:
         ValueError naming the file when a colour or a (merged) class name is unknown.
     """
 
-    def __init__(self, path: str = CLASS_LIST_PATH, class_names: Iterable[str] = A2D2_SEMANTIC_CLASSES):
+    def __init__(self, path: str = CLASS_LIST_PATH,
+                 class_names: Iterable[str] = A2D2_SEMANTIC_CLASSES):
         self.path = path
         self.class_names = tuple(class_names)
         with open(path, "r", encoding="utf-8") as f:
@@ -96,7 +99,8 @@ class ClassMap:
                 raise ValueError(f"{path}: {e}") from None
             m = merged_name(name)
             if m not in index:
-                raise ValueError(f"{path}: class {name!r} (merged {m!r}) is not in the contract's classes")
+                raise ValueError(f"{path}: class {name!r} (merged {m!r}) is not in the contract's "
+                                 "classes")
             colours.append(rgb)
             names.append(name)
             ids.append(index[m])
@@ -127,7 +131,8 @@ class ClassMap:
             self._dense = lut
         return self._dense
 
-    def rgb_to_ids(self, label_rgb: np.ndarray, path: Optional[str] = None, strict: bool = True) -> np.ndarray:
+    def rgb_to_ids(self, label_rgb: np.ndarray, path: Optional[str] = None,
+                   strict: bool = True) -> np.ndarray:
         """Convert an RGB label image to merged class ids.
 
         Args:
@@ -187,7 +192,8 @@ def colour_to_class_id() -> Tuple[np.ndarray, np.ndarray]:
     return cm.sorted_keys, cm.sorted_ids
 
 
-def rgb_label_to_ids(label_rgb: np.ndarray, path: Optional[str] = None, strict: bool = True) -> np.ndarray:
+def rgb_label_to_ids(label_rgb: np.ndarray, path: Optional[str] = None,
+                     strict: bool = True) -> np.ndarray:
     """(H, W, 3) uint8 RGB A2D2 label image -> (H, W) uint8 merged class ids.
     Raises :class:`UnknownColourError` naming ``path`` and the unknown colour(s)."""
     return default_class_map().rgb_to_ids(label_rgb, path=path, strict=strict)
@@ -202,7 +208,8 @@ def ids_to_rgb(ids: np.ndarray) -> np.ndarray:
 class_id_to_colour: np.ndarray = default_class_map().class_id_to_colour
 
 #: Merged class ids (into A2D2_SEMANTIC_CLASSES) of the drivable road-surface classes.
-DRIVABLE_CLASS_IDS: Tuple[int, ...] = tuple(A2D2_SEMANTIC_CLASSES.index(n) for n in DRIVABLE_SEMANTIC_CLASSES)
+DRIVABLE_CLASS_IDS: Tuple[int, ...] = tuple(A2D2_SEMANTIC_CLASSES.index(n)
+                                            for n in DRIVABLE_SEMANTIC_CLASSES)
 
 
 def drivable_lut() -> np.ndarray:
@@ -223,7 +230,8 @@ COARSE_GROUPS: Dict[str, Tuple[str, ...]] = {
     "other flat": ("Sidewalk", "Non-drivable street", "Curbstone"),
     "vehicle": ("Car", "Truck", "Small vehicles", "Utility vehicle", "Tractor"),
     "human+bike": ("Pedestrian", "Bicycle"),
-    "object/sign/pole": ("Traffic signal", "Traffic sign", "Sidebars", "Irrelevant signs", "Road blocks",
+    "object/sign/pole": ("Traffic signal", "Traffic sign", "Sidebars", "Irrelevant signs",
+                         "Road blocks",
                          "Obstacles / trash", "Poles", "Grid structure", "Signal corpus",
                          "Electronic traffic", "Traffic guide obj.", "Animals"),
     "nature": ("Nature object",),
@@ -242,8 +250,8 @@ def coarse_group_lut(class_names: Iterable[str] = A2D2_SEMANTIC_CLASSES) -> np.n
     the ignore id 255 itself.
 
     Raises:
-        ValueError when a class name is neither in a group nor in :data:`COARSE_IGNORED` (a contract
-        with classes the grouping does not know).
+        ValueError when a class name is neither in a group nor in :data:`COARSE_IGNORED` (a
+        contract with classes the grouping does not know).
     """
     group_of = {c: g for g, members in enumerate(COARSE_GROUPS.values()) for c in members}
     lut = np.full(256, UNKNOWN_ID, dtype=np.uint8)
@@ -251,5 +259,6 @@ def coarse_group_lut(class_names: Iterable[str] = A2D2_SEMANTIC_CLASSES) -> np.n
         if name in group_of:
             lut[i] = group_of[name]
         elif name not in COARSE_IGNORED:
-            raise ValueError(f"semantic class {name!r} has no coarse group (classes.COARSE_GROUPS)")
+            raise ValueError(f"semantic class {name!r} has no coarse group "
+                             "(classes.COARSE_GROUPS)")
     return lut

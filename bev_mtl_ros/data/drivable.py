@@ -19,9 +19,9 @@ Algorithm (all vectorised, ``np.bincount`` / ``np.minimum.at``):
    ``drivable_fraction`` (default 0.5) of them lie on road-surface classes, else **0 (not
    drivable)**. Cells without painted ground points are **255 (ignored)**.
 5. **Closing** (optional, ``closing_iterations`` >= 1, default 1): far from the car the lidar scan
-   lines are further apart than a cell, leaving unobserved stripes. A binary closing (3x3, that many
-   iterations) of the drivable mask and of the not-drivable mask fills *unobserved* cells covered
-   by exactly one of the two closings; observed cells never change.
+   lines are further apart than a cell, leaving unobserved stripes. A binary closing (3x3, that
+   many iterations) of the drivable mask and of the not-drivable mask fills *unobserved* cells
+   covered by exactly one of the two closings; observed cells never change.
 
 Road-surface (drivable) classes = ``contract.DRIVABLE_SEMANTIC_CLASSES``: RD normal street,
 Drivable cobblestone, Slow drive area, Parking area, RD restricted area, Zebra crossing, Painted
@@ -74,7 +74,8 @@ def paint_points(row: np.ndarray, col: np.ndarray, semantic: np.ndarray) -> np.n
 
 
 def drivable_labels(points: np.ndarray, row: np.ndarray, col: np.ndarray, semantic: np.ndarray,
-                    contract: Optional[ModelContract] = None, ground_band: float = 0.3, min_points: int = 1,
+                    contract: Optional[ModelContract] = None, ground_band: float = 0.3,
+                    min_points: int = 1,
                     drivable_fraction: float = 0.5, closing_iterations: int = 1) -> np.ndarray:
     """BEV drivable-area label grid of one frame (see the module docstring for the algorithm).
 
@@ -96,7 +97,8 @@ def drivable_labels(points: np.ndarray, row: np.ndarray, col: np.ndarray, semant
     pts = np.asarray(points)
     n = pts.shape[0]
     if len(row) != n or len(col) != n:
-        raise ValueError(f"points ({n}), row ({len(row)}) and col ({len(col)}) must have equal length")
+        raise ValueError(f"points ({n}), row ({len(row)}) and col ({len(col)}) must have equal "
+                         "length")
     gw, gh = contract.grid_size
     x0, y0, _, x1, y1, _ = contract.point_cloud_range
     dx, dy = contract.pillar_size
@@ -116,7 +118,8 @@ def drivable_labels(points: np.ndarray, row: np.ndarray, col: np.ndarray, semant
     keep &= (x >= x0) & (x < x1) & (y >= y0) & (y < y1)
     ix = np.floor((x[keep] - x0) / dx).astype(np.int64)
     iy = np.floor((y[keep] - y0) / dy).astype(np.int64)
-    ok = (ix >= 0) & (ix < gw) & (iy >= 0) & (iy < gh)      # guard float rounding at the upper edge
+    # guard float rounding at the upper edge
+    ok = (ix >= 0) & (ix < gw) & (iy >= 0) & (iy < gh)
     cell = (iy * gw + ix)[ok]
     zk = z[keep][ok]
     ck = cls[keep][ok]
@@ -129,7 +132,8 @@ def drivable_labels(points: np.ndarray, row: np.ndarray, col: np.ndarray, semant
     lut_drv = np.zeros(256, dtype=bool)
     lut_drv[list(DRIVABLE_CLASS_IDS)] = True
     total = np.bincount(cell[ground], minlength=gh * gw)
-    drv = np.bincount(cell[ground], weights=lut_drv[ck[ground]].astype(np.float64), minlength=gh * gw)
+    drv = np.bincount(cell[ground], weights=lut_drv[ck[ground]].astype(np.float64),
+                      minlength=gh * gw)
     observed = total >= max(1, int(min_points))
     is_drv = observed & (drv >= drivable_fraction * total)
     labels[observed] = NOT_DRIVABLE
@@ -139,18 +143,21 @@ def drivable_labels(points: np.ndarray, row: np.ndarray, col: np.ndarray, semant
     if closing_iterations and closing_iterations > 0:
         from scipy.ndimage import binary_closing
         st = np.ones((3, 3), dtype=bool)
-        fill_d = binary_closing(labels == DRIVABLE, structure=st, iterations=int(closing_iterations))
-        fill_n = binary_closing(labels == NOT_DRIVABLE, structure=st, iterations=int(closing_iterations))
+        fill_d = binary_closing(labels == DRIVABLE, structure=st,
+                                iterations=int(closing_iterations))
+        fill_n = binary_closing(labels == NOT_DRIVABLE, structure=st,
+                                iterations=int(closing_iterations))
         gap = labels == IGNORE
         labels[gap & fill_d & ~fill_n] = DRIVABLE
         labels[gap & fill_n & ~fill_d] = NOT_DRIVABLE
     return labels
 
 
-def frame_drivable_labels(frame, contract: Optional[ModelContract] = None, **kw) -> Optional[np.ndarray]:
-    """:func:`drivable_labels` of an :class:`~bev_mtl_ros.data.a2d2.A2D2Frame` (needs its undistorted
-    ``semantic``; returns None when the frame has no label image). Points whose ``row``/``col`` are
-    missing (NaN) are projected with the camera's ``CamMatrix``."""
+def frame_drivable_labels(frame, contract: Optional[ModelContract] = None,
+                          **kw) -> Optional[np.ndarray]:
+    """:func:`drivable_labels` of an :class:`~bev_mtl_ros.data.a2d2.A2D2Frame` (needs its
+    undistorted ``semantic``; returns None when the frame has no label image). Points whose
+    ``row``/``col`` are missing (NaN) are projected with the camera's ``CamMatrix``."""
     if frame.semantic is None:
         return None
     row, col = frame.row, frame.col

@@ -30,8 +30,8 @@ Writes (A2D2 README; see ``a2d2-format.md``)::
   view frame), ``size`` [length, width, height], ``axis`` [0,0,1] (yaw >= 0) or [0,0,-1] (yaw < 0),
   ``rot_angle`` = |yaw| (so the Rodrigues rotation of (axis, rot_angle) is the yaw), ``3d_points``
   (8 corners in the order of A2D2's tutorial, :data:`bev_mtl_ros.data.a2d2.CORNER_SIGNS`:
-  bottom-rear-left, bottom-front-left, bottom-front-right, bottom-rear-right, then the same on top),
-  ``2d_bbox`` [x_min, y_min, x_max, y_max] (pixels in the undistorted image, clipped to it),
+  bottom-rear-left, bottom-front-left, bottom-front-right, bottom-rear-right, then the same on
+  top), ``2d_bbox`` [x_min, y_min, x_max, y_max] (pixels in the undistorted image, clipped to it),
   ``truncation`` (fraction of the unclipped 2D box outside the image), ``occlusion`` (fraction of
   the object's pixels hidden by nearer surfaces), ``alpha`` (observation angle
   yaw - atan2(y, x), wrapped to [-pi, pi)). A road user is listed when at least one of its pixels
@@ -96,7 +96,8 @@ def frame_time_us(scene: Scene, f: int) -> int:
     return (scene.start_utc + TAI_MINUS_UTC_S) * 1_000_000 + int(round(f * FRAME_DT * 1_000_000))
 
 
-def frame_paths(out_dir: str, scene: Scene, f: int, camera: str = "front_center") -> Dict[str, str]:
+def frame_paths(out_dir: str, scene: Scene, f: int,
+                camera: str = "front_center") -> Dict[str, str]:
     """A2D2 paths of frame f: keys camera, camera_json, lidar, label, label3D, clutter (the
     clutter sidecar next to the label3D file: ``<label3D stem>_clutter.json``)."""
     folder, compact = scene_names(scene)
@@ -107,7 +108,8 @@ def frame_paths(out_dir: str, scene: Scene, f: int, camera: str = "front_center"
     def p(mod: str, ext: str) -> str:
         return os.path.join(base, mod, cam_dir, f"{compact}_{mod}_{cam_file}_{num}.{ext}")
 
-    return {"camera": p("camera", "png"), "camera_json": p("camera", "json"), "lidar": p("lidar", "npz"),
+    return {"camera": p("camera", "png"), "camera_json": p("camera", "json"),
+            "lidar": p("lidar", "npz"),
             "label": p("label", "png"), "label3D": p("label3D", "json"),
             "clutter": p("label3D", "json")[:-5] + "_clutter.json"}
 
@@ -211,7 +213,8 @@ def synthesize_frame(
     label3d: Dict[str, Any] = {}
     if M:
         corners = box_corners(boxes)                       # A2D2 tutorial order
-        rng_pq = pq_ranges(_box_corners(boxes[:, :3], boxes[:, 3:6] / 2, boxes[:, 6]), np.zeros(3), 0.05)
+        rng_pq = pq_ranges(_box_corners(boxes[:, :3], boxes[:, 3:6] / 2, boxes[:, 6]), np.zeros(3),
+                           0.05)
         fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
         k = 0
         for m, o in enumerate(scene.objects):
@@ -245,21 +248,26 @@ def synthesize_frame(
     image_raw = cv2.remap(cr.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     label_ids_raw = cv2.remap(cr.label, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
     label_raw = np.asarray(class_id_to_colour)[label_ids_raw]
-    return SynthFrame(image=cr.image, label=cr.label, image_raw=image_raw, label_raw=label_raw, lidar=sc.arrays,
-                      point_cls=sc.cls, point_obj=sc.obj, boxes=boxes, classes=[o.cls for o in scene.objects],
-                      ids=[o.oid for o in scene.objects], visible_px=visible, coverage_px=cover, num_points=npts,
+    return SynthFrame(image=cr.image, label=cr.label, image_raw=image_raw, label_raw=label_raw,
+                      lidar=sc.arrays,
+                      point_cls=sc.cls, point_obj=sc.obj, boxes=boxes,
+                      classes=[o.cls for o in scene.objects],
+                      ids=[o.oid for o in scene.objects], visible_px=visible, coverage_px=cover,
+                      num_points=npts,
                       label3d=label3d, cam_tstamp=t_us, clutter_boxes=clutter_boxes,
                       clutter_classes=clutter_classes)
 
 
-def write_frame(out_dir: str, scene: Scene, f: int, fr: SynthFrame, camera: str = "front_center") -> Dict[str, str]:
+def write_frame(out_dir: str, scene: Scene, f: int, fr: SynthFrame,
+                camera: str = "front_center") -> Dict[str, str]:
     """Write one frame's five files; returns their paths (see :func:`frame_paths`)."""
     paths = frame_paths(out_dir, scene, f, camera)
     for p in paths.values():
         os.makedirs(os.path.dirname(p), exist_ok=True)
     _write_png_rgb(paths["camera"], fr.image_raw)
     with open(paths["camera_json"], "w", encoding="utf-8") as fh:
-        json.dump({"cam_name": camera, "cam_tstamp": int(fr.cam_tstamp), "lidar_ids": LIDAR_IDS}, fh, indent=4)
+        json.dump({"cam_name": camera, "cam_tstamp": int(fr.cam_tstamp), "lidar_ids": LIDAR_IDS},
+                  fh, indent=4)
     _write_png_rgb(paths["label"], fr.label_raw)
     save_npz_deterministic(paths["lidar"], fr.lidar)
     with open(paths["label3D"], "w", encoding="utf-8") as fh:
@@ -278,7 +286,8 @@ def clutter_json(boxes: np.ndarray, kinds: List[str]) -> Dict[str, Any]:
         for k, b in zip(kinds, np.asarray(boxes).reshape(-1, 7))]}
 
 
-def write_calibration(out_dir: str, width: int, height: int, source: str = CAMS_LIDARS_PATH) -> str:
+def write_calibration(out_dir: str, width: int, height: int,
+                      source: str = CAMS_LIDARS_PATH) -> str:
     """Copy A2D2's ``cams_lidars.json`` to ``<out>/cams_lidars.json`` with every camera's
     ``CamMatrix``, ``CamMatrixOriginal`` and ``Resolution`` adapted to (width, height) (see
     :meth:`CameraCalibration.scaled`); everything else is kept as in the original."""
@@ -299,8 +308,10 @@ def write_calibration(out_dir: str, width: int, height: int, source: str = CAMS_
 
 
 def _generate_scene(out_dir: str, seed: int, s: int, frames: int, cal_path: str, camera: str,
-                    lidar: Optional[LidarConfig], return_ground_truth: bool, bar: Any = None) -> Dict[str, Any]:
-    """Build and write scene ``s``; returns its name, per-frame point/box counts and ground truth."""
+                    lidar: Optional[LidarConfig], return_ground_truth: bool,
+                    bar: Any = None) -> Dict[str, Any]:
+    """Build and write scene ``s``; returns its name, per-frame point/box counts and ground
+    truth."""
     cal = load_calibration(cal_path)
     cam = cal.camera(camera)
     rig = rig_poses(cal, camera, (lidar or LidarConfig()).lidars)
@@ -318,16 +329,19 @@ def _generate_scene(out_dir: str, seed: int, s: int, frames: int, cal_path: str,
         if return_ground_truth:
             listed = np.zeros(len(fr.ids), dtype=bool)
             listed[[b["id"] for b in fr.label3d.values()]] = True
-            res["gt"].append({"scene": name, "frame": f, "paths": paths, "boxes": fr.boxes, "classes": fr.classes,
-                              "ids": fr.ids, "visible_px": fr.visible_px, "num_points": fr.num_points,
-                              "in_label3d": listed})
+            res["gt"].append({"scene": name, "frame": f, "paths": paths, "boxes": fr.boxes,
+                              "classes": fr.classes,
+                              "ids": fr.ids, "visible_px": fr.visible_px,
+                              "num_points": fr.num_points, "in_label3d": listed})
         if bar is not None:
             bar.update(1)
     return res
 
 
-def generate(out_dir: str, scenes: int = 1, frames: int = 10, seed: int = 0, width: int = 1920, height: int = 1208,
-             camera: str = "front_center", lidar: Optional[LidarConfig] = None, progress: bool = False,
+def generate(out_dir: str, scenes: int = 1, frames: int = 10, seed: int = 0, width: int = 1920,
+             height: int = 1208,
+             camera: str = "front_center", lidar: Optional[LidarConfig] = None,
+             progress: bool = False,
              return_ground_truth: bool = False, workers: int = 1) -> Dict[str, Any]:
     """Generate ``scenes`` x ``frames`` synthetic A2D2-format frames under ``out_dir``.
 
@@ -350,7 +364,8 @@ def generate(out_dir: str, scenes: int = 1, frames: int = 10, seed: int = 0, wid
         ValueError for bad counts/sizes/camera.
     """
     if camera not in ("front_center", "cam_front_center"):
-        raise ValueError(f"camera {camera!r}: the synthetic generator supports only 'front_center'")
+        raise ValueError(f"camera {camera!r}: the synthetic generator supports only "
+                         "'front_center'")
     camera = "front_center"
     if scenes < 1 or frames < 1:
         raise ValueError(f"scenes and frames must be >= 1, got {scenes}, {frames}")
@@ -369,11 +384,13 @@ def generate(out_dir: str, scenes: int = 1, frames: int = 10, seed: int = 0, wid
     results: List[Dict[str, Any]] = []
     if workers == 1 or scenes == 1:
         for s in range(scenes):
-            results.append(_generate_scene(out_dir, seed, s, frames, cal_path, camera, lidar, return_ground_truth, bar))
+            results.append(_generate_scene(out_dir, seed, s, frames, cal_path, camera, lidar,
+                                           return_ground_truth, bar))
     else:
         from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(max_workers=workers) as ex:
-            futs = [ex.submit(_generate_scene, out_dir, seed, s, frames, cal_path, camera, lidar, return_ground_truth)
+            futs = [ex.submit(_generate_scene, out_dir, seed, s, frames, cal_path, camera, lidar,
+                              return_ground_truth)
                     for s in range(scenes)]
             for fu in futs:
                 results.append(fu.result())
@@ -388,7 +405,8 @@ def generate(out_dir: str, scenes: int = 1, frames: int = 10, seed: int = 0, wid
         for k, v in r["per_class"].items():
             per_class[k] = per_class.get(k, 0) + v
     summary: Dict[str, Any] = {
-        "out_dir": out_dir, "subset_dir": os.path.join(out_dir, SUBSET), "scenes": [r["name"] for r in results],
+        "out_dir": out_dir, "subset_dir": os.path.join(out_dir, SUBSET),
+        "scenes": [r["name"] for r in results],
         "frames": total, "resolution": [width, height], "seed": seed, "seconds": dt,
         "frames_per_s": total / dt if dt > 0 else 0.0,
         "points_mean": float(np.mean([p for r in results for p in r["points"]])),
@@ -398,27 +416,34 @@ def generate(out_dir: str, scenes: int = 1, frames: int = 10, seed: int = 0, wid
     if return_ground_truth:
         summary["ground_truth"] = [g for r in results for g in r["gt"]]
     subset = os.path.join(out_dir, SUBSET)
-    others = sorted(set(os.listdir(subset)) - set(summary["scenes"])) if os.path.isdir(subset) else []
+    others = (sorted(set(os.listdir(subset)) - set(summary["scenes"])) if os.path.isdir(subset)
+              else [])
     if others:
-        warnings.warn(f"{subset} also holds {len(others)} scene folder(s) from other runs (e.g. {others[0]}); "
-                      "readers will list them too", stacklevel=2)
+        warnings.warn(f"{subset} also holds {len(others)} scene folder(s) from other runs (e.g. "
+                      f"{others[0]}); readers will list them too", stacklevel=2)
     summary["other_scenes"] = others
     return summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``bev-mtl-ros synth``."""
-    parser.add_argument("--out", required=True, help="output directory (A2D2 layout is created inside)")
+    parser.add_argument("--out", required=True,
+                        help="output directory (A2D2 layout is created inside)")
     parser.add_argument("--scenes", type=int, default=1, help="number of scenes (default 1)")
-    parser.add_argument("--frames", type=int, default=10, help="frames per scene at 10 Hz (default 10)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed = same files")
-    parser.add_argument("--width", type=int, default=1920, help="image width in pixels (default 1920)")
-    parser.add_argument("--height", type=int, default=1208, help="image height in pixels (default 1208)")
+    parser.add_argument("--frames", type=int, default=10,
+                        help="frames per scene at 10 Hz (default 10)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed (default 0); same seed = same files")
+    parser.add_argument("--width", type=int, default=1920,
+                        help="image width in pixels (default 1920)")
+    parser.add_argument("--height", type=int, default=1208,
+                        help="image height in pixels (default 1208)")
     parser.add_argument("--camera", default="front_center", help="camera (only front_center)")
     parser.add_argument(
         "--az-step", type=float, default=None, help="lidar azimuth step in degrees (default 0.2)"
     )
-    parser.add_argument("--workers", type=int, default=1, help="scenes generated in parallel processes (default 1)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="scenes generated in parallel processes (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -426,15 +451,16 @@ def main(args: argparse.Namespace) -> int:
     """Run the generator; prints a summary. Returns 0, or 2 on bad arguments."""
     lidar = LidarConfig() if args.az_step is None else LidarConfig(az_step_deg=float(args.az_step))
     try:
-        s = generate(args.out, scenes=args.scenes, frames=args.frames, seed=args.seed, width=args.width,
-                     height=args.height, camera=args.camera, lidar=lidar, progress=not args.no_progress,
-                     workers=args.workers)
+        s = generate(args.out, scenes=args.scenes, frames=args.frames, seed=args.seed,
+                     width=args.width,
+                     height=args.height, camera=args.camera, lidar=lidar,
+                     progress=not args.no_progress, workers=args.workers)
     except ValueError as e:
         print(f"bev-mtl-ros synth: error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {s['frames']} frames in {len(s['scenes'])} scene(s) to {s['subset_dir']} "
           f"({s['resolution'][0]}x{s['resolution'][1]}, {s['frames_per_s']:.2f} frames/s)")
-    print(f"lidar points/frame: {s['points_mean']:.0f}; label3D boxes/frame: {s['label3d_boxes_mean']:.1f}; "
-          f"boxes per class: {s['boxes_per_class']}")
+    print(f"lidar points/frame: {s['points_mean']:.0f}; label3D boxes/frame: "
+          f"{s['label3d_boxes_mean']:.1f}; boxes per class: {s['boxes_per_class']}")
     print(f"calibration: {s['calibration']}")
     return 0

@@ -54,7 +54,8 @@ from bev_mtl_ros.geometry import CORNER_SIGNS, box_corners_3d
 SKY, GROUND = -1, -2
 
 # 12 edges of a box as pairs of corner indices (corners = all sign combinations, see _corners)
-_SIGNS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
+_SIGNS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)],
+                  dtype=np.float64)
 _EDGES = np.array([(i, j) for i in range(8) for j in range(i + 1, 8)
                    if np.sum(_SIGNS[i] != _SIGNS[j]) == 1])
 # index of each _SIGNS corner in bev_mtl_ros.geometry.CORNER_SIGNS order
@@ -117,7 +118,8 @@ class FramePrims:
         return int(self.box_c.shape[0])
 
 
-def frame_prims(scene: Scene, f: int, x_range: Tuple[float, float] = (-40.0, 160.0)) -> Tuple[FramePrims, np.ndarray]:
+def frame_prims(scene: Scene, f: int,
+                x_range: Tuple[float, float] = (-40.0, 160.0)) -> Tuple[FramePrims, np.ndarray]:
     """Primitives of frame ``f`` in that frame's camera view frame.
 
     Returns:
@@ -128,15 +130,18 @@ def frame_prims(scene: Scene, f: int, x_range: Tuple[float, float] = (-40.0, 160
     poses = scene.object_poses(f)
     poses_v = poses.copy()
     poses_v[:, :3] -= ego
-    bc, bh, by, bcls, bmat, bcol, baux, bobj = ([st.box_c - ego], [st.box_h], [st.box_yaw], [st.box_cls], [st.box_mat],
-                                                [st.box_col], [st.box_aux], [np.full(len(st.box_yaw), -1, np.int32)])
+    bc, bh, by, bcls, bmat, bcol, baux, bobj = ([st.box_c - ego], [st.box_h], [st.box_yaw],
+                                                [st.box_cls], [st.box_mat],
+                                                [st.box_col], [st.box_aux],
+                                                [np.full(len(st.box_yaw), -1, np.int32)])
     for m, o in enumerate(scene.objects):
         x, y, z, yaw = poses_v[m]
         if not (x_range[0] < x < x_range[1]):
             continue
         c, s = np.cos(yaw), np.sin(yaw)
         off = np.array([p.offset for p in o.parts], dtype=np.float64)
-        cen = np.stack([x + c * off[:, 0] - s * off[:, 1], y + s * off[:, 0] + c * off[:, 1], z + off[:, 2]], axis=1)
+        cen = np.stack([x + c * off[:, 0] - s * off[:, 1], y + s * off[:, 0] + c * off[:, 1], z
+                        + off[:, 2]], axis=1)
         n = len(o.parts)
         bc.append(cen)
         bh.append(np.array([p.half for p in o.parts], dtype=np.float64))
@@ -156,8 +161,10 @@ def frame_prims(scene: Scene, f: int, x_range: Tuple[float, float] = (-40.0, 160
     fp = FramePrims(box_c=box_c[keep_b], box_h=box_h[keep_b], box_yaw=np.concatenate(by)[keep_b],
                     box_cls=np.concatenate(bcls)[keep_b], box_mat=np.concatenate(bmat)[keep_b],
                     box_col=np.concatenate(bcol)[keep_b], box_aux=np.concatenate(baux)[keep_b],
-                    box_obj=np.concatenate(bobj)[keep_b], sph_c=sph_c[keep_s], sph_r=st.sph_r[keep_s],
-                    sph_cls=st.sph_cls[keep_s], sph_mat=st.sph_mat[keep_s], sph_col=st.sph_col[keep_s],
+                    box_obj=np.concatenate(bobj)[keep_b], sph_c=sph_c[keep_s],
+                    sph_r=st.sph_r[keep_s],
+                    sph_cls=st.sph_cls[keep_s], sph_mat=st.sph_mat[keep_s],
+                    sph_col=st.sph_col[keep_s],
                     sph_obj=np.full(int(keep_s.sum()), -1, np.int32), ego=ego, road=scene.road,
                     ground=scene.road.ground_planes())
     return fp, poses_v
@@ -205,10 +212,10 @@ class RayGrid:
 
     Attributes:
         origin: (3,) float64. p: (W,) per column, strictly decreasing. q: (H, 1) (camera) or (H, W)
-        (lidar); row_key: (H,) strictly decreasing per-row key equal to q (camera) or tan(elevation)
-        (lidar); col_cos: (W,) cos(azimuth) for the lidar (None for the camera). near: minimum t.
-        rot: (3,3) rotation taking grid-frame directions to the view frame (None = identity): a
-        ray's view-frame direction is ``rot @ (1, p, q)`` (tilted lidar scanners).
+        (lidar); row_key: (H,) strictly decreasing per-row key equal to q (camera) or
+        tan(elevation) (lidar); col_cos: (W,) cos(azimuth) for the lidar (None for the camera).
+        near: minimum t. rot: (3,3) rotation taking grid-frame directions to the view frame (None =
+        identity): a ray's view-frame direction is ``rot @ (1, p, q)`` (tilted lidar scanners).
     """
 
     origin: np.ndarray
@@ -239,7 +246,8 @@ class RayGrid:
         return int(self.row_key.shape[0]), int(self.p.shape[0])
 
     def window(self, r: np.ndarray) -> Optional[Tuple[int, int, int, int]]:
-        """Rows/cols [r0, r1) x [c0, c1) of the rays inside a (p, q) range r = [pmin, pmax, qmin, qmax]."""
+        """Rows/cols [r0, r1) x [c0, c1) of the rays inside a (p, q) range r = [pmin, pmax, qmin,
+        qmax]."""
         if np.isnan(r).any():
             return None
         pm, pM, qm, qM = r
@@ -369,8 +377,8 @@ def cast(grid: RayGrid, fp: FramePrims, far: float = 1000.0,
             sub_t[upd] = tmin_b[upd]
             prim[r0:r1, c0:c1][upd] = i
             # face: axis of the entering slab, side opposite to the ray direction
-            axis = np.where(np.broadcast_to(tnz, upd.shape) >= np.broadcast_to(txy_n, upd.shape), 2,
-                            np.where(np.broadcast_to(tnx >= tny, upd.shape), 0, 1))
+            axis = np.where(np.broadcast_to(tnz, upd.shape) >= np.broadcast_to(txy_n, upd.shape),
+                            2, np.where(np.broadcast_to(tnx >= tny, upd.shape), 0, 1))
             dsel = np.where(
                 axis == 0,
                 np.broadcast_to(dx, upd.shape),
@@ -430,7 +438,8 @@ def _fmod(x: np.ndarray, m: float) -> np.ndarray:
 def _hash01(ix: np.ndarray, iy: np.ndarray, salt: int = 0) -> np.ndarray:
     """Deterministic pseudo-random value in [0, 1) per integer lattice cell (integer hash)."""
     with np.errstate(over="ignore"):
-        h = (ix.astype(np.uint32) * np.uint32(73856093)) ^ (iy.astype(np.uint32) * np.uint32(19349663)) \
+        h = (ix.astype(np.uint32) * np.uint32(73856093)) \
+            ^ (iy.astype(np.uint32) * np.uint32(19349663)) \
             ^ np.uint32((salt * 83492791) & 0xFFFFFFFF)
         h = (h ^ (h >> np.uint32(13))) * np.uint32(1274126177)
         h = h ^ (h >> np.uint32(16))
@@ -468,7 +477,8 @@ class Surface:
     obj: np.ndarray
 
 
-def surface(fp: FramePrims, o: np.ndarray, p: np.ndarray, q: np.ndarray, t: np.ndarray, prim: np.ndarray,
+def surface(fp: FramePrims, o: np.ndarray, p: np.ndarray, q: np.ndarray, t: np.ndarray,
+            prim: np.ndarray,
             face: np.ndarray, want_colour: bool, rot: Optional[np.ndarray] = None) -> Surface:
     """Semantic class, normal, base colour and reflectance of ray hits.
 
@@ -601,7 +611,8 @@ def surface(fp: FramePrims, o: np.ndarray, p: np.ndarray, q: np.ndarray, t: np.n
         obj[smk] = fp.sph_obj[j]
         if want_colour:
             ix = np.floor((pts[smk, 0] + ego[0]) * 4).astype(np.int64)
-            iz = np.floor(pts[smk, 2] * 4).astype(np.int64) + np.floor(pts[smk, 1] * 4).astype(np.int64) * 131
+            iz = (np.floor(pts[smk, 2] * 4).astype(np.int64)
+                  + np.floor(pts[smk, 1] * 4).astype(np.int64) * 131)
             colour[smk] = fp.sph_col[j] * (0.7 + 0.6 * _hash01(ix, iz, 3))[:, None]
     return Surface(points=pts, cls=cls, normal=normal, colour=colour, reflect=refl, obj=obj)
 
@@ -628,8 +639,8 @@ def camera_grid(K: np.ndarray, width: int, height: int) -> RayGrid:
     return RayGrid(origin=np.zeros(3), p=p, q=q[:, None], row_key=q, col_cos=None, near=0.05)
 
 
-def shadow_mask(fp: FramePrims, grid: RayGrid, pts: np.ndarray, normal: np.ndarray, valid: np.ndarray,
-                sun: np.ndarray) -> np.ndarray:
+def shadow_mask(fp: FramePrims, grid: RayGrid, pts: np.ndarray, normal: np.ndarray,
+                valid: np.ndarray, sun: np.ndarray) -> np.ndarray:
     """Hard shadows: True where the ray from a surface point towards the sun hits a box or a
     sphere (tree crown).
 
@@ -648,9 +659,11 @@ def shadow_mask(fp: FramePrims, grid: RayGrid, pts: np.ndarray, normal: np.ndarr
         return shadow
     casters = np.nonzero(fp.box_mat != MAT_SIDEWALK)[0]
     org = pts + normal * np.float32(0.02)
-    corners = _box_corners(fp.box_c[casters], fp.box_h[casters], fp.box_yaw[casters])    # (C, 8, 3)
+    # (C, 8, 3)
+    corners = _box_corners(fp.box_c[casters], fp.box_h[casters], fp.box_yaw[casters])
     drop = (corners[..., 2] - GROUND_Z) / s[2]
-    ground = corners - drop[..., None] * s                                                  # shadow on the ground
+    # shadow on the ground
+    ground = corners - drop[..., None] * s
     allp = np.concatenate([corners, ground], axis=1)
     lo, hi = allp.min(axis=1), allp.max(axis=1)
     aabb = _box_corners((lo + hi) / 2, (hi - lo) / 2, np.zeros(casters.size))
@@ -669,7 +682,8 @@ def shadow_mask(fp: FramePrims, grid: RayGrid, pts: np.ndarray, normal: np.ndarr
         bx, by, bz = (float(v_) for v_ in fp.box_c[i])
         rx, ry, rz = o[..., 0] - bx, o[..., 1] - by, o[..., 2] - bz
         ox, oy = cs * rx + sn * ry, -sn * rx + cs * ry
-        dx, dy, dz = cs * float(s[0]) + sn * float(s[1]), -sn * float(s[0]) + cs * float(s[1]), float(s[2])
+        dx, dy, dz = (cs * float(s[0]) + sn * float(s[1]), -sn * float(s[0]) + cs * float(s[1]),
+                      float(s[2]))
         hx, hy, hz = (float(v_) for v_ in fp.box_h[i])
         tmin = np.zeros(v.shape, dtype=np.float32)
         tmax = np.full(v.shape, np.inf, dtype=np.float32)
@@ -774,7 +788,8 @@ def render_camera(fp: FramePrims, K: np.ndarray, width: int, height: int, sun: n
     t = hits.t.astype(np.float32).reshape(-1)
     prim = hits.prim.reshape(-1)
     hit = prim != SKY
-    srf = surface(fp, grid.origin, P[hit], Q[hit], t[hit], prim[hit], hits.face.reshape(-1)[hit], True)
+    srf = surface(fp, grid.origin, P[hit], Q[hit], t[hit], prim[hit], hits.face.reshape(-1)[hit],
+                  True)
     label = np.full(H * W, CID["Sky"], dtype=np.uint8)
     label[hit] = srf.cls
     obj = np.full(H * W, -1, dtype=np.int32)
@@ -799,7 +814,8 @@ def render_camera(fp: FramePrims, K: np.ndarray, width: int, height: int, sun: n
         lit = lam > 0
         valid = np.zeros(H * W, dtype=bool)
         valid[np.nonzero(hit)[0][lit]] = True
-        sh = shadow_mask(fp, grid, pts.reshape(H, W, 3), nrm.reshape(H, W, 3), valid.reshape(H, W), sun)
+        sh = shadow_mask(fp, grid, pts.reshape(H, W, 3), nrm.reshape(H, W, 3), valid.reshape(H, W),
+                         sun)
         lam = np.where(sh.reshape(-1)[hit], np.float32(0.0), lam)
     if overcast:
         shade = 0.72 + 0.18 * np.clip(srf.normal[:, 2], 0.0, 1.0)

@@ -174,7 +174,8 @@ class Road:
         cls = np.full(d.shape, CID["Nature object"], dtype=np.uint8)
         kind = np.full(d.shape, 3, dtype=np.int8)
         rr, ll = self.right_edge, self.left_edge
-        side = ((d < rr) & (d >= rr - self.sidewalk_w[0])) | ((d > ll) & (d <= ll + self.sidewalk_w[1]))
+        side = (((d < rr) & (d >= rr - self.sidewalk_w[0]))
+                | ((d > ll) & (d <= ll + self.sidewalk_w[1])))
         cls[side] = CID["Sidewalk"]
         kind[side] = 2
         road = (d >= rr) & (d <= ll)
@@ -340,7 +341,8 @@ class Scene:
 
 
 # ------------------------------------------------------------------------------------- parts
-def _vehicle_parts(cls: str, l: float, w: float, h: float, colour, rng: np.random.Generator) -> List[Part]:
+def _vehicle_parts(cls: str, length: float, w: float, h: float, colour,
+                   rng: np.random.Generator) -> List[Part]:
     """Body/cabin/wheel boxes of a vehicle of size (l, w, h), centred on its box."""
     car = CID["Truck"] if cls == "Truck" else CID["Car"]
     dark = (0.08, 0.08, 0.08)
@@ -349,27 +351,30 @@ def _vehicle_parts(cls: str, l: float, w: float, h: float, colour, rng: np.rando
     parts: List[Part] = []
     if cls == "Truck":
         cab_l = 2.2
-        parts.append(Part((l / 2 - cab_l / 2, 0, b + 0.45 + (0.85 * h - 0.45) / 2), (cab_l / 2, w / 2, (0.85 * h - 0.45) / 2),
-                          car, MAT_PAINT, colour))
-        parts.append(Part((l / 2 - 0.05, 0, b + 0.55 * h), (0.05, w / 2 - 0.1, 0.15 * h), car, MAT_GLASS, glass))
-        cargo_l = l - cab_l - 0.2
+        parts.append(Part((length / 2 - cab_l / 2, 0, b + 0.45 + (0.85 * h - 0.45) / 2),
+                          (cab_l / 2, w / 2, (0.85 * h - 0.45) / 2), car, MAT_PAINT, colour))
+        parts.append(Part((length / 2 - 0.05, 0, b + 0.55 * h), (0.05, w / 2 - 0.1, 0.15 * h), car,
+                          MAT_GLASS, glass))
+        cargo_l = length - cab_l - 0.2
         cargo_col = tuple(float(c) for c in rng.choice(_FACADES[[2, 3, 0]]))
-        parts.append(Part((-l / 2 + cargo_l / 2, 0, b + 0.9 + (h - 0.9) / 2), (cargo_l / 2, w / 2, (h - 0.9) / 2),
-                          car, MAT_PLAIN, cargo_col))
-        parts.append(Part((-0.1, 0, b + 0.45), (l / 2 - 0.3, w / 2 - 0.05, 0.45), car, MAT_TYRE, dark))
+        parts.append(Part((-length / 2 + cargo_l / 2, 0, b + 0.9 + (h - 0.9) / 2),
+                          (cargo_l / 2, w / 2, (h - 0.9) / 2), car, MAT_PLAIN, cargo_col))
+        parts.append(Part((-0.1, 0, b + 0.45), (length / 2 - 0.3, w / 2 - 0.05, 0.45), car,
+                          MAT_TYRE, dark))
         return parts
     body_h = (0.6 if cls == "VanSUV" else 0.55) * h
-    cab_l = (0.75 if cls == "VanSUV" else 0.5) * l
-    cab_x = (-0.08 if cls == "VanSUV" else -0.06) * l
-    parts.append(Part((0, 0, b + 0.15 + (body_h - 0.15) / 2), (l / 2, w / 2, (body_h - 0.15) / 2), car, MAT_PAINT, colour))
-    parts.append(Part((cab_x, 0, b + body_h + (h - body_h) / 2), (cab_l / 2, 0.46 * w, (h - body_h) / 2),
-                      car, MAT_GLASS, glass))
-    for ax in (0.32 * l, -0.32 * l):
+    cab_l = (0.75 if cls == "VanSUV" else 0.5) * length
+    cab_x = (-0.08 if cls == "VanSUV" else -0.06) * length
+    parts.append(Part((0, 0, b + 0.15 + (body_h - 0.15) / 2),
+                      (length / 2, w / 2, (body_h - 0.15) / 2), car, MAT_PAINT, colour))
+    parts.append(Part((cab_x, 0, b + body_h + (h - body_h) / 2),
+                      (cab_l / 2, 0.46 * w, (h - body_h) / 2), car, MAT_GLASS, glass))
+    for ax in (0.32 * length, -0.32 * length):
         parts.append(Part((ax, 0, b + 0.32), (0.32, 0.49 * w, 0.32), car, MAT_TYRE, dark))
     return parts
 
 
-def _bicycle_parts(l: float, h_wheel: float, b: float, colour, x0: float = 0.0) -> List[Part]:
+def _bicycle_parts(length: float, h_wheel: float, b: float, colour, x0: float = 0.0) -> List[Part]:
     """Two wheels (hollow square rings of the wheel's diameter, 5 cm tyres), frame tube, handlebar
     and saddle of a bicycle of length l whose wheels stand at box-frame height b, centred at x0."""
     bike = CID["Bicycle"]
@@ -377,7 +382,7 @@ def _bicycle_parts(l: float, h_wheel: float, b: float, colour, x0: float = 0.0) 
     dark = (0.06, 0.06, 0.06)
     tyre = 0.03
     parts: List[Part] = []
-    for wx in (x0 + l / 2 - r, x0 - l / 2 + r):
+    for wx in (x0 + length / 2 - r, x0 - length / 2 + r):
         parts += [
             Part((wx, 0, b + tyre), (r, 0.03, tyre), bike, MAT_TYRE, dark),
             Part((wx, 0, b + 2 * r - tyre), (r, 0.03, tyre), bike, MAT_TYRE, dark),
@@ -385,13 +390,14 @@ def _bicycle_parts(l: float, h_wheel: float, b: float, colour, x0: float = 0.0) 
             Part((wx + r - tyre, 0, b + r), (tyre, 0.03, r - 2 * tyre), bike, MAT_TYRE, dark),
         ]
     return parts + [
-        Part((x0, 0, b + 1.25 * r), (l / 2 - r, 0.025, 0.04), bike, MAT_PAINT, colour),
+        Part((x0, 0, b + 1.25 * r), (length / 2 - r, 0.025, 0.04), bike, MAT_PAINT, colour),
         Part(
-            (x0 + l / 2 - r - 0.05, 0, b + 2 * r + 0.2), (0.03, 0.25, 0.03), bike, MAT_METAL, dark
+            (x0 + length / 2 - r - 0.05, 0, b + 2 * r + 0.2), (0.03, 0.25, 0.03),
+            bike, MAT_METAL, dark
         ),
-        Part((x0 - 0.12 * l, 0, b + 2 * r + 0.12), (0.1, 0.06, 0.03), bike, MAT_PLAIN, dark),
+        Part((x0 - 0.12 * length, 0, b + 2 * r + 0.12), (0.1, 0.06, 0.03), bike, MAT_PLAIN, dark),
         Part(
-            (x0 + l / 2 - r - 0.05, 0, b + 1.6 * r),
+            (x0 + length / 2 - r - 0.05, 0, b + 1.6 * r),
             (0.025, 0.025, 0.6 * r + 0.17),
             bike,
             MAT_PAINT,
@@ -400,7 +406,8 @@ def _bicycle_parts(l: float, h_wheel: float, b: float, colour, x0: float = 0.0) 
     ]
 
 
-def _person_parts(l: float, w: float, h: float, rng: np.random.Generator, cyclist: bool) -> List[Part]:
+def _person_parts(length: float, w: float, h: float, rng: np.random.Generator,
+                  cyclist: bool) -> List[Part]:
     """A person of height h as boxes: two legs (trousers), torso and two arms (top), skin-coloured
     head and hands, hair; a cyclist sits on a bicycle (wheels, frame, handlebar) with a leaning
     torso and arms reaching to the handlebar. Clothing colours vary (dark to bright)."""
@@ -422,8 +429,8 @@ def _person_parts(l: float, w: float, h: float, rng: np.random.Generator, cyclis
     if not cyclist:
         leg_h = 0.47 * h
         torso_h = h - leg_h - 2 * head - 0.04
-        stride = float(rng.uniform(-0.12, 0.12)) * min(1.0, l / 0.6)
-        hl = min(l / 2 - 0.07, 0.2)
+        stride = float(rng.uniform(-0.12, 0.12)) * min(1.0, length / 0.6)
+        hl = min(length / 2 - 0.07, 0.2)
         parts = [
             Part(
                 (float(np.clip(stride, -hl, hl)), 0.09, b + leg_h / 2),
@@ -474,40 +481,43 @@ def _person_parts(l: float, w: float, h: float, rng: np.random.Generator, cyclis
         return parts
     bike_col = tuple(float(c) for c in rng.uniform(0.1, 0.9, 3))
     wheel = min(0.7, 0.42 * h)
-    parts = _bicycle_parts(l, wheel, b, bike_col)
+    parts = _bicycle_parts(length, wheel, b, bike_col)
     seat_z = b + wheel + 0.15
     torso_h = h / 2 - 2 * head - 0.02 - seat_z
     return parts + [
-        Part((-0.12 * l + 0.05, 0.1, seat_z - 0.2), (0.07, 0.06, 0.25), ped, MAT_CLOTH, legs),
-        Part((-0.12 * l + 0.15, -0.1, seat_z - 0.15), (0.07, 0.06, 0.25), ped, MAT_CLOTH, legs),
+        Part((-0.12 * length + 0.05, 0.1, seat_z - 0.2), (0.07, 0.06, 0.25), ped, MAT_CLOTH, legs),
+        Part((-0.12 * length + 0.15, -0.1, seat_z - 0.15), (0.07, 0.06, 0.25), ped, MAT_CLOTH,
+             legs),
         Part(
-            (-0.12 * l + 0.1, 0, seat_z + 0.04 + torso_h / 2),
+            (-0.12 * length + 0.1, 0, seat_z + 0.04 + torso_h / 2),
             (0.14, shoulder_w - 0.05, torso_h / 2),
             ped,
             MAT_CLOTH,
             top,
         ),
         Part(
-            (0.1 * l + 0.05, 0.18, seat_z + 0.04 + 0.6 * torso_h),
+            (0.1 * length + 0.05, 0.18, seat_z + 0.04 + 0.6 * torso_h),
             (0.2, 0.04, 0.04),
             ped,
             MAT_CLOTH,
             top,
         ),
         Part(
-            (0.1 * l + 0.05, -0.18, seat_z + 0.04 + 0.6 * torso_h),
+            (0.1 * length + 0.05, -0.18, seat_z + 0.04 + 0.6 * torso_h),
             (0.2, 0.04, 0.04),
             ped,
             MAT_CLOTH,
             top,
         ),
-        Part((-0.12 * l + 0.18, 0, h / 2 - head - 0.01), (0.09, 0.08, head), ped, MAT_SKIN, skin),
-        Part((-0.12 * l + 0.16, 0, h / 2 - 0.03), (0.1, 0.085, 0.03), ped, MAT_CLOTH, hair),
+        Part((-0.12 * length + 0.18, 0, h / 2 - head - 0.01), (0.09, 0.08, head), ped, MAT_SKIN,
+             skin),
+        Part((-0.12 * length + 0.16, 0, h / 2 - 0.03), (0.1, 0.085, 0.03), ped, MAT_CLOTH, hair),
     ]
 
 
 # ------------------------------------------------------------------------------- collisions
-def _footprint_overlap(pa: np.ndarray, ha: Tuple[float, float], pb: np.ndarray, hb: Tuple[float, float]) -> bool:
+def _footprint_overlap(pa: np.ndarray, ha: Tuple[float, float], pb: np.ndarray,
+                       hb: Tuple[float, float]) -> bool:
     """True when two oriented rectangles overlap at any time (separating-axis test).
 
     pa, pb: (T, >=4) poses [x, y, z, yaw]; ha, hb: half (length, width) in metres.
@@ -634,12 +644,13 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
         while x < x_hi:
             xc = x + seg / 2
             cx, cy, yaw = along(xc, dc)
-            boxes.append(((cx, cy, GROUND_Z + sw_h / 2), (seg / 2 + 0.05, w / 2, sw_h / 2), yaw, CID["Sidewalk"],
-                          MAT_SIDEWALK, sw_col, float(-side)))
+            boxes.append(((cx, cy, GROUND_Z + sw_h / 2), (seg / 2 + 0.05, w / 2, sw_h / 2), yaw,
+                          CID["Sidewalk"], MAT_SIDEWALK, sw_col, float(-side)))
             x += seg
 
     # ---- buildings, trees, bushes, hedges, fences, poles, signs, signals, bollards, bins
-    static_fp: List[Tuple[np.ndarray, Tuple[float, float]]] = []   # footprints for collision checks
+    # footprints for collision checks
+    static_fp: List[Tuple[np.ndarray, Tuple[float, float]]] = []
     p_build = {"urban": 0.95, "suburban": 0.75, "country": 0.2, "highway": 0.05}[layout]
     for side in (-1, 1):
         si = 0 if side < 0 else 1
@@ -658,8 +669,8 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
             dc = sw_out + side * (setback + depth / 2)
             cx, cy, yaw = along(x + L / 2, dc)
             col = tuple(float(c) for c in rng.choice(_FACADES) * rng.uniform(0.85, 1.1))
-            boxes.append(((cx, cy, GROUND_Z + H / 2), (L / 2, depth / 2, H / 2), yaw, CID["Buildings"], MAT_BUILDING,
-                          col, 0.0))
+            boxes.append(((cx, cy, GROUND_Z + H / 2), (L / 2, depth / 2, H / 2), yaw,
+                          CID["Buildings"], MAT_BUILDING, col, 0.0))
             x += L + (rng.uniform(2, 10) if (rng.random() < 0.5 or layout != "urban") else 0.0)
         # trees in the verge (trunk + crown), bushes in front of them
         x = x_lo + rng.uniform(0, 8)
@@ -930,10 +941,12 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
         return np.asarray([r[idx] for r in rows], dtype=dtype).reshape(shape)
 
     static = StaticPrims(
-        box_c=stack(boxes, 0, (-1, 3)), box_h=stack(boxes, 1, (-1, 3)), box_yaw=stack(boxes, 2, (-1,)),
+        box_c=stack(boxes, 0, (-1, 3)), box_h=stack(boxes, 1, (-1, 3)),
+        box_yaw=stack(boxes, 2, (-1,)),
         box_cls=stack(boxes, 3, (-1,), np.uint8), box_mat=stack(boxes, 4, (-1,), np.int16),
         box_col=stack(boxes, 5, (-1, 3), np.float32), box_aux=stack(boxes, 6, (-1,), np.float32),
-        sph_c=stack(spheres, 0, (-1, 3)), sph_r=stack(spheres, 1, (-1,)), sph_cls=stack(spheres, 2, (-1,), np.uint8),
+        sph_c=stack(spheres, 0, (-1, 3)), sph_r=stack(spheres, 1, (-1,)),
+        sph_cls=stack(spheres, 2, (-1,), np.uint8),
         sph_mat=stack(spheres, 3, (-1,), np.int16), sph_col=stack(spheres, 4, (-1, 3), np.float32))
     clutter_boxes = (np.array([b for _, b in clutter], dtype=np.float64).reshape(-1, 7))
     clutter_kinds = [kd for kd, _ in clutter]
@@ -957,7 +970,8 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
                 return False
         hl = (obj.size[0] / 2 + 0.3, obj.size[1] / 2 + 0.2)
         for p, h in placed:
-            if _footprint_overlap(poses, hl, p if p.shape[0] == n_frames else np.repeat(p, n_frames, 0), h):
+            if _footprint_overlap(poses, hl,
+                                  p if p.shape[0] == n_frames else np.repeat(p, n_frames, 0), h):
                 return False
         placed.append((poses, hl))
         obj.oid = len(objects)
@@ -965,7 +979,8 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
         return True
 
     def size_of(cls: str) -> Tuple[float, float, float]:
-        return tuple(float(rng.uniform(*r)) for r in SIZE_RANGES[cls])  # type: ignore[return-value]
+        return tuple(float(rng.uniform(*r))
+                     for r in SIZE_RANGES[cls])  # type: ignore[return-value]
 
     def vehicle_class() -> str:
         u = rng.random()
@@ -973,15 +988,18 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
 
     def make_vehicle(cls: str, **kw) -> SynthObject:
         l, w, h = size_of(cls)
-        col = tuple(float(c) for c in _CAR_COLOURS[rng.integers(len(_CAR_COLOURS))] * rng.uniform(0.8, 1.1))
+        col = tuple(float(c)
+                    for c in _CAR_COLOURS[rng.integers(len(_CAR_COLOURS))] * rng.uniform(0.8, 1.1))
         col = tuple(min(c, 1.0) for c in col)
         return SynthObject(-1, cls, (l, w, h), parts=_vehicle_parts(cls, l, w, h, col, rng), **kw)
 
     scale = 1.0 + T / 5.0
-    lanes = [(-(j + 0.5) * lane_w, +1) for j in range(n_same)] + [((j + 0.5) * lane_w, -1) for j in range(n_opp)]
+    lanes = [(-(j + 0.5) * lane_w, +1)
+             for j in range(n_same)] + [((j + 0.5) * lane_w, -1) for j in range(n_opp)]
     for d, direction in lanes:
         if direction > 0:
-            v = max(0.0, ego_speed + rng.uniform(-3, 4)) if ego_speed > 0 else (0.0 if rng.random() < 0.3 else rng.uniform(3, 12))
+            v = (max(0.0, ego_speed + rng.uniform(-3, 4)) if ego_speed > 0
+                 else (0.0 if rng.random() < 0.3 else rng.uniform(3, 12)))
         else:
             v = -rng.uniform(5, 14)
         n = rng.poisson(1.6 * scale) + 1
@@ -1000,7 +1018,8 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
         d = -(n_same * lane_w) - road.park_w / 2 - 0.2
         while x < x_end + 90:
             if rng.random() < 0.55:
-                obj = make_vehicle("Car" if rng.random() < 0.75 else "VanSUV", kind="road", z_base=GROUND_Z,
+                obj = make_vehicle("Car" if rng.random() < 0.75 else "VanSUV", kind="road",
+                                   z_base=GROUND_Z,
                                    x0=x, vx=0.0, d=d, reverse=bool(rng.random() < 0.2))
                 try_add(obj)
             x += rng.uniform(5.5, 8.0)
@@ -1042,11 +1061,13 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
                 x0 = xv + ego_speed * ts - speed * ts
                 if speed == 0.0:
                     px, py, _ = along(x0, d)
-                    obj = SynthObject(-1, cls, (l, w, h), kind="line", z_base=GROUND_Z + road.sidewalk_h,
+                    obj = SynthObject(-1, cls, (l, w, h), kind="line",
+                                      z_base=GROUND_Z + road.sidewalk_h,
                                       p0=(px, py), yaw=float(rng.uniform(-np.pi, np.pi)),
                                       parts=_person_parts(l, w, h, rng, False))
                 else:
-                    obj = SynthObject(-1, cls, (l, w, h), kind="road", z_base=GROUND_Z + road.sidewalk_h,
+                    obj = SynthObject(-1, cls, (l, w, h), kind="road",
+                                      z_base=GROUND_Z + road.sidewalk_h,
                                       x0=x0, vx=speed, d=d, reverse=speed < 0,
                                       parts=_person_parts(l, w, h, rng, False))
                 if try_add(obj, need_view=ts):
@@ -1061,8 +1082,10 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
             speed = rng.uniform(1.0, 1.6)
             y_at_ts = float(road.centre_y(xw)) + rng.uniform(road.right_edge, road.left_edge)
             obj = SynthObject(-1, "Pedestrian", (l, w, h), kind="line", z_base=GROUND_Z,
-                              p0=(float(xw), y_at_ts - direction * speed * ts), v=(0.0, float(direction * speed)),
-                              yaw=float(direction * np.pi / 2), parts=_person_parts(l, w, h, rng, False))
+                              p0=(float(xw), y_at_ts - direction * speed * ts),
+                              v=(0.0, float(direction * speed)),
+                              yaw=float(direction * np.pi / 2),
+                              parts=_person_parts(l, w, h, rng, False))
             if try_add(obj, need_view=ts):
                 break
     # cyclists at the right edge of the rightmost lane (own direction) or of the oncoming side
@@ -1075,8 +1098,8 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
             d = (-(n_same * lane_w) + 0.6) if own else (n_opp * lane_w - 0.6)
             xv = rng.uniform(6, 60)
             x0 = xv + ego_speed * ts - v * ts
-            obj = SynthObject(-1, "Cyclist", (l, w, h), kind="road", z_base=GROUND_Z, x0=x0, vx=v, d=d,
-                              reverse=not own, parts=_person_parts(l, w, h, rng, True))
+            obj = SynthObject(-1, "Cyclist", (l, w, h), kind="road", z_base=GROUND_Z, x0=x0, vx=v,
+                              d=d, reverse=not own, parts=_person_parts(l, w, h, rng, True))
             if try_add(obj, need_view=ts):
                 break
 

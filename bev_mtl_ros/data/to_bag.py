@@ -5,16 +5,20 @@
 
 Topics and frame ids (``<cam>`` = camera name, e.g. ``front_center``):
 
-=====================================  ===================================  ==========================
+=====================================  ===================================
+                                       ==========================
 topic                                  type                                 frame_id
-=====================================  ===================================  ==========================
+=====================================  ===================================
+                                       ==========================
 /a2d2/lidar/points                     sensor_msgs/PointCloud2              cam_<cam>, or base_link
 /a2d2/camera/<cam>/image_rect          sensor_msgs/Image rgb8 (undistorted) cam_<cam>_optical
 /a2d2/camera/<cam>/camera_info         sensor_msgs/CameraInfo               cam_<cam>_optical
-/tf_static (once, transient_local)     tf2_msgs/TFMessage                   base_link -> cam_<cam> -> cam_<cam>_optical
+/tf_static (once, transient_local)     tf2_msgs/TFMessage                   base_link -> cam_<cam>
+                                       -> cam_<cam>_optical
 /a2d2/ground_truth/boxes               vision_msgs/Detection3DArray         cam_<cam>
 /a2d2/ground_truth/semantic            sensor_msgs/Image mono8 class ids    cam_<cam>_optical
-=====================================  ===================================  ==========================
+=====================================  ===================================
+                                       ==========================
 
 * PointCloud2 fields: x, y, z, intensity (float32; A2D2 reflectance 0..255), lidar_id (uint8),
   t (float32, seconds of the point's own timestamp relative to the header stamp); point_step 24,
@@ -36,16 +40,16 @@ topic                                  type                                 fram
   and only the converted camera's two transforms.
 
 Stamps: A2D2 time is TAI µs; ROS time is UTC: ``stamp = (t_us - 37 s) * 1000`` ns. Every message of
-a frame (cloud included) is stamped with the camera timestamp (``cam_tstamp``), so cloud/image pairs
-match exactly (an exact-time synchroniser fires); each point keeps its own time in ``t``. A frame
-without a camera sidecar uses the median of its point timestamps. The bag's receive time equals
-the header stamp.
+a frame (cloud included) is stamped with the camera timestamp (``cam_tstamp``), so cloud/image
+pairs match exactly (an exact-time synchroniser fires); each point keeps its own time in ``t``. A
+frame without a camera sidecar uses the median of its point timestamps. The bag's receive time
+equals the header stamp.
 
 Bag format: ``rosbags.rosbag2.Writer(version=8)``. ROS 2 Humble's reader decodes metadata
 fields by ``version >= N`` tests and ignores newer ones; version 8 still stores
-``offered_qos_profiles`` as a YAML string (version 9 switched to a list, which Humble cannot parse).
-Message definitions come from rosbags' ROS2_HUMBLE type store plus vision_msgs (.msg files of the
-installed package). ``custom_data`` is always set (newer readers parse it as a map).
+``offered_qos_profiles`` as a YAML string (version 9 switched to a list, which Humble cannot
+parse). Message definitions come from rosbags' ROS2_HUMBLE type store plus vision_msgs (.msg files
+of the installed package). ``custom_data`` is always set (newer readers parse it as a map).
 
 Bad frames (any :class:`A2D2FormatError`, ``OSError`` or ``ValueError`` while loading) are logged
 as a warning, counted and skipped; conversion goes on. Messages of a frame are built completely
@@ -106,7 +110,8 @@ BAG_VERSION = 8
 
 
 class BagConversionError(RuntimeError):
-    """The conversion cannot start (bad input directory, output exists, missing message definitions)."""
+    """The conversion cannot start (bad input directory, output exists, missing message
+    definitions)."""
 
 
 def topic_names(camera: str = "front_center") -> Dict[str, str]:
@@ -119,7 +124,8 @@ def frame_ids(camera: str = "front_center") -> Dict[str, str]:
     return {"base": BASE_FRAME, "view": f"cam_{camera}", "optical": f"cam_{camera}_optical"}
 
 
-# ---------------------------------------------------------------------------------------- typestore
+# ----------------------------------------------------------------------------------------
+# typestore
 def _vision_msgs_dirs() -> List[Path]:
     out: List[Path] = []
     try:
@@ -156,20 +162,23 @@ def make_typestore(store: Any = None, msg_dir: Optional[str] = None):
         if files:
             types: Dict[str, Any] = {}
             for f in files:
-                types.update(get_types_from_msg(f.read_text(encoding="utf-8"), f"vision_msgs/msg/{f.stem}"))
+                types.update(get_types_from_msg(f.read_text(encoding="utf-8"),
+                                                f"vision_msgs/msg/{f.stem}"))
             ts.register(types)
             break
     else:
         raise BagConversionError(
-            "vision_msgs message definitions not found (looked in: " + ", ".join(str(d) for d in dirs)
-            + "). Install the package's vision_msgs (pip install ./msgs/vision_msgs) or source a ROS 2 "
-              "installation that has vision_msgs.")
+            "vision_msgs message definitions not found (looked "
+            "in: " + ", ".join(str(d) for d in dirs)
+            + "). Install the package's vision_msgs (pip install ./msgs/vision_msgs) or source a "
+              "ROS 2 installation that has vision_msgs.")
     return ts
 
 
 # ---------------------------------------------------------------------------------------- messages
 def _time(ts, ns: int):
-    return ts.types["builtin_interfaces/msg/Time"](sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+    return ts.types["builtin_interfaces/msg/Time"](sec=int(ns // 1_000_000_000),
+                                                   nanosec=int(ns % 1_000_000_000))
 
 
 def _header(ts, ns: int, frame_id: str):
@@ -197,16 +206,18 @@ def cloud_array(frame: A2D2Frame, stamp_ns: int,
 
 
 def make_pointcloud2(ts, arr: np.ndarray, stamp_ns: int, frame_id: str):
-    """sensor_msgs/PointCloud2 (rosbags object) from a structured array with :data:`CLOUD_DTYPE`."""
+    """sensor_msgs/PointCloud2 (rosbags object) from a structured array with
+    :data:`CLOUD_DTYPE`."""
     PF = ts.types["sensor_msgs/msg/PointField"]
-    fields = [PF(name=n, offset=CLOUD_DTYPE.fields[n][1], datatype=_POINTFIELD_DATATYPE[CLOUD_DTYPE.fields[n][0].str
-                                                                                      .replace("|", "")],
+    fields = [PF(name=n, offset=CLOUD_DTYPE.fields[n][1],
+                 datatype=_POINTFIELD_DATATYPE[CLOUD_DTYPE.fields[n][0].str
+                                               .replace("|", "")],
                  count=1) for n in CLOUD_DTYPE.names]
     data = np.frombuffer(np.ascontiguousarray(arr).tobytes(), dtype=np.uint8)
     return ts.types["sensor_msgs/msg/PointCloud2"](
         header=_header(ts, stamp_ns, frame_id), height=1, width=int(len(arr)), fields=fields,
-        is_bigendian=False, point_step=CLOUD_DTYPE.itemsize, row_step=CLOUD_DTYPE.itemsize * int(len(arr)),
-        data=data, is_dense=False)
+        is_bigendian=False, point_step=CLOUD_DTYPE.itemsize,
+        row_step=CLOUD_DTYPE.itemsize * int(len(arr)), data=data, is_dense=False)
 
 
 def make_image(ts, img: np.ndarray, stamp_ns: int, frame_id: str, encoding: str):
@@ -215,18 +226,23 @@ def make_image(ts, img: np.ndarray, stamp_ns: int, frame_id: str, encoding: str)
     h, w = img.shape[:2]
     ch = 1 if img.ndim == 2 else img.shape[2]
     return ts.types["sensor_msgs/msg/Image"](
-        header=_header(ts, stamp_ns, frame_id), height=h, width=w, encoding=encoding, is_bigendian=0,
-        step=w * ch, data=img.reshape(-1))
+        header=_header(ts, stamp_ns, frame_id), height=h, width=w, encoding=encoding,
+        is_bigendian=0, step=w * ch, data=img.reshape(-1))
 
 
-def make_camera_info(ts, cam: CameraCalibration, stamp_ns: int, frame_id: str, size: Tuple[int, int]):
-    """sensor_msgs/CameraInfo of the undistorted image (K, P from CamMatrix; D zeros; plumb_bob)."""
+def make_camera_info(ts, cam: CameraCalibration, stamp_ns: int, frame_id: str,
+                     size: Tuple[int, int]):
+    """sensor_msgs/CameraInfo of the undistorted image (K, P from CamMatrix; D zeros;
+    plumb_bob)."""
     m = camera_info_matrices(cam)
-    roi = ts.types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    roi = ts.types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
+                                                       do_rectify=False)
     return ts.types["sensor_msgs/msg/CameraInfo"](
         header=_header(ts, stamp_ns, frame_id), height=int(size[1]), width=int(size[0]),
-        distortion_model=m["distortion_model"], d=m["d"].astype(np.float64), k=m["k"].astype(np.float64),
-        r=m["r"].astype(np.float64), p=m["p"].astype(np.float64), binning_x=0, binning_y=0, roi=roi)
+        distortion_model=m["distortion_model"], d=m["d"].astype(np.float64),
+        k=m["k"].astype(np.float64),
+        r=m["r"].astype(np.float64), p=m["p"].astype(np.float64), binning_x=0, binning_y=0,
+        roi=roi)
 
 
 def _transform_stamped(ts, stamp_ns: int, parent: str, child: str, T_parent_child: np.ndarray):
@@ -236,8 +252,10 @@ def _transform_stamped(ts, stamp_ns: int, parent: str, child: str, T_parent_chil
     return G["geometry_msgs/msg/TransformStamped"](
         header=_header(ts, stamp_ns, parent), child_frame_id=child,
         transform=G["geometry_msgs/msg/Transform"](
-            translation=G["geometry_msgs/msg/Vector3"](x=float(t[0]), y=float(t[1]), z=float(t[2])),
-            rotation=G["geometry_msgs/msg/Quaternion"](x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3]))))
+            translation=G["geometry_msgs/msg/Vector3"](x=float(t[0]), y=float(t[1]),
+                                                       z=float(t[2])),
+            rotation=G["geometry_msgs/msg/Quaternion"](x=float(q[0]), y=float(q[1]), z=float(q[2]),
+                                                       w=float(q[3]))))
 
 
 def make_tf_static(ts, cam: CameraCalibration, stamp_ns: int, camera: str,
@@ -266,8 +284,8 @@ def make_tf_static(ts, cam: CameraCalibration, stamp_ns: int, camera: str,
     return ts.types["tf2_msgs/msg/TFMessage"](transforms=out)
 
 
-def make_detections(ts, boxes: np.ndarray, classes: Sequence[str], ids: Sequence[Any], stamp_ns: int,
-                    frame_id: str, scores: Optional[np.ndarray] = None):
+def make_detections(ts, boxes: np.ndarray, classes: Sequence[str], ids: Sequence[Any],
+                    stamp_ns: int, frame_id: str, scores: Optional[np.ndarray] = None):
     """vision_msgs/Detection3DArray from (N, 7) boxes [x, y, z, l, w, h, yaw] and class names."""
     G = ts.types
     hdr = _header(ts, stamp_ns, frame_id)
@@ -281,13 +299,17 @@ def make_detections(ts, boxes: np.ndarray, classes: Sequence[str], ids: Sequence
         hyp = G["vision_msgs/msg/ObjectHypothesisWithPose"](
             hypothesis=G["vision_msgs/msg/ObjectHypothesis"](
                 class_id=str(classes[i]), score=float(1.0 if scores is None else scores[i])),
-            pose=G["geometry_msgs/msg/PoseWithCovariance"](pose=pose, covariance=np.zeros(36, dtype=np.float64)))
-        bbox = G["vision_msgs/msg/BoundingBox3D"](center=pose, size=G["geometry_msgs/msg/Vector3"](x=l, y=w, z=h))
-        dets.append(G["vision_msgs/msg/Detection3D"](header=hdr, results=[hyp], bbox=bbox, id=str(ids[i])))
+            pose=G["geometry_msgs/msg/PoseWithCovariance"](
+                pose=pose, covariance=np.zeros(36, dtype=np.float64)))
+        bbox = G["vision_msgs/msg/BoundingBox3D"](
+            center=pose, size=G["geometry_msgs/msg/Vector3"](x=l, y=w, z=h))
+        dets.append(G["vision_msgs/msg/Detection3D"](header=hdr, results=[hyp], bbox=bbox,
+                                                     id=str(ids[i])))
     return G["vision_msgs/msg/Detection3DArray"](header=hdr, detections=dets)
 
 
-# ---------------------------------------------------------------------------------------- conversion
+# ----------------------------------------------------------------------------------------
+# conversion
 @dataclass
 class ConversionStats:
     """Result of :func:`convert`: counts, bag size (bytes), wall time and its split into reading
@@ -312,17 +334,20 @@ class ConversionStats:
 def _frame_stamp_ns(frame: A2D2Frame) -> int:
     us = frame.stamp_us
     if us is None:
-        raise A2D2FormatError(f"{frame.scene}/{frame.frame}: no camera timestamp and no lidar points: no stamp")
+        raise A2D2FormatError(f"{frame.scene}/{frame.frame}: no camera timestamp and no lidar "
+                              "points: no stamp")
     return tai_us_to_utc_ns(us)
 
 
 def _qos(durability: str = "volatile", depth: int = 10):
-    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+    from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
+                                    QosTime)
     inf = QosTime(sec=0, nsec=0)  # RMW_DURATION_UNSPECIFIED: the default (infinite)
     return Qos(history=QosHistory.KEEP_LAST, depth=depth, reliability=QosReliability.RELIABLE,
-               durability=QosDurability.TRANSIENT_LOCAL if durability == "transient_local" else QosDurability.VOLATILE,
-               deadline=inf, lifespan=inf, liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=inf,
-               avoid_ros_namespace_conventions=False)
+               durability=QosDurability.TRANSIENT_LOCAL if durability == "transient_local"
+               else QosDurability.VOLATILE,
+               deadline=inf, lifespan=inf, liveliness=QosLiveliness.AUTOMATIC,
+               liveliness_lease_duration=inf, avoid_ros_namespace_conventions=False)
 
 
 def _dir_size(p: Path) -> int:
@@ -380,9 +405,11 @@ def convert(a2d2_dir: str, out: str, storage: str = "mcap", camera: str = "front
     stats = ConversionStats(output=str(outp), messages={t: 0 for t in tn.values()})
 
     writer = Writer(outp, version=BAG_VERSION,
-                    storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3)
+                    storage_plugin=StoragePlugin.MCAP if storage == "mcap"
+                    else StoragePlugin.SQLITE3)
     if compress:
-        writer.set_compression(CompressionMode.STORAGE if storage == "mcap" else CompressionMode.FILE,
+        writer.set_compression(CompressionMode.STORAGE if storage == "mcap"
+                               else CompressionMode.FILE,
                                CompressionFormat.ZSTD)
     writer.set_custom_data("bev_mtl_ros.converter", "a2d2-to-bag")
     writer.set_custom_data("bev_mtl_ros.a2d2_camera", ds.camera)
@@ -426,22 +453,27 @@ def convert(a2d2_dir: str, out: str, storage: str = "mcap", camera: str = "front
                     MSGTYPES["points"])))
                 if frame.image is not None:
                     h, w = frame.image.shape[:2]
-                    msgs.append(("image", ts.serialize_cdr(make_image(ts, frame.image, stamp, fid["optical"], "rgb8"),
-                                                           MSGTYPES["image"])))
+                    msgs.append(("image", ts.serialize_cdr(
+                        make_image(ts, frame.image, stamp, fid["optical"], "rgb8"),
+                        MSGTYPES["image"])))
                     msgs.append(("camera_info", ts.serialize_cdr(
-                        make_camera_info(ts, ds.cam, stamp, fid["optical"], (w, h)), MSGTYPES["camera_info"])))
+                        make_camera_info(ts, ds.cam, stamp, fid["optical"], (w, h)),
+                        MSGTYPES["camera_info"])))
                 if rec.paths.get("label3D"):
                     ids = frame.box_ids or [str(k) for k in range(len(frame.boxes))]
                     msgs.append(("boxes", ts.serialize_cdr(
-                        make_detections(ts, frame.boxes, frame.box_classes, ids, stamp, fid["view"]),
+                        make_detections(ts, frame.boxes, frame.box_classes, ids, stamp,
+                                        fid["view"]),
                         MSGTYPES["boxes"])))
                 if frame.semantic is not None:
                     msgs.append(("semantic", ts.serialize_cdr(
-                        make_image(ts, frame.semantic, stamp, fid["optical"], "mono8"), MSGTYPES["semantic"])))
+                        make_image(ts, frame.semantic, stamp, fid["optical"], "mono8"),
+                        MSGTYPES["semantic"])))
             except (A2D2FormatError, OSError, ValueError, KeyError) as e:
                 stats.frames_skipped += 1
                 stats.skipped.append(f"{rec.key}: {e}")
-                LOG.warning("skipping frame %s (%d skipped so far): %s", rec.key, stats.frames_skipped, e)
+                LOG.warning("skipping frame %s (%d skipped so far): %s", rec.key,
+                            stats.frames_skipped, e)
                 continue
             t2 = time.perf_counter()
             stats.serialize_s += t2 - t1
@@ -480,15 +512,19 @@ def read_bag_messages(path: str, topics: Optional[Sequence[str]] = None, typesto
         if not conns:  # rosbags reads every connection when given an empty list
             return
         for conn, t, raw in reader.messages(connections=conns):
-            yield conn.topic, int(t), (ts.deserialize_cdr(raw, conn.msgtype) if deserialize else bytes(raw))
+            yield conn.topic, int(t), (ts.deserialize_cdr(raw, conn.msgtype) if deserialize
+                                       else bytes(raw))
 
 
 def cloud_from_msg(msg) -> np.ndarray:
-    """Structured numpy view of a PointCloud2 written by this converter (any field order/offsets)."""
+    """Structured numpy view of a PointCloud2 written by this converter (any field
+    order/offsets)."""
     fmt = {7: "<f4", 2: "u1", 1: "i1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 8: "<f8"}
-    dt = np.dtype({"names": [f.name for f in msg.fields], "formats": [fmt[f.datatype] for f in msg.fields],
+    dt = np.dtype({"names": [f.name for f in msg.fields],
+                   "formats": [fmt[f.datatype] for f in msg.fields],
                    "offsets": [f.offset for f in msg.fields], "itemsize": msg.point_step})
-    return np.frombuffer(np.asarray(msg.data, dtype=np.uint8).tobytes(), dtype=dt, count=msg.width * msg.height)
+    return np.frombuffer(np.asarray(msg.data, dtype=np.uint8).tobytes(), dtype=dt,
+                         count=msg.width * msg.height)
 
 
 def image_from_msg(msg) -> np.ndarray:
@@ -502,21 +538,27 @@ def image_from_msg(msg) -> np.ndarray:
 # ---------------------------------------------------------------------------------------- CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``bev-mtl-ros a2d2-to-bag``."""
-    parser.add_argument("a2d2_dir", help="A2D2(-format) directory (subset root, scene, or <City>/camera_lidar)")
+    parser.add_argument("a2d2_dir", help="A2D2(-format) directory (subset root, scene, or "
+                                         "<City>/camera_lidar)")
     parser.add_argument("out", help="output rosbag2 directory (must not exist)")
-    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="storage plugin (default mcap)")
-    parser.add_argument("--camera", default="front_center", help="A2D2 camera name (default front_center)")
+    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap",
+                        help="storage plugin (default mcap)")
+    parser.add_argument("--camera", default="front_center",
+                        help="A2D2 camera name (default front_center)")
     parser.add_argument("--cloud-frame", choices=CLOUD_FRAMES, default="view",
                         help="frame of the clouds: view = cam_<camera> (A2D2's, default), "
                              "base_link = the vehicle frame with the full /tf_static tree of "
                              "cams_lidars.json")
     parser.add_argument("--max-frames", type=int, default=None, help="convert at most N frames")
-    parser.add_argument("--scene", default=None, help="only this scene (folder name); default all scenes")
+    parser.add_argument("--scene", default=None,
+                        help="only this scene (folder name); default all scenes")
     parser.add_argument("--compress", action="store_true",
-                        help="zstd compression (mcap chunks / sqlite3 file); ros2 bag and rosbags read both")
+                        help="zstd compression (mcap chunks / sqlite3 file); ros2 bag and rosbags "
+                             "read both")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--throughput", action="store_true",
-                        help="print the measured conversion throughput (frames/s, MB/s) at the end")
+                        help="print the measured conversion throughput (frames/s, MB/s) at the "
+                             "end")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -524,7 +566,8 @@ def main(args: argparse.Namespace) -> int:
     not fatal), 2 when nothing could be converted or the input/output is unusable."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        st = convert(args.a2d2_dir, args.out, storage=args.storage, camera=args.camera, max_frames=args.max_frames,
+        st = convert(args.a2d2_dir, args.out, storage=args.storage, camera=args.camera,
+                     max_frames=args.max_frames,
                      compress=args.compress, progress=not args.no_progress, scene=args.scene,
                      cloud_frame=args.cloud_frame)
     except (BagConversionError, FileNotFoundError, KeyError) as e:
@@ -537,7 +580,8 @@ def main(args: argparse.Namespace) -> int:
     for s in st.skipped[:20]:
         print(f"  skipped {s}")
     if args.throughput:
-        print(f"throughput: {st.frames_per_s:.2f} frames/s, {st.bytes / 1e6 / max(st.seconds, 1e-9):.1f} MB/s "
-              f"({st.seconds:.2f} s: read+undistort {st.load_s:.2f} s, serialize {st.serialize_s:.2f} s, "
-              f"write {st.write_s:.2f} s)")
+        print(f"throughput: {st.frames_per_s:.2f} frames/s, "
+              f"{st.bytes / 1e6 / max(st.seconds, 1e-9):.1f} MB/s ({st.seconds:.2f} s: "
+              f"read+undistort {st.load_s:.2f} s, serialize {st.serialize_s:.2f} s, write "
+              f"{st.write_s:.2f} s)")
     return 0 if st.frames_written > 0 else 2

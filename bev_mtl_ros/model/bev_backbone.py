@@ -50,7 +50,8 @@ class BevBackbone(nn.Module):
     Output: (f2, f4) with f2 (B, C2, grid_h/2, grid_w/2) and f4 (B, C4, grid_h/4, grid_w/4).
     """
 
-    def __init__(self, in_channels: int, channels: Tuple[int, int] = (48, 96), blocks: Tuple[int, int] = (1, 2)):
+    def __init__(self, in_channels: int, channels: Tuple[int, int] = (48, 96),
+                 blocks: Tuple[int, int] = (1, 2)):
         super().__init__()
         c2, c4 = int(channels[0]), int(channels[1])
         self.out_channels = (c2, c4)
@@ -66,8 +67,8 @@ class BevBackbone(nn.Module):
 
 
 class BevNeck(nn.Module):
-    """Upsample the (fused) stride-4 map, concatenate with the stride-2 map, mix with a 1x1 conv, and
-    resample to the detection stride.
+    """Upsample the (fused) stride-4 map, concatenate with the stride-2 map, mix with a 1x1 conv,
+    and resample to the detection stride.
 
     Constructor:
         channels: (C2, C4) input channels at strides 2 and 4.
@@ -77,8 +78,8 @@ class BevNeck(nn.Module):
 
     Input: f2 (B, C2, H/2, W/2), f4 (B, C4, H/4, W/4) with (H, W) = (grid_h, grid_w).
     Output: (n2, det) with n2 (B, C_n, H/2, W/2) the stride-2 features (used by the drivable head)
-    and det (B, C_n, H/bev_stride, W/bev_stride) the detection features (``det is n2`` for stride 2).
-    Raises ValueError for an unsupported bev_stride.
+    and det (B, C_n, H/bev_stride, W/bev_stride) the detection features (``det is n2`` for stride
+    2). Raises ValueError for an unsupported bev_stride.
     """
 
     def __init__(self, channels: Tuple[int, int], up_channels: int = 48, out_channels: int = 64,
@@ -86,7 +87,8 @@ class BevNeck(nn.Module):
         super().__init__()
         c2, c4 = int(channels[0]), int(channels[1])
         if bev_stride not in (1, 2, 4):
-            raise ValueError(f"contract.bev_stride must be 1, 2 or 4 for this backbone, got {bev_stride}")
+            raise ValueError("contract.bev_stride must be 1, 2 or 4 for this backbone, got "
+                             f"{bev_stride}")
         self.bev_stride = int(bev_stride)
         self.out_channels = int(out_channels)
         self.up = deconv_bn_relu(c4, up_channels, 2)

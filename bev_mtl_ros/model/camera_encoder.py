@@ -45,23 +45,29 @@ class CameraEncoder(nn.Module):
                  image_std: Sequence[float] = (0.229, 0.224, 0.225), blocks: int = 1):
         super().__init__()
         if len(channels) != 5:
-            raise ValueError(f"camera channels must be (C_stem, C4, C8, C16, C32), got {tuple(channels)}")
+            raise ValueError("camera channels must be (C_stem, C4, C8, C16, C32), got "
+                             f"{tuple(channels)}")
         cs, c4, c8, c16, c32 = (int(c) for c in channels)
         self.out_channels = (c4, c8, c16, c32)
-        self.register_buffer("mean", torch.tensor(image_mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("inv_std", 1.0 / torch.tensor(image_std, dtype=torch.float32).view(1, 3, 1, 1),
+        self.register_buffer("mean",
+                             torch.tensor(image_mean, dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("inv_std",
+                             1.0 / torch.tensor(image_std, dtype=torch.float32).view(1, 3, 1, 1),
                              persistent=False)
         self.stem = conv_bn_relu(3, cs, stride=2)
 
         def stage(c_in: int, c_out: int) -> nn.Sequential:
-            return nn.Sequential(conv_bn_relu(c_in, c_out, stride=2), *[conv_bn_relu(c_out, c_out) for _ in range(blocks)])
+            return nn.Sequential(conv_bn_relu(c_in, c_out, stride=2),
+                                 *[conv_bn_relu(c_out, c_out) for _ in range(blocks)])
 
         self.s4 = stage(cs, c4)
         self.s8 = stage(c4, c8)
         self.s16 = stage(c8, c16)
         self.s32 = stage(c16, c32)
 
-    def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                    torch.Tensor]:
         x = ((image - self.mean) * self.inv_std).contiguous(memory_format=torch.channels_last)
         c4 = self.s4(self.stem(x))
         c8 = self.s8(c4)

@@ -35,9 +35,11 @@ from typing import Any, Dict, Optional, Tuple
 A2D2_SEMANTIC_CLASSES: Tuple[str, ...] = (
     "Car", "Bicycle", "Pedestrian", "Truck", "Small vehicles", "Traffic signal", "Traffic sign",
     "Utility vehicle", "Sidebars", "Speed bumper", "Curbstone", "Solid line", "Irrelevant signs",
-    "Road blocks", "Tractor", "Non-drivable street", "Zebra crossing", "Obstacles / trash", "Poles",
+    "Road blocks", "Tractor", "Non-drivable street", "Zebra crossing", "Obstacles / trash",
+    "Poles",
     "RD restricted area", "Animals", "Grid structure", "Signal corpus", "Drivable cobblestone",
-    "Electronic traffic", "Slow drive area", "Nature object", "Parking area", "Sidewalk", "Ego car",
+    "Electronic traffic", "Slow drive area", "Nature object", "Parking area", "Sidewalk",
+    "Ego car",
     "Painted driv. instr.", "Traffic guide obj.", "Dashed line", "RD normal street", "Sky",
     "Buildings", "Blurred area", "Rain dirt",
 )
@@ -51,7 +53,8 @@ A2D2_BOX_CLASSES: Tuple[str, ...] = (
 #: Default detection classes of the CenterPoint head.
 DETECTION_CLASSES: Tuple[str, ...] = ("Car", "Truck", "Pedestrian", "Cyclist")
 
-#: A2D2 box class -> detection class; classes mapped to None are ignored in training and evaluation.
+#: A2D2 box class -> detection class; classes mapped to None are ignored in training and
+#: evaluation.
 A2D2_BOX_CLASS_MAP: Dict[str, Optional[str]] = {
     "Car": "Car", "VanSUV": "Car", "EmergencyVehicle": "Car",
     "Truck": "Truck", "Bus": "Truck", "UtilityVehicle": "Truck", "CaravanTransporter": "Truck",
@@ -119,7 +122,8 @@ class ModelContract:
     image_mean: Tuple[float, float, float] = (127.0 / 255.0, 127.0 / 255.0, 127.0 / 255.0)
     image_std: Tuple[float, float, float] = (128.0 / 255.0, 128.0 / 255.0, 128.0 / 255.0)
     detection_classes: Tuple[str, ...] = DETECTION_CLASSES
-    box_class_map: Dict[str, Optional[str]] = field(default_factory=lambda: dict(A2D2_BOX_CLASS_MAP))
+    box_class_map: Dict[str,
+                        Optional[str]] = (field(default_factory=lambda: dict(A2D2_BOX_CLASS_MAP)))
     semantic_classes: Tuple[str, ...] = A2D2_SEMANTIC_CLASSES
     bev_stride: int = 2
     lidar_only_supported: bool = True
@@ -133,7 +137,8 @@ class ModelContract:
     def grid_size(self) -> Tuple[int, int]:
         """(grid_w, grid_h): number of pillars along x and y."""
         x0, y0, _, x1, y1, _ = self.point_cloud_range
-        return (int(round((x1 - x0) / self.pillar_size[0])), int(round((y1 - y0) / self.pillar_size[1])))
+        return (int(round((x1 - x0) / self.pillar_size[0])),
+                int(round((y1 - y0) / self.pillar_size[1])))
 
     @property
     def bev_size(self) -> Tuple[int, int]:
@@ -144,7 +149,8 @@ class ModelContract:
     @property
     def num_decorated_features(self) -> int:
         """Channels per point after decoration: raw features + 3 offsets to the pillar mean
-        (x, y, z) + 2 offsets to the pillar centre (x, y) (PointPillars, Lang et al. 2019, Sec. 2.1)."""
+        (x, y, z) + 2 offsets to the pillar centre (x, y) (PointPillars, Lang et al. 2019, Sec.
+        2.1)."""
         return len(self.point_features) + 5
 
     # ------------------------------------------------------------------ validation / IO
@@ -152,14 +158,19 @@ class ModelContract:
         """Check internal consistency; returns self. Raises ContractError naming the bad field."""
         x0, y0, z0, x1, y1, z1 = self.point_cloud_range
         if not (x1 > x0 and y1 > y0 and z1 > z0):
-            raise ContractError(f"point_cloud_range must have min < max on every axis: {self.point_cloud_range}")
-        for name, extent, size in (("x", x1 - x0, self.pillar_size[0]), ("y", y1 - y0, self.pillar_size[1])):
+            raise ContractError("point_cloud_range must have min < max on every axis: "
+                                f"{self.point_cloud_range}")
+        for name, extent, size in (("x", x1 - x0, self.pillar_size[0]),
+                                   ("y", y1 - y0, self.pillar_size[1])):
             n = extent / size
             if size <= 0 or abs(n - round(n)) > 1e-6:
-                raise ContractError(f"pillar_size {size} does not divide the {name} range {extent}")
+                raise ContractError(f"pillar_size {size} does not divide the {name} range "
+                                    f"{extent}")
         gw, gh = self.grid_size
-        if gw % self.bev_stride or gh % self.bev_stride or (gw // self.bev_stride) % 4 or (gh // self.bev_stride) % 4:
-            raise ContractError(f"grid {gw}x{gh} must be divisible by 4*bev_stride={4 * self.bev_stride}")
+        if (gw % self.bev_stride or gh % self.bev_stride or (gw // self.bev_stride) % 4
+                or (gh // self.bev_stride) % 4):
+            raise ContractError(f"grid {gw}x{gh} must be divisible by "
+                                f"4*bev_stride={4 * self.bev_stride}")
         w, h = self.image_size
         if w % 32 or h % 32:
             raise ContractError(f"image_size {self.image_size} must be divisible by 32")
@@ -172,9 +183,11 @@ class ModelContract:
             raise ContractError(f"frame_id must be a non-empty frame name, got {self.frame_id!r}")
         if self.max_pillars <= 0 or self.max_points_per_pillar <= 0:
             raise ContractError("max_pillars and max_points_per_pillar must be positive")
-        unknown = {v for v in self.box_class_map.values() if v is not None} - set(self.detection_classes)
+        unknown = {v for v in self.box_class_map.values()
+                   if v is not None} - set(self.detection_classes)
         if unknown:
-            raise ContractError(f"box_class_map maps to unknown detection classes {sorted(unknown)}")
+            raise ContractError("box_class_map maps to unknown detection classes "
+                                f"{sorted(unknown)}")
         return self
 
     def to_dict(self) -> Dict[str, Any]:

@@ -1,18 +1,19 @@
-"""Camera -> BEV fusion by cross-attention: BEV tokens (queries) attend to camera tokens (keys/values).
+"""Camera -> BEV fusion by cross-attention: BEV tokens (queries) attend to camera tokens
+(keys/values).
 
 Idea (in the spirit of TransFusion, Bai et al. 2022, and BEVFormer's spatial cross-attention, Li et
-al. 2022, but without a calibrated projection): every stride-4 BEV cell is a query; the camera tokens
-of the coarse scales (strides 16 and 32) are keys and values. Without calibration inside the graph,
-geometry enters through fixed sine positional encodings (Vaswani et al. 2017, Sec. 3.5; NeRF-style
-Fourier features) passed through learned linear maps and *added* to queries and keys:
+al. 2022, but without a calibrated projection): every stride-4 BEV cell is a query; the camera
+tokens of the coarse scales (strides 16 and 32) are keys and values. Without calibration inside the
+graph, geometry enters through fixed sine positional encodings (Vaswani et al. 2017, Sec. 3.5;
+NeRF-style Fourier features) passed through learned linear maps and *added* to queries and keys:
 
-* Query (BEV cell with centre (x, y) metres in the model lidar frame = camera view frame, x forward,
-  y left): azimuth ``a = atan2(y, x)`` encoded as ``[sin(k a), cos(k a)]`` for k = 1..n_az, plus
-  Fourier features of the normalised x, y and log range.
-* Key (camera token with pixel centre (u, v) in the network image): the viewing azimuth of its pixel
-  column under a *nominal* pinhole camera centred in the image, ``a = atan2(-(u - W/2), f)`` with
-  ``f = nominal_fx_over_width * W`` (A2D2 front-center: fx = 1687.3 px for a 1920 px wide image,
-  i.e. 0.879 W), encoded with the same ``[sin(k a), cos(k a)]`` basis; plus the elevation
+* Query (BEV cell with centre (x, y) metres in the model lidar frame = camera view frame, x
+  forward, y left): azimuth ``a = atan2(y, x)`` encoded as ``[sin(k a), cos(k a)]`` for k =
+  1..n_az, plus Fourier features of the normalised x, y and log range.
+* Key (camera token with pixel centre (u, v) in the network image): the viewing azimuth of its
+  pixel column under a *nominal* pinhole camera centred in the image, ``a = atan2(-(u - W/2), f)``
+  with ``f = nominal_fx_over_width * W`` (A2D2 front-center: fx = 1687.3 px for a 1920 px wide
+  image, i.e. 0.879 W), encoded with the same ``[sin(k a), cos(k a)]`` basis; plus the elevation
   ``atan2(-(v - H/2), f)``, Fourier features of the normalised (u, v) and a one-hot scale id.
   Because the azimuth bases are shared, ``sum_k sin(k a_q) sin(k a_k) + cos(k a_q) cos(k a_k) =
   sum_k cos(k (a_q - a_k))`` peaks where the BEV cell and the image column look the same way, so
@@ -24,8 +25,8 @@ Block (pre-norm transformer decoder layer without self-attention):
     x = x + g * FFN(LN_f(x))
 with g = [camera_valid > 0.5] per sample; the gate uses ``where`` so that camera_valid = 0 returns
 the input **exactly** (the defined lidar-only path), whatever the image holds (NaN included).
-Attention is written with MatMul/Softmax when traced, so it exports to ONNX opset >= 13 and TensorRT;
-eager PyTorch runs the same function through ``F.scaled_dot_product_attention``.
+Attention is written with MatMul/Softmax when traced, so it exports to ONNX opset >= 13 and
+TensorRT; eager PyTorch runs the same function through ``F.scaled_dot_product_attention``.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def _fourier(v: torch.Tensor, freqs: Sequence[float]) -> torch.Tensor:
     return torch.cat([torch.sin(a), torch.cos(a)], dim=1)
 
 
-def bev_query_encoding(contract: ModelContract, stride: int, n_az: int = 8, n_pos: int = 4) -> torch.Tensor:
+def bev_query_encoding(contract: ModelContract, stride: int, n_az: int = 8,
+                       n_pos: int = 4) -> torch.Tensor:
     """Fixed positional encoding of the BEV cells at ``stride`` pillars per cell.
 
     Returns (H*W, 2*n_az + 6*n_pos) float32 with (H, W) = (grid_h, grid_w) / stride, row-major
@@ -77,7 +79,8 @@ def bev_query_encoding(contract: ModelContract, stride: int, n_az: int = 8, n_po
     return enc.to(torch.float32)
 
 
-def camera_key_encoding(image_size: Tuple[int, int], strides: Sequence[int], fx_over_width: float = A2D2_FX_OVER_WIDTH,
+def camera_key_encoding(image_size: Tuple[int, int], strides: Sequence[int],
+                        fx_over_width: float = A2D2_FX_OVER_WIDTH,
                         n_az: int = 8, n_pos: int = 4) -> torch.Tensor:
     """Fixed positional encoding of the camera tokens of the given strides, concatenated in order.
 
@@ -119,26 +122,30 @@ class CameraBevFusion(nn.Module):
         bev_stride: stride of the BEV map in pillars (4); camera_strides: (16, 32).
         fx_over_width: nominal focal length / image width for the key encodings.
 
-    Input: bev (B, C, grid_h/4, grid_w/4); cam16 (B, C16, Hi/16, Wi/16); cam32 (B, C32, Hi/32, Wi/32);
-        camera_valid (B,) float32 1.0 / 0.0.
+    Input: bev (B, C, grid_h/4, grid_w/4); cam16 (B, C16, Hi/16, Wi/16); cam32 (B, C32, Hi/32,
+        Wi/32); camera_valid (B,) float32 1.0 / 0.0.
     Output: (B, C, grid_h/4, grid_w/4); equal to ``bev`` exactly for samples with camera_valid = 0.
     """
 
-    def __init__(self, contract: ModelContract, bev_channels: int, camera_channels: Tuple[int, int],
+    def __init__(self, contract: ModelContract, bev_channels: int,
+                 camera_channels: Tuple[int, int],
                  dim: int = 64, heads: int = 4, ffn_dim: int = 128, bev_stride: int = 4,
-                 camera_strides: Tuple[int, int] = (16, 32), fx_over_width: float = A2D2_FX_OVER_WIDTH):
+                 camera_strides: Tuple[int, int] = (16, 32),
+                 fx_over_width: float = A2D2_FX_OVER_WIDTH):
         super().__init__()
         if dim % heads:
             raise ValueError(f"fusion dim {dim} must be divisible by heads {heads}")
         self.dim, self.heads, self.head_dim = int(dim), int(heads), int(dim) // int(heads)
         self.scale = 1.0 / math.sqrt(self.head_dim)
-        #: eager PyTorch uses F.scaled_dot_product_attention (about 2x faster on CPU); tracing / ONNX
-        #: export always uses the explicit MatMul/Softmax form (same function, ~1e-7 apart)
+        #: eager PyTorch uses F.scaled_dot_product_attention (about 2x faster on CPU); tracing /
+        #: ONNX export always uses the explicit MatMul/Softmax form (same function, ~1e-7 apart)
         self.fused_attention = True
         gw, gh = contract.grid_size
         self.bev_hw = (gh // bev_stride, gw // bev_stride)
-        self.register_buffer("pe_q_fixed", bev_query_encoding(contract, bev_stride), persistent=False)
-        self.register_buffer("pe_k_fixed", camera_key_encoding(contract.image_size, camera_strides, fx_over_width),
+        self.register_buffer("pe_q_fixed", bev_query_encoding(contract, bev_stride),
+                             persistent=False)
+        self.register_buffer("pe_k_fixed", camera_key_encoding(contract.image_size, camera_strides,
+                                                               fx_over_width),
                              persistent=False)
         c = int(bev_channels)
         self.cam_in = nn.ModuleList([nn.Linear(int(ci), self.dim) for ci in camera_channels])
@@ -164,19 +171,24 @@ class CameraBevFusion(nn.Module):
         if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
             n_k = cam16.shape[2] * cam16.shape[3] + cam32.shape[2] * cam32.shape[3]
             if (h, w) != self.bev_hw or n_k != self.pe_k_fixed.shape[0]:
-                raise ValueError(f"fusion built for a BEV map {self.bev_hw} and {self.pe_k_fixed.shape[0]} camera "
-                                 f"tokens, got {(h, w)} and {n_k} (does the input match the contract?)")
-        x = bev.flatten(2).transpose(1, 2)                                               # (B, N, C)
-        tokens = torch.cat([proj(m.flatten(2).transpose(1, 2)) for proj, m in zip(self.cam_in, (cam16, cam32))],
-                           dim=1)                                                        # (B, Nk, d)
+                raise ValueError(f"fusion built for a BEV map {self.bev_hw} and "
+                                 f"{self.pe_k_fixed.shape[0]} camera tokens, got {(h, w)} and "
+                                 f"{n_k} (does the input match the contract?)")
+        # (B, N, C)
+        x = bev.flatten(2).transpose(1, 2)
+        tokens = torch.cat([proj(m.flatten(2).transpose(1, 2))
+                            for proj, m in zip(self.cam_in, (cam16, cam32))],
+                           dim=1)                                                # (B, Nk, d)
         t = self.norm_kv(tokens)
         q = self._heads(self.q(self.norm_q(x)) + self.pe_q(self.pe_q_fixed))
         k = self._heads(self.k(t) + self.pe_k(self.pe_k_fixed))
         v = self._heads(self.v(t))
         if self.fused_attention and not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
-            o = F.scaled_dot_product_attention(q, k, v)    # same math, fused CPU/CUDA kernel (eager only)
+            # same math, fused CPU/CUDA kernel (eager only)
+            o = F.scaled_dot_product_attention(q, k, v)
         else:
-            attn = torch.softmax(torch.matmul(q * self.scale, k.transpose(2, 3)), dim=-1)  # (B, h, N, Nk)
+            # (B, h, N, Nk)
+            attn = torch.softmax(torch.matmul(q * self.scale, k.transpose(2, 3)), dim=-1)
             o = torch.matmul(attn, v)
         o = o.permute(0, 2, 1, 3).reshape(b, h * w, self.dim)
         gate = (camera_valid.reshape(b, 1, 1) > 0.5)

@@ -3,7 +3,8 @@
 * :class:`CenterPointHead` -- CenterPoint (Yin et al. 2021, "Center-based 3D Object Detection and
   Tracking") on the detection-stride BEV map: per-class heat map logits (bias initialised to
   -log((1 - pi) / pi) = -2.19 for pi = 0.1, the focal-loss prior of RetinaNet, Lin et al. 2017,
-  Sec. 4.1, as CenterNet/CenterPoint do), sub-cell offset, z, log size (l, w, h) and (sin, cos) yaw.
+  Sec. 4.1, as CenterNet/CenterPoint do), sub-cell offset, z, log size (l, w, h) and (sin, cos)
+  yaw.
 * :class:`DrivableHead` -- one logit per pillar cell, from the stride-2 neck features (upsampled)
   plus a 1x1 skip from the pillar canvas.
 * :class:`SemanticFPNHead` -- Panoptic-FPN-style semantic branch (Kirillov et al. 2019; FPN, Lin et
@@ -25,13 +26,14 @@ from .bev_backbone import conv_bn_relu, deconv_bn_relu
 HEATMAP_PRIOR_BIAS = -2.19
 
 #: regression outputs of the CenterPoint head and their channel counts
-REGRESSION_CHANNELS: Tuple[Tuple[str, int], ...] = (("offset", 2), ("z", 1), ("size", 3), ("rot", 2))
+REGRESSION_CHANNELS: Tuple[Tuple[str, int], ...] = (("offset", 2), ("z", 1), ("size", 3),
+                                                    ("rot", 2))
 
 
 class CenterPointHead(nn.Module):
-    """CenterPoint detection head: a shared 3x3 conv, then a heat-map branch and a regression branch
-    (1x1 conv + ReLU + 1x1 conv each; the 3x3 context comes from the shared conv, to keep the
-    stride-2 cost low on CPU).
+    """CenterPoint detection head: a shared 3x3 conv, then a heat-map branch and a regression
+    branch (1x1 conv + ReLU + 1x1 conv each; the 3x3 context comes from the shared conv, to keep
+    the stride-2 cost low on CPU).
 
     Constructor:
         in_channels: C_in of the detection feature map; num_classes: K; channels: hidden width.
@@ -46,8 +48,10 @@ class CenterPointHead(nn.Module):
         super().__init__()
         self.shared = conv_bn_relu(in_channels, channels)
         n_reg = sum(n for _, n in REGRESSION_CHANNELS)
-        self.heatmap = nn.Sequential(conv_bn_relu(channels, channels, kernel=1), nn.Conv2d(channels, num_classes, 1))
-        self.regression = nn.Sequential(conv_bn_relu(channels, channels, kernel=1), nn.Conv2d(channels, n_reg, 1))
+        self.heatmap = nn.Sequential(conv_bn_relu(channels, channels, kernel=1),
+                                     nn.Conv2d(channels, num_classes, 1))
+        self.regression = nn.Sequential(conv_bn_relu(channels, channels, kernel=1),
+                                        nn.Conv2d(channels, n_reg, 1))
         nn.init.constant_(self.heatmap[-1].bias, HEATMAP_PRIOR_BIAS)
         nn.init.normal_(self.regression[-1].weight, std=1e-3)
         nn.init.zeros_(self.regression[-1].bias)
@@ -88,8 +92,8 @@ class SemanticFPNHead(nn.Module):
     """FPN decoder over camera strides 4/8/16/32 giving per-pixel class logits at the input size.
 
     Constructor:
-        in_channels: (C4, C8, C16, C32) camera feature channels; num_classes: S; channels: FPN width;
-        image_size: (Wi, Hi) network image size (contract.image_size).
+        in_channels: (C4, C8, C16, C32) camera feature channels; num_classes: S; channels: FPN
+        width; image_size: (Wi, Hi) network image size (contract.image_size).
 
     Input: (c4, c8, c16, c32), c_s (B, C_s, Hi/s, Wi/s).
     Output: (B, S, Hi, Wi) logits.

@@ -1,19 +1,20 @@
-"""Training losses of the multi-task network: CenterPoint detection, BEV drivable area, image semantics.
+"""Training losses of the multi-task network: CenterPoint detection, BEV drivable area, image
+semantics.
 
-All losses take the network's *raw* outputs (logits, see ``model/network.py``) and the targets built
-by ``runtime/targets.py`` (detection) and ``train/dataset.py`` (drivable, semantic labels).
+All losses take the network's *raw* outputs (logits, see ``model/network.py``) and the targets
+built by ``runtime/targets.py`` (detection) and ``train/dataset.py`` (drivable, semantic labels).
 
 Detection (CenterPoint, Yin et al. 2021, "Center-based 3D Object Detection and Tracking")
     * heat map: penalty-reduced pixel-wise focal loss of CornerNet (Law & Deng 2018, Eq. 1) as used
-      by CenterNet (Zhou et al. 2019, "Objects as Points", Eq. 1), alpha = 2, beta = 4, normalised by
-      the number of objects (cells whose target equals 1). Computed from logits with
+      by CenterNet (Zhou et al. 2019, "Objects as Points", Eq. 1), alpha = 2, beta = 4, normalised
+      by the number of objects (cells whose target equals 1). Computed from logits with
       ``logsigmoid`` so that it never takes log(0).
-    * regression: L1 on sub-cell offset (cells), z (m), log size (log m) and (sin, cos) yaw, gathered at
-      the object-centre cells (``indices``) and masked by ``mask``; summed over channels and divided by
-      the number of objects (CenterPoint's ``RegLoss``).
+    * regression: L1 on sub-cell offset (cells), z (m), log size (log m) and (sin, cos) yaw,
+      gathered at the object-centre cells (``indices``) and masked by ``mask``; summed over
+      channels and divided by the number of objects (CenterPoint's ``RegLoss``).
 Drivable area: binary cross-entropy with logits over cells whose label is 0 or 1 (255 = ignore,
-    e.g. cells without lidar evidence), optionally plus a soft Dice loss (Milletari et al. 2016, V-Net)
-    over the same cells.
+    e.g. cells without lidar evidence), optionally plus a soft Dice loss (Milletari et al. 2016,
+    V-Net) over the same cells.
 Semantics: cross-entropy over pixels with ignore index 255, mean over non-ignored pixels
     (0 when every pixel is ignored, e.g. a frame without a camera image).
 
@@ -69,7 +70,8 @@ def gaussian_focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float
         scalar tensor. Raises ValueError when the shapes differ.
     """
     if logits.shape != target.shape:
-        raise ValueError(f"heatmap logits {tuple(logits.shape)} and target {tuple(target.shape)} differ")
+        raise ValueError(f"heatmap logits {tuple(logits.shape)} and target {tuple(target.shape)} "
+                         "differ")
     target = target.to(logits.dtype)
     log_p = F.logsigmoid(logits)
     log_1mp = F.logsigmoid(-logits)
@@ -102,7 +104,8 @@ def gather_at_indices(feature: torch.Tensor, indices: torch.Tensor) -> torch.Ten
 
 def masked_l1_loss(pred_map: torch.Tensor, indices: torch.Tensor, mask: torch.Tensor,
                    target: torch.Tensor) -> torch.Tensor:
-    """L1 between a dense prediction gathered at object cells and per-object targets (CenterPoint RegLoss).
+    """L1 between a dense prediction gathered at object cells and per-object targets (CenterPoint
+    RegLoss).
 
     Args:
         pred_map: (B, C, H, W) prediction.
@@ -114,7 +117,8 @@ def masked_l1_loss(pred_map: torch.Tensor, indices: torch.Tensor, mask: torch.Te
     """
     pred = gather_at_indices(pred_map, indices)
     if pred.shape != target.shape:
-        raise ValueError(f"regression prediction {tuple(pred.shape)} vs target {tuple(target.shape)}")
+        raise ValueError(f"regression prediction {tuple(pred.shape)} vs target "
+                         f"{tuple(target.shape)}")
     m = mask.to(pred.dtype).unsqueeze(-1)
     # where() keeps NaN/inf from padding rows out of the gradient
     diff = torch.where(m > 0, (pred - target.to(pred.dtype)).abs(), torch.zeros_like(pred))
@@ -159,9 +163,11 @@ def semantic_loss(logits: torch.Tensor, label: torch.Tensor, ignore_index: int =
     Args:
         logits: (B, S, H, W) raw class logits.
         label: (B, H, W) int64 class ids, ``ignore_index`` = not labelled.
-        class_weights: optional (S,) weights (then the mean is weighted, as in ``F.cross_entropy``).
+        class_weights: optional (S,) weights (then the mean is weighted, as in
+        ``F.cross_entropy``).
     Returns:
-        scalar; 0 (with a gradient path) when every pixel is ignored (F.cross_entropy would give NaN).
+        scalar; 0 (with a gradient path) when every pixel is ignored (F.cross_entropy would give
+        NaN).
     """
     if logits.shape[0] != label.shape[0] or logits.shape[2:] != label.shape[1:]:
         raise ValueError(f"semantic logits {tuple(logits.shape)} vs label {tuple(label.shape)}")
@@ -199,9 +205,9 @@ class UncertaintyWeighting(nn.Module):
 
 def _detection_subset(outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]):
     """Keep only the batch items whose ``targets["det_valid"]`` (B,) is > 0.5 in the detection
-    outputs/targets (heat map and regression maps, indices, mask and regression targets); other keys
-    pass unchanged. Without ``det_valid`` everything passes. When no item is valid the heat map is
-    dropped from both dicts, so the detection task is skipped."""
+    outputs/targets (heat map and regression maps, indices, mask and regression targets); other
+    keys pass unchanged. Without ``det_valid`` everything passes. When no item is valid the heat
+    map is dropped from both dicts, so the detection task is skipped."""
     if "det_valid" not in targets:
         return outputs, targets
     keep = targets["det_valid"] > 0.5
@@ -219,22 +225,23 @@ class MultiTaskLoss(nn.Module):
     """Total training loss of :class:`~bev_mtl_ros.model.network.BevMultiTaskNet`.
 
     Per-task losses:
-        detection = heatmap_weight * focal + sum_r reg_weights[r] * L1_r   (r in offset, z, size, rot)
-        drivable  = BCE (+ dice_weight * Dice)
+        detection = heatmap_weight * focal + sum_r reg_weights[r] * L1_r   (r in offset, z, size,
+        rot) drivable  = BCE (+ dice_weight * Dice)
         semantic  = CE (ignore 255)
     Combined with fixed ``task_weights`` ({detection, drivable, semantic}) or, with
-    ``uncertainty=True``, by :class:`UncertaintyWeighting` (its parameters must then be given to the
-    optimiser: they are parameters of this module).
+    ``uncertainty=True``, by :class:`UncertaintyWeighting` (its parameters must then be given to
+    the optimiser: they are parameters of this module).
 
-    forward(outputs, targets) -> (total scalar, dict of detached float terms: heatmap, offset, z, size,
-    rot, detection, drivable, semantic, total, and w_<task> when uncertainty weighting is on).
-    Outputs or targets missing a task's keys skip that task.
+    forward(outputs, targets) -> (total scalar, dict of detached float terms: heatmap, offset, z,
+    size, rot, detection, drivable, semantic, total, and w_<task> when uncertainty weighting is
+    on). Outputs or targets missing a task's keys skip that task.
     """
 
     def __init__(self, task_weights: Optional[Mapping[str, float]] = None,
                  reg_weights: Optional[Mapping[str, float]] = None, heatmap_weight: float = 1.0,
                  dice_weight: float = 0.0, uncertainty: bool = False, focal_alpha: float = 2.0,
-                 focal_beta: float = 4.0, semantic_class_weights: Optional[Sequence[float]] = None):
+                 focal_beta: float = 4.0,
+                 semantic_class_weights: Optional[Sequence[float]] = None):
         super().__init__()
         self.task_weights = {t: 1.0 for t in TASKS}
         if task_weights:
@@ -242,12 +249,14 @@ class MultiTaskLoss(nn.Module):
             if unknown:
                 raise ValueError(f"unknown task_weights keys {sorted(unknown)}; expected {TASKS}")
             self.task_weights.update({k: float(v) for k, v in task_weights.items()})
-        # CenterPoint's code weights: offsets/z/size 1.0, rotation 1.0; total regression weight 0.25
+        # CenterPoint's code weights: offsets/z/size 1.0, rotation 1.0; total regression weight
+        # 0.25
         self.reg_weights = {"offset": 0.25, "z": 0.25, "size": 0.25, "rot": 0.25}
         if reg_weights:
             unknown = set(reg_weights) - set(REGRESSION_TERMS)
             if unknown:
-                raise ValueError(f"unknown reg_weights keys {sorted(unknown)}; expected {REGRESSION_TERMS}")
+                raise ValueError(f"unknown reg_weights keys {sorted(unknown)}; expected "
+                                 f"{REGRESSION_TERMS}")
             self.reg_weights.update({k: float(v) for k, v in reg_weights.items()})
         self.heatmap_weight = float(heatmap_weight)
         self.dice_weight = float(dice_weight)
@@ -259,24 +268,28 @@ class MultiTaskLoss(nn.Module):
         else:
             self.semantic_class_weights = None
 
-    def task_losses(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]):
+    def task_losses(self, outputs: Mapping[str, torch.Tensor],
+                    targets: Mapping[str, torch.Tensor]):
         """Per-task losses and the individual terms: returns (tasks dict, terms dict)."""
         tasks: Dict[str, torch.Tensor] = {}
         terms: Dict[str, torch.Tensor] = {}
         if "heatmap" in outputs and "heatmap" in targets:
             outputs, targets = _detection_subset(outputs, targets)
         if "heatmap" in outputs and "heatmap" in targets:
-            hm = gaussian_focal_loss(outputs["heatmap"], targets["heatmap"], self.focal_alpha, self.focal_beta)
+            hm = gaussian_focal_loss(outputs["heatmap"], targets["heatmap"], self.focal_alpha,
+                                     self.focal_beta)
             terms["heatmap"] = hm
             det = self.heatmap_weight * hm
             for r in REGRESSION_TERMS:
                 if r in outputs and r in targets and "indices" in targets:
-                    lr = masked_l1_loss(outputs[r], targets["indices"], targets["mask"], targets[r])
+                    lr = masked_l1_loss(outputs[r], targets["indices"], targets["mask"],
+                                        targets[r])
                     terms[r] = lr
                     det = det + self.reg_weights[r] * lr
             tasks["detection"] = det
         if "drivable" in outputs and "drivable" in targets:
-            tasks["drivable"] = drivable_loss(outputs["drivable"], targets["drivable"], self.dice_weight)
+            tasks["drivable"] = drivable_loss(outputs["drivable"], targets["drivable"],
+                                              self.dice_weight)
         if "semantic" in outputs and "semantic" in targets:
             tasks["semantic"] = semantic_loss(outputs["semantic"], targets["semantic"],
                                               class_weights=self.semantic_class_weights)

@@ -1,9 +1,10 @@
-"""The multi-task network: pillars -> PFN -> pillar scatter -> BEV backbone -> camera cross-attention
-fusion -> neck -> CenterPoint / drivable-area heads, and camera encoder -> FPN semantic head.
+"""The multi-task network: pillars -> PFN -> pillar scatter -> BEV backbone -> camera
+cross-attention fusion -> neck -> CenterPoint / drivable-area heads, and camera encoder -> FPN
+semantic head.
 
 One graph, one forward, raw outputs (logits). :class:`DeployWrapper` fixes the output order and
-applies the sigmoids; it is what ONNX export and the PyTorch backend both run, so both backends give
-the same numbers.
+applies the sigmoids; it is what ONNX export and the PyTorch backend both run, so both backends
+give the same numbers.
 
 Widths: every constructor argument except the contract is a *width* (channels / blocks / heads),
 stored in ``net.widths`` (a plain dict) so a checkpoint can rebuild the exact architecture with
@@ -101,12 +102,12 @@ def widths_from_saved(widths: Dict[str, Any]) -> Dict[str, Any]:
 class BevMultiTaskNet(nn.Module):
     """Lidar-camera multi-task network.
 
-    Constructor: ``BevMultiTaskNet(contract, **widths)``, widths as in :data:`DEFAULT_WIDTHS` (unknown
-    keys raise TypeError). ``net.widths`` holds the full, JSON-compatible widths dict.
+    Constructor: ``BevMultiTaskNet(contract, **widths)``, widths as in :data:`DEFAULT_WIDTHS`
+    (unknown keys raise TypeError). ``net.widths`` holds the full, JSON-compatible widths dict.
 
     forward(pillars, num_points, canvas_index, image, camera_valid):
-        pillars (P, M, F) float32, decorated points (F = contract.num_decorated_features), all frames
-            of the batch concatenated; num_points (P,) int32/int64;
+        pillars (P, M, F) float32, decorated points (F = contract.num_decorated_features), all
+            frames of the batch concatenated; num_points (P,) int32/int64;
         canvas_index (B, grid_h*grid_w) int64, pillar index per BEV cell, P = empty cell;
         image (B, 3, Hi, Wi) float32 RGB in [0, 1], (Wi, Hi) = contract.image_size;
         camera_valid (B,) float32, 1.0 = camera image usable, 0.0 = lidar-only for that sample.
@@ -130,7 +131,8 @@ class BevMultiTaskNet(nn.Module):
         gw, gh = contract.grid_size
         self.pfn = PillarFeatureNet(contract.num_decorated_features, w["pfn_channels"])
         self.scatter = PillarScatter(contract.grid_size)
-        self.backbone = BevBackbone(w["pfn_channels"], tuple(w["bev_channels"]), tuple(w["bev_blocks"]))
+        self.backbone = BevBackbone(w["pfn_channels"], tuple(w["bev_channels"]),
+                                    tuple(w["bev_blocks"]))
         if w["camera_encoder"] == "efficientnet_lite0":
             self.camera = EfficientNetLite0Encoder(contract.image_mean, contract.image_std)
         elif w["camera_encoder"] == "plain":
@@ -140,18 +142,22 @@ class BevMultiTaskNet(nn.Module):
             raise ValueError(f"unknown camera_encoder {w['camera_encoder']!r}; "
                              f"expected one of {CAMERA_ENCODERS}")
         c4, c8, c16, c32 = self.camera.out_channels
-        self.fusion = CameraBevFusion(contract, self.backbone.out_channels[1], (c16, c32), dim=w["fusion_dim"],
+        self.fusion = CameraBevFusion(contract, self.backbone.out_channels[1], (c16, c32),
+                                      dim=w["fusion_dim"],
                                       heads=w["fusion_heads"], ffn_dim=w["fusion_ffn"],
                                       fx_over_width=float(w["fx_over_width"]))
         self.neck = BevNeck(self.backbone.out_channels, w["neck_up_channels"], w["neck_channels"],
                             contract.bev_stride)
-        self.det_head = CenterPointHead(w["neck_channels"], len(contract.detection_classes), w["head_channels"])
-        self.drivable_head = DrivableHead(w["neck_channels"], w["pfn_channels"], w["drivable_channels"])
-        self.semantic_head = SemanticFPNHead(self.camera.out_channels, len(contract.semantic_classes),
+        self.det_head = CenterPointHead(w["neck_channels"], len(contract.detection_classes),
+                                        w["head_channels"])
+        self.drivable_head = DrivableHead(w["neck_channels"], w["pfn_channels"],
+                                          w["drivable_channels"])
+        self.semantic_head = SemanticFPNHead(self.camera.out_channels,
+                                             len(contract.semantic_classes),
                                              w["fpn_channels"], contract.image_size)
-        # Channels-last (NHWC) conv weights: oneDNN's fast path on CPU (about 10-15 % per forward and
-        # training step here); the pillar scatter already yields an NHWC canvas. No effect on the
-        # numbers or on the ONNX graph.
+        # Channels-last (NHWC) conv weights: oneDNN's fast path on CPU (about 10-15 % per forward
+        # and training step here); the pillar scatter already yields an NHWC canvas. No effect on
+        # the numbers or on the ONNX graph.
         self.to(memory_format=torch.channels_last)
 
     @classmethod
@@ -174,12 +180,14 @@ class BevMultiTaskNet(nn.Module):
         out["semantic"] = self.semantic_head(cams)
         return out
 
-    def _check_inputs(self, canvas_index: torch.Tensor, image: torch.Tensor, camera_valid: torch.Tensor) -> None:
+    def _check_inputs(self, canvas_index: torch.Tensor, image: torch.Tensor,
+                      camera_valid: torch.Tensor) -> None:
         """Raise ValueError naming the input whose shape does not match the contract."""
         wi, hi = self.contract.image_size
         b = canvas_index.shape[0] if canvas_index.dim() == 2 else -1
         if tuple(image.shape) != (b, 3, hi, wi):
-            raise ValueError(f"image must be (B={b}, 3, {hi}, {wi}) per the contract, got {tuple(image.shape)}")
+            raise ValueError(f"image must be (B={b}, 3, {hi}, {wi}) per the contract, got "
+                             f"{tuple(image.shape)}")
         if tuple(camera_valid.shape) != (b,):
             raise ValueError(f"camera_valid must be (B={b},), got {tuple(camera_valid.shape)}")
 
@@ -189,8 +197,8 @@ class BevMultiTaskNet(nn.Module):
 
 
 class DeployWrapper(nn.Module):
-    """Deployment view of a :class:`BevMultiTaskNet`: same inputs (:data:`INPUT_NAMES`), outputs as a
-    tuple in :data:`OUTPUT_NAMES` order, with sigmoid applied to ``heatmap`` and ``drivable``
+    """Deployment view of a :class:`BevMultiTaskNet`: same inputs (:data:`INPUT_NAMES`), outputs as
+    a tuple in :data:`OUTPUT_NAMES` order, with sigmoid applied to ``heatmap`` and ``drivable``
     (probabilities in [0, 1]); the others raw. Used by ONNX export and by the PyTorch backend.
     """
 
@@ -211,8 +219,8 @@ def random_inputs(contract: ModelContract, num_pillars: int, batch: int = 1, see
     """Synthetic network inputs for tests, export checks and benchmarks (not for training).
 
     Pillars of ``batch`` frames at distinct random cells (num_pillars per frame), points uniform in
-    each pillar with 1..M valid points, decorated as runtime.pillarize does; image uniform in [0, 1].
-    Returns (pillars (B*P, M, F) f32, num_points (B*P,) int32, canvas_index (B, H*W) int64,
+    each pillar with 1..M valid points, decorated as runtime.pillarize does; image uniform in [0,
+    1]. Returns (pillars (B*P, M, F) f32, num_points (B*P,) int32, canvas_index (B, H*W) int64,
     image (B, 3, Hi, Wi) f32, camera_valid (B,) f32).
     """
     g = torch.Generator().manual_seed(int(seed))
@@ -239,11 +247,14 @@ def random_inputs(contract: ModelContract, num_pillars: int, batch: int = 1, see
         valid = (torch.arange(m).unsqueeze(0) < n.unsqueeze(1)).float()
         xyz = torch.stack([xs, ys, zs], dim=2) * valid.unsqueeze(2)
         mean = xyz.sum(1, keepdim=True) / n.view(-1, 1, 1).float()
-        centre = torch.stack([x0 + (ix.float() + 0.5) * dx, y0 + (iy.float() + 0.5) * dy], dim=1).unsqueeze(1)
-        feats = torch.cat([xyz, it.unsqueeze(2), xyz - mean, xyz[..., :2] - centre], dim=2) * valid.unsqueeze(2)
+        centre = torch.stack([x0 + (ix.float() + 0.5) * dx, y0
+                              + (iy.float() + 0.5) * dy], dim=1).unsqueeze(1)
+        feats = (torch.cat([xyz, it.unsqueeze(2), xyz - mean, xyz[..., :2] - centre], dim=2)
+                 * valid.unsqueeze(2))
         pillars.append(feats)
         counts.append(n.to(torch.int32))
     wi, hi = contract.image_size
     image = torch.rand(batch, 3, hi, wi, generator=g)
-    cv = torch.ones(batch) if camera_valid is None else torch.tensor(list(camera_valid), dtype=torch.float32)
+    cv = (torch.ones(batch) if camera_valid is None
+          else torch.tensor(list(camera_valid), dtype=torch.float32))
     return torch.cat(pillars).float(), torch.cat(counts), canvas, image, cv

@@ -203,12 +203,13 @@ def cloud_dtype(fields: Sequence[Any], point_step: int, is_bigendian: bool = Fal
         end = int(f.offset) + dt.itemsize * count
         if int(f.offset) < 0 or end > point_step:
             raise ConversionError(
-                f"PointCloud2 field '{name}' (offset {f.offset}, {count} x {dt.itemsize} bytes) does not fit "
-                f"in point_step {point_step}")
+                f"PointCloud2 field '{name}' (offset {f.offset}, {count} x {dt.itemsize} bytes) "
+                f"does not fit in point_step {point_step}")
         names.append(name)
         formats.append(dt if count == 1 else (dt, (count,)))
         offsets.append(int(f.offset))
-    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": int(point_step)})
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                     "itemsize": int(point_step)})
 
 
 def cloud_to_structured(msg: PointCloud2) -> np.ndarray:
@@ -236,11 +237,12 @@ def cloud_to_structured(msg: PointCloud2) -> np.ndarray:
         raise ConversionError(f"PointCloud2 point_step is {point_step} with {h}x{w} points")
     if row_step < w * point_step:
         raise ConversionError(
-            f"PointCloud2 row_step {row_step} < width {w} * point_step {point_step} = {w * point_step}")
+            f"PointCloud2 row_step {row_step} < width {w} * point_step {point_step} = "
+            f"{w * point_step}")
     if buf.size != row_step * h:
         raise ConversionError(
-            f"PointCloud2 data has {buf.size} bytes, expected row_step {row_step} * height {h} = {row_step * h} "
-            f"(width {w}, point_step {point_step})")
+            f"PointCloud2 data has {buf.size} bytes, expected row_step {row_step} * height {h} = "
+            f"{row_step * h} (width {w}, point_step {point_step})")
     return np.ndarray(shape=(h, w), dtype=dt, buffer=buf, offset=0, strides=(row_step, point_step))
 
 
@@ -266,12 +268,13 @@ def _column(arr: np.ndarray, name: str) -> np.ndarray:
     """One scalar field of a structured (H, W) array as a flat array (view when possible)."""
     col = arr[name]
     if col.ndim != arr.ndim:
-        raise ConversionError(f"PointCloud2 field '{name}' has count {col.shape[arr.ndim:]}; expected 1")
+        raise ConversionError(f"PointCloud2 field '{name}' has count {col.shape[arr.ndim:]}; "
+                              "expected 1")
     return col.reshape(-1)
 
 
-def cloud_to_xyzi(msg: PointCloud2, intensity_field: str = "intensity", intensity_scale: float = 1.0,
-                  out: Optional[np.ndarray] = None) -> CloudArrays:
+def cloud_to_xyzi(msg: PointCloud2, intensity_field: str = "intensity",
+                  intensity_scale: float = 1.0, out: Optional[np.ndarray] = None) -> CloudArrays:
     """PointCloud2 -> (N, 4) float32 [x, y, z, intensity] for any field layout.
 
     Args:
@@ -280,7 +283,8 @@ def cloud_to_xyzi(msg: PointCloud2, intensity_field: str = "intensity", intensit
         intensity_field: name of the intensity-like field ("intensity", "reflectance", "i", ...);
             empty string = none. A missing field gives zeros and ``has_intensity=False``.
         intensity_scale: multiplier from the message's intensity units to the model's raw
-            convention (e.g. 255.0 when a driver publishes 0..1 and the model expects A2D2's 0..255).
+            convention (e.g. 255.0 when a driver publishes 0..1 and the model expects A2D2's
+            0..255).
         out: optional preallocated (>= N, 4) float32 array to fill (avoids an allocation).
     Returns:
         :class:`CloudArrays`.
@@ -302,12 +306,14 @@ def cloud_to_xyzi(msg: PointCloud2, intensity_field: str = "intensity", intensit
             raise ValueError(f"out must be float32 (>={n}, 4), got {out.dtype} {out.shape}")
         pts = out[:n]
     if n == 0:
-        return CloudArrays(pts, bool(intensity_field) and intensity_field in names, 0, intensity_field)
+        return CloudArrays(pts, bool(intensity_field) and intensity_field in names, 0,
+                           intensity_field)
     for j, c in enumerate(("x", "y", "z")):
         pts[:, j] = _column(arr, c)  # casts float64/int/big-endian to native float32
     has_i = bool(intensity_field) and intensity_field in names
     if has_i:
-        np.multiply(_column(arr, intensity_field), np.float32(intensity_scale), out=pts[:, 3], casting="unsafe")
+        np.multiply(_column(arr, intensity_field), np.float32(intensity_scale), out=pts[:, 3],
+                    casting="unsafe")
     else:
         pts[:, 3] = 0.0
     finite = np.isfinite(pts).all(axis=1)
@@ -364,8 +370,10 @@ def _pointfield_type(dt: np.dtype, name: str) -> int:
     return code
 
 
-def cloud_to_msg(points: Union[np.ndarray, Mapping[str, np.ndarray]], header: Optional[Header] = None,
-                 height: int = 1, row_padding: int = 0, is_dense: Optional[bool] = None) -> PointCloud2:
+def cloud_to_msg(points: Union[np.ndarray, Mapping[str, np.ndarray]],
+                 header: Optional[Header] = None,
+                 height: int = 1, row_padding: int = 0,
+                 is_dense: Optional[bool] = None) -> PointCloud2:
     """Build a PointCloud2 from a structured array or a dict of equal-length 1-D arrays.
 
     Args:
@@ -388,8 +396,9 @@ def cloud_to_msg(points: Union[np.ndarray, Mapping[str, np.ndarray]], header: Op
         if len(set(lens.values())) > 1:
             raise ConversionError(f"point dict columns differ in length: {lens}")
         n = next(iter(lens.values())) if lens else 0
-        arr = np.empty(n, dtype=[(k, v.dtype.newbyteorder("<") if v.dtype.itemsize > 1 else v.dtype)
-                                 for k, v in cols.items()])
+        arr = np.empty(n,
+                       dtype=[(k, v.dtype.newbyteorder("<") if v.dtype.itemsize > 1 else v.dtype)
+                              for k, v in cols.items()])
         for k, v in cols.items():
             arr[k] = v
     else:
@@ -407,8 +416,10 @@ def cloud_to_msg(points: Union[np.ndarray, Mapping[str, np.ndarray]], header: Op
         fdt, off = dt.fields[name][:2]
         base, count = (fdt.base, int(np.prod(fdt.shape))) if fdt.shape else (fdt, 1)
         if base.itemsize > 1:
-            orders.add(">" if (base.byteorder == ">" or (base.byteorder == "=" and sys.byteorder == "big")) else "<")
-        fields.append(PointField(name=name, offset=int(off), datatype=_pointfield_type(base, name), count=count))
+            orders.add(">" if (base.byteorder == ">"
+                               or (base.byteorder == "=" and sys.byteorder == "big")) else "<")
+        fields.append(PointField(name=name, offset=int(off), datatype=_pointfield_type(base, name),
+                                 count=count))
     if len(orders) > 1:
         raise ConversionError("all multi-byte fields must share one byte order")
     big = orders == {">"}
@@ -451,7 +462,8 @@ def image_to_rgb(msg: Image) -> np.ndarray:
     enc = str(msg.encoding).lower()
     ch = IMAGE_ENCODINGS.get(enc)
     if ch is None:
-        raise ConversionError(f"Image encoding '{msg.encoding}' unsupported; use one of {sorted(IMAGE_ENCODINGS)}")
+        raise ConversionError(f"Image encoding '{msg.encoding}' unsupported; use one of "
+                              f"{sorted(IMAGE_ENCODINGS)}")
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     buf = _buffer(msg.data)
     if h == 0 or w == 0:
@@ -459,7 +471,8 @@ def image_to_rgb(msg: Image) -> np.ndarray:
     if step < w * ch:
         raise ConversionError(f"Image step {step} < width {w} * {ch} channels ({enc}) = {w * ch}")
     if buf.size != step * h:
-        raise ConversionError(f"Image data has {buf.size} bytes, expected step {step} * height {h} = {step * h}")
+        raise ConversionError(f"Image data has {buf.size} bytes, expected step {step} * height "
+                              f"{h} = {step * h}")
     view = np.ndarray(shape=(h, w, ch), dtype=np.uint8, buffer=buf, strides=(step, ch, 1))
     if enc == "rgb8":
         return view if step == w * 3 else np.ascontiguousarray(view)
@@ -476,8 +489,8 @@ def image_to_msg(array: np.ndarray, encoding: str = "rgb8", header: Optional[Hea
     """Build a sensor_msgs/Image from an array already in ``encoding``'s channel order.
 
     Args:
-        array: (H, W) or (H, W, 1) uint8 for mono8; (H, W, 3) for rgb8/bgr8; (H, W, 4) for rgba8/bgra8.
-        encoding: one of :data:`IMAGE_ENCODINGS`.
+        array: (H, W) or (H, W, 1) uint8 for mono8; (H, W, 3) for rgb8/bgr8; (H, W, 4) for
+        rgba8/bgra8. encoding: one of :data:`IMAGE_ENCODINGS`.
         header: std_msgs/Header; default Header when None.
         step: row length in bytes (>= W * channels); rows are zero-padded; default W * channels.
     Returns:
@@ -487,12 +500,14 @@ def image_to_msg(array: np.ndarray, encoding: str = "rgb8", header: Optional[Hea
     """
     ch = IMAGE_ENCODINGS.get(encoding)
     if ch is None:
-        raise ConversionError(f"encoding '{encoding}' unsupported; use one of {sorted(IMAGE_ENCODINGS)}")
+        raise ConversionError(f"encoding '{encoding}' unsupported; use one of "
+                              f"{sorted(IMAGE_ENCODINGS)}")
     a = np.asarray(array)
     if a.ndim == 2:
         a = a[..., None]
     if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != ch:
-        raise ConversionError(f"array {a.dtype} {a.shape} does not match encoding {encoding} ({ch} x uint8)")
+        raise ConversionError(f"array {a.dtype} {a.shape} does not match encoding {encoding} "
+                              f"({ch} x uint8)")
     h, w = a.shape[:2]
     row = w * ch
     step = row if step is None else int(step)

@@ -52,9 +52,12 @@ __all__ = [
 
 #: RGB colours (0..1) of the default detection classes in RViz markers; others cycle a palette.
 CLASS_COLOURS: Dict[str, Tuple[float, float, float]] = {
-    "Car": (0.1, 0.5, 1.0), "Truck": (1.0, 0.6, 0.0), "Pedestrian": (1.0, 0.1, 0.1), "Cyclist": (0.1, 0.9, 0.2),
+    "Car": (0.1, 0.5, 1.0), "Truck": (1.0, 0.6, 0.0), "Pedestrian": (1.0, 0.1, 0.1),
+    "Cyclist": (0.1, 0.9, 0.2),
 }
-_FALLBACK = np.array([(0.8, 0.2, 0.8), (0.2, 0.8, 0.8), (0.9, 0.9, 0.2), (0.6, 0.6, 0.6)], dtype=np.float64)
+_FALLBACK = np.array([(0.8, 0.2, 0.8), (0.2, 0.8, 0.8), (0.9, 0.9, 0.2), (0.6, 0.6, 0.6)],
+                     dtype=np.float64)
+
 
 def yaw_to_quaternion(yaw: float) -> Quaternion:
     """Rotation by ``yaw`` radians about +z as a geometry_msgs/Quaternion (x, y, z, w)
@@ -73,8 +76,8 @@ def _class_name(names: Sequence[str], label: int) -> str:
     return names[label] if 0 <= label < len(names) else f"class_{label}"
 
 
-def detections_to_msg(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-                      header: Header) -> Any:
+def detections_to_msg(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
+                      class_names: Sequence[str], header: Header) -> Any:
     """Detections -> vision_msgs/Detection3DArray.
 
     Args:
@@ -82,9 +85,11 @@ def detections_to_msg(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
         scores: (N,) float32 in [0, 1].
         labels: (N,) int64 index into ``class_names`` (contract.detection_classes).
         class_names: detection class names; ``hypothesis.class_id`` is the name.
-        header: the input cloud's header (stamp, frame_id), copied to the array and every detection.
+        header: the input cloud's header (stamp, frame_id), copied to the array and every
+        detection.
     Returns:
-        Detection3DArray (empty ``detections`` when N == 0). ``Detection3D.id`` = index in the array.
+        Detection3DArray (empty ``detections`` when N == 0). ``Detection3D.id`` = index in the
+        array.
     """
     from vision_msgs.msg import (BoundingBox3D, Detection3D, Detection3DArray, ObjectHypothesis,
                                  ObjectHypothesisWithPose)
@@ -101,7 +106,8 @@ def detections_to_msg(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
         pose = Pose(position=Point(x=b[i, 0], y=b[i, 1], z=b[i, 2]),
                     orientation=Quaternion(x=0.0, y=0.0, z=qz[i], w=qw[i]))
         hyp = ObjectHypothesisWithPose()
-        hyp.hypothesis = ObjectHypothesis(class_id=_class_name(class_names, int(lb[i])), score=float(sc[i]))
+        hyp.hypothesis = ObjectHypothesis(class_id=_class_name(class_names, int(lb[i])),
+                                          score=float(sc[i]))
         hyp.pose.pose = pose
         det = Detection3D()
         det.header = header
@@ -115,13 +121,15 @@ def detections_to_msg(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
 
 def _colours(labels: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
     """(N,) labels -> (N, 3) float RGB 0..1."""
-    table = np.array([CLASS_COLOURS.get(n, tuple(_FALLBACK[k % len(_FALLBACK)])) for k, n in enumerate(class_names)]
+    table = np.array([CLASS_COLOURS.get(n, tuple(_FALLBACK[k % len(_FALLBACK)]))
+                      for k, n in enumerate(class_names)]
                      + [(1.0, 1.0, 1.0)], dtype=np.float64)
     idx = np.where((labels >= 0) & (labels < len(class_names)), labels, len(class_names))
     return table[idx]
 
 
-def detections_to_markers(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+def detections_to_markers(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
+                          class_names: Sequence[str],
                           header: Header, ns: str = "detections", line_width: float = 0.08,
                           text_height: float = 0.8) -> MarkerArray:
     """Detections -> visualization_msgs/MarkerArray for RViz.
@@ -193,8 +201,8 @@ def drivable_to_image(mask: np.ndarray, header: Header) -> Image:
     return _mono8(np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8), header)
 
 
-def drivable_to_occupancy_grid(mask: np.ndarray, point_cloud_range: Sequence[float], pillar_size: Sequence[float],
-                               header: Header) -> OccupancyGrid:
+def drivable_to_occupancy_grid(mask: np.ndarray, point_cloud_range: Sequence[float],
+                               pillar_size: Sequence[float], header: Header) -> OccupancyGrid:
     """(grid_h, grid_w) BEV mask -> nav_msgs/OccupancyGrid (0 drivable, 100 not, never -1).
 
     Args:
@@ -240,7 +248,8 @@ def semantic_overlay(rgb: np.ndarray, ids: np.ndarray, header: Header, alpha: fl
         ids: (H, W) uint8 class ids; ids without a palette entry (e.g. 255) leave the pixel as is.
         header: the image's header.
         alpha: weight of the class colour, 0..1.
-        palette: (K, 3) uint8 colours; default A2D2's (``bev_mtl_ros.data.classes.class_id_to_colour``).
+        palette: (K, 3) uint8 colours; default A2D2's
+        (``bev_mtl_ros.data.classes.class_id_to_colour``).
     Returns:
         rgb8 Image, out = (1 - alpha) * rgb + alpha * colour (rounded, OpenCV ``addWeighted``).
     Raises:
@@ -251,15 +260,18 @@ def semantic_overlay(rgb: np.ndarray, ids: np.ndarray, header: Header, alpha: fl
     rgb = np.asarray(rgb)
     ids = np.asarray(ids)
     if rgb.shape[:2] != ids.shape[:2]:
-        raise ValueError(f"overlay: image {rgb.shape[:2]} and class ids {ids.shape[:2]} differ in size")
+        raise ValueError(f"overlay: image {rgb.shape[:2]} and class ids {ids.shape[:2]} differ in "
+                         "size")
     import cv2
 
     k = len(palette)
     pal = np.asarray(palette, dtype=np.uint8).reshape(k, 3)
     ids8 = np.ascontiguousarray(ids, dtype=np.uint8)
-    # class colour image through three 256-entry look-up tables (cv2.LUT, SIMD), then a weighted sum
+    # class colour image through three 256-entry look-up tables (cv2.LUT, SIMD), then a weighted
+    # sum
     colour = cv2.merge([cv2.LUT(ids8, np.pad(pal[:, c], (0, 256 - k))) for c in range(3)])
-    out = cv2.addWeighted(np.ascontiguousarray(rgb, dtype=np.uint8), 1.0 - float(alpha), colour, float(alpha), 0.0)
+    out = cv2.addWeighted(np.ascontiguousarray(rgb, dtype=np.uint8), 1.0 - float(alpha), colour,
+                          float(alpha), 0.0)
     unknown = ids8 >= k
     if unknown.any():  # ids without a colour keep the camera pixel
         out[unknown] = rgb[unknown]
@@ -285,8 +297,8 @@ def label_info_msg(class_names: Sequence[str], header: Header, threshold: float 
     return msg
 
 
-_LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN, "ERROR": DiagnosticStatus.ERROR,
-           "STALE": DiagnosticStatus.STALE}
+_LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN,
+           "ERROR": DiagnosticStatus.ERROR, "STALE": DiagnosticStatus.STALE}
 
 
 def diagnostic_status(name: str, level: str, message: str, values: Mapping[str, Any],
@@ -320,7 +332,8 @@ def timings_msg(timings_ms: Mapping[str, float]) -> Float64MultiArray:
     """
     names = list(timings_ms)
     msg = Float64MultiArray()
-    msg.layout.dim = [MultiArrayDimension(label=",".join(names), size=len(names), stride=len(names))]
+    msg.layout.dim = [MultiArrayDimension(label=",".join(names), size=len(names),
+                                          stride=len(names))]
     msg.layout.data_offset = 0
     msg.data = [float(timings_ms[n]) for n in names]
     return msg

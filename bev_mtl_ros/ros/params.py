@@ -177,7 +177,6 @@ def check_contract_overrides(overrides: Dict[str, Any], contract: Any, model_pat
                            + " (remove the parameter or use a model trained with that contract)")
 
 
-
 def resolve_model_path(model_path: str) -> str:
     """The absolute path of the model file named by parameter ``model_path`` (``~`` expanded);
     empty = the packaged model (:func:`find_default_model`).

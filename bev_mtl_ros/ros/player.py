@@ -1,21 +1,22 @@
-"""Replay a rosbag2 file (mcap or sqlite3) over DDS with its recorded timing; no ``ros2`` CLI needed.
+"""Replay a rosbag2 file (mcap or sqlite3) over DDS with its recorded timing; no ``ros2`` CLI
+needed.
 
 ``bev-mtl-ros play BAG [--rate R] [--clock] [--loop] [--topics T ...]`` reads the bag with the pure
 Python ``rosbags`` library and publishes each message's serialized CDR bytes unchanged with
 ``Publisher.publish(bytes)`` (rclpy accepts serialized messages; rosbags' CDR equals rclpy's except
 for padding bytes). The message class each publisher needs comes from the installed interface
-package (``<pkg>.msg.<Type>`` imported by name); a topic whose type is not installed is skipped with
-a warning and counted in :attr:`PlaybackStats.skipped_topics`.
+package (``<pkg>.msg.<Type>`` imported by name); a topic whose type is not installed is skipped
+with a warning and counted in :attr:`PlaybackStats.skipped_topics`.
 
 Timing: message ``k`` with bag time ``t_k`` (ns, the bag's receive time) is published at wall time
-``T0 + (t_k - t_0) / rate``. With ``--clock`` a ``/clock`` (rosgraph_msgs/Clock) publisher sends the
-current bag time at ``--clock-hz`` (100 Hz default) and before every message, so nodes run with
-``use_sim_time:=true`` see the bag's time base. With ``--loop`` playback restarts at the bag's first
-message after the last one: stamps and ``/clock`` then jump backwards (that is what a replaying
-node must handle).
+``T0 + (t_k - t_0) / rate``. With ``--clock`` a ``/clock`` (rosgraph_msgs/Clock) publisher sends
+the current bag time at ``--clock-hz`` (100 Hz default) and before every message, so nodes run with
+``use_sim_time:=true`` see the bag's time base. With ``--loop`` playback restarts at the bag's
+first message after the last one: stamps and ``/clock`` then jump backwards (that is what a
+replaying node must handle).
 
-QoS: ``/tf_static``, and any topic whose recorded offered QoS profiles are all transient local, get a
-reliable transient-local publisher with a history deep enough for all its messages (late joiners
+QoS: ``/tf_static``, and any topic whose recorded offered QoS profiles are all transient local, get
+a reliable transient-local publisher with a history deep enough for all its messages (late joiners
 receive them); every other topic a reliable keep-last(``--qos-depth``) volatile publisher, which
 also matches best-effort (sensor-data) subscriptions.
 
@@ -55,8 +56,8 @@ class PlaybackStats:
         published: topic -> messages published (all loops together).
         loops: completed passes over the bag.
         clock_messages: ``/clock`` messages published.
-        skipped_topics: topic -> reason, for topics not replayed (type not installed, filtered out).
-        wall_s: wall-clock seconds the playback took.
+        skipped_topics: topic -> reason, for topics not replayed (type not installed, filtered
+        out). wall_s: wall-clock seconds the playback took.
         bag_span_s: bag time covered by one pass, seconds.
         max_lag_ms: largest delay of a publish behind its scheduled wall time, ms (the player's own
             timing error; large values mean the machine could not keep up with the rate).
@@ -77,7 +78,8 @@ class PlaybackStats:
     def to_dict(self) -> Dict[str, Any]:
         """JSON-compatible dict."""
         return {
-            "published": dict(self.published), "loops": self.loops, "clock_messages": self.clock_messages,
+            "published": dict(self.published), "loops": self.loops,
+            "clock_messages": self.clock_messages,
             "skipped_topics": dict(self.skipped_topics), "wall_s": round(self.wall_s, 3),
             "bag_span_s": round(self.bag_span_s, 3), "max_lag_ms": round(self.max_lag_ms, 2),
             "pace_timeouts": self.pace_timeouts, "pace_wait_s": round(self.pace_wait_s, 3),
@@ -118,7 +120,8 @@ def _qos_is_transient_local(profiles: Sequence[Any]) -> bool:
     """True when every recorded offered QoS profile (rosbags ``Qos``) is transient local."""
     if not profiles:
         return False
-    return all(getattr(getattr(p, "durability", None), "name", "") == "TRANSIENT_LOCAL" for p in profiles)
+    return all(getattr(getattr(p, "durability", None), "name", "") == "TRANSIENT_LOCAL"
+               for p in profiles)
 
 
 class BagPlayer:
@@ -151,7 +154,8 @@ class BagPlayer:
     """
 
     def __init__(self, node, bag_path, rate: float = 1.0, clock: bool = False, loop: bool = False,
-                 topics: Optional[Iterable[str]] = None, clock_hz: float = 100.0, qos_depth: int = 10,
+                 topics: Optional[Iterable[str]] = None, clock_hz: float = 100.0,
+                 qos_depth: int = 10,
                  remap: Optional[Dict[str, str]] = None, start_paused: bool = False,
                  max_loops: Optional[int] = None, pace_input: Optional[str] = None,
                  pace_topic: Optional[str] = None, pace_timeout: float = 30.0):
@@ -211,16 +215,19 @@ class BagPlayer:
                 cls = import_message_class(c.msgtype)
             except ImportError as e:
                 self.stats.skipped_topics[c.topic] = f"type {c.msgtype} not installed: {e}"
-                self._logger.warning(f"skipping {c.topic}: message type {c.msgtype} is not installed ({e})")
+                self._logger.warning(f"skipping {c.topic}: message type {c.msgtype} is not "
+                                     f"installed ({e})")
                 continue
             profiles = list(getattr(c.ext, "offered_qos_profiles", []) or [])
             if c.topic in LATCHED_TOPICS or _qos_is_transient_local(profiles):
-                qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(1, min(counts[c.topic], 1000)),
+                qos = QoSProfile(history=HistoryPolicy.KEEP_LAST,
+                                 depth=max(1, min(counts[c.topic], 1000)),
                                  reliability=ReliabilityPolicy.RELIABLE,
                                  durability=DurabilityPolicy.TRANSIENT_LOCAL)
             else:
                 qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(1, int(qos_depth)),
-                                 reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+                                 reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.VOLATILE)
             pub = node.create_publisher(cls, out_topic, qos)
             by_topic[out_topic] = pub
             self._publishers[c.id] = pub
@@ -231,9 +238,11 @@ class BagPlayer:
                 self._logger.warning(f"requested topic {t} is not in {self.bag_path}")
         if not self._publishers:
             self._reader.close()
-            raise PlayerError(f"nothing to play in {self.bag_path}: {self.stats.skipped_topics or 'no messages'}")
+            raise PlayerError(f"nothing to play in {self.bag_path}: "
+                              f"{self.stats.skipped_topics or 'no messages'}")
         self._connections = [c for c in self._reader.connections if c.id in self._publishers]
-        self.published_topics: Dict[str, str] = {self.remap.get(c.topic, c.topic): c.msgtype for c in self._connections}
+        self.published_topics: Dict[str, str] = {self.remap.get(c.topic, c.topic): c.msgtype
+                                                 for c in self._connections}
         self.message_counts: Dict[str, int] = {c.topic: counts[c.topic] for c in self._connections}
 
         self.pace_input = pace_input
@@ -268,12 +277,13 @@ class BagPlayer:
                 msgtype = types[0]
                 break
             if time.monotonic() > deadline or self._stop.is_set():
-                raise PlayerError(f"pace topic {topic} never appeared in the ROS graph (give its type as "
-                                  f"{topic}:pkg/msg/Type)")
+                raise PlayerError(f"pace topic {topic} never appeared in the ROS graph (give its "
+                                  f"type as {topic}:pkg/msg/Type)")
             time.sleep(0.05)
         cls = import_message_class(msgtype)
         self._pace_sub = self.node.create_subscription(
-            cls, topic, self._on_answer, QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE), raw=True)
+            cls, topic, self._on_answer,
+            QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE), raw=True)
 
     def _on_answer(self, _data) -> None:
         with self._answer_cv:
@@ -287,13 +297,14 @@ class BagPlayer:
                                           timeout=self.pace_timeout)
         if not ok:
             self.stats.pace_timeouts += 1
-            self._logger.warning(f"pacing: no answer on {self._pace_spec} for input {needed} within "
-                                 f"{self.pace_timeout:.1f} s; publishing the next input anyway")
+            self._logger.warning(f"pacing: no answer on {self._pace_spec} for input {needed} "
+                                 f"within {self.pace_timeout:.1f} s; publishing the next input "
+                                 "anyway")
         self.stats.pace_wait_s += time.monotonic() - t0
 
     # ------------------------------------------------------------------ control
-    def wait_for_subscribers(self, count: int, topics: Optional[Sequence[str]] = None, timeout: float = 30.0,
-                             settle_s: float = 0.5) -> bool:
+    def wait_for_subscribers(self, count: int, topics: Optional[Sequence[str]] = None,
+                             timeout: float = 30.0, settle_s: float = 0.5) -> bool:
         """Block until each topic has at least ``count`` matched subscriptions.
 
         Args:
@@ -310,7 +321,8 @@ class BagPlayer:
         if count <= 0:
             return True
         if not topics:
-            topics = [t for t, ty in self.published_topics.items() if ty.endswith("PointCloud2")] or \
+            topics = [t for t, ty in self.published_topics.items()
+                      if ty.endswith("PointCloud2")] or \
                 list(self.published_topics)
         need: Dict[str, int] = {}
         for spec in topics:
@@ -330,7 +342,8 @@ class BagPlayer:
                 time.sleep(settle_s)
                 return True
             if time.monotonic() > deadline:
-                self._logger.warning(f"timed out after {timeout:.1f} s waiting for {count} subscriber(s) on {short}")
+                self._logger.warning(f"timed out after {timeout:.1f} s waiting for {count} "
+                                     f"subscriber(s) on {short}")
                 return False
             time.sleep(0.05)
         return False
@@ -372,7 +385,8 @@ class BagPlayer:
     # ------------------------------------------------------------------ playback
     def _publish_clock(self, bag_ns: int) -> None:
         from builtin_interfaces.msg import Time
-        msg = self._clock_cls(clock=Time(sec=int(bag_ns // 1_000_000_000), nanosec=int(bag_ns % 1_000_000_000)))
+        msg = self._clock_cls(clock=Time(sec=int(bag_ns // 1_000_000_000),
+                                         nanosec=int(bag_ns % 1_000_000_000)))
         self._clock_pub.publish(msg)
         self.stats.clock_messages += 1
 
@@ -431,9 +445,11 @@ class BagPlayer:
                     self.stats.published[self._topic_of[conn.id]] += 1
                 else:
                     self.stats.loops += 1
-                    if not self.loop or (self.max_loops is not None and self.stats.loops >= self.max_loops):
+                    if not self.loop or (self.max_loops is not None
+                                         and self.stats.loops >= self.max_loops):
                         break
-                    self._logger.info(f"loop {self.stats.loops} done; restarting {self.bag_path.name}")
+                    self._logger.info(f"loop {self.stats.loops} done; restarting "
+                                      f"{self.bag_path.name}")
                     continue
                 break
         finally:
@@ -454,7 +470,8 @@ class BagPlayer:
                 self.node.destroy_subscription(self._pace_sub)
             except Exception:
                 pass
-        for pub in set(self._publishers.values()) | ({self._clock_pub} if self._clock_pub else set()):
+        for pub in set(self._publishers.values()) | ({self._clock_pub} if self._clock_pub
+                                                     else set()):
             try:
                 self.node.destroy_publisher(pub)
             except Exception:
@@ -471,35 +488,50 @@ def _first_cloud_topic(bag) -> Optional[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``bev-mtl-ros play``."""
     parser.add_argument("bag", help="rosbag2 directory or .mcap/.db3 file")
-    parser.add_argument("--rate", "-r", type=float, default=1.0, help="playback speed factor (default 1.0)")
-    parser.add_argument("--clock", action="store_true", help="publish /clock with the bag time (for use_sim_time)")
-    parser.add_argument("--clock-hz", type=float, default=100.0, help="/clock rate in Hz (default 100)")
-    parser.add_argument("--loop", "-l", action="store_true", help="restart at the beginning after the end")
-    parser.add_argument("--max-loops", type=int, default=None, help="with --loop: stop after this many passes")
-    parser.add_argument("--topics", nargs="+", default=None, metavar="TOPIC", help="replay only these topics")
-    parser.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO", help="rename topics on publish")
-    parser.add_argument("--qos-depth", type=int, default=10, help="history depth of volatile publishers")
+    parser.add_argument("--rate", "-r", type=float, default=1.0,
+                        help="playback speed factor (default 1.0)")
+    parser.add_argument("--clock", action="store_true",
+                        help="publish /clock with the bag time (for use_sim_time)")
+    parser.add_argument("--clock-hz", type=float, default=100.0,
+                        help="/clock rate in Hz (default 100)")
+    parser.add_argument("--loop", "-l", action="store_true",
+                        help="restart at the beginning after the end")
+    parser.add_argument("--max-loops", type=int, default=None,
+                        help="with --loop: stop after this many passes")
+    parser.add_argument("--topics", nargs="+", default=None, metavar="TOPIC",
+                        help="replay only these topics")
+    parser.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO",
+                        help="rename topics on publish")
+    parser.add_argument("--qos-depth", type=int, default=10,
+                        help="history depth of volatile publishers")
     parser.add_argument("--wait-for-subscribers", type=int, default=0, metavar="N",
-                        help="before playing, wait until N subscriptions match each --wait-topics topic")
+                        help="before playing, wait until N subscriptions match each --wait-topics "
+                             "topic")
     parser.add_argument("--wait-topics", nargs="+", default=None, metavar="TOPIC[=N]",
-                        help="topics checked by --wait-for-subscribers (default: the bag's PointCloud2 topics); "
-                             "TOPIC=N requires N subscriptions on that topic")
-    parser.add_argument("--wait-timeout", type=float, default=60.0, help="seconds to wait for subscribers")
+                        help="topics checked by --wait-for-subscribers (default: the bag's "
+                             "PointCloud2 topics); TOPIC=N requires N subscriptions on that topic")
+    parser.add_argument("--wait-timeout", type=float, default=60.0,
+                        help="seconds to wait for subscribers")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to sleep before playing")
     parser.add_argument("--start-paused", action="store_true",
                         help="start paused; SIGUSR1 toggles pause/resume")
     parser.add_argument("--pace-topic", default=None, metavar="TOPIC[:TYPE]",
-                        help="closed loop: before each --pace-input message wait for one more message on "
-                             "this (output) topic than before (a slow node is never overloaded)")
+                        help="closed loop: before each --pace-input message wait for one more "
+                             "message on this (output) topic than before (a slow node is never "
+                             "overloaded)")
     parser.add_argument("--pace-input", default=None, metavar="TOPIC",
-                        help="bag topic paced by --pace-topic (default: the bag's first PointCloud2 topic)")
-    parser.add_argument("--pace-timeout", type=float, default=30.0, help="seconds to wait per answer")
+                        help="bag topic paced by --pace-topic (default: the bag's first "
+                             "PointCloud2 topic)")
+    parser.add_argument("--pace-timeout", type=float, default=30.0,
+                        help="seconds to wait per answer")
     parser.add_argument("--node-name", default="bag_player", help="name of the player's ROS node")
-    parser.add_argument("--stats-json", default=None, help="write playback statistics as JSON here")
+    parser.add_argument("--stats-json", default=None,
+                        help="write playback statistics as JSON here")
 
 
 def main(args: argparse.Namespace) -> int:
-    """``bev-mtl-ros play``: returns 0 on success, 2 on a bag error, 3 when subscribers never came."""
+    """``bev-mtl-ros play``: returns 0 on success, 2 on a bag error, 3 when subscribers never
+    came."""
     import json
 
     import rclpy
@@ -522,10 +554,10 @@ def main(args: argparse.Namespace) -> int:
         if args.pace_topic and not pace_input:
             pace_input = _first_cloud_topic(args.bag)
         player = BagPlayer(node, args.bag, rate=args.rate, clock=args.clock, loop=args.loop,
-                           topics=args.topics, clock_hz=args.clock_hz, qos_depth=args.qos_depth, remap=remap,
-                           start_paused=args.start_paused, max_loops=args.max_loops,
-                           pace_input=pace_input if args.pace_topic else None, pace_topic=args.pace_topic,
-                           pace_timeout=args.pace_timeout)
+                           topics=args.topics, clock_hz=args.clock_hz, qos_depth=args.qos_depth,
+                           remap=remap, start_paused=args.start_paused, max_loops=args.max_loops,
+                           pace_input=pace_input if args.pace_topic else None,
+                           pace_topic=args.pace_topic, pace_timeout=args.pace_timeout)
 
         def _on_signal(signum, frame):  # stop cleanly on Ctrl-C / SIGTERM
             player.stop()
@@ -537,7 +569,8 @@ def main(args: argparse.Namespace) -> int:
         counts = ", ".join(f"{t} ({n})" for t, n in sorted(player.message_counts.items()))
         log.info(f"playing {args.bag} at rate {args.rate}: {counts}")
         if args.wait_for_subscribers > 0:
-            if not player.wait_for_subscribers(args.wait_for_subscribers, args.wait_topics, args.wait_timeout):
+            if not player.wait_for_subscribers(args.wait_for_subscribers, args.wait_topics,
+                                               args.wait_timeout):
                 rc = 3
         if args.delay > 0:
             time.sleep(args.delay)
@@ -550,8 +583,8 @@ def main(args: argparse.Namespace) -> int:
                 executor.spin_once(timeout_sec=0.05)   # delivers pacing answers
             executor.remove_node(node)
             stats = player.stats
-            log.info(f"done: {dict(stats.published)} in {stats.wall_s:.2f} s, loops {stats.loops}, "
-                     f"max lag {stats.max_lag_ms:.1f} ms")
+            log.info(f"done: {dict(stats.published)} in {stats.wall_s:.2f} s, loops "
+                     f"{stats.loops}, max lag {stats.max_lag_ms:.1f} ms")
             if args.stats_json:
                 Path(args.stats_json).parent.mkdir(parents=True, exist_ok=True)
                 Path(args.stats_json).write_text(json.dumps(player.stats.to_dict(), indent=2))

@@ -1,10 +1,10 @@
 """Record ROS 2 topics to a rosbag2 file (mcap or sqlite3); no ``ros2`` CLI needed.
 
 ``bev-mtl-ros record OUT --topics T1 T2[:pkg/msg/Type] ... [--storage mcap] [--duration S]
-[--max-messages N]`` subscribes with rclpy *raw* subscriptions (the callback receives the serialized
-CDR bytes, nothing is deserialized) and writes the bytes with the ``rosbags`` library. Each message's
-bag timestamp is its **receive time** (wall clock ns, or the node clock with ``--use-sim-time``); the
-message's own ``header.stamp`` is inside the bytes and unchanged.
+[--max-messages N]`` subscribes with rclpy *raw* subscriptions (the callback receives the
+serialized CDR bytes, nothing is deserialized) and writes the bytes with the ``rosbags`` library.
+Each message's bag timestamp is its **receive time** (wall clock ns, or the node clock with
+``--use-sim-time``); the message's own ``header.stamp`` is inside the bytes and unchanged.
 
 Types: a topic given as ``/topic:pkg/msg/Type`` is subscribed at once; a bare ``/topic`` is
 subscribed when discovery first shows a publisher (like ``ros2 bag record``). The bag's message
@@ -17,9 +17,9 @@ some publisher is best effort; transient local when every publisher is (so ``/tf
 ``label_info`` are caught even if published before the recorder started). The publishers' offered
 QoS is written into the bag's metadata.
 
-Stops cleanly on SIGINT/SIGTERM, ``--duration``, ``--max-messages``, ``--expect TOPIC=N`` (each listed
-topic reached N messages) or ``--idle-timeout`` (no message for S seconds after the first); the bag
-is always closed (index/metadata flushed).
+Stops cleanly on SIGINT/SIGTERM, ``--duration``, ``--max-messages``, ``--expect TOPIC=N`` (each
+listed topic reached N messages) or ``--idle-timeout`` (no message for S seconds after the first);
+the bag is always closed (index/metadata flushed).
 
 Python API::
 
@@ -46,20 +46,22 @@ class RecorderError(RuntimeError):
 
 
 def make_record_typestore():
-    """The rosbags typestore used for writing: ``data.to_bag.make_typestore(ROS2_KILTED)`` (rosbags'
-    Kilted store + vision_msgs), else the plain Kilted store. Unknown types are added later by
-    :func:`ensure_type`."""
+    """The rosbags typestore used for writing: ``data.to_bag.make_typestore(ROS2_KILTED)``
+    (rosbags' Kilted store + vision_msgs), else the plain Kilted store. Unknown types are added
+    later by :func:`ensure_type`."""
     from rosbags.typesys import Stores, get_typestore
 
     from bev_mtl_ros.data.to_bag import BagConversionError, make_typestore
     try:  # the publishers are Kilted rclpy: use Kilted's definitions (+ vision_msgs)
         return make_typestore(Stores.ROS2_KILTED)
-    except BagConversionError:  # no vision_msgs .msg files: plain store, ensure_type adds what it can
+    # no vision_msgs .msg files: plain store, ensure_type adds what it can
+    except BagConversionError:
         return get_typestore(Stores.ROS2_KILTED)
 
 
 def _share_dirs(pkg: str) -> List[Path]:
-    """Candidate ``share/<pkg>`` directories: the ament index, AMENT_PREFIX_PATH, the venv prefix."""
+    """Candidate ``share/<pkg>`` directories: the ament index, AMENT_PREFIX_PATH, the venv
+    prefix."""
     out: List[Path] = []
     try:
         from ament_index_python.packages import get_package_share_directory
@@ -114,12 +116,14 @@ def _nested_name(nodetype, detail) -> Optional[str]:
 
 def _to_bag_qos(profile) -> Any:
     """rclpy QoSProfile -> rosbags ``Qos`` (for the bag metadata's offered_qos_profiles)."""
-    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+    from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
+                                    QosTime)
 
     def dur(d):
         ns = int(d.nanoseconds)
         if ns <= 0 or ns >= 2**63 - 1:
-            return QosTime(sec=0x7FFFFFFF, nsec=0xFFFFFFFF) if ns >= 2**63 - 1 else QosTime(sec=0, nsec=0)
+            return (QosTime(sec=0x7FFFFFFF, nsec=0xFFFFFFFF) if ns >= 2**63 - 1
+                    else QosTime(sec=0, nsec=0))
         return QosTime(sec=ns // 1_000_000_000, nsec=ns % 1_000_000_000)
 
     def enum(cls, value, default):
@@ -128,7 +132,8 @@ def _to_bag_qos(profile) -> Any:
         except (ValueError, TypeError):
             return default
 
-    return Qos(history=enum(QosHistory, profile.history, QosHistory.UNKNOWN), depth=int(profile.depth),
+    return Qos(history=enum(QosHistory, profile.history, QosHistory.UNKNOWN),
+               depth=int(profile.depth),
                reliability=enum(QosReliability, profile.reliability, QosReliability.UNKNOWN),
                durability=enum(QosDurability, profile.durability, QosDurability.UNKNOWN),
                deadline=dur(profile.deadline), lifespan=dur(profile.lifespan),
@@ -138,7 +143,8 @@ def _to_bag_qos(profile) -> Any:
 
 
 def parse_topic_spec(spec: str) -> Tuple[str, Optional[str]]:
-    """``"/topic"`` -> ("/topic", None); ``"/topic:pkg/msg/Type"`` -> ("/topic", "pkg/msg/Type")."""
+    """``"/topic"`` -> ("/topic", None); ``"/topic:pkg/msg/Type"`` -> ("/topic",
+    "pkg/msg/Type")."""
     if ":" in spec:
         topic, msgtype = spec.split(":", 1)
         if msgtype.count("/") == 1:
@@ -152,8 +158,8 @@ class BagRecorder:
     """Subscribes to topics with raw (serialized) subscriptions and writes a rosbag2 file.
 
     Args:
-        node: the rclpy node to create subscriptions on; the caller spins it (callbacks must not run
-            concurrently: use a single-threaded executor or the default ``rclpy.spin``).
+        node: the rclpy node to create subscriptions on; the caller spins it (callbacks must not
+            run concurrently: use a single-threaded executor or the default ``rclpy.spin``).
         out_path: output bag directory (must not exist; rosbag2 layout: ``<out>/<out>_0.mcap`` +
             ``metadata.yaml``).
         topics: topic specs, ``"/t"`` or ``"/t:pkg/msg/Type"``.
@@ -194,9 +200,11 @@ class BagRecorder:
         self._log = node.get_logger()
         for spec in topics:
             t, ty = parse_topic_spec(spec)
-            self.pending[node.resolve_topic_name(t) if hasattr(node, "resolve_topic_name") else t] = ty
+            self.pending[node.resolve_topic_name(t) if hasattr(node, "resolve_topic_name")
+                         else t] = ty
         self._resolve()
-        self._timer = node.create_timer(discovery_period_s, self._resolve) if self.pending else None
+        self._timer = (node.create_timer(discovery_period_s, self._resolve) if self.pending
+                       else None)
 
     # ------------------------------------------------------------------ discovery
     def _resolve(self) -> None:
@@ -238,14 +246,17 @@ class BagRecorder:
                 durability = DurabilityPolicy.TRANSIENT_LOCAL
         elif topic.endswith(("/tf_static", "/label_info")):
             durability = DurabilityPolicy.TRANSIENT_LOCAL
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=reliability, durability=durability)
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=reliability,
+                         durability=durability)
         bag_qos = [_to_bag_qos(q) for q in offered] or [_to_bag_qos(qos)]
         with self._lock:
-            self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=self.typestore,
+            self._conns[topic] = self._writer.add_connection(topic, msgtype,
+                                                             typestore=self.typestore,
                                                              offered_qos_profiles=bag_qos)
         self._subs[topic] = self.node.create_subscription(
             cls, topic, lambda data, _t=topic: self._on_message(_t, data), qos, raw=True)
-        self._log.info(f"recording {topic} [{msgtype}] ({reliability.name.lower()}, {durability.name.lower()})")
+        self._log.info(f"recording {topic} [{msgtype}] ({reliability.name.lower()}, "
+                       f"{durability.name.lower()})")
 
     # ------------------------------------------------------------------ writing
     def _now_ns(self) -> int:
@@ -294,23 +305,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``bev-mtl-ros record``."""
     parser.add_argument("out", help="output bag directory (must not exist)")
     parser.add_argument("--topics", nargs="+", required=True, metavar="TOPIC[:TYPE]",
-                        help="topics to record; append :pkg/msg/Type to subscribe before discovery")
+                        help="topics to record; append :pkg/msg/Type to subscribe before "
+                             "discovery")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
-    parser.add_argument("--duration", type=float, default=None, help="stop after S seconds (wall clock)")
-    parser.add_argument("--max-messages", type=int, default=None, help="stop after N messages in total")
+    parser.add_argument("--duration", type=float, default=None,
+                        help="stop after S seconds (wall clock)")
+    parser.add_argument("--max-messages", type=int, default=None,
+                        help="stop after N messages in total")
     parser.add_argument("--expect", nargs="+", default=[], metavar="TOPIC=N",
                         help="stop once every listed topic has N messages")
     parser.add_argument("--linger", type=float, default=0.0,
-                        help="after --expect counts are reached, keep recording this many seconds (other "
-                             "topics of the last frame)")
+                        help="after --expect counts are reached, keep recording this many seconds "
+                             "(other topics of the last frame)")
     parser.add_argument("--idle-timeout", type=float, default=None,
-                        help="stop when no message arrived for S seconds (after the first one); with "
-                             "--expect only the expected topics count")
+                        help="stop when no message arrived for S seconds (after the first one); "
+                             "with --expect only the expected topics count")
     parser.add_argument("--use-sim-time", action="store_true",
                         help="timestamp with the node clock under use_sim_time (else wall clock)")
     parser.add_argument("--node-name", default="bag_recorder")
     parser.add_argument("--ready-file", default=None,
-                        help="create this file once every topic given with a type is subscribed (for scripts)")
+                        help="create this file once every topic given with a type is subscribed "
+                             "(for scripts)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -336,7 +351,8 @@ def main(args: argparse.Namespace) -> int:
     node = rclpy.create_node(args.node_name, parameter_overrides=overrides)
     log = node.get_logger()
     try:
-        rec = BagRecorder(node, args.out, args.topics, storage=args.storage, use_node_clock=args.use_sim_time)
+        rec = BagRecorder(node, args.out, args.topics, storage=args.storage,
+                          use_node_clock=args.use_sim_time)
     except RecorderError as e:
         print(f"record: {e}", file=sys.stderr)
         node.destroy_node()
@@ -351,7 +367,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         while not stop.is_set():
             executor.spin_once(timeout_sec=0.05)
-            if args.ready_file and not ready_written and not any(v is not None for v in rec.pending.values()):
+            if args.ready_file and not ready_written and not any(v is not None
+                                                                 for v in rec.pending.values()):
                 Path(args.ready_file).parent.mkdir(parents=True, exist_ok=True)
                 Path(args.ready_file).write_text("ready\n")
                 ready_written = True
@@ -367,9 +384,11 @@ def main(args: argparse.Namespace) -> int:
                 if time.monotonic() - reached >= args.linger:
                     reason = "expected counts reached"
                     break
-            last = (max((rec.last_receive_by_topic[t] for t in expect if t in rec.last_receive_by_topic),
+            last = (max((rec.last_receive_by_topic[t] for t in expect
+                         if t in rec.last_receive_by_topic),
                         default=None) if expect else rec.last_receive_monotonic)
-            if args.idle_timeout is not None and last is not None and time.monotonic() - last >= args.idle_timeout:
+            if (args.idle_timeout is not None and last is not None
+                    and time.monotonic() - last >= args.idle_timeout):
                 reason = "idle timeout"
                 break
     finally:

@@ -456,8 +456,9 @@ class ApproxTimeSync:
     # ------------------------------------------------------------------ diagnosis
     def estimated_skew(self) -> Optional[float]:
         """Estimated image-stamp minus cloud-stamp offset of messages that arrive at the same time,
-        s: median(cloud arrival - cloud stamp) - median(image arrival - image stamp) over the recent
-        messages (transport latency differences are included). None until 5 of each arrived."""
+        s: median(cloud arrival - cloud stamp) - median(image arrival - image stamp) over the
+        recent messages (transport latency differences are included). None until 5 of each
+        arrived."""
         if len(self._cloud_lag) < 5 or len(self._image_lag) < 5:
             return None
         return statistics.median(self._cloud_lag) - statistics.median(self._image_lag)

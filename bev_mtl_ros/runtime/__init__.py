@@ -1,1 +1,2 @@
-"""Everything between numpy arrays and results: pillarization, backends, export, decoding, NMS. No ROS."""
+"""Everything between numpy arrays and results: pillarization, backends, export, decoding, NMS. No
+ROS."""

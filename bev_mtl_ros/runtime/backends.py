@@ -8,9 +8,9 @@ the same numbers up to float rounding, and both read the model contract from the
 Output placement (``InferenceBackend.infer``):
 
 * ``device="cpu"``: dict of numpy arrays on the host.
-* ``device="cuda"``: dict of torch CUDA tensors (no device->host copy; post-processing moves only the
-  few values it needs). The onnxruntime backend binds torch CUDA inputs and preallocated torch CUDA
-  outputs by ``data_ptr`` through onnxruntime's I/O binding, so pillars produced on the GPU by
+* ``device="cuda"``: dict of torch CUDA tensors (no device->host copy; post-processing moves only
+  the few values it needs). The onnxruntime backend binds torch CUDA inputs and preallocated torch
+  CUDA outputs by ``data_ptr`` through onnxruntime's I/O binding, so pillars produced on the GPU by
   :func:`bev_mtl_ros.runtime.pillarize.pillarize` never round-trip through the host. When the
   installed torch has no CUDA (onnxruntime-gpu alone) inputs and outputs are numpy and onnxruntime
   copies them.
@@ -31,8 +31,8 @@ import torch
 
 from ..model.contract import ONNX_CONTRACT_KEY, ContractError, ModelContract
 
-__all__ = ["BackendError", "InferenceBackend", "OnnxRuntimeBackend", "TorchBackend", "create_backend",
-           "INPUT_NAMES", "OUTPUT_NAMES", "default_trt_cache_dir"]
+__all__ = ["BackendError", "InferenceBackend", "OnnxRuntimeBackend", "TorchBackend",
+           "create_backend", "INPUT_NAMES", "OUTPUT_NAMES", "default_trt_cache_dir"]
 
 #: input / output names of the deployed graph (same as model.network; repeated here so that the
 #: onnxruntime backend does not need to import the network code)
@@ -52,15 +52,16 @@ _DEFAULT_IN_DTYPES = {"pillars": np.float32, "num_points": np.int32, "canvas_ind
 
 
 class BackendError(RuntimeError):
-    """A backend cannot be created or run (missing file/library/provider/GPU, bad model, bad input)."""
+    """A backend cannot be created or run (missing file/library/provider/GPU, bad model, bad
+    input)."""
 
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
 
 def default_trt_cache_dir() -> str:
-    """``$XDG_CACHE_HOME/bev_mtl_ros/trt`` (``~/.cache/bev_mtl_ros/trt``): where TensorRT engines are
-    cached when no ``trt_cache_dir`` is given."""
+    """``$XDG_CACHE_HOME/bev_mtl_ros/trt`` (``~/.cache/bev_mtl_ros/trt``): where TensorRT engines
+    are cached when no ``trt_cache_dir`` is given."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "bev_mtl_ros", "trt")
 
@@ -93,8 +94,8 @@ class InferenceBackend:
     Attributes:
         name: "onnxruntime" or "pytorch".
         device: "cpu" or "cuda:N".
-        providers: onnxruntime providers in use (priority order), or ["torch:cpu"] / ["torch:cuda:N"].
-        contract: :class:`ModelContract` read from the model file.
+        providers: onnxruntime providers in use (priority order), or ["torch:cpu"] /
+        ["torch:cuda:N"]. contract: :class:`ModelContract` read from the model file.
         model_path: the file the model was loaded from.
         fp16: half precision requested (TensorRT FP16 / torch autocast on CUDA).
     """
@@ -116,15 +117,16 @@ class InferenceBackend:
     def torch_device(self) -> torch.device:
         """Where pillarization should place its tensors for this backend (CPU unless the backend
         consumes torch CUDA tensors directly)."""
-        return torch.device(self.device) if self.device != "cpu" and torch.cuda.is_available() else torch.device("cpu")
+        return (torch.device(self.device) if self.device != "cpu" and torch.cuda.is_available()
+                else torch.device("cpu"))
 
-    def infer(self, pillars: ArrayLike, num_points: ArrayLike, canvas_index: ArrayLike, image: ArrayLike,
-              camera_valid: ArrayLike) -> Dict[str, Any]:
+    def infer(self, pillars: ArrayLike, num_points: ArrayLike, canvas_index: ArrayLike,
+              image: ArrayLike, camera_valid: ArrayLike) -> Dict[str, Any]:
         """Run the network.
 
         Args (numpy or torch, any device; converted as needed):
-            pillars (P, M, F) float32; num_points (P,) int; canvas_index (B, H*W) int64 (P = empty);
-            image (B, 3, Hi, Wi) float32 RGB in [0, 1]; camera_valid (B,) float32 1/0.
+            pillars (P, M, F) float32; num_points (P,) int; canvas_index (B, H*W) int64 (P =
+            empty); image (B, 3, Hi, Wi) float32 RGB in [0, 1]; camera_valid (B,) float32 1/0.
             The onnxruntime graph is exported with B = 1.
 
         Returns:
@@ -132,7 +134,8 @@ class InferenceBackend:
             tensors on CUDA; shapes see :func:`output_shapes`).
 
         Raises:
-            BackendError: wrong input shapes or a runtime failure (message names the input / backend).
+            BackendError: wrong input shapes or a runtime failure (message names the input /
+            backend).
         """
         raise NotImplementedError
 
@@ -152,7 +155,8 @@ class InferenceBackend:
         """Release the session / model."""
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.model_path!r}, device={self.device!r}, providers={self.providers})"
+        return (f"{type(self).__name__}({self.model_path!r}, device={self.device!r}, "
+                f"providers={self.providers})")
 
     def _check_inputs(self, pillars, num_points, canvas_index, image, camera_valid) -> None:
         c = self.contract
@@ -160,18 +164,22 @@ class InferenceBackend:
         gw, gh = c.grid_size
         wi, hi = c.image_size
         if tuple(pillars.shape[1:]) != (m, f) or len(pillars.shape) != 3:
-            raise BackendError(f"{self.name}: input 'pillars' shape {tuple(pillars.shape)}, expected (P, {m}, {f})")
+            raise BackendError(f"{self.name}: input 'pillars' shape {tuple(pillars.shape)}, "
+                               f"expected (P, {m}, {f})")
         p = int(pillars.shape[0])
         if tuple(num_points.shape) != (p,):
-            raise BackendError(f"{self.name}: input 'num_points' shape {tuple(num_points.shape)}, expected ({p},)")
+            raise BackendError(f"{self.name}: input 'num_points' shape {tuple(num_points.shape)}, "
+                               f"expected ({p},)")
         if len(canvas_index.shape) != 2 or int(canvas_index.shape[1]) != gw * gh:
-            raise BackendError(f"{self.name}: input 'canvas_index' shape {tuple(canvas_index.shape)}, "
-                               f"expected (B, {gw * gh})")
+            raise BackendError(f"{self.name}: input 'canvas_index' shape "
+                               f"{tuple(canvas_index.shape)}, expected (B, {gw * gh})")
         b = int(canvas_index.shape[0])
         if tuple(image.shape) != (b, 3, hi, wi):
-            raise BackendError(f"{self.name}: input 'image' shape {tuple(image.shape)}, expected ({b}, 3, {hi}, {wi})")
+            raise BackendError(f"{self.name}: input 'image' shape {tuple(image.shape)}, expected "
+                               f"({b}, 3, {hi}, {wi})")
         if tuple(camera_valid.shape) != (b,):
-            raise BackendError(f"{self.name}: input 'camera_valid' shape {tuple(camera_valid.shape)}, expected ({b},)")
+            raise BackendError(f"{self.name}: input 'camera_valid' shape "
+                               f"{tuple(camera_valid.shape)}, expected ({b},)")
 
 
 # --------------------------------------------------------------------------------- onnxruntime
@@ -198,8 +206,8 @@ class OnnxRuntimeBackend(InferenceBackend):
     silently fell back to CPU, raises :class:`BackendError`.
 
     TensorRT options: ``trt_engine_cache_enable`` with ``trt_engine_cache_path = trt_cache_dir``
-    (default :func:`default_trt_cache_dir`) and the timing cache, ``trt_fp16_enable = fp16``, and one
-    optimisation profile for the dynamic pillar count: min 1, opt ``trt_opt_pillars`` (default
+    (default :func:`default_trt_cache_dir`) and the timing cache, ``trt_fp16_enable = fp16``, and
+    one optimisation profile for the dynamic pillar count: min 1, opt ``trt_opt_pillars`` (default
     max_pillars // 2), max ``contract.max_pillars`` (so the engine is never rebuilt per frame).
     ``fp16`` has no effect on the CUDA and CPU providers (a warning is logged).
 
@@ -240,8 +248,9 @@ class OnnxRuntimeBackend(InferenceBackend):
         if intra_op_threads:
             so.intra_op_num_threads = int(intra_op_threads)
         if not allow_spinning:
-            # onnxruntime's idle worker threads busy-wait after each run by default; in a process that
-            # also runs torch (pillarization) and ROS callbacks on few cores they steal the CPU.
+            # onnxruntime's idle worker threads busy-wait after each run by default; in a process
+            # that also runs torch (pillarization) and ROS callbacks on few cores they steal the
+            # CPU.
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
             so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self._trt_cache_dir = trt_cache_dir or default_trt_cache_dir()
@@ -252,8 +261,9 @@ class OnnxRuntimeBackend(InferenceBackend):
         else:
             chosen = [p for p in (_TRT, _CUDA) if p in available]
             if not chosen:
-                raise BackendError(f"device={device!r} requested but onnxruntime has no CUDA/TensorRT provider "
-                                   f"(available: {available}); install onnxruntime-gpu or use device='cpu'")
+                raise BackendError(f"device={device!r} requested but onnxruntime has no "
+                                   f"CUDA/TensorRT provider (available: {available}); install "
+                                   "onnxruntime-gpu or use device='cpu'")
             chosen.append(_CPU)
         # The contract comes first (from the file) because the TensorRT profile needs its shapes.
         contract = self._read_contract(ort, model_path)
@@ -274,7 +284,8 @@ class OnnxRuntimeBackend(InferenceBackend):
                     "trt_fp16_enable": bool(fp16),
                     "trt_profile_min_shapes": f"pillars:1x{m}x{f},num_points:1",
                     "trt_profile_opt_shapes": f"pillars:{opt}x{m}x{f},num_points:{opt}",
-                    "trt_profile_max_shapes": f"pillars:{c.max_pillars}x{m}x{f},num_points:{c.max_pillars}",
+                    "trt_profile_max_shapes":
+                        f"pillars:{c.max_pillars}x{m}x{f},num_points:{c.max_pillars}",
                 }))
             elif p == _CUDA:
                 prov_args.append((p, {"device_id": index}))
@@ -284,50 +295,57 @@ class OnnxRuntimeBackend(InferenceBackend):
             self.session = ort.InferenceSession(model_path, so, providers=prov_args)
         except Exception as e:
             if not (providers is None and chosen[0] == _TRT and len(chosen) > 2):
-                raise BackendError(f"onnxruntime could not create a session for {model_path} with providers "
-                                   f"{chosen}: {type(e).__name__}: {e}") from e
-            # TensorRT failed (library, option or engine build problem): next provider in the order.
-            self.logger.warning(f"TensorRT provider failed for {model_path} ({type(e).__name__}: {e}); "
-                                f"trying {chosen[1:]}")
+                raise BackendError(f"onnxruntime could not create a session for {model_path} with "
+                                   f"providers {chosen}: {type(e).__name__}: {e}") from e
+            # TensorRT failed (library, option or engine build problem): next provider in the
+            # order.
+            self.logger.warning(f"TensorRT provider failed for {model_path} ({type(e).__name__}: "
+                                f"{e}); trying {chosen[1:]}")
             try:
                 self.session = ort.InferenceSession(model_path, so, providers=prov_args[1:])
             except Exception as e2:
-                raise BackendError(f"onnxruntime could not create a session for {model_path} with providers "
-                                   f"{chosen} ({type(e).__name__}: {e}) nor {chosen[1:]} "
-                                   f"({type(e2).__name__}: {e2})") from e2
+                raise BackendError(f"onnxruntime could not create a session for {model_path} with "
+                                   f"providers {chosen} ({type(e).__name__}: {e}) nor "
+                                   f"{chosen[1:]} ({type(e2).__name__}: {e2})") from e2
         self.providers = list(self.session.get_providers())
         if chosen[0] == _TRT and _TRT not in self.providers:
-            self.logger.warning(f"TensorRT provider not active for {model_path}; running on {self.providers}")
+            self.logger.warning(f"TensorRT provider not active for {model_path}; running on "
+                                f"{self.providers}")
         if kind == "cuda" and not (set(self.providers) & {_TRT, _CUDA}):
-            raise BackendError(f"device={device!r}: onnxruntime fell back to {self.providers} for {model_path} "
-                               f"(CUDA libraries missing?)")
+            raise BackendError(f"device={device!r}: onnxruntime fell back to {self.providers} for "
+                               f"{model_path} (CUDA libraries missing?)")
         if fp16 and _TRT not in self.providers:
-            self.logger.warning(f"fp16 requested but only honoured by TensorRT; running FP32 on {self.providers}")
+            self.logger.warning("fp16 requested but only honoured by TensorRT; running FP32 on "
+                                f"{self.providers}")
         self._in_dtypes = {i.name: _ORT_NP.get(i.type, _DEFAULT_IN_DTYPES.get(i.name, np.float32))
                            for i in self.session.get_inputs()}
         names_in = [i.name for i in self.session.get_inputs()]
         names_out = [o.name for o in self.session.get_outputs()]
         if set(names_in) != set(INPUT_NAMES) or set(names_out) != set(OUTPUT_NAMES):
-            raise BackendError(f"{model_path}: graph inputs {names_in} / outputs {names_out} do not match "
-                               f"{list(INPUT_NAMES)} / {list(OUTPUT_NAMES)}")
+            raise BackendError(f"{model_path}: graph inputs {names_in} / outputs {names_out} do "
+                               f"not match {list(INPUT_NAMES)} / {list(OUTPUT_NAMES)}")
         self._use_binding = kind == "cuda" and torch.cuda.is_available()
         self.logger.info(f"onnxruntime backend: {model_path} on {self.providers}")
 
     @staticmethod
     def _read_contract(ort, model_path: str) -> ModelContract:
-        """Contract from the model's metadata (read with the onnx package, else via a CPU session)."""
+        """Contract from the model's metadata (read with the onnx package, else via a CPU
+        session)."""
         try:
             try:
                 import onnx
             except ImportError:
-                meta = dict(ort.InferenceSession(model_path, providers=[_CPU]).get_modelmeta().custom_metadata_map)
+                meta = dict(ort.InferenceSession(model_path, providers=[_CPU])
+                            .get_modelmeta().custom_metadata_map)
             else:
                 model = onnx.load(model_path, load_external_data=False)
                 meta = {p.key: p.value for p in model.metadata_props}
         except Exception as e:
-            raise BackendError(f"{model_path} is not a readable ONNX model: {type(e).__name__}: {e}") from e
+            raise BackendError(f"{model_path} is not a readable ONNX model: {type(e).__name__}: "
+                               f"{e}") from e
         if ONNX_CONTRACT_KEY not in meta:
-            raise BackendError(f"{model_path} has no '{ONNX_CONTRACT_KEY}' metadata (not exported by bev_mtl_ros?)")
+            raise BackendError(f"{model_path} has no '{ONNX_CONTRACT_KEY}' metadata (not exported "
+                               "by bev_mtl_ros?)")
         try:
             return ModelContract.from_json(meta[ONNX_CONTRACT_KEY])
         except (ContractError, TypeError) as e:
@@ -339,12 +357,14 @@ class OnnxRuntimeBackend(InferenceBackend):
         try:
             if self._use_binding:
                 return self._infer_bound(feeds)
-            arrays = {k: _to_numpy(v, self._in_dtypes.get(k, _DEFAULT_IN_DTYPES[k])) for k, v in feeds.items()}
+            arrays = {k: _to_numpy(v, self._in_dtypes.get(k, _DEFAULT_IN_DTYPES[k]))
+                      for k, v in feeds.items()}
             outs = self.session.run(list(OUTPUT_NAMES), arrays)
         except BackendError:
             raise
         except Exception as e:
-            raise BackendError(f"onnxruntime inference failed ({self.model_path}): {type(e).__name__}: {e}") from e
+            raise BackendError(f"onnxruntime inference failed ({self.model_path}): "
+                               f"{type(e).__name__}: {e}") from e
         return dict(zip(OUTPUT_NAMES, outs))
 
     def _infer_bound(self, feeds: Dict[str, ArrayLike]) -> Dict[str, torch.Tensor]:
@@ -358,14 +378,18 @@ class OnnxRuntimeBackend(InferenceBackend):
             t = v if isinstance(v, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(v))
             t = t.to(device=dev, dtype=_NP_TORCH[np_dt]).contiguous()
             keep_alive.append(t)
-            binding.bind_input(name, "cuda", self.device_index, np_dt, tuple(t.shape), t.data_ptr())
+            binding.bind_input(name, "cuda", self.device_index, np_dt, tuple(t.shape),
+                               t.data_ptr())
         batch = int(feeds["canvas_index"].shape[0])
         outs = {k: torch.empty(s, dtype=torch.float32, device=dev)
                 for k, s in output_shapes(self.contract, batch).items()}
         for name, t in outs.items():
-            binding.bind_output(name, "cuda", self.device_index, np.float32, tuple(t.shape), t.data_ptr())
-        torch.cuda.current_stream(dev).synchronize()   # inputs written by torch's stream are complete
-        self.session.run_with_iobinding(binding)       # synchronises onnxruntime's stream on return
+            binding.bind_output(name, "cuda", self.device_index, np.float32, tuple(t.shape),
+                                t.data_ptr())
+        # inputs written by torch's stream are complete
+        torch.cuda.current_stream(dev).synchronize()
+        # synchronises onnxruntime's stream on return
+        self.session.run_with_iobinding(binding)
         del keep_alive
         return outs
 
@@ -391,7 +415,8 @@ class TorchBackend(InferenceBackend):
 
     name = "pytorch"
 
-    def __init__(self, model_path: str, device: str = "cpu", fp16: bool = False, logger: Any = None):
+    def __init__(self, model_path: str, device: str = "cpu", fp16: bool = False,
+                 logger: Any = None):
         kind, index = _parse_device(device)
         if kind == "cuda" and not torch.cuda.is_available():
             raise BackendError(f"device={device!r} requested but torch has no CUDA device "
@@ -422,7 +447,8 @@ class TorchBackend(InferenceBackend):
             x = a if isinstance(a, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(a))
             return x.to(device=dev, dtype=dtype)
 
-        args = (t(pillars, torch.float32), t(num_points, torch.int32), t(canvas_index, torch.int64),
+        args = (t(pillars, torch.float32), t(num_points, torch.int32),
+                t(canvas_index, torch.int64),
                 t(image, torch.float32), t(camera_valid, torch.float32))
         try:
             with torch.inference_mode():
@@ -432,7 +458,8 @@ class TorchBackend(InferenceBackend):
                 else:
                     outs = self.wrapper(*args)
         except Exception as e:
-            raise BackendError(f"PyTorch inference failed ({self.model_path}): {type(e).__name__}: {e}") from e
+            raise BackendError(f"PyTorch inference failed ({self.model_path}): "
+                               f"{type(e).__name__}: {e}") from e
         outs = [o.float() for o in outs]
         if dev.type == "cpu":
             return {k: o.numpy() for k, o in zip(OUTPUT_NAMES, outs)}
@@ -449,19 +476,20 @@ def _sibling(path: str, ext: str) -> str:
 
 
 def create_backend(model_path: str, backend: str = "auto", device: str = "cpu", fp16: bool = False,
-                   trt_cache_dir: Optional[str] = None, logger: Any = None, **kwargs: Any) -> InferenceBackend:
+                   trt_cache_dir: Optional[str] = None, logger: Any = None,
+                   **kwargs: Any) -> InferenceBackend:
     """Create an inference backend for a model file.
 
     Args:
         model_path: ``models/<name>.onnx`` or ``models/<name>.pt``; the sibling with the other
             extension is used when the chosen backend needs it.
-        backend: "auto" (onnxruntime, else PyTorch with a logged reason), "onnxruntime" or "pytorch".
-        device: "cpu", "cuda" or "cuda:N".
+        backend: "auto" (onnxruntime, else PyTorch with a logged reason), "onnxruntime" or
+        "pytorch". device: "cpu", "cuda" or "cuda:N".
         fp16: TensorRT FP16 (onnxruntime) / autocast FP16 (PyTorch on CUDA).
         trt_cache_dir: TensorRT engine cache directory (onnxruntime + TensorRT only).
         logger: logging.Logger-like object (``.info``/``.warning`` taking one string).
-        **kwargs: passed to :class:`OnnxRuntimeBackend` (intra_op_threads, providers, trt_opt_pillars,
-            allow_spinning).
+        **kwargs: passed to :class:`OnnxRuntimeBackend` (intra_op_threads, providers,
+            trt_opt_pillars, allow_spinning).
 
     Returns:
         :class:`InferenceBackend` (``.contract`` read from the model file).
@@ -491,7 +519,8 @@ def create_backend(model_path: str, backend: str = "auto", device: str = "cpu", 
                                   logger=log, **kwargs)
     except BackendError as e:
         reason = str(e)
-    log.warning(f"onnxruntime backend unavailable ({reason}); falling back to PyTorch with {pt_path}")
+    log.warning(f"onnxruntime backend unavailable ({reason}); falling back to PyTorch with "
+                f"{pt_path}")
     try:
         return TorchBackend(pt_path, device=device, fp16=fp16, logger=log)
     except BackendError as e2:

@@ -1,12 +1,15 @@
-"""PyTorch checkpoints of :class:`~bev_mtl_ros.model.network.BevMultiTaskNet` that carry their contract.
+"""PyTorch checkpoints of :class:`~bev_mtl_ros.model.network.BevMultiTaskNet` that carry their
+contract.
 
 File format (``torch.save`` of a plain dict, loadable with ``torch.load(weights_only=True)``)::
 
     {"format": "bev_mtl_ros.checkpoint", "format_version": 1,
      "contract": ModelContract.to_dict(),      # JSON-compatible
-     "widths": net.widths,                     # BevMultiTaskNet(contract, **widths) rebuilds the net
+     "widths": net.widths,                     # BevMultiTaskNet(contract, **widths) rebuilds
+                                               # the net
      "state_dict": net.state_dict(),           # tensors only
-     "extra": {...}}                           # optional plain data (epoch, metrics, optimizer state)
+     "extra": {...}}                           # optional plain data (epoch, metrics,
+                                               # optimizer state)
 
 Only plain containers, numbers, strings and tensors are stored, so loading never unpickles code.
 """
@@ -37,18 +40,20 @@ def save_checkpoint(path: str, net: BevMultiTaskNet, contract: Optional[ModelCon
     Args:
         path: output file, conventionally ``models/<name>.pt``.
         net: the network (any mode; the state dict is copied to CPU).
-        contract: the contract the net was built with (defaults to ``net.contract``); must equal it.
-        extra: optional plain data (dict/list/tuple/str/int/float/bool/None, numpy scalars and arrays,
-            tensors) stored under "extra"; numpy values become Python numbers / tensors.
+        contract: the contract the net was built with (defaults to ``net.contract``); must equal
+        it. extra: optional plain data (dict/list/tuple/str/int/float/bool/None, numpy scalars and
+            arrays, tensors) stored under "extra"; numpy values become Python numbers / tensors.
     Raises:
         ContractError if ``contract`` differs from ``net.contract``; CheckpointError if ``extra``
         holds objects that a weights-only load could not read back; OSError on write failure.
-    The file is written to ``path + ".tmp"`` and renamed, so a crash never leaves a half-written file.
+    The file is written to ``path + ".tmp"`` and renamed, so a crash never leaves a half-written
+    file.
     """
     contract = net.contract if contract is None else contract
     diff = contract.mismatches(net.contract)
     if diff:
-        raise ContractError(f"save_checkpoint({path}): contract differs from the network's: {diff}")
+        raise ContractError(f"save_checkpoint({path}): contract differs from the network's: "
+                            f"{diff}")
     payload = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_FORMAT_VERSION,
@@ -65,8 +70,8 @@ def save_checkpoint(path: str, net: BevMultiTaskNet, contract: Optional[ModelCon
 
 
 def _to_plain(obj: Any, where: str) -> Any:
-    """Copy of ``obj`` that a weights-only load can read: numpy scalars -> Python numbers, numpy arrays
-    -> tensors; raises CheckpointError naming the offending entry for anything else."""
+    """Copy of ``obj`` that a weights-only load can read: numpy scalars -> Python numbers, numpy
+    arrays -> tensors; raises CheckpointError naming the offending entry for anything else."""
     if obj is None or type(obj) in (bool, int, float, str) or isinstance(obj, torch.Tensor):
         return obj
     if isinstance(obj, np.generic):
@@ -83,13 +88,16 @@ def _to_plain(obj: Any, where: str) -> Any:
     if isinstance(obj, (list, tuple)):
         items = [_to_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
         return tuple(items) if isinstance(obj, tuple) else items
-    for plain in (bool, int, float, str):                  # subclasses (IntEnum, ...) -> the plain value
+    # subclasses (IntEnum, ...) -> the plain value
+    for plain in (bool, int, float, str):
         if isinstance(obj, plain):
             return plain(obj)
-    raise CheckpointError(f"{where}: type {type(obj).__name__} cannot be stored (plain data, numpy and tensors only)")
+    raise CheckpointError(f"{where}: type {type(obj).__name__} cannot be stored (plain data, "
+                          "numpy and tensors only)")
 
 
-def load_checkpoint(path: str, map_location: Any = "cpu") -> Tuple[BevMultiTaskNet, ModelContract, Dict[str, Any]]:
+def load_checkpoint(path: str, map_location: Any = "cpu"
+                    ) -> Tuple[BevMultiTaskNet, ModelContract, Dict[str, Any]]:
     """Rebuild the network saved by :func:`save_checkpoint`.
 
     Returns (net in eval mode on ``map_location``, contract, extra).
@@ -104,13 +112,15 @@ def load_checkpoint(path: str, map_location: Any = "cpu") -> Tuple[BevMultiTaskN
     except Exception as e:  # corrupt zip, truncated file, unsafe pickle
         raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        # Accept a bare {"contract", "state_dict", "widths"} dict as documented in the shared brief.
+        # Accept a bare {"contract", "state_dict", "widths"} dict as documented in the shared
+        # brief.
         if not (isinstance(payload, dict) and {"contract", "state_dict"} <= set(payload)):
-            raise CheckpointError(f"{path} is not a bev_mtl_ros checkpoint (no 'format'/'contract'/'state_dict')")
+            raise CheckpointError(f"{path} is not a bev_mtl_ros checkpoint (no "
+                                  "'format'/'contract'/'state_dict')")
     version = payload.get("format_version", 1)
     if version > CHECKPOINT_FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format_version {version} is newer than supported "
-                              f"({CHECKPOINT_FORMAT_VERSION})")
+        raise CheckpointError(f"{path}: checkpoint format_version {version} is newer than "
+                              f"supported ({CHECKPOINT_FORMAT_VERSION})")
     try:
         contract = ModelContract.from_dict(payload["contract"])
     except ContractError as e:

@@ -2,8 +2,8 @@
 
 ``export_onnx`` traces :class:`~bev_mtl_ros.model.network.DeployWrapper` (inputs
 :data:`INPUT_NAMES`, outputs :data:`OUTPUT_NAMES`, sigmoid on heatmap and drivable) with the
-TorchScript-based exporter (``dynamo=False``) at opset 17, which onnxruntime's CPU, CUDA and TensorRT
-execution providers all support. Graph properties:
+TorchScript-based exporter (``dynamo=False``) at opset 17, which onnxruntime's CPU, CUDA and
+TensorRT execution providers all support. Graph properties:
 
 * dynamic axis 0 of ``pillars`` (P, M, F) float32 and ``num_points`` (P,) int32 ("num_pillars");
 * fixed batch 1: ``canvas_index`` (1, grid_h*grid_w) int64, ``image`` (1, 3, Hi, Wi) float32,
@@ -13,8 +13,8 @@ execution providers all support. Graph properties:
   ``bev_mtl_ros.widths``.
 
 Verification runs the ONNX file with onnxruntime (CPU provider) on ``n_checks`` random inputs with
-different pillar counts (one of them with camera_valid = 0) and requires max |ONNX - PyTorch| <= 1e-4
-on every output, else raises :class:`ExportError` naming the output and the difference.
+different pillar counts (one of them with camera_valid = 0) and requires max |ONNX - PyTorch| <=
+1e-4 on every output, else raises :class:`ExportError` naming the output and the difference.
 
 Command line: ``bev-mtl-ros export --checkpoint models/NAME.pt --out models/NAME.onnx [--opset 17]
 [--no-verify] [--checks 3]``.
@@ -35,7 +35,8 @@ import numpy as np
 import torch
 
 from ..model.contract import ONNX_CONTRACT_KEY, ContractError, ModelContract
-from ..model.network import INPUT_NAMES, OUTPUT_NAMES, BevMultiTaskNet, DeployWrapper, random_inputs
+from ..model.network import (INPUT_NAMES, OUTPUT_NAMES, BevMultiTaskNet, DeployWrapper,
+                             random_inputs)
 
 #: metadata key holding the network widths (JSON)
 ONNX_WIDTHS_KEY = "bev_mtl_ros.widths"
@@ -61,10 +62,12 @@ def _check_pillar_counts(contract: ModelContract, n_checks: int) -> List[int]:
     return out[:max(1, n_checks)]
 
 
-def export_onnx(net_or_checkpoint: Union[BevMultiTaskNet, str], contract: Optional[ModelContract], out_path: str,
+def export_onnx(net_or_checkpoint: Union[BevMultiTaskNet, str], contract: Optional[ModelContract],
+                out_path: str,
                 opset: int = 17, verify: bool = True, n_checks: int = 3, atol: float = PARITY_ATOL,
                 trace_pillars: Optional[int] = None) -> Dict[str, Any]:
-    """Export a network (or a checkpoint file) to ONNX with its contract, optionally verifying parity.
+    """Export a network (or a checkpoint file) to ONNX with its contract, optionally verifying
+    parity.
 
     Args:
         net_or_checkpoint: a BevMultiTaskNet or the path of a checkpoint (runtime.checkpoint).
@@ -74,8 +77,9 @@ def export_onnx(net_or_checkpoint: Union[BevMultiTaskNet, str], contract: Option
         verify: compare onnxruntime (CPU) against PyTorch on ``n_checks`` random inputs.
         atol: maximum allowed absolute difference per output.
         trace_pillars: pillar count of the tracing input (default: a third of max_pillars).
-    Returns: dict with "path", "opset", "size_bytes", "export_s", "parity" {output: max abs diff over
-        all checks} and "checks" [{"num_pillars", "camera_valid", "max_abs_diff": {output: diff}}].
+    Returns: dict with "path", "opset", "size_bytes", "export_s", "parity" {output: max abs diff
+        over all checks} and "checks" [{"num_pillars", "camera_valid", "max_abs_diff": {output:
+        diff}}].
     Raises: ContractError if ``contract`` disagrees with the net; ExportError if export fails or
         parity is violated (naming the output and the difference); CheckpointError from loading.
     """
@@ -110,7 +114,8 @@ def export_onnx(net_or_checkpoint: Union[BevMultiTaskNet, str], contract: Option
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                wrapper, example, buf, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+                wrapper, example, buf, input_names=list(INPUT_NAMES),
+                output_names=list(OUTPUT_NAMES),
                 dynamic_axes={"pillars": {0: "num_pillars"}, "num_points": {0: "num_pillars"}},
                 opset_version=int(opset), do_constant_folding=True, dynamo=False)
     except Exception as e:
@@ -126,7 +131,8 @@ def export_onnx(net_or_checkpoint: Union[BevMultiTaskNet, str], contract: Option
     tmp = str(out_path) + ".tmp"
     onnx.save(model, tmp)
     os.replace(tmp, out_path)
-    report: Dict[str, Any] = {"path": str(out_path), "opset": int(opset), "size_bytes": os.path.getsize(out_path),
+    report: Dict[str, Any] = {"path": str(out_path), "opset": int(opset),
+                              "size_bytes": os.path.getsize(out_path),
                               "export_s": time.perf_counter() - t0, "parity": {}, "checks": []}
     if verify:
         net.eval()
@@ -148,12 +154,13 @@ def _set_metadata(model: Any, entries: Dict[str, str]) -> None:
 
 
 def verify_onnx(net: BevMultiTaskNet, onnx_path: str, contract: ModelContract, n_checks: int = 3,
-                atol: float = PARITY_ATOL, pillar_counts: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+                atol: float = PARITY_ATOL,
+                pillar_counts: Optional[Sequence[int]] = None) -> Dict[str, Any]:
     """Compare onnxruntime (CPU) with PyTorch (DeployWrapper, eval mode) on random inputs.
 
     Returns {"parity": {output: max abs diff}, "checks": [...]} (see :func:`export_onnx`).
-    Raises ExportError naming the first output whose difference exceeds ``atol`` (or is NaN), or if a
-    shape differs.
+    Raises ExportError naming the first output whose difference exceeds ``atol`` (or is NaN), or if
+    a shape differs.
     """
     import onnxruntime as ort
 
@@ -163,7 +170,8 @@ def verify_onnx(net: BevMultiTaskNet, onnx_path: str, contract: ModelContract, n
     sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
     wrapper = DeployWrapper(net).eval()
     device = next(net.parameters()).device
-    counts = list(pillar_counts) if pillar_counts is not None else _check_pillar_counts(contract, n_checks)
+    counts = (list(pillar_counts) if pillar_counts is not None
+              else _check_pillar_counts(contract, n_checks))
     parity = {k: 0.0 for k in OUTPUT_NAMES}
     checks = []
     for i, p in enumerate(counts):
@@ -175,11 +183,13 @@ def verify_onnx(net: BevMultiTaskNet, onnx_path: str, contract: ModelContract, n
         diffs = {}
         for name, r, g in zip(OUTPUT_NAMES, ref, got):
             if r.shape != g.shape:
-                raise ExportError(f"{onnx_path}: output '{name}' shape {g.shape} != PyTorch {r.shape} (P={p})")
-            d = float(np.max(np.abs(r.astype(np.float64) - g.astype(np.float64)))) if r.size else 0.0
+                raise ExportError(f"{onnx_path}: output '{name}' shape {g.shape} != PyTorch "
+                                  f"{r.shape} (P={p})")
+            d = (float(np.max(np.abs(r.astype(np.float64) - g.astype(np.float64)))) if r.size
+                 else 0.0)
             if not d <= atol:  # also catches NaN
-                raise ExportError(f"{onnx_path}: ONNX/PyTorch parity failed on output '{name}': max abs diff "
-                                  f"{d:.3g} > {atol:g} (P={p}, camera_valid={cv[0]})")
+                raise ExportError(f"{onnx_path}: ONNX/PyTorch parity failed on output '{name}': "
+                                  f"max abs diff {d:.3g} > {atol:g} (P={p}, camera_valid={cv[0]})")
             diffs[name] = d
             parity[name] = max(parity[name], d)
         checks.append({"num_pillars": p, "camera_valid": cv[0], "max_abs_diff": diffs})
@@ -201,7 +211,8 @@ def read_onnx_contract(path: str) -> ModelContract:
         raise ContractError(f"{path} is not a readable ONNX model: {type(e).__name__}: {e}") from e
     meta = {p.key: p.value for p in model.metadata_props}
     if ONNX_CONTRACT_KEY not in meta:
-        raise ContractError(f"{path} has no '{ONNX_CONTRACT_KEY}' metadata (not exported by bev_mtl_ros?)")
+        raise ContractError(f"{path} has no '{ONNX_CONTRACT_KEY}' metadata (not exported by "
+                            "bev_mtl_ros?)")
     try:
         return ModelContract.from_json(meta[ONNX_CONTRACT_KEY])
     except (ContractError, TypeError) as e:
@@ -214,17 +225,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="PyTorch checkpoint (models/NAME.pt)")
     parser.add_argument("--out", required=True, help="output ONNX file (models/NAME.onnx)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime/PyTorch parity check")
-    parser.add_argument("--checks", type=int, default=3, help="random inputs for the parity check (default 3)")
-    parser.add_argument("--atol", type=float, default=PARITY_ATOL, help="parity tolerance (default 1e-4)")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="skip the onnxruntime/PyTorch parity check")
+    parser.add_argument("--checks", type=int, default=3,
+                        help="random inputs for the parity check (default 3)")
+    parser.add_argument("--atol", type=float, default=PARITY_ATOL,
+                        help="parity tolerance (default 1e-4)")
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the export; prints size and parity figures. Returns 0 on success, 1 on failure."""
     from .checkpoint import CheckpointError
     try:
-        rep = export_onnx(args.checkpoint, None, args.out, opset=args.opset, verify=not args.no_verify,
-                          n_checks=args.checks, atol=args.atol)
+        rep = export_onnx(args.checkpoint, None, args.out, opset=args.opset,
+                          verify=not args.no_verify, n_checks=args.checks, atol=args.atol)
     except (ExportError, CheckpointError, ContractError, OSError) as e:
         print(f"export failed: {e}")
         return 1
@@ -233,9 +247,11 @@ def main(args: argparse.Namespace) -> int:
     if rep["checks"]:
         for c in rep["checks"]:
             worst = max(c["max_abs_diff"].values())
-            print(f"  check P={c['num_pillars']:6d} camera_valid={c['camera_valid']:.0f}: max abs diff {worst:.2e}")
+            print(f"  check P={c['num_pillars']:6d} camera_valid={c['camera_valid']:.0f}: max abs "
+                  f"diff {worst:.2e}")
         print("  parity (max abs diff, ONNX vs PyTorch): " +
-              ", ".join(f"{k} {v:.2e}" for k, v in rep["parity"].items()) + f"  [tolerance {args.atol:g}]")
+              ", ".join(f"{k} {v:.2e}" for k, v in rep["parity"].items())
+              + f"  [tolerance {args.atol:g}]")
     else:
         print("  parity check skipped (--no-verify)")
     return 0

@@ -1,4 +1,5 @@
-"""Pillarization: point cloud -> PointPillars pillar tensor, one torch implementation for CPU and CUDA.
+"""Pillarization: point cloud -> PointPillars pillar tensor, one torch implementation for CPU and
+CUDA.
 
 PointPillars (Lang et al., "PointPillars: Fast Encoders for Object Detection from Point Clouds",
 CVPR 2019, Sec. 2.1) groups the points of a cloud into vertical columns ("pillars") on a BEV grid,
@@ -15,17 +16,19 @@ Conventions (see ``model/contract.py``):
   ``floor((x - x_min) / dx)`` clamped to the grid, so a point within float32 rounding of a cell
   border may land in either neighbour - deterministically.
 * Kept pillars when more than ``max_pillars`` are occupied: the most-populated ones (count of
-  in-range points), ties broken by lower flat index. Kept pillars are output in ascending flat index.
+  in-range points), ties broken by lower flat index. Kept pillars are output in ascending flat
+  index.
 * Kept points in a pillar: the first ``max_points_per_pillar`` in input order.
 * The pillar mean used for the x/y/z offsets is the mean over the **kept** points of the pillar
   (as PointPillars/OpenPCDet compute it from the stored voxel), so a pillar's decoration does not
   depend on points the network never sees.
 * The pillar centre is ``(x_min + (ix + 0.5)*dx, y_min + (iy + 0.5)*dy)``.
 
-Everything is vectorized (stable sort by cell, run-length counts from the segment boundaries, rank within pillar
-as ``arange - segment start``, per-pillar sums as differences of a float64 cumulative sum over the
-pillar-sorted points); there is no Python loop over points or pillars. The result is deterministic
-on every device (stable sort, no atomics), and CPU and CUDA agree to float32 rounding.
+Everything is vectorized (stable sort by cell, run-length counts from the segment boundaries, rank
+within pillar as ``arange - segment start``, per-pillar sums as differences of a float64 cumulative
+sum over the pillar-sorted points); there is no Python loop over points or pillars. The result is
+deterministic on every device (stable sort, no atomics), and CPU and CUDA agree to float32
+rounding.
 """
 
 from __future__ import annotations
@@ -114,11 +117,13 @@ class PillarBatch:
 
 
 def _as_tensor(points: Union[np.ndarray, torch.Tensor], device) -> torch.Tensor:
-    """(N, C) float32 torch tensor on ``device``; numpy input is wrapped zero-copy when possible."""
+    """(N, C) float32 torch tensor on ``device``; numpy input is wrapped zero-copy when
+    possible."""
     if isinstance(points, np.ndarray):
         if points.dtype.fields is not None:
-            raise PillarizeError("points: structured numpy arrays are not supported; pass an (N, C) "
-                                 "float array (e.g. via numpy.lib.recfunctions.structured_to_unstructured)")
+            raise PillarizeError("points: structured numpy arrays are not supported; pass an (N, "
+                                 "C) float array (e.g. via "
+                                 "numpy.lib.recfunctions.structured_to_unstructured)")
         if points.dtype != np.float32:
             if not np.issubdtype(points.dtype, np.number):
                 raise PillarizeError(f"points: unsupported dtype {points.dtype}")
@@ -139,7 +144,8 @@ def _as_tensor(points: Union[np.ndarray, torch.Tensor], device) -> torch.Tensor:
                 raise PillarizeError(f"points: unsupported dtype {t.dtype}")
             t = t.float()
     else:
-        raise PillarizeError(f"points must be a numpy array or torch tensor, got {type(points).__name__}")
+        raise PillarizeError("points must be a numpy array or torch tensor, got "
+                             f"{type(points).__name__}")
     if device is not None:
         t = t.to(device)
     return t
@@ -226,7 +232,8 @@ def pillarize(points: Union[np.ndarray, torch.Tensor], contract: ModelContract,
     else:
         sel = torch.arange(U, device=dev)
     P = int(sel.shape[0])
-    new_id = torch.full((U + 1,), -1, dtype=torch.long, device=dev)   # last entry: sentinel segment
+    # last entry: sentinel segment
+    new_id = torch.full((U + 1,), -1, dtype=torch.long, device=dev)
     new_id[sel] = torch.arange(P, device=dev)
     pid_sorted = new_id.index_select(0, seg.clamp_(max=U))
     keep_pt = (pid_sorted >= 0) & (rank < M)
@@ -283,15 +290,16 @@ def pillarize(points: Union[np.ndarray, torch.Tensor], contract: ModelContract,
                        canvas_index=canvas_index, stats=stats)
 
 
-def collate_pillars(batches: Sequence[PillarBatch]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def collate_pillars(batches: Sequence[PillarBatch]
+                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Concatenate the pillars of B frames for one batched network call.
 
     Args:
         batches: B >= 1 :class:`PillarBatch` objects on one device, same grid and M, F.
 
     Returns:
-        pillars (sumP, M, F) float32, num_points (sumP,) int32, canvas_index (B, H*W) int64 indexing
-        into the concatenation, empty cells = sumP (the network's appended zero row).
+        pillars (sumP, M, F) float32, num_points (sumP,) int32, canvas_index (B, H*W) int64
+        indexing into the concatenation, empty cells = sumP (the network's appended zero row).
 
     Raises:
         ValueError: empty list, or frames with different grid sizes / pillar shapes / devices.
@@ -303,8 +311,8 @@ def collate_pillars(batches: Sequence[PillarBatch]) -> Tuple[torch.Tensor, torch
     shapes = {tuple(b.pillars.shape[1:]) for b in batches}
     devices = {str(b.pillars.device) for b in batches}
     if len(hw) != 1 or len(shapes) != 1 or len(devices) != 1:
-        raise ValueError(f"collate_pillars: frames disagree (grid cells {sorted(hw)}, pillar shapes "
-                         f"{sorted(shapes)}, devices {sorted(devices)})")
+        raise ValueError(f"collate_pillars: frames disagree (grid cells {sorted(hw)}, pillar "
+                         f"shapes {sorted(shapes)}, devices {sorted(devices)})")
     sizes = [b.num_pillars for b in batches]
     total = sum(sizes)
     pillars = torch.cat([b.pillars for b in batches], 0)

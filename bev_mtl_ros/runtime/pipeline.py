@@ -1,8 +1,9 @@
-"""One frame end to end: points (+ image) -> pillars -> network -> detections, drivable mask, semantics.
+"""One frame end to end: points (+ image) -> pillars -> network -> detections, drivable mask,
+semantics.
 
 :class:`PerceptionPipeline` is what the ROS node (and the benchmark / evaluation code) calls per
-frame. It owns no ROS types: points are an (N, C>=4) float array in the model lidar frame, the image
-an (H, W, 3) uint8 RGB array (or None for the lidar-only path).
+frame. It owns no ROS types: points are an (N, C>=4) float array in the model lidar frame, the
+image an (H, W, 3) uint8 RGB array (or None for the lidar-only path).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import torch
 
 from .backends import InferenceBackend
 from .pillarize import PillarStats, pillarize
-from .postprocess import Detections, PostProcessConfig, decode_detections, drivable_mask, semantic_ids
+from .postprocess import (Detections, PostProcessConfig, decode_detections, drivable_mask,
+                          semantic_ids)
 
 __all__ = ["FrameResult", "PerceptionPipeline", "TIMING_KEYS"]
 
@@ -57,18 +59,21 @@ class PerceptionPipeline:
         torch_threads: ``torch.set_num_threads`` for this process (process-wide!). "auto" (default)
             sets 1 when the network runs in onnxruntime on the CPU, where torch only does
             pillarization and decoding (small ops), and leaves torch alone otherwise; an int sets
-            that; None never touches it. Measured on a shared 2-core machine under load: pillarizing
-            120k points took median 15 ms with 1 torch thread but ~1 s with 2 (OpenMP workers
-            contending with onnxruntime's and other processes' threads); idle, 1 thread costs ~3 ms.
+            that; None never touches it. Measured on a shared 2-core machine under load:
+            pillarizing 120k points took median 15 ms with 1 torch thread but ~1 s with 2 (OpenMP
+            workers contending with onnxruntime's and other processes' threads); idle, 1 thread
+            costs ~3 ms.
 
     Pillarization runs on ``backend.torch_device`` (the GPU for CUDA backends, so the pillars reach
     the network without a host round trip).
     """
 
-    def __init__(self, backend: InferenceBackend, postprocess_cfg: Optional[PostProcessConfig] = None,
+    def __init__(self, backend: InferenceBackend,
+                 postprocess_cfg: Optional[PostProcessConfig] = None,
                  drivable_threshold: float = 0.5, torch_threads: Union[int, str, None] = "auto"):
         if torch_threads == "auto":
-            torch_threads = 1 if (backend.name == "onnxruntime" and backend.torch_device.type == "cpu") else None
+            torch_threads = 1 if (backend.name == "onnxruntime"
+                                  and backend.torch_device.type == "cpu") else None
         if torch_threads is not None and int(torch_threads) != torch.get_num_threads():
             logging.getLogger(__name__).info(
                 f"PerceptionPipeline: torch.set_num_threads({max(1, int(torch_threads))}) (was "
@@ -77,7 +82,8 @@ class PerceptionPipeline:
         self.backend = backend
         self.contract = backend.contract
         self.cfg = postprocess_cfg or PostProcessConfig()
-        self.cfg.class_thresholds(self.contract.detection_classes)   # fail early on bad class names
+        # fail early on bad class names
+        self.cfg.class_thresholds(self.contract.detection_classes)
         self.cfg.class_radii(self.contract.detection_classes)
         self.drivable_threshold = float(drivable_threshold)
         self.device = backend.torch_device
@@ -95,8 +101,10 @@ class PerceptionPipeline:
         resized to ``contract.image_size`` with cv2 INTER_AREA when shrinking, INTER_LINEAR when
         enlarging. Raises ValueError for other shapes/dtypes."""
         import cv2
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            desc = f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
+        if (not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3
+                or image.dtype != np.uint8):
+            desc = (f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray)
+                    else type(image).__name__)
             raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {desc}")
         wi, hi = self.contract.image_size
         h, w = image.shape[:2]
@@ -122,7 +130,8 @@ class PerceptionPipeline:
             :class:`FrameResult`.
 
         Raises:
-            PillarizeError / ValueError for malformed points / image; BackendError from the backend.
+            PillarizeError / ValueError for malformed points / image; BackendError from the
+            backend.
         """
         tm: Dict[str, float] = {}
         t_start = time.perf_counter()
@@ -139,7 +148,8 @@ class PerceptionPipeline:
         t2 = time.perf_counter()
         tm["image_preprocess"] = (t2 - t1) * 1e3
 
-        outs = self.backend.infer(batch.pillars, batch.num_points, batch.canvas_index.unsqueeze(0), img, cam)
+        outs = self.backend.infer(batch.pillars, batch.num_points, batch.canvas_index.unsqueeze(0),
+                                  img, cam)
         self._sync()
         t3 = time.perf_counter()
         tm["network"] = (t3 - t2) * 1e3
@@ -152,5 +162,5 @@ class PerceptionPipeline:
         t4 = time.perf_counter()
         tm["postprocess"] = (t4 - t3) * 1e3
         tm["total"] = (t4 - t_start) * 1e3
-        return FrameResult(detections=dets, drivable=drivable, semantic=sem, pillar_stats=batch.stats,
-                           camera_valid=image is not None, timings_ms=tm)
+        return FrameResult(detections=dets, drivable=drivable, semantic=sem,
+                           pillar_stats=batch.stats, camera_valid=image is not None, timings_ms=tm)

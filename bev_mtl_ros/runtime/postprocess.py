@@ -34,11 +34,13 @@ __all__ = [
 ]
 
 #: Circle-NMS radii in metres per detection class. CenterPoint's nuScenes configuration uses
-#: squared-distance thresholds [4, 12, 10, 1, 0.85, 0.175] for car, truck/construction, bus/trailer,
-#: barrier, motorcycle/bicycle, pedestrian/cone; these are their square roots, rounded. (Autoware's
-#: CenterPoint uses one 0.5 m radius for all classes.) Caveat: cars parked side by side are about
-#: 2 m apart centre to centre, right at the car radius; "rotated_iou" NMS does not have that limit.
-DEFAULT_CIRCLE_RADIUS: Dict[str, float] = {"Car": 2.0, "Truck": 3.5, "Pedestrian": 0.4, "Cyclist": 0.9}
+#: squared-distance thresholds [4, 12, 10, 1, 0.85, 0.175] for car, truck/construction,
+#: bus/trailer, barrier, motorcycle/bicycle, pedestrian/cone; these are their square roots,
+#: rounded. (Autoware's CenterPoint uses one 0.5 m radius for all classes.) Caveat: cars parked
+#: side by side are about 2 m apart centre to centre, right at the car radius; "rotated_iou" NMS
+#: does not have that limit.
+DEFAULT_CIRCLE_RADIUS: Dict[str, float] = {"Car": 2.0, "Truck": 3.5, "Pedestrian": 0.4,
+                                           "Cyclist": 0.9}
 #: Radius for classes missing from a radius mapping, metres.
 FALLBACK_CIRCLE_RADIUS = 1.0
 #: Upper bound on decoded log-size (exp(6) = 403 m) so that garbage outputs cannot produce inf.
@@ -60,7 +62,8 @@ def _per_class(value: PerClass, classes: Sequence[str], fallback: float, what: s
         return np.full(K, float(value), np.float64)
     arr = np.asarray(value, np.float64).reshape(-1)
     if arr.shape[0] != K:
-        raise ValueError(f"PostProcessConfig.{what}: {arr.shape[0]} values for {K} classes {list(classes)}")
+        raise ValueError(f"PostProcessConfig.{what}: {arr.shape[0]} values for {K} classes "
+                         f"{list(classes)}")
     return arr
 
 
@@ -70,7 +73,8 @@ class PostProcessConfig:
 
     Attributes:
         score_threshold: minimum heat-map probability; a float for all classes, a {class: value}
-            mapping (missing classes get 0.3) or a sequence in ``contract.detection_classes`` order.
+            mapping (missing classes get 0.3) or a sequence in ``contract.detection_classes``
+            order.
         top_k: peaks taken over all classes before thresholding (CenterPoint: 500 on nuScenes;
             100 is ample for a front camera frustum).
         nms: "circle" (CenterPoint circle NMS on BEV centres), "rotated_iou" (greedy NMS on exact
@@ -92,9 +96,11 @@ class PostProcessConfig:
 
     def __post_init__(self):
         if self.nms not in ("circle", "rotated_iou", "none"):
-            raise ValueError(f"PostProcessConfig.nms must be 'circle', 'rotated_iou' or 'none', got {self.nms!r}")
+            raise ValueError("PostProcessConfig.nms must be 'circle', 'rotated_iou' or 'none', "
+                             f"got {self.nms!r}")
         if not (0.1 <= float(self.iou_threshold) <= 0.5):
-            raise ValueError(f"PostProcessConfig.iou_threshold must be in [0.1, 0.5], got {self.iou_threshold}")
+            raise ValueError("PostProcessConfig.iou_threshold must be in [0.1, 0.5], got "
+                             f"{self.iou_threshold}")
         if int(self.top_k) <= 0 or int(self.max_detections) <= 0:
             raise ValueError("PostProcessConfig.top_k and max_detections must be positive")
 
@@ -135,7 +141,8 @@ class Detections:
     @classmethod
     def empty(cls) -> "Detections":
         """Zero detections with the right shapes and dtypes."""
-        return cls(np.zeros((0, 7), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64))
+        return cls(np.zeros((0, 7), np.float32), np.zeros((0,), np.float32),
+                   np.zeros((0,), np.int64))
 
 
 # ----------------------------------------------------------------------------- NMS
@@ -161,7 +168,8 @@ def _sorted_order(scores: np.ndarray) -> np.ndarray:
     return np.argsort(-np.asarray(scores, np.float64), kind="stable")
 
 
-def circle_nms(centres: np.ndarray, scores: np.ndarray, radius, labels: Optional[np.ndarray] = None) -> np.ndarray:
+def circle_nms(centres: np.ndarray, scores: np.ndarray, radius,
+               labels: Optional[np.ndarray] = None) -> np.ndarray:
     """Circle NMS (CenterPoint, Yin et al. 2021): greedily keep the highest-scoring box and drop
     every lower-scoring box whose BEV centre is within ``radius`` (distance <= radius) of it.
 
@@ -181,7 +189,8 @@ def circle_nms(centres: np.ndarray, scores: np.ndarray, radius, labels: Optional
     c = np.asarray(centres, np.float64).reshape(n, -1)[:, :2]
     order = _sorted_order(scores)
     c = c[order]
-    rad = np.broadcast_to(np.asarray(radius, np.float64), (n,))[order] if np.ndim(radius) else np.full(n, float(radius))
+    rad = (np.broadcast_to(np.asarray(radius, np.float64), (n,))[order] if np.ndim(radius)
+           else np.full(n, float(radius)))
     d2 = ((c[:, None, :] - c[None, :, :]) ** 2).sum(-1)
     sup = d2 <= (rad ** 2)[:, None]
     if labels is not None:
@@ -235,7 +244,8 @@ def _frame(a, batch_index: int, name: str) -> torch.Tensor:
         return t[batch_index]
     if t.dim() == 3:
         return t
-    raise ValueError(f"decode_detections: output {name!r} must be (B, C, H, W) or (C, H, W), got {tuple(t.shape)}")
+    raise ValueError(f"decode_detections: output {name!r} must be (B, C, H, W) or (C, H, W), got "
+                     f"{tuple(t.shape)}")
 
 
 def decode_detections(outputs: Mapping[str, object], contract: ModelContract,
@@ -243,7 +253,8 @@ def decode_detections(outputs: Mapping[str, object], contract: ModelContract,
     """Decode CenterPoint head outputs of one frame into 3-D boxes.
 
     Args:
-        outputs: DeployWrapper outputs (numpy or torch, any device), Hb, Wb = contract.bev_size[::-1]:
+        outputs: DeployWrapper outputs (numpy or torch, any device), Hb, Wb =
+            contract.bev_size[::-1]:
             heatmap (B, K, Hb, Wb) probabilities (sigmoid applied); offset (B, 2, Hb, Wb) sub-cell
             offset in cells; z (B, 1, Hb, Wb) metres; size (B, 3, Hb, Wb) log(l, w, h) metres;
             rot (B, 2, Hb, Wb) (sin, cos) of yaw. The batch dim may be omitted.
@@ -266,11 +277,13 @@ def decode_detections(outputs: Mapping[str, object], contract: ModelContract,
     classes = tuple(contract.detection_classes)
     for k in ("heatmap", "offset", "z", "size", "rot"):
         if k not in outputs:
-            raise KeyError(f"decode_detections: network output {k!r} missing (have {sorted(outputs)})")
+            raise KeyError(f"decode_detections: network output {k!r} missing (have "
+                           f"{sorted(outputs)})")
     heat = _frame(outputs["heatmap"], batch_index, "heatmap").float()
     K, H, W = heat.shape
     if K != len(classes):
-        raise ValueError(f"decode_detections: heatmap has {K} channels, contract has {len(classes)} classes")
+        raise ValueError(f"decode_detections: heatmap has {K} channels, contract has "
+                         f"{len(classes)} classes")
     thr = cfg.class_thresholds(classes)
     hmax = F.max_pool2d(heat[None], kernel_size=3, stride=1, padding=1)[0]
     peaks = torch.where(heat == hmax, heat, torch.zeros((), dtype=heat.dtype, device=heat.device))
@@ -282,7 +295,8 @@ def decode_detections(outputs: Mapping[str, object], contract: ModelContract,
     def gather(name, ch):
         m = _frame(outputs[name], batch_index, name)
         if m.shape[0] != ch or tuple(m.shape[1:]) != (H, W):
-            raise ValueError(f"decode_detections: output {name!r} shape {tuple(m.shape)}, expected ({ch}, {H}, {W})")
+            raise ValueError(f"decode_detections: output {name!r} shape {tuple(m.shape)}, "
+                             f"expected ({ch}, {H}, {W})")
         return m.reshape(ch, H * W).index_select(1, pix_t.to(m.device)).float()
 
     regs = torch.cat([gather("offset", 2), gather("z", 1), gather("size", 3), gather("rot", 2)], 0)
@@ -315,9 +329,10 @@ def decode_detections(outputs: Mapping[str, object], contract: ModelContract,
     keep = keep[: int(cfg.max_detections)]
     # float32 wrap can round a yaw just below pi up to pi: re-wrap after the cast.
     out_boxes = boxes[keep].astype(np.float32)
-    out_boxes[:, 6] = np.where(out_boxes[:, 6] >= np.float32(math.pi), out_boxes[:, 6] - np.float32(2 * math.pi),
-                               out_boxes[:, 6])
-    return Detections(boxes=out_boxes, scores=scores[keep].astype(np.float32), labels=cls[keep].astype(np.int64))
+    out_boxes[:, 6] = np.where(out_boxes[:, 6] >= np.float32(math.pi),
+                               out_boxes[:, 6] - np.float32(2 * math.pi), out_boxes[:, 6])
+    return Detections(boxes=out_boxes, scores=scores[keep].astype(np.float32),
+                      labels=cls[keep].astype(np.int64))
 
 
 # ----------------------------------------------------------------------------- dense heads
@@ -326,7 +341,8 @@ def _squeeze_map(a, name: str) -> torch.Tensor:
     while t.dim() > 2 and t.shape[0] == 1:
         t = t[0]
     if t.dim() != 2:
-        raise ValueError(f"{name}: expected (1, 1, H, W), (1, H, W) or (H, W), got {tuple(_as_torch(a).shape)}")
+        raise ValueError(f"{name}: expected (1, 1, H, W), (1, H, W) or (H, W), got "
+                         f"{tuple(_as_torch(a).shape)}")
     return t
 
 

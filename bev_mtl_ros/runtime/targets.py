@@ -91,7 +91,8 @@ def build_targets(boxes: np.ndarray, labels: np.ndarray, contract: ModelContract
     Raises:
         ValueError: boxes not (N, 7) or labels not (N,).
     """
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 7) if np.size(boxes) else np.zeros((0, 7))
+    boxes = (np.asarray(boxes, dtype=np.float64).reshape(-1, 7) if np.size(boxes)
+             else np.zeros((0, 7)))
     labels = np.asarray(labels).reshape(-1).astype(np.int64)
     if labels.shape[0] != boxes.shape[0]:
         raise ValueError(f"build_targets: {boxes.shape[0]} boxes but {labels.shape[0]} labels")
@@ -147,7 +148,8 @@ def build_targets(boxes: np.ndarray, labels: np.ndarray, contract: ModelContract
     g[g < np.finfo(np.float32).eps * g.max()] = 0
     px = ix[:, None, None] + dxx[None]
     py = iy[:, None, None] + dyy[None]
-    inside = ((np.abs(dxx)[None] <= radius[:, None, None]) & (np.abs(dyy)[None] <= radius[:, None, None])
+    inside = ((np.abs(dxx)[None] <= radius[:, None, None])
+              & (np.abs(dyy)[None] <= radius[:, None, None])
               & (px >= 0) & (px < Wb) & (py >= 0) & (py < Hb))
     k, _, _ = np.nonzero(inside)
     np.maximum.at(heat, (lab[k], py[inside], px[inside]), g[inside].astype(np.float32))

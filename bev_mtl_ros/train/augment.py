@@ -9,19 +9,19 @@ A sample is a dict (see ``train/dataset.py``):
 
 Transforms (applied in this order, each with its own probability / range):
 
-* **Global flip about the x axis** (y -> -y, yaw -> -yaw). In the camera view frame the image column
-  is ``col = cx - fx * y / x``, so mirroring y is a horizontal mirror of the image about the column
-  ``cx``. The image and semantic label are flipped horizontally together with the points, boxes and
-  the BEV label (rows iy -> grid_h - 1 - iy, which needs a y range symmetric about 0; otherwise the
-  flip is refused with ValueError). The mirror is about the image centre, not about ``cx``: for A2D2's
-  front camera (cx = 976.9 of 1920 px) that is an error of 17 px (0.5 deg azimuth), negligible for the
-  fusion, which attends by azimuth.
-* **Global scaling** of x, y, z about the origin (the camera centre) by s ~ U(scale_range): box centres
-  and sizes scale too. Because the projection ``col = cx - fx*y/x, row = cy - fz*z/x`` is invariant to
-  a common scale, the camera image stays exactly consistent; the BEV label grid is resampled
-  (nearest, cells that map outside the grid become 255 = ignore).
-* **Global rotation about z** by theta ~ U(-rot_deg, rot_deg) (default 0 = off). The camera image is
-  NOT rotated (a yaw of the scene cannot be reproduced by an image warp without depth), so the
+* **Global flip about the x axis** (y -> -y, yaw -> -yaw). In the camera view frame the image
+  column is ``col = cx - fx * y / x``, so mirroring y is a horizontal mirror of the image about the
+  column ``cx``. The image and semantic label are flipped horizontally together with the points,
+  boxes and the BEV label (rows iy -> grid_h - 1 - iy, which needs a y range symmetric about 0;
+  otherwise the flip is refused with ValueError). The mirror is about the image centre, not about
+  ``cx``: for A2D2's front camera (cx = 976.9 of 1920 px) that is an error of 17 px (0.5 deg
+  azimuth), negligible for the fusion, which attends by azimuth.
+* **Global scaling** of x, y, z about the origin (the camera centre) by s ~ U(scale_range): box
+  centres and sizes scale too. Because the projection ``col = cx - fx*y/x, row = cy - fz*z/x`` is
+  invariant to a common scale, the camera image stays exactly consistent; the BEV label grid is
+  resampled (nearest, cells that map outside the grid become 255 = ignore).
+* **Global rotation about z** by theta ~ U(-rot_deg, rot_deg) (default 0 = off). The camera image
+  is NOT rotated (a yaw of the scene cannot be reproduced by an image warp without depth), so the
   camera branch sees objects at an azimuth off by up to theta: keep it small (<= 5 deg) or off.
   Boxes' yaw += theta; the BEV label is resampled like for scaling.
 * **Photometric jitter** of the image only: brightness, contrast and saturation factors in
@@ -123,7 +123,8 @@ def flip_y(sample: Dict[str, Any], contract: ModelContract) -> Dict[str, Any]:
     return out
 
 
-def rotate_scale(sample: Dict[str, Any], contract: ModelContract, theta: float, scale: float) -> Dict[str, Any]:
+def rotate_scale(sample: Dict[str, Any], contract: ModelContract, theta: float,
+                 scale: float) -> Dict[str, Any]:
     """Rotate about z by ``theta`` radians and scale x, y, z by ``scale`` about the origin.
 
     Points and boxes are transformed exactly; the BEV drivable label is resampled; image and
@@ -159,7 +160,8 @@ def photometric(image: np.ndarray, rng: np.random.Generator, brightness: float, 
         img = (img - mean) * rng.uniform(1 - contrast, 1 + contrast) + mean
     if saturation > 0:
         gray = img @ np.array([0.299, 0.587, 0.114], np.float32)
-        img = (img - gray[..., None]) * rng.uniform(1 - saturation, 1 + saturation) + gray[..., None]
+        img = (img - gray[..., None]) * rng.uniform(1 - saturation, 1
+                                                    + saturation) + gray[..., None]
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -178,7 +180,8 @@ def augment_sample(sample: Dict[str, Any], contract: ModelContract, cfg: Augment
     theta = math.radians(float(rng.uniform(-cfg.rot_deg, cfg.rot_deg))) if cfg.rot_deg > 0 else 0.0
     if scale != 1.0 or theta != 0.0:
         out = rotate_scale(out, contract, theta, scale)
-    if out.get("image") is not None and cfg.photometric_prob > 0 and rng.random() < cfg.photometric_prob:
+    if (out.get("image") is not None and cfg.photometric_prob > 0
+            and rng.random() < cfg.photometric_prob):
         out = dict(out)
         out["image"] = photometric(out["image"], rng, cfg.brightness, cfg.contrast, cfg.saturation)
     return out

@@ -16,8 +16,8 @@ Raw sample (what is cached, one ``.npz`` per frame; see :func:`raw_sample_from_f
 Batch (see :func:`collate_batch`):
     inputs:  pillars (sumP, M, F) f32, num_points (sumP,) int32, canvas_index (B, H*W) int64,
              image (B, 3, Hi, Wi) f32 [0, 1], camera_valid (B,) f32
-    targets: heatmap (B, K, Hb, Wb), indices (B, Mx), mask (B, Mx), offset (B, Mx, 2), z (B, Mx, 1),
-             size (B, Mx, 3), rot (B, Mx, 2)  [the keys of ``model.losses``],
+    targets: heatmap (B, K, Hb, Wb), indices (B, Mx), mask (B, Mx), offset (B, Mx, 2), z (B, Mx,
+             1), size (B, Mx, 3), rot (B, Mx, 2)  [the keys of ``model.losses``],
              det_valid (B,) f32 (0 = the sample has no lidar/box labels: no detection loss),
              drivable (B, grid_h, grid_w) int64, semantic (B, Hi, Wi) int64
     meta:    list of dicts: key (scene/frame), boxes, labels (ground truth after augmentation)
@@ -57,7 +57,8 @@ _TARGET_ALIASES = {
 
 
 # ---------------------------------------------------------------------------------- raw samples
-def map_box_classes(box_classes: Sequence[str], contract: ModelContract) -> Tuple[np.ndarray, np.ndarray]:
+def map_box_classes(box_classes: Sequence[str],
+                    contract: ModelContract) -> Tuple[np.ndarray, np.ndarray]:
     """A2D2 box class names -> (keep mask (M,) bool, label (M,) int64 detection-class index).
 
     Classes mapped to None or missing from ``contract.box_class_map`` (also tried directly against
@@ -87,7 +88,8 @@ def semantic_id_map(contract: ModelContract) -> Optional[np.ndarray]:
 
 
 def compute_drivable_label(frame: Any, contract: ModelContract) -> np.ndarray:
-    """BEV drivable label (grid_h, grid_w) uint8 {0, 1, 255} of an A2D2Frame via ``data/drivable.py``.
+    """BEV drivable label (grid_h, grid_w) uint8 {0, 1, 255} of an A2D2Frame via
+    ``data/drivable.py``.
 
     All cells 255 (ignored in the loss) when the frame has no semantic label."""
     gw, gh = contract.grid_size
@@ -119,7 +121,8 @@ def raw_sample_from_frame(frame: Any, contract: ModelContract) -> Dict[str, np.n
     if frame.image is not None:
         out["image"] = cv2.resize(frame.image, (w, h), interpolation=cv2.INTER_AREA)
     if frame.semantic is not None:
-        sem = cv2.resize(np.asarray(frame.semantic, np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+        sem = cv2.resize(np.asarray(frame.semantic, np.uint8), (w, h),
+                         interpolation=cv2.INTER_NEAREST)
         lut = semantic_id_map(contract)
         out["semantic"] = lut[sem] if lut is not None else sem
     return out
@@ -128,17 +131,19 @@ def raw_sample_from_frame(frame: Any, contract: ModelContract) -> Dict[str, np.n
 def contract_cache_tag(contract: ModelContract) -> str:
     """Short hash of the contract fields that change a cached raw sample."""
     key = repr((contract.point_cloud_range, contract.pillar_size, contract.image_size,
-                contract.detection_classes, sorted((k, v or "") for k, v in contract.box_class_map.items()),
+                contract.detection_classes,
+                sorted((k, v or "") for k, v in contract.box_class_map.items()),
                 contract.semantic_classes, 1))
     return hashlib.sha1(key.encode()).hexdigest()[:10]
 
 
 # ---------------------------------------------------------------------------------- tensors
 def targets_to_tensors(t: Any) -> Dict[str, torch.Tensor]:
-    """Normalise ``runtime.targets.build_targets``'s output (dict or dataclass; numpy or torch) to the
-    key names of ``model.losses`` (heatmap, indices, mask, offset, z, size, rot)."""
+    """Normalise ``runtime.targets.build_targets``'s output (dict or dataclass; numpy or torch) to
+    the key names of ``model.losses`` (heatmap, indices, mask, offset, z, size, rot)."""
     if not isinstance(t, dict):
-        t = {k: getattr(t, k) for k in dir(t) if not k.startswith("_") and not callable(getattr(t, k))}
+        t = {k: getattr(t, k) for k in dir(t) if not k.startswith("_")
+             and not callable(getattr(t, k))}
     out: Dict[str, torch.Tensor] = {}
     for key, names in _TARGET_ALIASES.items():
         for n in names:
@@ -205,7 +210,8 @@ def collate_batch(items: List[Dict[str, Any]]):
     pillars, num_points, canvas_index = collate_pillars([it["pillar_batch"] for it in items])
     inputs = {"pillars": pillars, "num_points": num_points, "canvas_index": canvas_index,
               "image": torch.stack([it["image"] for it in items]),
-              "camera_valid": torch.tensor([it["camera_valid"] for it in items], dtype=torch.float32)}
+              "camera_valid": torch.tensor([it["camera_valid"] for it in items],
+                                           dtype=torch.float32)}
     targets: Dict[str, torch.Tensor] = {}
     for k in items[0]["targets"]:
         vals = [it["targets"][k] for it in items]
@@ -218,14 +224,16 @@ def collate_batch(items: List[Dict[str, Any]]):
 
 # ---------------------------------------------------------------------------------- datasets
 class RawSampleDataset(Dataset):
-    """Training dataset over a list of raw-sample providers (base class; see :class:`A2D2TrainDataset`).
+    """Training dataset over a list of raw-sample providers (base class; see
+    :class:`A2D2TrainDataset`).
 
     Args:
         contract: the model contract.
         augment: AugmentConfig or None (no augmentation).
         camera_dropout: probability of dropping the camera (camera_valid = 0, semantic ignored) so
             the lidar-only path is trained too.
-        seed: base seed; each item draws from ``default_rng((seed, epoch, index))`` -> reproducible.
+        seed: base seed; each item draws from ``default_rng((seed, epoch, index))`` ->
+        reproducible.
     """
 
     def __init__(self, contract: ModelContract, augment: Optional[AugmentConfig] = None,
@@ -274,8 +282,8 @@ class A2D2TrainDataset(RawSampleDataset):
     Args:
         root: A2D2-format directory (see ``data/a2d2.py``).
         contract: model contract (image size, grid, classes).
-        cache_dir: where decoded raw samples are cached (``<cache_dir>/<contract tag>/<scene>_<frame>.npz``);
-            None = no cache.
+        cache_dir: where decoded raw samples are cached
+            (``<cache_dir>/<contract tag>/<scene>_<frame>.npz``); None = no cache.
         camera: A2D2 camera name.
         augment, camera_dropout, seed: see :class:`RawSampleDataset`.
     Raises FileNotFoundError (from A2D2Dataset) when root holds no frames.
@@ -286,7 +294,8 @@ class A2D2TrainDataset(RawSampleDataset):
         super().__init__(contract, **kw)
         from bev_mtl_ros.data.a2d2 import A2D2Dataset
         self.reader = A2D2Dataset(root, camera=camera)
-        self.cache_dir = (os.path.join(cache_dir, contract_cache_tag(contract)) if cache_dir else None)
+        self.cache_dir = (os.path.join(cache_dir, contract_cache_tag(contract)) if cache_dir
+                          else None)
         if self.cache_dir:
             os.makedirs(self.cache_dir, exist_ok=True)
 
@@ -375,7 +384,8 @@ class RealCameraDataset(RawSampleDataset):
         for i in range(len(reader)):
             f = reader.load_frame(i)
             self.images.append(cv2.resize(f.image, (ww, wh), interpolation=cv2.INTER_AREA))
-            sem = cv2.resize(np.asarray(f.semantic, np.uint8), (ww, wh), interpolation=cv2.INTER_NEAREST)
+            sem = cv2.resize(np.asarray(f.semantic, np.uint8), (ww, wh),
+                             interpolation=cv2.INTER_NEAREST)
             self.labels.append(lut[sem] if lut is not None else sem)
             self.keys.append(reader.frames[i].key)
 
@@ -396,7 +406,8 @@ class RealCameraDataset(RawSampleDataset):
         return {"points": np.zeros((0, 4), np.float32), "boxes": np.zeros((0, 7), np.float32),
                 "labels": np.zeros(0, np.int64), "drivable": None, "camera_only": True,
                 "image": cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA),
-                "semantic": cv2.resize(sem, (w, h), interpolation=cv2.INTER_NEAREST), "key": self.keys[k]}
+                "semantic": cv2.resize(sem, (w, h), interpolation=cv2.INTER_NEAREST),
+                "key": self.keys[k]}
 
     def raw(self, i: int) -> Dict[str, Any]:
         """The whole frame at the network's input size (no crop)."""
@@ -425,7 +436,8 @@ class MixedDataset(Dataset):
         self.contract = self.parts[0].contract
         for p in self.parts[1:]:
             if p.contract.mismatches(self.contract):
-                raise ValueError(f"datasets differ in contract: {sorted(p.contract.mismatches(self.contract))}")
+                raise ValueError("datasets differ in contract: "
+                                 f"{sorted(p.contract.mismatches(self.contract))}")
         self._ends = np.cumsum([len(p) for p in self.parts])
 
     @property

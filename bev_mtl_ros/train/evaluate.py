@@ -1,16 +1,18 @@
-"""``bev-mtl-ros evaluate``: detection AP, drivable IoU and semantic mIoU of a model or a recorded run.
+"""``bev-mtl-ros evaluate``: detection AP, drivable IoU and semantic mIoU of a model or a recorded
+run.
 
 Two sources::
 
-    bev-mtl-ros evaluate --data A2D2_DIR --model models/bev_mtl_default.onnx --out EVAL_DIR [--backend auto]
-    bev-mtl-ros evaluate --bag OUT_BAG [--gt-bag INPUT_BAG] --model-contract/--model M --out EVAL_DIR
+    bev-mtl-ros evaluate --data A2D2_DIR --model models/bev_mtl_default.onnx --out EVAL_DIR
+    [--backend auto] bev-mtl-ros evaluate --bag OUT_BAG [--gt-bag INPUT_BAG]
+    --model-contract/--model M --out EVAL_DIR
 
-``--data`` runs ``runtime.pipeline.PerceptionPipeline`` on every frame of an A2D2-format directory and
-compares with its labels: 3D boxes (A2D2 classes mapped through the model contract's
-``box_class_map``; unmapped classes are dropped), BEV drivable labels (``data/drivable.py``) and the
-semantic label image (at the input image's resolution). Frames may lack modalities: a frame without
-lidar (such as the real camera + label frames in ``test/data/real_a2d2``) is run with an empty cloud
-and scores only semantics; a task no frame could score is reported as not available
+``--data`` runs ``runtime.pipeline.PerceptionPipeline`` on every frame of an A2D2-format directory
+and compares with its labels: 3D boxes (A2D2 classes mapped through the model contract's
+``box_class_map``; unmapped classes are dropped), BEV drivable labels (``data/drivable.py``) and
+the semantic label image (at the input image's resolution). Frames may lack modalities: a frame
+without lidar (such as the real camera + label frames in ``test/data/real_a2d2``) is run with an
+empty cloud and scores only semantics; a task no frame could score is reported as not available
 (``"available": false``), not as an error. Semantics are scored over the contract's classes (A2D2's
 38 merged classes) and over the eight coarse groups of ``data/classes.py`` (``semantic_coarse``).
 
@@ -24,10 +26,12 @@ Ground-truth messages without a node output with the same stamp count as frames 
 Evaluation region: only ground-truth boxes whose centre lies inside the contract's BEV range (x, y)
 are evaluated (the model cannot see the others); predictions outside it are dropped as well.
 Metric definitions: see ``train/metrics.py`` (AP = area under the interpolated PR curve, NaN for
-classes without ground truth and excluded from mAP; data-set level IoUs; mIoU over classes present).
+classes without ground truth and excluded from mAP; data-set level IoUs; mIoU over classes
+present).
 
-Outputs in ``--out``: ``report.json`` (everything), ``summary.txt`` (readable table), ``pr_curves.png``
-(matplotlib, one panel per class, a curve per distance threshold) and ``frames/*.png`` (a few frames:
+Outputs in ``--out``: ``report.json`` (everything), ``summary.txt`` (readable table),
+``pr_curves.png`` (matplotlib, one panel per class, a curve per distance threshold) and
+``frames/*.png`` (a few frames:
 BEV with lidar, ground truth (green) and predictions (red), plus the camera image with the boxes
 projected, with OpenCV).
 """
@@ -99,14 +103,15 @@ class EvalAccumulator:
         pk, gk = in_range_mask(pb, self.contract), in_range_mask(gb, self.contract)
         self.counts["gt_boxes_out_of_range"] += int((~gk).sum())
         self.counts["pred_boxes_out_of_range"] += int((~pk).sum())
-        self.det.add_frame(pb[pk], np.asarray(pred_scores).reshape(-1)[pk], np.asarray(pred_labels).reshape(-1)[pk],
+        self.det.add_frame(pb[pk], np.asarray(pred_scores).reshape(-1)[pk],
+                           np.asarray(pred_labels).reshape(-1)[pk],
                            gb[gk], np.asarray(gt_labels).reshape(-1)[gk])
         self.counts["frames"] += 1
 
     def add_clutter(self, pred_boxes, pred_scores, gt_boxes, clutter_boxes) -> None:
         """Count the frame's detections on clutter (hard negatives: trees, poles, signs...) at
-        :attr:`clutter_threshold`, within :data:`CLUTTER_RADIUS_M` (``metrics.clutter_false_positives``).
-        Frames without clutter boxes are not counted."""
+        :attr:`clutter_threshold`, within :data:`CLUTTER_RADIUS_M`
+        (``metrics.clutter_false_positives``). Frames without clutter boxes are not counted."""
         cb = np.asarray(clutter_boxes, np.float64).reshape(-1, 7)
         if not len(cb):
             return
@@ -127,9 +132,11 @@ class EvalAccumulator:
             return
         if np.asarray(pred).shape != np.asarray(gt).shape:
             import cv2
-            pred = cv2.resize(np.asarray(pred, np.uint8), (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_NEAREST)
+            pred = cv2.resize(np.asarray(pred, np.uint8), (gt.shape[1], gt.shape[0]),
+                              interpolation=cv2.INTER_NEAREST)
         self.semantic.add(pred, gt)
-        self.semantic_coarse.add(self._coarse_lut[np.asarray(pred, np.uint8)], self._coarse_lut[np.asarray(gt, np.uint8)])
+        self.semantic_coarse.add(self._coarse_lut[np.asarray(pred, np.uint8)],
+                                 self._coarse_lut[np.asarray(gt, np.uint8)])
         self.counts["frames_with_semantic_gt"] += 1
 
     def add_timings(self, timings_ms: Optional[Dict[str, float]]) -> None:
@@ -146,27 +153,35 @@ class EvalAccumulator:
         rep: Dict[str, Any] = {
             "counts": dict(self.counts),
             "detection": {"ap": det["ap"], "map": det["map"], "num_gt": det["num_gt"],
-                          "num_pred": {c: det["curves"]["dist@2m"][c].num_pred if "dist@2m" in det["curves"] else None
+                          "num_pred": {c: det["curves"]["dist@2m"][c].num_pred
+                                       if "dist@2m" in det["curves"] else None
                                        for c in self.contract.detection_classes},
-                          "ap_definition": "area under the all-point interpolated PR curve (train/metrics.py); "
-                                           "greedy matching by score; NaN = no ground truth, excluded from mAP",
+                          "ap_definition": "area under the all-point interpolated PR curve "
+                                           "(train/metrics.py); greedy matching by score; NaN = "
+                                           "no ground truth, excluded from mAP",
                           "ap_mode": self.det.ap_mode, "available": self.counts["frames"] > 0,
                           "at_threshold": {
                               "score_threshold": self.clutter_threshold, "criterion": "dist@2m",
-                              "per_class": ({c: operating_point(det["curves"]["dist@2m"][c], self.clutter_threshold)
+                              "per_class": ({c: operating_point(det["curves"]["dist@2m"][c],
+                                                                self.clutter_threshold)
                                              for c in self.contract.detection_classes}
                                             if "dist@2m" in det["curves"] else {})},
                           "clutter_false_positives": {
-                              "score_threshold": self.clutter_threshold, "radius_m": CLUTTER_RADIUS_M,
+                              "score_threshold": self.clutter_threshold,
+                              "radius_m": CLUTTER_RADIUS_M,
                               "count": self.counts["clutter_false_positives"],
                               "frames": self.counts["frames_with_clutter"],
-                              "per_frame": (self.counts["clutter_false_positives"] / self.counts["frames_with_clutter"]
-                                            if self.counts["frames_with_clutter"] else float("nan"))}},
-            "drivable": {"iou": self.drivable.iou(), "available": self.counts["frames_with_drivable_gt"] > 0},
+                              "per_frame": (self.counts["clutter_false_positives"]
+                                            / self.counts["frames_with_clutter"]
+                                            if self.counts["frames_with_clutter"]
+                                            else float("nan"))}},
+            "drivable": {"iou": self.drivable.iou(),
+                         "available": self.counts["frames_with_drivable_gt"] > 0},
             "semantic": sem,
             "semantic_coarse": coarse,
             "timings_ms": {k: {"mean": float(np.mean(v)), "p50": float(np.median(v)),
-                               "p95": float(np.percentile(v, 95))} for k, v in self.timings.items()},
+                               "p95": float(np.percentile(v, 95))}
+                           for k, v in self.timings.items()},
             "notes": list(self.notes),
         }
         rep["_curves"] = det["curves"]
@@ -200,42 +215,50 @@ def _semantic_lines(title: str, sem: Dict[str, Any], per_class: bool) -> List[st
 
 
 def summary_text(rep: Dict[str, Any]) -> str:
-    """Readable summary table of a report; tasks without any scorable frame print "not available"."""
+    """Readable summary table of a report; tasks without any scorable frame print "not
+    available"."""
     det = rep["detection"]
     keys = list(det["ap"].keys())
     classes = list(det["num_gt"].keys())
-    lines = [f"frames with detection scoring: {rep['counts']['frames']}  (GT boxes outside the BEV range "
-             f"ignored: {rep['counts']['gt_boxes_out_of_range']}); with semantic labels: "
-             f"{rep['counts']['frames_with_semantic_gt']}", ""]
+    lines = [f"frames with detection scoring: {rep['counts']['frames']}  (GT boxes outside the "
+             f"BEV range ignored: {rep['counts']['gt_boxes_out_of_range']}); with semantic "
+             f"labels: {rep['counts']['frames_with_semantic_gt']}", ""]
     if det.get("available", True):
-        lines += ["Detection AP (BEV centre distance / rotated BEV IoU), " + det["ap_mode"] + " AP",
+        lines += ["Detection AP (BEV centre distance / rotated BEV "
+                  "IoU), " + det["ap_mode"] + " AP",
                   f"{'class':<12}{'#gt':>6} " + " ".join(f"{k:>10}" for k in keys)]
         for c in classes:
-            lines.append(f"{c:<12}{det['num_gt'][c]:>6} " + " ".join(f"{_fmt(det['ap'][k][c]):>10}" for k in keys))
+            lines.append(f"{c:<12}{det['num_gt'][c]:>6} "
+                         + " ".join(f"{_fmt(det['ap'][k][c]):>10}" for k in keys))
         lines.append(f"{'mAP':<12}{'':>6} " + " ".join(f"{_fmt(det['map'][k]):>10}" for k in keys))
         op = det.get("at_threshold")
         if op and op["per_class"]:
-            lines.append(f"At the score threshold {op['score_threshold']:.2f} ({op['criterion']}): "
-                         + ", ".join(f"{c} precision {_fmt(v['precision'])} recall {_fmt(v['recall'])}"
+            lines.append(f"At the score threshold {op['score_threshold']:.2f} "
+                         f"({op['criterion']}): "
+                         + ", ".join(f"{c} precision {_fmt(v['precision'])} recall "
+                                     f"{_fmt(v['recall'])}"
                                      for c, v in op["per_class"].items()))
         cfp = det.get("clutter_false_positives")
         if cfp and cfp["frames"]:
-            lines.append(f"False positives on clutter (score >= {cfp['score_threshold']:.2f}, within "
-                         f"{cfp['radius_m']:.1f} m): {cfp['count']} in {cfp['frames']} frames = "
-                         f"{cfp['per_frame']:.2f} per frame")
+            lines.append(f"False positives on clutter (score >= {cfp['score_threshold']:.2f}, "
+                         f"within {cfp['radius_m']:.1f} m): {cfp['count']} in {cfp['frames']} "
+                         f"frames = {cfp['per_frame']:.2f} per frame")
     else:
         lines.append("Detection: not available (no frame with lidar)")
     drv = rep["drivable"]
     lines += ["", "Drivable area IoU (BEV, 255 ignored): "
-              + (_fmt(drv["iou"]) if drv.get("available", True) else "not available (no frame with lidar + labels)")]
+              + (_fmt(drv["iou"]) if drv.get("available", True)
+                 else "not available (no frame with lidar + labels)")]
     if rep["semantic"].get("available", True):
         lines += _semantic_lines("Semantic (A2D2 merged classes)", rep["semantic"], per_class=True)
         if "semantic_coarse" in rep:
-            lines += _semantic_lines("Semantic (8 coarse groups)", rep["semantic_coarse"], per_class=True)
+            lines += _semantic_lines("Semantic (8 coarse groups)", rep["semantic_coarse"],
+                                     per_class=True)
     else:
         lines.append("Semantics: not available (no frame with camera + label)")
     if rep.get("timings_ms"):
-        lines += ["", "Pipeline timings (ms): " + ", ".join(f"{k} {v['mean']:.1f}" for k, v in rep["timings_ms"].items())]
+        lines += ["", "Pipeline timings (ms): "
+                  + ", ".join(f"{k} {v['mean']:.1f}" for k, v in rep["timings_ms"].items())]
     for n in rep.get("notes", []):
         lines.append("note: " + n)
     return "\n".join(lines) + "\n"
@@ -252,13 +275,16 @@ def plot_pr_curves(rep: Dict[str, Any], path: str) -> Optional[str]:
         LOG.warning("matplotlib not installed: no PR-curve plot")
         return None
     curves = rep["_curves"]
-    classes = [c for c, n in rep["detection"]["num_gt"].items() if n > 0] or list(rep["detection"]["num_gt"])
-    fig, axes = plt.subplots(1, max(1, len(classes)), figsize=(4 * max(1, len(classes)), 4), squeeze=False)
+    classes = [c for c, n in rep["detection"]["num_gt"].items()
+               if n > 0] or list(rep["detection"]["num_gt"])
+    fig, axes = plt.subplots(1, max(1, len(classes)), figsize=(4 * max(1, len(classes)), 4),
+                             squeeze=False)
     for ax, c in zip(axes[0], classes):
         for key, per_class in curves.items():
             r = per_class[c]
             if r.recall.size:
-                ax.plot(np.concatenate([[0], r.recall]), np.concatenate([[1 if r.precision[0] > 0 else 0], r.precision]),
+                ax.plot(np.concatenate([[0], r.recall]),
+                        np.concatenate([[1 if r.precision[0] > 0 else 0], r.precision]),
                         label=f"{key} AP {_fmt(r.ap)}")
         ax.set_title(f"{c} ({rep['detection']['num_gt'][c]} GT)")
         ax.set_xlabel("recall")
@@ -276,7 +302,8 @@ def plot_pr_curves(rep: Dict[str, Any], path: str) -> Optional[str]:
 def write_report(rep: Dict[str, Any], out_dir: str) -> Dict[str, str]:
     """Write report.json, summary.txt and pr_curves.png; returns their paths."""
     os.makedirs(out_dir, exist_ok=True)
-    paths = {"json": os.path.join(out_dir, "report.json"), "summary": os.path.join(out_dir, "summary.txt")}
+    paths = {"json": os.path.join(out_dir, "report.json"),
+             "summary": os.path.join(out_dir, "summary.txt")}
     with open(paths["json"], "w", encoding="utf-8") as f:
         json.dump(_jsonable(rep), f, indent=2)
     with open(paths["summary"], "w", encoding="utf-8") as f:
@@ -294,12 +321,13 @@ def _as_boxes(boxes) -> np.ndarray:
 
 
 def render_frame(path: str, contract: ModelContract, points: np.ndarray, gt_boxes: np.ndarray,
-                 pred_boxes: np.ndarray, pred_scores: np.ndarray, image: Optional[np.ndarray] = None,
+                 pred_boxes: np.ndarray, pred_scores: np.ndarray,
+                 image: Optional[np.ndarray] = None,
                  cam_matrix: Optional[np.ndarray] = None, drivable: Optional[np.ndarray] = None,
                  px_per_m: float = 6.0, title: str = "") -> str:
     """PNG: BEV (x up, y left; lidar grey, predicted drivable blue, GT green, predictions red with
-    score) and, when an image and its undistorted ``cam_matrix`` are given, the image with the boxes
-    projected (``col = cx - fx*y/x, row = cy - fy*z/x``). Returns the path."""
+    score) and, when an image and its undistorted ``cam_matrix`` are given, the image with the
+    boxes projected (``col = cx - fx*y/x, row = cy - fy*z/x``). Returns the path."""
     import cv2
     x0, y0, _, x1, y1, _ = contract.point_cloud_range
     H, W = int((x1 - x0) * px_per_m), int((y1 - y0) * px_per_m)
@@ -325,7 +353,8 @@ def render_frame(path: str, contract: ModelContract, points: np.ndarray, gt_boxe
             cv2.line(bev, tuple(q[0]), tuple(q[3]), colour, 2)  # front edge
     for b, s in zip(np.asarray(pred_boxes).reshape(-1, 7), np.asarray(pred_scores).reshape(-1)):
         q = to_px(np.array([b[0]]), np.array([b[1]]))[0].astype(int)
-        cv2.putText(bev, f"{s:.2f}", (int(q[0]) + 4, int(q[1])), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 255), 1)
+        cv2.putText(bev, f"{s:.2f}", (int(q[0]) + 4, int(q[1])), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                    (0, 0, 255), 1)
     panels = [bev]
     if image is not None and cam_matrix is not None:
         img = cv2.cvtColor(np.asarray(image, np.uint8), cv2.COLOR_RGB2BGR).copy()
@@ -360,8 +389,8 @@ def render_frame(path: str, contract: ModelContract, points: np.ndarray, gt_boxe
 RENDER_STYLES = ("full", "prediction")
 
 
-def render_semantic(path: str, image: np.ndarray, pred: np.ndarray, gt: np.ndarray, width: int = 640,
-                    style: str = "full") -> str:
+def render_semantic(path: str, image: np.ndarray, pred: np.ndarray, gt: np.ndarray,
+                    width: int = 640, style: str = "full") -> str:
     """Write one PNG of panels side by side (see :data:`RENDER_STYLES`).
 
     Args:
@@ -380,9 +409,11 @@ def render_semantic(path: str, image: np.ndarray, pred: np.ndarray, gt: np.ndarr
     if style not in RENDER_STYLES:
         raise ValueError(f"render style {style!r} not in {RENDER_STYLES}")
     h = int(round(image.shape[0] * width / image.shape[1]))
-    p, g = (cv2.resize(np.asarray(ids, np.uint8), (width, h), interpolation=cv2.INTER_NEAREST) for ids in (pred, gt))
+    p, g = (cv2.resize(np.asarray(ids, np.uint8), (width, h), interpolation=cv2.INTER_NEAREST)
+            for ids in (pred, gt))
     if style == "full":
-        panels = [cv2.resize(image, (width, h), interpolation=cv2.INTER_AREA), ids_to_rgb(p), ids_to_rgb(g)]
+        panels = [cv2.resize(image, (width, h), interpolation=cv2.INTER_AREA), ids_to_rgb(p),
+                  ids_to_rgb(g)]
     else:
         lut = coarse_group_lut()
         cp, cg = lut[p], lut[g]
@@ -395,27 +426,33 @@ def render_semantic(path: str, image: np.ndarray, pred: np.ndarray, gt: np.ndarr
     return path
 
 
-# ------------------------------------------------------------------------------- data-set evaluation
-def make_pipeline(model_path: str, backend: str = "auto", device: str = "cpu", score_threshold: Optional[float] = None):
-    """PerceptionPipeline for evaluation. ``score_threshold`` (default 0.05, low so that the PR curve
-    reaches high recall) overrides the post-processing threshold when the config supports it."""
+# ------------------------------------------------------------------------------- data-set
+# evaluation
+def make_pipeline(model_path: str, backend: str = "auto", device: str = "cpu",
+                  score_threshold: Optional[float] = None):
+    """PerceptionPipeline for evaluation. ``score_threshold`` (default 0.05, low so that the PR
+    curve reaches high recall) overrides the post-processing threshold when the config supports
+    it."""
     from bev_mtl_ros.runtime.backends import create_backend
     from bev_mtl_ros.runtime.pipeline import PerceptionPipeline
     be = create_backend(model_path, backend=backend, device=device)
     from bev_mtl_ros.runtime.postprocess import PostProcessConfig
-    cfg = PostProcessConfig(score_threshold=0.05 if score_threshold is None else float(score_threshold))
+    cfg = PostProcessConfig(score_threshold=0.05 if score_threshold is None
+                            else float(score_threshold))
     pipe = PerceptionPipeline(be, cfg)
     return pipe, be
 
 
 def gt_from_frame(frame: Any, contract: ModelContract) -> Tuple[np.ndarray, np.ndarray]:
-    """Ground-truth boxes (M, 7) and detection labels (M,) of an A2D2Frame (unmapped classes dropped)."""
+    """Ground-truth boxes (M, 7) and detection labels (M,) of an A2D2Frame (unmapped classes
+    dropped)."""
     from bev_mtl_ros.train.dataset import map_box_classes
     keep, labels = map_box_classes(list(frame.box_classes), contract)
     return np.asarray(frame.boxes, np.float32).reshape(-1, 7)[keep], labels
 
 
-def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = None, backend: str = "auto",
+def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = None,
+                     backend: str = "auto",
                      device: str = "cpu", max_frames: Optional[int] = None, num_render: int = 4,
                      score_threshold: Optional[float] = None, camera: str = "front_center",
                      ap_mode: str = "area", progress: bool = True, render_style: str = "full",
@@ -439,7 +476,8 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
     acc = EvalAccumulator(contract, ap_mode)
     acc.clutter_threshold = float(clutter_threshold)
     lut = semantic_id_map(contract)
-    render_at = set(np.linspace(0, n - 1, num=min(num_render, n)).round().astype(int).tolist()) if n and out_dir else set()
+    render_at = (set(np.linspace(0, n - 1, num=min(num_render, n)).round().astype(int).tolist())
+                 if n and out_dir else set())
     it = range(n)
     if progress:
         from tqdm import tqdm
@@ -448,7 +486,8 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
         frame = reader.load_frame(i)
         has_lidar = frame.paths.get("lidar") is not None
         if not has_lidar and frame.image is None:
-            acc.notes.append(f"{frame.scene}/{frame.frame}: neither lidar nor camera image; skipped")
+            acc.notes.append(f"{frame.scene}/{frame.frame}: neither lidar nor camera image; "
+                             "skipped")
             continue
         pts = frame.points_xyzi
         res = pipe(pts, frame.image)
@@ -468,11 +507,13 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
             name = f"{i:04d}_{frame.scene}_{frame.frame}".replace(os.sep, "_")
             if has_lidar:
                 render_frame(os.path.join(out_dir, "frames", name + ".png"),
-                             contract, pts, gtb, det.boxes, det.scores, frame.image, frame.calibration.cam_matrix,
-                             res.drivable, title=f"{frame.scene} {frame.frame}: GT green, prediction red")
+                             contract, pts, gtb, det.boxes, det.scores, frame.image,
+                             frame.calibration.cam_matrix,
+                             res.drivable,
+                             title=f"{frame.scene} {frame.frame}: GT green, prediction red")
             if res.semantic is not None and sem_gt is not None:
-                render_semantic(os.path.join(out_dir, "frames", name + "_semantic.png"), frame.image,
-                                res.semantic, sem_gt, style=render_style)
+                render_semantic(os.path.join(out_dir, "frames", name + "_semantic.png"),
+                                frame.image, res.semantic, sem_gt, style=render_style)
     rep = acc.report()
     rep["source"] = {"data": os.path.abspath(data_dir), "model": os.path.abspath(model_path),
                      "backend": getattr(be, "name", backend), "frames": n}
@@ -486,11 +527,12 @@ def _stamp_ns(header) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
-def detections_from_msg(msg, contract: ModelContract) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def detections_from_msg(msg,
+                        contract: ModelContract) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """vision_msgs/Detection3DArray -> (boxes (N, 7), scores (N,), labels (N,), number dropped).
 
-    class_id may be a detection class name, an A2D2 box class name (mapped through the contract), or
-    an integer index; yaw from the quaternion (rotation about z assumed)."""
+    class_id may be a detection class name, an A2D2 box class name (mapped through the contract),
+    or an integer index; yaw from the quaternion (rotation about z assumed)."""
     idx = {n: i for i, n in enumerate(contract.detection_classes)}
     boxes, scores, labels, dropped = [], [], [], 0
     for d in msg.detections:
@@ -522,11 +564,13 @@ def _read_topic(path: str, topic: str) -> Dict[int, Any]:
     return out
 
 
-def evaluate_bag(bag: str, contract: ModelContract, gt_bag: Optional[str] = None, out_dir: Optional[str] = None,
+def evaluate_bag(bag: str, contract: ModelContract, gt_bag: Optional[str] = None,
+                 out_dir: Optional[str] = None,
                  detections_topic: str = DETECTIONS_TOPIC, gt_topic: str = GT_BOXES_TOPIC,
                  semantic_topic: str = SEMANTIC_TOPIC, gt_semantic_topic: str = GT_SEMANTIC_TOPIC,
                  ap_mode: str = "area") -> Dict[str, Any]:
-    """Compare recorded node outputs with ground truth (same or second bag), matched by header stamp."""
+    """Compare recorded node outputs with ground truth (same or second bag), matched by header
+    stamp."""
     from bev_mtl_ros.data.to_bag import image_from_msg
     gt_bag = gt_bag or bag
     preds = _read_topic(bag, detections_topic)
@@ -544,7 +588,8 @@ def evaluate_bag(bag: str, contract: ModelContract, gt_bag: Optional[str] = None
             frame_ids.add((gts[stamp].header.frame_id, preds[stamp].header.frame_id))
         else:
             missing += 1
-            pb, ps, pl = np.zeros((0, 7), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
+            pb, ps, pl = (np.zeros((0, 7), np.float32), np.zeros(0, np.float32),
+                          np.zeros(0, np.int64))
         acc.add_detections(pb, ps, pl, gb, gl)
     sem_pred = _read_topic(bag, semantic_topic)
     if sem_pred:
@@ -554,7 +599,8 @@ def evaluate_bag(bag: str, contract: ModelContract, gt_bag: Optional[str] = None
                 acc.add_semantic(image_from_msg(sem_pred[stamp]), image_from_msg(m))
     for a, b in frame_ids:
         if a != b:
-            acc.notes.append(f"ground truth in frame {a!r} but detections in {b!r}: compared without a transform")
+            acc.notes.append(f"ground truth in frame {a!r} but detections in {b!r}: compared "
+                             "without a transform")
     acc.counts["frames_without_output"] = missing
     acc.counts["outputs_without_ground_truth"] = len(set(preds) - set(gts))
     acc.counts["gt_boxes_unmapped_class"] = frames_dropped
@@ -562,7 +608,8 @@ def evaluate_bag(bag: str, contract: ModelContract, gt_bag: Optional[str] = None
     rep["source"] = {"bag": os.path.abspath(bag), "gt_bag": os.path.abspath(gt_bag),
                      "detections_topic": detections_topic, "gt_topic": gt_topic}
     if missing:
-        acc.notes.append(f"{missing} ground-truth frames had no node output with the same stamp (counted as no predictions)")
+        acc.notes.append(f"{missing} ground-truth frames had no node output with the same stamp "
+                         "(counted as no predictions)")
         rep["notes"] = list(acc.notes)
     if out_dir:
         write_report(rep, out_dir)
@@ -574,10 +621,12 @@ def _contract_for_bag(args) -> ModelContract:
         if args.model.endswith(".onnx"):
             import onnx
             from bev_mtl_ros.model.contract import ONNX_CONTRACT_KEY
-            meta = {p.key: p.value for p in onnx.load(args.model, load_external_data=False).metadata_props}
+            meta = {p.key: p.value
+                    for p in onnx.load(args.model, load_external_data=False).metadata_props}
             return ModelContract.from_json(meta[ONNX_CONTRACT_KEY])
         import torch
-        return ModelContract.from_dict(torch.load(args.model, map_location="cpu", weights_only=False)["contract"])
+        return ModelContract.from_dict(torch.load(args.model, map_location="cpu",
+                                                  weights_only=False)["contract"])
     if args.contract:
         return ModelContract.load(args.contract)
     return ModelContract()
@@ -589,24 +638,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="A2D2-format directory to run the model on")
     src.add_argument("--bag", help="recorded rosbag2 with the node's outputs")
-    parser.add_argument("--model", help="model file (.onnx or .pt); required with --data; with --bag only "
-                                        "its contract (classes, range) is used")
+    parser.add_argument("--model",
+                        help="model file (.onnx or .pt); required with --data; with --bag only "
+                             "its contract (classes, range) is used")
     parser.add_argument("--contract", help="contract YAML/JSON for --bag when no --model is given")
     parser.add_argument("--gt-bag", help="bag with /a2d2/ground_truth/* (default: --bag itself)")
-    parser.add_argument("--out", default=None, help="output directory for report.json, summary.txt, plots")
+    parser.add_argument("--out", default=None,
+                        help="output directory for report.json, summary.txt, plots")
     parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "pytorch"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-frames", type=int, default=None)
-    parser.add_argument("--render", type=int, default=4, help="frames to render as PNG (default 4)")
+    parser.add_argument("--render", type=int, default=4,
+                        help="frames to render as PNG (default 4)")
     parser.add_argument("--render-style", choices=RENDER_STYLES, default="full",
-                        help="semantic renderings: full = image | prediction | label (default); prediction = "
-                             "prediction | coarse-group correctness, without the dataset's pixels")
+                        help="semantic renderings: full = image | prediction | label (default); "
+                             "prediction = prediction | coarse-group correctness, without the "
+                             "dataset's pixels")
     parser.add_argument("--score-threshold", type=float, default=None,
                         help="post-processing score threshold for evaluation (default 0.05)")
     parser.add_argument("--ap-mode", choices=("area", "nuscenes"), default="area")
     parser.add_argument("--clutter-threshold", type=float, default=NODE_SCORE_THRESHOLD,
-                        help="score threshold of the false-positives-on-clutter count (default: the node's "
-                             f"score_threshold, {NODE_SCORE_THRESHOLD})")
+                        help="score threshold of the false-positives-on-clutter count (default: "
+                             f"the node's score_threshold, {NODE_SCORE_THRESHOLD})")
     parser.add_argument("--detections-topic", default=DETECTIONS_TOPIC)
     parser.add_argument("--gt-topic", default=GT_BOXES_TOPIC)
     parser.add_argument("--camera", default="front_center")
@@ -622,14 +675,18 @@ def main(args: argparse.Namespace) -> int:
             if not args.model:
                 LOG.error("--data needs --model")
                 return 2
-            rep = evaluate_dataset(args.data, args.model, args.out, backend=args.backend, device=args.device,
+            rep = evaluate_dataset(args.data, args.model, args.out, backend=args.backend,
+                                   device=args.device,
                                    max_frames=args.max_frames, num_render=args.render,
                                    score_threshold=args.score_threshold, camera=args.camera,
                                    ap_mode=args.ap_mode, progress=not args.no_progress,
-                                   render_style=args.render_style, clutter_threshold=args.clutter_threshold)
+                                   render_style=args.render_style,
+                                   clutter_threshold=args.clutter_threshold)
         else:
-            rep = evaluate_bag(args.bag, _contract_for_bag(args), gt_bag=args.gt_bag, out_dir=args.out,
-                               detections_topic=args.detections_topic, gt_topic=args.gt_topic, ap_mode=args.ap_mode)
+            rep = evaluate_bag(args.bag, _contract_for_bag(args), gt_bag=args.gt_bag,
+                               out_dir=args.out,
+                               detections_topic=args.detections_topic, gt_topic=args.gt_topic,
+                               ap_mode=args.ap_mode)
     except (FileNotFoundError, ValueError, KeyError) as e:
         LOG.error("%s", e)
         return 2

@@ -6,9 +6,9 @@ Matching follows nuScenes' detection metric (Caesar et al. 2020, "nuScenes", Sec
 ``nuscenes-devkit`` ``accumulate``): within each class, all predictions of the whole data set are
 sorted by descending score (ties keep input order: frame order, then prediction order); each one is
 greedily matched to the *unmatched* ground-truth box of the same class in the same frame that is
-nearest by BEV centre distance (x, y), if that distance is <= the threshold (0.5, 1, 2, 4 m), else it
-is a false positive. For the ``iou`` criterion the match is the unmatched ground-truth box with the
-highest rotated BEV IoU, if >= the threshold (0.5).
+nearest by BEV centre distance (x, y), if that distance is <= the threshold (0.5, 1, 2, 4 m), else
+it is a false positive. For the ``iou`` criterion the match is the unmatched ground-truth box with
+the highest rotated BEV IoU, if >= the threshold (0.5).
 
 With TP/FP cumulated in score order, recall = TP / N_gt and precision = TP / (TP + FP).
 
@@ -18,9 +18,9 @@ precision-recall curve with all-point interpolation (PASCAL VOC 2010+ / COCO sty
 p_interp(r) = max_{r' >= r} p(r'), and AP = sum_i (r_i - r_{i-1}) * p_interp(r_i) with r_0 = 0.
 No clipping: a perfect detector gives 1.0, no predictions give 0.0.
 
-``ap_mode="nuscenes"`` gives nuScenes' variant for comparison: p_interp linearly interpolated at 101
-recall points 0, 0.01, ..., 1 (0 beyond the highest recall reached), then only recall points > 0.1 are kept and
-precision is clipped: AP = mean(max(p - 0.1, 0)) / (1 - 0.1).
+``ap_mode="nuscenes"`` gives nuScenes' variant for comparison: p_interp linearly interpolated at
+101 recall points 0, 0.01, ..., 1 (0 beyond the highest recall reached), then only recall points >
+0.1 are kept and precision is clipped: AP = mean(max(p - 0.1, 0)) / (1 - 0.1).
 
 Classes without ground truth in the evaluated data get AP = NaN ("undefined", even if there are
 false positives) and are excluded from the mAP; the mAP is the mean over classes with ground truth
@@ -28,10 +28,11 @@ false positives) and are excluded from the mAP; the mAP is the mean over classes
 
 Segmentation IoU
 ----------------
-Data-set level (not per-frame means): confusion counts are accumulated over all frames, pixels/cells
-labelled 255 are ignored. Per class IoU = TP / (TP + FP + FN). Semantic mIoU is the mean over the
-classes *present in the ground truth* (at least one labelled pixel); classes never labelled get NaN
-and are excluded. Drivable IoU is the IoU of the "drivable" class (label 1) of the BEV grid.
+Data-set level (not per-frame means): confusion counts are accumulated over all frames,
+pixels/cells labelled 255 are ignored. Per class IoU = TP / (TP + FP + FN). Semantic mIoU is the
+mean over the classes *present in the ground truth* (at least one labelled pixel); classes never
+labelled get NaN and are excluded. Drivable IoU is the IoU of the "drivable" class (label 1) of the
+BEV grid.
 """
 
 from __future__ import annotations
@@ -112,9 +113,11 @@ def operating_point(result: APResult, score_threshold: float) -> Dict[str, float
     """
     kept = int(np.count_nonzero(result.scores >= score_threshold))
     if kept == 0:
-        return {"precision": float("nan"), "recall": 0.0 if result.num_gt else float("nan"), "kept": 0}
+        return {"precision": float("nan"), "recall": 0.0 if result.num_gt else float("nan"),
+                "kept": 0}
     return {"precision": float(result.precision[kept - 1]),
-            "recall": float(result.recall[kept - 1]) if result.num_gt else float("nan"), "kept": kept}
+            "recall": float(result.recall[kept - 1]) if result.num_gt else float("nan"),
+            "kept": kept}
 
 
 class DetectionEvaluator:
@@ -145,9 +148,11 @@ class DetectionEvaluator:
         gb = np.asarray(gt_boxes, np.float64).reshape(-1, 7)
         gl = np.asarray(gt_labels, np.int64).reshape(-1)
         if not (len(pb) == len(ps) == len(pl)):
-            raise ValueError(f"prediction arrays differ in length: boxes {len(pb)}, scores {len(ps)}, labels {len(pl)}")
+            raise ValueError(f"prediction arrays differ in length: boxes {len(pb)}, scores "
+                             f"{len(ps)}, labels {len(pl)}")
         if len(gb) != len(gl):
-            raise ValueError(f"ground-truth arrays differ in length: boxes {len(gb)}, labels {len(gl)}")
+            raise ValueError(f"ground-truth arrays differ in length: boxes {len(gb)}, labels "
+                             f"{len(gl)}")
         k = len(self.class_names)
         for name, lab in (("prediction", pl), ("ground-truth", gl)):
             if lab.size and (lab.min() < 0 or lab.max() >= k):
@@ -173,7 +178,8 @@ class DetectionEvaluator:
         for fi, f in enumerate(self.frames):
             g = f.gt_boxes[gt_idx[fi]]
             if criterion == "distance":
-                sims[fi] = np.hypot(f.pred_boxes[:, None, 0] - g[None, :, 0], f.pred_boxes[:, None, 1] - g[None, :, 1])
+                sims[fi] = np.hypot(f.pred_boxes[:, None, 0] - g[None, :, 0],
+                                    f.pred_boxes[:, None, 1] - g[None, :, 1])
             else:
                 sel = f.pred_labels == cls
                 s = np.zeros((len(f.pred_boxes), len(g)))
@@ -233,10 +239,12 @@ def nan_mean(values) -> float:
 
 # ---------------------------------------------------------------------------- segmentation
 class ConfusionMatrix:
-    """Accumulated (num_classes x num_classes) confusion counts, rows = ground truth, cols = prediction.
+    """Accumulated (num_classes x num_classes) confusion counts, rows = ground truth, cols =
+    prediction.
 
-    ``add(pred, gt)``: integer arrays of equal shape; gt == ignore_index is skipped; ground-truth ids
-    >= num_classes raise ValueError; predicted ids >= num_classes count as wrong (never as a class).
+    ``add(pred, gt)``: integer arrays of equal shape; gt == ignore_index is skipped; ground-truth
+    ids >= num_classes raise ValueError; predicted ids >= num_classes count as wrong (never as a
+    class).
     """
 
     def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX):
@@ -248,17 +256,21 @@ class ConfusionMatrix:
         pred = np.asarray(pred).reshape(-1).astype(np.int64)
         gt = np.asarray(gt).reshape(-1).astype(np.int64)
         if pred.shape != gt.shape:
-            raise ValueError(f"prediction ({pred.size} values) and label ({gt.size}) differ in size")
+            raise ValueError(f"prediction ({pred.size} values) and label ({gt.size}) differ in "
+                             "size")
         keep = gt != self.ignore_index
         pred, gt = pred[keep], gt[keep]
         if gt.size and (gt.min() < 0 or gt.max() >= self.num_classes):
-            raise ValueError(f"label id outside 0..{self.num_classes - 1} (and not {self.ignore_index})")
+            raise ValueError(f"label id outside 0..{self.num_classes - 1} (and not "
+                             f"{self.ignore_index})")
         pred = np.where((pred >= 0) & (pred < self.num_classes), pred, self.num_classes)
         k1 = self.num_classes + 1
-        self.matrix += np.bincount(gt * k1 + pred, minlength=self.num_classes * k1).reshape(self.num_classes, k1)
+        self.matrix += (np.bincount(gt * k1 + pred,
+                                    minlength=self.num_classes * k1).reshape(self.num_classes, k1))
 
     def iou(self) -> np.ndarray:
-        """(num_classes,) IoU = TP / (TP + FP + FN); NaN for classes absent from the ground truth."""
+        """(num_classes,) IoU = TP / (TP + FP + FN); NaN for classes absent from the ground
+        truth."""
         m = self.matrix
         tp = np.diag(m[:, : self.num_classes]).astype(np.float64)
         gt_count = m.sum(axis=1).astype(np.float64)
@@ -271,7 +283,8 @@ class ConfusionMatrix:
 
     def pixel_accuracy(self) -> float:
         total = self.matrix.sum()
-        return float(np.trace(self.matrix[:, : self.num_classes]) / total) if total else float("nan")
+        return (float(np.trace(self.matrix[:, : self.num_classes]) / total) if total
+                else float("nan"))
 
 
 def binary_iou(pred: np.ndarray, gt: np.ndarray, ignore_index: int = IGNORE_INDEX) -> float:
@@ -301,7 +314,8 @@ class DrivableEvaluator:
 
 
 class SemanticEvaluator:
-    """Data-set level semantic IoU per class and mIoU over the classes present in the ground truth."""
+    """Data-set level semantic IoU per class and mIoU over the classes present in the ground
+    truth."""
 
     def __init__(self, class_names: Sequence[str]):
         self.class_names = tuple(class_names)

@@ -8,7 +8,8 @@ Usage::
 
 Config YAML (every key optional; defaults in :data:`DEFAULT_CONFIG`)::
 
-    contract: {...}        # ModelContract overrides (point_cloud_range, pillar_size, image_size, ...)
+    contract: {...}        # ModelContract overrides (point_cloud_range, pillar_size,
+                           # image_size, ...)
     model: {...}           # BevMultiTaskNet widths (see model/network.py DEFAULT_WIDTHS) and
                            # pretrained: bool, freeze_camera_levels: 0..4 (see build_model)
     optimizer: {lr, weight_decay, schedule: onecycle|cosine|constant, pct_start, warmup_epochs,
@@ -22,15 +23,16 @@ Config YAML (every key optional; defaults in :data:`DEFAULT_CONFIG`)::
     batch_size, epochs, seed, num_workers, threads, cache_dir, log_every
 
 Outputs in RUN_DIR (rank 0 only): ``last.pt`` (model checkpoint + optimizer/scheduler/epoch for
-``--resume``), ``model.pt`` (the trained model, models/<name>.pt format, written after every epoch),
-``config.yaml`` (resolved config), ``history.jsonl`` (one line per epoch: mean losses, s/iteration).
+``--resume``), ``model.pt`` (the trained model, models/<name>.pt format, written after every
+epoch), ``config.yaml`` (resolved config), ``history.jsonl`` (one line per epoch: mean losses,
+s/iteration).
 
 Distributed: when ``WORLD_SIZE`` > 1 (``torchrun`` sets it), ``init_process_group`` runs from the
-environment (``env://``) with ``gloo`` on CPU or ``nccl`` on CUDA; each rank reads its shard through a
-``DistributedSampler``; gradients are averaged by DistributedDataParallel (the loss module, with the
-learned uncertainty weights, is inside the DDP module so its parameters stay in sync too). Buffers
-(BatchNorm running statistics) are broadcast from rank 0 at every forward (DDP's default), so they
-match rank 0's, which is the rank that writes the checkpoints.
+environment (``env://``) with ``gloo`` on CPU or ``nccl`` on CUDA; each rank reads its shard
+through a ``DistributedSampler``; gradients are averaged by DistributedDataParallel (the loss
+module, with the learned uncertainty weights, is inside the DDP module so its parameters stay in
+sync too). Buffers (BatchNorm running statistics) are broadcast from rank 0 at every forward (DDP's
+default), so they match rank 0's, which is the rank that writes the checkpoints.
 """
 
 from __future__ import annotations
@@ -59,8 +61,8 @@ DEFAULT_CONFIG: Dict[str, Any] = {
     "model": {},
     "optimizer": {"lr": 2e-3, "weight_decay": 1e-2, "schedule": "onecycle", "pct_start": 0.15,
                   "warmup_epochs": 0, "grad_clip": 10.0, "betas": [0.9, 0.99]},
-    "loss": {"task_weights": {"detection": 1.0, "drivable": 1.0, "semantic": 1.0}, "reg_weights": {},
-             "heatmap_weight": 1.0, "dice_weight": 0.0, "uncertainty": False},
+    "loss": {"task_weights": {"detection": 1.0, "drivable": 1.0, "semantic": 1.0},
+             "reg_weights": {}, "heatmap_weight": 1.0, "dice_weight": 0.0, "uncertainty": False},
     "augment": {"enabled": True},
     "camera_dropout": 0.0,
     "batch_size": 4,
@@ -81,7 +83,8 @@ class ConfigError(ValueError):
 
 
 def merge_config(base: Dict[str, Any], override: Dict[str, Any], path: str = "") -> Dict[str, Any]:
-    """Deep-merge ``override`` into a copy of ``base``; unknown top-level keys raise ConfigError."""
+    """Deep-merge ``override`` into a copy of ``base``; unknown top-level keys raise
+    ConfigError."""
     out = copy.deepcopy(base)
     for k, v in (override or {}).items():
         if not path and k not in base:
@@ -146,7 +149,8 @@ class DistContext:
         if not self.distributed or dist.is_initialized():
             return
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, init_method="env://", rank=self.rank, world_size=self.world_size)
+        dist.init_process_group(backend=backend, init_method="env://", rank=self.rank,
+                                world_size=self.world_size)
         self.initialized_here = True
 
     def barrier(self) -> None:
@@ -172,13 +176,15 @@ class DistContext:
 
 
 def resolve_device(name: Optional[str], dist_ctx: DistContext) -> torch.device:
-    """'auto'/None -> cuda if available else cpu; with DDP on CUDA each rank takes cuda:LOCAL_RANK."""
+    """'auto'/None -> cuda if available else cpu; with DDP on CUDA each rank takes
+    cuda:LOCAL_RANK."""
     if not name or name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(name)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"--device {name}: CUDA is not available in this torch build / machine")
+            raise RuntimeError(f"--device {name}: CUDA is not available in this torch build / "
+                               "machine")
         if dist_ctx.distributed:
             dev = torch.device("cuda", dist_ctx.local_rank)
         torch.cuda.set_device(dev)
@@ -197,8 +203,8 @@ class TrainModule(nn.Module):
         self.loss_fn = loss_fn
 
     def forward(self, inputs: Dict[str, torch.Tensor], targets: Dict[str, torch.Tensor]):
-        out = self.net(inputs["pillars"], inputs["num_points"], inputs["canvas_index"], inputs["image"],
-                       inputs["camera_valid"])
+        out = self.net(inputs["pillars"], inputs["num_points"], inputs["canvas_index"],
+                       inputs["image"], inputs["camera_valid"])
         total, terms = self.loss_fn(out, targets)
         return total, out, terms
 
@@ -240,24 +246,27 @@ def build_loss(cfg: Dict[str, Any]) -> MultiTaskLoss:
     lc = cfg.get("loss") or {}
     return MultiTaskLoss(task_weights=lc.get("task_weights"), reg_weights=lc.get("reg_weights"),
                          heatmap_weight=float(lc.get("heatmap_weight", 1.0)),
-                         dice_weight=float(lc.get("dice_weight", 0.0)), uncertainty=bool(lc.get("uncertainty", False)))
+                         dice_weight=float(lc.get("dice_weight", 0.0)),
+                         uncertainty=bool(lc.get("uncertainty", False)))
 
 
 def build_optimizer(module: nn.Module, cfg: Dict[str, Any], steps_per_epoch: int, epochs: int):
-    """AdamW over a :class:`TrainModule` (or its DDP wrapper) (no weight decay on biases, norms and the uncertainty log-variances) + LR schedule.
+    """AdamW over a :class:`TrainModule` (or its DDP wrapper) (no weight decay on biases, norms and
+    the uncertainty log-variances) + LR schedule.
 
     ``optimizer.lr_scale`` ({network submodule name: factor}, e.g. ``{camera: 0.3}``) gives the
     parameters of those submodules of the network (``module.net.<name>``) a learning rate of
-    factor x ``lr`` throughout the schedule: the usual lower rate for an ImageNet-pretrained backbone
-    being fine-tuned. Raises ConfigError for a name that is not a submodule of the network."""
+    factor x ``lr`` throughout the schedule: the usual lower rate for an ImageNet-pretrained
+    backbone being fine-tuned. Raises ConfigError for a name that is not a submodule of the
+    network."""
     oc = cfg["optimizer"]
     lr = float(oc["lr"])
     scales = {str(k): float(v) for k, v in (oc.get("lr_scale") or {}).items()}
     net_children = {n for n, _ in _unwrap(module).net.named_children()}
     unknown = set(scales) - net_children
     if unknown:
-        raise ConfigError(f"optimizer.lr_scale names {sorted(unknown)}, not submodules of the network "
-                          f"({sorted(net_children)})")
+        raise ConfigError(f"optimizer.lr_scale names {sorted(unknown)}, not submodules of the "
+                          f"network ({sorted(net_children)})")
     groups: Dict[Any, list] = {}
     for name, p in module.named_parameters():
         if not p.requires_grad:
@@ -277,7 +286,8 @@ def build_optimizer(module: nn.Module, cfg: Dict[str, Any], steps_per_epoch: int
         sched_name = "constant"  # too short for a warm-up phase
     if sched_name == "onecycle":
         pct = min(0.9, max(float(oc.get("pct_start", 0.15)), 2.0 / total))  # >= 2 warm-up steps
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lrs, total_steps=total, pct_start=pct,
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lrs, total_steps=total,
+                                                    pct_start=pct,
                                                     div_factor=10.0, final_div_factor=100.0)
     elif sched_name == "cosine":
         warm = int(round(float(oc.get("warmup_epochs", 0)) * steps_per_epoch))
@@ -296,7 +306,8 @@ def build_optimizer(module: nn.Module, cfg: Dict[str, Any], steps_per_epoch: int
 
 
 # ------------------------------------------------------------------------------- checkpoints
-def save_model_file(path: str, net: nn.Module, contract: ModelContract, extra: Optional[Dict[str, Any]] = None) -> None:
+def save_model_file(path: str, net: nn.Module, contract: ModelContract,
+                    extra: Optional[Dict[str, Any]] = None) -> None:
     """Write the model checkpoint (``runtime.checkpoint.save_checkpoint``: contract, widths,
     state_dict; ``extra`` = training state for resume), atomically."""
     from bev_mtl_ros.runtime.checkpoint import save_checkpoint
@@ -304,7 +315,8 @@ def save_model_file(path: str, net: nn.Module, contract: ModelContract, extra: O
 
 
 def load_training_state(path: str) -> Dict[str, Any]:
-    """Read ``last.pt``: {"contract", "state_dict", "extra": {optimizer, scheduler, epoch, ...}}."""
+    """Read ``last.pt``: {"contract", "state_dict", "extra": {optimizer, scheduler, epoch,
+    ...}}."""
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
@@ -318,10 +330,11 @@ def recalibrate_batchnorm(net: nn.Module, batches, device: torch.device) -> int:
     BN layers here use momentum 0.01 (CenterPoint's setting), so their running statistics lag the
     weights by ~100 steps; short runs (tests, CPU training) evaluate better after this pass.
     For batch k (0-based) the momentum is set to 1/(k+1), which makes the running value the plain
-    mean of the per-batch statistics (works for nn.BatchNorm* and model.pillar_net.MaskedBatchNorm1d).
-    ``batches`` yields (inputs, targets, meta) like the training loader. Returns the batches used.
-    BatchNorms of frozen parts (weight without gradient, e.g. the pretrained camera stem) keep
-    their statistics: the layers after them were trained against those.
+    mean of the per-batch statistics (works for nn.BatchNorm* and
+    model.pillar_net.MaskedBatchNorm1d). ``batches`` yields (inputs, targets, meta) like the
+    training loader. Returns the batches used. BatchNorms of frozen parts (weight without gradient,
+    e.g. the pretrained camera stem) keep their statistics: the layers after them were trained
+    against those.
     """
     bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
            and (m.weight is None or m.weight.requires_grad)]
@@ -337,7 +350,8 @@ def recalibrate_batchnorm(net: nn.Module, batches, device: torch.device) -> int:
                 m.train()
                 m.momentum = 1.0 / (n + 1)
             inputs = {k: v.to(device) for k, v in inputs.items()}
-            net(inputs["pillars"], inputs["num_points"], inputs["canvas_index"], inputs["image"], inputs["camera_valid"])
+            net(inputs["pillars"], inputs["num_points"], inputs["canvas_index"], inputs["image"],
+                inputs["camera_valid"])
             n += 1
     for m, (mom, tr) in zip(bns, saved):
         m.momentum = mom
@@ -347,18 +361,19 @@ def recalibrate_batchnorm(net: nn.Module, batches, device: torch.device) -> int:
 
 
 # ------------------------------------------------------------------------------- training
-def make_loader(train_set, cfg: Dict[str, Any], sampler=None, seed: int = 0, pin_memory: bool = False):
+def make_loader(train_set, cfg: Dict[str, Any], sampler=None, seed: int = 0,
+                pin_memory: bool = False):
     """The training DataLoader (collate: ``train.dataset.collate_batch``).
 
     Workers are NOT persistent: each epoch starts fresh workers that copy the dataset *after*
-    ``set_epoch``, so every epoch draws new augmentations (persistent workers would keep the epoch-0
-    copy and repeat the same augmented samples every epoch)."""
+    ``set_epoch``, so every epoch draws new augmentations (persistent workers would keep the
+    epoch-0 copy and repeat the same augmented samples every epoch)."""
     from torch.utils.data import DataLoader
 
     from bev_mtl_ros.train.dataset import collate_batch
     nw = int(cfg.get("num_workers", 0))
-    return DataLoader(train_set, batch_size=int(cfg["batch_size"]), shuffle=sampler is None, sampler=sampler,
-                      num_workers=nw, collate_fn=collate_batch, drop_last=False,
+    return DataLoader(train_set, batch_size=int(cfg["batch_size"]), shuffle=sampler is None,
+                      sampler=sampler, num_workers=nw, collate_fn=collate_batch, drop_last=False,
                       generator=torch.Generator().manual_seed(seed), persistent_workers=False,
                       pin_memory=pin_memory)
 
@@ -398,7 +413,8 @@ def train(cfg: Dict[str, Any], train_set, out_dir: Optional[str], device: str = 
     seed_everything(seed)
     contract = contract_from_config(cfg)
     if contract.mismatches(train_set.contract):
-        raise ConfigError(f"dataset contract differs from the config's: {sorted(contract.mismatches(train_set.contract))}")
+        raise ConfigError("dataset contract differs from the config's: "
+                          f"{sorted(contract.mismatches(train_set.contract))}")
     if hasattr(train_set, "seed"):
         train_set.seed = seed
 
@@ -406,7 +422,8 @@ def train(cfg: Dict[str, Any], train_set, out_dir: Optional[str], device: str = 
     loss_fn = build_loss(cfg)
     module = TrainModule(net, loss_fn).to(dev)
     epochs = int(cfg["epochs"])
-    sampler = (DistributedSampler(train_set, num_replicas=dist_ctx.world_size, rank=dist_ctx.rank, shuffle=True,
+    sampler = (DistributedSampler(train_set, num_replicas=dist_ctx.world_size, rank=dist_ctx.rank,
+                                  shuffle=True,
                                   seed=seed, drop_last=False) if dist_ctx.distributed else None)
     loader = make_loader(train_set, cfg, sampler, seed, pin_memory=dev.type == "cuda")
     steps_per_epoch = max(1, len(loader))
@@ -428,11 +445,13 @@ def train(cfg: Dict[str, Any], train_set, out_dir: Optional[str], device: str = 
         opt.load_state_dict(extra["optimizer"])
         start_epoch = int(extra["epoch"]) + 1
         saved_sched = extra.get("scheduler") or {}
-        if saved_sched.get("total_steps", steps_per_epoch * epochs) == steps_per_epoch * epochs and saved_sched:
+        if (saved_sched.get("total_steps", steps_per_epoch * epochs) == steps_per_epoch * epochs
+                and saved_sched):
             sched.load_state_dict(saved_sched)
         else:
             # epochs (or data size) changed: position the new schedule where this run would be
-            LOG.warning("LR schedule length changed on resume; fast-forwarding the new schedule to epoch %d",
+            LOG.warning("LR schedule length changed on resume; fast-forwarding the new schedule "
+                        "to epoch %d",
                         start_epoch)
             import warnings
             with warnings.catch_warnings():
@@ -478,7 +497,8 @@ def train(cfg: Dict[str, Any], train_set, out_dir: Optional[str], device: str = 
             targets = {k: v.to(dev, non_blocking=True) for k, v in targets.items()}
             total, _out, terms = module(inputs, targets)
             if not torch.isfinite(total):
-                raise FloatingPointError(f"non-finite loss at epoch {epoch + 1}, step {steps}: {terms}")
+                raise FloatingPointError(f"non-finite loss at epoch {epoch + 1}, step {steps}: "
+                                         f"{terms}")
             opt.zero_grad(set_to_none=True)
             total.backward()
             clip = float(cfg["optimizer"].get("grad_clip") or 0)
@@ -494,7 +514,8 @@ def train(cfg: Dict[str, Any], train_set, out_dir: Optional[str], device: str = 
             iter_times.append(now - t_iter)
             t_iter = now
             if n % log_every == 0 or n == 1:
-                shown = {k: f"{sums[k] / n:.3f}" for k in ("total", "heatmap", "drivable", "semantic") if k in sums}
+                shown = {k: f"{sums[k] / n:.3f}"
+                         for k in ("total", "heatmap", "drivable", "semantic") if k in sums}
                 if bar is not None:
                     bar.set_postfix(shown, refresh=False)
                 elif dist_ctx.is_main:
@@ -511,8 +532,9 @@ def train(cfg: Dict[str, Any], train_set, out_dir: Optional[str], device: str = 
                "epoch_s": time.perf_counter() - t_epoch, "s_per_iter": s_per_iter, **means}
         history.append(rec)
         if dist_ctx.is_main:
-            LOG.info("epoch %d: %s", epoch + 1, json.dumps({k: round(v, 4) if isinstance(v, float) else v
-                                                             for k, v in rec.items()}))
+            LOG.info("epoch %d: %s", epoch + 1,
+                     json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                                 for k, v in rec.items()}))
             if out_dir:
                 base = _unwrap(module)
                 save_model_file(os.path.join(out_dir, "model.pt"), base.net, contract)
@@ -533,25 +555,31 @@ def train(cfg: Dict[str, Any], train_set, out_dir: Optional[str], device: str = 
             LOG.info("BatchNorm statistics re-estimated over %d batches", used)
             if out_dir:
                 save_model_file(os.path.join(out_dir, "model.pt"), base.net, contract)
-    return {"model": _unwrap(module).net, "module": _unwrap(module), "history": history, "steps": steps,
-            "s_per_iter": s_per_iter, "dist": dist_ctx}
+    return {"model": _unwrap(module).net, "module": _unwrap(module), "history": history,
+            "steps": steps, "s_per_iter": s_per_iter, "dist": dist_ctx}
 
 
 # ------------------------------------------------------------------------------- CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``bev-mtl-ros train``."""
-    parser.add_argument("--data", required=True, help="A2D2-format directory with the training frames")
-    parser.add_argument("--config", default=None, help="training config YAML (default: built-in defaults)")
-    parser.add_argument("--out", required=True, help="run directory (checkpoints, history, config)")
+    parser.add_argument("--data", required=True,
+                        help="A2D2-format directory with the training frames")
+    parser.add_argument("--config", default=None,
+                        help="training config YAML (default: built-in defaults)")
+    parser.add_argument("--out", required=True,
+                        help="run directory (checkpoints, history, config)")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     parser.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    parser.add_argument("--cache-dir", default=None, help="decoded-frame cache (default: config cache_dir "
-                                                         "or RUN_DIR/cache)")
-    parser.add_argument("--camera", default="front_center", help="A2D2 camera (default front_center)")
+    parser.add_argument("--cache-dir", default=None,
+                        help="decoded-frame cache (default: config cache_dir "
+                             "or RUN_DIR/cache)")
+    parser.add_argument("--camera", default="front_center",
+                        help="A2D2 camera (default front_center)")
     parser.add_argument("--real-data", default=None,
-                        help="folder of camera + semantic-label frames without lidar (e.g. test/data/real_a2d2) "
-                             "mixed into training with the semantic loss only (config key real_data)")
+                        help="folder of camera + semantic-label frames without lidar (e.g. "
+                             "test/data/real_a2d2) mixed into training with the semantic loss "
+                             "only (config key real_data)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
 
 
@@ -560,7 +588,8 @@ def main(args: argparse.Namespace) -> int:
     from bev_mtl_ros.train.augment import AugmentConfig
     from bev_mtl_ros.train.dataset import A2D2TrainDataset, MixedDataset, RealCameraDataset
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_config(args.config)
         if args.epochs is not None:
@@ -575,14 +604,18 @@ def main(args: argparse.Namespace) -> int:
     try:
         ds = A2D2TrainDataset(args.data, contract, cache_dir=cache, camera=args.camera,
                               augment=aug if aug.enabled else None,
-                              camera_dropout=float(cfg.get("camera_dropout", 0.0)), seed=int(cfg.get("seed", 0)))
+                              camera_dropout=float(cfg.get("camera_dropout", 0.0)),
+                              seed=int(cfg.get("seed", 0)))
         train_set = ds
         if args.real_data:
             rc = cfg.get("real_data") or {}
             real = RealCameraDataset(args.real_data, contract, repeats=int(rc.get("repeats", 1)),
-                                     crop_scale=tuple(rc.get("crop_scale", (0.4, 1.0))), camera=args.camera,
-                                     augment=aug if aug.enabled else None, seed=int(cfg.get("seed", 0)))
-            LOG.info("real camera-only frames from %s: %d frames x %d repeats (semantic loss only)",
+                                     crop_scale=tuple(rc.get("crop_scale", (0.4, 1.0))),
+                                     camera=args.camera,
+                                     augment=aug if aug.enabled else None,
+                                     seed=int(cfg.get("seed", 0)))
+            LOG.info("real camera-only frames from %s: %d frames x %d repeats (semantic loss "
+                     "only)",
                      args.real_data, len(real.images), real.repeats)
             train_set = MixedDataset([ds, real])
     except FileNotFoundError as e:
@@ -594,8 +627,8 @@ def main(args: argparse.Namespace) -> int:
             LOG.info("%s", ds.reader.scan_report()["summary"])
             ds.warm_cache(progress=not args.no_progress)
         dist_ctx.barrier()  # the other ranks read the cache rank 0 wrote
-        res = train(cfg, train_set, args.out, device=args.device, resume=args.resume, dist_ctx=dist_ctx,
-                    progress=not args.no_progress)
+        res = train(cfg, train_set, args.out, device=args.device, resume=args.resume,
+                    dist_ctx=dist_ctx, progress=not args.no_progress)
     finally:
         dist_ctx.close()
     if dist_ctx.is_main:
