@@ -402,13 +402,13 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
     from vision_msgs.msg import Detection3DArray
 
     from bev_mtl_ros.dds import DomainClaim
-    from bev_mtl_ros.demo import (CAMERA_INFO_TOPIC, IMAGE_TOPIC, LIDAR_TOPIC, NODE_NAME, _ros_env,
-                                  default_node_cmd)
+    from bev_mtl_ros.ros.replay import (CAMERA_INFO_TOPIC, IMAGE_TOPIC, LIDAR_TOPIC, NODE_NAME,
+                                        default_node_cmd, ros_environment)
     from bev_mtl_ros.ros.conversions import cloud_to_msg, image_to_msg
 
     claim = DomainClaim()
     domain = claim.domain_id
-    env = _ros_env(domain)
+    env = ros_environment(domain)
     from bev_mtl_ros.ros.params import input_remap_args
     cmd = (default_node_cmd() + ["--ros-args"]
            + input_remap_args(LIDAR_TOPIC, IMAGE_TOPIC, CAMERA_INFO_TOPIC))

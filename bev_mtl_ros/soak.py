@@ -102,16 +102,16 @@ def run_soak(seconds: float, rate: float = 10.0, points: int = 21_000,
     from sensor_msgs.msg import Image, PointCloud2
     from vision_msgs.msg import Detection3DArray
 
-    from bev_mtl_ros.bench import ensure_model, synthetic_image, synthetic_scan
+    from bev_mtl_ros.bench import REPO_ROOT, ensure_model, synthetic_image, synthetic_scan
     from bev_mtl_ros.dds import DomainClaim
-    from bev_mtl_ros.demo import (IMAGE_TOPIC, LIDAR_TOPIC, NODE_NAME, REPO_ROOT, _ros_env,
-                                  _stop_process, default_node_cmd)
+    from bev_mtl_ros.ros.replay import (IMAGE_TOPIC, LIDAR_TOPIC, NODE_NAME, _stop_process,
+                                        default_node_cmd, ros_environment)
     from bev_mtl_ros.ros.conversions import cloud_to_msg, image_to_msg
 
     workdir = Path(tempfile.mkdtemp(prefix="bev_soak_"))
     model_path, model_desc = ensure_model(model, workdir, log=log)
     claim = DomainClaim()
-    env = _ros_env(claim.domain_id)
+    env = ros_environment(claim.domain_id)
     cmd = default_node_cmd() + ["--ros-args", "-r", f"__node:={NODE_NAME}"]
     if params_file:
         pf = Path(params_file) if Path(params_file).is_absolute() else REPO_ROOT / params_file

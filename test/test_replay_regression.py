@@ -39,6 +39,7 @@ import pytest
 pytest.importorskip("rclpy")
 
 from bev_mtl_ros import demo as D  # noqa: E402
+from bev_mtl_ros.ros import replay as R  # noqa: E402
 
 REPO = D.REPO_ROOT
 SAMPLE = D.find_sample_bag()
@@ -47,8 +48,8 @@ SAMPLE = D.find_sample_bag()
 BASE_LINK_SAMPLE = REPO / "test" / "data" / "sample_a2d2_base_link"
 DEFAULT_MODEL = REPO / D.DEFAULT_MODEL
 LAUNCH_FILE = REPO / "launch" / "perception.launch.py"
-NODE = D.NODE_NAME
-PER_FRAME_TOPICS = [f"/{NODE}/{s}" for s in D.PER_FRAME_SUFFIXES]
+NODE = R.NODE_NAME
+PER_FRAME_TOPICS = [f"/{NODE}/{s}" for s in R.PER_FRAME_SUFFIXES]
 
 
 def launch_params_file() -> Optional[Path]:
@@ -91,11 +92,11 @@ def _node_params(a: Assets, **extra):
 def paced(assets, tmp_path_factory):
     """One paced replay of the assets' bag; (run, summary, frames)."""
     out = tmp_path_factory.mktemp("replay_paced")
-    cfg = D.ReplayConfig(bag=assets.bag, out_dir=out, params_file=assets.params, rate=1.0,
+    cfg = R.ReplayConfig(bag=assets.bag, out_dir=out, params_file=assets.params, rate=1.0,
                          use_sim_time=True,
                          node_params=_node_params(assets), pace=True, drain_timeout_s=4.0,
                          ready_timeout_s=120.0)
-    run = D.run_replay(cfg, log=print)
+    run = R.run_replay(cfg, log=print)
     summary, frames = D.analyze_recording(assets.bag, run.recording, player_stats=run.player_stats)
     return run, summary, frames
 
@@ -113,7 +114,7 @@ def test_every_frame_exactly_one_output_per_topic(assets, paced):
                      "missing": 0}, \
             f"{topic}: {t}; node log {run.node_log}"
     in_stamps = [D.stamp_ns(m)
-                 for _, m in D.read_topics(assets.bag, [D.LIDAR_TOPIC])[D.LIDAR_TOPIC]]
+                 for _, m in D.read_topics(assets.bag, [R.LIDAR_TOPIC])[R.LIDAR_TOPIC]]
     assert [f.stamp_ns for f in frames] == sorted(in_stamps)
     assert summary["frames_skipped"] == 0
     assert all(f.drivable is not None and f.semantic is not None for f in frames)
@@ -141,10 +142,10 @@ def _offline_reference(assets: Assets, frames):
     backend = create_backend(str(assets.model), backend="onnxruntime", device="cpu")
     names = list(backend.contract.detection_classes)
     pipe = PerceptionPipeline(backend, cfg)
-    data = D.read_topics(assets.bag, [D.LIDAR_TOPIC, D.IMAGE_TOPIC])
-    images = {D.stamp_ns(m): m for _, m in data[D.IMAGE_TOPIC]}
+    data = D.read_topics(assets.bag, [R.LIDAR_TOPIC, R.IMAGE_TOPIC])
+    images = {D.stamp_ns(m): m for _, m in data[R.IMAGE_TOPIC]}
     out = []
-    for _, m in data[D.LIDAR_TOPIC]:
+    for _, m in data[R.LIDAR_TOPIC]:
         s = D.stamp_ns(m)
         pts = D.cloud_to_array(m, ("x", "y", "z", "intensity"))
         img = D.image_to_array(images[s]) if s in images else None
@@ -295,12 +296,12 @@ def test_overload_newest_frames_processed_and_skips_counted(assets, paced, tmp_p
                                    seed=100)
     period_ms = 100.0
     rate = float(np.clip(8.0 * node_total["p50"] / period_ms, 4.0, 20.0))
-    cfg = D.ReplayConfig(bag=bag, out_dir=d / "run", params_file=assets.params, rate=rate,
+    cfg = R.ReplayConfig(bag=bag, out_dir=d / "run", params_file=assets.params, rate=rate,
                          use_sim_time=True,
                          node_params=_node_params(assets, input_qos="reliable",
                                                   input_queue_depth=30),
                          pace=False, drain_timeout_s=4.0, ready_timeout_s=120.0)
-    run = D.run_replay(cfg, log=print)
+    run = R.run_replay(cfg, log=print)
     summary, frames = D.analyze_recording(bag, run.recording, player_stats=run.player_stats)
     published = summary["frames_in"]
     answered = summary["per_topic"][f"/{NODE}/detections"]["messages"]
@@ -308,7 +309,7 @@ def test_overload_newest_frames_processed_and_skips_counted(assets, paced, tmp_p
     assert summary["per_topic"][f"/{NODE}/detections"]["duplicates"] == 0
     assert 1 <= answered < published, (f"no overload happened at rate {rate:.1f} "
                                        f"({answered}/{published})")
-    last_stamp = max(D.stamp_ns(m) for _, m in D.read_topics(bag, [D.LIDAR_TOPIC])[D.LIDAR_TOPIC])
+    last_stamp = max(D.stamp_ns(m) for _, m in D.read_topics(bag, [R.LIDAR_TOPIC])[R.LIDAR_TOPIC])
     assert frames[-1].stamp_ns == last_stamp, "the newest frame was not processed"
     diag = summary["diagnostics_last"]
     print(f"[overload] rate {rate:.1f}: published {published}, answered {answered}, node "
@@ -338,15 +339,15 @@ def test_looped_replay_every_pass_answered(assets, tmp_path_factory):
     twice)."""
     d = tmp_path_factory.mktemp("loop")
     bag = D.make_synthetic_bag(d / "bag", frames=4, points=10_000, image_wh=(480, 302), seed=200)
-    cfg = D.ReplayConfig(bag=bag, out_dir=d / "run", params_file=assets.params, rate=1.0,
+    cfg = R.ReplayConfig(bag=bag, out_dir=d / "run", params_file=assets.params, rate=1.0,
                          use_sim_time=True,
                          node_params=_node_params(assets), pace=True, loops=2, drain_timeout_s=4.0,
                          ready_timeout_s=120.0)
-    run = D.run_replay(cfg, log=print)
+    run = R.run_replay(cfg, log=print)
     in_stamps = sorted(D.stamp_ns(m)
-                       for _, m in D.read_topics(bag, [D.LIDAR_TOPIC])[D.LIDAR_TOPIC])
+                       for _, m in D.read_topics(bag, [R.LIDAR_TOPIC])[R.LIDAR_TOPIC])
     assert (run.player_stats["loops"] == 2
-            and run.player_stats["published"][D.LIDAR_TOPIC] == 2 * len(in_stamps))
+            and run.player_stats["published"][R.LIDAR_TOPIC] == 2 * len(in_stamps))
     dets = D.read_topics(run.recording, [f"/{NODE}/detections"])[f"/{NODE}/detections"]
     got = [D.stamp_ns(m) for _, m in dets]
     assert sorted(got) == sorted(in_stamps * 2), (f"answers {len(got)} for {2 * len(in_stamps)} "
@@ -360,13 +361,13 @@ def test_base_link_recording_through_tf_equals_view_frame_outputs(assets, paced,
     assert BASE_LINK_SAMPLE.exists(), f"{BASE_LINK_SAMPLE} missing (scripts/make_sample_bag.sh)"
     _, _, view_frames = paced
     d = tmp_path_factory.mktemp("base_link")
-    cfg = D.ReplayConfig(bag=BASE_LINK_SAMPLE, out_dir=d, params_file=assets.params, rate=1.0,
+    cfg = R.ReplayConfig(bag=BASE_LINK_SAMPLE, out_dir=d, params_file=assets.params, rate=1.0,
                          use_sim_time=True, node_params=_node_params(assets), pace=True,
                          drain_timeout_s=4.0, ready_timeout_s=120.0)
-    run = D.run_replay(cfg, log=print)
+    run = R.run_replay(cfg, log=print)
     summary, frames = D.analyze_recording(BASE_LINK_SAMPLE, run.recording,
                                           player_stats=run.player_stats)
-    clouds = D.read_topics(BASE_LINK_SAMPLE, [D.LIDAR_TOPIC])[D.LIDAR_TOPIC]
+    clouds = D.read_topics(BASE_LINK_SAMPLE, [R.LIDAR_TOPIC])[R.LIDAR_TOPIC]
     assert {m.header.frame_id for _, m in clouds} == {"base_link"}
     stamps = sorted(D.stamp_ns(m) for _, m in clouds)
     assert [f.stamp_ns for f in frames] == stamps, \

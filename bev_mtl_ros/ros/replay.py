@@ -1,0 +1,326 @@
+"""Replay harness: play a rosbag2 through a separate perception node process, record its
+outputs.
+
+Three processes talk over DDS, as on a vehicle (each gets :func:`ros_environment`: the package's
+Fast DDS defaults from :func:`bev_mtl_ros.dds.dds_environment`, an isolated ``ROS_DOMAIN_ID`` and
+``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``):
+
+1. ``bev-mtl-ros record`` - the node's outputs (:func:`output_topics`) and the input cloud;
+2. the node (:func:`default_node_cmd`, ``--ros-args`` with remaps, params file, ``-p`` overrides);
+3. ``bev-mtl-ros play BAG`` once :mod:`bev_mtl_ros.ros.graph_probe` saw the node subscribed and its
+   detections matched by the recorder.
+
+Used by ``bev-mtl-ros demo``, the benchmark's end-to-end stage, the soak test and the replay
+regression test. No rclpy import here (the probe runs as its own process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from bev_mtl_ros.dds import DomainClaim
+from bev_mtl_ros.ros.params import input_remap_args
+
+#: the node's name in every replay (output namespace ``/<NODE_NAME>``)
+NODE_NAME = "perception_node"
+#: input topics of a bag written by ``bev-mtl-ros a2d2-to-bag`` (camera ``front_center``; see
+#: :func:`bev_mtl_ros.data.to_bag.topic_names`)
+LIDAR_TOPIC = "/a2d2/lidar/points"
+IMAGE_TOPIC = "/a2d2/camera/front_center/image_rect"
+CAMERA_INFO_TOPIC = "/a2d2/camera/front_center/camera_info"
+
+
+def output_topics(node_name: str = NODE_NAME) -> Dict[str, str]:
+    """The node's output topics -> message types (``~`` = ``/<node_name>``)."""
+    ns = f"/{node_name}"
+    return {
+        f"{ns}/detections": "vision_msgs/msg/Detection3DArray",
+        f"{ns}/markers": "visualization_msgs/msg/MarkerArray",
+        f"{ns}/drivable_area": "sensor_msgs/msg/Image",
+        f"{ns}/drivable_area/grid": "nav_msgs/msg/OccupancyGrid",
+        f"{ns}/semantic": "sensor_msgs/msg/Image",
+        f"{ns}/semantic/color": "sensor_msgs/msg/Image",
+        f"{ns}/debug/processing_time_ms": "std_msgs/msg/Float64MultiArray",
+        "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
+    }
+
+
+#: per-frame output topics that must carry exactly one message per processed cloud
+PER_FRAME_SUFFIXES = ("detections", "markers", "drivable_area", "drivable_area/grid", "semantic",
+                      "semantic/color")
+
+
+class ReplayError(RuntimeError):
+    """A replay step failed (message says which process / file and shows its log tail)."""
+
+
+@dataclass
+class ReplayConfig:
+    """One replay of a bag through a separate node process.
+
+    Attributes:
+        bag: input rosbag2 (mcap/sqlite3).
+        out_dir: where the recording (``out_dir/recording``), logs and stats go.
+        params_file: node parameters file (``--ros-args --params-file``).
+        rate: player rate factor.
+        use_sim_time: run the node on the bag's ``/clock`` (the player publishes it).
+        node_params: extra ``-p name:=value`` overrides for the node.
+        domain_id: ROS_DOMAIN_ID (None = a free one in 1..101, see :class:`DomainClaim`).
+        node_name: the node's name (output namespace).
+        ready_timeout_s: wait this long for the node's subscriptions/publishers (model loading).
+        drain_timeout_s: after playback, stop recording when no new detections arrived this long.
+        node_cmd: command starting the node (default: the ``perception_node`` console script).
+        record_inputs: also record the input cloud topic (for end-to-end latency).
+        play_topics: topics the player replays (None = all in the bag).
+        pace: closed-loop replay (player ``--pace-topic ~/detections``): the next cloud is
+            published only after the node answered the previous one, so no frame is skipped
+            whatever the machine's speed. Off for overload tests.
+        loops: passes over the bag (> 1: player ``--loop --max-loops``; stamps jump back at each
+            restart, which the node must handle).
+    """
+
+    bag: Path
+    out_dir: Path
+    params_file: Optional[Path] = None
+    rate: float = 0.5
+    use_sim_time: bool = True
+    node_params: Dict[str, Any] = field(default_factory=dict)
+    domain_id: Optional[int] = None
+    node_name: str = NODE_NAME
+    ready_timeout_s: float = 180.0
+    drain_timeout_s: float = 15.0
+    node_cmd: Optional[List[str]] = None
+    record_inputs: bool = True
+    play_topics: Optional[List[str]] = None
+    pace: bool = False
+    loops: int = 1
+
+
+@dataclass
+class ReplayRun:
+    """Result of :func:`run_replay`: paths and process facts."""
+
+    recording: Path
+    player_stats: Dict[str, Any]
+    node_log: Path
+    lidar_frames_in_bag: int
+    node_returncode: Optional[int]
+    wall_s: float
+
+
+def ros_environment(domain_id: int) -> Dict[str, str]:
+    """Environment for a replay's child processes (node, player, recorder, probe): a copy of this
+    process's environment with the package's DDS defaults
+    (:func:`bev_mtl_ros.dds.dds_environment`), ``ROS_DOMAIN_ID=domain_id``, discovery limited to
+    localhost (``ROS_LOCALHOST_ONLY`` removed), unbuffered Python output, and this interpreter's
+    prefix on ``AMENT_PREFIX_PATH`` when it holds an ament index (the venv's message packages)."""
+    from bev_mtl_ros.dds import dds_environment
+    env = dds_environment()
+    env.pop("ROS_LOCALHOST_ONLY", None)
+    env["ROS_DOMAIN_ID"] = str(domain_id)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env["PYTHONUNBUFFERED"] = "1"
+    prefix = sys.prefix
+    if (Path(prefix) / "share" / "ament_index").is_dir():
+        parts = [p for p in env.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+        if prefix not in parts:
+            env["AMENT_PREFIX_PATH"] = os.pathsep.join([prefix] + parts)
+    return env
+
+
+def _cli() -> List[str]:
+    return [sys.executable, "-m", "bev_mtl_ros.cli"]
+
+
+def default_node_cmd() -> List[str]:
+    """The node's console script next to this interpreter, else
+    ``python -m bev_mtl_ros.ros.node``."""
+    exe = Path(sys.executable).parent / "perception_node"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "bev_mtl_ros.ros.node"]
+
+
+def _param_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_param_value(x) for x in v) + "]"
+    return str(v)
+
+
+def bag_topic_counts(bag: Path) -> Dict[str, int]:
+    """topic -> message count of a rosbag2 file (from its metadata/summary)."""
+    from rosbags.rosbag2 import Reader
+    counts: Dict[str, int] = {}
+    with Reader(bag) as r:
+        for c in r.connections:
+            counts[c.topic] = counts.get(c.topic, 0) + c.msgcount
+    return counts
+
+
+def _tail(path: Path, n: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "<no log>"
+
+
+def _stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> Optional[int]:
+    """SIGINT, then SIGTERM, then SIGKILL; returns the exit code."""
+    if proc.poll() is not None:
+        return proc.returncode
+    for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 5.0)):
+        try:
+            proc.send_signal(sig)
+            return proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            continue
+    proc.kill()
+    return proc.wait(5.0)
+
+
+def _wait_graph(env: Dict[str, str], node_name: str, input_topics: Sequence[str], det_topic: str,
+                procs: Dict[str, subprocess.Popen], logs: Dict[str, Path], timeout: float) -> None:
+    """Wait (from a helper process on the same domain) until the node named ``node_name`` itself
+    subscribes to every input topic (other subscribers, such as the recorder, do not count) and
+    its detections publisher is matched by the recorder (:mod:`bev_mtl_ros.ros.graph_probe`, run
+    with ``env``). Raises ReplayError when it times out or a process of ``procs`` exits first
+    (message with the tail of that process's log in ``logs``)."""
+    probe = subprocess.Popen(
+        [sys.executable, "-m", "bev_mtl_ros.ros.graph_probe", "--node", node_name,
+         "--inputs", *input_topics, "--detections", det_topic, "--timeout", str(timeout)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    t0 = time.monotonic()
+    while probe.poll() is None:
+        for name, p in procs.items():
+            if p.poll() is not None:
+                probe.kill()
+                probe.wait()
+                raise ReplayError(f"{name} exited (code {p.returncode}) before the replay "
+                                  f"started; log {logs[name]}:\n{_tail(logs[name])}")
+        if time.monotonic() - t0 > timeout + 30:
+            probe.kill()
+        time.sleep(0.1)
+    if probe.returncode != 0:
+        raise ReplayError(f"node not ready after {timeout:.0f} s (no subscription on "
+                          f"{list(input_topics)} or no matched {det_topic}); node log "
+                          f"{logs['node']}:\n{_tail(logs['node'])}")
+
+
+def run_replay(cfg: ReplayConfig, log=print) -> ReplayRun:
+    """Replay ``cfg.bag`` through a separate node process and record its outputs.
+
+    Starts recorder, node, then player (which waits for the node's lidar subscription); stops the
+    recorder when detections for every lidar frame arrived or none came for ``drain_timeout_s``;
+    then stops the node with SIGINT. Logs go to ``cfg.out_dir/{node,player,recorder}.log``.
+
+    Returns:
+        ReplayRun (recording path = ``cfg.out_dir/recording``).
+    Raises:
+        ReplayError: bag missing, a process failed, or the node never became ready.
+    """
+    bag = Path(cfg.bag)
+    if not bag.exists():
+        raise ReplayError(f"input bag not found: {bag}")
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    recording = out / "recording"
+    if recording.exists():
+        shutil.rmtree(recording)
+    counts = bag_topic_counts(bag)
+    n_frames = counts.get(LIDAR_TOPIC, 0)
+    if n_frames == 0:
+        raise ReplayError(f"{bag} has no messages on {LIDAR_TOPIC} (topics: {sorted(counts)})")
+    claim = DomainClaim(cfg.domain_id)
+    domain = claim.domain_id
+    env = ros_environment(domain)
+    outs = output_topics(cfg.node_name)
+    det_topic = f"/{cfg.node_name}/detections"
+    rec_topics = [f"{t}:{ty}" for t, ty in outs.items()]
+    if cfg.record_inputs:
+        rec_topics.append(f"{LIDAR_TOPIC}:sensor_msgs/msg/PointCloud2")
+    logs = {k: out / f"{k}.log" for k in ("recorder", "node", "player")}
+    ready = out / ".recorder_ready"
+    ready.unlink(missing_ok=True)
+    files = {k: open(v, "w") for k, v in logs.items()}
+    procs: Dict[str, subprocess.Popen] = {}
+    t_start = time.monotonic()
+    node_rc = None
+    try:
+        procs["recorder"] = subprocess.Popen(
+            _cli() + ["record", str(recording), "--topics", *rec_topics, "--expect",
+                      f"{det_topic}={n_frames * max(1, cfg.loops)}", "--linger", "2.0",
+                      "--idle-timeout", str(cfg.drain_timeout_s), "--ready-file", str(ready)],
+            env=env, stdout=files["recorder"], stderr=subprocess.STDOUT)
+        node_cmd = (list(cfg.node_cmd or default_node_cmd())
+                    + ["--ros-args", "-r", f"__node:={cfg.node_name}"]
+                    + input_remap_args(LIDAR_TOPIC, IMAGE_TOPIC, CAMERA_INFO_TOPIC))
+        if cfg.params_file is not None:
+            node_cmd += ["--params-file", str(cfg.params_file)]
+        params = dict(cfg.node_params)
+        params.setdefault("use_sim_time", bool(cfg.use_sim_time))
+        for k, v in params.items():
+            node_cmd += ["-p", f"{k}:={_param_value(v)}"]
+        log(f"[demo] domain {domain}; node: {' '.join(node_cmd)}")
+        procs["node"] = subprocess.Popen(node_cmd, env=env, stdout=files["node"],
+                                         stderr=subprocess.STDOUT)
+        _wait_graph(env, cfg.node_name, [LIDAR_TOPIC, IMAGE_TOPIC], det_topic, procs, logs,
+                    cfg.ready_timeout_s)
+        log(f"[demo] node ready after {time.monotonic() - t_start:.1f} s; playing {bag} at rate "
+            f"{cfg.rate}")
+        stats_json = out / "player_stats.json"
+        # the node's subscription and (when inputs are recorded) the recorder's must both be
+        # matched by the player's publisher before the first cloud goes out
+        n_subs = 2 if cfg.record_inputs else 1
+        play_cmd = _cli() + ["play", str(bag), "--rate", str(cfg.rate),
+                             "--wait-for-subscribers", "1",
+                             "--wait-topics", f"{LIDAR_TOPIC}={n_subs}", f"{IMAGE_TOPIC}=1",
+                             "--wait-timeout", "60", "--stats-json", str(stats_json)]
+        if cfg.use_sim_time:
+            play_cmd.append("--clock")
+        if cfg.play_topics:
+            play_cmd += ["--topics", *cfg.play_topics]
+        if cfg.loops > 1:
+            play_cmd += ["--loop", "--max-loops", str(int(cfg.loops))]
+        if cfg.pace:
+            play_cmd += ["--pace-topic", f"{det_topic}:vision_msgs/msg/Detection3DArray",
+                         "--pace-input", LIDAR_TOPIC]
+        player = subprocess.run(
+            play_cmd, env=env, stdout=files["player"], stderr=subprocess.STDOUT,
+            timeout=max(120.0, 3.0 * max(1, cfg.loops) * _bag_span_s(bag) / cfg.rate + 60.0))
+        if player.returncode != 0:
+            raise ReplayError(f"player failed (code {player.returncode}); log "
+                              f"{logs['player']}:\n{_tail(logs['player'])}")
+        player_stats = json.loads(stats_json.read_text()) if stats_json.exists() else {}
+        try:
+            procs["recorder"].wait(cfg.drain_timeout_s + 120.0)
+        except subprocess.TimeoutExpired:
+            log("[demo] recorder still running after the drain timeout; stopping it")
+        _stop_process(procs["recorder"])
+        node_rc = _stop_process(procs["node"])
+    finally:
+        for p in procs.values():
+            _stop_process(p)
+        for f in files.values():
+            f.close()
+        claim.release()
+    if not (recording / "metadata.yaml").exists() and not list(recording.glob("*.mcap")):
+        raise ReplayError("no recording written; recorder log "
+                          f"{logs['recorder']}:\n{_tail(logs['recorder'])}")
+    return ReplayRun(recording=recording, player_stats=player_stats, node_log=logs["node"],
+                     lidar_frames_in_bag=n_frames, node_returncode=node_rc,
+                     wall_s=time.monotonic() - t_start)
+
+
+def _bag_span_s(bag: Path) -> float:
+    from rosbags.rosbag2 import Reader
+    with Reader(bag) as r:
+        return max(0, r.end_time - r.start_time) * 1e-9
