@@ -37,7 +37,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from bev_mtl_ros.geometry import BOX_EDGES, box_corners_3d, normalize_yaw, quaternion_to_yaw
+from bev_mtl_ros.data.bag_io import (cloud_to_array, detections_to_arrays, image_to_array,
+                                     read_topics, stamp_ns)
+from bev_mtl_ros.geometry import BOX_EDGES, box_corners_3d, normalize_yaw
 from bev_mtl_ros.ros.replay import (CAMERA_INFO_TOPIC, IMAGE_TOPIC, LIDAR_TOPIC, NODE_NAME,
                                     PER_FRAME_SUFFIXES, ReplayConfig, ReplayError,
                                     output_topics, run_replay)
@@ -135,113 +137,6 @@ def make_synthetic_bag(out: Path, frames: int = 6, points: int = 20_000,
             w.write(conns[key], stamp, ts.serialize_cdr(msg, tb.MSGTYPES[key]))
     w.close()
     return Path(out)
-
-
-# ====================================================================== reading messages
-def _typestore():
-    from bev_mtl_ros.ros.recorder import make_record_typestore
-    return make_record_typestore()
-
-
-def read_topics(bag: Path, topics: Sequence[str],
-                typestore=None) -> Dict[str, List[Tuple[int, Any]]]:
-    """Deserialize the given topics of a bag: topic -> [(bag receive time ns, message)] in bag
-    order.
-
-    Types missing from the typestore are registered from the installed ``.msg`` files."""
-    from rosbags.rosbag2 import Reader
-
-    from bev_mtl_ros.ros.recorder import ensure_type
-    ts = typestore or _typestore()
-    out: Dict[str, List[Tuple[int, Any]]] = {t: [] for t in topics}
-    with Reader(bag) as r:
-        conns = [c for c in r.connections if c.topic in out]
-        for c in conns:
-            ensure_type(ts, c.msgtype)
-        for c, t, raw in r.messages(connections=conns):
-            out[c.topic].append((t, ts.deserialize_cdr(raw, c.msgtype)))
-    return out
-
-
-def stamp_ns(msg) -> Optional[int]:
-    """``header.stamp`` of a (rosbags) message in ns; for a MarkerArray (no header) its first
-    marker's stamp, None when it has no marker."""
-    if not hasattr(msg, "header"):
-        markers = getattr(msg, "markers", None)
-        if not markers:
-            return None
-        msg = markers[0]
-    s = msg.header.stamp
-    return int(s.sec) * 1_000_000_000 + int(s.nanosec)
-
-
-def _yaw(q) -> float:
-    """Yaw about +z (rad) of a geometry_msgs Quaternion."""
-    return float(quaternion_to_yaw((q.x, q.y, q.z, q.w)))
-
-
-def detections_to_arrays(msg) -> Tuple[np.ndarray, np.ndarray, List[str]]:
-    """vision_msgs/Detection3DArray -> (boxes (N,7) f32 [x,y,z,l,w,h,yaw], scores (N,) f32, class
-    ids).
-
-    The best hypothesis (first result) gives class and score; box size is (length=x, width=y,
-    height=z) in the detection's frame."""
-    boxes, scores, labels = [], [], []
-    for d in msg.detections:
-        c, s = d.bbox.center, d.bbox.size
-        boxes.append([c.position.x, c.position.y, c.position.z, s.x, s.y, s.z,
-                      _yaw(c.orientation)])
-        if d.results:
-            h = d.results[0].hypothesis
-            labels.append(str(h.class_id))
-            scores.append(float(h.score))
-        else:
-            labels.append("")
-            scores.append(float("nan"))
-    return (np.asarray(boxes, np.float32).reshape(-1, 7), np.asarray(scores, np.float32), labels)
-
-
-def image_to_array(msg) -> np.ndarray:
-    """sensor_msgs/Image (rosbags) -> (H, W, C) or (H, W) uint8 array (rgb8/bgr8 -> RGB, mono8)."""
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    data = np.asarray(msg.data, dtype=np.uint8).reshape(h, step)
-    enc = msg.encoding.lower()
-    if enc in ("rgb8", "bgr8"):
-        img = data[:, : w * 3].reshape(h, w, 3)
-        return img[..., ::-1].copy() if enc == "bgr8" else img.copy()
-    if enc in ("mono8", "8uc1"):
-        return data[:, :w].copy()
-    raise ValueError(f"unsupported image encoding {msg.encoding!r} (expected rgb8, bgr8 or mono8)")
-
-
-_PF_DTYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
-
-
-def cloud_to_array(msg, fields: Sequence[str] = ("x", "y", "z")) -> np.ndarray:
-    """sensor_msgs/PointCloud2 (rosbags) -> (N, len(fields)) float32 (fields by name, any
-    layout)."""
-    order = ">" if msg.is_bigendian else "<"
-    have = {f.name: f for f in msg.fields}
-    missing = [f for f in fields if f not in have]
-    if missing:
-        raise ValueError(f"PointCloud2 lacks fields {missing} (has {sorted(have)})")
-    dt = np.dtype({"names": list(fields),
-                   "formats": [order + _PF_DTYPES[have[f].datatype] for f in fields],
-                   "offsets": [have[f].offset for f in fields], "itemsize": int(msg.point_step)})
-    n = int(msg.width) * int(msg.height)
-    buf = np.asarray(msg.data, dtype=np.uint8)
-    arr = np.frombuffer(buf.tobytes() if not buf.flags.c_contiguous else buf, dtype=dt, count=n)
-    return np.stack([arr[f].astype(np.float32) for f in fields], axis=1)
-
-
-def grid_to_mask(msg) -> Tuple[np.ndarray, Dict[str, float]]:
-    """nav_msgs/OccupancyGrid -> ((rows, cols) bool mask of cells >= 50, geometry dict with origin
-    x/y (m), resolution (m/cell), frame_id). Row r, col c covers origin + (c, r) * resolution."""
-    info = msg.info
-    data = np.asarray(msg.data, dtype=np.int16).reshape(int(info.height), int(info.width))
-    return data >= 50, {"origin_x": float(info.origin.position.x),
-                        "origin_y": float(info.origin.position.y),
-                        "resolution": float(info.resolution), "frame_id": msg.header.frame_id}
 
 
 # ====================================================================== analysis

@@ -22,8 +22,9 @@ from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness,  
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer  # noqa: E402
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore  # noqa: E402
 
+from bev_mtl_ros.data.bag_io import ensure_type  # noqa: E402
 from bev_mtl_ros.ros.player import BagPlayer, PlayerError, import_message_class  # noqa: E402
-from bev_mtl_ros.ros.recorder import ensure_type, parse_topic_spec  # noqa: E402
+from bev_mtl_ros.ros.recorder import parse_topic_spec  # noqa: E402
 
 T0 = 1_700_000_000_000_000_000  # bag start, ns
 N_CLOUDS, N_IMAGES = 10, 5

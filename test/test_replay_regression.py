@@ -39,6 +39,7 @@ import pytest
 pytest.importorskip("rclpy")
 
 from bev_mtl_ros import demo as D  # noqa: E402
+from bev_mtl_ros.data import bag_io as B  # noqa: E402
 from bev_mtl_ros.ros import replay as R  # noqa: E402
 
 REPO = D.REPO_ROOT
@@ -113,8 +114,8 @@ def test_every_frame_exactly_one_output_per_topic(assets, paced):
         assert t == {"messages": n, "distinct_stamps": n, "duplicates": 0, "unknown_stamps": 0,
                      "missing": 0}, \
             f"{topic}: {t}; node log {run.node_log}"
-    in_stamps = [D.stamp_ns(m)
-                 for _, m in D.read_topics(assets.bag, [R.LIDAR_TOPIC])[R.LIDAR_TOPIC]]
+    in_stamps = [B.stamp_ns(m)
+                 for _, m in B.read_topics(assets.bag, [R.LIDAR_TOPIC])[R.LIDAR_TOPIC]]
     assert [f.stamp_ns for f in frames] == sorted(in_stamps)
     assert summary["frames_skipped"] == 0
     assert all(f.drivable is not None and f.semantic is not None for f in frames)
@@ -142,13 +143,13 @@ def _offline_reference(assets: Assets, frames):
     backend = create_backend(str(assets.model), backend="onnxruntime", device="cpu")
     names = list(backend.contract.detection_classes)
     pipe = PerceptionPipeline(backend, cfg)
-    data = D.read_topics(assets.bag, [R.LIDAR_TOPIC, R.IMAGE_TOPIC])
-    images = {D.stamp_ns(m): m for _, m in data[R.IMAGE_TOPIC]}
+    data = B.read_topics(assets.bag, [R.LIDAR_TOPIC, R.IMAGE_TOPIC])
+    images = {B.stamp_ns(m): m for _, m in data[R.IMAGE_TOPIC]}
     out = []
     for _, m in data[R.LIDAR_TOPIC]:
-        s = D.stamp_ns(m)
-        pts = D.cloud_to_array(m, ("x", "y", "z", "intensity"))
-        img = D.image_to_array(images[s]) if s in images else None
+        s = B.stamp_ns(m)
+        pts = B.cloud_to_array(m, ("x", "y", "z", "intensity"))
+        img = B.image_to_array(images[s]) if s in images else None
         r = pipe(pts, img)
         det = r.detections
         out.append(D.FrameOutput(s, np.asarray(det.boxes, np.float32).reshape(-1, 7),
@@ -309,7 +310,7 @@ def test_overload_newest_frames_processed_and_skips_counted(assets, paced, tmp_p
     assert summary["per_topic"][f"/{NODE}/detections"]["duplicates"] == 0
     assert 1 <= answered < published, (f"no overload happened at rate {rate:.1f} "
                                        f"({answered}/{published})")
-    last_stamp = max(D.stamp_ns(m) for _, m in D.read_topics(bag, [R.LIDAR_TOPIC])[R.LIDAR_TOPIC])
+    last_stamp = max(B.stamp_ns(m) for _, m in B.read_topics(bag, [R.LIDAR_TOPIC])[R.LIDAR_TOPIC])
     assert frames[-1].stamp_ns == last_stamp, "the newest frame was not processed"
     diag = summary["diagnostics_last"]
     print(f"[overload] rate {rate:.1f}: published {published}, answered {answered}, node "
@@ -344,12 +345,12 @@ def test_looped_replay_every_pass_answered(assets, tmp_path_factory):
                          node_params=_node_params(assets), pace=True, loops=2, drain_timeout_s=4.0,
                          ready_timeout_s=120.0)
     run = R.run_replay(cfg, log=print)
-    in_stamps = sorted(D.stamp_ns(m)
-                       for _, m in D.read_topics(bag, [R.LIDAR_TOPIC])[R.LIDAR_TOPIC])
+    in_stamps = sorted(B.stamp_ns(m)
+                       for _, m in B.read_topics(bag, [R.LIDAR_TOPIC])[R.LIDAR_TOPIC])
     assert (run.player_stats["loops"] == 2
             and run.player_stats["published"][R.LIDAR_TOPIC] == 2 * len(in_stamps))
-    dets = D.read_topics(run.recording, [f"/{NODE}/detections"])[f"/{NODE}/detections"]
-    got = [D.stamp_ns(m) for _, m in dets]
+    dets = B.read_topics(run.recording, [f"/{NODE}/detections"])[f"/{NODE}/detections"]
+    got = [B.stamp_ns(m) for _, m in dets]
     assert sorted(got) == sorted(in_stamps * 2), (f"answers {len(got)} for {2 * len(in_stamps)} "
                                                   f"clouds; log {run.node_log}")
     assert got == in_stamps + in_stamps, "answers out of order"
@@ -367,12 +368,12 @@ def test_base_link_recording_through_tf_equals_view_frame_outputs(assets, paced,
     run = R.run_replay(cfg, log=print)
     summary, frames = D.analyze_recording(BASE_LINK_SAMPLE, run.recording,
                                           player_stats=run.player_stats)
-    clouds = D.read_topics(BASE_LINK_SAMPLE, [R.LIDAR_TOPIC])[R.LIDAR_TOPIC]
+    clouds = B.read_topics(BASE_LINK_SAMPLE, [R.LIDAR_TOPIC])[R.LIDAR_TOPIC]
     assert {m.header.frame_id for _, m in clouds} == {"base_link"}
-    stamps = sorted(D.stamp_ns(m) for _, m in clouds)
+    stamps = sorted(B.stamp_ns(m) for _, m in clouds)
     assert [f.stamp_ns for f in frames] == stamps, \
         f"answers {len(frames)} of {len(stamps)}; log {run.node_log}"
-    dets = D.read_topics(run.recording, [f"/{NODE}/detections"])[f"/{NODE}/detections"]
+    dets = B.read_topics(run.recording, [f"/{NODE}/detections"])[f"/{NODE}/detections"]
     contract = D.model_contract(assets.model)
     assert {m.header.frame_id for _, m in dets} == {contract.frame_id}
     diag = summary["diagnostics_last"]

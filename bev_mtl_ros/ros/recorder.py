@@ -31,7 +31,6 @@ Python API::
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
@@ -40,78 +39,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from bev_mtl_ros.data.bag_io import MessageTypeError, ensure_type, make_record_typestore
+
 
 class RecorderError(RuntimeError):
-    """Raised for an unusable output path or an unknown message type (message names it)."""
-
-
-def make_record_typestore():
-    """The rosbags typestore used for writing: ``data.to_bag.make_typestore(ROS2_KILTED)``
-    (rosbags' Kilted store + vision_msgs), else the plain Kilted store. Unknown types are added
-    later by :func:`ensure_type`."""
-    from rosbags.typesys import Stores, get_typestore
-
-    from bev_mtl_ros.data.to_bag import BagConversionError, make_typestore
-    try:  # the publishers are Kilted rclpy: use Kilted's definitions (+ vision_msgs)
-        return make_typestore(Stores.ROS2_KILTED)
-    # no vision_msgs .msg files: plain store, ensure_type adds what it can
-    except BagConversionError:
-        return get_typestore(Stores.ROS2_KILTED)
-
-
-def _share_dirs(pkg: str) -> List[Path]:
-    """Candidate ``share/<pkg>`` directories: the ament index, AMENT_PREFIX_PATH, the venv
-    prefix."""
-    out: List[Path] = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        out.append(Path(get_package_share_directory(pkg)))
-    except Exception:
-        pass
-    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) + [sys.prefix]:
-        if prefix:
-            out.append(Path(prefix) / "share" / pkg)
-    return out
-
-
-def ensure_type(typestore, msgtype: str, _depth: int = 0) -> None:
-    """Register ``msgtype`` (and the types it uses) in a rosbags typestore from the installed
-    ``share/<pkg>/msg/<Type>.msg`` files if the store lacks it.
-
-    Raises:
-        RecorderError: no ``.msg`` file for the type (or a nested one) was found.
-    """
-    from rosbags.typesys import get_types_from_msg
-
-    if msgtype in typestore.fielddefs or _depth > 20:
-        return
-    pkg, _, name = msgtype.split("/")
-    for d in _share_dirs(pkg):
-        f = d / "msg" / f"{name}.msg"
-        if f.is_file():
-            types = get_types_from_msg(f.read_text(), msgtype)
-            break
-    else:
-        raise RecorderError(f"message type {msgtype} is unknown to the typestore and no "
-                            f"share/{pkg}/msg/{name}.msg is installed")
-    # register dependencies first, then the type itself
-    for _, fields in types.values():
-        for _, (nodetype, detail) in fields:
-            sub = _nested_name(nodetype, detail)
-            if sub and sub not in typestore.fielddefs:
-                ensure_type(typestore, sub, _depth + 1)
-    typestore.register(types)
-
-
-def _nested_name(nodetype, detail) -> Optional[str]:
-    """Name of a complex type referenced by a rosbags field definition, or None for base types."""
-    kind = getattr(nodetype, "name", str(nodetype))
-    if kind == "NAME":
-        return detail
-    if kind in ("ARRAY", "SEQUENCE"):
-        inner_type, inner_detail = detail[0]
-        return _nested_name(inner_type, inner_detail)
-    return None
+    """Raised for an unusable output path or storage (message names it); an unknown message type
+    raises :class:`bev_mtl_ros.data.bag_io.MessageTypeError`."""
 
 
 def _to_bag_qos(profile) -> Any:
@@ -223,7 +156,7 @@ class BagRecorder:
                 msgtype = types[0]
             try:
                 self._subscribe(topic, msgtype)
-            except (RecorderError, ImportError) as e:
+            except (RecorderError, MessageTypeError, ImportError) as e:
                 self.errors.append(str(e))
                 self._log.error(f"cannot record {topic}: {e}")
             del self.pending[topic]

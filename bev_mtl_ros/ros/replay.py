@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from bev_mtl_ros.data.bag_io import bag_span_s, bag_topic_counts
 from bev_mtl_ros.dds import DomainClaim
 from bev_mtl_ros.ros.params import input_remap_args
 
@@ -154,16 +155,6 @@ def _param_value(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ",".join(_param_value(x) for x in v) + "]"
     return str(v)
-
-
-def bag_topic_counts(bag: Path) -> Dict[str, int]:
-    """topic -> message count of a rosbag2 file (from its metadata/summary)."""
-    from rosbags.rosbag2 import Reader
-    counts: Dict[str, int] = {}
-    with Reader(bag) as r:
-        for c in r.connections:
-            counts[c.topic] = counts.get(c.topic, 0) + c.msgcount
-    return counts
 
 
 def _tail(path: Path, n: int = 40) -> str:
@@ -295,7 +286,7 @@ def run_replay(cfg: ReplayConfig, log=print) -> ReplayRun:
                          "--pace-input", LIDAR_TOPIC]
         player = subprocess.run(
             play_cmd, env=env, stdout=files["player"], stderr=subprocess.STDOUT,
-            timeout=max(120.0, 3.0 * max(1, cfg.loops) * _bag_span_s(bag) / cfg.rate + 60.0))
+            timeout=max(120.0, 3.0 * max(1, cfg.loops) * bag_span_s(bag) / cfg.rate + 60.0))
         if player.returncode != 0:
             raise ReplayError(f"player failed (code {player.returncode}); log "
                               f"{logs['player']}:\n{_tail(logs['player'])}")
@@ -318,9 +309,3 @@ def run_replay(cfg: ReplayConfig, log=print) -> ReplayRun:
     return ReplayRun(recording=recording, player_stats=player_stats, node_log=logs["node"],
                      lidar_frames_in_bag=n_frames, node_returncode=node_rc,
                      wall_s=time.monotonic() - t_start)
-
-
-def _bag_span_s(bag: Path) -> float:
-    from rosbags.rosbag2 import Reader
-    with Reader(bag) as r:
-        return max(0, r.end_time - r.start_time) * 1e-9

@@ -523,10 +523,6 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
 
 
 # ------------------------------------------------------------------------------- bag evaluation
-def _stamp_ns(header) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-
-
 def detections_from_msg(msg,
                         contract: ModelContract) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """vision_msgs/Detection3DArray -> (boxes (N, 7), scores (N,), labels (N,), number dropped).
@@ -557,10 +553,11 @@ def detections_from_msg(msg,
 
 
 def _read_topic(path: str, topic: str) -> Dict[int, Any]:
+    from bev_mtl_ros.data.bag_io import stamp_ns
     from bev_mtl_ros.data.to_bag import read_bag_messages
     out: Dict[int, Any] = {}
     for _t, _bt, msg in read_bag_messages(path, topics=[topic]):
-        out[_stamp_ns(msg.header)] = msg
+        out[stamp_ns(msg)] = msg
     return out
 
 
@@ -571,7 +568,7 @@ def evaluate_bag(bag: str, contract: ModelContract, gt_bag: Optional[str] = None
                  ap_mode: str = "area") -> Dict[str, Any]:
     """Compare recorded node outputs with ground truth (same or second bag), matched by header
     stamp."""
-    from bev_mtl_ros.data.to_bag import image_from_msg
+    from bev_mtl_ros.data.bag_io import image_to_array
     gt_bag = gt_bag or bag
     preds = _read_topic(bag, detections_topic)
     gts = _read_topic(gt_bag, gt_topic)
@@ -596,7 +593,7 @@ def evaluate_bag(bag: str, contract: ModelContract, gt_bag: Optional[str] = None
         sem_gt = _read_topic(gt_bag, gt_semantic_topic)
         for stamp, m in sem_gt.items():
             if stamp in sem_pred:
-                acc.add_semantic(image_from_msg(sem_pred[stamp]), image_from_msg(m))
+                acc.add_semantic(image_to_array(sem_pred[stamp]), image_to_array(m))
     for a, b in frame_ids:
         if a != b:
             acc.notes.append(f"ground truth in frame {a!r} but detections in {b!r}: compared "
