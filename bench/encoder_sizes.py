@@ -5,7 +5,7 @@ config/train_default.yaml with ``image_size`` replaced, default widths) at sever
     .venv/bin/python bench/encoder_sizes.py [--sizes 384x256 448x288 512x320] [--frames 15]
 
 Per size: ``PerceptionPipeline`` p50 / p95 (ms) over ``--frames`` frames (after 3 warm-up ones) of
-20k points in the front camera's view + a 1920x1208 image (``bench.synthetic_scan`` /
+20k points in the front camera's view + a 1920x1208 image (``data.synth_scan.synthetic_scan`` /
 ``synthetic_image``) with onnxruntime CPU (1 intra-op thread) and with PyTorch eager; and the
 median time of a training step (batch 4, ``--pillars`` pillars per frame, forward + backward +
 AdamW step on a proxy loss: the mean square of every output) with the whole encoder trained and
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import yaml
 
-from bev_mtl_ros.bench import synthetic_image, synthetic_scan
+from bev_mtl_ros.data.synth_scan import synthetic_image, synthetic_scan
 from bev_mtl_ros.model.network import random_inputs
 from bev_mtl_ros.runtime.backends import create_backend
 from bev_mtl_ros.runtime.checkpoint import save_checkpoint

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import resource
@@ -42,6 +41,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from bev_mtl_ros.data.synth_scan import synthetic_image, synthetic_scan
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = "models/bev_mtl_default.onnx"
 #: where ``pip install --target build/bench-spconv spconv`` puts the optional reference
@@ -52,67 +53,6 @@ SCENARIOS: Dict[str, Tuple[int, Tuple[int, int], str]] = {
     "lidar360_64beam": (120_000, (1920, 1208), "360"),
 }
 SCALING_POINTS = (10_000, 25_000, 50_000, 100_000, 200_000)
-
-
-# ====================================================================== synthetic input
-def synthetic_scan(n_points: int, fov: str = "front", seed: int = 0, return_boxes: bool = False):
-    """A lidar-like scan with exactly ``n_points`` points, (N, 4) float32 [x, y, z, intensity
-    0..255] in the A2D2 camera view frame (x forward, y left, z up; ground at z = -1.78 m).
-
-    64 beams from -25 deg to +3 deg elevation; azimuths over +-30 deg (``fov="front"``, the
-    front-center camera's frustum) or 360 deg (``"360"``). Rays hit the ground, one of 40 random
-    box obstacles (cars/pedestrians-sized) or a wall at 60-90 m.
-
-    With ``return_boxes`` returns (points, boxes (40, 7) float32 [x, y, z_centre, l, w, h, yaw=0],
-    class names ("Car"/"Pedestrian"))."""
-    rng = np.random.default_rng(seed)
-    beams = 64
-    n_az = int(math.ceil(n_points / beams))
-    half = math.radians(30.0) if fov == "front" else math.pi
-    az = np.linspace(-half, half, n_az, endpoint=fov != "360")
-    el = np.radians(np.linspace(-25.0, 3.0, beams))
-    A, E = np.meshgrid(az, el, indexing="ij")
-    A, E = A.ravel()[:n_points], E.ravel()[:n_points]
-    d = np.stack([np.cos(E) * np.cos(A), np.cos(E) * np.sin(A), np.sin(E)], 1)
-    h = 1.78
-    r = np.where(d[:, 2] < -1e-3, h / np.maximum(-d[:, 2], 1e-3), np.inf)
-    r = np.minimum(r, rng.uniform(60, 90, size=len(r)))
-    # obstacles: axis-aligned boxes (slab test), centres ahead/around
-    n_obj = 40
-    cx = rng.uniform(5, 70, n_obj) * (np.sign(rng.uniform(-1, 1, n_obj)) if fov == "360" else 1)
-    cy = rng.uniform(-30, 30, n_obj)
-    size = np.where(rng.uniform(size=(n_obj, 1)) < 0.7, [[4.5, 1.9, 1.6]], [[0.6, 0.6, 1.8]])
-    lo = np.stack([cx - size[:, 0] / 2, cy - size[:, 1] / 2, -h + 0 * cx], 1)
-    hi = np.stack([cx + size[:, 0] / 2, cy + size[:, 1] / 2, -h + size[:, 2]], 1)
-    inv = 1.0 / np.where(np.abs(d) < 1e-9, 1e-9, d)
-    for k in range(n_obj):
-        t1 = lo[k] * inv
-        t2 = hi[k] * inv
-        tmin = np.minimum(t1, t2).max(1)
-        tmax = np.maximum(t1, t2).min(1)
-        hit = (tmax >= np.maximum(tmin, 0)) & (tmin < r) & (tmin > 0)
-        r = np.where(hit, tmin, r)
-    r = r + rng.normal(0, 0.02, size=len(r))
-    xyz = d * r[:, None]
-    inten = rng.uniform(0, 255, size=len(r))
-    pts = np.concatenate([xyz, inten[:, None]], 1).astype(np.float32)
-    if not return_boxes:
-        return pts
-    boxes = np.stack([cx, cy, -h
-                      + size[:, 2] / 2, size[:, 0], size[:, 1], size[:, 2], np.zeros(n_obj)], 1)
-    names = ["Car" if s_[0] > 1.0 else "Pedestrian" for s_ in size]
-    return pts, boxes.astype(np.float32), names
-
-
-def synthetic_image(size_wh: Tuple[int, int], seed: int = 0) -> np.ndarray:
-    """(H, W, 3) uint8 RGB test image (smooth gradients + noise)."""
-    w, h = size_wh
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    img = np.stack([(xx * 255 // max(w - 1, 1)), (yy * 255 // max(h - 1, 1)), ((xx + yy) % 256)],
-                   2)
-    img = img + rng.integers(0, 20, size=img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 # ====================================================================== timing helpers

@@ -39,6 +39,7 @@ import numpy as np
 
 from bev_mtl_ros.data.bag_io import (cloud_to_array, detections_to_arrays, image_to_array,
                                      read_topics, stamp_ns)
+from bev_mtl_ros.data.synth_scan import make_synthetic_bag
 from bev_mtl_ros.geometry import BOX_EDGES, box_corners_3d, normalize_yaw
 from bev_mtl_ros.ros.replay import (CAMERA_INFO_TOPIC, IMAGE_TOPIC, LIDAR_TOPIC, NODE_NAME,
                                     PER_FRAME_SUFFIXES, ReplayConfig, ReplayError,
@@ -80,63 +81,6 @@ def resolve_path(p: str | os.PathLike) -> Path:
     if q.exists() or q.is_absolute():
         return q
     return REPO_ROOT / q
-
-
-# ====================================================================== a small synthetic bag
-def make_synthetic_bag(out: Path, frames: int = 6, points: int = 20_000,
-                       image_wh: Tuple[int, int] = (960, 604),
-                       period_ns: int = 100_000_000, seed: int = 0, storage: str = "mcap",
-                       start_ns: int = 1_600_000_000_000_000_000) -> Path:
-    """Write a small bag in the converter's layout (same topics, types, frame ids, QoS and stamps
-    as ``bev-mtl-ros a2d2-to-bag``) from synthetic scans: for tests and for trying the demo without
-    the sample recording. Clouds from :func:`bev_mtl_ros.bench.synthetic_scan` (front 60 deg,
-    ``points`` points, box obstacles), an rgb8 gradient image of ``image_wh`` with the A2D2
-    front-center intrinsics scaled to that size, ground-truth boxes of the obstacles, an empty
-    semantic label. Returns ``out`` (a bag directory)."""
-    import dataclasses
-
-    from rosbags.rosbag2 import StoragePlugin, Writer
-
-    from bev_mtl_ros.bench import synthetic_image, synthetic_scan
-    from bev_mtl_ros.data import to_bag as tb
-    from bev_mtl_ros.data.calibration import load_calibration
-
-    ts = tb.make_typestore()
-    cam = load_calibration().camera("front_center")
-    sx, sy = image_wh[0] / cam.width, image_wh[1] / cam.height
-    K = np.array(cam.cam_matrix, np.float64)
-    K[0] *= sx
-    K[1] *= sy
-    cam = dataclasses.replace(cam, cam_matrix=K, resolution=(int(image_wh[0]), int(image_wh[1])))
-    tn, fid = tb.topic_names("front_center"), tb.frame_ids("front_center")
-    w = Writer(Path(out), version=tb.BAG_VERSION,
-               storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3)
-    w.open()
-    conns = {k: w.add_connection(tn[k], tb.MSGTYPES[k], typestore=ts,
-                                 offered_qos_profiles=[tb._qos("transient_local", 1)
-                                                       if k == "tf_static" else tb._qos()])
-             for k in tn}
-    for k in range(frames):
-        stamp = start_ns + k * period_ns
-        pts, boxes, names = synthetic_scan(points, "front", seed=seed + k, return_boxes=True)
-        arr = np.zeros(len(pts), dtype=tb.CLOUD_DTYPE)
-        arr["x"], arr["y"], arr["z"], arr["intensity"] = pts[:, 0], pts[:, 1], pts[:, 2], pts[:, 3]
-        img = synthetic_image(image_wh, seed=seed + k)
-        msgs = []
-        if k == 0:
-            msgs.append(("tf_static", tb.make_tf_static(ts, cam, stamp, "front_center")))
-        msgs += [("points", tb.make_pointcloud2(ts, arr, stamp, fid["view"])),
-                 ("image", tb.make_image(ts, img, stamp, fid["optical"], "rgb8")),
-                 ("camera_info", tb.make_camera_info(ts, cam, stamp, fid["optical"], image_wh)),
-                 ("boxes", tb.make_detections(ts, boxes, names,
-                                              [str(i) for i in range(len(boxes))], stamp,
-                                              fid["view"])),
-                 ("semantic", tb.make_image(ts, np.zeros(img.shape[:2], np.uint8), stamp,
-                                            fid["optical"], "mono8"))]
-        for key, msg in msgs:
-            w.write(conns[key], stamp, ts.serialize_cdr(msg, tb.MSGTYPES[key]))
-    w.close()
-    return Path(out)
 
 
 # ====================================================================== analysis

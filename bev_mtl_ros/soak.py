@@ -102,7 +102,8 @@ def run_soak(seconds: float, rate: float = 10.0, points: int = 21_000,
     from sensor_msgs.msg import Image, PointCloud2
     from vision_msgs.msg import Detection3DArray
 
-    from bev_mtl_ros.bench import REPO_ROOT, ensure_model, synthetic_image, synthetic_scan
+    from bev_mtl_ros.bench import REPO_ROOT, ensure_model
+    from bev_mtl_ros.data.synth_scan import synthetic_image, synthetic_scan
     from bev_mtl_ros.dds import DomainClaim
     from bev_mtl_ros.ros.replay import (IMAGE_TOPIC, LIDAR_TOPIC, NODE_NAME, _stop_process,
                                         default_node_cmd, ros_environment)

@@ -7,8 +7,9 @@ package's source tree on ``PYTHONPATH``: no ROS, no PyYAML (nothing imported her
 
 1. ``pillarize_parity``: ``runtime.pillarize`` on ``--device`` vs on the CPU, per contract (shipped
    model, default-width network) and scenario (20k points front camera, 120k points 360 deg; the
-   synthetic scans of ``bev_mtl_ros.bench``), ``--clouds`` seeds each: same pillars (cells, point
-   counts, canvas, counters) and decorated features within ``PILLAR_ATOL`` (1e-5, issue 14).
+   synthetic scans of ``bev_mtl_ros.data.synth_scan``), ``--clouds`` seeds each: same pillars
+   (cells, point counts, canvas, counters) and decorated features within ``PILLAR_ATOL`` (1e-5,
+   issue 14).
 2. ``backend_parity``: every output head of the shipped model, PyTorch on the device (FP32 with
    TF32 off, FP32 with torch's default TF32 convolutions, FP16 autocast) and onnxruntime (CPU; CUDA
    / TensorRT when installed) against PyTorch CPU FP32, camera on and off. Error of a head =
@@ -42,7 +43,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from bev_mtl_ros.bench import SCENARIOS, summarize_ms, synthetic_image, synthetic_scan
+from bev_mtl_ros.bench import SCENARIOS, summarize_ms
+from bev_mtl_ros.data.synth_scan import synthetic_image, synthetic_scan
 from bev_mtl_ros.model.contract import ModelContract
 from bev_mtl_ros.model.network import BevMultiTaskNet
 from bev_mtl_ros.runtime.backends import (OUTPUT_NAMES, BackendError, InferenceBackend,

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from bev_mtl_ros.bench import synthetic_scan
+from bev_mtl_ros.data.synth_scan import synthetic_scan
 from bev_mtl_ros.model.contract import ModelContract
 from bev_mtl_ros.model.network import DeployWrapper
 from bev_mtl_ros.runtime.backends import OUTPUT_NAMES

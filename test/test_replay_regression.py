@@ -40,6 +40,7 @@ pytest.importorskip("rclpy")
 
 from bev_mtl_ros import demo as D  # noqa: E402
 from bev_mtl_ros.data import bag_io as B  # noqa: E402
+from bev_mtl_ros.data import synth_scan as S  # noqa: E402
 from bev_mtl_ros.ros import replay as R  # noqa: E402
 
 REPO = D.REPO_ROOT
@@ -293,7 +294,7 @@ def test_overload_newest_frames_processed_and_skips_counted(assets, paced, tmp_p
         n_bag = psum["frames_in_bag"]
     else:
         n_bag = 16
-        bag = D.make_synthetic_bag(d / "bag", frames=n_bag, points=10_000, image_wh=(480, 302),
+        bag = S.make_synthetic_bag(d / "bag", frames=n_bag, points=10_000, image_wh=(480, 302),
                                    seed=100)
     period_ms = 100.0
     rate = float(np.clip(8.0 * node_total["p50"] / period_ms, 4.0, 20.0))
@@ -339,7 +340,7 @@ def test_looped_replay_every_pass_answered(assets, tmp_path_factory):
     every cloud of every pass with the cloud's own stamp (2 passes -> each stamp answered exactly
     twice)."""
     d = tmp_path_factory.mktemp("loop")
-    bag = D.make_synthetic_bag(d / "bag", frames=4, points=10_000, image_wh=(480, 302), seed=200)
+    bag = S.make_synthetic_bag(d / "bag", frames=4, points=10_000, image_wh=(480, 302), seed=200)
     cfg = R.ReplayConfig(bag=bag, out_dir=d / "run", params_file=assets.params, rate=1.0,
                          use_sim_time=True,
                          node_params=_node_params(assets), pace=True, loops=2, drain_timeout_s=4.0,
