@@ -60,8 +60,9 @@ DETECTIONS_TOPIC = "/perception_node/detections"
 SEMANTIC_TOPIC = "/perception_node/semantic"
 GT_BOXES_TOPIC = "/a2d2/ground_truth/boxes"
 GT_SEMANTIC_TOPIC = "/a2d2/ground_truth/semantic"
-#: Score threshold of the clutter false-positive count: the node's default ``score_threshold``
-#: (config/perception.yaml); override with ``--clutter-threshold``.
+#: Operating threshold: the node's default ``score_threshold`` (config/perception.yaml); the
+#: precision/recall at it and the clutter false-positive count are scored there. Override with
+#: ``--operating-threshold``.
 NODE_SCORE_THRESHOLD = 0.40
 #: A detection within this many metres (BEV) of a clutter footprint, and not that close to a
 #: ground-truth box, counts as a false positive on clutter.
@@ -93,7 +94,7 @@ class EvalAccumulator:
         self.counts = {"frames": 0, "frames_with_drivable_gt": 0, "frames_with_semantic_gt": 0,
                        "gt_boxes_out_of_range": 0, "pred_boxes_out_of_range": 0,
                        "frames_with_clutter": 0, "clutter_false_positives": 0}
-        self.clutter_threshold = NODE_SCORE_THRESHOLD
+        self.operating_threshold = NODE_SCORE_THRESHOLD
         self.timings: Dict[str, List[float]] = {}
         self.notes: List[str] = []
 
@@ -110,14 +111,14 @@ class EvalAccumulator:
 
     def add_clutter(self, pred_boxes, pred_scores, gt_boxes, clutter_boxes) -> None:
         """Count the frame's detections on clutter (hard negatives: trees, poles, signs...) at
-        :attr:`clutter_threshold`, within :data:`CLUTTER_RADIUS_M`
+        :attr:`operating_threshold`, within :data:`CLUTTER_RADIUS_M`
         (``metrics.clutter_false_positives``). Frames without clutter boxes are not counted."""
         cb = np.asarray(clutter_boxes, np.float64).reshape(-1, 7)
         if not len(cb):
             return
         self.counts["frames_with_clutter"] += 1
         self.counts["clutter_false_positives"] += clutter_false_positives(
-            pred_boxes, pred_scores, gt_boxes, cb, self.clutter_threshold, CLUTTER_RADIUS_M)
+            pred_boxes, pred_scores, gt_boxes, cb, self.operating_threshold, CLUTTER_RADIUS_M)
 
     def add_drivable(self, pred: np.ndarray, gt: np.ndarray) -> None:
         if pred is None or gt is None:
@@ -161,13 +162,13 @@ class EvalAccumulator:
                                            "no ground truth, excluded from mAP",
                           "ap_mode": self.det.ap_mode, "available": self.counts["frames"] > 0,
                           "at_threshold": {
-                              "score_threshold": self.clutter_threshold, "criterion": "dist@2m",
+                              "score_threshold": self.operating_threshold, "criterion": "dist@2m",
                               "per_class": ({c: operating_point(det["curves"]["dist@2m"][c],
-                                                                self.clutter_threshold)
+                                                                self.operating_threshold)
                                              for c in self.contract.detection_classes}
                                             if "dist@2m" in det["curves"] else {})},
                           "clutter_false_positives": {
-                              "score_threshold": self.clutter_threshold,
+                              "score_threshold": self.operating_threshold,
                               "radius_m": CLUTTER_RADIUS_M,
                               "count": self.counts["clutter_false_positives"],
                               "frames": self.counts["frames_with_clutter"],
@@ -456,11 +457,12 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
                      device: str = "cpu", max_frames: Optional[int] = None, num_render: int = 4,
                      score_threshold: Optional[float] = None, camera: str = "front_center",
                      ap_mode: str = "area", progress: bool = True, render_style: str = "full",
-                     clutter_threshold: float = NODE_SCORE_THRESHOLD) -> Dict[str, Any]:
+                     operating_threshold: float = NODE_SCORE_THRESHOLD) -> Dict[str, Any]:
     """Run the pipeline over an A2D2-format directory and compute every metric.
 
-    ``clutter_threshold``: score threshold of the false-positives-on-clutter count (frames with
-    the synthetic generator's clutter sidecar), by default the node's.
+    ``operating_threshold``: the score threshold at which precision/recall per class and the
+    false-positives-on-clutter count (frames with the synthetic generator's clutter sidecar) are
+    scored, by default the node's.
 
     ``render_style`` is the :func:`render_semantic` style of the semantic frame renderings.
 
@@ -474,7 +476,7 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
     reader = A2D2Dataset(data_dir, camera=camera, require=())
     n = len(reader) if max_frames is None else min(len(reader), int(max_frames))
     acc = EvalAccumulator(contract, ap_mode)
-    acc.clutter_threshold = float(clutter_threshold)
+    acc.operating_threshold = float(operating_threshold)
     lut = semantic_id_map(contract)
     render_at = (set(np.linspace(0, n - 1, num=min(num_render, n)).round().astype(int).tolist())
                  if n and out_dir else set())
@@ -654,9 +656,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score-threshold", type=float, default=None,
                         help="post-processing score threshold for evaluation (default 0.05)")
     parser.add_argument("--ap-mode", choices=("area", "nuscenes"), default="area")
-    parser.add_argument("--clutter-threshold", type=float, default=NODE_SCORE_THRESHOLD,
-                        help="score threshold of the false-positives-on-clutter count (default: "
-                             f"the node's score_threshold, {NODE_SCORE_THRESHOLD})")
+    parser.add_argument("--operating-threshold", type=float, default=NODE_SCORE_THRESHOLD,
+                        help="score threshold of the per-class precision/recall and of the "
+                             "false-positives-on-clutter count (default: the node's "
+                             f"score_threshold, {NODE_SCORE_THRESHOLD})")
     parser.add_argument("--detections-topic", default=DETECTIONS_TOPIC)
     parser.add_argument("--gt-topic", default=GT_BOXES_TOPIC)
     parser.add_argument("--camera", default="front_center")
@@ -678,7 +681,7 @@ def main(args: argparse.Namespace) -> int:
                                    score_threshold=args.score_threshold, camera=args.camera,
                                    ap_mode=args.ap_mode, progress=not args.no_progress,
                                    render_style=args.render_style,
-                                   clutter_threshold=args.clutter_threshold)
+                                   operating_threshold=args.operating_threshold)
         else:
             rep = evaluate_bag(args.bag, _contract_for_bag(args), gt_bag=args.gt_bag,
                                out_dir=args.out,
