@@ -335,21 +335,15 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
 
     Returns {latency_ms, node_pipeline_ms, node_overhead_ms, node_total_ms (summaries), lost,
     frames, all_outputs, node_peak_rss_mb, node_log}."""
-    import rclpy
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from rclpy.serialization import serialize_message
-    from sensor_msgs.msg import CameraInfo
-    from vision_msgs.msg import Detection3DArray
-
     from bev_mtl_ros.dds import DomainClaim
-    from bev_mtl_ros.ros.replay import (CAMERA_INFO_TOPIC, IMAGE_TOPIC, LIDAR_TOPIC, NODE_NAME,
+    from bev_mtl_ros.ros.feeder import NodeFeeder
+    from bev_mtl_ros.ros.params import input_remap_args
+    from bev_mtl_ros.ros.replay import (CAMERA_INFO_TOPIC, IMAGE_TOPIC, LIDAR_TOPIC,
                                         default_node_cmd, ros_environment)
-    from bev_mtl_ros.ros.conversions import cloud_to_msg, image_to_msg
 
     claim = DomainClaim()
     domain = claim.domain_id
     env = ros_environment(domain)
-    from bev_mtl_ros.ros.params import input_remap_args
     cmd = (default_node_cmd() + ["--ros-args"]
            + input_remap_args(LIDAR_TOPIC, IMAGE_TOPIC, CAMERA_INFO_TOPIC))
     pf = Path(params_file) if params_file else None
@@ -361,94 +355,34 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
             f"backend:={backend}", "-p", "use_sim_time:=false"]
     log_file = tempfile.NamedTemporaryFile("w+", suffix="_bench_node.log", delete=False)
     node_proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE",
-              "RMW_IMPLEMENTATION"):
-        if k in env:
-            os.environ[k] = env[k]
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=domain)
-    node = rclpy.create_node("bench_e2e", context=ctx)
+    feeder: Optional[NodeFeeder] = None
     result: Dict[str, Any] = {}
     try:
-        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-        pub_c = node.create_publisher(type(cloud_to_msg({"x": np.zeros(1, np.float32)})),
-                                      LIDAR_TOPIC, qos)
-        pub_i = node.create_publisher(type(image_to_msg(np.zeros((2, 2, 3), np.uint8))),
-                                      IMAGE_TOPIC, qos)
-        pub_k = node.create_publisher(CameraInfo, CAMERA_INFO_TOPIC, qos)
-        got: Dict[int, float] = {}
-
-        def on_det(msg):
-            got[msg.header.stamp.sec * 1_000_000_000
-                + msg.header.stamp.nanosec] = time.perf_counter()
-        node.create_subscription(Detection3DArray, f"/{NODE_NAME}/detections", on_det, qos)
-        from std_msgs.msg import Float64MultiArray
-        timings: List[Dict[str, float]] = []
-
-        def on_timing(msg):
-            timings.append(dict(zip(msg.layout.dim[0].label.split(","), msg.data)))
-        node.create_subscription(Float64MultiArray, f"/{NODE_NAME}/debug/processing_time_ms",
-                                 on_timing, qos)
-        if all_outputs:
-            from nav_msgs.msg import OccupancyGrid
-            from sensor_msgs.msg import Image
-            from visualization_msgs.msg import MarkerArray
-            for suffix, typ in (("markers", MarkerArray), ("drivable_area", Image),
-                                ("drivable_area/grid", OccupancyGrid), ("semantic", Image),
-                                ("semantic/color", Image)):
-                node.create_subscription(typ, f"/{NODE_NAME}/{suffix}", lambda _m: None, qos)
-        cloud = {"x": points[:, 0], "y": points[:, 1], "z": points[:, 2],
-                 "intensity": points[:, 3]}
-        h, w = image.shape[:2]
-        info = CameraInfo(width=w, height=h)
-        info.header.frame_id = "cam_front_center_optical"
-        f = 1687.3 * w / 1920.0
-        info.k = [f, 0.0, w / 2.0, 0.0, f, h / 2.0, 0.0, 0.0, 1.0]
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if (pub_c.get_subscription_count() >= 1
-                    and node.count_publishers(f"/{NODE_NAME}/detections") >= 1):
-                break
-            if node_proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("node did not subscribe in time")
+        # the k-th ~/debug/processing_time_ms message is frame k's (frames are answered in order)
+        feeder = NodeFeeder(env, domain, "bench_e2e", camera_info=True, timings=True,
+                            all_outputs=all_outputs, clock=time.perf_counter)
+        ready = feeder.wait_for_node(timeout_s, alive=lambda: node_proc.poll() is None,
+                                     image=False)
         if node_proc.poll() is not None:
             log_file.seek(0)
             raise RuntimeError(f"node exited: {log_file.read()[-2000:]}")
+        if not ready:
+            raise RuntimeError("node did not subscribe in time")
         time.sleep(1.0)
-        from rclpy.executors import SingleThreadedExecutor
-        ex = SingleThreadedExecutor(context=ctx)
-        ex.add_node(node)
+        got, timings = feeder.detections, feeder.timings
         lat: Dict[int, float] = {}
         lost = 0
         t_base = 1_000_000_000
         for k in range(warmup + frames):
             stamp_ns = t_base + k * 100_000_000
-            from builtin_interfaces.msg import Time
-            st = Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
-            cmsg = cloud_to_msg(cloud)
-            cmsg.header.stamp, cmsg.header.frame_id = st, "cam_front_center"
-            imsg = image_to_msg(image, "rgb8")
-            imsg.header.stamp, imsg.header.frame_id = st, "cam_front_center_optical"
-            info.header.stamp = st
-            # serialized here, as a driver has its message ready: the clock starts at publish
-            craw = serialize_message(cmsg)
-            pub_k.publish(info)
-            pub_i.publish(serialize_message(imsg))
-            t0 = time.perf_counter()
-            pub_c.publish(craw)
-            t_end = time.monotonic() + 10.0
-            while stamp_ns not in got and time.monotonic() < t_end:
-                ex.spin_once(timeout_sec=0.01)
-            if stamp_ns not in got:
+            feeder.set_frame(points, image)
+            # serialized before the clock starts, as a driver has its message ready
+            t0 = feeder.publish_frame(stamp_ns, serialized=True)
+            if not feeder.spin_until(lambda: stamp_ns in got, 10.0, 0.01):
                 lost += 1
             elif k >= warmup:
                 lat[k] = (got[stamp_ns] - t0) * 1e3
-        t_end = time.monotonic() + 5.0
-        while len(timings) < warmup + frames - lost and time.monotonic() < t_end:
-            ex.spin_once(timeout_sec=0.01)
+        feeder.spin_until(lambda: len(timings) >= warmup + frames - lost, 5.0, 0.01)
         result = {"latency_ms": summarize_ms(list(lat.values())), "lost": lost, "frames": frames,
                   "all_outputs": all_outputs}
         if not lost and len(timings) == warmup + frames:   # k-th timing message = frame k
@@ -461,10 +395,9 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
             result["node_overhead_ms"] = {
                 "error": f"{len(timings)} timing messages for {warmup + frames} frames, {lost} "
                          "lost: frames cannot be matched"}
-        ex.shutdown()
     finally:
-        node.destroy_node()
-        ctx.try_shutdown()
+        if feeder is not None:
+            feeder.close()
         node_proc.send_signal(2)
         try:
             node_proc.wait(15)

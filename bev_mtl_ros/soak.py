@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import tempfile
@@ -94,20 +93,12 @@ def run_soak(seconds: float, rate: float = 10.0, points: int = 21_000,
     Raises:
         RuntimeError: the node exits or does not come up within 180 s.
     """
-    import rclpy
-    from builtin_interfaces.msg import Time
-    from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image, PointCloud2
-    from vision_msgs.msg import Detection3DArray
-
     from bev_mtl_ros.bench import REPO_ROOT, ensure_model
     from bev_mtl_ros.data.synth_scan import synthetic_image, synthetic_scan
     from bev_mtl_ros.dds import DomainClaim
+    from bev_mtl_ros.ros.feeder import RMW_ENV_KEYS, NodeFeeder
     from bev_mtl_ros.ros.replay import (IMAGE_TOPIC, LIDAR_TOPIC, NODE_NAME, _stop_process,
                                         default_node_cmd, ros_environment)
-    from bev_mtl_ros.ros.conversions import cloud_to_msg, image_to_msg
 
     workdir = Path(tempfile.mkdtemp(prefix="bev_soak_"))
     model_path, model_desc = ensure_model(model, workdir, log=log)
@@ -124,64 +115,37 @@ def run_soak(seconds: float, rate: float = 10.0, points: int = 21_000,
     log_path = workdir / "node.log"
     log_file = open(log_path, "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE",
-              "RMW_IMPLEMENTATION", "AMENT_PREFIX_PATH"):
-        if k in env:
-            os.environ[k] = env[k]
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=claim.domain_id)
-    node = rclpy.create_node("soak_driver", context=ctx)
-    ex = SingleThreadedExecutor(context=ctx)
-    ex.add_node(node)
     sent: Dict[int, float] = {}
-    got: Dict[int, float] = {}
-    sem_got: Dict[int, float] = {}
     diag_last: Dict[str, str] = {}
     levels: Dict[str, int] = {}
     causes: Dict[str, int] = {}  # diagnostics messages while the load ran (numbers masked)
     loading = [False]
     rss: List[Tuple[float, float]] = []
+
+    def on_diag(arr) -> None:
+        for st in arr.status:
+            if st.name.endswith(": pipeline"):
+                if not loading[0]:
+                    continue
+                lv = _diag_level(st)
+                levels[lv] = levels.get(lv, 0) + 1
+                for cause in st.message.split("; "):
+                    c = re.sub(r"[0-9.]+", "#", cause)
+                    causes[c] = causes.get(c, 0) + 1
+                diag_last.clear()
+                diag_last.update({kv.key: kv.value for kv in st.values})
+                diag_last["message"] = st.message
+
+    feeder = None
     try:
-        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-        pub_c = node.create_publisher(PointCloud2, LIDAR_TOPIC, qos)
-        pub_i = node.create_publisher(Image, IMAGE_TOPIC, qos)
-
-        def key(h) -> int:
-            return h.stamp.sec * 1_000_000_000 + h.stamp.nanosec
-
-        node.create_subscription(Detection3DArray, f"/{NODE_NAME}/detections",
-                                 lambda m: got.setdefault(key(m.header), time.monotonic()), qos)
-        node.create_subscription(Image, f"/{NODE_NAME}/semantic",
-                                 lambda m: sem_got.setdefault(key(m.header), time.monotonic()),
-                                 qos)
-
-        def on_diag(arr) -> None:
-            for st in arr.status:
-                if st.name.endswith(": pipeline"):
-                    if not loading[0]:
-                        continue
-                    lv = _diag_level(st)
-                    levels[lv] = levels.get(lv, 0) + 1
-                    for cause in st.message.split("; "):
-                        c = re.sub(r"[0-9.]+", "#", cause)
-                        causes[c] = causes.get(c, 0) + 1
-                    diag_last.clear()
-                    diag_last.update({kv.key: kv.value for kv in st.values})
-                    diag_last["message"] = st.message
-
-        node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
-        pts = synthetic_scan(points, "front", seed=0)
-        cloud = cloud_to_msg({"x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2],
-                              "intensity": pts[:, 3]})
-        cloud.header.frame_id = "cam_front_center"
-        image = image_to_msg(synthetic_image(image_wh, seed=0), "rgb8")
-        image.header.frame_id = "cam_front_center_optical"
-        deadline = time.monotonic() + 180.0
-        while not (pub_c.get_subscription_count() and pub_i.get_subscription_count()
-                   and node.count_publishers(f"/{NODE_NAME}/detections")):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"node did not come up (rc {proc.poll()}); log {log_path}")
-            ex.spin_once(timeout_sec=0.1)
+        feeder = NodeFeeder(env, claim.domain_id, "soak_driver", semantic=True,
+                            on_diagnostics=on_diag,
+                            env_keys=RMW_ENV_KEYS + ("AMENT_PREFIX_PATH",))
+        got, sem_got = feeder.detections, feeder.semantic
+        feeder.set_frame(synthetic_scan(points, "front", seed=0),
+                         synthetic_image(image_wh, seed=0))
+        if not feeder.wait_for_node(180.0, alive=lambda: proc.poll() is None):
+            raise RuntimeError(f"node did not come up (rc {proc.poll()}); log {log_path}")
         log(f"[soak] node up (pid {proc.pid}, model {model_desc}); {seconds:.0f} s at "
             f"{rate:g} Hz, "
             f"{points} points + {image_wh[0]}x{image_wh[1]} rgb8")
@@ -194,8 +158,7 @@ def run_soak(seconds: float, rate: float = 10.0, points: int = 21_000,
             t_k = t0 + k / rate
             if t_k >= t0 + seconds:
                 break
-            while time.monotonic() < t_k:
-                ex.spin_once(timeout_sec=max(0.0, min(0.005, t_k - time.monotonic())))
+            feeder.spin_until(lambda: time.monotonic() >= t_k, t_k - time.monotonic(), 0.005)
             now = time.monotonic()
             if now >= next_rss:
                 r = read_rss_mb(proc.pid)
@@ -204,27 +167,20 @@ def run_soak(seconds: float, rate: float = 10.0, points: int = 21_000,
                 rss.append((now - t0, r))
                 next_rss += 1.0
             ns = stamp0 * 1_000_000_000 + k * int(round(1e9 / rate))
-            st = Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
-            image.header.stamp = st
-            cloud.header.stamp = st
-            pub_i.publish(image)
-            sent[ns] = time.monotonic()
-            pub_c.publish(cloud)
+            sent[ns] = feeder.publish_frame(ns)
             k += 1
             if k % int(max(1, 60 * rate)) == 0:
                 log(f"[soak] {now - t0:5.0f} s: in {len(sent)} out {len(got)} "
                     f"rss {rss[-1][1]:.0f} MiB")
         t_end = time.monotonic()
         loading[0] = False
-        drain = t_end + 5.0
-        while time.monotonic() < drain:
-            ex.spin_once(timeout_sec=0.05)
+        feeder.spin_for(5.0, 0.05)
         rss_end = read_rss_mb(proc.pid)
         if rss_end is not None:
             rss.append((time.monotonic() - t0, rss_end))
     finally:
-        node.destroy_node()
-        ctx.try_shutdown()
+        if feeder is not None:
+            feeder.close()
         rc = _stop_process(proc, 20.0)
         log_file.close()
         claim.release()
