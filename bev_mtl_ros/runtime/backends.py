@@ -421,10 +421,7 @@ class TorchBackend(InferenceBackend):
         if kind == "cuda" and not torch.cuda.is_available():
             raise BackendError(f"device={device!r} requested but torch has no CUDA device "
                                f"(torch {torch.__version__}, cuda available: False)")
-        try:
-            from .checkpoint import load_checkpoint
-        except ImportError as e:  # pragma: no cover - part of this package
-            raise BackendError(f"PyTorch backend unavailable: {e}") from e
+        from .checkpoint import load_checkpoint
         map_location = "cpu" if kind == "cpu" else f"cuda:{index}"
         try:
             net, contract, _extra = load_checkpoint(model_path, map_location=map_location)

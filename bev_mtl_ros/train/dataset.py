@@ -93,7 +93,7 @@ def compute_drivable_label(frame: Any, contract: ModelContract) -> np.ndarray:
 
     All cells 255 (ignored in the loss) when the frame has no semantic label."""
     gw, gh = contract.grid_size
-    if getattr(frame, "semantic", None) is None:
+    if frame.semantic is None:
         return np.full((gh, gw), IGNORE, np.uint8)
     from bev_mtl_ros.data.drivable import frame_drivable_labels
     lab = frame_drivable_labels(frame, contract)

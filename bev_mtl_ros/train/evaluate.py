@@ -518,7 +518,7 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
                                 frame.image, res.semantic, sem_gt, style=render_style)
     rep = acc.report()
     rep["source"] = {"data": os.path.abspath(data_dir), "model": os.path.abspath(model_path),
-                     "backend": getattr(be, "name", backend), "frames": n}
+                     "backend": be.name, "frames": n}
     if out_dir:
         write_report(rep, out_dir)
     return rep
