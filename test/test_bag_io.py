@@ -17,7 +17,7 @@ def test_typestore_error_names_missing_definitions(tmp_path):
 
 
 def _cloud(ts, arr: np.ndarray, datatypes, bigendian: bool):
-    """A rosbags PointCloud2 holding the structured array ``arr`` (its own offsets/padding)."""
+    """Build a rosbags PointCloud2 holding the structured array ``arr`` (its offsets, padding)."""
     PF = ts.types["sensor_msgs/msg/PointField"]
     fields = [PF(name=n, offset=arr.dtype.fields[n][1], datatype=datatypes[n], count=1)
               for n in arr.dtype.names]
@@ -31,8 +31,10 @@ def _cloud(ts, arr: np.ndarray, datatypes, bigendian: bool):
 
 @pytest.mark.parametrize("order", ["<", ">"])
 def test_cloud_decoding_any_layout_and_byte_order(order):
-    """Fields in any order, with padding, either byte order: the structured decoding keeps each
-    field's type, the float decoding gives the named columns."""
+    """Fields in any order, with padding, either byte order.
+
+    The structured decoding keeps each field's type, the float decoding gives the named columns.
+    """
     ts = bag_io.make_record_typestore()
     dt = np.dtype({"names": ["intensity", "ring", "x", "y", "z"],
                    "formats": [order + "f4", order + "u2", order + "f8", order + "f4",
