@@ -1,9 +1,10 @@
-"""Read rosbag2 recordings with ``rosbags`` and decode their messages into numpy arrays.
+"""Read rosbag2 recordings with ``rosbags``; decode their messages to numpy arrays and back.
 
 The one bag codec of the package (no ROS install needed): typestores for writing and reading,
-bag reading, and message -> array decoding, used by the converter (``data.to_bag``), the recorder
-(``ros.recorder``), the replay analysis (``ros.recording``), the evaluator (``train.evaluate``),
-the demo, the benchmark and the tests. The node's own zero-copy conversions of rclpy messages are
+bag reading, message -> array decoding and array -> message encoding, used by the converter
+(``data.to_bag``), the synthetic bags (``data.synth_scan``), the recorder (``ros.recorder``), the
+replay analysis (``ros.recording``), the evaluator (``train.evaluate``), the demo, the benchmark
+and the tests. The node's own zero-copy conversions of rclpy messages are
 ``ros/conversions.py``.
 
 Messages here are ``rosbags`` message objects (dataclasses with the ROS field names), not rclpy
@@ -19,7 +20,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from bev_mtl_ros.geometry import quaternion_to_yaw
+from bev_mtl_ros.data.calibration import rotation_to_quaternion
+from bev_mtl_ros.geometry import quaternion_to_yaw, yaw_to_quaternion
 
 #: this source checkout's copies of the upstream ``.msg`` files (``msgs/<pkg>/msg``)
 _CHECKOUT_MSGS = Path(__file__).resolve().parents[2] / "msgs"
@@ -324,3 +326,98 @@ def grid_to_mask(msg) -> Tuple[np.ndarray, Dict[str, float]]:
     return data >= 50, {"origin_x": float(info.origin.position.x),
                         "origin_y": float(info.origin.position.y),
                         "resolution": float(info.resolution), "frame_id": msg.header.frame_id}
+
+
+# ---------------------------------------------------------------------------------------- encoding
+def make_header(ts, stamp_ns: int, frame_id: str):
+    """Build a std_msgs/Header (rosbags object of typestore ``ts``) with a stamp in ns."""
+    stamp = ts.types["builtin_interfaces/msg/Time"](sec=int(stamp_ns // 1_000_000_000),
+                                                    nanosec=int(stamp_ns % 1_000_000_000))
+    return ts.types["std_msgs/msg/Header"](stamp=stamp, frame_id=frame_id)
+
+
+#: numpy kind + item size -> sensor_msgs/PointField datatype (inverse of _PF_DTYPES)
+_PF_DATATYPE = {v: k for k, v in _PF_DTYPES.items()}
+
+
+def make_pointcloud2(ts, arr: np.ndarray, stamp_ns: int, frame_id: str):
+    """Build a sensor_msgs/PointCloud2 (rosbags object) from a structured (N,) array.
+
+    One PointField per field of ``arr.dtype`` (its name, offset and type; the dtype's item size is
+    the point step), height 1, ``is_dense`` False. Fields must be little endian (or one byte).
+    The inverse of :func:`cloud_to_structured`.
+
+    Raises:
+        ValueError for a big-endian field or a type PointField has no datatype for.
+    """
+    fields = []
+    for name in arr.dtype.names:
+        ft, offset = arr.dtype.fields[name][:2]
+        if ft.byteorder == ">" or f"{ft.kind}{ft.itemsize}" not in _PF_DATATYPE:
+            raise ValueError(f"cloud field {name!r} has type {ft.str}: not a little-endian "
+                             "PointField type")
+        fields.append(ts.types["sensor_msgs/msg/PointField"](
+            name=name, offset=offset, datatype=_PF_DATATYPE[f"{ft.kind}{ft.itemsize}"], count=1))
+    data = np.frombuffer(np.ascontiguousarray(arr).tobytes(), dtype=np.uint8)
+    step = arr.dtype.itemsize
+    return ts.types["sensor_msgs/msg/PointCloud2"](
+        header=make_header(ts, stamp_ns, frame_id), height=1, width=int(len(arr)), fields=fields,
+        is_bigendian=False, point_step=step, row_step=step * int(len(arr)), data=data,
+        is_dense=False)
+
+
+def make_image(ts, img: np.ndarray, stamp_ns: int, frame_id: str, encoding: str):
+    """Build a sensor_msgs/Image from (H, W, 3) uint8 (rgb8) or (H, W) uint8 (mono8).
+
+    The inverse of :func:`image_to_array` for those encodings (rows unpadded).
+    """
+    img = np.ascontiguousarray(img, dtype=np.uint8)
+    h, w = img.shape[:2]
+    ch = 1 if img.ndim == 2 else img.shape[2]
+    return ts.types["sensor_msgs/msg/Image"](
+        header=make_header(ts, stamp_ns, frame_id), height=h, width=w, encoding=encoding,
+        is_bigendian=0, step=w * ch, data=img.reshape(-1))
+
+
+def make_transform_stamped(ts, stamp_ns: int, parent: str, child: str,
+                           T_parent_child: np.ndarray):
+    """Build a geometry_msgs/TransformStamped from a (4, 4) parent <- child transform (m)."""
+    q = rotation_to_quaternion(T_parent_child[:3, :3])
+    t = T_parent_child[:3, 3]
+    G = ts.types
+    return G["geometry_msgs/msg/TransformStamped"](
+        header=make_header(ts, stamp_ns, parent), child_frame_id=child,
+        transform=G["geometry_msgs/msg/Transform"](
+            translation=G["geometry_msgs/msg/Vector3"](x=float(t[0]), y=float(t[1]),
+                                                       z=float(t[2])),
+            rotation=G["geometry_msgs/msg/Quaternion"](x=float(q[0]), y=float(q[1]), z=float(q[2]),
+                                                       w=float(q[3]))))
+
+
+def make_detections(ts, boxes: np.ndarray, classes: Sequence[str], ids: Sequence[Any],
+                    stamp_ns: int, frame_id: str, scores: Optional[np.ndarray] = None):
+    """Build a vision_msgs/Detection3DArray from (N, 7) boxes [x, y, z, l, w, h, yaw] and names.
+
+    One result per detection (class name, score; 1.0 without ``scores``) whose pose is the box
+    pose; bbox centre with a yaw quaternion, size (l, w, h); ``ids`` become the detections' ids.
+    The inverse of :func:`detections_to_arrays`.
+    """
+    G = ts.types
+    hdr = make_header(ts, stamp_ns, frame_id)
+    dets = []
+    for i in range(len(boxes)):
+        x, y, z, l, w, h, yaw = (float(v) for v in boxes[i])
+        qx, qy, qz, qw = (float(v) for v in yaw_to_quaternion(yaw))
+        pose = G["geometry_msgs/msg/Pose"](
+            position=G["geometry_msgs/msg/Point"](x=x, y=y, z=z),
+            orientation=G["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw))
+        hyp = G["vision_msgs/msg/ObjectHypothesisWithPose"](
+            hypothesis=G["vision_msgs/msg/ObjectHypothesis"](
+                class_id=str(classes[i]), score=float(1.0 if scores is None else scores[i])),
+            pose=G["geometry_msgs/msg/PoseWithCovariance"](
+                pose=pose, covariance=np.zeros(36, dtype=np.float64)))
+        bbox = G["vision_msgs/msg/BoundingBox3D"](
+            center=pose, size=G["geometry_msgs/msg/Vector3"](x=l, y=w, z=h))
+        dets.append(G["vision_msgs/msg/Detection3D"](header=hdr, results=[hyp], bbox=bbox,
+                                                     id=str(ids[i])))
+    return G["vision_msgs/msg/Detection3DArray"](header=hdr, detections=dets)

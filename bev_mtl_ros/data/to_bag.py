@@ -65,11 +65,10 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from bev_mtl_ros.data.a2d2 import A2D2Dataset, A2D2FormatError, A2D2Frame, tai_us_to_utc_ns
-from bev_mtl_ros.data.bag_io import MessageTypeError, make_typestore
+from bev_mtl_ros.data.bag_io import (MessageTypeError, make_detections, make_header, make_image,
+                                     make_pointcloud2, make_transform_stamped, make_typestore)
 from bev_mtl_ros.data.calibration import (VIEW_FROM_OPTICAL, Calibration, CameraCalibration,
-                                          camera_info_matrices, rotation_to_quaternion,
-                                          transform_points)
-from bev_mtl_ros.geometry import yaw_to_quaternion
+                                          camera_info_matrices, transform_points)
 
 LOG = logging.getLogger(__name__)
 
@@ -99,7 +98,6 @@ MSGTYPES: Dict[str, str] = {
 CLOUD_DTYPE = np.dtype({"names": ["x", "y", "z", "intensity", "lidar_id", "t"],
                         "formats": ["<f4", "<f4", "<f4", "<f4", "u1", "<f4"],
                         "offsets": [0, 4, 8, 12, 16, 20], "itemsize": 24})
-_POINTFIELD_DATATYPE = {"<f4": 7, "u1": 2}  # sensor_msgs/PointField FLOAT32, UINT8
 
 #: rosbag2 metadata version written (see module docstring).
 BAG_VERSION = 8
@@ -123,15 +121,6 @@ def frame_ids(camera: str = "front_center") -> Dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------- messages
-def _time(ts, ns: int):
-    return ts.types["builtin_interfaces/msg/Time"](sec=int(ns // 1_000_000_000),
-                                                   nanosec=int(ns % 1_000_000_000))
-
-
-def _header(ts, ns: int, frame_id: str):
-    return ts.types["std_msgs/msg/Header"](stamp=_time(ts, ns), frame_id=frame_id)
-
-
 def cloud_array(frame: A2D2Frame, stamp_ns: int,
                 to_frame: Optional[np.ndarray] = None) -> np.ndarray:
     """Return a frame's points as a structured (N,) :data:`CLOUD_DTYPE` array.
@@ -153,30 +142,6 @@ def cloud_array(frame: A2D2Frame, stamp_ns: int,
     return arr
 
 
-def make_pointcloud2(ts, arr: np.ndarray, stamp_ns: int, frame_id: str):
-    """Build a sensor_msgs/PointCloud2 (rosbags object) from a :data:`CLOUD_DTYPE` array."""
-    PF = ts.types["sensor_msgs/msg/PointField"]
-    fields = [PF(name=n, offset=CLOUD_DTYPE.fields[n][1],
-                 datatype=_POINTFIELD_DATATYPE[CLOUD_DTYPE.fields[n][0].str
-                                               .replace("|", "")],
-                 count=1) for n in CLOUD_DTYPE.names]
-    data = np.frombuffer(np.ascontiguousarray(arr).tobytes(), dtype=np.uint8)
-    return ts.types["sensor_msgs/msg/PointCloud2"](
-        header=_header(ts, stamp_ns, frame_id), height=1, width=int(len(arr)), fields=fields,
-        is_bigendian=False, point_step=CLOUD_DTYPE.itemsize,
-        row_step=CLOUD_DTYPE.itemsize * int(len(arr)), data=data, is_dense=False)
-
-
-def make_image(ts, img: np.ndarray, stamp_ns: int, frame_id: str, encoding: str):
-    """Build a sensor_msgs/Image from (H, W, 3) uint8 (rgb8) or (H, W) uint8 (mono8)."""
-    img = np.ascontiguousarray(img, dtype=np.uint8)
-    h, w = img.shape[:2]
-    ch = 1 if img.ndim == 2 else img.shape[2]
-    return ts.types["sensor_msgs/msg/Image"](
-        header=_header(ts, stamp_ns, frame_id), height=h, width=w, encoding=encoding,
-        is_bigendian=0, step=w * ch, data=img.reshape(-1))
-
-
 def make_camera_info(ts, cam: CameraCalibration, stamp_ns: int, frame_id: str,
                      size: Tuple[int, int]):
     """Build the sensor_msgs/CameraInfo of the undistorted image.
@@ -187,24 +152,11 @@ def make_camera_info(ts, cam: CameraCalibration, stamp_ns: int, frame_id: str,
     roi = ts.types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
                                                        do_rectify=False)
     return ts.types["sensor_msgs/msg/CameraInfo"](
-        header=_header(ts, stamp_ns, frame_id), height=int(size[1]), width=int(size[0]),
+        header=make_header(ts, stamp_ns, frame_id), height=int(size[1]), width=int(size[0]),
         distortion_model=m["distortion_model"], d=m["d"].astype(np.float64),
         k=m["k"].astype(np.float64),
         r=m["r"].astype(np.float64), p=m["p"].astype(np.float64), binning_x=0, binning_y=0,
         roi=roi)
-
-
-def _transform_stamped(ts, stamp_ns: int, parent: str, child: str, T_parent_child: np.ndarray):
-    q = rotation_to_quaternion(T_parent_child[:3, :3])
-    t = T_parent_child[:3, 3]
-    G = ts.types
-    return G["geometry_msgs/msg/TransformStamped"](
-        header=_header(ts, stamp_ns, parent), child_frame_id=child,
-        transform=G["geometry_msgs/msg/Transform"](
-            translation=G["geometry_msgs/msg/Vector3"](x=float(t[0]), y=float(t[1]),
-                                                       z=float(t[2])),
-            rotation=G["geometry_msgs/msg/Quaternion"](x=float(q[0]), y=float(q[1]), z=float(q[2]),
-                                                       w=float(q[3]))))
 
 
 def make_tf_static(ts, cam: CameraCalibration, stamp_ns: int, camera: str,
@@ -227,36 +179,12 @@ def make_tf_static(ts, cam: CameraCalibration, stamp_ns: int, camera: str,
     out = []
     for name, V in cams:
         f = frame_ids(name)
-        out += [_transform_stamped(ts, stamp_ns, f["base"], f["view"], V),
-                _transform_stamped(ts, stamp_ns, f["view"], f["optical"], T_opt)]
+        out += [make_transform_stamped(ts, stamp_ns, f["base"], f["view"], V),
+                make_transform_stamped(ts, stamp_ns, f["view"], f["optical"], T_opt)]
     if calibration is not None:
-        out += [_transform_stamped(ts, stamp_ns, BASE_FRAME, f"lidar_{k}", np.asarray(V))
+        out += [make_transform_stamped(ts, stamp_ns, BASE_FRAME, f"lidar_{k}", np.asarray(V))
                 for k, V in sorted(calibration.lidar_views.items())]
     return ts.types["tf2_msgs/msg/TFMessage"](transforms=out)
-
-
-def make_detections(ts, boxes: np.ndarray, classes: Sequence[str], ids: Sequence[Any],
-                    stamp_ns: int, frame_id: str, scores: Optional[np.ndarray] = None):
-    """Build a vision_msgs/Detection3DArray from (N, 7) boxes [x, y, z, l, w, h, yaw] and names."""
-    G = ts.types
-    hdr = _header(ts, stamp_ns, frame_id)
-    dets = []
-    for i in range(len(boxes)):
-        x, y, z, l, w, h, yaw = (float(v) for v in boxes[i])
-        qx, qy, qz, qw = (float(v) for v in yaw_to_quaternion(yaw))
-        pose = G["geometry_msgs/msg/Pose"](
-            position=G["geometry_msgs/msg/Point"](x=x, y=y, z=z),
-            orientation=G["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw))
-        hyp = G["vision_msgs/msg/ObjectHypothesisWithPose"](
-            hypothesis=G["vision_msgs/msg/ObjectHypothesis"](
-                class_id=str(classes[i]), score=float(1.0 if scores is None else scores[i])),
-            pose=G["geometry_msgs/msg/PoseWithCovariance"](
-                pose=pose, covariance=np.zeros(36, dtype=np.float64)))
-        bbox = G["vision_msgs/msg/BoundingBox3D"](
-            center=pose, size=G["geometry_msgs/msg/Vector3"](x=l, y=w, z=h))
-        dets.append(G["vision_msgs/msg/Detection3D"](header=hdr, results=[hyp], bbox=bbox,
-                                                     id=str(ids[i])))
-    return G["vision_msgs/msg/Detection3DArray"](header=hdr, detections=dets)
 
 
 # ----------------------------------------------------------------------------------------
