@@ -55,6 +55,22 @@ def _share_dirs(pkg: str) -> List[Path]:
     return out
 
 
+def offered_qos(durability: str = "volatile", depth: int = 10) -> Any:
+    """Build the rosbags ``Qos`` a bag's metadata lists as a topic's offered QoS profile.
+
+    Keep-last ``depth``, reliable, ``durability`` "volatile" or "transient_local" (e.g. for
+    ``/tf_static``), every duration unspecified (RMW_DURATION_UNSPECIFIED: the default, infinite).
+    """
+    from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
+                                    QosTime)
+    inf = QosTime(sec=0, nsec=0)
+    return Qos(history=QosHistory.KEEP_LAST, depth=depth, reliability=QosReliability.RELIABLE,
+               durability=QosDurability.TRANSIENT_LOCAL if durability == "transient_local"
+               else QosDurability.VOLATILE,
+               deadline=inf, lifespan=inf, liveliness=QosLiveliness.AUTOMATIC,
+               liveliness_lease_duration=inf, avoid_ros_namespace_conventions=False)
+
+
 def make_typestore(store: Any = None, msg_dir: Optional[str] = None):
     """Return a rosbags typestore that knows the converter's messages, vision_msgs included.
 

@@ -66,7 +66,8 @@ import numpy as np
 
 from bev_mtl_ros.data.a2d2 import A2D2Dataset, A2D2FormatError, A2D2Frame, tai_us_to_utc_ns
 from bev_mtl_ros.data.bag_io import (MessageTypeError, make_detections, make_header, make_image,
-                                     make_pointcloud2, make_transform_stamped, make_typestore)
+                                     make_pointcloud2, make_transform_stamped, make_typestore,
+                                     offered_qos)
 from bev_mtl_ros.data.calibration import (VIEW_FROM_OPTICAL, Calibration, CameraCalibration,
                                           camera_info_matrices, transform_points)
 
@@ -221,17 +222,6 @@ def _frame_stamp_ns(frame: A2D2Frame) -> int:
     return tai_us_to_utc_ns(us)
 
 
-def _qos(durability: str = "volatile", depth: int = 10):
-    from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
-                                    QosTime)
-    inf = QosTime(sec=0, nsec=0)  # RMW_DURATION_UNSPECIFIED: the default (infinite)
-    return Qos(history=QosHistory.KEEP_LAST, depth=depth, reliability=QosReliability.RELIABLE,
-               durability=QosDurability.TRANSIENT_LOCAL if durability == "transient_local"
-               else QosDurability.VOLATILE,
-               deadline=inf, lifespan=inf, liveliness=QosLiveliness.AUTOMATIC,
-               liveliness_lease_duration=inf, avoid_ros_namespace_conventions=False)
-
-
 def _dir_size(p: Path) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
@@ -302,10 +292,11 @@ def _open_writer(out: Path, storage: str, compress: bool, tgt: _Target, a2d2_dir
         writer.open()
     except WriterError as e:
         raise BagConversionError(str(e)) from None
-    conns = {key: writer.add_connection(
-        topic, MSGTYPES[key], typestore=tgt.ts,
-        offered_qos_profiles=[_qos("transient_local", 1) if key == "tf_static" else _qos()])
-        for key, topic in tgt.topics.items()}
+    conns = {}
+    for key, topic in tgt.topics.items():
+        qos = offered_qos("transient_local", 1) if key == "tf_static" else offered_qos()
+        conns[key] = writer.add_connection(topic, MSGTYPES[key], typestore=tgt.ts,
+                                           offered_qos_profiles=[qos])
     return writer, conns
 
 
