@@ -44,16 +44,8 @@ from bev_mtl_ros.train.augment import AugmentConfig, augment_sample
 LOG = logging.getLogger(__name__)
 IGNORE = 255
 
-#: loss-side names of the detection targets, and the alternative names accepted from build_targets
-_TARGET_ALIASES = {
-    "heatmap": ("heatmap", "hm", "heat_map"),
-    "indices": ("indices", "ind", "index", "inds"),
-    "mask": ("mask", "reg_mask", "masks"),
-    "offset": ("offset", "reg", "offsets"),
-    "z": ("z", "height", "hei"),
-    "size": ("size", "dim", "log_size", "sizes"),
-    "rot": ("rot", "rotation", "yaw"),
-}
+#: the detection targets of ``runtime.targets.build_targets`` that ``model.losses`` reads
+LOSS_TARGET_KEYS = ("heatmap", "indices", "mask", "offset", "z", "size", "rot")
 
 
 # ---------------------------------------------------------------------------------- raw samples
@@ -138,30 +130,19 @@ def contract_cache_tag(contract: ModelContract) -> str:
 
 
 # ---------------------------------------------------------------------------------- tensors
-def targets_to_tensors(t: Any) -> Dict[str, torch.Tensor]:
-    """Normalise ``runtime.targets.build_targets``'s output (dict or dataclass; numpy or torch) to
-    the key names of ``model.losses`` (heatmap, indices, mask, offset, z, size, rot)."""
-    if not isinstance(t, dict):
-        t = {k: getattr(t, k) for k in dir(t) if not k.startswith("_")
-             and not callable(getattr(t, k))}
-    out: Dict[str, torch.Tensor] = {}
-    for key, names in _TARGET_ALIASES.items():
-        for n in names:
-            if n in t and t[n] is not None:
-                out[key] = torch.as_tensor(np.asarray(t[n])) if not torch.is_tensor(t[n]) else t[n]
-                break
-    missing = {"heatmap", "indices", "mask"} - set(out)
-    if missing:
-        raise KeyError(f"build_targets output lacks {sorted(missing)} (has {sorted(t)})")
+def targets_to_tensors(t: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+    """Convert ``runtime.targets.build_targets``'s numpy dict to the tensors the loss reads.
+
+    Returns {heatmap (K, Hb, Wb) f32, indices (Mx,) int64, mask (Mx,) f32, offset (Mx, 2) f32,
+    z (Mx, 1) f32, size (Mx, 3) f32, rot (Mx, 2) f32} (:data:`LOSS_TARGET_KEYS`); the counters
+    and per-object labels of ``build_targets`` are not used by the loss and are left out.
+    """
+    out = {k: torch.from_numpy(np.asarray(t[k])) for k in LOSS_TARGET_KEYS}
     out["heatmap"] = out["heatmap"].float()
     out["indices"] = out["indices"].long()
     out["mask"] = out["mask"].float()
     for k in ("offset", "z", "size", "rot"):
-        if k in out:
-            v = out[k].float()
-            if v.dim() == 1:
-                v = v[:, None]
-            out[k] = v
+        out[k] = out[k].float()
     return out
 
 
@@ -223,7 +204,32 @@ def collate_batch(items: List[Dict[str, Any]]):
 
 
 # ---------------------------------------------------------------------------------- datasets
-class RawSampleDataset(Dataset):
+class TrainDataset(Dataset):
+    """Base of every training dataset: what ``train.train.train`` uses besides indexing.
+
+    Items are :func:`sample_to_tensors` dicts (collated by :func:`collate_batch`).
+
+    Attributes:
+        contract: the model contract every item is built for.
+        seed: base seed of the per-item random streams (augmentation, camera dropout, crops);
+            ``train`` sets it to the config's seed.
+    """
+
+    contract: ModelContract
+    seed: int
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the random stream of epoch ``epoch`` (``train`` calls it once per epoch)."""
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> Dict[str, Any]:
+        raise NotImplementedError
+
+
+class RawSampleDataset(TrainDataset):
     """Training dataset over a list of raw-sample providers (base class; see
     :class:`A2D2TrainDataset`).
 
@@ -421,7 +427,7 @@ class RealCameraDataset(RawSampleDataset):
         return sample_to_tensors(sample, self.contract)
 
 
-class MixedDataset(Dataset):
+class MixedDataset(TrainDataset):
     """Several datasets with one contract, listed one after the other (like ``ConcatDataset``),
     forwarding ``seed`` and :meth:`set_epoch` to each part.
 
@@ -442,6 +448,7 @@ class MixedDataset(Dataset):
 
     @property
     def seed(self) -> int:
+        """Base seed of the parts (the same for all of them once set here)."""
         return self.parts[0].seed
 
     @seed.setter
@@ -450,6 +457,7 @@ class MixedDataset(Dataset):
             p.seed = int(value)
 
     def set_epoch(self, epoch: int) -> None:
+        """Select epoch ``epoch``'s random stream in every part."""
         for p in self.parts:
             p.set_epoch(epoch)
 
