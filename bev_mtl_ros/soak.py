@@ -1,5 +1,6 @@
-"""``bev-mtl-ros soak``: run ``perception_node`` as a separate process under a steady open-loop
-load for minutes and report whether it keeps up and stays flat.
+"""``bev-mtl-ros soak``: run ``perception_node`` for minutes under a steady open-loop load.
+
+It runs as a separate process; the report says whether it keeps up and stays flat.
 
 Load: every ``1 / rate`` s this process publishes one camera image (``--image``, rgb8) and one
 lidar cloud (``--points``, the benchmark's synthetic front scan: x, y, z, intensity float32)

@@ -14,9 +14,12 @@ __all__ = ["REPO_ROOT", "ensure_model", "export_random_model", "backend_variants
 
 
 def ensure_model(model: Optional[str], workdir: Path, log=print) -> Tuple[Path, str]:
-    """The model to benchmark: ``model`` if given/exists, else the default model, else a randomly
-    initialised default-width network exported to ONNX in ``workdir`` (timings are the same for
-    random weights; detections are not). Returns (path, description)."""
+    """Return (path, description) of the model to benchmark.
+
+    ``model`` if given/exists, else the default model, else a randomly initialised default-width
+    network exported to ONNX in ``workdir`` (timings are the same for random weights; detections
+    are not). Raises FileNotFoundError when ``model`` is given but missing.
+    """
     if model:
         p = Path(model)
         p = p if p.exists() else REPO_ROOT / model
@@ -34,9 +37,11 @@ def ensure_model(model: Optional[str], workdir: Path, log=print) -> Tuple[Path, 
 
 
 def export_random_model(out: Path, tiny: bool = False, seed: int = 0):
-    """Export a randomly initialised network (default contract; default or tiny widths) to ``out``
-    (.onnx) plus the matching checkpoint ``out.with_suffix('.pt')`` for the PyTorch backend.
-    Returns the ModelContract."""
+    """Export a randomly initialised network to ONNX; return its ModelContract.
+
+    Default contract, default or tiny widths, written to ``out`` (.onnx) plus the matching
+    checkpoint ``out.with_suffix('.pt')`` for the PyTorch backend.
+    """
     import torch
 
     from bev_mtl_ros.model.contract import ModelContract
@@ -54,9 +59,12 @@ def export_random_model(out: Path, tiny: bool = False, seed: int = 0):
 
 
 def backend_variants(device: str, model_path: Path) -> List[Dict[str, Any]]:
-    """The backend configurations to time: onnxruntime per available provider (CPU FP32; CUDA FP32;
-    TensorRT FP16 — onnxruntime's FP16 path here is TensorRT's, CPU has none) and PyTorch eager
-    (FP32; autocast FP16 on CUDA) from the ``.pt`` checkpoint next to the ONNX file."""
+    """Return the backend configurations to time.
+
+    onnxruntime per available provider (CPU FP32; CUDA FP32; TensorRT FP16 — onnxruntime's FP16
+    path here is TensorRT's, CPU has none) and PyTorch eager (FP32; autocast FP16 on CUDA) from
+    the ``.pt`` checkpoint next to the ONNX file.
+    """
     import onnxruntime as ort
     avail = ort.get_available_providers()
     out: List[Dict[str, Any]] = []
@@ -82,8 +90,10 @@ def backend_variants(device: str, model_path: Path) -> List[Dict[str, Any]]:
 
 
 def make_backend(variant: Dict[str, Any], model_path: Path):
-    """``runtime.backends.create_backend`` for a variant (the .pt checkpoint is used for PyTorch
-    when it sits next to the .onnx file)."""
+    """Create the backend of a variant with ``runtime.backends.create_backend``.
+
+    The .pt checkpoint is used for PyTorch when it sits next to the .onnx file.
+    """
     from bev_mtl_ros.runtime.backends import create_backend
     path = model_path   # create_backend uses the sibling .pt for PyTorch
     kwargs: Dict[str, Any] = {"backend": variant["backend"], "device": variant["device"],
@@ -96,10 +106,12 @@ def make_backend(variant: Dict[str, Any], model_path: Path):
 
 
 def network_inputs(batch, image_rgb: np.ndarray, contract):
-    """Network inputs for one frame from a PillarBatch and an RGB image, as torch tensors on the
-    batch's device (the backends take numpy or torch; CUDA backends then avoid host copies):
-    (pillars, num_points, canvas_index (1, H*W), image (1, 3, Hi, Wi) in [0, 1], camera_valid
-    (1,))."""
+    """Return the network inputs of one frame from a PillarBatch and an RGB image.
+
+    Torch tensors on the batch's device (the backends take numpy or torch; CUDA backends then
+    avoid host copies): (pillars, num_points, canvas_index (1, H*W), image (1, 3, Hi, Wi) in
+    [0, 1], camera_valid (1,)).
+    """
     import cv2
     import torch
     wi, hi = contract.image_size

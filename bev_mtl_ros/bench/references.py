@@ -29,7 +29,8 @@ def naive_pillarize(points: np.ndarray, contract) -> Dict[str, np.ndarray]:
     of each pillar in input order; decoration [x, y, z, i*scale, x-x_mean, y-y_mean, z-z_mean,
     x-x_centre, y-y_centre] with the mean over kept points.
 
-    Returns {coords (P,2) int64 (iy, ix), num_points (P,) int32, pillars (P, M, F) float32}."""
+    Returns {coords (P,2) int64 (iy, ix), num_points (P,) int32, pillars (P, M, F) float32}.
+    """
     x0, y0, z0, x1, y1, z1 = (np.float32(v) for v in contract.point_cloud_range)
     dx, dy = (np.float32(v) for v in contract.pillar_size)
     gw, gh = contract.grid_size
@@ -74,9 +75,11 @@ def naive_pillarize(points: np.ndarray, contract) -> Dict[str, np.ndarray]:
 
 def compare_pillars(a: Dict[str, np.ndarray], b: Dict[str, np.ndarray],
                     atol: float = 1e-4) -> Dict[str, Any]:
-    """Compare two pillarizations given as {coords (P,2) (iy,ix), num_points (P,), [pillars
-    (P,M,F)]} (any pillar order). Returns {same_pillars, same_counts, max_abs_diff, pillars_a,
-    pillars_b}."""
+    """Compare two pillarizations (any pillar order).
+
+    Each given as {coords (P,2) (iy,ix), num_points (P,), [pillars (P,M,F)]}. Returns
+    {same_pillars, same_counts, max_abs_diff, pillars_a, pillars_b}.
+    """
     ka = {tuple(c): i for i, c in enumerate(np.asarray(a["coords"]).tolist())}
     kb = {tuple(c): i for i, c in enumerate(np.asarray(b["coords"]).tolist())}
     same = set(ka) == set(kb)
@@ -96,8 +99,10 @@ def compare_pillars(a: Dict[str, np.ndarray], b: Dict[str, np.ndarray],
 
 
 def spconv_voxelizer(contract, spconv_path: Optional[str], device: str):
-    """spconv's ``PointToVoxel`` configured like the contract (one z-slab = pillars), or (None,
-    reason)."""
+    """Return (spconv's ``PointToVoxel`` configured like the contract, description).
+
+    One z-slab = pillars. (None, reason) when spconv (optional) cannot be imported.
+    """
     if spconv_path:
         p = Path(spconv_path)
         p = p if p.is_absolute() else REPO_ROOT / p
@@ -122,8 +127,10 @@ def spconv_voxelizer(contract, spconv_path: Optional[str], device: str):
 
 def spconv_reference(pts: np.ndarray, contract, mine: Dict[str, np.ndarray],
                      pillars_dropped: int, cfg: BenchConfig, dev: str) -> Dict[str, Any]:
-    """Time spconv's PointToVoxel on the same cloud and compare its pillars with ours; returns
-    {"spconv": description, ["spconv_ms": summary, "spconv_vs_runtime": comparison]}."""
+    """Time spconv's PointToVoxel on the same cloud and compare its pillars with ours.
+
+    Returns {"spconv": description, ["spconv_ms": summary, "spconv_vs_runtime": comparison]}.
+    """
     import torch
     try:
         gen, desc = spconv_voxelizer(contract, cfg.spconv_path, dev)

@@ -12,6 +12,7 @@ __all__ = ["time_stage", "summarize_ms", "peak_rss_mb", "cuda_device_used_mb"]
 
 
 def _sync(device: str) -> None:
+    """Wait for the CUDA device when ``device`` is a CUDA device."""
     if device.startswith("cuda"):
         import torch
         torch.cuda.synchronize()
@@ -19,8 +20,10 @@ def _sync(device: str) -> None:
 
 def time_stage(fn: Callable[[], Any], frames: int, warmup: int,
                device: str = "cpu") -> Dict[str, float]:
-    """Call ``fn`` warmup + frames times; return {p50, p95, max, mean, n} in ms over the timed
-    calls (CUDA synchronised before and after each call)."""
+    """Call ``fn`` warmup + frames times; return {p50, p95, max, mean, n} ms of the timed calls.
+
+    On CUDA the device is synchronised before and after each call.
+    """
     for _ in range(warmup):
         fn()
     _sync(device)
@@ -50,8 +53,10 @@ def peak_rss_mb() -> float:
 
 
 def cuda_device_used_mb() -> Optional[float]:
-    """Device memory in use on GPU 0 (all allocators, onnxruntime's arena included: total - free),
-    MiB; None without CUDA."""
+    """Return the device memory in use on GPU 0, MiB; None without CUDA.
+
+    All allocators, onnxruntime's arena included: total - free.
+    """
     try:
         import torch
         if not torch.cuda.is_available():

@@ -1,5 +1,6 @@
-"""Pillarization: point cloud -> PointPillars pillar tensor, one torch implementation for CPU and
-CUDA.
+"""Pillarization: point cloud -> PointPillars pillar tensor.
+
+One torch implementation for CPU and CUDA.
 
 PointPillars (Lang et al., "PointPillars: Fast Encoders for Object Detection from Point Clouds",
 CVPR 2019, Sec. 2.1) groups the points of a cloud into vertical columns ("pillars") on a BEV grid,
@@ -117,8 +118,10 @@ class PillarBatch:
 
 
 def _as_tensor(points: Union[np.ndarray, torch.Tensor], device) -> torch.Tensor:
-    """(N, C) float32 torch tensor on ``device``; numpy input is wrapped zero-copy when
-    possible."""
+    """Return ``points`` as an (N, C) float32 torch tensor on ``device``.
+
+    numpy input is wrapped zero-copy when possible. Raises PillarizeError for other types.
+    """
     if isinstance(points, np.ndarray):
         if points.dtype.fields is not None:
             raise PillarizeError("points: structured numpy arrays are not supported; pass an (N, "
@@ -225,7 +228,7 @@ def _segment(cells: _Cells) -> _Segments:
 
 
 def _select_pillars(counts: torch.Tensor, max_pillars: int) -> torch.Tensor:
-    """Indices (ascending) of the kept occupied pillars.
+    """Return the indices (ascending) of the kept occupied pillars.
 
     The ``max_pillars`` most-populated; ties -> lower flat index (cells are ascending and the sort
     is stable). Kept pillars are then re-ordered by ascending flat index.
@@ -238,7 +241,7 @@ def _select_pillars(counts: torch.Tensor, max_pillars: int) -> torch.Tensor:
 
 
 def _keep_points(segs: _Segments, sel: torch.Tensor, M: int) -> _Kept:
-    """The first ``M`` points of every kept pillar: input rows, output pillar and slot."""
+    """Keep the first ``M`` points of every kept pillar: input rows, output pillar and slot."""
     dev = sel.device
     U, P = int(segs.cells.shape[0]), int(sel.shape[0])
     # last entry: sentinel segment
@@ -255,7 +258,7 @@ def _keep_points(segs: _Segments, sel: torch.Tensor, M: int) -> _Kept:
 
 def _decorate(pp: torch.Tensor, kept: _Kept, pcells: torch.Tensor,
               contract: ModelContract) -> torch.Tensor:
-    """Decorated features (K, F) of the stored points ``pp`` (K, n_feat).
+    """Return the decorated features (K, F) of the stored points ``pp`` (K, n_feat).
 
     [raw features (intensity scaled), offsets to the pillar's mean x/y/z, offsets to its centre
     x/y].

@@ -105,8 +105,10 @@ class PostProcessConfig:
             raise ValueError("PostProcessConfig.top_k and max_detections must be positive")
 
     def class_thresholds(self, classes: Sequence[str]) -> np.ndarray:
-        """(K,) float64 score thresholds in ``classes`` order. Raises ValueError on unknown names
-        or a wrong-length sequence."""
+        """Return (K,) float64 score thresholds in ``classes`` order.
+
+        Raises ValueError on unknown names or a wrong-length sequence.
+        """
         t = _per_class(self.score_threshold, classes, 0.3, "score_threshold")
         if np.any((t < 0) | (t > 1)):
             raise ValueError(f"PostProcessConfig.score_threshold must lie in [0, 1]: {t.tolist()}")
@@ -147,9 +149,11 @@ class Detections:
 
 # ----------------------------------------------------------------------------- NMS
 def _greedy_keep(suppress: np.ndarray) -> np.ndarray:
-    """Greedy NMS on a precomputed (n, n) bool matrix whose rows/columns are in descending score
-    order: suppress[i, j] = box i (if kept) removes box j. Only j > i is used. One vectorized row
-    update per kept box (O(kept) Python steps). Returns kept indices, ascending."""
+    """Run greedy NMS on a precomputed (n, n) bool matrix; return kept indices, ascending.
+
+    Rows/columns are in descending score order: suppress[i, j] = box i (if kept) removes box j.
+    Only j > i is used. One vectorized row update per kept box (O(kept) Python steps).
+    """
     n = suppress.shape[0]
     alive = np.ones(n, bool)
     keep = []
@@ -170,8 +174,10 @@ def _sorted_order(scores: np.ndarray) -> np.ndarray:
 
 def circle_nms(centres: np.ndarray, scores: np.ndarray, radius,
                labels: Optional[np.ndarray] = None) -> np.ndarray:
-    """Circle NMS (CenterPoint, Yin et al. 2021): greedily keep the highest-scoring box and drop
-    every lower-scoring box whose BEV centre is within ``radius`` (distance <= radius) of it.
+    """Run circle NMS (CenterPoint, Yin et al. 2021).
+
+    Greedily keep the highest-scoring box and drop every lower-scoring box whose BEV centre is
+    within ``radius`` (distance <= radius) of it.
 
     Args:
         centres: (N, >=2) float, BEV centres (x, y) in metres (extra columns ignored).
@@ -201,8 +207,9 @@ def circle_nms(centres: np.ndarray, scores: np.ndarray, radius,
 
 def rotated_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
                 labels: Optional[np.ndarray] = None) -> np.ndarray:
-    """Greedy NMS on exact rotated BEV IoU: a box is dropped when its IoU with a kept,
-    higher-scoring box is > ``iou_threshold``.
+    """Run greedy NMS on exact rotated BEV IoU.
+
+    A box is dropped when its IoU with a kept, higher-scoring box is > ``iou_threshold``.
 
     Args:
         boxes: (N, 7) or (N, 5) boxes (see :func:`bev_mtl_ros.geometry.rotated_bev_iou`).
@@ -397,9 +404,11 @@ def drivable_mask(prob, threshold: float = 0.5) -> np.ndarray:
 
 
 def _argmax_channels(x: np.ndarray) -> np.ndarray:
-    """argmax over axis 0 of (S, H, W) as uint8 by a running maximum over the S channels (each step
-    vectorized over all pixels); about 2x faster than np.argmax on CPU for channel-first maps. Ties
-    go to the lower channel, as np.argmax."""
+    """Return the argmax over axis 0 of (S, H, W) as uint8.
+
+    A running maximum over the S channels (each step vectorized over all pixels); about 2x faster
+    than np.argmax on CPU for channel-first maps. Ties go to the lower channel, as np.argmax.
+    """
     v = np.array(x[0], dtype=np.float32, copy=True)
     ids = np.zeros(v.shape, np.uint8)
     m = np.empty(v.shape, bool)

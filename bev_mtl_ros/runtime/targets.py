@@ -31,10 +31,11 @@ def bev_cell_size(contract: ModelContract):
 
 
 def gaussian_radius(height: np.ndarray, width: np.ndarray, min_overlap: float = 0.1) -> np.ndarray:
-    """CornerNet's Gaussian radius (Law & Deng 2018, Sec. 3.2), as implemented by CenterNet and
-    CenterPoint: the smallest radius r such that a box whose corners are moved by r still has
-    IoU >= ``min_overlap`` with the original, over three cases (both corners inside, both outside,
-    one of each). Kept in the field's form (``(b + sqrt(b^2 - 4ac)) / 2``) so radii match
+    """Return CornerNet's Gaussian radius (Law & Deng 2018, Sec. 3.2).
+
+    As implemented by CenterNet and CenterPoint: the smallest radius r such that a box whose
+    corners are moved by r still has IoU >= ``min_overlap`` with the original, over three cases
+    (both corners inside, both outside, one of each). Kept in the field's form (``(b + sqrt(b^2 - 4ac)) / 2``) so radii match
     CenterPoint's.
 
     Args:

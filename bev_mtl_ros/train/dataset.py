@@ -54,7 +54,8 @@ def map_box_classes(box_classes: Sequence[str],
     """A2D2 box class names -> (keep mask (M,) bool, label (M,) int64 detection-class index).
 
     Classes mapped to None or missing from ``contract.box_class_map`` (also tried directly against
-    ``contract.detection_classes``) are dropped (keep False)."""
+    ``contract.detection_classes``) are dropped (keep False).
+    """
     idx = {n: i for i, n in enumerate(contract.detection_classes)}
     keep = np.zeros(len(box_classes), bool)
     lab = np.full(len(box_classes), -1, np.int64)
@@ -66,8 +67,10 @@ def map_box_classes(box_classes: Sequence[str],
 
 
 def semantic_id_map(contract: ModelContract) -> Optional[np.ndarray]:
-    """LUT (256,) uint8 from A2D2 merged class ids to the contract's semantic class ids (by name;
-    classes the contract lacks -> 255), or None when they are identical."""
+    """Return a LUT (256,) uint8 from A2D2 merged class ids to the contract's semantic class ids.
+
+    By name; classes the contract lacks -> 255. None when they are identical.
+    """
     from bev_mtl_ros.model.contract import A2D2_SEMANTIC_CLASSES
     if tuple(contract.semantic_classes) == tuple(A2D2_SEMANTIC_CLASSES):
         return None
@@ -80,10 +83,12 @@ def semantic_id_map(contract: ModelContract) -> Optional[np.ndarray]:
 
 
 def compute_drivable_label(frame: Any, contract: ModelContract) -> np.ndarray:
-    """BEV drivable label (grid_h, grid_w) uint8 {0, 1, 255} of an A2D2Frame via
-    ``data/drivable.py``.
+    """Return the BEV drivable label (grid_h, grid_w) uint8 {0, 1, 255} of an A2D2Frame.
 
-    All cells 255 (ignored in the loss) when the frame has no semantic label."""
+    Computed by ``data/drivable.py``.
+
+    All cells 255 (ignored in the loss) when the frame has no semantic label.
+    """
     gw, gh = contract.grid_size
     if frame.semantic is None:
         return np.full((gh, gw), IGNORE, np.uint8)
@@ -230,8 +235,7 @@ class TrainDataset(Dataset):
 
 
 class RawSampleDataset(TrainDataset):
-    """Training dataset over a list of raw-sample providers (base class; see
-    :class:`A2D2TrainDataset`).
+    """Training dataset over raw samples (base class; see :class:`A2D2TrainDataset`).
 
     Args:
         contract: the model contract.
@@ -346,8 +350,9 @@ class A2D2TrainDataset(RawSampleDataset):
 
 
 class RealCameraDataset(RawSampleDataset):
-    """Camera + semantic-label frames without lidar (such as the real A2D2 frames in
-    ``test/data/real_a2d2``) as semantic-only training samples.
+    """Camera + semantic-label frames without lidar as semantic-only training samples.
+
+    Such as the real A2D2 frames in ``test/data/real_a2d2``.
 
     Each item is one frame under a random resized crop (area fraction ~ U(crop_scale), aspect
     ratio of the network input, uniform position), resized to ``contract.image_size``, then the
@@ -416,7 +421,7 @@ class RealCameraDataset(RawSampleDataset):
                 "key": self.keys[k]}
 
     def raw(self, i: int) -> Dict[str, Any]:
-        """The whole frame at the network's input size (no crop)."""
+        """Return the whole frame at the network's input size (no crop)."""
         return self._sample(i, None)
 
     def __getitem__(self, i: int) -> Dict[str, Any]:
@@ -428,8 +433,9 @@ class RealCameraDataset(RawSampleDataset):
 
 
 class MixedDataset(TrainDataset):
-    """Several datasets with one contract, listed one after the other (like ``ConcatDataset``),
-    forwarding ``seed`` and :meth:`set_epoch` to each part.
+    """Several datasets with one contract, listed one after the other (like ``ConcatDataset``).
+
+    ``seed`` and :meth:`set_epoch` are forwarded to each part.
 
     Raises:
         ValueError when the parts' contracts differ or no part is given.
