@@ -35,8 +35,8 @@ def gaussian_radius(height: np.ndarray, width: np.ndarray, min_overlap: float = 
 
     As implemented by CenterNet and CenterPoint: the smallest radius r such that a box whose
     corners are moved by r still has IoU >= ``min_overlap`` with the original, over three cases
-    (both corners inside, both outside, one of each). Kept in the field's form (``(b + sqrt(b^2 - 4ac)) / 2``) so radii match
-    CenterPoint's.
+    (both corners inside, both outside, one of each). Kept in the field's form
+    (``(b + sqrt(b^2 - 4ac)) / 2``) so radii match CenterPoint's.
 
     Args:
         height, width: box extent in output cells (any broadcastable float arrays).
