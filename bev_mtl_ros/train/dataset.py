@@ -359,8 +359,11 @@ class RealCameraDataset(RawSampleDataset):
     usual augmentation (horizontal flip with the (empty) cloud, photometric jitter). The cloud is
     empty, there are no boxes and the drivable label is all ignore; the sample is marked
     ``camera_only`` so the detection loss skips it (``det_valid`` = 0 in the batch). The camera
-    is never dropped. Frames are decoded once (undistorted, as the A2D2 reader returns them) and
-    held in memory at ``work_scale`` x the network input size.
+    is never dropped. Frames are decoded (undistorted, as the A2D2 reader returns them) and
+    resized to ``work_scale`` x the network input size; up to ``preload_limit`` frames (a few
+    committed real frames) are decoded once and held in memory, a larger set (a full A2D2
+    semantic split: ~41k frames, ~2.5 MB each at the default work size) is decoded on access
+    instead (about 0.1 s per frame; the training loader's workers overlap it with the step).
 
     Args:
         root: folder of A2D2-format frames with camera and label (flat folder or A2D2 tree).
@@ -369,6 +372,7 @@ class RealCameraDataset(RawSampleDataset):
             against thousands of synthetic ones).
         crop_scale: (min, max) fraction of the image area kept by the crop.
         work_scale: stored resolution relative to ``contract.image_size`` (>= 1).
+        preload_limit: hold the decoded frames in memory when there are at most this many.
         camera, augment, seed: see :class:`A2D2TrainDataset` / :class:`RawSampleDataset`.
     Raises:
         FileNotFoundError when ``root`` holds no frame with both camera and label.
@@ -376,37 +380,44 @@ class RealCameraDataset(RawSampleDataset):
 
     def __init__(self, root: str, contract: ModelContract, repeats: int = 1,
                  crop_scale: Tuple[float, float] = (0.4, 1.0), work_scale: float = 2.0,
-                 camera: str = "front_center", **kw):
+                 camera: str = "front_center", preload_limit: int = 256, **kw):
         kw.pop("camera_dropout", None)
         super().__init__(contract, camera_dropout=0.0, **kw)
-        import cv2
         from bev_mtl_ros.data.a2d2 import A2D2Dataset
-        reader = A2D2Dataset(root, camera=camera, require=("camera", "label"))
-        if not len(reader):
+        self.reader = A2D2Dataset(root, camera=camera, require=("camera", "label"))
+        if not len(self.reader):
             raise FileNotFoundError(f"{root}: no frame with both a camera image and a label")
         self.repeats = max(1, int(repeats))
         self.crop_scale = (float(crop_scale[0]), float(crop_scale[1]))
         w, h = contract.image_size
-        ww, wh = int(round(w * work_scale)), int(round(h * work_scale))
-        lut = semantic_id_map(contract)
-        self.images: List[np.ndarray] = []
-        self.labels: List[np.ndarray] = []
-        self.keys: List[str] = []
-        for i in range(len(reader)):
-            f = reader.load_frame(i)
-            self.images.append(cv2.resize(f.image, (ww, wh), interpolation=cv2.INTER_AREA))
-            sem = cv2.resize(np.asarray(f.semantic, np.uint8), (ww, wh),
-                             interpolation=cv2.INTER_NEAREST)
-            self.labels.append(lut[sem] if lut is not None else sem)
-            self.keys.append(reader.frames[i].key)
+        self.work_size = (int(round(w * work_scale)), int(round(h * work_scale)))
+        self.lut = semantic_id_map(contract)
+        self.keys: List[str] = [fr.key for fr in self.reader.frames]
+        self.preloaded: Optional[List[Tuple[np.ndarray, np.ndarray]]] = None
+        if len(self.reader) <= int(preload_limit):
+            self.preloaded = [self._decode(k) for k in range(len(self.reader))]
+
+    @property
+    def num_frames(self) -> int:
+        """Number of distinct frames (``len(self)`` = frames x repeats)."""
+        return len(self.keys)
+
+    def _decode(self, k: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Return frame ``k`` at the work size: (H, W, 3) uint8 RGB, (H, W) uint8 class ids."""
+        import cv2
+        f = self.reader.load_frame(k)
+        image = cv2.resize(f.image, self.work_size, interpolation=cv2.INTER_AREA)
+        sem = cv2.resize(np.asarray(f.semantic, np.uint8), self.work_size,
+                         interpolation=cv2.INTER_NEAREST)
+        return image, (self.lut[sem] if self.lut is not None else sem)
 
     def __len__(self) -> int:
-        return len(self.images) * self.repeats
+        return self.num_frames * self.repeats
 
     def _sample(self, i: int, rng: Optional[np.random.Generator]) -> Dict[str, Any]:
         import cv2
-        k = int(i) % len(self.images)
-        img, sem = self.images[k], self.labels[k]
+        k = int(i) % self.num_frames
+        img, sem = self.preloaded[k] if self.preloaded is not None else self._decode(k)
         w, h = self.contract.image_size
         H, W = sem.shape
         if rng is not None:

@@ -454,7 +454,7 @@ def _build_train_set(args: argparse.Namespace, cfg: Dict[str, Any], contract: Mo
                              augment=aug if aug.enabled else None,
                              seed=int(cfg.get("seed", 0)))
     LOG.info("real camera-only frames from %s: %d frames x %d repeats (semantic loss only)",
-             args.real_data, len(real.images), real.repeats)
+             args.real_data, real.num_frames, real.repeats)
     return ds, MixedDataset([ds, real])
 
 
