@@ -21,7 +21,7 @@ Writes (A2D2 README; see ``a2d2-format.md``)::
   ``lidar_id`` float64 (0..4, the scanner: see ``lidar_ids``) -- all float64 (N,). Only points
   inside the image. The rig is A2D2's: five VLP-16 scanners at the ``lidars`` poses of
   ``cams_lidars.json``, each casting from its own origin about its own (tilted) spin axis
-  (:mod:`bev_mtl_ros.data.synth_render`).
+  (:mod:`bev_mtl_ros.data.synth_lidar`).
 * clutter sidecar ``label3D/cam_front_center/<label3D stem>_clutter.json``: the static clutter
   ahead (trees, bushes, hedges, poles, signs, signals, fences, guard rails, bollards, bins) as
   boxes in the view frame (:func:`clutter_json`); hard negatives for detection, no label3D box.
@@ -62,18 +62,9 @@ import numpy as np
 
 from bev_mtl_ros.data.a2d2 import box_corners
 from bev_mtl_ros.data.calibration import CAMS_LIDARS_PATH, CameraCalibration, load_calibration
-from bev_mtl_ros.data.synth_render import (
-    RIG_LIDARS,
-    CameraStyle,
-    LidarConfig,
-    LidarPose,
-    frame_prims,
-    pq_ranges,
-    render_camera,
-    rig_poses,
-    scan_lidar,
-    _box_corners,
-)
+from bev_mtl_ros.data.synth_camera import CameraStyle, render_camera
+from bev_mtl_ros.data.synth_lidar import RIG_LIDARS, LidarConfig, LidarPose, rig_poses, scan_lidar
+from bev_mtl_ros.data.synth_raycast import box_corner_points, frame_prims, pq_ranges
 from bev_mtl_ros.data.synth_scene import CLUTTER_CLASSES, FRAME_DT, Scene, build_scene
 
 #: Subset folder written under the output directory.
@@ -213,8 +204,8 @@ def synthesize_frame(
     label3d: Dict[str, Any] = {}
     if M:
         corners = box_corners(boxes)                       # A2D2 tutorial order
-        rng_pq = pq_ranges(_box_corners(boxes[:, :3], boxes[:, 3:6] / 2, boxes[:, 6]), np.zeros(3),
-                           0.05)
+        rng_pq = pq_ranges(box_corner_points(boxes[:, :3], boxes[:, 3:6] / 2, boxes[:, 6]),
+                           np.zeros(3), 0.05)
         fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
         k = 0
         for m, o in enumerate(scene.objects):
