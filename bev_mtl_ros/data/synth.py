@@ -65,7 +65,8 @@ from bev_mtl_ros.data.calibration import CAMS_LIDARS_PATH, CameraCalibration, lo
 from bev_mtl_ros.data.synth_camera import CameraStyle, render_camera
 from bev_mtl_ros.data.synth_lidar import RIG_LIDARS, LidarConfig, LidarPose, rig_poses, scan_lidar
 from bev_mtl_ros.data.synth_raycast import box_corner_points, frame_prims, pq_ranges
-from bev_mtl_ros.data.synth_scene import CLUTTER_CLASSES, FRAME_DT, Scene, build_scene
+from bev_mtl_ros.data.synth_build import build_scene
+from bev_mtl_ros.data.synth_scene import CLUTTER_CLASSES, FRAME_DT, Scene
 
 #: Subset folder written under the output directory.
 SUBSET = "camera_lidar_semantic_bboxes"
