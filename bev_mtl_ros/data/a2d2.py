@@ -234,8 +234,11 @@ class A2D2Dataset:
                 self.frames.append(rec)
 
     def _scan_flat(self) -> None:
-        """Frames stored side by side in ``root`` with A2D2 file names (as A2D2's own sample
-        downloads and ``test/data/real_a2d2`` hold them); the scene is the drive stamp."""
+        """List frames stored side by side in ``root`` with A2D2 file names.
+
+        As A2D2's own sample downloads and ``test/data/real_a2d2`` hold them; the scene is the
+        drive stamp.
+        """
         by_scene: Dict[str, Dict[str, Dict[str, Optional[str]]]] = {}
         for name in sorted(os.listdir(self.root)):
             mt = _FILE_RE.match(name)
@@ -283,9 +286,12 @@ class A2D2Dataset:
             yield self.load_frame(i)
 
     def scan_report(self) -> Dict[str, Any]:
-        """What was found: ``{"frames": n listed, "skipped": n without a required modality,
-        "scenes": [...], "missing": {modality: count over listed+skipped frames},
-        "missing_frames": {modality: [scene/frame, ...]}, "summary": one line of text}``."""
+        """Report what was found.
+
+        Returns ``{"frames": n listed, "skipped": n without a required modality, "scenes": [...],
+        "missing": {modality: count over listed+skipped frames}, "missing_frames": {modality:
+        [scene/frame, ...]}, "summary": one line of text}``.
+        """
         allrec = self.frames + self.skipped
         missing = {m: [r.key for r in allrec if r.paths.get(m) is None] for m in MODALITIES}
         counts = {m: len(v) for m, v in missing.items()}

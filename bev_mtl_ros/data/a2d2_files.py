@@ -58,8 +58,10 @@ def file_camera_name(camera: str) -> str:
 
 # ---------------------------------------------------------------------------------------- boxes
 def axis_angle_to_matrix(axis: Sequence[float], angle: float) -> np.ndarray:
-    """Rodrigues' formula: rotation of ``angle`` radians about unit(``axis``) -> 3x3 float64.
-    A zero axis gives the identity."""
+    """Rotate by ``angle`` radians about unit(``axis``): Rodrigues' formula, 3x3 float64.
+
+    A zero axis gives the identity.
+    """
     a = np.asarray(axis, dtype=np.float64).reshape(3)
     n = np.linalg.norm(a)
     if n < 1e-12:
@@ -70,14 +72,18 @@ def axis_angle_to_matrix(axis: Sequence[float], angle: float) -> np.ndarray:
 
 
 def yaw_from_matrix(R: np.ndarray) -> float:
-    """Yaw about +z of a rotation matrix: ``atan2(R[1,0], R[0,0])`` (exact for pure z
-    rotations)."""
+    """Return the yaw about +z of a rotation matrix, ``atan2(R[1,0], R[0,0])``.
+
+    Exact for pure z rotations.
+    """
     return float(np.arctan2(R[1, 0], R[0, 0]))
 
 
 def box_corners(boxes: np.ndarray) -> np.ndarray:
-    """Corners of yaw-only boxes in A2D2's ``3d_points`` order (see module docstring):
-    :func:`bev_mtl_ros.geometry.box_corners_3d` permuted by :data:`_FROM_GEOMETRY_ORDER`.
+    """Return the corners of yaw-only boxes in A2D2's ``3d_points`` order.
+
+    The order is described in the module docstring: :func:`bev_mtl_ros.geometry.box_corners_3d`
+    permuted by :data:`_FROM_GEOMETRY_ORDER`.
 
     Args:
         boxes: (N, 7) [x, y, z, length, width, height, yaw], view frame, metres/radians;
@@ -203,9 +209,11 @@ class LidarScan:
 
 
 def load_lidar_npz(path: str) -> LidarScan:
-    """Read an A2D2 lidar ``.npz`` (labelled subsets: ``points``, ``reflectance``, ``timestamp``,
-    ``row``, ``col``, ``lidar_id``, ...; raw sensor-fusion subset: ``pcloud_points`` and
-    ``pcloud_attr.<name>``, points with ``pcloud_attr.valid == False`` dropped).
+    """Read an A2D2 lidar ``.npz``.
+
+    Labelled subsets hold ``points``, ``reflectance``, ``timestamp``, ``row``, ``col``,
+    ``lidar_id``, ...; the raw sensor-fusion subset holds ``pcloud_points`` and
+    ``pcloud_attr.<name>`` (points with ``pcloud_attr.valid == False`` are dropped).
 
     Non-finite coordinates are kept (the pillarizer counts and drops them).
 
@@ -262,8 +270,10 @@ def load_lidar_npz(path: str) -> LidarScan:
 
 
 def read_png_rgb(path: str, expected_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
-    """Read an 8-bit PNG as (H, W, 3) uint8 RGB. ``expected_size`` = (width, height).
-    Raises A2D2FormatError naming the file when unreadable or of the wrong size/channels."""
+    """Read an 8-bit PNG as (H, W, 3) uint8 RGB; ``expected_size`` = (width, height).
+
+    Raises A2D2FormatError naming the file when unreadable or of the wrong size/channels.
+    """
     import cv2
     if not os.path.exists(path):
         raise FileNotFoundError(path)
@@ -282,9 +292,11 @@ def read_png_rgb(path: str, expected_size: Optional[Tuple[int, int]] = None) -> 
 
 
 def load_camera_sidecar(path: str) -> Dict[str, Any]:
-    """Camera ``.json`` sidecar -> dict with ``cam_tstamp`` (int µs TAI) and ``lidar_ids``
-    ({int: name}, may be empty). Raises A2D2FormatError naming the file when ``cam_tstamp`` is
-    missing or not an integer."""
+    """Read a camera ``.json`` sidecar.
+
+    Returns a dict with ``cam_tstamp`` (int µs TAI) and ``lidar_ids`` ({int: name}, may be empty).
+    Raises A2D2FormatError naming the file when ``cam_tstamp`` is missing or not an integer.
+    """
     d = _read_json(path)
     if not isinstance(d, dict) or "cam_tstamp" not in d:
         raise A2D2FormatError(f"{path}: missing key 'cam_tstamp'")
@@ -306,9 +318,12 @@ def load_camera_sidecar(path: str) -> Dict[str, Any]:
 
 
 def load_label_ids(path: str, cam: CameraCalibration, undistort: bool = True) -> np.ndarray:
-    """Label PNG -> (H, W) uint8 merged class ids, undistorted with nearest-neighbour
-    interpolation (pixels mapping outside the raw image = 255, ignored).
-    Raises A2D2FormatError naming the file for unreadable/wrong-size images or unknown colours."""
+    """Read a label PNG as (H, W) uint8 merged class ids, undistorted.
+
+    Undistorted with nearest-neighbour interpolation (pixels mapping outside the raw image = 255,
+    ignored). Raises A2D2FormatError naming the file for unreadable/wrong-size images or unknown
+    colours.
+    """
     rgb = read_png_rgb(path, (cam.width, cam.height))
     try:
         ids = rgb_label_to_ids(rgb, path=path)
@@ -321,9 +336,10 @@ def load_label_ids(path: str, cam: CameraCalibration, undistort: bool = True) ->
 
 
 def load_clutter(path: str) -> Tuple[np.ndarray, List[str]]:
-    """Read a ``_clutter.json`` sidecar (written by ``bev-mtl-ros synth``:
-    ``{"frame": "camera view",
-    "boxes": [{"class", "semantic_class", "box": [x,y,z,l,w,h,yaw]}]}``).
+    """Read a ``_clutter.json`` sidecar written by ``bev-mtl-ros synth``.
+
+    Its layout: ``{"frame": "camera view", "boxes": [{"class", "semantic_class", "box":
+    [x,y,z,l,w,h,yaw]}]}``.
 
     Returns:
         ((C, 7) float32 boxes in the camera view frame, metres/radians; C class names).

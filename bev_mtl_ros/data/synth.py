@@ -80,8 +80,11 @@ def scene_names(scene: Scene) -> Tuple[str, str]:
 
 def frame_paths(out_dir: str, scene: Scene, f: int,
                 camera: str = "front_center") -> Dict[str, str]:
-    """A2D2 paths of frame f: keys camera, camera_json, lidar, label, label3D, clutter (the
-    clutter sidecar next to the label3D file: ``<label3D stem>_clutter.json``)."""
+    """Return the A2D2 paths of frame f.
+
+    Keys: camera, camera_json, lidar, label, label3D, clutter (the clutter sidecar next to the
+    label3D file: ``<label3D stem>_clutter.json``).
+    """
     folder, compact = scene_names(scene)
     cam_dir, cam_file = f"cam_{camera}", camera.replace("_", "")
     num = f"{scene.first_frame + f:09d}"
@@ -97,8 +100,10 @@ def frame_paths(out_dir: str, scene: Scene, f: int,
 
 
 def save_npz_deterministic(path: str, arrays: Dict[str, np.ndarray]) -> None:
-    """Write an uncompressed ``.npz`` (same layout as ``np.savez``) with fixed zip timestamps, so
-    equal arrays give byte-identical files."""
+    """Write an uncompressed ``.npz`` (same layout as ``np.savez``) with fixed zip timestamps.
+
+    Equal arrays give byte-identical files.
+    """
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
         for k, v in arrays.items():
             buf = io.BytesIO()
@@ -135,9 +140,12 @@ def write_frame(out_dir: str, scene: Scene, f: int, fr: SynthFrame,
 
 
 def clutter_json(boxes: np.ndarray, kinds: List[str]) -> Dict[str, Any]:
-    """The ``_clutter.json`` sidecar: ``{"frame": "camera view", "boxes": [{"class": kind,
-    "semantic_class": A2D2 class of its pixels, "box": [x, y, z, l, w, h, yaw]}, ...]}`` (metres,
-    radians; box centre; view frame of the label3D boxes). Clutter has no label3D box."""
+    """Return the ``_clutter.json`` sidecar of clutter boxes and kinds.
+
+    Layout: ``{"frame": "camera view", "boxes": [{"class": kind, "semantic_class": A2D2 class of
+    its pixels, "box": [x, y, z, l, w, h, yaw]}, ...]}`` (metres, radians; box centre; view frame
+    of the label3D boxes). Clutter has no label3D box.
+    """
     return {"frame": "camera view", "boxes": [
         {"class": k, "semantic_class": CLUTTER_CLASSES[k], "box": [round(float(v), 4) for v in b]}
         for k, b in zip(kinds, np.asarray(boxes).reshape(-1, 7))]}
@@ -145,9 +153,11 @@ def clutter_json(boxes: np.ndarray, kinds: List[str]) -> Dict[str, Any]:
 
 def write_calibration(out_dir: str, width: int, height: int,
                       source: str = CAMS_LIDARS_PATH) -> str:
-    """Copy A2D2's ``cams_lidars.json`` to ``<out>/cams_lidars.json`` with every camera's
-    ``CamMatrix``, ``CamMatrixOriginal`` and ``Resolution`` adapted to (width, height) (see
-    :meth:`CameraCalibration.scaled`); everything else is kept as in the original."""
+    """Copy A2D2's ``cams_lidars.json`` to ``<out>/cams_lidars.json`` for the output size.
+
+    Every camera's ``CamMatrix``, ``CamMatrixOriginal`` and ``Resolution`` are adapted to (width,
+    height) (see :meth:`CameraCalibration.scaled`); everything else is kept as in the original.
+    """
     with open(source, "r", encoding="utf-8") as fh:
         raw = json.load(fh)
     cal = load_calibration(source).scaled((width, height))
@@ -167,8 +177,10 @@ def write_calibration(out_dir: str, width: int, height: int,
 def _generate_scene(out_dir: str, seed: int, s: int, frames: int, cal_path: str, camera: str,
                     lidar: Optional[LidarConfig], return_ground_truth: bool,
                     bar: Any = None) -> Dict[str, Any]:
-    """Build and write scene ``s``; returns its name, per-frame point/box counts and ground
-    truth."""
+    """Build and write scene ``s``.
+
+    Returns its name, per-frame point/box counts and ground truth.
+    """
     cal = load_calibration(cal_path)
     cam = cal.camera(camera)
     rig = rig_poses(cal, camera, (lidar or LidarConfig()).lidars)
@@ -282,8 +294,10 @@ def _check_arguments(scenes: int, frames: int, seed: int, width: int, height: in
 def _run_scenes(out_dir: str, scenes: int, frames: int, seed: int, cal_path: str, camera: str,
                 lidar: Optional[LidarConfig], return_ground_truth: bool, workers: int,
                 bar: Any) -> List[Dict[str, Any]]:
-    """Generate every scene (in ``workers`` processes when > 1); results in scene order (see
-    :func:`_generate_scene`)."""
+    """Generate every scene, in ``workers`` processes when > 1.
+
+    Returns the results in scene order (see :func:`_generate_scene`).
+    """
     results: List[Dict[str, Any]] = []
     if workers == 1 or scenes == 1:
         for s in range(scenes):

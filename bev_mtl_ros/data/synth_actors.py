@@ -1,6 +1,7 @@
-"""Road users of a synthetic scene: their box-part models (vehicles, bicycles, people) and their
-placement (traffic in the lanes, parked cars and bicycles, pedestrians on the sidewalks and
-crossing, cyclists).
+"""Road users of a synthetic scene: their box-part models and their placement.
+
+Part models: vehicles, bicycles, people. Placement: traffic in the lanes, parked cars and bicycles,
+pedestrians on the sidewalks and crossing, cyclists.
 
 Every road user moves with a constant velocity; none overlaps another road user, the ego vehicle
 or the scenery's footprints in the bird's-eye view at any frame (rejection sampling with a
@@ -71,8 +72,11 @@ def _vehicle_parts(cls: str, length: float, w: float, h: float, colour,
 
 
 def _bicycle_parts(length: float, h_wheel: float, b: float, colour, x0: float = 0.0) -> List[Part]:
-    """Two wheels (hollow square rings of the wheel's diameter, 5 cm tyres), frame tube, handlebar
-    and saddle of a bicycle of length l whose wheels stand at box-frame height b, centred at x0."""
+    """Return the parts of a bicycle of length l, wheels at box-frame height b, centred at x0.
+
+    Two wheels (hollow square rings of the wheel's diameter, 5 cm tyres), frame tube, handlebar and
+    saddle.
+    """
     bike = CID["Bicycle"]
     r = h_wheel / 2
     dark = (0.06, 0.06, 0.06)
@@ -97,9 +101,12 @@ def _bicycle_parts(length: float, h_wheel: float, b: float, colour, x0: float = 
 
 def _person_parts(length: float, w: float, h: float, rng: np.random.Generator,
                   cyclist: bool) -> List[Part]:
-    """A person of height h as boxes: two legs (trousers), torso and two arms (top), skin-coloured
-    head and hands, hair; a cyclist sits on a bicycle (wheels, frame, handlebar) with a leaning
-    torso and arms reaching to the handlebar. Clothing colours vary (dark to bright)."""
+    """Return a person of height h as boxes, walking/standing or on a bicycle.
+
+    Two legs (trousers), torso and two arms (top), skin-coloured head and hands, hair; a cyclist
+    sits on a bicycle (wheels, frame, handlebar) with a leaning torso and arms reaching to the
+    handlebar. Clothing colours vary (dark to bright).
+    """
     skins = ((0.87, 0.7, 0.58), (0.72, 0.53, 0.4), (0.48, 0.33, 0.24), (0.95, 0.8, 0.7))
     skin = skins[int(rng.integers(len(skins)))]
     dark = rng.random() < 0.45
@@ -119,8 +126,10 @@ def _person_parts(length: float, w: float, h: float, rng: np.random.Generator,
 
 def _walker_parts(length: float, w: float, h: float, rng: np.random.Generator,
                   colours: Tuple[Tuple[float, ...], ...]) -> List[Part]:
-    """A standing or walking person (random stride) of height h; colours (skin, top, legs,
-    hair) as drawn by :func:`_person_parts`."""
+    """Return a standing or walking person (random stride) of height h.
+
+    Colours (skin, top, legs, hair) as drawn by :func:`_person_parts`.
+    """
     ped = CID["Pedestrian"]
     skin, top, legs, hair = colours
     b = -h / 2
@@ -149,8 +158,10 @@ def _walker_parts(length: float, w: float, h: float, rng: np.random.Generator,
 
 def _rider_parts(length: float, w: float, h: float, rng: np.random.Generator,
                  colours: Tuple[Tuple[float, ...], ...]) -> List[Part]:
-    """A cyclist of height h on a bicycle of random colour; colours (skin, top, legs, hair) as
-    drawn by :func:`_person_parts`."""
+    """Return a cyclist of height h on a bicycle of random colour.
+
+    Colours (skin, top, legs, hair) as drawn by :func:`_person_parts`.
+    """
     ped = CID["Pedestrian"]
     skin, top, legs, hair = colours
     b = -h / 2
@@ -179,7 +190,7 @@ def _rider_parts(length: float, w: float, h: float, rng: np.random.Generator,
 # ------------------------------------------------------------------------------- collisions
 def _footprint_overlap(pa: np.ndarray, ha: Tuple[float, float], pb: np.ndarray,
                        hb: Tuple[float, float]) -> bool:
-    """True when two oriented rectangles overlap at any time (separating-axis test).
+    """Tell whether two oriented rectangles overlap at any time (separating-axis test).
 
     pa, pb: (T, >=4) poses [x, y, z, yaw]; ha, hb: half (length, width) in metres.
     """
@@ -223,8 +234,11 @@ class ActorPlacer:
         self.tan_h = np.tan(hfov)
 
     def try_add(self, obj: SynthObject, need_view: Optional[float] = None) -> bool:
-        """Add ``obj`` unless it overlaps a placed footprint at some frame, or (``need_view`` =
-        a time, s) it is not in view, at least 4 m ahead, at that time. Returns whether added."""
+        """Add ``obj`` unless it overlaps or is not in view; return whether added.
+
+        Not added when it overlaps a placed footprint at some frame, or (``need_view`` = a time, s)
+        it is not in view, at least 4 m ahead, at that time.
+        """
         times, n_frames = self.street.times, self.street.n_frames
         poses = obj.poses(self.street.road, times)
         if need_view is not None:
@@ -253,7 +267,7 @@ class ActorPlacer:
         return "Car" if u < 0.65 else ("VanSUV" if u < 0.85 else "Truck")
 
     def make_vehicle(self, cls: str, **kw) -> SynthObject:
-        """A vehicle of class ``cls`` with a random size and paint; ``kw``: its path."""
+        """Make a vehicle of class ``cls`` with a random size and paint; ``kw``: its path."""
         rng = self.rng
         l, w, h = self.size_of(cls)
         col = tuple(float(c)
@@ -277,8 +291,10 @@ def place_road_users(street: Street, rng: np.random.Generator,
 
 
 def add_lane_traffic(pl: ActorPlacer) -> None:
-    """Cars, vans and trucks in every lane; one speed per lane (oncoming lanes negative), more
-    vehicles in longer scenes."""
+    """Add cars, vans and trucks in every lane.
+
+    One speed per lane (oncoming lanes negative), more vehicles in longer scenes.
+    """
     rng, road, T, ego_speed = pl.rng, pl.street.road, pl.street.T, pl.street.ego_speed
     lane_w, n_same, n_opp = road.lane_w, road.n_same, road.n_opp
     scale = 1.0 + T / 5.0
@@ -320,8 +336,11 @@ def add_parked_cars(pl: ActorPlacer) -> None:
 
 
 def add_parked_bicycles(pl: ActorPlacer) -> None:
-    """Parked bicycles on the sidewalk near the kerb (not on fast roads): A2D2's label3D has a
-    "Bicycle" class for bicycles without rider, so they are boxed road users (not clutter)."""
+    """Add parked bicycles on the sidewalk near the kerb (not on fast roads).
+
+    A2D2's label3D has a "Bicycle" class for bicycles without rider, so they are boxed road users
+    (not clutter).
+    """
     rng, road, fast, x_end = pl.rng, pl.street.road, pl.street.fast, pl.street.x_end
     if fast:
         return

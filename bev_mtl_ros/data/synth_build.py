@@ -67,8 +67,11 @@ def build_scene(seed: int, index: int, n_frames: int, hfov: float = np.radians(2
 
 
 def _sample_lighting(rng: np.random.Generator) -> Tuple[str, np.ndarray, float]:
-    """(sky, (3,) unit vector towards the sun, exposure): a clear, overcast or low-sun sky, the
-    sun at 25-70 deg elevation (8-18 deg for a low sun) and a random azimuth."""
+    """Draw the lighting: (sky, (3,) unit vector towards the sun, exposure).
+
+    A clear, overcast or low-sun sky, the sun at 25-70 deg elevation (8-18 deg for a low sun) and a
+    random azimuth.
+    """
     sky = str(rng.choice(("clear", "overcast", "low_sun"), p=[0.45, 0.4, 0.15]))
     el = np.radians(rng.uniform(25, 70) if sky != "low_sun" else rng.uniform(8, 18))
     az = rng.uniform(-np.pi, np.pi)

@@ -1,5 +1,6 @@
-"""Camera of the synthetic A2D2 generator: undistorted RGB image and pixel-exact semantic label
-image of one frame.
+"""Camera of the synthetic A2D2 generator.
+
+Undistorted RGB image and pixel-exact semantic label image of one frame.
 
 Shading: Lambertian with a per-scene sun direction plus ambient, hard shadows (shadow rays
 against boxes and tree crowns, :func:`shadow_mask`; none under an overcast sky), the base colours
@@ -30,9 +31,12 @@ from bev_mtl_ros.data.synth_surface import surface, value_noise
 
 @dataclass
 class CameraRender:
-    """Undistorted camera rendering (``CamMatrix``): image (H,W,3) uint8 RGB, label (H,W) uint8
-    class ids, depth (H,W) float32 (inf = sky), obj (H,W) int32 object index per pixel (-1 none),
-    coverage {object index: pixels it would cover without occluders}."""
+    """Undistorted camera rendering (``CamMatrix``).
+
+    image (H,W,3) uint8 RGB, label (H,W) uint8 class ids, depth (H,W) float32 (inf = sky), obj
+    (H,W) int32 object index per pixel (-1 none), coverage {object index: pixels it would cover
+    without occluders}.
+    """
 
     image: np.ndarray
     label: np.ndarray
@@ -51,8 +55,9 @@ def camera_grid(K: np.ndarray, width: int, height: int) -> RayGrid:
 
 def shadow_mask(fp: FramePrims, grid: RayGrid, pts: np.ndarray, normal: np.ndarray,
                 valid: np.ndarray, sun: np.ndarray) -> np.ndarray:
-    """Hard shadows: True where the ray from a surface point towards the sun hits a box or a
-    sphere (tree crown).
+    """Return hard shadows: where the ray from a surface point towards the sun is blocked.
+
+    True where it hits a box or a sphere (tree crown).
 
     Args:
         fp: primitives (casters: every box except flat sidewalks, and every sphere).
@@ -75,8 +80,10 @@ def shadow_mask(fp: FramePrims, grid: RayGrid, pts: np.ndarray, normal: np.ndarr
 
 def _box_shadows(fp: FramePrims, grid: RayGrid, org: np.ndarray, valid: np.ndarray,
                  s: np.ndarray, shadow: np.ndarray) -> None:
-    """Set ``shadow`` where the ray from ``org`` towards the sun ``s`` hits a box (every box
-    except flat sidewalks); arguments as in :func:`shadow_mask`."""
+    """Set ``shadow`` where the ray from ``org`` towards the sun ``s`` hits a box.
+
+    Every box except flat sidewalks casts; arguments as in :func:`shadow_mask`.
+    """
     casters = np.nonzero(fp.box_mat != MAT_SIDEWALK)[0]
     # (C, 8, 3)
     corners = box_corner_points(fp.box_c[casters], fp.box_h[casters], fp.box_yaw[casters])
@@ -119,8 +126,10 @@ def _box_shadows(fp: FramePrims, grid: RayGrid, org: np.ndarray, valid: np.ndarr
 
 def _sphere_shadows(fp: FramePrims, grid: RayGrid, org: np.ndarray, valid: np.ndarray,
                     s: np.ndarray, shadow: np.ndarray) -> None:
-    """Set ``shadow`` where the ray from ``org`` towards the sun ``s`` meets a sphere (tree
-    crown) ahead of the point; arguments as in :func:`shadow_mask`."""
+    """Set ``shadow`` where the ray from ``org`` towards the sun ``s`` meets a sphere.
+
+    A tree crown ahead of the point; arguments as in :func:`shadow_mask`.
+    """
     ns = int(fp.sph_r.shape[0])
     if not ns:
         return
@@ -149,8 +158,10 @@ def _sphere_shadows(fp: FramePrims, grid: RayGrid, org: np.ndarray, valid: np.nd
 
 @dataclass
 class CameraStyle:
-    """Per-scene camera domain randomisation (Tobin et al. 2017, "Domain randomization for
-    transferring deep neural networks from simulation to the real world").
+    """Per-scene camera domain randomisation.
+
+    Tobin et al. 2017, "Domain randomization for transferring deep neural networks from simulation
+    to the real world".
 
     Attributes:
         sky: "clear" (blue gradient, hard sun shadows), "overcast" (grey clouds, soft light, no
@@ -196,10 +207,12 @@ _SKIES = {
 def render_camera(fp: FramePrims, K: np.ndarray, width: int, height: int, sun: np.ndarray,
                   rng: np.random.Generator, noise_sigma: float = 2.0, exposure: float = 1.0,
                   shadows: bool = True, style: Optional[CameraStyle] = None) -> CameraRender:
-    """Render the undistorted RGB image and the pixel-exact semantic label image (Lambertian
-    shading with hard sun shadows, see :func:`shadow_mask`), then apply ``style`` (sky, white
+    """Render the undistorted RGB image and the pixel-exact semantic label image.
+
+    Lambertian shading with hard sun shadows (see :func:`shadow_mask`), then ``style`` (sky, white
     balance, gamma, vignetting, blur, sensor noise; default: a clear sky with ``exposure`` and
-    ``noise_sigma``). The label image is not affected by the style."""
+    ``noise_sigma``). The label image is not affected by the style.
+    """
     import cv2
     style = style or CameraStyle(exposure=exposure, noise_sigma=noise_sigma)
     overcast = style.sky == "overcast"

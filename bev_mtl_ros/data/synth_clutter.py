@@ -1,7 +1,8 @@
-"""Clutter of a synthetic scene: trees, bushes, forest edges, hedges, fences, guard rails, poles
-with traffic signs, traffic signals and street lights, bollards and trash bins.
+"""Clutter of a synthetic scene: trees, hedges, fences, guard rails, poles, bollards, bins.
 
-Drawn with their A2D2 semantic classes and listed as hard negatives (kinds of
+Trees, bushes, forest edges, hedges, fences, guard rails, poles with traffic signs, traffic signals
+and street lights, bollards and trash bins, drawn with their A2D2 semantic classes and listed as
+hard negatives (kinds of
 :data:`~bev_mtl_ros.data.synth_scene.CLUTTER_CLASSES`, no label3D box). Steps of
 :func:`bev_mtl_ros.data.synth_build.build_scene`, run per side of the road in the order of
 :func:`add_roadside_clutter` (the generator's output depends on the order of the draws).
@@ -80,7 +81,7 @@ def add_verge_trees(sb: StaticPrimsBuilder, st: Street, rng: np.random.Generator
 
 def add_forest_edge(sb: StaticPrimsBuilder, st: Street, rng: np.random.Generator,
                     side: int) -> None:
-    """A forest edge beyond the verge on country roads and highways (in 60 % of them)."""
+    """Add a forest edge beyond the verge on country roads and highways (in 60 % of them)."""
     road, fast, x_lo, x_hi = st.road, st.fast, st.x_lo, st.x_hi
     _, _, sw_out, verge = side_edges(road, side)
     if not (fast and rng.random() < 0.6):
@@ -103,8 +104,10 @@ def add_forest_edge(sb: StaticPrimsBuilder, st: Street, rng: np.random.Generator
 
 def add_hedges_and_fences(sb: StaticPrimsBuilder, st: Street, rng: np.random.Generator,
                           side: int) -> None:
-    """Hedges or fences along the outer edge of the sidewalk (suburban and country roads, else
-    in 30 % of the streets)."""
+    """Add hedges or fences along the outer edge of the sidewalk.
+
+    On suburban and country roads, else in 30 % of the streets.
+    """
     road, layout, x_lo, x_hi = st.road, st.layout, st.x_lo, st.x_hi
     _, _, sw_out, _ = side_edges(road, side)
     if not (layout in ("suburban", "country") or rng.random() < 0.3):
@@ -150,8 +153,10 @@ def add_guard_rails(sb: StaticPrimsBuilder, st: Street, rng: np.random.Generator
 
 
 def add_poles(sb: StaticPrimsBuilder, st: Street, rng: np.random.Generator, side: int) -> None:
-    """Poles near the kerb: traffic signs facing oncoming traffic, traffic signals (not on
-    highways) and street lights."""
+    """Add poles near the kerb.
+
+    Traffic signs facing oncoming traffic, traffic signals (not on highways) and street lights.
+    """
     road, layout, x_lo, x_hi = st.road, st.layout, st.x_lo, st.x_hi
     _, edge, _, _ = side_edges(road, side)
     sw_h = road.sidewalk_h

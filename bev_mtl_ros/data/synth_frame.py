@@ -1,8 +1,9 @@
-"""One synthetic frame of a :class:`~bev_mtl_ros.data.synth_scene.Scene`: the camera image and
-label image (:mod:`~bev_mtl_ros.data.synth_camera`), the lidar scan
-(:mod:`~bev_mtl_ros.data.synth_lidar`), the label3D boxes of the road users that are seen, and the
-clutter ahead. :mod:`bev_mtl_ros.data.synth` writes it in A2D2's formats (the fields of the
-label3D boxes are described there).
+"""One synthetic frame of a scene: camera, label image, lidar scan, label3D boxes, clutter.
+
+The frame of a :class:`~bev_mtl_ros.data.synth_scene.Scene`: the camera image and label image
+(:mod:`~bev_mtl_ros.data.synth_camera`), the lidar scan (:mod:`~bev_mtl_ros.data.synth_lidar`), the
+label3D boxes of the road users that are seen, and the clutter ahead. :mod:`bev_mtl_ros.data.synth`
+writes it in A2D2's formats (the fields of the label3D boxes are described there).
 """
 
 from __future__ import annotations
@@ -120,9 +121,11 @@ def synthesize_frame(
 
 def _label3d(scene: Scene, boxes: np.ndarray, visible: np.ndarray, cover: np.ndarray,
              npts: np.ndarray, K: np.ndarray, W: int, H: int) -> Dict[str, Any]:
-    """The label3D dict ``{"box_k": {...}}`` of the road users with a visible pixel or a lidar
-    point: boxes (M, 7) view frame; visible, cover, npts (M,) pixels seen, pixels covered
-    without occluders, lidar points; K, W, H the undistorted camera."""
+    """Return the label3D dict ``{"box_k": {...}}`` of the road users that are seen.
+
+    Seen: with a visible pixel or a lidar point. boxes (M, 7) view frame; visible, cover, npts (M,)
+    pixels seen, pixels covered without occluders, lidar points; K, W, H the undistorted camera.
+    """
     label3d: Dict[str, Any] = {}
     corners = box_corners(boxes)                       # A2D2 tutorial order
     rng_pq = pq_ranges(box_corner_points(boxes[:, :3], boxes[:, 3:6] / 2, boxes[:, 6]),

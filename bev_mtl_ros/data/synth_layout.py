@@ -1,5 +1,7 @@
-"""Street layout of a synthetic scene: the layout kind, the road's cross-section and curve, the
-ego speed, the raised sidewalks and the buildings.
+"""Street layout of a synthetic scene: kind, road, ego speed, sidewalks and buildings.
+
+The layout kind, the road's cross-section and curve, the ego speed, the raised sidewalks and the
+buildings.
 
 Steps of :func:`bev_mtl_ros.data.synth_build.build_scene`; every function draws from the scene's
 generator in a fixed order (the output of the generator depends on it).
@@ -55,8 +57,10 @@ class Street:
 
 
 def sample_street(rng: np.random.Generator, n_frames: int) -> Street:
-    """Draw the layout kind, the road and the ego speed (A2D2 drives German urban and suburban
-    streets, country roads and highways)."""
+    """Draw the layout kind, the road and the ego speed.
+
+    A2D2 drives German urban and suburban streets, country roads and highways.
+    """
     T = (n_frames - 1) * FRAME_DT
     times = np.arange(n_frames) * FRAME_DT
     layout = str(rng.choice(LAYOUTS, p=[0.4, 0.3, 0.18, 0.12]))
@@ -71,8 +75,11 @@ def sample_street(rng: np.random.Generator, n_frames: int) -> Street:
 
 
 def _sample_road(rng: np.random.Generator, layout: str, fast: bool) -> Road:
-    """Draw the road: curve, lanes (the ego in one of its own lanes), parking strip, sidewalks,
-    verges, markings, camber and colours."""
+    """Draw the road.
+
+    Curve, lanes (the ego in one of its own lanes), parking strip, sidewalks, verges, markings,
+    camber and colours.
+    """
     curved = rng.random() < 0.6
     k = float(rng.uniform(1 / 3000, 1 / 800) * rng.choice([-1, 1])) if curved else 0.0
     n_same = (
@@ -117,8 +124,10 @@ def _sample_road(rng: np.random.Generator, layout: str, fast: bool) -> Road:
 
 
 def side_edges(road: Road, side: int) -> Tuple[int, float, float, float]:
-    """(index 0 right / 1 left, d of the kerb, d of the sidewalk's outer edge, verge width) of
-    the road's ``side`` (-1 right, +1 left)."""
+    """Return the lateral coordinates of the road's ``side`` (-1 right, +1 left).
+
+    (index 0 right / 1 left, d of the kerb, d of the sidewalk's outer edge, verge width).
+    """
     si = 0 if side < 0 else 1
     edge = road.right_edge if side < 0 else road.left_edge
     sw_out = edge + side * road.sidewalk_w[si]
@@ -127,8 +136,10 @@ def side_edges(road: Road, side: int) -> Tuple[int, float, float, float]:
 
 
 def add_sidewalks(sb: StaticPrimsBuilder, st: Street) -> None:
-    """Raised sidewalks on both sides, in segments following the curve (200 m when straight,
-    10 m when curved)."""
+    """Add the raised sidewalks on both sides.
+
+    In segments following the curve (200 m when straight, 10 m when curved).
+    """
     road, fast, x_lo, x_hi = st.road, st.fast, st.x_lo, st.x_hi
     seg = 200.0 if road.curvature == 0.0 else 10.0
     sw_h = road.sidewalk_h
@@ -147,8 +158,10 @@ def add_sidewalks(sb: StaticPrimsBuilder, st: Street) -> None:
 
 
 def add_buildings(sb: StaticPrimsBuilder, st: Street, rng: np.random.Generator, side: int) -> None:
-    """Buildings along ``side`` (-1 right, +1 left) behind the verge, or none (one draw decides;
-    likely in towns, rare on country roads and highways)."""
+    """Add buildings along ``side`` (-1 right, +1 left) behind the verge, or none.
+
+    One draw decides; likely in towns, rare on country roads and highways.
+    """
     road, layout, x_lo, x_hi = st.road, st.layout, st.x_lo, st.x_hi
     _, _, sw_out, verge = side_edges(road, side)
     p_build = {"urban": 0.95, "suburban": 0.75, "country": 0.2, "highway": 0.05}[layout]

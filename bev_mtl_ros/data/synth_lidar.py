@@ -1,6 +1,7 @@
-"""Lidar rig of the synthetic A2D2 generator: A2D2's five VLP-16 scanners, each casting from its
-own origin about its own (tilted) spin axis, with range noise, dropout and reflectance spread;
-the scan is written in A2D2's ``.npz`` layout.
+"""Lidar rig of the synthetic A2D2 generator: A2D2's five VLP-16 scanners.
+
+Each casts from its own origin about its own (tilted) spin axis, with range noise, dropout and
+reflectance spread; the scan is written in A2D2's ``.npz`` layout.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ RIG_LIDARS: Tuple[str, ...] = (
 
 @dataclass
 class LidarConfig:
-    """The lidar rig model: A2D2's five Velodyne VLP-16 (Geyer et al. 2020, "A2D2: Audi Autonomous
-    Driving Dataset"; VLP-16 data sheet: 16 beams at -15..+15 deg, 2 deg apart, 0.2 deg azimuth
-    step at 10 Hz, ~100 m range, +-3 cm accuracy).
+    """The lidar rig model: A2D2's five Velodyne VLP-16.
+
+    Geyer et al. 2020, "A2D2: Audi Autonomous Driving Dataset"; VLP-16 data sheet: 16 beams at
+    -15..+15 deg, 2 deg apart, 0.2 deg azimuth step at 10 Hz, ~100 m range, +-3 cm accuracy.
 
     Attributes:
         n_beams, elev_min_deg, elev_max_deg: beams evenly spaced in elevation (scanner frame).
@@ -57,9 +59,12 @@ class LidarConfig:
 
 @dataclass
 class LidarPose:
-    """One scanner of the rig in the camera view frame: ``origin`` (3,) metres, ``rot`` (3,3)
-    scanner frame (z = spin axis, x = the camera's forward direction projected on the scan plane)
-    -> view frame; ``lidar_id`` (its index in :attr:`LidarConfig.lidars`), ``name``."""
+    """One scanner of the rig in the camera view frame.
+
+    ``origin`` (3,) metres, ``rot`` (3,3) scanner frame (z = spin axis, x = the camera's forward
+    direction projected on the scan plane) -> view frame; ``lidar_id`` (its index in
+    :attr:`LidarConfig.lidars`), ``name``.
+    """
 
     name: str
     lidar_id: int
@@ -69,9 +74,10 @@ class LidarPose:
 
 def rig_poses(calibration, camera: str = "front_center",
               lidars: Tuple[str, ...] = RIG_LIDARS) -> Tuple[LidarPose, ...]:
-    """Poses of the rig's scanners in ``camera``'s view frame from a parsed ``cams_lidars.json``
-    (:class:`bev_mtl_ros.data.calibration.Calibration`): a lidar view's z axis is its spin axis
-    (A2D2 views: x, y given, z = x cross y).
+    """Return the poses of the rig's scanners in ``camera``'s view frame.
+
+    From a parsed ``cams_lidars.json`` (:class:`bev_mtl_ros.data.calibration.Calibration`): a lidar
+    view's z axis is its spin axis (A2D2 views: x, y given, z = x cross y).
 
     Raises:
         KeyError when a lidar is not in the calibration.
@@ -91,8 +97,11 @@ def rig_poses(calibration, camera: str = "front_center",
 
 @dataclass
 class LidarScanSynth:
-    """A scan in the A2D2 ``.npz`` layout plus per-point ground truth: ``arrays`` (the npz dict)
-    and ``cls`` (N,) uint8 semantic class, ``obj`` (N,) int32 object index (-1 scenery)."""
+    """A scan in the A2D2 ``.npz`` layout plus per-point ground truth.
+
+    ``arrays`` (the npz dict) and ``cls`` (N,) uint8 semantic class, ``obj`` (N,) int32 object
+    index (-1 scenery).
+    """
 
     arrays: Dict[str, np.ndarray]
     cls: np.ndarray
@@ -134,12 +143,14 @@ def _scan_one(fp: FramePrims, pose: LidarPose, cfg: LidarConfig, rng: np.random.
 
 def scan_lidar(fp: FramePrims, K: np.ndarray, width: int, height: int, t_us: int, cfg: LidarConfig,
                rng: np.random.Generator, rig: Tuple[LidarPose, ...]) -> LidarScanSynth:
-    """Scan the frame with every scanner of ``rig``, add range noise / dropout, keep the points
-    inside the camera image and build the A2D2 npz arrays (see ``a2d2-format.md``), scanners in
-    ``lidar_id`` order: points float64 (N,3) view frame; reflectance int64 0..255 (class base value
-    x log-normal spread); timestamp int64 µs; row, col (undistorted image, ``col = cx - fx y/x``,
-    ``row = cy - fy z/x``), depth (= x), distance (= ||point||), azimuth (= atan2(y, x), radians),
-    lidar_id float64."""
+    """Scan the frame with every scanner of ``rig`` into A2D2's npz arrays.
+
+    Adds range noise / dropout, keeps the points inside the camera image and builds the A2D2 npz
+    arrays (see ``a2d2-format.md``), scanners in ``lidar_id`` order: points float64 (N,3) view
+    frame; reflectance int64 0..255 (class base value x log-normal spread); timestamp int64 µs;
+    row, col (undistorted image, ``col = cx - fx y/x``, ``row = cy - fy z/x``), depth (= x),
+    distance (= ||point||), azimuth (= atan2(y, x), radians), lidar_id float64.
+    """
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     parts = []
     for pose in rig:

@@ -1,5 +1,7 @@
-"""Vectorised numpy ray casting for the synthetic A2D2 generator: rays against the ground, boxes
-and spheres of one frame of a :class:`~bev_mtl_ros.data.synth_scene.Scene`.
+"""Vectorised numpy ray casting for the synthetic A2D2 generator.
+
+Rays against the ground, boxes and spheres of one frame of a
+:class:`~bev_mtl_ros.data.synth_scene.Scene`.
 
 Rays
 ----
@@ -48,8 +50,10 @@ _FROM_GEOMETRY_ORDER = np.array([np.flatnonzero((CORNER_SIGNS == s).all(1))[0] f
 @dataclass
 class FramePrims:
     """Primitives of one frame in the current camera view frame (scene frame minus ego position).
+
     Boxes (B): c (B,3), h (B,3) half extents, yaw, cls uint8, mat, col (B,3) float32, aux, obj
-    (object index, -1 for scenery). Spheres (S): c, r, cls, mat, col, obj."""
+    (object index, -1 for scenery). Spheres (S): c, r, cls, mat, col, obj.
+    """
 
     box_c: np.ndarray
     box_h: np.ndarray
@@ -127,8 +131,11 @@ def frame_prims(scene: Scene, f: int,
 
 
 def box_corner_points(c: np.ndarray, h: np.ndarray, yaw: np.ndarray) -> np.ndarray:
-    """(B, 8, 3) float64 corners in _SIGNS order of yaw-rotated boxes: centres c (B, 3), half
-    extents h (B, 3), yaw (B,) radians (:func:`bev_mtl_ros.geometry.box_corners_3d`, reordered)."""
+    """Return the (B, 8, 3) float64 corners of yaw-rotated boxes, in _SIGNS order.
+
+    Centres c (B, 3), half extents h (B, 3), yaw (B,) radians
+    (:func:`bev_mtl_ros.geometry.box_corners_3d`, reordered).
+    """
     boxes = np.concatenate((c, 2.0 * h, np.asarray(yaw)[:, None]), axis=1)
     return box_corners_3d(boxes)[:, _FROM_GEOMETRY_ORDER]
 
@@ -202,8 +209,10 @@ class RayGrid:
         return int(self.row_key.shape[0]), int(self.p.shape[0])
 
     def window(self, r: np.ndarray) -> Optional[Tuple[int, int, int, int]]:
-        """Rows/cols [r0, r1) x [c0, c1) of the rays inside a (p, q) range r = [pmin, pmax, qmin,
-        qmax]."""
+        """Return the rows/cols [r0, r1) x [c0, c1) of the rays inside a (p, q) range.
+
+        r = [pmin, pmax, qmin, qmax]; None when no ray is inside.
+        """
         if np.isnan(r).any():
             return None
         pm, pM, qm, qM = r
@@ -225,8 +234,11 @@ class RayGrid:
 
 @dataclass
 class Hits:
-    """Per-ray hit buffers (H, W): t (depth along x, inf = none), prim (box index, n_boxes + sphere
-    index, GROUND or SKY), face (box face: axis*2 + (0 for + side, 1 for - side))."""
+    """Per-ray hit buffers (H, W).
+
+    t (depth along x, inf = none), prim (box index, n_boxes + sphere index, GROUND or SKY), face
+    (box face: axis*2 + (0 for + side, 1 for - side)).
+    """
 
     t: np.ndarray
     prim: np.ndarray
@@ -308,9 +320,11 @@ def _cast_ground(grid: RayGrid, fp: FramePrims, far: float, hits: Hits) -> None:
 
 def _cast_box(grid: RayGrid, fp: FramePrims, i: int, win: Tuple[int, int, int, int],
               far: float, hits: Hits) -> Optional[np.ndarray]:
-    """Slab test of box ``i`` on the rays of window ``win`` = (r0, r1, c0, c1); nearer hits
-    update ``hits`` (t, prim = i, face). Returns the box's (rows, cols) bool hit mask on the
-    window, ignoring other primitives, or None when no ray hits it."""
+    """Slab-test box ``i`` on the rays of window ``win`` = (r0, r1, c0, c1).
+
+    Nearer hits update ``hits`` (t, prim = i, face). Returns the box's (rows, cols) bool hit mask
+    on the window, ignoring other primitives, or None when no ray hits it.
+    """
     r0, r1, c0, c1 = win
     o = grid.origin
     pw = grid.p[None, c0:c1]
@@ -364,8 +378,10 @@ def _cast_box(grid: RayGrid, fp: FramePrims, i: int, win: Tuple[int, int, int, i
 
 
 def _cast_spheres(grid: RayGrid, fp: FramePrims, far: float, hits: Hits) -> None:
-    """Intersect the rays with every sphere of ``fp``; nearer hits update ``hits`` (prim =
-    n_boxes + sphere index)."""
+    """Intersect the rays with every sphere of ``fp``.
+
+    Nearer hits update ``hits`` (prim = n_boxes + sphere index).
+    """
     ns = int(fp.sph_r.shape[0])
     if not ns:
         return
@@ -398,7 +414,7 @@ def _cast_spheres(grid: RayGrid, fp: FramePrims, far: float, hits: Hits) -> None
 
 
 def _union_count(lst: List[Tuple[int, int, np.ndarray]]) -> int:
-    """Number of rays in the union of window masks ``(r0, c0, mask)``."""
+    """Count the rays in the union of window masks ``(r0, c0, mask)``."""
     r0 = min(x[0] for x in lst)
     c0 = min(x[1] for x in lst)
     r1 = max(x[0] + x[2].shape[0] for x in lst)

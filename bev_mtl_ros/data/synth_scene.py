@@ -105,9 +105,11 @@ SIZE_RANGES: Dict[str, Tuple[Tuple[float, float], Tuple[float, float], Tuple[flo
 
 @dataclass
 class Road:
-    """Road geometry in the scene frame. Lateral coordinate ``d = y - y_c(x)`` (metres, left
-    positive); the centre line between the two directions is d = 0; ego-direction lanes are
-    at d < 0 (driving on the right)."""
+    """Road geometry in the scene frame.
+
+    Lateral coordinate ``d = y - y_c(x)`` (metres, left positive); the centre line between the two
+    directions is d = 0; ego-direction lanes are at d < 0 (driving on the right).
+    """
 
     curvature: float
     y0: float
@@ -126,9 +128,11 @@ class Road:
     grass: Tuple[float, float, float] = (0.25, 0.42, 0.15)
 
     def ground_offset(self, y):
-        """Height (m) of the ground above GROUND_Z at scene y: a crowned road falls off by
-        ``camber`` m/m on both sides of the crown line y = y0 (the road centre at x = 0), a
-        one-way cross slope falls by ``camber`` per metre towards -y; 0 under the camera (y = 0).
+        """Return the height (m) of the ground above GROUND_Z at scene y.
+
+        A crowned road falls off by ``camber`` m/m on both sides of the crown line y = y0 (the road
+        centre at x = 0), a one-way cross slope falls by ``camber`` per metre towards -y; 0 under
+        the camera (y = 0).
         """
         y = np.asarray(y, dtype=np.float64)
         if self.crown:
@@ -136,9 +140,11 @@ class Road:
         return -self.camber * y
 
     def ground_planes(self) -> np.ndarray:
-        """(K, 3) planes [a, bx, by] (z = a + bx x + by y; the ground is the solid below all of
-        them) of :meth:`ground_offset`; the same in the scene frame and in every frame's view frame
-        (the ego moves along x only)."""
+        """Return the (K, 3) planes [a, bx, by] of :meth:`ground_offset`.
+
+        z = a + bx x + by y; the ground is the solid below all of them; the same in the scene frame
+        and in every frame's view frame (the ego moves along x only).
+        """
         c, y0 = self.camber, self.y0
         if not self.crown:
             return np.array([[GROUND_Z, 0.0, -c]])
@@ -147,16 +153,16 @@ class Road:
 
     @property
     def right_edge(self) -> float:
-        """d of the right kerb (negative)."""
+        """Lateral coordinate d of the right kerb (negative)."""
         return -(self.n_same * self.lane_w + self.park_w + 0.5)
 
     @property
     def left_edge(self) -> float:
-        """d of the left kerb (positive)."""
+        """Lateral coordinate d of the left kerb (positive)."""
         return self.n_opp * self.lane_w + 0.5
 
     def centre_y(self, x):
-        """y of the centre line at scene x (array or scalar)."""
+        """Return the y of the centre line at scene x (array or scalar)."""
         return self.y0 + 0.5 * self.curvature * np.asarray(x) ** 2
 
     def heading(self, x):
@@ -210,8 +216,10 @@ class Road:
 
 @dataclass
 class Part:
-    """One drawn box of a road user, in the object's box frame (x forward, y left, z up, origin =
-    ground-truth box centre)."""
+    """One drawn box of a road user, in the object's box frame.
+
+    x forward, y left, z up, origin = ground-truth box centre.
+    """
 
     offset: Tuple[float, float, float]
     half: Tuple[float, float, float]
@@ -263,10 +271,12 @@ class SynthObject:
 
 @dataclass
 class StaticPrims:
-    """Static scenery primitives (scene frame). Boxes: centre (B,3), half extents (B,3), yaw (B,),
-    class id (B,) uint8, material (B,), colour (B,3) RGB in [0,1], aux (B,) (sidewalks: +1 when the
-    road is on the box's +y side, -1 on its -y side). Spheres: centre (S,3), radius (S,), class,
-    material, colour."""
+    """Static scenery primitives (scene frame).
+
+    Boxes: centre (B,3), half extents (B,3), yaw (B,), class id (B,) uint8, material (B,), colour
+    (B,3) RGB in [0,1], aux (B,) (sidewalks: +1 when the road is on the box's +y side, -1 on its -y
+    side). Spheres: centre (S,3), radius (S,), class, material, colour.
+    """
 
     box_c: np.ndarray
     box_h: np.ndarray
@@ -317,8 +327,11 @@ class Scene:
     def clutter_in_view(
         self, f: int, hfov: float, max_x: float = 100.0
     ) -> Tuple[np.ndarray, List[str]]:
-        """Clutter boxes of frame f in its view frame whose centre lies 0.5..max_x m ahead and
-        within ``hfov`` + 10 deg of the optical axis. Returns ((K, 7) float64, K kinds)."""
+        """Return the clutter boxes ahead in frame f's view frame.
+
+        Those whose centre lies 0.5..max_x m ahead and within ``hfov`` + 10 deg of the optical
+        axis. Returns ((K, 7) float64, K kinds).
+        """
         b = self.clutter_boxes.copy()
         b[:, :3] -= self.ego_position(f)
         ok = (

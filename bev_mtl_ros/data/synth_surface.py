@@ -1,6 +1,7 @@
-"""Surface attributes of ray hits for the synthetic A2D2 generator: semantic class, normal, base
-colour (procedural textures) and lidar reflectance of whatever a ray of
-:mod:`bev_mtl_ros.data.synth_raycast` hits.
+"""Surface attributes of ray hits for the synthetic A2D2 generator.
+
+Semantic class, normal, base colour (procedural textures) and lidar reflectance of whatever a ray
+of :mod:`bev_mtl_ros.data.synth_raycast` hits.
 
 Textures: asphalt noise hashed on world position, lane markings, window grids on buildings,
 facade noise, kerbs and paving tiles, glass, foliage, fence mesh, signal lamps. The semantic class
@@ -57,7 +58,7 @@ for _n, _v in {
 
 
 def _fmod(x: np.ndarray, m: float) -> np.ndarray:
-    """x mod m for m > 0 (result in [0, m)), faster than np.mod for floats."""
+    """Return x mod m for m > 0 (result in [0, m)), faster than np.mod for floats."""
     x = np.asarray(x)
     mm = x.dtype.type(m) if np.issubdtype(x.dtype, np.floating) else m
     return x - np.floor(x * (1 / mm)) * mm
@@ -75,8 +76,10 @@ def _hash01(ix: np.ndarray, iy: np.ndarray, salt: int = 0) -> np.ndarray:
 
 
 def value_noise(x: np.ndarray, y: np.ndarray, scale: float, salt: int = 0) -> np.ndarray:
-    """Bilinearly interpolated lattice noise in [0, 1) at world coordinates (x, y) with cells of
-    1/scale metres (smooth, unlike the blocky per-cell :func:`_hash01`)."""
+    """Return bilinearly interpolated lattice noise in [0, 1) at world coordinates (x, y).
+
+    Cells of 1/scale metres (smooth, unlike the blocky per-cell :func:`_hash01`).
+    """
     u = np.asarray(x, dtype=np.float32) * np.float32(scale)
     v = np.asarray(y, dtype=np.float32) * np.float32(scale)
     fu, fv = np.floor(u), np.floor(v)
@@ -93,9 +96,11 @@ def value_noise(x: np.ndarray, y: np.ndarray, scale: float, salt: int = 0) -> np
 
 @dataclass
 class Surface:
-    """Per-ray surface attributes of the hits: points (N,3) view frame, cls (N,) uint8, normal
-    (N,3), base colour (N,3) float32 in [0,1] (or None), reflectance (N,) float (or None),
-    obj (N,) int32 object index (-1 scenery/ground/sky)."""
+    """Per-ray surface attributes of the hits.
+
+    points (N,3) view frame, cls (N,) uint8, normal (N,3), base colour (N,3) float32 in [0,1] (or
+    None), reflectance (N,) float (or None), obj (N,) int32 object index (-1 scenery/ground/sky).
+    """
 
     points: np.ndarray
     cls: np.ndarray
@@ -143,8 +148,11 @@ def surface(fp: FramePrims, o: np.ndarray, p: np.ndarray, q: np.ndarray, t: np.n
 
 
 def _ground_surface(fp: FramePrims, srf: Surface, gm: np.ndarray, dt: np.dtype) -> None:
-    """Fill ``srf`` where ``gm`` (ground hits): road markings, sidewalk and grass classes from
-    :meth:`Road.ground_class`, asphalt/grass colour with value noise."""
+    """Fill ``srf`` where ``gm`` (ground hits).
+
+    Road markings, sidewalk and grass classes from :meth:`Road.ground_class`, asphalt/grass colour
+    with value noise.
+    """
     road = fp.road
     ego = fp.ego
     pg = srf.points[gm]
@@ -164,8 +172,10 @@ def _ground_surface(fp: FramePrims, srf: Surface, gm: np.ndarray, dt: np.dtype) 
 
 def _box_surface(fp: FramePrims, srf: Surface, bm: np.ndarray, idx: np.ndarray,
                  face: np.ndarray, dt: np.dtype) -> None:
-    """Fill ``srf`` where ``bm`` (box hits; ``idx`` the box of each, ``face`` its hit face):
-    normal of the face, class (kerbs of sidewalks = Curbstone), object, reflectance, colour."""
+    """Fill ``srf`` where ``bm`` (box hits; ``idx`` the box of each, ``face`` its hit face).
+
+    Normal of the face, class (kerbs of sidewalks = Curbstone), object, reflectance, colour.
+    """
     pts = srf.points
     fc = face.astype(np.int64)
     axis, neg = fc // 2, (fc % 2) == 1
@@ -204,8 +214,11 @@ def _box_surface(fp: FramePrims, srf: Surface, bm: np.ndarray, idx: np.ndarray,
 def _box_colour(fp: FramePrims, idx: np.ndarray, axis: np.ndarray, bcls: np.ndarray,
                 mat: np.ndarray, pb: np.ndarray, lx: np.ndarray, ly: np.ndarray,
                 lz: np.ndarray) -> np.ndarray:
-    """(N, 3) float32 textured colour of box hits: boxes ``idx``, hit face ``axis``, classes
-    ``bcls``, materials ``mat``, points ``pb`` (view frame) and (lx, ly, lz) in the box frame."""
+    """Return the (N, 3) float32 textured colour of box hits.
+
+    Boxes ``idx``, hit face ``axis``, classes ``bcls``, materials ``mat``, points ``pb`` (view
+    frame) and (lx, ly, lz) in the box frame.
+    """
     ego = fp.ego
     sw = mat == MAT_SIDEWALK
     col = fp.box_col[idx].copy()
