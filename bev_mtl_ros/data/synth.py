@@ -29,7 +29,7 @@ Writes (A2D2 README; see ``a2d2-format.md``)::
   scene), ``class`` (Car, VanSUV, Truck, Pedestrian, Cyclist), ``center`` [x,y,z] (box centre,
   view frame), ``size`` [length, width, height], ``axis`` [0,0,1] (yaw >= 0) or [0,0,-1] (yaw < 0),
   ``rot_angle`` = |yaw| (so the Rodrigues rotation of (axis, rot_angle) is the yaw), ``3d_points``
-  (8 corners in the order of A2D2's tutorial, :data:`bev_mtl_ros.data.a2d2.CORNER_SIGNS`:
+  (8 corners in the order of A2D2's tutorial, :data:`bev_mtl_ros.data.a2d2_files.CORNER_SIGNS`:
   bottom-rear-left, bottom-front-left, bottom-front-right, bottom-rear-right, then the same on
   top), ``2d_bbox`` [x_min, y_min, x_max, y_max] (pixels in the undistorted image, clipped to it),
   ``truncation`` (fraction of the unclipped 2D box outside the image), ``occlusion`` (fraction of

@@ -26,7 +26,7 @@ from bev_mtl_ros.data.synth_raycast import (
     pq_ranges,
 )
 from bev_mtl_ros.data.synth_scene import CID, GROUND_Z, MAT_SIDEWALK
-from bev_mtl_ros.data.synth_surface import surface, value_noise
+from bev_mtl_ros.data.synth_surface import Surface, surface, value_noise
 
 
 @dataclass
@@ -213,9 +213,7 @@ def render_camera(fp: FramePrims, K: np.ndarray, width: int, height: int, sun: n
     balance, gamma, vignetting, blur, sensor noise; default: a clear sky with ``exposure`` and
     ``noise_sigma``). The label image is not affected by the style.
     """
-    import cv2
     style = style or CameraStyle(exposure=exposure, noise_sigma=noise_sigma)
-    overcast = style.sky == "overcast"
     grid = camera_grid(K, width, height)
     cov: Dict[int, int] = {}
     hits = cast(grid, fp, coverage=cov)
@@ -231,7 +229,25 @@ def render_camera(fp: FramePrims, K: np.ndarray, width: int, height: int, sun: n
     label[hit] = srf.cls
     obj = np.full(H * W, -1, dtype=np.int32)
     obj[hit] = srf.obj
-    # sky gradient by elevation (+ clouds when overcast)
+    img, lo = _sky(style, P, Q)
+    shade = _shading(fp, grid, srf, hit, sun, shadows, style.sky == "overcast")
+    c = srf.colour * shade[:, None]
+    if style.sky == "low_sun":
+        c = c * np.array([1.08, 0.98, 0.85], np.float32)
+    haze_col = lo * np.float32(0.95)
+    haze = (np.float32(1.0) - np.exp(t[hit] * np.float32(-1.0 / 350.0)))[:, None]
+    img[hit] = c * (1 - haze) + haze * haze_col
+    image = _apply_style(img.reshape(H, W, 3), style, rng)
+    return CameraRender(image=image, label=label.reshape(H, W), depth=hits.t.astype(np.float32),
+                        obj=obj.reshape(H, W), coverage=cov)
+
+
+def _sky(style: CameraStyle, P: np.ndarray, Q: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Return the sky of every ray (P, Q flat float32): ((N, 3) float32 RGB, horizon colour (3,)).
+
+    A gradient by elevation, with clouds under a clear or overcast sky.
+    """
+    overcast = style.sky == "overcast"
     lo, hi = (np.array(c, np.float32) for c in _SKIES.get(style.sky, _SKIES["clear"]))
     elev = np.clip(Q / 0.6, 0.0, 1.0)[:, None]
     img = ((1 - elev) * lo + elev * hi).astype(np.float32)
@@ -242,6 +258,16 @@ def render_camera(fp: FramePrims, K: np.ndarray, width: int, height: int, sun: n
         )
         amt = np.float32(0.12 if overcast else 0.06)
         img = img * (1 - amt) + amt * cl[:, None] * np.float32(1.1)
+    return img, lo
+
+
+def _shading(fp: FramePrims, grid: RayGrid, srf: Surface, hit: np.ndarray, sun: np.ndarray,
+             shadows: bool, overcast: bool) -> np.ndarray:
+    """Return the (N,) brightness factor of the hit rays ``hit`` (flat (H*W,) bool).
+
+    Lambertian sun light plus ambient with hard shadows; soft light from above when overcast.
+    """
+    H, W = grid.shape
     lam = np.clip(srf.normal @ sun.astype(np.float32), 0.0, 1.0)
     if shadows and not overcast:
         pts = np.zeros((H * W, 3), dtype=np.float32)
@@ -255,18 +281,18 @@ def render_camera(fp: FramePrims, K: np.ndarray, width: int, height: int, sun: n
                          sun)
         lam = np.where(sh.reshape(-1)[hit], np.float32(0.0), lam)
     if overcast:
-        shade = 0.72 + 0.18 * np.clip(srf.normal[:, 2], 0.0, 1.0)
-    else:
-        shade = 0.45 + 0.6 * lam
-    c = srf.colour * shade[:, None]
-    if style.sky == "low_sun":
-        c = c * np.array([1.08, 0.98, 0.85], np.float32)
-    haze_col = lo * np.float32(0.95)
-    haze = (np.float32(1.0) - np.exp(t[hit] * np.float32(-1.0 / 350.0)))[:, None]
-    img[hit] = c * (1 - haze) + haze * haze_col
-    img = img.reshape(H, W, 3) * (
-        np.array(style.white_balance, np.float32) * np.float32(style.exposure)
-    )
+        return 0.72 + 0.18 * np.clip(srf.normal[:, 2], 0.0, 1.0)
+    return 0.45 + 0.6 * lam
+
+
+def _apply_style(img: np.ndarray, style: CameraStyle, rng: np.random.Generator) -> np.ndarray:
+    """Apply ``style`` to a (H, W, 3) float32 linear image; returns (H, W, 3) uint8.
+
+    White balance and exposure, vignetting, gamma, blur, then sensor noise drawn from ``rng``.
+    """
+    import cv2
+    H, W = img.shape[:2]
+    img = img * (np.array(style.white_balance, np.float32) * np.float32(style.exposure))
     if style.vignette > 0:
         yy = (np.arange(H, dtype=np.float32) - H / 2) / (H / 2)
         xx = (np.arange(W, dtype=np.float32) - W / 2) / (W / 2)
@@ -279,6 +305,4 @@ def render_camera(fp: FramePrims, K: np.ndarray, width: int, height: int, sun: n
     img = img * np.float32(255.0) + rng.standard_normal(img.shape, dtype=np.float32) * np.float32(
         style.noise_sigma
     )
-    image = np.clip(img, 0, 255).astype(np.uint8)
-    return CameraRender(image=image, label=label.reshape(H, W), depth=hits.t.astype(np.float32),
-                        obj=obj.reshape(H, W), coverage=cov)
+    return np.clip(img, 0, 255).astype(np.uint8)
