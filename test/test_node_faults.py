@@ -376,10 +376,10 @@ def test_distinct_warnings_throttle_independently(rclpy_context, tiny_onnx, capf
                           parameter_overrides=[Parameter("model_path", value=tiny_onnx)])
     try:
         for _ in range(3):
-            node._decode(b"garbage", "cloud")
-            node._decode(b"garbage", "image")
+            node.inputs.decode(b"garbage", "cloud")
+            node.inputs.decode(b"garbage", "image")
             node._publish_empty(Header())
-        counts = dict(node.counters)
+        counts = node.counters.snapshot()
     finally:
         node.stop()
         node.destroy_node()
