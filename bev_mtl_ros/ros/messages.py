@@ -43,6 +43,7 @@ from std_msgs.msg import ColorRGBA, Float64MultiArray, Header, MultiArrayDimensi
 from visualization_msgs.msg import Marker, MarkerArray
 
 from bev_mtl_ros import geometry
+from bev_mtl_ros.ros.conversions import image_to_msg
 
 __all__ = [
     "yaw_to_quaternion", "box_edge_points", "detections_to_msg", "detections_to_markers",
@@ -184,15 +185,8 @@ def detections_to_markers(boxes: np.ndarray, scores: np.ndarray, labels: np.ndar
 
 
 def _mono8(array2d: np.ndarray, header: Header) -> Image:
-    a = np.ascontiguousarray(array2d, dtype=np.uint8)
-    msg = Image()
-    msg.header = header
-    msg.height, msg.width = int(a.shape[0]), int(a.shape[1])
-    msg.encoding = "mono8"
-    msg.is_bigendian = 0
-    msg.step = int(a.shape[1])
-    msg.data = a.tobytes()
-    return msg
+    """Return a mono8 Image of (H, W) values (cast to uint8) with ``header``."""
+    return image_to_msg(np.asarray(array2d).astype(np.uint8, copy=False), "mono8", header)
 
 
 def drivable_to_image(mask: np.ndarray, header: Header) -> Image:
@@ -275,14 +269,7 @@ def semantic_overlay(rgb: np.ndarray, ids: np.ndarray, header: Header, alpha: fl
     unknown = ids8 >= k
     if unknown.any():  # ids without a colour keep the camera pixel
         out[unknown] = rgb[unknown]
-    msg = Image()
-    msg.header = header
-    msg.height, msg.width = int(out.shape[0]), int(out.shape[1])
-    msg.encoding = "rgb8"
-    msg.is_bigendian = 0
-    msg.step = 3 * int(out.shape[1])
-    msg.data = out.tobytes()
-    return msg
+    return image_to_msg(out, "rgb8", header)
 
 
 def label_info_msg(class_names: Sequence[str], header: Header, threshold: float = 0.0) -> Any:

@@ -12,8 +12,9 @@ names as in Autoware (``-r ~/input/pointcloud:=/my/points``; the launch file rem
 arguments; a non-empty ``cloud_topic`` / ``image_topic`` / ``camera_info_topic`` parameter
 overrides the name):
   ``~/input/pointcloud`` (sensor_msgs/PointCloud2; fields x, y, z [+ ``intensity_field``], any
-  layout, any frame TF connects to ``target_frame``), ``~/input/image`` (sensor_msgs/Image; rgb8,
-  bgr8, rgba8, bgra8 or mono8; raw or rectified), ``~/input/camera_info`` (sensor_msgs/CameraInfo:
+  layout, any frame TF connects to ``target_frame``), ``~/input/image`` (sensor_msgs/Image; any
+  colour, mono, Bayer or yuv422 encoding by cv_bridge's names, :mod:`bev_mtl_ros.ros.image_codec`;
+  raw or rectified), ``~/input/camera_info`` (sensor_msgs/CameraInfo:
   D != 0 -> the image is undistorted, :mod:`bev_mtl_ros.ros.camera`), ``/tf_static`` + ``/tf``
   (own buffer when ``tf2_ros`` is not importable, :mod:`bev_mtl_ros.ros.tf`).
 Published: ``~/detections`` (vision_msgs/Detection3DArray) and ``/diagnostics`` (1 Hz) always; the
