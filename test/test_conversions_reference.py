@@ -152,8 +152,10 @@ def test_xyzi_equals_pointcloud2_columns(name, scale):
 
 @pytest.mark.parametrize("name", sorted(n for n in LAYOUTS if not LAYOUTS[n][3]))
 def test_cloud_to_msg_equals_pointcloud2_create_cloud(name):
-    """Reverse direction: the same fields, steps and bytes as pointcloud2.create_cloud, and each
-    library reads the other's cloud."""
+    """Reverse direction: the same fields, steps and bytes as pointcloud2.create_cloud.
+
+    And each library reads the other's cloud.
+    """
     fields, step, ifield, _, height, _ = LAYOUTS[name]
     pfields = [pointcloud2.PointField(f, off, _PF_CODE[np.dtype(t).str[1:]], 1)
                for f, off, t in fields]
@@ -184,8 +186,11 @@ _PF_CODE = {"i1": PointField.INT8, "u1": PointField.UINT8, "i2": PointField.INT1
 
 
 def test_count_and_unnamed_fields_against_pointcloud2():
-    """count > 1 is a sub-array here and name_0.. in pointcloud2; unnamed fields are padding
-    here and unnamed_field_<i> there: the same bytes either way."""
+    """Fields with count > 1 and unnamed fields read the same bytes as pointcloud2.
+
+    count > 1 is a sub-array here and name_0.. in pointcloud2; unnamed fields are padding here
+    and unnamed_field_<i> there.
+    """
     rng = np.random.default_rng(5)
     dt = np.dtype({"names": ["x", "y", "z", "normal", "pad"],
                    "formats": ["<f4", "<f4", "<f4", ("<f4", (3,)), "<u4"],
@@ -261,8 +266,10 @@ def test_encoding_names_are_cv_bridges():
                                             ("bgra8", [2, 1, 0, None])])
 @pytest.mark.parametrize("bits", [8, 16])
 def test_colour_channel_orders(encoding, order, bits):
-    """Channel k of the message holds colour ``order[k]`` (None = alpha, dropped); 16-bit values
-    v become round(v * 255 / 65535), as cv_bridge's convertTo."""
+    """Channel k of the message holds colour ``order[k]`` (None = alpha, dropped).
+
+    16-bit values v become round(v * 255 / 65535), as cv_bridge's convertTo.
+    """
     rgb = _rgb()
     enc = encoding[:-1] + str(bits)
     planes = [rgb[..., c] if c is not None else np.full((H, W), 200, np.uint8) for c in order]
@@ -291,8 +298,10 @@ def test_mono16_scaling_and_big_endian():
 @pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
 @pytest.mark.parametrize("bits", [8, 16])
 def test_bayer_patterns_demosaic_to_their_colour(pattern, bits):
-    """A mosaic of one colour in each pattern demosaics to that colour (the pattern names read
-    the top-left 2x2 block row by row)."""
+    """A mosaic of one colour in each pattern demosaics to that colour.
+
+    The pattern names read the top-left 2x2 block row by row.
+    """
     colour = {"r": 200, "g": 90, "b": 30}
     block = np.array([[colour[pattern[0]], colour[pattern[1]]],
                       [colour[pattern[2]], colour[pattern[3]]]], np.uint16)
@@ -308,8 +317,10 @@ def test_bayer_patterns_demosaic_to_their_colour(pattern, bits):
 
 @pytest.mark.parametrize("encoding", ["yuv422", "yuv422_yuy2"])
 def test_yuv422_orders(encoding):
-    """UYVY (yuv422) and YUYV (yuv422_yuy2): neutral chroma gives grey rising with Y (read in
-    the other order, the chroma bytes would be taken for luma)."""
+    """UYVY (yuv422) and YUYV (yuv422_yuy2): neutral chroma gives grey rising with Y.
+
+    Read in the other order, the chroma bytes would be taken for luma.
+    """
     y = np.array([[16, 60, 120, 235]], np.uint8)
     uv = np.full_like(y, 128)
     if encoding == "yuv422":
@@ -328,8 +339,11 @@ def test_yuv422_orders(encoding):
                                                ("16UC1", "u2", 1), ("32FC1", "f4", 1),
                                                ("64FC2", "f8", 2)])
 def test_generic_encodings_read_as_they_are_and_have_no_rgb(encoding, dtype, ch):
-    """Generic encodings: image_to_array = the array (cv_bridge's passthrough); image_to_rgb
-    refuses them, as cv_bridge refuses 8UC3 -> rgb8 (no channel order)."""
+    """Generic encodings read as they are and have no rgb8.
+
+    image_to_array = the array (cv_bridge's passthrough); image_to_rgb refuses them, as
+    cv_bridge refuses 8UC3 -> rgb8 (no channel order).
+    """
     rng = np.random.default_rng(7)
     arr = (rng.uniform(0, 1000, (H, W, ch))).astype(dtype)
     msg = image_to_msg(arr, encoding, step=W * ch * np.dtype(dtype).itemsize + 8)
@@ -344,8 +358,10 @@ def test_generic_encodings_read_as_they_are_and_have_no_rgb(encoding, dtype, ch)
 @pytest.mark.skipif(not HAS_CV_BRIDGE, reason=NO_CV_BRIDGE)
 @pytest.mark.parametrize("encoding", sorted(IMAGE_ENCODINGS) + ["8UC3", "16UC1", "32FC1"])
 def test_against_cv_bridge(encoding):  # pragma: no cover - needs a ROS 2 installation
-    """cv_bridge itself: the same passthrough pixels, the same rgb8 (where it converts), and
-    cv2_to_imgmsg builds the bytes image_to_msg builds."""
+    """cv_bridge itself: the same passthrough pixels and rgb8, and the same built bytes.
+
+    rgb8 where cv_bridge converts; cv2_to_imgmsg builds the bytes image_to_msg builds.
+    """
     from cv_bridge import CvBridge
 
     bridge = CvBridge()

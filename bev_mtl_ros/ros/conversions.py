@@ -1,5 +1,6 @@
-"""sensor_msgs <-> numpy conversions without per-point Python loops: the package's one message
-codec (node, player, converter, evaluator and demo import it from here).
+"""Convert sensor_msgs <-> numpy without per-point Python loops: the package's message codec.
+
+The node, player, converter, evaluator and demo import it from here.
 
 * PointCloud2 <-> points (:mod:`bev_mtl_ros.ros.cloud_codec`): :func:`cloud_dtype`,
   :func:`cloud_to_structured` (zero-copy structured view of any layout: padding, field order,
@@ -80,8 +81,10 @@ def decode_serialized(raw: bytes, msgtype: str) -> Any:
 
 
 def ros_header(header: Any, frame_id: Optional[str] = None) -> Header:
-    """rclpy ``std_msgs/Header`` with ``header``'s stamp (sec, nanosec) and frame_id (or
-    ``frame_id`` when given), from any object with those fields."""
+    """Return an rclpy ``std_msgs/Header`` copied from any header-like object.
+
+    Stamp (sec, nanosec) and frame_id of ``header`` (or ``frame_id`` when given).
+    """
     out = Header(frame_id=str(header.frame_id if frame_id is None else frame_id))
     out.stamp.sec, out.stamp.nanosec = int(header.stamp.sec), int(header.stamp.nanosec)
     return out

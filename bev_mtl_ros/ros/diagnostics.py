@@ -73,8 +73,9 @@ class HealthConfig:
 
 
 class PipelineHealth:
-    """Sliding-window verdict over cumulative counters (see module docstring). Not thread-safe:
-    call from one thread (the node's diagnostics timer).
+    """Sliding-window verdict over cumulative counters (see module docstring).
+
+    Not thread-safe: call from one thread (the node's diagnostics timer).
 
     Args:
         config: thresholds.
@@ -87,8 +88,11 @@ class PipelineHealth:
         self._snaps: Deque[Tuple[float, Dict[str, int]]] = deque([(now, dict(counters))])
 
     def window_deltas(self, now: float, counters: Mapping[str, int]) -> Dict[str, int]:
-        """Record ``counters`` at ``now`` and return how much each grew over the window: since the
-        newest snapshot at least ``window_s`` old (or the oldest one kept)."""
+        """Record ``counters`` at ``now`` and return how much each grew over the window.
+
+        The window starts at the newest snapshot at least ``window_s`` old (or the oldest one
+        kept).
+        """
         self._snaps.append((now, dict(counters)))
         while len(self._snaps) >= 2 and self._snaps[1][0] <= now - self.config.window_s:
             self._snaps.popleft()
@@ -99,7 +103,7 @@ class PipelineHealth:
                sync_diagnosis: Optional[str] = None,
                cloud_topic: str = "cloud",
                bad_input_details: Optional[Mapping[str, str]] = None) -> Tuple[str, List[str]]:
-        """The level ("OK", "WARN" or "ERROR") and the active causes, most severe first.
+        """Return the level ("OK", "WARN" or "ERROR") and the active causes, most severe first.
 
         Args:
             now: monotonic seconds.

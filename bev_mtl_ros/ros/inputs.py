@@ -223,8 +223,10 @@ class NodeInputs:
         return conv
 
     def _check_intensity(self, conv: CloudArrays, cloud: Any) -> None:
-        """Count and warn (throttled) about a cloud without the intensity field and about
-        intensities that look normalised (0..1) where the model expects raw values.
+        """Count and warn (throttled) about a missing or normalised intensity.
+
+        A cloud without the intensity field, or intensities that look normalised (0..1) where
+        the model expects raw values.
         """
         p = self._params
         points = conv.points

@@ -61,8 +61,10 @@ _FALLBACK = np.array([(0.8, 0.2, 0.8), (0.2, 0.8, 0.8), (0.9, 0.9, 0.2), (0.6, 0
 
 
 def yaw_to_quaternion(yaw: float) -> Quaternion:
-    """Rotation by ``yaw`` radians about +z as a geometry_msgs/Quaternion (x, y, z, w)
-    (see :func:`bev_mtl_ros.geometry.yaw_to_quaternion`)."""
+    """Return the rotation by ``yaw`` radians about +z as a geometry_msgs/Quaternion.
+
+    (x, y, z, w); see :func:`bev_mtl_ros.geometry.yaw_to_quaternion`.
+    """
     x, y, z, w = (float(v) for v in geometry.yaw_to_quaternion(yaw))
     return Quaternion(x=x, y=y, z=z, w=w)
 
@@ -79,7 +81,7 @@ def _class_name(names: Sequence[str], label: int) -> str:
 
 def detections_to_msg(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
                       class_names: Sequence[str], header: Header) -> Any:
-    """Detections -> vision_msgs/Detection3DArray.
+    """Build a vision_msgs/Detection3DArray from detections.
 
     Args:
         boxes: (N, 7) float32 [x, y, z, l, w, h, yaw] in ``header.frame_id``.
@@ -133,7 +135,7 @@ def detections_to_markers(boxes: np.ndarray, scores: np.ndarray, labels: np.ndar
                           class_names: Sequence[str],
                           header: Header, ns: str = "detections", line_width: float = 0.08,
                           text_height: float = 0.8) -> MarkerArray:
-    """Detections -> visualization_msgs/MarkerArray for RViz.
+    """Build a visualization_msgs/MarkerArray of detections for RViz.
 
     Marker 0: action DELETEALL (clears the previous frame's markers in every namespace).
     Then, if N > 0: ``<ns>/boxes`` ids 0.., one LINE_LIST per class present with 24 vertices
@@ -190,8 +192,10 @@ def _mono8(array2d: np.ndarray, header: Header) -> Image:
 
 
 def drivable_to_image(mask: np.ndarray, header: Header) -> Image:
-    """(grid_h, grid_w) {0,1} (or bool) BEV mask -> mono8 Image, 255 drivable / 0 not.
-    Row = iy, column = ix (see module docstring); header = the cloud's header."""
+    """Build a mono8 Image of a (grid_h, grid_w) {0,1} (or bool) BEV mask: 255 drivable, 0 not.
+
+    Row = iy, column = ix (see module docstring); header = the cloud's header.
+    """
     return _mono8(np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8), header)
 
 
@@ -228,8 +232,10 @@ def drivable_to_occupancy_grid(mask: np.ndarray, point_cloud_range: Sequence[flo
 
 
 def semantic_to_image(ids: np.ndarray, header: Header) -> Image:
-    """(H, W) uint8 class ids (index into contract.semantic_classes) -> mono8 Image; header = the
-    camera image's header."""
+    """Build a mono8 Image of (H, W) uint8 class ids (index into contract.semantic_classes).
+
+    header = the camera image's header.
+    """
     return _mono8(ids, header)
 
 
@@ -273,8 +279,11 @@ def semantic_overlay(rgb: np.ndarray, ids: np.ndarray, header: Header, alpha: fl
 
 
 def label_info_msg(class_names: Sequence[str], header: Header, threshold: float = 0.0) -> Any:
-    """vision_msgs/LabelInfo: class_map [VisionClass(id, name)] in index order; ``threshold``
-    (the score threshold in use, or 0 for argmax segmentation)."""
+    """Build a vision_msgs/LabelInfo.
+
+    class_map [VisionClass(id, name)] in index order; ``threshold`` (the score threshold in use,
+    or 0 for argmax segmentation).
+    """
     from vision_msgs.msg import LabelInfo, VisionClass
 
     msg = LabelInfo()
@@ -290,8 +299,10 @@ _LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN,
 
 def diagnostic_status(name: str, level: str, message: str, values: Mapping[str, Any],
                       hardware_id: str = "") -> DiagnosticStatus:
-    """One DiagnosticStatus; ``level`` in OK/WARN/ERROR/STALE; values become KeyValue strings
-    (floats with 3 decimals)."""
+    """Build one DiagnosticStatus.
+
+    ``level`` in OK/WARN/ERROR/STALE; values become KeyValue strings (floats with 3 decimals).
+    """
     st = DiagnosticStatus()
     st.level = _LEVELS[level]
     st.name = name
@@ -303,7 +314,7 @@ def diagnostic_status(name: str, level: str, message: str, values: Mapping[str, 
 
 
 def diagnostic_array(statuses: Sequence[DiagnosticStatus], stamp: Any) -> DiagnosticArray:
-    """DiagnosticArray with ``header.stamp = stamp`` (builtin_interfaces/Time)."""
+    """Build a DiagnosticArray with ``header.stamp = stamp`` (builtin_interfaces/Time)."""
     msg = DiagnosticArray()
     msg.header.stamp = stamp
     msg.status = list(statuses)

@@ -1,5 +1,6 @@
-"""``perception_node``: lidar PointCloud2 + camera Image -> 3D detections, BEV drivable area and
-image semantics from one multi-task network.
+"""``perception_node``: one multi-task network from a lidar cloud and a camera image.
+
+Lidar PointCloud2 + camera Image -> 3D detections, BEV drivable area and image semantics.
 
 Entry point ``bev_mtl_ros.ros.node:main`` (console script ``perception_node``):
 
@@ -172,8 +173,10 @@ class PerceptionNode(Node):
 
     # ------------------------------------------------------------------ start-up steps
     def _declare_parameters(self) -> None:
-        """Declare :data:`NODE_PARAMETERS` (values in ``self._params``) and the
-        ``contract.<field>`` parameters (set ones in ``self._contract_overrides``).
+        """Declare the node's parameters.
+
+        :data:`NODE_PARAMETERS` (values in ``self._params``) and the ``contract.<field>``
+        parameters (set ones in ``self._contract_overrides``).
         """
         p: Dict[str, Any] = {}
         for name, (default, text) in NODE_PARAMETERS.items():
@@ -196,8 +199,11 @@ class PerceptionNode(Node):
             self._contract_overrides[name] = v
 
     def _load_model(self) -> None:
-        """Model file, backend, contract check and pipeline (``self.model_path``,
-        ``self.backend``, ``self.contract``, ``self.pipeline``, ``self.class_names``)."""
+        """Load the model file, backend, contract check and pipeline.
+
+        Sets ``self.model_path``, ``self.backend``, ``self.contract``, ``self.pipeline``,
+        ``self.class_names``.
+        """
         p = self._params
         model_path = resolve_model_path(p["model_path"])
         check_parameter_choices(p)
@@ -224,7 +230,7 @@ class PerceptionNode(Node):
         self.class_names = list(self.contract.detection_classes)
 
     def _init_state(self) -> None:
-        """Synchronizer, worker mailbox, counters, rates and health assessment."""
+        """Create the synchronizer, counters, rates and health assessment."""
         p = self._params
         try:
             self.sync = ApproxTimeSync(slop=p["sync_slop"], queue_size=p["sync_queue_size"],
@@ -352,7 +358,7 @@ class PerceptionNode(Node):
 
     # ------------------------------------------------------------------ processing steps
     def _publish_empty(self, header: Header) -> None:
-        """A cloud without finite points: counted, warned, empty detections (and markers)."""
+        """Handle a cloud without finite points: count, warn, publish empty detections."""
         self.counters.count("bad_input.empty_cloud")
         self.get_logger().warning("empty cloud (no finite points): publishing empty detections",
                                   **self._every(5.0))
@@ -375,8 +381,10 @@ class PerceptionNode(Node):
             return None
 
     def _check_pillar_stats(self, stats: Any, n_finite: int) -> None:
-        """Count and warn about a cloud without any point in ``point_cloud_range`` and about
-        pillars dropped over ``max_pillars`` (``stats``: the pipeline's pillar statistics).
+        """Count and warn about clouds out of range and pillars dropped.
+
+        A cloud without any point in ``point_cloud_range``, pillars dropped over ``max_pillars``
+        (``stats``: the pipeline's pillar statistics).
         """
         if (n_finite
                 and stats.points_in == stats.nonfinite_dropped + stats.out_of_range_dropped):

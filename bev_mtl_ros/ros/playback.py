@@ -1,5 +1,6 @@
-"""Building blocks of the bag player (:mod:`bev_mtl_ros.ros.player`): errors, statistics,
-message classes by type name, the recorded timing and closed-loop pacing.
+"""Building blocks of the bag player (:mod:`bev_mtl_ros.ros.player`).
+
+Errors, statistics, message classes by type name, the recorded timing and closed-loop pacing.
 
 * :class:`PlayerError`, :class:`PlaybackStats` (counters of one playback) and
   :func:`import_message_class` (the rclpy class of ``pkg/msg/Type``, also used by the recorder).
@@ -76,7 +77,7 @@ class PlaybackStats:
 
 
 def import_message_class(msgtype: str):
-    """The rclpy message class for a ROS 2 type name.
+    """Return the rclpy message class for a ROS 2 type name.
 
     Args:
         msgtype: ``"pkg/msg/Type"`` (rosbag2 spelling) or ``"pkg/Type"``.

@@ -1,5 +1,6 @@
-"""Replay a rosbag2 file (mcap or sqlite3) over DDS with its recorded timing; no ``ros2`` CLI
-needed.
+"""Replay a rosbag2 file (mcap or sqlite3) over DDS with its recorded timing.
+
+No ``ros2`` CLI needed.
 
 ``bev-mtl-ros play BAG [--rate R] [--clock] [--loop] [--topics T ...]`` reads the bag with the pure
 Python ``rosbags`` library and publishes each message's serialized CDR bytes unchanged with
@@ -51,7 +52,7 @@ LATCHED_TOPICS = ("/tf_static",)
 
 
 def _qos_is_transient_local(profiles: Sequence[Any]) -> bool:
-    """True when every recorded offered QoS profile (rosbags ``Qos``) is transient local."""
+    """Return True when every recorded offered QoS profile (rosbags ``Qos``) is transient local."""
     if not profiles:
         return False
     return all(getattr(getattr(p, "durability", None), "name", "") == "TRANSIENT_LOCAL"
@@ -197,8 +198,9 @@ class BagPlayer:
         self.message_counts: Dict[str, int] = {c.topic: counts[c.topic] for c in self._connections}
 
     def _skip_reason(self, connection: Any, wanted: Optional[set]) -> str:
-        """Return why a bag connection is not replayed ("" = it is): not selected, or /clock
-        replaced by the player's own.
+        """Return why a bag connection is not replayed ("" = it is).
+
+        Not selected, or /clock replaced by the player's own.
         """
         if wanted is not None and connection.topic not in wanted:
             return "not selected (--topics)"
@@ -414,8 +416,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """``bev-mtl-ros play``: returns 0 on success, 2 on a bag error, 3 when subscribers never
-    came."""
+    """Run ``bev-mtl-ros play``.
+
+    Returns 0 on success, 2 on a bag error, 3 when subscribers never came.
+    """
     import json
 
     remap = {}

@@ -1,5 +1,4 @@
-"""The perception node's worker: a one-slot mailbox of synchronised pairs and the thread that
-processes them.
+"""The perception node's worker: a one-slot mailbox of synchronised pairs and its thread.
 
 Subscription callbacks only :meth:`FrameWorker.offer` the pairs the synchronizer resolved; the
 worker thread takes the newest pair and runs the node's processing (conversion, inference,
