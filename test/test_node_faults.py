@@ -164,7 +164,7 @@ def _image(sec, w=256, h=160, encoding="rgb8"):
     from bev_mtl_ros.ros.conversions import image_to_msg
 
     arr = np.random.default_rng(sec).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    msg = image_to_msg(arr, "rgb8" if encoding == "yuv422" else encoding,
+    msg = image_to_msg(arr, "rgb8" if encoding == "nv21" else encoding,
                        header(sec, "cam_front_center_optical"))
     msg.encoding = encoding
     return msg
@@ -229,7 +229,7 @@ def test_bad_inputs_counted_without_crash(ros_env, rclpy_context, tiny_onnx):
         # 4. no z field -> skipped, counted, node alive
         h.send(_cloud(13, drop_z=True), _image(13))
         # 5. unsupported encoding -> lidar-only frame with the cloud's stamp, no semantic output
-        h.send(_cloud(14), _image(14, encoding="yuv422"))
+        h.send(_cloud(14), _image(14, encoding="nv21"))
         assert h.spin_until(lambda: 14 in dets, 20)
         # 6. image of another size and encoding -> resized; semantic at the input size
         h.send(_cloud(15), _image(15, w=320, h=200, encoding="bgr8"))
@@ -376,10 +376,10 @@ def test_distinct_warnings_throttle_independently(rclpy_context, tiny_onnx, capf
                           parameter_overrides=[Parameter("model_path", value=tiny_onnx)])
     try:
         for _ in range(3):
-            node._decode(b"garbage", "cloud")
-            node._decode(b"garbage", "image")
+            node.inputs.decode(b"garbage", "cloud")
+            node.inputs.decode(b"garbage", "image")
             node._publish_empty(Header())
-        counts = dict(node.counters)
+        counts = node.counters.snapshot()
     finally:
         node.stop()
         node.destroy_node()

@@ -215,8 +215,8 @@ def test_rgb8_unpadded_is_zero_copy():
 
 def test_image_errors():
     msg = image_to_msg(_rgb(), "rgb8")
-    msg.encoding = "yuv422"
-    with pytest.raises(ConversionError, match="encoding 'yuv422' unsupported"):
+    msg.encoding = "nv21"
+    with pytest.raises(ConversionError, match="encoding 'nv21' unsupported"):
         image_to_rgb(msg)
     msg = image_to_msg(_rgb(), "rgb8")
     msg.step = W * 3 - 1

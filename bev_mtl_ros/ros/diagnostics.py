@@ -21,15 +21,24 @@ window > ``overload_fraction`` (at least                       ``overload_fracti
 
 ``skipped_frames`` counts synchronised pairs replaced in the node's one-slot mailbox before the
 worker took them (inference slower than the input), ``pairs_in`` all pairs offered.
+
+The node's bookkeeping lives here too: :class:`NodeCounters` (the cumulative counters of
+:data:`COUNTER_NAMES`, thread-safe), :class:`RateMeter` (input/output rates over a sliding window)
+and :class:`LatencyWindow` (arrival-to-publish latency percentiles).
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Deque, Dict, List, Mapping, Optional, Tuple
 
-__all__ = ["HealthConfig", "PipelineHealth", "LEVELS"]
+import numpy as np
+
+__all__ = ["HealthConfig", "PipelineHealth", "LEVELS", "COUNTER_NAMES", "NodeCounters",
+           "RateMeter", "LatencyWindow"]
 
 #: diagnostic levels in increasing severity (names of diagnostic_msgs/DiagnosticStatus levels)
 LEVELS = ("OK", "WARN", "ERROR")
@@ -64,8 +73,9 @@ class HealthConfig:
 
 
 class PipelineHealth:
-    """Sliding-window verdict over cumulative counters (see module docstring). Not thread-safe:
-    call from one thread (the node's diagnostics timer).
+    """Sliding-window verdict over cumulative counters (see module docstring).
+
+    Not thread-safe: call from one thread (the node's diagnostics timer).
 
     Args:
         config: thresholds.
@@ -78,8 +88,11 @@ class PipelineHealth:
         self._snaps: Deque[Tuple[float, Dict[str, int]]] = deque([(now, dict(counters))])
 
     def window_deltas(self, now: float, counters: Mapping[str, int]) -> Dict[str, int]:
-        """Record ``counters`` at ``now`` and return how much each grew over the window: since the
-        newest snapshot at least ``window_s`` old (or the oldest one kept)."""
+        """Record ``counters`` at ``now`` and return how much each grew over the window.
+
+        The window starts at the newest snapshot at least ``window_s`` old (or the oldest one
+        kept).
+        """
         self._snaps.append((now, dict(counters)))
         while len(self._snaps) >= 2 and self._snaps[1][0] <= now - self.config.window_s:
             self._snaps.popleft()
@@ -90,7 +103,7 @@ class PipelineHealth:
                sync_diagnosis: Optional[str] = None,
                cloud_topic: str = "cloud",
                bad_input_details: Optional[Mapping[str, str]] = None) -> Tuple[str, List[str]]:
-        """The level ("OK", "WARN" or "ERROR") and the active causes, most severe first.
+        """Return the level ("OK", "WARN" or "ERROR") and the active causes, most severe first.
 
         Args:
             now: monotonic seconds.
@@ -130,3 +143,90 @@ class PipelineHealth:
         causes.sort(key=lambda c: -c[0])
         level = LEVELS[causes[0][0]] if causes else "OK"
         return level, [text for _, text in causes]
+
+
+#: the node's cumulative counters, all present from the start (published in /diagnostics);
+#: ``bad_input.<kind>`` are the bad-input causes, ``errors.inference`` the ERROR cause
+COUNTER_NAMES = (
+    "pairs_in", "processed", "published", "skipped_frames", "lidar_only_frames",
+    "pillars_dropped", "frames_with_pillars_dropped", "nonfinite_points",
+    "bad_input.empty_cloud", "bad_input.nonfinite_cloud", "bad_input.cloud_malformed",
+    "bad_input.image_malformed", "images_resized", "bad_input.missing_intensity",
+    "bad_input.stamp_backwards", "bad_input.no_transform", "bad_input.cloud_too_large",
+    "bad_input.image_too_large", "bad_input.empty_frame_id", "bad_input.cloud_out_of_range",
+    "frames_transformed", "outputs_unsubscribed", "images_undistorted",
+    "images_without_camera_info", "bad_input.camera_info_mismatch", "camera_unlike_nominal",
+    "errors.inference",
+)
+
+
+class NodeCounters:
+    """Cumulative event counters, safe to update from several threads.
+
+    Args:
+        names: counters present (at 0) from the start; :meth:`count` adds others on first use.
+    """
+
+    def __init__(self, names: Tuple[str, ...] = COUNTER_NAMES) -> None:
+        self._values: Dict[str, int] = dict.fromkeys(names, 0)
+        self._lock = threading.Lock()
+
+    def count(self, key: str, n: int = 1) -> None:
+        """Add ``n`` to counter ``key``."""
+        with self._lock:
+            self._values[key] = self._values.get(key, 0) + n
+
+    def snapshot(self) -> Dict[str, int]:
+        """Return a copy of every counter (name -> count) taken under the lock."""
+        with self._lock:
+            return dict(self._values)
+
+
+class RateMeter:
+    """Events per second over a sliding window of monotonic times (thread-safe).
+
+    Args:
+        window: seconds of events kept.
+    """
+
+    def __init__(self, window: float = 5.0) -> None:
+        self.window = window
+        self._t: Deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def tick(self, t: Optional[float] = None) -> None:
+        """Record one event at monotonic time ``t`` (s; now when None)."""
+        with self._lock:
+            self._t.append(time.monotonic() if t is None else t)
+
+    def hz(self) -> float:
+        """Return (events - 1) / (last - first) over the last ``window`` s; 0 with < 2 events."""
+        now = time.monotonic()
+        with self._lock:
+            while self._t and now - self._t[0] > self.window:
+                self._t.popleft()
+            if len(self._t) < 2:
+                return 0.0
+            return (len(self._t) - 1) / max(self._t[-1] - self._t[0], 1e-6)
+
+
+class LatencyWindow:
+    """The most recent ``size`` latencies (ms) and their percentiles.
+
+    Args:
+        size: latencies kept.
+    """
+
+    def __init__(self, size: int = 200) -> None:
+        self._ms: Deque[float] = deque(maxlen=size)
+
+    def add(self, ms: float) -> None:
+        """Record one latency, milliseconds."""
+        self._ms.append(float(ms))
+
+    def percentiles(self) -> Tuple[float, float]:
+        """Return (p50, p95) in ms of the kept latencies; (0.0, 0.0) before the first."""
+        lat = np.array(self._ms, dtype=np.float64)
+        if not lat.size:
+            return 0.0, 0.0
+        return float(np.percentile(lat, 50)), float(np.percentile(lat, 95))

@@ -43,6 +43,7 @@ from std_msgs.msg import ColorRGBA, Float64MultiArray, Header, MultiArrayDimensi
 from visualization_msgs.msg import Marker, MarkerArray
 
 from bev_mtl_ros import geometry
+from bev_mtl_ros.ros.conversions import image_to_msg
 
 __all__ = [
     "yaw_to_quaternion", "box_edge_points", "detections_to_msg", "detections_to_markers",
@@ -60,8 +61,10 @@ _FALLBACK = np.array([(0.8, 0.2, 0.8), (0.2, 0.8, 0.8), (0.9, 0.9, 0.2), (0.6, 0
 
 
 def yaw_to_quaternion(yaw: float) -> Quaternion:
-    """Rotation by ``yaw`` radians about +z as a geometry_msgs/Quaternion (x, y, z, w)
-    (see :func:`bev_mtl_ros.geometry.yaw_to_quaternion`)."""
+    """Return the rotation by ``yaw`` radians about +z as a geometry_msgs/Quaternion.
+
+    (x, y, z, w); see :func:`bev_mtl_ros.geometry.yaw_to_quaternion`.
+    """
     x, y, z, w = (float(v) for v in geometry.yaw_to_quaternion(yaw))
     return Quaternion(x=x, y=y, z=z, w=w)
 
@@ -78,7 +81,7 @@ def _class_name(names: Sequence[str], label: int) -> str:
 
 def detections_to_msg(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
                       class_names: Sequence[str], header: Header) -> Any:
-    """Detections -> vision_msgs/Detection3DArray.
+    """Build a vision_msgs/Detection3DArray from detections.
 
     Args:
         boxes: (N, 7) float32 [x, y, z, l, w, h, yaw] in ``header.frame_id``.
@@ -132,7 +135,7 @@ def detections_to_markers(boxes: np.ndarray, scores: np.ndarray, labels: np.ndar
                           class_names: Sequence[str],
                           header: Header, ns: str = "detections", line_width: float = 0.08,
                           text_height: float = 0.8) -> MarkerArray:
-    """Detections -> visualization_msgs/MarkerArray for RViz.
+    """Build a visualization_msgs/MarkerArray of detections for RViz.
 
     Marker 0: action DELETEALL (clears the previous frame's markers in every namespace).
     Then, if N > 0: ``<ns>/boxes`` ids 0.., one LINE_LIST per class present with 24 vertices
@@ -184,20 +187,15 @@ def detections_to_markers(boxes: np.ndarray, scores: np.ndarray, labels: np.ndar
 
 
 def _mono8(array2d: np.ndarray, header: Header) -> Image:
-    a = np.ascontiguousarray(array2d, dtype=np.uint8)
-    msg = Image()
-    msg.header = header
-    msg.height, msg.width = int(a.shape[0]), int(a.shape[1])
-    msg.encoding = "mono8"
-    msg.is_bigendian = 0
-    msg.step = int(a.shape[1])
-    msg.data = a.tobytes()
-    return msg
+    """Return a mono8 Image of (H, W) values (cast to uint8) with ``header``."""
+    return image_to_msg(np.asarray(array2d).astype(np.uint8, copy=False), "mono8", header)
 
 
 def drivable_to_image(mask: np.ndarray, header: Header) -> Image:
-    """(grid_h, grid_w) {0,1} (or bool) BEV mask -> mono8 Image, 255 drivable / 0 not.
-    Row = iy, column = ix (see module docstring); header = the cloud's header."""
+    """Build a mono8 Image of a (grid_h, grid_w) {0,1} (or bool) BEV mask: 255 drivable, 0 not.
+
+    Row = iy, column = ix (see module docstring); header = the cloud's header.
+    """
     return _mono8(np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8), header)
 
 
@@ -234,8 +232,10 @@ def drivable_to_occupancy_grid(mask: np.ndarray, point_cloud_range: Sequence[flo
 
 
 def semantic_to_image(ids: np.ndarray, header: Header) -> Image:
-    """(H, W) uint8 class ids (index into contract.semantic_classes) -> mono8 Image; header = the
-    camera image's header."""
+    """Build a mono8 Image of (H, W) uint8 class ids (index into contract.semantic_classes).
+
+    header = the camera image's header.
+    """
     return _mono8(ids, header)
 
 
@@ -275,19 +275,15 @@ def semantic_overlay(rgb: np.ndarray, ids: np.ndarray, header: Header, alpha: fl
     unknown = ids8 >= k
     if unknown.any():  # ids without a colour keep the camera pixel
         out[unknown] = rgb[unknown]
-    msg = Image()
-    msg.header = header
-    msg.height, msg.width = int(out.shape[0]), int(out.shape[1])
-    msg.encoding = "rgb8"
-    msg.is_bigendian = 0
-    msg.step = 3 * int(out.shape[1])
-    msg.data = out.tobytes()
-    return msg
+    return image_to_msg(out, "rgb8", header)
 
 
 def label_info_msg(class_names: Sequence[str], header: Header, threshold: float = 0.0) -> Any:
-    """vision_msgs/LabelInfo: class_map [VisionClass(id, name)] in index order; ``threshold``
-    (the score threshold in use, or 0 for argmax segmentation)."""
+    """Build a vision_msgs/LabelInfo.
+
+    class_map [VisionClass(id, name)] in index order; ``threshold`` (the score threshold in use,
+    or 0 for argmax segmentation).
+    """
     from vision_msgs.msg import LabelInfo, VisionClass
 
     msg = LabelInfo()
@@ -303,8 +299,10 @@ _LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN,
 
 def diagnostic_status(name: str, level: str, message: str, values: Mapping[str, Any],
                       hardware_id: str = "") -> DiagnosticStatus:
-    """One DiagnosticStatus; ``level`` in OK/WARN/ERROR/STALE; values become KeyValue strings
-    (floats with 3 decimals)."""
+    """Build one DiagnosticStatus.
+
+    ``level`` in OK/WARN/ERROR/STALE; values become KeyValue strings (floats with 3 decimals).
+    """
     st = DiagnosticStatus()
     st.level = _LEVELS[level]
     st.name = name
@@ -316,7 +314,7 @@ def diagnostic_status(name: str, level: str, message: str, values: Mapping[str, 
 
 
 def diagnostic_array(statuses: Sequence[DiagnosticStatus], stamp: Any) -> DiagnosticArray:
-    """DiagnosticArray with ``header.stamp = stamp`` (builtin_interfaces/Time)."""
+    """Build a DiagnosticArray with ``header.stamp = stamp`` (builtin_interfaces/Time)."""
     msg = DiagnosticArray()
     msg.header.stamp = stamp
     msg.status = list(statuses)

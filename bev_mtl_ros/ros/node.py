@@ -1,5 +1,6 @@
-"""``perception_node``: lidar PointCloud2 + camera Image -> 3D detections, BEV drivable area and
-image semantics from one multi-task network.
+"""``perception_node``: one multi-task network from a lidar cloud and a camera image.
+
+Lidar PointCloud2 + camera Image -> 3D detections, BEV drivable area and image semantics.
 
 Entry point ``bev_mtl_ros.ros.node:main`` (console script ``perception_node``):
 
@@ -12,22 +13,15 @@ names as in Autoware (``-r ~/input/pointcloud:=/my/points``; the launch file rem
 arguments; a non-empty ``cloud_topic`` / ``image_topic`` / ``camera_info_topic`` parameter
 overrides the name):
   ``~/input/pointcloud`` (sensor_msgs/PointCloud2; fields x, y, z [+ ``intensity_field``], any
-  layout, any frame TF connects to ``target_frame``), ``~/input/image`` (sensor_msgs/Image; rgb8,
-  bgr8, rgba8, bgra8 or mono8; raw or rectified), ``~/input/camera_info`` (sensor_msgs/CameraInfo:
+  layout, any frame TF connects to ``target_frame``), ``~/input/image`` (sensor_msgs/Image; any
+  colour, mono, Bayer or yuv422 encoding by cv_bridge's names, :mod:`bev_mtl_ros.ros.image_codec`;
+  raw or rectified), ``~/input/camera_info`` (sensor_msgs/CameraInfo:
   D != 0 -> the image is undistorted, :mod:`bev_mtl_ros.ros.camera`), ``/tf_static`` + ``/tf``
   (own buffer when ``tf2_ros`` is not importable, :mod:`bev_mtl_ros.ros.tf`).
-Published (RELIABLE keep-last 5 unless noted):
-  ``~/detections`` (vision_msgs/Detection3DArray, class_id = detection class name; empty array for
-  frames without objects) and ``/diagnostics`` (1 Hz) always; *lazy* (built and published only
-  while subscribed, skipped ones counted in ``outputs_unsubscribed``): ``~/markers`` (MarkerArray:
-  DELETEALL, box wireframes, labels), ``~/drivable_area`` (mono8 0/255, row = iy, col = ix),
-  ``~/drivable_area/grid`` (nav_msgs/OccupancyGrid, 0 drivable / 100 not) - all with
-  ``target_frame`` and the **input cloud's stamp**; ``~/semantic`` (mono8 class ids),
-  ``~/semantic/color`` (rgb8 overlay, if ``publish_semantic_color``) - with the **camera image's
-  header**; ``~/debug/processing_time_ms`` (std_msgs/Float64MultiArray: per-stage ms, the stage
-  names are the comma-separated ``layout.dim[0].label``, e.g. "convert,<pipeline stages...>,
-  publish,total"). ``~/semantic/label_info`` (vision_msgs/LabelInfo, TRANSIENT_LOCAL, once at
-  start).
+Published: ``~/detections`` (vision_msgs/Detection3DArray) and ``/diagnostics`` (1 Hz) always; the
+markers, drivable-area image and grid, semantic images and stage timings only while subscribed
+(lazy); ``~/semantic/label_info`` once at start. Topics, types, QoS and headers:
+:mod:`bev_mtl_ros.ros.outputs`.
 
 TF
 --
@@ -46,9 +40,10 @@ Threads
 -------
 Subscription callbacks only hand messages to the :class:`~bev_mtl_ros.ros.sync.ApproxTimeSync`.
 Synchronised pairs go to a one-slot mailbox read by a worker thread that runs conversion,
-inference and publishing; when inference is slower than the input, only the newest pair is kept
-and every replaced pair is counted in ``skipped_frames`` (exactly: pairs_emitted = processed +
-skipped + in_slot). The worker also polls the synchronizer for camera timeouts (lidar-only frames).
+inference and publishing (:class:`~bev_mtl_ros.ros.worker.FrameWorker`); when inference is slower
+than the input, only the newest pair is kept and every replaced pair is counted in
+``skipped_frames`` (exactly: pairs_emitted = processed + skipped + in_slot). The worker also polls
+the synchronizer for camera timeouts (lidar-only frames).
 
 Time
 ----
@@ -81,98 +76,46 @@ Parameters (names, defaults, ranges) and the start-up checks are in
 :mod:`bev_mtl_ros.ros.params`, which imports without rclpy.
 """
 
+
 from __future__ import annotations
 
 import sys
 import threading
 import time
-import traceback
-from collections import deque
-from typing import Any, Deque, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
-from nav_msgs.msg import OccupancyGrid
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
-                       qos_profile_sensor_data, qos_profile_system_default)
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-from std_msgs.msg import Float64MultiArray, Header
-from vision_msgs.msg import Detection3DArray, LabelInfo
-from visualization_msgs.msg import MarkerArray
+from std_msgs.msg import Header
 
 from bev_mtl_ros.ros import messages as M
-from bev_mtl_ros.ros.camera import ImageRectifier, nominal_camera_mismatch
-from bev_mtl_ros.ros.conversions import (ConversionError, InputTooLarge, check_cloud_size,
-                                         check_image_size, cloud_to_xyzi, decode_serialized,
-                                         image_to_rgb, ros_header)
-from bev_mtl_ros.ros.diagnostics import HealthConfig, PipelineHealth
-from bev_mtl_ros.ros.params import (CONTRACT_PARAM_FIELDS, EXIT_STARTUP_ERROR, INPUT_NAMES,
-                                    NODE_PARAMETERS, PARAMETER_RANGES, StartupError,
-                                    check_contract_overrides, check_parameter_choices,
-                                    make_postprocess_config, resolve_model_path)
+from bev_mtl_ros.ros.conversions import ros_header
+from bev_mtl_ros.ros.diagnostics import (HealthConfig, LatencyWindow, NodeCounters,
+                                         PipelineHealth, RateMeter)
+from bev_mtl_ros.ros.inputs import NodeInputs
+from bev_mtl_ros.ros.outputs import NodeOutputs
+from bev_mtl_ros.ros.params import (CONTRACT_PARAM_FIELDS, EXIT_STARTUP_ERROR, NODE_PARAMETERS,
+                                    PARAMETER_RANGES, StartupError, check_contract_overrides,
+                                    check_parameter_choices, make_postprocess_config,
+                                    resolve_model_path)
 from bev_mtl_ros.ros.sync import ApproxTimeSync, stamp_to_sec
-from bev_mtl_ros.ros.tf import TransformError, make_transform_source, transform_points
+from bev_mtl_ros.ros.tf import make_transform_source
+from bev_mtl_ros.ros.worker import FrameWorker
 
 __all__ = ["PerceptionNode", "main"]
 
 
-class _Rate:
-    """Events per second over a sliding window of monotonic times."""
-
-    def __init__(self, window: float = 5.0) -> None:
-        self.window = window
-        self._t: Deque[float] = deque()
-        self._lock = threading.Lock()
-
-    def tick(self, t: Optional[float] = None) -> None:
-        with self._lock:
-            self._t.append(time.monotonic() if t is None else t)
-
-    def hz(self) -> float:
-        """(events - 1) / (last - first) over the events of the last ``window`` seconds; 0 if
-        < 2."""
-        now = time.monotonic()
-        with self._lock:
-            while self._t and now - self._t[0] > self.window:
-                self._t.popleft()
-            if len(self._t) < 2:
-                return 0.0
-            return (len(self._t) - 1) / max(self._t[-1] - self._t[0], 1e-6)
-
-
-def _wanted(publisher: Any) -> bool:
-    """Lazy outputs: True when ``publisher`` exists and has at least one subscriber."""
-    return publisher is not None and publisher.get_subscription_count() > 0
-
-
-def _qos_from_name(name: str, depth: int) -> QoSProfile:
-    """Input QoS from parameter ``input_qos`` (sensor_data | best_effort | reliable |
-    system_default) and history ``depth``. Raises StartupError for another name."""
-    name = name.strip().lower()
-    if name in ("sensor_data", "best_effort"):
-        q = QoSProfile(depth=depth)
-        q.reliability = qos_profile_sensor_data.reliability
-        q.history = HistoryPolicy.KEEP_LAST
-        q.durability = DurabilityPolicy.VOLATILE
-        return q
-    if name == "reliable":
-        return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE,
-                          history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE)
-    if name == "system_default":
-        return qos_profile_system_default
-    raise StartupError(f"parameter 'input_qos' = '{name}' is not one of sensor_data, "
-                       "best_effort, reliable, system_default")
-
-
 def _parameter_descriptor(name: str, default: Any, text: str) -> ParameterDescriptor:
-    """Descriptor of node parameter ``name``: its description, plus the integer or floating
-    point range of :data:`~bev_mtl_ros.ros.params.PARAMETER_RANGES` (enforced by rclpy)."""
+    """Return the descriptor of node parameter ``name``.
+
+    It holds the description, plus the integer or floating point range of
+    :data:`~bev_mtl_ros.ros.params.PARAMETER_RANGES` (enforced by rclpy).
+    """
     desc = ParameterDescriptor(description=text)
     if name in PARAMETER_RANGES:
         lo, hi = PARAMETER_RANGES[name]
@@ -187,6 +130,11 @@ def _parameter_descriptor(name: str, default: Any, text: str) -> ParameterDescri
 
 class PerceptionNode(Node):
     """The perception node (see the module docstring for topics, TF, threads and time).
+
+    The input side (subscriptions, input checks, cloud and image conversion) is
+    :class:`~bev_mtl_ros.ros.inputs.NodeInputs` (``self.inputs``), the output side (publishers,
+    lazy outputs) :class:`~bev_mtl_ros.ros.outputs.NodeOutputs` (``self.outputs``), the counters
+    :class:`~bev_mtl_ros.ros.diagnostics.NodeCounters` (``self.counters``).
 
     Warnings are throttled with rclpy's ``throttle_duration_sec`` (on the monotonic clock).
     rclpy keeps the throttle state per *call site* (file, function, line of the logging call),
@@ -206,25 +154,30 @@ class PerceptionNode(Node):
         self._declare_parameters()
         self._load_model()
         self._init_state()
-        self._create_publishers()
-        self._create_subscriptions()
-        self._init_tf()
+        self.outputs = NodeOutputs(self, self.contract, self._params["publish_semantic_color"],
+                                   self._every)
+        self._init_inputs()
         self._diag_timer = self.create_timer(1.0, self._publish_diagnostics,
                                              clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self._worker = threading.Thread(target=self._worker_loop, name="perception_worker",
-                                        daemon=True)
-        self._worker.start()
+        self.worker = FrameWorker(self._process, self.sync.poll, self.counters,
+                                  bool(self.contract.lidar_only_supported), self.context.ok,
+                                  self.get_logger(), self._every)
+        self.worker.start()
+        ins = self.inputs
         self.get_logger().info(
             f"model {self.model_path}: backend {self.backend.name} on "
             f"{self.backend.device}; classes {self.class_names}; grid {self.contract.grid_size}; "
-            f"image {self.contract.image_size}; cloud '{self.sub_cloud.topic_name}', "
-            f"image '{self.sub_image.topic_name}', camera info '{self.sub_info.topic_name}' "
+            f"image {self.contract.image_size}; cloud '{ins.sub_cloud.topic_name}', "
+            f"image '{ins.sub_image.topic_name}', camera info '{ins.sub_info.topic_name}' "
             f"({self._params['input_qos']} QoS)")
 
     # ------------------------------------------------------------------ start-up steps
     def _declare_parameters(self) -> None:
-        """Declare :data:`NODE_PARAMETERS` (values in ``self._params``) and the
-        ``contract.<field>`` parameters (set ones in ``self._contract_overrides``)."""
+        """Declare the node's parameters.
+
+        :data:`NODE_PARAMETERS` (values in ``self._params``) and the ``contract.<field>``
+        parameters (set ones in ``self._contract_overrides``).
+        """
         p: Dict[str, Any] = {}
         for name, (default, text) in NODE_PARAMETERS.items():
             desc = _parameter_descriptor(name, default, text)
@@ -246,8 +199,11 @@ class PerceptionNode(Node):
             self._contract_overrides[name] = v
 
     def _load_model(self) -> None:
-        """Model file, backend, contract check and pipeline (``self.model_path``,
-        ``self.backend``, ``self.contract``, ``self.pipeline``, ``self.class_names``)."""
+        """Load the model file, backend, contract check and pipeline.
+
+        Sets ``self.model_path``, ``self.backend``, ``self.contract``, ``self.pipeline``,
+        ``self.class_names``.
+        """
         p = self._params
         model_path = resolve_model_path(p["model_path"])
         check_parameter_choices(p)
@@ -274,7 +230,7 @@ class PerceptionNode(Node):
         self.class_names = list(self.contract.detection_classes)
 
     def _init_state(self) -> None:
-        """Synchronizer, worker mailbox, counters, rates and health assessment."""
+        """Create the synchronizer, counters, rates and health assessment."""
         p = self._params
         try:
             self.sync = ApproxTimeSync(slop=p["sync_slop"], queue_size=p["sync_queue_size"],
@@ -284,246 +240,111 @@ class PerceptionNode(Node):
         except ValueError as e:
             raise StartupError(f"parameters sync_slop / sync_queue_size / camera_timeout / "
                                f"diagnostics_window_s: {e}") from e
-        self._cond = threading.Condition()
-        self._slot: Optional[Any] = None
-        self._stop = False
-        self.counters: Dict[str, int] = {
-            "pairs_in": 0, "processed": 0, "published": 0, "skipped_frames": 0,
-            "lidar_only_frames": 0, "pillars_dropped": 0, "frames_with_pillars_dropped": 0,
-            "nonfinite_points": 0, "bad_input.empty_cloud": 0, "bad_input.nonfinite_cloud": 0,
-            "bad_input.cloud_malformed": 0, "bad_input.image_malformed": 0, "images_resized": 0,
-            "bad_input.missing_intensity": 0, "bad_input.stamp_backwards": 0,
-            "bad_input.no_transform": 0, "bad_input.cloud_too_large": 0,
-            "bad_input.image_too_large": 0, "bad_input.empty_frame_id": 0,
-            "bad_input.cloud_out_of_range": 0, "frames_transformed": 0,
-            "outputs_unsubscribed": 0, "images_undistorted": 0, "images_without_camera_info": 0,
-            "bad_input.camera_info_mismatch": 0, "camera_unlike_nominal": 0,
-            "errors.inference": 0,
-        }
-        self._counter_lock = threading.Lock()
-        self._rate_clouds, self._rate_images, self._rate_out = _Rate(), _Rate(), _Rate()
-        self._latencies: Deque[float] = deque(maxlen=200)
+        self.counters = NodeCounters()
+        self._rate_clouds, self._rate_images, self._rate_out = (RateMeter(), RateMeter(),
+                                                                RateMeter())
+        self._latencies = LatencyWindow(200)
         self._last_resets = 0
         self._last_cloud_mono: Optional[float] = None
         try:
             health_cfg = HealthConfig(window_s=p["diagnostics_window_s"],
                                       overload_fraction=p["overload_warn_fraction"],
                                       input_stale_s=p["input_stale_warn_s"])
-            self._health = PipelineHealth(health_cfg, self.counters, time.monotonic())
+            self._health = PipelineHealth(health_cfg, self.counters.snapshot(), time.monotonic())
         except ValueError as e:
             raise StartupError(f"parameters diagnostics_window_s / overload_warn_fraction / "
                                f"input_stale_warn_s: {e}") from e
 
-    def _create_publishers(self) -> None:
-        """Output publishers (RELIABLE keep-last 5; LabelInfo TRANSIENT_LOCAL, published once
-        here) and ``self._optional``, the lazy outputs by name."""
-        out_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE,
-                             history=HistoryPolicy.KEEP_LAST)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             history=HistoryPolicy.KEEP_LAST,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.pub_det = self.create_publisher(Detection3DArray, "~/detections", out_qos)
-        self.pub_markers = self.create_publisher(MarkerArray, "~/markers", out_qos)
-        self.pub_drivable = self.create_publisher(Image, "~/drivable_area", out_qos)
-        self.pub_grid = self.create_publisher(OccupancyGrid, "~/drivable_area/grid", out_qos)
-        self.pub_sem = self.create_publisher(Image, "~/semantic", out_qos)
-        self.pub_sem_color = (self.create_publisher(Image, "~/semantic/color", out_qos)
-                              if self._params["publish_semantic_color"] else None)
-        self.pub_label_info = self.create_publisher(LabelInfo, "~/semantic/label_info", latched)
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.pub_timing = self.create_publisher(Float64MultiArray, "~/debug/processing_time_ms",
-                                                out_qos)
-        #: optional outputs (lazy: built only with subscribers); detections, diagnostics always
-        self._optional = {"markers": self.pub_markers, "drivable": self.pub_drivable,
-                          "grid": self.pub_grid, "semantic": self.pub_sem,
-                          "semantic_color": self.pub_sem_color, "timing": self.pub_timing}
-        h = Header()
-        h.stamp = self.get_clock().now().to_msg()
-        self.pub_label_info.publish(M.label_info_msg(self.contract.semantic_classes, h, 0.0))
+    def _init_inputs(self) -> None:
+        """Target frame, transform source and input subscriptions (``self.inputs``).
 
-    def _create_subscriptions(self) -> None:
-        """Input subscriptions (QoS ``input_qos``): raw (CDR bytes) cloud and image, decoded
-        zero-copy by :func:`decode_serialized`; CameraInfo into ``self.rectifier``."""
-        p = self._params
-        in_qos = _qos_from_name(p["input_qos"], max(1, int(p["input_queue_depth"])))
-        self.sub_cloud = self.create_subscription(
-            PointCloud2, p["cloud_topic"] or INPUT_NAMES["cloud"], self._on_cloud, in_qos,
-            raw=True)
-        self.sub_image = self.create_subscription(
-            Image, p["image_topic"] or INPUT_NAMES["image"], self._on_image, in_qos,
-            raw=True)
-        self.rectifier = ImageRectifier()
-        self._nominal_checked: Optional[Any] = None
-        self.sub_info = self.create_subscription(
-            CameraInfo, p["camera_info_topic"] or INPUT_NAMES["camera_info"],
-            self.rectifier.update, in_qos)
-
-    def _init_tf(self) -> None:
-        """``self.target_frame`` and the transform source ``self.tf`` (None without TF)."""
+        Raises:
+            StartupError: negative ``tf_timeout``, unknown ``input_qos``.
+        """
         p = self._params
         self.target_frame = (p["target_frame"] or self.contract.frame_id).lstrip("/")
         if not p["tf_timeout"] >= 0.0:
             raise StartupError(f"parameter 'tf_timeout' = {p['tf_timeout']} must be >= 0")
-        self._tf_unconnected = ""   # last failed look-up, for /diagnostics
         try:
-            self.tf = make_transform_source(self)
-            tf_mode = self.tf.mode
+            tf = make_transform_source(self)
+            tf_mode = tf.mode
         except ImportError as e:  # no tf2_ros, no tf2_msgs: only clouds in target_frame
-            self.tf = None
+            tf = None
             tf_mode = f"none ({e}): only clouds in '{self.target_frame}' are used"
+        self.inputs = NodeInputs(self, p, self.contract, self.target_frame, tf, self.counters,
+                                 self._every)
+        self.inputs.subscribe(self, self._on_cloud, self._on_image)
         self.get_logger().info(f"TF: {tf_mode}; target_frame '{self.target_frame}'")
 
     # ------------------------------------------------------------------ helpers
-    def _count(self, key: str, n: int = 1) -> None:
-        with self._counter_lock:
-            self.counters[key] = self.counters.get(key, 0) + n
-
     def _every(self, period: float) -> Dict[str, Any]:
-        """Keyword arguments that throttle a logger call to one message per ``period`` seconds
-        (monotonic clock). The throttle state is rclpy's, per call site: use it only in the
-        logging call of one kind of warning, with one constant ``period``."""
+        """Return logger keyword arguments that throttle a call to one message per ``period`` s.
+
+        Monotonic clock. The throttle state is rclpy's, per call site: use it only in the
+        logging call of one kind of warning, with one constant ``period``.
+        """
         return {"throttle_duration_sec": period, "throttle_time_source_type": self._steady}
 
     # ------------------------------------------------------------------ callbacks (light)
     def _on_cloud(self, raw: bytes) -> None:
         self._rate_clouds.tick()
         self._last_cloud_mono = time.monotonic()
-        msg = self._decode(raw, "cloud")
-        if msg is None or not self._input_ok(msg, "cloud"):
+        msg = self.inputs.decode(raw, "cloud")
+        if msg is None or not self.inputs.accept(msg, "cloud"):
             return
         pairs = self.sync.add_cloud((msg, time.monotonic()), stamp_to_sec(msg.header.stamp))
         self._check_resets()
-        self._offer(pairs)
+        self.worker.offer(pairs)
 
     def _on_image(self, raw: bytes) -> None:
         self._rate_images.tick()
-        msg = self._decode(raw, "image")
-        if msg is None or not self._input_ok(msg, "image"):
+        msg = self.inputs.decode(raw, "image")
+        if msg is None or not self.inputs.accept(msg, "image"):
             return
         pairs = self.sync.add_image(msg, stamp_to_sec(msg.header.stamp))
         self._check_resets()
-        self._offer(pairs)
-
-    def _decode(self, raw: bytes, kind: str) -> Optional[Any]:
-        """CDR bytes of a raw subscription -> message object (:func:`decode_serialized`).
-
-        ``kind`` is ``"cloud"`` (sensor_msgs/PointCloud2) or ``"image"`` (sensor_msgs/Image).
-        Undecodable bytes are counted in ``bad_input.<kind>_malformed``, warned about
-        (throttled per kind, naming the topic) and give None.
-        """
-        cloud = kind == "cloud"
-        try:
-            return decode_serialized(
-                raw, "sensor_msgs/msg/PointCloud2" if cloud else "sensor_msgs/msg/Image")
-        except ConversionError as e:
-            self._count(f"bad_input.{kind}_malformed")
-            if cloud:
-                self.get_logger().warning(
-                    f"cloud on '{self.sub_cloud.topic_name}' skipped: {e}", **self._every(5.0))
-            else:
-                self.get_logger().warning(
-                    f"image on '{self.sub_image.topic_name}' skipped: {e}", **self._every(5.0))
-            return None
-
-    def _input_ok(self, msg: Any, kind: str) -> bool:
-        """Size limit (refused before conversion) and header checks of one input message."""
-        log = self.get_logger()
-        try:
-            if kind == "cloud":
-                check_cloud_size(msg, self._params["max_cloud_points"])
-            else:
-                check_image_size(msg, self._params["max_image_pixels"])
-        except InputTooLarge as e:
-            self._count(f"bad_input.{kind}_too_large")
-            if kind == "cloud":
-                log.warning(f"cloud refused: {e}", **self._every(5.0))
-            else:
-                log.warning(f"image refused: {e}; its cloud runs lidar-only", **self._every(5.0))
-            return False
-        if not msg.header.frame_id:
-            self._count("bad_input.empty_frame_id")
-            if kind == "cloud":
-                log.warning("cloud with an empty header.frame_id skipped: it cannot be "
-                            f"transformed into '{self.target_frame}'", **self._every(30.0))
-                return False
-            log.warning("image with an empty header.frame_id (used: the camera model comes "
-                        "from camera_info)", **self._every(30.0))
-        return True
+        self.worker.offer(pairs)
 
     def _check_resets(self) -> None:
         r = self.sync.stats.stamp_jumps
         if r != self._last_resets:
-            self._count("bad_input.stamp_backwards", r - self._last_resets)
+            self.counters.count("bad_input.stamp_backwards", r - self._last_resets)
             self._last_resets = r
             self.get_logger().warning(f"synchronizer: {self.sync.last_jump}", **self._every(1.0))
 
-    def _offer(self, pairs: Sequence[Any]) -> None:
-        if not pairs:
-            return
-        with self._cond:
-            for pair in pairs:
-                self.counters["pairs_in"] += 1
-                if pair.image is None and not self.contract.lidar_only_supported:
-                    continue  # dropped by the synchronizer's policy (counted in sync stats)
-                if self._slot is not None:
-                    self.counters["skipped_frames"] += 1
-                self._slot = pair
-            self._cond.notify()
-
-    # ------------------------------------------------------------------ worker
-    def _worker_loop(self) -> None:
-        while True:
-            with self._cond:
-                if self._slot is None and not self._stop:
-                    self._cond.wait(timeout=0.02)
-                if self._stop:
-                    return
-                pair, self._slot = self._slot, None
-            if pair is None:
-                late = self.sync.poll()
-                if late:
-                    self._offer(late)
-                continue
-            try:
-                self._process(pair)
-            except Exception as e:  # never let the worker die
-                if self._stop or not self.context.ok():  # shutting down: drop it quietly
-                    return
-                self._count("errors.inference")
-                self.get_logger().warning(
-                    f"frame failed: {type(e).__name__}: {e}\n{traceback.format_exc()}",
-                    **self._every(5.0))
-
     def _process(self, pair: Any) -> None:
-        """One synchronised pair: transform and convert the cloud, convert the image, infer,
-        check the pillarization and publish (or skip the frame, counted and warned)."""
+        """Process one synchronised pair.
+
+        Transform and convert the cloud, convert the image, infer, check the pillarization and
+        publish (or skip the frame, counted and warned).
+        """
         t0 = time.perf_counter()
         cloud, t_arrival = pair.cloud
-        self._count("processed")
-        ok, T = self._cloud_transform(cloud)
+        self.counters.count("processed")
+        ok, T = self.inputs.cloud_transform(cloud)
         if not ok:
             return
         header = ros_header(cloud.header, self.target_frame)  # outputs: the cloud's stamp
-        conv = self._convert_cloud(cloud, T)
+        conv = self.inputs.convert_cloud(cloud, T)
         if conv is None:
             return
         points = conv.points
         n_finite = points.shape[0] - conv.num_nonfinite
-        rgb = None if pair.image is None else self._convert_image(pair.image)
+        rgb = None if pair.image is None else self.inputs.convert_image(pair.image)
         if rgb is None:
             if not self.contract.lidar_only_supported:
                 self.get_logger().warning("no usable image and the model has no lidar-only "
                                           "path: frame skipped", **self._every(5.0))
                 return
-            self._count("lidar_only_frames")
+            self.counters.count("lidar_only_frames")
         t_conv = time.perf_counter()
         timings: Dict[str, float] = {"convert": (t_conv - t0) * 1e3}
         if n_finite == 0:
             self._publish_empty(header)
             self._finish(t0, t_arrival, timings)
             return
-        wants = {name: _wanted(pub) for name, pub in self._optional.items()}
-        self._count("outputs_unsubscribed", sum(not w for w in wants.values()))
+        wants = self.outputs.wants()
+        self.counters.count("outputs_unsubscribed", sum(not w for w in wants.values()))
         result = self._infer(points, rgb, wants)
         if result is None:
             return
@@ -531,168 +352,43 @@ class PerceptionNode(Node):
         for k, v in result.timings_ms.items():
             timings["pipeline_total" if k == "total" else str(k)] = float(v)
         self._check_pillar_stats(result.pillar_stats, n_finite)
-        self._publish_outputs(result, header, pair.image, rgb, wants)
+        self.outputs.publish_result(result, header, pair.image, rgb, wants)
         timings["publish"] = (time.perf_counter() - t_inf) * 1e3
         self._finish(t0, t_arrival, timings)
 
     # ------------------------------------------------------------------ processing steps
-    def _cloud_transform(self, cloud: Any) -> Tuple[bool, Any]:
-        """(ok, transform or None for identity) from the cloud's frame into target_frame at the
-        cloud's stamp; on failure counts ``bad_input.no_transform``, names the frames for
-        /diagnostics and warns (throttled)."""
-        source = cloud.header.frame_id.lstrip("/")
-        if source == self.target_frame:
-            return True, None
-        try:
-            if not source:
-                raise TransformError("the cloud has an empty header.frame_id")
-            if self.tf is None:
-                raise TransformError("no TF available (neither tf2_ros nor tf2_msgs "
-                                     "importable)")
-            stamp = cloud.header.stamp
-            stamp_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-            T = self.tf.lookup(self.target_frame, source, stamp_ns, self._params["tf_timeout"])
-        except TransformError as e:
-            self._count("bad_input.no_transform")
-            self._tf_unconnected = f"'{source}' -> '{self.target_frame}': {e}"
-            self.get_logger().warning(f"cloud skipped: no transform {self._tf_unconnected}",
-                                      **self._every(5.0))
-            return False, None
-        return True, (None if T.is_identity() else T)
-
-    def _convert_cloud(self, cloud: Any, T: Any) -> Optional[Any]:
-        """PointCloud2 -> (N, 4) x, y, z [m], intensity in ``target_frame`` (``T``: transform
-        from the cloud's frame, None = identity), as :func:`cloud_to_xyzi`'s result; None for a
-        malformed cloud (counted, warned). Counts and warns about missing intensity,
-        intensity in the wrong range and NaN/Inf points."""
-        p = self._params
-        try:
-            conv = cloud_to_xyzi(cloud, intensity_field=p["intensity_field"],
-                                 intensity_scale=p["intensity_scale"])
-        except ConversionError as e:
-            self._count("bad_input.cloud_malformed")
-            self.get_logger().warning(f"cloud on '{self.sub_cloud.topic_name}' skipped: {e}",
-                                      **self._every(5.0))
-            return None
-        points = conv.points
-        if T is not None:
-            transform_points(points, T)
-            self._count("frames_transformed")
-        self._check_intensity(conv, cloud)
-        if conv.num_nonfinite:
-            self._count("bad_input.nonfinite_cloud")
-            self._count("nonfinite_points", conv.num_nonfinite)
-            self.get_logger().warning(f"{conv.num_nonfinite} of {points.shape[0]} points have "
-                                      "NaN/Inf values (dropped)", **self._every(5.0))
-        return conv
-
-    def _check_intensity(self, conv: Any, cloud: Any) -> None:
-        """Count and warn (throttled) about a cloud without the intensity field and about
-        intensities that look normalised (0..1) where the model expects raw values."""
-        p = self._params
-        points = conv.points
-        if points.shape[0] and not conv.has_intensity and p["intensity_field"]:
-            self._count("bad_input.missing_intensity")
-            names = [f.name for f in cloud.fields]
-            self.get_logger().warning(
-                f"cloud has no field '{p['intensity_field']}' (fields: {names}): intensity set "
-                "to 0, detections will degrade; set parameter intensity_field",
-                **self._every(30.0))
-        if conv.has_intensity and points.shape[0] >= 100 and self.contract.intensity_scale < 0.1:
-            top = float(np.nanmax(points[:, 3])) if np.isfinite(points[:, 3]).any() else 0.0
-            if 0.0 < top <= 1.0:
-                self.get_logger().warning(
-                    f"intensity after intensity_scale={p['intensity_scale']} is within "
-                    f"0..{top:.2f} but the model expects raw values up to "
-                    f"{1.0 / self.contract.intensity_scale:.0f}: set intensity_scale (e.g. 255.0)",
-                    **self._every(60.0))
-
-    def _convert_image(self, image: Any) -> Optional[np.ndarray]:
-        """sensor_msgs/Image -> (H, W, 3) uint8 RGB, undistorted through the CameraInfo; None
-        when unusable (counted, warned: the frame runs lidar-only). Counts a size different
-        from the model's (``images_resized``: the pipeline resizes)."""
-        try:
-            rgb = image_to_rgb(image)
-        except ConversionError as e:
-            self._count("bad_input.image_malformed")
-            self.get_logger().warning(f"image on '{self.sub_image.topic_name}' unusable ({e}); "
-                                      "frame runs lidar-only", **self._every(5.0))
-            return None
-        rgb = self._rectify(rgb)
-        if tuple(rgb.shape[1::-1]) != tuple(self.contract.image_size):
-            self._count("images_resized")
-            self.get_logger().warning(
-                f"image {rgb.shape[1]}x{rgb.shape[0]} differs from the model's "
-                f"{self.contract.image_size[0]}x{self.contract.image_size[1]}: resized",
-                **self._every(60.0))
-        return rgb
-
-    def _rectify(self, rgb: np.ndarray) -> np.ndarray:
-        """The image through the camera's CameraInfo: undistorted when it has distortion (maps
-        cached per calibration), as it is when rectified; counts and warns about the rest and
-        (once per calibration) about a camera unlike the model's nominal one."""
-        r = self.rectifier.rectify(rgb)
-        name = self.sub_info.topic_name
-        if r.status == "undistorted":
-            self._count("images_undistorted")
-        elif r.status == "no_camera_info":
-            self._count("images_without_camera_info")
-            self.get_logger().warning(f"no CameraInfo on '{name}' yet: images are used as they "
-                                      "are (assumed rectified, the model's camera)",
-                                      **self._every(60.0))
-        elif r.status in ("size_mismatch", "unknown_model"):
-            self._count("bad_input.camera_info_mismatch")
-            info = self.rectifier.info
-            self.get_logger().warning(
-                f"CameraInfo on '{name}' ({info.width}x{info.height}, distortion model "
-                f"'{info.distortion_model}') does not fit image {rgb.shape[1]}x{rgb.shape[0]} "
-                f"({r.status}): image used without undistortion", **self._every(10.0))
-        key = self.rectifier.key
-        if r.camera_matrix is not None and key != self._nominal_checked:
-            self._nominal_checked = key
-            text = nominal_camera_mismatch(r.camera_matrix, rgb.shape[1::-1],
-                                           self.contract.nominal_camera)
-            if text:
-                self._count("camera_unlike_nominal")
-                self.get_logger().warning(text)
-            if self.rectifier.rotation_ignored:
-                self.get_logger().warning(
-                    f"CameraInfo on '{name}' has a rectification rotation R != I (stereo): "
-                    "not applied, only the distortion is removed")
-        return r.image
-
     def _publish_empty(self, header: Header) -> None:
-        """A cloud without finite points: counted, warned, empty detections (and markers)."""
-        self._count("bad_input.empty_cloud")
+        """Handle a cloud without finite points: count, warn, publish empty detections."""
+        self.counters.count("bad_input.empty_cloud")
         self.get_logger().warning("empty cloud (no finite points): publishing empty detections",
                                   **self._every(5.0))
-        empty = np.zeros((0, 7), np.float32)
-        self.pub_det.publish(M.detections_to_msg(empty, np.zeros(0, np.float32),
-                                                 np.zeros(0, np.int64), self.class_names,
-                                                 header))
-        if _wanted(self.pub_markers):
-            self.pub_markers.publish(M.detections_to_markers(
-                empty, np.zeros(0), np.zeros(0, np.int64), self.class_names, header))
+        self.outputs.publish_empty(header)
 
     def _infer(self, points: np.ndarray, rgb: Optional[np.ndarray],
                wants: Dict[str, bool]) -> Optional[Any]:
-        """The pipeline on (N, 4) points and the RGB image (None = lidar-only); the semantic
-        head only when a semantic output is wanted. None after an error (counted, warned)."""
+        """Run the pipeline on (N, 4) points and the RGB image (None = lidar-only).
+
+        The semantic head runs only when a semantic output is wanted. Returns None after an
+        error (counted, warned).
+        """
         try:
             return self.pipeline(points, rgb,
                                  semantic=wants["semantic"] or wants["semantic_color"])
         except Exception as e:
-            self._count("errors.inference")
+            self.counters.count("errors.inference")
             self.get_logger().warning(f"inference failed: {type(e).__name__}: {e}",
                                       **self._every(5.0))
             return None
 
     def _check_pillar_stats(self, stats: Any, n_finite: int) -> None:
-        """Count and warn about a cloud without any point in ``point_cloud_range`` and about
-        pillars dropped over ``max_pillars`` (``stats``: the pipeline's pillar statistics)."""
+        """Count and warn about clouds out of range and pillars dropped.
+
+        A cloud without any point in ``point_cloud_range``, pillars dropped over ``max_pillars``
+        (``stats``: the pipeline's pillar statistics).
+        """
         if (n_finite
                 and stats.points_in == stats.nonfinite_dropped + stats.out_of_range_dropped):
-            self._count("bad_input.cloud_out_of_range")
+            self.counters.count("bad_input.cloud_out_of_range")
             rng = list(self.contract.point_cloud_range)
             self.get_logger().warning(
                 f"none of the {n_finite} finite points lies inside the model's "
@@ -700,56 +396,23 @@ class PerceptionNode(Node):
                 **self._every(10.0))
         dropped = int(stats.pillars_dropped)
         if dropped:
-            self._count("pillars_dropped", dropped)
-            self._count("frames_with_pillars_dropped")
+            self.counters.count("pillars_dropped", dropped)
+            self.counters.count("frames_with_pillars_dropped")
             self.get_logger().warning(
                 f"{dropped} pillars over max_pillars={self.contract.max_pillars} dropped "
                 f"({stats.points_in_dropped_pillars} points)", **self._every(5.0))
 
-    def _publish_outputs(self, result: Any, header: Header, image: Any,
-                         rgb: Optional[np.ndarray], wants: Dict[str, bool]) -> None:
-        """Detections always, the lazy outputs in ``wants``: the cloud's ``header`` for lidar/BEV
-        outputs, the camera ``image`` message's header for image-space outputs."""
-        det = result.detections
-        self.pub_det.publish(M.detections_to_msg(det.boxes, det.scores, det.labels,
-                                                 self.class_names, header))
-        if wants["markers"]:
-            self.pub_markers.publish(M.detections_to_markers(det.boxes, det.scores, det.labels,
-                                                             self.class_names, header))
-        if result.drivable is not None:
-            if wants["drivable"]:
-                self.pub_drivable.publish(M.drivable_to_image(result.drivable, header))
-            if wants["grid"]:
-                try:
-                    self.pub_grid.publish(M.drivable_to_occupancy_grid(
-                        result.drivable, self.contract.point_cloud_range,
-                        self.contract.pillar_size, header))
-                except ValueError as e:
-                    self.get_logger().warning(str(e), **self._every(60.0))
-        sem = result.semantic
-        if sem is not None and rgb is not None and image is not None:
-            img_header = ros_header(image.header)
-            if wants["semantic"]:
-                self.pub_sem.publish(M.semantic_to_image(sem, img_header))
-            if wants["semantic_color"] and sem.shape[:2] == rgb.shape[:2]:
-                self.pub_sem_color.publish(M.semantic_overlay(rgb, sem, img_header))
-
     def _finish(self, t0: float, t_arrival: float, timings: Dict[str, float]) -> None:
         timings["total"] = (time.perf_counter() - t0) * 1e3
-        if _wanted(self.pub_timing):
-            self.pub_timing.publish(M.timings_msg(timings))
-        self._latencies.append((time.monotonic() - t_arrival) * 1e3)
+        self.outputs.publish_timings(timings)
+        self._latencies.add((time.monotonic() - t_arrival) * 1e3)
         self._rate_out.tick()
-        self._count("published")
+        self.counters.count("published")
 
     # ------------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:
-        with self._counter_lock:
-            c = dict(self.counters)
-        lat = np.array(self._latencies, dtype=np.float64)
-        p50, p95 = ((float(np.percentile(lat, 50)), float(np.percentile(lat, 95)))
-                    if lat.size else (0.0, 0.0))
-        s = self.sync.stats
+        c = self.counters.snapshot()
+        p50, p95 = self._latencies.percentiles()
         values: Dict[str, Any] = {
             "backend": self.backend.name, "device": self.backend.device,
             "model": self.model_path,
@@ -758,32 +421,30 @@ class PerceptionNode(Node):
             "rate_out_hz": self._rate_out.hz(), "latency_p50_ms": p50, "latency_p95_ms": p95,
         }
         values.update(c)
-        for k, v in s.to_dict().items():
+        for k, v in self.sync.stats.to_dict().items():
             values["sync." + k] = v
+        tf = self.inputs.tf
+        unconnected = self.inputs.tf_unconnected  # the last failed look-up ("" = none)
         values["tf.target_frame"] = self.target_frame
-        values["tf.mode"] = self.tf.mode if self.tf is not None else "none"
-        values["tf.unconnected"] = self._tf_unconnected  # the last failed look-up ("" = none)
+        values["tf.mode"] = tf.mode if tf is not None else "none"
+        values["tf.unconnected"] = unconnected
         last = self._last_cloud_mono
         idle = None if last is None else time.monotonic() - last
         diag = self.sync.diagnose()
         if diag:
             self.get_logger().warning(f"synchronizer: {diag}", **self._every(10.0))
         level, msgs = self._health.assess(time.monotonic(), c, idle, diag,
-                                          self.sub_cloud.topic_name,
-                                          {"no_transform": self._tf_unconnected})
+                                          self.inputs.sub_cloud.topic_name,
+                                          {"no_transform": unconnected})
         status = M.diagnostic_status(f"{self.get_name()}: pipeline", level,
                                      "; ".join(msgs) or "ok", values,
                                      hardware_id=str(self.backend.device))
-        self.pub_diag.publish(M.diagnostic_array([status], self.get_clock().now().to_msg()))
+        self.outputs.publish_diagnostics([status], self.get_clock().now().to_msg())
 
     # ------------------------------------------------------------------ shutdown
     def stop(self) -> None:
         """Stop the worker thread (joins it)."""
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
-        if self._worker.is_alive():
-            self._worker.join(timeout=5.0)
+        self.worker.stop(timeout=5.0)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

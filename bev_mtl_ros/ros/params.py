@@ -42,8 +42,11 @@ class StartupError(RuntimeError):
 
 
 def find_default_model(name: str = DEFAULT_MODEL_NAME) -> Tuple[Optional[str], List[str]]:
-    """Locate the packaged model: source tree ``models/`` (editable installs), the ament share
-    directory, ``<sys.prefix>/share/bev_mtl_ros/models``. Returns (path or None, places looked)."""
+    """Locate the packaged model.
+
+    Looks in the source tree ``models/`` (editable installs), the ament share directory,
+    ``<sys.prefix>/share/bev_mtl_ros/models``. Returns (path or None, places looked).
+    """
     cands = [Path(__file__).resolve().parents[2] / "models" / name]
     try:
         from ament_index_python.packages import get_package_share_directory
@@ -60,8 +63,10 @@ def find_default_model(name: str = DEFAULT_MODEL_NAME) -> Tuple[Optional[str], L
 
 
 def _same(a: Any, b: Any) -> bool:
-    """Parameter value vs contract value: numbers with relative tolerance 1e-6, sequences
-    element-wise."""
+    """Compare a parameter value with a contract value.
+
+    Numbers with relative tolerance 1e-6, sequences element-wise.
+    """
     if isinstance(a, (list, tuple, np.ndarray)) or isinstance(b, (list, tuple)):
         a, b = list(a), list(b)
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
@@ -127,9 +132,12 @@ INPUT_NAMES: Dict[str, str] = {"cloud": "~/input/pointcloud", "image": "~/input/
 
 
 def input_remap_args(cloud: str, image: str, camera_info: str) -> List[str]:
-    """``--ros-args`` remapping rules (``["-r", "~/input/pointcloud:=<cloud>", ...]``) that connect
-    the node's input names (:data:`INPUT_NAMES`) to the given topics; what the launch file does
-    with its arguments, for command lines built in Python (demo, bench, tests)."""
+    """Return the ``--ros-args`` remapping rules that connect the node's inputs to topics.
+
+    ``["-r", "~/input/pointcloud:=<cloud>", ...]`` for the input names of :data:`INPUT_NAMES`:
+    what the launch file does with its arguments, for command lines built in Python (demo,
+    bench, tests).
+    """
     out: List[str] = []
     for key, topic in (("cloud", cloud), ("image", image), ("camera_info", camera_info)):
         out += ["-r", f"{INPUT_NAMES[key]}:={topic}"]
@@ -178,8 +186,9 @@ def check_contract_overrides(overrides: Dict[str, Any], contract: Any, model_pat
 
 
 def resolve_model_path(model_path: str) -> str:
-    """The absolute path of the model file named by parameter ``model_path`` (``~`` expanded);
-    empty = the packaged model (:func:`find_default_model`).
+    """Return the absolute path of the model file named by parameter ``model_path``.
+
+    ``~`` is expanded; empty = the packaged model (:func:`find_default_model`).
 
     Raises:
         StartupError: the packaged model is not found (naming the places looked in), or the file
@@ -199,8 +208,10 @@ def resolve_model_path(model_path: str) -> str:
 
 
 def check_parameter_choices(params: Mapping[str, Any]) -> None:
-    """Check the string parameters with a fixed set of values: ``backend`` (auto | onnxruntime |
-    pytorch), ``device`` (cpu | cuda | cuda:N), ``nms`` (circle | rotated_iou | none).
+    """Check the string parameters with a fixed set of values.
+
+    ``backend`` (auto | onnxruntime | pytorch), ``device`` (cpu | cuda | cuda:N), ``nms``
+    (circle | rotated_iou | none).
 
     Args:
         params: the node's parameter values by name (:data:`NODE_PARAMETERS` keys).
@@ -219,7 +230,7 @@ def check_parameter_choices(params: Mapping[str, Any]) -> None:
 
 
 def make_postprocess_config(score_threshold: float, nms: str) -> "PostProcessConfig":
-    """The pipeline's post-processing configuration as the node builds it from its parameters.
+    """Build the pipeline's post-processing configuration from the node's parameters.
 
     Args:
         score_threshold: parameter ``score_threshold``, minimum detection score (0..1, all

@@ -1,5 +1,6 @@
-"""Replay a rosbag2 file (mcap or sqlite3) over DDS with its recorded timing; no ``ros2`` CLI
-needed.
+"""Replay a rosbag2 file (mcap or sqlite3) over DDS with its recorded timing.
+
+No ``ros2`` CLI needed.
 
 ``bev-mtl-ros play BAG [--rate R] [--clock] [--loop] [--topics T ...]`` reads the bag with the pure
 Python ``rosbags`` library and publishes each message's serialized CDR bytes unchanged with
@@ -30,98 +31,48 @@ Python API (used in-process by tests)::
 from __future__ import annotations
 
 import argparse
-import importlib
 import signal
 import sys
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, Optional, Sequence
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosbags.rosbag2 import Reader
+
+from bev_mtl_ros.ros.playback import (AnswerPacer, BagClock, PlaybackStats, PlayerError,
+                                      import_message_class)
 
 #: Topics always published transient local (latched), whatever the bag's metadata says.
 LATCHED_TOPICS = ("/tf_static",)
 
 
-class PlayerError(RuntimeError):
-    """Raised when a bag cannot be opened or holds nothing playable (message names the file)."""
-
-
-@dataclass
-class PlaybackStats:
-    """Counters of one :meth:`BagPlayer.play` call.
-
-    Attributes:
-        published: topic -> messages published (all loops together).
-        loops: completed passes over the bag.
-        clock_messages: ``/clock`` messages published.
-        skipped_topics: topic -> reason, for topics not replayed (type not installed, filtered
-        out). wall_s: wall-clock seconds the playback took.
-        bag_span_s: bag time covered by one pass, seconds.
-        max_lag_ms: largest delay of a publish behind its scheduled wall time, ms (the player's own
-            timing error; large values mean the machine could not keep up with the rate).
-        pace_timeouts: inputs published without the awaited answer (closed-loop pacing only).
-        pace_wait_s: total seconds spent waiting for answers (closed-loop pacing only).
-    """
-
-    published: Dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    loops: int = 0
-    clock_messages: int = 0
-    skipped_topics: Dict[str, str] = field(default_factory=dict)
-    wall_s: float = 0.0
-    bag_span_s: float = 0.0
-    max_lag_ms: float = 0.0
-    pace_timeouts: int = 0
-    pace_wait_s: float = 0.0
-
-    def to_dict(self) -> Dict[str, Any]:
-        """JSON-compatible dict."""
-        return {
-            "published": dict(self.published), "loops": self.loops,
-            "clock_messages": self.clock_messages,
-            "skipped_topics": dict(self.skipped_topics), "wall_s": round(self.wall_s, 3),
-            "bag_span_s": round(self.bag_span_s, 3), "max_lag_ms": round(self.max_lag_ms, 2),
-            "pace_timeouts": self.pace_timeouts, "pace_wait_s": round(self.pace_wait_s, 3),
-        }
-
-
-def import_message_class(msgtype: str):
-    """The rclpy message class for a ROS 2 type name.
-
-    Args:
-        msgtype: ``"pkg/msg/Type"`` (rosbag2 spelling) or ``"pkg/Type"``.
-    Returns:
-        The generated Python class (e.g. ``sensor_msgs.msg.PointCloud2``).
-    Raises:
-        ImportError: the interface package is not installed or lacks the type.
-    """
-    try:  # the official helper, when a ROS 2 distribution provides it
-        from rosidl_runtime_py.utilities import get_message  # type: ignore
-        return get_message(msgtype)
-    except ImportError:
-        pass
-    except (AttributeError, ValueError) as e:
-        raise ImportError(f"message type {msgtype!r} not found: {e}") from e
-    parts = msgtype.split("/")
-    if len(parts) == 2:
-        parts = [parts[0], "msg", parts[1]]
-    if len(parts) != 3 or not all(parts):
-        raise ImportError(f"malformed message type name {msgtype!r} (expected pkg/msg/Type)")
-    pkg, kind, name = parts
-    module = importlib.import_module(f"{pkg}.{kind}")
-    try:
-        return getattr(module, name)
-    except AttributeError as e:
-        raise ImportError(f"package {pkg!r} has no {kind} type {name!r}") from e
-
-
 def _qos_is_transient_local(profiles: Sequence[Any]) -> bool:
-    """True when every recorded offered QoS profile (rosbags ``Qos``) is transient local."""
+    """Return True when every recorded offered QoS profile (rosbags ``Qos``) is transient local."""
     if not profiles:
         return False
     return all(getattr(getattr(p, "durability", None), "name", "") == "TRANSIENT_LOCAL"
                for p in profiles)
+
+
+def _publisher_qos(connection: Any, count: int, qos_depth: int) -> QoSProfile:
+    """Return the QoS of the publisher that replays bag ``connection`` (``count`` messages).
+
+    Latched topics (:data:`LATCHED_TOPICS`, or all recorded offered profiles transient local):
+    reliable transient local with a history of every message (at most 1000); else reliable
+    volatile keep-last ``qos_depth``.
+    """
+    profiles = list(getattr(connection.ext, "offered_qos_profiles", []) or [])
+    if connection.topic in LATCHED_TOPICS or _qos_is_transient_local(profiles):
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(1, min(count, 1000)),
+                          reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(1, int(qos_depth)),
+                      reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 
 
 class BagPlayer:
@@ -159,8 +110,6 @@ class BagPlayer:
                  remap: Optional[Dict[str, str]] = None, start_paused: bool = False,
                  max_loops: Optional[int] = None, pace_input: Optional[str] = None,
                  pace_topic: Optional[str] = None, pace_timeout: float = 30.0):
-        from rosbags.rosbag2 import Reader
-
         if not rate or rate <= 0:
             raise PlayerError(f"rate must be > 0, got {rate}")
         self.node = node
@@ -178,7 +127,19 @@ class BagPlayer:
             self._running.set()
         self._thread: Optional[threading.Thread] = None
         self._logger = node.get_logger()
+        self._open_bag()
+        self._create_publishers(topics, qos_depth)
+        self._init_pacing(pace_input, pace_topic, pace_timeout)
+        self._clock = BagClock(node, self.rate, self.clock, self.clock_hz, self.stats,
+                               self._stop, self._running)
 
+    # ------------------------------------------------------------------ set-up steps
+    def _open_bag(self) -> None:
+        """Open the bag reader (``self._reader``, ``start_ns``, ``end_ns``).
+
+        Raises:
+            PlayerError: the bag is missing or unreadable.
+        """
         if not self.bag_path.exists():
             raise PlayerError(f"bag not found: {self.bag_path}")
         try:
@@ -190,9 +151,15 @@ class BagPlayer:
         self.end_ns = int(self._reader.end_time)
         self.stats.bag_span_s = max(0, self.end_ns - self.start_ns) * 1e-9
 
-        wanted = None if topics is None else set(topics)
-        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+    def _create_publishers(self, topics: Optional[Iterable[str]], qos_depth: int) -> None:
+        """One publisher per played (remapped) topic; unplayable topics go to ``skipped_topics``.
 
+        Sets ``self._publishers`` / ``self._topic_of`` (connection id -> publisher / bag topic),
+        ``self._connections``, :attr:`published_topics` and :attr:`message_counts`.
+        Raises:
+            PlayerError: nothing playable (the reader is closed).
+        """
+        wanted = None if topics is None else set(topics)
         self._publishers: Dict[int, Any] = {}   # connection id -> publisher
         self._topic_of: Dict[int, str] = {}
         by_topic: Dict[str, Any] = {}
@@ -200,37 +167,22 @@ class BagPlayer:
         for c in self._reader.connections:
             counts[c.topic] += c.msgcount
         for c in self._reader.connections:
-            if wanted is not None and c.topic not in wanted:
-                self.stats.skipped_topics[c.topic] = "not selected (--topics)"
-                continue
-            if c.topic == "/clock" and self.clock:
-                self.stats.skipped_topics[c.topic] = "replaced by the player's own /clock"
+            reason = self._skip_reason(c, wanted)
+            if reason:
+                self.stats.skipped_topics[c.topic] = reason
                 continue
             out_topic = self.remap.get(c.topic, c.topic)
-            if out_topic in by_topic:
-                self._publishers[c.id] = by_topic[out_topic]
-                self._topic_of[c.id] = c.topic
-                continue
-            try:
-                cls = import_message_class(c.msgtype)
-            except ImportError as e:
-                self.stats.skipped_topics[c.topic] = f"type {c.msgtype} not installed: {e}"
-                self._logger.warning(f"skipping {c.topic}: message type {c.msgtype} is not "
-                                     f"installed ({e})")
-                continue
-            profiles = list(getattr(c.ext, "offered_qos_profiles", []) or [])
-            if c.topic in LATCHED_TOPICS or _qos_is_transient_local(profiles):
-                qos = QoSProfile(history=HistoryPolicy.KEEP_LAST,
-                                 depth=max(1, min(counts[c.topic], 1000)),
-                                 reliability=ReliabilityPolicy.RELIABLE,
-                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
-            else:
-                qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(1, int(qos_depth)),
-                                 reliability=ReliabilityPolicy.RELIABLE,
-                                 durability=DurabilityPolicy.VOLATILE)
-            pub = node.create_publisher(cls, out_topic, qos)
-            by_topic[out_topic] = pub
-            self._publishers[c.id] = pub
+            if out_topic not in by_topic:
+                try:
+                    cls = import_message_class(c.msgtype)
+                except ImportError as e:
+                    self.stats.skipped_topics[c.topic] = f"type {c.msgtype} not installed: {e}"
+                    self._logger.warning(f"skipping {c.topic}: message type {c.msgtype} is not "
+                                         f"installed ({e})")
+                    continue
+                qos = _publisher_qos(c, counts[c.topic], qos_depth)
+                by_topic[out_topic] = self.node.create_publisher(cls, out_topic, qos)
+            self._publishers[c.id] = by_topic[out_topic]
             self._topic_of[c.id] = c.topic
         if wanted is not None:
             for t in wanted - set(counts):
@@ -245,62 +197,34 @@ class BagPlayer:
                                                  for c in self._connections}
         self.message_counts: Dict[str, int] = {c.topic: counts[c.topic] for c in self._connections}
 
+    def _skip_reason(self, connection: Any, wanted: Optional[set]) -> str:
+        """Return why a bag connection is not replayed ("" = it is).
+
+        Not selected, or /clock replaced by the player's own.
+        """
+        if wanted is not None and connection.topic not in wanted:
+            return "not selected (--topics)"
+        if connection.topic == "/clock" and self.clock:
+            return "replaced by the player's own /clock"
+        return ""
+
+    def _init_pacing(self, pace_input: Optional[str], pace_topic: Optional[str],
+                     pace_timeout: float) -> None:
+        """Closed-loop pacing set-up (``self._pacer``; None without pacing).
+
+        Raises:
+            PlayerError: only one of ``pace_input`` / ``pace_topic`` given, or ``pace_input`` is
+            not a played topic.
+        """
         self.pace_input = pace_input
         self.pace_timeout = float(pace_timeout)
-        self._pace_spec = pace_topic
-        self._pace_sub = None
-        self._answers = 0
-        self._answer_cv = threading.Condition()
         if (pace_input is None) != (pace_topic is None):
             raise PlayerError("pacing needs both pace_input and pace_topic")
         if pace_input is not None and pace_input not in self.message_counts:
             raise PlayerError(f"pace_input {pace_input} is not a played topic of {self.bag_path}")
-
-        self._clock_pub = None
-        if self.clock:
-            from rosgraph_msgs.msg import Clock
-            self._clock_cls = Clock
-            self._clock_pub = node.create_publisher(
-                Clock, "/clock", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-
-    # ------------------------------------------------------------------ pacing
-    def _ensure_pace_subscription(self, timeout: float = 30.0) -> None:
-        """Subscribe (raw, reliable) to the pacing topic; resolves its type from the graph."""
-        if self._pace_spec is None or self._pace_sub is not None:
-            return
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        topic, _, msgtype = self._pace_spec.partition(":")
-        deadline = time.monotonic() + timeout
-        while not msgtype:
-            types = dict(self.node.get_topic_names_and_types()).get(topic)
-            if types:
-                msgtype = types[0]
-                break
-            if time.monotonic() > deadline or self._stop.is_set():
-                raise PlayerError(f"pace topic {topic} never appeared in the ROS graph (give its "
-                                  f"type as {topic}:pkg/msg/Type)")
-            time.sleep(0.05)
-        cls = import_message_class(msgtype)
-        self._pace_sub = self.node.create_subscription(
-            cls, topic, self._on_answer,
-            QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE), raw=True)
-
-    def _on_answer(self, _data) -> None:
-        with self._answer_cv:
-            self._answers += 1
-            self._answer_cv.notify_all()
-
-    def _wait_for_answers(self, needed: int) -> None:
-        t0 = time.monotonic()
-        with self._answer_cv:
-            ok = self._answer_cv.wait_for(lambda: self._answers >= needed or self._stop.is_set(),
-                                          timeout=self.pace_timeout)
-        if not ok:
-            self.stats.pace_timeouts += 1
-            self._logger.warning(f"pacing: no answer on {self._pace_spec} for input {needed} "
-                                 f"within {self.pace_timeout:.1f} s; publishing the next input "
-                                 "anyway")
-        self.stats.pace_wait_s += time.monotonic() - t0
+        self._pacer = (None if pace_topic is None else
+                       AnswerPacer(self.node, pace_topic, self.pace_timeout, self.stats,
+                                   self._stop))
 
     # ------------------------------------------------------------------ control
     def wait_for_subscribers(self, count: int, topics: Optional[Sequence[str]] = None,
@@ -383,39 +307,6 @@ class BagPlayer:
         return self._thread is not None and not self._thread.is_alive()
 
     # ------------------------------------------------------------------ playback
-    def _publish_clock(self, bag_ns: int) -> None:
-        from builtin_interfaces.msg import Time
-        msg = self._clock_cls(clock=Time(sec=int(bag_ns // 1_000_000_000),
-                                         nanosec=int(bag_ns % 1_000_000_000)))
-        self._clock_pub.publish(msg)
-        self.stats.clock_messages += 1
-
-    def _wait_until(self, bag_ns: int, anchor: List[float]) -> bool:
-        """Sleep until the wall time of bag time ``bag_ns``; publishes /clock meanwhile.
-
-        ``anchor`` = [wall_t0, bag_t0_ns]; shifted while paused. Returns False when stopped."""
-        period = 1.0 / self.clock_hz if self.clock and self.clock_hz > 0 else None
-        next_tick = time.monotonic()
-        while True:
-            if self._stop.is_set():
-                return False
-            if not self._running.is_set():
-                paused_at = time.monotonic()
-                self._running.wait()
-                anchor[0] += time.monotonic() - paused_at
-                continue
-            now = time.monotonic()
-            target = anchor[0] + (bag_ns - anchor[1]) * 1e-9 / self.rate
-            if period is not None and now >= next_tick:
-                cur = anchor[1] + int((now - anchor[0]) * self.rate * 1e9)
-                self._publish_clock(min(cur, bag_ns))
-                next_tick = now + period
-            if now >= target:
-                self.stats.max_lag_ms = max(self.stats.max_lag_ms, (now - target) * 1e3)
-                return True
-            wake = target if period is None else min(target, next_tick)
-            time.sleep(max(0.0, min(wake - now, 0.05)))
-
     def play(self) -> PlaybackStats:
         """Publish the bag (blocking). Returns :attr:`stats`; safe to call from any thread.
 
@@ -423,24 +314,20 @@ class BagPlayer:
         each message's bag time just before the message when ``clock`` is set.
         """
         t_start = time.monotonic()
-        self._ensure_pace_subscription()
+        if self._pacer is not None:
+            self._pacer.subscribe()
         paced = 0  # inputs on pace_input published so far (all loops)
         try:
             while not self._stop.is_set():
-                anchor = [time.monotonic(), self.start_ns]
-                if self.clock:
-                    self._publish_clock(self.start_ns)
+                self._clock.restart(self.start_ns)
                 for conn, ts, raw in self._reader.messages(connections=self._connections):
-                    if not self._wait_until(ts, anchor):
+                    if not self._clock.wait_until(ts):
                         break
-                    if self.pace_input is not None and conn.topic == self.pace_input:
+                    if self._pacer is not None and conn.topic == self.pace_input:
                         if paced:
-                            w0 = time.monotonic()
-                            self._wait_for_answers(paced)
-                            anchor[0] += time.monotonic() - w0   # bag time stood still
+                            self._clock.hold(self._pacer.wait_for(paced))  # bag time stood still
                         paced += 1
-                    if self.clock:
-                        self._publish_clock(ts)
+                    self._clock.publish(ts)
                     self._publishers[conn.id].publish(bytes(raw))
                     self.stats.published[self._topic_of[conn.id]] += 1
                 else:
@@ -465,13 +352,13 @@ class BagPlayer:
             self._reader.close()
         except Exception:
             pass
-        if self._pace_sub is not None:
+        if self._pacer is not None and self._pacer.subscription is not None:
             try:
-                self.node.destroy_subscription(self._pace_sub)
+                self.node.destroy_subscription(self._pacer.subscription)
             except Exception:
                 pass
-        for pub in set(self._publishers.values()) | ({self._clock_pub} if self._clock_pub
-                                                     else set()):
+        clock_pub = self._clock.publisher
+        for pub in set(self._publishers.values()) | ({clock_pub} if clock_pub else set()):
             try:
                 self.node.destroy_publisher(pub)
             except Exception:
@@ -480,7 +367,6 @@ class BagPlayer:
 
 # ---------------------------------------------------------------------- CLI
 def _first_cloud_topic(bag) -> Optional[str]:
-    from rosbags.rosbag2 import Reader
     with Reader(bag) as r:
         return next((c.topic for c in r.connections if c.msgtype.endswith("PointCloud2")), None)
 
@@ -530,12 +416,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """``bev-mtl-ros play``: returns 0 on success, 2 on a bag error, 3 when subscribers never
-    came."""
-    import json
+    """Run ``bev-mtl-ros play``.
 
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
+    Returns 0 on success, 2 on a bag error, 3 when subscribers never came.
+    """
+    import json
 
     remap = {}
     for r in args.remap:
@@ -575,7 +460,6 @@ def main(args: argparse.Namespace) -> int:
         if args.delay > 0:
             time.sleep(args.delay)
         if rc == 0:
-            from rclpy.executors import SingleThreadedExecutor
             executor = SingleThreadedExecutor()
             executor.add_node(node)
             th = player.start()

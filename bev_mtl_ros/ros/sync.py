@@ -1,5 +1,7 @@
-"""Approximate-time synchronizer for (lidar cloud, camera image) pairs, plus a diagnosis of why
-pairs do not form. Pure Python: no rclpy import, so it is testable without ROS.
+"""Approximate-time synchronizer for (lidar cloud, camera image) pairs.
+
+Plus a diagnosis of why pairs do not form. Pure Python: no rclpy import, so it is testable
+without ROS.
 
 Policy (lidar-driven, one output per cloud)
 -------------------------------------------
@@ -290,8 +292,11 @@ class ApproxTimeSync:
             return self._sweep_locked(now)
 
     def reset(self) -> None:
-        """Forget queued images and stamp history; pending clouds are resolved by the next call
-        (they keep waiting at most ``camera_timeout``)."""
+        """Forget queued images and stamp history.
+
+        Pending clouds are resolved by the next call (they keep waiting at most
+        ``camera_timeout``).
+        """
         with self._lock:
             self._images.clear()
             self._newest_cloud = self._newest_image = None
@@ -401,8 +406,11 @@ class ApproxTimeSync:
             return self._camera_stale(self.clock())
 
     def _decided(self, stamp: float) -> bool:
-        """True when no future image can be closer to ``stamp`` than the best queued one (or can
-        be within slop when none is). Images more than ``reset_threshold`` away are ignored."""
+        """Return True when no future image can be closer to ``stamp`` than the best queued one.
+
+        Or can be within slop when none is. Images more than ``reset_threshold`` away are
+        ignored.
+        """
         i = bisect.bisect_left(self._images, (stamp,))
         if i < len(self._images) and self._images[i][0] <= stamp + self.reset_threshold:
             return True  # an image at/after the cloud: later ones are farther
@@ -455,16 +463,18 @@ class ApproxTimeSync:
 
     # ------------------------------------------------------------------ diagnosis
     def estimated_skew(self) -> Optional[float]:
-        """Estimated image-stamp minus cloud-stamp offset of messages that arrive at the same time,
-        s: median(cloud arrival - cloud stamp) - median(image arrival - image stamp) over the
+        """Estimate the image-stamp minus cloud-stamp offset of messages arriving together, s.
+
+        median(cloud arrival - cloud stamp) - median(image arrival - image stamp) over the
         recent messages (transport latency differences are included). None until 5 of each
-        arrived."""
+        arrived.
+        """
         if len(self._cloud_lag) < 5 or len(self._image_lag) < 5:
             return None
         return statistics.median(self._cloud_lag) - statistics.median(self._image_lag)
 
     def diagnose(self, idle_timeout: Optional[float] = None) -> Optional[str]:
-        """A one-line explanation of why pairs are not forming now, or None when all looks fine.
+        """Explain in one line why pairs are not forming now (None when all looks fine).
 
         Args:
             idle_timeout: seconds (of ``clock``) without images that count as "the camera
