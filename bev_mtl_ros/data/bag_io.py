@@ -21,6 +21,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from bev_mtl_ros.data.calibration import rotation_to_quaternion
+from bev_mtl_ros.data.pointfield import PointFieldError, cloud_dtype, pointfield_datatype
 from bev_mtl_ros.geometry import quaternion_to_yaw, yaw_to_quaternion
 
 #: this source checkout's copies of the upstream ``.msg`` files (``msgs/<pkg>/msg``)
@@ -283,14 +284,11 @@ def image_to_array(msg) -> np.ndarray:
     raise ValueError(f"unsupported image encoding {msg.encoding!r} (expected rgb8, bgr8 or mono8)")
 
 
-#: sensor_msgs/PointField datatype -> numpy type (without byte order)
-_PF_DTYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
-
-
 def cloud_to_structured(msg, fields: Optional[Sequence[str]] = None) -> np.ndarray:
     """Decode a sensor_msgs/PointCloud2 (rosbags) into a structured (N,) array.
 
-    Any field order, offsets, padding and byte order; N = width * height.
+    Any field order, offsets, padding, counts and byte order (layout:
+    :func:`data.pointfield.cloud_dtype`); N = width * height.
 
     Args:
         msg: the PointCloud2.
@@ -300,24 +298,20 @@ def cloud_to_structured(msg, fields: Optional[Sequence[str]] = None) -> np.ndarr
         structured array with those fields, in native byte order (a view when the message's
         byte order is native and its buffer contiguous).
     Raises:
-        ValueError when a requested field is missing or has an unknown datatype.
+        ValueError (:class:`data.pointfield.PointFieldError`) when a requested field is missing
+        or the layout cannot be read (unknown datatype, field outside the point step).
     """
-    order = ">" if msg.is_bigendian else "<"
-    have = {f.name: f for f in msg.fields}
-    names = [f.name for f in msg.fields] if fields is None else list(fields)
-    missing = [f for f in names if f not in have]
+    dt = cloud_dtype(msg.fields, int(msg.point_step), bool(msg.is_bigendian))
+    names = list(dt.names) if fields is None else list(fields)
+    missing = [f for f in names if f not in dt.names]
     if missing:
-        raise ValueError(f"PointCloud2 lacks fields {missing} (has {sorted(have)})")
-    bad = [f for f in names if have[f].datatype not in _PF_DTYPES]
-    if bad:
-        raise ValueError(f"PointCloud2 fields {bad} have unknown datatypes")
-    dt = np.dtype({"names": names,
-                   "formats": [order + _PF_DTYPES[have[f].datatype] for f in names],
-                   "offsets": [have[f].offset for f in names], "itemsize": int(msg.point_step)})
+        raise PointFieldError(f"PointCloud2 lacks fields {missing} (has {sorted(dt.names)})")
     n = int(msg.width) * int(msg.height)
     buf = np.asarray(msg.data, dtype=np.uint8)
     arr = np.frombuffer(buf if buf.flags.c_contiguous else buf.tobytes(), dtype=dt, count=n)
-    return arr if dt.isnative else arr.astype(dt.newbyteorder("="))
+    if fields is not None:
+        arr = arr[names]
+    return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
 
 
 def cloud_to_array(msg, fields: Sequence[str] = ("x", "y", "z")) -> np.ndarray:
@@ -352,10 +346,6 @@ def make_header(ts, stamp_ns: int, frame_id: str):
     return ts.types["std_msgs/msg/Header"](stamp=stamp, frame_id=frame_id)
 
 
-#: numpy kind + item size -> sensor_msgs/PointField datatype (inverse of _PF_DTYPES)
-_PF_DATATYPE = {v: k for k, v in _PF_DTYPES.items()}
-
-
 def make_pointcloud2(ts, arr: np.ndarray, stamp_ns: int, frame_id: str):
     """Build a sensor_msgs/PointCloud2 (rosbags object) from a structured (N,) array.
 
@@ -369,11 +359,10 @@ def make_pointcloud2(ts, arr: np.ndarray, stamp_ns: int, frame_id: str):
     fields = []
     for name in arr.dtype.names:
         ft, offset = arr.dtype.fields[name][:2]
-        if ft.byteorder == ">" or f"{ft.kind}{ft.itemsize}" not in _PF_DATATYPE:
-            raise ValueError(f"cloud field {name!r} has type {ft.str}: not a little-endian "
-                             "PointField type")
+        if ft.byteorder == ">":
+            raise PointFieldError(f"cloud field {name!r} has type {ft.str}: not little-endian")
         fields.append(ts.types["sensor_msgs/msg/PointField"](
-            name=name, offset=offset, datatype=_PF_DATATYPE[f"{ft.kind}{ft.itemsize}"], count=1))
+            name=name, offset=offset, datatype=pointfield_datatype(ft, name), count=1))
     data = np.frombuffer(np.ascontiguousarray(arr).tobytes(), dtype=np.uint8)
     step = arr.dtype.itemsize
     return ts.types["sensor_msgs/msg/PointCloud2"](

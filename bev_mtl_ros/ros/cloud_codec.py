@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
+from bev_mtl_ros.data import pointfield
+from bev_mtl_ros.data.pointfield import POINTFIELD_DTYPES, PointFieldError
 from bev_mtl_ros.ros.codec_base import ConversionError, check_size, data_buffer
 
 __all__ = ["POINTFIELD_DTYPES", "CloudArrays", "check_cloud_size", "cloud_dtype",
@@ -54,67 +56,16 @@ def check_cloud_size(msg: PointCloud2, max_points: int) -> None:
     check_size(msg, max_points, "PointCloud2", "points", "max_cloud_points")
 
 
-#: sensor_msgs/PointField datatype constant -> numpy base type (byte order added per message).
-POINTFIELD_DTYPES: Dict[int, np.dtype] = {
-    PointField.INT8: np.dtype("i1"),
-    PointField.UINT8: np.dtype("u1"),
-    PointField.INT16: np.dtype("i2"),
-    PointField.UINT16: np.dtype("u2"),
-    PointField.INT32: np.dtype("i4"),
-    PointField.UINT32: np.dtype("u4"),
-    PointField.FLOAT32: np.dtype("f4"),
-    PointField.FLOAT64: np.dtype("f8"),
-}
-_NUMPY_TO_POINTFIELD: Dict[Tuple[str, int], int] = {
-    (dt.kind, dt.itemsize): code for code, dt in POINTFIELD_DTYPES.items()
-}
-
-
 def cloud_dtype(fields: Sequence[Any], point_step: int, is_bigendian: bool = False) -> np.dtype:
-    """Numpy structured dtype of one point described by ``PointCloud2.fields``.
+    """Return the numpy structured dtype of one point (see :func:`data.pointfield.cloud_dtype`).
 
-    Args:
-        fields: sequence of ``sensor_msgs/PointField`` (name, offset bytes, datatype, count).
-        point_step: bytes per point; becomes the dtype's itemsize (trailing padding kept).
-        is_bigendian: byte order of multi-byte fields.
-    Returns:
-        np.dtype with one entry per named field (``count > 1`` gives a sub-array ``(count,)``).
-        Fields may overlap (numpy allows it for plain numbers). Fields with an empty name are
-        skipped (padding).
     Raises:
         ConversionError: unknown datatype, a field outside ``point_step``, a duplicate name.
     """
-    order = ">" if is_bigendian else "<"
-    names, formats, offsets = [], [], []
-    for f in fields:
-        name = str(f.name)
-        if not name:
-            continue
-        if name in names:
-            raise ConversionError(
-                f"PointCloud2 field name '{name}' appears twice (offsets "
-                f"{offsets[names.index(name)]} and {f.offset}): which one holds the data is "
-                "ambiguous")
-        base = POINTFIELD_DTYPES.get(int(f.datatype))
-        if base is None:
-            raise ConversionError(
-                f"PointCloud2 field '{name}' has unknown datatype {f.datatype} "
-                f"(expected one of {sorted(POINTFIELD_DTYPES)} = INT8..FLOAT64)")
-        count = int(f.count)
-        if count < 1:
-            # count 0 is sometimes sent by hand-written publishers: read as one value
-            count = 1
-        dt = base.newbyteorder(order) if base.itemsize > 1 else base
-        end = int(f.offset) + dt.itemsize * count
-        if int(f.offset) < 0 or end > point_step:
-            raise ConversionError(
-                f"PointCloud2 field '{name}' (offset {f.offset}, {count} x {dt.itemsize} bytes) "
-                f"does not fit in point_step {point_step}")
-        names.append(name)
-        formats.append(dt if count == 1 else (dt, (count,)))
-        offsets.append(int(f.offset))
-    return np.dtype({"names": names, "formats": formats, "offsets": offsets,
-                     "itemsize": int(point_step)})
+    try:
+        return pointfield.cloud_dtype(fields, point_step, is_bigendian)
+    except PointFieldError as e:
+        raise ConversionError(str(e)) from None
 
 
 def cloud_to_structured(msg: PointCloud2) -> np.ndarray:
@@ -269,10 +220,10 @@ def _check_byte_order(arr: np.ndarray, pts: np.ndarray, is_bigendian: bool,
 
 
 def _pointfield_type(dt: np.dtype, name: str) -> int:
-    code = _NUMPY_TO_POINTFIELD.get((dt.kind, dt.itemsize))
-    if code is None:
-        raise ConversionError(f"field '{name}' has numpy dtype {dt} with no PointField equivalent")
-    return code
+    try:
+        return pointfield.pointfield_datatype(dt, name)
+    except PointFieldError as e:
+        raise ConversionError(str(e)) from None
 
 
 def cloud_to_msg(points: Union[np.ndarray, Mapping[str, np.ndarray]],
