@@ -13,7 +13,10 @@
 # Usage: scripts/make_default_model.sh            (about 60 min on 2 CPU cores)
 # Environment overrides: WORK (scratch dir, default build/default_model), TRAIN_SCENES, VAL_SCENES,
 #   FRAMES (per scene), WIDTH/HEIGHT (synthetic image size), EPOCHS, DEVICE, PYTHON, MODEL_NAME,
-#   MODELS_DIR (default models/), SYNTH_WORKERS (parallel synthesis processes, default 2), REAL_DATA (real camera+label frames; empty = synthetic only),
+#   MODELS_DIR (default models/), SYNTH_WORKERS (parallel synthesis processes, default 2), REAL_DATA (real camera+label frames; empty = synthetic only;
+#   a flat folder or an A2D2 camera_lidar_semantic tree - with thousands of real frames, give a CONFIG whose
+#   real_data.repeats is 1: the config's 50 repeats are for the four committed frames; above 256 frames they are
+#   decoded on access instead of held in memory),
 #   SKIP_CHECK=1 (do not fail on thresholds).
 set -euo pipefail
 

@@ -396,7 +396,7 @@ def test_other_camera_by_name(tmp_path):
 def generate_small(out: Path, frames: int = 2) -> dict:
     """2 generated frames at 256x160 with a coarse lidar (fast)."""
     from bev_mtl_ros.data.synth import generate
-    from bev_mtl_ros.data.synth_render import LidarConfig
+    from bev_mtl_ros.data.synth_lidar import LidarConfig
     return generate(str(out), scenes=1, frames=frames, width=256, height=160,
                     lidar=LidarConfig(az_step_deg=0.4), return_ground_truth=True)
 

@@ -14,6 +14,7 @@ import torch
 
 from bev_mtl_ros.model.contract import ModelContract
 from bev_mtl_ros.runtime import backends as B
+from bev_mtl_ros.runtime import onnx_backend
 from bev_mtl_ros.runtime.backends import (BackendError, OnnxRuntimeBackend, TorchBackend,
                                           create_backend, output_shapes)
 
@@ -78,7 +79,7 @@ def test_bad_input_shape_raises(model_dir):
 def test_auto_falls_back_when_onnxruntime_missing(model_dir, monkeypatch, caplog):
     def no_ort():
         raise ImportError("No module named 'onnxruntime'")
-    monkeypatch.setattr(B, "_import_onnxruntime", no_ort)
+    monkeypatch.setattr(onnx_backend, "_import_onnxruntime", no_ort)
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         be = create_backend(str(model_dir / "tiny.onnx"), "auto", logger=logging.getLogger(LOGGER))
     assert isinstance(be, TorchBackend)

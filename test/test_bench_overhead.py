@@ -3,7 +3,8 @@
 Issue 11's target: end-to-end minus pipeline.
 """
 
-from bev_mtl_ros.bench import OVERHEAD_TARGET_MS, SCENARIOS, format_table, node_overhead
+from bev_mtl_ros.bench.config import SCENARIOS
+from bev_mtl_ros.bench.report import OVERHEAD_TARGET_MS, format_table, node_overhead
 
 
 def _e2e(lat, pipe, over):

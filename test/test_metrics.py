@@ -227,8 +227,9 @@ def test_report_files_and_nan_handling(tmp_path):
     import json
 
     from bev_mtl_ros.model.contract import ModelContract
-    from bev_mtl_ros.train.evaluate import (EvalAccumulator, render_frame, summary_text,
-                                            write_report)
+    from bev_mtl_ros.train.eval_report import summary_text, write_report
+    from bev_mtl_ros.train.evaluate import EvalAccumulator
+    from bev_mtl_ros.viz import render_frame
     c = ModelContract()
     acc = EvalAccumulator(c)
     # one Car TP, one Car out of the BEV range (ignored), no Pedestrian GT

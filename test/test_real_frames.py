@@ -134,6 +134,21 @@ def test_real_camera_dataset_and_mixing():
     assert targets["det_valid"].tolist() == [1.0, 0.0]
 
 
+def test_real_camera_dataset_decodes_large_sets_on_access():
+    """Above ``preload_limit`` frames are decoded per item, with the very same samples."""
+    import torch
+    from bev_mtl_ros.train.augment import AugmentConfig
+    from bev_mtl_ros.train.dataset import RealCameraDataset
+    c = ModelContract()
+    held = RealCameraDataset(REAL, c, repeats=2, augment=AugmentConfig(), seed=3)
+    lazy = RealCameraDataset(REAL, c, repeats=2, augment=AugmentConfig(), seed=3, preload_limit=2)
+    assert held.preloaded is not None and lazy.preloaded is None
+    assert lazy.num_frames == held.num_frames == 4 and len(lazy) == len(held) == 8
+    for i in (0, 5):
+        a, b = held[i], lazy[i]
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["semantic"], b["semantic"])
+
+
 def test_detection_loss_skips_camera_only_items():
     """A camera-only item adds nothing to the detection loss.
 

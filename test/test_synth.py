@@ -16,8 +16,10 @@ import pytest
 from bev_mtl_ros.data.a2d2 import CORNER_SIGNS, A2D2Dataset, axis_angle_to_matrix, load_label3d
 from bev_mtl_ros.data.calibration import load_calibration, undistort_image
 from bev_mtl_ros.data.classes import ClassMap, rgb_label_to_ids
-from bev_mtl_ros.data.synth import SUBSET, generate, synthesize_frame
-from bev_mtl_ros.data.synth_scene import CID, GROUND_Z, SIZE_RANGES, build_scene
+from bev_mtl_ros.data.synth import SUBSET, generate
+from bev_mtl_ros.data.synth_build import build_scene
+from bev_mtl_ros.data.synth_frame import synthesize_frame
+from bev_mtl_ros.data.synth_scene import CID, GROUND_Z, SIZE_RANGES
 from bev_mtl_ros.model.contract import A2D2_SEMANTIC_CLASSES
 
 W, H = 320, 201

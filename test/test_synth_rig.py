@@ -14,7 +14,7 @@ import pytest
 from bev_mtl_ros.data.a2d2 import A2D2Dataset, load_clutter
 from bev_mtl_ros.data.calibration import CAMS_LIDARS_PATH, load_calibration
 from bev_mtl_ros.data.synth import generate
-from bev_mtl_ros.data.synth_render import RIG_LIDARS, rig_poses
+from bev_mtl_ros.data.synth_lidar import RIG_LIDARS, rig_poses
 from bev_mtl_ros.data.synth_scene import CID, CLUTTER_CLASSES, SIZE_RANGES
 from bev_mtl_ros.train.metrics import bev_distance_to_boxes
 

@@ -12,7 +12,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_a2d2_reader import T0_US, write_scene  # noqa: E402
 
-from bev_mtl_ros.data import to_bag  # noqa: E402
+from bev_mtl_ros.data import bag_io, to_bag  # noqa: E402
 from bev_mtl_ros.data.a2d2 import A2D2Dataset  # noqa: E402
 from bev_mtl_ros.data.calibration import OPTICAL_FROM_VIEW  # noqa: E402
 
@@ -51,7 +51,7 @@ def test_round_trip(scene, tmp_path, storage, compress):
            for t in meta["topics_with_message_count"]}
     assert qos["/tf_static"][0]["durability"] == 1 and qos[tn["points"]][0]["durability"] == 2
 
-    msgs = list(to_bag.read_bag_messages(str(out)))
+    msgs = list(bag_io.read_bag_messages(str(out)))
     assert msgs[0][0] == "/tf_static"
     by_topic = {}
     for topic, t, m in msgs:
@@ -85,7 +85,7 @@ def test_round_trip(scene, tmp_path, storage, compress):
 
     for k in range(3):
         f = ds.load_frame(k)
-        cloud = to_bag.cloud_from_msg(by_topic[tn["points"]][k][1])
+        cloud = bag_io.cloud_to_structured(by_topic[tn["points"]][k][1])
         np.testing.assert_array_equal(np.stack([cloud["x"], cloud["y"], cloud["z"]], 1), f.points)
         np.testing.assert_array_equal(cloud["intensity"], f.reflectance)
         np.testing.assert_array_equal(cloud["lidar_id"], f.lidar_id)
@@ -93,10 +93,10 @@ def test_round_trip(scene, tmp_path, storage, compress):
         assert np.abs(cloud["t"]).max() < 0.05          # within the camera's +-40 ms window
         img = by_topic[tn["image"]][k][1]
         assert img.encoding == "rgb8" and img.step == img.width * 3
-        np.testing.assert_array_equal(to_bag.image_from_msg(img), f.image)
+        np.testing.assert_array_equal(bag_io.image_to_array(img), f.image)
         sem = by_topic[tn["semantic"]][k][1]
         assert sem.encoding == "mono8"
-        np.testing.assert_array_equal(to_bag.image_from_msg(sem), f.semantic)
+        np.testing.assert_array_equal(bag_io.image_to_array(sem), f.semantic)
         info = by_topic[tn["camera_info"]][k][1]
         np.testing.assert_allclose(np.asarray(info.k).reshape(3, 3), ds.cam.cam_matrix)
         np.testing.assert_allclose(np.asarray(info.p).reshape(3, 4)[:, :3], ds.cam.cam_matrix)
@@ -124,11 +124,11 @@ def test_bad_frame_skipped_and_counted(scene, tmp_path, caplog):
     tn = to_bag.topic_names()
     assert (st.messages[tn["points"]] == 2 and st.messages[tn["image"]] == 2
             and st.messages["/tf_static"] == 1)
-    n = sum(1 for topic, _, _ in to_bag.read_bag_messages(str(tmp_path / "bag"),
+    n = sum(1 for topic, _, _ in bag_io.read_bag_messages(str(tmp_path / "bag"),
                                                           topics=[tn["image"]], deserialize=False))
     assert n == 2
     # a topic the bag does not have yields nothing (rosbags alone would read every connection)
-    assert list(to_bag.read_bag_messages(str(tmp_path / "bag"), topics=["/not/in/bag"])) == []
+    assert list(bag_io.read_bag_messages(str(tmp_path / "bag"), topics=["/not/in/bag"])) == []
 
 
 def test_cli_and_max_frames(scene, tmp_path, capsys):
@@ -142,14 +142,6 @@ def test_cli_and_max_frames(scene, tmp_path, capsys):
     assert main(["a2d2-to-bag", str(scene), str(out), "--no-progress"]) == 2     # output exists
 
 
-def test_typestore_error_names_missing_definitions(tmp_path):
-    with pytest.raises(to_bag.BagConversionError, match="vision_msgs"):
-        to_bag.make_typestore(msg_dir=str(tmp_path))
-    ts = to_bag.make_typestore()
-    assert ("vision_msgs/msg/Detection3DArray" in ts.fielddefs
-            and "tf2_msgs/msg/TFMessage" in ts.fielddefs)
-
-
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
 def test_generated_scene_round_trip(tmp_path, storage):
     from test_a2d2_reader import generate_small
@@ -159,7 +151,7 @@ def test_generated_scene_round_trip(tmp_path, storage):
     assert st.frames_written == 3 and st.frames_skipped == 0
     tn = to_bag.topic_names()
     by_topic = {}
-    for topic, t, m in to_bag.read_bag_messages(str(tmp_path / "bag")):
+    for topic, t, m in bag_io.read_bag_messages(str(tmp_path / "bag")):
         by_topic.setdefault(topic, []).append((t, m))
     assert {k: len(v) for k, v in by_topic.items()} == {tn["points"]: 3, tn["image"]: 3,
                                                         tn["camera_info"]: 3,
@@ -171,7 +163,7 @@ def test_generated_scene_round_trip(tmp_path, storage):
         stamp = (f.cam_tstamp - 37_000_000) * 1000
         for topic in (tn["points"], tn["image"], tn["boxes"], tn["semantic"]):
             assert by_topic[topic][k][0] == stamp
-        cloud = to_bag.cloud_from_msg(by_topic[tn["points"]][k][1])
+        cloud = bag_io.cloud_to_structured(by_topic[tn["points"]][k][1])
         np.testing.assert_array_equal(cloud["x"], f.points[:, 0])
         np.testing.assert_allclose(cloud["t"], (f.timestamp - f.cam_tstamp) * 1e-6, atol=1e-6)
         dets = by_topic[tn["boxes"]][k][1].detections
@@ -183,7 +175,7 @@ def test_generated_scene_round_trip(tmp_path, storage):
         dyaw = np.angle(np.exp(1j * (got[:, 6] - f.boxes[:, 6])))
         assert np.abs(dyaw).max() < 1e-5
         assert [d.id for d in dets] == f.box_ids
-        np.testing.assert_array_equal(to_bag.image_from_msg(by_topic[tn["image"]][k][1]), f.image)
+        np.testing.assert_array_equal(bag_io.image_to_array(by_topic[tn["image"]][k][1]), f.image)
 
 
 def test_rclpy_reads_bag_bytes(scene, tmp_path):
@@ -203,8 +195,8 @@ def test_rclpy_reads_bag_bytes(scene, tmp_path):
     tn = to_bag.topic_names()
     types = {tn["points"]: PointCloud2, tn["image"]: Image, tn["camera_info"]: CameraInfo,
              "/tf_static": TFMessage, tn["boxes"]: Detection3DArray, tn["semantic"]: Image}
-    ref = {topic: m for topic, _, m in to_bag.read_bag_messages(str(out))}
-    for topic, _, raw in to_bag.read_bag_messages(str(out), deserialize=False):
+    ref = {topic: m for topic, _, m in bag_io.read_bag_messages(str(out))}
+    for topic, _, raw in bag_io.read_bag_messages(str(out), deserialize=False):
         m = deserialize_message(raw, types[topic])
         if topic == "/tf_static":
             assert [t.child_frame_id
@@ -249,9 +241,9 @@ def test_cloud_frame_base_link_full_tf_tree(scene, tmp_path, capsys):
     to_bag.convert(str(scene), str(view), progress=False)
     tn = to_bag.topic_names()
     got = {}
-    for topic, _, m in to_bag.read_bag_messages(str(base)):
+    for topic, _, m in bag_io.read_bag_messages(str(base)):
         got.setdefault(topic, []).append(m)
-    ref = [m for _, _, m in to_bag.read_bag_messages(str(view), topics=[tn["points"]])]
+    ref = [m for _, _, m in bag_io.read_bag_messages(str(view), topics=[tn["points"]])]
     assert {m.header.frame_id for m in got[tn["points"]]} == {"base_link"}
     # ground truth unchanged
     assert {m.header.frame_id for m in got[tn["boxes"]]} == {"cam_front_center"}
@@ -269,7 +261,7 @@ def test_cloud_frame_base_link_full_tf_tree(scene, tmp_path, capsys):
     buf.add_message(got["/tf_static"][0], static=True)
     T = buf.lookup("cam_front_center", "base_link")
     for mb, mv in zip(got[tn["points"]], ref):
-        cb, cv = to_bag.cloud_from_msg(mb), to_bag.cloud_from_msg(mv)
+        cb, cv = bag_io.cloud_to_structured(mb), bag_io.cloud_to_structured(mv)
         xyz_v = np.stack([cv["x"], cv["y"], cv["z"]], 1)
         xyz_b = np.stack([cb["x"], cb["y"], cb["z"]], 1)
         assert np.abs(xyz_b - xyz_v).max() > 0.1            # really another frame

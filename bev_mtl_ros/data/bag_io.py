@@ -1,7 +1,11 @@
-"""Reading rosbag2 recordings with ``rosbags`` (no ROS install needed) and decoding their
-messages into numpy arrays: the one codec used by the demo's analysis, the replay harness, the
-benchmark and the tests for bags written by the converter (``data.to_bag``) or the recorder
-(``ros.recorder``).
+"""Read rosbag2 recordings with ``rosbags``; decode their messages to numpy arrays and back.
+
+The one bag codec of the package (no ROS install needed): typestores for writing and reading,
+bag reading, message -> array decoding and array -> message encoding, used by the converter
+(``data.to_bag``), the synthetic bags (``data.synth_scan``), the recorder (``ros.recorder``), the
+replay analysis (``ros.recording``), the evaluator (``train.evaluate``), the demo, the benchmark
+and the tests. The node's own zero-copy conversions of rclpy messages are
+``ros/conversions.py``.
 
 Messages here are ``rosbags`` message objects (dataclasses with the ROS field names), not rclpy
 messages; stamps are integer nanoseconds.
@@ -12,51 +16,112 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from bev_mtl_ros.geometry import quaternion_to_yaw
+from bev_mtl_ros.data.calibration import rotation_to_quaternion
+from bev_mtl_ros.geometry import quaternion_to_yaw, yaw_to_quaternion
+
+#: this source checkout's copies of the upstream ``.msg`` files (``msgs/<pkg>/msg``)
+_CHECKOUT_MSGS = Path(__file__).resolve().parents[2] / "msgs"
 
 
 class MessageTypeError(RuntimeError):
-    """A message type is unknown to the typestore and no ``.msg`` file defines it (message names
-    the type and the file looked for)."""
+    """A message type is unknown to the typestore and no ``.msg`` file defines it.
+
+    The message names the type and the places looked in.
+    """
 
 
 # ---------------------------------------------------------------------------------------- types
-def make_record_typestore():
-    """The rosbags typestore used for writing: ``data.to_bag.make_typestore(ROS2_KILTED)``
-    (rosbags' Kilted store + vision_msgs), else the plain Kilted store. Unknown types are added
-    later by :func:`ensure_type`."""
-    from rosbags.typesys import Stores, get_typestore
-
-    from bev_mtl_ros.data.to_bag import BagConversionError, make_typestore
-    try:  # the publishers are Kilted rclpy: use Kilted's definitions (+ vision_msgs)
-        return make_typestore(Stores.ROS2_KILTED)
-    # no vision_msgs .msg files: plain store, ensure_type adds what it can
-    except BagConversionError:
-        return get_typestore(Stores.ROS2_KILTED)
-
-
 def _share_dirs(pkg: str) -> List[Path]:
-    """Candidate ``share/<pkg>`` directories: the ament index, AMENT_PREFIX_PATH, the venv
-    prefix."""
+    """Candidate ``share/<pkg>`` directories, in search order.
+
+    The ament index, each ``AMENT_PREFIX_PATH`` entry, this interpreter's prefix (a venv holding
+    the ROS 2 wheels), then this checkout's ``msgs/<pkg>`` (upstream ``.msg`` files shipped with
+    the source).
+    """
     out: List[Path] = []
     try:
         from ament_index_python.packages import get_package_share_directory
         out.append(Path(get_package_share_directory(pkg)))
-    except Exception:
+    except Exception:  # noqa: BLE001 - ament_index not installed, or the package not indexed
         pass
     for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) + [sys.prefix]:
         if prefix:
             out.append(Path(prefix) / "share" / pkg)
+    out.append(_CHECKOUT_MSGS / pkg)
     return out
 
 
+def offered_qos(durability: str = "volatile", depth: int = 10) -> Any:
+    """Build the rosbags ``Qos`` a bag's metadata lists as a topic's offered QoS profile.
+
+    Keep-last ``depth``, reliable, ``durability`` "volatile" or "transient_local" (e.g. for
+    ``/tf_static``), every duration unspecified (RMW_DURATION_UNSPECIFIED: the default, infinite).
+    """
+    from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
+                                    QosTime)
+    inf = QosTime(sec=0, nsec=0)
+    return Qos(history=QosHistory.KEEP_LAST, depth=depth, reliability=QosReliability.RELIABLE,
+               durability=QosDurability.TRANSIENT_LOCAL if durability == "transient_local"
+               else QosDurability.VOLATILE,
+               deadline=inf, lifespan=inf, liveliness=QosLiveliness.AUTOMATIC,
+               liveliness_lease_duration=inf, avoid_ros_namespace_conventions=False)
+
+
+def make_typestore(store: Any = None, msg_dir: Optional[str] = None):
+    """Return a rosbags typestore that knows the converter's messages, vision_msgs included.
+
+    rosbags' ROS2_HUMBLE store (std/sensor/geometry/tf2 messages as in Humble) plus every
+    ``vision_msgs`` message parsed from ``share/vision_msgs/msg/*.msg`` (first directory of
+    :func:`_share_dirs` that has them).
+
+    Args:
+        store: a ``rosbags.typesys.Stores`` member (default ROS2_HUMBLE).
+        msg_dir: explicit directory of vision_msgs ``.msg`` files.
+    Raises:
+        MessageTypeError when no vision_msgs ``.msg`` files are found (names the places looked).
+    """
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+    ts = get_typestore(store if store is not None else Stores.ROS2_HUMBLE)
+    dirs = [Path(msg_dir)] if msg_dir else [d / "msg" for d in _share_dirs("vision_msgs")]
+    for d in dirs:
+        files = sorted(d.glob("*.msg")) if d.is_dir() else []
+        if files:
+            types: Dict[str, Any] = {}
+            for f in files:
+                types.update(get_types_from_msg(f.read_text(encoding="utf-8"),
+                                                f"vision_msgs/msg/{f.stem}"))
+            ts.register(types)
+            return ts
+    raise MessageTypeError(
+        "vision_msgs message definitions not found (looked "
+        "in: " + ", ".join(str(d) for d in dirs)
+        + "). Install the package's vision_msgs (pip install ./msgs/vision_msgs) or source a "
+          "ROS 2 installation that has vision_msgs.")
+
+
+def make_record_typestore():
+    """Return the rosbags typestore used for recording and reading: Kilted's, plus vision_msgs.
+
+    :func:`make_typestore` with ``Stores.ROS2_KILTED`` (the publishers are Kilted rclpy), else the
+    plain Kilted store when no vision_msgs ``.msg`` files exist. Types still unknown are added
+    later by :func:`ensure_type`.
+    """
+    from rosbags.typesys import Stores, get_typestore
+    try:
+        return make_typestore(Stores.ROS2_KILTED)
+    # no vision_msgs .msg files: the plain store; ensure_type adds what it can
+    except MessageTypeError:
+        return get_typestore(Stores.ROS2_KILTED)
+
+
 def ensure_type(typestore, msgtype: str, _depth: int = 0) -> None:
-    """Register ``msgtype`` (and the types it uses) in a rosbags typestore from the installed
-    ``share/<pkg>/msg/<Type>.msg`` files if the store lacks it.
+    """Register ``msgtype`` and the types it uses in a rosbags typestore that lacks it.
+
+    The definitions come from the installed ``share/<pkg>/msg/<Type>.msg`` files.
 
     Raises:
         MessageTypeError: no ``.msg`` file for the type (or a nested one) was found.
@@ -95,31 +160,54 @@ def _nested_name(nodetype, detail) -> Optional[str]:
 
 
 # ---------------------------------------------------------------------------------------- reading
-def _typestore():
-    """A fresh :func:`make_record_typestore` (the default of :func:`read_topics`)."""
-    return make_record_typestore()
+def read_bag_messages(bag: str | os.PathLike, topics: Optional[Sequence[str]] = None,
+                      typestore: Any = None,
+                      deserialize: bool = True) -> Iterator[Tuple[str, int, Any]]:
+    """Yield ``(topic, bag receive time ns, message)`` of a rosbag2 in bag order.
 
+    Reads mcap or sqlite3, compressed or not.
 
-def read_topics(bag: Path, topics: Sequence[str],
-                typestore=None) -> Dict[str, List[Tuple[int, Any]]]:
-    """Deserialize the given topics of a bag: topic -> [(bag receive time ns, message)] in bag
-    order.
-
-    Types missing from the typestore are registered from the installed ``.msg`` files."""
+    Args:
+        bag: bag directory (or a single ``.mcap`` / ``.db3`` file).
+        topics: only these topics (default all); topics absent from the bag yield nothing.
+        typestore: default :func:`make_record_typestore`; types it lacks are registered from
+            the installed ``.msg`` files (:func:`ensure_type`).
+        deserialize: yield rosbags message objects (default) or the raw CDR bytes.
+    Raises:
+        MessageTypeError when a message type to deserialize has no definition.
+    """
     from rosbags.rosbag2 import Reader
-    ts = typestore or _typestore()
+    with Reader(bag) as reader:
+        wanted = None if topics is None else set(topics)
+        conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
+        if not conns:  # rosbags reads every connection when given an empty list
+            return
+        ts = None
+        if deserialize:
+            ts = typestore or make_record_typestore()
+            for c in conns:
+                ensure_type(ts, c.msgtype)
+        for conn, t, raw in reader.messages(connections=conns):
+            yield conn.topic, int(t), (ts.deserialize_cdr(raw, conn.msgtype) if deserialize
+                                       else bytes(raw))
+
+
+def read_topics(bag: str | os.PathLike, topics: Sequence[str],
+                typestore=None) -> Dict[str, List[Tuple[int, Any]]]:
+    """Deserialize the given topics of a bag: topic -> [(bag receive time ns, message)].
+
+    Messages are in bag order; a topic the bag lacks maps to an empty list. Types missing from
+    the typestore are registered from the installed ``.msg`` files (see
+    :func:`read_bag_messages`).
+    """
     out: Dict[str, List[Tuple[int, Any]]] = {t: [] for t in topics}
-    with Reader(bag) as r:
-        conns = [c for c in r.connections if c.topic in out]
-        for c in conns:
-            ensure_type(ts, c.msgtype)
-        for c, t, raw in r.messages(connections=conns):
-            out[c.topic].append((t, ts.deserialize_cdr(raw, c.msgtype)))
+    for topic, t, msg in read_bag_messages(bag, topics, typestore):
+        out[topic].append((t, msg))
     return out
 
 
-def bag_topic_counts(bag: Path) -> Dict[str, int]:
-    """topic -> message count of a rosbag2 file (from its metadata/summary)."""
+def bag_topic_counts(bag: str | os.PathLike) -> Dict[str, int]:
+    """Return topic -> message count of a rosbag2 file (from its metadata/summary)."""
     from rosbags.rosbag2 import Reader
     counts: Dict[str, int] = {}
     with Reader(bag) as r:
@@ -128,9 +216,8 @@ def bag_topic_counts(bag: Path) -> Dict[str, int]:
     return counts
 
 
-def bag_span_s(bag: Path) -> float:
-    """Seconds between a rosbag2 file's first and last message (bag receive times; 0 for one
-    message)."""
+def bag_span_s(bag: str | os.PathLike) -> float:
+    """Return the seconds between a rosbag2's first and last message (receive times; 0 for one)."""
     from rosbags.rosbag2 import Reader
     with Reader(bag) as r:
         return max(0, r.end_time - r.start_time) * 1e-9
@@ -138,8 +225,10 @@ def bag_span_s(bag: Path) -> float:
 
 # ---------------------------------------------------------------------------------------- decoding
 def stamp_ns(msg) -> Optional[int]:
-    """``header.stamp`` of a (rosbags) message in ns; for a MarkerArray (no header) its first
-    marker's stamp, None when it has no marker."""
+    """Return ``header.stamp`` of a (rosbags) message in ns.
+
+    For a MarkerArray (no header) its first marker's stamp; None when it has no marker.
+    """
     if not hasattr(msg, "header"):
         markers = getattr(msg, "markers", None)
         if not markers:
@@ -149,24 +238,23 @@ def stamp_ns(msg) -> Optional[int]:
     return int(s.sec) * 1_000_000_000 + int(s.nanosec)
 
 
-def _yaw(q) -> float:
-    """Yaw about +z (rad) of a geometry_msgs Quaternion."""
-    return float(quaternion_to_yaw((q.x, q.y, q.z, q.w)))
-
-
 def detections_to_arrays(msg) -> Tuple[np.ndarray, np.ndarray, List[str]]:
-    """vision_msgs/Detection3DArray -> (boxes (N,7) f32 [x,y,z,l,w,h,yaw], scores (N,) f32, class
-    ids).
+    """Decode a vision_msgs/Detection3DArray into boxes, scores and class ids.
 
-    The best hypothesis (first result) gives class and score; box size is (length=x, width=y,
-    height=z) in the detection's frame."""
+    Returns:
+        (boxes (N, 7) float32 [x, y, z, l, w, h, yaw] in the message's frame (m, rad), scores
+        (N,) float32, class ids (N,) str). The best hypothesis (highest score; the first on a
+        tie) gives class and score; a detection without results gets class ``""`` and score NaN.
+        Box size is (length=x, width=y, height=z); yaw is the rotation about +z of the centre's
+        quaternion.
+    """
     boxes, scores, labels = [], [], []
     for d in msg.detections:
-        c, s = d.bbox.center, d.bbox.size
+        c, s, q = d.bbox.center, d.bbox.size, d.bbox.center.orientation
         boxes.append([c.position.x, c.position.y, c.position.z, s.x, s.y, s.z,
-                      _yaw(c.orientation)])
+                      float(quaternion_to_yaw((q.x, q.y, q.z, q.w)))])
         if d.results:
-            h = d.results[0].hypothesis
+            h = max(d.results, key=lambda r: r.hypothesis.score).hypothesis
             labels.append(str(h.class_id))
             scores.append(float(h.score))
         else:
@@ -176,7 +264,14 @@ def detections_to_arrays(msg) -> Tuple[np.ndarray, np.ndarray, List[str]]:
 
 
 def image_to_array(msg) -> np.ndarray:
-    """sensor_msgs/Image (rosbags) -> (H, W, C) or (H, W) uint8 array (rgb8/bgr8 -> RGB, mono8)."""
+    """Decode a sensor_msgs/Image (rosbags) into a (H, W, 3) RGB or (H, W) uint8 array (a copy).
+
+    Encodings: rgb8, bgr8 (channels reversed to RGB), mono8 / 8UC1; row padding (``step``) is
+    dropped.
+
+    Raises:
+        ValueError for any other encoding.
+    """
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     data = np.asarray(msg.data, dtype=np.uint8).reshape(h, step)
     enc = msg.encoding.lower()
@@ -188,31 +283,157 @@ def image_to_array(msg) -> np.ndarray:
     raise ValueError(f"unsupported image encoding {msg.encoding!r} (expected rgb8, bgr8 or mono8)")
 
 
+#: sensor_msgs/PointField datatype -> numpy type (without byte order)
 _PF_DTYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
 
 
-def cloud_to_array(msg, fields: Sequence[str] = ("x", "y", "z")) -> np.ndarray:
-    """sensor_msgs/PointCloud2 (rosbags) -> (N, len(fields)) float32 (fields by name, any
-    layout)."""
+def cloud_to_structured(msg, fields: Optional[Sequence[str]] = None) -> np.ndarray:
+    """Decode a sensor_msgs/PointCloud2 (rosbags) into a structured (N,) array.
+
+    Any field order, offsets, padding and byte order; N = width * height.
+
+    Args:
+        msg: the PointCloud2.
+        fields: field names to keep (default: all of the message's), each with its own dtype
+            (e.g. ``x`` float32, ``lidar_id`` uint8).
+    Returns:
+        structured array with those fields, in native byte order (a view when the message's
+        byte order is native and its buffer contiguous).
+    Raises:
+        ValueError when a requested field is missing or has an unknown datatype.
+    """
     order = ">" if msg.is_bigendian else "<"
     have = {f.name: f for f in msg.fields}
-    missing = [f for f in fields if f not in have]
+    names = [f.name for f in msg.fields] if fields is None else list(fields)
+    missing = [f for f in names if f not in have]
     if missing:
         raise ValueError(f"PointCloud2 lacks fields {missing} (has {sorted(have)})")
-    dt = np.dtype({"names": list(fields),
-                   "formats": [order + _PF_DTYPES[have[f].datatype] for f in fields],
-                   "offsets": [have[f].offset for f in fields], "itemsize": int(msg.point_step)})
+    bad = [f for f in names if have[f].datatype not in _PF_DTYPES]
+    if bad:
+        raise ValueError(f"PointCloud2 fields {bad} have unknown datatypes")
+    dt = np.dtype({"names": names,
+                   "formats": [order + _PF_DTYPES[have[f].datatype] for f in names],
+                   "offsets": [have[f].offset for f in names], "itemsize": int(msg.point_step)})
     n = int(msg.width) * int(msg.height)
     buf = np.asarray(msg.data, dtype=np.uint8)
-    arr = np.frombuffer(buf.tobytes() if not buf.flags.c_contiguous else buf, dtype=dt, count=n)
+    arr = np.frombuffer(buf if buf.flags.c_contiguous else buf.tobytes(), dtype=dt, count=n)
+    return arr if dt.isnative else arr.astype(dt.newbyteorder("="))
+
+
+def cloud_to_array(msg, fields: Sequence[str] = ("x", "y", "z")) -> np.ndarray:
+    """Decode the named fields of a sensor_msgs/PointCloud2 into an (N, len(fields)) float32 array.
+
+    Raises:
+        ValueError when a field is missing (see :func:`cloud_to_structured`).
+    """
+    arr = cloud_to_structured(msg, fields)
     return np.stack([arr[f].astype(np.float32) for f in fields], axis=1)
 
 
 def grid_to_mask(msg) -> Tuple[np.ndarray, Dict[str, float]]:
-    """nav_msgs/OccupancyGrid -> ((rows, cols) bool mask of cells >= 50, geometry dict with origin
-    x/y (m), resolution (m/cell), frame_id). Row r, col c covers origin + (c, r) * resolution."""
+    """Decode a nav_msgs/OccupancyGrid into a bool mask and its geometry.
+
+    Returns:
+        ((rows, cols) bool mask of cells >= 50, {origin_x, origin_y (m), resolution (m/cell),
+        frame_id}). Row r, col c covers origin + (c, r) * resolution.
+    """
     info = msg.info
     data = np.asarray(msg.data, dtype=np.int16).reshape(int(info.height), int(info.width))
     return data >= 50, {"origin_x": float(info.origin.position.x),
                         "origin_y": float(info.origin.position.y),
                         "resolution": float(info.resolution), "frame_id": msg.header.frame_id}
+
+
+# ---------------------------------------------------------------------------------------- encoding
+def make_header(ts, stamp_ns: int, frame_id: str):
+    """Build a std_msgs/Header (rosbags object of typestore ``ts``) with a stamp in ns."""
+    stamp = ts.types["builtin_interfaces/msg/Time"](sec=int(stamp_ns // 1_000_000_000),
+                                                    nanosec=int(stamp_ns % 1_000_000_000))
+    return ts.types["std_msgs/msg/Header"](stamp=stamp, frame_id=frame_id)
+
+
+#: numpy kind + item size -> sensor_msgs/PointField datatype (inverse of _PF_DTYPES)
+_PF_DATATYPE = {v: k for k, v in _PF_DTYPES.items()}
+
+
+def make_pointcloud2(ts, arr: np.ndarray, stamp_ns: int, frame_id: str):
+    """Build a sensor_msgs/PointCloud2 (rosbags object) from a structured (N,) array.
+
+    One PointField per field of ``arr.dtype`` (its name, offset and type; the dtype's item size is
+    the point step), height 1, ``is_dense`` False. Fields must be little endian (or one byte).
+    The inverse of :func:`cloud_to_structured`.
+
+    Raises:
+        ValueError for a big-endian field or a type PointField has no datatype for.
+    """
+    fields = []
+    for name in arr.dtype.names:
+        ft, offset = arr.dtype.fields[name][:2]
+        if ft.byteorder == ">" or f"{ft.kind}{ft.itemsize}" not in _PF_DATATYPE:
+            raise ValueError(f"cloud field {name!r} has type {ft.str}: not a little-endian "
+                             "PointField type")
+        fields.append(ts.types["sensor_msgs/msg/PointField"](
+            name=name, offset=offset, datatype=_PF_DATATYPE[f"{ft.kind}{ft.itemsize}"], count=1))
+    data = np.frombuffer(np.ascontiguousarray(arr).tobytes(), dtype=np.uint8)
+    step = arr.dtype.itemsize
+    return ts.types["sensor_msgs/msg/PointCloud2"](
+        header=make_header(ts, stamp_ns, frame_id), height=1, width=int(len(arr)), fields=fields,
+        is_bigendian=False, point_step=step, row_step=step * int(len(arr)), data=data,
+        is_dense=False)
+
+
+def make_image(ts, img: np.ndarray, stamp_ns: int, frame_id: str, encoding: str):
+    """Build a sensor_msgs/Image from (H, W, 3) uint8 (rgb8) or (H, W) uint8 (mono8).
+
+    The inverse of :func:`image_to_array` for those encodings (rows unpadded).
+    """
+    img = np.ascontiguousarray(img, dtype=np.uint8)
+    h, w = img.shape[:2]
+    ch = 1 if img.ndim == 2 else img.shape[2]
+    return ts.types["sensor_msgs/msg/Image"](
+        header=make_header(ts, stamp_ns, frame_id), height=h, width=w, encoding=encoding,
+        is_bigendian=0, step=w * ch, data=img.reshape(-1))
+
+
+def make_transform_stamped(ts, stamp_ns: int, parent: str, child: str,
+                           T_parent_child: np.ndarray):
+    """Build a geometry_msgs/TransformStamped from a (4, 4) parent <- child transform (m)."""
+    q = rotation_to_quaternion(T_parent_child[:3, :3])
+    t = T_parent_child[:3, 3]
+    G = ts.types
+    return G["geometry_msgs/msg/TransformStamped"](
+        header=make_header(ts, stamp_ns, parent), child_frame_id=child,
+        transform=G["geometry_msgs/msg/Transform"](
+            translation=G["geometry_msgs/msg/Vector3"](x=float(t[0]), y=float(t[1]),
+                                                       z=float(t[2])),
+            rotation=G["geometry_msgs/msg/Quaternion"](x=float(q[0]), y=float(q[1]), z=float(q[2]),
+                                                       w=float(q[3]))))
+
+
+def make_detections(ts, boxes: np.ndarray, classes: Sequence[str], ids: Sequence[Any],
+                    stamp_ns: int, frame_id: str, scores: Optional[np.ndarray] = None):
+    """Build a vision_msgs/Detection3DArray from (N, 7) boxes [x, y, z, l, w, h, yaw] and names.
+
+    One result per detection (class name, score; 1.0 without ``scores``) whose pose is the box
+    pose; bbox centre with a yaw quaternion, size (l, w, h); ``ids`` become the detections' ids.
+    The inverse of :func:`detections_to_arrays`.
+    """
+    G = ts.types
+    hdr = make_header(ts, stamp_ns, frame_id)
+    dets = []
+    for i in range(len(boxes)):
+        x, y, z, l, w, h, yaw = (float(v) for v in boxes[i])
+        qx, qy, qz, qw = (float(v) for v in yaw_to_quaternion(yaw))
+        pose = G["geometry_msgs/msg/Pose"](
+            position=G["geometry_msgs/msg/Point"](x=x, y=y, z=z),
+            orientation=G["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw))
+        hyp = G["vision_msgs/msg/ObjectHypothesisWithPose"](
+            hypothesis=G["vision_msgs/msg/ObjectHypothesis"](
+                class_id=str(classes[i]), score=float(1.0 if scores is None else scores[i])),
+            pose=G["geometry_msgs/msg/PoseWithCovariance"](
+                pose=pose, covariance=np.zeros(36, dtype=np.float64)))
+        bbox = G["vision_msgs/msg/BoundingBox3D"](
+            center=pose, size=G["geometry_msgs/msg/Vector3"](x=l, y=w, z=h))
+        dets.append(G["vision_msgs/msg/Detection3D"](header=hdr, results=[hyp], bbox=bbox,
+                                                     id=str(ids[i])))
+    return G["vision_msgs/msg/Detection3DArray"](header=hdr, detections=dets)

@@ -21,7 +21,7 @@ Writes (A2D2 README; see ``a2d2-format.md``)::
   ``lidar_id`` float64 (0..4, the scanner: see ``lidar_ids``) -- all float64 (N,). Only points
   inside the image. The rig is A2D2's: five VLP-16 scanners at the ``lidars`` poses of
   ``cams_lidars.json``, each casting from its own origin about its own (tilted) spin axis
-  (:mod:`bev_mtl_ros.data.synth_render`).
+  (:mod:`bev_mtl_ros.data.synth_lidar`).
 * clutter sidecar ``label3D/cam_front_center/<label3D stem>_clutter.json``: the static clutter
   ahead (trees, bushes, hedges, poles, signs, signals, fences, guard rails, bollards, bins) as
   boxes in the view frame (:func:`clutter_json`); hard negatives for detection, no label3D box.
@@ -29,7 +29,7 @@ Writes (A2D2 README; see ``a2d2-format.md``)::
   scene), ``class`` (Car, VanSUV, Truck, Pedestrian, Cyclist), ``center`` [x,y,z] (box centre,
   view frame), ``size`` [length, width, height], ``axis`` [0,0,1] (yaw >= 0) or [0,0,-1] (yaw < 0),
   ``rot_angle`` = |yaw| (so the Rodrigues rotation of (axis, rot_angle) is the yaw), ``3d_points``
-  (8 corners in the order of A2D2's tutorial, :data:`bev_mtl_ros.data.a2d2.CORNER_SIGNS`:
+  (8 corners in the order of A2D2's tutorial, :data:`bev_mtl_ros.data.a2d2_files.CORNER_SIGNS`:
   bottom-rear-left, bottom-front-left, bottom-front-right, bottom-rear-right, then the same on
   top), ``2d_bbox`` [x_min, y_min, x_max, y_max] (pixels in the undistorted image, clipped to it),
   ``truncation`` (fraction of the unclipped 2D box outside the image), ``occlusion`` (fraction of
@@ -54,32 +54,19 @@ import sys
 import time
 import warnings
 import zipfile
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from bev_mtl_ros.data.a2d2 import box_corners
-from bev_mtl_ros.data.calibration import CAMS_LIDARS_PATH, CameraCalibration, load_calibration
-from bev_mtl_ros.data.synth_render import (
-    RIG_LIDARS,
-    CameraStyle,
-    LidarConfig,
-    LidarPose,
-    frame_prims,
-    pq_ranges,
-    render_camera,
-    rig_poses,
-    scan_lidar,
-    _box_corners,
-)
-from bev_mtl_ros.data.synth_scene import CLUTTER_CLASSES, FRAME_DT, Scene, build_scene
+from bev_mtl_ros.data.calibration import CAMS_LIDARS_PATH, load_calibration
+from bev_mtl_ros.data.synth_build import build_scene
+from bev_mtl_ros.data.synth_frame import SynthFrame, synthesize_frame
+from bev_mtl_ros.data.synth_lidar import RIG_LIDARS, LidarConfig, rig_poses
+from bev_mtl_ros.data.synth_scene import CLUTTER_CLASSES, Scene
 
 #: Subset folder written under the output directory.
 SUBSET = "camera_lidar_semantic_bboxes"
-#: TAI - UTC (s) during the A2D2 recordings.
-TAI_MINUS_UTC_S = 37
 #: A2D2's ``lidar_ids`` map in the camera sidecar JSON.
 LIDAR_IDS = {str(i): n for i, n in enumerate(RIG_LIDARS)}
 
@@ -91,15 +78,13 @@ def scene_names(scene: Scene) -> Tuple[str, str]:
     return folder, folder.replace("_", "")
 
 
-def frame_time_us(scene: Scene, f: int) -> int:
-    """Camera timestamp of frame f, µs TAI."""
-    return (scene.start_utc + TAI_MINUS_UTC_S) * 1_000_000 + int(round(f * FRAME_DT * 1_000_000))
-
-
 def frame_paths(out_dir: str, scene: Scene, f: int,
                 camera: str = "front_center") -> Dict[str, str]:
-    """A2D2 paths of frame f: keys camera, camera_json, lidar, label, label3D, clutter (the
-    clutter sidecar next to the label3D file: ``<label3D stem>_clutter.json``)."""
+    """Return the A2D2 paths of frame f.
+
+    Keys: camera, camera_json, lidar, label, label3D, clutter (the clutter sidecar next to the
+    label3D file: ``<label3D stem>_clutter.json``).
+    """
     folder, compact = scene_names(scene)
     cam_dir, cam_file = f"cam_{camera}", camera.replace("_", "")
     num = f"{scene.first_frame + f:09d}"
@@ -115,8 +100,10 @@ def frame_paths(out_dir: str, scene: Scene, f: int,
 
 
 def save_npz_deterministic(path: str, arrays: Dict[str, np.ndarray]) -> None:
-    """Write an uncompressed ``.npz`` (same layout as ``np.savez``) with fixed zip timestamps, so
-    equal arrays give byte-identical files."""
+    """Write an uncompressed ``.npz`` (same layout as ``np.savez``) with fixed zip timestamps.
+
+    Equal arrays give byte-identical files.
+    """
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
         for k, v in arrays.items():
             buf = io.BytesIO()
@@ -131,131 +118,6 @@ def _write_png_rgb(path: str, rgb: np.ndarray) -> None:
     import cv2
     if not cv2.imwrite(path, np.ascontiguousarray(rgb[..., ::-1])):
         raise OSError(f"could not write {path}")
-
-
-def _wrap(a: float) -> float:
-    return float((a + np.pi) % (2 * np.pi) - np.pi)
-
-
-@dataclass
-class SynthFrame:
-    """One generated frame (everything :func:`generate` writes, plus ground truth).
-
-    Attributes:
-        image: (H,W,3) uint8 undistorted RGB; label: (H,W) uint8 class ids (undistorted).
-        image_raw, label_raw: distorted RGB images as written (label in A2D2 colours).
-        lidar: npz arrays; point_cls (N,) uint8 surface class; point_obj (N,) int32 object index.
-        boxes: (M,7) float64 [x,y,z,l,w,h,yaw] view frame of ALL road users; classes, ids (M);
-        visible_px (M,), coverage_px (M,), num_points (M,) int; label3d: dict written to JSON
-        (listed road users only); cam_tstamp: µs TAI.
-        clutter_boxes: (C,7) float64 view frame of the static clutter ahead (hard negatives, no
-        label3D box); clutter_classes: C kinds (keys of ``CLUTTER_CLASSES``).
-    """
-
-    image: np.ndarray
-    label: np.ndarray
-    image_raw: np.ndarray
-    label_raw: np.ndarray
-    lidar: Dict[str, np.ndarray]
-    point_cls: np.ndarray
-    point_obj: np.ndarray
-    boxes: np.ndarray
-    classes: List[str]
-    ids: List[int]
-    visible_px: np.ndarray
-    coverage_px: np.ndarray
-    num_points: np.ndarray
-    label3d: Dict[str, Any]
-    cam_tstamp: int
-    clutter_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 7)))
-    clutter_classes: List[str] = field(default_factory=list)
-
-
-def synthesize_frame(
-    scene: Scene,
-    f: int,
-    cam: CameraCalibration,
-    lidar: Optional[LidarConfig] = None,
-    rig: Optional[Tuple[LidarPose, ...]] = None,
-) -> SynthFrame:
-    """Render frame ``f`` of ``scene`` for camera ``cam`` (already scaled to the output size).
-
-    ``rig``: the scanners' poses in the camera view frame (default: :func:`rig_poses` of the
-    packaged ``cams_lidars.json`` for ``lidar.lidars``). Deterministic: per-frame noise comes
-    from ``default_rng([seed, scene index, frame, 1])``, the camera style from
-    ``default_rng([seed, scene index, 11])``.
-    """
-    import cv2
-    from bev_mtl_ros.data.classes import class_id_to_colour
-    lidar = lidar or LidarConfig()
-    if rig is None:
-        rig = rig_poses(load_calibration(CAMS_LIDARS_PATH), "front_center", lidar.lidars)
-    style = CameraStyle.sample(
-        np.random.default_rng([int(scene.seed), int(scene.index), 11]), scene.sky, scene.exposure
-    )
-    W, H = cam.width, cam.height
-    K = np.asarray(cam.cam_matrix, dtype=np.float64)
-    rng = np.random.default_rng([int(scene.seed), int(scene.index), int(f), 1])
-    fp, poses = frame_prims(scene, f)
-    t_us = frame_time_us(scene, f)
-    cr = render_camera(fp, K, W, H, scene.sun, rng, style=style)
-    sc = scan_lidar(fp, K, W, H, t_us, lidar, rng, rig)
-    clutter_boxes, clutter_classes = scene.clutter_in_view(f, float(np.arctan2(K[0, 2], K[0, 0])))
-    M = len(scene.objects)
-    boxes = np.zeros((M, 7))
-    if M:
-        boxes[:, :3] = poses[:, :3]
-        boxes[:, 3:6] = np.array([o.size for o in scene.objects])
-        boxes[:, 6] = poses[:, 3]
-    visible = np.bincount(cr.obj[cr.obj >= 0].ravel(), minlength=M)[:M] if M else np.zeros(0, int)
-    cover = np.array([cr.coverage.get(m, 0) for m in range(M)], dtype=np.int64)
-    npts = np.bincount(sc.obj[sc.obj >= 0], minlength=M)[:M] if M else np.zeros(0, int)
-    label3d: Dict[str, Any] = {}
-    if M:
-        corners = box_corners(boxes)                       # A2D2 tutorial order
-        rng_pq = pq_ranges(_box_corners(boxes[:, :3], boxes[:, 3:6] / 2, boxes[:, 6]), np.zeros(3),
-                           0.05)
-        fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-        k = 0
-        for m, o in enumerate(scene.objects):
-            if visible[m] == 0 and npts[m] == 0:
-                continue
-            pm, pM, qm, qM = rng_pq[m]
-            u0, u1 = cx - fx * pM, cx - fx * pm
-            v0, v1 = cy - fy * qM, cy - fy * qm
-            cu0, cu1 = min(max(u0, 0.0), W - 1.0), min(max(u1, 0.0), W - 1.0)
-            cv0, cv1 = min(max(v0, 0.0), H - 1.0), min(max(v1, 0.0), H - 1.0)
-            area = max(u1 - u0, 1e-6) * max(v1 - v0, 1e-6)
-            trunc = float(np.clip(1.0 - (cu1 - cu0) * (cv1 - cv0) / area, 0.0, 1.0))
-            occl = float(np.clip(1.0 - visible[m] / cover[m], 0.0, 1.0)) if cover[m] > 0 else 1.0
-            yaw = float(boxes[m, 6])
-            label3d[f"box_{k}"] = {
-                "id": int(o.oid),
-                "class": o.cls,
-                "center": [float(v) for v in boxes[m, :3]],
-                "size": [float(v) for v in boxes[m, 3:6]],
-                "axis": [0.0, 0.0, 1.0] if yaw >= 0 else [0.0, 0.0, -1.0],
-                "rot_angle": abs(yaw),
-                "3d_points": corners[m].tolist(),
-                "2d_bbox": [float(cu0), float(cv0), float(cu1), float(cv1)],
-                "truncation": round(trunc, 4),
-                "occlusion": round(occl, 4),
-                "alpha": _wrap(yaw - float(np.arctan2(boxes[m, 1], boxes[m, 0]))),
-            }
-            k += 1
-    # distort like the real PNGs (image bilinear, label nearest neighbour)
-    mx, my = cam.distort_maps()
-    image_raw = cv2.remap(cr.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    label_ids_raw = cv2.remap(cr.label, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
-    label_raw = np.asarray(class_id_to_colour)[label_ids_raw]
-    return SynthFrame(image=cr.image, label=cr.label, image_raw=image_raw, label_raw=label_raw,
-                      lidar=sc.arrays,
-                      point_cls=sc.cls, point_obj=sc.obj, boxes=boxes,
-                      classes=[o.cls for o in scene.objects],
-                      ids=[o.oid for o in scene.objects], visible_px=visible, coverage_px=cover,
-                      num_points=npts,
-                      label3d=label3d, cam_tstamp=t_us, clutter_boxes=clutter_boxes,
-                      clutter_classes=clutter_classes)
 
 
 def write_frame(out_dir: str, scene: Scene, f: int, fr: SynthFrame,
@@ -278,9 +140,12 @@ def write_frame(out_dir: str, scene: Scene, f: int, fr: SynthFrame,
 
 
 def clutter_json(boxes: np.ndarray, kinds: List[str]) -> Dict[str, Any]:
-    """The ``_clutter.json`` sidecar: ``{"frame": "camera view", "boxes": [{"class": kind,
-    "semantic_class": A2D2 class of its pixels, "box": [x, y, z, l, w, h, yaw]}, ...]}`` (metres,
-    radians; box centre; view frame of the label3D boxes). Clutter has no label3D box."""
+    """Return the ``_clutter.json`` sidecar of clutter boxes and kinds.
+
+    Layout: ``{"frame": "camera view", "boxes": [{"class": kind, "semantic_class": A2D2 class of
+    its pixels, "box": [x, y, z, l, w, h, yaw]}, ...]}`` (metres, radians; box centre; view frame
+    of the label3D boxes). Clutter has no label3D box.
+    """
     return {"frame": "camera view", "boxes": [
         {"class": k, "semantic_class": CLUTTER_CLASSES[k], "box": [round(float(v), 4) for v in b]}
         for k, b in zip(kinds, np.asarray(boxes).reshape(-1, 7))]}
@@ -288,9 +153,11 @@ def clutter_json(boxes: np.ndarray, kinds: List[str]) -> Dict[str, Any]:
 
 def write_calibration(out_dir: str, width: int, height: int,
                       source: str = CAMS_LIDARS_PATH) -> str:
-    """Copy A2D2's ``cams_lidars.json`` to ``<out>/cams_lidars.json`` with every camera's
-    ``CamMatrix``, ``CamMatrixOriginal`` and ``Resolution`` adapted to (width, height) (see
-    :meth:`CameraCalibration.scaled`); everything else is kept as in the original."""
+    """Copy A2D2's ``cams_lidars.json`` to ``<out>/cams_lidars.json`` for the output size.
+
+    Every camera's ``CamMatrix``, ``CamMatrixOriginal`` and ``Resolution`` are adapted to (width,
+    height) (see :meth:`CameraCalibration.scaled`); everything else is kept as in the original.
+    """
     with open(source, "r", encoding="utf-8") as fh:
         raw = json.load(fh)
     cal = load_calibration(source).scaled((width, height))
@@ -310,8 +177,10 @@ def write_calibration(out_dir: str, width: int, height: int,
 def _generate_scene(out_dir: str, seed: int, s: int, frames: int, cal_path: str, camera: str,
                     lidar: Optional[LidarConfig], return_ground_truth: bool,
                     bar: Any = None) -> Dict[str, Any]:
-    """Build and write scene ``s``; returns its name, per-frame point/box counts and ground
-    truth."""
+    """Build and write scene ``s``.
+
+    Returns its name, per-frame point/box counts and ground truth.
+    """
     cal = load_calibration(cal_path)
     cam = cal.camera(camera)
     rig = rig_poses(cal, camera, (lidar or LidarConfig()).lidars)
@@ -363,39 +232,15 @@ def generate(out_dir: str, scenes: int = 1, frames: int = 10, seed: int = 0, wid
     Raises:
         ValueError for bad counts/sizes/camera.
     """
-    if camera not in ("front_center", "cam_front_center"):
-        raise ValueError(f"camera {camera!r}: the synthetic generator supports only "
-                         "'front_center'")
-    camera = "front_center"
-    if scenes < 1 or frames < 1:
-        raise ValueError(f"scenes and frames must be >= 1, got {scenes}, {frames}")
-    if width < 32 or height < 32:
-        raise ValueError(f"image size {width}x{height} too small (>= 32x32)")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+    camera = _check_arguments(scenes, frames, seed, width, height, camera, workers)
     cal_path = write_calibration(out_dir, width, height)
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=scenes * frames, unit="frame", desc="synth")
     t0 = time.perf_counter()
-    results: List[Dict[str, Any]] = []
-    if workers == 1 or scenes == 1:
-        for s in range(scenes):
-            results.append(_generate_scene(out_dir, seed, s, frames, cal_path, camera, lidar,
-                                           return_ground_truth, bar))
-    else:
-        from concurrent.futures import ProcessPoolExecutor
-        with ProcessPoolExecutor(max_workers=workers) as ex:
-            futs = [ex.submit(_generate_scene, out_dir, seed, s, frames, cal_path, camera, lidar,
-                              return_ground_truth)
-                    for s in range(scenes)]
-            for fu in futs:
-                results.append(fu.result())
-                if bar is not None:
-                    bar.update(frames)
+    results = _run_scenes(out_dir, scenes, frames, seed, cal_path, camera, lidar,
+                          return_ground_truth, workers, bar)
     if bar is not None:
         bar.close()
     dt = time.perf_counter() - t0
@@ -423,6 +268,52 @@ def generate(out_dir: str, scenes: int = 1, frames: int = 10, seed: int = 0, wid
                       f"{others[0]}); readers will list them too", stacklevel=2)
     summary["other_scenes"] = others
     return summary
+
+
+def _check_arguments(scenes: int, frames: int, seed: int, width: int, height: int, camera: str,
+                     workers: int) -> str:
+    """Validate :func:`generate`'s arguments; returns the camera name ("front_center").
+
+    Raises:
+        ValueError for bad counts/sizes/camera.
+    """
+    if camera not in ("front_center", "cam_front_center"):
+        raise ValueError(f"camera {camera!r}: the synthetic generator supports only "
+                         "'front_center'")
+    if scenes < 1 or frames < 1:
+        raise ValueError(f"scenes and frames must be >= 1, got {scenes}, {frames}")
+    if width < 32 or height < 32:
+        raise ValueError(f"image size {width}x{height} too small (>= 32x32)")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    return "front_center"
+
+
+def _run_scenes(out_dir: str, scenes: int, frames: int, seed: int, cal_path: str, camera: str,
+                lidar: Optional[LidarConfig], return_ground_truth: bool, workers: int,
+                bar: Any) -> List[Dict[str, Any]]:
+    """Generate every scene, in ``workers`` processes when > 1.
+
+    Returns the results in scene order (see :func:`_generate_scene`).
+    """
+    results: List[Dict[str, Any]] = []
+    if workers == 1 or scenes == 1:
+        for s in range(scenes):
+            results.append(_generate_scene(out_dir, seed, s, frames, cal_path, camera, lidar,
+                                           return_ground_truth, bar))
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(max_workers=workers) as ex:
+            futs = [ex.submit(_generate_scene, out_dir, seed, s, frames, cal_path, camera, lidar,
+                              return_ground_truth)
+                    for s in range(scenes)]
+            for fu in futs:
+                results.append(fu.result())
+                if bar is not None:
+                    bar.update(frames)
+    return results
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

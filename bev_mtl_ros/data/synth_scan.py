@@ -96,10 +96,11 @@ def make_synthetic_bag(out: Path, frames: int = 6, points: int = 20_000,
 
     from rosbags.rosbag2 import StoragePlugin, Writer
 
+    from bev_mtl_ros.data import bag_io as bio
     from bev_mtl_ros.data import to_bag as tb
     from bev_mtl_ros.data.calibration import load_calibration
 
-    ts = tb.make_typestore()
+    ts = bio.make_typestore()
     cam = load_calibration().camera("front_center")
     sx, sy = image_wh[0] / cam.width, image_wh[1] / cam.height
     K = np.array(cam.cam_matrix, np.float64)
@@ -111,8 +112,8 @@ def make_synthetic_bag(out: Path, frames: int = 6, points: int = 20_000,
                storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3)
     w.open()
     conns = {k: w.add_connection(tn[k], tb.MSGTYPES[k], typestore=ts,
-                                 offered_qos_profiles=[tb._qos("transient_local", 1)
-                                                       if k == "tf_static" else tb._qos()])
+                                 offered_qos_profiles=[bio.offered_qos("transient_local", 1)
+                                                       if k == "tf_static" else bio.offered_qos()])
              for k in tn}
     for k in range(frames):
         stamp = start_ns + k * period_ns
@@ -123,14 +124,14 @@ def make_synthetic_bag(out: Path, frames: int = 6, points: int = 20_000,
         msgs = []
         if k == 0:
             msgs.append(("tf_static", tb.make_tf_static(ts, cam, stamp, "front_center")))
-        msgs += [("points", tb.make_pointcloud2(ts, arr, stamp, fid["view"])),
-                 ("image", tb.make_image(ts, img, stamp, fid["optical"], "rgb8")),
+        msgs += [("points", bio.make_pointcloud2(ts, arr, stamp, fid["view"])),
+                 ("image", bio.make_image(ts, img, stamp, fid["optical"], "rgb8")),
                  ("camera_info", tb.make_camera_info(ts, cam, stamp, fid["optical"], image_wh)),
-                 ("boxes", tb.make_detections(ts, boxes, names,
-                                              [str(i) for i in range(len(boxes))], stamp,
-                                              fid["view"])),
-                 ("semantic", tb.make_image(ts, np.zeros(img.shape[:2], np.uint8), stamp,
-                                            fid["optical"], "mono8"))]
+                 ("boxes", bio.make_detections(ts, boxes, names,
+                                               [str(i) for i in range(len(boxes))], stamp,
+                                               fid["view"])),
+                 ("semantic", bio.make_image(ts, np.zeros(img.shape[:2], np.uint8), stamp,
+                                             fid["optical"], "mono8"))]
         for key, msg in msgs:
             w.write(conns[key], stamp, ts.serialize_cdr(msg, tb.MSGTYPES[key]))
     w.close()

@@ -3,22 +3,15 @@
 ``bev-mtl-ros a2d2-to-bag A2D2_DIR OUT [--storage mcap|sqlite3] [--camera front_center]
 [--cloud-frame view|base_link] [--max-frames N] [--scene NAME] [--compress] [--throughput]``
 
-Topics and frame ids (``<cam>`` = camera name, e.g. ``front_center``):
+Topics (type; frame_id), ``<cam>`` = camera name, e.g. ``front_center``:
 
-=====================================  ===================================
-                                       ==========================
-topic                                  type                                 frame_id
-=====================================  ===================================
-                                       ==========================
-/a2d2/lidar/points                     sensor_msgs/PointCloud2              cam_<cam>, or base_link
-/a2d2/camera/<cam>/image_rect          sensor_msgs/Image rgb8 (undistorted) cam_<cam>_optical
-/a2d2/camera/<cam>/camera_info         sensor_msgs/CameraInfo               cam_<cam>_optical
-/tf_static (once, transient_local)     tf2_msgs/TFMessage                   base_link -> cam_<cam>
-                                       -> cam_<cam>_optical
-/a2d2/ground_truth/boxes               vision_msgs/Detection3DArray         cam_<cam>
-/a2d2/ground_truth/semantic            sensor_msgs/Image mono8 class ids    cam_<cam>_optical
-=====================================  ===================================
-                                       ==========================
+* ``/a2d2/lidar/points`` (sensor_msgs/PointCloud2; ``cam_<cam>``, or ``base_link``)
+* ``/a2d2/camera/<cam>/image_rect`` (sensor_msgs/Image rgb8, undistorted; ``cam_<cam>_optical``)
+* ``/a2d2/camera/<cam>/camera_info`` (sensor_msgs/CameraInfo; ``cam_<cam>_optical``)
+* ``/tf_static`` (tf2_msgs/TFMessage, once, transient_local): ``base_link -> cam_<cam> ->
+  cam_<cam>_optical``
+* ``/a2d2/ground_truth/boxes`` (vision_msgs/Detection3DArray; ``cam_<cam>``)
+* ``/a2d2/ground_truth/semantic`` (sensor_msgs/Image mono8 class ids; ``cam_<cam>_optical``)
 
 * PointCloud2 fields: x, y, z, intensity (float32; A2D2 reflectance 0..255), lidar_id (uint8),
   t (float32, seconds of the point's own timestamp relative to the header stamp); point_step 24,
@@ -49,7 +42,9 @@ Bag format: ``rosbags.rosbag2.Writer(version=8)``. ROS 2 Humble's reader decodes
 fields by ``version >= N`` tests and ignores newer ones; version 8 still stores
 ``offered_qos_profiles`` as a YAML string (version 9 switched to a list, which Humble cannot
 parse). Message definitions come from rosbags' ROS2_HUMBLE type store plus vision_msgs (.msg files
-of the installed package). ``custom_data`` is always set (newer readers parse it as a map).
+of the installed package): :func:`bev_mtl_ros.data.bag_io.make_typestore`; the bags are read back
+with :func:`bev_mtl_ros.data.bag_io.read_bag_messages`. ``custom_data`` is always set (newer
+readers parse it as a map).
 
 Bad frames (any :class:`A2D2FormatError`, ``OSError`` or ``ValueError`` while loading) are logged
 as a warning, counted and skipped; conversion goes on. Messages of a frame are built completely
@@ -65,15 +60,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from bev_mtl_ros.data.a2d2 import A2D2Dataset, A2D2FormatError, A2D2Frame, tai_us_to_utc_ns
+from bev_mtl_ros.data.bag_io import (MessageTypeError, make_detections, make_header, make_image,
+                                     make_pointcloud2, make_transform_stamped, make_typestore,
+                                     offered_qos)
 from bev_mtl_ros.data.calibration import (VIEW_FROM_OPTICAL, Calibration, CameraCalibration,
-                                          camera_info_matrices, rotation_to_quaternion,
-                                          transform_points)
-from bev_mtl_ros.geometry import yaw_to_quaternion
+                                          camera_info_matrices, transform_points)
 
 LOG = logging.getLogger(__name__)
 
@@ -103,15 +99,16 @@ MSGTYPES: Dict[str, str] = {
 CLOUD_DTYPE = np.dtype({"names": ["x", "y", "z", "intensity", "lidar_id", "t"],
                         "formats": ["<f4", "<f4", "<f4", "<f4", "u1", "<f4"],
                         "offsets": [0, 4, 8, 12, 16, 20], "itemsize": 24})
-_POINTFIELD_DATATYPE = {"<f4": 7, "u1": 2}  # sensor_msgs/PointField FLOAT32, UINT8
 
 #: rosbag2 metadata version written (see module docstring).
 BAG_VERSION = 8
 
 
 class BagConversionError(RuntimeError):
-    """The conversion cannot start (bad input directory, output exists, missing message
-    definitions)."""
+    """The conversion cannot start.
+
+    Bad input directory, output exists, unknown option, missing message definitions.
+    """
 
 
 def topic_names(camera: str = "front_center") -> Dict[str, str]:
@@ -120,78 +117,19 @@ def topic_names(camera: str = "front_center") -> Dict[str, str]:
 
 
 def frame_ids(camera: str = "front_center") -> Dict[str, str]:
-    """``{"base": "base_link", "view": "cam_<cam>", "optical": "cam_<cam>_optical"}``."""
+    """Return ``{"base": "base_link", "view": "cam_<cam>", "optical": "cam_<cam>_optical"}``."""
     return {"base": BASE_FRAME, "view": f"cam_{camera}", "optical": f"cam_{camera}_optical"}
 
 
-# ----------------------------------------------------------------------------------------
-# typestore
-def _vision_msgs_dirs() -> List[Path]:
-    out: List[Path] = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        out.append(Path(get_package_share_directory("vision_msgs")) / "msg")
-    except Exception:  # noqa: BLE001 - not installed / no ament index
-        pass
-    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) + [sys.prefix]:
-        if prefix:
-            out.append(Path(prefix) / "share" / "vision_msgs" / "msg")
-    # a source checkout of this project ships the upstream .msg files
-    out.append(Path(__file__).resolve().parents[2] / "msgs" / "vision_msgs" / "msg")
-    return out
-
-
-def make_typestore(store: Any = None, msg_dir: Optional[str] = None):
-    """A rosbags typestore for writing/reading the converter's bags.
-
-    rosbags' ROS2_HUMBLE store (std/sensor/geometry/tf2 messages as in Humble) plus every
-    ``vision_msgs`` message parsed from the installed package's ``share/vision_msgs/msg/*.msg``
-    (found via ament_index, AMENT_PREFIX_PATH, ``sys.prefix`` or this checkout's ``msgs/``).
-
-    Args:
-        store: a ``rosbags.typesys.Stores`` member (default ROS2_HUMBLE).
-        msg_dir: explicit directory of vision_msgs ``.msg`` files.
-    Raises:
-        BagConversionError when no vision_msgs ``.msg`` files are found.
-    """
-    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-    ts = get_typestore(store if store is not None else Stores.ROS2_HUMBLE)
-    dirs = [Path(msg_dir)] if msg_dir else _vision_msgs_dirs()
-    for d in dirs:
-        files = sorted(d.glob("*.msg")) if d.is_dir() else []
-        if files:
-            types: Dict[str, Any] = {}
-            for f in files:
-                types.update(get_types_from_msg(f.read_text(encoding="utf-8"),
-                                                f"vision_msgs/msg/{f.stem}"))
-            ts.register(types)
-            break
-    else:
-        raise BagConversionError(
-            "vision_msgs message definitions not found (looked "
-            "in: " + ", ".join(str(d) for d in dirs)
-            + "). Install the package's vision_msgs (pip install ./msgs/vision_msgs) or source a "
-              "ROS 2 installation that has vision_msgs.")
-    return ts
-
-
 # ---------------------------------------------------------------------------------------- messages
-def _time(ts, ns: int):
-    return ts.types["builtin_interfaces/msg/Time"](sec=int(ns // 1_000_000_000),
-                                                   nanosec=int(ns % 1_000_000_000))
-
-
-def _header(ts, ns: int, frame_id: str):
-    return ts.types["std_msgs/msg/Header"](stamp=_time(ts, ns), frame_id=frame_id)
-
-
 def cloud_array(frame: A2D2Frame, stamp_ns: int,
                 to_frame: Optional[np.ndarray] = None) -> np.ndarray:
-    """Structured (N,) :data:`CLOUD_DTYPE` array of a frame's points; ``t`` = point time - stamp,
-    seconds.
+    """Return a frame's points as a structured (N,) :data:`CLOUD_DTYPE` array.
 
-    ``to_frame``: optional (4, 4) transform applied to the points (A2D2 gives them in the camera
-    view frame), computed in float64, e.g. the camera's ``view_to_vehicle`` for ``base_link``."""
+    ``t`` = point time - stamp, seconds. ``to_frame``: optional (4, 4) transform applied to the
+    points (A2D2 gives them in the camera view frame), computed in float64, e.g. the camera's
+    ``view_to_vehicle`` for ``base_link``.
+    """
     n = len(frame.points)
     arr = np.zeros(n, dtype=CLOUD_DTYPE)
     xyz = np.asarray(frame.points[:, :3])
@@ -205,63 +143,29 @@ def cloud_array(frame: A2D2Frame, stamp_ns: int,
     return arr
 
 
-def make_pointcloud2(ts, arr: np.ndarray, stamp_ns: int, frame_id: str):
-    """sensor_msgs/PointCloud2 (rosbags object) from a structured array with
-    :data:`CLOUD_DTYPE`."""
-    PF = ts.types["sensor_msgs/msg/PointField"]
-    fields = [PF(name=n, offset=CLOUD_DTYPE.fields[n][1],
-                 datatype=_POINTFIELD_DATATYPE[CLOUD_DTYPE.fields[n][0].str
-                                               .replace("|", "")],
-                 count=1) for n in CLOUD_DTYPE.names]
-    data = np.frombuffer(np.ascontiguousarray(arr).tobytes(), dtype=np.uint8)
-    return ts.types["sensor_msgs/msg/PointCloud2"](
-        header=_header(ts, stamp_ns, frame_id), height=1, width=int(len(arr)), fields=fields,
-        is_bigendian=False, point_step=CLOUD_DTYPE.itemsize,
-        row_step=CLOUD_DTYPE.itemsize * int(len(arr)), data=data, is_dense=False)
-
-
-def make_image(ts, img: np.ndarray, stamp_ns: int, frame_id: str, encoding: str):
-    """sensor_msgs/Image from (H, W, 3) uint8 (rgb8) or (H, W) uint8 (mono8)."""
-    img = np.ascontiguousarray(img, dtype=np.uint8)
-    h, w = img.shape[:2]
-    ch = 1 if img.ndim == 2 else img.shape[2]
-    return ts.types["sensor_msgs/msg/Image"](
-        header=_header(ts, stamp_ns, frame_id), height=h, width=w, encoding=encoding,
-        is_bigendian=0, step=w * ch, data=img.reshape(-1))
-
-
 def make_camera_info(ts, cam: CameraCalibration, stamp_ns: int, frame_id: str,
                      size: Tuple[int, int]):
-    """sensor_msgs/CameraInfo of the undistorted image (K, P from CamMatrix; D zeros;
-    plumb_bob)."""
+    """Build the sensor_msgs/CameraInfo of the undistorted image.
+
+    K, P from CamMatrix; D zeros; plumb_bob; ``size`` = (width, height) pixels.
+    """
     m = camera_info_matrices(cam)
     roi = ts.types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
                                                        do_rectify=False)
     return ts.types["sensor_msgs/msg/CameraInfo"](
-        header=_header(ts, stamp_ns, frame_id), height=int(size[1]), width=int(size[0]),
+        header=make_header(ts, stamp_ns, frame_id), height=int(size[1]), width=int(size[0]),
         distortion_model=m["distortion_model"], d=m["d"].astype(np.float64),
         k=m["k"].astype(np.float64),
         r=m["r"].astype(np.float64), p=m["p"].astype(np.float64), binning_x=0, binning_y=0,
         roi=roi)
 
 
-def _transform_stamped(ts, stamp_ns: int, parent: str, child: str, T_parent_child: np.ndarray):
-    q = rotation_to_quaternion(T_parent_child[:3, :3])
-    t = T_parent_child[:3, 3]
-    G = ts.types
-    return G["geometry_msgs/msg/TransformStamped"](
-        header=_header(ts, stamp_ns, parent), child_frame_id=child,
-        transform=G["geometry_msgs/msg/Transform"](
-            translation=G["geometry_msgs/msg/Vector3"](x=float(t[0]), y=float(t[1]),
-                                                       z=float(t[2])),
-            rotation=G["geometry_msgs/msg/Quaternion"](x=float(q[0]), y=float(q[1]), z=float(q[2]),
-                                                       w=float(q[3]))))
-
-
 def make_tf_static(ts, cam: CameraCalibration, stamp_ns: int, camera: str,
                    calibration: Optional[Calibration] = None):
-    """tf2_msgs/TFMessage: base_link -> cam_<cam> (A2D2 view -> vehicle transform) and
-    cam_<cam> -> cam_<cam>_optical (z forward, x right, y down).
+    """Build the tf2_msgs/TFMessage of the camera's transforms.
+
+    base_link -> cam_<cam> (A2D2 view -> vehicle transform) and cam_<cam> -> cam_<cam>_optical
+    (z forward, x right, y down).
 
     With ``calibration`` (the full tree): the same two transforms first, then
     ``base_link -> cam_<name> -> cam_<name>_optical`` for every other camera and
@@ -276,44 +180,23 @@ def make_tf_static(ts, cam: CameraCalibration, stamp_ns: int, camera: str,
     out = []
     for name, V in cams:
         f = frame_ids(name)
-        out += [_transform_stamped(ts, stamp_ns, f["base"], f["view"], V),
-                _transform_stamped(ts, stamp_ns, f["view"], f["optical"], T_opt)]
+        out += [make_transform_stamped(ts, stamp_ns, f["base"], f["view"], V),
+                make_transform_stamped(ts, stamp_ns, f["view"], f["optical"], T_opt)]
     if calibration is not None:
-        out += [_transform_stamped(ts, stamp_ns, BASE_FRAME, f"lidar_{k}", np.asarray(V))
+        out += [make_transform_stamped(ts, stamp_ns, BASE_FRAME, f"lidar_{k}", np.asarray(V))
                 for k, V in sorted(calibration.lidar_views.items())]
     return ts.types["tf2_msgs/msg/TFMessage"](transforms=out)
-
-
-def make_detections(ts, boxes: np.ndarray, classes: Sequence[str], ids: Sequence[Any],
-                    stamp_ns: int, frame_id: str, scores: Optional[np.ndarray] = None):
-    """vision_msgs/Detection3DArray from (N, 7) boxes [x, y, z, l, w, h, yaw] and class names."""
-    G = ts.types
-    hdr = _header(ts, stamp_ns, frame_id)
-    dets = []
-    for i in range(len(boxes)):
-        x, y, z, l, w, h, yaw = (float(v) for v in boxes[i])
-        qx, qy, qz, qw = (float(v) for v in yaw_to_quaternion(yaw))
-        pose = G["geometry_msgs/msg/Pose"](
-            position=G["geometry_msgs/msg/Point"](x=x, y=y, z=z),
-            orientation=G["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw))
-        hyp = G["vision_msgs/msg/ObjectHypothesisWithPose"](
-            hypothesis=G["vision_msgs/msg/ObjectHypothesis"](
-                class_id=str(classes[i]), score=float(1.0 if scores is None else scores[i])),
-            pose=G["geometry_msgs/msg/PoseWithCovariance"](
-                pose=pose, covariance=np.zeros(36, dtype=np.float64)))
-        bbox = G["vision_msgs/msg/BoundingBox3D"](
-            center=pose, size=G["geometry_msgs/msg/Vector3"](x=l, y=w, z=h))
-        dets.append(G["vision_msgs/msg/Detection3D"](header=hdr, results=[hyp], bbox=bbox,
-                                                     id=str(ids[i])))
-    return G["vision_msgs/msg/Detection3DArray"](header=hdr, detections=dets)
 
 
 # ----------------------------------------------------------------------------------------
 # conversion
 @dataclass
 class ConversionStats:
-    """Result of :func:`convert`: counts, bag size (bytes), wall time and its split into reading
-    A2D2 files (PNG decode, undistortion, label lookup), CDR serialisation and bag writing (s)."""
+    """Result of :func:`convert`.
+
+    Counts, bag size (bytes), wall time and its split into reading A2D2 files (PNG decode,
+    undistortion, label lookup), CDR serialisation and bag writing (s).
+    """
 
     frames_written: int = 0
     frames_skipped: int = 0
@@ -339,19 +222,144 @@ def _frame_stamp_ns(frame: A2D2Frame) -> int:
     return tai_us_to_utc_ns(us)
 
 
-def _qos(durability: str = "volatile", depth: int = 10):
-    from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
-                                    QosTime)
-    inf = QosTime(sec=0, nsec=0)  # RMW_DURATION_UNSPECIFIED: the default (infinite)
-    return Qos(history=QosHistory.KEEP_LAST, depth=depth, reliability=QosReliability.RELIABLE,
-               durability=QosDurability.TRANSIENT_LOCAL if durability == "transient_local"
-               else QosDurability.VOLATILE,
-               deadline=inf, lifespan=inf, liveliness=QosLiveliness.AUTOMATIC,
-               liveliness_lease_duration=inf, avoid_ros_namespace_conventions=False)
-
-
 def _dir_size(p: Path) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+
+
+@dataclass
+class _Target:
+    """What every frame of one conversion is written with (typestore, topics, frames)."""
+
+    ds: A2D2Dataset
+    ts: Any
+    topics: Dict[str, str]            # key of TOPICS -> topic name
+    frames: Dict[str, str]            # frame_ids()
+    cloud_frame_id: str
+    to_base: Optional[np.ndarray]     # (4, 4) view -> vehicle for base_link clouds, else None
+    calibration: Optional[Calibration]  # full tf tree for base_link clouds, else None
+
+
+def _check_options(out: Path, storage: str, cloud_frame: str) -> None:
+    """Raise BagConversionError for an unknown storage / cloud frame or an existing output."""
+    if cloud_frame not in CLOUD_FRAMES:
+        raise BagConversionError(f"unknown cloud frame {cloud_frame!r}; use one of {CLOUD_FRAMES}")
+    if storage not in ("mcap", "sqlite3"):
+        raise BagConversionError(f"unknown storage {storage!r}; use mcap or sqlite3")
+    if out.exists():
+        raise BagConversionError(f"output {out} exists already; not overwriting")
+
+
+def _frame_indices(ds: A2D2Dataset, a2d2_dir: str, scene: Optional[str],
+                   max_frames: Optional[int]) -> List[int]:
+    """Return the indices into ``ds.frames`` to convert.
+
+    The scene's frames (all frames without a scene), at most ``max_frames``.
+
+    Raises:
+        BagConversionError when the scene has no frames.
+    """
+    indices = [i for i, r in enumerate(ds.frames)
+               if scene is None or r.scene == scene or os.path.basename(r.scene) == scene]
+    if scene is not None and not indices:
+        raise BagConversionError(f"{a2d2_dir}: no frames of scene {scene!r}; scenes: {ds.scenes}")
+    if max_frames is not None:
+        indices = indices[: max(0, int(max_frames))]
+    return indices
+
+
+def _open_writer(out: Path, storage: str, compress: bool, tgt: _Target, a2d2_dir: str):
+    """Open a rosbag2 Writer with the converter's custom data; return (writer, key -> connection).
+
+    Raises:
+        BagConversionError when rosbags cannot create the bag.
+    """
+    from rosbags.rosbag2 import Writer
+    from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
+    from rosbags.rosbag2.errors import WriterError
+
+    writer = Writer(out, version=BAG_VERSION,
+                    storage_plugin=StoragePlugin.MCAP if storage == "mcap"
+                    else StoragePlugin.SQLITE3)
+    if compress:
+        writer.set_compression(CompressionMode.STORAGE if storage == "mcap"
+                               else CompressionMode.FILE,
+                               CompressionFormat.ZSTD)
+    writer.set_custom_data("bev_mtl_ros.converter", "a2d2-to-bag")
+    writer.set_custom_data("bev_mtl_ros.a2d2_camera", tgt.ds.camera)
+    writer.set_custom_data("bev_mtl_ros.a2d2_source", os.path.abspath(a2d2_dir))
+    writer.set_custom_data("bev_mtl_ros.cloud_frame", tgt.cloud_frame_id)
+    try:
+        writer.open()
+    except WriterError as e:
+        raise BagConversionError(str(e)) from None
+    conns = {}
+    for key, topic in tgt.topics.items():
+        qos = offered_qos("transient_local", 1) if key == "tf_static" else offered_qos()
+        conns[key] = writer.add_connection(topic, MSGTYPES[key], typestore=tgt.ts,
+                                           offered_qos_profiles=[qos])
+    return writer, conns
+
+
+def _frame_messages(tgt: _Target, frame: A2D2Frame, has_boxes: bool, stamp: int,
+                    with_tf: bool) -> List[Tuple[str, bytes]]:
+    """Serialize the messages of one frame, as (key of TOPICS, CDR bytes), in writing order.
+
+    ``/tf_static`` first when ``with_tf``; then cloud, image + camera info (when the frame has an
+    image), ground-truth boxes (when it has a label3D file) and semantics (when labelled).
+    """
+    ts, fid = tgt.ts, tgt.frames
+    msgs: List[Tuple[str, Any]] = []
+    if with_tf:
+        msgs.append(("tf_static", make_tf_static(ts, tgt.ds.cam, stamp, tgt.ds.camera,
+                                                 tgt.calibration)))
+    arr = cloud_array(frame, stamp, tgt.to_base)
+    msgs.append(("points", make_pointcloud2(ts, arr, stamp, tgt.cloud_frame_id)))
+    if frame.image is not None:
+        h, w = frame.image.shape[:2]
+        msgs.append(("image", make_image(ts, frame.image, stamp, fid["optical"], "rgb8")))
+        msgs.append(("camera_info", make_camera_info(ts, tgt.ds.cam, stamp, fid["optical"],
+                                                     (w, h))))
+    if has_boxes:
+        ids = frame.box_ids or [str(k) for k in range(len(frame.boxes))]
+        msgs.append(("boxes", make_detections(ts, frame.boxes, frame.box_classes, ids, stamp,
+                                              fid["view"])))
+    if frame.semantic is not None:
+        msgs.append(("semantic", make_image(ts, frame.semantic, stamp, fid["optical"], "mono8")))
+    return [(key, ts.serialize_cdr(m, MSGTYPES[key])) for key, m in msgs]
+
+
+def _write_frames(tgt: _Target, indices: Sequence[int], writer, conns: Dict[str, Any],
+                  stats: ConversionStats, progress: bool, desc: str) -> None:
+    """Load, build and write every frame of ``indices``; bad frames are counted and skipped."""
+    it: Iterable[int] = indices
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(it, total=len(indices), unit="frame", desc=desc, dynamic_ncols=True)
+    tf_written = False
+    for i in it:
+        rec = tgt.ds.frames[i]
+        try:
+            t0 = time.perf_counter()
+            frame = tgt.ds.load_frame(i)
+            t1 = time.perf_counter()
+            stats.load_s += t1 - t0
+            stamp = _frame_stamp_ns(frame)
+            msgs = _frame_messages(tgt, frame, bool(rec.paths.get("label3D")), stamp,
+                                   with_tf=not tf_written)
+        except (A2D2FormatError, OSError, ValueError, KeyError) as e:
+            stats.frames_skipped += 1
+            stats.skipped.append(f"{rec.key}: {e}")
+            LOG.warning("skipping frame %s (%d skipped so far): %s", rec.key,
+                        stats.frames_skipped, e)
+            continue
+        t2 = time.perf_counter()
+        stats.serialize_s += t2 - t1
+        for key, data in msgs:
+            writer.write(conns[key], stamp, data)
+            stats.messages[tgt.topics[key]] += 1
+        stats.write_s += time.perf_counter() - t2
+        tf_written = True
+        stats.frames_written += 1
 
 
 def convert(a2d2_dir: str, out: str, storage: str = "mcap", camera: str = "front_center",
@@ -369,6 +377,9 @@ def convert(a2d2_dir: str, out: str, storage: str = "mcap", camera: str = "front
         compress: zstd compression: mcap chunk compression, or sqlite3 file compression (both read
             by ``ros2 bag`` and by rosbags).
         progress: show a tqdm progress bar.
+        typestore: rosbags typestore to serialize with (default
+            :func:`bev_mtl_ros.data.bag_io.make_typestore`: Humble + vision_msgs).
+        dataset: an opened :class:`A2D2Dataset` of ``a2d2_dir`` (default: opened here).
         scene: only frames of this scene (folder name, or its path relative to ``a2d2_dir``).
             Without it all scenes go into one bag in scene order; their stamps are those of their
             recording dates, so a multi-scene bag has time jumps between scenes.
@@ -377,162 +388,35 @@ def convert(a2d2_dir: str, out: str, storage: str = "mcap", camera: str = "front
     Returns:
         :class:`ConversionStats` (frames written/skipped, messages per topic, seconds, bag bytes).
     Raises:
-        BagConversionError for an unusable output/input; FileNotFoundError for a missing input.
+        BagConversionError for an unusable output/input or missing vision_msgs definitions;
+        FileNotFoundError for a missing input.
     """
-    from rosbags.rosbag2 import Writer
-    from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
-    from rosbags.rosbag2.errors import WriterError
-
-    if cloud_frame not in CLOUD_FRAMES:
-        raise BagConversionError(f"unknown cloud frame {cloud_frame!r}; use one of {CLOUD_FRAMES}")
-    if storage not in ("mcap", "sqlite3"):
-        raise BagConversionError(f"unknown storage {storage!r}; use mcap or sqlite3")
     outp = Path(out)
-    if outp.exists():
-        raise BagConversionError(f"output {out} exists already; not overwriting")
+    _check_options(outp, storage, cloud_frame)
     ds = dataset or A2D2Dataset(a2d2_dir, camera=camera)
-    rep = ds.scan_report()
-    LOG.info("%s", rep["summary"])
-    ts = typestore or make_typestore()
-    tn, fid = topic_names(ds.camera), frame_ids(ds.camera)
-    indices = [i for i, r in enumerate(ds.frames)
-               if scene is None or r.scene == scene or os.path.basename(r.scene) == scene]
-    if scene is not None and not indices:
-        raise BagConversionError(f"{a2d2_dir}: no frames of scene {scene!r}; scenes: {ds.scenes}")
-    if max_frames is not None:
-        indices = indices[: max(0, int(max_frames))]
-    n = len(indices)
-    stats = ConversionStats(output=str(outp), messages={t: 0 for t in tn.values()})
-
-    writer = Writer(outp, version=BAG_VERSION,
-                    storage_plugin=StoragePlugin.MCAP if storage == "mcap"
-                    else StoragePlugin.SQLITE3)
-    if compress:
-        writer.set_compression(CompressionMode.STORAGE if storage == "mcap"
-                               else CompressionMode.FILE,
-                               CompressionFormat.ZSTD)
-    writer.set_custom_data("bev_mtl_ros.converter", "a2d2-to-bag")
-    writer.set_custom_data("bev_mtl_ros.a2d2_camera", ds.camera)
-    writer.set_custom_data("bev_mtl_ros.a2d2_source", os.path.abspath(a2d2_dir))
-    in_base = cloud_frame == "base_link"
-    writer.set_custom_data("bev_mtl_ros.cloud_frame", fid["base"] if in_base else fid["view"])
-    to_base = np.asarray(ds.cam.view_to_vehicle, dtype=np.float64) if in_base else None
-    t_start = time.perf_counter()
+    LOG.info("%s", ds.scan_report()["summary"])
     try:
-        writer.open()
-    except WriterError as e:
+        ts = typestore or make_typestore()
+    except MessageTypeError as e:
         raise BagConversionError(str(e)) from None
-    conns: Dict[str, Any] = {}
-    for key, topic in tn.items():
-        conns[key] = writer.add_connection(
-            topic, MSGTYPES[key], typestore=ts,
-            offered_qos_profiles=[_qos("transient_local", 1) if key == "tf_static" else _qos()])
-
-    it: Iterable[int] = indices
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(it, total=n, unit="frame", desc=f"a2d2-to-bag {outp.name}", dynamic_ncols=True)
-    tf_written = False
+    fid = frame_ids(ds.camera)
+    in_base = cloud_frame == "base_link"
+    tgt = _Target(ds=ds, ts=ts, topics=topic_names(ds.camera), frames=fid,
+                  cloud_frame_id=fid["base"] if in_base else fid["view"],
+                  to_base=np.asarray(ds.cam.view_to_vehicle, np.float64) if in_base else None,
+                  calibration=ds.calibration if in_base else None)
+    indices = _frame_indices(ds, a2d2_dir, scene, max_frames)
+    stats = ConversionStats(output=str(outp), messages={t: 0 for t in tgt.topics.values()})
+    t_start = time.perf_counter()
+    writer, conns = _open_writer(outp, storage, compress, tgt, a2d2_dir)
     try:
-        for i in it:
-            rec = ds.frames[i]
-            try:
-                t0 = time.perf_counter()
-                frame = ds.load_frame(i)
-                t1 = time.perf_counter()
-                stats.load_s += t1 - t0
-                stamp = _frame_stamp_ns(frame)
-                msgs: List[Tuple[str, bytes]] = []
-                if not tf_written:
-                    tf = make_tf_static(ts, ds.cam, stamp, ds.camera,
-                                        ds.calibration if in_base else None)
-                    msgs.append(("tf_static", ts.serialize_cdr(tf, MSGTYPES["tf_static"])))
-                arr = cloud_array(frame, stamp, to_base)
-                msgs.append(("points", ts.serialize_cdr(
-                    make_pointcloud2(ts, arr, stamp, fid["base"] if in_base else fid["view"]),
-                    MSGTYPES["points"])))
-                if frame.image is not None:
-                    h, w = frame.image.shape[:2]
-                    msgs.append(("image", ts.serialize_cdr(
-                        make_image(ts, frame.image, stamp, fid["optical"], "rgb8"),
-                        MSGTYPES["image"])))
-                    msgs.append(("camera_info", ts.serialize_cdr(
-                        make_camera_info(ts, ds.cam, stamp, fid["optical"], (w, h)),
-                        MSGTYPES["camera_info"])))
-                if rec.paths.get("label3D"):
-                    ids = frame.box_ids or [str(k) for k in range(len(frame.boxes))]
-                    msgs.append(("boxes", ts.serialize_cdr(
-                        make_detections(ts, frame.boxes, frame.box_classes, ids, stamp,
-                                        fid["view"]),
-                        MSGTYPES["boxes"])))
-                if frame.semantic is not None:
-                    msgs.append(("semantic", ts.serialize_cdr(
-                        make_image(ts, frame.semantic, stamp, fid["optical"], "mono8"),
-                        MSGTYPES["semantic"])))
-            except (A2D2FormatError, OSError, ValueError, KeyError) as e:
-                stats.frames_skipped += 1
-                stats.skipped.append(f"{rec.key}: {e}")
-                LOG.warning("skipping frame %s (%d skipped so far): %s", rec.key,
-                            stats.frames_skipped, e)
-                continue
-            t2 = time.perf_counter()
-            stats.serialize_s += t2 - t1
-            for key, data in msgs:
-                writer.write(conns[key], stamp, data)
-                stats.messages[tn[key]] += 1
-            stats.write_s += time.perf_counter() - t2
-            tf_written = True
-            stats.frames_written += 1
-    except BaseException:
+        _write_frames(tgt, indices, writer, conns, stats, progress,
+                      desc=f"a2d2-to-bag {outp.name}")
+    finally:
         writer.close()
-        raise
-    writer.close()
     stats.seconds = time.perf_counter() - t_start
     stats.bytes = _dir_size(outp)
     return stats
-
-
-# ---------------------------------------------------------------------------------------- reading
-def read_bag_messages(path: str, topics: Optional[Sequence[str]] = None, typestore: Any = None,
-                      deserialize: bool = True) -> Iterator[Tuple[str, int, Any]]:
-    """Yield ``(topic, bag_time_ns, message)`` from a rosbag2 directory (mcap or sqlite3,
-    compressed or not) in time order, via rosbags.
-
-    Args:
-        path: bag directory.
-        topics: only these topics (default all); topics absent from the bag yield nothing.
-        typestore: default :func:`make_typestore` (knows vision_msgs).
-        deserialize: yield rosbags message objects (default) or the raw CDR bytes.
-    """
-    from rosbags.rosbag2 import Reader
-    ts = typestore or make_typestore()
-    with Reader(path) as reader:
-        wanted = None if topics is None else set(topics)
-        conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
-        if not conns:  # rosbags reads every connection when given an empty list
-            return
-        for conn, t, raw in reader.messages(connections=conns):
-            yield conn.topic, int(t), (ts.deserialize_cdr(raw, conn.msgtype) if deserialize
-                                       else bytes(raw))
-
-
-def cloud_from_msg(msg) -> np.ndarray:
-    """Structured numpy view of a PointCloud2 written by this converter (any field
-    order/offsets)."""
-    fmt = {7: "<f4", 2: "u1", 1: "i1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 8: "<f8"}
-    dt = np.dtype({"names": [f.name for f in msg.fields],
-                   "formats": [fmt[f.datatype] for f in msg.fields],
-                   "offsets": [f.offset for f in msg.fields], "itemsize": msg.point_step})
-    return np.frombuffer(np.asarray(msg.data, dtype=np.uint8).tobytes(), dtype=dt,
-                         count=msg.width * msg.height)
-
-
-def image_from_msg(msg) -> np.ndarray:
-    """(H, W, 3) or (H, W) uint8 array of an rgb8/mono8 Image."""
-    a = np.asarray(msg.data, dtype=np.uint8)
-    if msg.encoding == "mono8":
-        return a.reshape(msg.height, msg.step)[:, : msg.width]
-    return a.reshape(msg.height, msg.step)[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
 
 
 # ---------------------------------------------------------------------------------------- CLI
@@ -562,8 +446,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the conversion; prints a summary. Exit code 0 on success (skipped frames are reported,
-    not fatal), 2 when nothing could be converted or the input/output is unusable."""
+    """Run the conversion and print a summary.
+
+    Exit code 0 on success (skipped frames are reported, not fatal), 2 when nothing could be
+    converted or the input/output is unusable.
+    """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         st = convert(args.a2d2_dir, args.out, storage=args.storage, camera=args.camera,

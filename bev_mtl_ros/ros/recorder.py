@@ -8,7 +8,7 @@ Each message's bag timestamp is its **receive time** (wall clock ns, or the node
 
 Types: a topic given as ``/topic:pkg/msg/Type`` is subscribed at once; a bare ``/topic`` is
 subscribed when discovery first shows a publisher (like ``ros2 bag record``). The bag's message
-definitions (needed by mcap readers such as Foxglove) come from ``data.to_bag.make_typestore()``
+definitions (needed by mcap readers such as Foxglove) come from ``data.bag_io.make_typestore()``
 (which knows vision_msgs) when available, else rosbags' ROS 2 Kilted store, extended on demand from
 the installed ``share/<pkg>/msg/*.msg`` files.
 

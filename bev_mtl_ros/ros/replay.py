@@ -1,5 +1,4 @@
-"""Replay harness: play a rosbag2 through a separate perception node process, record its
-outputs.
+"""Replay harness: play a rosbag2 through a separate perception node process, record outputs.
 
 Three processes talk over DDS, as on a vehicle (each gets :func:`ros_environment`: the package's
 Fast DDS defaults from :func:`bev_mtl_ros.dds.dds_environment`, an isolated ``ROS_DOMAIN_ID`` and
@@ -17,7 +16,6 @@ regression test. No rclpy import here (the probe runs as its own process).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -28,7 +26,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from bev_mtl_ros.data.bag_io import bag_span_s, bag_topic_counts
-from bev_mtl_ros.dds import DomainClaim
+from bev_mtl_ros.dds import DomainClaim, add_venv_ament_prefix, dds_environment
 from bev_mtl_ros.ros.params import input_remap_args
 
 #: the node's name in every replay (output namespace ``/<NODE_NAME>``)
@@ -41,7 +39,7 @@ CAMERA_INFO_TOPIC = "/a2d2/camera/front_center/camera_info"
 
 
 def output_topics(node_name: str = NODE_NAME) -> Dict[str, str]:
-    """The node's output topics -> message types (``~`` = ``/<node_name>``)."""
+    """Return the node's output topics -> message types (``~`` = ``/<node_name>``)."""
     ns = f"/{node_name}"
     return {
         f"{ns}/detections": "vision_msgs/msg/Detection3DArray",
@@ -119,22 +117,20 @@ class ReplayRun:
 
 
 def ros_environment(domain_id: int) -> Dict[str, str]:
-    """Environment for a replay's child processes (node, player, recorder, probe): a copy of this
-    process's environment with the package's DDS defaults
+    """Return the environment of a replay's child processes (node, player, recorder, probe).
+
+    A copy of this process's environment with the package's DDS defaults
     (:func:`bev_mtl_ros.dds.dds_environment`), ``ROS_DOMAIN_ID=domain_id``, discovery limited to
     localhost (``ROS_LOCALHOST_ONLY`` removed), unbuffered Python output, and this interpreter's
-    prefix on ``AMENT_PREFIX_PATH`` when it holds an ament index (the venv's message packages)."""
-    from bev_mtl_ros.dds import dds_environment
+    prefix on ``AMENT_PREFIX_PATH`` (:func:`bev_mtl_ros.dds.add_venv_ament_prefix`: after a
+    sourced distribution) when it holds an ament index (the venv's message packages).
+    """
     env = dds_environment()
     env.pop("ROS_LOCALHOST_ONLY", None)
     env["ROS_DOMAIN_ID"] = str(domain_id)
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     env["PYTHONUNBUFFERED"] = "1"
-    prefix = sys.prefix
-    if (Path(prefix) / "share" / "ament_index").is_dir():
-        parts = [p for p in env.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
-        if prefix not in parts:
-            env["AMENT_PREFIX_PATH"] = os.pathsep.join([prefix] + parts)
+    add_venv_ament_prefix(env)
     return env
 
 
@@ -143,8 +139,10 @@ def _cli() -> List[str]:
 
 
 def default_node_cmd() -> List[str]:
-    """The node's console script next to this interpreter, else
-    ``python -m bev_mtl_ros.ros.node``."""
+    """Return the node's command: its console script next to this interpreter, else ``-m``.
+
+    ``python -m bev_mtl_ros.ros.node`` when there is no ``perception_node`` script.
+    """
     exe = Path(sys.executable).parent / "perception_node"
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "bev_mtl_ros.ros.node"]
 
@@ -180,11 +178,14 @@ def _stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> Optional[int
 
 def _wait_graph(env: Dict[str, str], node_name: str, input_topics: Sequence[str], det_topic: str,
                 procs: Dict[str, subprocess.Popen], logs: Dict[str, Path], timeout: float) -> None:
-    """Wait (from a helper process on the same domain) until the node named ``node_name`` itself
-    subscribes to every input topic (other subscribers, such as the recorder, do not count) and
-    its detections publisher is matched by the recorder (:mod:`bev_mtl_ros.ros.graph_probe`, run
-    with ``env``). Raises ReplayError when it times out or a process of ``procs`` exits first
-    (message with the tail of that process's log in ``logs``)."""
+    """Wait until the node is subscribed to its inputs and its detections are matched.
+
+    Checked from a helper process on the same domain (:mod:`bev_mtl_ros.ros.graph_probe`, run
+    with ``env``): the node named ``node_name`` itself subscribes to every input topic (other
+    subscribers, such as the recorder, do not count) and its detections publisher is matched by
+    the recorder. Raises ReplayError when it times out or a process of ``procs`` exits first
+    (message with the tail of that process's log in ``logs``).
+    """
     probe = subprocess.Popen(
         [sys.executable, "-m", "bev_mtl_ros.ros.graph_probe", "--node", node_name,
          "--inputs", *input_topics, "--detections", det_topic, "--timeout", str(timeout)],
@@ -206,6 +207,87 @@ def _wait_graph(env: Dict[str, str], node_name: str, input_topics: Sequence[str]
                           f"{logs['node']}:\n{_tail(logs['node'])}")
 
 
+def _recorder_cmd(cfg: ReplayConfig, recording: Path, n_frames: int, ready: Path) -> List[str]:
+    """Return the recorder's command: the node's outputs (and the input cloud).
+
+    It stops once every frame's detections arrived (``--expect``) or none came for
+    ``drain_timeout_s``.
+    """
+    topics = [f"{t}:{ty}" for t, ty in output_topics(cfg.node_name).items()]
+    if cfg.record_inputs:
+        topics.append(f"{LIDAR_TOPIC}:sensor_msgs/msg/PointCloud2")
+    return _cli() + ["record", str(recording), "--topics", *topics, "--expect",
+                     f"/{cfg.node_name}/detections={n_frames * max(1, cfg.loops)}",
+                     "--linger", "2.0", "--idle-timeout", str(cfg.drain_timeout_s),
+                     "--ready-file", str(ready)]
+
+
+def _node_cmd(cfg: ReplayConfig) -> List[str]:
+    """Return the node's command: name, input remaps, params file, ``-p`` overrides."""
+    cmd = (list(cfg.node_cmd or default_node_cmd())
+           + ["--ros-args", "-r", f"__node:={cfg.node_name}"]
+           + input_remap_args(LIDAR_TOPIC, IMAGE_TOPIC, CAMERA_INFO_TOPIC))
+    if cfg.params_file is not None:
+        cmd += ["--params-file", str(cfg.params_file)]
+    params = dict(cfg.node_params)
+    params.setdefault("use_sim_time", bool(cfg.use_sim_time))
+    for k, v in params.items():
+        cmd += ["-p", f"{k}:={_param_value(v)}"]
+    return cmd
+
+
+def _player_cmd(cfg: ReplayConfig, stats_json: Path) -> List[str]:
+    """Return the player's command (``--clock``, topics, loops and pacing from ``cfg``)."""
+    # the node's subscription and (when inputs are recorded) the recorder's must both be matched
+    # by the player's publisher before the first cloud goes out
+    n_subs = 2 if cfg.record_inputs else 1
+    cmd = _cli() + ["play", str(Path(cfg.bag)), "--rate", str(cfg.rate),
+                    "--wait-for-subscribers", "1",
+                    "--wait-topics", f"{LIDAR_TOPIC}={n_subs}", f"{IMAGE_TOPIC}=1",
+                    "--wait-timeout", "60", "--stats-json", str(stats_json)]
+    if cfg.use_sim_time:
+        cmd.append("--clock")
+    if cfg.play_topics:
+        cmd += ["--topics", *cfg.play_topics]
+    if cfg.loops > 1:
+        cmd += ["--loop", "--max-loops", str(int(cfg.loops))]
+    if cfg.pace:
+        cmd += ["--pace-topic", f"/{cfg.node_name}/detections:vision_msgs/msg/Detection3DArray",
+                "--pace-input", LIDAR_TOPIC]
+    return cmd
+
+
+def _lidar_frames(bag: Path) -> int:
+    """Return the number of clouds on :data:`LIDAR_TOPIC` of the bag.
+
+    Raises:
+        ReplayError when the bag is missing or has no cloud.
+    """
+    if not bag.exists():
+        raise ReplayError(f"input bag not found: {bag}")
+    counts = bag_topic_counts(bag)
+    n_frames = counts.get(LIDAR_TOPIC, 0)
+    if n_frames == 0:
+        raise ReplayError(f"{bag} has no messages on {LIDAR_TOPIC} (topics: {sorted(counts)})")
+    return n_frames
+
+
+def _play(cfg: ReplayConfig, env: Dict[str, str], stats_json: Path, log_file,
+          log_path: Path) -> Dict[str, Any]:
+    """Run the player to the end; return its statistics (``--stats-json``; {} when none).
+
+    Raises:
+        ReplayError when the player fails (message with its log tail).
+    """
+    timeout = max(120.0, 3.0 * max(1, cfg.loops) * bag_span_s(Path(cfg.bag)) / cfg.rate + 60.0)
+    player = subprocess.run(_player_cmd(cfg, stats_json), env=env, stdout=log_file,
+                            stderr=subprocess.STDOUT, timeout=timeout)
+    if player.returncode != 0:
+        raise ReplayError(f"player failed (code {player.returncode}); log "
+                          f"{log_path}:\n{_tail(log_path)}")
+    return json.loads(stats_json.read_text()) if stats_json.exists() else {}
+
+
 def run_replay(cfg: ReplayConfig, log=print) -> ReplayRun:
     """Replay ``cfg.bag`` through a separate node process and record its outputs.
 
@@ -219,25 +301,14 @@ def run_replay(cfg: ReplayConfig, log=print) -> ReplayRun:
         ReplayError: bag missing, a process failed, or the node never became ready.
     """
     bag = Path(cfg.bag)
-    if not bag.exists():
-        raise ReplayError(f"input bag not found: {bag}")
+    n_frames = _lidar_frames(bag)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     recording = out / "recording"
     if recording.exists():
         shutil.rmtree(recording)
-    counts = bag_topic_counts(bag)
-    n_frames = counts.get(LIDAR_TOPIC, 0)
-    if n_frames == 0:
-        raise ReplayError(f"{bag} has no messages on {LIDAR_TOPIC} (topics: {sorted(counts)})")
     claim = DomainClaim(cfg.domain_id)
-    domain = claim.domain_id
-    env = ros_environment(domain)
-    outs = output_topics(cfg.node_name)
-    det_topic = f"/{cfg.node_name}/detections"
-    rec_topics = [f"{t}:{ty}" for t, ty in outs.items()]
-    if cfg.record_inputs:
-        rec_topics.append(f"{LIDAR_TOPIC}:sensor_msgs/msg/PointCloud2")
+    env = ros_environment(claim.domain_id)
     logs = {k: out / f"{k}.log" for k in ("recorder", "node", "player")}
     ready = out / ".recorder_ready"
     ready.unlink(missing_ok=True)
@@ -246,51 +317,18 @@ def run_replay(cfg: ReplayConfig, log=print) -> ReplayRun:
     t_start = time.monotonic()
     node_rc = None
     try:
-        procs["recorder"] = subprocess.Popen(
-            _cli() + ["record", str(recording), "--topics", *rec_topics, "--expect",
-                      f"{det_topic}={n_frames * max(1, cfg.loops)}", "--linger", "2.0",
-                      "--idle-timeout", str(cfg.drain_timeout_s), "--ready-file", str(ready)],
-            env=env, stdout=files["recorder"], stderr=subprocess.STDOUT)
-        node_cmd = (list(cfg.node_cmd or default_node_cmd())
-                    + ["--ros-args", "-r", f"__node:={cfg.node_name}"]
-                    + input_remap_args(LIDAR_TOPIC, IMAGE_TOPIC, CAMERA_INFO_TOPIC))
-        if cfg.params_file is not None:
-            node_cmd += ["--params-file", str(cfg.params_file)]
-        params = dict(cfg.node_params)
-        params.setdefault("use_sim_time", bool(cfg.use_sim_time))
-        for k, v in params.items():
-            node_cmd += ["-p", f"{k}:={_param_value(v)}"]
-        log(f"[demo] domain {domain}; node: {' '.join(node_cmd)}")
+        procs["recorder"] = subprocess.Popen(_recorder_cmd(cfg, recording, n_frames, ready),
+                                             env=env, stdout=files["recorder"],
+                                             stderr=subprocess.STDOUT)
+        node_cmd = _node_cmd(cfg)
+        log(f"[demo] domain {claim.domain_id}; node: {' '.join(node_cmd)}")
         procs["node"] = subprocess.Popen(node_cmd, env=env, stdout=files["node"],
                                          stderr=subprocess.STDOUT)
-        _wait_graph(env, cfg.node_name, [LIDAR_TOPIC, IMAGE_TOPIC], det_topic, procs, logs,
-                    cfg.ready_timeout_s)
+        _wait_graph(env, cfg.node_name, [LIDAR_TOPIC, IMAGE_TOPIC], f"/{cfg.node_name}/detections",
+                    procs, logs, cfg.ready_timeout_s)
         log(f"[demo] node ready after {time.monotonic() - t_start:.1f} s; playing {bag} at rate "
             f"{cfg.rate}")
-        stats_json = out / "player_stats.json"
-        # the node's subscription and (when inputs are recorded) the recorder's must both be
-        # matched by the player's publisher before the first cloud goes out
-        n_subs = 2 if cfg.record_inputs else 1
-        play_cmd = _cli() + ["play", str(bag), "--rate", str(cfg.rate),
-                             "--wait-for-subscribers", "1",
-                             "--wait-topics", f"{LIDAR_TOPIC}={n_subs}", f"{IMAGE_TOPIC}=1",
-                             "--wait-timeout", "60", "--stats-json", str(stats_json)]
-        if cfg.use_sim_time:
-            play_cmd.append("--clock")
-        if cfg.play_topics:
-            play_cmd += ["--topics", *cfg.play_topics]
-        if cfg.loops > 1:
-            play_cmd += ["--loop", "--max-loops", str(int(cfg.loops))]
-        if cfg.pace:
-            play_cmd += ["--pace-topic", f"{det_topic}:vision_msgs/msg/Detection3DArray",
-                         "--pace-input", LIDAR_TOPIC]
-        player = subprocess.run(
-            play_cmd, env=env, stdout=files["player"], stderr=subprocess.STDOUT,
-            timeout=max(120.0, 3.0 * max(1, cfg.loops) * bag_span_s(bag) / cfg.rate + 60.0))
-        if player.returncode != 0:
-            raise ReplayError(f"player failed (code {player.returncode}); log "
-                              f"{logs['player']}:\n{_tail(logs['player'])}")
-        player_stats = json.loads(stats_json.read_text()) if stats_json.exists() else {}
+        player_stats = _play(cfg, env, out / "player_stats.json", files["player"], logs["player"])
         try:
             procs["recorder"].wait(cfg.drain_timeout_s + 120.0)
         except subprocess.TimeoutExpired:

@@ -1,2 +1,4 @@
-"""Everything between numpy arrays and results: pillarization, backends, export, decoding, NMS. No
-ROS."""
+"""Everything between numpy arrays and results: pillarization, backends, export, decoding, NMS.
+
+No ROS.
+"""

@@ -1,5 +1,6 @@
-"""PyTorch checkpoints of :class:`~bev_mtl_ros.model.network.BevMultiTaskNet` that carry their
-contract.
+"""PyTorch checkpoints of :class:`~bev_mtl_ros.model.network.BevMultiTaskNet` with a contract.
+
+Each checkpoint carries its model contract.
 
 File format (``torch.save`` of a plain dict, loadable with ``torch.load(weights_only=True)``)::
 
@@ -70,8 +71,11 @@ def save_checkpoint(path: str, net: BevMultiTaskNet, contract: Optional[ModelCon
 
 
 def _to_plain(obj: Any, where: str) -> Any:
-    """Copy of ``obj`` that a weights-only load can read: numpy scalars -> Python numbers, numpy
-    arrays -> tensors; raises CheckpointError naming the offending entry for anything else."""
+    """Return a copy of ``obj`` that a weights-only load can read.
+
+    numpy scalars -> Python numbers, numpy arrays -> tensors; raises CheckpointError naming the
+    offending entry for anything else.
+    """
     if obj is None or type(obj) in (bool, int, float, str) or isinstance(obj, torch.Tensor):
         return obj
     if isinstance(obj, np.generic):

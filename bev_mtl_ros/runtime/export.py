@@ -66,8 +66,9 @@ def export_onnx(net_or_checkpoint: Union[BevMultiTaskNet, str], contract: Option
                 out_path: str,
                 opset: int = 17, verify: bool = True, n_checks: int = 3, atol: float = PARITY_ATOL,
                 trace_pillars: Optional[int] = None) -> Dict[str, Any]:
-    """Export a network (or a checkpoint file) to ONNX with its contract, optionally verifying
-    parity.
+    """Export a network (or a checkpoint file) to ONNX with its contract.
+
+    Optionally verifies parity.
 
     Args:
         net_or_checkpoint: a BevMultiTaskNet or the path of a checkpoint (runtime.checkpoint).
@@ -197,7 +198,7 @@ def verify_onnx(net: BevMultiTaskNet, onnx_path: str, contract: ModelContract, n
 
 
 def read_onnx_contract(path: str) -> ModelContract:
-    """The contract stored in an exported ONNX file's metadata.
+    """Return the contract stored in an exported ONNX file's metadata.
 
     Raises FileNotFoundError if ``path`` is missing, ContractError naming the file if it is not a
     readable ONNX model, lacks the ``ONNX_CONTRACT_KEY`` entry, or the entry is invalid.

@@ -1,5 +1,6 @@
-"""Pillarization: point cloud -> PointPillars pillar tensor, one torch implementation for CPU and
-CUDA.
+"""Pillarization: point cloud -> PointPillars pillar tensor.
+
+One torch implementation for CPU and CUDA.
 
 PointPillars (Lang et al., "PointPillars: Fast Encoders for Object Detection from Point Clouds",
 CVPR 2019, Sec. 2.1) groups the points of a cloud into vertical columns ("pillars") on a BEV grid,
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -117,8 +118,10 @@ class PillarBatch:
 
 
 def _as_tensor(points: Union[np.ndarray, torch.Tensor], device) -> torch.Tensor:
-    """(N, C) float32 torch tensor on ``device``; numpy input is wrapped zero-copy when
-    possible."""
+    """Return ``points`` as an (N, C) float32 torch tensor on ``device``.
+
+    numpy input is wrapped zero-copy when possible. Raises PillarizeError for other types.
+    """
     if isinstance(points, np.ndarray):
         if points.dtype.fields is not None:
             raise PillarizeError("points: structured numpy arrays are not supported; pass an (N, "
@@ -151,9 +154,168 @@ def _as_tensor(points: Union[np.ndarray, torch.Tensor], device) -> torch.Tensor:
     return t
 
 
+class _Cells(NamedTuple):
+    """Cell of every point (step 1 of :func:`pillarize`)."""
+
+    key: torch.Tensor       # (N,) int32 flat cell index iy * grid_w + ix; n_cells if invalid
+    finite: torch.Tensor    # (N,) bool, every used channel finite
+    n_valid: int            # points finite and in range
+
+
+class _Segments(NamedTuple):
+    """Points sorted by cell, as runs of one pillar each (step 2 of :func:`pillarize`)."""
+
+    order: torch.Tensor     # (N,) int64 input row of each sorted point
+    seg: torch.Tensor       # (N,) int64 run (pillar) id of each sorted point, clamped to U
+    rank: torch.Tensor      # (N,) int64 position of the point within its run
+    cells: torch.Tensor     # (U,) int64 flat cell index of each occupied pillar, ascending
+    counts: torch.Tensor    # (U,) int64 in-range points of each occupied pillar
+
+
+class _Kept(NamedTuple):
+    """Stored points of the kept pillars (step 4 of :func:`pillarize`)."""
+
+    src: torch.Tensor           # (K,) int64 input row of each stored point
+    pid: torch.Tensor           # (K,) int64 output pillar of each stored point
+    slot: torch.Tensor          # (K,) int64 row of the point within its pillar
+    kept_counts: torch.Tensor   # (P,) int64 in-range points of each kept pillar
+    num_points: torch.Tensor    # (P,) int64 stored points of each kept pillar (<= M)
+
+
+def _assign_cells(raw: torch.Tensor, contract: ModelContract) -> _Cells:
+    """Flat BEV cell of every point; invalid (non-finite or out-of-range) points get n_cells."""
+    dev = raw.device
+    x0, y0, z0, x1, y1, z1 = (float(v) for v in contract.point_cloud_range)
+    dx, dy = (float(v) for v in contract.pillar_size)
+    gw, gh = contract.grid_size
+    x, y, z = raw[:, 0], raw[:, 1], raw[:, 2]
+    # Any NaN/Inf in a used channel makes the row sum non-finite (Inf - Inf = NaN).
+    acc = x + y
+    for c in range(2, raw.shape[1]):
+        acc = acc + raw[:, c]
+    finite = torch.isfinite(acc)
+    # Divide by 0-dim tensors on the points' device, not by Python floats: CUDA replaces
+    # `tensor / python_scalar` by a multiplication with the reciprocal (one bit less exact), which
+    # moved a few border points per 120k-point cloud into the neighbouring cell vs the CPU.
+    fx = (x - x0) / torch.full((), dx, dtype=torch.float32, device=dev)
+    fy = (y - y0) / torch.full((), dy, dtype=torch.float32, device=dev)
+    in_range = (x >= x0) & (x < x1) & (y >= y0) & (y < y1) & (z >= z0) & (z < z1)
+    valid = finite & in_range
+    ix = fx.floor_().clamp_(0, gw - 1).to(torch.int32)
+    iy = fy.floor_().clamp_(0, gh - 1).to(torch.int32)
+    # Invalid points get the sentinel key n_cells and sort behind every pillar.
+    key = torch.where(valid, iy * gw + ix, torch.full_like(ix, gh * gw))
+    return _Cells(key=key, finite=finite, n_valid=int(valid.sum()))
+
+
+def _segment(cells: _Cells) -> _Segments:
+    """Stable sort by cell, run-length counts and rank within each pillar's run."""
+    key_sorted, order = torch.sort(cells.key, stable=True)
+    dev = key_sorted.device
+    n_all = int(key_sorted.shape[0])
+    boundary = torch.ones(n_all, dtype=torch.bool, device=dev)
+    if n_all > 1:
+        torch.ne(key_sorted[1:], key_sorted[:-1], out=boundary[1:])
+    starts = torch.nonzero(boundary).squeeze(1)
+    seg = torch.cumsum(boundary, 0, dtype=torch.int64) - 1          # segment id per sorted point
+    rank = torch.arange(n_all, device=dev) - starts.index_select(0, seg)
+    counts = torch.diff(starts, append=torch.tensor([n_all], device=dev))
+    occupied = key_sorted.index_select(0, starts).long()
+    # Drop the sentinel segment (invalid points), if any: it is the last one.
+    U = int(starts.shape[0]) - (1 if cells.n_valid < n_all else 0)
+    return _Segments(order=order, seg=seg.clamp_(max=U), rank=rank, cells=occupied[:U],
+                     counts=counts[:U])
+
+
+def _select_pillars(counts: torch.Tensor, max_pillars: int) -> torch.Tensor:
+    """Return the indices (ascending) of the kept occupied pillars.
+
+    The ``max_pillars`` most-populated; ties -> lower flat index (cells are ascending and the sort
+    is stable). Kept pillars are then re-ordered by ascending flat index.
+    """
+    U = int(counts.shape[0])
+    if U > max_pillars:
+        by_count = torch.sort(-counts, stable=True).indices[:max_pillars]
+        return torch.sort(by_count).values
+    return torch.arange(U, device=counts.device)
+
+
+def _keep_points(segs: _Segments, sel: torch.Tensor, M: int) -> _Kept:
+    """Keep the first ``M`` points of every kept pillar: input rows, output pillar and slot."""
+    dev = sel.device
+    U, P = int(segs.cells.shape[0]), int(sel.shape[0])
+    # last entry: sentinel segment
+    new_id = torch.full((U + 1,), -1, dtype=torch.long, device=dev)
+    new_id[sel] = torch.arange(P, device=dev)
+    pid_sorted = new_id.index_select(0, segs.seg)
+    keep_pt = (pid_sorted >= 0) & (segs.rank < M)
+    kidx = torch.nonzero(keep_pt).squeeze(1)
+    kept_counts = segs.counts.index_select(0, sel)
+    return _Kept(src=segs.order.index_select(0, kidx), pid=pid_sorted.index_select(0, kidx),
+                 slot=segs.rank.index_select(0, kidx), kept_counts=kept_counts,
+                 num_points=torch.clamp(kept_counts, max=M))
+
+
+def _decorate(pp: torch.Tensor, kept: _Kept, pcells: torch.Tensor,
+              contract: ModelContract) -> torch.Tensor:
+    """Return the decorated features (K, F) of the stored points ``pp`` (K, n_feat).
+
+    [raw features (intensity scaled), offsets to the pillar's mean x/y/z, offsets to its centre
+    x/y].
+    """
+    dev = pp.device
+    x0, y0 = float(contract.point_cloud_range[0]), float(contract.point_cloud_range[1])
+    dx, dy = (float(v) for v in contract.pillar_size)
+    gw = contract.grid_size[0]
+    n_feat = len(contract.point_features)
+    num_points = kept.num_points
+    # Segment sums of the kept points (which are contiguous per pillar, pillars ascending) as
+    # differences of a float64 cumulative sum: deterministic on every device (no atomics).
+    csum = torch.cumsum(pp[:, :3].to(torch.float64), 0)
+    csum = torch.cat((torch.zeros((1, 3), dtype=torch.float64, device=dev), csum), 0)
+    ends = torch.cumsum(num_points, 0)
+    sums = csum.index_select(0, ends) - csum.index_select(0, ends - num_points)
+    mean = (sums / num_points.clamp(min=1).to(torch.float64).unsqueeze(1)).to(torch.float32)
+    piy = torch.div(pcells, gw, rounding_mode="floor")
+    pix = pcells - piy * gw
+    centre = torch.stack((x0 + (pix.to(torch.float32) + 0.5) * dx,
+                          y0 + (piy.to(torch.float32) + 0.5) * dy), dim=1)   # (P, 2)
+
+    feats = torch.empty((pp.shape[0], contract.num_decorated_features), dtype=torch.float32,
+                        device=dev)
+    feats[:, :n_feat] = pp
+    if "intensity" in contract.point_features:
+        ci = list(contract.point_features).index("intensity")
+        feats[:, ci] *= float(contract.intensity_scale)
+    feats[:, n_feat:n_feat + 3] = pp[:, :3] - mean.index_select(0, kept.pid)
+    feats[:, n_feat + 3:n_feat + 5] = pp[:, :2] - centre.index_select(0, kept.pid)
+    return feats
+
+
+def _pillar_stats(n_in: int, cells: _Cells, segs: _Segments, kept: _Kept) -> PillarStats:
+    """Counters of one pillarization (one host sync for all of them)."""
+    U, P = int(segs.cells.shape[0]), int(kept.num_points.shape[0])
+    tot = torch.stack((cells.finite.sum(), segs.counts.sum() - kept.kept_counts.sum(),
+                       (kept.kept_counts - kept.num_points).sum())).tolist()
+    n_finite = int(tot[0])
+    return PillarStats(
+        points_in=n_in,
+        nonfinite_dropped=n_in - n_finite,
+        out_of_range_dropped=n_finite - cells.n_valid,
+        pillars_occupied=U,
+        pillars_dropped=U - P,
+        points_in_dropped_pillars=int(tot[1]),
+        points_over_max_dropped=int(tot[2]),
+    )
+
+
 def pillarize(points: Union[np.ndarray, torch.Tensor], contract: ModelContract,
               device: Optional[Union[str, torch.device]] = None) -> PillarBatch:
     """Group a point cloud into decorated pillars (PointPillars, Lang et al. 2019, Sec. 2.1).
+
+    Steps: cell of every point (:func:`_assign_cells`), sort into per-pillar runs
+    (:func:`_segment`), choose the kept pillars (:func:`_select_pillars`) and their stored points
+    (:func:`_keep_points`), decorate (:func:`_decorate`), scatter into (P, M, F) and the canvas.
 
     Args:
         points: (N, C) array, C >= len(contract.point_features) (>= 4): [x, y, z, intensity_raw,
@@ -180,114 +342,27 @@ def pillarize(points: Union[np.ndarray, torch.Tensor], contract: ModelContract,
         raise PillarizeError(f"points have {pts.shape[1]} channels, the contract needs {n_feat} "
                              f"{tuple(contract.point_features)}")
     dev = pts.device
-    x0, y0, z0, x1, y1, z1 = (float(v) for v in contract.point_cloud_range)
-    dx, dy = (float(v) for v in contract.pillar_size)
     gw, gh = contract.grid_size
     M = int(contract.max_points_per_pillar)
-    P_max = int(contract.max_pillars)
-    F = contract.num_decorated_features
-    n_in = int(pts.shape[0])
-
     raw = pts[:, :n_feat]
-    x, y, z = raw[:, 0], raw[:, 1], raw[:, 2]
-    # Any NaN/Inf in a used channel makes the row sum non-finite (Inf - Inf = NaN).
-    acc = x + y
-    for c in range(2, n_feat):
-        acc = acc + raw[:, c]
-    finite = torch.isfinite(acc)
-    # Divide by 0-dim tensors on the points' device, not by Python floats: CUDA replaces
-    # `tensor / python_scalar` by a multiplication with the reciprocal (one bit less exact), which
-    # moved a few border points per 120k-point cloud into the neighbouring cell vs the CPU.
-    fx = (x - x0) / torch.full((), dx, dtype=torch.float32, device=dev)
-    fy = (y - y0) / torch.full((), dy, dtype=torch.float32, device=dev)
-    in_range = (x >= x0) & (x < x1) & (y >= y0) & (y < y1) & (z >= z0) & (z < z1)
-    valid = finite & in_range
-    n_cells = gh * gw
-    ix = fx.floor_().clamp_(0, gw - 1).to(torch.int32)
-    iy = fy.floor_().clamp_(0, gh - 1).to(torch.int32)
-    # Invalid points get the sentinel key n_cells and sort behind every pillar.
-    key = torch.where(valid, iy * gw + ix, torch.full_like(ix, n_cells))
-
-    # Stable sort by cell: points of one pillar become contiguous, in input order.
-    key_sorted, order = torch.sort(key, stable=True)
-    n_all = int(key_sorted.shape[0])
-    boundary = torch.ones(n_all, dtype=torch.bool, device=dev)
-    if n_all > 1:
-        torch.ne(key_sorted[1:], key_sorted[:-1], out=boundary[1:])
-    starts = torch.nonzero(boundary).squeeze(1)
-    seg = torch.cumsum(boundary, 0, dtype=torch.int64) - 1          # segment id per sorted point
-    rank = torch.arange(n_all, device=dev) - starts.index_select(0, seg)
-    counts = torch.diff(starts, append=torch.tensor([n_all], device=dev))
-    cells = key_sorted.index_select(0, starts).long()
-    # Drop the sentinel segment (invalid points), if any: it is the last one.
-    n_valid = int(valid.sum())
-    U = int(starts.shape[0]) - (1 if n_valid < n_all else 0)
-    cells, counts = cells[:U], counts[:U]
-
-    # Pillar selection: the P_max most-populated; ties -> lower flat index (cells are ascending and
-    # the sort is stable). Kept pillars are then re-ordered by ascending flat index.
-    if U > P_max:
-        by_count = torch.sort(-counts, stable=True).indices[:P_max]
-        sel = torch.sort(by_count).values
-    else:
-        sel = torch.arange(U, device=dev)
+    cells = _assign_cells(raw, contract)
+    segs = _segment(cells)
+    sel = _select_pillars(segs.counts, int(contract.max_pillars))
+    kept = _keep_points(segs, sel, M)
     P = int(sel.shape[0])
-    # last entry: sentinel segment
-    new_id = torch.full((U + 1,), -1, dtype=torch.long, device=dev)
-    new_id[sel] = torch.arange(P, device=dev)
-    pid_sorted = new_id.index_select(0, seg.clamp_(max=U))
-    keep_pt = (pid_sorted >= 0) & (rank < M)
-    kidx = torch.nonzero(keep_pt).squeeze(1)
-    src = order.index_select(0, kidx)               # input rows that are stored
-    pid = pid_sorted.index_select(0, kidx)
-    slot = rank.index_select(0, kidx)
+    pcells = segs.cells.index_select(0, sel)
+    feats = _decorate(raw.index_select(0, kept.src), kept, pcells, contract)
 
-    pp = raw.index_select(0, src)                   # (K, n_feat)
-    kept_counts = counts.index_select(0, sel)
-    num_points = torch.clamp(kept_counts, max=M)
-    # Segment sums of the kept points (which are contiguous per pillar, pillars ascending) as
-    # differences of a float64 cumulative sum: deterministic on every device (no atomics).
-    csum = torch.cumsum(pp[:, :3].to(torch.float64), 0)
-    csum = torch.cat((torch.zeros((1, 3), dtype=torch.float64, device=dev), csum), 0)
-    ends = torch.cumsum(num_points, 0)
-    sums = csum.index_select(0, ends) - csum.index_select(0, ends - num_points)
-    mean = (sums / num_points.clamp(min=1).to(torch.float64).unsqueeze(1)).to(torch.float32)
-    pcells = cells.index_select(0, sel)
-    piy = torch.div(pcells, gw, rounding_mode="floor")
-    pix = pcells - piy * gw
-    centre = torch.stack((x0 + (pix.to(torch.float32) + 0.5) * dx,
-                          y0 + (piy.to(torch.float32) + 0.5) * dy), dim=1)   # (P, 2)
-
-    feats = torch.empty((pp.shape[0], F), dtype=torch.float32, device=dev)
-    feats[:, :n_feat] = pp
-    if "intensity" in contract.point_features:
-        ci = list(contract.point_features).index("intensity")
-        feats[:, ci] *= float(contract.intensity_scale)
-    feats[:, n_feat:n_feat + 3] = pp[:, :3] - mean.index_select(0, pid)
-    feats[:, n_feat + 3:n_feat + 5] = pp[:, :2] - centre.index_select(0, pid)
-
+    F = contract.num_decorated_features
     pillars = torch.zeros((P * M, F), dtype=torch.float32, device=dev)
-    pillars.index_copy_(0, pid * M + slot, feats)
-    pillars = pillars.view(P, M, F)
-    canvas_index = torch.full((n_cells,), P, dtype=torch.long, device=dev)
+    pillars.index_copy_(0, kept.pid * M + kept.slot, feats)
+    canvas_index = torch.full((gh * gw,), P, dtype=torch.long, device=dev)
     canvas_index[pcells] = torch.arange(P, device=dev)
-    coords = torch.stack((piy, pix), dim=1)
-
-    # One host sync for all remaining counters.
-    tot = torch.stack((finite.sum(), counts.sum() - kept_counts.sum(),
-                       (kept_counts - num_points).sum())).tolist()
-    n_finite = int(tot[0])
-    stats = PillarStats(
-        points_in=n_in,
-        nonfinite_dropped=n_in - n_finite,
-        out_of_range_dropped=n_finite - n_valid,
-        pillars_occupied=U,
-        pillars_dropped=U - P,
-        points_in_dropped_pillars=int(tot[1]),
-        points_over_max_dropped=int(tot[2]),
-    )
-    return PillarBatch(pillars=pillars, num_points=num_points.to(torch.int32), coords=coords,
-                       canvas_index=canvas_index, stats=stats)
+    piy = torch.div(pcells, gw, rounding_mode="floor")
+    coords = torch.stack((piy, pcells - piy * gw), dim=1)
+    return PillarBatch(pillars=pillars.view(P, M, F), num_points=kept.num_points.to(torch.int32),
+                       coords=coords, canvas_index=canvas_index,
+                       stats=_pillar_stats(int(pts.shape[0]), cells, segs, kept))
 
 
 def collate_pillars(batches: Sequence[PillarBatch]

@@ -1,5 +1,6 @@
-"""One frame end to end: points (+ image) -> pillars -> network -> detections, drivable mask,
-semantics.
+"""One frame end to end: points (+ image) -> pillars -> network -> detections and masks.
+
+The masks are the drivable mask and the semantics.
 
 :class:`PerceptionPipeline` is what the ROS node (and the benchmark / evaluation code) calls per
 frame. It owns no ROS types: points are an (N, C>=4) float array in the model lidar frame, the
@@ -97,9 +98,11 @@ class PerceptionPipeline:
             torch.cuda.synchronize(self.device)
 
     def preprocess_image(self, image: np.ndarray) -> torch.Tensor:
-        """(H, W, 3) uint8 RGB -> (1, 3, Hi, Wi) float32 in [0, 1] on the pipeline's device;
-        resized to ``contract.image_size`` with cv2 INTER_AREA when shrinking, INTER_LINEAR when
-        enlarging. Raises ValueError for other shapes/dtypes."""
+        """Convert (H, W, 3) uint8 RGB to (1, 3, Hi, Wi) float32 in [0, 1] on the device.
+
+        Resized to ``contract.image_size`` with cv2 INTER_AREA when shrinking, INTER_LINEAR when
+        enlarging. Raises ValueError for other shapes/dtypes.
+        """
         import cv2
         if (not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3
                 or image.dtype != np.uint8):

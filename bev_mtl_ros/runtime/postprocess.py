@@ -105,8 +105,10 @@ class PostProcessConfig:
             raise ValueError("PostProcessConfig.top_k and max_detections must be positive")
 
     def class_thresholds(self, classes: Sequence[str]) -> np.ndarray:
-        """(K,) float64 score thresholds in ``classes`` order. Raises ValueError on unknown names
-        or a wrong-length sequence."""
+        """Return (K,) float64 score thresholds in ``classes`` order.
+
+        Raises ValueError on unknown names or a wrong-length sequence.
+        """
         t = _per_class(self.score_threshold, classes, 0.3, "score_threshold")
         if np.any((t < 0) | (t > 1)):
             raise ValueError(f"PostProcessConfig.score_threshold must lie in [0, 1]: {t.tolist()}")
@@ -147,9 +149,11 @@ class Detections:
 
 # ----------------------------------------------------------------------------- NMS
 def _greedy_keep(suppress: np.ndarray) -> np.ndarray:
-    """Greedy NMS on a precomputed (n, n) bool matrix whose rows/columns are in descending score
-    order: suppress[i, j] = box i (if kept) removes box j. Only j > i is used. One vectorized row
-    update per kept box (O(kept) Python steps). Returns kept indices, ascending."""
+    """Run greedy NMS on a precomputed (n, n) bool matrix; return kept indices, ascending.
+
+    Rows/columns are in descending score order: suppress[i, j] = box i (if kept) removes box j.
+    Only j > i is used. One vectorized row update per kept box (O(kept) Python steps).
+    """
     n = suppress.shape[0]
     alive = np.ones(n, bool)
     keep = []
@@ -170,8 +174,10 @@ def _sorted_order(scores: np.ndarray) -> np.ndarray:
 
 def circle_nms(centres: np.ndarray, scores: np.ndarray, radius,
                labels: Optional[np.ndarray] = None) -> np.ndarray:
-    """Circle NMS (CenterPoint, Yin et al. 2021): greedily keep the highest-scoring box and drop
-    every lower-scoring box whose BEV centre is within ``radius`` (distance <= radius) of it.
+    """Run circle NMS (CenterPoint, Yin et al. 2021).
+
+    Greedily keep the highest-scoring box and drop every lower-scoring box whose BEV centre is
+    within ``radius`` (distance <= radius) of it.
 
     Args:
         centres: (N, >=2) float, BEV centres (x, y) in metres (extra columns ignored).
@@ -201,8 +207,9 @@ def circle_nms(centres: np.ndarray, scores: np.ndarray, radius,
 
 def rotated_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
                 labels: Optional[np.ndarray] = None) -> np.ndarray:
-    """Greedy NMS on exact rotated BEV IoU: a box is dropped when its IoU with a kept,
-    higher-scoring box is > ``iou_threshold``.
+    """Run greedy NMS on exact rotated BEV IoU.
+
+    A box is dropped when its IoU with a kept, higher-scoring box is > ``iou_threshold``.
 
     Args:
         boxes: (N, 7) or (N, 5) boxes (see :func:`bev_mtl_ros.geometry.rotated_bev_iou`).
@@ -248,6 +255,11 @@ def _frame(a, batch_index: int, name: str) -> torch.Tensor:
                      f"{tuple(t.shape)}")
 
 
+#: regression outputs read at the peaks, with their channel counts, in decoding order
+_REGRESSION_CHANNELS = ("offset", "z", "size", "rot")
+_REGRESSION_SIZES = {"offset": 2, "z": 1, "size": 3, "rot": 2}
+
+
 def decode_detections(outputs: Mapping[str, object], contract: ModelContract,
                       cfg: Optional[PostProcessConfig] = None, batch_index: int = 0) -> Detections:
     """Decode CenterPoint head outputs of one frame into 3-D boxes.
@@ -275,7 +287,7 @@ def decode_detections(outputs: Mapping[str, object], contract: ModelContract,
     """
     cfg = cfg or PostProcessConfig()
     classes = tuple(contract.detection_classes)
-    for k in ("heatmap", "offset", "z", "size", "rot"):
+    for k in ("heatmap",) + _REGRESSION_CHANNELS:
         if k not in outputs:
             raise KeyError(f"decode_detections: network output {k!r} missing (have "
                            f"{sorted(outputs)})")
@@ -284,31 +296,67 @@ def decode_detections(outputs: Mapping[str, object], contract: ModelContract,
     if K != len(classes):
         raise ValueError(f"decode_detections: heatmap has {K} channels, contract has "
                          f"{len(classes)} classes")
-    thr = cfg.class_thresholds(classes)
-    hmax = F.max_pool2d(heat[None], kernel_size=3, stride=1, padding=1)[0]
-    peaks = torch.where(heat == hmax, heat, torch.zeros((), dtype=heat.dtype, device=heat.device))
-    k = min(int(cfg.top_k), K * H * W)
-    scores_t, inds_t = torch.topk(peaks.reshape(-1), k)        # descending
-    inds_t = inds_t.to(torch.int64)
-    pix_t = inds_t % (H * W)
-
-    def gather(name, ch):
-        m = _frame(outputs[name], batch_index, name)
-        if m.shape[0] != ch or tuple(m.shape[1:]) != (H, W):
-            raise ValueError(f"decode_detections: output {name!r} shape {tuple(m.shape)}, "
-                             f"expected ({ch}, {H}, {W})")
-        return m.reshape(ch, H * W).index_select(1, pix_t.to(m.device)).float()
-
-    regs = torch.cat([gather("offset", 2), gather("z", 1), gather("size", 3), gather("rot", 2)], 0)
+    scores_t, inds_t = _top_peaks(heat, int(cfg.top_k))
+    regs = _gather_regressions(outputs, batch_index, inds_t % (H * W), H, W)
     scores = scores_t.cpu().numpy().astype(np.float64)
     inds = inds_t.cpu().numpy()
     regs = regs.cpu().numpy().astype(np.float64)               # (8, k)
     cls = inds // (H * W)
     pix = inds % (H * W)
-    sel = (scores >= thr[cls]) & (scores > 0)
+    sel = (scores >= cfg.class_thresholds(classes)[cls]) & (scores > 0)
     if not np.any(sel):
         return Detections.empty()
-    scores, cls, pix, regs = scores[sel], cls[sel], pix[sel], regs[:, sel]
+    boxes = _decode_boxes(pix[sel], W, regs[:, sel], contract)
+    scores, cls = scores[sel], cls[sel]
+    finite = np.isfinite(boxes).all(1)
+    boxes, scores, cls = boxes[finite], scores[finite], cls[finite]
+    keep = _nms(boxes, scores, cls, cfg, classes)[: int(cfg.max_detections)]
+    # float32 wrap can round a yaw just below pi up to pi: re-wrap after the cast.
+    out_boxes = boxes[keep].astype(np.float32)
+    out_boxes[:, 6] = np.where(out_boxes[:, 6] >= np.float32(math.pi),
+                               out_boxes[:, 6] - np.float32(2 * math.pi), out_boxes[:, 6])
+    return Detections(boxes=out_boxes, scores=scores[keep].astype(np.float32),
+                      labels=cls[keep].astype(np.int64))
+
+
+def _top_peaks(heat: torch.Tensor, top_k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Return the top-k 3x3 local maxima of a (K, H, W) heat map over all classes and cells.
+
+    A cell is a peak when it equals its 3x3 maximum; other cells score 0. Returns (scores (k,)
+    descending, flat indices (k,) int64 into (K, H, W)), k = min(top_k, K*H*W).
+    """
+    K, H, W = heat.shape
+    hmax = F.max_pool2d(heat[None], kernel_size=3, stride=1, padding=1)[0]
+    peaks = torch.where(heat == hmax, heat, torch.zeros((), dtype=heat.dtype, device=heat.device))
+    scores_t, inds_t = torch.topk(peaks.reshape(-1), min(top_k, K * H * W))   # descending
+    return scores_t, inds_t.to(torch.int64)
+
+
+def _gather_regressions(outputs: Mapping[str, object], batch_index: int, pix_t: torch.Tensor,
+                        H: int, W: int) -> torch.Tensor:
+    """Read the regression outputs at the cells ``pix_t`` (k,) of one frame.
+
+    Returns (8, k) float32 [off_x, off_y, z, log l, log w, log h, sin yaw, cos yaw]. Raises
+    ValueError when an output is not (channels, H, W) for this frame.
+    """
+    rows = []
+    for name in _REGRESSION_CHANNELS:
+        ch = _REGRESSION_SIZES[name]
+        m = _frame(outputs[name], batch_index, name)
+        if m.shape[0] != ch or tuple(m.shape[1:]) != (H, W):
+            raise ValueError(f"decode_detections: output {name!r} shape {tuple(m.shape)}, "
+                             f"expected ({ch}, {H}, {W})")
+        rows.append(m.reshape(ch, H * W).index_select(1, pix_t.to(m.device)).float())
+    return torch.cat(rows, 0)
+
+
+def _decode_boxes(pix: np.ndarray, W: int, regs: np.ndarray,
+                  contract: ModelContract) -> np.ndarray:
+    """Return boxes (n, 7) float64 [x, y, z, l, w, h, yaw] of the peak cells ``pix`` (iy*W + ix).
+
+    ``x = x_min + (ix + off_x) * cell_x`` (inverse of ``targets.build_targets``), size = exp(log)
+    (log capped at MAX_LOG_SIZE), yaw = atan2(sin, cos) wrapped into [-pi, pi).
+    """
     iy, ix = pix // W, pix % W
     x0, y0 = float(contract.point_cloud_range[0]), float(contract.point_cloud_range[1])
     cx, cy = bev_cell_size(contract)
@@ -316,23 +364,17 @@ def decode_detections(outputs: Mapping[str, object], contract: ModelContract,
     y = y0 + (iy + regs[1]) * cy
     size = np.exp(np.minimum(regs[3:6], MAX_LOG_SIZE))
     yaw = normalize_yaw(np.arctan2(regs[6], regs[7]))
-    boxes = np.stack((x, y, regs[2], size[0], size[1], size[2], yaw), 1)
-    finite = np.isfinite(boxes).all(1)
-    boxes, scores, cls = boxes[finite], scores[finite], cls[finite]
+    return np.stack((x, y, regs[2], size[0], size[1], size[2], yaw), 1)
 
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, cls: np.ndarray, cfg: PostProcessConfig,
+         classes: Sequence[str]) -> np.ndarray:
+    """Return the indices of the boxes kept by ``cfg.nms`` (class-aware), by descending score."""
     if cfg.nms == "circle":
-        keep = circle_nms(boxes[:, :2], scores, cfg.class_radii(classes)[cls], labels=cls)
-    elif cfg.nms == "rotated_iou":
-        keep = rotated_nms(boxes, scores, cfg.iou_threshold, labels=cls)
-    else:
-        keep = _sorted_order(scores)
-    keep = keep[: int(cfg.max_detections)]
-    # float32 wrap can round a yaw just below pi up to pi: re-wrap after the cast.
-    out_boxes = boxes[keep].astype(np.float32)
-    out_boxes[:, 6] = np.where(out_boxes[:, 6] >= np.float32(math.pi),
-                               out_boxes[:, 6] - np.float32(2 * math.pi), out_boxes[:, 6])
-    return Detections(boxes=out_boxes, scores=scores[keep].astype(np.float32),
-                      labels=cls[keep].astype(np.int64))
+        return circle_nms(boxes[:, :2], scores, cfg.class_radii(classes)[cls], labels=cls)
+    if cfg.nms == "rotated_iou":
+        return rotated_nms(boxes, scores, cfg.iou_threshold, labels=cls)
+    return _sorted_order(scores)
 
 
 # ----------------------------------------------------------------------------- dense heads
@@ -362,9 +404,11 @@ def drivable_mask(prob, threshold: float = 0.5) -> np.ndarray:
 
 
 def _argmax_channels(x: np.ndarray) -> np.ndarray:
-    """argmax over axis 0 of (S, H, W) as uint8 by a running maximum over the S channels (each step
-    vectorized over all pixels); about 2x faster than np.argmax on CPU for channel-first maps. Ties
-    go to the lower channel, as np.argmax."""
+    """Return the argmax over axis 0 of (S, H, W) as uint8.
+
+    A running maximum over the S channels (each step vectorized over all pixels); about 2x faster
+    than np.argmax on CPU for channel-first maps. Ties go to the lower channel, as np.argmax.
+    """
     v = np.array(x[0], dtype=np.float32, copy=True)
     ids = np.zeros(v.shape, np.uint8)
     m = np.empty(v.shape, bool)

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..model.contract import ModelContract
 
-__all__ = ["gaussian_radius", "build_targets", "bev_cell_size"]
+__all__ = ["gaussian_radius", "build_targets", "bev_cell_size", "draw_gaussians"]
 
 
 def bev_cell_size(contract: ModelContract):
@@ -31,11 +31,12 @@ def bev_cell_size(contract: ModelContract):
 
 
 def gaussian_radius(height: np.ndarray, width: np.ndarray, min_overlap: float = 0.1) -> np.ndarray:
-    """CornerNet's Gaussian radius (Law & Deng 2018, Sec. 3.2), as implemented by CenterNet and
-    CenterPoint: the smallest radius r such that a box whose corners are moved by r still has
-    IoU >= ``min_overlap`` with the original, over three cases (both corners inside, both outside,
-    one of each). Kept in the field's form (``(b + sqrt(b^2 - 4ac)) / 2``) so radii match
-    CenterPoint's.
+    """Return CornerNet's Gaussian radius (Law & Deng 2018, Sec. 3.2).
+
+    As implemented by CenterNet and CenterPoint: the smallest radius r such that a box whose
+    corners are moved by r still has IoU >= ``min_overlap`` with the original, over three cases
+    (both corners inside, both outside, one of each). Kept in the field's form
+    (``(b + sqrt(b^2 - 4ac)) / 2``) so radii match CenterPoint's.
 
     Args:
         height, width: box extent in output cells (any broadcastable float arrays).
@@ -101,17 +102,7 @@ def build_targets(boxes: np.ndarray, labels: np.ndarray, contract: ModelContract
     x0, y0 = float(contract.point_cloud_range[0]), float(contract.point_cloud_range[1])
     cx, cy = bev_cell_size(contract)
 
-    heat = np.zeros((K, Hb, Wb), np.float32)
-    out = dict(
-        heatmap=heat,
-        indices=np.zeros((max_objs,), np.int64),
-        mask=np.zeros((max_objs,), np.float32),
-        offset=np.zeros((max_objs, 2), np.float32),
-        z=np.zeros((max_objs, 1), np.float32),
-        size=np.zeros((max_objs, 3), np.float32),
-        rot=np.zeros((max_objs, 2), np.float32),
-        labels=np.zeros((max_objs,), np.int64),
-    )
+    out = _empty_targets(K, Hb, Wb, max_objs)
     u = (boxes[:, 0] - x0) / cx
     v = (boxes[:, 1] - y0) / cy
     ok = (np.isfinite(boxes).all(axis=1) & (labels >= 0) & (labels < K)
@@ -135,11 +126,35 @@ def build_targets(boxes: np.ndarray, labels: np.ndarray, contract: ModelContract
     out["size"][:n] = np.log(b[:, 3:6])
     out["rot"][:n] = np.stack((np.sin(b[:, 6]), np.cos(b[:, 6])), 1)
     out["labels"][:n] = lab
-
-    # Gaussians (sigma = diameter / 6, CenterNet's draw_umich_gaussian), drawn for all boxes at
-    # once on (2R+1)^2 patches with R the largest radius; overlaps combine by maximum.
     radius = gaussian_radius(b[:, 3] / cx, b[:, 4] / cy, gaussian_overlap)
     radius = np.maximum(int(min_radius), radius.astype(np.int64))             # (n,)
+    draw_gaussians(out["heatmap"], lab, iy, ix, radius)
+    return out
+
+
+def _empty_targets(K: int, Hb: int, Wb: int, max_objs: int) -> Dict[str, np.ndarray]:
+    """Return zeroed target arrays (see :func:`build_targets` for shapes and dtypes)."""
+    return dict(
+        heatmap=np.zeros((K, Hb, Wb), np.float32),
+        indices=np.zeros((max_objs,), np.int64),
+        mask=np.zeros((max_objs,), np.float32),
+        offset=np.zeros((max_objs, 2), np.float32),
+        z=np.zeros((max_objs, 1), np.float32),
+        size=np.zeros((max_objs, 3), np.float32),
+        rot=np.zeros((max_objs, 2), np.float32),
+        labels=np.zeros((max_objs,), np.int64),
+    )
+
+
+def draw_gaussians(heat: np.ndarray, lab: np.ndarray, iy: np.ndarray, ix: np.ndarray,
+                   radius: np.ndarray) -> None:
+    """Draw one Gaussian peak per object into ``heat`` (K, Hb, Wb) float32, in place.
+
+    Object i: class ``lab[i]``, peak cell (``iy[i]``, ``ix[i]``), integer radius ``radius[i]``
+    cells, sigma = diameter / 6 (CenterNet's draw_umich_gaussian). All objects are drawn at once
+    on (2R+1)^2 patches with R the largest radius, clipped to the map; overlaps combine by maximum.
+    """
+    _, Hb, Wb = heat.shape
     R = int(radius.max())
     d = np.arange(-R, R + 1)
     dyy, dxx = np.meshgrid(d, d, indexing="ij")                               # (S, S)
@@ -153,4 +168,3 @@ def build_targets(boxes: np.ndarray, labels: np.ndarray, contract: ModelContract
               & (px >= 0) & (px < Wb) & (py >= 0) & (py < Hb))
     k, _, _ = np.nonzero(inside)
     np.maximum.at(heat, (lab[k], py[inside], px[inside]), g[inside].astype(np.float32))
-    return out

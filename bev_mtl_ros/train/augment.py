@@ -101,7 +101,8 @@ def flip_y(sample: Dict[str, Any], contract: ModelContract) -> Dict[str, Any]:
     """Mirror the sample about the x axis (y -> -y) and flip image and labels horizontally.
 
     Raises ValueError when the contract's y range is not symmetric about 0 (the BEV rows would not
-    map onto themselves)."""
+    map onto themselves).
+    """
     y0, y1 = contract.point_cloud_range[1], contract.point_cloud_range[4]
     if abs(y0 + y1) > 1e-6:
         raise ValueError(f"flip needs a y range symmetric about 0, got {y0}..{y1}")
@@ -128,7 +129,8 @@ def rotate_scale(sample: Dict[str, Any], contract: ModelContract, theta: float,
     """Rotate about z by ``theta`` radians and scale x, y, z by ``scale`` about the origin.
 
     Points and boxes are transformed exactly; the BEV drivable label is resampled; image and
-    semantic label are untouched (exact for scaling, approximate for rotation, see module docs)."""
+    semantic label are untouched (exact for scaling, approximate for rotation, see module docs).
+    """
     out = dict(sample)
     c, s = math.cos(theta), math.sin(theta)
     R = np.array([[c, -s], [s, c]], np.float64) * scale
@@ -150,8 +152,10 @@ def rotate_scale(sample: Dict[str, Any], contract: ModelContract, theta: float,
 
 def photometric(image: np.ndarray, rng: np.random.Generator, brightness: float, contrast: float,
                 saturation: float) -> np.ndarray:
-    """Random brightness/contrast/saturation (each factor ~ U(1-j, 1+j), random order not needed
-    because each is linear); (H, W, 3) uint8 RGB in, uint8 out."""
+    """Apply random brightness/contrast/saturation; (H, W, 3) uint8 RGB in, uint8 out.
+
+    Each factor ~ U(1-j, 1+j); a random order is not needed because each is linear.
+    """
     img = image.astype(np.float32)
     if brightness > 0:
         img *= rng.uniform(1 - brightness, 1 + brightness)
@@ -169,7 +173,8 @@ def augment_sample(sample: Dict[str, Any], contract: ModelContract, cfg: Augment
                    rng: np.random.Generator) -> Dict[str, Any]:
     """Apply the configured random augmentation to one sample (dict described in the module docs).
 
-    Returns a new dict (inputs are not modified)."""
+    Returns a new dict (inputs are not modified).
+    """
     if not cfg.enabled:
         return sample
     out = sample

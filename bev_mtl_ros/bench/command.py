@@ -1,0 +1,74 @@
+"""``bev-mtl-ros bench`` command line: options, then the run (``bench/run.py``) and the table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bev_mtl_ros.bench.config import DEFAULT_MODEL, DEFAULT_SPCONV_PATH, SCENARIOS, BenchConfig
+from bev_mtl_ros.bench.report import format_table
+from bev_mtl_ros.bench.run import run_benchmark
+
+__all__ = ["add_arguments", "main"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``bev-mtl-ros bench``."""
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--model", default=None,
+                        help=f"ONNX model (default {DEFAULT_MODEL}, else a random-init export)")
+    parser.add_argument("--points", type=int, default=None,
+                        help="one custom scenario with N points")
+    parser.add_argument("--image", default=None, help="custom image size WxH (e.g. 1920x1208)")
+    parser.add_argument("--frames", type=int, default=20, help="timed frames per stage")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed warm-up frames per stage")
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
+    parser.add_argument("--no-scaling", action="store_true",
+                        help="skip the 10k..200k points series")
+    parser.add_argument("--no-dds", action="store_true",
+                        help="skip the end-to-end run through the node process")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="skip the pillarization references")
+    parser.add_argument("--spconv-path", default=DEFAULT_SPCONV_PATH,
+                        help="directory with spconv installed by pip --target (appended to "
+                             "sys.path)")
+    parser.add_argument("--backends", nargs="+", default=None,
+                        help="only variants whose label contains one of these")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads for the whole run (default on CPU: 1, as the "
+                             "node's pipeline uses with onnxruntime; onnxruntime keeps its own "
+                             "pool)")
+    parser.add_argument("--json", default=None, help="write the results as JSON here")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``bev-mtl-ros bench``: print the table, write ``--json``; 0 = done, 2 = bad option."""
+    image = None
+    if args.image:
+        try:
+            w, h = (int(v) for v in args.image.lower().split("x"))
+            image = (w, h)
+        except ValueError:
+            print(f"bench: bad --image {args.image!r} (expected WxH)", file=sys.stderr)
+            return 2
+    if args.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            print("bench: --device cuda but torch sees no CUDA device", file=sys.stderr)
+            return 2
+    cfg = BenchConfig(device=args.device, frames=args.frames, warmup=args.warmup, model=args.model,
+                      scenarios=tuple(args.scenarios), points=args.points, image=image,
+                      scaling=not args.no_scaling,
+                      dds=not args.no_dds, reference=not args.no_reference,
+                      spconv_path=args.spconv_path,
+                      backends=tuple(args.backends) if args.backends else None,
+                      threads=args.threads)
+    res = run_benchmark(cfg)
+    print(format_table(res))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(res, indent=2, default=str) + "\n")
+        print(f"[bench] JSON: {args.json}")
+    return 0

@@ -1,0 +1,158 @@
+"""In-process stages of one benchmark scenario, each timed on its own (see the package docstring).
+
+Each ``time_*`` function fills the scenario's ``stages`` dict (``st``) and/or the scenario dict
+(``s``) with latency summaries (:func:`~bev_mtl_ros.bench.timing.summarize_ms`) or
+``{"error": ...}`` where a stage fails at run time.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from bev_mtl_ros.bench.config import BenchConfig
+from bev_mtl_ros.bench.references import compare_pillars, naive_pillarize, spconv_reference
+from bev_mtl_ros.bench.timing import summarize_ms, time_stage
+
+__all__ = ["postprocess_config", "make_pipeline", "time_conversions", "time_pillarize",
+           "time_network", "time_postprocess", "time_messages", "time_pipeline"]
+
+
+def postprocess_config():
+    """Return the node's default post-processing (:class:`PostProcessConfig` at its defaults)."""
+    from bev_mtl_ros.ros.params import NODE_PARAMETERS, make_postprocess_config
+    return make_postprocess_config(NODE_PARAMETERS["score_threshold"][0],
+                                   NODE_PARAMETERS["nms"][0])
+
+
+def make_pipeline(backend):
+    """Return the node's pipeline; torch's thread count is left as the benchmark set it."""
+    from bev_mtl_ros.runtime.pipeline import PerceptionPipeline
+    return PerceptionPipeline(backend, postprocess_config(), torch_threads=None)
+
+
+def time_conversions(st: Dict[str, Any], pts: np.ndarray, img: np.ndarray, contract,
+                     cfg: BenchConfig) -> None:
+    """Time PointCloud2 -> numpy and Image -> numpy (+ resize to the network input)."""
+    from bev_mtl_ros.ros.conversions import (cloud_to_msg, cloud_to_xyzi, image_to_msg,
+                                             image_to_rgb, resize_rgb)
+    n_pts = int(pts.shape[0])
+    cmsg = cloud_to_msg({"x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2],
+                         "intensity": pts[:, 3],
+                         "lidar_id": np.zeros(n_pts, np.uint8),
+                         "t": np.zeros(n_pts, np.float32)})
+    imsg = image_to_msg(img, "rgb8")
+    st["cloud_to_numpy"] = time_stage(lambda: cloud_to_xyzi(cmsg), cfg.frames, cfg.warmup)
+    st["image_to_numpy"] = time_stage(
+        lambda: resize_rgb(image_to_rgb(imsg), contract.image_size),
+        cfg.frames, cfg.warmup)
+
+
+def time_pillarize(s: Dict[str, Any], pts: np.ndarray, contract, cfg: BenchConfig, dev: str):
+    """Time ``runtime.pillarize`` and, with ``cfg.reference``, compare it with the references.
+
+    Fills ``s["stages"]["pillarize"]``, ``s["pillar_stats"]`` and ``s["pillarize_reference"]``;
+    returns the frame's PillarBatch.
+    """
+    from bev_mtl_ros.runtime.pillarize import pillarize
+    batch = pillarize(pts, contract, device=dev)
+    s["stages"]["pillarize"] = time_stage(lambda: pillarize(pts, contract, device=dev),
+                                          cfg.frames, cfg.warmup, dev)
+    s["pillar_stats"] = batch.stats.as_dict()
+    if cfg.reference:
+        mine = {"coords": batch.coords.cpu().numpy(), "num_points": batch.num_points.cpu().numpy(),
+                "pillars": batch.pillars.cpu().numpy()}
+        ref: Dict[str, Any] = {}
+        t0 = time.perf_counter()
+        naive = naive_pillarize(pts, contract)
+        ref["naive_python_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
+        ref["naive_vs_runtime"] = compare_pillars(mine, naive)
+        ref.update(spconv_reference(pts, contract, mine, batch.stats.pillars_dropped, cfg, dev))
+        s["pillarize_reference"] = ref
+    return batch
+
+
+def time_network(st: Dict[str, Any], backends: Dict[str, Any], inputs,
+                 cfg: BenchConfig) -> Optional[Dict[str, Any]]:
+    """Time one forward pass per backend (with the ratio to the fastest p50).
+
+    Returns the first backend's outputs that could be computed (None when every backend failed).
+    """
+    net: Dict[str, Any] = {}
+    outputs = None
+    for label, be in backends.items():
+        try:
+            net[label] = time_stage(lambda: be.infer(*inputs), cfg.frames, cfg.warmup,
+                                    "cuda" if "cuda" in label.lower() or "Tensorrt" in label
+                                    or "CUDA" in label else "cpu")
+            if outputs is None:
+                outputs = be.infer(*inputs)
+        except Exception as e:
+            net[label] = {"error": f"{type(e).__name__}: {e}"}
+    fastest = min((v["p50"] for v in net.values() if "p50" in v), default=None)
+    for v in net.values():
+        if "p50" in v and fastest:
+            v["ratio_to_fastest"] = round(v["p50"] / fastest, 2)
+    st["network"] = net
+    return outputs
+
+
+def time_postprocess(st: Dict[str, Any], s: Dict[str, Any], outputs, img: np.ndarray, contract,
+                     cfg: BenchConfig):
+    """Time decode + NMS and the dense masks; return (detections, drivable mask, semantic ids)."""
+    from bev_mtl_ros.runtime.postprocess import decode_detections, drivable_mask, semantic_ids
+    pcfg = postprocess_config()
+    st["postprocess_decode_nms"] = time_stage(lambda: decode_detections(outputs, contract, pcfg),
+                                              cfg.frames, cfg.warmup)
+    st["postprocess_masks"] = time_stage(
+        lambda: (drivable_mask(outputs["drivable"]),
+                 semantic_ids(outputs["semantic"], out_size=(img.shape[1], img.shape[0]))),
+        cfg.frames, cfg.warmup)
+    dets = decode_detections(outputs, contract, pcfg)
+    s["detections_decoded"] = int(len(dets.scores))
+    drv = drivable_mask(outputs["drivable"])
+    sem = semantic_ids(outputs["semantic"], out_size=(img.shape[1], img.shape[0]))
+    return dets, drv, sem
+
+
+def time_messages(st: Dict[str, Any], dets, drv: np.ndarray, sem: np.ndarray, img: np.ndarray,
+                  contract, cfg: BenchConfig) -> None:
+    """Time building the node's output messages (detections, markers, masks, grid, overlay)."""
+    from std_msgs.msg import Header
+
+    from bev_mtl_ros.ros import messages as M
+    hdr = Header(frame_id="cam_front_center")
+    names = list(contract.detection_classes)
+
+    def build():
+        M.detections_to_msg(dets.boxes, dets.scores, dets.labels, names, hdr)
+        M.detections_to_markers(dets.boxes, dets.scores, dets.labels, names, hdr)
+        M.drivable_to_image(drv, hdr)
+        M.drivable_to_occupancy_grid(drv, contract.point_cloud_range, contract.pillar_size, hdr)
+        M.semantic_to_image(sem, hdr)
+        M.semantic_overlay(img, sem, hdr)
+    st["build_messages"] = time_stage(build, cfg.frames, cfg.warmup)
+
+
+def time_pipeline(s: Dict[str, Any], backend, pts: np.ndarray, img: np.ndarray,
+                  cfg: BenchConfig) -> None:
+    """Time the node's whole in-process pipeline per step, with and without the semantic mask."""
+    try:
+        pipe = make_pipeline(backend)
+    except Exception as e:
+        s["pipeline_in_process"] = {"error": f"{type(e).__name__}: {e}"}
+        return
+    for key, semantic in (("pipeline_in_process", True),
+                          ("pipeline_in_process_no_semantic", False)):
+        try:
+            tims: Dict[str, List[float]] = {}
+            for k in range(cfg.warmup + cfg.frames):
+                r = pipe(pts, img, semantic=semantic)
+                if k >= cfg.warmup:
+                    for kk, vv in r.timings_ms.items():
+                        tims.setdefault(kk, []).append(float(vv))
+            s[key] = {k: summarize_ms(v) for k, v in tims.items()}
+        except Exception as e:
+            s[key] = {"error": f"{type(e).__name__}: {e}"}

