@@ -1,5 +1,6 @@
-"""bev_mtl_ros: multi-task BEV perception (CenterPoint detection, drivable area, semantics) for ROS
-2.
+"""bev_mtl_ros: multi-task BEV perception for ROS 2.
+
+Tasks: CenterPoint detection, drivable area, semantics.
 
 Layers (arrows point downward only):
     ros/      rclpy node, message conversions, synchronizer, bag player   (only layer importing

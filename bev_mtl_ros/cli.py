@@ -37,7 +37,7 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
 
 
 def build_parser(argv_command: Optional[str] = None) -> argparse.ArgumentParser:
-    """The top-level parser; only the selected sub-command's module is imported."""
+    """Build the top-level parser; only the selected sub-command's module is imported."""
     parser = argparse.ArgumentParser(prog="bev-mtl-ros", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

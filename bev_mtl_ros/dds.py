@@ -155,8 +155,10 @@ def add_venv_ament_prefix(environ: Optional[MutableMapping[str, str]] = None) ->
 
 
 def cli_main() -> int:
-    """Entry point of ``bev-mtl-ros``: DDS defaults and venv ament prefix, then
-    ``bev_mtl_ros.cli.main``."""
+    """Entry point of ``bev-mtl-ros``.
+
+    DDS defaults and venv ament prefix, then ``bev_mtl_ros.cli.main``.
+    """
     apply_dds_environment()
     add_venv_ament_prefix()
     from bev_mtl_ros.cli import main
@@ -165,8 +167,10 @@ def cli_main() -> int:
 
 
 def perception_node_main() -> int:
-    """Entry point of ``perception_node``: DDS defaults and venv ament prefix, then
-    ``bev_mtl_ros.ros.node.main``."""
+    """Entry point of ``perception_node``.
+
+    DDS defaults and venv ament prefix, then ``bev_mtl_ros.ros.node.main``.
+    """
     apply_dds_environment()
     add_venv_ament_prefix()
     from bev_mtl_ros.ros.node import main
@@ -180,10 +184,12 @@ DOMAIN_LOCK_DIR = Path(tempfile.gettempdir()) / "bev_mtl_ros_domains"
 
 
 class DomainClaim:
-    """A ROS_DOMAIN_ID in 1..101 held exclusively (``fcntl`` lock on a file in the temp directory)
-    by this process until :meth:`release`, so concurrent replays on one machine (parallel test
-    runs, demos) never share a DDS domain. Other programs can take part by locking
-    ``<tmp>/bev_mtl_ros_domains/<id>.lock`` the same way."""
+    """A ROS_DOMAIN_ID in 1..101 held exclusively by this process until :meth:`release`.
+
+    Held by an ``fcntl`` lock on a file in the temp directory, so concurrent replays on one
+    machine (parallel test runs, demos) never share a DDS domain. Other programs can take part by
+    locking ``<tmp>/bev_mtl_ros_domains/<id>.lock`` the same way.
+    """
 
     def __init__(self, preferred: Optional[int] = None):
         import fcntl

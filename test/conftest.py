@@ -36,8 +36,10 @@ add_venv_ament_prefix()
 
 
 def _ament_prefix_path(env: Dict[str, str]) -> str:
-    """AMENT_PREFIX_PATH with this interpreter's prefix first when it holds an ament index (venv
-    with ROS wheels)."""
+    """Return AMENT_PREFIX_PATH with this interpreter's prefix first when it holds an ament index.
+
+    That is, in a venv with ROS wheels.
+    """
     parts = [p for p in env.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
     if (Path(sys.prefix) / "share" / "ament_index").is_dir() and sys.prefix not in parts:
         parts.insert(0, sys.prefix)
@@ -46,8 +48,10 @@ def _ament_prefix_path(env: Dict[str, str]) -> str:
 
 @pytest.fixture
 def ros_domain_id() -> Iterator[int]:
-    """A ROS_DOMAIN_ID held exclusively by this test for its duration
-    (:class:`bev_mtl_ros.dds.DomainClaim`)."""
+    """Yield a ROS_DOMAIN_ID held exclusively by this test for its duration.
+
+    The claim is a :class:`bev_mtl_ros.dds.DomainClaim`.
+    """
     claim = DomainClaim()
     try:
         yield claim.domain_id
@@ -81,7 +85,7 @@ def ros_env(ros_domain_id: int) -> Dict[str, str]:
 @pytest.fixture
 def rclpy_context(ros_env: Dict[str, str], ros_domain_id: int,
                   monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    """An rclpy Context on this test's isolated domain, for nodes inside the test process."""
+    """Yield an rclpy Context on this test's isolated domain, for nodes in the test process."""
     for key in ("FASTDDS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION",
                 "ROS_AUTOMATIC_DISCOVERY_RANGE", "AMENT_PREFIX_PATH"):
         monkeypatch.setenv(key, ros_env[key])

@@ -126,12 +126,14 @@ class NodeUnderTest:
         self.stop()
 
     def publisher(self, msg_type: type, topic: str, qos: Optional[QoSProfile] = None) -> Publisher:
-        """A publisher on ``topic`` (default QoS: :attr:`qos`)."""
+        """Return a publisher on ``topic`` (default QoS: :attr:`qos`)."""
         return self.node.create_publisher(msg_type, topic, qos or self.qos)
 
     def by_stamp(self, msg_type: type, topic: str) -> Dict[int, Any]:
-        """Subscribe ``topic`` (:attr:`qos`); returns a dict ``header.stamp.sec -> last message``,
-        filled while the executor spins."""
+        """Subscribe ``topic`` (:attr:`qos`); return a dict ``header.stamp.sec -> last message``.
+
+        The dict is filled while the executor spins.
+        """
         got: Dict[int, Any] = {}
         self.node.create_subscription(
             msg_type, topic, lambda m: got.__setitem__(m.header.stamp.sec, m), self.qos
@@ -139,14 +141,19 @@ class NodeUnderTest:
         return got
 
     def collect(self, msg_type: type, topic: str, qos: Any = 10) -> List[Any]:
-        """Subscribe ``topic`` with ``qos`` (a QoSProfile or a depth); returns the list the
-        messages are appended to, in arrival order."""
+        """Subscribe ``topic`` with ``qos`` (a QoSProfile or a depth).
+
+        Returns the list the messages are appended to, in arrival order.
+        """
         got: List[Any] = []
         self.node.create_subscription(msg_type, topic, got.append, qos)
         return got
 
     def connected(self, *pubs: Publisher, publishes: str) -> bool:
-        """True when each of ``pubs`` has a subscriber and some node publishes ``publishes``."""
+        """Return True when ``pubs`` are all matched and ``publishes`` has a publisher.
+
+        That is, each of ``pubs`` has a subscriber and some node publishes ``publishes``.
+        """
         return all(p.get_subscription_count() for p in pubs) and bool(
             self.node.count_publishers(publishes)
         )
@@ -193,5 +200,8 @@ class NodeUnderTest:
                 self.proc.wait()
 
     def output(self) -> str:
-        """The node's remaining stdout + stderr (blocks until the process closes its pipe)."""
+        """Return the node's remaining stdout + stderr.
+
+        Blocks until the process closes its pipe.
+        """
         return self.proc.stdout.read()

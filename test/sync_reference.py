@@ -1,5 +1,6 @@
-"""Test support: a reference approximate-time pairing policy and a replay driver for
-``bev_mtl_ros.ros.sync.ApproxTimeSync``.
+"""Test support: a reference approximate-time pairing policy and a replay driver.
+
+The replay driver runs ``bev_mtl_ros.ros.sync.ApproxTimeSync``.
 
 ``message_filters`` (ros2/message_filters) is not on PyPI and not in the venv, so its Python
 ``ApproximateTimeSynchronizer`` rule is re-implemented here from its documented behaviour, for two
@@ -26,8 +27,10 @@ Event = Tuple[float, str, float]
 
 
 class ReferenceApproxTime:
-    """Two-topic approximate-time policy of ``message_filters.ApproximateTimeSynchronizer``
-    (Python). ``add`` returns the (cloud stamp, image stamp) pair formed by this arrival, if any.
+    """Two-topic approximate-time policy of ``message_filters.ApproximateTimeSynchronizer``.
+
+    As its Python implementation. ``add`` returns the (cloud stamp, image stamp) pair formed by
+    this arrival, if any.
     """
 
     def __init__(self, queue_size: int = 10, slop: float = 0.05) -> None:
@@ -86,9 +89,11 @@ class FakeClock:
 
 def replay(sync, clock: FakeClock, events: Sequence[Event],
            poll_period: float = 0.01) -> List[Resolution]:
-    """Feed ``events`` (in arrival order) to ``sync`` (an ApproxTimeSync using ``clock``), calling
-    ``poll`` every ``poll_period`` s of the fake clock in between; messages are their stamps.
-    Returns one :class:`Resolution` per resolved cloud, in resolution order."""
+    """Feed ``events`` (in arrival order) to ``sync`` (an ApproxTimeSync using ``clock``).
+
+    ``poll`` is called every ``poll_period`` s of the fake clock in between; messages are their
+    stamps. Returns one :class:`Resolution` per resolved cloud, in resolution order.
+    """
     arrivals: Dict[float, float] = {}
     out: List[Resolution] = []
 

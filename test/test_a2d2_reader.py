@@ -1,5 +1,6 @@
-"""A2D2 reader, class colours and calibration on small frames written here in A2D2's exact format
-(and, where helper E's generator exists, on generated frames).
+"""A2D2 reader, class colours and calibration on small frames written here in A2D2's exact format.
+
+Also, where helper E's generator exists, on generated frames.
 
 The writer helpers below (``write_scene``) are also used by test_to_bag.py and test_drivable.py.
 They follow A2D2's README/tutorial independently of the reader: box corners via cv2.Rodrigues and
@@ -40,8 +41,10 @@ def _colour_of(name: str) -> np.ndarray:
 
 
 def tutorial_corners(center, size, axis, angle) -> np.ndarray:
-    """A2D2 tutorial: Rodrigues rotation of (axis, angle); offsets brl, bfl, bfr, brr, trl, tfl,
-    tfr, trr."""
+    """Return box corners as in the A2D2 tutorial: Rodrigues rotation of (axis, angle).
+
+    Corner offsets in the order brl, bfl, bfr, brr, trl, tfl, tfr, trr.
+    """
     R, _ = cv2.Rodrigues(np.asarray(axis, np.float64) * angle)
     h = np.asarray(size, np.float64) / 2
     offs = np.array([[-h[0], +h[1], -h[2]], [+h[0], +h[1], -h[2]], [+h[0], -h[1], -h[2]],
@@ -56,8 +59,10 @@ def small_calibration() -> C.Calibration:
 
 
 def make_label_raw(w: int, h: int) -> np.ndarray:
-    """Raw (distorted-space) label image: sky top third, sidewalk left quarter, road elsewhere, a
-    car patch."""
+    """Draw a raw (distorted-space) label image.
+
+    Sky top third, sidewalk left quarter, road elsewhere, a car patch.
+    """
     lab = np.empty((h, w, 3), np.uint8)
     lab[:] = ROAD
     lab[: h // 3] = SKY
@@ -140,8 +145,10 @@ def write_frame(root: Path, idx: int, cal: C.Calibration, camera: str = "front_c
 
 
 def write_scene(root: Path, n: int = 3, camera: str = "front_center", **kw) -> C.Calibration:
-    """A scene of ``n`` frames at 240x151 with its own cams_lidars.json; returns its
-    calibration."""
+    """Write a scene of ``n`` frames at 240x151 with its own cams_lidars.json.
+
+    Returns its calibration.
+    """
     cal = small_calibration()
     root.mkdir(parents=True, exist_ok=True)
     (root / "cams_lidars.json").write_text(json.dumps(cal.to_json_dict()))

@@ -1,5 +1,7 @@
-"""Augmentation keeps lidar, boxes, camera image and labels consistent
-(bev_mtl_ros.train.augment)."""
+"""Augmentation keeps lidar, boxes, camera image and labels consistent.
+
+Module under test: bev_mtl_ros.train.augment.
+"""
 
 import math
 
@@ -127,8 +129,10 @@ def test_photometric_changes_only_the_image():
 
 
 def test_loader_workers_draw_new_augmentations_each_epoch():
-    """set_epoch must reach the loader workers (non-persistent workers), else every epoch repeats
-    the epoch-0 augmentations."""
+    """set_epoch must reach the loader workers (non-persistent workers).
+
+    Else every epoch repeats the epoch-0 augmentations.
+    """
     from bev_mtl_ros.train.dataset import InMemoryDataset
     from bev_mtl_ros.train.train import make_loader
     ds = InMemoryDataset([sample() for _ in range(2)], C,

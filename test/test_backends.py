@@ -1,5 +1,8 @@
-"""Inference backends: onnxruntime vs PyTorch parity, auto fallback with logged reasons, errors,
-TensorRT provider options."""
+"""Inference backends.
+
+Covers onnxruntime vs PyTorch parity, auto fallback with logged reasons, errors, TensorRT provider
+options.
+"""
 
 import logging
 import os
@@ -136,8 +139,10 @@ def test_cuda_without_gpu_raises(model_dir):
 
 
 def test_tensorrt_provider_options(model_dir, tmp_path, monkeypatch):
-    """With TensorRT 'installed', the session gets TRT -> CUDA -> CPU, engine cache, FP16 and one
-    profile spanning 1..max_pillars pillars."""
+    """With TensorRT 'installed', the session gets TRT -> CUDA -> CPU, engine cache and FP16.
+
+    It also gets one profile spanning 1..max_pillars pillars.
+    """
     import onnxruntime
     seen = {}
 

@@ -1,5 +1,7 @@
-"""bench.node_overhead and the table line `bev-mtl-ros bench` prints per scenario (issue 11's
-target: end-to-end minus pipeline)."""
+"""bench.node_overhead and the table line `bev-mtl-ros bench` prints per scenario.
+
+Issue 11's target: end-to-end minus pipeline.
+"""
 
 from bev_mtl_ros.bench.config import SCENARIOS
 from bev_mtl_ros.bench.report import OVERHEAD_TARGET_MS, format_table, node_overhead

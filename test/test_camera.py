@@ -1,6 +1,9 @@
-"""ros.camera: undistortion through CameraInfo (known answer: an image distorted with A2D2's
-calibration comes back), rectified images used as they are, maps cached per calibration, the
-other CameraInfo cases, and the comparison with the model's nominal camera. No ROS needed."""
+"""ros.camera: undistortion through CameraInfo and the comparison with the model's camera.
+
+Known answer: an image distorted with A2D2's calibration comes back. Also rectified images used as
+they are, maps cached per calibration, the other CameraInfo cases, and the comparison with the
+model's nominal camera. No ROS needed.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +20,10 @@ W, H = 480, 302
 
 
 def scene(w=W, h=H):
-    """A smooth RGB picture (gradients + low-frequency waves): interpolation error stays small."""
+    """Draw a smooth RGB picture (gradients + low-frequency waves).
+
+    Interpolation error stays small on it.
+    """
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     r = 128 + 100 * np.sin(xx / 37.0) * np.cos(yy / 29.0)
     g = 255 * xx / w
@@ -26,8 +32,10 @@ def scene(w=W, h=H):
 
 
 def info_for(cam, model=None, raw=True):
-    """CameraInfo fields of a raw (distorted) image of ``cam``; ``raw=False``: of its rectified
-    image."""
+    """Return CameraInfo fields of a raw (distorted) image of ``cam``.
+
+    With ``raw=False``: of its rectified image.
+    """
     P = np.zeros((3, 4))
     P[:, :3] = cam.cam_matrix
     K = cam.cam_matrix_original if raw else cam.cam_matrix

@@ -1,5 +1,4 @@
-"""Cross-process smoke test: two separate processes exchange perception-sized messages over Fast
-DDS.
+"""Cross-process smoke test: two processes exchange perception-sized messages over Fast DDS.
 
 One child process publishes, per round, a vision_msgs/Detection3DArray, a 1920x1208 rgb8
 sensor_msgs/Image and a 120k-point sensor_msgs/PointCloud2; another child process subscribes.
@@ -76,8 +75,10 @@ def message_digest(msg) -> str:
 
 
 def make_messages(round_index: int):
-    """Deterministic Detection3DArray, Image (1920x1208 rgb8) and PointCloud2 (120k points) for one
-    round."""
+    """Build one round's deterministic Detection3DArray, Image and PointCloud2.
+
+    Image: 1920x1208 rgb8; PointCloud2: 120k points.
+    """
     from geometry_msgs.msg import Quaternion
     from sensor_msgs.msg import Image, PointCloud2, PointField
     from std_msgs.msg import Header
@@ -136,8 +137,10 @@ def _qos(rounds: int):
 
 
 def run_publisher(rounds: int) -> int:
-    """Child: wait for the subscriber, publish ``rounds`` rounds, wait for acknowledgement, print
-    digests."""
+    """Child: wait for the subscriber, publish ``rounds`` rounds, wait for the acknowledgement.
+
+    Prints the digests.
+    """
     import rclpy
     from rclpy.duration import Duration
 
@@ -248,8 +251,10 @@ def run_stream_publisher(frames: int, hz: float) -> int:
 
 
 def run_stream_subscriber(frames: int) -> int:
-    """Child: receive the best-effort stream until complete or shortly after the end marker; print
-    counts/latency."""
+    """Child: receive the best-effort stream until complete or shortly after the end marker.
+
+    Prints counts/latency.
+    """
     import rclpy
     from rclpy.qos import qos_profile_sensor_data
 
@@ -302,8 +307,10 @@ def _last_json_line(text: str) -> dict:
 
 
 def _run_children(children, env, tmp_path):
-    """Start ``children`` ({name: argv tail}) in order as separate processes; wait; return {name:
-    JSON result}."""
+    """Start ``children`` ({name: argv tail}) in order as separate processes and wait.
+
+    Returns {name: JSON result}.
+    """
     env = dict(env, XPROC_TOPIC_PREFIX=f"/xproc_{os.getpid()}_{time.time_ns() % 1_000_000_007}")
     logs = {name: open(tmp_path / f"{name}.log", "w+") for name in children}
     procs = {}
@@ -388,8 +395,10 @@ def test_message_digest_sees_content_changes():
 
 # ---------------------------------------------------------------------------- DDS profile / env
 def test_profile_has_large_shm_segment_and_no_builtin_transports():
-    """The shipped profile: SHM segment holds an rgb8 1920x1208 image + a 200k-point cloud; UDPv4
-    too."""
+    """The shipped profile: SHM segment holds an rgb8 1920x1208 image + a 200k-point cloud.
+
+    UDPv4 too.
+    """
     from bev_mtl_ros.dds import default_fastdds_profile
 
     ns = {"d": "http://www.eprosima.com"}
@@ -411,8 +420,10 @@ def test_profile_has_large_shm_segment_and_no_builtin_transports():
 
 
 def test_dds_environment_defaults_and_user_override(tmp_path):
-    """Defaults are added only where unset; a user's profile and RMW are kept; input is not
-    modified."""
+    """Defaults are added only where unset; a user's profile and RMW are kept.
+
+    The input is not modified.
+    """
     from bev_mtl_ros.dds import apply_dds_environment, dds_environment, default_fastdds_profile
 
     base = {"PATH": "/usr/bin"}
@@ -434,8 +445,10 @@ def test_dds_environment_defaults_and_user_override(tmp_path):
 
 
 def test_profile_found_in_installed_share_dir(tmp_path, monkeypatch):
-    """Without the source tree, the profile is found through the ament index (colcon install
-    layout)."""
+    """Without the source tree, the profile is found through the ament index.
+
+    That is the colcon install layout.
+    """
     import bev_mtl_ros.dds as dds
 
     share = tmp_path / "share"

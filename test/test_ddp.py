@@ -1,10 +1,8 @@
-"""DistributedDataParallel training on CPU: 2 processes with gloo, a few steps, equal final
-weights.
+"""DistributedDataParallel training on CPU: 2 processes with gloo, a few steps, equal weights.
 
 Both ranks run ``bev_mtl_ros.train.train.train`` with the environment torchrun would set
 (MASTER_ADDR=127.0.0.1, a free MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK). Each rank sees a
-different shard (DistributedSampler), so equal weights at the end prove the gradients were
-averaged.
+different shard (DistributedSampler), so equal final weights prove the gradients were averaged.
 """
 
 import os

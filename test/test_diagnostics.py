@@ -1,5 +1,7 @@
-"""PipelineHealth: counter-based causes clear after the window; overload above the fraction is
-WARN; levels and order."""
+"""PipelineHealth: counter-based causes clear after the window.
+
+Overload above the fraction is WARN; levels and order.
+"""
 
 import pytest
 
@@ -10,7 +12,7 @@ BASE = {"pairs_in": 0, "skipped_frames": 0, "pillars_dropped": 0, "errors.infere
 
 
 def _run(health, counters, t0, seconds, **kw):
-    """assess once per second for ``seconds`` s with the counters unchanged; the verdicts."""
+    """Call assess once per second for ``seconds`` s with the counters unchanged; the verdicts."""
     return [health.assess(t0 + k, counters, 0.1, **kw) for k in range(1, seconds + 1)]
 
 

@@ -1,5 +1,7 @@
-"""BEV drivable-area labels on a hand-built frame with known drivable / not-drivable / ignored
-cells."""
+"""BEV drivable-area labels on a hand-built frame.
+
+The frame has known drivable / not-drivable / ignored cells.
+"""
 
 from __future__ import annotations
 

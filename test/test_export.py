@@ -1,6 +1,8 @@
-"""ONNX export and checkpoints: parity ONNX (onnxruntime CPU) vs PyTorch on every head, dynamic
-pillar count, contract in the ONNX metadata, no ScatterND, checkpoint round trip and error
-messages."""
+"""ONNX export and checkpoints.
+
+Parity ONNX (onnxruntime CPU) vs PyTorch on every head, dynamic pillar count, contract in the ONNX
+metadata, no ScatterND, checkpoint round trip and error messages.
+"""
 
 import os
 
@@ -25,8 +27,10 @@ def small_contract():
 
 
 def _trained_like(net):
-    """Give BatchNorm non-trivial running statistics (as after training) so that export must use
-    them."""
+    """Give BatchNorm non-trivial running statistics (as after training).
+
+    Export must then use them.
+    """
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
@@ -212,8 +216,10 @@ def test_export_cli_from_checkpoint(tmp_path, capsys):
 
 
 def test_parity_on_pillarized_points(exported):
-    """Inputs from runtime.pillarize (the real input distribution): ONNX == PyTorch, and padded
-    point slots of the pillar tensor are ignored by both."""
+    """Inputs from runtime.pillarize (the real input distribution): ONNX == PyTorch.
+
+    Padded point slots of the pillar tensor are ignored by both.
+    """
     from bev_mtl_ros.runtime.pillarize import collate_pillars, pillarize
     net, c, path, _ = exported
     rng = np.random.default_rng(0)

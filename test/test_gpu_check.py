@@ -176,8 +176,10 @@ def test_comparisons_detect_differences():
 
 
 def test_padded_static_inputs_give_the_same_outputs():
-    """The premise of the CUDA-graph / compiled variants, checked on the CPU: padding a frame to
-    max_pillars (fill_static) leaves every output head unchanged."""
+    """The premise of the CUDA-graph / compiled variants, checked on the CPU.
+
+    Padding a frame to max_pillars (fill_static) leaves every output head unchanged.
+    """
     gc = _load_script()
     net, contract, _ = load_checkpoint(str(REPO_ROOT / "models" / "bev_mtl_default.pt"))
     wrapper = DeployWrapper(net).eval()

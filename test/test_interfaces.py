@@ -99,7 +99,7 @@ def _message_class(full_name: str):
 
 
 def _share_json_hash(full_name: str) -> str:
-    """The type hash recorded by rosidl in the installed ``share/<pkg>/msg/<Name>.json``."""
+    """Return the type hash rosidl recorded in the installed ``share/<pkg>/msg/<Name>.json``."""
     from ament_index_python.packages import get_package_share_directory
 
     package, _, name = full_name.split("/")
@@ -125,8 +125,10 @@ def test_all_upstream_vision_msgs_with_upstream_fields():
 
 @pytest.mark.parametrize("full_name", sorted(UPSTREAM_TYPE_HASHES))
 def test_installed_type_description_hash_equals_upstream(full_name, monkeypatch):
-    """share/<pkg>/msg/<Name>.json (what rosidl generated for this build) carries upstream's
-    hash."""
+    """share/<pkg>/msg/<Name>.json carries upstream's hash.
+
+    That file is what rosidl generated for this build.
+    """
     import sys
 
     # venv with ROS wheels: make it findable
@@ -139,8 +141,10 @@ def test_installed_type_description_hash_equals_upstream(full_name, monkeypatch)
 
 
 def test_announced_type_hash_equals_upstream(rclpy_context):
-    """The hash a publisher announces over DDS (from the compiled type support) equals
-    upstream's."""
+    """The hash a publisher announces over DDS equals upstream's.
+
+    It comes from the compiled type support.
+    """
     import rclpy
 
     node = rclpy.create_node("type_hash_probe", context=rclpy_context)
@@ -163,8 +167,10 @@ def test_announced_type_hash_equals_upstream(rclpy_context):
 
 
 def test_detection3darray_serialization_round_trip():
-    """A filled Detection3DArray survives CDR serialization unchanged (C type support is
-    loaded)."""
+    """A filled Detection3DArray survives CDR serialization unchanged.
+
+    The C type support is loaded.
+    """
     from rclpy.serialization import deserialize_message, serialize_message
     from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
 
@@ -271,8 +277,9 @@ OPTIONAL_MODULES = {
 
 
 def _required_imports():
-    """Top-level modules imported by bev_mtl_ros/ and launch/ outside
-    ``try: ... except ImportError``.
+    """Top-level modules imported by bev_mtl_ros/ and launch/ outside ``try: ...
+
+    except ImportError``.
 
     Returns {module: sorted list of files}. Imports guarded by an ImportError (or broader)
     handler are optional features and are not required to be declared.

@@ -1,6 +1,7 @@
-"""``launch_testing`` test of ``launch/perception.launch.py``: the launch file starts the node,
-which comes up, publishes its ``/diagnostics`` status and answers a cloud on ``~/detections``, and
-exits cleanly at shutdown.
+"""``launch_testing`` test of ``launch/perception.launch.py``.
+
+The launch file starts the node, which comes up, publishes its ``/diagnostics`` status and answers
+a cloud on ``~/detections``, and exits cleanly at shutdown.
 
 ``launch``/``launch_testing`` come with a ROS 2 distribution (not on PyPI), so this module is
 skipped where they are not importable; the skip reason is printed. Without them the same scenario

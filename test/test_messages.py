@@ -1,5 +1,7 @@
-"""Output message builders: Detection3DArray, markers, drivable image/grid, semantic, LabelInfo,
-diagnostics."""
+"""Output message builders.
+
+Detection3DArray, markers, drivable image/grid, semantic, LabelInfo, diagnostics.
+"""
 
 import math
 

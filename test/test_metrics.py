@@ -42,8 +42,11 @@ def _polygon_area(poly):
 
 
 def rotated_bev_iou_reference(boxes_a, boxes_b):
-    """Slow, plain rotated BEV IoU of (N, 7) x (M, 7) boxes (pair loop, polygon clipping): the
-    oracle for :func:`bev_mtl_ros.geometry.rotated_bev_iou`. Returns (N, M) float64."""
+    """Compute a slow, plain rotated BEV IoU of (N, 7) x (M, 7) boxes.
+
+    Pair loop, polygon clipping: the oracle for :func:`bev_mtl_ros.geometry.rotated_bev_iou`.
+    Returns (N, M) float64.
+    """
     a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 7)
     b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 7)
     out = np.zeros((len(a), len(b)))
@@ -257,9 +260,12 @@ def test_report_files_and_nan_handling(tmp_path):
 
 
 def test_evaluate_bag_matches_by_stamp(tmp_path):
-    """Bag mode end to end: a converted synthetic bag evaluated against itself (ground-truth topic
-    used as the "detections") gives AP 1 for every class with ground truth; a second bag holding
-    only half of the frames leaves the other frames without output (counted, recall halves)."""
+    """Bag mode end to end: a converted synthetic bag evaluated against itself.
+
+    The ground-truth topic used as the "detections" gives AP 1 for every class with ground truth;
+    a second bag holding only half of the frames leaves the other frames without output (counted,
+    recall halves).
+    """
     from bev_mtl_ros.data.synth import generate
     from bev_mtl_ros.data.to_bag import convert
     from bev_mtl_ros.model.contract import ModelContract
@@ -319,8 +325,10 @@ def test_clutter_false_positives_known_answer():
 
 
 def test_operating_point_known_answer():
-    """Precision/recall at a score threshold are read off the PR curve at the last kept
-    detection."""
+    """Precision/recall at a score threshold are read off the PR curve.
+
+    They are the values at the last kept detection.
+    """
     from bev_mtl_ros.train.metrics import DetectionEvaluator, operating_point
     ev = DetectionEvaluator(["Car"], distance_thresholds=[2.0], iou_thresholds=[])
     gt = np.array([[10.0, 0, 0, 4, 2, 1.5, 0], [20.0, 5, 0, 4, 2, 1.5, 0],

@@ -1,6 +1,9 @@
-"""Unit tests of the network's stages (model/pillar_net, bev_backbone, camera_encoder, fusion,
-heads, network): shapes, masking of padded points, the Gather scatter, gradient flow, determinism
-and the exact lidar-only identity of the fusion."""
+"""Unit tests of the network's stages.
+
+Modules: model/pillar_net, bev_backbone, camera_encoder, fusion, heads, network. Covers shapes,
+masking of padded points, the Gather scatter, gradient flow, determinism and the exact lidar-only
+identity of the fusion.
+"""
 
 import json
 import math
@@ -293,8 +296,10 @@ def test_fused_and_explicit_attention_agree(contract):
 
 
 def test_pfn_cumulative_statistics_match_batchnorm_semantics():
-    """momentum=None (cumulative average, used for BN re-estimation) averages the batch
-    statistics."""
+    """momentum=None (cumulative average) averages the batch statistics.
+
+    It is used for BN re-estimation.
+    """
     torch.manual_seed(4)
     pfn = PillarFeatureNet(9, 4).train()
     pfn.norm.momentum = None

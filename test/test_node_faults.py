@@ -1,6 +1,7 @@
-"""perception_node in a separate process over DDS (with use_sim_time and no /clock): bad inputs are
-counted and never crash it; start-up errors (missing/corrupt model, contract mismatch) exit
-non-zero naming the cause.
+"""perception_node in a separate process over DDS (with use_sim_time and no /clock).
+
+Bad inputs are counted and never crash it; start-up errors (missing/corrupt model, contract
+mismatch) exit non-zero naming the cause.
 
 Isolation: the ``ros_env`` fixture (test/conftest.py) gives each test its own ROS_DOMAIN_ID,
 localhost-only discovery and the package's Fast DDS profile. The model is a tiny random network
@@ -33,7 +34,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory):
-    """A tiny random BevMultiTaskNet exported to ONNX with the SMALL contract."""
+    """Export a tiny random BevMultiTaskNet to ONNX with the SMALL contract."""
     from bev_mtl_ros.model.network import BevMultiTaskNet
     from bev_mtl_ros.runtime.export import export_onnx
     import torch
@@ -47,7 +48,7 @@ def tiny_onnx(tmp_path_factory):
 
 
 def _node_cmd(*params: str):
-    """The node named NODE with ``-p`` params."""
+    """Return the command of the node named NODE with ``-p`` params."""
     return node_command(NODE, params)
 
 
@@ -268,10 +269,12 @@ def test_bad_inputs_counted_without_crash(ros_env, rclpy_context, tiny_onnx):
 
 
 def test_fault_injection_kinds_counted_and_diagnosis_clears(ros_env, rclpy_context, tiny_onnx):
-    """The bad inputs found by fault injection (issue 12), over DDS: each is counted, none costs
-    a good frame its image, and /diagnostics returns to "ok" once good frames flow for longer than
-    diagnostics_window_s; when both inputs stop the diagnosis is "no cloud", not "camera
-    stopped"."""
+    """The bad inputs found by fault injection (issue 12), over DDS.
+
+    Each is counted, none costs a good frame its image, and /diagnostics returns to "ok" once
+    good frames flow for longer than diagnostics_window_s; when both inputs stop the diagnosis
+    is "no cloud", not "camera stopped".
+    """
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image, PointField
     from vision_msgs.msg import Detection3DArray
@@ -364,9 +367,12 @@ def test_fault_injection_kinds_counted_and_diagnosis_clears(ros_env, rclpy_conte
 
 
 def test_distinct_warnings_throttle_independently(rclpy_context, tiny_onnx, capfd):
-    """rclpy throttles a warning per logging call site (``throttle_duration_sec``): every kind of
+    """Distinct warnings throttle independently.
+
+    rclpy throttles a warning per logging call site (``throttle_duration_sec``): every kind of
     warning has its own site, so a frequent kind does not silence another; each kind is still
-    throttled, and the counters count every event."""
+    throttled, and the counters count every event.
+    """
     from rclpy.parameter import Parameter
     from std_msgs.msg import Header
 

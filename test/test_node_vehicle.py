@@ -68,7 +68,10 @@ def tiny_onnx(tmp_path_factory):
 
 
 def _node_cmd(model_path, *params, remaps=()):
-    """The node named NODE on the tiny model, inputs remapped to the harness topics (reliable)."""
+    """Return the command of the node named NODE on the tiny model.
+
+    Inputs remapped to the harness topics (reliable).
+    """
     return node_command(
         NODE,
         params=(f"model_path:={model_path}", "input_qos:=reliable", "backend:=onnxruntime")
@@ -78,7 +81,7 @@ def _node_cmd(model_path, *params, remaps=()):
 
 
 def _random_columns(rng, n):
-    """n points uniform in x 1..40 m, y -20..20 m, z -2..1 m, intensity 0..255 (float32)."""
+    """Draw n points uniform in x 1..40 m, y -20..20 m, z -2..1 m, intensity 0..255 (float32)."""
     return {
         "x": rng.uniform(1, 40, n).astype(np.float32),
         "y": rng.uniform(-20, 20, n).astype(np.float32),
@@ -302,8 +305,11 @@ def test_lazy_outputs_only_with_subscribers(ros_env, rclpy_context, tiny_onnx):
 
 
 def test_params_file_keyed_for_any_node_name_and_ranges_enforced(ros_env, tiny_onnx, tmp_path):
-    """A "/**" parameters file applies under any node name; a value outside its descriptor range
-    stops the node at start-up naming the parameter (exit code 2)."""
+    """A "/**" parameters file applies under any node name.
+
+    A value outside its descriptor range stops the node at start-up naming the parameter (exit
+    code 2).
+    """
     extra = tmp_path / "p.yaml"
     extra.write_text("/**:\n  ros__parameters:\n    score_threshold: 1.5\n")
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

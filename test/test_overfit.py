@@ -1,5 +1,7 @@
-"""A tiny network overfits one hand-made frame: the whole training path (pillarize -> targets ->
-network -> MultiTaskLoss -> AdamW) can learn, and the heat-map peak lands on the box's cell.
+"""A tiny network overfits one hand-made frame.
+
+The whole training path (pillarize -> targets -> network -> MultiTaskLoss -> AdamW) can learn,
+and the heat-map peak lands on the box's cell.
 
 150 optimiser steps of the tiny network: ~5 s on 2 idle cores.
 """
@@ -27,8 +29,10 @@ BOX = np.array([12.3, 2.9, -1.0, 4.2, 1.8, 1.5, 0.4], np.float32)  # Car
 
 
 def one_frame(contract):
-    """Ground plane (z = -1.7) with a car-shaped point blob, a 2-class drivable split, a simple
-    sky/road semantic image."""
+    """Build a ground plane (z = -1.7) with a car-shaped point blob.
+
+    Also a 2-class drivable split and a simple sky/road semantic image.
+    """
     rng = np.random.default_rng(0)
     g = np.c_[rng.uniform(0, 20.4, 3000), rng.uniform(-10.2, 10.2, 3000), np.full(3000, -1.7),
               np.full(3000, 20.0)]
@@ -54,7 +58,10 @@ def one_frame(contract):
 
 @pytest.fixture
 def one_thread():
-    """torch's thread count is process-wide: use 1 here, restore it for the rest of the suite."""
+    """Use 1 torch thread here, restored for the rest of the suite.
+
+    torch's thread count is process-wide.
+    """
     n = torch.get_num_threads()
     torch.set_num_threads(1)  # robust on a shared machine (OpenMP spin-waits with 2 threads)
     yield
@@ -99,8 +106,10 @@ def test_tiny_model_overfits_one_frame(one_thread):
 
 
 def test_lr_scale_per_submodule():
-    """optimizer.lr_scale: the camera encoder's groups follow the schedule at 0.25 x the
-    others'."""
+    """optimizer.lr_scale: the camera encoder's groups follow the schedule.
+
+    They run at 0.25 x the others' learning rate.
+    """
     cfg = T.merge_config(T.DEFAULT_CONFIG,
                          {**CFG, "optimizer": {**CFG.get("optimizer", {}), "lr": 1e-3,
                                                "lr_scale": {"camera": 0.25}}})

@@ -159,8 +159,10 @@ def test_collate_offsets_canvas_index():
 
 
 def test_matches_naive_reference_on_random_cloud():
-    """Independent per-point reference (test-only Python loops) for a dense random cloud with
-    both limits active."""
+    """Independent per-point reference (test-only Python loops) for a dense random cloud.
+
+    Both limits are active.
+    """
     c = small_contract(max_pillars=20, max_points_per_pillar=4)
     rng = np.random.default_rng(5)
     pts = rng.uniform([-1, -3, -3, 0], [9, 3, 3, 255], (400, 4)).astype(np.float32)

@@ -1,5 +1,7 @@
-"""PerceptionPipeline end to end on a tiny exported model: shapes, lidar-only path, timings,
-onnxruntime/PyTorch agreement, image preprocessing."""
+"""PerceptionPipeline end to end on a tiny exported model.
+
+Shapes, lidar-only path, timings, onnxruntime/PyTorch agreement, image preprocessing.
+"""
 
 import numpy as np
 import pytest

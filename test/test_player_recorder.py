@@ -1,5 +1,6 @@
-"""Bag player and recorder: round trips over DDS between separate processes, timing, loop, /clock,
-latched QoS, unknown types.
+"""Bag player and recorder: round trips over DDS between separate processes.
+
+Also timing, loop, /clock, latched QoS, unknown types.
 
 Every test runs on its own ROS_DOMAIN_ID with discovery limited to localhost (conftest fixtures
 ``ros_env`` / ``rclpy_context``), so parallel test runs do not see each other's topics.
@@ -42,7 +43,9 @@ def _stamp(ns):
 
 def make_bag(path: Path, storage=StoragePlugin.SQLITE3, extra_type: bool = False) -> dict:
     """Small bag: 10 PointCloud2 at 10 Hz, 5 rgb8 Images at 5 Hz, one transient-local String.
-    Returns {topic: [(bag_ns, cdr_bytes), ...]}."""
+
+    Returns {topic: [(bag_ns, cdr_bytes), ...]}.
+    """
     ts = get_typestore(Stores.ROS2_KILTED)
     M = ts.types
     Header, PC, PF, Img, S = (M["std_msgs/msg/Header"], M["sensor_msgs/msg/PointCloud2"],
@@ -118,8 +121,11 @@ def _deep_eq(a, b) -> bool:
 
 
 def test_round_trip_player_to_recorder_separate_processes(tmp_path, ros_env):
-    """sqlite3 bag -> player process -> DDS -> recorder process -> mcap bag: every message arrives
-    once, field-equal (header stamps included), in order, with the recorded spacing / rate."""
+    """sqlite3 bag -> player process -> DDS -> recorder process -> mcap bag.
+
+    Every message arrives once, field-equal (header stamps included), in order, with the recorded
+    spacing / rate.
+    """
     src = tmp_path / "src"
     expected = make_bag(src, StoragePlugin.SQLITE3)
     out = tmp_path / "rec"
@@ -178,9 +184,12 @@ def test_round_trip_player_to_recorder_separate_processes(tmp_path, ros_env):
 
 
 def test_in_process_loop_clock_and_latched(tmp_path, rclpy_context):
-    """BagPlayer API: two loops give every cloud twice, stamps jump back once, /clock follows the
-    bag time (monotonic within a pass, inside the bag's span) and a late subscriber still gets the
-    transient-local message."""
+    """The BagPlayer API: two loops, /clock and a transient-local message.
+
+    Two loops give every cloud twice, stamps jump back once, /clock follows the bag time
+    (monotonic within a pass, inside the bag's span) and a late subscriber still gets the
+    transient-local message.
+    """
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from rosgraph_msgs.msg import Clock
@@ -233,8 +242,10 @@ def test_in_process_loop_clock_and_latched(tmp_path, rclpy_context):
 
 
 def test_unknown_type_skipped_and_errors(tmp_path, rclpy_context):
-    """A topic whose type is not installed is skipped with a reason, the rest plays; a missing bag
-    and a bad rate raise PlayerError naming the problem."""
+    """A topic whose type is not installed is skipped with a reason, the rest plays.
+
+    A missing bag and a bad rate raise PlayerError naming the problem.
+    """
     src = tmp_path / "src"
     make_bag(src, StoragePlugin.MCAP, extra_type=True)
     node = rclpy.create_node("p2", context=rclpy_context)
@@ -284,9 +295,11 @@ def test_ensure_type_from_installed_msg_files():
 
 
 def test_closed_loop_pacing_never_outruns_a_slow_consumer(tmp_path, rclpy_context):
-    """With pacing, cloud k+1 is published only after the consumer answered cloud k, even at rate
-    50:
-    a consumer needing 80 ms per cloud sees every cloud, and publishes are >= 80 ms apart."""
+    """With pacing, cloud k+1 is published only after the consumer answered cloud k.
+
+    Even at rate 50: a consumer needing 80 ms per cloud sees every cloud, and publishes are
+    >= 80 ms apart.
+    """
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import PointCloud2
@@ -334,8 +347,10 @@ def test_closed_loop_pacing_never_outruns_a_slow_consumer(tmp_path, rclpy_contex
 
 
 def test_recorder_sigterm_flushes_a_readable_bag(tmp_path, ros_env):
-    """SIGTERM in the middle of a recording: the recorder exits 0 and leaves a complete bag with
-    every message received so far (mcap summary written, metadata present)."""
+    """SIGTERM in the middle of a recording: the recorder exits 0 and leaves a complete bag.
+
+    The bag holds every message received so far (mcap summary written, metadata present).
+    """
     import signal as _signal
     src = tmp_path / "src"
     make_bag(src, StoragePlugin.MCAP)
@@ -368,8 +383,11 @@ def test_recorder_sigterm_flushes_a_readable_bag(tmp_path, ros_env):
 
 
 def test_start_paused_then_resume(tmp_path, rclpy_context):
-    """start_paused: nothing is published until resume(); the bag time does not run while paused
-    (the whole bag still takes its recorded span / rate after resuming)."""
+    """start_paused: nothing is published until resume().
+
+    The bag time does not run while paused (the whole bag still takes its recorded span / rate
+    after resuming).
+    """
     src = tmp_path / "src"
     make_bag(src, StoragePlugin.MCAP)
     node = rclpy.create_node("paused_player", context=rclpy_context)

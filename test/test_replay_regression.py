@@ -1,5 +1,6 @@
-"""Replay regression: a recording replayed through the perception node running as a SEPARATE
-process over DDS (player, node and recorder are three processes, as in ``bev-mtl-ros demo``).
+"""Replay regression: a recording replayed through the perception node in a SEPARATE process.
+
+Over DDS: player, node and recorder are three processes, as in ``bev-mtl-ros demo``.
 
 Assets: the committed sample recording (``demo.SAMPLE_BAG``, made by
 ``scripts/make_sample_bag.sh``) and the shipped default model (``models/bev_mtl_default.onnx``);
@@ -60,8 +61,11 @@ PER_FRAME_TOPICS = [f"/{NODE}/{s}" for s in R.PER_FRAME_SUFFIXES]
 
 
 def launch_params_file() -> Optional[Path]:
-    """The parameters file ``launch/perception.launch.py`` passes to the node (the first
-    ``config/*.yaml`` it names), else ``config/perception.yaml``; None if neither exists."""
+    """Return the parameters file ``launch/perception.launch.py`` passes to the node.
+
+    That is the first ``config/*.yaml`` it names, else ``config/perception.yaml``; None if
+    neither exists.
+    """
     if LAUNCH_FILE.exists():
         for name in re.findall(r"[\"']([\w./-]+\.yaml)[\"']", LAUNCH_FILE.read_text()):
             cand = REPO / "config" / Path(name).name
@@ -74,6 +78,7 @@ def launch_params_file() -> Optional[Path]:
 @dataclass
 class Assets:
     """The committed sample recording, the shipped model and the launch file's parameters file."""
+
     bag: Path
     model: Path
     params: Optional[Path]
@@ -134,8 +139,10 @@ def test_every_frame_exactly_one_output_per_topic(assets, paced):
 
 
 def _offline_reference(assets: Assets, frames):
-    """The same frames through ``runtime.pipeline`` in this process (no ROS): the node's parameters
-    (score threshold, NMS) from its params file."""
+    """Run the same frames through ``runtime.pipeline`` in this process (no ROS).
+
+    With the node's parameters (score threshold, NMS) from its params file.
+    """
     import yaml
 
     from bev_mtl_ros.ros.params import make_postprocess_config
@@ -202,8 +209,10 @@ def test_dds_outputs_match_in_process_pipeline(assets, paced):
 
 
 def test_golden_files_round_trip_and_detect_changes(tmp_path, paced):
-    """write_golden/load_golden keep what the comparison needs, and the comparison notices a
-    moved box, a changed score and a flipped mask region."""
+    """write_golden/load_golden keep what the comparison needs.
+
+    The comparison notices a moved box, a changed score and a flipped mask region.
+    """
     _, _, frames = paced
     strict = {"near_threshold_score": -1.0}   # no box may go unpaired
     path = tmp_path / "g"
@@ -241,10 +250,12 @@ def test_golden_files_round_trip_and_detect_changes(tmp_path, paced):
 
 
 def _model_card_thresholds() -> dict:
-    """{flattened evaluate_bag metric key: minimum} from the "Acceptance thresholds" table of
-    ``models/README.md`` (rows like ``| Car AP@2 m | >= 0.70 | ...``,
-    ``| Drivable IoU | >= 0.85 |``, ``| Semantic mIoU | >= 0.50 |``); empty when the card has
-    none."""
+    """Return {flattened evaluate_bag metric key: minimum} from the model card.
+
+    Read from the "Acceptance thresholds" table of ``models/README.md`` (rows like
+    ``| Car AP@2 m | >= 0.70 | ...``, ``| Drivable IoU | >= 0.85 |``,
+    ``| Semantic mIoU | >= 0.50 |``); empty when the card has none.
+    """
     out = {}
     for line in (REPO / "models" / "README.md").read_text().splitlines():
         m = re.match(r"\|\s*([^|]+?)\s*\|\s*(?:≥|>=)\s*([0-9.]+)\s*\|", line)
@@ -294,8 +305,10 @@ def test_metrics_against_ground_truth_meet_model_card(assets, paced):
 
 
 def test_overload_newest_frames_processed_and_skips_counted(assets, paced, tmp_path_factory):
-    """Open loop, input several times faster than the node: latency stays bounded, the newest
-    frame is answered, and skipped_frames == clouds published - frames answered."""
+    """Open loop, input several times faster than the node: latency stays bounded.
+
+    The newest frame is answered, and skipped_frames == clouds published - frames answered.
+    """
     _, psum, _ = paced
     node_total = psum["latency_ms"].get("node_total") or psum["latency_ms"].get("end_to_end")
     assert node_total, psum["latency_ms"]
@@ -336,8 +349,11 @@ def test_overload_newest_frames_processed_and_skips_counted(assets, paced, tmp_p
 
 
 def test_replay_uses_the_launch_files_parameters(assets, paced):
-    """The launch-file scenario without launch_testing: the replayed node process was started with
-    the parameters file that launch/perception.launch.py passes to the node."""
+    """The launch-file scenario without launch_testing.
+
+    The replayed node process was started with the parameters file that
+    launch/perception.launch.py passes to the node.
+    """
     assert LAUNCH_FILE.exists(), f"{LAUNCH_FILE} missing"
     assert assets.params is not None, (f"{LAUNCH_FILE} names no existing config/*.yaml parameters "
                                        "file")
@@ -347,9 +363,11 @@ def test_replay_uses_the_launch_files_parameters(assets, paced):
 
 
 def test_looped_replay_every_pass_answered(assets, tmp_path_factory):
-    """``play --loop``: stamps (and /clock) jump back at each restart; the node keeps answering
-    every cloud of every pass with the cloud's own stamp (2 passes -> each stamp answered exactly
-    twice)."""
+    """``play --loop``: stamps (and /clock) jump back at each restart.
+
+    The node keeps answering every cloud of every pass with the cloud's own stamp (2 passes ->
+    each stamp answered exactly twice).
+    """
     d = tmp_path_factory.mktemp("loop")
     bag = S.make_synthetic_bag(d / "bag", frames=4, points=10_000, image_wh=(480, 302), seed=200)
     cfg = R.ReplayConfig(bag=bag, out_dir=d / "run", params_file=assets.params, rate=1.0,
@@ -369,8 +387,11 @@ def test_looped_replay_every_pass_answered(assets, tmp_path_factory):
 
 
 def test_base_link_recording_through_tf_equals_view_frame_outputs(assets, paced, tmp_path_factory):
-    """Clouds in base_link, brought into the model's frame by the node's TF (the /tf_static tree
-    of the recording) give the same outputs as the view-frame recording, frame by frame."""
+    """Clouds in base_link, brought into the model's frame by the node's TF, give equal outputs.
+
+    The TF is the /tf_static tree of the recording; the outputs equal the view-frame recording's,
+    frame by frame.
+    """
     assert BASE_LINK_SAMPLE.exists(), f"{BASE_LINK_SAMPLE} missing (scripts/make_sample_bag.sh)"
     _, _, view_frames = paced
     d = tmp_path_factory.mktemp("base_link")

@@ -303,8 +303,11 @@ def test_size_limits_checked_from_the_header_fields():
 
 
 def test_serialized_messages_decode_zero_copy_and_convert_like_rclpy_ones():
-    """The node's raw subscriptions: CDR bytes from rclpy -> decode_serialized -> the same points
-    and pixels as the rclpy message; ros_header gives a publishable Header; bad bytes -> error."""
+    """The node's raw subscriptions: CDR bytes from rclpy -> decode_serialized.
+
+    They give the same points and pixels as the rclpy message; ros_header gives a publishable
+    Header; bad bytes -> error.
+    """
     from rclpy.serialization import serialize_message
 
     from bev_mtl_ros.ros.conversions import (ConversionError, cloud_to_msg, cloud_to_xyzi,

@@ -1,5 +1,7 @@
-"""``bev-mtl-ros soak``: window statistics (known answers) and a short run of the real command
-path against the node in a separate process (tiny model, small messages)."""
+"""``bev-mtl-ros soak``: window statistics (known answers) and a short run of the command path.
+
+The real command path runs against the node in a separate process (tiny model, small messages).
+"""
 
 from __future__ import annotations
 

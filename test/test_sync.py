@@ -1,5 +1,7 @@
-"""ApproxTimeSync: pairing, slop, timeout -> lidar-only, out-of-order stamps, bag-loop reset,
-diagnosis."""
+"""ApproxTimeSync.
+
+Pairing, slop, timeout -> lidar-only, out-of-order stamps, bag-loop reset, diagnosis.
+"""
 
 import pytest
 
@@ -270,8 +272,10 @@ def test_camera_resumes_after_stale_period():
 
 # ------------------------------------------------------------------ fault-injection reproductions
 def _frames(s, clock, t0, n, image_offset=0.005, step=0.1):
-    """n frames at 10 Hz: image (stamp + image_offset) then cloud, clock advancing with the
-    stamps; returns the resolved pairs."""
+    """Feed n frames at 10 Hz and return the resolved pairs.
+
+    Per frame: image (stamp + image_offset) then cloud, clock advancing with the stamps.
+    """
     out = []
     for k in range(n):
         t = t0 + step * k

@@ -1,5 +1,8 @@
-"""Tests of the synthetic A2D2-format generator (bev_mtl_ros.data.synth*): layout, formats,
-determinism, geometric consistency of lidar/labels/boxes, motion, and the reader round trip."""
+"""Tests of the synthetic A2D2-format generator (bev_mtl_ros.data.synth*).
+
+Layout, formats, determinism, geometric consistency of lidar/labels/boxes, motion, and the reader
+round trip.
+"""
 
 from __future__ import annotations
 
@@ -310,8 +313,10 @@ def test_reader_round_trip(data):
 
 
 def test_scene_content_statistics():
-    """Across seeds: several cars and at least one pedestrian in view per frame on average, all
-    detection classes present, no overlapping road users."""
+    """Across seeds: several cars and at least one pedestrian in view per frame on average.
+
+    All detection classes present, no overlapping road users.
+    """
     hfov = np.radians(29.6)
     cars = peds = 0
     classes = set()

@@ -1,6 +1,9 @@
-"""The node's own TF buffer (bev_mtl_ros.ros.tf): known answers for chain composition, inverse,
-stamped look-ups (interpolation, extrapolation refused, latest), unconnected frames named, the
-bounded wait, and the vectorised point transform. No ROS needed."""
+"""The node's own TF buffer (bev_mtl_ros.ros.tf).
+
+Known answers for chain composition, inverse, stamped look-ups (interpolation, extrapolation
+refused, latest), unconnected frames named, the bounded wait, and the vectorised point transform.
+No ROS needed.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ def yaw_tf(yaw_deg: float, t=(0.0, 0.0, 0.0)) -> RigidTransform:
 
 
 def tf_msg(parent, child, t, q, sec=0, nanosec=0):
-    """A TFMessage-shaped object (what rclpy and rosbags messages look like)."""
+    """Build a TFMessage-shaped object (what rclpy and rosbags messages look like)."""
     return NS(
         transforms=[
             NS(
@@ -184,8 +187,11 @@ def test_transform_points_in_place_vectorised():
 
 
 def test_a2d2_view_frame_round_trip_through_the_tree():
-    """base_link -> cam_front_center from cams_lidars.json: vehicle-frame points looked up into the
-    camera view frame equal inv(view_to_vehicle) applied to them."""
+    """base_link -> cam_front_center from cams_lidars.json.
+
+    Vehicle-frame points looked up into the camera view frame equal inv(view_to_vehicle) applied
+    to them.
+    """
     from bev_mtl_ros.data.calibration import load_calibration, rotation_to_quaternion
 
     V = np.asarray(load_calibration().cameras["front_center"].view_to_vehicle)
@@ -201,10 +207,12 @@ def test_a2d2_view_frame_round_trip_through_the_tree():
 
 
 def test_tf2_ros_source_adapter_with_a_stand_in_module(monkeypatch):
-    """The tf2_ros path (ROS 2 distributions; not installable in the pip-only venv): with a
-    stand-in ``tf2_ros`` module, make_transform_source picks it, passes target, source, the
-    stamp and the bounded wait through, converts the TransformStamped and maps tf2's exceptions
-    to TransformError."""
+    """The tf2_ros path (ROS 2 distributions; not installable in the pip-only venv).
+
+    With a stand-in ``tf2_ros`` module, make_transform_source picks it, passes target, source,
+    the stamp and the bounded wait through, converts the TransformStamped and maps tf2's
+    exceptions to TransformError.
+    """
     import sys
     import types
 

@@ -179,8 +179,10 @@ def test_generated_scene_round_trip(tmp_path, storage):
 
 
 def test_rclpy_reads_bag_bytes(scene, tmp_path):
-    """The CDR written by rosbags (Humble definitions) deserialises with the installed rclpy
-    types."""
+    """The CDR written by rosbags deserialises with the installed rclpy types.
+
+    rosbags writes with the Humble definitions.
+    """
     try:
         from rclpy.serialization import deserialize_message
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -225,9 +227,11 @@ def test_scene_filter(tmp_path):
 
 
 def test_cloud_frame_base_link_full_tf_tree(scene, tmp_path, capsys):
-    """--cloud-frame base_link: clouds in the vehicle frame; /tf_static holds every camera (view
-    and optical) and lidar of cams_lidars.json; the tree maps the clouds back onto the view-frame
-    points of the default conversion (the node's TF path)."""
+    """--cloud-frame base_link: clouds in the vehicle frame; /tf_static holds every sensor.
+
+    Every camera (view and optical) and lidar of cams_lidars.json; the tree maps the clouds back
+    onto the view-frame points of the default conversion (the node's TF path).
+    """
     from bev_mtl_ros.cli import main
     from bev_mtl_ros.ros.tf import TransformBuffer, transform_points
 

@@ -105,8 +105,10 @@ def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
-    """3x3 rotation -> unit quaternion (x, y, z, w) float64 (ROS ``geometry_msgs/Quaternion``
-    order)."""
+    """Convert a 3x3 rotation to a unit quaternion (x, y, z, w), float64.
+
+    The order is ROS ``geometry_msgs/Quaternion``'s.
+    """
     from scipy.spatial.transform import Rotation
     return Rotation.from_matrix(np.asarray(R, dtype=np.float64)).as_quat()
 
@@ -138,8 +140,10 @@ def project_view_points(points_view: np.ndarray, cam_matrix: np.ndarray,
 
 def unproject_pixels(row: np.ndarray, col: np.ndarray, depth: np.ndarray,
                      cam_matrix: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`project_view_points`: pixel (row, col) at view-frame depth x -> (N, 3)
-    view points."""
+    """Map pixels (row, col) at view-frame depth x to (N, 3) view points.
+
+    Inverse of :func:`project_view_points`.
+    """
     K = np.asarray(cam_matrix, dtype=np.float64)
     x = np.asarray(depth, dtype=np.float64)
     y = -(np.asarray(col, dtype=np.float64) - K[0, 2]) * x / K[0, 0]
@@ -185,10 +189,12 @@ class CameraCalibration:
         return self.lens.lower() == "fisheye"
 
     def scaled(self, resolution: Tuple[int, int]) -> "CameraCalibration":
-        """This camera at another image resolution (width, height): fx, cx scaled by
-        sx = w'/w and fy, cy by sy = h'/h with the pixel-centre convention of ``cv2.resize``
-        (``c' = (c + 0.5) * s - 0.5``), for both matrices. Distortion coefficients act on
-        normalised coordinates and are unchanged; extrinsics unchanged."""
+        """Return this camera at another image resolution (width, height).
+
+        fx, cx scaled by sx = w'/w and fy, cy by sy = h'/h with the pixel-centre convention of
+        ``cv2.resize`` (``c' = (c + 0.5) * s - 0.5``), for both matrices. Distortion
+        coefficients act on normalised coordinates and are unchanged; extrinsics unchanged.
+        """
         w, h = int(resolution[0]), int(resolution[1])
         sx, sy = w / self.width, h / self.height
 
@@ -206,9 +212,12 @@ class CameraCalibration:
 
     # ------------------------------------------------------------------ undistortion
     def undistort_maps(self) -> Tuple[np.ndarray, np.ndarray]:
-        """(map_x, map_y) float32 (H, W): for each undistorted pixel, its position in the raw
-        distorted image (``cv2.initUndistortRectifyMap`` / ``cv2.fisheye.initUndistortRectifyMap``
-        with K = CamMatrixOriginal, D = Distortion, new K = CamMatrix). Cached."""
+        """Return (map_x, map_y) float32 (H, W) from undistorted to raw pixels.
+
+        For each undistorted pixel, its position in the raw distorted image
+        (``cv2.initUndistortRectifyMap`` / ``cv2.fisheye.initUndistortRectifyMap`` with
+        K = CamMatrixOriginal, D = Distortion, new K = CamMatrix). Cached.
+        """
         if "undist" not in self._maps:
             import cv2
             size = (self.width, self.height)
@@ -225,9 +234,12 @@ class CameraCalibration:
         return self._maps["undist"]
 
     def distort_maps(self) -> Tuple[np.ndarray, np.ndarray]:
-        """(map_x, map_y) float32 (H, W): for each raw distorted pixel, its position in the
-        undistorted image (``cv2.undistortPoints`` / ``cv2.fisheye.undistortPoints`` with
-        P = CamMatrix). Used to *write* distorted images from undistorted renderings. Cached."""
+        """Return (map_x, map_y) float32 (H, W) from raw distorted to undistorted pixels.
+
+        For each raw distorted pixel, its position in the undistorted image
+        (``cv2.undistortPoints`` / ``cv2.fisheye.undistortPoints`` with P = CamMatrix). Used to
+        *write* distorted images from undistorted renderings. Cached.
+        """
         if "dist" not in self._maps:
             import cv2
             w, h = self.width, self.height
@@ -266,17 +278,21 @@ class Calibration:
     path: str = ""
 
     def camera(self, name: str) -> CameraCalibration:
-        """The named camera ("front_center" or "cam_front_center"). Raises KeyError listing the
-        known names."""
+        """Return the named camera, "front_center" or "cam_front_center".
+
+        Raises KeyError listing the known names.
+        """
         key = name[4:] if name.startswith("cam_") else name
         if key not in self.cameras:
             raise KeyError(f"{self.path}: no camera {name!r}; known: {sorted(self.cameras)}")
         return self.cameras[key]
 
     def view(self, name: str) -> np.ndarray:
-        """4x4 view -> vehicle transform of "vehicle", a camera ("front_center",
-        "cam_front_center") or a lidar ("lidar_front_center" or a lidar name not shadowed by a
-        camera)."""
+        """Return the 4x4 view -> vehicle transform of a view name.
+
+        The name is "vehicle", a camera ("front_center", "cam_front_center") or a lidar
+        ("lidar_front_center" or a lidar name not shadowed by a camera).
+        """
         if name == "vehicle":
             return self.vehicle_view
         if name.startswith("lidar_") and name[6:] in self.lidar_views:
@@ -294,15 +310,19 @@ class Calibration:
         return invert_transform(self.view(dst)) @ self.view(src)
 
     def scaled(self, resolution: Tuple[int, int]) -> "Calibration":
-        """Copy with every camera adapted to ``resolution`` (width, height); see
-        :meth:`CameraCalibration.scaled`."""
+        """Copy with every camera adapted to ``resolution`` (width, height).
+
+        See :meth:`CameraCalibration.scaled`.
+        """
         return dataclasses.replace(self, cameras={k: c.scaled(resolution)
                                                   for k, c in self.cameras.items()},
                                    lidar_views={k: v.copy() for k, v in self.lidar_views.items()})
 
     def to_json_dict(self) -> Dict[str, Any]:
-        """A ``cams_lidars.json``-format dict (orthonormalised views; ``view_`` entries not kept).
-        Lets a generator write the calibration it used next to its data."""
+        """Return a ``cams_lidars.json``-format dict (orthonormalised views; no ``view_`` keys).
+
+        Lets a generator write the calibration it used next to its data.
+        """
         cams = {}
         for k, c in self.cameras.items():
             cams[k] = {"tstamp_delay": c.tstamp_delay,
@@ -361,8 +381,10 @@ def parse_calibration(cfg: Dict[str, Any], path: str = "<dict>") -> Calibration:
 
 
 def load_calibration(path: Optional[str] = None) -> Calibration:
-    """Read ``cams_lidars.json`` (default: the packaged copy). Raises CalibrationError / OSError
-    naming the file."""
+    """Read ``cams_lidars.json`` (default: the packaged copy).
+
+    Raises CalibrationError / OSError naming the file.
+    """
     path = path or CAMS_LIDARS_PATH
     try:
         with open(path, "r", encoding="utf-8") as f:
@@ -407,9 +429,12 @@ def undistort_image(img: np.ndarray, cam: CameraCalibration, interpolation: Opti
 
 def distort_image(img: np.ndarray, cam: CameraCalibration,
                   interpolation: Optional[int] = None) -> np.ndarray:
-    """Inverse of :func:`undistort_image`: an undistorted image (``CamMatrix``) -> the raw
-    distorted image A2D2 stores (``CamMatrixOriginal`` + ``Distortion``), by inverse mapping. Use
-    ``cv2.INTER_NEAREST`` for label images. Raises ValueError on a size mismatch."""
+    """Distort an undistorted image (``CamMatrix``) into the raw image A2D2 stores.
+
+    Inverse of :func:`undistort_image`: the raw distorted image (``CamMatrixOriginal`` +
+    ``Distortion``), by inverse mapping. Use ``cv2.INTER_NEAREST`` for label images. Raises
+    ValueError on a size mismatch.
+    """
     import cv2
     if interpolation is None:
         interpolation = cv2.INTER_LINEAR
@@ -422,9 +447,11 @@ def distort_image(img: np.ndarray, cam: CameraCalibration,
 
 
 def camera_info_matrices(cam: CameraCalibration) -> Dict[str, Any]:
-    """ROS ``sensor_msgs/CameraInfo`` fields for the *undistorted* image: K = CamMatrix (row-major
-    9), P = [CamMatrix | 0] (12), R = identity, D = 5 zeros, distortion_model "plumb_bob",
-    width/height."""
+    """Return ROS ``sensor_msgs/CameraInfo`` fields for the *undistorted* image.
+
+    K = CamMatrix (row-major 9), P = [CamMatrix | 0] (12), R = identity, D = 5 zeros,
+    distortion_model "plumb_bob", width/height.
+    """
     K = np.asarray(cam.cam_matrix, dtype=np.float64)
     P = np.zeros((3, 4))
     P[:, :3] = K

@@ -38,8 +38,10 @@ _VARIANT = re.compile(r"^(.*?)\s+\d+$")
 
 
 class UnknownColourError(ValueError):
-    """A label image holds a colour that is not in ``class_list.json``; the message names the file
-    (if given) and the colour(s)."""
+    """A label image holds a colour that is not in ``class_list.json``.
+
+    The message names the file (if given) and the colour(s).
+    """
 
 
 def merged_name(name: str) -> str:
@@ -123,8 +125,11 @@ class ClassMap:
         self.class_present = seen
 
     def dense_lut(self) -> np.ndarray:
-        """(2**24,) uint8 table packed colour -> class id (255 = not in the list); built from the
-        sorted keys on first use (16 MiB), ~4x faster than ``np.searchsorted`` on full images."""
+        """Return the (2**24,) uint8 table packed colour -> class id (255 = not in the list).
+
+        Built from the sorted keys on first use (16 MiB), ~4x faster than ``np.searchsorted`` on
+        full images.
+        """
         if getattr(self, "_dense", None) is None:
             lut = np.full(1 << 24, UNKNOWN_ID, dtype=np.uint8)
             lut[self.sorted_keys] = self.sorted_ids
@@ -166,8 +171,10 @@ class ClassMap:
         return ids.astype(np.uint8, copy=False)
 
     def ids_to_rgb(self, ids: np.ndarray) -> np.ndarray:
-        """(H, W) class ids -> (H, W, 3) uint8 RGB using :attr:`class_id_to_colour`; ids outside
-        0..37 (e.g. 255) become black."""
+        """Map (H, W) class ids to (H, W, 3) uint8 RGB using :attr:`class_id_to_colour`.
+
+        Ids outside 0..37 (e.g. 255) become black.
+        """
         ids = np.asarray(ids)
         pal = np.zeros((256, 3), dtype=np.uint8)
         pal[: len(self.class_id_to_colour)] = self.class_id_to_colour
@@ -178,7 +185,7 @@ _DEFAULT: Optional[ClassMap] = None
 
 
 def default_class_map() -> ClassMap:
-    """The :class:`ClassMap` of the packaged ``class_list.json`` (built once, cached)."""
+    """Return the :class:`ClassMap` of the packaged ``class_list.json`` (built once, cached)."""
     global _DEFAULT
     if _DEFAULT is None:
         _DEFAULT = ClassMap()
@@ -186,8 +193,10 @@ def default_class_map() -> ClassMap:
 
 
 def colour_to_class_id() -> Tuple[np.ndarray, np.ndarray]:
-    """The lookup table: (sorted packed 24-bit colours int32 (55,), class ids uint8 (55,)).
-    Use with ``np.searchsorted``; see :func:`rgb_label_to_ids`."""
+    """Return the lookup table: (sorted packed 24-bit colours int32 (55,), class ids uint8 (55,)).
+
+    Use with ``np.searchsorted``; see :func:`rgb_label_to_ids`.
+    """
     cm = default_class_map()
     return cm.sorted_keys, cm.sorted_ids
 
@@ -195,7 +204,9 @@ def colour_to_class_id() -> Tuple[np.ndarray, np.ndarray]:
 def rgb_label_to_ids(label_rgb: np.ndarray, path: Optional[str] = None,
                      strict: bool = True) -> np.ndarray:
     """(H, W, 3) uint8 RGB A2D2 label image -> (H, W) uint8 merged class ids.
-    Raises :class:`UnknownColourError` naming ``path`` and the unknown colour(s)."""
+
+    Raises :class:`UnknownColourError` naming ``path`` and the unknown colour(s).
+    """
     return default_class_map().rgb_to_ids(label_rgb, path=path, strict=strict)
 
 
@@ -245,9 +256,11 @@ COARSE_GROUP_NAMES: Tuple[str, ...] = tuple(COARSE_GROUPS)
 
 
 def coarse_group_lut(class_names: Iterable[str] = A2D2_SEMANTIC_CLASSES) -> np.ndarray:
-    """(256,) uint8 table: semantic class id (index into ``class_names``) -> coarse group id
-    (index into :data:`COARSE_GROUP_NAMES`); 255 for ignored classes, ids beyond the class list and
-    the ignore id 255 itself.
+    """Return the (256,) uint8 table semantic class id -> coarse group id.
+
+    Index: semantic class id (index into ``class_names``); value: coarse group id (index into
+    :data:`COARSE_GROUP_NAMES`); 255 for ignored classes, ids beyond the class list and the
+    ignore id 255 itself.
 
     Raises:
         ValueError when a class name is neither in a group nor in :data:`COARSE_IGNORED` (a

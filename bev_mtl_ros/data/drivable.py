@@ -155,9 +155,12 @@ def drivable_labels(points: np.ndarray, row: np.ndarray, col: np.ndarray, semant
 
 def frame_drivable_labels(frame, contract: Optional[ModelContract] = None,
                           **kw) -> Optional[np.ndarray]:
-    """:func:`drivable_labels` of an :class:`~bev_mtl_ros.data.a2d2.A2D2Frame` (needs its
-    undistorted ``semantic``; returns None when the frame has no label image). Points whose
-    ``row``/``col`` are missing (NaN) are projected with the camera's ``CamMatrix``."""
+    """Compute :func:`drivable_labels` of an :class:`~bev_mtl_ros.data.a2d2.A2D2Frame`.
+
+    Needs the frame's undistorted ``semantic``; returns None when the frame has no label image.
+    Points whose ``row``/``col`` are missing (NaN) are projected with the camera's
+    ``CamMatrix``.
+    """
     if frame.semantic is None:
         return None
     row, col = frame.row, frame.col

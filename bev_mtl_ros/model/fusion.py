@@ -1,5 +1,6 @@
-"""Camera -> BEV fusion by cross-attention: BEV tokens (queries) attend to camera tokens
-(keys/values).
+"""Camera -> BEV fusion by cross-attention.
+
+BEV tokens (queries) attend to camera tokens (keys/values).
 
 Idea (in the spirit of TransFusion, Bai et al. 2022, and BEVFormer's spatial cross-attention, Li et
 al. 2022, but without a calibrated projection): every stride-4 BEV cell is a query; the camera
@@ -53,7 +54,7 @@ def _fourier(v: torch.Tensor, freqs: Sequence[float]) -> torch.Tensor:
 
 def bev_query_encoding(contract: ModelContract, stride: int, n_az: int = 8,
                        n_pos: int = 4) -> torch.Tensor:
-    """Fixed positional encoding of the BEV cells at ``stride`` pillars per cell.
+    """Return the fixed positional encoding of the BEV cells at ``stride`` pillars per cell.
 
     Returns (H*W, 2*n_az + 6*n_pos) float32 with (H, W) = (grid_h, grid_w) / stride, row-major
     (flat index iy * W + ix), see the module docstring.
@@ -82,10 +83,11 @@ def bev_query_encoding(contract: ModelContract, stride: int, n_az: int = 8,
 def camera_key_encoding(image_size: Tuple[int, int], strides: Sequence[int],
                         fx_over_width: float = A2D2_FX_OVER_WIDTH,
                         n_az: int = 8, n_pos: int = 4) -> torch.Tensor:
-    """Fixed positional encoding of the camera tokens of the given strides, concatenated in order.
+    """Return the fixed positional encoding of the camera tokens of the given strides.
 
-    image_size: (W, H) network image size in pixels. Returns (sum_s (H/s)(W/s), 2*n_az + 6*n_pos +
-    len(strides)) float32; tokens of each scale row-major (flat index row * (W/s) + col).
+    The scales are concatenated in order. image_size: (W, H) network image size in pixels.
+    Returns (sum_s (H/s)(W/s), 2*n_az + 6*n_pos + len(strides)) float32; tokens of each scale
+    row-major (flat index row * (W/s) + col).
     """
     wi, hi = int(image_size[0]), int(image_size[1])
     f = fx_over_width * wi

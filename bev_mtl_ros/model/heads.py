@@ -31,9 +31,10 @@ REGRESSION_CHANNELS: Tuple[Tuple[str, int], ...] = (("offset", 2), ("z", 1), ("s
 
 
 class CenterPointHead(nn.Module):
-    """CenterPoint detection head: a shared 3x3 conv, then a heat-map branch and a regression
-    branch (1x1 conv + ReLU + 1x1 conv each; the 3x3 context comes from the shared conv, to keep
-    the stride-2 cost low on CPU).
+    """CenterPoint detection head: a shared 3x3 conv, then a heat-map and a regression branch.
+
+    Each branch is 1x1 conv + ReLU + 1x1 conv; the 3x3 context comes from the shared conv, to
+    keep the stride-2 cost low on CPU.
 
     Constructor:
         in_channels: C_in of the detection feature map; num_classes: K; channels: hidden width.

@@ -1,5 +1,6 @@
-"""Training losses of the multi-task network: CenterPoint detection, BEV drivable area, image
-semantics.
+"""Training losses of the multi-task network.
+
+Tasks: CenterPoint detection, BEV drivable area, image semantics.
 
 All losses take the network's *raw* outputs (logits, see ``model/network.py``) and the targets
 built by ``runtime/targets.py`` (detection) and ``train/dataset.py`` (drivable, semantic labels).
@@ -104,8 +105,9 @@ def gather_at_indices(feature: torch.Tensor, indices: torch.Tensor) -> torch.Ten
 
 def masked_l1_loss(pred_map: torch.Tensor, indices: torch.Tensor, mask: torch.Tensor,
                    target: torch.Tensor) -> torch.Tensor:
-    """L1 between a dense prediction gathered at object cells and per-object targets (CenterPoint
-    RegLoss).
+    """Compute L1 between a dense prediction gathered at object cells and per-object targets.
+
+    CenterPoint's RegLoss.
 
     Args:
         pred_map: (B, C, H, W) prediction.
@@ -199,15 +201,17 @@ class UncertaintyWeighting(nn.Module):
         return total
 
     def weights(self) -> Dict[str, float]:
-        """Current effective weights exp(-s_t) per task."""
+        """Return the current effective weights exp(-s_t) per task."""
         return {t: float(torch.exp(-v)) for t, v in zip(self.tasks, self.log_vars.detach())}
 
 
 def _detection_subset(outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]):
-    """Keep only the batch items whose ``targets["det_valid"]`` (B,) is > 0.5 in the detection
-    outputs/targets (heat map and regression maps, indices, mask and regression targets); other
-    keys pass unchanged. Without ``det_valid`` everything passes. When no item is valid the heat
-    map is dropped from both dicts, so the detection task is skipped."""
+    """Keep only the batch items with ``targets["det_valid"]`` (B,) > 0.5 in the detection keys.
+
+    The detection keys of outputs/targets are the heat map and regression maps, indices, mask and
+    regression targets; other keys pass unchanged. Without ``det_valid`` everything passes. When
+    no item is valid the heat map is dropped from both dicts, so the detection task is skipped.
+    """
     if "det_valid" not in targets:
         return outputs, targets
     keep = targets["det_valid"] > 0.5

@@ -1,6 +1,7 @@
-"""The multi-task network: pillars -> PFN -> pillar scatter -> BEV backbone -> camera
-cross-attention fusion -> neck -> CenterPoint / drivable-area heads, and camera encoder -> FPN
-semantic head.
+"""The multi-task network.
+
+Pillars -> PFN -> pillar scatter -> BEV backbone -> camera cross-attention fusion -> neck ->
+CenterPoint / drivable-area heads, and camera encoder -> FPN semantic head.
 
 One graph, one forward, raw outputs (logits). :class:`DeployWrapper` fixes the output order and
 applies the sigmoids; it is what ONNX export and the PyTorch backend both run, so both backends
@@ -91,8 +92,10 @@ def _plain(v: Any) -> Any:
 
 
 def widths_from_saved(widths: Dict[str, Any]) -> Dict[str, Any]:
-    """Widths read from a checkpoint -> constructor widths: a copy, with
-    ``camera_encoder`` set to :data:`LEGACY_CAMERA_ENCODER` when absent (saved before it existed).
+    """Turn widths read from a checkpoint into constructor widths.
+
+    Returns a copy, with ``camera_encoder`` set to :data:`LEGACY_CAMERA_ENCODER` when absent
+    (saved before it existed).
     """
     out = dict(widths or {})
     out.setdefault("camera_encoder", LEGACY_CAMERA_ENCODER)
@@ -162,7 +165,7 @@ class BevMultiTaskNet(nn.Module):
 
     @classmethod
     def tiny(cls, contract: ModelContract) -> "BevMultiTaskNet":
-        """A very small network for tests (same graph, :data:`TINY_WIDTHS`)."""
+        """Build a very small network for tests (same graph, :data:`TINY_WIDTHS`)."""
         return cls(contract, **TINY_WIDTHS)
 
     def forward(self, pillars: torch.Tensor, num_points: torch.Tensor, canvas_index: torch.Tensor,
@@ -192,14 +195,15 @@ class BevMultiTaskNet(nn.Module):
             raise ValueError(f"camera_valid must be (B={b},), got {tuple(camera_valid.shape)}")
 
     def num_parameters(self) -> int:
-        """Number of trainable parameters."""
+        """Return the number of trainable parameters."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
 class DeployWrapper(nn.Module):
-    """Deployment view of a :class:`BevMultiTaskNet`: same inputs (:data:`INPUT_NAMES`), outputs as
-    a tuple in :data:`OUTPUT_NAMES` order, with sigmoid applied to ``heatmap`` and ``drivable``
-    (probabilities in [0, 1]); the others raw. Used by ONNX export and by the PyTorch backend.
+    """Deployment view of a :class:`BevMultiTaskNet`, used by ONNX export and the PyTorch backend.
+
+    Same inputs (:data:`INPUT_NAMES`), outputs as a tuple in :data:`OUTPUT_NAMES` order, with
+    sigmoid applied to ``heatmap`` and ``drivable`` (probabilities in [0, 1]); the others raw.
     """
 
     def __init__(self, net: BevMultiTaskNet):

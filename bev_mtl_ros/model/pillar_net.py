@@ -1,5 +1,6 @@
-"""Pillar feature net and pillar scatter (PointPillars, Lang et al. 2019, "PointPillars: Fast
-Encoders for Object Detection from Point Clouds", Sec. 2.1).
+"""Pillar feature net and pillar scatter (PointPillars).
+
+Lang et al. 2019, "PointPillars: Fast Encoders for Object Detection from Point Clouds", Sec. 2.1.
 
 * :class:`PillarFeatureNet` -- a one-layer PointNet applied to every point of every pillar
   (linear -> BatchNorm -> ReLU) followed by a max over the points of the pillar. Padded point slots
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 
 
 def _exporting() -> bool:
-    """True while tracing / exporting (Python-side input checks are skipped then)."""
+    """Return True while tracing / exporting (Python-side input checks are skipped then)."""
     return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
 
 

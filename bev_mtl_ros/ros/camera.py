@@ -1,5 +1,7 @@
-"""The camera through its ``sensor_msgs/CameraInfo``: undistort ``image_raw``, use ``image_rect``
-as it is, and compare the camera with the one the model was trained for.
+"""The camera through its ``sensor_msgs/CameraInfo``.
+
+Undistort ``image_raw``, use ``image_rect`` as it is, and compare the camera with the one the
+model was trained for.
 
 CameraInfo conventions (REP 104 / ``image_pipeline``): ``K`` (3x3, row-major 9) and ``D`` describe
 the raw image; ``P`` (3x4) the rectified one (its left 3x3 is the new camera matrix); ``R`` the
@@ -97,8 +99,10 @@ class ImageRectifier:
         return P[:, :3].copy() if P[0, 0] > 0 and P[1, 1] > 0 else K
 
     def camera_matrix(self) -> Optional[np.ndarray]:
-        """(3, 3) intrinsics of the images this rectifier returns: P's left 3x3 when P is set,
-        else K."""
+        """Return the (3, 3) intrinsics of the images this rectifier returns.
+
+        P's left 3x3 when P is set, else K.
+        """
         info = self._state[0]
         return None if info is None else self._matrix(info)
 

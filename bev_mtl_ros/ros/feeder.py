@@ -1,7 +1,9 @@
-"""rclpy client that feeds ``perception_node`` (running as a separate process) over DDS and records
-when its outputs arrive: the transport half of ``bev-mtl-ros bench`` (end-to-end rows) and
-``bev-mtl-ros soak``. Starting and stopping the node process, pacing and statistics stay with those
-commands; this module is the only place outside the node where they touch rclpy.
+"""rclpy client that feeds ``perception_node`` over DDS and records when its outputs arrive.
+
+The node runs as a separate process. This is the transport half of ``bev-mtl-ros bench``
+(end-to-end rows) and ``bev-mtl-ros soak``. Starting and stopping the node process, pacing and
+statistics stay with those commands; this module is the only place outside the node where they
+touch rclpy.
 
 Usage::
 
@@ -47,8 +49,10 @@ def _stamp_ns(header: Any) -> int:
 
 
 class NodeFeeder:
-    """One rclpy node in its own context that publishes cloud + image (+ camera info) frames to
-    the perception node and records the receive time of its outputs.
+    """One rclpy node in its own context that feeds frames to the perception node.
+
+    It publishes cloud + image (+ camera info) frames to the perception node and records the
+    receive time of its outputs.
 
     Args:
         env: environment of the node process (``ros_environment(domain_id)``); the keys in
@@ -167,8 +171,9 @@ class NodeFeeder:
             self._info = info
 
     def publish_frame(self, stamp_ns: int, serialized: bool = False) -> float:
-        """Publish one frame, every message stamped ``stamp_ns`` (ns): camera info (when enabled),
-        the image, then the cloud.
+        """Publish one frame: camera info (when enabled), the image, then the cloud.
+
+        Every message is stamped ``stamp_ns`` (ns).
 
         Args:
             serialized: serialize image and cloud to CDR before publishing, outside the returned
@@ -202,8 +207,9 @@ class NodeFeeder:
     # ------------------------------------------------------------------ waiting / spinning
     def wait_for_node(self, timeout_s: float, alive: Callable[[], bool] = lambda: True,
                       image: bool = True, step_s: float = 0.1) -> bool:
-        """Spin until the node subscribes the cloud (and, with ``image``, the image) topic and
-        publishes ``~/detections``.
+        """Spin until the node subscribes the input topics and publishes ``~/detections``.
+
+        The input topics are the cloud and, with ``image``, the image.
 
         Args:
             timeout_s: longest wait, s.
@@ -226,8 +232,10 @@ class NodeFeeder:
 
     def spin_until(self, done: Callable[[], bool], timeout_s: float,
                    step_s: float = 0.01) -> bool:
-        """Process incoming messages until ``done()`` is true or ``timeout_s`` (s) passed; each
-        spin waits at most ``step_s`` (s) and never past the deadline. Returns ``done()``."""
+        """Process incoming messages until ``done()`` is true or ``timeout_s`` (s) passed.
+
+        Each spin waits at most ``step_s`` (s) and never past the deadline. Returns ``done()``.
+        """
         deadline = time.monotonic() + timeout_s
         while not done():
             left = deadline - time.monotonic()

@@ -17,8 +17,11 @@ from typing import List, Optional, Sequence
 
 
 def graph_ready(ros_node, node_name: str, input_topics: Sequence[str], det_topic: str) -> bool:
-    """True when ``node_name`` subscribes to every topic of ``input_topics`` and ``det_topic`` has
-    a publisher and a subscriber, as seen by ``ros_node`` (an ``rclpy.node.Node``)."""
+    """Return True when the node's input and detection topics are connected.
+
+    That is: ``node_name`` subscribes to every topic of ``input_topics`` and ``det_topic`` has a
+    publisher and a subscriber, as seen by ``ros_node`` (an ``rclpy.node.Node``).
+    """
     def node_subscribed(t: str) -> bool:
         return any(i.node_name == node_name for i in ros_node.get_subscriptions_info_by_topic(t))
 
@@ -29,8 +32,10 @@ def graph_ready(ros_node, node_name: str, input_topics: Sequence[str], det_topic
 
 def wait_for_graph(node_name: str, input_topics: Sequence[str], det_topic: str,
                    timeout_s: float, poll_s: float = 0.1) -> bool:
-    """Poll the graph (own rclpy context and node ``demo_graph_probe``) until :func:`graph_ready`
-    or ``timeout_s`` seconds passed; returns whether it became ready."""
+    """Poll the graph until :func:`graph_ready` or ``timeout_s`` seconds passed.
+
+    Uses its own rclpy context and node ``demo_graph_probe``; returns whether it became ready.
+    """
     import rclpy
 
     rclpy.init()

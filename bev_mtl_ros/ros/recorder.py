@@ -43,12 +43,14 @@ from bev_mtl_ros.data.bag_io import MessageTypeError, ensure_type, make_record_t
 
 
 class RecorderError(RuntimeError):
-    """Raised for an unusable output path or storage (message names it); an unknown message type
-    raises :class:`bev_mtl_ros.data.bag_io.MessageTypeError`."""
+    """Raised for an unusable output path or storage (the message names it).
+
+    An unknown message type raises :class:`bev_mtl_ros.data.bag_io.MessageTypeError`.
+    """
 
 
 def _to_bag_qos(profile) -> Any:
-    """rclpy QoSProfile -> rosbags ``Qos`` (for the bag metadata's offered_qos_profiles)."""
+    """Convert an rclpy QoSProfile to a rosbags ``Qos`` (bag metadata offered_qos_profiles)."""
     from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
                                     QosTime)
 
@@ -76,8 +78,10 @@ def _to_bag_qos(profile) -> Any:
 
 
 def parse_topic_spec(spec: str) -> Tuple[str, Optional[str]]:
-    """``"/topic"`` -> ("/topic", None); ``"/topic:pkg/msg/Type"`` -> ("/topic",
-    "pkg/msg/Type")."""
+    """Split a topic spec: ``"/topic"`` -> ("/topic", None).
+
+    ``"/topic:pkg/msg/Type"`` -> ("/topic", "pkg/msg/Type").
+    """
     if ":" in spec:
         topic, msgtype = spec.split(":", 1)
         if msgtype.count("/") == 1:
@@ -217,7 +221,8 @@ class BagRecorder:
     def close(self) -> Dict[str, int]:
         """Stop recording and close the bag (writes the mcap summary/metadata). Idempotent.
 
-        Returns: topic -> messages written."""
+        Returns: topic -> messages written.
+        """
         with self._lock:
             if self._closed:
                 return dict(self.counts)
@@ -262,8 +267,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """``bev-mtl-ros record``: returns 0 on success, 2 on bad arguments/output path, 1 when a topic
-    could not be recorded."""
+    """Run ``bev-mtl-ros record``.
+
+    Returns 0 on success, 2 on bad arguments/output path, 1 when a topic could not be recorded.
+    """
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter

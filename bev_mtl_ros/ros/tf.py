@@ -43,8 +43,11 @@ __all__ = [
 
 
 class TransformError(LookupError):
-    """No transform between two frames at the requested time; the message names the frames
-    (and, when they are not connected, the root of each frame's tree)."""
+    """No transform between two frames at the requested time.
+
+    The message names the frames (and, when they are not connected, the root of each frame's
+    tree).
+    """
 
 
 @dataclass(frozen=True)
@@ -61,16 +64,18 @@ class RigidTransform:
 
     @staticmethod
     def identity() -> "RigidTransform":
-        """The identity transform."""
+        """Return the identity transform."""
         return RigidTransform(Rotation.identity(), np.zeros(3))
 
     @staticmethod
     def from_quaternion(
         translation: Sequence[float], quaternion_xyzw: Sequence[float]
     ) -> "RigidTransform":
-        """From a translation (metres) and a quaternion in ROS order (x, y, z, w); the quaternion
-        is
-        normalised. Raises ValueError for a zero or non-finite quaternion / translation."""
+        """Build from a translation (metres) and a quaternion in ROS order (x, y, z, w).
+
+        The quaternion is normalised. Raises ValueError for a zero or non-finite quaternion /
+        translation.
+        """
         q = np.asarray(quaternion_xyzw, dtype=np.float64).reshape(4)
         t = np.asarray(translation, dtype=np.float64).reshape(3)
         if not (np.isfinite(q).all() and np.isfinite(t).all()) or np.linalg.norm(q) < 1e-9:
@@ -80,14 +85,17 @@ class RigidTransform:
         return RigidTransform(Rotation.from_quat(q), t)
 
     def compose(self, other: "RigidTransform") -> "RigidTransform":
-        """``self ∘ other``: first ``other``, then ``self`` (T_a_c = T_a_b.compose(T_b_c))."""
+        """Return ``self ∘ other``: first ``other``, then ``self``.
+
+        T_a_c = T_a_b.compose(T_b_c).
+        """
         return RigidTransform(
             self.rotation * other.rotation,
             self.rotation.apply(other.translation) + self.translation,
         )
 
     def inverse(self) -> "RigidTransform":
-        """The inverse map: R^T, -R^T t."""
+        """Return the inverse map: R^T, -R^T t."""
         inv = self.rotation.inv()
         return RigidTransform(inv, -inv.apply(self.translation))
 
@@ -99,7 +107,7 @@ class RigidTransform:
         return T
 
     def is_identity(self, tol: float = 1e-12) -> bool:
-        """True when rotation and translation are the identity within ``tol``."""
+        """Return True when rotation and translation are the identity within ``tol``."""
         return bool(
             np.abs(self.rotation.as_matrix() - np.eye(3)).max() <= tol
             and np.abs(self.translation).max() <= tol
@@ -107,8 +115,9 @@ class RigidTransform:
 
 
 def transform_points(points: np.ndarray, transform: RigidTransform) -> np.ndarray:
-    """Transform the x, y, z columns of a point array in place (vectorised, float64 arithmetic:
-    :func:`bev_mtl_ros.data.calibration.transform_points`).
+    """Transform the x, y, z columns of a point array in place.
+
+    Vectorised, float64 arithmetic: :func:`bev_mtl_ros.data.calibration.transform_points`.
 
     Args:
         points: (N, C >= 3) float32 or float64, columns 0..2 = x, y, z in metres of the source
@@ -189,8 +198,10 @@ class TransformBuffer:
             self._cond.notify_all()
 
     def add_message(self, msg: Any, static: bool) -> int:
-        """Add every transform of a ``tf2_msgs/TFMessage`` (or any object with ``transforms`` of
-        ``TransformStamped``-like items). Invalid entries are skipped. Returns how many were added.
+        """Add every transform of a ``tf2_msgs/TFMessage``; return how many were added.
+
+        Any object with ``transforms`` of ``TransformStamped``-like items works. Invalid entries
+        are skipped.
         """
         added = 0
         for ts in msg.transforms:
@@ -213,7 +224,9 @@ class TransformBuffer:
 
     def _chain(self, frame: str) -> List[str]:
         """[frame, parent, grandparent, ..., root]; caller holds the lock.
-        Raises TransformError on a loop."""
+
+        Raises TransformError on a loop.
+        """
         out = [frame]
         while out[-1] in self._edges:
             nxt = self._edges[out[-1]].parent
@@ -244,7 +257,7 @@ class TransformBuffer:
         return RigidTransform(rot, (1.0 - w) * a.translation + w * b.translation)
 
     def lookup(self, target: str, source: str, stamp_ns: int = 0) -> RigidTransform:
-        """The map of ``source`` coordinates into ``target`` coordinates at ``stamp_ns``.
+        """Return the map of ``source`` coordinates into ``target`` coordinates at ``stamp_ns``.
 
         Args:
             target, source: frame names (a leading "/" is ignored).
@@ -285,8 +298,10 @@ class TransformBuffer:
     def wait_lookup(
         self, target: str, source: str, stamp_ns: int, timeout_s: float
     ) -> RigidTransform:
-        """:meth:`lookup`, retried whenever new transforms arrive, for at most ``timeout_s`` s
-        (monotonic clock). Raises the last TransformError when the time is up."""
+        """Run :meth:`lookup`, retried whenever new transforms arrive, for at most ``timeout_s`` s.
+
+        Monotonic clock. Raises the last TransformError when the time is up.
+        """
         deadline = time.monotonic() + max(0.0, timeout_s)
         while True:
             try:
@@ -376,8 +391,10 @@ class _Tf2RosSource:
 
 
 def make_transform_source(node: Any, cache_s: float = 10.0) -> Any:
-    """The node's transform source: ``tf2_ros`` when importable, else the own buffer fed by
-    /tf_static and /tf subscriptions on ``node``. Both have ``mode`` (text for the log) and
+    """Return the node's transform source.
+
+    ``tf2_ros`` when importable, else the own buffer fed by /tf_static and /tf subscriptions on
+    ``node``. Both have ``mode`` (text for the log) and
     ``lookup(target, source, stamp_ns, timeout_s) -> RigidTransform`` raising
     :class:`TransformError`.
 
