@@ -106,6 +106,8 @@ from bev_mtl_ros.ros.params import (CONTRACT_PARAM_FIELDS, EXIT_STARTUP_ERROR, N
 from bev_mtl_ros.ros.sync import ApproxTimeSync, stamp_to_sec
 from bev_mtl_ros.ros.tf import make_transform_source
 from bev_mtl_ros.ros.worker import FrameWorker
+from bev_mtl_ros.runtime.backends import create_backend
+from bev_mtl_ros.runtime.pipeline import PerceptionPipeline
 
 __all__ = ["PerceptionNode", "main"]
 
@@ -143,7 +145,7 @@ class PerceptionNode(Node):
 
     Raises:
         StartupError from the constructor: bad parameter, model missing/corrupt, contract
-        mismatch, inference runtime unavailable.
+        mismatch.
     """
 
     def __init__(self, node_name: str = "perception_node", **kwargs: Any) -> None:
@@ -207,11 +209,6 @@ class PerceptionNode(Node):
         p = self._params
         model_path = resolve_model_path(p["model_path"])
         check_parameter_choices(p)
-        try:
-            from bev_mtl_ros.runtime.backends import create_backend
-            from bev_mtl_ros.runtime.pipeline import PerceptionPipeline
-        except ImportError as e:
-            raise StartupError(f"inference runtime unavailable: {e}") from e
         try:
             self.backend = create_backend(model_path, backend=p["backend"], device=p["device"],
                                           fp16=p["fp16"], trt_cache_dir=p["trt_cache_dir"] or None,

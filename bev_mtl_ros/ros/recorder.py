@@ -168,7 +168,7 @@ class BagRecorder:
     def _subscribe(self, topic: str, msgtype: str) -> None:
         from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-        from bev_mtl_ros.ros.player import import_message_class
+        from bev_mtl_ros.ros.playback import import_message_class
 
         cls = import_message_class(msgtype)
         ensure_type(self.typestore, msgtype)
