@@ -21,7 +21,9 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from bev_mtl_ros.data.calibration import rotation_to_quaternion
-from bev_mtl_ros.data.pointfield import PointFieldError, cloud_dtype, pointfield_datatype
+from bev_mtl_ros.data import image_encoding
+from bev_mtl_ros.data.codec_base import ConversionError
+from bev_mtl_ros.data.pointfield import cloud_dtype, pointfield_datatype
 from bev_mtl_ros.geometry import quaternion_to_yaw, yaw_to_quaternion
 
 #: this source checkout's copies of the upstream ``.msg`` files (``msgs/<pkg>/msg``)
@@ -265,23 +267,19 @@ def detections_to_arrays(msg) -> Tuple[np.ndarray, np.ndarray, List[str]]:
 
 
 def image_to_array(msg) -> np.ndarray:
-    """Decode a sensor_msgs/Image (rosbags) into a (H, W, 3) RGB or (H, W) uint8 array (a copy).
+    """Decode a sensor_msgs/Image (rosbags) into a (H, W, 3) RGB or (H, W) array (a copy).
 
-    Encodings: rgb8, bgr8 (channels reversed to RGB), mono8 / 8UC1; row padding (``step``) is
-    dropped.
+    Colour, Bayer and YUV encodings give uint8 RGB (:func:`data.image_encoding.image_to_rgb`:
+    cv_bridge's conversions); one-channel encodings (mono8, mono16, 8UC1, ...) their pixels as
+    they are (:func:`data.image_encoding.image_to_array`). Row padding (``step``) is dropped.
 
     Raises:
-        ValueError for any other encoding.
+        ConversionError (a ValueError): an unsupported encoding or inconsistent sizes.
     """
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    data = np.asarray(msg.data, dtype=np.uint8).reshape(h, step)
-    enc = msg.encoding.lower()
-    if enc in ("rgb8", "bgr8"):
-        img = data[:, : w * 3].reshape(h, w, 3)
-        return img[..., ::-1].copy() if enc == "bgr8" else img.copy()
-    if enc in ("mono8", "8uc1"):
-        return data[:, :w].copy()
-    raise ValueError(f"unsupported image encoding {msg.encoding!r} (expected rgb8, bgr8 or mono8)")
+    pixels = image_encoding.image_to_array(msg)
+    if pixels.ndim == 2:
+        return pixels.copy()
+    return np.array(image_encoding.image_to_rgb(msg))
 
 
 def cloud_to_structured(msg, fields: Optional[Sequence[str]] = None) -> np.ndarray:
@@ -298,14 +296,14 @@ def cloud_to_structured(msg, fields: Optional[Sequence[str]] = None) -> np.ndarr
         structured array with those fields, in native byte order (a view when the message's
         byte order is native and its buffer contiguous).
     Raises:
-        ValueError (:class:`data.pointfield.PointFieldError`) when a requested field is missing
+        ConversionError (a ValueError) when a requested field is missing
         or the layout cannot be read (unknown datatype, field outside the point step).
     """
     dt = cloud_dtype(msg.fields, int(msg.point_step), bool(msg.is_bigendian))
     names = list(dt.names) if fields is None else list(fields)
     missing = [f for f in names if f not in dt.names]
     if missing:
-        raise PointFieldError(f"PointCloud2 lacks fields {missing} (has {sorted(dt.names)})")
+        raise ConversionError(f"PointCloud2 lacks fields {missing} (has {sorted(dt.names)})")
     n = int(msg.width) * int(msg.height)
     buf = np.asarray(msg.data, dtype=np.uint8)
     arr = np.frombuffer(buf if buf.flags.c_contiguous else buf.tobytes(), dtype=dt, count=n)
@@ -360,7 +358,7 @@ def make_pointcloud2(ts, arr: np.ndarray, stamp_ns: int, frame_id: str):
     for name in arr.dtype.names:
         ft, offset = arr.dtype.fields[name][:2]
         if ft.byteorder == ">":
-            raise PointFieldError(f"cloud field {name!r} has type {ft.str}: not little-endian")
+            raise ConversionError(f"cloud field {name!r} has type {ft.str}: not little-endian")
         fields.append(ts.types["sensor_msgs/msg/PointField"](
             name=name, offset=offset, datatype=pointfield_datatype(ft, name), count=1))
     data = np.frombuffer(np.ascontiguousarray(arr).tobytes(), dtype=np.uint8)

@@ -14,6 +14,8 @@ from typing import Any, Dict, Sequence, Tuple
 
 import numpy as np
 
+from bev_mtl_ros.data.codec_base import ConversionError
+
 #: sensor_msgs/PointField datatype constant -> numpy base type (byte order added per message).
 POINTFIELD_DTYPES: Dict[int, np.dtype] = {
     1: np.dtype("i1"), 2: np.dtype("u1"), 3: np.dtype("i2"), 4: np.dtype("u2"),
@@ -22,10 +24,6 @@ POINTFIELD_DTYPES: Dict[int, np.dtype] = {
 _NUMPY_TO_POINTFIELD: Dict[Tuple[str, int], int] = {
     (dt.kind, dt.itemsize): code for code, dt in POINTFIELD_DTYPES.items()
 }
-
-
-class PointFieldError(ValueError):
-    """A PointCloud2 field layout cannot be read or written; the message names the field."""
 
 
 def cloud_dtype(fields: Sequence[Any], point_step: int, is_bigendian: bool = False) -> np.dtype:
@@ -41,7 +39,7 @@ def cloud_dtype(fields: Sequence[Any], point_step: int, is_bigendian: bool = Fal
         overlap (numpy allows it for plain numbers). Fields with an empty name are skipped
         (padding).
     Raises:
-        PointFieldError: unknown datatype, a field outside ``point_step``, a duplicate name.
+        ConversionError: unknown datatype, a field outside ``point_step``, a duplicate name.
     """
     order = ">" if is_bigendian else "<"
     names, formats, offsets = [], [], []
@@ -50,20 +48,20 @@ def cloud_dtype(fields: Sequence[Any], point_step: int, is_bigendian: bool = Fal
         if not name:
             continue
         if name in names:
-            raise PointFieldError(
+            raise ConversionError(
                 f"PointCloud2 field name '{name}' appears twice (offsets "
                 f"{offsets[names.index(name)]} and {f.offset}): which one holds the data is "
                 "ambiguous")
         base = POINTFIELD_DTYPES.get(int(f.datatype))
         if base is None:
-            raise PointFieldError(
+            raise ConversionError(
                 f"PointCloud2 field '{name}' has unknown datatype {f.datatype} "
                 f"(expected one of {sorted(POINTFIELD_DTYPES)} = INT8..FLOAT64)")
         count = max(1, int(f.count))
         dt = base.newbyteorder(order) if base.itemsize > 1 else base
         end = int(f.offset) + dt.itemsize * count
         if int(f.offset) < 0 or end > point_step:
-            raise PointFieldError(
+            raise ConversionError(
                 f"PointCloud2 field '{name}' (offset {f.offset}, {count} x {dt.itemsize} bytes) "
                 f"does not fit in point_step {point_step}")
         names.append(name)
@@ -77,10 +75,10 @@ def pointfield_datatype(dt: np.dtype, name: str) -> int:
     """Return the PointField datatype constant of a numpy base type (byte order ignored).
 
     Raises:
-        PointFieldError: ``dt`` has no PointField equivalent (e.g. float16, bool, int64).
+        ConversionError: ``dt`` has no PointField equivalent (e.g. float16, bool, int64).
     """
     code = _NUMPY_TO_POINTFIELD.get((dt.kind, dt.itemsize))
     if code is None:
-        raise PointFieldError(f"field '{name}' has numpy dtype {dt} with no PointField "
+        raise ConversionError(f"field '{name}' has numpy dtype {dt} with no PointField "
                               "equivalent")
     return code

@@ -30,15 +30,14 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Mapping, Optional, Union
 
 import numpy as np
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
-from bev_mtl_ros.data import pointfield
-from bev_mtl_ros.data.pointfield import POINTFIELD_DTYPES, PointFieldError
-from bev_mtl_ros.ros.codec_base import ConversionError, check_size, data_buffer
+from bev_mtl_ros.data.codec_base import ConversionError, check_size, data_buffer
+from bev_mtl_ros.data.pointfield import POINTFIELD_DTYPES, cloud_dtype, pointfield_datatype
 
 __all__ = ["POINTFIELD_DTYPES", "CloudArrays", "check_cloud_size", "cloud_dtype",
            "cloud_to_structured", "cloud_to_xyzi", "cloud_to_msg"]
@@ -54,18 +53,6 @@ def check_cloud_size(msg: PointCloud2, max_points: int) -> None:
         InputTooLarge: naming the size, the bytes and the limit.
     """
     check_size(msg, max_points, "PointCloud2", "points", "max_cloud_points")
-
-
-def cloud_dtype(fields: Sequence[Any], point_step: int, is_bigendian: bool = False) -> np.dtype:
-    """Return the numpy structured dtype of one point (see :func:`data.pointfield.cloud_dtype`).
-
-    Raises:
-        ConversionError: unknown datatype, a field outside ``point_step``, a duplicate name.
-    """
-    try:
-        return pointfield.cloud_dtype(fields, point_step, is_bigendian)
-    except PointFieldError as e:
-        raise ConversionError(str(e)) from None
 
 
 def cloud_to_structured(msg: PointCloud2) -> np.ndarray:
@@ -219,13 +206,6 @@ def _check_byte_order(arr: np.ndarray, pts: np.ndarray, is_bigendian: bool,
             "is_bigendian flag does not match the data")
 
 
-def _pointfield_type(dt: np.dtype, name: str) -> int:
-    try:
-        return pointfield.pointfield_datatype(dt, name)
-    except PointFieldError as e:
-        raise ConversionError(str(e)) from None
-
-
 def cloud_to_msg(points: Union[np.ndarray, Mapping[str, np.ndarray]],
                  header: Optional[Header] = None,
                  height: int = 1, row_padding: int = 0,
@@ -274,8 +254,8 @@ def cloud_to_msg(points: Union[np.ndarray, Mapping[str, np.ndarray]],
         if base.itemsize > 1:
             orders.add(">" if (base.byteorder == ">"
                                or (base.byteorder == "=" and sys.byteorder == "big")) else "<")
-        fields.append(PointField(name=name, offset=int(off), datatype=_pointfield_type(base, name),
-                                 count=count))
+        fields.append(PointField(name=name, offset=int(off),
+                                 datatype=pointfield_datatype(base, name), count=count))
     if len(orders) > 1:
         raise ConversionError("all multi-byte fields must share one byte order")
     big = orders == {">"}

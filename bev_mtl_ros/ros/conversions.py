@@ -2,13 +2,15 @@
 
 The node, player, converter, evaluator and demo import it from here.
 
-* PointCloud2 <-> points (:mod:`bev_mtl_ros.ros.cloud_codec`): :func:`cloud_dtype`,
+* PointCloud2 <-> points (:mod:`bev_mtl_ros.ros.cloud_codec`; the point layout,
+  :func:`cloud_dtype`, is ROS-free in :mod:`bev_mtl_ros.data.pointfield`):
   :func:`cloud_to_structured` (zero-copy structured view of any layout: padding, field order,
   float64 or integer coordinates, big-endian, padded rows, organised clouds), :func:`cloud_to_xyzi`
   (the model's ``(N, 4) float32 [x, y, z, intensity]``), :func:`cloud_to_msg` (builder),
   :func:`check_cloud_size`. The values equal those of ``sensor_msgs_py.point_cloud2`` (PyPI
   ``pointcloud2`` without ROS); test/test_ros_conversions.py compares them on every layout.
-* Image <-> pixels (:mod:`bev_mtl_ros.ros.image_codec`), with cv_bridge's encoding names and
+* Image <-> pixels (:mod:`bev_mtl_ros.data.image_encoding` decodes, ROS-free;
+  :mod:`bev_mtl_ros.ros.image_codec` builds), with cv_bridge's encoding names and
   conventions (rgb8, bgr8, rgba8, bgra8, mono8, their 16-bit forms, Bayer, yuv422, and the generic
   8UC3, 16UC1, 32FC1, ...): :func:`image_to_rgb` (the network's ``(H, W, 3) uint8 RGB``),
   :func:`image_to_array` (pixels as they are), :func:`image_to_msg` (builder),
@@ -42,9 +44,10 @@ from std_msgs.msg import Header
 from bev_mtl_ros.ros.cloud_codec import (POINTFIELD_DTYPES, CloudArrays, check_cloud_size,
                                          cloud_dtype, cloud_to_msg, cloud_to_structured,
                                          cloud_to_xyzi)
-from bev_mtl_ros.ros.codec_base import ConversionError, InputTooLarge
-from bev_mtl_ros.ros.image_codec import (IMAGE_ENCODINGS, check_image_size, encoding_layout,
-                                         image_to_array, image_to_msg, image_to_rgb, resize_rgb)
+from bev_mtl_ros.data.codec_base import ConversionError, InputTooLarge
+from bev_mtl_ros.data.image_encoding import (IMAGE_ENCODINGS, encoding_layout, image_to_array,
+                                             image_to_rgb, resize_rgb)
+from bev_mtl_ros.ros.image_codec import check_image_size, image_to_msg
 
 __all__ = [
     "ConversionError", "CloudArrays", "POINTFIELD_DTYPES", "IMAGE_ENCODINGS",

@@ -1,11 +1,15 @@
 """What the PointCloud2 and Image codecs share: their errors, size limits and the byte view.
 
+No ROS needed: the decoders work on rclpy messages and on rosbags message objects alike (same
+field names), so the node (``ros/conversions.py``) and the bag codec (``data/bag_io.py``) share
+them.
+
 * :class:`ConversionError` - every malformed input (the message names the field and values);
   :class:`InputTooLarge` - a message over the node's size limit.
 * :func:`check_size` - refuse a message by ``width * height`` before any byte is converted.
 * :func:`data_buffer` - ``msg.data`` as a flat uint8 array without copying.
 
-Re-exported by :mod:`bev_mtl_ros.ros.conversions`; import them from there.
+The node's code imports them from :mod:`bev_mtl_ros.ros.conversions`.
 """
 
 from __future__ import annotations
