@@ -1,7 +1,9 @@
 """Approximate-time synchronizer for (lidar cloud, camera image) pairs.
 
 Plus a diagnosis of why pairs do not form. Pure Python: no rclpy import, so it is testable
-without ROS.
+without ROS. (About 550 lines, over the house's ~500, on purpose: one thread-safe class whose
+state sits under one lock; the diagnosis reads that state and would only cross a module boundary
+to reach it.)
 
 Policy (lidar-driven, one output per cloud)
 -------------------------------------------
