@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
@@ -229,7 +230,8 @@ def _format_metrics(m: Dict[str, Any]) -> str:
         parts.append(f"mAP {crit} {v:.3f}" if isinstance(v, (int, float)) else f"mAP {crit} {v}")
     d = (m.get("drivable") or {}).get("iou")
     if d is not None:
-        parts.append(f"drivable IoU {d:.3f}")
+        parts.append(f"drivable IoU {d:.3f}" if math.isfinite(d)
+                     else "drivable IoU n/a (no BEV drivable ground truth in the recording)")
     sm = (m.get("semantic") or {}).get("miou")
     if sm is not None:
         parts.append(f"semantic mIoU {sm:.3f}")
