@@ -7,8 +7,9 @@ The keys and their meaning are listed in the ``bev-mtl-ros train`` module docstr
 from __future__ import annotations
 
 import copy
+import os
 import random
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -37,6 +38,7 @@ DEFAULT_CONFIG: Dict[str, Any] = {
     "find_unused_parameters": False,
     "bn_recalibration_batches": 0,
     "real_data": {"repeats": 1, "crop_scale": [0.4, 1.0]},
+    "init_from": None,
 }
 
 
@@ -61,11 +63,22 @@ def merge_config(base: Dict[str, Any], override: Dict[str, Any], path: str = "")
     return out
 
 
-def load_config(path: Optional[str]) -> Dict[str, Any]:
-    """Read a training YAML and merge it over :data:`DEFAULT_CONFIG`."""
+def load_config(path: Optional[str], _seen: Tuple[str, ...] = ()) -> Dict[str, Any]:
+    """Read a training YAML and merge it over :data:`DEFAULT_CONFIG`.
+
+    A top-level ``extends: OTHER.yaml`` (a path relative to this file) merges this file over
+    that one instead, e.g. a fine-tuning stage that changes a few keys of the main config.
+
+    Raises:
+        ConfigError: unreadable YAML, a top level that is not a mapping, an unknown key, an
+        ``extends`` chain that loops.
+    """
     if not path:
         return copy.deepcopy(DEFAULT_CONFIG)
     import yaml
+    real = os.path.realpath(path)
+    if real in _seen:
+        raise ConfigError(f"{path}: 'extends' loops back to this file")
     with open(path, "r", encoding="utf-8") as f:
         try:
             d = yaml.safe_load(f) or {}
@@ -73,7 +86,10 @@ def load_config(path: Optional[str]) -> Dict[str, Any]:
             raise ConfigError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(d, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
-    return merge_config(DEFAULT_CONFIG, d)
+    parent = d.pop("extends", None)
+    base = (load_config(os.path.join(os.path.dirname(path), str(parent)), _seen + (real,))
+            if parent else DEFAULT_CONFIG)
+    return merge_config(base, d)
 
 
 def contract_from_config(cfg: Dict[str, Any]) -> ModelContract:

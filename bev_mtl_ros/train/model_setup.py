@@ -16,9 +16,11 @@ from bev_mtl_ros.model.camera_encoder import EfficientNetLite0Encoder, load_imag
 from bev_mtl_ros.model.contract import ModelContract
 from bev_mtl_ros.model.losses import MultiTaskLoss
 from bev_mtl_ros.model.network import BevMultiTaskNet
+from bev_mtl_ros.runtime.checkpoint import CheckpointError, load_checkpoint
 from bev_mtl_ros.train.config import ConfigError
 
-__all__ = ["TrainModule", "MODEL_INIT_KEYS", "build_model", "build_loss", "unwrap_ddp"]
+__all__ = ["TrainModule", "MODEL_INIT_KEYS", "build_model", "init_weights", "build_loss",
+           "unwrap_ddp"]
 
 
 class TrainModule(nn.Module):
@@ -69,6 +71,30 @@ def build_model(contract: ModelContract, model_cfg: Dict[str, Any]) -> nn.Module
     if freeze:
         net.camera.freeze(freeze)
     return net
+
+
+def init_weights(net: nn.Module, contract: ModelContract, path: str) -> None:
+    """Load the weights of the model file ``path`` (``init_from``) into a freshly built ``net``.
+
+    For a fine-tuning stage: the architecture and contract must be the ones the config builds;
+    the optimiser and schedule start fresh (unlike ``--resume``). Frozen parameters stay frozen.
+
+    Raises:
+        ConfigError: the file is missing or not a model file, or its contract or network widths
+        differ from the config's (the message names the differing keys).
+    """
+    try:
+        saved, saved_contract, _ = load_checkpoint(path)
+    except CheckpointError as e:
+        raise ConfigError(f"init_from: {e}") from None
+    if saved_contract.mismatches(contract):
+        raise ConfigError(f"init_from {path}: contract differs from the config's: "
+                          f"{sorted(saved_contract.mismatches(contract))}")
+    differ = sorted(k for k in set(saved.widths) | set(net.widths)
+                    if saved.widths.get(k) != net.widths.get(k))
+    if differ:
+        raise ConfigError(f"init_from {path}: network widths differ from the config's: {differ}")
+    net.load_state_dict(saved.state_dict())
 
 
 def build_loss(cfg: Dict[str, Any]) -> MultiTaskLoss:

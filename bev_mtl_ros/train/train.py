@@ -25,6 +25,9 @@ Config YAML (every key optional; defaults in :data:`DEFAULT_CONFIG`)::
     camera_dropout: 0.1    # probability of training a sample lidar-only (camera_valid = 0)
     real_data: {repeats, crop_scale}   # camera + label frames given with --real-data: each listed
                            # `repeats` times per epoch, random resized crops, semantic loss only
+    init_from: PATH        # start from this model file's weights (e.g. models/bev_mtl_default.pt:
+                           # a fine-tuning stage); fresh optimiser and schedule (--init-from)
+    extends: OTHER.yaml    # merge this file over another config (relative path)
     batch_size, epochs, seed, num_workers, threads, cache_dir, log_every
 
 Outputs in RUN_DIR (rank 0 only): ``last.pt`` (model checkpoint + optimizer/scheduler/epoch for
@@ -70,7 +73,7 @@ from bev_mtl_ros.train.dataset import (A2D2TrainDataset, MixedDataset, RealCamer
                                        TrainDataset, collate_batch)
 from bev_mtl_ros.train.distributed import DistContext, resolve_device
 from bev_mtl_ros.train.model_setup import (MODEL_INIT_KEYS, TrainModule, build_loss, build_model,
-                                           unwrap_ddp)
+                                           init_weights, unwrap_ddp)
 from bev_mtl_ros.train.optim import build_optimizer
 
 #: the training API in one place (``bev_mtl_ros.train.train``), whichever module defines a name
@@ -78,7 +81,7 @@ __all__ = ["train", "make_loader", "recalibrate_batchnorm", "save_model_file",
            "load_training_state", "add_arguments", "main", "DEFAULT_CONFIG", "ConfigError",
            "merge_config", "load_config", "contract_from_config", "seed_everything",
            "DistContext", "resolve_device", "TrainModule", "MODEL_INIT_KEYS", "build_model",
-           "build_loss", "build_optimizer"]
+           "build_loss", "build_optimizer", "init_weights"]
 
 LOG = logging.getLogger("bev_mtl_ros.train")
 
@@ -192,6 +195,8 @@ def _build_run(cfg: Dict[str, Any], train_set: TrainDataset, out_dir: Optional[s
                           f"{sorted(contract.mismatches(train_set.contract))}")
     train_set.seed = seed
     net = build_model(contract, cfg.get("model") or {})
+    if cfg.get("init_from"):
+        init_weights(net, contract, str(cfg["init_from"]))
     module = TrainModule(net, build_loss(cfg)).to(dev)
     epochs = int(cfg["epochs"])
     sampler = (DistributedSampler(train_set, num_replicas=dist_ctx.world_size, rank=dist_ctx.rank,
@@ -431,6 +436,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of camera + semantic-label frames without lidar (e.g. "
                              "test/data/real_a2d2) mixed into training with the semantic loss "
                              "only (config key real_data)")
+    parser.add_argument("--init-from", default=None, metavar="MODEL_PT",
+                        help="start from this model file's weights with a fresh optimiser, e.g. "
+                             "to fine-tune models/bev_mtl_default.pt (config key init_from)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
 
 
@@ -466,6 +474,8 @@ def main(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
         if args.epochs is not None:
             cfg["epochs"] = int(args.epochs)
+        if args.init_from:
+            cfg["init_from"] = args.init_from
         contract = contract_from_config(cfg)
         aug = AugmentConfig.from_dict(cfg.get("augment"))
     except (ConfigError, ValueError, OSError) as e:

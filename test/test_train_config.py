@@ -1,0 +1,67 @@
+"""Training configuration files (``extends``) and fine-tuning from a model file (``init_from``)."""
+
+import pytest
+import torch
+
+from bev_mtl_ros.model.network import TINY_WIDTHS
+from bev_mtl_ros.runtime.checkpoint import save_checkpoint
+from bev_mtl_ros.train import train as T
+
+CONTRACT = {"point_cloud_range": [0.0, -10.24, -3.0, 20.48, 10.24, 3.0],
+            "pillar_size": [0.32, 0.32], "image_size": [64, 32], "max_pillars": 2000,
+            "max_points_per_pillar": 8}
+
+
+def test_extends_merges_over_the_parent_config(tmp_path):
+    (tmp_path / "main.yaml").write_text(
+        "optimizer: {lr: 0.003, pct_start: 0.1}\nreal_data: {repeats: 50}\nepochs: 7\n")
+    (tmp_path / "stage2.yaml").write_text(
+        "extends: main.yaml\noptimizer: {lr: 0.001}\nreal_data: {repeats: 250}\nepochs: 1\n")
+    cfg = T.load_config(str(tmp_path / "stage2.yaml"))
+    assert cfg["optimizer"]["lr"] == 0.001 and cfg["optimizer"]["pct_start"] == 0.1
+    assert cfg["real_data"]["repeats"] == 250 and cfg["epochs"] == 1
+    assert cfg["real_data"]["crop_scale"] == T.DEFAULT_CONFIG["real_data"]["crop_scale"]
+    assert "extends" not in cfg
+
+
+def test_extends_loop_and_unknown_key_are_config_errors(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(T.ConfigError, match="loops"):
+        T.load_config(str(tmp_path / "a.yaml"))
+    (tmp_path / "d.yaml").write_text("epochs: 2\n")
+    (tmp_path / "c.yaml").write_text("extends: d.yaml\nepochz: 3\n")
+    with pytest.raises(T.ConfigError, match="epochz"):
+        T.load_config(str(tmp_path / "c.yaml"))
+
+
+def test_init_from_loads_the_model_file_weights(tmp_path):
+    cfg = T.merge_config(T.DEFAULT_CONFIG, {"contract": CONTRACT, "model": dict(TINY_WIDTHS)})
+    contract = T.contract_from_config(cfg)
+    torch.manual_seed(1)
+    trained = T.build_model(contract, cfg["model"])
+    path = tmp_path / "model.pt"
+    save_checkpoint(str(path), trained, contract)
+    torch.manual_seed(2)
+    fresh = T.build_model(contract, cfg["model"])
+    key = next(iter(trained.state_dict()))
+    assert not torch.equal(fresh.state_dict()[key], trained.state_dict()[key])
+    T.init_weights(fresh, contract, str(path))
+    for k, v in trained.state_dict().items():
+        assert torch.equal(fresh.state_dict()[k], v), k
+
+
+def test_init_from_refuses_another_contract_or_architecture(tmp_path):
+    cfg = T.merge_config(T.DEFAULT_CONFIG, {"contract": CONTRACT, "model": dict(TINY_WIDTHS)})
+    contract = T.contract_from_config(cfg)
+    path = tmp_path / "model.pt"
+    save_checkpoint(str(path), T.build_model(contract, cfg["model"]), contract)
+    other = T.contract_from_config(T.merge_config(cfg, {"contract": {**CONTRACT,
+                                                                     "max_pillars": 1000}}))
+    with pytest.raises(T.ConfigError, match="max_pillars"):
+        T.init_weights(T.build_model(other, cfg["model"]), other, str(path))
+    wider = dict(TINY_WIDTHS, head_channels=16)
+    with pytest.raises(T.ConfigError, match="head_channels"):
+        T.init_weights(T.build_model(contract, wider), contract, str(path))
+    with pytest.raises(T.ConfigError, match="not found"):
+        T.init_weights(T.build_model(contract, cfg["model"]), contract, str(tmp_path / "no.pt"))
