@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Camera-branch leave-one-out on the committed real A2D2 frames: a quick recipe comparison.
+
+Trains only the camera path of the shipped architecture (EfficientNet-Lite0 from its ImageNet
+weights + the FPN semantic head of ``model/heads.py``) on synthetic frames mixed with three of the
+four real frames of ``test/data/real_a2d2``, and scores the fourth (held-out) frame at the
+network's input size (512x320) with the evaluator's metrics (38 merged classes and the eight
+coarse groups of ``data/classes.py``). One fold takes ~5-10 min on 2 CPU cores, against ~60 min
+for ``scripts/real_holdout.sh`` (the whole multi-task recipe), so it can compare settings that
+act on the camera branch: the share of real samples, freezing, a fine-tuning stage. It does not
+replace the held-out run: no lidar branch, no fusion, fewer iterations.
+
+Usage (one JSON line per run is appended to ``--results``)::
+
+    scripts/real_loo_camera.py --synth build/default_model/synth_train --fold 0 --tag base
+    scripts/real_loo_camera.py ... --fold 0 --real-share 0.5 --tag real50
+    scripts/real_loo_camera.py ... --fold 0 --save build/loo/base0.pt --tag base_saved
+    scripts/real_loo_camera.py ... --fold 0 --init build/loo/base0.pt --iters 150 --lr 1e-3 \
+        --real-share 0.5 --tag ft50          # a fine-tuning stage from the saved run
+
+Folds index the real frames in name order. Runs are deterministic for the same arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bev_mtl_ros.data.classes import COARSE_GROUP_NAMES, coarse_group_lut
+from bev_mtl_ros.model.camera_encoder import EfficientNetLite0Encoder, load_imagenet_weights
+from bev_mtl_ros.model.heads import SemanticFPNHead
+from bev_mtl_ros.train.augment import AugmentConfig
+from bev_mtl_ros.train.config import contract_from_config, load_config
+from bev_mtl_ros.train.dataset import RealCameraDataset
+from bev_mtl_ros.train.metrics import SemanticEvaluator
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args() -> argparse.Namespace:
+    """Return the command-line options."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--fold", type=int, required=True, help="index of the held-out real frame")
+    p.add_argument("--synth", required=True, help="synthetic A2D2-format training split")
+    p.add_argument("--synth-every", type=int, default=3,
+                   help="use every k-th synthetic scene (name order; default 3)")
+    p.add_argument("--real", default=str(ROOT / "test/data/real_a2d2"))
+    p.add_argument("--config", default=str(ROOT / "config/train_default.yaml"),
+                   help="contract and augmentation come from this training config")
+    p.add_argument("--iters", type=int, default=300, help="optimiser steps (batch 4)")
+    p.add_argument("--real-share", type=float, default=0.17,
+                   help="probability that a batch slot is a real frame")
+    p.add_argument("--freeze", type=int, default=2, help="frozen encoder levels (0..4)")
+    p.add_argument("--enc-lr", type=float, default=0.25, help="encoder lr / head lr")
+    p.add_argument("--lr", type=float, default=3e-3, help="peak one-cycle lr of the head")
+    p.add_argument("--fpn", type=int, default=48, help="FPN channels")
+    p.add_argument("--init", default=None, help="start from a --save file of an earlier run")
+    p.add_argument("--save", default=None, help="write the trained encoder + head here")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--tag", default="run")
+    p.add_argument("--results", default=str(ROOT / "out/real_loo_camera.jsonl"))
+    return p.parse_args()
+
+
+def link_frames(paths, dest: Path) -> None:
+    """Symlink camera + label PNG pairs into ``dest`` (a flat A2D2-style folder)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for cam in paths:
+        label = cam.with_name(cam.name.replace("_camera_frontcenter_", "_label_frontcenter_"))
+        for f in (cam, label):
+            os.symlink(f, dest / f.name)
+
+
+def synthetic_subset(root: Path, every: int, dest: Path) -> Path:
+    """Return an A2D2 tree under ``dest`` linking every ``every``-th scene of ``root``."""
+    scenes = root / "camera_lidar_semantic_bboxes"
+    sub = dest / "camera_lidar_semantic_bboxes"
+    sub.mkdir(parents=True)
+    for i, scene in enumerate(sorted(os.listdir(scenes))):
+        if i % every == 0:
+            os.symlink(scenes / scene, sub / scene)
+    if (root / "cams_lidars.json").exists():
+        os.symlink(root / "cams_lidars.json", dest / "cams_lidars.json")
+    return dest
+
+
+def train_camera(a, contract, real, synth) -> tuple:
+    """Train encoder + head for ``a.iters`` steps; return them (train mode)."""
+    enc = EfficientNetLite0Encoder(contract.image_mean, contract.image_std)
+    load_imagenet_weights(enc)
+    if a.freeze:
+        enc.freeze(a.freeze)
+    head = SemanticFPNHead(enc.out_channels, len(contract.semantic_classes), a.fpn,
+                           contract.image_size)
+    if a.init:
+        state = torch.load(a.init, weights_only=True)
+        enc.load_state_dict(state["enc"])
+        head.load_state_dict(state["head"])
+    groups = [{"params": [q for q in enc.parameters() if q.requires_grad], "lr": a.lr * a.enc_lr},
+              {"params": head.parameters(), "lr": a.lr}]
+    opt = torch.optim.AdamW(groups, lr=a.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[a.lr * a.enc_lr, a.lr],
+                                                total_steps=a.iters, pct_start=0.1)
+    rng = np.random.default_rng(0)
+    enc.train()
+    head.train()
+    t0 = time.time()
+    for it in range(a.iters):
+        items = [real[int(rng.integers(len(real)))] if rng.random() < a.real_share
+                 else synth[int(rng.integers(len(synth)))] for _ in range(4)]
+        logits = head(enc(torch.stack([s["image"] for s in items])))
+        loss = F.cross_entropy(logits, torch.stack([s["semantic"] for s in items]),
+                               ignore_index=255)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if it % 50 == 0:
+            print(f"step {it} loss {loss.item():.3f} {time.time() - t0:.0f} s", flush=True)
+    return enc, head
+
+
+def score(enc, head, contract, test) -> dict:
+    """Return the held-out frame's 38-class and coarse figures (the evaluator's metrics)."""
+    enc.eval()
+    head.eval()
+    s = test.raw(0)
+    with torch.no_grad():
+        x = torch.from_numpy(s["image"]).permute(2, 0, 1).float().div(255)[None]
+        pred = head(enc(x)).argmax(1)[0].numpy().astype(np.uint8)
+    fine = SemanticEvaluator(contract.semantic_classes)
+    fine.add(pred, s["semantic"])
+    lut = coarse_group_lut(contract.semantic_classes)
+    coarse = SemanticEvaluator(COARSE_GROUP_NAMES)
+    coarse.add(lut[pred], lut[s["semantic"]])
+    f, c = fine.compute(), coarse.compute()
+    return {"m38": f["miou"], "coarse": c["miou"], "acc": c["pixel_accuracy"],
+            "per_group": c["per_class_iou"]}
+
+
+def main() -> int:
+    """Run one fold and append its JSON line to ``--results``."""
+    a = parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    cfg = load_config(a.config)
+    contract = contract_from_config(cfg)
+    aug = AugmentConfig.from_dict(cfg["augment"])
+    cams = sorted(Path(a.real).glob("*_camera_frontcenter_*.png"))
+    held = cams[a.fold]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        link_frames([c for c in cams if c != held], tmp / "train")
+        link_frames([held], tmp / "test")
+        real = RealCameraDataset(str(tmp / "train"), contract, crop_scale=(0.4, 1.0),
+                                 augment=aug, seed=0)
+        test = RealCameraDataset(str(tmp / "test"), contract)
+        synth_root = synthetic_subset(Path(a.synth), a.synth_every, tmp / "synth")
+        synth = RealCameraDataset(str(synth_root), contract, crop_scale=(0.7, 1.0),
+                                  work_scale=1.0, augment=aug, seed=1)
+        t0 = time.time()
+        enc, head = train_camera(a, contract, real, synth)
+        if a.save:
+            Path(a.save).parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"enc": enc.state_dict(), "head": head.state_dict()}, a.save)
+        res = {"tag": a.tag, "fold": a.fold, "frame": held.name,
+               **score(enc, head, contract, test), "train_s": round(time.time() - t0, 1),
+               "args": vars(a)}
+    print(json.dumps(res))
+    Path(a.results).parent.mkdir(parents=True, exist_ok=True)
+    with open(a.results, "a", encoding="utf-8") as f:
+        f.write(json.dumps(res) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
