@@ -4,6 +4,8 @@
 #      (different seeds -> different, disjoint scenes; checked below)
 #   2. train with config/train_default.yaml (CPU by default; DEVICE=cuda for a GPU), with the real
 #      camera + label frames of REAL_DATA (default test/data/real_a2d2) mixed in (semantic loss only)
+#   2b. stage 2 (FINETUNE_CONFIG, default config/finetune_real.yaml; only with REAL_DATA): one short
+#      epoch from stage 1's model with half the samples real (semantic loss) and half synthetic
 #   3. copy the checkpoint to models/bev_mtl_default.pt and export models/bev_mtl_default.onnx (parity-checked)
 #   4. evaluate the ONNX model on the validation split and check the acceptance thresholds:
 #      Car AP@2m >= 0.70, Pedestrian AP@2m >= 0.40, drivable IoU >= 0.85, semantic mIoU >= 0.50
@@ -17,7 +19,7 @@
 #   a flat folder or an A2D2 camera_lidar_semantic tree - with thousands of real frames, give a CONFIG whose
 #   real_data.repeats is 1: the config's 50 repeats are for the four committed frames; above 256 frames they are
 #   decoded on access instead of held in memory),
-#   SKIP_CHECK=1 (do not fail on thresholds).
+#   FINETUNE_CONFIG (stage 2 config; empty = no stage 2), SKIP_CHECK=1 (do not fail on thresholds).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,6 +37,7 @@ MODEL_NAME="${MODEL_NAME:-bev_mtl_default}"
 MODELS_DIR="${MODELS_DIR:-$ROOT/models}"
 CONFIG="${CONFIG:-$ROOT/config/train_default.yaml}"
 REAL_DATA="${REAL_DATA-$ROOT/test/data/real_a2d2}"
+FINETUNE_CONFIG="${FINETUNE_CONFIG-$ROOT/config/finetune_real.yaml}"
 CLI=("$PY" -m bev_mtl_ros.cli)
 EPOCH_ARGS=()
 if [[ -n "${EPOCHS:-}" ]]; then EPOCH_ARGS=(--epochs "$EPOCHS"); fi
@@ -72,8 +75,19 @@ if [[ -f "$WORK/run/last.pt" ]]; then RESUME=(--resume); fi
 "${CLI[@]}" train --data "$WORK/synth_train" --config "$CONFIG" --out "$WORK/run" --device "$DEVICE" \
     --cache-dir "$WORK/cache" --no-progress "${RESUME[@]}" "${EPOCH_ARGS[@]}" "${REAL_ARGS[@]}"
 
+FINAL_RUN="$WORK/run"
+if [[ -n "$FINETUNE_CONFIG" && -n "$REAL_DATA" ]]; then
+  stamp "stage 2: fine-tuning ($FINETUNE_CONFIG) from $WORK/run/model.pt"
+  RESUME=()
+  if [[ -f "$WORK/run_ft/last.pt" ]]; then RESUME=(--resume); fi
+  "${CLI[@]}" train --data "$WORK/synth_train" --config "$FINETUNE_CONFIG" --out "$WORK/run_ft" \
+      --init-from "$WORK/run/model.pt" --device "$DEVICE" --cache-dir "$WORK/cache" --no-progress \
+      "${RESUME[@]}" "${REAL_ARGS[@]}"
+  FINAL_RUN="$WORK/run_ft"
+fi
+
 stamp "export $MODELS_DIR/$MODEL_NAME.{pt,onnx}"
-cp "$WORK/run/model.pt" "$MODELS_DIR/$MODEL_NAME.pt"
+cp "$FINAL_RUN/model.pt" "$MODELS_DIR/$MODEL_NAME.pt"
 "${CLI[@]}" export --checkpoint "$MODELS_DIR/$MODEL_NAME.pt" --out "$MODELS_DIR/$MODEL_NAME.onnx"
 
 stamp "evaluation on the held-out split"
@@ -81,6 +95,9 @@ stamp "evaluation on the held-out split"
     --out "$WORK/eval" --render 6 --no-progress
 cp "$WORK/eval/report.json" "$MODELS_DIR/$MODEL_NAME.eval.json"
 cp "$WORK/run/history.jsonl" "$MODELS_DIR/$MODEL_NAME.history.jsonl"
+if [[ "$FINAL_RUN" != "$WORK/run" ]]; then
+  cp "$FINAL_RUN/history.jsonl" "$MODELS_DIR/$MODEL_NAME.finetune_history.jsonl"
+fi
 
 if [[ -n "$REAL_DATA" ]]; then
   stamp "evaluation on the real frames ($REAL_DATA; training frames, not held-out)"

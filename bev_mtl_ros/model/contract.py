@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 #: A2D2's 38 merged semantic classes (numbered colour variants such as "Car 1".."Car 4" merged),
 #: in order of first appearance in A2D2's ``class_list.json``. Index = semantic class id.
@@ -257,3 +257,21 @@ class ModelContract:
 
 #: ONNX metadata key under which the contract JSON is stored.
 ONNX_CONTRACT_KEY = "bev_mtl_ros.contract"
+
+
+def contract_from_metadata(meta: Mapping[str, str], path: str) -> ModelContract:
+    """Return the contract in an ONNX model's metadata map (key :data:`ONNX_CONTRACT_KEY`).
+
+    ``meta`` as ``onnx`` (``metadata_props``) or onnxruntime (``custom_metadata_map``) give it;
+    ``path`` only names the file in errors.
+
+    Raises:
+        ContractError: the entry is missing (not exported by bev_mtl_ros) or invalid.
+    """
+    if ONNX_CONTRACT_KEY not in meta:
+        raise ContractError(f"{path} has no '{ONNX_CONTRACT_KEY}' metadata (not exported by "
+                            "bev_mtl_ros?)")
+    try:
+        return ModelContract.from_json(meta[ONNX_CONTRACT_KEY])
+    except (ContractError, TypeError) as e:
+        raise ContractError(f"{path}: invalid contract metadata: {e}") from e

@@ -34,7 +34,8 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ..model.contract import ONNX_CONTRACT_KEY, ContractError, ModelContract
+from ..model.contract import (ONNX_CONTRACT_KEY, ContractError, ModelContract,
+                              contract_from_metadata)
 from ..model.network import (INPUT_NAMES, OUTPUT_NAMES, BevMultiTaskNet, DeployWrapper,
                              random_inputs)
 
@@ -210,14 +211,7 @@ def read_onnx_contract(path: str) -> ModelContract:
         model = onnx.load(path, load_external_data=False)
     except Exception as e:
         raise ContractError(f"{path} is not a readable ONNX model: {type(e).__name__}: {e}") from e
-    meta = {p.key: p.value for p in model.metadata_props}
-    if ONNX_CONTRACT_KEY not in meta:
-        raise ContractError(f"{path} has no '{ONNX_CONTRACT_KEY}' metadata (not exported by "
-                            "bev_mtl_ros?)")
-    try:
-        return ModelContract.from_json(meta[ONNX_CONTRACT_KEY])
-    except (ContractError, TypeError) as e:
-        raise ContractError(f"{path}: invalid contract metadata: {e}") from e
+    return contract_from_metadata({p.key: p.value for p in model.metadata_props}, path)
 
 
 # ---------------------------------------------------------------------------------------- CLI

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ..model.contract import ONNX_CONTRACT_KEY, ContractError, ModelContract
+from ..model.contract import ContractError, ModelContract, contract_from_metadata
 from .backend_base import (INPUT_NAMES, OUTPUT_NAMES, ArrayLike, BackendError, InferenceBackend,
                            default_trt_cache_dir, output_shapes, parse_device)
 
@@ -238,13 +238,10 @@ class OnnxRuntimeBackend(InferenceBackend):
         except Exception as e:
             raise BackendError(f"{model_path} is not a readable ONNX model: {type(e).__name__}: "
                                f"{e}") from e
-        if ONNX_CONTRACT_KEY not in meta:
-            raise BackendError(f"{model_path} has no '{ONNX_CONTRACT_KEY}' metadata (not exported "
-                               "by bev_mtl_ros?)")
         try:
-            return ModelContract.from_json(meta[ONNX_CONTRACT_KEY])
-        except (ContractError, TypeError) as e:
-            raise BackendError(f"{model_path}: invalid contract metadata: {e}") from e
+            return contract_from_metadata(meta, model_path)
+        except ContractError as e:
+            raise BackendError(str(e)) from e
 
     def infer(self, pillars, num_points, canvas_index, image, camera_valid) -> Dict[str, Any]:
         self._check_inputs(pillars, num_points, canvas_index, image, camera_valid)
