@@ -9,4 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
-exec "$VENV/bin/python" -m bev_mtl_ros.cli demo --write-golden --out out/golden_run --rate 0.25 "$@"
+# camera_timeout 5 s, as the replay regression test sets it: on a loaded machine the default 0.2 s
+# could run a frame lidar-only before its image arrived and bake that into the golden.
+exec "$VENV/bin/python" -m bev_mtl_ros.cli demo --write-golden --out out/golden_run --rate 0.25 \
+    --param camera_timeout:=5.0 "$@"

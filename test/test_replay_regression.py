@@ -324,8 +324,9 @@ def test_overload_newest_frames_processed_and_skips_counted(assets, paced, tmp_p
     rate = float(np.clip(8.0 * node_total["p50"] / period_ms, 4.0, 20.0))
     cfg = R.ReplayConfig(bag=bag, out_dir=d / "run", params_file=assets.params, rate=rate,
                          use_sim_time=True,
+                         # open loop: the sync's default deadline (0.2 s), not the paced runs' 5 s
                          node_params=_node_params(assets, input_qos="reliable",
-                                                  input_queue_depth=30),
+                                                  input_queue_depth=30, camera_timeout=0.2),
                          pace=False, drain_timeout_s=4.0, ready_timeout_s=120.0)
     run = R.run_replay(cfg, log=print)
     summary, frames = Rec.analyze_recording(bag, run.recording, player_stats=run.player_stats)
