@@ -113,3 +113,19 @@ def test_encoders_invert_the_decoders():
     np.testing.assert_allclose(b, boxes, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(s, [0.9, 0.4], rtol=1e-6)
     assert lab == ["Car", "Pedestrian"] and [d.id for d in msg.detections] == ["a", "b"]
+
+
+def test_image_to_array_demosaics_bayer_and_keeps_mono16():
+    """Bayer is colour (RGB out, as cv_bridge gives it); other one-channel encodings pass."""
+    from types import SimpleNamespace
+    from bev_mtl_ros.data import image_encoding
+    raw = np.arange(32, dtype=np.uint8).reshape(4, 8)
+    bayer = SimpleNamespace(height=4, width=8, encoding="bayer_rggb8", is_bigendian=0, step=8,
+                            data=raw.tobytes())
+    rgb = bag_io.image_to_array(bayer)
+    assert rgb.shape == (4, 8, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb, image_encoding.image_to_rgb(bayer))
+    mono16 = np.arange(32, dtype=np.uint16).reshape(4, 8) * 1000
+    m = SimpleNamespace(height=4, width=8, encoding="mono16", is_bigendian=0, step=16,
+                        data=mono16.astype("<u2").tobytes())
+    np.testing.assert_array_equal(bag_io.image_to_array(m), mono16)

@@ -270,15 +270,16 @@ def image_to_array(msg) -> np.ndarray:
     """Decode a sensor_msgs/Image (rosbags) into a (H, W, 3) RGB or (H, W) array (a copy).
 
     Colour, Bayer and YUV encodings give uint8 RGB (:func:`data.image_encoding.image_to_rgb`:
-    cv_bridge's conversions); one-channel encodings (mono8, mono16, 8UC1, ...) their pixels as
-    they are (:func:`data.image_encoding.image_to_array`). Row padding (``step``) is dropped.
+    cv_bridge's conversions); other one-channel encodings (mono8, mono16, 8UC1, ...) their pixels
+    as they are (:func:`data.image_encoding.image_to_array`). Each image is decoded once; row
+    padding (``step``) is dropped.
 
     Raises:
         ConversionError (a ValueError): an unsupported encoding or inconsistent sizes.
     """
-    pixels = image_encoding.image_to_array(msg)
-    if pixels.ndim == 2:
-        return pixels.copy()
+    enc = str(msg.encoding)
+    if image_encoding.encoding_layout(enc)[1] == 1 and not enc.startswith("bayer_"):
+        return np.array(image_encoding.image_to_array(msg))
     return np.array(image_encoding.image_to_rgb(msg))
 
 

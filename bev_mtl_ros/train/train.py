@@ -194,7 +194,10 @@ def _build_run(cfg: Dict[str, Any], train_set: TrainDataset, out_dir: Optional[s
         raise ConfigError("dataset contract differs from the config's: "
                           f"{sorted(contract.mismatches(train_set.contract))}")
     train_set.seed = seed
-    net = build_model(contract, cfg.get("model") or {})
+    model_cfg = dict(cfg.get("model") or {})
+    if cfg.get("init_from"):  # every weight comes from the file: no ImageNet load to overwrite
+        model_cfg["pretrained"] = False
+    net = build_model(contract, model_cfg)
     if cfg.get("init_from"):
         init_weights(net, contract, str(cfg["init_from"]))
     module = TrainModule(net, build_loss(cfg)).to(dev)
