@@ -37,9 +37,10 @@ import torch.nn.functional as F
 from bev_mtl_ros.data.classes import COARSE_GROUP_NAMES, coarse_group_lut
 from bev_mtl_ros.model.camera_encoder import EfficientNetLite0Encoder, load_imagenet_weights
 from bev_mtl_ros.model.heads import SemanticFPNHead
+from bev_mtl_ros.model.losses import enet_class_weights
 from bev_mtl_ros.train.augment import AugmentConfig
 from bev_mtl_ros.train.config import contract_from_config, load_config
-from bev_mtl_ros.train.dataset import RealCameraDataset
+from bev_mtl_ros.train.dataset import RealCameraDataset, semantic_pixel_counts
 from bev_mtl_ros.train.metrics import SemanticEvaluator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +63,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--enc-lr", type=float, default=0.25, help="encoder lr / head lr")
     p.add_argument("--lr", type=float, default=3e-3, help="peak one-cycle lr of the head")
     p.add_argument("--fpn", type=int, default=48, help="FPN channels")
+    p.add_argument("--class-weights", choices=("none", "enet"), default="none",
+                   help="semantic CE class weights: none, or ENet's 1/ln(c + p) from the "
+                        "label pixel shares of the training mix (model/losses.py)")
+    p.add_argument("--enet-c", type=float, default=1.02, help="ENet's c (default 1.02)")
     p.add_argument("--init", default=None, help="start from a --save file of an earlier run")
     p.add_argument("--save", default=None, help="write the trained encoder + head here")
     p.add_argument("--threads", type=int, default=1)
@@ -92,8 +97,19 @@ def synthetic_subset(root: Path, every: int, dest: Path) -> Path:
     return dest
 
 
+def class_weights(a, contract, real, synth):
+    """Return the CE class weights of ``--class-weights`` for the real/synthetic mix (or None)."""
+    if a.class_weights == "none":
+        return None
+    n = len(contract.semantic_classes)
+    share = (semantic_pixel_counts(real, n) / len(real) * a.real_share
+             + semantic_pixel_counts(synth, n) / len(synth) * (1.0 - a.real_share))
+    return enet_class_weights(share, a.enet_c)
+
+
 def train_camera(a, contract, real, synth) -> tuple:
     """Train encoder + head for ``a.iters`` steps; return them (train mode)."""
+    weights = class_weights(a, contract, real, synth)
     enc = EfficientNetLite0Encoder(contract.image_mean, contract.image_std)
     load_imagenet_weights(enc)
     if a.freeze:
@@ -118,7 +134,7 @@ def train_camera(a, contract, real, synth) -> tuple:
                  else synth[int(rng.integers(len(synth)))] for _ in range(4)]
         logits = head(enc(torch.stack([s["image"] for s in items])))
         loss = F.cross_entropy(logits, torch.stack([s["semantic"] for s in items]),
-                               ignore_index=255)
+                               weight=weights, ignore_index=255)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -163,7 +179,7 @@ def main() -> int:
         real = RealCameraDataset(str(tmp / "train"), contract, crop_scale=(0.4, 1.0),
                                  augment=aug, seed=0)
         test = RealCameraDataset(str(tmp / "test"), contract)
-        synth_root = synthetic_subset(Path(a.synth), a.synth_every, tmp / "synth")
+        synth_root = synthetic_subset(Path(a.synth).resolve(), a.synth_every, tmp / "synth")
         synth = RealCameraDataset(str(synth_root), contract, crop_scale=(0.7, 1.0),
                                   work_scale=1.0, augment=aug, seed=1)
         t0 = time.time()

@@ -156,3 +156,29 @@ def test_multitask_uncertainty_has_parameters_and_gradients():
 def test_multitask_rejects_unknown_weights():
     with pytest.raises(ValueError, match="task_weights"):
         MultiTaskLoss(task_weights={"depth": 1.0})
+
+
+def test_enet_class_weights_known_answer():
+    from bev_mtl_ros.model.losses import enet_class_weights
+    w = enet_class_weights([30.0, 70.0, 0.0], c=1.02)
+    expect = [1 / math.log(1.32), 1 / math.log(1.72), 1 / math.log(1.02)]
+    assert w.dtype == torch.float32
+    assert torch.allclose(w, torch.tensor(expect), atol=1e-5)
+    assert torch.allclose(enet_class_weights([3, 7, 0]), w)          # only the shares count
+    for bad in ([0.0, 0.0], [-1.0, 2.0]):
+        with pytest.raises(ValueError):
+            enet_class_weights(bad)
+    with pytest.raises(ValueError):
+        enet_class_weights([1.0], c=1.0)
+
+
+def test_class_weights_change_the_semantic_loss():
+    from bev_mtl_ros.model.losses import semantic_loss
+    logits = torch.zeros(1, 2, 1, 2)
+    logits[0, 0, 0, 1] = 2.0                    # pixel 1 predicts class 0, pixel 0 is uniform
+    label = torch.tensor([[[0, 1]]])
+    per_pixel = torch.tensor([math.log(2.0), math.log(1 + math.exp(2.0))])
+    w = torch.tensor([1.0, 3.0])
+    weighted = semantic_loss(logits, label, class_weights=w)
+    assert torch.isclose(weighted, (per_pixel * w).sum() / w.sum())   # F.cross_entropy's mean
+    assert torch.isclose(semantic_loss(logits, label), per_pixel.mean())

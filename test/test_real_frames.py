@@ -208,3 +208,38 @@ def test_evaluator_threshold_is_the_nodes():
     cfg = yaml.safe_load(open(os.path.join(ROOT, "config", "perception.yaml")))
     assert cfg["/**"]["ros__parameters"]["score_threshold"] == NODE_SCORE_THRESHOLD
     assert NODE_PARAMETERS["score_threshold"][0] == NODE_SCORE_THRESHOLD
+
+
+def test_semantic_pixel_counts_and_enet_weights_from_the_training_mix():
+    """Counts follow the labels and the repeats; the config's ``enet`` weighting uses them."""
+    from bev_mtl_ros.model.losses import enet_class_weights
+    from bev_mtl_ros.train.config import ConfigError
+    from bev_mtl_ros.train.dataset import (InMemoryDataset, MixedDataset, RealCameraDataset,
+                                           semantic_pixel_counts)
+    from bev_mtl_ros.train.model_setup import build_loss
+    c = ModelContract()
+    n = len(c.semantic_classes)
+    w, h = c.image_size
+    sem = np.full((h, w), 255, np.uint8)
+    sem[:10] = 3                                   # 10 rows of class 3, the rest ignored
+    synth = InMemoryDataset([{"points": np.zeros((0, 4), np.float32),
+                              "boxes": np.zeros((0, 7), np.float32),
+                              "labels": np.zeros(0, np.int64), "drivable": None,
+                              "semantic": sem}] * 2, c)
+    counts = semantic_pixel_counts(synth, n)
+    assert counts.shape == (n,) and counts[3] == 2 * 10 * w and counts.sum() == counts[3]
+    one, three = (RealCameraDataset(REAL, c, repeats=r) for r in (1, 3))
+    real1, real3 = semantic_pixel_counts(one, n), semantic_pixel_counts(three, n)
+    np.testing.assert_allclose(real3, 3 * real1)
+    direct = sum(np.bincount(one.raw(k)["semantic"].ravel(), minlength=256)[:n]
+                 for k in range(one.num_frames))
+    np.testing.assert_allclose(real1, direct)
+    mixed = MixedDataset([synth, three])
+    np.testing.assert_allclose(semantic_pixel_counts(mixed, n), counts + real3)
+    loss = build_loss({"loss": {"semantic_class_weights": "enet", "semantic_enet_c": 1.1}}, mixed)
+    np.testing.assert_allclose(loss.semantic_class_weights.numpy(),
+                               enet_class_weights(counts + real3, 1.1).numpy())
+    assert build_loss({"loss": {}}, mixed).semantic_class_weights is None
+    for bad in ("median", [1.0, 2.0]):
+        with pytest.raises(ConfigError):
+            build_loss({"loss": {"semantic_class_weights": bad}}, mixed)

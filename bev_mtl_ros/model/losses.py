@@ -179,6 +179,29 @@ def semantic_loss(logits: torch.Tensor, label: torch.Tensor, ignore_index: int =
     return F.cross_entropy(logits, label, weight=class_weights, ignore_index=ignore_index)
 
 
+def enet_class_weights(pixel_counts: Sequence[float], c: float = 1.02) -> torch.Tensor:
+    """Class weights of ENet (Paszke et al. 2016, "ENet", Sec. 5.2): w_k = 1 / ln(c + p_k).
+
+    p_k is class k's share of the labelled pixels. ``c`` bounds the weights to (1 / ln(1 + c),
+    1 / ln(c)]: 1.02 (the paper's) gives 50.5 for an absent class and 3.6 for a class on 30 % of
+    the pixels; a larger ``c`` flattens them (1.10: 10.5 vs 3.0).
+
+    Args:
+        pixel_counts: (S,) non-negative labelled-pixel counts per class (any unit).
+        c: the constant above, > 1.
+    Returns:
+        (S,) float32 weights for :func:`semantic_loss` / ``F.cross_entropy``.
+    Raises:
+        ValueError when ``c`` <= 1, a count is negative or all counts are 0.
+    """
+    counts = torch.as_tensor(pixel_counts, dtype=torch.float64)
+    if c <= 1.0:
+        raise ValueError(f"enet_class_weights: c must be > 1, got {c}")
+    if bool((counts < 0).any()) or float(counts.sum()) <= 0.0:
+        raise ValueError("enet_class_weights: counts must be >= 0 with a positive sum")
+    return (1.0 / torch.log(c + counts / counts.sum())).float()
+
+
 class UncertaintyWeighting(nn.Module):
     """Learned homoscedastic-uncertainty task weighting (Kendall, Gal & Cipolla, CVPR 2018).
 

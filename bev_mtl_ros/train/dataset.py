@@ -487,3 +487,35 @@ class MixedDataset(TrainDataset):
         k = int(np.searchsorted(self._ends, int(i), side="right"))
         start = int(self._ends[k - 1]) if k else 0
         return self.parts[k][int(i) - start]
+
+
+def semantic_pixel_counts(dataset: TrainDataset, num_classes: int,
+                          frames_per_part: int = 200) -> np.ndarray:
+    """Return the expected labelled pixels per semantic class in one epoch of ``dataset``.
+
+    Each part (the dataset itself, or each part of a :class:`MixedDataset`) is sampled at up to
+    ``frames_per_part`` evenly spaced distinct frames (uncropped labels at the network input
+    size, :meth:`RawSampleDataset.raw`); their mean histogram is scaled by the part's length, so
+    repeats count as often as an epoch draws them. Pixels labelled 255 (ignore) or >=
+    ``num_classes`` are not counted.
+
+    Returns:
+        (num_classes,) float64 pixel counts (for ``model.losses.enet_class_weights``).
+    Raises:
+        TypeError when a part is not a :class:`RawSampleDataset`.
+    """
+    parts = dataset.parts if isinstance(dataset, MixedDataset) else [dataset]
+    total = np.zeros(int(num_classes), np.float64)
+    for part in parts:
+        if not isinstance(part, RawSampleDataset):
+            raise TypeError(f"semantic_pixel_counts: {type(part).__name__} has no raw samples")
+        distinct = part.num_frames if isinstance(part, RealCameraDataset) else len(part)
+        picks = np.unique(np.linspace(0, distinct - 1, min(distinct, frames_per_part)).astype(int))
+        hist = np.zeros(int(num_classes), np.float64)
+        for i in picks:
+            sem = part.raw(int(i)).get("semantic")
+            if sem is not None:
+                sem = np.asarray(sem).ravel()
+                hist += np.bincount(sem[sem < num_classes], minlength=num_classes)[:num_classes]
+        total += hist / max(1, len(picks)) * len(part)
+    return total

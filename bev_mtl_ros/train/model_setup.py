@@ -6,7 +6,8 @@ synchronises the learned loss weights too; :func:`unwrap_ddp` returns it from it
 
 from __future__ import annotations
 
-from typing import Any, Dict
+import logging
+from typing import Any, Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -14,10 +15,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from bev_mtl_ros.model.camera_encoder import EfficientNetLite0Encoder, load_imagenet_weights
 from bev_mtl_ros.model.contract import ModelContract
-from bev_mtl_ros.model.losses import MultiTaskLoss
+from bev_mtl_ros.model.losses import MultiTaskLoss, enet_class_weights
 from bev_mtl_ros.model.network import BevMultiTaskNet
 from bev_mtl_ros.runtime.checkpoint import CheckpointError, load_checkpoint
 from bev_mtl_ros.train.config import ConfigError
+from bev_mtl_ros.train.dataset import TrainDataset, semantic_pixel_counts
+
+LOG = logging.getLogger(__name__)
 
 __all__ = ["TrainModule", "MODEL_INIT_KEYS", "build_model", "init_weights", "build_loss",
            "unwrap_ddp"]
@@ -97,13 +101,47 @@ def init_weights(net: nn.Module, contract: ModelContract, path: str) -> None:
     net.load_state_dict(saved.state_dict())
 
 
-def build_loss(cfg: Dict[str, Any]) -> MultiTaskLoss:
-    """Return the MultiTaskLoss of the config's ``loss`` section (defaults for absent keys)."""
+def build_loss(cfg: Dict[str, Any], train_set: Optional[TrainDataset] = None) -> MultiTaskLoss:
+    """Return the MultiTaskLoss of the config's ``loss`` section (defaults for absent keys).
+
+    ``loss.semantic_class_weights`` selects the semantic cross-entropy's class weights: absent or
+    null = unweighted; ``enet`` = ENet's 1 / ln(c + p_k) (``loss.semantic_enet_c``, default 1.02)
+    from ``train_set``'s labelled-pixel shares (:func:`semantic_pixel_counts`, repeats counted);
+    or an explicit list of one weight per contract semantic class.
+
+    Raises:
+        ConfigError on an unknown weighting, a list of the wrong length, or ``enet`` without a
+        ``train_set``.
+    """
     lc = cfg.get("loss") or {}
     return MultiTaskLoss(task_weights=lc.get("task_weights"), reg_weights=lc.get("reg_weights"),
                          heatmap_weight=float(lc.get("heatmap_weight", 1.0)),
                          dice_weight=float(lc.get("dice_weight", 0.0)),
-                         uncertainty=bool(lc.get("uncertainty", False)))
+                         uncertainty=bool(lc.get("uncertainty", False)),
+                         semantic_class_weights=_semantic_class_weights(lc, train_set))
+
+
+def _semantic_class_weights(lc: Dict[str, Any], train_set: Optional[TrainDataset]):
+    """Return the (S,) semantic CE weights of loss config ``lc`` (None = unweighted)."""
+    how = lc.get("semantic_class_weights")
+    if how is None:
+        return None
+    if isinstance(how, (list, tuple)):
+        if train_set is not None and len(how) != len(train_set.contract.semantic_classes):
+            raise ConfigError(f"loss.semantic_class_weights has {len(how)} values for "
+                              f"{len(train_set.contract.semantic_classes)} semantic classes")
+        return [float(v) for v in how]
+    if how != "enet":
+        raise ConfigError(f"loss.semantic_class_weights: expected null, 'enet' or a list, got "
+                          f"{how!r}")
+    if train_set is None:
+        raise ConfigError("loss.semantic_class_weights 'enet' needs the training set")
+    counts = semantic_pixel_counts(train_set, len(train_set.contract.semantic_classes))
+    weights = enet_class_weights(counts, float(lc.get("semantic_enet_c", 1.02)))
+    LOG.info("semantic class weights (ENet, c=%s): %s", lc.get("semantic_enet_c", 1.02),
+             " ".join(f"{n}={w:.1f}" for n, w in zip(train_set.contract.semantic_classes,
+                                                     weights.tolist())))
+    return weights
 
 
 def unwrap_ddp(module: nn.Module) -> nn.Module:

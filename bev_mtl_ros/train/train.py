@@ -20,7 +20,8 @@ Config YAML (every key optional; defaults in :data:`DEFAULT_CONFIG`)::
     optimizer: {lr, weight_decay, schedule: onecycle|cosine|constant, pct_start, warmup_epochs,
                 grad_clip, betas, lr_scale: {network submodule: factor}}
     loss: {task_weights: {detection, drivable, semantic}, reg_weights: {offset, z, size, rot},
-           heatmap_weight, dice_weight, uncertainty: bool}
+           heatmap_weight, dice_weight, uncertainty: bool,
+           semantic_class_weights: null | enet | [S floats], semantic_enet_c}
     augment: {...}         # train/augment.py AugmentConfig
     camera_dropout: 0.1    # probability of training a sample lidar-only (camera_valid = 0)
     real_data: {repeats, crop_scale}   # camera + label frames given with --real-data: each listed
@@ -200,7 +201,7 @@ def _build_run(cfg: Dict[str, Any], train_set: TrainDataset, out_dir: Optional[s
     net = build_model(contract, model_cfg)
     if cfg.get("init_from"):
         init_weights(net, contract, str(cfg["init_from"]))
-    module = TrainModule(net, build_loss(cfg)).to(dev)
+    module = TrainModule(net, build_loss(cfg, train_set)).to(dev)
     epochs = int(cfg["epochs"])
     sampler = (DistributedSampler(train_set, num_replicas=dist_ctx.world_size, rank=dist_ctx.rank,
                                   shuffle=True, seed=seed, drop_last=False)
