@@ -17,6 +17,8 @@ Usage (one JSON line per run is appended to ``--results``)::
     scripts/real_loo_camera.py ... --fold 0 --save build/loo/base0.pt --tag base_saved
     scripts/real_loo_camera.py ... --fold 0 --init build/loo/base0.pt --iters 150 --lr 1e-3 \
         --real-share 0.5 --tag ft50          # a fine-tuning stage from the saved run
+    scripts/real_loo_camera.py ... --fold 0 --init build/loo/base0.pt --iters 0 --flip-tta \
+        --tag base_tta                       # score a saved run another way (--adabn N too)
 
 Folds index the real frames in name order. Runs are deterministic for the same arguments.
 """
@@ -56,7 +58,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--real", default=str(ROOT / "test/data/real_a2d2"))
     p.add_argument("--config", default=str(ROOT / "config/train_default.yaml"),
                    help="contract and augmentation come from this training config")
-    p.add_argument("--iters", type=int, default=300, help="optimiser steps (batch 4)")
+    p.add_argument("--iters", type=int, default=300,
+                   help="optimiser steps (batch 4); 0 scores --init as saved")
     p.add_argument("--real-share", type=float, default=0.17,
                    help="probability that a batch slot is a real frame")
     p.add_argument("--freeze", type=int, default=2, help="frozen encoder levels (0..4)")
@@ -67,6 +70,11 @@ def parse_args() -> argparse.Namespace:
                    help="semantic CE class weights: none, or ENet's 1/ln(c + p) from the "
                         "label pixel shares of the training mix (model/losses.py)")
     p.add_argument("--enet-c", type=float, default=1.02, help="ENet's c (default 1.02)")
+    p.add_argument("--flip-tta", action="store_true",
+                   help="score with the mean of the image's and its mirror's class probabilities")
+    p.add_argument("--adabn", type=int, default=0, metavar="N",
+                   help="before scoring, re-estimate the encoder's BatchNorm statistics on N "
+                        "augmented real training crops (AdaBN, Li et al. 2016); 0 = off")
     p.add_argument("--init", default=None, help="start from a --save file of an earlier run")
     p.add_argument("--save", default=None, help="write the trained encoder + head here")
     p.add_argument("--threads", type=int, default=1)
@@ -122,6 +130,8 @@ def train_camera(a, contract, real, synth) -> tuple:
         head.load_state_dict(state["head"])
     groups = [{"params": [q for q in enc.parameters() if q.requires_grad], "lr": a.lr * a.enc_lr},
               {"params": head.parameters(), "lr": a.lr}]
+    if a.iters <= 0:
+        return enc, head
     opt = torch.optim.AdamW(groups, lr=a.lr, weight_decay=0.01, betas=(0.9, 0.99))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[a.lr * a.enc_lr, a.lr],
                                                 total_steps=a.iters, pct_start=0.1)
@@ -144,14 +154,33 @@ def train_camera(a, contract, real, synth) -> tuple:
     return enc, head
 
 
-def score(enc, head, contract, test) -> dict:
+def adapt_batchnorm(enc, real, samples: int) -> None:
+    """Replace the encoder's BatchNorm statistics by those of ``samples`` real training crops.
+
+    Only the BatchNorm layers that train (frozen levels keep theirs) are re-estimated.
+    """
+    enc.train()
+    for m in enc.modules():
+        if isinstance(m, torch.nn.BatchNorm2d) and m.training:
+            m.reset_running_stats()
+            m.momentum = None                      # cumulative average over the batches
+    with torch.no_grad():
+        for b in range(0, samples, 4):
+            real.set_epoch(1000 + b)                # a fresh crop and jitter for every pass
+            enc(torch.stack([real[(b + k) % len(real)]["image"] for k in range(4)]))
+
+
+def score(enc, head, contract, test, flip_tta: bool = False) -> dict:
     """Return the held-out frame's 38-class and coarse figures (the evaluator's metrics)."""
     enc.eval()
     head.eval()
     s = test.raw(0)
     with torch.no_grad():
         x = torch.from_numpy(s["image"]).permute(2, 0, 1).float().div(255)[None]
-        pred = head(enc(x)).argmax(1)[0].numpy().astype(np.uint8)
+        prob = head(enc(x)).softmax(1)
+        if flip_tta:
+            prob = prob + head(enc(x.flip(3))).softmax(1).flip(3)
+        pred = prob.argmax(1)[0].numpy().astype(np.uint8)
     fine = SemanticEvaluator(contract.semantic_classes)
     fine.add(pred, s["semantic"])
     lut = coarse_group_lut(contract.semantic_classes)
@@ -187,8 +216,11 @@ def main() -> int:
         if a.save:
             Path(a.save).parent.mkdir(parents=True, exist_ok=True)
             torch.save({"enc": enc.state_dict(), "head": head.state_dict()}, a.save)
+        if a.adabn:
+            adapt_batchnorm(enc, real, a.adabn)
         res = {"tag": a.tag, "fold": a.fold, "frame": held.name,
-               **score(enc, head, contract, test), "train_s": round(time.time() - t0, 1),
+               **score(enc, head, contract, test, a.flip_tta),
+               "train_s": round(time.time() - t0, 1),
                "args": vars(a)}
     print(json.dumps(res))
     Path(a.results).parent.mkdir(parents=True, exist_ok=True)
