@@ -240,6 +240,7 @@ def test_semantic_pixel_counts_and_enet_weights_from_the_training_mix():
     np.testing.assert_allclose(loss.semantic_class_weights.numpy(),
                                enet_class_weights(counts + real3, 1.1).numpy())
     assert build_loss({"loss": {}}, mixed).semantic_class_weights is None
-    for bad in ("median", [1.0, 2.0]):
+    for bad in ({"semantic_class_weights": "median"}, {"semantic_class_weights": [1.0, 2.0]},
+                {"semantic_class_weight": "enet"}):         # the last one: a misspelt key
         with pytest.raises(ConfigError):
-            build_loss({"loss": {"semantic_class_weights": bad}}, mixed)
+            build_loss({"loss": bad}, mixed)

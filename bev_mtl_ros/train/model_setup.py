@@ -23,6 +23,10 @@ from bev_mtl_ros.train.dataset import TrainDataset, semantic_pixel_counts
 
 LOG = logging.getLogger(__name__)
 
+#: keys of the config's ``loss`` section
+LOSS_KEYS = frozenset({"task_weights", "reg_weights", "heatmap_weight", "dice_weight",
+                       "uncertainty", "semantic_class_weights", "semantic_enet_c"})
+
 __all__ = ["TrainModule", "MODEL_INIT_KEYS", "build_model", "init_weights", "build_loss",
            "unwrap_ddp"]
 
@@ -110,10 +114,14 @@ def build_loss(cfg: Dict[str, Any], train_set: Optional[TrainDataset] = None) ->
     or an explicit list of one weight per contract semantic class.
 
     Raises:
-        ConfigError on an unknown weighting, a list of the wrong length, or ``enet`` without a
-        ``train_set``.
+        ConfigError on an unknown ``loss`` key, an unknown weighting, a list of the wrong length,
+        or ``enet`` without a ``train_set``.
     """
     lc = cfg.get("loss") or {}
+    unknown = set(lc) - LOSS_KEYS
+    if unknown:
+        raise ConfigError(f"unknown loss config key(s) {sorted(unknown)}; expected some of "
+                          f"{sorted(LOSS_KEYS)}")
     return MultiTaskLoss(task_weights=lc.get("task_weights"), reg_weights=lc.get("reg_weights"),
                          heatmap_weight=float(lc.get("heatmap_weight", 1.0)),
                          dice_weight=float(lc.get("dice_weight", 0.0)),
