@@ -18,14 +18,13 @@ from bev_mtl_ros.model.contract import ModelContract
 from bev_mtl_ros.model.losses import MultiTaskLoss, enet_class_weights
 from bev_mtl_ros.model.network import BevMultiTaskNet
 from bev_mtl_ros.runtime.checkpoint import CheckpointError, load_checkpoint
-from bev_mtl_ros.train.config import ConfigError
+from bev_mtl_ros.train.config import DEFAULT_CONFIG, ConfigError
 from bev_mtl_ros.train.dataset import TrainDataset, semantic_pixel_counts
 
 LOG = logging.getLogger(__name__)
 
-#: keys of the config's ``loss`` section
-LOSS_KEYS = frozenset({"task_weights", "reg_weights", "heatmap_weight", "dice_weight",
-                       "uncertainty", "semantic_class_weights", "semantic_enet_c"})
+#: keys of the config's ``loss`` section (those of the defaults)
+LOSS_KEYS = frozenset(DEFAULT_CONFIG["loss"])
 
 __all__ = ["TrainModule", "MODEL_INIT_KEYS", "build_model", "init_weights", "build_loss",
            "unwrap_ddp"]
