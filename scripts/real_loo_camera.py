@@ -117,7 +117,6 @@ def class_weights(a, contract, real, synth):
 
 def train_camera(a, contract, real, synth) -> tuple:
     """Train encoder + head for ``a.iters`` steps; return them (train mode)."""
-    weights = class_weights(a, contract, real, synth)
     enc = EfficientNetLite0Encoder(contract.image_mean, contract.image_std)
     load_imagenet_weights(enc)
     if a.freeze:
@@ -128,10 +127,11 @@ def train_camera(a, contract, real, synth) -> tuple:
         state = torch.load(a.init, weights_only=True)
         enc.load_state_dict(state["enc"])
         head.load_state_dict(state["head"])
-    groups = [{"params": [q for q in enc.parameters() if q.requires_grad], "lr": a.lr * a.enc_lr},
-              {"params": head.parameters(), "lr": a.lr}]
     if a.iters <= 0:
         return enc, head
+    weights = class_weights(a, contract, real, synth)
+    groups = [{"params": [q for q in enc.parameters() if q.requires_grad], "lr": a.lr * a.enc_lr},
+              {"params": head.parameters(), "lr": a.lr}]
     opt = torch.optim.AdamW(groups, lr=a.lr, weight_decay=0.01, betas=(0.9, 0.99))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[a.lr * a.enc_lr, a.lr],
                                                 total_steps=a.iters, pct_start=0.1)
