@@ -143,9 +143,10 @@ def _semantic_class_weights(lc: Dict[str, Any], train_set: Optional[TrainDataset
                           f"{how!r}")
     if train_set is None:
         raise ConfigError("loss.semantic_class_weights 'enet' needs the training set")
-    counts = semantic_pixel_counts(train_set, len(train_set.contract.semantic_classes))
-    weights = enet_class_weights(counts, float(lc.get("semantic_enet_c", 1.02)))
-    LOG.info("semantic class weights (ENet, c=%s): %s", lc.get("semantic_enet_c", 1.02),
+    c = float(lc.get("semantic_enet_c", DEFAULT_CONFIG["loss"]["semantic_enet_c"]))
+    weights = enet_class_weights(
+        semantic_pixel_counts(train_set, len(train_set.contract.semantic_classes)), c)
+    LOG.info("semantic class weights (ENet, c=%s): %s", c,
              " ".join(f"{n}={w:.1f}" for n, w in zip(train_set.contract.semantic_classes,
                                                      weights.tolist())))
     return weights
