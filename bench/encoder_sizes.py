@@ -1,10 +1,13 @@
-"""Network image input size for the EfficientNet-Lite0 camera encoder: in-process pipeline latency
-and training-step time of a randomly initialised network of the shipped design (contract of
-config/train_default.yaml with ``image_size`` replaced, default widths) at several image sizes.
+"""Network image input size and camera encoder variant: in-process pipeline latency and
+training-step time of a randomly initialised network of the shipped design (contract of
+config/train_default.yaml with ``image_size`` replaced, its widths with ``camera_encoder``
+replaced) at several image sizes and encoders.
 
-    .venv/bin/python bench/encoder_sizes.py [--sizes 384x256 448x288 512x320] [--frames 15]
+    .venv/bin/python bench/encoder_sizes.py [--sizes 384x256 448x288 512x320] [--frames 15] \
+        [--encoders efficientnet_lite0 efficientnet_lite1 efficientnet_lite2]
 
-Per size: ``PerceptionPipeline`` p50 / p95 (ms) over ``--frames`` frames (after 3 warm-up ones) of
+Per encoder and size: ``PerceptionPipeline`` p50 / p95 (ms) over ``--frames`` frames (after 3
+warm-up ones) of
 20k points in the front camera's view + a 1920x1208 image (``data.synth_scan.synthetic_scan`` /
 ``synthetic_image``) with onnxruntime CPU (1 intra-op thread) and with PyTorch eager; and the
 median time of a training step (batch 4, ``--pillars`` pillars per frame, forward + backward +
@@ -15,6 +18,7 @@ with the stem + stride-4 level frozen (``freeze_camera_levels: 1``). Torch uses 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import tempfile
 import time
@@ -25,7 +29,8 @@ import torch
 import yaml
 
 from bev_mtl_ros.data.synth_scan import synthetic_image, synthetic_scan
-from bev_mtl_ros.model.network import random_inputs
+from bev_mtl_ros.model.camera_encoder import LITE_VARIANTS
+from bev_mtl_ros.model.network import CAMERA_ENCODERS, DEFAULT_WIDTHS, random_inputs
 from bev_mtl_ros.runtime.backends import create_backend
 from bev_mtl_ros.runtime.checkpoint import save_checkpoint
 from bev_mtl_ros.runtime.export import export_onnx
@@ -76,24 +81,28 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, default=3)
     ap.add_argument("--pillars", type=int, default=4000)
     ap.add_argument("--config", default=str(REPO_ROOT / "config" / "train_default.yaml"))
+    ap.add_argument("--encoders", nargs="+", choices=CAMERA_ENCODERS, default=None,
+                    help="camera_encoder widths to compare (default: the config's)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     with open(args.config, encoding="utf-8") as f:
         cfg = yaml.safe_load(f)
-    widths = {k: v for k, v in (cfg.get("model") or {}).items() if k not in MODEL_INIT_KEYS}
-    # the plain encoder (camera_encoder: plain, for comparison) has no frozen variant
-    lite0 = widths.get("camera_encoder", "efficientnet_lite0") == "efficientnet_lite0"
-    frozen = {**widths, "freeze_camera_levels": 1} if lite0 else None
-    print(f"{'image':>8} {'ort p50':>8} {'ort p95':>8} {'torch p50':>9} {'torch p95':>9} "
-          f"{'step s':>7} {'step s frozen':>13}  (ms unless s)")
+    base = {k: v for k, v in (cfg.get("model") or {}).items() if k not in MODEL_INIT_KEYS}
+    encoders = args.encoders or [base.get("camera_encoder", DEFAULT_WIDTHS["camera_encoder"])]
+    print(f"{'encoder':>18} {'image':>8} {'ort p50':>8} {'ort p95':>8} {'torch p50':>9} "
+          f"{'torch p95':>9} {'step s':>7} {'step s frozen':>13}  (ms unless s)")
     with tempfile.TemporaryDirectory() as tmp:
-        for size in args.sizes:
+        for encoder, size in itertools.product(encoders, args.sizes):
+            widths = {**base, "camera_encoder": encoder}
+            # the plain encoder (for comparison) has no frozen variant
+            frozen = ({**widths, "freeze_camera_levels": 1} if encoder in LITE_VARIANTS
+                      else None)
             w, h = (int(v) for v in size.split("x"))
             overrides = {**cfg["contract"], "image_size": [w, h]}
             contract = contract_from_config({"contract": overrides})
             torch.manual_seed(0)
             net = build_model(contract, widths).eval()
-            onnx_path = Path(tmp) / f"net_{size}.onnx"
+            onnx_path = Path(tmp) / f"net_{encoder}_{size}.onnx"
             save_checkpoint(str(onnx_path.with_suffix(".pt")), net, contract)
             export_onnx(net, contract, str(onnx_path), verify=False)
             ort = pipeline_ms(onnx_path, "onnxruntime", args.frames)
@@ -101,7 +110,7 @@ def main() -> None:
             step = train_step_s(contract, widths, args.pillars, args.train_steps)
             step_frozen = (train_step_s(contract, frozen, args.pillars, args.train_steps)
                            if frozen else float("nan"))
-            print(f"{size:>8} {ort['p50']:8.1f} {ort['p95']:8.1f} "
+            print(f"{encoder:>18} {size:>8} {ort['p50']:8.1f} {ort['p95']:8.1f} "
                   f"{pt['p50']:9.1f} {pt['p95']:9.1f} "
                   f"{step:7.2f} {step_frozen:13.2f}", flush=True)
 

