@@ -41,7 +41,8 @@ from bev_mtl_ros.model.camera_encoder import (LITE_VARIANTS, EfficientNetLiteEnc
                                               load_imagenet_weights)
 from bev_mtl_ros.model.heads import SemanticFPNHead
 from bev_mtl_ros.model.losses import enet_class_weights
-from bev_mtl_ros.train.augment import AugmentConfig
+from bev_mtl_ros.train.augment import (AugmentConfig, fourier_amplitude,
+                                       fourier_domain_adaptation)
 from bev_mtl_ros.train.config import contract_from_config, load_config
 from bev_mtl_ros.train.dataset import RealCameraDataset, semantic_pixel_counts
 from bev_mtl_ros.train.metrics import SemanticEvaluator
@@ -75,6 +76,12 @@ def parse_args() -> argparse.Namespace:
                    help="semantic CE class weights: none, or ENet's 1/ln(c + p) from the "
                         "label pixel shares of the training mix (model/losses.py)")
     p.add_argument("--enet-c", type=float, default=1.02, help="ENet's c (default 1.02)")
+    p.add_argument("--fda-beta", type=float, default=None, metavar="B",
+                   help="restyle synthetic samples with the low-frequency amplitude spectrum of "
+                        "a random real training frame (Fourier domain adaptation, Yang & Soatto "
+                        "2020; window B x the shorter side, e.g. 0.01); default off")
+    p.add_argument("--fda-prob", type=float, default=1.0,
+                   help="share of synthetic samples restyled with --fda-beta (default 1)")
     p.add_argument("--flip-tta", action="store_true",
                    help="score with the mean of the image's and its mirror's class probabilities")
     p.add_argument("--adabn", type=int, default=0, metavar="N",
@@ -120,6 +127,28 @@ def class_weights(a, contract, real, synth):
     return enet_class_weights(share, a.enet_c)
 
 
+def fda_restyler(a, real):
+    """Return sample -> sample applying ``--fda-beta`` to a synthetic sample (identity when off).
+
+    The style bank is the amplitude spectra of the real training frames at the network's input
+    size (never the held-out frame); draws use their own generator, so the sequence of samples
+    is the same as without FDA.
+    """
+    if a.fda_beta is None:
+        return lambda sample: sample
+    bank = [fourier_amplitude(real.raw(i)["image"]) for i in range(real.num_frames)]
+    rng = np.random.default_rng(1)
+
+    def restyle(sample):
+        if rng.random() >= a.fda_prob:
+            return sample
+        image = (sample["image"].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+        styled = fourier_domain_adaptation(image, bank[int(rng.integers(len(bank)))], a.fda_beta)
+        return {**sample, "image": torch.from_numpy(styled).permute(2, 0, 1).float() / 255.0}
+
+    return restyle
+
+
 def train_camera(a, contract, real, synth) -> tuple:
     """Train encoder + head for ``a.iters`` steps; return them (train mode)."""
     enc = EfficientNetLiteEncoder(a.encoder, contract.image_mean, contract.image_std)
@@ -141,12 +170,13 @@ def train_camera(a, contract, real, synth) -> tuple:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[a.lr * a.enc_lr, a.lr],
                                                 total_steps=a.iters, pct_start=0.1)
     rng = np.random.default_rng(0)
+    restyle = fda_restyler(a, real)
     enc.train()
     head.train()
     t0 = time.time()
     for it in range(a.iters):
         items = [real[int(rng.integers(len(real)))] if rng.random() < a.real_share
-                 else synth[int(rng.integers(len(synth)))] for _ in range(4)]
+                 else restyle(synth[int(rng.integers(len(synth)))]) for _ in range(4)]
         logits = head(enc(torch.stack([s["image"] for s in items])))
         loss = F.cross_entropy(logits, torch.stack([s["semantic"] for s in items]),
                                weight=weights, ignore_index=255)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from bev_mtl_ros.model.contract import ModelContract
-from bev_mtl_ros.train.augment import (AugmentConfig, augment_sample, flip_y, photometric,
+from bev_mtl_ros.train.augment import (AugmentConfig, augment_sample, flip_y,
+                                       fourier_amplitude, fourier_domain_adaptation, photometric,
                                        rotate_scale)
 
 C = ModelContract(point_cloud_range=(0.0, -5.12, -3.0, 10.24, 5.12, 3.0), pillar_size=(0.32, 0.32),
@@ -149,3 +150,46 @@ def test_loader_workers_draw_new_augmentations_each_epoch():
     (_i, _t, meta), = list(loader)
     np.testing.assert_allclose(
         np.concatenate([m["boxes"] for m in sorted(meta, key=lambda m: m["key"])]), seen[0])
+
+
+# ----------------------------------------------------------------- Fourier domain adaptation
+
+def _smooth_image(rng, h=64, w=96, base=100.0):
+    """A low-contrast RGB image (no clipping under FDA): (h, w, 3) uint8."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = base + 20 * np.sin(xx / 7.0)[..., None] * np.array([1.0, 0.5, -0.5])
+    return np.clip(img + rng.uniform(-5, 5, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def test_fda_zero_beta_swaps_the_mean_colour_only():
+    rng = np.random.default_rng(0)
+    src = _smooth_image(rng)
+    tgt = _smooth_image(rng, base=50.0)[:, ::-1]
+    out = fourier_domain_adaptation(src, fourier_amplitude(tgt), 0.0)
+    np.testing.assert_allclose(out.mean((0, 1)), tgt.mean((0, 1)), atol=0.6)
+    # everything but the mean is the source's: the zero-mean images agree up to rounding
+    diff = (out.astype(float) - out.mean((0, 1))) - (src.astype(float) - src.mean((0, 1)))
+    assert np.abs(diff).max() <= 1.0
+
+
+def test_fda_own_spectrum_is_identity_and_window_takes_target_amplitude():
+    rng = np.random.default_rng(1)
+    src = _smooth_image(rng)
+    assert np.array_equal(fourier_domain_adaptation(src, fourier_amplitude(src), 0.2), src)
+    tgt = _smooth_image(rng, base=60.0)[::-1]
+    out = fourier_domain_adaptation(src, fourier_amplitude(tgt), 0.05)   # b = floor(3.2) = 3
+    a_out, a_src, a_tgt = (fourier_amplitude(x) for x in (out, src, tgt))
+    inside = np.zeros(a_out.shape[:2], bool)
+    inside[np.r_[0:4, 61:64], 0:4] = True
+    scale = a_src.max()
+    assert np.abs(a_out[inside] - a_tgt[inside]).max() < 1e-3 * scale
+    assert np.abs(a_out[~inside] - a_src[~inside]).max() < 1e-3 * scale
+    assert np.abs(a_tgt[inside] - a_src[inside]).max() > 0.1 * scale   # the swap did something
+
+
+def test_fda_rejects_bad_input():
+    img = np.zeros((32, 48, 3), np.uint8)
+    with pytest.raises(ValueError, match="does not fit"):
+        fourier_domain_adaptation(img, np.zeros((32, 48, 3), np.float32), 0.01)
+    with pytest.raises(ValueError, match="beta"):
+        fourier_domain_adaptation(img, fourier_amplitude(img), 0.5)

@@ -27,6 +27,10 @@ Transforms (applied in this order, each with its own probability / range):
 * **Photometric jitter** of the image only: brightness, contrast and saturation factors in
   [1 - j, 1 + j] and hue untouched (labels unaffected).
 
+:func:`fourier_domain_adaptation` (Yang & Soatto 2020) restyles a synthetic image with a real
+image's low-frequency spectrum; it is a building block for synthetic-to-real training
+(``scripts/real_loo_camera.py --fda-beta``), not part of :func:`augment_sample`.
+
 Randomness comes only from the ``numpy.random.Generator`` passed in, so runs are reproducible.
 """
 
@@ -37,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
+import scipy.fft
 
 from bev_mtl_ros.model.contract import ModelContract
 
@@ -167,6 +172,50 @@ def photometric(image: np.ndarray, rng: np.random.Generator, brightness: float, 
         img = (img - gray[..., None]) * rng.uniform(1 - saturation, 1
                                                     + saturation) + gray[..., None]
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+
+
+def fourier_amplitude(image: np.ndarray) -> np.ndarray:
+    """Amplitude spectrum of an image, per channel, for :func:`fourier_domain_adaptation`.
+
+    |real FFT| over the two image axes (scipy.fft.rfft2, float32): (H, W, 3) uint8/float ->
+    (H, W // 2 + 1, 3) float32; unshifted, so the lowest frequencies sit at rows 0 and H - 1,
+    column 0.
+    """
+    return np.abs(scipy.fft.rfft2(np.asarray(image, np.float32), axes=(0, 1)))
+
+
+def fourier_domain_adaptation(image: np.ndarray, target_amplitude: np.ndarray,
+                              beta: float) -> np.ndarray:
+    """Give ``image`` the low-frequency amplitude spectrum of a target-domain image.
+
+    Fourier Domain Adaptation (Yang & Soatto, CVPR 2020): the amplitudes of the frequencies
+    |k_row|, |k_col| <= b, b = floor(beta * min(H, W)), are replaced by the target's; the phase
+    (the scene's structure) is kept, so labels stay valid. Global colour, illumination and
+    contrast follow the target; beta = 0 still swaps the mean colour (the zero frequency).
+
+    Args:
+        image: (H, W, 3) uint8 RGB (source domain, e.g. a synthetic frame).
+        target_amplitude: (H, W // 2 + 1, 3) :func:`fourier_amplitude` of a target image of the
+            same size.
+        beta: window size as a fraction of the shorter side, in [0, 0.5).
+    Returns:
+        (H, W, 3) uint8 RGB.
+    Raises:
+        ValueError on a size mismatch or beta outside [0, 0.5).
+    """
+    h, w = image.shape[:2]
+    if target_amplitude.shape != (h, w // 2 + 1) + image.shape[2:]:
+        raise ValueError(f"target amplitude {target_amplitude.shape} does not fit an image of "
+                         f"{image.shape}")
+    if not 0.0 <= beta < 0.5:
+        raise ValueError(f"FDA beta must be in [0, 0.5), got {beta}")
+    b = int(math.floor(beta * min(h, w)))
+    spec = scipy.fft.rfft2(np.asarray(image, np.float32), axes=(0, 1))
+    rows = np.unique(np.r_[0:b + 1, h - b:h] % h)
+    window = np.ix_(rows, np.arange(b + 1))
+    spec[window] *= target_amplitude[window] / np.maximum(np.abs(spec[window]), 1e-6)
+    out = scipy.fft.irfft2(spec, s=(h, w), axes=(0, 1))
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 def augment_sample(sample: Dict[str, Any], contract: ModelContract, cfg: AugmentConfig,
