@@ -155,7 +155,7 @@ def test_loader_workers_draw_new_augmentations_each_epoch():
 # ----------------------------------------------------------------- Fourier domain adaptation
 
 def _smooth_image(rng, h=64, w=96, base=100.0):
-    """A low-contrast RGB image (no clipping under FDA): (h, w, 3) uint8."""
+    """Return a low-contrast RGB image (no clipping under FDA): (h, w, 3) uint8."""
     yy, xx = np.mgrid[0:h, 0:w]
     img = base + 20 * np.sin(xx / 7.0)[..., None] * np.array([1.0, 0.5, -0.5])
     return np.clip(img + rng.uniform(-5, 5, (h, w, 3)), 0, 255).astype(np.uint8)
