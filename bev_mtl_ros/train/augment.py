@@ -29,7 +29,9 @@ Transforms (applied in this order, each with its own probability / range):
 
 :func:`fourier_domain_adaptation` (Yang & Soatto 2020) restyles a synthetic image with a real
 image's low-frequency spectrum; it is a building block for synthetic-to-real training
-(``scripts/real_loo_camera.py --fda-beta``), not part of :func:`augment_sample`.
+(``scripts/real_loo_camera.py --fda-beta``), not part of :func:`augment_sample`; so is
+:func:`class_mix` (ClassMix / DACS), which pastes half of one labelled frame's classes onto another
+(``--classmix``).
 
 Randomness comes only from the ``numpy.random.Generator`` passed in, so runs are reproducible.
 """
@@ -216,6 +218,41 @@ def fourier_domain_adaptation(image: np.ndarray, target_amplitude: np.ndarray,
     spec[window] *= target_amplitude[window] / np.maximum(np.abs(spec[window]), 1e-6)
     out = scipy.fft.irfft2(spec, s=(h, w), axes=(0, 1))
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def class_mix(src_image: np.ndarray, src_label: np.ndarray, dst_image: np.ndarray,
+              dst_label: np.ndarray, rng: np.random.Generator,
+              ignore: int = 255) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Paste the pixels of half of the classes of one labelled image onto another.
+
+    ClassMix / DACS cross-domain mixing (Olsson et al., WACV 2021; Tranheden et al., WACV 2021):
+    of the classes present in ``src_label`` (``ignore`` excluded), ceil(n / 2) are drawn without
+    replacement; their pixels, image and label, replace those of the destination. With a
+    synthetic source and a real destination the mixed frame shows synthetic objects over real
+    surroundings (and real surroundings around synthetic ones), so the classifier cannot tell the
+    class from the domain.
+
+    Args:
+        src_image, dst_image: (H, W, C) images of the same shape and dtype (any channel layout).
+        src_label, dst_label: (H, W) integer class ids of the same shape.
+        rng: random generator (the class draw).
+        ignore: the unlabelled id, never drawn (its source pixels are never pasted).
+    Returns:
+        (image (H, W, C), label (H, W), mask (H, W) bool: the pasted pixels); new arrays.
+    Raises:
+        ValueError when the shapes do not match.
+    """
+    if (src_image.shape != dst_image.shape or src_label.shape != dst_label.shape
+            or src_label.shape != src_image.shape[:2]):
+        raise ValueError(f"class_mix: images {src_image.shape} / {dst_image.shape} and labels "
+                         f"{src_label.shape} / {dst_label.shape} do not match")
+    present = np.unique(src_label)
+    present = present[present != ignore]
+    chosen = rng.choice(present, size=(present.size + 1) // 2, replace=False)
+    mask = np.isin(src_label, chosen)
+    image = np.where(mask[..., None], src_image, dst_image)
+    label = np.where(mask, src_label, dst_label)
+    return image, label, mask
 
 
 def augment_sample(sample: Dict[str, Any], contract: ModelContract, cfg: AugmentConfig,
