@@ -478,7 +478,7 @@ class ClassMixDataset(RawSampleDataset):
         return self.length
 
     def _sample(self, i: int, rng: np.random.Generator) -> Dict[str, Any]:
-        """Return item ``i`` un-augmented (the real crop alone if the synthetic one lacks labels)."""
+        """Return item ``i`` un-augmented (only the real crop when the source is unlabelled)."""
         src = self.source.raw(int(rng.integers(len(self.source))))
         dst = self.target._sample(int(rng.integers(self.target.num_frames)), rng)
         if src.get("image") is None or src.get("semantic") is None:
