@@ -134,41 +134,6 @@ def test_real_camera_dataset_and_mixing():
     assert targets["det_valid"].tolist() == [1.0, 0.0]
 
 
-def test_class_mix_dataset_pastes_synthetic_classes_onto_real_crops():
-    import torch
-    from bev_mtl_ros.train.dataset import ClassMixDataset, InMemoryDataset, RealCameraDataset
-    c = ModelContract()
-    w, h = c.image_size
-    image = np.zeros((h, w, 3), np.uint8)
-    image[:, : w // 2] = (10, 10, 10)
-    image[:, w // 2:] = (250, 250, 250)
-    semantic = np.full((h, w), 255, np.uint8)
-    semantic[:, : w // 2] = 1                     # two classes, each half of the frame
-    semantic[:, w // 2:] = 2
-    synth = InMemoryDataset([{"points": np.zeros((10, 4), np.float32),
-                              "boxes": np.zeros((0, 7), np.float32),
-                              "labels": np.zeros(0, np.int64), "drivable": None,
-                              "image": image, "semantic": semantic}], c)
-    real = RealCameraDataset(REAL, c, repeats=1)
-    mix = ClassMixDataset(synth, real, length=6, seed=4)
-    assert len(mix) == 6
-    halves = set()
-    for i in range(6):
-        s = mix[i]
-        assert s["det_valid"] == 0.0 and s["camera_valid"] == 1.0 and (s["drivable"] == 255).all()
-        left, right = s["semantic"][:, : w // 2], s["semantic"][:, w // 2:]
-        # ceil(2 / 2) = 1 class pasted: exactly one half is the synthetic frame's
-        pasted = [bool((left == 1).all()), bool((right == 2).all())]
-        assert sum(pasted) == 1
-        half = s["image"][:, :, : w // 2] if pasted[0] else s["image"][:, :, w // 2:]
-        assert torch.allclose(half, torch.full_like(half, (10 if pasted[0] else 250) / 255.0))
-        halves.add(pasted[0])
-        assert torch.equal(mix[i]["semantic"], s["semantic"])   # reproducible
-    assert halves == {True, False}                              # both draws occur
-    with pytest.raises(ValueError, match="length"):
-        ClassMixDataset(synth, real, length=0)
-
-
 def test_real_camera_dataset_decodes_large_sets_on_access():
     """Above ``preload_limit`` frames are decoded per item, with the very same samples."""
     import torch

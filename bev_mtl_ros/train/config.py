@@ -38,7 +38,7 @@ DEFAULT_CONFIG: Dict[str, Any] = {
     "log_every": 10,
     "find_unused_parameters": False,
     "bn_recalibration_batches": 0,
-    "real_data": {"repeats": 1, "crop_scale": [0.4, 1.0], "class_mix": 0},
+    "real_data": {"repeats": 1, "crop_scale": [0.4, 1.0]},
     "init_from": None,
 }
 

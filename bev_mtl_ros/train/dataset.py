@@ -39,7 +39,7 @@ import torch
 from torch.utils.data import Dataset
 
 from bev_mtl_ros.model.contract import ModelContract
-from bev_mtl_ros.train.augment import AugmentConfig, augment_sample, class_mix
+from bev_mtl_ros.train.augment import AugmentConfig, augment_sample
 
 LOG = logging.getLogger(__name__)
 IGNORE = 255
@@ -437,65 +437,6 @@ class RealCameraDataset(RawSampleDataset):
 
     def __getitem__(self, i: int) -> Dict[str, Any]:
         rng = np.random.default_rng((self.seed, self.epoch, int(i), 1))
-        sample = self._sample(i, rng)
-        if self.augment is not None:
-            sample = augment_sample(sample, self.contract, self.augment, rng)
-        return sample_to_tensors(sample, self.contract)
-
-
-class ClassMixDataset(RawSampleDataset):
-    """Synthetic frames' classes pasted onto real frames: camera-only cross-domain samples.
-
-    ClassMix / DACS mixing (Olsson et al., WACV 2021; Tranheden et al., WACV 2021; see
-    :func:`bev_mtl_ros.train.augment.class_mix`): item ``i`` draws a synthetic frame of
-    ``source`` (whole, at the network's input size) and a random resized crop of a real frame of
-    ``target``, pastes half of the synthetic frame's classes (image and label) onto the real
-    crop, then applies the usual augmentation. Like :class:`RealCameraDataset`'s items the
-    result has no cloud, no boxes and an all-ignore drivable label, is marked ``camera_only``
-    (semantic loss only) and never has its camera dropped.
-
-    Args:
-        source: the synthetic training frames (lidar + camera + label; e.g.
-            :class:`A2D2TrainDataset`), read un-augmented through ``raw``.
-        target: the real camera + label frames.
-        length: items per epoch.
-        augment, seed: see :class:`RawSampleDataset`.
-    Raises:
-        ValueError when the two datasets' contracts differ or ``length`` < 1.
-    """
-
-    def __init__(self, source: RawSampleDataset, target: RealCameraDataset, length: int,
-                 augment: Optional[AugmentConfig] = None, seed: int = 0):
-        super().__init__(source.contract, augment=augment, camera_dropout=0.0, seed=seed)
-        if target.contract.mismatches(source.contract):
-            raise ValueError("ClassMixDataset: source and target differ in contract: "
-                             f"{sorted(target.contract.mismatches(source.contract))}")
-        if int(length) < 1:
-            raise ValueError(f"ClassMixDataset: length must be >= 1, got {length}")
-        self.source, self.target, self.length = source, target, int(length)
-
-    def __len__(self) -> int:
-        return self.length
-
-    def _sample(self, i: int, rng: np.random.Generator) -> Dict[str, Any]:
-        """Return item ``i`` un-augmented (only the real crop when the source is unlabelled)."""
-        src = self.source.raw(int(rng.integers(len(self.source))))
-        dst = self.target._sample(int(rng.integers(self.target.num_frames)), rng)
-        if src.get("image") is None or src.get("semantic") is None:
-            return dst
-        image, semantic, _ = class_mix(src["image"], src["semantic"], dst["image"],
-                                       dst["semantic"], rng)
-        return {**dst, "image": image, "semantic": semantic,
-                "key": f"{src.get('key', '')}+{dst['key']}"}
-
-    def raw(self, i: int) -> Dict[str, Any]:
-        """Return item ``i`` un-augmented (epoch 0's draw)."""
-        return self._sample(i, np.random.default_rng((self.seed, 0, int(i), 2)))
-
-    def __getitem__(self, i: int) -> Dict[str, Any]:
-        if not 0 <= int(i) < self.length:
-            raise IndexError(i)
-        rng = np.random.default_rng((self.seed, self.epoch, int(i), 2))
         sample = self._sample(i, rng)
         if self.augment is not None:
             sample = augment_sample(sample, self.contract, self.augment, rng)

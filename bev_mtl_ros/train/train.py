@@ -24,11 +24,8 @@ Config YAML (every key optional; defaults in :data:`DEFAULT_CONFIG`)::
            semantic_class_weights: null | enet | [S floats], semantic_enet_c}
     augment: {...}         # train/augment.py AugmentConfig
     camera_dropout: 0.1    # probability of training a sample lidar-only (camera_valid = 0)
-    real_data: {repeats, crop_scale, class_mix}   # camera + label frames given with --real-data:
-                           # each listed `repeats` times per epoch, random resized crops, semantic
-                           # loss only; class_mix: that many more camera-only samples per epoch,
-                           # half of a synthetic frame's classes pasted onto a real crop
-                           # (ClassMix / DACS, train/dataset.py ClassMixDataset)
+    real_data: {repeats, crop_scale}   # camera + label frames given with --real-data: each listed
+                           # `repeats` times per epoch, random resized crops, semantic loss only
     init_from: PATH        # start from this model file's weights (e.g. models/bev_mtl_default.pt:
                            # a fine-tuning stage); fresh optimiser and schedule (--init-from)
     extends: OTHER.yaml    # merge this file over another config (relative path)
@@ -73,8 +70,8 @@ from bev_mtl_ros.runtime.checkpoint import save_checkpoint
 from bev_mtl_ros.train.config import (DEFAULT_CONFIG, ConfigError, contract_from_config,
                                       load_config, merge_config, seed_everything)
 from bev_mtl_ros.train.augment import AugmentConfig
-from bev_mtl_ros.train.dataset import (A2D2TrainDataset, ClassMixDataset, MixedDataset,
-                                       RealCameraDataset, TrainDataset, collate_batch)
+from bev_mtl_ros.train.dataset import (A2D2TrainDataset, MixedDataset, RealCameraDataset,
+                                       TrainDataset, collate_batch)
 from bev_mtl_ros.train.distributed import DistContext, resolve_device
 from bev_mtl_ros.train.model_setup import (MODEL_INIT_KEYS, TrainModule, build_loss, build_model,
                                            init_weights, unwrap_ddp)
@@ -470,13 +467,7 @@ def _build_train_set(args: argparse.Namespace, cfg: Dict[str, Any], contract: Mo
                              seed=int(cfg.get("seed", 0)))
     LOG.info("real camera-only frames from %s: %d frames x %d repeats (semantic loss only)",
              args.real_data, real.num_frames, real.repeats)
-    mixes = int(rc.get("class_mix", 0))
-    if mixes <= 0:
-        return ds, MixedDataset([ds, real])
-    mix = ClassMixDataset(ds, real, mixes, augment=aug if aug.enabled else None,
-                          seed=int(cfg.get("seed", 0)))
-    LOG.info("%d ClassMix samples per epoch (synthetic classes pasted onto real crops)", mixes)
-    return ds, MixedDataset([ds, real, mix])
+    return ds, MixedDataset([ds, real])
 
 
 def main(args: argparse.Namespace) -> int:
