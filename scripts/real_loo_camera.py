@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from bev_mtl_ros.data.classes import COARSE_GROUP_NAMES, coarse_group_lut
+from bev_mtl_ros.data.label_align import register_label
 from bev_mtl_ros.model.camera_encoder import (LITE_VARIANTS, EfficientNetLiteEncoder,
                                               load_imagenet_weights)
 from bev_mtl_ros.model.heads import SemanticFPNHead
@@ -99,6 +100,10 @@ def parse_args() -> argparse.Namespace:
                         "2020; window B x the shorter side, e.g. 0.01); default off")
     p.add_argument("--fda-prob", type=float, default=1.0,
                    help="share of synthetic samples restyled with --fda-beta (default 1)")
+    p.add_argument("--register-labels", action="store_true",
+                   help="move the real training frames' labels onto their images first "
+                        "(data/label_align.py); with --score full the held-out frame is scored "
+                        "against its registered label too (\"registered\" in the JSON line)")
     p.add_argument("--classmix", type=float, default=0.0, metavar="P",
                    help="probability that a synthetic sample is pasted, half of its classes "
                         "(ClassMix / DACS, train/augment.py::class_mix), onto a random real "
@@ -272,6 +277,17 @@ def score(enc, head, contract, test, flip_tta: bool = False, full: bool = False)
         if flip_tta:
             prob = prob + head(enc(x.flip(3))).softmax(1).flip(3)
     pred = semantic_ids(prob, out_size=out_size)
+    res = figures(pred, gt, contract)
+    if full:
+        frame = test.reader.load_frame(0)
+        label, shift = register_label(frame.image, np.asarray(frame.semantic, np.uint8))
+        reg = test.lut[label] if test.lut is not None else label
+        res["registered"] = {**figures(pred, reg, contract), "shift": list(shift)}
+    return res
+
+
+def figures(pred: np.ndarray, gt: np.ndarray, contract) -> dict:
+    """Return the 38-class and coarse figures of one predicted id image against ``gt``."""
     fine = SemanticEvaluator(contract.semantic_classes)
     fine.add(pred, gt)
     lut = coarse_group_lut(contract.semantic_classes)
@@ -301,7 +317,9 @@ def main() -> int:
         link_frames([c for c in cams if c != held][:a.real_frames], tmp / "train")
         link_frames([held], tmp / "test")
         real = RealCameraDataset(str(tmp / "train"), contract, crop_scale=(0.4, 1.0),
-                                 augment=aug, seed=0)
+                                 augment=aug, seed=0, register_labels=a.register_labels)
+        if a.register_labels:
+            print("label shifts (dx, dy) of the training frames:", real.label_shifts)
         test = RealCameraDataset(str(tmp / "test"), contract)
         synth_root = synthetic_subset(Path(a.synth).resolve(), a.synth_every, tmp / "synth")
         synth = RealCameraDataset(str(synth_root), contract, crop_scale=(0.7, 1.0),
