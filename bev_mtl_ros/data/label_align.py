@@ -1,9 +1,9 @@
 """Registering a semantic label image to its camera image (A2D2's labels can be offset).
 
 Some of A2D2's semantic label images do not sit on their camera images: in the four real frames of
-``test/data/real_a2d2`` the label is displaced by (+16, +8), (-16, +6), (-2, +4) and about
-(-34, +32) px at 1920x1208 (``test/data/real_a2d2/README.md``), which at the network's 512x320 is
-more than the width of a pole or a sign. Trained on as they are, such labels put pole pixels on
+``test/data/real_a2d2`` the label fits best moved by (+16, +9), (-15, +7), (-1, +4) and
+(-28, +37) px at 1920x1208 (``test/data/real_a2d2/README.md``), which at the network's 512x320 is
+more than the width of a pole. Trained on as they are, such labels put pole pixels on
 the sky and sky pixels on the pole.
 
 :func:`label_offset` estimates the translation that best lays the label's class borders onto
