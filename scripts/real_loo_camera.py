@@ -3,10 +3,13 @@
 
 Trains only the camera path of the shipped architecture (EfficientNet-Lite0 from its ImageNet
 weights + the FPN semantic head of ``model/heads.py``) on synthetic frames mixed with three of the
-four real frames of ``test/data/real_a2d2``, and scores the fourth (held-out) frame at the
-network's input size (512x320) with the evaluator's metrics (38 merged classes and the eight
-coarse groups of ``data/classes.py``). One fold takes ~5-10 min on 2 CPU cores, against ~60 min
-for ``scripts/real_holdout.sh`` (the whole multi-task recipe), so it can compare settings that
+four real frames of ``test/data/real_a2d2``, and scores the fourth (held-out) frame with the
+evaluator's metrics (38 merged classes and the eight coarse groups of ``data/classes.py``): at
+the network's input size (512x320; ``--score input``, the default) or, like ``bev-mtl-ros
+evaluate``, at the label's full 1920x1208 (``--score full``; with ``--register-labels`` also
+against the label moved onto the image, ``data/label_align.py``). One fold takes ~5-10 min on 2
+CPU cores, against ~60 min for ``scripts/real_holdout.sh`` (the whole multi-task recipe), so it
+can compare settings that
 act on the camera branch: the share of real samples, freezing, a fine-tuning stage. It does not
 replace the held-out run: no lidar branch, no fusion, fewer iterations.
 
@@ -25,6 +28,7 @@ Usage (one JSON line per run is appended to ``--results``)::
     scripts/real_loo_camera.py ... --fold 0 --real-share 0.5 --real-frames 1 --tag k1
     scripts/real_loo_camera.py ... --fold 0 --real-share 0.5 --classmix 0.5 --tag mix50
     scripts/real_loo_camera.py ... --fold 0 --real-share 0.5 --image-size 608x384 --score full
+    scripts/real_loo_camera.py ... --fold 0 --real-share 0.5 --register-labels --score full
 
 Folds index the real frames in name order. Runs are deterministic for the same arguments.
 """
