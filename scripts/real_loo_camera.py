@@ -9,9 +9,9 @@ the network's input size (512x320; ``--score input``, the default) or, like ``be
 evaluate``, at the label's full 1920x1208 (``--score full``; with ``--register-labels`` also
 against the label moved onto the image, ``data/label_align.py``). One fold takes ~5-10 min on 2
 CPU cores, against ~60 min for ``scripts/real_holdout.sh`` (the whole multi-task recipe), so it
-can compare settings that
-act on the camera branch: the share of real samples, freezing, a fine-tuning stage. It does not
-replace the held-out run: no lidar branch, no fusion, fewer iterations.
+can compare settings that act on the camera branch: the share of real samples, freezing, a
+fine-tuning stage. It does not replace the held-out run: no lidar branch, no fusion, fewer
+iterations.
 
 Usage (one JSON line per run is appended to ``--results``)::
 
