@@ -119,6 +119,9 @@ def parse_args() -> argparse.Namespace:
                         "augmented real training crops (AdaBN, Li et al. 2016); 0 = off")
     p.add_argument("--init", default=None, help="start from a --save file of an earlier run")
     p.add_argument("--save", default=None, help="write the trained encoder + head here")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the head's initialisation, the sample order and the crops and "
+                        "jitter (0 = the runs above; another seed measures run-to-run noise)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--tag", default="run")
     p.add_argument("--results", default=str(ROOT / "out/real_loo_camera.jsonl"))
@@ -223,7 +226,7 @@ def train_camera(a, contract, real, synth) -> tuple:
     opt = torch.optim.AdamW(groups, lr=a.lr, weight_decay=0.01, betas=(0.9, 0.99))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[a.lr * a.enc_lr, a.lr],
                                                 total_steps=a.iters, pct_start=0.1)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(a.seed)
     restyle = fda_restyler(a, real)
     mix = class_mixer(a, real)
     enc.train()
@@ -306,7 +309,7 @@ def main() -> int:
     """Run one fold and append its JSON line to ``--results``."""
     a = parse_args()
     torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
+    torch.manual_seed(a.seed)
     cfg = load_config(a.config)
     if a.image_size:
         cfg["contract"]["image_size"] = [int(v) for v in a.image_size.lower().split("x")]
@@ -321,13 +324,13 @@ def main() -> int:
         link_frames([c for c in cams if c != held][:a.real_frames], tmp / "train")
         link_frames([held], tmp / "test")
         real = RealCameraDataset(str(tmp / "train"), contract, crop_scale=(0.4, 1.0),
-                                 augment=aug, seed=0, register_labels=a.register_labels)
+                                 augment=aug, seed=2 * a.seed, register_labels=a.register_labels)
         if a.register_labels:
             print("label shifts (dx, dy) of the training frames:", real.label_shifts)
         test = RealCameraDataset(str(tmp / "test"), contract)
         synth_root = synthetic_subset(Path(a.synth).resolve(), a.synth_every, tmp / "synth")
         synth = RealCameraDataset(str(synth_root), contract, crop_scale=(0.7, 1.0),
-                                  work_scale=1.0, augment=aug, seed=1)
+                                  work_scale=1.0, augment=aug, seed=2 * a.seed + 1)
         t0 = time.time()
         enc, head = train_camera(a, contract, real, synth)
         if a.save:
