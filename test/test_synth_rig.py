@@ -172,34 +172,3 @@ def test_reader_without_clutter_sidecar_gives_empty(rig_data, tmp_path):
         p.unlink()
     f = A2D2Dataset(str(dst)).load_frame(0, load_image=False, load_label=False)
     assert f.clutter_boxes.shape == (0, 7) and f.clutter_classes == []
-
-
-def test_street_furniture_follows_a2d2_labelling():
-    """Guard rails are "Road blocks", delineator posts "Sidebars", lamp heads "Signal corpus".
-
-    That is how A2D2's own label images class them (``test/data/real_a2d2``); delineators stand
-    every 50 m beside country roads and highways; urban streets get signal masts over the road.
-    """
-    from bev_mtl_ros.data.synth_build import build_scene
-    assert CLUTTER_CLASSES["GuardRail"] == "Road blocks"
-    assert CLUTTER_CLASSES["Delineator"] == "Sidebars"
-    assert CLUTTER_CLASSES["StreetLight"] == "Signal corpus"
-    kinds, fast_scenes = set(), 0
-    for index in range(12):
-        scene = build_scene(5, index, 1)
-        kinds |= set(scene.clutter_kinds)
-        k = np.array(scene.clutter_kinds)
-        posts = scene.clutter_boxes[k == "Delineator"]
-        if scene.layout in ("country", "highway"):
-            fast_scenes += 1
-            # each side's row of posts (one phase of x mod 50 per side) has 50 m gaps
-            phase = np.round(posts[:, 0] % 50.0, 3)
-            assert 1 <= len(np.unique(phase)) <= 2
-            for p in np.unique(phase):
-                gaps = np.diff(np.sort(posts[phase == p, 0]))
-                assert len(gaps) and np.allclose(gaps, 50.0), gaps
-            assert np.allclose(posts[:, 5], 1.1)                      # 1.1 m tall
-        else:
-            assert len(posts) == 0
-    assert fast_scenes >= 2
-    assert {"StreetLight", "TrafficSignal", "GuardRail", "Delineator"} <= kinds

@@ -1,8 +1,8 @@
 """Clutter of a synthetic scene: trees, hedges, fences, guard rails, poles, bollards, bins.
 
 Trees, bushes, forest edges, hedges, fences, guard rails, poles with traffic signs, traffic signals
-(some on mast arms over the road) and street lights (arm + lamp head), bollards, trash bins and
-delineator posts, drawn with their A2D2 semantic classes and listed as hard negatives (kinds of
+and street lights, bollards and trash bins, drawn with their A2D2 semantic classes and listed as
+hard negatives (kinds of
 :data:`~bev_mtl_ros.data.synth_scene.CLUTTER_CLASSES`, no label3D box). Steps of
 :func:`bev_mtl_ros.data.synth_build.build_scene`, run per side of the road in the order of
 :func:`add_roadside_clutter` (the generator's output depends on the order of the draws).
@@ -41,7 +41,6 @@ def add_roadside_clutter(sb: StaticPrimsBuilder, st: Street, rng: np.random.Gene
     add_guard_rails(sb, st, rng, side)
     add_poles(sb, st, rng, side)
     add_bollards_and_bins(sb, st, rng, side)
-    add_delineators(sb, st, rng, side)
 
 
 def add_verge_trees(sb: StaticPrimsBuilder, st: Street, rng: np.random.Generator,
@@ -133,11 +132,7 @@ def add_hedges_and_fences(sb: StaticPrimsBuilder, st: Street, rng: np.random.Gen
 
 def add_guard_rails(sb: StaticPrimsBuilder, st: Street, rng: np.random.Generator,
                     side: int) -> None:
-    """Guard rails on posts at the road edge of country roads and highways.
-
-    A2D2 labels guard rails "Road blocks" (its "Sidebars" are delineator posts,
-    :func:`add_delineators`).
-    """
+    """Guard rails (Sidebars) on posts at the road edge of country roads and highways."""
     road, fast, x_lo, x_hi = st.road, st.fast, st.x_lo, st.x_hi
     _, edge, _, _ = side_edges(road, side)
     sw_h = road.sidewalk_h
@@ -147,13 +142,13 @@ def add_guard_rails(sb: StaticPrimsBuilder, st: Street, rng: np.random.Generator
     while x < x_hi:
         L = 12.0
         cx, cy, yaw = road.along(x + L / 2, edge + side * 0.6)
-        sb.add_box((cx, cy, GROUND_Z + sw_h + 0.6), (L / 2, 0.05, 0.17), yaw, "Road blocks",
+        sb.add_box((cx, cy, GROUND_Z + sw_h + 0.6), (L / 2, 0.05, 0.17), yaw, "Sidebars",
                    MAT_METAL, (0.7, 0.7, 0.72), kind="GuardRail")
         sb.footprints.append((np.array([[cx, cy, 0.0, yaw]]), (L / 2, 0.2)))
         for px in (x + 1.0, x + 5.0, x + 9.0):
             qx, qy, _ = road.along(px, edge + side * 0.65)
             sb.boxes.append(((qx, qy, GROUND_Z + sw_h + 0.3), (0.05, 0.05, 0.45), yaw,
-                             CID["Road blocks"], MAT_METAL, (0.6, 0.6, 0.62), 0.0))
+                             CID["Sidebars"], MAT_METAL, (0.6, 0.6, 0.62), 0.0))
         x += L
 
 
@@ -188,13 +183,10 @@ def add_poles(sb: StaticPrimsBuilder, st: Street, rng: np.random.Generator, side
             sb.add_box((cx + (-0.15 if side < 0 else 0.15), cy, z0 + ph - 0.5),
                        (0.12, 0.16, 0.45), yaw + face, "Traffic signal", MAT_SIGNAL,
                        (0.1, 0.1, 0.1), kind="TrafficSignal")
-            if layout == "urban" and rng.random() < 0.5:
-                add_signal_mast(sb, st, rng, x, dc, side, z0)
         else:                            # street light
             ph = rng.uniform(5.0, 9.0)
             sb.add_box((cx, cy, z0 + ph / 2), (0.08, 0.08, ph / 2), yaw, "Poles", MAT_METAL,
                        (0.55, 0.55, 0.55), kind="Pole")
-            add_lamp_arm(sb, st, rng, x, dc, side, z0 + ph)
         sb.footprints.append((np.array([[cx, cy, 0.0, yaw]]), (0.3, 0.3)))
         x += rng.uniform(*pole_gap)
 
@@ -222,62 +214,3 @@ def add_bollards_and_bins(sb: StaticPrimsBuilder, st: Street, rng: np.random.Gen
                        tuple(rng.uniform(0.1, 0.6, 3)), kind="TrashBin")
             sb.footprints.append((np.array([[cx, cy, 0.0, yaw]]), (0.45, 0.45)))
         x += rng.uniform(10, 40)
-
-
-def add_lamp_arm(sb: StaticPrimsBuilder, st: Street, rng: np.random.Generator, x: float,
-                 dc: float, side: int, top: float) -> None:
-    """Add a street light's arm reaching over the road and its lamp head ("Signal corpus").
-
-    The pole stands at station ``x``, lateral offset ``dc`` on ``side``; ``top``: its top (m).
-    """
-    arm = rng.uniform(0.8, 2.5)
-    ax, ay, yaw = st.road.along(x, dc - side * arm / 2)
-    sb.boxes.append(((ax, ay, top - 0.05), (0.04, arm / 2, 0.04), yaw, CID["Poles"], MAT_METAL,
-                     (0.55, 0.55, 0.55), 0.0))
-    hx, hy, _ = st.road.along(x, dc - side * (arm - 0.2))
-    sb.add_box((hx, hy, top - 0.16), (0.14, 0.3, 0.07), yaw, "Signal corpus", MAT_PLAIN,
-               tuple(float(c) for c in rng.uniform(0.25, 0.6) * np.ones(3)), kind="StreetLight")
-
-
-def add_signal_mast(sb: StaticPrimsBuilder, st: Street, rng: np.random.Generator, x: float,
-                    dc: float, side: int, z0: float) -> None:
-    """Add a traffic-signal mast: a 5.5-6.5 m pole beside the one at ``x``, an arm over the road.
-
-    One or two signal heads (dark housings, "Traffic signal") hang from the arm, facing the
-    traffic of ``side``; ``z0``: the sidewalk top (m).
-    """
-    road = st.road
-    ph = rng.uniform(5.5, 6.5)
-    arm = rng.uniform(3.0, 6.0)
-    px, py, yaw = road.along(x + 0.8, dc)
-    sb.add_box((px, py, z0 + ph / 2), (0.1, 0.1, ph / 2), yaw, "Poles", MAT_METAL,
-               (0.35, 0.35, 0.36), kind="Pole")
-    ax, ay, _ = road.along(x + 0.8, dc - side * arm / 2)
-    sb.boxes.append(((ax, ay, z0 + ph - 0.3), (0.07, arm / 2, 0.07), yaw, CID["Poles"],
-                     MAT_METAL, (0.35, 0.35, 0.36), 0.0))
-    face = 0.0 if side < 0 else np.pi
-    for k in range(int(rng.integers(1, 3))):
-        hx, hy, _ = road.along(x + 0.8, dc - side * arm * (0.55 + 0.4 * k))
-        sb.add_box((hx, hy, z0 + ph - 0.85), (0.12, 0.16, 0.45), yaw + face, "Traffic signal",
-                   MAT_SIGNAL, (0.1, 0.1, 0.1), kind="TrafficSignal")
-
-
-def add_delineators(sb: StaticPrimsBuilder, st: Street, rng: np.random.Generator,
-                    side: int) -> None:
-    """Delineator posts every 50 m beside country roads and highways (A2D2: "Sidebars").
-
-    White posts 1.1 m tall with a black band, 1 m outside the road edge (German road practice).
-    """
-    road, x_lo, x_hi = st.road, st.x_lo, st.x_hi
-    if not st.fast:
-        return
-    _, edge, _, _ = side_edges(road, side)
-    x = x_lo + rng.uniform(0, 50)
-    while x < x_hi:
-        cx, cy, yaw = road.along(x, edge + side * 1.0)
-        sb.add_box((cx, cy, GROUND_Z + 0.55), (0.06, 0.06, 0.55), yaw, "Sidebars", MAT_PAINT,
-                   (0.85, 0.85, 0.82), kind="Delineator")
-        sb.boxes.append(((cx, cy, GROUND_Z + 0.85), (0.065, 0.065, 0.1), yaw, CID["Sidebars"],
-                         MAT_PAINT, (0.05, 0.05, 0.05), 0.0))
-        sb.footprints.append((np.array([[cx, cy, 0.0, yaw]]), (0.15, 0.15)))
-        x += 50.0

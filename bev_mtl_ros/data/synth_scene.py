@@ -22,10 +22,8 @@ Content
 * Clutter, drawn with its A2D2 label class and listed as hard negatives
   (:attr:`Scene.clutter_boxes`, kinds :data:`CLUTTER_CLASSES`, no label3D box): trees (trunk +
   one to three crown spheres, summer or autumn colours), bushes, hedges, metal fences ("Grid
-  structure"), guard rails ("Road blocks") and delineator posts ("Sidebars") as A2D2 labels them,
-  poles with traffic signs, traffic signals (some on mast arms over the road), street lights with
-  an arm and a lamp head ("Signal corpus"), bollards ("Traffic guide obj.") and trash bins
-  ("Obstacles / trash").
+  structure"), guard rails ("Sidebars"), poles with traffic signs, traffic signals, street
+  lights, bollards ("Traffic guide obj.") and trash bins ("Obstacles / trash").
 * Road users (A2D2 box classes) with realistic sizes: Car, VanSUV, Truck in lanes (one constant
   speed per lane, oncoming lanes negative) and parked; Pedestrians walking/standing on sidewalks
   and crossing the road; Cyclists at the right road edge; parked bicycles on the sidewalk (class
@@ -92,8 +90,7 @@ LAYOUTS: Tuple[str, ...] = ("urban", "suburban", "country", "highway")
 CLUTTER_CLASSES: Dict[str, str] = {
     "Tree": "Nature object", "Bush": "Nature object", "Hedge": "Nature object", "Pole": "Poles",
     "TrafficSign": "Traffic sign", "TrafficSignal": "Traffic signal", "Fence": "Grid structure",
-    "GuardRail": "Road blocks", "Delineator": "Sidebars", "StreetLight": "Signal corpus",
-    "Bollard": "Traffic guide obj.", "TrashBin": "Obstacles / trash"}
+    "GuardRail": "Sidebars", "Bollard": "Traffic guide obj.", "TrashBin": "Obstacles / trash"}
 
 #: Ground-truth size ranges (length, width, height) per A2D2 box class, metres (uniform sampling).
 SIZE_RANGES: Dict[str, Tuple[Tuple[float, float], Tuple[float, float], Tuple[float, float]]] = {

@@ -49,9 +49,7 @@ for _n, _v in {
     "Poles": 30,
     "Traffic sign": 160,
     "Traffic signal": 24,
-    "Sidebars": 60,              # delineator posts: retro-reflective band
-    "Road blocks": 40,           # galvanised guard rails
-    "Signal corpus": 24,         # lamp heads and signal housings
+    "Sidebars": 60,
     "Grid structure": 18,
     "Traffic guide obj.": 38,
     "Obstacles / trash": 15,
