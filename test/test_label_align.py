@@ -79,3 +79,18 @@ def test_real_a2d2_frame_label_offset():
     f = ds.load_frame(k)
     dx, dy, gain = label_offset(f.image, np.asarray(f.semantic, np.uint8))
     assert abs(dx + 16) <= 2 and abs(dy - 6) <= 2 and gain > 1.1
+
+
+def test_real_camera_dataset_registers_its_labels():
+    from bev_mtl_ros.model.contract import ModelContract
+    from bev_mtl_ros.train.dataset import RealCameraDataset
+    c = ModelContract()
+    plain = RealCameraDataset(REAL, c)
+    moved = RealCameraDataset(REAL, c, register_labels=True)
+    assert plain.label_shifts == {} and set(moved.label_shifts) == {0, 1, 2, 3}
+    k = moved.keys.index("20181107132300/000002994")
+    dx, dy = moved.label_shifts[k]
+    assert abs(dx + 16) <= 2 and abs(dy - 6) <= 2
+    a, b = plain.raw(k)["semantic"], moved.raw(k)["semantic"]
+    assert np.array_equal(plain.raw(k)["image"], moved.raw(k)["image"])   # images untouched
+    assert (a != b).mean() > 0.01                                          # labels moved
