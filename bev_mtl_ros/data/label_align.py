@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Tuple
 
 import numpy as np
+import scipy.signal
 
 IGNORE = 255
 
@@ -37,15 +38,15 @@ def _class_borders(label: np.ndarray) -> np.ndarray:
 
 
 def label_offset(image: np.ndarray, label: np.ndarray, max_shift: int = 48,
-                 scale: float = 1.0, max_points: int = 40000) -> Tuple[int, int, float]:
+                 scale: float = 1.0) -> Tuple[int, int, float]:
     """Estimate the shift (dx, dy) that moves ``label`` onto ``image``'s edges.
 
     The image is converted to grey, resized by ``scale`` (INTER_AREA), smoothed (Gaussian,
     sigma 1 px) and its Sobel gradient magnitude taken; the label's class borders (resized
     nearest) are shifted by every integer (dx, dy) within ``max_shift * scale`` px and scored by
-    the mean gradient magnitude under them (at most ``max_points`` border pixels, an evenly
-    strided subset). The best shift is returned in full-resolution pixels (a multiple of
-    1 / ``scale``). About 1 s for a 1920x1208 frame and the default window.
+    the mean gradient magnitude under them: the cross-correlation of the border mask with the
+    magnitude, all shifts at once by FFT. The best shift is returned in full-resolution pixels (a
+    multiple of 1 / ``scale``). About 0.5 s for a 1920x1208 frame.
 
     Args:
         image: (H, W, 3) uint8 RGB camera image.
@@ -53,7 +54,6 @@ def label_offset(image: np.ndarray, label: np.ndarray, max_shift: int = 48,
         max_shift: largest |dx|, |dy| searched, full-resolution pixels.
         scale: working resolution relative to the input (0 < scale <= 1); below 1 the search
             is faster but can settle on another optimum.
-        max_points: border pixels scored at most.
     Returns:
         (dx, dy, gain): the label moved by +dx columns and +dy rows fits best; gain = score at
         the best shift / score at (0, 0) (1.0 = no better fit found).
@@ -77,18 +77,15 @@ def label_offset(image: np.ndarray, label: np.ndarray, max_shift: int = 48,
     border = _class_borders(small)
     border[:r + 1] = border[-r - 1:] = False
     border[:, :r + 1] = border[:, -r - 1:] = False
-    ys, xs = np.nonzero(border)
-    if ys.size == 0:
+    count = int(border.sum())
+    if count == 0:
         raise ValueError("label_offset: the label has no class border away from the image edge")
-    step = max(1, -(-ys.size // int(max_points)))
-    ys, xs = ys[::step], xs[::step]
+    # score(dy, dx) = sum_p border[p] * mag[p + (dy, dx)]: a convolution of mag with the
+    # flipped mask, whose zero lag sits at (H' - 1, W' - 1) of the full output
+    full = scipy.signal.fftconvolve(mag, border[::-1, ::-1].astype(np.float32), mode="full")
+    hh, ww = mag.shape
+    score = full[hh - 1 - r:hh + r, ww - 1 - r:ww + r] / count
     shifts = np.arange(-r, r + 1)
-    flat, stride = mag.ravel(), mag.shape[1]
-    base_idx = ys * stride + xs
-    score = np.empty((shifts.size, shifts.size), np.float64)
-    for i, dy in enumerate(shifts):
-        for j, dx in enumerate(shifts):
-            score[i, j] = flat[base_idx + (dy * stride + dx)].mean()
     i, j = np.unravel_index(int(np.argmax(score)), score.shape)
     base = score[r, r]
     gain = float(score[i, j] / base) if base > 0 else 1.0
