@@ -19,9 +19,11 @@ from __future__ import annotations
 from typing import Tuple
 
 import numpy as np
-import scipy.signal
 
-IGNORE = 255
+from bev_mtl_ros.data.classes import UNKNOWN_ID
+
+#: The unlabelled id of a decoded A2D2 label (the class decoder's): never a border, fills shifts.
+IGNORE = UNKNOWN_ID
 
 
 def _class_borders(label: np.ndarray) -> np.ndarray:
@@ -61,6 +63,7 @@ def label_offset(image: np.ndarray, label: np.ndarray, max_shift: int = 48,
         ValueError on a size mismatch, a bad scale or a label with no class border.
     """
     import cv2
+    import scipy.signal
     if image.shape[:2] != label.shape[:2]:
         raise ValueError(f"label_offset: image {image.shape[:2]} and label {label.shape[:2]} "
                          "differ in size")
@@ -84,12 +87,11 @@ def label_offset(image: np.ndarray, label: np.ndarray, max_shift: int = 48,
     # flipped mask, whose zero lag sits at (H' - 1, W' - 1) of the full output
     full = scipy.signal.fftconvolve(mag, border[::-1, ::-1].astype(np.float32), mode="full")
     hh, ww = mag.shape
-    score = full[hh - 1 - r:hh + r, ww - 1 - r:ww + r] / count
-    shifts = np.arange(-r, r + 1)
+    score = full[hh - 1 - r:hh + r, ww - 1 - r:ww + r] / count      # row i: dy = i - r
     i, j = np.unravel_index(int(np.argmax(score)), score.shape)
     base = score[r, r]
     gain = float(score[i, j] / base) if base > 0 else 1.0
-    return (int(round(shifts[j] / scale)), int(round(shifts[i] / scale)), gain)
+    return (int(round((j - r) / scale)), int(round((i - r) / scale)), gain)
 
 
 def register_label(image: np.ndarray, label: np.ndarray, max_shift: int = 48,
