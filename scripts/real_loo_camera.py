@@ -52,7 +52,7 @@ from bev_mtl_ros.model.camera_encoder import (LITE_VARIANTS, EfficientNetLiteEnc
                                               load_imagenet_weights)
 from bev_mtl_ros.model.heads import SemanticFPNHead
 from bev_mtl_ros.runtime.postprocess import semantic_ids
-from bev_mtl_ros.model.losses import enet_class_weights
+from bev_mtl_ros.model.losses import enet_class_weights, lovasz_softmax_loss
 from bev_mtl_ros.train.augment import (AugmentConfig, class_mix, fourier_amplitude,
                                        fourier_domain_adaptation)
 from bev_mtl_ros.train.config import contract_from_config, load_config
@@ -100,6 +100,9 @@ def parse_args() -> argparse.Namespace:
                    help="semantic CE class weights: none, or ENet's 1/ln(c + p) from the "
                         "label pixel shares of the training mix (model/losses.py)")
     p.add_argument("--enet-c", type=float, default=1.02, help="ENet's c (default 1.02)")
+    p.add_argument("--lovasz", type=float, default=0.0, metavar="W",
+                   help="add W x the Lovasz-softmax loss (model/losses.py, stride 2) to the "
+                        "cross-entropy (default 0: cross-entropy only)")
     p.add_argument("--fda-beta", type=float, default=None, metavar="B",
                    help="restyle synthetic samples with the low-frequency amplitude spectrum of "
                         "a random real training frame (Fourier domain adaptation, Yang & Soatto "
@@ -237,8 +240,10 @@ def train_camera(a, contract, real, synth) -> tuple:
         items = [real[int(rng.integers(len(real)))] if rng.random() < a.real_share
                  else mix(restyle(synth[int(rng.integers(len(synth)))])) for _ in range(4)]
         logits = head(enc(torch.stack([s["image"] for s in items])))
-        loss = F.cross_entropy(logits, torch.stack([s["semantic"] for s in items]),
-                               weight=weights, ignore_index=255)
+        label = torch.stack([s["semantic"] for s in items])
+        loss = F.cross_entropy(logits, label, weight=weights, ignore_index=255)
+        if a.lovasz > 0:
+            loss = loss + a.lovasz * lovasz_softmax_loss(logits, label, stride=2)
         opt.zero_grad()
         loss.backward()
         opt.step()

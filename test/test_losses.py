@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from bev_mtl_ros.model.losses import (MultiTaskLoss, UncertaintyWeighting, drivable_loss,
-                                      gaussian_focal_loss, gather_at_indices, masked_l1_loss,
-                                      semantic_loss)
+                                      gaussian_focal_loss, gather_at_indices,
+                                      lovasz_softmax_loss, masked_l1_loss, semantic_loss)
 
 LN2 = math.log(2.0)
 
@@ -182,3 +182,49 @@ def test_class_weights_change_the_semantic_loss():
     weighted = semantic_loss(logits, label, class_weights=w)
     assert torch.isclose(weighted, (per_pixel * w).sum() / w.sum())   # F.cross_entropy's mean
     assert torch.isclose(semantic_loss(logits, label), per_pixel.mean())
+
+
+def _one_hot_logits(pred: torch.Tensor, classes: int) -> torch.Tensor:
+    return torch.nn.functional.one_hot(pred, classes).permute(0, 3, 1, 2).float() * 50.0
+
+
+def test_lovasz_hand_computed_one_hot():
+    # label 0 0 1 1, prediction 0 1 1 1: IoU(0) = 1/2, IoU(1) = 2/3 -> mean (1/2 + 1/3) / 2
+    label = torch.tensor([[[0, 0, 1, 1]]])
+    logits = _one_hot_logits(torch.tensor([[[0, 1, 1, 1]]]), 3)
+    assert lovasz_softmax_loss(logits, label).item() == pytest.approx(5.0 / 12.0, abs=1e-6)
+
+
+def test_lovasz_equals_mean_jaccard_loss_for_hard_predictions():
+    # the Lovász extension is exact at the vertices: one-hot probabilities give 1 - IoU
+    g = torch.Generator().manual_seed(3)
+    label = torch.randint(0, 5, (2, 12, 16), generator=g)
+    label[0, :3] = 255
+    pred = torch.randint(0, 6, (2, 12, 16), generator=g)
+    valid = label != 255
+    jaccard = []
+    for c in torch.unique(label[valid]):
+        a, b = (label == c) & valid, (pred == c) & valid
+        jaccard.append(1.0 - (a & b).sum().item() / (a | b).sum().item())
+    loss = lovasz_softmax_loss(_one_hot_logits(pred, 7), label)
+    assert loss.item() == pytest.approx(sum(jaccard) / len(jaccard), abs=1e-6)
+    assert lovasz_softmax_loss(_one_hot_logits(label.clamp(max=6), 7), label).item() == \
+        pytest.approx(0.0, abs=1e-6)
+
+
+def test_lovasz_gradient_ignore_stride_and_errors():
+    logits = torch.zeros(1, 3, 4, 4, requires_grad=True)
+    label = torch.full((1, 4, 4), 255)
+    empty = lovasz_softmax_loss(logits, label)
+    empty.backward()
+    assert empty.item() == 0.0 and logits.grad is not None
+    label[0, ::2, ::2] = 1                     # only the pixels a stride of 2 keeps
+    loss = lovasz_softmax_loss(logits, label, stride=2)
+    assert loss.item() == pytest.approx(2.0 / 3.0, abs=1e-6)  # every error 2/3, Jaccard 0 -> 1
+    logits.grad = None
+    loss.backward()
+    assert logits.grad[0, 1, 0, 0] < 0         # raising the true class lowers the loss
+    with pytest.raises(ValueError):
+        lovasz_softmax_loss(logits, label[:, :2])
+    with pytest.raises(ValueError):
+        lovasz_softmax_loss(logits, label, stride=0)

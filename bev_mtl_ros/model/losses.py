@@ -179,6 +179,48 @@ def semantic_loss(logits: torch.Tensor, label: torch.Tensor, ignore_index: int =
     return F.cross_entropy(logits, label, weight=class_weights, ignore_index=ignore_index)
 
 
+def lovasz_softmax_loss(logits: torch.Tensor, label: torch.Tensor,
+                        ignore_index: int = IGNORE_INDEX, stride: int = 1) -> torch.Tensor:
+    """Lovász-softmax loss: a convex surrogate of 1 − IoU, averaged over the classes present.
+
+    Berman, Rannen Triki & Blaschko, "The Lovász-Softmax loss", CVPR 2018, Eq. 8-12 and Alg. 1:
+    for each class c present in the (batch's) label, the errors e_i = |[y_i = c] − p_i,c| are
+    sorted in decreasing order and dotted with the gradient of the Jaccard loss along that order
+    (the Lovász extension of the set function 1 − IoU). With one-hot probabilities the loss is
+    exactly the mean over present classes of 1 − IoU of the predicted masks.
+
+    Args:
+        logits: (B, S, H, W) raw class logits.
+        label: (B, H, W) int64 class ids, ``ignore_index`` = not labelled.
+        stride: keep every ``stride``-th pixel in each direction (>= 1): the sort over all
+            pixels is the cost, and a stride of 2 cuts it fourfold.
+    Returns:
+        scalar; 0 (with a gradient path) when every pixel is ignored.
+    Raises:
+        ValueError for mismatched shapes or a stride < 1.
+    """
+    if logits.shape[0] != label.shape[0] or logits.shape[2:] != label.shape[1:]:
+        raise ValueError(f"semantic logits {tuple(logits.shape)} vs label {tuple(label.shape)}")
+    if int(stride) < 1:
+        raise ValueError(f"lovasz_softmax_loss: stride must be >= 1, got {stride}")
+    probs = logits.softmax(dim=1)[:, :, ::stride, ::stride]
+    y = label[:, ::stride, ::stride].reshape(-1).long()
+    p = probs.permute(0, 2, 3, 1).reshape(y.numel(), -1)
+    keep = y != ignore_index
+    if not bool(keep.any()):
+        return logits.sum() * 0.0
+    p, y = p[keep], y[keep]
+    present = torch.unique(y)                                        # (K,)
+    fg = (y[None, :] == present[:, None]).to(p.dtype)                # (K, N)
+    errors = (fg - p[:, present].t()).abs()
+    errors, order = errors.sort(dim=1, descending=True)
+    fg = fg.gather(1, order)
+    positives = fg.sum(dim=1, keepdim=True)
+    jaccard = 1.0 - (positives - fg.cumsum(dim=1)) / (positives + (1.0 - fg).cumsum(dim=1))
+    grad = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], dim=1)
+    return (errors * grad).sum(dim=1).mean()
+
+
 def enet_class_weights(pixel_counts: Sequence[float], c: float = 1.02) -> torch.Tensor:
     """Class weights of ENet (Paszke et al. 2016, "ENet", Sec. 5.2): w_k = 1 / ln(c + p_k).
 
