@@ -100,6 +100,9 @@ def parse_args() -> argparse.Namespace:
                    help="semantic CE class weights: none, or ENet's 1/ln(c + p) from the "
                         "label pixel shares of the training mix (model/losses.py)")
     p.add_argument("--enet-c", type=float, default=1.02, help="ENet's c (default 1.02)")
+    p.add_argument("--real-crop", type=float, nargs=2, default=(0.4, 1.0), metavar=("MIN", "MAX"),
+                   help="area fraction kept by the real frames' random resized crops "
+                        "(default 0.4 1.0, the training config's)")
     p.add_argument("--lovasz", type=float, default=0.0, metavar="W",
                    help="add W x the Lovasz-softmax loss (model/losses.py, stride 2) to the "
                         "cross-entropy (default 0: cross-entropy only)")
@@ -331,7 +334,7 @@ def main() -> int:
         tmp = Path(tmp)
         link_frames([c for c in cams if c != held][:a.real_frames], tmp / "train")
         link_frames([held], tmp / "test")
-        real = RealCameraDataset(str(tmp / "train"), contract, crop_scale=(0.4, 1.0),
+        real = RealCameraDataset(str(tmp / "train"), contract, crop_scale=tuple(a.real_crop),
                                  augment=aug, seed=2 * a.seed, register_labels=a.register_labels)
         if a.register_labels:
             print("label shifts (dx, dy) of the training frames:", real.label_shifts)
