@@ -205,7 +205,7 @@ def lovasz_softmax_loss(logits: torch.Tensor, label: torch.Tensor,
         raise ValueError(f"semantic logits {tuple(logits.shape)} vs label {tuple(label.shape)}")
     if int(stride) < 1:
         raise ValueError(f"lovasz_softmax_loss: stride must be >= 1, got {stride}")
-    probs = logits.softmax(dim=1)[:, :, ::stride, ::stride]
+    probs = logits[:, :, ::stride, ::stride].softmax(dim=1)
     y = label[:, ::stride, ::stride].reshape(-1).long()
     p = probs.permute(0, 2, 3, 1).reshape(y.numel(), -1)
     keep = y != ignore_index
