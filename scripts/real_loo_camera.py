@@ -51,8 +51,8 @@ from bev_mtl_ros.data.label_align import register_label
 from bev_mtl_ros.model.camera_encoder import (LITE_VARIANTS, EfficientNetLiteEncoder,
                                               load_imagenet_weights)
 from bev_mtl_ros.model.heads import SemanticFPNHead
-from bev_mtl_ros.runtime.postprocess import semantic_ids
 from bev_mtl_ros.model.losses import enet_class_weights, lovasz_softmax_loss
+from bev_mtl_ros.runtime.postprocess import semantic_ids
 from bev_mtl_ros.train.augment import (AugmentConfig, class_mix, fourier_amplitude,
                                        fourier_domain_adaptation)
 from bev_mtl_ros.train.config import contract_from_config, load_config
@@ -288,7 +288,7 @@ def score(enc, head, contract, test, flip_tta: bool = False, full: bool = False)
     if full:
         frame = test.reader.load_frame(0)
         label = np.asarray(frame.semantic, np.uint8)
-        gt = test.lut[label] if test.lut is not None else label
+        gt = test.contract_ids(label)
         out_size = (gt.shape[1], gt.shape[0])
     with torch.no_grad():
         x = torch.from_numpy(s["image"]).permute(2, 0, 1).float().div(255)[None]
@@ -299,8 +299,8 @@ def score(enc, head, contract, test, flip_tta: bool = False, full: bool = False)
     res = figures(pred, gt, contract)
     if full:
         moved, shift = register_label(frame.image, label)
-        reg = test.lut[moved] if test.lut is not None else moved
-        res["registered"] = {**figures(pred, reg, contract), "shift": list(shift)}
+        res["registered"] = {**figures(pred, test.contract_ids(moved), contract),
+                             "shift": list(shift)}
     return res
 
 

@@ -418,7 +418,11 @@ class RealCameraDataset(RawSampleDataset):
             sem, self.label_shifts[k] = register_label(f.image, sem)
         image = cv2.resize(f.image, self.work_size, interpolation=cv2.INTER_AREA)
         sem = cv2.resize(sem, self.work_size, interpolation=cv2.INTER_NEAREST)
-        return image, (self.lut[sem] if self.lut is not None else sem)
+        return image, self.contract_ids(sem)
+
+    def contract_ids(self, sem: np.ndarray) -> np.ndarray:
+        """Map decoded A2D2 class ids (uint8, any shape) to the contract's semantic class ids."""
+        return self.lut[sem] if self.lut is not None else sem
 
     def __len__(self) -> int:
         return self.num_frames * self.repeats
