@@ -22,6 +22,9 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "train": ("bev_mtl_ros.train.train", "train the multi-task network on A2D2-format data"),
     "evaluate": ("bev_mtl_ros.train.evaluate",
                  "evaluate a model on A2D2-format data or a recorded output bag"),
+    "crossval": ("bev_mtl_ros.train.crossval",
+                 "leave-one-drive-out cross-validation on real A2D2 frames (train + score per "
+                 "fold)"),
     "export": ("bev_mtl_ros.runtime.export",
                "export a checkpoint to ONNX (with its contract) and verify parity"),
     "play": ("bev_mtl_ros.ros.player",

@@ -78,7 +78,7 @@ from bev_mtl_ros.train.model_setup import (MODEL_INIT_KEYS, TrainModule, build_l
 from bev_mtl_ros.train.optim import build_optimizer
 
 #: the training API in one place (``bev_mtl_ros.train.train``), whichever module defines a name
-__all__ = ["train", "make_loader", "recalibrate_batchnorm", "save_model_file",
+__all__ = ["train", "build_train_set", "make_loader", "recalibrate_batchnorm", "save_model_file",
            "load_training_state", "add_arguments", "main", "DEFAULT_CONFIG", "ConfigError",
            "merge_config", "load_config", "contract_from_config", "seed_everything",
            "DistContext", "resolve_device", "TrainModule", "MODEL_INIT_KEYS", "build_model",
@@ -446,27 +446,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
 
 
-def _build_train_set(args: argparse.Namespace, cfg: Dict[str, Any], contract: ModelContract,
-                     aug: AugmentConfig) -> Tuple[A2D2TrainDataset, TrainDataset]:
-    """Return (the A2D2 set of ``--data``, the training set: it, or it mixed with ``--real-data``).
+def build_train_set(data: str, cfg: Dict[str, Any], contract: ModelContract,
+                    aug: AugmentConfig, cache_dir: str, camera: str = "front_center",
+                    real_data: Optional[str] = None) -> Tuple[A2D2TrainDataset, TrainDataset]:
+    """Return (the A2D2 set of ``data``, the training set: it, or it mixed with ``real_data``).
 
-    Raises FileNotFoundError when a folder holds no usable frame.
+    Args:
+        data: A2D2-format folder of full training frames (lidar, boxes, camera, labels).
+        cfg: resolved config (keys camera_dropout, seed, real_data: {repeats, crop_scale}).
+        contract: the model contract; aug: augmentation (``aug.enabled`` False = none).
+        cache_dir: decoded-frame cache of ``data``.
+        camera: A2D2 camera name.
+        real_data: folder of real camera + label frames (semantic loss only), or None.
+    Raises:
+        FileNotFoundError: a folder holds no usable frame.
     """
-    cache = args.cache_dir or cfg.get("cache_dir") or os.path.join(args.out, "cache")
-    ds = A2D2TrainDataset(args.data, contract, cache_dir=cache, camera=args.camera,
+    ds = A2D2TrainDataset(data, contract, cache_dir=cache_dir, camera=camera,
                           augment=aug if aug.enabled else None,
                           camera_dropout=float(cfg.get("camera_dropout", 0.0)),
                           seed=int(cfg.get("seed", 0)))
-    if not args.real_data:
+    if not real_data:
         return ds, ds
     rc = cfg.get("real_data") or {}
-    real = RealCameraDataset(args.real_data, contract, repeats=int(rc.get("repeats", 1)),
+    real = RealCameraDataset(real_data, contract, repeats=int(rc.get("repeats", 1)),
                              crop_scale=tuple(rc.get("crop_scale", (0.4, 1.0))),
-                             camera=args.camera,
+                             camera=camera,
                              augment=aug if aug.enabled else None,
                              seed=int(cfg.get("seed", 0)))
     LOG.info("real camera-only frames from %s: %d frames x %d repeats (semantic loss only)",
-             args.real_data, real.num_frames, real.repeats)
+             real_data, real.num_frames, real.repeats)
     return ds, MixedDataset([ds, real])
 
 
@@ -487,7 +495,9 @@ def main(args: argparse.Namespace) -> int:
         return 2
     dist_ctx = DistContext()
     try:
-        ds, train_set = _build_train_set(args, cfg, contract, aug)
+        cache = args.cache_dir or cfg.get("cache_dir") or os.path.join(args.out, "cache")
+        ds, train_set = build_train_set(args.data, cfg, contract, aug, cache, args.camera,
+                                        args.real_data)
     except FileNotFoundError as e:
         LOG.error("%s", e)
         return 2
