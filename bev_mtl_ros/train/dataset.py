@@ -38,7 +38,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from bev_mtl_ros.data.label_align import register_label
 from bev_mtl_ros.model.contract import ModelContract
 from bev_mtl_ros.train.augment import AugmentConfig, augment_sample
 
@@ -374,9 +373,6 @@ class RealCameraDataset(RawSampleDataset):
         crop_scale: (min, max) fraction of the image area kept by the crop.
         work_scale: stored resolution relative to ``contract.image_size`` (>= 1).
         preload_limit: hold the decoded frames in memory when there are at most this many.
-        register_labels: move each label onto its image first
-            (:func:`bev_mtl_ros.data.label_align.register_label`; A2D2's labels can be offset by
-            tens of pixels); the shifts applied are kept in ``label_shifts`` (frame -> (dx, dy)).
         camera, augment, seed: see :class:`A2D2TrainDataset` / :class:`RawSampleDataset`.
     Raises:
         FileNotFoundError when ``root`` holds no frame with both camera and label.
@@ -384,8 +380,7 @@ class RealCameraDataset(RawSampleDataset):
 
     def __init__(self, root: str, contract: ModelContract, repeats: int = 1,
                  crop_scale: Tuple[float, float] = (0.4, 1.0), work_scale: float = 2.0,
-                 camera: str = "front_center", preload_limit: int = 256,
-                 register_labels: bool = False, **kw):
+                 camera: str = "front_center", preload_limit: int = 256, **kw):
         kw.pop("camera_dropout", None)
         super().__init__(contract, camera_dropout=0.0, **kw)
         from bev_mtl_ros.data.a2d2 import A2D2Dataset
@@ -398,8 +393,6 @@ class RealCameraDataset(RawSampleDataset):
         self.work_size = (int(round(w * work_scale)), int(round(h * work_scale)))
         self.lut = semantic_id_map(contract)
         self.keys: List[str] = [fr.key for fr in self.reader.frames]
-        self.register_labels = bool(register_labels)
-        self.label_shifts: Dict[int, Tuple[int, int]] = {}
         self.preloaded: Optional[List[Tuple[np.ndarray, np.ndarray]]] = None
         if len(self.reader) <= int(preload_limit):
             self.preloaded = [self._decode(k) for k in range(len(self.reader))]
@@ -414,8 +407,6 @@ class RealCameraDataset(RawSampleDataset):
         import cv2
         f = self.reader.load_frame(k)
         sem = np.asarray(f.semantic, np.uint8)
-        if self.register_labels:
-            sem, self.label_shifts[k] = register_label(f.image, sem)
         image = cv2.resize(f.image, self.work_size, interpolation=cv2.INTER_AREA)
         sem = cv2.resize(sem, self.work_size, interpolation=cv2.INTER_NEAREST)
         return image, self.contract_ids(sem)
