@@ -129,3 +129,69 @@ def test_nominal_camera_comparison():
         and "1280x720" in text
         and "1920x1208" in text
     )
+
+
+# ------------------------------------------------------------------ issue 23: validation, pairing
+K_A2D2 = [1687.34, 0.0, 965.43, 0.0, 1783.43, 684.42, 0.0, 0.0, 1.0]
+
+
+def issue_info(d, k=K_A2D2, p=None, model="plumb_bob"):
+    """The CameraInfo fields of issue 23's reproductions (1920x1208, R = I, P = [K|0])."""
+    if p is None:
+        P = np.zeros((3, 4))
+        P[:, :3] = np.reshape(k, (3, 3))
+        p = P.reshape(12).tolist()
+    return NS(width=1920, height=1208, distortion_model=model, d=list(d), k=list(k),
+              r=np.eye(3).reshape(9).tolist(), p=list(p))
+
+
+@pytest.mark.parametrize("info, words", [
+    # defect 1: three coefficients for plumb_bob (OpenCV raised inside the undistortion)
+    (issue_info([-0.25, 0.08, 0.001]), ["'plumb_bob' takes 4 / 5 / 8 / 12 / 14", "D has 3"]),
+    # defect 3: NaN in D with a good K; K = P = 0 with non-zero D (both blacked the image out)
+    (issue_info([float("nan"), 0, 0, 0, 0]), ["D has non-finite values"]),
+    (issue_info([-0.25, 0.08, 0, 0, 0], k=[0.0] * 9, p=[0.0] * 12),
+     ["K has focal lengths fx 0, fy 0", "uncalibrated"]),
+    (issue_info([0.1, 0, 0, 0, 0.01], model="equidistant"), ["'equidistant' takes 4", "D has 5"]),
+    (issue_info([0.1, 0, 0, 0, 0], k=K_A2D2[:8] + [0.0]), ["not a camera matrix"]),
+])
+def test_bad_camera_info_refused_on_arrival_and_image_used_as_is(info, words):
+    img = np.random.default_rng(0).integers(0, 256, (1208, 1920, 3), dtype=np.uint8)
+    r = ImageRectifier()
+    problem = r.update(info)
+    assert problem is not None and all(w in problem for w in words), problem
+    out = r.rectify(img)  # no OpenCV error, no black image: the image as it came
+    assert out.status == "camera_info_invalid" and out.image is img and out.problem == problem
+    assert out.camera_matrix is None
+
+
+def test_accepted_coefficient_counts_undistort():
+    img = scene(1920, 1208)
+    for n in (4, 5, 8, 12, 14):
+        d = np.zeros(n)
+        d[:2] = (-0.25, 0.08)
+        r = ImageRectifier()
+        assert r.update(issue_info(d)) is None
+        out = r.rectify(img)
+        assert out.status == "undistorted" and out.image.shape == img.shape
+        # the centre pixel (principal point, no distortion there) keeps its value
+        assert np.abs(out.image[684, 965].astype(int) - img[684, 965].astype(int)).max() <= 2
+    assert ImageRectifier().update(issue_info([])) is None  # empty D: rectified camera
+
+
+def test_camera_info_paired_with_the_image_by_stamp():
+    cam = load_calibration().cameras["front_center"].scaled((W, H))
+    raw = distort_image(scene(), cam)
+    r = ImageRectifier(slop=0.05)
+    assert r.update(info_for(cam), stamp_s=10.0) is None  # valid, with distortion
+    bad = info_for(cam)
+    bad.d = [float("nan")] * 5
+    assert r.update(bad, stamp_s=10.1) is not None  # refused
+    assert r.rectify(raw, 10.0).status == "undistorted"  # its own CameraInfo, not the latest
+    assert r.rectify(raw, 10.02).status == "undistorted"  # nearest within slop
+    assert r.rectify(raw, 10.1).status == "camera_info_invalid"
+    assert r.rectify(raw, 12.0).status == "camera_info_invalid"  # none within slop: the latest
+    assert r.rectify(raw).status == "camera_info_invalid"  # no stamp: the latest
+    r.update(info_for(cam, raw=False), stamp_s=0.0)  # unstamped CameraInfo: the latest wins
+    assert r.rectify(raw, 12.0).status == "rectified"
+    np.testing.assert_allclose(r.camera_matrix(), cam.cam_matrix)

@@ -67,3 +67,30 @@ def test_bad_settings_rejected():
         HealthConfig(overload_fraction=1.5).validate()
     with pytest.raises(ValueError):
         PipelineHealth(HealthConfig(window_s=0.0), BASE, 0.0)
+
+
+def test_cloud_burst_is_named_a_burst_not_clock_skew():
+    """Issue 23 defect 6: one image stamped T, then 100 clouds within 100 ms (one clock).
+
+    The stamp offsets of the overflow-resolved clouds looked like a 0.1 s skew; the cause is
+    100 clouds per image, which the diagnosis must say (and clear after the window).
+    """
+    from bev_mtl_ros.ros.sync import ApproxTimeSync
+
+    now = [0.0]
+    sync = ApproxTimeSync(slop=0.05, queue_size=10, camera_timeout=0.2, clock=lambda: now[0],
+                          diag_window=5.0)
+    t_image = 1000.0
+    sync.add_image("image", t_image)
+    for k in range(100):  # wall-clock stamps: arrival time on the image's clock
+        now[0] = 0.001 * (k + 1)
+        sync.add_cloud(k, t_image + now[0])
+    now[0] = 0.3
+    sync.poll()
+    text = sync.diagnose()
+    assert text.startswith("cloud burst: 100 clouds per image (100 clouds, 1 images) in the "
+                           "last 5 s; the pending-cloud queue (sync_queue_size 10) overflowed "
+                           f"{sync.stats.queue_overflows} times"), text
+    assert sync.stats.queue_overflows == 90 and "clock skew" not in text
+    now[0] = 5.4
+    assert sync.diagnose() is None  # both inputs idle, the burst out of the window

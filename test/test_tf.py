@@ -246,3 +246,63 @@ def test_tf2_ros_source_adapter_with_a_stand_in_module(monkeypatch):
     np.testing.assert_allclose(T.matrix() @ [1, 0, 0, 1], [1, 3, 3, 1], atol=1e-12)
     with pytest.raises(TransformError, match="frame does not exist"):
         src.lookup("base_link", "nowhere", 0, 0.1)
+
+
+# ------------------------------------------------------------------ issue 23
+def test_overflowing_quaternion_refused_before_it_is_stored():
+    """Issue 23 defect 2: rotation (1e200, 1e200, 0, 1e200) on /tf.
+
+    Its norm overflows to infinity; it used to pass the check and be stored as a zero quaternion
+    that broke every later look-up with SciPy's ValueError.
+    """
+    refused = []
+    b = TransformBuffer(on_invalid=refused.append)
+    b.set_transform("base_link", "cam_front_center", yaw_tf(0), 0, static=True)
+    msg = tf_msg("cam_front_center", "lidar_big", (0, 0, 0), (1e200, 1e200, 0, 1e200), sec=5)
+    assert b.add_message(msg, static=False) == 0
+    assert len(refused) == 1 and "'cam_front_center' -> 'lidar_big' refused" in refused[0]
+    assert "norm inf" in refused[0] and refused[0].startswith("/tf transform")
+    with pytest.raises(TransformError, match="'lidar_big' \\(unknown to TF\\)"):
+        b.lookup("cam_front_center", "lidar_big", 5 * SEC)
+    # tiny components underflow to a zero norm: refused as well; large finite ones normalise
+    with pytest.raises(ValueError, match="norm 0"):
+        RigidTransform.from_quaternion((0, 0, 0), (1e-200, 0, 0, 1e-200))
+    big = RigidTransform.from_quaternion((0, 0, 0), (0, 0, 1e150, 1e150))  # +90 deg about z
+    np.testing.assert_allclose(big.rotation.apply([1.0, 0, 0]), [0, 1, 0], atol=1e-12)
+
+
+def test_reparented_frame_reported_by_name():
+    """A dynamic /tf that re-parents a frame of /tf_static is reported, and named on failure."""
+    notes = []
+    b = TransformBuffer(on_reparent=notes.append)
+    b.set_transform("base_link", "lidar", yaw_tf(0, (1, 0, 0)), 0, static=True)
+    b.set_transform("base_link", "cam_front_center", yaw_tf(0), 0, static=True)
+    assert notes == [] and b.lookup("cam_front_center", "lidar").translation[0] == 1.0
+    b.add_message(tf_msg("odom", "cam_front_center", (0, 0, 0), (0, 0, 0, 1), sec=3), False)
+    assert notes == ["frame 'cam_front_center' re-parented from 'base_link' (static) to 'odom' "
+                     "(dynamic, stamp 3.000 s): a frame has one parent, the old edge is gone"]
+    with pytest.raises(TransformError) as e:
+        b.lookup("cam_front_center", "lidar", 3 * SEC)
+    assert "frame 'cam_front_center' re-parented from 'base_link'" in str(e.value)
+    # /tf_static re-published: connected again (and reported, it is another parent change)
+    b.set_transform("base_link", "cam_front_center", yaw_tf(0), 0, static=True)
+    assert len(notes) == 2 and b.lookup("cam_front_center", "lidar").translation[0] == 1.0
+
+
+def test_unconnected_frame_waits_once_per_tree_and_abort_ends_the_wait(tree):
+    """The TF wait is bounded per frame name, not per cloud; a newer frame ends it early."""
+    def timed(**kw):
+        t0 = time.monotonic()
+        with pytest.raises(TransformError):
+            tree.wait_lookup("base_link", "lidar_nowhere", 0, timeout_s=0.2, **kw)
+        return time.monotonic() - t0
+
+    assert timed() >= 0.19  # the first cloud in this frame waits tf_timeout
+    assert timed() < 0.02  # the same frame again, tree unchanged: no second wait
+    tree.set_transform("base_link", "radar", yaw_tf(0), 0, static=True)  # the tree changes
+    assert timed() >= 0.19  # waited again: the new edge might have connected it
+    t0 = time.monotonic()
+    with pytest.raises(TransformError):
+        tree.wait_lookup("base_link", "other_nowhere", 0, timeout_s=5.0,
+                         abort=lambda: time.monotonic() - t0 > 0.05)
+    assert time.monotonic() - t0 < 0.5  # ended by abort, not after 5 s

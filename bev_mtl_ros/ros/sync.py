@@ -51,8 +51,9 @@ Diagnosis
 :meth:`ApproxTimeSync.diagnose` names the likely cause when pairs are not forming:
 no messages at all on one topic (wrong topic name or a QoS mismatch, e.g. a BEST_EFFORT publisher
 and a RELIABLE subscription), zero stamps, the camera having stopped while clouds keep arriving,
-a consistent clock offset between the topics larger than ``slop`` (sensor hosts not
-time-synchronised). Every cause is about the present: zero stamps count only when one arrived in
+a burst of clouds (the pending-cloud queue overflowed: many clouds per image, which also makes
+the stamp offsets look like a skew, so it is named first), a consistent clock offset between the
+topics larger than ``slop`` (sensor hosts not time-synchronised). Every cause is about the present: zero stamps count only when one arrived in
 the last ``diag_window`` seconds, offsets only when a cloud was resolved in that window, and when
 both inputs stopped (the end of a bag) no pairing cause is reported at all.
 """
@@ -225,6 +226,10 @@ class ApproxTimeSync:
         # arrival time (clock) - stamp per topic; their difference estimates a clock offset
         self._cloud_lag: Deque[float] = deque(maxlen=offset_window)
         self._image_lag: Deque[float] = deque(maxlen=offset_window)
+        # clock times of recent arrivals and queue overflows (the burst diagnosis)
+        self._cloud_times: Deque[float] = deque(maxlen=4096)
+        self._image_times: Deque[float] = deque(maxlen=4096)
+        self._overflow_times: Deque[float] = deque(maxlen=4096)
 
     # ------------------------------------------------------------------ input
     def add_cloud(self, msg: Any, stamp: float) -> List[SyncedPair]:
@@ -233,6 +238,7 @@ class ApproxTimeSync:
         with self._lock:
             self.stats.clouds_in += 1
             self._last_cloud_arrival = now
+            self._cloud_times.append(now)
             if self._first_cloud_arrival is None:
                 self._first_cloud_arrival = now
             out: List[SyncedPair] = []
@@ -254,6 +260,7 @@ class ApproxTimeSync:
             bisect.insort(self._clouds, _Pending(stamp, self._seq, now, msg))
             while len(self._clouds) > self.queue_size:
                 self.stats.queue_overflows += 1
+                self._overflow_times.append(now)
                 out.append(self._resolve_locked(self._clouds.pop(0), False, now))
             out.extend(self._sweep_locked(now))
             return out
@@ -264,6 +271,7 @@ class ApproxTimeSync:
         with self._lock:
             self.stats.images_in += 1
             self._last_image_arrival = now
+            self._image_times.append(now)
             if stamp == 0.0:
                 self.stats.zero_stamp_images += 1
                 self._last_zero_stamp = now
@@ -521,6 +529,17 @@ class ApproxTimeSync:
                         + (f"running lidar-only ({s.lidar_only} lidar-only clouds so far)"
                            if self.allow_lidar_only else
                            f"clouds are dropped ({s.dropped_no_camera} so far)"))
+            overflows = sum(now - t <= self.diag_window for t in self._overflow_times)
+            if overflows:
+                clouds = sum(now - t <= self.diag_window for t in self._cloud_times)
+                images = sum(now - t <= self.diag_window for t in self._image_times)
+                rate = (f"{clouds / images:.0f} clouds per image ({clouds} clouds, {images} "
+                        "images)" if images else f"{clouds} clouds and no image")
+                return (f"cloud burst: {rate} in the last {self.diag_window:.0f} s; the "
+                        f"pending-cloud queue (sync_queue_size {self.queue_size}) overflowed "
+                        f"{overflows} times, so clouds were resolved before an image within "
+                        "sync_slop could arrive: clouds come far faster than images (not a "
+                        "clock problem); lower the cloud rate or raise sync_queue_size")
             if self._last_resolution is None or now - self._last_resolution > self.diag_window:
                 return None
             offs = list(self._offsets)
