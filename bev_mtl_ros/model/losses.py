@@ -18,8 +18,8 @@ Drivable area: binary cross-entropy with logits over cells whose label is 0 or 1
     V-Net) over the same cells.
 Semantics: cross-entropy over pixels with ignore index 255, mean over non-ignored pixels
     (0 when every pixel is ignored, e.g. a frame without a camera image). The Lovász-softmax loss
-    (Berman et al. 2018, :func:`lovasz_softmax_loss`) is there for recipe comparisons
-    (``scripts/real_loo_camera.py --lovasz``); the training recipe does not use it.
+    (Berman et al. 2018, :func:`lovasz_softmax_loss`) was measured against it (models/README.md)
+    and is kept for recipe comparisons; the training recipe does not use it.
 
 Task weighting: fixed weights, or the homoscedastic-uncertainty weighting of Kendall, Gal & Cipolla
 2018 ("Multi-Task Learning Using Uncertainty to Weigh Losses", CVPR), in the common log-variance

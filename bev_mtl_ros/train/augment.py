@@ -28,10 +28,9 @@ Transforms (applied in this order, each with its own probability / range):
   [1 - j, 1 + j] and hue untouched (labels unaffected).
 
 :func:`fourier_domain_adaptation` (Yang & Soatto 2020) restyles a synthetic image with a real
-image's low-frequency spectrum; it is a building block for synthetic-to-real training
-(``scripts/real_loo_camera.py --fda-beta``), not part of :func:`augment_sample`; so is
-:func:`class_mix` (ClassMix / DACS), which pastes half of one labelled frame's classes onto another
-(``--classmix``).
+image's low-frequency spectrum; it is a building block for synthetic-to-real training, measured
+and not adopted (models/README.md), not part of :func:`augment_sample`; so is :func:`class_mix`
+(ClassMix / DACS), which pastes half of one labelled frame's classes onto another.
 
 Randomness comes only from the ``numpy.random.Generator`` passed in, so runs are reproducible.
 """
