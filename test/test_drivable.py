@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bev_mtl_ros.data.drivable import DRIVABLE, IGNORE, NOT_DRIVABLE, drivable_labels, paint_points
+from bev_mtl_ros.data.drivable import (DRIVABLE, IGNORE, NOT_DRIVABLE, drivable_labels,
+                                       observed_drivable_labels, paint_points)
 from bev_mtl_ros.model.contract import A2D2_SEMANTIC_CLASSES, ModelContract
 
 ROAD = A2D2_SEMANTIC_CLASSES.index("RD normal street")
@@ -96,6 +97,35 @@ def test_hand_built_cells():
     # min_points=3: B (2 points) becomes ignored, A (3) stays
     lab3 = drivable_labels(pts, row, col, SEM, C, min_points=3, closing_iterations=0)
     assert lab3[100, 20] == IGNORE and lab3[100, 10] == DRIVABLE
+
+
+def test_observed_ground_truth_of_a_tiny_cloud():
+    """Only road-surface vs ground-level non-drivable points vote; no filling, objects ignored."""
+    b = Builder()
+    b.add(60, 10, ROAD, n=3)                         # road -> 1
+    b.add(60, 11, SIDEWALK, n=2)                     # sidewalk -> 0
+    b.add(60, 13, ROAD, n=2)                         # 12 is an unobserved gap -> stays 255
+    b.add(60, 20, CAR, n=3)                          # only car points -> 255 (training label: 0)
+    b.add(60, 21, ROAD, n=1)                         # 1 road + 2 car bumper points -> 1
+    b.add(60, 21, CAR, z=GROUND + 0.2, n=2)          # (the car does not vote; training: 0)
+    b.add(60, 22, ZEBRA, n=1)                        # 1 zebra vs 1 sidewalk -> 1 (half is enough)
+    b.add(60, 22, SIDEWALK, n=1)
+    b.add(60, 23, ZEBRA, n=1)                        # 1 zebra vs 2 sidewalk -> 0
+    b.add(60, 23, SIDEWALK, n=2)
+    b.add(60, 24, ROAD, n=2)                         # road under a sidewalk-labelled point 1 m up
+    b.add(60, 24, SIDEWALK, z=GROUND + 1.0, n=3)     # outside the ground band -> 1
+    b.add(60, 25, SKY, n=2)                          # sky -> 255
+    pts, row, col = b.arrays()
+    obs = observed_drivable_labels(pts, row, col, SEM, C)
+    expect = {10: DRIVABLE, 11: NOT_DRIVABLE, 12: IGNORE, 13: DRIVABLE, 20: IGNORE,
+              21: DRIVABLE, 22: DRIVABLE, 23: NOT_DRIVABLE, 24: DRIVABLE, 25: IGNORE}
+    assert {ix: int(obs[60, ix]) for ix in expect} == expect
+    assert int((obs != IGNORE).sum()) == 7           # nothing else in the grid
+    train = drivable_labels(pts, row, col, SEM, C, closing_iterations=1)
+    assert train[60, 20] == NOT_DRIVABLE and train[60, 21] == NOT_DRIVABLE
+    assert train[60, 12] == DRIVABLE                 # the training label fills the gap
+    with pytest.raises(ValueError, match="equal length"):
+        observed_drivable_labels(pts, row[:-1], col, SEM, C)
 
 
 def test_closing_fills_only_unobserved_gaps():

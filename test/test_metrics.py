@@ -342,3 +342,55 @@ def test_operating_point_known_answer():
     assert op["kept"] == 3 and op["precision"] == 2 / 3 and op["recall"] == 2 / 3
     op = operating_point(curve, 0.95)
     assert op["kept"] == 0 and op["recall"] == 0.0 and np.isnan(op["precision"])
+
+
+# --------------------------------------------- detections judged by their points' labels
+_CLS = {n: i for i, n in enumerate(__import__("bev_mtl_ros.model.contract", fromlist=["x"])
+                                   .A2D2_SEMANTIC_CLASSES)}
+
+
+def test_points_in_boxes_rotated_and_margin():
+    from bev_mtl_ros.train.metrics import points_in_boxes
+    b = np.array([[10.0, 0.0, 0.0, 4.0, 2.0, 2.0, math.pi / 2]])    # 4 m along y after the yaw
+    pts = np.array([[10.0, 1.9, 0.0], [11.2, 0.0, 0.0], [10.9, 0.0, 0.0], [10.0, 0.0, 1.2],
+                    [10.0, 2.0, -1.0]])
+    np.testing.assert_array_equal(points_in_boxes(pts, b)[:, 0], [True, False, True, False, True])
+    np.testing.assert_array_equal(points_in_boxes(pts, b, margin=0.25)[:, 0],
+                                  [True, True, True, True, True])
+    assert points_in_boxes(np.zeros((0, 3)), b).shape == (0, 1)
+    with pytest.raises(ValueError, match="margin"):
+        points_in_boxes(pts, b, margin=-0.1)
+
+
+def test_detection_point_categories_known_answer():
+    """A box on building points is clutter, one on car points a vehicle; sky does not vote."""
+    from bev_mtl_ros.train.metrics import MIXED, NO_POINTS, detection_point_categories
+    boxes = np.array([box(10.0, 0.0), box(20.0, 0.0), box(30.0, 0.0), box(40.0, 0.0),
+                      box(50.0, 0.0)])
+    pts, cls = [], []
+
+    def put(x, name, n, z=-1.0):
+        for k in range(n):
+            pts.append([x + 0.1 * k, 0.0, z])
+            cls.append(_CLS[name] if name else 255)
+    put(10.0, "Buildings", 3)
+    put(10.0, "Car", 1)                      # 3 of 4 voters are clutter -> clutter
+    put(10.0, "Sky", 5)                      # sky and unlabelled points do not vote
+    put(10.0, None, 5)
+    put(20.0, "Truck", 2)
+    put(20.0, "Car", 1)                      # vehicle 3 of 4 -> vehicle; dominant Truck
+    put(20.0, "Poles", 1)
+    put(30.0, "Pedestrian", 1)               # 1 person, 1 road: no category above half -> mixed
+    put(30.0, "RD normal street", 1)
+    put(40.0, "Sky", 4)                      # only non-voters -> no points
+    put(50.0, "Nature object", 3, z=3.0)     # above the box (z -1.75..-0.25): outside
+    put(60.0, "Car", 4)                      # in no box
+    verdicts, dominant, voters = detection_point_categories(boxes, np.array(pts),
+                                                            np.array(cls, np.uint8))
+    assert verdicts == ["clutter", "vehicle", MIXED, NO_POINTS, NO_POINTS]
+    assert dominant.tolist() == [_CLS["Buildings"], _CLS["Truck"], dominant[2], -1, -1]
+    assert dominant[2] in (_CLS["Pedestrian"], _CLS["RD normal street"])
+    assert voters.tolist() == [4, 4, 2, 0, 0]
+    assert detection_point_categories(np.zeros((0, 7)), np.array(pts), np.array(cls))[0] == []
+    with pytest.raises(ValueError, match="point classes"):
+        detection_point_categories(boxes, np.array(pts), np.array(cls[:-1]))

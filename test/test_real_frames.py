@@ -1,7 +1,8 @@
 """Real A2D2 frames in the loop.
 
-Coarse class groups, the flat-folder reader and ``evaluate --data`` on camera + label frames
-(``test/data/real_a2d2``, four unmodified A2D2 frames).
+Coarse class groups, the flat-folder reader, the real lidar's frame conventions, the evaluator's
+real-frame measures and ``evaluate --data`` on ``test/data/real_a2d2`` (eleven unmodified A2D2
+preview frames from nine drives: camera + label for all, lidar for ten, ``label3D`` for five).
 """
 
 import json
@@ -23,6 +24,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REAL = os.path.join(ROOT, "test", "data", "real_a2d2")
 SHARED_REAL = os.path.join(ROOT, "..", "shared", "a2d2", "real")
 MODEL = os.path.join(ROOT, "models", "bev_mtl_default.onnx")
+#: the drives (A2D2 scene stamps) of the eleven frames: two drives hold two frames each
+DRIVES = ["20180810142822", "20180925101535", "20180925135056", "20181107132300",
+          "20181107133258", "20181108084007", "20181108091945", "20181204135952",
+          "20181204170238"]
+PNG_ONLY = "20181107133258/000000250"
+WITH_BOXES = ["20180810142822/000000426", "20180925101535/000011230",
+              "20180925135056/000003556", "20181108084007/000029570",
+              "20181108091945/000005828"]
 
 
 def test_coarse_groups_cover_every_class_once():
@@ -64,8 +73,9 @@ def test_coarse_miou_known_answer():
 
 
 def test_committed_real_frames_are_the_shared_originals():
-    names = sorted(n for n in os.listdir(REAL) if n.endswith(".png"))
-    assert len(names) == 8
+    names = sorted(n for n in os.listdir(REAL) if n != "README.md")
+    exts = [os.path.splitext(n)[1] for n in names]
+    assert (exts.count(".png"), exts.count(".npz"), exts.count(".json")) == (22, 10, 15)
     if not os.path.isdir(SHARED_REAL):
         pytest.skip("../shared/a2d2/real not beside the checkout: byte comparison not possible")
     for n in names:
@@ -75,36 +85,151 @@ def test_committed_real_frames_are_the_shared_originals():
 
 def test_flat_folder_reader():
     ds = A2D2Dataset(REAL, require=("camera", "label"))
-    assert len(ds) == 4
-    assert ds.scenes == ["20180810142822", "20181107132300", "20181107133258", "20181108091945"]
-    f = ds.load_frame(0)
+    assert len(ds) == 11
+    assert ds.scenes == DRIVES
+    rep = ds.scan_report()
+    assert rep["missing"] == {"camera": 0, "lidar": 1, "label": 0, "label3D": 6}
+    assert rep["missing_frames"]["lidar"] == [PNG_ONLY]
+    k = [f.key for f in ds.frames].index(PNG_ONLY)          # camera PNG without its JSON sidecar
+    f = ds.load_frame(k)
     assert f.image.shape == (1208, 1920, 3) and f.semantic.shape == (1208, 1920)
-    assert f.points.shape == (0, 3) and f.paths["lidar"] is None
+    assert f.points.shape == (0, 3) and f.paths["lidar"] is None and f.cam_tstamp is None
     # the label image is mostly known classes (undistortion leaves an unlabelled border = 255)
     assert np.mean(f.semantic != 255) > 0.9
+    lidar = A2D2Dataset(REAL)                                # default: frames with lidar
+    assert len(lidar) == 10 and [r.key for r in lidar.skipped] == [PNG_ONLY]
+    assert sorted(r.key for r in lidar.frames if r.paths["label3D"]) == WITH_BOXES
     with pytest.raises(FileNotFoundError):
         A2D2Dataset(os.path.join(ROOT, "test", "golden"))
 
 
-def test_evaluate_real_frames_cli(tmp_path):
-    """Camera + label frames: semantics scored (38 classes and 8 groups).
+def test_real_lidar_conventions():
+    """Real lidar: view-frame points, ``row``/``col`` in the undistorted image, boxes on cars.
 
-    Detection and drivable are reported as not available, exit code 0.
+    Projecting the points with the undistorted ``CamMatrix`` gives the files' ``row``/``col``;
+    every ``label3D`` box holds lidar points, most of them labelled vehicle through row/col in
+    the undistorted label (26 boxes, all Car/VanSUV/Truck).
+    """
+    from bev_mtl_ros.data.calibration import project_view_points
+    from bev_mtl_ros.data.drivable import frame_point_classes
+    from bev_mtl_ros.train.metrics import detection_point_categories, points_in_boxes
+    ds = A2D2Dataset(REAL)
+    n_boxes = 0
+    for k, rec in enumerate(ds.frames):
+        f = ds.load_frame(k, load_image=False)
+        row, col, front = project_view_points(f.points, ds.cam.cam_matrix)
+        assert front.all()
+        np.testing.assert_allclose(row, f.row, atol=0.01)
+        np.testing.assert_allclose(col, f.col, atol=0.01)
+        if not len(f.boxes):
+            continue
+        cls = frame_point_classes(f)
+        assert (points_in_boxes(f.points, f.boxes).sum(0) >= 12).all(), rec.key
+        verdicts, _dom, _n = detection_point_categories(f.boxes, f.points, cls)
+        assert verdicts == ["vehicle"] * len(f.boxes), rec.key
+        n_boxes += len(f.boxes)
+    assert n_boxes == 26
+
+
+def _put(pts, cls, x, y, name, n):
+    for k in range(n):
+        pts.append([x + 0.1 * (k % 5), y + 0.1 * (k // 5), -1.0])
+        cls.append(A2D2_SEMANTIC_CLASSES.index(name))
+
+
+def test_real_detection_measures_known_answer():
+    """Clutter, unlabelled vehicles, recall@2 m and false positives of two hand-made frames."""
+    c = ModelContract()
+    car, truck, ped = (c.detection_classes.index(n) for n in ("Car", "Truck", "Pedestrian"))
+    acc = EvalAccumulator(c)
+
+    def det(x, y):
+        return [x, y, -1.0, 4.0, 2.0, 1.6, 0.0]
+    # frame A, no label3D: a Car on building points (clutter), a Truck on car points (unlabelled
+    # vehicle), a Car on building points below the node's threshold (not counted)
+    pts, cls = [], []
+    _put(pts, cls, 10.0, 0.0, "Buildings", 6)
+    _put(pts, cls, 20.0, 0.0, "Car", 6)
+    _put(pts, cls, 30.0, 0.0, "Buildings", 6)
+    row = acc.add_real_detections("A", [det(10, 0), det(20, 0), det(30, 0)], [0.9, 0.8, 0.3],
+                                  [car, truck, car], np.array(pts), np.array(cls, np.uint8))
+    assert row == {"key": "A", "label3D": False, "detections": 2, "clutter": 1,
+                   "unlabelled_vehicle": 1}
+    assert acc.report()["detection_at_2m"]["available"] is False   # no boxes: not scored
+    # frame B, label3D: boxes at (20, 0) and (30, 5) in range, one at x = 100 out of range
+    gt = np.array([det(20, 0), det(30, 5), det(100, 0)])
+    pts, cls = [], []
+    _put(pts, cls, 40.0, -5.0, "Car", 6)
+    _put(pts, cls, 50.0, 0.0, "Car", 6)
+    _put(pts, cls, 60.0, 3.0, "Nature object", 6)
+    row = acc.add_real_detections(
+        "B", [det(21.5, 0), det(40, -5), det(50, 0), det(60, 3), det(30, 5)],
+        [0.9, 0.9, 0.9, 0.9, 0.2], [car, car, ped, car, car], np.array(pts),
+        np.array(cls, np.uint8), gt_boxes=gt, all_boxes=gt)
+    # found: the box at (20, 0) (1.5 m); the (30, 5) one only by a detection below threshold.
+    # matched: 21.5; excused: the Car on car points; FP: the Pedestrian on car points and the
+    # Car on the tree
+    assert row == {"key": "B", "label3D": True, "detections": 4, "gt_boxes": 2, "found": 1,
+                   "false_positives": 2, "unlabelled_vehicle_car_truck": 1, "clutter": 1,
+                   "unlabelled_vehicle": 2}
+    # frame C, label3D but no label image: nothing can excuse a detection
+    acc.add_real_detections("C", [det(40, -5)], [0.9], [car], np.zeros((0, 3)), None,
+                            gt_boxes=np.zeros((0, 7)))
+    rep = acc.report()
+    a = rep["detection_at_2m"]
+    assert (a["frames"], a["gt_boxes"], a["found"], a["detections"], a["false_positives"],
+            a["unlabelled_vehicle"]) == (2, 2, 1, 5, 3, 1)
+    assert a["recall"] == 0.5 and a["false_positives_per_frame"] == 1.5
+    assert a["score_threshold"] == NODE_SCORE_THRESHOLD and a["radius_m"] == 2.0
+    b = rep["detection_point_labels"]
+    assert (b["frames"], b["frames_with_boxes"], b["detections"], b["near_box"]) == (2, 1, 6, 1)
+    assert b["clutter_false_positives"] == 2 and b["clutter_false_positives_per_frame"] == 1.0
+    assert b["unlabelled_vehicle"] == 3
+    assert b["verdicts"] == {"clutter": 2, "vehicle": 3, "person_bike": 0, "road": 0,
+                             "mixed": 0, "no_points": 0}
+    assert b["clutter_by_detection_class"] == {"Car": 2}
+    assert b["clutter_by_point_class"] == {"Buildings": 1, "Nature object": 1}
+    assert [r["key"] for r in rep["per_frame"]] == ["A", "B", "C"]
+    assert rep["counts"]["frames"] == 0                            # no AP frame was added
+
+
+def test_evaluate_real_frames_cli(tmp_path):
+    """``evaluate --data`` on the eleven real frames, fused and lidar only.
+
+    Detection (AP, recall@2 m) is scored on the five frames with ``label3D`` only; the clutter
+    count and the drivable IoUs on the ten with lidar; semantics on all eleven (fused run).
     """
     out = tmp_path / "eval"
     proc = subprocess.run([sys.executable, "-m", "bev_mtl_ros.cli", "evaluate", "--data", REAL,
-                           "--model", MODEL, "--out", str(out), "--render", "4", "--no-progress"],
-                          capture_output=True, text=True, timeout=300)
+                           "--model", MODEL, "--out", str(out), "--render", "3", "--no-progress",
+                           "--camera-input", "both"],
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "Detection: not available" in proc.stdout
     assert "Semantic (8 coarse groups) mIoU over 8 classes present" in proc.stdout
+    assert "Lidar only (camera_valid = 0), same frames:" in proc.stdout
+    assert "5 frames with label3D: recall@2m" in proc.stdout
     rep = json.loads((out / "report.json").read_text())
-    assert rep["detection"]["available"] is False and rep["drivable"]["available"] is False
-    assert rep["counts"]["frames_with_semantic_gt"] == 4
+    for run, r in (("fused", rep), ("lidar_only", rep["lidar_only"])):
+        assert r["camera_input"] == run and r["source"]["camera_input"] == "both"
+        assert r["counts"]["frames"] == 5 and r["detection"]["num_gt"]["Car"] == 25
+        assert r["detection"]["num_gt"]["Truck"] == 1
+        a = r["detection_at_2m"]
+        assert a["frames"] == 5 and a["gt_boxes"] == 26 and 0 <= a["found"] <= 26
+        assert a["recall"] == a["found"] / 26
+        assert a["false_positives_per_frame"] == a["false_positives"] / 5
+        b = r["detection_point_labels"]
+        assert b["frames"] == 10 and b["frames_with_boxes"] == 5
+        assert sum(b["verdicts"].values()) + b["near_box"] == b["detections"]
+        assert len(r["per_frame"]) == 10
+        assert sorted(f["key"] for f in r["per_frame"] if f["label3D"]) == WITH_BOXES
+        assert r["drivable"]["observed_frames"] == 10 and 0 < r["drivable"]["iou_observed"] < 1
+        assert r["counts"]["frames_with_drivable_gt"] == 10
+    assert rep["counts"]["frames_with_semantic_gt"] == 11
+    assert rep["lidar_only"]["semantic"]["available"] is False
     assert 0.0 < rep["semantic"]["miou"] < 1.0 and 0.0 < rep["semantic_coarse"]["miou"] < 1.0
     assert set(rep["semantic_coarse"]["per_class_iou"]) == set(COARSE_GROUP_NAMES)
-    assert len(list((out / "frames").glob("*_semantic.png"))) == 4
-    assert not (out / "pr_curves.png").exists()
+    assert len(list((out / "frames").glob("*_semantic.png"))) == 3
+    assert (out / "pr_curves.png").exists()
 
 
 def test_real_camera_dataset_and_mixing():
@@ -114,20 +239,20 @@ def test_real_camera_dataset_and_mixing():
                                            collate_batch)
     c = ModelContract()
     real = RealCameraDataset(REAL, c, repeats=3, augment=AugmentConfig(), seed=5)
-    assert len(real) == 12
+    assert len(real) == 33 and real.num_frames == 11 and PNG_ONLY in real.keys
     w, h = c.image_size
     a, b = real[1], real[1]
     assert a["image"].shape == (3, h, w) and a["camera_valid"] == 1.0 and a["det_valid"] == 0.0
     # reproducible
     assert torch.equal(a["image"], b["image"]) and torch.equal(a["semantic"], b["semantic"])
-    assert not torch.equal(real[1]["image"], real[5]["image"])   # same frame, another crop
+    assert not torch.equal(real[1]["image"], real[12]["image"])  # same frame, another crop
     assert (a["drivable"] == 255).all() and a["targets"]["mask"].sum() == 0
     assert (a["semantic"] != 255).float().mean() > 0.5
     synth = InMemoryDataset([{"points": np.zeros((10, 4), np.float32),
                               "boxes": np.zeros((0, 7), np.float32),
                               "labels": np.zeros(0, np.int64), "drivable": None}], c)
     mixed = MixedDataset([synth, real])
-    assert len(mixed) == 13 and mixed[0]["det_valid"] == 1.0 and mixed[12]["det_valid"] == 0.0
+    assert len(mixed) == 34 and mixed[0]["det_valid"] == 1.0 and mixed[33]["det_valid"] == 0.0
     mixed.seed = 9
     assert real.seed == 9 and synth.seed == 9
     _inputs, targets, _meta = collate_batch([mixed[0], mixed[3]])
@@ -143,8 +268,8 @@ def test_real_camera_dataset_decodes_large_sets_on_access():
     held = RealCameraDataset(REAL, c, repeats=2, augment=AugmentConfig(), seed=3)
     lazy = RealCameraDataset(REAL, c, repeats=2, augment=AugmentConfig(), seed=3, preload_limit=2)
     assert held.preloaded is not None and lazy.preloaded is None
-    assert lazy.num_frames == held.num_frames == 4 and len(lazy) == len(held) == 8
-    for i in (0, 5):
+    assert lazy.num_frames == held.num_frames == 11 and len(lazy) == len(held) == 22
+    for i in (0, 16):
         a, b = held[i], lazy[i]
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["semantic"], b["semantic"])
 

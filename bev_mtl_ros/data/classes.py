@@ -275,3 +275,43 @@ def coarse_group_lut(class_names: Iterable[str] = A2D2_SEMANTIC_CLASSES) -> np.n
             raise ValueError(f"semantic class {name!r} has no coarse group "
                              "(classes.COARSE_GROUPS)")
     return lut
+
+
+#: Categories of a lidar point by the semantic class of its pixel, used to judge a detection
+#: by the points inside its box (``train/metrics.py::detection_point_categories``) and the
+#: observed BEV drivable ground truth (``data/drivable.py::observed_drivable_labels``).
+#: ``clutter`` is the static scene a detector must not fire on (vegetation, buildings, poles,
+#: signs, barriers, kerbs, pavements); ``vehicle`` the coarse vehicle group (A2D2's 3D labels miss
+#: some parked vehicles, so detections on them are counted apart); ``person_bike`` people and
+#: bicycles; ``road`` the road surface. Classes in no category (Sky, Ego car, Blurred area,
+#: Rain dirt, Animals) and the unlabelled id 255 do not vote.
+POINT_CATEGORIES: Dict[str, Tuple[str, ...]] = {
+    "clutter": ("Nature object", "Buildings", "Poles", "Traffic signal", "Traffic sign",
+                "Sidebars", "Curbstone", "Sidewalk", "Non-drivable street", "Irrelevant signs",
+                "Road blocks", "Obstacles / trash", "Grid structure", "Signal corpus",
+                "Electronic traffic", "Traffic guide obj."),
+    "vehicle": COARSE_GROUPS["vehicle"],
+    "person_bike": COARSE_GROUPS["human+bike"],
+    "road": DRIVABLE_SEMANTIC_CLASSES + ("Speed bumper",),
+}
+#: Category names, index = category id of :func:`point_category_lut`.
+POINT_CATEGORY_NAMES: Tuple[str, ...] = tuple(POINT_CATEGORIES)
+#: Ground-level classes that are not drivable: the negatives of the observed BEV drivable ground
+#: truth (pavements, kerbs, verges and vegetation at ground level).
+GROUND_NOT_DRIVABLE_CLASSES: Tuple[str, ...] = ("Sidewalk", "Non-drivable street", "Curbstone",
+                                                "Nature object")
+#: Merged class ids of :data:`GROUND_NOT_DRIVABLE_CLASSES`.
+GROUND_NOT_DRIVABLE_CLASS_IDS: Tuple[int, ...] = tuple(A2D2_SEMANTIC_CLASSES.index(n)
+                                                       for n in GROUND_NOT_DRIVABLE_CLASSES)
+
+
+def point_category_lut() -> np.ndarray:
+    """Return the (256,) uint8 table A2D2 merged class id -> point category id.
+
+    Value: index into :data:`POINT_CATEGORY_NAMES`; 255 for classes in no category, ids beyond
+    the 38 classes and the unlabelled id 255.
+    """
+    lut = np.full(256, UNKNOWN_ID, dtype=np.uint8)
+    for g, members in enumerate(POINT_CATEGORIES.values()):
+        lut[[A2D2_SEMANTIC_CLASSES.index(c) for c in members]] = g
+    return lut

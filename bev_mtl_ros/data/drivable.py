@@ -31,6 +31,16 @@ about the ground): Sky, Blurred area, Rain dirt, Ego car.
 
 Note: a cell whose only visible surface is an object (e.g. the roof of a car that hides the road)
 is labelled 0: the labels describe the currently free drivable area seen by the sensors.
+
+**Evaluation ground truth** (:func:`observed_drivable_labels`, scored by ``bev-mtl-ros evaluate``
+as ``drivable.iou_observed``): steps 1-3, then only ground points of road-surface classes
+(drivable) and of ground-level non-drivable classes (Sidewalk, Non-drivable street, Curbstone,
+Nature object) vote; cells with neither are ignored and nothing is filled, so it scores only what
+the labelled lidar saw of the ground.
+
+Every point's class (:func:`frame_point_classes`) is the label pixel at its ``row``/``col``; on the
+real A2D2 frames of ``test/data/real_a2d2`` these equal the projection of the (camera view frame)
+points with the undistorted ``CamMatrix`` to 0.000 px, so they index the *undistorted* label.
 """
 
 from __future__ import annotations
@@ -39,7 +49,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from bev_mtl_ros.data.classes import DRIVABLE_CLASS_IDS, UNKNOWN_ID
+from bev_mtl_ros.data.classes import (DRIVABLE_CLASS_IDS, GROUND_NOT_DRIVABLE_CLASS_IDS,
+                                      UNKNOWN_ID)
 from bev_mtl_ros.model.contract import A2D2_SEMANTIC_CLASSES, ModelContract
 
 #: Classes whose points are dropped before the vote (they carry no ground information).
@@ -73,6 +84,51 @@ def paint_points(row: np.ndarray, col: np.ndarray, semantic: np.ndarray) -> np.n
     return out
 
 
+def _ground_points(points: np.ndarray, row: np.ndarray, col: np.ndarray, semantic: np.ndarray,
+                   contract: ModelContract,
+                   ground_band: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Paint, grid and mark the ground points of one frame (steps 1-3 of the module docstring).
+
+    Returns:
+        (cell (K,) int64 flat BEV cell index, cls (K,) uint8 class id, ground (K,) bool) of the
+        K painted points inside the BEV range whose class is not ignored.
+    Raises:
+        ValueError when the array lengths disagree.
+    """
+    pts = np.asarray(points)
+    n = pts.shape[0]
+    if len(row) != n or len(col) != n:
+        raise ValueError(f"points ({n}), row ({len(row)}) and col ({len(col)}) must have equal "
+                         "length")
+    gw, gh = contract.grid_size
+    x0, y0, _, x1, y1, _ = contract.point_cloud_range
+    dx, dy = contract.pillar_size
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.uint8), np.zeros(0, bool))
+    if n == 0:
+        return empty
+    cls = paint_points(row, col, semantic)
+    lut_ignore = np.zeros(256, dtype=bool)
+    lut_ignore[list(IGNORED_CLASS_IDS)] = True
+    lut_ignore[UNKNOWN_ID] = True
+    lut_ignore[len(A2D2_SEMANTIC_CLASSES):] = True
+    x = pts[:, 0].astype(np.float64)
+    y = pts[:, 1].astype(np.float64)
+    z = pts[:, 2].astype(np.float64)
+    keep = ~lut_ignore[cls] & np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
+    keep &= (x >= x0) & (x < x1) & (y >= y0) & (y < y1)
+    ix = np.floor((x[keep] - x0) / dx).astype(np.int64)
+    iy = np.floor((y[keep] - y0) / dy).astype(np.int64)
+    # guard float rounding at the upper edge
+    ok = (ix >= 0) & (ix < gw) & (iy >= 0) & (iy < gh)
+    cell = (iy * gw + ix)[ok]
+    if cell.size == 0:
+        return empty
+    zk = z[keep][ok]
+    zmin = np.full(gh * gw, np.inf)
+    np.minimum.at(zmin, cell, zk)
+    return cell, cls[keep][ok], zk <= zmin[cell] + ground_band
+
+
 def drivable_labels(points: np.ndarray, row: np.ndarray, col: np.ndarray, semantic: np.ndarray,
                     contract: Optional[ModelContract] = None, ground_band: float = 0.3,
                     min_points: int = 1,
@@ -94,41 +150,11 @@ def drivable_labels(points: np.ndarray, row: np.ndarray, col: np.ndarray, semant
         ValueError when the array lengths disagree.
     """
     contract = contract or ModelContract()
-    pts = np.asarray(points)
-    n = pts.shape[0]
-    if len(row) != n or len(col) != n:
-        raise ValueError(f"points ({n}), row ({len(row)}) and col ({len(col)}) must have equal "
-                         "length")
     gw, gh = contract.grid_size
-    x0, y0, _, x1, y1, _ = contract.point_cloud_range
-    dx, dy = contract.pillar_size
     labels = np.full(gh * gw, IGNORE, dtype=np.uint8)
-    if n == 0:
-        return labels.reshape(gh, gw)
-
-    cls = paint_points(row, col, semantic)
-    lut_ignore = np.zeros(256, dtype=bool)
-    lut_ignore[list(IGNORED_CLASS_IDS)] = True
-    lut_ignore[UNKNOWN_ID] = True
-    lut_ignore[len(A2D2_SEMANTIC_CLASSES):] = True
-    x = pts[:, 0].astype(np.float64)
-    y = pts[:, 1].astype(np.float64)
-    z = pts[:, 2].astype(np.float64)
-    keep = ~lut_ignore[cls] & np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
-    keep &= (x >= x0) & (x < x1) & (y >= y0) & (y < y1)
-    ix = np.floor((x[keep] - x0) / dx).astype(np.int64)
-    iy = np.floor((y[keep] - y0) / dy).astype(np.int64)
-    # guard float rounding at the upper edge
-    ok = (ix >= 0) & (ix < gw) & (iy >= 0) & (iy < gh)
-    cell = (iy * gw + ix)[ok]
-    zk = z[keep][ok]
-    ck = cls[keep][ok]
+    cell, ck, ground = _ground_points(points, row, col, semantic, contract, ground_band)
     if cell.size == 0:
         return labels.reshape(gh, gw)
-
-    zmin = np.full(gh * gw, np.inf)
-    np.minimum.at(zmin, cell, zk)
-    ground = zk <= zmin[cell] + ground_band
     lut_drv = np.zeros(256, dtype=bool)
     lut_drv[list(DRIVABLE_CLASS_IDS)] = True
     total = np.bincount(cell[ground], minlength=gh * gw)
@@ -153,16 +179,60 @@ def drivable_labels(points: np.ndarray, row: np.ndarray, col: np.ndarray, semant
     return labels
 
 
-def frame_drivable_labels(frame, contract: Optional[ModelContract] = None,
-                          **kw) -> Optional[np.ndarray]:
-    """Compute :func:`drivable_labels` of an :class:`~bev_mtl_ros.data.a2d2.A2D2Frame`.
+def observed_drivable_labels(points: np.ndarray, row: np.ndarray, col: np.ndarray,
+                             semantic: np.ndarray, contract: Optional[ModelContract] = None,
+                             ground_band: float = 0.3,
+                             drivable_fraction: float = 0.5) -> np.ndarray:
+    """BEV drivable-area ground truth for evaluation: observed ground only, no gap filling.
 
-    Needs the frame's undistorted ``semantic``; returns None when the frame has no label image.
-    Points whose ``row``/``col`` are missing (NaN) are projected with the camera's
-    ``CamMatrix``.
+    Steps 1-3 of the module docstring (paint, grid, per-cell ground band), then each cell votes
+    with its ground points of two kinds only: *drivable* (road-surface classes,
+    :data:`~bev_mtl_ros.data.classes.DRIVABLE_CLASS_IDS`, the training label's notion) and
+    *ground-level not drivable*
+    (:data:`~bev_mtl_ros.data.classes.GROUND_NOT_DRIVABLE_CLASSES`: Sidewalk, Non-drivable
+    street, Curbstone, Nature object). A cell is **1** when at least ``drivable_fraction`` of
+    those points are drivable, **0** otherwise, and **255 (ignored)** when it has none: cells
+    with no labelled point, or whose lowest points are objects (vehicles, people, walls, poles,
+    Speed bumper) that say nothing certain about the ground. Unlike :func:`drivable_labels` (the
+    training label) nothing is filled by closing, and object-covered cells are not 0.
+
+    Args:
+        points, row, col, semantic, contract, ground_band, drivable_fraction: as
+            :func:`drivable_labels`.
+    Returns:
+        (grid_h, grid_w) uint8: 1 drivable, 0 not drivable, 255 ignored.
+    Raises:
+        ValueError when the array lengths disagree.
     """
-    if frame.semantic is None:
-        return None
+    contract = contract or ModelContract()
+    gw, gh = contract.grid_size
+    labels = np.full(gh * gw, IGNORE, dtype=np.uint8)
+    cell, ck, ground = _ground_points(points, row, col, semantic, contract, ground_band)
+    lut_drv = np.zeros(256, dtype=bool)
+    lut_drv[list(DRIVABLE_CLASS_IDS)] = True
+    lut_neg = np.zeros(256, dtype=bool)
+    lut_neg[list(GROUND_NOT_DRIVABLE_CLASS_IDS)] = True
+    drv_pt = ground & lut_drv[ck]
+    counted = drv_pt | (ground & lut_neg[ck])
+    total = np.bincount(cell[counted], minlength=gh * gw)
+    drv = np.bincount(cell[drv_pt], minlength=gh * gw)
+    observed = total > 0
+    labels[observed] = NOT_DRIVABLE
+    labels[observed & (drv >= drivable_fraction * total)] = DRIVABLE
+    return labels.reshape(gh, gw)
+
+
+def frame_row_col(frame) -> Tuple[np.ndarray, np.ndarray]:
+    """Return the undistorted pixel (row, col) of every lidar point of an A2D2Frame.
+
+    The ``.npz``'s ``row``/``col`` (A2D2: the point's pixel in the undistorted image, equal to
+    :func:`~bev_mtl_ros.data.calibration.project_view_points` with ``CamMatrix`` on the real
+    frames); points whose row/col are missing (NaN) are projected with the camera's
+    ``CamMatrix``.
+
+    Returns:
+        (row (N,), col (N,)) float pixel coordinates (NaN for points behind the camera).
+    """
     row, col = frame.row, frame.col
     bad = ~(np.isfinite(row) & np.isfinite(col))
     if bad.any():
@@ -171,4 +241,40 @@ def frame_drivable_labels(frame, contract: Optional[ModelContract] = None,
         row = row.astype(np.float64).copy()
         col = col.astype(np.float64).copy()
         row[bad], col[bad] = r, c
+    return row, col
+
+
+def frame_point_classes(frame) -> Optional[np.ndarray]:
+    """Semantic class of every lidar point of an A2D2Frame: its pixel in the label image.
+
+    Returns:
+        (N,) uint8 A2D2 merged class ids (255 = outside the label or unlabelled), or None when
+        the frame has no label image.
+    """
+    if frame.semantic is None:
+        return None
+    row, col = frame_row_col(frame)
+    return paint_points(row, col, frame.semantic)
+
+
+def frame_observed_drivable_labels(frame, contract: Optional[ModelContract] = None,
+                                   **kw) -> Optional[np.ndarray]:
+    """Compute :func:`observed_drivable_labels` of an A2D2Frame (None without a label image)."""
+    if frame.semantic is None:
+        return None
+    row, col = frame_row_col(frame)
+    return observed_drivable_labels(frame.points, row, col, frame.semantic, contract, **kw)
+
+
+def frame_drivable_labels(frame, contract: Optional[ModelContract] = None,
+                          **kw) -> Optional[np.ndarray]:
+    """Compute :func:`drivable_labels` of an :class:`~bev_mtl_ros.data.a2d2.A2D2Frame`.
+
+    Needs the frame's undistorted ``semantic``; returns None when the frame has no label image.
+    Points whose ``row``/``col`` are missing (NaN) are projected with the camera's
+    ``CamMatrix`` (:func:`frame_row_col`).
+    """
+    if frame.semantic is None:
+        return None
+    row, col = frame_row_col(frame)
     return drivable_labels(frame.points, row, col, frame.semantic, contract, **kw)

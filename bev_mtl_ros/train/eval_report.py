@@ -44,6 +44,51 @@ def _semantic_lines(title: str, sem: Dict[str, Any], per_class: bool) -> List[st
     return lines
 
 
+def _real_frame_lines(rep: Dict[str, Any]) -> List[str]:
+    """Return the lines of the operating-point measures and the drivable IoUs.
+
+    ``detection_at_2m``, ``detection_point_labels``, ``drivable``; a report without some of
+    them prints what it has.
+    """
+    lines: List[str] = []
+    a = rep.get("detection_at_2m")
+    if a and a["available"]:
+        lines.append(f"Detection at score >= {a['score_threshold']:.2f}, {a['frames']} frames "
+                     f"with label3D: recall@{a['radius_m']:g}m {_fmt(a['recall'])} "
+                     f"({a['found']} of {a['gt_boxes']} boxes in range), false positives per "
+                     f"frame {_fmt(a['false_positives_per_frame'])} ({a['false_positives']} of "
+                     f"{a['detections']} detections; unlabelled Car/Truck on vehicle points not "
+                     f"counted: {a['unlabelled_vehicle']})")
+    b = rep.get("detection_point_labels")
+    if b and b["available"]:
+        v = b["verdicts"]
+        by_cls = ", ".join(f"{c} {n}" for c, n in sorted(b["clutter_by_detection_class"].items()))
+        on = ", ".join(f"{c} {n}" for c, n in sorted(b["clutter_by_point_class"].items(),
+                                                     key=lambda kv: -kv[1]))
+        lines.append(f"Detections judged by their lidar points' labels ({b['frames']} frames with "
+                     f"lidar + label, score >= {b['score_threshold']:.2f}, {b['detections']} "
+                     f"detections, {b['near_box']} near a label3D box): clutter false positives "
+                     f"{b['clutter_false_positives']} = "
+                     f"{_fmt(b['clutter_false_positives_per_frame'])} per frame"
+                     + (f" (as {by_cls}; on {on})" if by_cls else "")
+                     + f"; unlabelled vehicle {b['unlabelled_vehicle']} = "
+                     f"{_fmt(b['unlabelled_vehicle_per_frame'])} per frame; road surface "
+                     f"{v['road']}, person/bike {v['person_bike']}, mixed {v['mixed']}, no "
+                     f"points {v['no_points']}")
+    drv = rep["drivable"]
+    if drv.get("available", True):
+        line = "Drivable area IoU (BEV): training label " + _fmt(drv["iou"])
+        if drv.get("observed_available"):
+            c = drv["observed_cells"]
+            line += (f", observed ground truth {_fmt(drv['iou_observed'])} ({c['drivable']} "
+                     f"drivable / {c['not_drivable']} not drivable cells in "
+                     f"{drv['observed_frames']} frames)")
+        lines.append(line)
+    else:
+        lines.append("Drivable area IoU: not available (no frame with lidar + labels)")
+    return [""] + lines
+
+
 def summary_text(rep: Dict[str, Any]) -> str:
     """Return a readable summary table of a report.
 
@@ -76,11 +121,8 @@ def summary_text(rep: Dict[str, Any]) -> str:
                          f"within {cfp['radius_m']:.1f} m): {cfp['count']} in {cfp['frames']} "
                          f"frames = {cfp['per_frame']:.2f} per frame")
     else:
-        lines.append("Detection: not available (no frame with lidar)")
-    drv = rep["drivable"]
-    lines += ["", "Drivable area IoU (BEV, 255 ignored): "
-              + (_fmt(drv["iou"]) if drv.get("available", True)
-                 else "not available (no frame with lidar + labels)")]
+        lines.append("Detection: not available (no frame with lidar and label3D boxes)")
+    lines += _real_frame_lines(rep)
     if rep["semantic"].get("available", True):
         lines += _semantic_lines("Semantic (A2D2 merged classes)", rep["semantic"], per_class=True)
         if "semantic_coarse" in rep:
@@ -88,6 +130,13 @@ def summary_text(rep: Dict[str, Any]) -> str:
                                      per_class=True)
     else:
         lines.append("Semantics: not available (no frame with camera + label)")
+    if "lidar_only" in rep:
+        lo = rep["lidar_only"]
+        lines += ["", "Lidar only (camera_valid = 0), same frames:"]
+        if lo["detection"].get("available", True):
+            maps = lo["detection"]["map"]
+            lines.append("  detection mAP " + ", ".join(f"{k} {_fmt(v)}" for k, v in maps.items()))
+        lines += ["  " + ln for ln in _real_frame_lines(lo) if ln]
     if rep.get("timings_ms"):
         lines += ["", "Pipeline timings (ms): "
                   + ", ".join(f"{k} {v['mean']:.1f}" for k, v in rep["timings_ms"].items())]

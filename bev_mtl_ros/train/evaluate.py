@@ -9,11 +9,18 @@ Two sources::
 ``--data`` runs ``runtime.pipeline.PerceptionPipeline`` on every frame of an A2D2-format directory
 and compares with its labels: 3D boxes (A2D2 classes mapped through the model contract's
 ``box_class_map``; unmapped classes are dropped), BEV drivable labels (``data/drivable.py``) and
-the semantic label image (at the input image's resolution). Frames may lack modalities: a frame
-without lidar (such as the real camera + label frames in ``test/data/real_a2d2``) is run with an
-empty cloud and scores only semantics; a task no frame could score is reported as not available
-(``"available": false``), not as an error. Semantics are scored over the contract's classes (A2D2's
-38 merged classes) and over the eight coarse groups of ``data/classes.py`` (``semantic_coarse``).
+the semantic label image (at the input image's resolution). Frames may lack modalities, and each
+is scored on what it has (:func:`evaluate_dataset`): detection AP and ``detection_at_2m`` only on
+frames with lidar *and* ``label3D`` boxes (a real A2D2 frame without ``label3D`` is not scored for
+detection); ``detection_point_labels`` (clutter false positives judged by the label classes of
+the lidar points inside each detection) and the drivable IoUs on frames with lidar and a label
+image; semantics on frames with a camera image and a label. A frame without lidar is run with an
+empty cloud. A task no frame could score is reported as not available (``"available": false``),
+not as an error. Semantics are scored over the contract's classes (A2D2's 38 merged classes) and
+over the eight coarse groups of ``data/classes.py`` (``semantic_coarse``). ``--camera-input
+off`` runs the network without the image (camera_valid = 0, lidar only), ``both`` both ways
+(the lidar-only report under ``"lidar_only"``), so fused and lidar-only detection compare on the
+same frames.
 
 ``--bag`` compares the node's recorded outputs with the ground truth of the input bag, matched by
 header stamp (exact nanoseconds): ``/perception_node/detections`` vs ``/a2d2/ground_truth/boxes``
@@ -47,11 +54,13 @@ import numpy as np
 
 from bev_mtl_ros.data.bag_io import (detections_to_arrays, image_to_array, read_bag_messages,
                                      stamp_ns)
-from bev_mtl_ros.data.classes import COARSE_GROUP_NAMES, coarse_group_lut
+from bev_mtl_ros.data.classes import COARSE_GROUP_NAMES, POINT_CATEGORY_NAMES, coarse_group_lut
 from bev_mtl_ros.model.contract import ModelContract
 from bev_mtl_ros.train.eval_report import summary_text, write_report
-from bev_mtl_ros.train.metrics import (DetectionEvaluator, DrivableEvaluator, SemanticEvaluator,
-                                       clutter_false_positives, operating_point)
+from bev_mtl_ros.train.metrics import (MIXED, NO_POINTS, DetectionEvaluator, DrivableEvaluator,
+                                       SemanticEvaluator, centre_distance_bev,
+                                       clutter_false_positives, detection_point_categories,
+                                       operating_point)
 from bev_mtl_ros.viz import RENDER_STYLES, render_frame, render_semantic
 
 LOG = logging.getLogger("bev_mtl_ros.evaluate")
@@ -67,6 +76,17 @@ NODE_SCORE_THRESHOLD = 0.40
 #: A detection within this many metres (BEV) of a clutter footprint, and not that close to a
 #: ground-truth box, counts as a false positive on clutter.
 CLUTTER_RADIUS_M = 1.0
+#: Real-frame detection measure (issue 25): a box is found when a detection's BEV centre lies
+#: within this many metres of its centre; a detection with no box that close is unmatched.
+MATCH_RADIUS_M = 2.0
+#: Detection classes whose unmatched detections on mostly vehicle-labelled points are not false
+#: positives in ``detection_at_2m`` (A2D2's 3D labels miss some parked vehicles).
+VEHICLE_DETECTION_CLASSES = ("Car", "Truck")
+#: ``--camera-input`` choices: the camera image (fused), none (lidar only, camera_valid = 0), or
+#: both runs on every frame.
+CAMERA_INPUTS = ("on", "off", "both")
+#: Verdicts of a detection judged by its points (``metrics.detection_point_categories``).
+VERDICTS = POINT_CATEGORY_NAMES + (MIXED, NO_POINTS)
 
 
 def in_range_mask(boxes: np.ndarray, contract: ModelContract) -> np.ndarray:
@@ -97,6 +117,18 @@ class EvalAccumulator:
         self.operating_threshold = NODE_SCORE_THRESHOLD
         self.timings: Dict[str, List[float]] = {}
         self.notes: List[str] = []
+        self.drivable_observed = DrivableEvaluator()
+        self.observed_cells = {"frames": 0, "drivable": 0, "not_drivable": 0}
+        self.at_2m = {"frames": 0, "gt_boxes": 0, "found": 0, "detections": 0,
+                      "false_positives": 0, "unlabelled_vehicle": 0}
+        self.by_points: Dict[str, Any] = {
+            "frames": 0, "frames_with_boxes": 0, "detections": 0, "near_box": 0,
+            "verdicts": {v: 0 for v in VERDICTS}, "clutter_by_detection_class": {},
+            "clutter_by_point_class": {}}
+        self.per_frame: List[Dict[str, Any]] = []
+        cls = contract.detection_classes
+        self._vehicle_labels = np.array([cls.index(c) for c in VEHICLE_DETECTION_CLASSES
+                                         if c in cls], np.int64)
 
     def add_detections(self, pred_boxes, pred_scores, pred_labels, gt_boxes, gt_labels) -> None:
         pb = np.asarray(pred_boxes, np.float64).reshape(-1, 7)
@@ -121,6 +153,106 @@ class EvalAccumulator:
         self.counts["frames_with_clutter"] += 1
         self.counts["clutter_false_positives"] += clutter_false_positives(
             pred_boxes, pred_scores, gt_boxes, cb, self.operating_threshold, CLUTTER_RADIUS_M)
+
+    def add_real_detections(self, key: str, pred_boxes, pred_scores, pred_labels,
+                            points: np.ndarray, point_classes: Optional[np.ndarray],
+                            gt_boxes: Optional[np.ndarray] = None,
+                            all_boxes: Optional[np.ndarray] = None) -> Dict[str, Any]:
+        """Score one lidar frame's detections at :attr:`operating_threshold` without AP.
+
+        Detections with score >= the threshold and centre inside the BEV range are kept. With
+        boxes (``gt_boxes`` not None: the frame has a ``label3D`` file):
+
+        * ``detection_at_2m``: a box of ``gt_boxes`` (mapped classes, centre inside the BEV
+          range) is *found* when a kept detection's BEV centre lies within
+          :data:`MATCH_RADIUS_M` of its centre (any class); a kept detection is *matched* when
+          a box of ``all_boxes`` (every ``label3D`` box, default ``gt_boxes``) lies that close,
+          an *unlabelled vehicle* when unmatched, of a :data:`VEHICLE_DETECTION_CLASSES` class
+          and mostly on vehicle-labelled points, else a *false positive*.
+
+        With point labels (``point_classes`` not None), ``detection_point_labels``: every kept
+        detection not matched to a box (all of them on a frame without boxes) gets the verdict
+        of :func:`~bev_mtl_ros.train.metrics.detection_point_categories`: ``clutter`` (a
+        clutter false positive), ``vehicle`` (an unlabelled vehicle, counted apart),
+        ``person_bike``, ``road``, ``mixed`` or ``no_points``.
+
+        Args:
+            key: frame name (scene/frame) for the per-frame table.
+            pred_boxes: (P, 7) [x, y, z, l, w, h, yaw]; pred_scores (P,); pred_labels (P,)
+                indices into the contract's detection classes.
+            points: (N, 3+) the frame's lidar points, model frame, metres.
+            point_classes: (N,) uint8 A2D2 class id of each point's pixel, or None (no label).
+            gt_boxes: (G, 7) mapped ground-truth boxes, or None for a frame without
+                ``label3D``. all_boxes: (B, 7) every ``label3D`` box of the frame.
+        Returns:
+            the frame's row of the per-frame table (also appended to :attr:`per_frame`).
+        """
+        pb = np.asarray(pred_boxes, np.float64).reshape(-1, 7)
+        ps = np.asarray(pred_scores, np.float64).reshape(-1)
+        pl = np.asarray(pred_labels, np.int64).reshape(-1)
+        keep = (ps >= self.operating_threshold) & in_range_mask(pb, self.contract)
+        pb, pl = pb[keep], pl[keep]
+        row: Dict[str, Any] = {"key": key, "label3D": gt_boxes is not None, "detections": len(pb)}
+        matched = np.zeros(len(pb), bool)
+        verdicts: List[str] = []
+        if point_classes is not None:
+            verdicts, dominant, _ = detection_point_categories(pb, points, point_classes)
+        if gt_boxes is not None:
+            gb = np.asarray(gt_boxes, np.float64).reshape(-1, 7)
+            gb = gb[in_range_mask(gb, self.contract)]
+            ab = gb if all_boxes is None else np.asarray(all_boxes, np.float64).reshape(-1, 7)
+            found = (centre_distance_bev(gb, pb) <= MATCH_RADIUS_M).any(axis=1)
+            matched = (centre_distance_bev(pb, ab) <= MATCH_RADIUS_M).any(axis=1)
+            on_vehicle = np.array([v == "vehicle" for v in verdicts], bool).reshape(-1)
+            if not len(verdicts):
+                on_vehicle = np.zeros(len(pb), bool)
+            excused = ~matched & np.isin(pl, self._vehicle_labels) & on_vehicle
+            fp = ~matched & ~excused
+            a = self.at_2m
+            a["frames"] += 1
+            a["gt_boxes"] += len(gb)
+            a["found"] += int(found.sum())
+            a["detections"] += len(pb)
+            a["false_positives"] += int(fp.sum())
+            a["unlabelled_vehicle"] += int(excused.sum())
+            row.update({"gt_boxes": len(gb), "found": int(found.sum()),
+                        "false_positives": int(fp.sum()),
+                        "unlabelled_vehicle_car_truck": int(excused.sum())})
+        if point_classes is not None:
+            from bev_mtl_ros.model.contract import A2D2_SEMANTIC_CLASSES
+            b = self.by_points
+            b["frames"] += 1
+            b["frames_with_boxes"] += int(gt_boxes is not None)
+            b["detections"] += len(pb)
+            b["near_box"] += int(matched.sum())
+            names = self.contract.detection_classes
+            unmatched = [verdicts[i] for i in np.flatnonzero(~matched)]
+            for i in np.flatnonzero(~matched):
+                v = verdicts[i]
+                b["verdicts"][v] += 1
+                if v == "clutter":
+                    dc = b["clutter_by_detection_class"]
+                    dc[names[pl[i]]] = dc.get(names[pl[i]], 0) + 1
+                    pc = b["clutter_by_point_class"]
+                    name = A2D2_SEMANTIC_CLASSES[int(dominant[i])]
+                    pc[name] = pc.get(name, 0) + 1
+            row.update({"clutter": unmatched.count("clutter"),
+                        "unlabelled_vehicle": unmatched.count("vehicle")})
+        self.per_frame.append(row)
+        return row
+
+    def add_drivable_observed(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        """Add one frame to the observed drivable IoU (``data/drivable.py::observed_...``).
+
+        pred: (H, W) {0, 1} prediction; gt: (H, W) {0, 1, 255} observed ground truth.
+        Raises ValueError when their shapes differ.
+        """
+        if np.asarray(pred).shape != np.asarray(gt).shape:
+            raise ValueError(f"drivable prediction {np.shape(pred)} vs label {np.shape(gt)}")
+        self.drivable_observed.add(pred, gt)
+        self.observed_cells["frames"] += 1
+        self.observed_cells["drivable"] += int((np.asarray(gt) == 1).sum())
+        self.observed_cells["not_drivable"] += int((np.asarray(gt) == 0).sum())
 
     def add_drivable(self, pred: np.ndarray, gt: np.ndarray) -> None:
         if pred is None or gt is None:
@@ -179,7 +311,22 @@ class EvalAccumulator:
                                             if self.counts["frames_with_clutter"]
                                             else float("nan"))}},
             "drivable": {"iou": self.drivable.iou(),
-                         "available": self.counts["frames_with_drivable_gt"] > 0},
+                         "available": self.counts["frames_with_drivable_gt"] > 0,
+                         "definition": "training label (data/drivable.py::drivable_labels: "
+                                       "ground points' vote, object-covered cells 0, 3x3 "
+                                       "closing of unobserved gaps)",
+                         "iou_observed": self.drivable_observed.iou(),
+                         "observed_available": self.observed_cells["frames"] > 0,
+                         "observed_frames": self.observed_cells["frames"],
+                         "observed_cells": {"drivable": self.observed_cells["drivable"],
+                                            "not_drivable": self.observed_cells["not_drivable"]},
+                         "observed_definition": "data/drivable.py::observed_drivable_labels: "
+                                                "cells whose ground points are road surface "
+                                                "(1) vs sidewalk/non-drivable street/curbstone/"
+                                                "nature (0); other cells ignored, no filling"},
+            "detection_at_2m": self._at_2m_report(),
+            "detection_point_labels": self._by_points_report(),
+            "per_frame": list(self.per_frame),
             "semantic": sem,
             "semantic_coarse": coarse,
             "timings_ms": {k: {"mean": float(np.mean(v)), "p50": float(np.median(v)),
@@ -189,6 +336,44 @@ class EvalAccumulator:
         }
         rep["_curves"] = det["curves"]
         return rep
+
+    def _at_2m_report(self) -> Dict[str, Any]:
+        a = dict(self.at_2m)
+        n = a["frames"]
+        a.update({"available": n > 0, "score_threshold": self.operating_threshold,
+                  "radius_m": MATCH_RADIUS_M,
+                  "recall": a["found"] / a["gt_boxes"] if a["gt_boxes"] else float("nan"),
+                  "false_positives_per_frame": a["false_positives"] / n if n else float("nan"),
+                  "unlabelled_vehicle_per_frame": (a["unlabelled_vehicle"] / n if n
+                                                   else float("nan")),
+                  "definition": "frames with a label3D file; detections with score >= "
+                                "score_threshold; a box (mapped class, centre in the BEV range) "
+                                "is found when a detection's BEV centre is within radius_m; a "
+                                "detection with no label3D box within radius_m is a false "
+                                "positive unless it is a Car/Truck on mostly vehicle-labelled "
+                                "lidar points (unlabelled_vehicle)"})
+        return a
+
+    def _by_points_report(self) -> Dict[str, Any]:
+        b = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.by_points.items()}
+        b["verdicts"] = dict(self.by_points["verdicts"])
+        n = b["frames"]
+        b.update({"available": n > 0, "score_threshold": self.operating_threshold,
+                  "clutter_false_positives": b["verdicts"]["clutter"],
+                  "clutter_false_positives_per_frame": (b["verdicts"]["clutter"] / n if n
+                                                        else float("nan")),
+                  "unlabelled_vehicle": b["verdicts"]["vehicle"],
+                  "unlabelled_vehicle_per_frame": (b["verdicts"]["vehicle"] / n if n
+                                                   else float("nan")),
+                  "definition": "frames with lidar and a label image; each detection with score "
+                                ">= score_threshold and no label3D box within "
+                                f"{MATCH_RADIUS_M:g} m (near_box) is judged by the label classes "
+                                "of the lidar points inside its box: more than half clutter "
+                                "(nature, buildings, poles, signs, sidebars, kerbs, sidewalk, "
+                                "...) = clutter false positive; vehicle = unlabelled vehicle; "
+                                "verdicts: the count of every verdict (person_bike, road, mixed "
+                                "= no category above half, no_points)"})
+        return b
 
 
 # ------------------------------------------------------------------------------- data-set
@@ -225,27 +410,59 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
                      device: str = "cpu", max_frames: Optional[int] = None, num_render: int = 4,
                      score_threshold: Optional[float] = None, camera: str = "front_center",
                      ap_mode: str = "area", progress: bool = True, render_style: str = "full",
-                     operating_threshold: float = NODE_SCORE_THRESHOLD) -> Dict[str, Any]:
+                     operating_threshold: float = NODE_SCORE_THRESHOLD,
+                     camera_input: str = "on") -> Dict[str, Any]:
     """Run the pipeline over an A2D2-format directory and compute every metric.
 
-    ``operating_threshold``: the score threshold at which precision/recall per class and the
-    false-positives-on-clutter count (frames with the synthetic generator's clutter sidecar) are
-    scored, by default the node's.
+    What each frame is scored on depends on its files:
 
-    ``render_style`` is the :func:`render_semantic` style of the semantic frame renderings.
+    * lidar + ``label3D``: detection AP and the operating point (``detection``), the
+      synthetic generator's clutter sidecar count when present, and ``detection_at_2m``
+      (recall at :data:`MATCH_RADIUS_M` and false positives per frame, see
+      :meth:`EvalAccumulator.add_real_detections`). A lidar frame *without* ``label3D`` is not
+      scored for detection (its detections would all count as false positives).
+    * lidar + label image: every point takes the class of its pixel (``row``/``col``,
+      ``data/drivable.py::frame_point_classes``): ``detection_point_labels`` (clutter false
+      positives and unlabelled vehicles by the points inside each detection), the drivable IoU
+      against the training label (``drivable.iou``) and against the observed ground truth
+      (``drivable.iou_observed``, ``data/drivable.py::observed_drivable_labels``).
+    * camera + label image (camera input on): semantic mIoU (38 classes and 8 coarse groups).
 
-    Returns the report dict (see :meth:`EvalAccumulator.report`); with ``out_dir`` also writes the
-    report files and ``num_render`` frame renderings (evenly spaced).
+    Args:
+        data_dir: A2D2-format directory (flat folder of A2D2-named files or an A2D2 tree).
+        model_path: ``.onnx`` or ``.pt`` model.
+        out_dir: where the report files and renderings go (None = nothing written).
+        operating_threshold: the score threshold of the per-class precision/recall, the clutter
+            counts and ``detection_at_2m``; by default the node's.
+        camera_input: ``"on"`` runs the network with the camera image (fused), ``"off"`` without
+            it (lidar only, camera_valid = 0: no semantics), ``"both"`` does both on every frame;
+            the report is then the fused one with the lidar-only report under ``"lidar_only"``.
+        render_style: the :func:`render_semantic` style of the semantic frame renderings.
+        backend, device, max_frames, num_render, score_threshold, camera, ap_mode, progress: as
+            the CLI options of the same names.
+    Returns:
+        the report dict (see :meth:`EvalAccumulator.report`; ``camera_input`` says which run it
+        is); with ``out_dir`` also writes the report files and ``num_render`` frame renderings
+        (evenly spaced; of the first run).
+    Raises:
+        ValueError for an unknown ``camera_input``; FileNotFoundError when ``data_dir`` holds
+        no frame.
     """
     from bev_mtl_ros.data.a2d2 import A2D2Dataset
+    from bev_mtl_ros.data.drivable import frame_observed_drivable_labels, frame_point_classes
     from bev_mtl_ros.train.dataset import compute_drivable_label, semantic_id_map
 
+    if camera_input not in CAMERA_INPUTS:
+        raise ValueError(f"camera_input must be one of {CAMERA_INPUTS}, got {camera_input!r}")
+    runs = {"on": ("fused",), "off": ("lidar_only",), "both": ("fused", "lidar_only")}[
+        camera_input]
     pipe, be = make_pipeline(model_path, backend, device, score_threshold)
     contract = be.contract
     reader = A2D2Dataset(data_dir, camera=camera, require=())
     n = len(reader) if max_frames is None else min(len(reader), int(max_frames))
-    acc = EvalAccumulator(contract, ap_mode)
-    acc.operating_threshold = float(operating_threshold)
+    accs = {r: EvalAccumulator(contract, ap_mode) for r in runs}
+    for acc in accs.values():
+        acc.operating_threshold = float(operating_threshold)
     lut = semantic_id_map(contract)
     render_at = (set(np.linspace(0, n - 1, num=min(num_render, n)).round().astype(int).tolist())
                  if n and out_dir else set())
@@ -255,39 +472,63 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
         it = tqdm(it, desc="evaluating", unit="frame")
     for i in it:
         frame = reader.load_frame(i)
+        key = f"{frame.scene}/{frame.frame}"
         has_lidar = frame.paths.get("lidar") is not None
+        has_boxes = frame.paths.get("label3D") is not None
         if not has_lidar and frame.image is None:
-            acc.notes.append(f"{frame.scene}/{frame.frame}: neither lidar nor camera image; "
-                             "skipped")
+            accs[runs[0]].notes.append(f"{key}: neither lidar nor camera image; skipped")
             continue
         pts = frame.points_xyzi
-        res = pipe(pts, frame.image)
-        det = res.detections
         gtb, gtl = gt_from_frame(frame, contract)
-        if has_lidar:
-            acc.add_detections(det.boxes, det.scores, det.labels, gtb, gtl)
-            acc.add_clutter(det.boxes, det.scores, gtb, frame.clutter_boxes)
+        point_classes = frame_point_classes(frame) if has_lidar else None
+        drv_gt = drv_obs = None
+        if has_lidar and frame.semantic is not None:
+            drv_gt = compute_drivable_label(frame, contract)
+            drv_obs = frame_observed_drivable_labels(frame, contract)
         sem_gt = None
         if frame.semantic is not None:
-            if has_lidar:
-                acc.add_drivable(res.drivable, compute_drivable_label(frame, contract))
             sem_gt = frame.semantic if lut is None else lut[frame.semantic]
-            acc.add_semantic(res.semantic, sem_gt)
-        acc.add_timings(res.timings_ms)
-        if i in render_at:
-            name = f"{i:04d}_{frame.scene}_{frame.frame}".replace(os.sep, "_")
+        for run in runs:
+            acc = accs[run]
+            image = frame.image if run == "fused" else None
+            if not has_lidar and image is None:
+                continue                               # a camera-only frame, lidar-only run
+            res = pipe(pts, image)
+            det = res.detections
             if has_lidar:
-                render_frame(os.path.join(out_dir, "frames", name + ".png"),
-                             contract, pts, gtb, det.boxes, det.scores, frame.image,
-                             frame.calibration.cam_matrix,
-                             res.drivable,
-                             title=f"{frame.scene} {frame.frame}: GT green, prediction red")
-            if res.semantic is not None and sem_gt is not None:
-                render_semantic(os.path.join(out_dir, "frames", name + "_semantic.png"),
-                                frame.image, res.semantic, sem_gt, style=render_style)
-    rep = acc.report()
-    rep["source"] = {"data": os.path.abspath(data_dir), "model": os.path.abspath(model_path),
-                     "backend": be.name, "frames": n}
+                if has_boxes:
+                    acc.add_detections(det.boxes, det.scores, det.labels, gtb, gtl)
+                    acc.add_clutter(det.boxes, det.scores, gtb, frame.clutter_boxes)
+                acc.add_real_detections(key, det.boxes, det.scores, det.labels, frame.points,
+                                        point_classes, gtb if has_boxes else None,
+                                        frame.boxes if has_boxes else None)
+                if drv_gt is not None:
+                    acc.add_drivable(res.drivable, drv_gt)
+                    acc.add_drivable_observed(res.drivable, drv_obs)
+            if image is not None:
+                acc.add_semantic(res.semantic, sem_gt)
+            acc.add_timings(res.timings_ms)
+            if i in render_at and run == runs[0]:
+                name = f"{i:04d}_{frame.scene}_{frame.frame}".replace(os.sep, "_")
+                if has_lidar:
+                    render_frame(os.path.join(out_dir, "frames", name + ".png"),
+                                 contract, pts, gtb, det.boxes, det.scores, frame.image,
+                                 frame.calibration.cam_matrix,
+                                 res.drivable,
+                                 title=f"{frame.scene} {frame.frame}: GT green, prediction red")
+                if res.semantic is not None and sem_gt is not None:
+                    render_semantic(os.path.join(out_dir, "frames", name + "_semantic.png"),
+                                    frame.image, res.semantic, sem_gt, style=render_style)
+    source = {"data": os.path.abspath(data_dir), "model": os.path.abspath(model_path),
+              "backend": be.name, "frames": n, "camera_input": camera_input}
+    reps = {}
+    for run in runs:
+        reps[run] = accs[run].report()
+        reps[run]["camera_input"] = run
+        reps[run]["source"] = dict(source)
+    rep = reps[runs[0]]
+    if len(runs) > 1:
+        rep["lidar_only"] = reps["lidar_only"]
     if out_dir:
         write_report(rep, out_dir)
     return rep
@@ -435,7 +676,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"score_threshold, {NODE_SCORE_THRESHOLD})")
     parser.add_argument("--detections-topic", default=DETECTIONS_TOPIC)
     parser.add_argument("--gt-topic", default=GT_BOXES_TOPIC)
-    parser.add_argument("--camera", default="front_center")
+    parser.add_argument("--camera", default="front_center",
+                        help="A2D2 camera whose frames are read (default front_center)")
+    parser.add_argument("--camera-input", choices=CAMERA_INPUTS, default="on",
+                        help="with --data: run the network with the camera image (on, fused; "
+                             "default), without it (off: lidar only, camera_valid = 0, no "
+                             "semantics) or both ways on every frame (both: the lidar-only "
+                             "report goes under 'lidar_only')")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -454,7 +701,8 @@ def main(args: argparse.Namespace) -> int:
                                    score_threshold=args.score_threshold, camera=args.camera,
                                    ap_mode=args.ap_mode, progress=not args.no_progress,
                                    render_style=args.render_style,
-                                   operating_threshold=args.operating_threshold)
+                                   operating_threshold=args.operating_threshold,
+                                   camera_input=args.camera_input)
         else:
             rep = evaluate_bag(args.bag, _contract_for_bag(args), gt_bag=args.gt_bag,
                                out_dir=args.out,

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -409,3 +409,94 @@ def clutter_false_positives(
         else np.zeros(len(pb), bool)
     )
     return int(np.sum(near_clutter & ~near_gt))
+
+
+# ---------------------------------------------------------------------------- real-frame checks
+def points_in_boxes(points: np.ndarray, boxes: np.ndarray, margin: float = 0.0) -> np.ndarray:
+    """Which points lie inside which yaw-rotated 3D boxes.
+
+    Args:
+        points: (N, 3+) [x, y, z, ...] metres; boxes: (M, 7) [x, y, z, l, w, h, yaw] with z the
+            box centre, yaw about +z (same frame as the points: the camera view frame for A2D2).
+        margin: metres added on every side of each box (>= 0).
+    Returns:
+        (N, M) bool: point n inside box m (faces included).
+    Raises:
+        ValueError for a negative margin or points that are not (N, 3+).
+    """
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    p = np.asarray(points, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] < 3:
+        raise ValueError(f"points must be (N, 3+), got shape {p.shape}")
+    p = p[:, :3]
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
+    dx = p[:, None, 0] - b[None, :, 0]
+    dy = p[:, None, 1] - b[None, :, 1]
+    c, s = np.cos(b[:, 6])[None], np.sin(b[:, 6])[None]
+    lx, ly = c * dx + s * dy, -s * dx + c * dy
+    lz = p[:, None, 2] - b[None, :, 2]
+    return ((np.abs(lx) <= b[None, :, 3] / 2 + margin) & (np.abs(ly) <= b[None, :, 4] / 2 + margin)
+            & (np.abs(lz) <= b[None, :, 5] / 2 + margin))
+
+
+#: Detection verdicts of :func:`detection_point_categories` besides the point categories of
+#: ``data/classes.py`` (``clutter``, ``vehicle``, ``person_bike``, ``road``).
+MIXED, NO_POINTS = "mixed", "no_points"
+
+
+def detection_point_categories(pred_boxes: np.ndarray, points: np.ndarray,
+                               point_classes: np.ndarray, min_share: float = 0.5,
+                               margin: float = 0.0) -> Tuple[List[str], np.ndarray, np.ndarray]:
+    """Judge detections by the semantic labels of the lidar points inside their boxes.
+
+    Each lidar point carries the class of its pixel in the frame's label image
+    (``data/drivable.py::frame_point_classes``) and through
+    :func:`bev_mtl_ros.data.classes.point_category_lut` a category: ``clutter``, ``vehicle``,
+    ``person_bike``, ``road``, or none (sky, ego car, blurred, rain dirt, animals, unlabelled:
+    they do not vote). A detection is of the category that holds more than ``min_share`` of the
+    voting points inside its box (:func:`points_in_boxes`), :data:`MIXED` when none does, and
+    :data:`NO_POINTS` when no voting point lies inside.
+
+    Args:
+        pred_boxes: (P, 7) [x, y, z, l, w, h, yaw]; points: (N, 3+) same frame, metres.
+        point_classes: (N,) uint8 A2D2 merged class ids (255 = unlabelled).
+        min_share: share of the voting points a category needs (strictly more), in [0, 1).
+        margin: metres added around each box (:func:`points_in_boxes`).
+    Returns:
+        (verdicts: P category names, dominant (P,) int16 the most frequent voting A2D2 class id
+        inside each box (-1 without points), voters (P,) int64 voting points per box).
+    Raises:
+        ValueError when ``points`` and ``point_classes`` differ in length.
+    """
+    from bev_mtl_ros.data.classes import POINT_CATEGORY_NAMES, point_category_lut
+    pb = np.asarray(pred_boxes, dtype=np.float64).reshape(-1, 7)
+    cls = np.asarray(point_classes).reshape(-1).astype(np.int64)
+    pts = np.asarray(points, dtype=np.float64)
+    if len(pts) != len(cls):
+        raise ValueError(f"{len(pts)} points but {len(cls)} point classes")
+    cat = point_category_lut()[cls].astype(np.int64)
+    vote = cat != 255
+    k = len(POINT_CATEGORY_NAMES)
+    if len(pb) == 0:
+        return [], np.zeros(0, np.int16), np.zeros(0, np.int64)
+    inside = points_in_boxes(pts[vote], pb, margin).astype(np.float64)    # (V, P)
+    onehot = np.zeros((256, int(vote.sum())))
+    onehot[cls[vote], np.arange(onehot.shape[1])] = 1.0
+    per_cls = (onehot @ inside).T.round().astype(np.int64)                  # (P, 256)
+    lut = point_category_lut()
+    per_cat = np.stack([per_cls[:, lut == g].sum(1) for g in range(k)], axis=1)  # (P, k)
+    voters = per_cat.sum(1)
+    dominant = np.where(voters > 0, per_cls.argmax(1), -1).astype(np.int16)
+    best = per_cat.argmax(1)
+    share = per_cat[np.arange(len(pb)), best] / np.maximum(voters, 1)
+    verdicts = [NO_POINTS if v == 0 else (POINT_CATEGORY_NAMES[b] if s > min_share else MIXED)
+                for v, b, s in zip(voters, best, share)]
+    return verdicts, dominant, voters.astype(np.int64)
+
+
+def centre_distance_bev(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """Return the (A, B) float64 BEV distance (x, y) between box centres, metres."""
+    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 7)
+    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 7)
+    return np.hypot(a[:, None, 0] - b[None, :, 0], a[:, None, 1] - b[None, :, 1])
