@@ -169,8 +169,13 @@ def cli_main() -> int:
 def perception_node_main() -> int:
     """Entry point of ``perception_node``.
 
-    DDS defaults and venv ament prefix, then ``bev_mtl_ros.ros.node.main``.
+    DDS defaults and venv ament prefix, then ``bev_mtl_ros.ros.node.main``. SIGINT/SIGTERM
+    only set a flag from here on (:mod:`bev_mtl_ros.ros.stop_signals`), before the node's
+    imports (rclpy, torch): a signal at any moment of start-up exits 0 without a traceback.
     """
+    from bev_mtl_ros.ros import stop_signals
+
+    stop_signals.install()
     apply_dds_environment()
     add_venv_ament_prefix()
     from bev_mtl_ros.ros.node import main

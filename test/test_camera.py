@@ -136,7 +136,7 @@ K_A2D2 = [1687.34, 0.0, 965.43, 0.0, 1783.43, 684.42, 0.0, 0.0, 1.0]
 
 
 def issue_info(d, k=K_A2D2, p=None, model="plumb_bob"):
-    """The CameraInfo fields of issue 23's reproductions (1920x1208, R = I, P = [K|0])."""
+    """Return the CameraInfo fields of issue 23's reproductions (1920x1208, R = I, P = [K|0])."""
     if p is None:
         P = np.zeros((3, 4))
         P[:, :3] = np.reshape(k, (3, 3))

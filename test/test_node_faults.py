@@ -11,7 +11,9 @@ exported to ONNX with a small contract (128 x 128 grid, 256 x 160 image), so inf
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -21,7 +23,7 @@ pytest.importorskip("rclpy", reason="rclpy wheels not installed")
 pytest.importorskip("vision_msgs.msg", reason="vision_msgs not built into the venv (see msgs/)")
 
 from node_harness import (  # noqa: E402
-    CLOUD_TOPIC, IMAGE_TOPIC, NodeUnderTest, header, latched, node_command)
+    CLOUD_TOPIC, IMAGE_TOPIC, NodeUnderTest, header, latched, node_command, reliable)
 
 from bev_mtl_ros.model.contract import ModelContract  # noqa: E402
 
@@ -144,7 +146,7 @@ def test_contract_parameter_mismatch_refused(ros_env, tiny_onnx, tmp_path):
 
 
 # ------------------------------------------------------------------------------------ DDS scenario
-def _cloud(sec, n=400, nan_fraction=0.0, drop_z=False, empty=False):
+def _cloud(sec, n=400, nan_fraction=0.0, drop_z=False, empty=False, frame="cam_front_center"):
     from bev_mtl_ros.ros.conversions import cloud_to_msg
 
     rng = np.random.default_rng(sec)
@@ -158,7 +160,7 @@ def _cloud(sec, n=400, nan_fraction=0.0, drop_z=False, empty=False):
     if not drop_z:
         cols["z"] = xyz[:, 2]
     cols["intensity"] = rng.uniform(0, 255, n).astype(np.float32)
-    return cloud_to_msg(cols, header(sec, "cam_front_center"))
+    return cloud_to_msg(cols, header(sec, frame))
 
 
 def _image(sec, w=256, h=160, encoding="rgb8"):
@@ -396,3 +398,211 @@ def test_distinct_warnings_throttle_independently(rclpy_context, tiny_onnx, capf
     assert out.count(f"cloud on '/{NODE}/input/pointcloud' skipped") == 1, out
     assert out.count(f"image on '/{NODE}/input/image' skipped") == 1, out
     assert out.count("empty cloud (no finite points)") == 1, out
+
+
+# ------------------------------------------------------------ issue 23: CameraInfo, /tf, bursts
+K_A2D2 = [1687.34, 0.0, 965.43, 0.0, 1783.43, 684.42, 0.0, 0.0, 1.0]
+INFO_TOPIC = "/t/camera_info"
+
+
+def _camera_info(sec, d, k=K_A2D2, p=None, w=1920, h=1208):
+    """sensor_msgs/CameraInfo as in issue 23 (plumb_bob, R = I, P = [K|0] unless given)."""
+    from sensor_msgs.msg import CameraInfo
+
+    msg = CameraInfo()
+    msg.header = header(sec, "cam_front_center_optical")
+    msg.width, msg.height, msg.distortion_model = w, h, "plumb_bob"
+    msg.d = [float(v) for v in d]
+    msg.k = [float(v) for v in k]
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    if p is None:
+        P = np.zeros((3, 4))
+        P[:, :3] = np.reshape(k, (3, 3))
+        p = P.reshape(12)
+    msg.p = [float(v) for v in p]
+    return msg
+
+
+def _tf(parent, child, sec, q=(0.0, 0.0, 0.0, 1.0)):
+    """tf2_msgs/TFMessage with one TransformStamped (zero translation, rotation ``q`` x y z w)."""
+    from geometry_msgs.msg import TransformStamped
+    from tf2_msgs.msg import TFMessage
+
+    ts = TransformStamped()
+    ts.header = header(sec, parent)
+    ts.child_frame_id = child
+    r = ts.transform.rotation
+    r.x, r.y, r.z, r.w = (float(v) for v in q)
+    return TFMessage(transforms=[ts])
+
+
+def test_bad_camera_info_and_tf_cost_no_frame(ros_env, rclpy_context, tiny_onnx):
+    """Issue 23 over DDS: the six reproductions, each followed by good frames.
+
+    A CameraInfo with 3 coefficients for plumb_bob, with NaN in D, with K = P = 0: refused on
+    arrival (``bad_input.camera_info_invalid``), the 1920x1208 image used as it is (semantic
+    output at its size), no inference error. A /tf rotation (1e200, 1e200, 0, 1e200): refused
+    (``bad_input.tf_invalid``), the cloud in that frame skipped as ``no_transform``. A dynamic
+    /tf re-parenting a static frame: named in ``tf.reparented``. ``tf.unconnected`` clears once
+    the failing frame stops. A burst of 100 clouds per image is diagnosed as a burst.
+    """
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import CameraInfo, Image
+    from tf2_msgs.msg import TFMessage
+    from vision_msgs.msg import Detection3DArray
+
+    cmd = _node_cmd(f"model_path:={tiny_onnx}", f"cloud_topic:={CLOUD_TOPIC}",
+                    f"image_topic:={IMAGE_TOPIC}", f"camera_info_topic:={INFO_TOPIC}",
+                    "input_qos:=reliable", "camera_timeout:=0.5", "backend:=onnxruntime",
+                    "diagnostics_window_s:=2.0", "use_sim_time:=true")
+    with NodeUnderTest(cmd, ros_env, rclpy_context, "issue23_injector", depth=20) as h:
+        dets = h.by_stamp(Detection3DArray, f"/{NODE}/detections")
+        sems = h.by_stamp(Image, f"/{NODE}/semantic")
+        diags = h.collect(DiagnosticArray, "/diagnostics")
+        pub_info = h.publisher(CameraInfo, INFO_TOPIC)
+        pub_tf = h.publisher(TFMessage, "/tf", reliable(100))
+        pub_static = h.publisher(TFMessage, "/tf_static", latched(10))
+
+        def values():
+            return {kv.key: kv.value for kv in diags[-1].status[0].values} if diags else {}
+
+        def message():
+            return diags[-1].status[0].message if diags else ""
+
+        def frame(sec, cloud=None, image=None, info=None):
+            if info is not None:
+                pub_info.publish(info)
+                h.spin_for(0.1)
+            h.send(cloud if cloud is not None else _cloud(sec),
+                   image if image is not None else _image(sec))
+
+        assert h.spin_until(lambda: h.connected(h.pub_cloud, h.pub_image, pub_info, pub_tf,
+                                                publishes=f"/{NODE}/detections"),
+                            90), "node not up"
+        h.spin_for(0.5)
+        frame(10)
+        assert h.spin_until(lambda: 10 in dets and 10 in sems, 30), "no output for a good frame"
+        # defects 1 and 3: every frame still produces all outputs, the image used as it is
+        big = {s: _image(s, w=1920, h=1208) for s in (11, 12, 13, 14)}
+        frame(11, image=big[11], info=_camera_info(11, [-0.25, 0.08, 0.001]))
+        frame(12, image=big[12], info=_camera_info(12, [float("nan"), 0, 0, 0, 0]))
+        frame(13, image=big[13],
+              info=_camera_info(13, [-0.25, 0.08, 0, 0, 0], k=[0.0] * 9, p=[0.0] * 12))
+        assert h.spin_until(lambda: {11, 12, 13} <= set(dets) and {11, 12, 13} <= set(sems), 30)
+        assert (sems[13].width, sems[13].height) == (1920, 1208)
+        assert h.spin_until(lambda: values().get("bad_input.camera_info_invalid") == "3", 10)
+        assert values()["images_undistorted"] == "0" and values()["errors.inference"] == "0"
+        assert "K has focal lengths fx 0" in values()["camera_info.refused"]
+        # a valid CameraInfo, paired by its stamp: the image is undistorted again
+        frame(14, image=big[14], info=_camera_info(14, [-0.25, 0.08, 0.001, 0.0, 0.0]))
+        assert h.spin_until(lambda: 14 in sems, 20)
+        # then the small camera's rectified CameraInfo, unstamped (paired as the latest)
+        pub_info.publish(_camera_info(0, [], k=[225.0, 0, 127.5, 0, 225.0, 79.5, 0, 0, 1],
+                                      w=256, h=160))
+        h.spin_for(0.2)
+        assert h.spin_until(lambda: values().get("images_undistorted") == "1", 10)
+        # defect 2: a /tf rotation whose norm overflows, then a cloud in that frame
+        pub_tf.publish(_tf("cam_front_center", "lidar_big", 15, (1e200, 1e200, 0.0, 1e200)))
+        h.spin_for(0.1)
+        frame(15, _cloud(15, frame="lidar_big"))
+        frame(16)
+        assert h.spin_until(lambda: 16 in dets and 16 in sems, 20) and 15 not in dets
+        # a static frame re-parented by a dynamic /tf: named in /diagnostics
+        pub_static.publish(_tf("cam_front_center", "lidar_rp", 0))
+        h.spin_for(0.2)
+        frame(17, _cloud(17, frame="lidar_rp"))
+        assert h.spin_until(lambda: 17 in dets, 20)
+        pub_tf.publish(_tf("odom", "lidar_rp", 18))
+        h.spin_for(0.1)
+        frame(18, _cloud(18, frame="lidar_rp"))
+        assert h.spin_until(lambda: "lidar_rp" in values().get("tf.reparented", ""), 10)
+        assert "re-parented from 'cam_front_center' (static) to 'odom'" in values()[
+            "tf.reparented"]
+        assert h.spin_until(lambda: "'lidar_rp' (tree root 'odom')" in values().get(
+            "tf.unconnected", ""), 10), values().get("tf.unconnected")
+        assert "frame 'lidar_rp' re-parented" in values()["tf.unconnected"] and 18 not in dets
+        # defect 5: one cloud in an unknown frame, then good frames: tf.unconnected clears
+        frame(19, _cloud(19, frame="lidar_nowhere"))
+        assert h.spin_until(lambda: "lidar_nowhere" in values().get("tf.unconnected", ""), 10)
+        for sec in range(20, 50):
+            frame(sec)
+            h.spin_for(0.05)
+        assert h.spin_until(lambda: 49 in dets, 20)
+        assert set(range(20, 50)) <= set(dets), sorted(set(range(20, 50)) - set(dets))
+        assert h.spin_until(lambda: message() == "ok", 5), message()
+        assert values()["tf.unconnected"] == "" and values()["tf.reparented"] == ""
+        counts = values()
+        assert counts["bad_input.tf_invalid"] == "1" and counts["bad_input.tf_reparented"] == "1"
+        assert counts["bad_input.no_transform"] == "3" and counts["errors.inference"] == "0"
+        # defect 6: a 10 Hz camera up to the image stamped T, then 100 clouds within 100 ms
+        # stamped on the same clock (T + 1 ms ... T + 100 ms)
+        t_image = 100
+
+        def image_at(ms):
+            img = _image(t_image + ms // 1000)
+            img.header.stamp.sec, img.header.stamp.nanosec = t_image + ms // 1000, (
+                ms % 1000) * 1_000_000
+            return img
+
+        for ms in (-300, -200, -100, 0):
+            h.pub_image.publish(image_at(ms))  # (floor division: -300 ms = 99 s + 700 ms)
+            h.spin_for(0.1)
+        for k in range(100):
+            cloud = _cloud(t_image, n=50)
+            cloud.header.stamp.nanosec = (k + 1) * 1_000_000
+            h.pub_cloud.publish(cloud)
+        seen = []
+
+        def burst_named():
+            if message() not in seen:
+                seen.append(message())
+            return "cloud burst" in seen[-1]
+
+        for k in range(1, 30):  # the camera goes on at 10 Hz (it is not "stopped")
+            h.pub_image.publish(image_at(100 * k))
+            if h.spin_until(burst_named, 0.1):
+                break
+        assert "cloud burst" in message(), seen
+        assert "clouds per image" in message() and "clock skew" not in " ".join(seen)
+        assert h.proc.poll() is None
+    assert h.proc.returncode == 0, h.output()
+
+
+def _caught_signals(pid):
+    """Return the bit mask of signals process ``pid`` handles (``SigCgt`` of /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("SigCgt:"):
+                return int(line.split()[1], 16)
+    return 0
+
+
+@pytest.mark.parametrize("route, sig", [("python -m", signal.SIGINT),
+                                        ("console script", signal.SIGTERM)])
+def test_signal_during_startup_imports_exits_cleanly(ros_env, tiny_onnx, route, sig):
+    """Issue 23 defect 4: SIGINT/SIGTERM while the node is still importing (rclpy, torch).
+
+    The signal is sent as soon as the node process handles SIGTERM, i.e. right after the
+    entry point installed its stop handlers, before the 1-2 s of imports: exit 0, no
+    traceback, and the model is never loaded. (It used to raise KeyboardInterrupt inside
+    ``import torch``, exit code -2.)
+    """
+    cmd = _node_cmd(f"model_path:={tiny_onnx}")
+    if route == "console script":
+        cmd = [os.path.join(os.path.dirname(sys.executable), "perception_node")] + cmd[3:]
+    proc = subprocess.Popen(cmd, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not _caught_signals(proc.pid) & (1 << (signal.SIGTERM - 1)):
+            assert proc.poll() is None and time.monotonic() < deadline, "no handler installed"
+            time.sleep(0.002)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
+    assert "backend" not in out, out  # stopped before the model was loaded

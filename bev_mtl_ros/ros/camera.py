@@ -208,7 +208,7 @@ class ImageRectifier:
         return problem
 
     def _pick(self, stamp_s: Optional[float]) -> Optional[_Stored]:
-        """The CameraInfo for an image stamped ``stamp_s`` (nearest within slop, else latest)."""
+        """Return the CameraInfo for an image stamped ``stamp_s`` (nearest in slop, or latest)."""
         with self._lock:
             if not self._history:
                 return None

@@ -156,7 +156,8 @@ COUNTER_NAMES = (
     "bad_input.image_too_large", "bad_input.empty_frame_id", "bad_input.cloud_out_of_range",
     "frames_transformed", "outputs_unsubscribed", "images_undistorted",
     "images_without_camera_info", "bad_input.camera_info_mismatch", "camera_unlike_nominal",
-    "errors.inference",
+    "bad_input.camera_info_invalid", "images_camera_info_refused", "bad_input.tf_invalid",
+    "bad_input.tf_reparented", "errors.inference",
 )
 
 

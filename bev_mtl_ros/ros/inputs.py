@@ -10,6 +10,19 @@
   [m], intensity) and the image as (H, W, 3) uint8 RGB undistorted through the CameraInfo
   (:meth:`NodeInputs.convert_image`).
 
+CameraInfo is validated once, when it arrives (:meth:`NodeInputs.on_camera_info`,
+:func:`~bev_mtl_ros.ros.camera.camera_info_problem`): a bad one (a coefficient count its
+distortion model does not have, NaN/Inf, a singular K such as K = 0) is refused, counted in
+``bad_input.camera_info_invalid`` and warned about (throttled); images paired with it are used as
+they are. Not lidar-only: an image that is not undistorted still carries the scene (a mildly
+distorted or already rectified image costs the camera outputs little), while lidar-only would
+lose the semantic outputs and the camera's share of the detections. Each image is paired with the
+CameraInfo of the nearest stamp within ``sync_slop`` (else the latest).
+
+TF problems reported by the transform source (a /tf entry refused, a frame re-parented) are
+counted in ``bad_input.tf_invalid`` / ``bad_input.tf_reparented`` and warned about; they and the
+last failed look-up are named in /diagnostics while they are recent (:meth:`NodeInputs.recent`).
+
 Every bad input is counted (``bad_input.<kind>`` of :class:`~bev_mtl_ros.ros.diagnostics.
 NodeCounters`) and warned about with rclpy's ``throttle_duration_sec``; each kind of warning has
 its own logging call, because rclpy keeps the throttle state per call site.
@@ -17,8 +30,10 @@ its own logging call, because rclpy keeps the throttle state per call site.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
+import cv2
 import numpy as np
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
@@ -86,17 +101,33 @@ class NodeInputs:
         self.tf = tf
         self._counters = counters
         self._every = every
-        self.rectifier = ImageRectifier()
+        self.rectifier = ImageRectifier(slop=float(params["sync_slop"]))
         self._nominal_checked: Optional[Any] = None
-        #: the last failed transform look-up ("" = none), named in /diagnostics
-        self.tf_unconnected = ""
+        #: kind -> (one line, monotonic time) of the latest problem of that kind, for
+        #: /diagnostics: "no_transform" (a failed look-up), "tf_invalid", "tf_reparented",
+        #: "camera_info_invalid"
+        self._problems: Dict[str, Tuple[str, float]] = {}
+
+    def recent(self, kind: str, window_s: float, now: Optional[float] = None) -> str:
+        """Return the latest problem of ``kind`` if it happened within ``window_s`` s, else "".
+
+        Kinds: ``no_transform`` (the frames of the last failed look-up), ``tf_invalid``,
+        ``tf_reparented``, ``camera_info_invalid``. Monotonic clock; so /diagnostics stops naming
+        a problem once it has stopped (as the counter-based WARN clears).
+        """
+        text, t = self._problems.get(kind, ("", float("-inf")))
+        now = time.monotonic() if now is None else now
+        return text if now - t <= window_s else ""
+
+    def _note(self, kind: str, text: str) -> None:
+        self._problems[kind] = (text, time.monotonic())
 
     def subscribe(self, node: Node, on_cloud: Callable[[bytes], None],
                   on_image: Callable[[bytes], None]) -> None:
         """Create the subscriptions (QoS ``input_qos``, depth ``input_queue_depth``).
 
         Cloud and image arrive as raw CDR bytes (``on_cloud`` / ``on_image``); CameraInfo goes
-        to :attr:`rectifier`. Sets ``sub_cloud``, ``sub_image``, ``sub_info``.
+        to :meth:`on_camera_info`. Sets ``sub_cloud``, ``sub_image``, ``sub_info``.
         Raises:
             StartupError: unknown ``input_qos``.
         """
@@ -108,9 +139,39 @@ class NodeInputs:
             Image, p["image_topic"] or INPUT_NAMES["image"], on_image, in_qos, raw=True)
         self.sub_info = node.create_subscription(
             CameraInfo, p["camera_info_topic"] or INPUT_NAMES["camera_info"],
-            self.rectifier.update, in_qos)
+            self.on_camera_info, in_qos)
 
     # ------------------------------------------------------------------ subscription callbacks
+    def on_camera_info(self, info: Any) -> bool:
+        """Validate and store one CameraInfo (its subscription callback); return if accepted.
+
+        A refused one (:func:`~bev_mtl_ros.ros.camera.camera_info_problem`) is counted in
+        ``bad_input.camera_info_invalid`` and warned about (throttled, naming the problem);
+        images paired with it are used as they are.
+        """
+        stamp = info.header.stamp
+        problem = self.rectifier.update(info, float(stamp.sec) + float(stamp.nanosec) * 1e-9)
+        if problem is None:
+            return True
+        self._counters.count("bad_input.camera_info_invalid")
+        self._note("camera_info_invalid", problem)
+        self._log.warning(f"CameraInfo on '{self.sub_info.topic_name}' refused: {problem}; "
+                          "images paired with it are used as they are (not undistorted)",
+                          **self._every(10.0))
+        return False
+
+    def on_tf_invalid(self, text: str) -> None:
+        """Count (``bad_input.tf_invalid``) and warn about a /tf entry the buffer refused."""
+        self._counters.count("bad_input.tf_invalid")
+        self._note("tf_invalid", text)
+        self._log.warning(text, **self._every(10.0))
+
+    def on_tf_reparent(self, text: str) -> None:
+        """Count (``bad_input.tf_reparented``) and warn about a frame that changed its parent."""
+        self._counters.count("bad_input.tf_reparented")
+        self._note("tf_reparented", text)
+        self._log.warning(f"TF: {text}", **self._every(10.0))
+
     def decode(self, raw: bytes, kind: str) -> Optional[Any]:
         """CDR bytes of a raw subscription -> message object (:func:`decode_serialized`).
 
@@ -163,12 +224,15 @@ class NodeInputs:
         return True
 
     # ------------------------------------------------------------------ the cloud (worker)
-    def cloud_transform(self, cloud: Any) -> Tuple[bool, Any]:
+    def cloud_transform(self, cloud: Any,
+                        abort: Optional[Callable[[], bool]] = None) -> Tuple[bool, Any]:
         """Return (ok, transform or None for identity) from the cloud's frame into target_frame.
 
-        The look-up is at the cloud's stamp, waiting at most ``tf_timeout``. On failure counts
-        ``bad_input.no_transform``, names the frames in :attr:`tf_unconnected` (for
-        /diagnostics) and warns (throttled).
+        The look-up is at the cloud's stamp, waiting at most ``tf_timeout``, less when
+        ``abort()`` turns True (a newer frame waits) or when the frames were already found not
+        connected in the same TF tree (:meth:`~bev_mtl_ros.ros.tf.TransformBuffer.wait_lookup`).
+        On failure counts ``bad_input.no_transform``, records the frames for /diagnostics
+        (:meth:`recent` ``("no_transform", ...)``) and warns (throttled).
         """
         source = cloud.header.frame_id.lstrip("/")
         if source == self.target_frame:
@@ -181,12 +245,13 @@ class NodeInputs:
                                      "importable)")
             stamp = cloud.header.stamp
             stamp_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-            T = self.tf.lookup(self.target_frame, source, stamp_ns, self._params["tf_timeout"])
+            T = self.tf.lookup(self.target_frame, source, stamp_ns, self._params["tf_timeout"],
+                               abort)
         except TransformError as e:
             self._counters.count("bad_input.no_transform")
-            self.tf_unconnected = f"'{source}' -> '{self.target_frame}': {e}"
-            self._log.warning(f"cloud skipped: no transform {self.tf_unconnected}",
-                              **self._every(5.0))
+            text = f"'{source}' -> '{self.target_frame}': {e}"
+            self._note("no_transform", text)
+            self._log.warning(f"cloud skipped: no transform {text}", **self._every(5.0))
             return False, None
         return True, (None if T.is_identity() else T)
 
@@ -260,7 +325,8 @@ class NodeInputs:
             self._log.warning(f"image on '{self.sub_image.topic_name}' unusable ({e}); "
                               "frame runs lidar-only", **self._every(5.0))
             return None
-        rgb = self._rectify(rgb)
+        stamp = image.header.stamp
+        rgb = self._rectify(rgb, float(stamp.sec) + float(stamp.nanosec) * 1e-9)
         if tuple(rgb.shape[1::-1]) != tuple(self.contract.image_size):
             self._counters.count("images_resized")
             self._log.warning(
@@ -269,28 +335,41 @@ class NodeInputs:
                 **self._every(60.0))
         return rgb
 
-    def _rectify(self, rgb: np.ndarray) -> np.ndarray:
-        """Return the image through the camera's CameraInfo (undistorted when it has distortion).
+    def _rectify(self, rgb: np.ndarray, stamp_s: float) -> np.ndarray:
+        """Return the image through its CameraInfo (undistorted when that has distortion).
 
-        Maps are cached per calibration; a rectified image is used as it is. Counts and warns
-        about the rest and (once per calibration) about a camera unlike the model's nominal one.
+        The CameraInfo is the one of the nearest stamp within ``sync_slop`` of ``stamp_s`` (s),
+        else the latest. Maps are cached per calibration; a rectified image is used as it is.
+        Counts and warns about the rest and (once per calibration) about a camera unlike the
+        model's nominal one. An OpenCV error in the undistortion (not expected after the
+        validation on arrival) is counted as ``bad_input.camera_info_invalid``, warned about,
+        and the image is used as it is.
         """
-        r = self.rectifier.rectify(rgb)
         name = self.sub_info.topic_name
+        try:
+            r = self.rectifier.rectify(rgb, stamp_s)
+        except cv2.error as e:
+            self._counters.count("bad_input.camera_info_invalid")
+            self._note("camera_info_invalid", f"undistortion failed: {e}")
+            self._log.warning(f"undistortion with the CameraInfo on '{name}' failed ({e}): "
+                              "image used as it is", **self._every(10.0))
+            return rgb
         if r.status == "undistorted":
             self._counters.count("images_undistorted")
         elif r.status == "no_camera_info":
             self._counters.count("images_without_camera_info")
             self._log.warning(f"no CameraInfo on '{name}' yet: images are used as they "
                               "are (assumed rectified, the model's camera)", **self._every(60.0))
+        elif r.status == "camera_info_invalid":
+            self._counters.count("images_camera_info_refused")  # refusal warned on arrival
         elif r.status in ("size_mismatch", "unknown_model"):
             self._counters.count("bad_input.camera_info_mismatch")
-            info = self.rectifier.info
+            info = r.info
             self._log.warning(
                 f"CameraInfo on '{name}' ({info.width}x{info.height}, distortion model "
                 f"'{info.distortion_model}') does not fit image {rgb.shape[1]}x{rgb.shape[0]} "
                 f"({r.status}): image used without undistortion", **self._every(10.0))
-        key = self.rectifier.key
+        key = r.key
         if r.camera_matrix is not None and key != self._nominal_checked:
             self._nominal_checked = key
             text = nominal_camera_mismatch(r.camera_matrix, rgb.shape[1::-1],

@@ -28,13 +28,20 @@ TF
 Every cloud is transformed from ``header.frame_id`` into ``target_frame`` (default: the model
 contract's ``frame_id``) at the cloud's stamp, waiting at most ``tf_timeout``, vectorised, before
 pillarization; the same frame costs nothing. No transform: the frame is skipped, counted in
-``bad_input.no_transform``, warned (throttled) and named in /diagnostics (``tf.unconnected``).
+``bad_input.no_transform``, warned (throttled) and named in /diagnostics (``tf.unconnected``,
+while such failures are recent: within ``diagnostics_window_s``). The wait ends early when a newer
+frame is waiting in the mailbox, and frames found not connected cost it once per TF tree, not once
+per cloud (ros/tf.py). /tf entries that cannot be stored (non-finite, a quaternion that cannot be
+normalised) are refused (``bad_input.tf_invalid``), a frame that changes its parent is reported by
+name (``bad_input.tf_reparented``, ``tf.reparented``).
 
 Shutdown
 --------
 SIGINT/SIGTERM only set a flag (rclpy's own handlers are not installed): the spin loop ends, the
 worker finishes the frame in flight, the node is destroyed, then rclpy is shut down; exit code 0,
-no publish on an invalid context.
+no publish on an invalid context. The flag's handlers are installed before the heavy imports
+(:mod:`bev_mtl_ros.ros.stop_signals`), so a signal at any moment of start-up also exits 0 without a
+traceback (during the imports the model is then not even loaded).
 
 Threads
 -------
@@ -76,38 +83,42 @@ Parameters (names, defaults, ranges) and the start-up checks are in
 :mod:`bev_mtl_ros.ros.params`, which imports without rclpy.
 """
 
-
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from typing import Any, Dict, Optional, Sequence
 
-import numpy as np
-import rclpy
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions
-from std_msgs.msg import Header
+from bev_mtl_ros.ros import stop_signals
 
-from bev_mtl_ros.ros import messages as M
-from bev_mtl_ros.ros.conversions import ros_header
-from bev_mtl_ros.ros.diagnostics import (HealthConfig, LatencyWindow, NodeCounters,
-                                         PipelineHealth, RateMeter)
-from bev_mtl_ros.ros.inputs import NodeInputs
-from bev_mtl_ros.ros.outputs import NodeOutputs
-from bev_mtl_ros.ros.params import (CONTRACT_PARAM_FIELDS, EXIT_STARTUP_ERROR, NODE_PARAMETERS,
-                                    PARAMETER_RANGES, StartupError, check_contract_overrides,
-                                    check_parameter_choices, make_postprocess_config,
-                                    resolve_model_path)
-from bev_mtl_ros.ros.sync import ApproxTimeSync, stamp_to_sec
-from bev_mtl_ros.ros.tf import make_transform_source
-from bev_mtl_ros.ros.worker import FrameWorker
-from bev_mtl_ros.runtime.backends import create_backend
-from bev_mtl_ros.runtime.pipeline import PerceptionPipeline
+if __name__ == "__main__":  # python -m bev_mtl_ros.ros.node: before the imports below (1-2 s)
+    stop_signals.install()
+
+import numpy as np  # noqa: E402
+import rclpy  # noqa: E402
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange,  # noqa: E402
+                                ParameterDescriptor)
+from rclpy.clock import Clock, ClockType  # noqa: E402
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.signals import SignalHandlerOptions  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from bev_mtl_ros.ros import messages as M  # noqa: E402
+from bev_mtl_ros.ros.conversions import ros_header  # noqa: E402
+from bev_mtl_ros.ros.diagnostics import (HealthConfig, LatencyWindow,  # noqa: E402
+                                         NodeCounters, PipelineHealth, RateMeter)
+from bev_mtl_ros.ros.inputs import NodeInputs  # noqa: E402
+from bev_mtl_ros.ros.outputs import NodeOutputs  # noqa: E402
+from bev_mtl_ros.ros.params import (CONTRACT_PARAM_FIELDS, EXIT_STARTUP_ERROR,  # noqa: E402
+                                    NODE_PARAMETERS, PARAMETER_RANGES, StartupError,
+                                    check_contract_overrides, check_parameter_choices,
+                                    make_postprocess_config, resolve_model_path)
+from bev_mtl_ros.ros.sync import ApproxTimeSync, stamp_to_sec  # noqa: E402
+from bev_mtl_ros.ros.tf import make_transform_source  # noqa: E402
+from bev_mtl_ros.ros.worker import FrameWorker  # noqa: E402
+from bev_mtl_ros.runtime.backends import create_backend  # noqa: E402
+from bev_mtl_ros.runtime.pipeline import PerceptionPipeline  # noqa: E402
 
 __all__ = ["PerceptionNode", "main"]
 
@@ -262,14 +273,14 @@ class PerceptionNode(Node):
         self.target_frame = (p["target_frame"] or self.contract.frame_id).lstrip("/")
         if not p["tf_timeout"] >= 0.0:
             raise StartupError(f"parameter 'tf_timeout' = {p['tf_timeout']} must be >= 0")
-        try:
-            tf = make_transform_source(self)
-            tf_mode = tf.mode
-        except ImportError as e:  # no tf2_ros, no tf2_msgs: only clouds in target_frame
-            tf = None
-            tf_mode = f"none ({e}): only clouds in '{self.target_frame}' are used"
-        self.inputs = NodeInputs(self, p, self.contract, self.target_frame, tf, self.counters,
+        self.inputs = NodeInputs(self, p, self.contract, self.target_frame, None, self.counters,
                                  self._every)
+        try:
+            self.inputs.tf = make_transform_source(self, on_invalid=self.inputs.on_tf_invalid,
+                                                   on_reparent=self.inputs.on_tf_reparent)
+            tf_mode = self.inputs.tf.mode
+        except ImportError as e:  # no tf2_ros, no tf2_msgs: only clouds in target_frame
+            tf_mode = f"none ({e}): only clouds in '{self.target_frame}' are used"
         self.inputs.subscribe(self, self._on_cloud, self._on_image)
         self.get_logger().info(f"TF: {tf_mode}; target_frame '{self.target_frame}'")
 
@@ -318,7 +329,7 @@ class PerceptionNode(Node):
         t0 = time.perf_counter()
         cloud, t_arrival = pair.cloud
         self.counters.count("processed")
-        ok, T = self.inputs.cloud_transform(cloud)
+        ok, T = self.inputs.cloud_transform(cloud, abort=self.worker.has_pending)
         if not ok:
             return
         header = ros_header(cloud.header, self.target_frame)  # outputs: the cloud's stamp
@@ -421,18 +432,23 @@ class PerceptionNode(Node):
         for k, v in self.sync.stats.to_dict().items():
             values["sync." + k] = v
         tf = self.inputs.tf
-        unconnected = self.inputs.tf_unconnected  # the last failed look-up ("" = none)
+        now = time.monotonic()
+        window = self._params["diagnostics_window_s"]
+        # problems named while recent (within the window, as the counter-based WARN)
+        recent = {kind: self.inputs.recent(kind, window, now) for kind in (
+            "no_transform", "tf_invalid", "tf_reparented", "camera_info_invalid")}
         values["tf.target_frame"] = self.target_frame
         values["tf.mode"] = tf.mode if tf is not None else "none"
-        values["tf.unconnected"] = unconnected
+        values["tf.unconnected"] = recent["no_transform"]
+        values["tf.reparented"] = recent["tf_reparented"]
+        values["camera_info.refused"] = recent["camera_info_invalid"]
         last = self._last_cloud_mono
         idle = None if last is None else time.monotonic() - last
         diag = self.sync.diagnose()
         if diag:
             self.get_logger().warning(f"synchronizer: {diag}", **self._every(10.0))
-        level, msgs = self._health.assess(time.monotonic(), c, idle, diag,
-                                          self.inputs.sub_cloud.topic_name,
-                                          {"no_transform": unconnected})
+        level, msgs = self._health.assess(now, c, idle, diag,
+                                          self.inputs.sub_cloud.topic_name, recent)
         status = M.diagnostic_status(f"{self.get_name()}: pipeline", level,
                                      "; ".join(msgs) or "ok", values,
                                      hardware_id=str(self.backend.device))
@@ -451,21 +467,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     spin loop then ends, the worker finishes its in-flight frame (a frame still waiting in the
     mailbox is dropped), the node is destroyed, and only then is rclpy shut down. rclpy's own
     signal handlers are not installed (they would invalidate the context while the worker is
-    publishing). A signal during start-up (model loading) ends the node right after it.
+    publishing). The handlers are :mod:`~bev_mtl_ros.ros.stop_signals`' (installed by the entry
+    points before the heavy imports, else here): a signal during the imports ends the node
+    before rclpy starts, one during model loading right after it.
 
     Returns:
-        0 on a clean exit, 2 on a start-up error (the message is printed to stderr).
+        0 on a clean exit (also after a signal at any moment of start-up), 2 on a start-up error
+        (the message is printed to stderr).
     """
-    import signal
-
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set())
-                for sig in (signal.SIGINT, signal.SIGTERM)}
+    stop_signals.install()
+    stop = stop_signals.STOP
+    if stop.is_set():  # signalled while importing: do not start at all
+        stop_signals.restore()
+        return 0
     rclpy.init(args=list(argv) if argv is not None else None,
                signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
         try:
+            if stop.is_set():
+                return 0
             node = PerceptionNode()
         except StartupError as e:
             print(f"[perception_node] error: {e}", file=sys.stderr, flush=True)
@@ -485,8 +506,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             node.stop()
             node.destroy_node()
         rclpy.try_shutdown()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        stop_signals.restore()
 
 
 if __name__ == "__main__":

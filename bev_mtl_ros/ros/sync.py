@@ -53,9 +53,10 @@ no messages at all on one topic (wrong topic name or a QoS mismatch, e.g. a BEST
 and a RELIABLE subscription), zero stamps, the camera having stopped while clouds keep arriving,
 a burst of clouds (the pending-cloud queue overflowed: many clouds per image, which also makes
 the stamp offsets look like a skew, so it is named first), a consistent clock offset between the
-topics larger than ``slop`` (sensor hosts not time-synchronised). Every cause is about the present: zero stamps count only when one arrived in
-the last ``diag_window`` seconds, offsets only when a cloud was resolved in that window, and when
-both inputs stopped (the end of a bag) no pairing cause is reported at all.
+topics larger than ``slop`` (sensor hosts not time-synchronised). Every cause is about the
+present: zero stamps and overflows count only when one happened in the last ``diag_window``
+seconds, offsets only when a cloud was resolved in that window, and when both inputs stopped (the
+end of a bag) no pairing cause is reported at all.
 """
 
 from __future__ import annotations

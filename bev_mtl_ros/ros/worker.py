@@ -69,6 +69,10 @@ class FrameWorker:
                 self._slot = pair
             self._cond.notify()
 
+    def has_pending(self) -> bool:
+        """Return True while a pair waits in the slot (the frame in flight should not wait)."""
+        return self._slot is not None
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the worker after the frame in flight (a pair left in the slot is dropped)."""
         with self._cond:
