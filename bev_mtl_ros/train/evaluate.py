@@ -203,9 +203,8 @@ class EvalAccumulator:
             ab = gb if all_boxes is None else np.asarray(all_boxes, np.float64).reshape(-1, 7)
             found = (centre_distance_bev(gb, pb) <= MATCH_RADIUS_M).any(axis=1)
             matched = (centre_distance_bev(pb, ab) <= MATCH_RADIUS_M).any(axis=1)
-            on_vehicle = np.array([v == "vehicle" for v in verdicts], bool).reshape(-1)
-            if not len(verdicts):
-                on_vehicle = np.zeros(len(pb), bool)
+            on_vehicle = (np.array([v == "vehicle" for v in verdicts], bool) if verdicts
+                          else np.zeros(len(pb), bool))          # no point labels: none
             excused = ~matched & np.isin(pl, self._vehicle_labels) & on_vehicle
             fp = ~matched & ~excused
             a = self.at_2m
@@ -279,7 +278,21 @@ class EvalAccumulator:
             self.timings.setdefault(k, []).append(float(v))
 
     def report(self) -> Dict[str, Any]:
-        """Return the full report dict: JSON-compatible, NaN is written as null by write_report."""
+        """Return the full report dict: JSON-compatible, NaN is written as null by write_report.
+
+        Keys: ``counts``; ``detection`` (AP per criterion and class, ``map``, ``num_gt``,
+        ``at_threshold`` per-class precision/recall, ``clutter_false_positives`` of the
+        synthetic clutter sidecar); ``detection_at_2m`` (``recall``, ``found``, ``gt_boxes``,
+        ``false_positives``, ``false_positives_per_frame``, ``unlabelled_vehicle``,
+        ``unlabelled_vehicle_per_frame``, ``frames``); ``detection_point_labels``
+        (``clutter_false_positives``, ``clutter_false_positives_per_frame``,
+        ``unlabelled_vehicle``, ``unlabelled_vehicle_per_frame``, ``verdicts``,
+        ``clutter_by_detection_class``, ``clutter_by_point_class``, ``near_box``, ``frames``);
+        ``drivable`` (``iou`` against the training label, ``iou_observed`` against the observed
+        ground truth, ``observed_cells``); ``semantic`` and ``semantic_coarse`` (``miou``,
+        ``per_class_iou``, ``pixel_accuracy``); ``per_frame`` (one row per lidar frame);
+        ``timings_ms``; ``notes``. Each block has ``available`` (False: no frame could score it).
+        """
         det = self.det.compute()
         sem = self.semantic.compute()
         sem["available"] = self.counts["frames_with_semantic_gt"] > 0
