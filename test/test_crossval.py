@@ -52,14 +52,15 @@ def test_fold_dirs_hold_out_exactly_one_drive(tmp_path):
 def test_fold_metrics_reads_the_report_and_marks_undefined_as_nan():
     fused = {"semantic_coarse": {"miou": 0.5, "pixel_accuracy": 0.9,
                                  "per_class_iou": {"human+bike": None, "vehicle": 0.7}},
-             "semantic": {"miou": 0.2}, "drivable": {"iou": 0.8},
-             "detection": {"real": {"recall": 0.75, "false_positives_per_frame": 1.5}}}
-    lidar = {"drivable": {"iou": 0.78},
-             "detection": {"real": {"recall": 0.5, "false_positives_per_frame": 1.0}}}
+             "semantic": {"miou": 0.2}, "drivable": {"iou": 0.6, "iou_observed": 0.8},
+             "detection_at_2m": {"recall": 0.75, "false_positives_per_frame": 1.5}}
+    lidar = {"drivable": {"iou_observed": 0.78},
+             "detection_at_2m": {"recall": 0.5, "false_positives_per_frame": 1.0}}
     m = fold_metrics(fused, lidar)
     assert m["coarse_miou"] == 0.5 and m["miou_38"] == 0.2 and m["iou_vehicle"] == 0.7
     assert math.isnan(m["iou_human_bike"]) and math.isnan(m["iou_other_flat"])
     assert m["det_recall_2m"] == 0.75 and m["det_recall_2m_lidar_only"] == 0.5
+    assert m["drivable_bev_iou"] == 0.8 and m["drivable_bev_iou_training_label"] == 0.6
     assert m["drivable_bev_iou_lidar_only"] == 0.78
     assert math.isnan(m["det_clutter_per_frame_lidar_only"])
     assert set(fold_metrics(fused)) == set(REAL_METRICS)
@@ -74,3 +75,38 @@ def test_summarise_mean_and_sample_std_over_defined_folds():
     assert s["y"]["mean"] == 0.5 and math.isnan(s["y"]["std"]) and s["y"]["n"] == 1
     table = format_table(s, 3)
     assert "3 folds" in table and "0.400 ±  0.200  3" in table
+
+
+def test_one_fold_end_to_end_trains_scores_and_continues(tmp_path):
+    """A tiny network, two synthetic frames and one held-out real drive: a full fold runs.
+
+    The fold trains on the synthetic frames plus the eight other drives' real frames, scores the
+    held-out drive (one real frame with lidar, no label3D) fused and lidar-only, writes
+    result.json and summary.json, and a second call keeps the fold instead of training again.
+    """
+    from bev_mtl_ros.data.synth import generate
+    from bev_mtl_ros.model.network import TINY_WIDTHS
+    from bev_mtl_ros.train import train as T
+    from bev_mtl_ros.train.crossval import run_crossval
+
+    synth = tmp_path / "synth"
+    generate(str(synth), scenes=1, frames=2, seed=5, width=240, height=151)
+    cfg = T.merge_config(T.DEFAULT_CONFIG, {
+        "model": dict(TINY_WIDTHS, pretrained=False), "batch_size": 2, "epochs": 1,
+        "num_workers": 0, "threads": 1, "real_data": {"repeats": 1},
+        "bn_recalibration_batches": 0, "augment": {"enabled": False}})
+    out = tmp_path / "cv"
+    drive = "20181204170238"
+    res = run_crossval(REAL, str(synth), cfg, str(out), folds=[drive])
+    fold = res["folds"][drive]
+    assert fold["steps"] == 6            # 2 synthetic + 10 real training frames, batch 2
+    m = fold["metrics"]
+    assert 0.0 <= m["coarse_miou"] <= 1.0 and 0.0 <= m["pixel_accuracy"] <= 1.0
+    assert 0.0 <= m["drivable_bev_iou"] <= 1.0 and 0.0 <= m["drivable_bev_iou_lidar_only"] <= 1.0
+    assert math.isnan(m["det_recall_2m"])    # this drive has no label3D boxes: not scored
+    assert m["det_clutter_per_frame"] >= 0.0
+    assert res["summary"]["coarse_miou"]["n"] == 1
+    assert (out / f"fold_{drive}" / "result.json").is_file()
+    assert (out / "summary.json").is_file()
+    again = run_crossval(REAL, str(synth), cfg, str(out), folds=[drive])
+    assert again["folds"][drive]["train_s"] == fold["train_s"]   # kept, not trained again

@@ -13,7 +13,8 @@ trained on. For each drive (one fold):
    optionally starting from ``--init-from`` (a model trained without any real frame, so that
    nothing of the held-out drive leaks in);
 3. the trained model is scored on the held-out drive with ``bev-mtl-ros evaluate``'s
-   :func:`~bev_mtl_ros.train.evaluate.evaluate_dataset`, fused and lidar-only;
+   :func:`~bev_mtl_ros.train.evaluate.evaluate_dataset`, fused and lidar-only
+   (``camera_input="both"``);
 4. the fold's metrics (:data:`REAL_METRICS`) are written to ``fold_<drive>/result.json``.
 
 The summary gives, per metric, the mean and the sample standard deviation over the folds where
@@ -49,8 +50,10 @@ DRIVE_FILE_RE = re.compile(r"^(\d{14})_(camera|lidar|label3D|label)_[a-z]+_\d+\.
 
 #: the real metrics of one fold: name -> path of keys in the ``evaluate_dataset`` report.
 #: ``semantic*`` metrics come from every held-out frame with a label; ``drivable_bev_iou`` from
-#: frames with lidar (the BEV ground truth comes from the lidar points' labels); detection metrics
-#: from frames with ``label3D`` boxes (recall, false positives) or with lidar (clutter).
+#: frames with lidar (the observed BEV ground truth of the lidar points' labels,
+#: ``data/drivable.py::observed_drivable_labels``); detection recall and false positives at 2 m
+#: from frames with ``label3D`` boxes, the clutter and unlabelled-vehicle counts (by the label
+#: classes of the points inside each detection) from frames with lidar.
 REAL_METRICS: Dict[str, Tuple[str, ...]] = {
     "coarse_miou": ("semantic_coarse", "miou"),
     "miou_38": ("semantic", "miou"),
@@ -60,10 +63,13 @@ REAL_METRICS: Dict[str, Tuple[str, ...]] = {
     "iou_other_flat": ("semantic_coarse", "per_class_iou", "other flat"),
     "iou_vehicle": ("semantic_coarse", "per_class_iou", "vehicle"),
     "iou_building": ("semantic_coarse", "per_class_iou", "building"),
-    "drivable_bev_iou": ("drivable", "iou"),
-    "det_recall_2m": ("detection", "real", "recall"),
-    "det_false_positives_per_frame": ("detection", "real", "false_positives_per_frame"),
-    "det_clutter_per_frame": ("detection", "real", "clutter_per_frame"),
+    "drivable_bev_iou": ("drivable", "iou_observed"),
+    "drivable_bev_iou_training_label": ("drivable", "iou"),
+    "det_recall_2m": ("detection_at_2m", "recall"),
+    "det_false_positives_per_frame": ("detection_at_2m", "false_positives_per_frame"),
+    "det_clutter_per_frame": ("detection_point_labels", "clutter_false_positives_per_frame"),
+    "det_unlabelled_vehicle_per_frame": ("detection_point_labels",
+                                         "unlabelled_vehicle_per_frame"),
 }
 #: the metrics taken from the lidar-only evaluation too (suffix ``_lidar_only``)
 LIDAR_ONLY_METRICS: Tuple[str, ...] = ("det_recall_2m", "det_false_positives_per_frame",
@@ -218,12 +224,9 @@ def run_fold(drive: str, files: Dict[str, List[str]], cfg: Dict[str, Any], synth
     train_s = time.perf_counter() - t0
     model = os.path.join(run_dir, "model.pt")
     t0 = time.perf_counter()
-    fused = evaluate_dataset(heldout, model, os.path.join(fold_dir, "eval_fused"),
-                             backend=backend, progress=progress, num_render=2)
-    lidar_only = evaluate_dataset(heldout, model, os.path.join(fold_dir, "eval_lidar_only"),
-                                  backend=backend, progress=progress, num_render=0,
-                                  use_camera=False)
-    result = {"drive": drive, "metrics": fold_metrics(fused, lidar_only),
+    rep = evaluate_dataset(heldout, model, os.path.join(fold_dir, "eval"), backend=backend,
+                           progress=progress, num_render=2, camera_input="both")
+    result = {"drive": drive, "metrics": fold_metrics(rep, rep["lidar_only"]),
               "train_s": train_s, "eval_s": time.perf_counter() - t0,
               "heldout_frames": len(files[drive]), "steps": int(res["steps"])}
     with open(os.path.join(fold_dir, "result.json"), "w", encoding="utf-8") as f:
