@@ -1,12 +1,23 @@
-"""``bev-mtl-ros demo``: replay the sample recording through the perception node and show it.
+"""``bev-mtl-ros demo``: replay the committed recordings through the perception node and show them.
 
-What runs (three separate processes talking over DDS, as on a vehicle; see
+Two recordings by default, one after the other (``--bag`` picks others):
+
+* :data:`SAMPLE_BAG` - the synthetic sample (20 frames of one generated scene, 480x302 camera,
+  rectified images): what the model was trained on, with complete ground truth (boxes for every
+  object), so its metrics are meaningful;
+* :data:`REAL_BAG` - ten real A2D2 front-center frames of nine drives (1920x1208 camera PNGs as
+  recorded, decoded by the player, undistorted by the node through the raw CameraInfo; clouds in
+  ``base_link`` brought into the model frame by the node's TF): the node on real input, every
+  frame rendered.
+
+What runs for each (three separate processes talking over DDS, as on a vehicle; see
 :mod:`bev_mtl_ros.ros.replay`):
 
 1. ``bev-mtl-ros record`` - records the node's outputs and the input cloud (for end-to-end
    latency);
 2. ``perception_node --ros-args --params-file config/perception.yaml -p use_sim_time:=true``;
-3. ``bev-mtl-ros play SAMPLE_BAG --clock --rate R`` once the node and recorder are matched.
+3. ``bev-mtl-ros play BAG --clock --rate R`` once the node and recorder are matched
+   (``--decompress-images`` for a bag of CompressedImages).
 
 All three get :func:`bev_mtl_ros.dds.dds_environment` (the shared-memory large-data Fast DDS
 profile) plus an isolated ``ROS_DOMAIN_ID`` and ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``.
@@ -16,13 +27,15 @@ in/out, frames skipped, duplicates, end-to-end latency (cloud received -> detect
 both by the recorder) and the node's own per-stage latency (from ``~/debug/processing_time_ms``),
 backend, detections per class, and metrics against the bag's ground truth
 (:func:`bev_mtl_ros.train.evaluate.evaluate_bag`); printed and written to
-``out/demo/summary.json``. A few frames are rendered (:mod:`bev_mtl_ros.viz`) to
-``out/demo/frame_<k>_camera.png`` (image + semantic overlay + projected boxes) and
-``frame_<k>_bev.png`` (points, drivable area, predicted and ground-truth boxes, bird's-eye view).
+``out/demo/<bag>/summary.json`` (``out/demo/summary.json`` lists every bag's). Frames are rendered
+(:mod:`bev_mtl_ros.viz`) to ``out/demo/<bag>/frame_<k>_camera.png`` (undistorted image + semantic
+overlay + projected boxes) and ``frame_<k>_bev.png`` (points in the model frame, drivable area,
+predicted and ground-truth boxes, bird's-eye view): three of the sample, all of the real
+recording.
 
-``--write-golden`` stores the outputs as the replay regression test's golden files
-(``test/golden/``, :func:`bev_mtl_ros.ros.recording.write_golden`); the test compares new replays
-to them within stated tolerances.
+``--write-golden`` stores each bag's outputs as the replay regression test's golden files
+(``test/golden/<bag>.{npz,json}``, :func:`bev_mtl_ros.ros.recording.write_golden`); the test
+compares new replays to them within stated tolerances.
 """
 
 from __future__ import annotations
@@ -43,8 +56,10 @@ from bev_mtl_ros.data.bag_io import (cloud_to_array, detections_to_arrays, image
 from bev_mtl_ros.data.synth_scan import make_synthetic_bag
 from bev_mtl_ros.model.contract import ModelContract
 from bev_mtl_ros.ros.recording import FrameOutput, analyze_recording, file_sha256, write_golden
-from bev_mtl_ros.ros.replay import (CAMERA_INFO_TOPIC, IMAGE_TOPIC, LIDAR_TOPIC, NODE_NAME,
-                                    ReplayConfig, ReplayError, ReplayRun, run_replay)
+from bev_mtl_ros.ros.camera import ImageRectifier
+from bev_mtl_ros.ros.replay import (CAMERA_INFO_TOPIC, LIDAR_TOPIC, NODE_NAME, ReplayConfig,
+                                    ReplayError, ReplayRun, bag_inputs, run_replay)
+from bev_mtl_ros.ros.tf import TransformBuffer, TransformError, transform_points
 from bev_mtl_ros.train.evaluate import GT_BOXES_TOPIC, evaluate_bag, model_contract
 from bev_mtl_ros.viz import render_bev, render_camera
 
@@ -55,6 +70,11 @@ SAMPLE_BAG = "test/data/sample_a2d2"
 #: other places the sample may be committed (a rosbag2 directory as written by a2d2-to-bag)
 SAMPLE_BAG_ALTERNATIVES = ("test/data/sample_a2d2.mcap", "test/data/sample_a2d2.db3",
                            "test/data/sample")
+#: the committed real recording (ten A2D2 frames; test/data/real_a2d2_bag/README.md), replayed
+#: after the sample; every frame of it is rendered
+REAL_BAG = "test/data/real_a2d2_bag"
+#: frames rendered of a bag other than the real recording
+DEFAULT_RENDER = 3
 #: node parameters used by the demo and by launch/perception.launch.py
 DEFAULT_PARAMS = "config/perception.yaml"
 DEFAULT_MODEL = "models/bev_mtl_default.onnx"
@@ -129,32 +149,61 @@ def evaluate_against_ground_truth(input_bag: Path, recording: Path,
                                  if isinstance(o, (np.ndarray, np.generic)) else str(o)))
 
 
-def render_frames(input_bag: Path, frames: Sequence[FrameOutput], out_dir: Path, count: int = 3,
-                  pc_range: Optional[Sequence[float]] = None,
-                  classes: Sequence[str] = ()) -> List[str]:
+def _cloud_in_frame(msg, target: str, tf: TransformBuffer) -> Optional[np.ndarray]:
+    """Return a cloud's (N, 3) float32 points in frame ``target`` via the bag's ``/tf_static``.
+
+    None (the BEV is drawn without points) when TF has no transform between the two frames.
+    """
+    pts = cloud_to_array(msg)
+    source = str(msg.header.frame_id)
+    if source == target:
+        return pts
+    try:
+        T = tf.lookup(target, source)
+    except TransformError as e:
+        print(f"[demo] cloud not drawn: no transform {source} -> {target} ({e})", file=sys.stderr)
+        return None
+    return transform_points(pts, T).astype(np.float32)
+
+
+def render_frames(input_bag: Path, frames: Sequence[FrameOutput], out_dir: Path,
+                  count: Optional[int] = 3, pc_range: Optional[Sequence[float]] = None,
+                  classes: Sequence[str] = (), frame_id: str = ModelContract().frame_id
+                  ) -> List[str]:
     """Write ``frame_<k>_bev.png`` and ``frame_<k>_camera.png`` for ``count`` evenly spaced frames.
 
-    The image paired with a cloud is the bag's image with the nearest header stamp; intrinsics from
-    the bag's CameraInfo ``k``; ground-truth boxes from the bag. Returns the written paths.
+    ``count`` None renders every frame. The image paired with a cloud is the bag's image (Image or
+    CompressedImage, :func:`~bev_mtl_ros.ros.replay.bag_inputs`) with the nearest header stamp,
+    undistorted through the bag's CameraInfo as the node does it
+    (:class:`~bev_mtl_ros.ros.camera.ImageRectifier`: K, D -> P) and drawn with the resulting
+    intrinsics; clouds are brought into the detections' frame ``frame_id`` (the model's) with the
+    bag's ``/tf_static``; ground-truth boxes from the bag. Returns the written paths.
     """
     import cv2
 
     if not frames:
         return []
     pc_range = pc_range or ModelContract().point_cloud_range
+    count = len(frames) if count is None else count
     sel = sorted({int(round(i)) for i in np.linspace(0, len(frames) - 1, min(count, len(frames)))})
     wanted = {frames[i].stamp_ns for i in sel}
-    data = read_topics(input_bag, [LIDAR_TOPIC, IMAGE_TOPIC, CAMERA_INFO_TOPIC, GT_BOXES_TOPIC])
+    image_topic = bag_inputs(Path(input_bag)).bag_image
+    data = read_topics(input_bag, [LIDAR_TOPIC, image_topic, CAMERA_INFO_TOPIC, GT_BOXES_TOPIC,
+                                   "/tf_static"])
+    tf = TransformBuffer()
+    for _, m in data["/tf_static"]:
+        tf.add_message(m, static=True)
     clouds = {stamp_ns(m): m for _, m in data[LIDAR_TOPIC] if stamp_ns(m) in wanted}
-    images = [(stamp_ns(m), m) for _, m in data[IMAGE_TOPIC]]
-    K = (np.asarray(data[CAMERA_INFO_TOPIC][0][1].k, np.float64).reshape(3, 3)
-         if data[CAMERA_INFO_TOPIC] else None)
+    images = [(stamp_ns(m), m) for _, m in data[image_topic] if stamp_ns(m) in wanted]
+    rectifier = ImageRectifier()
+    if data[CAMERA_INFO_TOPIC]:
+        rectifier.update(data[CAMERA_INFO_TOPIC][0][1])
     gt = {stamp_ns(m): detections_to_arrays(m)[0] for _, m in data[GT_BOXES_TOPIC]}
     written = []
     out_dir.mkdir(parents=True, exist_ok=True)
     for k, i in enumerate(sel):
         f = frames[i]
-        pts = cloud_to_array(clouds[f.stamp_ns]) if f.stamp_ns in clouds else None
+        pts = _cloud_in_frame(clouds[f.stamp_ns], frame_id, tf) if f.stamp_ns in clouds else None
         g = gt.get(f.stamp_ns)
         bev = render_bev(pts, pc_range, f.boxes, f.labels, f.drivable, g, classes)
         cv2.putText(bev, f"stamp {f.stamp_ns / 1e9:.2f} s  {len(f.scores)} detections (GT white)",
@@ -162,10 +211,11 @@ def render_frames(input_bag: Path, frames: Sequence[FrameOutput], out_dir: Path,
         p = out_dir / f"frame_{k}_bev.png"
         cv2.imwrite(str(p), bev)
         written.append(str(p))
-        if images and K is not None:
+        if images and rectifier.info is not None:
             _, m_img = min(images, key=lambda sm: abs(sm[0] - f.stamp_ns))
-            cam = render_camera(image_to_array(m_img), K, f.boxes, f.labels, f.scores, f.semantic,
-                                classes, gt_boxes=g)
+            rect = rectifier.rectify(image_to_array(m_img))
+            cam = render_camera(rect.image, rect.camera_matrix, f.boxes, f.labels, f.scores,
+                                f.semantic, classes, gt_boxes=g)
             p = out_dir / f"frame_{k}_camera.png"
             cv2.imwrite(str(p), cam)
             written.append(str(p))
@@ -175,7 +225,9 @@ def render_frames(input_bag: Path, frames: Sequence[FrameOutput], out_dir: Path,
 # ---------------------------------------------------------------------------------------- CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``bev-mtl-ros demo``."""
-    parser.add_argument("--bag", default=None, help=f"input recording (default {SAMPLE_BAG})")
+    parser.add_argument("--bag", action="append", default=None,
+                        help=f"input recording; repeat for several (default: {SAMPLE_BAG}, then "
+                             f"{REAL_BAG})")
     parser.add_argument("--params-file", default=DEFAULT_PARAMS,
                         help=f"node parameters (default {DEFAULT_PARAMS})")
     parser.add_argument("--model", default=None, help="override the node's model_path parameter")
@@ -187,10 +239,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(frames are skipped when the node is slower than the replay)")
     parser.add_argument("--synthetic", type=int, default=0, metavar="FRAMES",
                         help="replay a synthetic bag of this many frames (written to "
-                             "OUT/synthetic) instead of --bag")
+                             "OUT/synthetic.bag) instead of --bag")
     parser.add_argument("--out", default=DEFAULT_OUT,
                         help=f"output directory (default {DEFAULT_OUT})")
-    parser.add_argument("--frames-to-render", type=int, default=3, help="frames rendered to PNG")
+    parser.add_argument("--frames-to-render", type=int, default=None,
+                        help=f"frames rendered to PNG per bag (default {DEFAULT_RENDER}; every "
+                             f"frame of {REAL_BAG})")
     parser.add_argument("--no-sim-time", action="store_true",
                         help="run the node on wall time (no /clock)")
     parser.add_argument("--domain-id", type=int, default=None,
@@ -238,20 +292,42 @@ def _format_metrics(m: Dict[str, Any]) -> str:
     return ", ".join(parts) or json.dumps(m)[:300]
 
 
-def _input_bag(args: argparse.Namespace, out: Path) -> Path:
-    """Return the bag to replay: ``--synthetic`` (written now), ``--bag`` or the sample."""
-    bag = resolve_path(args.bag) if args.bag else find_sample_bag()
+def _input_bags(args: argparse.Namespace, out: Path) -> List[Path]:
+    """Return the bags to replay.
+
+    ``--synthetic`` (written now), the ``--bag`` ones, or the sample and the real recording.
+
+    Raises:
+        _Abort (exit 2) naming a bag that does not exist.
+    """
     if args.synthetic:
-        bag = out / "synthetic"
+        bag = out / "synthetic.bag"
         if bag.exists():
             shutil.rmtree(bag)
         out.mkdir(parents=True, exist_ok=True)
         make_synthetic_bag(bag, frames=args.synthetic)
-    if not bag.exists():
-        raise _Abort(f"sample recording {bag} not found (pass --bag PATH, create one with "
-                     f"`bev-mtl-ros synth` + `bev-mtl-ros a2d2-to-bag`, or try `--synthetic 10`)",
-                     2)
-    return bag
+        return [bag]
+    bags = ([resolve_path(b) for b in args.bag] if args.bag
+            else [find_sample_bag(), resolve_path(REAL_BAG)])
+    for bag in bags:
+        if not bag.exists():
+            raise _Abort(f"recording {bag} not found (pass --bag PATH, create one with "
+                         "`bev-mtl-ros synth` + `bev-mtl-ros a2d2-to-bag`, or try "
+                         "`--synthetic 10`)", 2)
+    return bags
+
+
+def bag_name(bag: Path) -> str:
+    """Return a bag's name without ``.mcap`` / ``.db3`` / ``.bag`` (its output folder's name)."""
+    name = Path(bag).name
+    for suf in (".mcap", ".db3", ".bag"):
+        name = name[: -len(suf)] if name.endswith(suf) else name
+    return name
+
+
+def is_real_recording(bag: Path) -> bool:
+    """Return True for the committed real recording (:data:`REAL_BAG`)."""
+    return Path(bag).resolve() == resolve_path(REAL_BAG).resolve()
 
 
 def _params_file(args: argparse.Namespace) -> Optional[Path]:
@@ -282,13 +358,12 @@ def _node_params(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def _summarise(args: argparse.Namespace, bag: Path, run: ReplayRun, model: str,
-               replay_facts: Dict[str, Any]
+               replay_facts: Dict[str, Any], out: Path
                ) -> Tuple[Dict[str, Any], List[FrameOutput]]:
-    """Analyse the recording, score it against the ground truth and render frames.
+    """Analyse the recording, score it against the ground truth and render frames into ``out``.
 
-    Returns (summary, frames); the summary is also written to ``OUT/summary.json``.
+    Returns (summary, frames); the summary is also written to ``out/summary.json``.
     """
-    out = Path(args.out)
     summary, frames = analyze_recording(bag, run.recording, player_stats=run.player_stats)
     summary["replay"] = replay_facts
     try:
@@ -300,9 +375,13 @@ def _summarise(args: argparse.Namespace, bag: Path, run: ReplayRun, model: str,
         contract = _contract(model)
     except Exception:   # unreadable model: the node already reported it; render with the defaults
         contract = ModelContract()
-    summary["renderings"] = render_frames(bag, frames, out, args.frames_to_render,
+    count = args.frames_to_render
+    if count is None:
+        count = None if is_real_recording(bag) else DEFAULT_RENDER
+    summary["renderings"] = render_frames(bag, frames, out, count,
                                           pc_range=contract.point_cloud_range,
-                                          classes=contract.detection_classes)
+                                          classes=contract.detection_classes,
+                                          frame_id=contract.frame_id)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary, frames
 
@@ -324,35 +403,58 @@ def _store_golden(args: argparse.Namespace, bag: Path, model: str, summary: Dict
     print(f"[demo] golden outputs written: {gp}.npz / {gp}.json")
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run ``bev-mtl-ros demo``: 0 on success, 1 when the replay failed, 2 for missing inputs."""
-    out = Path(args.out)
+def _replay_one(args: argparse.Namespace, bag: Path, out: Path, params: Optional[Path],
+                node_params: Dict[str, Any]) -> Dict[str, Any]:
+    """Replay one bag into ``out``, summarise, render and (``--write-golden``) store goldens.
+
+    Returns the summary. Raises _Abort (exit 1) when the replay failed.
+    """
+    cfg = ReplayConfig(bag=bag, out_dir=out, params_file=params, rate=args.rate,
+                       use_sim_time=not args.no_sim_time,
+                       node_params=node_params, domain_id=args.domain_id,
+                       ready_timeout_s=args.ready_timeout, pace=not args.no_pace)
     try:
-        bag = _input_bag(args, out)
+        run = run_replay(cfg)
+    except ReplayError as e:
+        raise _Abort(str(e), 1) from None
+    model = node_params.get("model_path") or str(resolve_path(DEFAULT_MODEL))
+    summary, frames = _summarise(args, bag, run, model, {
+        "rate": args.rate, "wall_s": round(run.wall_s, 1),
+        "node_returncode": run.node_returncode, "params_file": str(params),
+        "node_params": node_params}, out)
+    print(f"[demo] {bag}:")
+    print(_format_summary(summary))
+    print(f"[demo] summary: {out / 'summary.json'}; {len(summary['renderings'])} renderings in "
+          f"{out}")
+    if args.write_golden:
+        _store_golden(args, bag, model, summary, frames)
+    return summary
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``bev-mtl-ros demo`` on each bag.
+
+    Returns 0 on success, 1 when a replay failed or answered no frame, 2 for missing inputs.
+    """
+    out = Path(args.out)
+    summaries: Dict[str, Any] = {}
+    try:
+        bags = _input_bags(args, out)
         params = _params_file(args)
         node_params = _node_params(args)
-        cfg = ReplayConfig(bag=bag, out_dir=out, params_file=params, rate=args.rate,
-                           use_sim_time=not args.no_sim_time,
-                           node_params=node_params, domain_id=args.domain_id,
-                           ready_timeout_s=args.ready_timeout, pace=not args.no_pace)
-        try:
-            run = run_replay(cfg)
-        except ReplayError as e:
-            raise _Abort(str(e), 1) from None
-        model = node_params.get("model_path") or str(resolve_path(DEFAULT_MODEL))
-        summary, frames = _summarise(args, bag, run, model, {
-            "rate": args.rate, "wall_s": round(run.wall_s, 1),
-            "node_returncode": run.node_returncode, "params_file": str(params),
-            "node_params": node_params})
-        print(_format_summary(summary))
-        print(f"[demo] summary: {out / 'summary.json'}; renderings: "
-              f"{', '.join(summary['renderings'])}")
-        if args.write_golden:
-            _store_golden(args, bag, model, summary, frames)
+        for bag in bags:
+            s = _replay_one(args, bag, out / bag_name(bag), params, node_params)
+            summaries[os.path.relpath(bag, REPO_ROOT)] = {
+                "summary": str(out / bag_name(bag) / "summary.json"),
+                "frames_in": s["frames_in"], "frames_out": s["frames_out"],
+                "frames_skipped": s["frames_skipped"],
+                "detections_total": s["detections_total"], "metrics": s.get("metrics")}
     except _Abort as e:
         print(f"demo: {e}", file=sys.stderr)
         return e.code
-    return 0 if summary["frames_out"] > 0 else 1
+    (out / "summary.json").write_text(json.dumps(summaries, indent=2, default=str) + "\n")
+    print(f"[demo] all bags: {out / 'summary.json'}")
+    return 0 if all(v["frames_out"] > 0 for v in summaries.values()) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

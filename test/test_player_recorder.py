@@ -405,3 +405,72 @@ def test_start_paused_then_resume(tmp_path, rclpy_context):
     assert stats.published["/pts"] == N_CLOUDS
     span = (N_CLOUDS - 1) * CLOUD_PERIOD_NS / 1e9 / 4.0  # 0.225 s of bag time at rate 4
     assert wall >= 0.4 + span - 0.05, wall
+
+
+def test_compressed_images_published_as_decoded_images(tmp_path, rclpy_context):
+    """``decompress_images``: a CompressedImage topic is published as rgb8 Images.
+
+    On the topic without ``/compressed``, header kept, pixels = the decoded file (PNG: exactly the
+    array that was encoded; JPEG: what OpenCV decodes); an undecodable message is counted, not
+    published, and playback goes on.
+    """
+    import cv2
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from bev_mtl_ros.data.bag_io import image_to_array, make_compressed_image
+
+    ts = get_typestore(Stores.ROS2_KILTED)
+    rng = np.random.default_rng(5)
+    rgb = [rng.integers(0, 255, size=(30, 40, 3), dtype=np.uint8) for _ in range(3)]
+    payloads = [cv2.imencode(".png", cv2.cvtColor(rgb[0], cv2.COLOR_RGB2BGR))[1].tobytes(),
+                b"\x89PNG but truncated",
+                cv2.imencode(".png", cv2.cvtColor(rgb[2], cv2.COLOR_RGB2BGR))[1].tobytes()]
+    src = tmp_path / "src"
+    w = Writer(src, version=9, storage_plugin=StoragePlugin.MCAP)
+    w.open()
+    conn = w.add_connection("/cam/image_raw/compressed", "sensor_msgs/msg/CompressedImage",
+                            typestore=ts)
+    for k, data in enumerate(payloads):
+        msg = make_compressed_image(ts, data, T0 + k * CLOUD_PERIOD_NS, "cam_optical", "png")
+        w.write(conn, T0 + k * CLOUD_PERIOD_NS,
+                bytes(ts.serialize_cdr(msg, "sensor_msgs/msg/CompressedImage")))
+    w.close()
+
+    pnode = rclpy.create_node("decoding_player", context=rclpy_context)
+    snode = rclpy.create_node("image_listener", context=rclpy_context)
+    got = []
+    snode.create_subscription(Image, "/cam/image_raw", got.append,
+                              QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    ex = SingleThreadedExecutor(context=rclpy_context)
+    ex.add_node(snode)
+    stop = threading.Event()
+    spin = threading.Thread(target=lambda: [ex.spin_once(timeout_sec=0.02)
+                                            for _ in iter(stop.is_set, True)], daemon=True)
+    spin.start()
+    player = BagPlayer(pnode, src, rate=4.0, decompress_images=True)
+    try:
+        assert player.published_topics == {"/cam/image_raw": "sensor_msgs/msg/Image"}
+        assert player.wait_for_subscribers(1, ["/cam/image_raw"], timeout=15.0)
+        stats = player.play()
+        deadline = time.monotonic() + 5
+        while len(got) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        spin.join(5)
+        player.close()
+    assert (stats.images_decompressed, stats.decode_errors) == (2, 1)
+    assert stats.published["/cam/image_raw/compressed"] == 2
+    assert [(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec) for m in got] == \
+        [T0, T0 + 2 * CLOUD_PERIOD_NS]
+    for m, want in zip(got, (rgb[0], rgb[2])):
+        assert (m.encoding, m.header.frame_id, m.width, m.height) == ("rgb8", "cam_optical", 40,
+                                                                      30)
+        assert np.array_equal(image_to_array(m), want)
+    # JPEG through the same decoder: what OpenCV decodes from the bytes (lossy, so not the input)
+    jpg = cv2.imencode(".jpg", rgb[1])[1].tobytes()
+    dec = image_to_array(make_compressed_image(ts, jpg, T0, "c", "jpeg"))
+    assert np.array_equal(dec, cv2.cvtColor(cv2.imdecode(np.frombuffer(jpg, np.uint8),
+                                                         cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))

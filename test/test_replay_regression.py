@@ -25,7 +25,12 @@ Checks
 * TF: the committed ``base_link`` recording (``test/data/sample_a2d2_base_link``: the first
   frames of the same source data, clouds in the vehicle frame, full /tf_static tree) replayed
   through the same node and model gives the outputs of the paced view-frame run, in the model's
-  frame (boxes within 1 cm / 0.01 rad, masks identical).
+  frame (boxes within 1 cm / 0.01 rad, masks identical);
+* the real recording (``demo.REAL_BAG``: ten A2D2 frames, camera PNGs as CompressedImage decoded
+  by the player, raw CameraInfo, clouds in ``base_link``), paced: every frame answered once on
+  every output topic, every image decoded, undistorted and paired (none lidar-only), every cloud
+  transformed; outputs equal the golden files ``test/golden/real_a2d2_bag.{npz,json}`` and the
+  in-process pipeline on the same frames (decoded, undistorted and transformed here).
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from bev_mtl_ros.train.evaluate import model_contract  # noqa: E402
 
 REPO = D.REPO_ROOT
 SAMPLE = D.find_sample_bag()
+REAL = REPO / D.REAL_BAG
 #: the first frames of SAMPLE's source data converted with ``a2d2-to-bag --cloud-frame base_link``
 #: (scripts/make_sample_bag.sh)
 BASE_LINK_SAMPLE = REPO / "test" / "data" / "sample_a2d2_base_link"
@@ -143,14 +149,19 @@ def test_every_frame_exactly_one_output_per_topic(assets, paced):
     assert run.node_returncode == 0, f"node exit code {run.node_returncode}; log {run.node_log}"
 
 
-def _offline_reference(assets: Assets, frames):
-    """Run the same frames through ``runtime.pipeline`` in this process (no ROS).
+def _offline_reference(assets: Assets, frames, bag: Optional[Path] = None):
+    """Run the bag's frames through ``runtime.pipeline`` in this process (no ROS).
 
-    With the node's parameters (score threshold, NMS) from its params file.
+    With the node's parameters (score threshold, NMS) from its params file. As the node does it:
+    images decoded (CompressedImage too) and undistorted through the bag's CameraInfo
+    (``ros.camera.ImageRectifier``), clouds brought into the model frame with the bag's
+    ``/tf_static`` (``ros.tf``). ``bag`` defaults to the assets' one.
     """
     import yaml
 
+    from bev_mtl_ros.ros.camera import ImageRectifier
     from bev_mtl_ros.ros.params import make_postprocess_config
+    from bev_mtl_ros.ros.tf import TransformBuffer, transform_points
     from bev_mtl_ros.runtime.backends import create_backend
     from bev_mtl_ros.runtime.pipeline import PerceptionPipeline
 
@@ -166,13 +177,26 @@ def _offline_reference(assets: Assets, frames):
     backend = create_backend(str(assets.model), backend="onnxruntime", device="cpu")
     names = list(backend.contract.detection_classes)
     pipe = PerceptionPipeline(backend, cfg)
-    data = B.read_topics(assets.bag, [R.LIDAR_TOPIC, R.IMAGE_TOPIC])
-    images = {B.stamp_ns(m): m for _, m in data[R.IMAGE_TOPIC]}
+    bag = assets.bag if bag is None else bag
+    image_topic = R.bag_inputs(bag).bag_image
+    data = B.read_topics(bag, [R.LIDAR_TOPIC, image_topic, R.CAMERA_INFO_TOPIC, "/tf_static"])
+    images = {B.stamp_ns(m): m for _, m in data[image_topic]}
+    infos = {B.stamp_ns(m): m for _, m in data[R.CAMERA_INFO_TOPIC]}
+    tf = TransformBuffer()
+    for _, m in data["/tf_static"]:
+        tf.add_message(m, static=True)
+    rectifier = ImageRectifier()
     out = []
     for _, m in data[R.LIDAR_TOPIC]:
         s = B.stamp_ns(m)
         pts = B.cloud_to_array(m, ("x", "y", "z", "intensity"))
-        img = B.image_to_array(images[s]) if s in images else None
+        if m.header.frame_id != backend.contract.frame_id:
+            transform_points(pts, tf.lookup(backend.contract.frame_id, m.header.frame_id))
+        img = None
+        if s in images:
+            if s in infos:
+                rectifier.update(infos[s])
+            img = rectifier.rectify(B.image_to_array(images[s])).image
         r = pipe(pts, img)
         det = r.detections
         out.append(Rec.FrameOutput(s, np.asarray(det.boxes, np.float32).reshape(-1, 7),
@@ -427,3 +451,80 @@ def test_base_link_recording_through_tf_equals_view_frame_outputs(assets, paced,
     assert not problems, "\n".join(problems[:20])
     print(f"[tf] {len(stamps)} base_link frames through TF == view-frame run "
           f"({sum(len(f.scores) for f in frames)} boxes, masks identical)")
+
+
+# ------------------------------------------------------------------------------ the real recording
+@pytest.fixture(scope="module")
+def real_paced(assets, tmp_path_factory):
+    """One paced replay of the real recording (``demo.REAL_BAG``); (run, summary, frames)."""
+    assert REAL.exists(), f"{REAL} missing (see its README.md for the command that makes it)"
+    out = tmp_path_factory.mktemp("replay_real")
+    cfg = R.ReplayConfig(bag=REAL, out_dir=out, params_file=assets.params, rate=1.0,
+                         use_sim_time=True, node_params=_node_params(assets, **WAIT_FOR_IMAGE),
+                         pace=True, drain_timeout_s=4.0, ready_timeout_s=120.0)
+    run = R.run_replay(cfg, log=print)
+    summary, frames = Rec.analyze_recording(REAL, run.recording, player_stats=run.player_stats)
+    return run, summary, frames
+
+
+def test_real_recording_every_frame_decoded_undistorted_and_answered(real_paced):
+    """Each of the ten real frames is decoded, undistorted, paired, transformed and answered.
+
+    Image decoded by the player, undistorted by the node through the raw CameraInfo, paired with
+    its cloud (none lidar-only), cloud transformed from base_link; exactly one message per output
+    topic, stamped with the cloud's stamp.
+    """
+    run, summary, frames = real_paced
+    inputs = R.bag_inputs(REAL)
+    assert inputs.decompress and inputs.image == R.IMAGE_RAW_TOPIC
+    clouds = B.read_topics(REAL, [R.LIDAR_TOPIC])[R.LIDAR_TOPIC]
+    assert {m.header.frame_id for _, m in clouds} == {"base_link"}
+    n = len(clouds)
+    assert n == 10 and summary["frames_in"] == n
+    for topic in PER_FRAME_TOPICS:
+        assert summary["per_topic"][topic] == {"messages": n, "distinct_stamps": n,
+                                               "duplicates": 0, "unknown_stamps": 0,
+                                               "missing": 0}, f"{topic}; log {run.node_log}"
+    assert [f.stamp_ns for f in frames] == sorted(B.stamp_ns(m) for _, m in clouds)
+    player = run.player_stats
+    assert (player["images_decompressed"], player["decode_errors"]) == (n, 0), player
+    assert player.get("pace_timeouts", 0) == 0
+    diag = summary["diagnostics_last"]
+    for key, want in (("images_undistorted", n), ("frames_transformed", n),
+                      ("lidar_only_frames", 0), ("images_without_camera_info", 0),
+                      ("bad_input.camera_info_mismatch", 0)):
+        assert int(float(diag[key])) == want, (key, diag.get(key), run.node_log)
+    # the semantic output is in the undistorted image's geometry, like the bag's ground truth
+    gt = B.read_topics(REAL, ["/a2d2/ground_truth/semantic"])["/a2d2/ground_truth/semantic"]
+    h, w = int(gt[0][1].height), int(gt[0][1].width)
+    for f in frames:
+        assert f.semantic is not None and f.semantic.shape[0] * w == f.semantic.shape[1] * h
+    assert run.node_returncode == 0, f"node exit code {run.node_returncode}; log {run.node_log}"
+
+
+def test_real_outputs_match_golden(assets, real_paced):
+    _, _, frames = real_paced
+    gp = D.golden_path_for(REAL)
+    assert gp.with_suffix(".npz").exists(), \
+        f"no golden outputs for {REAL.name}: run scripts/update_golden.sh and commit " \
+        f"{gp}.npz/.json"
+    golden, meta = Rec.load_golden(gp)
+    assert meta.get("bag_sha256") == Rec.file_sha256(REAL), (
+        f"golden outputs were made from another recording than {REAL}; regenerate them with "
+        "scripts/update_golden.sh")
+    sha = Rec.file_sha256(assets.model)
+    assert meta.get("model_sha256") == sha, (
+        f"golden outputs were made with another model ({meta.get('model_sha256')} != {sha}); "
+        "regenerate them with scripts/update_golden.sh after checking the change")
+    assert sum(len(f.scores) for f in golden) > 0, "golden has no boxes: box path not compared"
+    problems = compare_outputs(frames, golden)
+    assert not problems, "\n".join(problems[:20])
+
+
+def test_real_dds_outputs_match_in_process_pipeline(assets, real_paced):
+    """Player decoding + node undistortion + node TF over DDS == the same steps in this process."""
+    _, _, frames = real_paced
+    ref = _offline_reference(assets, frames, REAL)
+    assert sum(len(f.scores) for f in ref) > 0, "the reference has no boxes"
+    problems = compare_outputs(frames, ref)
+    assert not problems, "\n".join(problems[:20])

@@ -273,3 +273,160 @@ def test_cloud_frame_base_link_full_tf_tree(scene, tmp_path, capsys):
     np.testing.assert_allclose(R, OPTICAL_FROM_VIEW, atol=1e-12)
     with pytest.raises(to_bag.BagConversionError, match="cloud frame"):
         to_bag.convert(str(scene), str(tmp_path / "x"), cloud_frame="lidar", progress=False)
+
+
+def _by_topic(bag):
+    out = {}
+    for topic, t, m in bag_io.read_bag_messages(str(bag)):
+        out.setdefault(topic, []).append((t, m))
+    return out
+
+
+def test_camera_image_raw_and_png(scene, tmp_path):
+    """--camera-image raw / png: the image as recorded with the raw image's CameraInfo.
+
+    png: the file's bytes, unchanged. Undistorting the image with that CameraInfo, as the node
+    does, gives exactly the default (rect) conversion's image. Within a frame: CameraInfo, image,
+    cloud.
+    """
+    from bev_mtl_ros.data.a2d2 import read_png_rgb
+    from bev_mtl_ros.ros.camera import ImageRectifier
+
+    bags = {}
+    for mode in ("rect", "raw", "png"):
+        bags[mode] = tmp_path / mode
+        st = to_bag.convert(str(scene), str(bags[mode]), camera_image=mode, progress=False)
+        assert st.frames_written == 3
+    ds = A2D2Dataset(str(scene))
+    cam = ds.cam
+    got = {mode: _by_topic(b) for mode, b in bags.items()}
+    tn = {mode: to_bag.topic_names("front_center", mode) for mode in bags}
+    assert tn["raw"]["image"] == "/a2d2/camera/front_center/image_raw"
+    assert tn["png"]["image"] == "/a2d2/camera/front_center/image_raw/compressed"
+    assert bag_io.bag_topic_types(bags["png"])[tn["png"]["image"]] == \
+        "sensor_msgs/msg/CompressedImage"
+    for i, rec in enumerate(ds.frames):
+        rect = got["rect"][tn["rect"]["image"]][i][1]
+        raw = got["raw"][tn["raw"]["image"]][i][1]
+        png = got["png"][tn["png"]["image"]][i][1]
+        assert png.format == "png"
+        assert bytes(png.data) == Path(rec.paths["camera"]).read_bytes()
+        file_rgb = read_png_rgb(rec.paths["camera"])
+        np.testing.assert_array_equal(bag_io.image_to_array(raw), file_rgb)
+        np.testing.assert_array_equal(bag_io.image_to_array(png), file_rgb)
+        for mode in ("raw", "png"):
+            info = got[mode][tn[mode]["camera_info"]][i][1]
+            assert info.distortion_model == "plumb_bob" and (info.width, info.height) == (240, 151)
+            np.testing.assert_array_equal(np.reshape(info.k, (3, 3)), cam.cam_matrix_original)
+            np.testing.assert_array_equal(info.d, cam.distortion)
+            np.testing.assert_array_equal(np.reshape(info.p, (3, 4))[:, :3], cam.cam_matrix)
+            r = ImageRectifier()
+            r.update(info)
+            out = r.rectify(bag_io.image_to_array(png))
+            assert out.status == "undistorted"
+            np.testing.assert_array_equal(out.image, bag_io.image_to_array(rect))
+            np.testing.assert_array_equal(out.camera_matrix, cam.cam_matrix)
+            # ground truth semantics stay in the undistorted geometry (the node's output's)
+            np.testing.assert_array_equal(
+                bag_io.image_to_array(got[mode][tn[mode]["semantic"]][i][1]),
+                bag_io.image_to_array(got["rect"][tn["rect"]["semantic"]][i][1]))
+        rect_info = got["rect"][tn["rect"]["camera_info"]][i][1]
+        assert not np.any(rect_info.d)
+    order = [topic for topic, _, _
+             in bag_io.read_bag_messages(str(bags["png"]), deserialize=False)]
+    assert order[:4] == ["/tf_static", tn["png"]["camera_info"], tn["png"]["image"],
+                         tn["png"]["points"]]
+    with pytest.raises(to_bag.BagConversionError, match="camera image"):
+        to_bag.convert(str(scene), str(tmp_path / "x"), camera_image="jpeg", progress=False)
+
+
+def test_png_of_wrong_size_skipped_and_counted(tmp_path):
+    import cv2
+    root = tmp_path / "a2d2"
+    write_scene(root, 2)
+    ds = A2D2Dataset(str(root))
+    cv2.imwrite(ds.frames[1].paths["camera"], np.zeros((10, 12, 3), np.uint8))
+    st = to_bag.convert(str(root), str(tmp_path / "bag"), camera_image="png", progress=False)
+    assert (st.frames_written, st.frames_skipped) == (1, 1)
+    assert "12x10" in st.skipped[0] and "240x151" in st.skipped[0]
+    assert to_bag.png_size(Path(ds.frames[0].paths["camera"]).read_bytes()) == (240, 151)
+    with pytest.raises(to_bag.A2D2FormatError, match="not a PNG"):
+        to_bag.png_size(b"GIF89a" + bytes(40), "x.gif")
+
+
+def test_period_restamps_frames_and_keeps_recorded_stamps(scene, tmp_path):
+    """--period: frame k at first stamp + k * period, all of a frame's messages alike.
+
+    The points' own times (t) are unchanged; the recorded stamps go to the custom data.
+    """
+    import json
+
+    ref, out = tmp_path / "ref", tmp_path / "restamped"
+    to_bag.convert(str(scene), str(ref), progress=False)
+    st = to_bag.convert(str(scene), str(out), period_s=0.5, camera_image="png", progress=False)
+    recorded = [(t - 37_000_000) * 1000 for t in CAM_T]
+    want = [recorded[0] + k * 500_000_000 for k in range(3)]
+    got = _by_topic(out)
+    for topic, msgs in got.items():
+        if topic != "/tf_static":
+            assert {bag_io.stamp_ns(m) for _, m in msgs} <= set(want), topic
+            assert all(t == bag_io.stamp_ns(m) for t, m in msgs)
+    tn = to_bag.topic_names()
+    assert [bag_io.stamp_ns(m) for _, m in got[tn["points"]]] == want
+    for (_, a), (_, b) in zip(got[tn["points"]], _by_topic(ref)[tn["points"]]):
+        np.testing.assert_array_equal(bag_io.cloud_to_structured(a)["t"],
+                                      bag_io.cloud_to_structured(b)["t"])
+    meta = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    custom = meta["custom_data"]
+    assert float(custom["bev_mtl_ros.stamp_period_s"]) == 0.5
+    keys = [r.key for r in A2D2Dataset(str(scene)).frames]
+    assert json.loads(custom["bev_mtl_ros.source_stamps"]) == \
+        [[w, r, k] for w, r, k in zip(want, recorded, keys)]
+    assert st.source_stamps == [(w, r, k) for w, r, k in zip(want, recorded, keys)]
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(to_bag.BagConversionError, match="period"):
+            to_bag.convert(str(scene), str(tmp_path / "x"), period_s=bad, progress=False)
+
+
+REAL_DIR = Path(__file__).resolve().parent / "data" / "real_a2d2"
+REAL_BAG = Path(__file__).resolve().parent / "data" / "real_a2d2_bag"
+
+
+def test_committed_real_recording_matches_its_a2d2_files():
+    """test/data/real_a2d2_bag holds what its README says.
+
+    The ten lidar frames of test/data/real_a2d2 (the lidar-less one left out), camera PNG bytes
+    unchanged, the raw CameraInfo of A2D2's calibration, clouds in base_link, frames 0.5 s apart
+    from the first frame's recorded stamp, the recorded stamps in the custom data.
+    """
+    import json
+
+    from bev_mtl_ros.data.a2d2 import load_camera_sidecar
+
+    assert REAL_BAG.exists() and REAL_DIR.exists()
+    meta = yaml.safe_load((REAL_BAG / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    custom = meta["custom_data"]
+    assert custom["bev_mtl_ros.camera_image"] == "png"
+    # zstd-compressed mcap chunks: the camera PNGs (34.8 MB) plus ~1.8 MB for everything else
+    assert sum(f.stat().st_size for f in REAL_BAG.iterdir()) < 40e6
+    src = json.loads(custom["bev_mtl_ros.source_stamps"])
+    ds = A2D2Dataset(str(REAL_DIR))
+    assert [k for _, _, k in src] == [r.key for r in ds.frames] and len(src) == 10
+    assert [r.key for r in ds.skipped] == ["20181107133258/000000250"]
+    got = _by_topic(REAL_BAG)
+    tn = to_bag.topic_names("front_center", "png")
+    cam = ds.cam
+    for k, (rec, (bag_ns, recorded_ns, _)) in enumerate(zip(ds.frames, src)):
+        sidecar = load_camera_sidecar(rec.paths["camera"][:-4] + ".json")
+        assert recorded_ns == (sidecar["cam_tstamp"] - 37_000_000) * 1000
+        assert bag_ns == src[0][1] + k * 500_000_000
+        png = got[tn["image"]][k][1]
+        assert bag_io.stamp_ns(png) == bag_ns
+        assert bytes(png.data) == Path(rec.paths["camera"]).read_bytes()
+        info = got[tn["camera_info"]][k][1]
+        np.testing.assert_array_equal(np.reshape(info.k, (3, 3)), cam.cam_matrix_original)
+        np.testing.assert_array_equal(info.d, cam.distortion)
+        cloud = got[tn["points"]][k][1]
+        assert cloud.header.frame_id == "base_link" and bag_io.stamp_ns(cloud) == bag_ns
+    assert np.any(cam.distortion) and (cam.width, cam.height) == (1920, 1208)
+    assert len(got[tn["boxes"]]) == 5

@@ -219,6 +219,24 @@ def bag_topic_counts(bag: str | os.PathLike) -> Dict[str, int]:
     return counts
 
 
+def bag_topic_types(bag: str | os.PathLike) -> Dict[str, str]:
+    """Return topic -> message type (``pkg/msg/Type``) of a rosbag2 file."""
+    from rosbags.rosbag2 import Reader
+    with Reader(bag) as r:
+        return {c.topic: c.msgtype for c in r.connections}
+
+
+def decompressed_topic(topic: str) -> str:
+    """Return the Image topic a player publishes a CompressedImage topic's images on.
+
+    image_transport's naming: without the trailing ``/compressed`` (``cam/image_raw/compressed``
+    -> ``cam/image_raw``); a topic without the suffix gets ``/decompressed`` appended, so the two
+    message types never share a topic.
+    """
+    return topic[: -len("/compressed")] if topic.endswith("/compressed") else \
+        topic + "/decompressed"
+
+
 def bag_span_s(bag: str | os.PathLike) -> float:
     """Return the seconds between a rosbag2's first and last message (receive times; 0 for one)."""
     from rosbags.rosbag2 import Reader
@@ -267,20 +285,80 @@ def detections_to_arrays(msg) -> Tuple[np.ndarray, np.ndarray, List[str]]:
 
 
 def image_to_array(msg) -> np.ndarray:
-    """Decode a sensor_msgs/Image (rosbags) into a (H, W, 3) RGB or (H, W) array (a copy).
+    """Decode a sensor_msgs/Image or CompressedImage (rosbags) into (H, W, 3) RGB or (H, W).
 
-    Colour, Bayer and YUV encodings give uint8 RGB (:func:`data.image_encoding.image_to_rgb`:
-    cv_bridge's conversions); other one-channel encodings (mono8, mono16, 8UC1, ...) their pixels
-    as they are (:func:`data.image_encoding.image_to_array`). Each image is decoded once; row
-    padding (``step``) is dropped.
+    Image (a copy): colour, Bayer and YUV encodings give uint8 RGB
+    (:func:`data.image_encoding.image_to_rgb`: cv_bridge's conversions); other one-channel
+    encodings (mono8, mono16, 8UC1, ...) their pixels as they are
+    (:func:`data.image_encoding.image_to_array`). Each image is decoded once; row padding
+    (``step``) is dropped. CompressedImage (a message with ``format``): (H, W, 3) uint8 RGB by
+    :func:`compressed_image_to_rgb`.
 
     Raises:
-        ConversionError (a ValueError): an unsupported encoding or inconsistent sizes.
+        ConversionError (a ValueError): an unsupported encoding, inconsistent sizes or an
+        undecodable compressed image.
     """
+    if hasattr(msg, "format") and not hasattr(msg, "encoding"):
+        return compressed_image_to_rgb(msg)
     enc = str(msg.encoding)
     if image_encoding.encoding_layout(enc)[1] == 1 and not enc.startswith("bayer_"):
         return np.array(image_encoding.image_to_array(msg))
     return np.array(image_encoding.image_to_rgb(msg))
+
+
+def compressed_image_to_rgb(msg) -> np.ndarray:
+    """Decode a sensor_msgs/CompressedImage (PNG or JPEG bytes) into (H, W, 3) uint8 RGB.
+
+    ``cv2.imdecode`` reads the bytes whatever ``format`` says (image_transport writes e.g.
+    ``"png"``, ``"jpeg"`` or ``"rgb8; png compressed bgr8"``); grey images are expanded to three
+    channels, 16-bit ones are refused (no silent rescaling).
+
+    Raises:
+        ConversionError (a ValueError): empty data, bytes OpenCV cannot decode, or a 16-bit image.
+    """
+    import cv2
+    buf = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
+    if buf.size == 0:
+        raise ConversionError(f"CompressedImage (format {msg.format!r}) has no data")
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ConversionError(f"CompressedImage (format {msg.format!r}, {buf.size} bytes): "
+                              "OpenCV cannot decode the data")
+    if img.dtype != np.uint8:
+        raise ConversionError(f"CompressedImage (format {msg.format!r}) decodes to {img.dtype}; "
+                              "only 8-bit images are read")
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    code = cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    return cv2.cvtColor(img, code)
+
+
+def compressed_to_image(ts, msg):
+    """Return the sensor_msgs/Image (rgb8, rosbags object of ``ts``) of a CompressedImage.
+
+    The header (stamp, frame_id) is kept; pixels from :func:`compressed_image_to_rgb`. What the
+    bag player publishes for a CompressedImage topic (``play --decompress-images``).
+
+    Raises:
+        ConversionError: the data cannot be decoded (see :func:`compressed_image_to_rgb`).
+    """
+    rgb = compressed_image_to_rgb(msg)
+    h = msg.header
+    return make_image(ts, rgb, int(h.stamp.sec) * 1_000_000_000 + int(h.stamp.nanosec),
+                      str(h.frame_id), "rgb8")
+
+
+def decompress_image_cdr(ts, raw: bytes) -> bytes:
+    """Return the CDR bytes of the rgb8 sensor_msgs/Image of a CompressedImage's CDR bytes.
+
+    :func:`compressed_to_image` between rosbags' deserialisation and serialisation with the
+    typestore ``ts`` (one that knows sensor_msgs, e.g. ``get_typestore(Stores.ROS2_KILTED)``).
+
+    Raises:
+        ConversionError: the image data cannot be decoded.
+    """
+    msg = ts.deserialize_cdr(raw, "sensor_msgs/msg/CompressedImage")
+    return bytes(ts.serialize_cdr(compressed_to_image(ts, msg), "sensor_msgs/msg/Image"))
 
 
 def cloud_to_structured(msg, fields: Optional[Sequence[str]] = None) -> np.ndarray:
@@ -381,6 +459,18 @@ def make_image(ts, img: np.ndarray, stamp_ns: int, frame_id: str, encoding: str)
     return ts.types["sensor_msgs/msg/Image"](
         header=make_header(ts, stamp_ns, frame_id), height=h, width=w, encoding=encoding,
         is_bigendian=0, step=w * ch, data=img.reshape(-1))
+
+
+def make_compressed_image(ts, data: bytes, stamp_ns: int, frame_id: str, fmt: str = "png"):
+    """Build a sensor_msgs/CompressedImage (rosbags object) holding encoded image bytes as given.
+
+    ``data``: the file's bytes (e.g. a camera PNG as recorded), stored unchanged; ``fmt``: the
+    ``format`` field ("png", "jpeg"). The inverse of :func:`compressed_image_to_rgb` (which
+    decodes them).
+    """
+    return ts.types["sensor_msgs/msg/CompressedImage"](
+        header=make_header(ts, stamp_ns, frame_id), format=str(fmt),
+        data=np.frombuffer(bytes(data), dtype=np.uint8))
 
 
 def make_transform_stamped(ts, stamp_ns: int, parent: str, child: str,

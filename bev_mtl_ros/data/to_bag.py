@@ -1,12 +1,21 @@
 """A2D2(-format) directory -> rosbag2 (mcap or sqlite3), written with the ``rosbags`` library.
 
 ``bev-mtl-ros a2d2-to-bag A2D2_DIR OUT [--storage mcap|sqlite3] [--camera front_center]
-[--cloud-frame view|base_link] [--max-frames N] [--scene NAME] [--compress] [--throughput]``
+[--cloud-frame view|base_link] [--camera-image rect|raw|png] [--period S] [--max-frames N]
+[--scene NAME] [--calibration cams_lidars.json] [--compress] [--throughput]``
 
 Topics (type; frame_id), ``<cam>`` = camera name, e.g. ``front_center``:
 
 * ``/a2d2/lidar/points`` (sensor_msgs/PointCloud2; ``cam_<cam>``, or ``base_link``)
-* ``/a2d2/camera/<cam>/image_rect`` (sensor_msgs/Image rgb8, undistorted; ``cam_<cam>_optical``)
+* the camera image (``cam_<cam>_optical``), by ``--camera-image``:
+
+  - ``rect`` (default): ``/a2d2/camera/<cam>/image_rect`` (sensor_msgs/Image rgb8, undistorted
+    with the calibration);
+  - ``raw``: ``/a2d2/camera/<cam>/image_raw`` (sensor_msgs/Image rgb8, the PNG's pixels as
+    recorded, distorted);
+  - ``png``: ``/a2d2/camera/<cam>/image_raw/compressed`` (sensor_msgs/CompressedImage, format
+    "png": the camera PNG file's bytes, unchanged; image_transport's topic naming). The player
+    publishes it as a sensor_msgs/Image on ``.../image_raw`` with ``--decompress-images``.
 * ``/a2d2/camera/<cam>/camera_info`` (sensor_msgs/CameraInfo; ``cam_<cam>_optical``)
 * ``/tf_static`` (tf2_msgs/TFMessage, once, transient_local): ``base_link -> cam_<cam> ->
   cam_<cam>_optical``
@@ -16,13 +25,19 @@ Topics (type; frame_id), ``<cam>`` = camera name, e.g. ``front_center``:
 * PointCloud2 fields: x, y, z, intensity (float32; A2D2 reflectance 0..255), lidar_id (uint8),
   t (float32, seconds of the point's own timestamp relative to the header stamp); point_step 24,
   little endian, height 1, is_dense False.
-* CameraInfo describes the *undistorted* image: K = CamMatrix, P = [CamMatrix | 0], R = I,
-  D = 5 zeros, ``plumb_bob``.
+* CameraInfo (REP 104) of ``rect``: the undistorted image, K = CamMatrix, P = [CamMatrix | 0],
+  R = I, D = 5 zeros, ``plumb_bob``. Of ``raw`` / ``png``: the raw image, K =
+  CamMatrixOriginal, D = Distortion of cams_lidars.json (``plumb_bob``, 5 coefficients; a fisheye
+  camera: ``equidistant``, 4), R = I, P = [CamMatrix | 0] (the undistorted image's camera matrix,
+  as the converter's ``rect`` images and the lidar ``row``/``col`` use it). A node undistorting
+  with K, D and P gets the ``rect`` image (the same OpenCV maps,
+  :meth:`CameraCalibration.undistort_maps`).
 * Detection3DArray: one Detection3D per ``label3D`` box; result class_id = A2D2 class name, score
   1.0, pose = box pose; bbox centre = box centre with a yaw quaternion, size = (length, width,
   height); id = the box's A2D2 id.
 * Semantic ground truth: mono8, value = merged class id (index in ``A2D2_SEMANTIC_CLASSES``),
-  255 where the undistorted image has no source pixel.
+  255 where the undistorted image has no source pixel; always in the undistorted image's geometry
+  (that of the node's semantic output), whatever ``--camera-image``.
 * ``base_link`` is A2D2's vehicle frame; ``base_link -> cam_<cam>`` comes from cams_lidars.json.
 * ``--cloud-frame base_link`` (as a robot records: the lidar driver or merger publishes in the
   vehicle frame) writes the clouds in ``base_link`` (points mapped with the camera's
@@ -37,6 +52,14 @@ a frame (cloud included) is stamped with the camera timestamp (``cam_tstamp``), 
 pairs match exactly (an exact-time synchroniser fires); each point keeps its own time in ``t``. A
 frame without a camera sidecar uses the median of its point timestamps. The bag's receive time
 equals the header stamp.
+
+``--period S`` re-stamps the frames for a bag of unrelated snapshots (frames of different drives
+and days, which recorded stamps would space by months): written frame ``k`` gets
+``stamp_0 + k * S`` (``stamp_0`` = the first written frame's own stamp), i.e. every time of the
+frame is shifted by one offset, so cloud/image pairs still match exactly and the points' ``t``
+(relative to the stamp) is unchanged. The recorded stamps are kept in the bag's custom data:
+``bev_mtl_ros.source_stamps`` = JSON list of ``[bag stamp ns, recorded stamp ns, "scene/frame"]``
+and ``bev_mtl_ros.stamp_period_s``.
 
 Bag format: ``rosbags.rosbag2.Writer(version=8)``. ROS 2 Humble's reader decodes metadata
 fields by ``version >= N`` tests and ignores newer ones; version 8 still stores
@@ -54,8 +77,10 @@ before any is written, so a skipped frame leaves nothing behind.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import struct
 import sys
 import time
 from dataclasses import dataclass, field
@@ -64,10 +89,11 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from bev_mtl_ros.data.a2d2 import A2D2Dataset, A2D2FormatError, A2D2Frame, tai_us_to_utc_ns
-from bev_mtl_ros.data.bag_io import (MessageTypeError, make_detections, make_header, make_image,
-                                     make_pointcloud2, make_transform_stamped, make_typestore,
-                                     offered_qos)
+from bev_mtl_ros.data.a2d2 import (A2D2Dataset, A2D2FormatError, A2D2Frame, read_png_rgb,
+                                   tai_us_to_utc_ns)
+from bev_mtl_ros.data.bag_io import (MessageTypeError, make_compressed_image, make_detections,
+                                     make_header, make_image, make_pointcloud2,
+                                     make_transform_stamped, make_typestore, offered_qos)
 from bev_mtl_ros.data.calibration import (VIEW_FROM_OPTICAL, Calibration, CameraCalibration,
                                           camera_info_matrices, transform_points)
 
@@ -85,6 +111,12 @@ TOPICS: Dict[str, str] = {
 BASE_FRAME = "base_link"
 #: ``--cloud-frame`` choices: the camera's view frame (A2D2's own) or the vehicle frame.
 CLOUD_FRAMES = ("view", "base_link")
+#: ``--camera-image`` choices: undistorted rgb8 Image, raw rgb8 Image, raw PNG CompressedImage.
+CAMERA_IMAGES = ("rect", "raw", "png")
+#: image topic of each ``--camera-image`` choice (``{cam}`` = camera name)
+IMAGE_TOPICS: Dict[str, str] = {"rect": "/a2d2/camera/{cam}/image_rect",
+                                "raw": "/a2d2/camera/{cam}/image_raw",
+                                "png": "/a2d2/camera/{cam}/image_raw/compressed"}
 
 MSGTYPES: Dict[str, str] = {
     "points": "sensor_msgs/msg/PointCloud2",
@@ -111,9 +143,22 @@ class BagConversionError(RuntimeError):
     """
 
 
-def topic_names(camera: str = "front_center") -> Dict[str, str]:
-    """Topic names with the camera substituted."""
-    return {k: v.format(cam=camera) for k, v in TOPICS.items()}
+def topic_names(camera: str = "front_center", camera_image: str = "rect") -> Dict[str, str]:
+    """Topic names (key of :data:`TOPICS` -> name) with the camera substituted.
+
+    ``camera_image`` (one of :data:`CAMERA_IMAGES`) picks the image topic (:data:`IMAGE_TOPICS`).
+    """
+    out = {k: v.format(cam=camera) for k, v in TOPICS.items()}
+    out["image"] = IMAGE_TOPICS[camera_image].format(cam=camera)
+    return out
+
+
+def message_types(camera_image: str = "rect") -> Dict[str, str]:
+    """Message type of each key of :data:`TOPICS` (the image's depends on ``camera_image``)."""
+    out = dict(MSGTYPES)
+    if camera_image == "png":
+        out["image"] = "sensor_msgs/msg/CompressedImage"
+    return out
 
 
 def frame_ids(camera: str = "front_center") -> Dict[str, str]:
@@ -144,12 +189,20 @@ def cloud_array(frame: A2D2Frame, stamp_ns: int,
 
 
 def make_camera_info(ts, cam: CameraCalibration, stamp_ns: int, frame_id: str,
-                     size: Tuple[int, int]):
-    """Build the sensor_msgs/CameraInfo of the undistorted image.
+                     size: Tuple[int, int], raw: bool = False):
+    """Build the sensor_msgs/CameraInfo of the undistorted (default) or the raw image.
 
-    K, P from CamMatrix; D zeros; plumb_bob; ``size`` = (width, height) pixels.
+    Undistorted: K, P from CamMatrix; D zeros; plumb_bob. ``raw``: K = CamMatrixOriginal,
+    D = Distortion (plumb_bob, 5 coefficients; ``equidistant``, 4, for a fisheye camera),
+    P = [CamMatrix | 0], R = I (REP 104: undistorting with K, D into P gives the undistorted
+    image). ``size`` = (width, height) pixels.
     """
     m = camera_info_matrices(cam)
+    if raw:
+        d = np.asarray(cam.distortion, np.float64).reshape(-1)
+        m = dict(m, k=np.asarray(cam.cam_matrix_original, np.float64).reshape(9),
+                 d=d[:4] if cam.is_fisheye else d,
+                 distortion_model="equidistant" if cam.is_fisheye else "plumb_bob")
     roi = ts.types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
                                                        do_rectify=False)
     return ts.types["sensor_msgs/msg/CameraInfo"](
@@ -208,6 +261,8 @@ class ConversionStats:
     load_s: float = 0.0
     serialize_s: float = 0.0
     write_s: float = 0.0
+    #: per written frame: (bag stamp ns, the frame's recorded stamp ns, "scene/frame")
+    source_stamps: List[Tuple[int, int, str]] = field(default_factory=list)
 
     @property
     def frames_per_s(self) -> float:
@@ -237,12 +292,24 @@ class _Target:
     cloud_frame_id: str
     to_base: Optional[np.ndarray]     # (4, 4) view -> vehicle for base_link clouds, else None
     calibration: Optional[Calibration]  # full tf tree for base_link clouds, else None
+    camera_image: str = "rect"        # one of CAMERA_IMAGES
+    period_ns: Optional[int] = None   # re-stamping period (--period), else None
+    msgtypes: Dict[str, str] = field(default_factory=lambda: dict(MSGTYPES))
 
 
-def _check_options(out: Path, storage: str, cloud_frame: str) -> None:
-    """Raise BagConversionError for an unknown storage / cloud frame or an existing output."""
+def _check_options(out: Path, storage: str, cloud_frame: str, camera_image: str = "rect",
+                   period_s: Optional[float] = None) -> None:
+    """Raise BagConversionError for an unusable option or an existing output.
+
+    Unknown storage, cloud frame or camera image; a period that is not a positive number.
+    """
     if cloud_frame not in CLOUD_FRAMES:
         raise BagConversionError(f"unknown cloud frame {cloud_frame!r}; use one of {CLOUD_FRAMES}")
+    if camera_image not in CAMERA_IMAGES:
+        raise BagConversionError(f"unknown camera image {camera_image!r}; use one of "
+                                 f"{CAMERA_IMAGES}")
+    if period_s is not None and not (np.isfinite(period_s) and period_s > 0):
+        raise BagConversionError(f"period must be a positive number of seconds, got {period_s}")
     if storage not in ("mcap", "sqlite3"):
         raise BagConversionError(f"unknown storage {storage!r}; use mcap or sqlite3")
     if out.exists():
@@ -286,8 +353,10 @@ def _open_writer(out: Path, storage: str, compress: bool, tgt: _Target, a2d2_dir
                                CompressionFormat.ZSTD)
     writer.set_custom_data("bev_mtl_ros.converter", "a2d2-to-bag")
     writer.set_custom_data("bev_mtl_ros.a2d2_camera", tgt.ds.camera)
-    writer.set_custom_data("bev_mtl_ros.a2d2_source", os.path.abspath(a2d2_dir))
+    # as given (a relative path keeps a committed bag independent of the checkout's location)
+    writer.set_custom_data("bev_mtl_ros.a2d2_source", str(a2d2_dir))
     writer.set_custom_data("bev_mtl_ros.cloud_frame", tgt.cloud_frame_id)
+    writer.set_custom_data("bev_mtl_ros.camera_image", tgt.camera_image)
     try:
         writer.open()
     except WriterError as e:
@@ -295,37 +364,86 @@ def _open_writer(out: Path, storage: str, compress: bool, tgt: _Target, a2d2_dir
     conns = {}
     for key, topic in tgt.topics.items():
         qos = offered_qos("transient_local", 1) if key == "tf_static" else offered_qos()
-        conns[key] = writer.add_connection(topic, MSGTYPES[key], typestore=tgt.ts,
+        conns[key] = writer.add_connection(topic, tgt.msgtypes[key], typestore=tgt.ts,
                                            offered_qos_profiles=[qos])
     return writer, conns
 
 
+def png_size(data: bytes, where: str = "PNG") -> Tuple[int, int]:
+    """Return (width, height) from a PNG's IHDR chunk, checking it is an 8-bit RGB(A) PNG.
+
+    Reads the header only (the pixels are not decoded; a truncated body is not detected here).
+
+    Raises:
+        A2D2FormatError naming ``where``: not a PNG, or not 8-bit RGB / RGBA.
+    """
+    if len(data) < 26 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        raise A2D2FormatError(f"{where}: not a PNG file")
+    w, h, depth, colour = struct.unpack(">IIBB", data[16:26])
+    if depth != 8 or colour not in (2, 6):
+        raise A2D2FormatError(f"{where}: PNG is not 8-bit RGB/RGBA (bit depth {depth}, colour "
+                              f"type {colour})")
+    return int(w), int(h)
+
+
+def _camera_image(tgt: _Target, frame: A2D2Frame):
+    """Return the frame's image for ``tgt.camera_image``.
+
+    None (no camera file), (H, W, 3) uint8 RGB (``rect``: undistorted; ``raw``: read from the file
+    as recorded, distorted), or the PNG file's bytes (``png``).
+
+    Raises:
+        A2D2FormatError when the file is not an 8-bit RGB image of the calibration's size.
+    """
+    path = frame.paths.get("camera")
+    if tgt.camera_image == "rect" or not path:
+        return frame.image
+    cam = tgt.ds.cam
+    if tgt.camera_image == "raw":
+        return read_png_rgb(path, (cam.width, cam.height))
+    data = Path(path).read_bytes()
+    if png_size(data, path) != (cam.width, cam.height):
+        raise A2D2FormatError(f"{path}: image is {'x'.join(map(str, png_size(data)))}, "
+                              f"calibration expects {cam.width}x{cam.height}")
+    return data
+
+
 def _frame_messages(tgt: _Target, frame: A2D2Frame, has_boxes: bool, stamp: int,
-                    with_tf: bool) -> List[Tuple[str, bytes]]:
+                    with_tf: bool, source_stamp: Optional[int] = None
+                    ) -> List[Tuple[str, bytes]]:
     """Serialize the messages of one frame, as (key of TOPICS, CDR bytes), in writing order.
 
-    ``/tf_static`` first when ``with_tf``; then cloud, image + camera info (when the frame has an
-    image), ground-truth boxes (when it has a label3D file) and semantics (when labelled).
+    ``/tf_static`` first when ``with_tf``; then camera info + image (when the frame has an
+    image), cloud, ground-truth boxes (when it has a label3D file) and semantics (when labelled).
+    All share one stamp; a player keeps this order, so a node has a frame's CameraInfo before its
+    image and the image before the cloud that triggers processing (a CompressedImage the player
+    decodes is not late). Every header gets ``stamp`` (ns); the points' ``t`` is relative to
+    ``source_stamp`` (the frame's own stamp; default ``stamp``).
     """
     ts, fid = tgt.ts, tgt.frames
     msgs: List[Tuple[str, Any]] = []
     if with_tf:
         msgs.append(("tf_static", make_tf_static(ts, tgt.ds.cam, stamp, tgt.ds.camera,
                                                  tgt.calibration)))
-    arr = cloud_array(frame, stamp, tgt.to_base)
+    image = _camera_image(tgt, frame)
+    if image is not None:
+        cam = tgt.ds.cam
+        msgs.append(("camera_info", make_camera_info(ts, cam, stamp, fid["optical"],
+                                                     (cam.width, cam.height),
+                                                     raw=tgt.camera_image != "rect")))
+        if tgt.camera_image == "png":
+            msgs.append(("image", make_compressed_image(ts, image, stamp, fid["optical"], "png")))
+        else:
+            msgs.append(("image", make_image(ts, image, stamp, fid["optical"], "rgb8")))
+    arr = cloud_array(frame, stamp if source_stamp is None else source_stamp, tgt.to_base)
     msgs.append(("points", make_pointcloud2(ts, arr, stamp, tgt.cloud_frame_id)))
-    if frame.image is not None:
-        h, w = frame.image.shape[:2]
-        msgs.append(("image", make_image(ts, frame.image, stamp, fid["optical"], "rgb8")))
-        msgs.append(("camera_info", make_camera_info(ts, tgt.ds.cam, stamp, fid["optical"],
-                                                     (w, h))))
     if has_boxes:
         ids = frame.box_ids or [str(k) for k in range(len(frame.boxes))]
         msgs.append(("boxes", make_detections(ts, frame.boxes, frame.box_classes, ids, stamp,
                                               fid["view"])))
     if frame.semantic is not None:
         msgs.append(("semantic", make_image(ts, frame.semantic, stamp, fid["optical"], "mono8")))
-    return [(key, ts.serialize_cdr(m, MSGTYPES[key])) for key, m in msgs]
+    return [(key, ts.serialize_cdr(m, tgt.msgtypes[key])) for key, m in msgs]
 
 
 def _write_frames(tgt: _Target, indices: Sequence[int], writer, conns: Dict[str, Any],
@@ -340,12 +458,16 @@ def _write_frames(tgt: _Target, indices: Sequence[int], writer, conns: Dict[str,
         rec = tgt.ds.frames[i]
         try:
             t0 = time.perf_counter()
-            frame = tgt.ds.load_frame(i)
+            frame = tgt.ds.load_frame(i, load_image=tgt.camera_image == "rect")
             t1 = time.perf_counter()
             stats.load_s += t1 - t0
-            stamp = _frame_stamp_ns(frame)
+            source = _frame_stamp_ns(frame)
+            stamp = source
+            if tgt.period_ns is not None:
+                first = stats.source_stamps[0][1] if stats.source_stamps else source
+                stamp = first + stats.frames_written * tgt.period_ns
             msgs = _frame_messages(tgt, frame, bool(rec.paths.get("label3D")), stamp,
-                                   with_tf=not tf_written)
+                                   with_tf=not tf_written, source_stamp=source)
         except (A2D2FormatError, OSError, ValueError, KeyError) as e:
             stats.frames_skipped += 1
             stats.skipped.append(f"{rec.key}: {e}")
@@ -360,12 +482,15 @@ def _write_frames(tgt: _Target, indices: Sequence[int], writer, conns: Dict[str,
         stats.write_s += time.perf_counter() - t2
         tf_written = True
         stats.frames_written += 1
+        stats.source_stamps.append((stamp, source, rec.key))
 
 
 def convert(a2d2_dir: str, out: str, storage: str = "mcap", camera: str = "front_center",
             max_frames: Optional[int] = None, compress: bool = False, progress: bool = True,
             typestore: Any = None, dataset: Optional[A2D2Dataset] = None,
-            scene: Optional[str] = None, cloud_frame: str = "view") -> ConversionStats:
+            scene: Optional[str] = None, cloud_frame: str = "view",
+            camera_image: str = "rect", period_s: Optional[float] = None,
+            calibration: Optional[str] = None) -> ConversionStats:
     """Convert an A2D2(-format) directory to a rosbag2 directory ``out``.
 
     Args:
@@ -385,6 +510,12 @@ def convert(a2d2_dir: str, out: str, storage: str = "mcap", camera: str = "front
             recording dates, so a multi-scene bag has time jumps between scenes.
         cloud_frame: "view" (clouds in ``cam_<cam>``, A2D2's own frame) or "base_link" (clouds in
             the vehicle frame, full /tf_static tree; see the module docstring).
+        camera_image: "rect" (undistorted rgb8 Image), "raw" (rgb8 Image as recorded) or "png"
+            (the PNG file's bytes as CompressedImage); see the module docstring.
+        period_s: re-stamp written frame k at ``stamp_0 + k * period_s`` (s; None: recorded
+            stamps); the recorded ones go to the custom data ``bev_mtl_ros.source_stamps``.
+        calibration: path of a ``cams_lidars.json`` (default: found beside the data, else the
+            packaged copy of A2D2's; see :class:`A2D2Dataset`).
     Returns:
         :class:`ConversionStats` (frames written/skipped, messages per topic, seconds, bag bytes).
     Raises:
@@ -392,8 +523,8 @@ def convert(a2d2_dir: str, out: str, storage: str = "mcap", camera: str = "front
         FileNotFoundError for a missing input.
     """
     outp = Path(out)
-    _check_options(outp, storage, cloud_frame)
-    ds = dataset or A2D2Dataset(a2d2_dir, camera=camera)
+    _check_options(outp, storage, cloud_frame, camera_image, period_s)
+    ds = dataset or A2D2Dataset(a2d2_dir, camera=camera, calibration=calibration)
     LOG.info("%s", ds.scan_report()["summary"])
     try:
         ts = typestore or make_typestore()
@@ -401,10 +532,12 @@ def convert(a2d2_dir: str, out: str, storage: str = "mcap", camera: str = "front
         raise BagConversionError(str(e)) from None
     fid = frame_ids(ds.camera)
     in_base = cloud_frame == "base_link"
-    tgt = _Target(ds=ds, ts=ts, topics=topic_names(ds.camera), frames=fid,
+    tgt = _Target(ds=ds, ts=ts, topics=topic_names(ds.camera, camera_image), frames=fid,
                   cloud_frame_id=fid["base"] if in_base else fid["view"],
                   to_base=np.asarray(ds.cam.view_to_vehicle, np.float64) if in_base else None,
-                  calibration=ds.calibration if in_base else None)
+                  calibration=ds.calibration if in_base else None, camera_image=camera_image,
+                  period_ns=None if period_s is None else int(round(period_s * 1e9)),
+                  msgtypes=message_types(camera_image))
     indices = _frame_indices(ds, a2d2_dir, scene, max_frames)
     stats = ConversionStats(output=str(outp), messages={t: 0 for t in tgt.topics.values()})
     t_start = time.perf_counter()
@@ -412,6 +545,10 @@ def convert(a2d2_dir: str, out: str, storage: str = "mcap", camera: str = "front
     try:
         _write_frames(tgt, indices, writer, conns, stats, progress,
                       desc=f"a2d2-to-bag {outp.name}")
+        if period_s is not None:
+            writer.set_custom_data("bev_mtl_ros.stamp_period_s", repr(float(period_s)))
+            writer.set_custom_data("bev_mtl_ros.source_stamps",
+                                   json.dumps([list(x) for x in stats.source_stamps]))
     finally:
         writer.close()
     stats.seconds = time.perf_counter() - t_start
@@ -433,6 +570,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frame of the clouds: view = cam_<camera> (A2D2's, default), "
                              "base_link = the vehicle frame with the full /tf_static tree of "
                              "cams_lidars.json")
+    parser.add_argument("--camera-image", choices=CAMERA_IMAGES, default="rect",
+                        help="rect = undistorted rgb8 Image on image_rect (default); raw = the "
+                             "image as recorded (rgb8 Image on image_raw); png = the camera PNG's "
+                             "bytes as CompressedImage on image_raw/compressed. raw/png come "
+                             "with the raw image's CameraInfo (K, D of cams_lidars.json)")
+    parser.add_argument("--period", type=float, default=None, metavar="S",
+                        help="re-stamp frame k at first stamp + k*S seconds (for snapshots of "
+                             "different drives); the recorded stamps go to the bag's custom data")
+    parser.add_argument("--calibration", default=None, metavar="CAMS_LIDARS_JSON",
+                        help="A2D2 cams_lidars.json (default: beside the data, else the packaged "
+                             "copy of A2D2's)")
     parser.add_argument("--max-frames", type=int, default=None, help="convert at most N frames")
     parser.add_argument("--scene", default=None,
                         help="only this scene (folder name); default all scenes")
@@ -456,7 +604,8 @@ def main(args: argparse.Namespace) -> int:
         st = convert(args.a2d2_dir, args.out, storage=args.storage, camera=args.camera,
                      max_frames=args.max_frames,
                      compress=args.compress, progress=not args.no_progress, scene=args.scene,
-                     cloud_frame=args.cloud_frame)
+                     cloud_frame=args.cloud_frame, camera_image=args.camera_image,
+                     period_s=args.period, calibration=args.calibration)
     except (BagConversionError, FileNotFoundError, KeyError) as e:
         print(f"a2d2-to-bag: error: {e}", file=sys.stderr)
         return 2

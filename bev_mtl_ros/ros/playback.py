@@ -53,6 +53,10 @@ class PlaybackStats:
             timing error; large values mean the machine could not keep up with the rate).
         pace_timeouts: inputs published without the awaited answer (closed-loop pacing only).
         pace_wait_s: total seconds spent waiting for answers (closed-loop pacing only).
+        images_decompressed: CompressedImage messages published as Image
+            (``--decompress-images``).
+        decode_errors: CompressedImage messages not published because their data could not be
+            decoded (each one warned about).
     """
 
     published: Dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -64,6 +68,8 @@ class PlaybackStats:
     max_lag_ms: float = 0.0
     pace_timeouts: int = 0
     pace_wait_s: float = 0.0
+    images_decompressed: int = 0
+    decode_errors: int = 0
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-compatible dict."""
@@ -73,6 +79,7 @@ class PlaybackStats:
             "skipped_topics": dict(self.skipped_topics), "wall_s": round(self.wall_s, 3),
             "bag_span_s": round(self.bag_span_s, 3), "max_lag_ms": round(self.max_lag_ms, 2),
             "pace_timeouts": self.pace_timeouts, "pace_wait_s": round(self.pace_wait_s, 3),
+            "images_decompressed": self.images_decompressed, "decode_errors": self.decode_errors,
         }
 
 

@@ -16,6 +16,15 @@ the current bag time at ``--clock-hz`` (100 Hz default) and before every message
 first message after the last one: stamps and ``/clock`` then jump backwards (that is what a
 replaying node must handle).
 
+Compressed images: with ``--decompress-images`` every ``sensor_msgs/CompressedImage`` topic is
+decoded (OpenCV, :func:`bev_mtl_ros.data.bag_io.decompress_image_cdr`) and published as an rgb8
+``sensor_msgs/Image`` with the same header, on the topic without its ``/compressed`` suffix
+(:func:`bev_mtl_ros.data.bag_io.decompressed_topic`, image_transport's naming:
+``.../image_raw/compressed`` -> ``.../image_raw``; ``--remap`` of the bag topic overrides it).
+So a bag that stores the camera's PNG/JPEG bytes feeds a node that subscribes to plain Images.
+A message that cannot be decoded is not published: it is counted in
+:attr:`PlaybackStats.decode_errors` and warned about (throttled).
+
 QoS: ``/tf_static``, and any topic whose recorded offered QoS profiles are all transient local, get
 a reliable transient-local publisher with a history deep enough for all its messages (late joiners
 receive them); every other topic a reliable keep-last(``--qos-depth``) volatile publisher, which
@@ -44,11 +53,15 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import Reader
 
+from bev_mtl_ros.data.bag_io import decompress_image_cdr, decompressed_topic
+from bev_mtl_ros.data.codec_base import ConversionError
 from bev_mtl_ros.ros.playback import (AnswerPacer, BagClock, PlaybackStats, PlayerError,
                                       import_message_class)
 
 #: Topics always published transient local (latched), whatever the bag's metadata says.
 LATCHED_TOPICS = ("/tf_static",)
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
+IMAGE = "sensor_msgs/msg/Image"
 
 
 def _qos_is_transient_local(profiles: Sequence[Any]) -> bool:
@@ -100,6 +113,8 @@ class BagPlayer:
             (the CLI does) so the answers are counted.
         pace_timeout: seconds to wait for one answer before publishing anyway (counted in
             ``stats.pace_timeouts``).
+        decompress_images: publish CompressedImage topics as rgb8 Images (see the module
+            docstring).
     Raises:
         PlayerError: bag missing/unreadable, or none of the requested topics playable.
     """
@@ -109,7 +124,8 @@ class BagPlayer:
                  qos_depth: int = 10,
                  remap: Optional[Dict[str, str]] = None, start_paused: bool = False,
                  max_loops: Optional[int] = None, pace_input: Optional[str] = None,
-                 pace_topic: Optional[str] = None, pace_timeout: float = 30.0):
+                 pace_topic: Optional[str] = None, pace_timeout: float = 30.0,
+                 decompress_images: bool = False):
         if not rate or rate <= 0:
             raise PlayerError(f"rate must be > 0, got {rate}")
         self.node = node
@@ -120,6 +136,9 @@ class BagPlayer:
         self.clock_hz = float(clock_hz)
         self.max_loops = max_loops
         self.remap = dict(remap or {})
+        self.decompress_images = bool(decompress_images)
+        self._decode_ids: set = set()   # connection ids whose CompressedImages are decoded
+        self._typestore = None           # rosbags typestore of the decoder (made when needed)
         self.stats = PlaybackStats()
         self._stop = threading.Event()
         self._running = threading.Event()
@@ -171,10 +190,15 @@ class BagPlayer:
             if reason:
                 self.stats.skipped_topics[c.topic] = reason
                 continue
-            out_topic = self.remap.get(c.topic, c.topic)
+            decode = self.decompress_images and c.msgtype == COMPRESSED_IMAGE
+            out_topic = self.remap.get(c.topic, decompressed_topic(c.topic) if decode
+                                       else c.topic)
+            msgtype = IMAGE if decode else c.msgtype
+            if decode:
+                self._decode_ids.add(c.id)
             if out_topic not in by_topic:
                 try:
-                    cls = import_message_class(c.msgtype)
+                    cls = import_message_class(msgtype)
                 except ImportError as e:
                     self.stats.skipped_topics[c.topic] = f"type {c.msgtype} not installed: {e}"
                     self._logger.warning(f"skipping {c.topic}: message type {c.msgtype} is not "
@@ -193,9 +217,19 @@ class BagPlayer:
             raise PlayerError(f"nothing to play in {self.bag_path}: "
                               f"{self.stats.skipped_topics or 'no messages'}")
         self._connections = [c for c in self._reader.connections if c.id in self._publishers]
-        self.published_topics: Dict[str, str] = {self.remap.get(c.topic, c.topic): c.msgtype
-                                                 for c in self._connections}
+        self.published_topics: Dict[str, str] = {
+            self._out_topic(c): IMAGE if c.id in self._decode_ids else c.msgtype
+            for c in self._connections}
         self.message_counts: Dict[str, int] = {c.topic: counts[c.topic] for c in self._connections}
+        if self._decode_ids:
+            from rosbags.typesys import Stores, get_typestore
+            self._typestore = get_typestore(Stores.ROS2_KILTED)
+
+    def _out_topic(self, connection: Any) -> str:
+        """Return the topic a bag connection is published on (remap, decompressed images)."""
+        if connection.id in self._decode_ids:
+            return self.remap.get(connection.topic, decompressed_topic(connection.topic))
+        return self.remap.get(connection.topic, connection.topic)
 
     def _skip_reason(self, connection: Any, wanted: Optional[set]) -> str:
         """Return why a bag connection is not replayed ("" = it is).
@@ -255,7 +289,7 @@ class BagPlayer:
         topics = list(need)
         pubs = {}
         for c in self._connections:
-            pubs[self.remap.get(c.topic, c.topic)] = self._publishers[c.id]
+            pubs[self._out_topic(c)] = self._publishers[c.id]
         missing = [t for t in topics if t not in pubs]
         if missing:
             self._logger.warning(f"--wait-for-subscribers: topics not played: {missing}")
@@ -327,8 +361,13 @@ class BagPlayer:
                         if paced:
                             self._clock.hold(self._pacer.wait_for(paced))  # bag time stood still
                         paced += 1
+                    data = bytes(raw)
+                    if conn.id in self._decode_ids:
+                        data = self._decompress(conn.topic, data)
+                        if data is None:
+                            continue
                     self._clock.publish(ts)
-                    self._publishers[conn.id].publish(bytes(raw))
+                    self._publishers[conn.id].publish(data)
                     self.stats.published[self._topic_of[conn.id]] += 1
                 else:
                     self.stats.loops += 1
@@ -342,6 +381,19 @@ class BagPlayer:
         finally:
             self.stats.wall_s = time.monotonic() - t_start
         return self.stats
+
+    def _decompress(self, topic: str, raw: bytes) -> Optional[bytes]:
+        """Return the Image CDR of a CompressedImage's CDR (None, counted, if undecodable)."""
+        try:
+            out = decompress_image_cdr(self._typestore, raw)
+        except (ConversionError, ValueError, KeyError) as e:
+            self.stats.decode_errors += 1
+            self._logger.warning(f"{topic}: compressed image not decodable, not published "
+                                 f"({self.stats.decode_errors} so far): {e}",
+                                 throttle_duration_sec=5.0)
+            return None
+        self.stats.images_decompressed += 1
+        return out
 
     def close(self) -> None:
         """Stop playback and release the bag reader and the publishers."""
@@ -410,6 +462,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "PointCloud2 topic)")
     parser.add_argument("--pace-timeout", type=float, default=30.0,
                         help="seconds to wait per answer")
+    parser.add_argument("--decompress-images", action="store_true",
+                        help="publish sensor_msgs/CompressedImage topics as rgb8 "
+                             "sensor_msgs/Image on the topic without '/compressed' (decoded "
+                             "with OpenCV)")
     parser.add_argument("--node-name", default="bag_player", help="name of the player's ROS node")
     parser.add_argument("--stats-json", default=None,
                         help="write playback statistics as JSON here")
@@ -442,7 +498,8 @@ def main(args: argparse.Namespace) -> int:
                            topics=args.topics, clock_hz=args.clock_hz, qos_depth=args.qos_depth,
                            remap=remap, start_paused=args.start_paused, max_loops=args.max_loops,
                            pace_input=pace_input if args.pace_topic else None,
-                           pace_topic=args.pace_topic, pace_timeout=args.pace_timeout)
+                           pace_topic=args.pace_topic, pace_timeout=args.pace_timeout,
+                           decompress_images=args.decompress_images)
 
         def _on_signal(signum, frame):  # stop cleanly on Ctrl-C / SIGTERM
             player.stop()

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 import numpy as np
 
 from bev_mtl_ros.data.bag_io import detections_to_arrays, image_to_array, read_topics, stamp_ns
-from bev_mtl_ros.ros.replay import (IMAGE_TOPIC, LIDAR_TOPIC, NODE_NAME, PER_FRAME_SUFFIXES,
+from bev_mtl_ros.ros.replay import (LIDAR_TOPIC, NODE_NAME, PER_FRAME_SUFFIXES, bag_inputs,
                                     output_topics)
 
 #: a semantic mask is paired with the lidar frame whose stamp is nearest within this (ns): its
@@ -177,9 +177,10 @@ def analyze_recording(input_bag: Path, recording: Path, node_name: str = NODE_NA
         mean}}, backend, detections_per_class, diagnostics_last (last values).
     """
     ns = f"/{node_name}"
-    inp = read_topics(input_bag, [LIDAR_TOPIC, IMAGE_TOPIC])
+    image_topic = bag_inputs(Path(input_bag)).bag_image
+    inp = read_topics(input_bag, [LIDAR_TOPIC, image_topic])
     in_stamps = [stamp_ns(m) for _, m in inp[LIDAR_TOPIC]]
-    img_stamps = {stamp_ns(m) for _, m in inp[IMAGE_TOPIC]}
+    img_stamps = {stamp_ns(m) for _, m in inp[image_topic]}
     del inp
     rec = read_topics(recording, list(output_topics(node_name)) + [LIDAR_TOPIC])
     frames_in = int((player_stats or {}).get("published", {}).get(LIDAR_TOPIC, len(in_stamps)))
@@ -220,10 +221,15 @@ SEMANTIC_GOLDEN_STRIDE = 4
 
 
 def file_sha256(path: Path) -> str:
-    """Return the hex SHA-256 of a file, or of a bag directory's files in name order."""
+    """Return the hex SHA-256 of a file, or of a bag directory's files in name order.
+
+    A directory's documentation (``*.md``, e.g. a committed bag's README) is not part of it, so
+    editing a README does not invalidate the golden outputs made from the bag.
+    """
     h = hashlib.sha256()
     p = Path(path)
-    files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+    files = (sorted(q for q in p.rglob("*") if q.is_file() and q.suffix != ".md") if p.is_dir()
+             else [p])
     for q in files:
         with open(q, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):

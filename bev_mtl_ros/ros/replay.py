@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from bev_mtl_ros.data.bag_io import bag_span_s, bag_topic_counts
+from bev_mtl_ros.data.bag_io import (bag_span_s, bag_topic_counts, bag_topic_types,
+                                     decompressed_topic)
 from bev_mtl_ros.dds import DomainClaim, add_venv_ament_prefix, dds_environment
 from bev_mtl_ros.ros.params import input_remap_args
 
@@ -36,6 +37,48 @@ NODE_NAME = "perception_node"
 LIDAR_TOPIC = "/a2d2/lidar/points"
 IMAGE_TOPIC = "/a2d2/camera/front_center/image_rect"
 CAMERA_INFO_TOPIC = "/a2d2/camera/front_center/camera_info"
+#: the raw (distorted) camera image of ``a2d2-to-bag --camera-image raw``, and the topic of the
+#: camera PNGs of ``--camera-image png`` (CompressedImage, decoded by the player to
+#: IMAGE_RAW_TOPIC)
+IMAGE_RAW_TOPIC = "/a2d2/camera/front_center/image_raw"
+IMAGE_COMPRESSED_TOPIC = IMAGE_RAW_TOPIC + "/compressed"
+
+
+@dataclass(frozen=True)
+class BagInputs:
+    """The node's input topics for one bag (see :func:`bag_inputs`).
+
+    Attributes:
+        cloud: PointCloud2 topic.
+        image: the Image topic the node subscribes to (published by the player).
+        camera_info: CameraInfo topic.
+        bag_image: the bag's image topic (== ``image`` unless the bag holds CompressedImages).
+        decompress: the player must decode CompressedImages (``play --decompress-images``).
+    """
+
+    cloud: str
+    image: str
+    camera_info: str
+    bag_image: str
+    decompress: bool
+
+
+def bag_inputs(bag: Path) -> BagInputs:
+    """Return the input topics of a bag written by ``a2d2-to-bag`` (any ``--camera-image``).
+
+    The first of :data:`IMAGE_TOPIC` / :data:`IMAGE_RAW_TOPIC` holding sensor_msgs/Image, else
+    :data:`IMAGE_COMPRESSED_TOPIC` holding CompressedImage (replayed decoded on its
+    :func:`~bev_mtl_ros.data.bag_io.decompressed_topic`), else :data:`IMAGE_TOPIC` (a bag without
+    camera: the node runs lidar-only).
+    """
+    types = bag_topic_types(bag)
+    for topic in (IMAGE_TOPIC, IMAGE_RAW_TOPIC):
+        if types.get(topic) == "sensor_msgs/msg/Image":
+            return BagInputs(LIDAR_TOPIC, topic, CAMERA_INFO_TOPIC, topic, False)
+    if types.get(IMAGE_COMPRESSED_TOPIC) == "sensor_msgs/msg/CompressedImage":
+        return BagInputs(LIDAR_TOPIC, decompressed_topic(IMAGE_COMPRESSED_TOPIC),
+                         CAMERA_INFO_TOPIC, IMAGE_COMPRESSED_TOPIC, True)
+    return BagInputs(LIDAR_TOPIC, IMAGE_TOPIC, CAMERA_INFO_TOPIC, IMAGE_TOPIC, False)
 
 
 def output_topics(node_name: str = NODE_NAME) -> Dict[str, str]:
@@ -222,11 +265,11 @@ def _recorder_cmd(cfg: ReplayConfig, recording: Path, n_frames: int, ready: Path
                      "--ready-file", str(ready)]
 
 
-def _node_cmd(cfg: ReplayConfig) -> List[str]:
+def _node_cmd(cfg: ReplayConfig, inputs: BagInputs) -> List[str]:
     """Return the node's command: name, input remaps, params file, ``-p`` overrides."""
     cmd = (list(cfg.node_cmd or default_node_cmd())
            + ["--ros-args", "-r", f"__node:={cfg.node_name}"]
-           + input_remap_args(LIDAR_TOPIC, IMAGE_TOPIC, CAMERA_INFO_TOPIC))
+           + input_remap_args(inputs.cloud, inputs.image, inputs.camera_info))
     if cfg.params_file is not None:
         cmd += ["--params-file", str(cfg.params_file)]
     params = dict(cfg.node_params)
@@ -236,15 +279,21 @@ def _node_cmd(cfg: ReplayConfig) -> List[str]:
     return cmd
 
 
-def _player_cmd(cfg: ReplayConfig, stats_json: Path) -> List[str]:
-    """Return the player's command (``--clock``, topics, loops and pacing from ``cfg``)."""
+def _player_cmd(cfg: ReplayConfig, stats_json: Path, inputs: BagInputs) -> List[str]:
+    """Return the player's command.
+
+    ``--clock``, topics, loops and pacing from ``cfg``; ``--decompress-images`` for a bag of
+    CompressedImages (``inputs.decompress``).
+    """
     # the node's subscription and (when inputs are recorded) the recorder's must both be matched
     # by the player's publisher before the first cloud goes out
     n_subs = 2 if cfg.record_inputs else 1
     cmd = _cli() + ["play", str(Path(cfg.bag)), "--rate", str(cfg.rate),
                     "--wait-for-subscribers", "1",
-                    "--wait-topics", f"{LIDAR_TOPIC}={n_subs}", f"{IMAGE_TOPIC}=1",
+                    "--wait-topics", f"{inputs.cloud}={n_subs}", f"{inputs.image}=1",
                     "--wait-timeout", "60", "--stats-json", str(stats_json)]
+    if inputs.decompress:
+        cmd.append("--decompress-images")
     if cfg.use_sim_time:
         cmd.append("--clock")
     if cfg.play_topics:
@@ -253,7 +302,7 @@ def _player_cmd(cfg: ReplayConfig, stats_json: Path) -> List[str]:
         cmd += ["--loop", "--max-loops", str(int(cfg.loops))]
     if cfg.pace:
         cmd += ["--pace-topic", f"/{cfg.node_name}/detections:vision_msgs/msg/Detection3DArray",
-                "--pace-input", LIDAR_TOPIC]
+                "--pace-input", inputs.cloud]
     return cmd
 
 
@@ -273,14 +322,14 @@ def _lidar_frames(bag: Path) -> int:
 
 
 def _play(cfg: ReplayConfig, env: Dict[str, str], stats_json: Path, log_file,
-          log_path: Path) -> Dict[str, Any]:
+          log_path: Path, inputs: BagInputs) -> Dict[str, Any]:
     """Run the player to the end; return its statistics (``--stats-json``; {} when none).
 
     Raises:
         ReplayError when the player fails (message with its log tail).
     """
     timeout = max(120.0, 3.0 * max(1, cfg.loops) * bag_span_s(Path(cfg.bag)) / cfg.rate + 60.0)
-    player = subprocess.run(_player_cmd(cfg, stats_json), env=env, stdout=log_file,
+    player = subprocess.run(_player_cmd(cfg, stats_json, inputs), env=env, stdout=log_file,
                             stderr=subprocess.STDOUT, timeout=timeout)
     if player.returncode != 0:
         raise ReplayError(f"player failed (code {player.returncode}); log "
@@ -302,6 +351,7 @@ def run_replay(cfg: ReplayConfig, log=print) -> ReplayRun:
     """
     bag = Path(cfg.bag)
     n_frames = _lidar_frames(bag)
+    inputs = bag_inputs(bag)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     recording = out / "recording"
@@ -320,15 +370,16 @@ def run_replay(cfg: ReplayConfig, log=print) -> ReplayRun:
         procs["recorder"] = subprocess.Popen(_recorder_cmd(cfg, recording, n_frames, ready),
                                              env=env, stdout=files["recorder"],
                                              stderr=subprocess.STDOUT)
-        node_cmd = _node_cmd(cfg)
+        node_cmd = _node_cmd(cfg, inputs)
         log(f"[demo] domain {claim.domain_id}; node: {' '.join(node_cmd)}")
         procs["node"] = subprocess.Popen(node_cmd, env=env, stdout=files["node"],
                                          stderr=subprocess.STDOUT)
-        _wait_graph(env, cfg.node_name, [LIDAR_TOPIC, IMAGE_TOPIC], f"/{cfg.node_name}/detections",
-                    procs, logs, cfg.ready_timeout_s)
+        _wait_graph(env, cfg.node_name, [inputs.cloud, inputs.image],
+                    f"/{cfg.node_name}/detections", procs, logs, cfg.ready_timeout_s)
         log(f"[demo] node ready after {time.monotonic() - t_start:.1f} s; playing {bag} at rate "
             f"{cfg.rate}")
-        player_stats = _play(cfg, env, out / "player_stats.json", files["player"], logs["player"])
+        player_stats = _play(cfg, env, out / "player_stats.json", files["player"], logs["player"],
+                             inputs)
         try:
             procs["recorder"].wait(cfg.drain_timeout_s + 120.0)
         except subprocess.TimeoutExpired:
