@@ -1,4 +1,4 @@
-"""Leave-one-drive-out cross-validation (bev_mtl_ros/train/crossval.py): folds, metrics, summary."""
+"""Leave-one-drive-out cross-validation (train/crossval.py): folds, metrics, summary."""
 
 import math
 import os

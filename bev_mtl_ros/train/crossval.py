@@ -130,7 +130,7 @@ def make_fold_dirs(files: Dict[str, List[str]], held_out: str,
 
 # ------------------------------------------------------------------------------- metrics
 def _lookup(report: Dict[str, Any], path: Sequence[str]) -> float:
-    """The float at ``path`` in a report dict; NaN when absent or null (metric undefined)."""
+    """Return the float at ``path`` in a report dict; NaN when absent or null (undefined)."""
     v: Any = report
     for k in path:
         if not isinstance(v, dict) or k not in v:
