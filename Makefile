@@ -1,5 +1,6 @@
 # bev_mtl_ros — the two commands:
-#   make demo     set up (if needed), then replay the bundled sample through the node
+#   make demo     set up (if needed), then replay the bundled recordings (synthetic sample, then
+#                 ten real A2D2 frames) through the node
 #   make test     set up (if needed), then run the whole test suite
 # Set-up only: `make setup` (GPU inference: `make setup GPU=1`, i.e. onnxruntime-gpu).
 # The environment lives in .venv/ (see scripts/setup_env.sh); re-running is cheap.
