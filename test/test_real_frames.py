@@ -259,6 +259,34 @@ def test_real_camera_dataset_and_mixing():
     assert targets["det_valid"].tolist() == [1.0, 0.0]
 
 
+def test_real_box_frames_join_the_training_set(tmp_path):
+    """real_data.box_repeats lists the five real lidar + label3D frames as full samples."""
+    from bev_mtl_ros.train.augment import AugmentConfig
+    from bev_mtl_ros.train.dataset import A2D2TrainDataset, RealCameraDataset
+    from bev_mtl_ros.train.train import build_train_set
+    c = ModelContract()
+    cfg = {"seed": 0, "camera_dropout": 0.0, "real_data": {"repeats": 2, "box_repeats": 3}}
+    synth = A2D2TrainDataset(REAL, c, require=("lidar", "label3D"))  # stands in for synthetic
+    assert synth.num_frames == 5 and len(synth) == 5
+    _ds, mixed = build_train_set(REAL, cfg, c, AugmentConfig(enabled=False),
+                                 cache_dir=str(tmp_path / "cache"), real_data=REAL)
+    kinds = [type(p) for p in mixed.parts]
+    assert kinds == [A2D2TrainDataset, RealCameraDataset, A2D2TrainDataset]
+    boxes = mixed.parts[2]
+    assert boxes.num_frames == 5 and len(boxes) == 15
+    assert sorted(fr.key.split("/")[-1] for fr in boxes.reader.frames) == sorted(
+        k.split("/")[1] for k in WITH_BOXES)
+    a, b = boxes[1], boxes[6]                  # the same frame, listed twice
+    assert a["det_valid"] == 1.0 and a["camera_valid"] == 1.0
+    assert a["targets"]["mask"].sum() > 0      # CenterPoint targets from the label3D boxes
+    assert a["meta"]["key"] == b["meta"]["key"]
+    assert (a["drivable"] != 255).any()        # a drivable label from the real points
+    cfg["real_data"]["box_repeats"] = 0
+    _ds, mixed = build_train_set(REAL, cfg, c, AugmentConfig(enabled=False),
+                                 cache_dir=str(tmp_path / "cache"), real_data=REAL)
+    assert len(mixed.parts) == 2
+
+
 def test_real_camera_dataset_decodes_large_sets_on_access():
     """Above ``preload_limit`` frames are decoded per item, with the very same samples."""
     import torch

@@ -295,22 +295,34 @@ class A2D2TrainDataset(RawSampleDataset):
         cache_dir: where decoded raw samples are cached
             (``<cache_dir>/<contract tag>/<scene>_<frame>.npz``); None = no cache.
         camera: A2D2 camera name.
+        require: modalities a frame must have to be listed (:class:`A2D2Dataset`); real A2D2
+            frames used as full samples need ``("lidar", "label3D")``: a real lidar frame
+            without its ``label3D`` file would teach that every vehicle is background.
+        repeats: the dataset lists every frame this many times (a few real frames among
+            thousands of synthetic ones).
         augment, camera_dropout, seed: see :class:`RawSampleDataset`.
     Raises FileNotFoundError (from A2D2Dataset) when root holds no frames.
     """
 
     def __init__(self, root: str, contract: ModelContract, cache_dir: Optional[str] = None,
-                 camera: str = "front_center", **kw):
+                 camera: str = "front_center", require: Sequence[str] = ("lidar",),
+                 repeats: int = 1, **kw):
         super().__init__(contract, **kw)
         from bev_mtl_ros.data.a2d2 import A2D2Dataset
-        self.reader = A2D2Dataset(root, camera=camera)
+        self.reader = A2D2Dataset(root, camera=camera, require=tuple(require))
+        self.repeats = max(1, int(repeats))
         self.cache_dir = (os.path.join(cache_dir, contract_cache_tag(contract)) if cache_dir
                           else None)
         if self.cache_dir:
             os.makedirs(self.cache_dir, exist_ok=True)
 
-    def __len__(self) -> int:
+    @property
+    def num_frames(self) -> int:
+        """Number of distinct frames (``len(self)`` = frames x repeats)."""
         return len(self.reader)
+
+    def __len__(self) -> int:
+        return len(self.reader) * self.repeats
 
     def _cache_path(self, i: int) -> Optional[str]:
         if not self.cache_dir:
@@ -320,6 +332,7 @@ class A2D2TrainDataset(RawSampleDataset):
         return os.path.join(self.cache_dir, name + ".npz")
 
     def raw(self, i: int) -> Dict[str, Any]:
+        i = int(i) % len(self.reader)
         path = self._cache_path(i)
         if path and os.path.isfile(path):
             try:
@@ -339,7 +352,7 @@ class A2D2TrainDataset(RawSampleDataset):
 
     def warm_cache(self, progress: bool = True) -> None:
         """Decode every frame into the cache once (done by rank 0 before training)."""
-        it = range(len(self))
+        it = range(len(self.reader))
         if progress:
             from tqdm import tqdm
             it = tqdm(it, desc="caching frames", unit="frame")
@@ -513,7 +526,8 @@ def semantic_pixel_counts(dataset: TrainDataset, num_classes: int,
     for part in parts:
         if not isinstance(part, RawSampleDataset):
             raise TypeError(f"semantic_pixel_counts: {type(part).__name__} has no raw samples")
-        distinct = part.num_frames if isinstance(part, RealCameraDataset) else len(part)
+        distinct = (part.num_frames if isinstance(part, (RealCameraDataset, A2D2TrainDataset))
+                    else len(part))
         picks = np.unique(np.linspace(0, distinct - 1, min(distinct, frames_per_part)).astype(int))
         hist = np.zeros(int(num_classes), np.float64)
         for i in picks:

@@ -24,8 +24,10 @@ Config YAML (every key optional; defaults in :data:`DEFAULT_CONFIG`)::
            semantic_class_weights: null | enet | [S floats], semantic_enet_c}
     augment: {...}         # train/augment.py AugmentConfig
     camera_dropout: 0.1    # probability of training a sample lidar-only (camera_valid = 0)
-    real_data: {repeats, crop_scale}   # camera + label frames given with --real-data: each listed
-                           # `repeats` times per epoch, random resized crops, semantic loss only
+    real_data: {repeats, crop_scale, box_repeats}   # camera + label frames given with
+                           # --real-data: each listed `repeats` times per epoch, random resized
+                           # crops, semantic loss only; those with lidar + label3D also listed
+                           # `box_repeats` times as full samples (default 0)
     init_from: PATH        # start from this model file's weights (e.g. models/bev_mtl_default.pt:
                            # a fine-tuning stage); fresh optimiser and schedule (--init-from)
     extends: OTHER.yaml    # merge this file over another config (relative path)
@@ -453,7 +455,9 @@ def build_train_set(data: str, cfg: Dict[str, Any], contract: ModelContract,
 
     Args:
         data: A2D2-format folder of full training frames (lidar, boxes, camera, labels).
-        cfg: resolved config (keys camera_dropout, seed, real_data: {repeats, crop_scale}).
+        cfg: resolved config (keys camera_dropout, seed, real_data: {repeats, crop_scale,
+            box_repeats}). ``real_data.box_repeats`` > 0 also lists the real frames that have
+            lidar and ``label3D`` boxes that many times as full samples (every loss).
         contract: the model contract; aug: augmentation (``aug.enabled`` False = none).
         cache_dir: decoded-frame cache of ``data``.
         camera: A2D2 camera name.
@@ -475,7 +479,23 @@ def build_train_set(data: str, cfg: Dict[str, Any], contract: ModelContract,
                              seed=int(cfg.get("seed", 0)))
     LOG.info("real camera-only frames from %s: %d frames x %d repeats (semantic loss only)",
              real_data, real.num_frames, real.repeats)
-    return ds, MixedDataset([ds, real])
+    parts = [ds, real]
+    box_repeats = int(rc.get("box_repeats", 0) or 0)
+    if box_repeats > 0:
+        try:
+            boxes = A2D2TrainDataset(real_data, contract, cache_dir=cache_dir, camera=camera,
+                                     require=("lidar", "label3D"), repeats=box_repeats,
+                                     augment=aug if aug.enabled else None,
+                                     camera_dropout=float(cfg.get("camera_dropout", 0.0)),
+                                     seed=int(cfg.get("seed", 0)))
+        except FileNotFoundError:
+            LOG.warning("real_data.box_repeats: no real frame with lidar and label3D in %s",
+                        real_data)
+        else:
+            LOG.info("real lidar + label3D frames from %s: %d frames x %d repeats (all losses)",
+                     real_data, boxes.num_frames, boxes.repeats)
+            parts.append(boxes)
+    return ds, MixedDataset(parts)
 
 
 def main(args: argparse.Namespace) -> int:
