@@ -108,7 +108,8 @@ NODE_PARAMETERS: Dict[str, Tuple[Any, str]] = {
                          "before inference; the outputs' frame_id. Empty = the model contract's "
                          "frame_id (A2D2: cam_front_center)"),
     "tf_timeout": (0.1, "seconds a frame waits for its cloud -> target_frame transform, then it "
-                        "is skipped"),
+                        "is skipped; less when a newer frame is waiting, and once per unconnected "
+                        "frame name (until the TF tree changes), not once per cloud"),
     "input_stale_warn_s": (2.0, "diagnostics WARN when no cloud arrived for this many seconds "
                                 "(after the first one)"),
     "max_cloud_points": (1_000_000, "clouds with more points (width x height) are refused "
