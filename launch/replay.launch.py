@@ -2,7 +2,13 @@
 
     ros2 launch bev_mtl_ros replay.launch.py bag:=/path/to/bag [player:=bev_mtl_ros|ros2bag]
         [rate:=1.0] [loop:=false] [rviz:=false] [model:=...] [backend:=...] [device:=...]
-        [params_file:=...]
+        [params_file:=...] [decompress_images:=false]
+
+The real recording (``test/data/real_a2d2_bag``: camera PNGs as ``CompressedImage``, raw images
+with their CameraInfo) plays with ``decompress_images:=true
+image_topic:=/a2d2/camera/front_center/image_raw``: the bev_mtl_ros player then publishes each
+``.../compressed`` topic as an rgb8 ``Image`` without the suffix (``bev-mtl-ros play
+--decompress-images``).
 
 The bag is played with ``/clock`` (``bev-mtl-ros play BAG --clock``, which needs no ros2 CLI,
 or ``ros2 bag play BAG --clock`` with ``player:=ros2bag``) and the node runs with
@@ -53,6 +59,7 @@ def _player(context, *args, **kwargs):
                "1", "--wait-timeout", "300"]
         cmd += ["--wait-topics", get("cloud_topic")]
         cmd += ["--loop"] if loop else []
+        cmd += ["--decompress-images"] if _true(get("decompress_images")) else []
     return [ExecuteProcess(cmd=cmd, output="screen", name="bag_player")]
 
 
@@ -66,6 +73,9 @@ def generate_launch_description():
         DeclareLaunchArgument("loop", default_value="false",
                               description="restart the bag at its end"),
         DeclareLaunchArgument("rviz", default_value="false", description="start rviz2"),
+        DeclareLaunchArgument("decompress_images", default_value="false",
+                              description="publish CompressedImage topics as Image (bev_mtl_ros "
+                                          "player; the real recording needs it)"),
         DeclareLaunchArgument("model", default_value="",
                               description="model file; empty = params file's"),
         DeclareLaunchArgument("backend", default_value="",
