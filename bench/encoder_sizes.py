@@ -4,7 +4,8 @@ config/train_default.yaml with ``image_size`` replaced, its widths with ``camera
 replaced) at several image sizes and encoders.
 
     .venv/bin/python bench/encoder_sizes.py [--sizes 384x256 448x288 512x320] [--frames 15] \
-        [--encoders efficientnet_lite0 efficientnet_lite1 efficientnet_lite2]
+        [--encoders efficientnet_lite0 efficientnet_lite1 efficientnet_lite2 espnetv2_s1.5] \
+        [--semantic-heads fpn espnetv2]
 
 Per encoder and size: ``PerceptionPipeline`` p50 / p95 (ms) over ``--frames`` frames (after 3
 warm-up ones) of
@@ -12,7 +13,10 @@ warm-up ones) of
 ``synthetic_image``) with onnxruntime CPU (1 intra-op thread) and with PyTorch eager; and the
 median time of a training step (batch 4, ``--pillars`` pillars per frame, forward + backward +
 AdamW step on a proxy loss: the mean square of every output) with the whole encoder trained and
-with the stem + stride-4 level frozen (``freeze_camera_levels: 1``). Torch uses 1 thread.
+with the stem + stride-4 level frozen (``freeze_camera_levels: 1``; for ESPNetv2 its strides 2
+and 4). Torch uses 1 thread. Each encoder runs with each of ``--semantic-heads`` it supports
+(``espnetv2``, the pretrained ESPNetv2 decoder, only with ESPNetv2 encoders), and with the
+normalisation its pretrained weights expect (ImageNet mean / std for ESPNetv2).
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ import torch
 import yaml
 
 from bev_mtl_ros.data.synth_scan import synthetic_image, synthetic_scan
-from bev_mtl_ros.model.camera_encoder import LITE_VARIANTS
-from bev_mtl_ros.model.network import CAMERA_ENCODERS, DEFAULT_WIDTHS, random_inputs
+from bev_mtl_ros.model.camera_encoder import (ESPNETV2_IMAGE_MEAN, ESPNETV2_IMAGE_STD,
+                                              ESPNETV2_VARIANTS, LITE_VARIANTS)
+from bev_mtl_ros.model.network import (CAMERA_ENCODERS, DEFAULT_WIDTHS, SEMANTIC_HEADS,
+                                       random_inputs)
 from bev_mtl_ros.runtime.backends import create_backend
 from bev_mtl_ros.runtime.checkpoint import save_checkpoint
 from bev_mtl_ros.runtime.export import export_onnx
@@ -83,26 +89,34 @@ def main() -> None:
     ap.add_argument("--config", default=str(REPO_ROOT / "config" / "train_default.yaml"))
     ap.add_argument("--encoders", nargs="+", choices=CAMERA_ENCODERS, default=None,
                     help="camera_encoder widths to compare (default: the config's)")
+    ap.add_argument("--semantic-heads", nargs="+", choices=SEMANTIC_HEADS, default=None,
+                    help="semantic_head widths to compare (default: the config's)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     with open(args.config, encoding="utf-8") as f:
         cfg = yaml.safe_load(f)
     base = {k: v for k, v in (cfg.get("model") or {}).items() if k not in MODEL_INIT_KEYS}
     encoders = args.encoders or [base.get("camera_encoder", DEFAULT_WIDTHS["camera_encoder"])]
-    print(f"{'encoder':>18} {'image':>8} {'ort p50':>8} {'ort p95':>8} {'torch p50':>9} "
-          f"{'torch p95':>9} {'step s':>7} {'step s frozen':>13}  (ms unless s)")
+    heads = args.semantic_heads or [base.get("semantic_head", DEFAULT_WIDTHS["semantic_head"])]
+    runs = [(e, h, s) for e, h, s in itertools.product(encoders, heads, args.sizes)
+            if h != "espnetv2" or e in ESPNETV2_VARIANTS]
+    print(f"{'encoder':>18} {'head':>8} {'image':>8} {'ort p50':>8} {'ort p95':>8} "
+          f"{'torch p50':>9} {'torch p95':>9} {'step s':>7} {'step s frozen':>13}  (ms unless s)")
     with tempfile.TemporaryDirectory() as tmp:
-        for encoder, size in itertools.product(encoders, args.sizes):
-            widths = {**base, "camera_encoder": encoder}
+        for encoder, head, size in runs:
+            widths = {**base, "camera_encoder": encoder, "semantic_head": head}
             # the plain encoder (for comparison) has no frozen variant
-            frozen = ({**widths, "freeze_camera_levels": 1} if encoder in LITE_VARIANTS
-                      else None)
+            frozen = ({**widths, "freeze_camera_levels": 1}
+                      if encoder in LITE_VARIANTS or encoder in ESPNETV2_VARIANTS else None)
             w, h = (int(v) for v in size.split("x"))
             overrides = {**cfg["contract"], "image_size": [w, h]}
+            if encoder in ESPNETV2_VARIANTS:
+                overrides.update(image_mean=list(ESPNETV2_IMAGE_MEAN),
+                                 image_std=list(ESPNETV2_IMAGE_STD))
             contract = contract_from_config({"contract": overrides})
             torch.manual_seed(0)
             net = build_model(contract, widths).eval()
-            onnx_path = Path(tmp) / f"net_{encoder}_{size}.onnx"
+            onnx_path = Path(tmp) / f"net_{encoder}_{head}_{size}.onnx"
             save_checkpoint(str(onnx_path.with_suffix(".pt")), net, contract)
             export_onnx(net, contract, str(onnx_path), verify=False)
             ort = pipeline_ms(onnx_path, "onnxruntime", args.frames)
@@ -110,7 +124,7 @@ def main() -> None:
             step = train_step_s(contract, widths, args.pillars, args.train_steps)
             step_frozen = (train_step_s(contract, frozen, args.pillars, args.train_steps)
                            if frozen else float("nan"))
-            print(f"{encoder:>18} {size:>8} {ort['p50']:8.1f} {ort['p95']:8.1f} "
+            print(f"{encoder:>18} {head:>8} {size:>8} {ort['p50']:8.1f} {ort['p95']:8.1f} "
                   f"{pt['p50']:9.1f} {pt['p95']:9.1f} "
                   f"{step:7.2f} {step_frozen:13.2f}", flush=True)
 

@@ -379,8 +379,9 @@ class ESPNetV2Encoder(nn.Module):
     The backbone of the released Cityscapes segmentation network (:class:`ESPNetV2Backbone`,
     ``base_net``: levels at strides 2, 4, 8, 16) plus a stride-32 level that the released network
     does not have, built the paper's way and trained from scratch: a strided EESP unit with input
-    reinforcement (its output concatenates the average-pooled stride-16 features, so half of it
-    carries pretrained features from the start) and one EESP unit, :data:`ESPNETV2_C32` channels.
+    reinforcement (its output concatenates the average-pooled stride-16 features, so 384 of its
+    512 channels carry pretrained features from the start) and one EESP unit,
+    :data:`ESPNETV2_C32` channels.
 
     Constructor:
         variant: a key of :data:`ESPNETV2_VARIANTS` (``"espnetv2_s1.5"``); ValueError else.

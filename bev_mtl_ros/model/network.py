@@ -1,7 +1,7 @@
 """The multi-task network.
 
 Pillars -> PFN -> pillar scatter -> BEV backbone -> camera cross-attention fusion -> neck ->
-CenterPoint / drivable-area heads, and camera encoder -> FPN semantic head.
+CenterPoint / drivable-area heads, and camera encoder -> semantic head (FPN or ESPNetv2 decoder).
 
 One graph, one forward, raw outputs (logits). :class:`DeployWrapper` fixes the output order and
 applies the sigmoids; it is what ONNX export and the PyTorch backend both run, so both backends
