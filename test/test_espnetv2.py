@@ -24,7 +24,7 @@ from bev_mtl_ros.model.camera_encoder import (ESPNetV2Encoder, cityscapes_weight
 from bev_mtl_ros.model.contract import A2D2_SEMANTIC_CLASSES, ModelContract
 from bev_mtl_ros.model.espnetv2 import (CITYSCAPES_CLASSES, IMAGENET_MEAN, IMAGENET_STD,
                                         ESPNetV2Segmentation, _pool_taps, adaptive_avg_pool,
-                                        eesp_dilations)
+                                        eesp_dilations, resize_bilinear)
 from bev_mtl_ros.model.heads import (A2D2_NEAREST_CITYSCAPES, PRIMARY_A2D2_CLASSES,
                                      SECONDARY_BIAS_OFFSET, ESPNetV2SemanticHead)
 from bev_mtl_ros.model.network import (TINY_WIDTHS, BevMultiTaskNet, random_inputs,
@@ -114,6 +114,18 @@ def test_exact_adaptive_pooling(n_in, h, w):
     got = adaptive_avg_pool(x, (h, w))
     assert got.shape == ref.shape
     assert torch.allclose(got, ref, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("n_in,size", [((20, 32), (40, 64)), ((20, 32), (30, 48)),
+                                       ((5, 7), (37, 64)), ((40, 64), (40, 64))])
+def test_exact_bilinear_equals_interpolate(n_in, size):
+    """The gather form (eval / export) and F.interpolate (training) are the same function."""
+    x = torch.randn(2, 3, *n_in, generator=torch.Generator().manual_seed(1))
+    ref = F.interpolate(x, size, mode="bilinear", align_corners=True)
+    got = resize_bilinear(x, size)
+    assert got.shape == ref.shape
+    assert torch.allclose(got, ref, atol=1e-5, rtol=0)
+    assert torch.equal(resize_bilinear(x, size, exact=False), ref)
 
 
 def test_pool_taps_known_answer():

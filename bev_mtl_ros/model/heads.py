@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from .bev_backbone import conv_bn_relu, deconv_bn_relu
 from .contract import A2D2_SEMANTIC_CLASSES
-from .espnetv2 import CITYSCAPES_CLASSES, ESPNetV2Decoder
+from .espnetv2 import CITYSCAPES_CLASSES, ESPNetV2Decoder, resize_bilinear
 
 #: heat-map bias init: -log((1 - 0.1) / 0.1)
 HEATMAP_PRIOR_BIAS = -2.19
@@ -181,8 +181,7 @@ class ESPNetV2SemanticHead(ESPNetV2Decoder):
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         c4, c8, c16, _, c2 = feats
-        logits = self.decode(c2, c4, c8, c16)
-        return F.interpolate(logits, size=self.image_hw, mode="bilinear", align_corners=True)
+        return resize_bilinear(self.decode(c2, c4, c8, c16), self.image_hw, not self.training)
 
     def load_cityscapes_decoder(self, state: Dict[str, torch.Tensor],
                                 class_names: Sequence[str] = A2D2_SEMANTIC_CLASSES) -> None:
