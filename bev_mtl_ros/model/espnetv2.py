@@ -20,8 +20,9 @@ and tensor shapes of the state dicts in ``models/pretrained/`` (authors' EdgeNet
   depth-wise conv per scale 2.0, 1.5, 1.0, 0.5, 0.1 of the map; channel shuffle; grouped 3x3 and
   1x1 merge) fused with the encoder's levels through channel-attention-weighted grouped 3x3 convs,
   x2 bilinear upsampling (align_corners=True) between levels; logits at stride 2, upsampled to the
-  input. In eval mode the bilinear resizes run as constant-weight gathers
-  (:func:`resize_bilinear`), so that ONNX Runtime reproduces them exactly.
+  input. In the multi-task network's head (``model/heads.py``) that last upsampling runs, in eval
+  mode, as constant-weight gathers (:func:`resize_bilinear`), so that ONNX Runtime reproduces it
+  exactly.
 
 Adaptive average pooling to a size that does not divide the input (the pyramid's 1.5x scale
 pooled back to 1x; the 0.1x scale; any odd side) does not export to ONNX. :func:`adaptive_avg_pool`
@@ -94,13 +95,16 @@ def _pool_taps(n_in: int, n_out: int) -> Tuple[List[List[int]], List[List[float]
 
 
 def _take(x: torch.Tensor, dim: int, index: List[int]) -> torch.Tensor:
-    """``x`` at the constant indices ``index`` along ``dim`` (ONNX: Gather / GatherElements).
+    """``x`` at the constant indices ``index`` along ``dim`` (ONNX: Gather).
 
-    Along the last axis ``torch.gather`` with an expanded index (~10x faster there than
-    ``index_select`` on CPU); ``index_select`` elsewhere.
+    In PyTorch along the last axis ``torch.gather`` with an expanded index (~10x faster there
+    than ``index_select`` on CPU), ``index_select`` elsewhere and when exporting (ONNX Gather;
+    GatherElements with its full-size index is ~3x slower in ONNX Runtime). Both select the same
+    values: exact.
     """
     idx = torch.tensor(index, dtype=torch.int64, device=x.device)
-    if dim != x.dim() - 1:
+    if dim != x.dim() - 1 or torch.onnx.is_in_onnx_export():
+        # ONNX Gather along any axis is fast in ONNX Runtime; selection is exact either way
         return torch.index_select(x, dim, idx)
     shape = [1] * x.dim()
     shape[dim] = len(index)
@@ -164,14 +168,16 @@ def resize_bilinear(x: torch.Tensor, size: Tuple[int, int], exact: bool = True) 
 
     Input (B, C, H, W) float; size (h, w). Output (B, C, h, w).
 
-    ``exact`` (inference, ONNX export): separable constant-weight gathers, so that the exported
-    graph (Gather / GatherElements, Mul, Add with constant weights) computes exactly what PyTorch
-    computes. ONNX Runtime's Resize differs from PyTorch's kernel by up to ~2e-5 of the value
-    range, which the decoder's resizes amplify past the export's 1e-4 parity check (measured on
-    the semantic logits at 512x320: 1.0e-4 with ``F.interpolate``, 2.6e-5 with this).
-    ``exact=False`` (training): ``F.interpolate``, the same function (sampling coordinates in
-    float32 there, float64 here: ~1e-6 relative apart) at a fraction of the time forward and
-    backward on CPU.
+    ``exact`` (the decoder's final upsampling to the input size, in eval mode / ONNX export):
+    separable constant-weight gathers, so that the exported graph (Gather, Mul, Add with constant
+    weights) computes exactly what PyTorch computes. ONNX Runtime's Resize differs from PyTorch's
+    kernel by up to ~2e-5 of the value range (sampling coordinates rounded differently); on the
+    final logits that alone took the semantic output to the export's 1e-4 parity limit (measured
+    at 512x320, random image: 9.0e-5 to 1.0e-4 with ``F.interpolate`` everywhere, 5.8e-5 with
+    the final upsampling exact, 1.5e-5 with every resize exact; ONNX Runtime 1 thread: every
+    resize exact costs ~45 ms per frame, the final one ~10-25 ms). ``exact=False``:
+    ``F.interpolate`` (ONNX Resize), the same function (sampling coordinates in float32 there,
+    float64 here: ~1e-6 relative apart), faster forward and backward.
     """
     if not exact:
         return F.interpolate(x, (int(size[0]), int(size[1])), mode="bilinear",
@@ -454,15 +460,14 @@ class EfficientPyramidPool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.projection_layer(x)
         h, w = int(x.shape[-2]), int(x.shape[-1])
-        exact = not self.training  # resize_bilinear
         maps = []
         for s, stage in zip(self.scales, self.stages):
             hs, ws = max(int(math.ceil(h * s)), 5), max(int(math.ceil(w * s)), 5)
             if s > 1.0:
-                y = adaptive_avg_pool(stage(resize_bilinear(x, (hs, ws), exact)), (h, w))
+                y = adaptive_avg_pool(stage(resize_bilinear(x, (hs, ws), False)), (h, w))
             elif s < 1.0:
                 y = stage(adaptive_avg_pool(x, (hs, ws)))
-                y = resize_bilinear(y, (h, w), exact)
+                y = resize_bilinear(y, (h, w), False)
             else:
                 y = stage(x)
             maps.append(y)
@@ -489,9 +494,9 @@ class AttentionMerge(nn.Module):
         return self.expansion_layer(x) * self.wt_layer(x)
 
 
-def _upsample2(x: torch.Tensor, exact: bool) -> torch.Tensor:
+def _upsample2(x: torch.Tensor) -> torch.Tensor:
     """x2 bilinear upsampling, align_corners=True (as the decoder was trained)."""
-    return resize_bilinear(x, (2 * int(x.shape[-2]), 2 * int(x.shape[-1])), exact)
+    return resize_bilinear(x, (2 * int(x.shape[-2]), 2 * int(x.shape[-1])), False)
 
 
 class ESPNetV2Decoder(nn.Module):
@@ -528,11 +533,10 @@ class ESPNetV2Decoder(nn.Module):
     def decode(self, l1: torch.Tensor, l2: torch.Tensor, l3: torch.Tensor,
                l4: torch.Tensor) -> torch.Tensor:
         """Logits (B, K, H / 2, W / 2) from the four backbone levels."""
-        exact = not self.training  # resize_bilinear
         y = self.bu_dec_l1(l4)
-        y = self.bu_dec_l2(self.bu_br_l2(_upsample2(y, exact) + self.merge_enc_dec_l2(l3)))
-        y = self.bu_dec_l3(self.bu_br_l3(_upsample2(y, exact) + self.merge_enc_dec_l3(l2)))
-        return self.bu_dec_l4(self.bu_br_l4(_upsample2(y, exact) + self.merge_enc_dec_l4(l1)))
+        y = self.bu_dec_l2(self.bu_br_l2(_upsample2(y) + self.merge_enc_dec_l2(l3)))
+        y = self.bu_dec_l3(self.bu_br_l3(_upsample2(y) + self.merge_enc_dec_l3(l2)))
+        return self.bu_dec_l4(self.bu_br_l4(_upsample2(y) + self.merge_enc_dec_l4(l1)))
 
 
 class ESPNetV2Segmentation(ESPNetV2Decoder):
@@ -559,4 +563,5 @@ class ESPNetV2Segmentation(ESPNetV2Decoder):
             raise ValueError(f"ESPNetv2 input sides must be multiples of 16, got "
                              f"{tuple(x.shape[-2:])}")
         logits = self.decode(*self.base_net(x))
-        return resize_bilinear(logits, (int(x.shape[-2]), int(x.shape[-1])), not self.training)
+        # not exported by the project (the multi-task head is): the plain, faster resize
+        return resize_bilinear(logits, (int(x.shape[-2]), int(x.shape[-1])), False)
