@@ -191,7 +191,54 @@ class MBConv(nn.Module):
         return x + y if self.residual else y
 
 
-class EfficientNetLiteEncoder(nn.Module):
+class PretrainedEncoder(nn.Module):
+    """Base of the pretrained camera encoders: input normalisation and frozen levels.
+
+    Holds the per-channel ``mean`` and ``inv_std`` buffers (not saved: the contract carries the
+    normalisation) and :meth:`freeze`; a subclass lists the modules of each output level in
+    :meth:`_level_modules` (strides 4, 8, 16, 32, the stem with the first).
+    """
+
+    def __init__(self, image_mean: Sequence[float], image_std: Sequence[float]):
+        super().__init__()
+        mean = torch.tensor(image_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(image_std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("inv_std", 1.0 / std, persistent=False)
+        self.frozen_levels = 0
+
+    def normalise(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) RGB in [0, 1] -> normalised, channels-last (oneDNN's fast path)."""
+        return ((image - self.mean) * self.inv_std).contiguous(memory_format=torch.channels_last)
+
+    def _level_modules(self) -> Tuple[list, ...]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def freeze(self, levels: int) -> None:
+        """Freeze the first ``levels`` output levels (1 = the stem and stride 4 ... 4 = all).
+
+        requires_grad False; their BatchNorms are kept in eval mode by :meth:`train`.
+        Raises ValueError outside 0..4.
+        """
+        if not 0 <= int(levels) <= 4:
+            raise ValueError(f"frozen camera levels must be in 0..4, got {levels}")
+        self.frozen_levels = int(levels)
+        for m in self._frozen_modules():
+            for p in m.parameters():
+                p.requires_grad_(False)
+        self.train(self.training)
+
+    def _frozen_modules(self) -> list:
+        return [m for group in self._level_modules()[:self.frozen_levels] for m in group]
+
+    def train(self, mode: bool = True) -> "PretrainedEncoder":
+        super().train(mode)
+        for m in self._frozen_modules():
+            m.eval()
+        return self
+
+
+class EfficientNetLiteEncoder(PretrainedEncoder):
     """EfficientNet-Lite feature extractor without the 1280-channel head and the classifier.
 
     Tan & Le 2019, EfficientNet; the Lite variant of the TF model garden: ReLU6, no
@@ -216,16 +263,12 @@ class EfficientNetLiteEncoder(nn.Module):
     def __init__(self, variant: str = "efficientnet_lite0",
                  image_mean: Sequence[float] = LITE_IMAGE_MEAN,
                  image_std: Sequence[float] = LITE_IMAGE_STD):
-        super().__init__()
+        super().__init__(image_mean, image_std)
         if variant not in LITE_VARIANTS:
             raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; expected one of "
                              f"{sorted(LITE_VARIANTS)}")
         self.variant = variant
         spec = LITE_VARIANTS[variant]
-        mean = torch.tensor(image_mean, dtype=torch.float32).view(1, 3, 1, 1)
-        std = torch.tensor(image_std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.register_buffer("mean", mean, persistent=False)
-        self.register_buffer("inv_std", 1.0 / std, persistent=False)
         self.stem = _conv_bn(3, 32, 3, 2)
         blocks, c_in, stage_ends = [], 32, []
         for (expand, kernel, stride), c_out, repeats in zip(LITE_STAGE_LAYOUT, spec.channels,
@@ -238,38 +281,16 @@ class EfficientNetLiteEncoder(nn.Module):
         #: index of the last block of each output level (strides 4, 8, 16, 32) in ``blocks``
         self.level_ends = tuple(stage_ends[s] for s in LITE_LEVEL_STAGES)
         self.out_channels = tuple(spec.channels[s] for s in LITE_LEVEL_STAGES)
-        self.frozen_levels = 0
 
-    def freeze(self, levels: int) -> None:
-        """Freeze the stem and the blocks of the first ``levels`` output levels.
-
-        ``levels`` in 0..4 (1 = up to stride 4): requires_grad False, their BatchNorms kept in
-        eval mode by :meth:`train`. Raises ValueError outside 0..4.
-        """
-        if not 0 <= int(levels) <= 4:
-            raise ValueError(f"frozen camera levels must be in 0..4, got {levels}")
-        self.frozen_levels = int(levels)
-        for m in self._frozen_modules():
-            for p in m.parameters():
-                p.requires_grad_(False)
-        self.train(self.training)
-
-    def _frozen_modules(self) -> list:
-        if self.frozen_levels == 0:
-            return []
-        end = self.level_ends[self.frozen_levels - 1]
-        return [self.stem] + list(self.blocks[:end + 1])
-
-    def train(self, mode: bool = True) -> "EfficientNetLiteEncoder":
-        super().train(mode)
-        for m in self._frozen_modules():
-            m.eval()
-        return self
+    def _level_modules(self) -> Tuple[list, ...]:
+        starts = (0,) + tuple(e + 1 for e in self.level_ends[:-1])
+        groups = [list(self.blocks[a:e + 1]) for a, e in zip(starts, self.level_ends)]
+        groups[0] = [self.stem] + groups[0]
+        return tuple(groups)
 
     def forward(self, image: torch.Tensor
                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = ((image - self.mean) * self.inv_std).contiguous(memory_format=torch.channels_last)
-        x = self.stem(x)
+        x = self.stem(self.normalise(image))
         feats = []
         for i, block in enumerate(self.blocks):
             x = block(x)
@@ -373,7 +394,7 @@ ESPNETV2_IMAGE_MEAN: Tuple[float, float, float] = IMAGENET_MEAN
 ESPNETV2_IMAGE_STD: Tuple[float, float, float] = IMAGENET_STD
 
 
-class ESPNetV2Encoder(nn.Module):
+class ESPNetV2Encoder(PretrainedEncoder):
     """ESPNetv2 camera encoder (Mehta et al., CVPR 2019), pretrained on Cityscapes.
 
     The backbone of the released Cityscapes segmentation network (:class:`ESPNetV2Backbone`,
@@ -403,51 +424,25 @@ class ESPNetV2Encoder(nn.Module):
     def __init__(self, variant: str = "espnetv2_s1.5",
                  image_mean: Sequence[float] = ESPNETV2_IMAGE_MEAN,
                  image_std: Sequence[float] = ESPNETV2_IMAGE_STD):
-        super().__init__()
+        super().__init__(image_mean, image_std)
         if variant not in ESPNETV2_VARIANTS:
             raise ValueError(f"unknown ESPNetv2 variant {variant!r}; expected one of "
                              f"{sorted(ESPNETV2_VARIANTS)}")
         self.variant = variant
-        mean = torch.tensor(image_mean, dtype=torch.float32).view(1, 3, 1, 1)
-        std = torch.tensor(image_std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.register_buffer("mean", mean, persistent=False)
-        self.register_buffer("inv_std", 1.0 / std, persistent=False)
         self.base_net = ESPNetV2Backbone(ESPNETV2_VARIANTS[variant])
         c2, c4, c8, c16 = self.base_net.channels
         self.level5_0 = StridedEESP(c16, ESPNETV2_C32, limit=5)
         self.level5 = EESP(ESPNETV2_C32, ESPNETV2_C32, 1, limit=5)
         self.out_channels = (c4, c8, c16, ESPNETV2_C32)
         self.stride2_channels = c2
-        self.frozen_levels = 0
 
-    def freeze(self, levels: int) -> None:
-        """Freeze the first ``levels`` output levels (1 = stride 2 and 4 ... 4 = all).
-
-        requires_grad False, BatchNorms kept in eval mode by :meth:`train`. Raises ValueError
-        outside 0..4.
-        """
-        if not 0 <= int(levels) <= 4:
-            raise ValueError(f"frozen camera levels must be in 0..4, got {levels}")
-        self.frozen_levels = int(levels)
-        for m in self._frozen_modules():
-            for p in m.parameters():
-                p.requires_grad_(False)
-        self.train(self.training)
-
-    def _frozen_modules(self) -> list:
+    def _level_modules(self) -> Tuple[list, ...]:
         b = self.base_net
-        per_level = ([b.level1, b.level2_0], [b.level3_0, b.level3], [b.level4_0, b.level4],
-                     [self.level5_0, self.level5])
-        return [m for group in per_level[:self.frozen_levels] for m in group]
-
-    def train(self, mode: bool = True) -> "ESPNetV2Encoder":
-        super().train(mode)
-        for m in self._frozen_modules():
-            m.eval()
-        return self
+        return ([b.level1, b.level2_0], [b.level3_0, b.level3], [b.level4_0, b.level4],
+                [self.level5_0, self.level5])
 
     def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        x = ((image - self.mean) * self.inv_std).contiguous(memory_format=torch.channels_last)
+        x = self.normalise(image)
         pyramid = image_pyramid(x, 5)
         l1, l2, l3, l4 = self.base_net.forward_with_pyramid(x, pyramid)
         l5 = self.level5(self.level5_0(l4, pyramid[4]))
