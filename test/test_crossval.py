@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from bev_mtl_ros.train.crossval import (REAL_METRICS, drive_files, fold_metrics, format_table,
-                                        make_fold_dirs, summarise)
+from bev_mtl_ros.train.crossval import (REAL_METRICS, compare_table, drive_files, fold_metrics,
+                                        format_table, load_results, make_fold_dirs, summarise)
 
 REAL = os.path.join(os.path.dirname(__file__), "data", "real_a2d2")
 
@@ -110,3 +110,23 @@ def test_one_fold_end_to_end_trains_scores_and_continues(tmp_path):
     assert (out / "summary.json").is_file()
     again = run_crossval(REAL, str(synth), cfg, str(out), folds=[drive])
     assert again["folds"][drive]["train_s"] == fold["train_s"]   # kept, not trained again
+
+
+def test_compare_table_uses_the_common_folds_only(tmp_path):
+    import json
+    arms = {"a": {"d1": 0.2, "d2": 0.4, "d3": 0.9}, "b": {"d1": 0.3, "d2": 0.7}}
+    for run, folds in arms.items():
+        for drive, v in folds.items():
+            (tmp_path / run / f"fold_{drive}").mkdir(parents=True)
+            (tmp_path / run / f"fold_{drive}" / "result.json").write_text(
+                json.dumps({"drive": drive, "metrics": {"coarse_miou": v, "miou_38": None}}))
+    runs = {"a": load_results(str(tmp_path / "a")), "b": load_results(str(tmp_path / "b"))}
+    assert sorted(runs["a"]) == ["d1", "d2", "d3"]
+    table = compare_table(runs)
+    assert table.startswith("2 common folds: d1, d2")
+    assert "| coarse_miou | 0.300 ± 0.141 (2) | 0.500 ± 0.283 (2) |" in table   # d3 left out
+    assert "| miou_38 | n/a | n/a |" in table
+    with pytest.raises(FileNotFoundError):
+        load_results(str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="no held-out drive in common"):
+        compare_table({"a": {"d1": {}}, "b": {"d2": {}}})

@@ -27,6 +27,7 @@ Usage::
     bev-mtl-ros crossval --real test/data/real_a2d2 --synth build/synth_train \
         --config config/crossval_short.yaml --out build/crossval [--init-from BASE.pt] \
         [--folds 20180810142822,20181107132300] [--device cpu]
+    bev-mtl-ros crossval --compare lite0=build/cv_lite0 espnet=build/cv_espnet   # table only
 """
 
 from __future__ import annotations
@@ -186,6 +187,55 @@ def format_table(summary: Dict[str, Dict[str, float]], num_folds: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def load_results(out_dir: str) -> Dict[str, Dict[str, float]]:
+    """Read the fold metrics of a cross-validation folder: {drive: {metric: value}}.
+
+    Raises FileNotFoundError when ``out_dir`` holds no ``fold_*/result.json``.
+    """
+    out: Dict[str, Dict[str, float]] = {}
+    if os.path.isdir(out_dir):
+        for name in sorted(os.listdir(out_dir)):
+            path = os.path.join(out_dir, name, "result.json")
+            if name.startswith("fold_") and os.path.isfile(path):
+                with open(path, encoding="utf-8") as f:
+                    r = json.load(f)
+                out[r["drive"]] = r["metrics"]
+    if not out:
+        raise FileNotFoundError(f"{out_dir}: no fold_*/result.json (not a crossval output)")
+    return out
+
+
+def compare_table(runs: Dict[str, Dict[str, Dict[str, float]]]) -> str:
+    """Markdown table comparing cross-validation runs on the folds they all hold.
+
+    Args:
+        runs: {run name: {drive: {metric: value}}} (:func:`load_results` of each folder).
+    Returns:
+        one row per metric, one column per run with "mean ± std (folds)" over the common
+        drives, preceded by a line naming them. Raises ValueError when no drive is common.
+    """
+    common = sorted(set.intersection(*(set(r) for r in runs.values())))
+    if not common:
+        raise ValueError("the runs have no held-out drive in common")
+    summaries = {name: summarise({d: r[d] for d in common}) for name, r in runs.items()}
+    metrics: List[str] = []
+    for s in summaries.values():
+        metrics += [m for m in s if m not in metrics]
+    lines = [f"{len(common)} common folds: {', '.join(common)}", "",
+             "| metric | " + " | ".join(runs) + " |", "|---|" + "---|" * len(runs)]
+    for m in metrics:
+        cells = []
+        for name in runs:
+            v = summaries[name].get(m, {"mean": float("nan"), "std": float("nan"), "n": 0})
+            if math.isnan(v["mean"]):
+                cells.append("n/a")
+            else:
+                std = "" if math.isnan(v["std"]) else f" ± {v['std']:.3f}"
+                cells.append(f"{v['mean']:.3f}{std} ({v['n']})")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 # ------------------------------------------------------------------------------- one fold
 def run_fold(drive: str, files: Dict[str, List[str]], cfg: Dict[str, Any], synth_dir: str,
              out_dir: str, device: str = "cpu", backend: str = "pytorch",
@@ -285,11 +335,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``bev-mtl-ros crossval``."""
     parser.add_argument("--real", default="test/data/real_a2d2",
                         help="flat folder of real A2D2 frames (default test/data/real_a2d2)")
-    parser.add_argument("--synth", required=True,
+    parser.add_argument("--synth",
                         help="synthetic A2D2-format training split (bev-mtl-ros synth)")
-    parser.add_argument("--config", required=True,
+    parser.add_argument("--config",
                         help="training config of every fold (e.g. config/crossval_short.yaml)")
-    parser.add_argument("--out", required=True, help="output folder (folds, summary.json)")
+    parser.add_argument("--out", help="output folder (folds, summary.json)")
+    parser.add_argument("--compare", nargs="+", metavar="NAME=DIR",
+                        help="train nothing: print a markdown table comparing finished "
+                             "crossval folders on their common folds")
     parser.add_argument("--init-from", default=None, metavar="MODEL_PT",
                         help="start every fold from this model (trained without real frames)")
     parser.add_argument("--folds", default=None,
@@ -307,6 +360,20 @@ def main(args: argparse.Namespace) -> int:
     from bev_mtl_ros.train.config import ConfigError, load_config
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.compare:
+        try:
+            runs = {}
+            for item in args.compare:
+                name, _, folder = item.rpartition("=")
+                runs[name or folder] = load_results(folder)
+            print(compare_table(runs), end="")
+        except (FileNotFoundError, ValueError) as e:
+            LOG.error("%s", e)
+            return 2
+        return 0
+    if not (args.synth and args.config and args.out):
+        LOG.error("--synth, --config and --out are needed to run folds (or --compare)")
+        return 2
     try:
         cfg = load_config(args.config)
         if args.init_from:
