@@ -541,7 +541,11 @@ def test_bad_camera_info_and_tf_cost_no_frame(ros_env, rclpy_context, tiny_onnx)
         assert values()["tf.unconnected"] == "" and values()["tf.reparented"] == ""
         counts = values()
         assert counts["bad_input.tf_invalid"] == "1" and counts["bad_input.tf_reparented"] == "1"
-        assert counts["bad_input.no_transform"] == "18" and counts["errors.inference"] == "0"
+        # re-parented 'lidar_rp' (1), 'lidar_nowhere' (1) and the 15 moving frames: a moving-frame
+        # cloud still in the one-slot mailbox when its good frame arrives is replaced (newest
+        # frame first) instead of waited for, so on a loaded machine fewer than 15 are counted
+        assert 3 <= int(counts["bad_input.no_transform"]) <= 18, counts["bad_input.no_transform"]
+        assert counts["errors.inference"] == "0"
         # defect 6: a 10 Hz camera up to the image stamped T, then 100 clouds within 100 ms
         # stamped on the same clock (T + 1 ms ... T + 100 ms)
         t_image = 100
