@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from bev_mtl_ros.model.contract import ModelContract
 from bev_mtl_ros.model.network import TINY_WIDTHS
 from bev_mtl_ros.runtime.checkpoint import save_checkpoint
 from bev_mtl_ros.train import train as T
@@ -22,6 +23,24 @@ def test_extends_merges_over_the_parent_config(tmp_path):
     assert cfg["real_data"]["repeats"] == 250 and cfg["epochs"] == 1
     assert cfg["real_data"]["crop_scale"] == T.DEFAULT_CONFIG["real_data"]["crop_scale"]
     assert "extends" not in cfg
+
+
+def test_extends_patches_the_parents_contract_and_model(tmp_path):
+    """A child's contract / model keys change the parent's, they do not reset the others."""
+    (tmp_path / "main.yaml").write_text(
+        "contract: {pillar_size: [0.64, 0.64], max_pillars: 8000}\n"
+        "model: {camera_encoder: plain, fpn_channels: 8}\n")
+    (tmp_path / "child.yaml").write_text(
+        "extends: main.yaml\ncontract: {image_mean: [0.485, 0.456, 0.406]}\n"
+        "model: {fpn_channels: 16}\n")
+    cfg = T.load_config(str(tmp_path / "child.yaml"))
+    c = T.contract_from_config(cfg)
+    assert c.pillar_size == (0.64, 0.64) and c.max_pillars == 8000
+    assert c.image_mean == (0.485, 0.456, 0.406)
+    assert cfg["model"] == {"camera_encoder": "plain", "fpn_channels": 16}
+    # without extends, a config's contract is complete: unset keys are the contract defaults
+    main = T.contract_from_config(T.load_config(str(tmp_path / "main.yaml")))
+    assert main.image_mean == ModelContract().image_mean
 
 
 def test_extends_loop_and_unknown_key_are_config_errors(tmp_path):

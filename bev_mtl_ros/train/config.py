@@ -47,18 +47,20 @@ class ConfigError(ValueError):
     """A training config key or value is invalid; the message names it."""
 
 
-def merge_config(base: Dict[str, Any], override: Dict[str, Any], path: str = "") -> Dict[str, Any]:
+def merge_config(base: Dict[str, Any], override: Dict[str, Any], path: str = "",
+                 whole: Tuple[str, ...] = ("contract", "model")) -> Dict[str, Any]:
     """Deep-merge ``override`` into a copy of ``base``.
 
-    ``contract`` and ``model`` sections are replaced as a whole, other sections merged key by key.
-    Raises ConfigError for an unknown top-level key.
+    The top-level sections named in ``whole`` (by default ``contract`` and ``model``: a config's
+    contract and widths are complete, not patches of the defaults) are replaced as a whole, other
+    sections merged key by key. Raises ConfigError for an unknown top-level key.
     """
     out = copy.deepcopy(base)
     for k, v in (override or {}).items():
         if not path and k not in base:
             raise ConfigError(f"unknown training config key {k!r}; expected one of {sorted(base)}")
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("contract", "model"):
-            out[k] = merge_config(out[k], v, path + k + ".")
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and not (not path and k in whole):
+            out[k] = merge_config(out[k], v, path + k + ".", whole)
         else:
             out[k] = copy.deepcopy(v)
     return out
@@ -68,7 +70,9 @@ def load_config(path: Optional[str], _seen: Tuple[str, ...] = ()) -> Dict[str, A
     """Read a training YAML and merge it over :data:`DEFAULT_CONFIG`.
 
     A top-level ``extends: OTHER.yaml`` (a path relative to this file) merges this file over
-    that one instead, e.g. a fine-tuning stage that changes a few keys of the main config.
+    that one instead, e.g. a fine-tuning stage that changes a few keys of the main config; there
+    every section merges key by key, ``contract`` and ``model`` too (a child that sets
+    ``contract: {image_mean: ...}`` keeps the parent's range and pillar size).
 
     Raises:
         ConfigError: unreadable YAML, a top level that is not a mapping, an unknown key, an
@@ -88,9 +92,10 @@ def load_config(path: Optional[str], _seen: Tuple[str, ...] = ()) -> Dict[str, A
     if not isinstance(d, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     parent = d.pop("extends", None)
-    base = (load_config(os.path.join(os.path.dirname(path), str(parent)), _seen + (real,))
-            if parent else DEFAULT_CONFIG)
-    return merge_config(base, d)
+    if not parent:
+        return merge_config(DEFAULT_CONFIG, d)
+    base = load_config(os.path.join(os.path.dirname(path), str(parent)), _seen + (real,))
+    return merge_config(base, d, whole=())
 
 
 def contract_from_config(cfg: Dict[str, Any]) -> ModelContract:
