@@ -9,8 +9,9 @@
 #   3. copy the checkpoint to models/bev_mtl_default.pt and export models/bev_mtl_default.onnx (parity-checked)
 #   4. evaluate the ONNX model on the validation split and check the acceptance thresholds:
 #      Car AP@2m >= 0.70, Pedestrian AP@2m >= 0.40, drivable IoU >= 0.85, semantic mIoU >= 0.50
-#   5. evaluate on the real frames (semantics only; they are training frames, so these figures are
-#      not held-out): models/<name>.real_eval.json and prediction renderings in models/real_a2d2/
+#   5. evaluate on the real frames (fused and lidar-only; they are training frames, so these figures
+#      are not held-out: the held-out measure is `bev-mtl-ros crossval`): models/<name>.real_eval.json
+#      and semantic prediction renderings of every real frame in models/real_a2d2/
 #
 # Usage: scripts/make_default_model.sh            (about 60 min on 2 CPU cores)
 # Environment overrides: WORK (scratch dir, default build/default_model), TRAIN_SCENES, VAL_SCENES,
@@ -103,7 +104,7 @@ if [[ -n "$REAL_DATA" ]]; then
   stamp "evaluation on the real frames ($REAL_DATA; training frames, not held-out)"
   rm -rf "$MODELS_DIR/real_a2d2"
   "${CLI[@]}" evaluate --data "$REAL_DATA" --model "$MODELS_DIR/$MODEL_NAME.onnx" --backend onnxruntime \
-      --out "$WORK/eval_real" --render 4 --render-style prediction --no-progress
+      --out "$WORK/eval_real" --render 1000 --render-style prediction --camera-input both --no-progress
   cp "$WORK/eval_real/report.json" "$MODELS_DIR/$MODEL_NAME.real_eval.json"
   mkdir -p "$MODELS_DIR/real_a2d2" && cp "$WORK"/eval_real/frames/*_semantic.png "$MODELS_DIR/real_a2d2/"
 fi
