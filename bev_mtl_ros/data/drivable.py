@@ -61,6 +61,21 @@ IGNORED_CLASS_IDS: Tuple[int, ...] = tuple(A2D2_SEMANTIC_CLASSES.index(n) for n 
 NOT_DRIVABLE, DRIVABLE, IGNORE = 0, 1, 255
 
 
+def _class_lut(ids) -> np.ndarray:
+    """(256,) bool look-up table, True at the uint8 class ids ``ids``."""
+    lut = np.zeros(256, dtype=bool)
+    lut[list(ids)] = True
+    return lut
+
+
+#: per class id: drivable road surface; ground-level and not drivable; not voting at all (sky,
+#: blur, ego car, unknown, ids outside the merged classes)
+_DRIVABLE_LUT = _class_lut(DRIVABLE_CLASS_IDS)
+_GROUND_NOT_DRIVABLE_LUT = _class_lut(GROUND_NOT_DRIVABLE_CLASS_IDS)
+_IGNORE_LUT = _class_lut(IGNORED_CLASS_IDS + (UNKNOWN_ID,)
+                         + tuple(range(len(A2D2_SEMANTIC_CLASSES), 256)))
+
+
 def paint_points(row: np.ndarray, col: np.ndarray, semantic: np.ndarray) -> np.ndarray:
     """Class id of the semantic pixel under each point.
 
@@ -107,14 +122,10 @@ def _ground_points(points: np.ndarray, row: np.ndarray, col: np.ndarray, semanti
     if n == 0:
         return empty
     cls = paint_points(row, col, semantic)
-    lut_ignore = np.zeros(256, dtype=bool)
-    lut_ignore[list(IGNORED_CLASS_IDS)] = True
-    lut_ignore[UNKNOWN_ID] = True
-    lut_ignore[len(A2D2_SEMANTIC_CLASSES):] = True
     x = pts[:, 0].astype(np.float64)
     y = pts[:, 1].astype(np.float64)
     z = pts[:, 2].astype(np.float64)
-    keep = ~lut_ignore[cls] & np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
+    keep = ~_IGNORE_LUT[cls] & np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
     keep &= (x >= x0) & (x < x1) & (y >= y0) & (y < y1)
     ix = np.floor((x[keep] - x0) / dx).astype(np.int64)
     iy = np.floor((y[keep] - y0) / dy).astype(np.int64)
@@ -155,10 +166,8 @@ def drivable_labels(points: np.ndarray, row: np.ndarray, col: np.ndarray, semant
     cell, ck, ground = _ground_points(points, row, col, semantic, contract, ground_band)
     if cell.size == 0:
         return labels.reshape(gh, gw)
-    lut_drv = np.zeros(256, dtype=bool)
-    lut_drv[list(DRIVABLE_CLASS_IDS)] = True
     total = np.bincount(cell[ground], minlength=gh * gw)
-    drv = np.bincount(cell[ground], weights=lut_drv[ck[ground]].astype(np.float64),
+    drv = np.bincount(cell[ground], weights=_DRIVABLE_LUT[ck[ground]].astype(np.float64),
                       minlength=gh * gw)
     observed = total >= max(1, int(min_points))
     is_drv = observed & (drv >= drivable_fraction * total)
@@ -208,12 +217,8 @@ def observed_drivable_labels(points: np.ndarray, row: np.ndarray, col: np.ndarra
     gw, gh = contract.grid_size
     labels = np.full(gh * gw, IGNORE, dtype=np.uint8)
     cell, ck, ground = _ground_points(points, row, col, semantic, contract, ground_band)
-    lut_drv = np.zeros(256, dtype=bool)
-    lut_drv[list(DRIVABLE_CLASS_IDS)] = True
-    lut_neg = np.zeros(256, dtype=bool)
-    lut_neg[list(GROUND_NOT_DRIVABLE_CLASS_IDS)] = True
-    drv_pt = ground & lut_drv[ck]
-    counted = drv_pt | (ground & lut_neg[ck])
+    drv_pt = ground & _DRIVABLE_LUT[ck]
+    counted = drv_pt | (ground & _GROUND_NOT_DRIVABLE_LUT[ck])
     total = np.bincount(cell[counted], minlength=gh * gw)
     drv = np.bincount(cell[drv_pt], minlength=gh * gw)
     observed = total > 0
