@@ -1,26 +1,31 @@
 #!/usr/bin/env bash
 # Build the shipped default model (models/bev_mtl_default.pt + models/bev_mtl_default.onnx) from scratch:
-#   1. synthetic A2D2-format data: a training split and a held-out validation split
-#      (different seeds -> different, disjoint scenes; checked below)
-#   2. train with config/train_default.yaml (CPU by default; DEVICE=cuda for a GPU), with the real
-#      camera + label frames of REAL_DATA (default test/data/real_a2d2) mixed in (semantic loss only)
-#   2b. stage 2 (FINETUNE_CONFIG, default config/finetune_real.yaml; only with REAL_DATA): one short
-#      epoch from stage 1's model with half the samples real (semantic loss) and half synthetic
+#   1. synthetic A2D2-format data: a training split, a 40-scene split for stage 2 and a held-out
+#      validation split (different seeds -> different, disjoint scenes; checked below)
+#   2. stage 1: train with config/train_default.yaml on the synthetic training split only (CPU by
+#      default; DEVICE=cuda for a GPU)
+#   2b. stage 2 (FINETUNE_CONFIG, default config/finetune_real.yaml; only with REAL_DATA): one
+#      epoch from stage 1's model over the 40-scene split mixed with the real A2D2 frames of
+#      REAL_DATA (default test/data/real_a2d2). The recipe's leave-one-drive-out cross-validation
+#      runs this stage once per held-out drive from the same stage 1 model:
+#        bev-mtl-ros crossval --config config/finetune_real.yaml --init-from $WORK/run/model.pt \
+#            --synth $WORK/synth_finetune --out build/cv_recipe
 #   3. copy the checkpoint to models/bev_mtl_default.pt and export models/bev_mtl_default.onnx (parity-checked)
 #   4. evaluate the ONNX model on the validation split and check the acceptance thresholds:
 #      Car AP@2m >= 0.70, Pedestrian AP@2m >= 0.40, drivable IoU >= 0.85, semantic mIoU >= 0.50
 #   5. evaluate on the real frames (fused and lidar-only; they are training frames, so these figures
-#      are not held-out: the held-out measure is `bev-mtl-ros crossval`): models/<name>.real_eval.json
+#      are not held-out: the held-out measure is the cross-validation): models/<name>.real_eval.json
 #      and semantic prediction renderings of every real frame in models/real_a2d2/
 #
-# Usage: scripts/make_default_model.sh            (about 60 min on 2 CPU cores)
-# Environment overrides: WORK (scratch dir, default build/default_model), TRAIN_SCENES, VAL_SCENES,
-#   FRAMES (per scene), WIDTH/HEIGHT (synthetic image size), EPOCHS, DEVICE, PYTHON, MODEL_NAME,
-#   MODELS_DIR (default models/), SYNTH_WORKERS (parallel synthesis processes, default 2), REAL_DATA (real camera+label frames; empty = synthetic only;
-#   a flat folder or an A2D2 camera_lidar_semantic tree - with thousands of real frames, give a CONFIG whose
-#   real_data.repeats is 1: the config's 50 repeats are for the four committed frames; above 256 frames they are
-#   decoded on access instead of held in memory),
-#   FINETUNE_CONFIG (stage 2 config; empty = no stage 2), SKIP_CHECK=1 (do not fail on thresholds).
+# Usage: scripts/make_default_model.sh            (time measured: models/README.md)
+# Environment overrides: WORK (scratch dir, default build/default_model), TRAIN_SCENES, FINETUNE_SCENES,
+#   VAL_SCENES, FRAMES (per scene), WIDTH/HEIGHT (synthetic image size), EPOCHS (stage 1), DEVICE, PYTHON,
+#   MODEL_NAME, MODELS_DIR (default models/), SYNTH_WORKERS (parallel synthesis processes, default 2),
+#   REAL_DATA (real A2D2 frames for stage 2; empty = synthetic only, no stage 2; a flat folder or an
+#   A2D2 camera_lidar_semantic tree - with thousands of real frames, give a FINETUNE_CONFIG whose
+#   real_data.repeats is 1: its 20 repeats are for the eleven committed frames; above 256 frames they
+#   are decoded on access instead of held in memory), FINETUNE_CONFIG (stage 2 config; empty = no
+#   stage 2), SKIP_CHECK=1 (do not fail on thresholds).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,6 +34,7 @@ PY="${PYTHON:-$ROOT/.venv/bin/python}"
 WORK="${WORK:-$ROOT/build/default_model}"
 TRAIN_SCENES="${TRAIN_SCENES:-100}"
 VAL_SCENES="${VAL_SCENES:-10}"
+FINETUNE_SCENES="${FINETUNE_SCENES:-40}"
 FRAMES="${FRAMES:-10}"
 WIDTH="${WIDTH:-480}"
 HEIGHT="${HEIGHT:-302}"
@@ -56,6 +62,13 @@ if [[ ! -f "$WORK/synth_train/.done" ]]; then
       --width "$WIDTH" --height "$HEIGHT" --workers "$SYNTH_WORKERS" --no-progress
   touch "$WORK/synth_train/.done"
 fi
+if [[ -n "$FINETUNE_CONFIG" && -n "$REAL_DATA" && ! -f "$WORK/synth_finetune/.done" ]]; then
+  stamp "synthetic split of stage 2: $FINETUNE_SCENES scenes x $FRAMES frames (seed 3)"
+  rm -rf "$WORK/synth_finetune"
+  "${CLI[@]}" synth --out "$WORK/synth_finetune" --scenes "$FINETUNE_SCENES" --frames "$FRAMES" \
+      --seed 3 --width "$WIDTH" --height "$HEIGHT" --workers "$SYNTH_WORKERS" --no-progress
+  touch "$WORK/synth_finetune/.done"
+fi
 if [[ ! -f "$WORK/synth_val/.done" ]]; then
   stamp "synthetic validation split: $VAL_SCENES scenes x $FRAMES frames (seed 2)"
   rm -rf "$WORK/synth_val"
@@ -64,25 +77,28 @@ if [[ ! -f "$WORK/synth_val/.done" ]]; then
   touch "$WORK/synth_val/.done"
 fi
 scenes_of() { find "$1" -mindepth 2 -maxdepth 2 -type d -printf '%f\n' | sort -u; }
-common=$(comm -12 <(scenes_of "$WORK/synth_train") <(scenes_of "$WORK/synth_val") | grep -c . || true)
-if [[ "$common" != "0" ]]; then
-  echo "make_default_model: training and validation splits share $common scene folder name(s)" >&2
-  exit 1
-fi
+for split in synth_train synth_finetune; do
+  [[ -d "$WORK/$split" ]] || continue
+  common=$(comm -12 <(scenes_of "$WORK/$split") <(scenes_of "$WORK/synth_val") | grep -c . || true)
+  if [[ "$common" != "0" ]]; then
+    echo "make_default_model: $split and the validation split share $common scene folder name(s)" >&2
+    exit 1
+  fi
+done
 
-stamp "training ($CONFIG, device $DEVICE)"
+stamp "stage 1: training on synthetic frames only ($CONFIG, device $DEVICE)"
 RESUME=()
 if [[ -f "$WORK/run/last.pt" ]]; then RESUME=(--resume); fi
 "${CLI[@]}" train --data "$WORK/synth_train" --config "$CONFIG" --out "$WORK/run" --device "$DEVICE" \
-    --cache-dir "$WORK/cache" --no-progress "${RESUME[@]}" "${EPOCH_ARGS[@]}" "${REAL_ARGS[@]}"
+    --cache-dir "$WORK/cache" --no-progress "${RESUME[@]}" "${EPOCH_ARGS[@]}"
 
 FINAL_RUN="$WORK/run"
 if [[ -n "$FINETUNE_CONFIG" && -n "$REAL_DATA" ]]; then
   stamp "stage 2: fine-tuning ($FINETUNE_CONFIG) from $WORK/run/model.pt"
   RESUME=()
   if [[ -f "$WORK/run_ft/last.pt" ]]; then RESUME=(--resume); fi
-  "${CLI[@]}" train --data "$WORK/synth_train" --config "$FINETUNE_CONFIG" --out "$WORK/run_ft" \
-      --init-from "$WORK/run/model.pt" --device "$DEVICE" --cache-dir "$WORK/cache" --no-progress \
+  "${CLI[@]}" train --data "$WORK/synth_finetune" --config "$FINETUNE_CONFIG" --out "$WORK/run_ft" \
+      --init-from "$WORK/run/model.pt" --device "$DEVICE" --cache-dir "$WORK/cache_ft" --no-progress \
       "${RESUME[@]}" "${REAL_ARGS[@]}"
   FINAL_RUN="$WORK/run_ft"
 fi
