@@ -17,7 +17,15 @@ from bev_mtl_ros.bench.references import compare_pillars, naive_pillarize, spcon
 from bev_mtl_ros.bench.timing import summarize_ms, time_stage
 
 __all__ = ["postprocess_config", "make_pipeline", "time_conversions", "time_pillarize",
-           "time_network", "time_postprocess", "time_messages", "time_pipeline"]
+           "time_network", "time_postprocess", "time_messages", "time_lazy_outputs",
+           "time_pipeline", "LAZY_OUTPUT_ITEMS"]
+
+#: what :func:`time_lazy_outputs` times, in the order the table prints it (stage keys
+#: ``lazy_<item>``)
+LAZY_OUTPUT_ITEMS = ("semantic_ids", "semantic_image", "semantic_overlay", "drivable_image",
+                     "occupancy_grid", "markers", "markers_20_boxes", "serialize_semantic",
+                     "serialize_overlay", "serialize_drivable", "serialize_grid",
+                     "serialize_markers", "all")
 
 
 def postprocess_config():
@@ -101,7 +109,11 @@ def time_network(st: Dict[str, Any], backends: Dict[str, Any], inputs,
 
 def time_postprocess(st: Dict[str, Any], s: Dict[str, Any], outputs, img: np.ndarray, contract,
                      cfg: BenchConfig):
-    """Time decode + NMS and the dense masks; return (detections, drivable mask, semantic ids)."""
+    """Time decode + NMS, the dense masks and the lazy outputs; return the frame's results.
+
+    Returns (detections, drivable mask, semantic ids at the image's size); the lazy outputs'
+    rows come from :func:`time_lazy_outputs`.
+    """
     from bev_mtl_ros.runtime.postprocess import decode_detections, drivable_mask, semantic_ids
     pcfg = postprocess_config()
     st["postprocess_decode_nms"] = time_stage(lambda: decode_detections(outputs, contract, pcfg),
@@ -114,6 +126,7 @@ def time_postprocess(st: Dict[str, Any], s: Dict[str, Any], outputs, img: np.nda
     s["detections_decoded"] = int(len(dets.scores))
     drv = drivable_mask(outputs["drivable"])
     sem = semantic_ids(outputs["semantic"], out_size=(img.shape[1], img.shape[0]))
+    time_lazy_outputs(st, outputs, dets, drv, img, contract, cfg)
     return dets, drv, sem
 
 
@@ -134,6 +147,86 @@ def time_messages(st: Dict[str, Any], dets, drv: np.ndarray, sem: np.ndarray, im
         M.semantic_to_image(sem, hdr)
         M.semantic_overlay(img, sem, hdr)
     st["build_messages"] = time_stage(build, cfg.frames, cfg.warmup)
+
+
+def time_lazy_outputs(st: Dict[str, Any], outputs, dets, drv: np.ndarray, img: np.ndarray,
+                      contract, cfg: BenchConfig) -> None:
+    """Time each lazy output of the node alone and all together: stages ``lazy_<item>``.
+
+    Items (:data:`LAZY_OUTPUT_ITEMS`), each built exactly as ``ros.outputs.NodeOutputs`` and the
+    pipeline build it for one frame:
+
+    * ``semantic_ids`` - argmax of the network's semantic logits at the network's resolution +
+      nearest resize of the ids to the camera image (``runtime.postprocess.semantic_ids`` and
+      ``resize_ids``; the pipeline runs them only when ``~/semantic`` or ``~/semantic/color`` is
+      subscribed);
+    * ``semantic_image`` / ``semantic_overlay`` - mono8 ids / rgb8 colour overlay at the camera's
+      size (``ros.messages``; the overlay coloured at the network's resolution and scaled, as
+      ``ros.outputs`` publishes it);
+    * ``drivable_image`` / ``occupancy_grid`` - the BEV mask as mono8 / nav_msgs/OccupancyGrid;
+    * ``markers`` - MarkerArray of the frame's detections; ``markers_20_boxes`` - the same for 20
+      fixed boxes of the first class (a busy street; the synthetic scans give few detections);
+    * ``serialize_*`` - ``rclpy.serialization.serialize_message`` of each message: the Python ->
+      C conversion and CDR serialisation that ``publish`` also does (an upper bound on the
+      publisher's share: it makes one more copy, into a Python ``bytes``; the DDS transport
+      itself is in the end-to-end rows);
+    * ``all`` - every item above in one go: the per-frame cost of the lazy outputs.
+
+    Args:
+        st: the scenario's stages (gets ``lazy_<item>``: latency summary, ms, per item, and
+            ``lazy_detections``: the number of detections of the frame).
+        outputs: one backend's network outputs (``semantic`` (1, S, Hs, Ws) logits).
+        dets: the frame's decoded :class:`Detections`; drv: (grid_h, grid_w) uint8 mask.
+        img: (H, W, 3) uint8 RGB camera image (sets the full resolution).
+        contract: the model contract; cfg: frames and warm-up.
+    """
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import Header
+
+    from bev_mtl_ros.ros import messages as M
+    from bev_mtl_ros.runtime.postprocess import resize_ids, semantic_ids
+    hdr = Header(frame_id="cam_front_center")
+    names = list(contract.detection_classes)
+    size = (img.shape[1], img.shape[0])
+    sem_net = semantic_ids(outputs["semantic"])
+    sem = resize_ids(sem_net, size)
+    boxes20 = np.zeros((20, 7), np.float32)
+    boxes20[:, 0] = np.arange(20) * 3.0 + 5.0      # x forward, metres
+    boxes20[:, 3:6] = (4.5, 1.9, 1.6)              # a car's length, width, height
+    build = {
+        "semantic_ids": lambda: resize_ids(semantic_ids(outputs["semantic"]), size),
+        "semantic_image": lambda: M.semantic_to_image(sem, hdr),
+        "semantic_overlay": lambda: M.semantic_overlay(img, sem_net, hdr, upsample=True),
+        "drivable_image": lambda: M.drivable_to_image(drv, hdr),
+        "occupancy_grid": lambda: M.drivable_to_occupancy_grid(
+            drv, contract.point_cloud_range, contract.pillar_size, hdr),
+        "markers": lambda: M.detections_to_markers(dets.boxes, dets.scores, dets.labels, names,
+                                                   hdr),
+        "markers_20_boxes": lambda: M.detections_to_markers(boxes20, np.full(20, 0.5, np.float32),
+                                                            np.zeros(20, np.int64), names, hdr),
+    }
+    serial = {"serialize_semantic": "semantic_image", "serialize_overlay": "semantic_overlay",
+              "serialize_drivable": "drivable_image", "serialize_grid": "occupancy_grid",
+              "serialize_markers": "markers"}
+    msgs = {key: build[key]() for key in serial.values()}
+
+    def everything():
+        ids_net = semantic_ids(outputs["semantic"])
+        for m in (M.semantic_to_image(resize_ids(ids_net, size), hdr),
+                  M.semantic_overlay(img, ids_net, hdr, upsample=True),
+                  M.drivable_to_image(drv, hdr),
+                  M.drivable_to_occupancy_grid(drv, contract.point_cloud_range,
+                                               contract.pillar_size, hdr),
+                  M.detections_to_markers(dets.boxes, dets.scores, dets.labels, names, hdr)):
+            serialize_message(m)
+
+    st["lazy_detections"] = int(len(dets.scores))
+    for k, fn in build.items():
+        st[f"lazy_{k}"] = time_stage(fn, cfg.frames, cfg.warmup)
+    for k, key in serial.items():
+        st[f"lazy_{k}"] = time_stage(lambda m=msgs[key]: serialize_message(m), cfg.frames,
+                                     cfg.warmup)
+    st["lazy_all"] = time_stage(everything, cfg.frames, cfg.warmup)
 
 
 def time_pipeline(s: Dict[str, Any], backend, pts: np.ndarray, img: np.ndarray,

@@ -43,7 +43,6 @@ from std_msgs.msg import ColorRGBA, Float64MultiArray, Header, MultiArrayDimensi
 from visualization_msgs.msg import Marker, MarkerArray
 
 from bev_mtl_ros import geometry
-from bev_mtl_ros.ros.conversions import image_to_msg
 
 __all__ = [
     "yaw_to_quaternion", "box_edge_points", "detections_to_msg", "detections_to_markers",
@@ -187,8 +186,17 @@ def detections_to_markers(boxes: np.ndarray, scores: np.ndarray, labels: np.ndar
 
 
 def _mono8(array2d: np.ndarray, header: Header) -> Image:
-    """Return a mono8 Image of (H, W) values (cast to uint8) with ``header``."""
-    return image_to_msg(np.asarray(array2d).astype(np.uint8, copy=False), "mono8", header)
+    """Return a mono8 Image of (H, W) values (cast to uint8) with ``header``.
+
+    One copy of the pixels, into the message's own buffer (:func:`_image_with_buffer`).
+    Raises ValueError for arrays that are not 2-D.
+    """
+    a = np.asarray(array2d)
+    if a.ndim != 2:
+        raise ValueError(f"mono8 image: expected (H, W) values, got shape {a.shape}")
+    msg, out = _image_with_buffer(a.shape[0], a.shape[1], 1, "mono8", header)
+    np.copyto(out[..., 0], a, casting="unsafe")
+    return msg
 
 
 def drivable_to_image(mask: np.ndarray, header: Header) -> Image:
@@ -196,7 +204,12 @@ def drivable_to_image(mask: np.ndarray, header: Header) -> Image:
 
     Row = iy, column = ix (see module docstring); header = the cloud's header.
     """
-    return _mono8(np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8), header)
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ValueError(f"drivable image: expected a (grid_h, grid_w) mask, got shape {m.shape}")
+    msg, out = _image_with_buffer(m.shape[0], m.shape[1], 1, "mono8", header)
+    np.multiply(m > 0, np.uint8(255), out=out[..., 0], casting="unsafe")
+    return msg
 
 
 def drivable_to_occupancy_grid(mask: np.ndarray, point_cloud_range: Sequence[float],
@@ -239,43 +252,91 @@ def semantic_to_image(ids: np.ndarray, header: Header) -> Image:
     return _mono8(ids, header)
 
 
+def _image_with_buffer(height: int, width: int, channels: int, encoding: str,
+                       header: Header) -> Tuple[Image, np.ndarray]:
+    """Return an 8-bit Image of (height, width, channels) and a writable numpy view of its data.
+
+    ``msg.data`` is a fresh ``array.array('B')`` (zero-filled, what rclpy stores a uint8[] as);
+    the returned (height, width, channels) uint8 array shares its memory, so OpenCV can write the
+    pixels straight into the message (no ``tobytes`` copy). The message is built with
+    ``check_fields=True``: rosidl's setter then stores a ``'B'`` array as it is, whereas without
+    field checks it copies every assigned value into a new array.
+    """
+    data = array.array("B", b"\0") * (height * width * channels)
+    msg = Image(check_fields=True)
+    msg.header = header
+    msg.height, msg.width = int(height), int(width)
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = int(width) * int(channels)
+    msg.data = data
+    return msg, np.frombuffer(data, np.uint8).reshape(height, width, channels)
+
+
+def _colour_tables(palette: Optional[np.ndarray]) -> Tuple[int, Tuple[np.ndarray, ...]]:
+    """Return (K, three (256,) uint8 look-up tables id -> R, G, B) of a (K, 3) palette.
+
+    Default (None): A2D2's ``bev_mtl_ros.data.classes.class_id_to_colour``. Ids >= K map to 0.
+    Raises ValueError for more than 256 colours.
+    """
+    if palette is None:
+        from bev_mtl_ros.data.classes import class_id_to_colour as palette  # noqa: N813
+    pal = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+    k = len(pal)
+    if k > 256:
+        raise ValueError(f"overlay: {k} palette colours, more than 256 uint8 class ids")
+    return k, tuple(np.ascontiguousarray(np.pad(pal[:, c], (0, 256 - k))) for c in range(3))
+
+
 def semantic_overlay(rgb: np.ndarray, ids: np.ndarray, header: Header, alpha: float = 0.5,
-                     palette: Optional[np.ndarray] = None) -> Image:
+                     palette: Optional[np.ndarray] = None, upsample: bool = False) -> Image:
     """Camera image blended with class colours -> rgb8 Image.
 
     Args:
         rgb: (H, W, 3) uint8 RGB camera image (the one the semantic ids belong to).
         ids: (H, W) uint8 class ids; ids without a palette entry (e.g. 255) leave the pixel as is.
+            With ``upsample``: (h, w) ids at a lower resolution (the network's,
+            ``FrameResult.semantic_net``).
         header: the image's header.
         alpha: weight of the class colour, 0..1.
-        palette: (K, 3) uint8 colours; default A2D2's
-        (``bev_mtl_ros.data.classes.class_id_to_colour``).
+        palette: (K, 3) uint8 colours, K <= 256; default A2D2's
+            (``bev_mtl_ros.data.classes.class_id_to_colour``).
+        upsample: colour the (h, w) ids, then scale the colour image to (H, W) with
+            :func:`bev_mtl_ros.runtime.postprocess.resize_ids` (nearest neighbour). The result
+            equals the overlay of ``resize_ids(ids, (W, H))`` pixel for pixel (nearest
+            neighbour picks the same source pixel for every channel), with the look-ups done on
+            h * w pixels instead of H * W.
     Returns:
-        rgb8 Image, out = (1 - alpha) * rgb + alpha * colour (rounded, OpenCV ``addWeighted``).
+        rgb8 Image, out = (1 - alpha) * rgb + alpha * colour, rounded to the nearest integer and
+        saturated (OpenCV ``addWeighted`` on uint8).
     Raises:
-        ValueError: image and ids of different sizes.
+        ValueError: image and ids of different sizes (without ``upsample``), ``rgb`` not
+        (H, W, 3), more than 256 colours.
+
+    Cost at 1920x1208 (``bench/README.md``, lazy outputs): integer work only - the class colour
+    image through three 256-entry look-up tables (``cv2.LUT``) and ``cv2.merge``, then one
+    ``cv2.addWeighted`` written straight into the message's buffer; the camera pixels of ids
+    without a colour are restored only when such ids occur (one ``max`` over the ids first).
     """
-    if palette is None:
-        from bev_mtl_ros.data.classes import class_id_to_colour as palette  # noqa: N813
-    rgb = np.asarray(rgb)
-    ids = np.asarray(ids)
-    if rgb.shape[:2] != ids.shape[:2]:
-        raise ValueError(f"overlay: image {rgb.shape[:2]} and class ids {ids.shape[:2]} differ in "
-                         "size")
     import cv2
 
-    k = len(palette)
-    pal = np.asarray(palette, dtype=np.uint8).reshape(k, 3)
+    from bev_mtl_ros.runtime.postprocess import resize_ids
+
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
     ids8 = np.ascontiguousarray(ids, dtype=np.uint8)
-    # class colour image through three 256-entry look-up tables (cv2.LUT, SIMD), then a weighted
-    # sum
-    colour = cv2.merge([cv2.LUT(ids8, np.pad(pal[:, c], (0, 256 - k))) for c in range(3)])
-    out = cv2.addWeighted(np.ascontiguousarray(rgb, dtype=np.uint8), 1.0 - float(alpha), colour,
-                          float(alpha), 0.0)
-    unknown = ids8 >= k
-    if unknown.any():  # ids without a colour keep the camera pixel
+    if (rgb.ndim != 3 or rgb.shape[2] != 3 or ids8.ndim != 2
+            or (not upsample and rgb.shape[:2] != ids8.shape)):
+        raise ValueError(f"overlay: image {rgb.shape} and class ids {ids8.shape} differ in size "
+                         "(expected (H, W, 3) and (H, W))")
+    h, w = rgb.shape[:2]
+    k, luts = _colour_tables(palette)
+    colour = resize_ids(cv2.merge([cv2.LUT(ids8, lut) for lut in luts]), (w, h))
+    msg, out = _image_with_buffer(h, w, 3, "rgb8", header)
+    cv2.addWeighted(rgb, 1.0 - float(alpha), colour, float(alpha), 0.0, dst=out)
+    if ids8.size and int(ids8.max()) >= k:  # ids without a colour keep the camera pixel
+        unknown = resize_ids(ids8, (w, h)) >= k
         out[unknown] = rgb[unknown]
-    return image_to_msg(out, "rgb8", header)
+    return msg
 
 
 def label_info_msg(class_names: Sequence[str], header: Header, threshold: float = 0.0) -> Any:

@@ -134,8 +134,26 @@ class NodeOutputs:
             img_header = ros_header(image.header)
             if wants["semantic"]:
                 self.pub_sem.publish(M.semantic_to_image(sem, img_header))
-            if wants["semantic_color"] and sem.shape[:2] == rgb.shape[:2]:
-                self.pub_sem_color.publish(M.semantic_overlay(rgb, sem, img_header))
+            if wants["semantic_color"]:
+                self._publish_overlay(rgb, sem, result.semantic_net, img_header)
+
+    def _publish_overlay(self, rgb: np.ndarray, sem: np.ndarray, sem_net: Optional[np.ndarray],
+                         header: Header) -> None:
+        """Publish the colour overlay of ``rgb`` (H, W, 3) with the frame's class ids.
+
+        Coloured at the network's resolution (``sem_net`` (h, w) uint8, then scaled: the same
+        pixels for less work) when the pipeline gave it, else from ``sem`` (H, W). Ids whose
+        size does not match the image (the pipeline never makes them) are not published, with a
+        throttled warning.
+        """
+        if sem.shape[:2] != rgb.shape[:2]:
+            self._log.warning(f"semantic overlay skipped: class ids {sem.shape[:2]} and image "
+                              f"{rgb.shape[:2]} differ in size", **self._every(10.0))
+            return
+        if sem_net is not None:
+            self.pub_sem_color.publish(M.semantic_overlay(rgb, sem_net, header, upsample=True))
+        else:
+            self.pub_sem_color.publish(M.semantic_overlay(rgb, sem, header))
 
     def publish_timings(self, timings_ms: Mapping[str, float]) -> None:
         """Publish per-stage milliseconds on ``~/debug/processing_time_ms`` when subscribed."""

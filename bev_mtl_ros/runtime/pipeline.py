@@ -20,7 +20,7 @@ import torch
 from .backends import InferenceBackend
 from .pillarize import PillarStats, pillarize
 from .postprocess import (Detections, PostProcessConfig, decode_detections, drivable_mask,
-                          semantic_ids)
+                          resize_ids, semantic_ids)
 
 __all__ = ["FrameResult", "PerceptionPipeline", "TIMING_KEYS"]
 
@@ -40,6 +40,10 @@ class FrameResult:
         pillar_stats: :class:`PillarStats` of the frame's pillarization (dropped points/pillars).
         camera_valid: whether the camera branch was used.
         timings_ms: per-stage wall time in ms, keys :data:`TIMING_KEYS` (CUDA synchronised).
+        semantic_net: (Hs, Ws) uint8 class ids at the network's output resolution (the argmax
+            before the resize; ``semantic`` is this scaled with
+            :func:`~bev_mtl_ros.runtime.postprocess.resize_ids`), None when ``semantic`` is.
+            The colour overlay is coloured at this size and then scaled (cheaper, same pixels).
     """
 
     detections: Detections
@@ -48,6 +52,7 @@ class FrameResult:
     pillar_stats: PillarStats
     camera_valid: bool
     timings_ms: Dict[str, float] = field(default_factory=dict)
+    semantic_net: Optional[np.ndarray] = None
 
 
 class PerceptionPipeline:
@@ -159,11 +164,13 @@ class PerceptionPipeline:
 
         dets = decode_detections(outs, self.contract, self.cfg)
         drivable = drivable_mask(outs["drivable"], self.drivable_threshold)
-        sem = None
+        sem = sem_net = None
         if image is not None and semantic:
-            sem = semantic_ids(outs["semantic"], out_size=(image.shape[1], image.shape[0]))
+            sem_net = semantic_ids(outs["semantic"])
+            sem = resize_ids(sem_net, (image.shape[1], image.shape[0]))
         t4 = time.perf_counter()
         tm["postprocess"] = (t4 - t3) * 1e3
         tm["total"] = (t4 - t_start) * 1e3
         return FrameResult(detections=dets, drivable=drivable, semantic=sem,
-                           pillar_stats=batch.stats, camera_valid=image is not None, timings_ms=tm)
+                           pillar_stats=batch.stats, camera_valid=image is not None, timings_ms=tm,
+                           semantic_net=sem_net)

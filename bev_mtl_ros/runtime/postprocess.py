@@ -7,7 +7,8 @@
   centre lies within ``radius`` metres of a higher-scoring kept box.
 * :func:`rotated_nms` - greedy NMS on the exact rotated BEV IoU of
   :func:`bev_mtl_ros.geometry.rotated_bev_iou`.
-* :func:`drivable_mask`, :func:`semantic_ids` - dense heads to uint8 images.
+* :func:`drivable_mask`, :func:`semantic_ids` - dense heads to uint8 images (the semantic argmax
+  at the network's resolution, then :func:`resize_ids`, nearest neighbour).
 
 Greedy NMS works on a precomputed boolean suppression matrix; the only Python loop is over the
 *kept* boxes (each step one vectorized row update), never over candidates, pairs or pixels.
@@ -29,7 +30,7 @@ from .targets import bev_cell_size
 
 __all__ = [
     "PostProcessConfig", "Detections", "decode_detections", "circle_nms",
-    "rotated_nms", "drivable_mask", "semantic_ids",
+    "rotated_nms", "drivable_mask", "semantic_ids", "resize_ids",
     "DEFAULT_CIRCLE_RADIUS",
 ]
 
@@ -404,23 +405,56 @@ def drivable_mask(prob, threshold: float = 0.5) -> np.ndarray:
 
 
 def _argmax_channels(x: np.ndarray) -> np.ndarray:
-    """Return the argmax over axis 0 of (S, H, W) as uint8.
+    """Return the argmax over axis 0 of (S, H, W) logits as (H, W) uint8 (S <= 256).
 
-    A running maximum over the S channels (each step vectorized over all pixels); about 2x faster
-    than np.argmax on CPU for channel-first maps. Ties go to the lower channel, as np.argmax.
+    A running maximum over the S channel planes with OpenCV's SIMD element-wise operations, one
+    pass per class over all pixels (never a loop over pixels): ``m = x[s] > best`` (0/255),
+    ``best = max(best, x[s])``, ``ids = max(ids, m & s)``. The last step is exact because the
+    channels are visited in increasing order: where ``x[s]`` beats the running maximum, ``s`` is
+    larger than any id stored so far. Strict ``>`` sends ties to the lower channel, as
+    ``np.argmax``. Measured on the shipped model's (38, 320, 512) logits: about 30 % faster than
+    the same running maximum in numpy and 4x faster than ``np.argmax`` (``bench/README.md``).
+    Non-float32 input is converted to float32 first.
     """
-    v = np.array(x[0], dtype=np.float32, copy=True)
-    ids = np.zeros(v.shape, np.uint8)
-    m = np.empty(v.shape, bool)
+    import cv2
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    best = x[0].copy()
+    ids = np.zeros(best.shape, np.uint8)
+    beats = np.empty(best.shape, np.uint8)
     for s in range(1, x.shape[0]):      # loop over classes, not pixels
-        np.greater(x[s], v, out=m)
-        np.maximum(v, x[s], out=v)
-        np.copyto(ids, np.uint8(s), where=m)
+        cv2.compare(x[s], best, cv2.CMP_GT, dst=beats)
+        cv2.max(best, x[s], dst=best)
+        cv2.bitwise_and(beats, s, dst=beats)
+        cv2.max(ids, beats, dst=ids)
     return ids
+
+
+def resize_ids(ids: np.ndarray, out_size: Tuple[int, int]) -> np.ndarray:
+    """Scale a class-id (or any uint8 label) image to ``out_size`` with nearest neighbour.
+
+    OpenCV ``INTER_NEAREST`` (integer arithmetic; destination pixel ``x`` takes source pixel
+    ``floor(x * w_in / w_out)``, rows alike), so every output id is one of the input ids; the
+    same source pixel is picked for every channel of a multi-channel image, which is what lets
+    :func:`bev_mtl_ros.ros.messages.semantic_overlay` colour the network-resolution ids first.
+
+    Args:
+        ids: (H, W) or (H, W, C) uint8 image.
+        out_size: (width, height) of the result, OpenCV order.
+    Returns:
+        (height, width[, C]) uint8; ``ids`` itself when it already has that size.
+    """
+    import cv2
+    w, h = int(out_size[0]), int(out_size[1])
+    if (w, h) == (ids.shape[1], ids.shape[0]):
+        return ids
+    return cv2.resize(ids, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
 def semantic_ids(logits, out_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
     """Per-pixel class ids from semantic logits (argmax over classes).
+
+    The argmax runs at the logits' (the network's) resolution; the ids are then scaled with
+    :func:`resize_ids` (nearest neighbour, integer work only), never the logits.
 
     Args:
         logits: (1, S, H, W) or (S, H, W) logits (or probabilities), numpy or torch, S <= 256.
@@ -447,8 +481,5 @@ def semantic_ids(logits, out_size: Optional[Tuple[int, int]] = None) -> np.ndarr
     else:
         ids = torch.argmax(t, dim=0).to(torch.uint8).cpu().numpy()
     if out_size is not None:
-        w, h = int(out_size[0]), int(out_size[1])
-        if (w, h) != (ids.shape[1], ids.shape[0]):
-            import cv2
-            ids = cv2.resize(ids, (w, h), interpolation=cv2.INTER_NEAREST)
+        ids = resize_ids(ids, out_size)
     return ids
