@@ -16,6 +16,9 @@ ms):
 * ``build_messages`` — Detection3DArray/MarkerArray/mask Images (the node's message builders);
 * ``end_to_end_dds`` — cloud (+ image) published by this process -> detections received from the
   node running as a separate process over DDS (closed loop: next frame after the answer).
+* ``rate_replay`` — cloud + image published open loop at ``--rate-hz`` for ``--rate-seconds``
+  with every output of the node subscribed, quiet and with one core kept busy: frames in / out
+  per output, skipped frames, latency p50 / p95 per output, node CPU time per frame.
 
 Input sizes: A2D2 front-center (20k points, 1920x1208 image), a 360-degree 64-beam scan (120k
 points), and a scaling series 10k -> 200k points. Clouds are synthetic scans of a ground plane
@@ -26,7 +29,8 @@ Peak host memory (``resource.getrusage`` ru_maxrss) and, on CUDA, peak device me
 
 Modules: ``config`` (scenarios, options), ``timing`` (latency summaries, memory), ``models`` (the
 model and backends timed), ``references`` (naive and spconv pillarization), ``stages`` (the
-in-process stages), ``end_to_end`` (through the node over DDS), ``run`` (the whole run),
+in-process stages), ``end_to_end`` (through the node over DDS), ``rate_replay`` (open loop at
+10 Hz, every output; ``encoder_sizes``: a separate script), ``run`` (the whole run),
 ``report`` (overhead figures, the table), ``command`` (the command line). This package re-exports
 their public names.
 """
@@ -39,6 +43,7 @@ from bev_mtl_ros.bench.models import (backend_variants, ensure_model, export_ran
                                       make_backend, network_inputs)
 from bev_mtl_ros.bench.references import (compare_pillars, naive_pillarize, spconv_reference,
                                           spconv_voxelizer)
+from bev_mtl_ros.bench.rate_replay import bench_rate_replay, rate_section, rate_table_lines
 from bev_mtl_ros.bench.report import OVERHEAD_TARGET_MS, format_table, node_overhead
 from bev_mtl_ros.bench.run import machine_info, run_benchmark
 from bev_mtl_ros.bench.timing import cuda_device_used_mb, peak_rss_mb, summarize_ms, time_stage
@@ -47,5 +52,6 @@ __all__ = ["add_arguments", "main", "DEFAULT_MODEL", "DEFAULT_SPCONV_PATH", "REP
            "SCALING_POINTS", "SCENARIOS", "BenchConfig", "bench_end_to_end", "backend_variants",
            "ensure_model", "export_random_model", "make_backend", "network_inputs",
            "compare_pillars", "naive_pillarize", "spconv_reference", "spconv_voxelizer",
+           "bench_rate_replay", "rate_section", "rate_table_lines",
            "OVERHEAD_TARGET_MS", "format_table", "node_overhead", "machine_info",
            "run_benchmark", "cuda_device_used_mb", "peak_rss_mb", "summarize_ms", "time_stage"]

@@ -40,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch intra-op threads for the whole run (default on CPU: 1, as the "
                              "node's pipeline uses with onnxruntime; onnxruntime keeps its own "
                              "pool)")
+    parser.add_argument("--rate-hz", type=float, default=10.0,
+                        help="open-loop replay rate with every output subscribed (default 10)")
+    parser.add_argument("--rate-seconds", type=float, default=60.0,
+                        help="length of each open-loop run, quiet and one core busy (default 60)")
+    parser.add_argument("--no-rate", action="store_true",
+                        help="skip the open-loop replay with every output subscribed")
     parser.add_argument("--json", default=None, help="write the results as JSON here")
 
 
@@ -58,13 +64,18 @@ def main(args: argparse.Namespace) -> int:
         if not torch.cuda.is_available():
             print("bench: --device cuda but torch sees no CUDA device", file=sys.stderr)
             return 2
+    if not args.no_rate and not (args.rate_hz > 0 and args.rate_seconds > 0):
+        print(f"bench: --rate-hz {args.rate_hz} and --rate-seconds {args.rate_seconds} must be "
+              "positive", file=sys.stderr)
+        return 2
     cfg = BenchConfig(device=args.device, frames=args.frames, warmup=args.warmup, model=args.model,
                       scenarios=tuple(args.scenarios), points=args.points, image=image,
                       scaling=not args.no_scaling,
                       dds=not args.no_dds, reference=not args.no_reference,
                       spconv_path=args.spconv_path,
                       backends=tuple(args.backends) if args.backends else None,
-                      threads=args.threads)
+                      threads=args.threads, rate=not args.no_rate, rate_hz=args.rate_hz,
+                      rate_seconds=args.rate_seconds)
     res = run_benchmark(cfg)
     print(format_table(res))
     if args.json:

@@ -44,3 +44,7 @@ class BenchConfig:
     spconv_path: Optional[str] = DEFAULT_SPCONV_PATH
     backends: Optional[Tuple[str, ...]] = None
     threads: Optional[int] = None
+    #: open-loop replay with every output subscribed (``rate_replay``), quiet and one core busy
+    rate: bool = True
+    rate_hz: float = 10.0
+    rate_seconds: float = 60.0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
+from bev_mtl_ros.bench.rate_replay import rate_table_lines
+
 __all__ = ["OVERHEAD_TARGET_MS", "node_overhead", "format_table"]
 
 #: issue 11's targets for the node's overhead (end-to-end p50 - pipeline p50), ms, per scenario
@@ -131,6 +133,8 @@ def format_table(res: Dict[str, Any]) -> str:
         _stage_lines(lines, s)
         _end_to_end_lines(lines, name, s)
         _reference_lines(lines, s)
+    if res.get("rate_replay"):
+        lines.extend(rate_table_lines(res["rate_replay"]))
     if res.get("scaling"):
         _scaling_lines(lines, res["scaling"])
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from bev_mtl_ros.bench.config import SCALING_POINTS, SCENARIOS, BenchConfig
 from bev_mtl_ros.bench.end_to_end import bench_end_to_end
 from bev_mtl_ros.bench.models import (backend_variants, ensure_model, make_backend,
                                       network_inputs)
+from bev_mtl_ros.bench.rate_replay import rate_section
 from bev_mtl_ros.bench.report import node_overhead
 from bev_mtl_ros.bench.stages import (time_conversions, time_messages, time_network,
                                       time_pillarize, time_pipeline, time_postprocess)
@@ -165,6 +166,10 @@ def run_benchmark(cfg: BenchConfig, log=print) -> Dict[str, Any]:
         log(f"[bench] scenario {name}: {n_pts} points, image {img_wh[0]}x{img_wh[1]}")
         res["scenarios"][name] = _bench_scenario(n_pts, img_wh, fov, backends, contract,
                                                  model_path, cfg, log)
+    if cfg.dds and cfg.rate:
+        name, (n_pts, img_wh, fov) = next(iter(scen.items()))
+        res["rate_replay"] = rate_section(model_path, name, n_pts, img_wh, fov, cfg.rate_hz,
+                                          cfg.rate_seconds, cfg.warmup, cfg.device, log)
     if cfg.scaling:
         res["scaling"] = _bench_scaling(backends, contract, cfg, log)
     res["peak_rss_mb"] = round(peak_rss_mb(), 1)

@@ -43,7 +43,7 @@ OUTPUT_NAMES: Tuple[str, ...] = ("heatmap", "offset", "z", "size", "rot", "driva
 #: default widths: the EfficientNet-Lite0 camera encoder (2.96 M of the 3.2 M parameters; its
 #: channels 24/40/112/320 enter the fusion (strides 16, 32 -> fusion_dim) and the FPN semantic head
 #: (-> fpn_channels, 48: as fast as 32 within noise, 64 costs ~10 ms more) at 512x320. Measured
-#: with bench/encoder_sizes.py (1 thread, loaded 2-core machine): in-process pipeline p50 ~62 ms
+#: with bench.encoder_sizes (1 thread, loaded 2-core machine): in-process pipeline p50 ~62 ms
 #: (onnxruntime), training step (batch 4, frozen stem + stride-4 level) ~1.5 s (bench/README.md).
 #: The plain encoder's widths (camera_channels, camera_blocks) apply to "plain" only.
 DEFAULT_WIDTHS: Dict[str, Any] = dict(

@@ -64,8 +64,9 @@ class NodeFeeder:
         timings: subscribe ``~/debug/processing_time_ms``; each message is appended to
             :attr:`timings` as {stage label: ms}.
         semantic: record ``~/semantic`` receive times in :attr:`semantic`.
-        all_outputs: subscribe every optional output (:data:`OPTIONAL_OUTPUTS`), discarding the
-            messages, so the node builds and publishes them all.
+        all_outputs: subscribe every optional output (:data:`OPTIONAL_OUTPUTS`), so the node
+            builds and publishes them all; the receive time of each is recorded in
+            :attr:`outputs` (the message itself is discarded).
         on_diagnostics: called with each ``/diagnostics`` ``DiagnosticArray`` (while spinning).
         clock: time source of the recorded times, s (``time.monotonic`` by default; the
             benchmark uses ``time.perf_counter``).
@@ -77,6 +78,13 @@ class NodeFeeder:
         semantic: the same for ``~/semantic`` (only with ``semantic=True``).
         timings: the node's per-frame stage timings in arrival order (only with
             ``timings=True``).
+        timing_times: receive time (``clock``, s) of each :attr:`timings` entry (the message
+            has no header, so it carries no stamp).
+        outputs: optional output (an :data:`OPTIONAL_OUTPUTS` suffix, except ``semantic`` when
+            ``semantic=True``) -> {stamp (ns) -> receive time (s) of the first message carrying
+            that stamp} (only with ``all_outputs=True``). A MarkerArray's stamp is that of its
+            first marker (the node's DELETEALL marker, stamped with the frame's header); an
+            empty MarkerArray is not recorded.
 
     Raises:
         ImportError: rclpy or a message package is missing.
@@ -104,6 +112,8 @@ class NodeFeeder:
         self.detections: Dict[int, float] = {}
         self.semantic: Dict[int, float] = {}
         self.timings: List[Dict[str, float]] = []
+        self.timing_times: List[float] = []
+        self.outputs: Dict[str, Dict[int, float]] = {}
         self._ctx = rclpy.Context()
         rclpy.init(context=self._ctx, domain_id=domain_id)
         self._node = rclpy.create_node(name, context=self._ctx)
@@ -124,6 +134,7 @@ class NodeFeeder:
             from std_msgs.msg import Float64MultiArray
 
             def on_timing(msg: Any) -> None:
+                self.timing_times.append(self.clock())
                 self.timings.append(dict(zip(msg.layout.dim[0].label.split(","), msg.data)))
             node.create_subscription(Float64MultiArray, f"/{NODE_NAME}/debug/processing_time_ms",
                                      on_timing, qos)
@@ -138,8 +149,16 @@ class NodeFeeder:
             for suffix in OPTIONAL_OUTPUTS:
                 if semantic and suffix == "semantic":
                     continue
+                rec = self.outputs.setdefault(suffix, {})
+                if suffix == "markers":
+                    def on_output(m: Any, rec: Dict[int, float] = rec) -> None:
+                        if len(m.markers):
+                            rec.setdefault(_stamp_ns(m.markers[0].header), self.clock())
+                else:
+                    def on_output(m: Any, rec: Dict[int, float] = rec) -> None:
+                        rec.setdefault(_stamp_ns(m.header), self.clock())
                 node.create_subscription(types.get(suffix, Image), f"/{NODE_NAME}/{suffix}",
-                                         lambda _m: None, qos)
+                                         on_output, qos)
         if on_diagnostics is not None:
             from diagnostic_msgs.msg import DiagnosticArray
             node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)

@@ -1,9 +1,12 @@
-"""Network image input size and camera encoder variant: in-process pipeline latency and
-training-step time of a randomly initialised network of the shipped design (contract of
-config/train_default.yaml with ``image_size`` replaced, its widths with ``camera_encoder``
-replaced) at several image sizes and encoders.
+"""Network image input size and camera encoder: pipeline latency and training-step time.
 
-    .venv/bin/python bench/encoder_sizes.py [--sizes 384x256 448x288 512x320] [--frames 15] \
+A randomly initialised network of the shipped design (contract of config/train_default.yaml
+with ``image_size`` replaced, its widths with ``camera_encoder`` replaced) at several image
+sizes and encoders. Part of the benchmark package, run on its own (documented in
+``bench/README.md``)::
+
+    .venv/bin/python -m bev_mtl_ros.bench.encoder_sizes [--sizes 384x256 448x288 512x320] \
+        [--frames 15] \
         [--encoders efficientnet_lite0 efficientnet_lite1 efficientnet_lite2 espnetv2_s1.5] \
         [--semantic-heads fpn espnetv2]
 
@@ -32,6 +35,7 @@ import numpy as np
 import torch
 import yaml
 
+from bev_mtl_ros.bench.config import REPO_ROOT
 from bev_mtl_ros.data.synth_scan import synthetic_image, synthetic_scan
 from bev_mtl_ros.model.camera_encoder import (ESPNETV2_IMAGE_MEAN, ESPNETV2_IMAGE_STD,
                                               ESPNETV2_VARIANTS, LITE_VARIANTS)
@@ -42,8 +46,6 @@ from bev_mtl_ros.runtime.checkpoint import save_checkpoint
 from bev_mtl_ros.runtime.export import export_onnx
 from bev_mtl_ros.runtime.pipeline import PerceptionPipeline
 from bev_mtl_ros.train.train import MODEL_INIT_KEYS, build_model, contract_from_config
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def pipeline_ms(model: Path, backend: str, frames: int) -> dict:
@@ -81,7 +83,9 @@ def train_step_s(contract, model_cfg: dict, pillars: int, steps: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    """Parse the options, then print one row per encoder, semantic head and image size."""
+    ap = argparse.ArgumentParser(prog="python -m bev_mtl_ros.bench.encoder_sizes",
+                                 description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", nargs="+", default=["384x256", "448x288", "512x320"])
     ap.add_argument("--frames", type=int, default=15)
     ap.add_argument("--train-steps", type=int, default=3)
