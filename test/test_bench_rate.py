@@ -171,6 +171,8 @@ def test_short_rate_replay_against_the_node(tiny_model_path):
         assert c["processed"] + c["skipped_frames"] == 30, (name, c)
         assert det["frames_out"] == c["published"], (name, c)
         assert r["node_cpu_ms_per_frame"] > 0.0 and r["node_cpu_cores"] > 0.0
+        assert r["node_cpu_ms_per_frame_out"] == pytest.approx(
+            r["node_cpu_ms_per_frame"] * 30 / det["frames_out"], rel=0.01)
     assert res["runs"]["quiet"]["busy_cpu_cores"] is None
     assert res["runs"]["busy_core"]["busy_cpu_cores"] > 0.2
 

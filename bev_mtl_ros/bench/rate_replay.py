@@ -27,13 +27,15 @@ Per run:
   ``output_stage_waits``, ``outputs_dropped``; read from the node's ``/diagnostics``, None when
   the node does not publish one);
 * ``node_cpu_ms_per_frame`` - the node process's CPU time over the run (``utime + stime`` of
-  ``/proc/<pid>/stat``, every thread) divided by ``frames_in``; ``node_cpu_cores`` the same CPU
-  time over the run's wall time; ``bench_cpu_cores`` this process's (it receives 7 MB overlays),
+  ``/proc/<pid>/stat``, every thread) divided by ``frames_in`` (``node_cpu_ms_per_frame_out``:
+  by the frames whose detections came back); ``node_cpu_cores`` the same CPU time over the run's
+  wall time; ``bench_cpu_cores`` this process's (it receives 7 MB overlays),
   ``busy_cpu_cores`` the competing process's;
 * ``node_frame_ms`` - the node's own per-frame ``total`` (convert + pipeline + outputs) from the
   timing messages; ``loadavg_1_5_15`` at the end of the run.
 
-A run ends ``drain`` after the last frame: when no output arrived for 1.5 s (at most 20 s).
+After its last frame a run waits until no output arrived for 1.5 s (at most 20 s), then reads
+the CPU times and the node's counters.
 """
 
 from __future__ import annotations
@@ -342,6 +344,8 @@ def _one_run(feeder: Any, proc: subprocess.Popen, diag: _Diagnostics, busy: int,
         "node_counters": (counter_deltas(before, after) if before and after
                           else dict.fromkeys(NODE_COUNTERS)),
         "node_cpu_ms_per_frame": cpu_ms_per_frame(cpu0, cpu1, n),
+        "node_cpu_ms_per_frame_out": cpu_ms_per_frame(cpu0, cpu1, outputs["detections"]
+                                                      ["frames_out"]),
         "node_cpu_cores": (None if cpu0 is None or cpu1 is None
                            else round((cpu1 - cpu0) / wall, 2)),
         "bench_cpu_cores": round((self1 - self0) / wall, 2),
