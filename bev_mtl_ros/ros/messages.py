@@ -314,9 +314,10 @@ def semantic_overlay(rgb: np.ndarray, ids: np.ndarray, header: Header, alpha: fl
         (H, W, 3), more than 256 colours.
 
     Cost at 1920x1208 (``bench/README.md``, lazy outputs): integer work only - the class colour
-    image through three 256-entry look-up tables (``cv2.LUT``) and ``cv2.merge``, then one
-    ``cv2.addWeighted`` written straight into the message's buffer; the camera pixels of ids
-    without a colour are restored only when such ids occur (one ``max`` over the ids first).
+    image through three 256-entry look-up tables (``cv2.LUT``) and ``cv2.merge`` (at the ids'
+    size), scaled into the message's buffer, and one in-place ``cv2.addWeighted`` there: no
+    other full-size buffer; the camera pixels of ids without a colour are restored only when
+    such ids occur (one ``max`` over the ids first).
     """
     import cv2
 
@@ -330,9 +331,10 @@ def semantic_overlay(rgb: np.ndarray, ids: np.ndarray, header: Header, alpha: fl
                          "(expected (H, W, 3) and (H, W))")
     h, w = rgb.shape[:2]
     k, luts = _colour_tables(palette)
-    colour = resize_ids(cv2.merge([cv2.LUT(ids8, lut) for lut in luts]), (w, h))
     msg, out = _image_with_buffer(h, w, 3, "rgb8", header)
-    cv2.addWeighted(rgb, 1.0 - float(alpha), colour, float(alpha), 0.0, dst=out)
+    # class colours first into the message's buffer, then blended there in place
+    resize_ids(cv2.merge([cv2.LUT(ids8, lut) for lut in luts]), (w, h), out=out)
+    cv2.addWeighted(rgb, 1.0 - float(alpha), out, float(alpha), 0.0, dst=out)
     if ids8.size and int(ids8.max()) >= k:  # ids without a colour keep the camera pixel
         unknown = resize_ids(ids8, (w, h)) >= k
         out[unknown] = rgb[unknown]

@@ -429,7 +429,8 @@ def _argmax_channels(x: np.ndarray) -> np.ndarray:
     return ids
 
 
-def resize_ids(ids: np.ndarray, out_size: Tuple[int, int]) -> np.ndarray:
+def resize_ids(ids: np.ndarray, out_size: Tuple[int, int],
+               out: Optional[np.ndarray] = None) -> np.ndarray:
     """Scale a class-id (or any uint8 label) image to ``out_size`` with nearest neighbour.
 
     OpenCV ``INTER_NEAREST`` (integer arithmetic; destination pixel ``x`` takes source pixel
@@ -440,11 +441,24 @@ def resize_ids(ids: np.ndarray, out_size: Tuple[int, int]) -> np.ndarray:
     Args:
         ids: (H, W) or (H, W, C) uint8 image.
         out_size: (width, height) of the result, OpenCV order.
+        out: optional C-contiguous (height, width[, C]) uint8 array to write the result into
+            (e.g. a message's buffer); ValueError when its shape or dtype does not fit.
     Returns:
-        (height, width[, C]) uint8; ``ids`` itself when it already has that size.
+        (height, width[, C]) uint8: ``out`` when given, else ``ids`` itself when it already has
+        that size, else a new array.
     """
     import cv2
     w, h = int(out_size[0]), int(out_size[1])
+    if out is not None:
+        want = (h, w) + tuple(ids.shape[2:])
+        if out.shape != want or out.dtype != np.uint8 or not out.flags["C_CONTIGUOUS"]:
+            raise ValueError(f"resize_ids: out is {out.shape} {out.dtype}, expected a "
+                             f"C-contiguous {want} uint8 array")
+        if (w, h) == (ids.shape[1], ids.shape[0]):
+            np.copyto(out, ids)
+        else:
+            cv2.resize(ids, (w, h), dst=out, interpolation=cv2.INTER_NEAREST)
+        return out
     if (w, h) == (ids.shape[1], ids.shape[0]):
         return ids
     return cv2.resize(ids, (w, h), interpolation=cv2.INTER_NEAREST)
