@@ -129,6 +129,8 @@ def test_overlay_two_classes_equals_hand_computed_blend():
         M.semantic_overlay(rgb, lo, _header(), palette=pal)     # sizes differ, no upsample
     with pytest.raises(ValueError, match="differ"):
         M.semantic_overlay(rgb[..., 0], ids, _header(), palette=pal)
+    with pytest.raises(ValueError, match="empty"):
+        M.semantic_overlay(rgb[:0], ids[:0], _header(), palette=pal)
     with pytest.raises(ValueError, match="256"):
         M.semantic_overlay(rgb, ids, _header(), palette=np.zeros((257, 3), np.uint8))
 

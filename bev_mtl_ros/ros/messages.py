@@ -311,7 +311,7 @@ def semantic_overlay(rgb: np.ndarray, ids: np.ndarray, header: Header, alpha: fl
         saturated (OpenCV ``addWeighted`` on uint8).
     Raises:
         ValueError: image and ids of different sizes (without ``upsample``), ``rgb`` not
-        (H, W, 3), more than 256 colours.
+        (H, W, 3), an empty image or ids, more than 256 colours.
 
     Cost at 1920x1208 (``bench/README.md``, lazy outputs): integer work only - the class colour
     image through three 256-entry look-up tables (``cv2.LUT``) and ``cv2.merge`` (at the ids'
@@ -329,13 +329,15 @@ def semantic_overlay(rgb: np.ndarray, ids: np.ndarray, header: Header, alpha: fl
             or (not upsample and rgb.shape[:2] != ids8.shape)):
         raise ValueError(f"overlay: image {rgb.shape} and class ids {ids8.shape} differ in size "
                          "(expected (H, W, 3) and (H, W))")
+    if rgb.size == 0 or ids8.size == 0:
+        raise ValueError(f"overlay: empty image {rgb.shape} or class ids {ids8.shape}")
     h, w = rgb.shape[:2]
     k, luts = _colour_tables(palette)
     msg, out = _image_with_buffer(h, w, 3, "rgb8", header)
     # class colours first into the message's buffer, then blended there in place
     resize_ids(cv2.merge([cv2.LUT(ids8, lut) for lut in luts]), (w, h), out=out)
     cv2.addWeighted(rgb, 1.0 - float(alpha), out, float(alpha), 0.0, dst=out)
-    if ids8.size and int(ids8.max()) >= k:  # ids without a colour keep the camera pixel
+    if int(ids8.max()) >= k:  # ids without a colour keep the camera pixel
         unknown = resize_ids(ids8, (w, h)) >= k
         out[unknown] = rgb[unknown]
     return msg
