@@ -14,6 +14,9 @@ ms):
   FP32 and FP16 where supported, and PyTorch eager, side by side, with the ratio to the fastest;
 * ``postprocess`` — heat-map peak decoding + NMS and the masks (``runtime.postprocess``);
 * ``build_messages`` — Detection3DArray/MarkerArray/mask Images (the node's message builders);
+* ``lazy_<item>`` — each lazy output of the node on its own (semantic ids, mono8 mask, colour
+  overlay, drivable image, grid, markers, their serialisation) and all together
+  (``stages.time_lazy_outputs``);
 * ``end_to_end_dds`` — cloud (+ image) published by this process -> detections received from the
   node running as a separate process over DDS (closed loop: next frame after the answer).
 * ``rate_replay`` — cloud + image published open loop at ``--rate-hz`` for ``--rate-seconds``
