@@ -20,7 +20,10 @@ window > ``overload_fraction`` (at least                       ``overload_fracti
 ====================================================  =======  ==============================
 
 ``skipped_frames`` counts synchronised pairs replaced in the node's one-slot mailbox before the
-worker took them (inference slower than the input), ``pairs_in`` all pairs offered.
+worker took them (inference slower than the input), ``pairs_in`` all pairs offered;
+``output_stage_waits`` the frames whose hand-over to the output stage had to wait (publishing
+slower than inference), ``outputs_dropped`` inferred frames not published because the node
+stopped first (ros/worker.py).
 
 The node's bookkeeping lives here too: :class:`NodeCounters` (the cumulative counters of
 :data:`COUNTER_NAMES`, thread-safe), :class:`RateMeter` (input/output rates over a sliding window)
@@ -157,7 +160,7 @@ COUNTER_NAMES = (
     "frames_transformed", "outputs_unsubscribed", "images_undistorted",
     "images_without_camera_info", "bad_input.camera_info_mismatch", "camera_unlike_nominal",
     "bad_input.camera_info_invalid", "images_camera_info_refused", "bad_input.tf_invalid",
-    "bad_input.tf_reparented", "errors.inference",
+    "bad_input.tf_reparented", "errors.inference", "output_stage_waits", "outputs_dropped",
 )
 
 

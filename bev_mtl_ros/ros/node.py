@@ -38,19 +38,28 @@ name (``bad_input.tf_reparented``, ``tf.reparented``).
 Shutdown
 --------
 SIGINT/SIGTERM only set a flag (rclpy's own handlers are not installed): the spin loop ends, the
-worker finishes the frame in flight, the node is destroyed, then rclpy is shut down; exit code 0,
-no publish on an invalid context. The flag's handlers are installed before the heavy imports
-(:mod:`bev_mtl_ros.ros.stop_signals`), so a signal at any moment of start-up also exits 0 without a
-traceback (during the imports the model is then not even loaded).
+inference thread finishes the frame in flight, the output thread publishes the frames handed over
+to it (both within 5 s, else what is left is dropped: ``outputs_dropped``; the log says what was
+in flight), the node waits at most 1 s for its subscribers to acknowledge what it published, the
+node is destroyed, then rclpy is shut down; exit code 0, no publish on an invalid context. The
+flag's handlers are installed before the heavy imports (:mod:`bev_mtl_ros.ros.stop_signals`), so
+a signal at any moment of start-up also exits 0 without a traceback (during the imports the
+model is then not even loaded).
 
 Threads
 -------
 Subscription callbacks only hand messages to the :class:`~bev_mtl_ros.ros.sync.ApproxTimeSync`.
-Synchronised pairs go to a one-slot mailbox read by a worker thread that runs conversion,
-inference and publishing (:class:`~bev_mtl_ros.ros.worker.FrameWorker`); when inference is slower
-than the input, only the newest pair is kept and every replaced pair is counted in
-``skipped_frames`` (exactly: pairs_emitted = processed + skipped + in_slot). The worker also polls
-the synchronizer for camera timeouts (lidar-only frames).
+Synchronised pairs go to a one-slot mailbox read by the inference thread, which runs conversion
+and inference (:class:`~bev_mtl_ros.ros.worker.FrameWorker`); when inference is slower than the
+input, only the newest pair is kept and every replaced pair is counted in ``skipped_frames``
+(exactly: pairs_emitted = processed + skipped + in_slot). The inference thread also polls the
+synchronizer for camera timeouts (lidar-only frames). With ``pipeline_outputs`` (default) an
+output thread builds and publishes frame k's outputs (detections first, then the lazy outputs,
+the timings) while frame k+1 is converted and inferred; a one-slot hand-over between the two
+keeps the frames in order (every output of frame k before any of frame k+1) and makes the
+inference thread wait rather than drop an inferred frame (``output_stage_waits``). The frame
+handed over owns its arrays (the pipeline allocates them per frame). ``pipeline_outputs: false``
+publishes in the inference thread, one frame at a time.
 
 Time
 ----
@@ -87,6 +96,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence
 
 from bev_mtl_ros.ros import stop_signals
@@ -99,6 +109,7 @@ import rclpy  # noqa: E402
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange,  # noqa: E402
                                 ParameterDescriptor)
 from rclpy.clock import Clock, ClockType  # noqa: E402
+from rclpy.duration import Duration  # noqa: E402
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.signals import SignalHandlerOptions  # noqa: E402
@@ -121,6 +132,33 @@ from bev_mtl_ros.runtime.backends import create_backend  # noqa: E402
 from bev_mtl_ros.runtime.pipeline import PerceptionPipeline  # noqa: E402
 
 __all__ = ["PerceptionNode", "main"]
+
+
+@dataclass
+class _FrameOutputs:
+    """What one frame publishes, handed from the inference thread to the output thread.
+
+    Attributes:
+        header: the cloud's header in ``target_frame`` (lidar/BEV outputs).
+        image: the camera Image message (image-space outputs take its header) or None.
+        rgb: (H, W, 3) uint8 RGB image the network saw, or None (lidar-only).
+        result: the pipeline's FrameResult, or None for a cloud without finite points (empty
+            detections are published).
+        wants: the lazy outputs subscribed when the frame was inferred (NodeOutputs.wants).
+        timings: stage milliseconds so far (convert, the pipeline's stages).
+        t0: perf_counter seconds at the start of the frame; t_ready: when it was handed over.
+        t_arrival: monotonic seconds the cloud arrived (latency).
+    """
+
+    header: Header
+    image: Any
+    rgb: Optional[np.ndarray]
+    result: Any
+    wants: Dict[str, bool]
+    timings: Dict[str, float]
+    t0: float
+    t_ready: float
+    t_arrival: float
 
 
 def _parameter_descriptor(name: str, default: Any, text: str) -> ParameterDescriptor:
@@ -174,7 +212,8 @@ class PerceptionNode(Node):
                                              clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.worker = FrameWorker(self._process, self.sync.poll, self.counters,
                                   bool(self.contract.lidar_only_supported), self.context.ok,
-                                  self.get_logger(), self._every)
+                                  self.get_logger(), self._every, self._publish_frame,
+                                  pipelined=bool(self._params["pipeline_outputs"]))
         self.worker.start()
         ins = self.inputs
         self.get_logger().info(
@@ -182,7 +221,8 @@ class PerceptionNode(Node):
             f"{self.backend.device}; classes {self.class_names}; grid {self.contract.grid_size}; "
             f"image {self.contract.image_size}; cloud '{ins.sub_cloud.topic_name}', "
             f"image '{ins.sub_image.topic_name}', camera info '{ins.sub_info.topic_name}' "
-            f"({self._params['input_qos']} QoS)")
+            f"({self._params['input_qos']} QoS); outputs "
+            f"{'pipelined' if self._params['pipeline_outputs'] else 'in the inference thread'}")
 
     # ------------------------------------------------------------------ start-up steps
     def _declare_parameters(self) -> None:
@@ -320,22 +360,25 @@ class PerceptionNode(Node):
             self._last_resets = r
             self.get_logger().warning(f"synchronizer: {self.sync.last_jump}", **self._every(1.0))
 
-    def _process(self, pair: Any) -> None:
-        """Process one synchronised pair.
+    def _process(self, pair: Any) -> Optional[_FrameOutputs]:
+        """Process one synchronised pair (inference thread).
 
-        Transform and convert the cloud, convert the image, infer, check the pillarization and
-        publish (or skip the frame, counted and warned).
+        Transform and convert the cloud, convert the image, infer and check the pillarization.
+
+        Returns:
+            what the frame publishes (:meth:`_publish_frame`, output thread), or None when the
+            frame is skipped (counted and warned).
         """
         t0 = time.perf_counter()
         cloud, t_arrival = pair.cloud
         self.counters.count("processed")
         ok, T = self.inputs.cloud_transform(cloud, abort=self.worker.has_pending)
         if not ok:
-            return
+            return None
         header = ros_header(cloud.header, self.target_frame)  # outputs: the cloud's stamp
         conv = self.inputs.convert_cloud(cloud, T)
         if conv is None:
-            return
+            return None
         points = conv.points
         n_finite = points.shape[0] - conv.num_nonfinite
         rgb = None if pair.image is None else self.inputs.convert_image(pair.image)
@@ -343,26 +386,38 @@ class PerceptionNode(Node):
             if not self.contract.lidar_only_supported:
                 self.get_logger().warning("no usable image and the model has no lidar-only "
                                           "path: frame skipped", **self._every(5.0))
-                return
+                return None
             self.counters.count("lidar_only_frames")
         t_conv = time.perf_counter()
         timings: Dict[str, float] = {"convert": (t_conv - t0) * 1e3}
         if n_finite == 0:
-            self._publish_empty(header)
-            self._finish(t0, t_arrival, timings)
-            return
+            return _FrameOutputs(header, pair.image, rgb, None, {}, timings, t0,
+                                 time.perf_counter(), t_arrival)
         wants = self.outputs.wants()
         self.counters.count("outputs_unsubscribed", sum(not w for w in wants.values()))
         result = self._infer(points, rgb, wants)
         if result is None:
-            return
-        t_inf = time.perf_counter()
+            return None
         for k, v in result.timings_ms.items():
             timings["pipeline_total" if k == "total" else str(k)] = float(v)
         self._check_pillar_stats(result.pillar_stats, n_finite)
-        self.outputs.publish_result(result, header, pair.image, rgb, wants)
-        timings["publish"] = (time.perf_counter() - t_inf) * 1e3
-        self._finish(t0, t_arrival, timings)
+        return _FrameOutputs(header, pair.image, rgb, result, wants, timings, t0,
+                             time.perf_counter(), t_arrival)
+
+    def _publish_frame(self, f: _FrameOutputs) -> None:
+        """Publish one frame's outputs (output thread): detections first, then the lazy ones.
+
+        Adds the timings ``handover`` (ms from the end of inference to the start of publishing:
+        waiting for the previous frame's outputs) and ``publish``, then :meth:`_finish`.
+        """
+        t_pub = time.perf_counter()
+        f.timings["handover"] = (t_pub - f.t_ready) * 1e3
+        if f.result is None:
+            self._publish_empty(f.header)
+        else:
+            self.outputs.publish_result(f.result, f.header, f.image, f.rgb, f.wants)
+        f.timings["publish"] = (time.perf_counter() - t_pub) * 1e3
+        self._finish(f.t0, f.t_arrival, f.timings)
 
     # ------------------------------------------------------------------ processing steps
     def _publish_empty(self, header: Header) -> None:
@@ -455,17 +510,34 @@ class PerceptionNode(Node):
         self.outputs.publish_diagnostics([status], self.get_clock().now().to_msg())
 
     # ------------------------------------------------------------------ shutdown
-    def stop(self) -> None:
-        """Stop the worker thread (joins it)."""
-        self.worker.stop(timeout=5.0)
+    def stop(self, ack_timeout: float = 1.0) -> None:
+        """Stop the worker threads, then let subscribers take what was published.
+
+        Joins the threads (at most 5 s in all; see FrameWorker.stop), then waits at most
+        ``ack_timeout`` s in all for the reliable subscribers to acknowledge what the node
+        published (a writer destroyed earlier can lose the last frame's large images).
+        """
+        if not self.worker.stop(timeout=5.0):
+            self.get_logger().warning("the worker threads did not end within 5 s: frames left "
+                                      "unpublished (outputs_dropped)")
+        end = time.monotonic() + ack_timeout
+        for pub in self.publishers:
+            left = end - time.monotonic()
+            if left <= 0.0 or not self.context.ok():
+                break
+            try:
+                pub.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9)))
+            except Exception:  # e.g. the context shut down meanwhile: nothing to wait for
+                break
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the node until SIGINT/SIGTERM (or an external rclpy shutdown).
 
     Shutdown order (no publish on a dead context, no traceback): the signal only sets a flag; the
-    spin loop then ends, the worker finishes its in-flight frame (a frame still waiting in the
-    mailbox is dropped), the node is destroyed, and only then is rclpy shut down. rclpy's own
+    spin loop then ends, the inference thread finishes its in-flight frame (a frame still waiting
+    in the mailbox is dropped) and the output thread publishes what was handed over to it, the
+    node is destroyed, and only then is rclpy shut down. rclpy's own
     signal handlers are not installed (they would invalidate the context while the worker is
     publishing). The handlers are :mod:`~bev_mtl_ros.ros.stop_signals`' (installed by the entry
     points before the heavy imports, else here): a signal during the imports ends the node
@@ -499,7 +571,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except ExternalShutdownException:
             pass
         if stop.is_set():
-            node.get_logger().info("signal received: finishing the frame in flight and stopping")
+            n = node.worker.in_flight()
+            node.get_logger().info(
+                f"signal received: stopping; in flight at the signal: {n['inference']} frame(s) "
+                f"in inference and {n['outputs']} in the output stage (finished and published), "
+                f"{n['mailbox']} pair(s) in the mailbox (dropped)")
         return 0
     finally:
         if node is not None:

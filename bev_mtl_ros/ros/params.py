@@ -104,6 +104,9 @@ NODE_PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "nms": ("circle", "circle (CenterPoint circle NMS) | rotated_iou (BEV rotated IoU NMS) | "
                       "none"),
     "publish_semantic_color": (True, "publish ~/semantic/color (rgb8 overlay)"),
+    "pipeline_outputs": (True, "build and publish the outputs of a frame in a second thread "
+                               "while the next frame is converted and inferred (frames stay in "
+                               "order); false = one thread does both, one frame at a time"),
     "target_frame": ("", "frame every cloud is transformed into (TF, at the cloud's stamp) "
                          "before inference; the outputs' frame_id. Empty = the model contract's "
                          "frame_id (A2D2: cam_front_center)"),
