@@ -109,13 +109,14 @@ def _values(diags):
     return {kv.key: kv.value for kv in diags[-1].status[0].values} if diags else {}
 
 
+@pytest.mark.parametrize("pipelined", ["true", "false"])
 def test_outputs_in_frame_order_detections_first_and_counters(ros_env, rclpy_context,
-                                                              tiny_onnx):
+                                                              tiny_onnx, pipelined):
     from diagnostic_msgs.msg import DiagnosticArray
 
     cloud, image = _inputs()
-    with NodeUnderTest(_cmd(tiny_onnx, "score_threshold:=0.0"), ros_env, rclpy_context,
-                       "order_tester", 20) as h:
+    cmd = _cmd(tiny_onnx, "score_threshold:=0.0", f"pipeline_outputs:={pipelined}")
+    with NodeUnderTest(cmd, ros_env, rclpy_context, "order_tester", 20) as h:
         got = []
         _subscribe_all(h, got)
         diags = h.collect(DiagnosticArray, "/diagnostics")
@@ -155,7 +156,10 @@ def test_outputs_in_frame_order_detections_first_and_counters(ros_env, rclpy_con
         assert v["processed"] == v["published"] and v["outputs_dropped"] == "0"
         assert v["errors.inference"] == "0"
         assert h.proc.poll() is None
-    assert h.proc.returncode == 0, h.output()
+    out = h.output()
+    assert h.proc.returncode == 0, out
+    assert ("; outputs pipelined" if pipelined == "true"
+            else "; outputs in the inference thread") in out, out
     frames = defaultdict(dict)
     for sec, topic, ts in got:
         assert topic not in frames[sec], f"frame {sec}: two {topic}"
