@@ -26,9 +26,9 @@ Counting (``counters``): every pair offered is counted in ``pairs_in``, every pa
 mailbox in ``skipped_frames``, exactly: pairs_in = processed + skipped_frames + in the mailbox +
 pairs without an image refused for a model without a lidar-only path. ``process`` counts
 ``processed`` and ``publish`` counts ``published``: processed = published + frames skipped by
-``process`` + frames between the stages + ``outputs_dropped`` (frames inferred but not published
-because the node stopped before the output stage got to them, or the context was already shut
-down). A frame that raises in either stage is counted in ``errors.inference`` and warned about
+``process`` + frames between the stages + frames whose publishing raised + ``outputs_dropped``
+(frames inferred but not published because the node stopped before the output stage got to them,
+or the context was already shut down). A frame that raises in either stage is counted in ``errors.inference`` and warned about
 (throttled, one warning per stage); neither thread dies of it. While the mailbox is empty the
 inference stage polls the synchronizer every 20 ms, so clouds whose camera timed out are resolved
 (lidar-only frames) without new input.
