@@ -28,10 +28,10 @@ pairs without an image refused for a model without a lidar-only path. ``process`
 ``processed`` and ``publish`` counts ``published``: processed = published + frames skipped by
 ``process`` + frames between the stages + frames whose publishing raised + ``outputs_dropped``
 (frames inferred but not published because the node stopped before the output stage got to them,
-or the context was already shut down). A frame that raises in either stage is counted in ``errors.inference`` and warned about
-(throttled, one warning per stage); neither thread dies of it. While the mailbox is empty the
-inference stage polls the synchronizer every 20 ms, so clouds whose camera timed out are resolved
-(lidar-only frames) without new input.
+or the context was already shut down). A frame that raises in either stage is counted in
+``errors.inference`` and warned about (throttled, one warning per stage); neither thread dies of
+it. While the mailbox is empty the inference stage polls the synchronizer every 20 ms, so clouds
+whose camera timed out are resolved (lidar-only frames) without new input.
 
 Stop (:meth:`FrameWorker.stop`): the inference stage finishes its frame in flight (a pair still in
 the mailbox is dropped) and hands it over; the output stage publishes everything handed over and
