@@ -150,6 +150,21 @@ def test_verify_detects_mismatch(exported, tmp_path):
         verify_onnx(other, path, c, n_checks=1)
 
 
+def test_export_parity_with_semantic_stride(tmp_path):
+    """contract.semantic_stride 2: the graph's semantic output is half the image size, at parity."""
+    import dataclasses
+    torch.manual_seed(1)
+    c = dataclasses.replace(small_contract(), semantic_stride=2).validate()
+    net = _trained_like(BevMultiTaskNet.tiny(c))
+    path = str(tmp_path / "s2.onnx")
+    rep = export_onnx(net, c, path, opset=17, verify=True, n_checks=2)
+    assert read_onnx_contract(path).semantic_stride == 2
+    diffs, got = _compare(net, _session(path), random_inputs(c, 50, seed=3))
+    sem = got[list(OUTPUT_NAMES).index("semantic")]
+    assert sem.shape == (1, len(c.semantic_classes), 32, 64)
+    assert max(diffs.values()) < 1e-4, (diffs, rep)
+
+
 def test_checkpoint_roundtrip_identical_outputs(tmp_path):
     torch.manual_seed(2)
     c = small_contract()

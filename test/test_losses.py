@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from bev_mtl_ros.model.losses import (MultiTaskLoss, UncertaintyWeighting, drivable_loss,
+                                      upsample_to_label,
                                       gaussian_focal_loss, gather_at_indices,
                                       lovasz_softmax_loss, masked_l1_loss, semantic_loss)
 
@@ -93,6 +94,25 @@ def test_semantic_ce_with_ignore():
     expected = (LN2 - math.log(0.75)) / 2
     assert semantic_loss(logits, label).item() == pytest.approx(expected, rel=1e-6)
     assert semantic_loss(logits, torch.full((1, 1, 3), 255)).item() == 0.0
+
+
+def test_semantic_logits_at_a_stride_are_upsampled_to_the_label():
+    """contract.semantic_stride: the loss sees the logits bilinearly upsampled to the label."""
+    torch.manual_seed(0)
+    small = torch.randn(2, 3, 4, 6)
+    label = torch.randint(0, 3, (2, 8, 12))
+    up = upsample_to_label(small, label)
+    assert up.shape == (2, 3, 8, 12)
+    # align_corners=False x2: output pixel 1 sits at source 0.25 -> 0.75 s0 + 0.25 s1
+    assert torch.allclose(up[:, :, 0, 1], 0.75 * small[:, :, 0, 0] + 0.25 * small[:, :, 0, 1])
+    assert upsample_to_label(up, label) is up                       # same size: untouched
+    odd = torch.randn(2, 3, 5, 6)                                   # not a stride of the label
+    assert upsample_to_label(odd, label) is odd
+    with pytest.raises(ValueError, match="semantic logits"):
+        semantic_loss(odd, label)
+    loss = MultiTaskLoss()
+    tasks, _ = loss.task_losses({"semantic": small}, {"semantic": label})
+    assert tasks["semantic"].item() == pytest.approx(semantic_loss(up, label).item(), rel=1e-6)
 
 
 def test_uncertainty_weighting():

@@ -13,7 +13,7 @@ import torch
 
 from bev_mtl_ros.model.bev_backbone import BevBackbone, BevNeck
 from bev_mtl_ros.model.camera_encoder import CameraEncoder
-from bev_mtl_ros.model.contract import ModelContract
+from bev_mtl_ros.model.contract import ContractError, ModelContract
 from bev_mtl_ros.model.fusion import (A2D2_FX_OVER_WIDTH, CameraBevFusion, bev_query_encoding,
                                       camera_key_encoding)
 from bev_mtl_ros.model.heads import (HEATMAP_PRIOR_BIAS, CenterPointHead, DrivableHead,
@@ -245,6 +245,25 @@ def test_lidar_only_outputs_do_not_depend_on_image(contract):
         assert torch.equal(a[k], b[k]), k
     c, d = net(pil, num, ci, img, torch.ones(1)), net(pil, num, ci, other, torch.ones(1))
     assert not torch.equal(c["heatmap"], d["heatmap"])                  # with the camera, it does
+
+
+def test_semantic_stride_gives_smaller_logits_and_old_contracts_read_as_one(contract):
+    import dataclasses
+    assert contract.semantic_stride == 1 and contract.semantic_size == contract.image_size
+    c2 = dataclasses.replace(contract, semantic_stride=2).validate()
+    wi, hi = contract.image_size
+    assert c2.semantic_size == (wi // 2, hi // 2)
+    torch.manual_seed(0)
+    net = BevMultiTaskNet.tiny(c2).eval()
+    with torch.no_grad():
+        out = net(*random_inputs(c2, 100))
+    assert tuple(out["semantic"].shape) == (1, len(c2.semantic_classes), hi // 2, wi // 2)
+    d = c2.to_dict()
+    assert ModelContract.from_dict(d).semantic_stride == 2
+    del d["semantic_stride"]                                        # saved before the field
+    assert ModelContract.from_dict(d).semantic_stride == 1
+    with pytest.raises(ContractError, match="semantic_stride"):
+        dataclasses.replace(contract, semantic_stride=3).validate()
 
 
 def test_default_widths_build_and_run_default_contract():

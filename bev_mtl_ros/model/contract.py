@@ -97,6 +97,11 @@ class ModelContract:
         box_class_map: A2D2 box class -> detection class (or None to ignore).
         semantic_classes: names of the semantic logits' channels (A2D2's 38 merged classes).
         bev_stride: detection-head cell size in pillars (>= 2 gives a stride-2 backbone).
+        semantic_stride: the semantic logits come at ``image_size / semantic_stride``
+            (:attr:`semantic_size`): 1, 2 or 4. Users take the argmax there and resize the class
+            ids to the camera image (nearest neighbour), which is cheaper than resizing 38
+            channels of logits; training upsamples the logits to the label (bilinear) for the
+            loss. Contracts saved without it read as 1 (logits at the full network input).
         lidar_only_supported: the network has a defined lidar-only path (camera_valid = 0).
         nominal_camera: (fx, fy, cx, cy, width, height) of the undistorted camera the model was
             trained for (pixels; default A2D2 front_center's ``CamMatrix`` at 1920x1208). Images
@@ -126,6 +131,7 @@ class ModelContract:
                         Optional[str]] = (field(default_factory=lambda: dict(A2D2_BOX_CLASS_MAP)))
     semantic_classes: Tuple[str, ...] = A2D2_SEMANTIC_CLASSES
     bev_stride: int = 2
+    semantic_stride: int = 1
     lidar_only_supported: bool = True
     nominal_camera: Tuple[float, float, float, float, int, int] = (
         1687.33691, 1783.42847, 965.434141, 684.41936, 1920, 1208)
@@ -145,6 +151,12 @@ class ModelContract:
         """(W, H) of the detection-head output grid: grid_size // bev_stride."""
         gw, gh = self.grid_size
         return (gw // self.bev_stride, gh // self.bev_stride)
+
+    @property
+    def semantic_size(self) -> Tuple[int, int]:
+        """(W, H) of the semantic logits: image_size // semantic_stride."""
+        w, h = self.image_size
+        return (w // self.semantic_stride, h // self.semantic_stride)
 
     @property
     def num_decorated_features(self) -> int:
@@ -176,6 +188,8 @@ class ModelContract:
         w, h = self.image_size
         if w % 32 or h % 32:
             raise ContractError(f"image_size {self.image_size} must be divisible by 32")
+        if self.semantic_stride not in (1, 2, 4):
+            raise ContractError(f"semantic_stride must be 1, 2 or 4, got {self.semantic_stride}")
         if tuple(self.point_features[:3]) != ("x", "y", "z"):
             raise ContractError(f"point_features must start with x, y, z: {self.point_features}")
         if len(self.nominal_camera) != 6 or min(self.nominal_camera) <= 0:

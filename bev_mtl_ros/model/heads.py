@@ -95,14 +95,15 @@ class DrivableHead(nn.Module):
 
 
 class SemanticFPNHead(nn.Module):
-    """FPN decoder over camera strides 4/8/16/32 giving per-pixel class logits at the input size.
+    """FPN decoder over camera strides 4/8/16/32 giving per-pixel class logits.
 
     Constructor:
         in_channels: (C4, C8, C16, C32) camera feature channels; num_classes: S; channels: FPN
-        width; image_size: (Wi, Hi) network image size (contract.image_size).
+        width; image_size: (Wo, Ho) size of the logits (contract.semantic_size: the network
+        image size divided by contract.semantic_stride).
 
     Input: (c4, c8, c16, c32), c_s (B, C_s, Hi/s, Wi/s).
-    Output: (B, S, Hi, Wi) logits.
+    Output: (B, S, Ho, Wo) logits, bilinearly upsampled (align_corners=False) from stride 4.
     """
 
     def __init__(self, in_channels: Sequence[int], num_classes: int, channels: int = 32,
@@ -162,14 +163,14 @@ class ESPNetV2SemanticHead(ESPNetV2Decoder):
     The bottom-up decoder of the Cityscapes-pretrained ESPNetv2 (model/espnetv2.py
     :class:`ESPNetV2Decoder`, Mehta et al. 2019) over the ESPNetv2 encoder's strides 2, 4, 8 and
     16 (its stride-32 level is not used), with a classifier for the contract's classes; logits
-    bilinearly upsampled (align_corners=True, as trained) from stride 2 to the input size.
+    bilinearly upsampled (align_corners=True, as trained) from stride 2 to ``image_size``.
 
     Constructor:
         encoder_channels: (C2, C4, C8, C16) of the ESPNetv2 backbone; num_classes: S;
-        image_size: (Wi, Hi) network image size (contract.image_size).
+        image_size: (Wo, Ho) size of the logits (contract.semantic_size).
 
     Input: the ESPNetv2 encoder's output (c4, c8, c16, c32, c2), c_s (B, C_s, Hi/s, Wi/s).
-    Output: (B, S, Hi, Wi) logits.
+    Output: (B, S, Ho, Wo) logits.
 
     :meth:`load_cityscapes_decoder` loads the pretrained decoder and maps its classifier.
     """

@@ -160,6 +160,23 @@ def drivable_loss(logits: torch.Tensor, label: torch.Tensor, dice_weight: float 
     return loss
 
 
+def upsample_to_label(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """Semantic logits at a model's ``contract.semantic_stride`` brought to the label's size.
+
+    Args:
+        logits: (B, S, h, w) logits; label: (B, H, W) class ids.
+    Returns:
+        ``logits`` unchanged when (h, w) == (H, W); when H = k h and W = k w for k in 2 or 4,
+        the logits bilinearly upsampled (align_corners=False, as the FPN head upsamples) to
+        (B, S, H, W); any other size unchanged, so that :func:`semantic_loss` names the mismatch.
+    """
+    h, w = int(logits.shape[-2]), int(logits.shape[-1])
+    big_h, big_w = int(label.shape[-2]), int(label.shape[-1])
+    if (h, w) != (big_h, big_w) and any((h * k, w * k) == (big_h, big_w) for k in (2, 4)):
+        return F.interpolate(logits, size=(big_h, big_w), mode="bilinear", align_corners=False)
+    return logits
+
+
 def semantic_loss(logits: torch.Tensor, label: torch.Tensor, ignore_index: int = IGNORE_INDEX,
                   class_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Pixel-wise cross-entropy with an ignore index, mean over non-ignored pixels.
@@ -298,7 +315,7 @@ class MultiTaskLoss(nn.Module):
     Per-task losses:
         detection = heatmap_weight * focal + sum_r reg_weights[r] * L1_r   (r in offset, z, size,
         rot) drivable  = BCE (+ dice_weight * Dice)
-        semantic  = CE (ignore 255)
+        semantic  = CE (ignore 255), on logits upsampled to the label (:func:`upsample_to_label`)
     Combined with fixed ``task_weights`` ({detection, drivable, semantic}) or, with
     ``uncertainty=True``, by :class:`UncertaintyWeighting` (its parameters must then be given to
     the optimiser: they are parameters of this module).
@@ -362,8 +379,9 @@ class MultiTaskLoss(nn.Module):
             tasks["drivable"] = drivable_loss(outputs["drivable"], targets["drivable"],
                                               self.dice_weight)
         if "semantic" in outputs and "semantic" in targets:
-            tasks["semantic"] = semantic_loss(outputs["semantic"], targets["semantic"],
-                                              class_weights=self.semantic_class_weights)
+            tasks["semantic"] = semantic_loss(
+                upsample_to_label(outputs["semantic"], targets["semantic"]),
+                targets["semantic"], class_weights=self.semantic_class_weights)
         return tasks, terms
 
     def forward(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]):

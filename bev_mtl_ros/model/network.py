@@ -129,7 +129,8 @@ class BevMultiTaskNet(nn.Module):
         camera_valid (B,) float32, 1.0 = camera image usable, 0.0 = lidar-only for that sample.
     Returns dict of raw tensors: heatmap (B, K, Hb, Wb) logits; offset (B, 2, Hb, Wb) cells;
         z (B, 1, Hb, Wb) m; size (B, 3, Hb, Wb) log m; rot (B, 2, Hb, Wb) (sin, cos);
-        drivable (B, 1, grid_h, grid_w) logits; semantic (B, S, Hi, Wi) logits;
+        drivable (B, 1, grid_h, grid_w) logits; semantic (B, S, Hs, Ws) logits,
+        (Ws, Hs) = contract.semantic_size (the image size / contract.semantic_stride);
         (Wb, Hb) = contract.bev_size.
     With camera_valid = 0 the fusion is an exact identity: detection and drivable outputs do not
     depend on the image at all.
@@ -175,11 +176,11 @@ class BevMultiTaskNet(nn.Module):
         if w["semantic_head"] == "fpn":
             self.semantic_head = SemanticFPNHead(self.camera.out_channels,
                                                  len(contract.semantic_classes),
-                                                 w["fpn_channels"], contract.image_size)
+                                                 w["fpn_channels"], contract.semantic_size)
         elif w["semantic_head"] == "espnetv2" and isinstance(self.camera, ESPNetV2Encoder):
             self.semantic_head = ESPNetV2SemanticHead(
                 (self.camera.stride2_channels, c4, c8, c16), len(contract.semantic_classes),
-                contract.image_size)
+                contract.semantic_size)
         else:
             raise ValueError(f"semantic_head {w['semantic_head']!r} with camera_encoder "
                              f"{w['camera_encoder']!r}: expected one of {SEMANTIC_HEADS}, "

@@ -60,7 +60,7 @@ def output_shapes(contract: ModelContract, batch: int = 1) -> Dict[str, Tuple[in
     """Return the shapes of the deployed graph's outputs for ``batch`` frames (all float32)."""
     wb, hb = contract.bev_size
     gw, gh = contract.grid_size
-    wi, hi = contract.image_size
+    wi, hi = contract.semantic_size
     k, s = len(contract.detection_classes), len(contract.semantic_classes)
     return {"heatmap": (batch, k, hb, wb), "offset": (batch, 2, hb, wb), "z": (batch, 1, hb, wb),
             "size": (batch, 3, hb, wb), "rot": (batch, 2, hb, wb), "drivable": (batch, 1, gh, gw),
