@@ -151,7 +151,7 @@ def test_verify_detects_mismatch(exported, tmp_path):
 
 
 def test_export_parity_with_semantic_stride(tmp_path):
-    """contract.semantic_stride 2: the graph's semantic output is half the image size, at parity."""
+    """contract.semantic_stride 2: the graph's semantic output is half the image size, parity."""
     import dataclasses
     torch.manual_seed(1)
     c = dataclasses.replace(small_contract(), semantic_stride=2).validate()
