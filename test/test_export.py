@@ -16,7 +16,8 @@ from bev_mtl_ros import cli
 from bev_mtl_ros.model.contract import ONNX_CONTRACT_KEY, ContractError, ModelContract
 from bev_mtl_ros.model.network import (INPUT_NAMES, OUTPUT_NAMES, BevMultiTaskNet, DeployWrapper,
                                        random_inputs)
-from bev_mtl_ros.runtime.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from bev_mtl_ros.runtime.checkpoint import (CheckpointError, load_checkpoint, save_checkpoint,
+                                            with_semantic_stride)
 from bev_mtl_ros.runtime.export import ExportError, export_onnx, read_onnx_contract, verify_onnx
 
 
@@ -228,6 +229,39 @@ def test_export_cli_from_checkpoint(tmp_path, capsys):
     assert read_onnx_contract(out) == c
     assert cli.main(["export", "--checkpoint", str(tmp_path / "none.pt"), "--out", out]) == 1
     assert "none.pt" in capsys.readouterr().out
+
+
+def test_export_cli_semantic_stride_same_weights(tmp_path, capsys):
+    """--semantic-stride 2: same weights (every other output identical), semantic logits at half
+    the image size, checkpoint and ONNX contracts agree."""
+    torch.manual_seed(5)
+    c = small_contract()
+    net = _trained_like(BevMultiTaskNet.tiny(c)).eval()
+    ck = str(tmp_path / "m.pt")
+    save_checkpoint(ck, net, c, extra={"epoch": 4})
+    ck2, out = str(tmp_path / "m2.pt"), str(tmp_path / "m2.onnx")
+    assert cli.main(["export", "--checkpoint", ck, "--semantic-stride", "2", "--checkpoint-out",
+                     ck2, "--out", out, "--checks", "2"]) == 0
+    assert "semantic_stride 2" in capsys.readouterr().out
+    net2, c2, extra = load_checkpoint(ck2)
+    assert c2.semantic_stride == 2 and read_onnx_contract(out) == c2 and extra["epoch"] == 4
+    assert c2.mismatches(c) and dataclasses_equal_but_stride(c, c2)
+    inputs = random_inputs(c, 100, seed=6)
+    with torch.no_grad():
+        a, b = net(*inputs), net2(*inputs)
+    for k in a:
+        if k != "semantic":
+            assert torch.equal(a[k], b[k]), k
+    assert b["semantic"].shape[-2:] == (32, 64)
+    assert with_semantic_stride(net, 1) is net
+    assert cli.main(["export", "--checkpoint", ck, "--checkpoint-out", ck2, "--out", out]) == 1
+    assert "needs --semantic-stride" in capsys.readouterr().out
+
+
+def dataclasses_equal_but_stride(a, b):
+    """True when two contracts differ in semantic_stride only."""
+    import dataclasses
+    return dataclasses.replace(a, semantic_stride=b.semantic_stride) == b
 
 
 def test_parity_on_pillarized_points(exported):

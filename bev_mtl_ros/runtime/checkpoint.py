@@ -17,6 +17,7 @@ Only plain containers, numbers, strings and tensors are stored, so loading never
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Dict, Optional, Tuple
 
@@ -142,3 +143,28 @@ def load_checkpoint(path: str, map_location: Any = "cpu"
         net.to(map_location)
     net.eval()
     return net, contract, payload.get("extra") or {}
+
+
+def with_semantic_stride(net: BevMultiTaskNet, stride: int) -> BevMultiTaskNet:
+    """The same weights served with the semantic logits at ``image_size / stride``.
+
+    The semantic heads' weights do not depend on the size of their logits (the last step is a
+    bilinear resize to ``contract.semantic_size``), so a network trained at one
+    ``semantic_stride`` can be rebuilt at another: ``BevMultiTaskNet(contract with
+    semantic_stride=stride, **net.widths)`` loaded with ``net``'s state dict, in ``net``'s mode
+    and on its device.
+
+    Args:
+        net: the network; stride: 1, 2 or 4 (``ModelContract.semantic_stride``).
+    Returns: a new network (``net`` itself when its stride already is ``stride``).
+    Raises: ContractError for a stride other than 1, 2 or 4.
+    """
+    if net.contract.semantic_stride == stride:
+        return net
+    contract = dataclasses.replace(net.contract, semantic_stride=int(stride))
+    contract.validate()
+    out = BevMultiTaskNet(contract, **widths_from_saved(dict(net.widths)))
+    out.load_state_dict(net.state_dict(), strict=True)
+    out.to(next(net.parameters()).device)
+    out.train(net.training)
+    return out

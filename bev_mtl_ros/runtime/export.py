@@ -17,7 +17,11 @@ different pillar counts (one of them with camera_valid = 0) and requires max |ON
 1e-4 on every output, else raises :class:`ExportError` naming the output and the difference.
 
 Command line: ``bev-mtl-ros export --checkpoint models/NAME.pt --out models/NAME.onnx [--opset 17]
-[--no-verify] [--checks 3]``.
+[--no-verify] [--checks 3] [--semantic-stride S --checkpoint-out models/NAME.pt]``; with
+``--semantic-stride`` the checkpoint's weights are exported with the semantic logits at
+``image_size / S`` (:func:`~bev_mtl_ros.runtime.checkpoint.with_semantic_stride`), and
+``--checkpoint-out`` writes the checkpoint with that contract, so that the PyTorch fallback and the
+ONNX graph agree.
 """
 
 from __future__ import annotations
@@ -226,13 +230,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="random inputs for the parity check (default 3)")
     parser.add_argument("--atol", type=float, default=PARITY_ATOL,
                         help="parity tolerance (default 1e-4)")
+    parser.add_argument("--semantic-stride", type=int, choices=(1, 2, 4), default=None,
+                        help="export the weights with the semantic logits at image_size / S "
+                             "(default: the checkpoint's contract)")
+    parser.add_argument("--checkpoint-out", default=None,
+                        help="with --semantic-stride: also write the checkpoint with that "
+                             "contract here (may be --checkpoint itself)")
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the export; prints size and parity figures. Returns 0 on success, 1 on failure."""
-    from .checkpoint import CheckpointError
+    from .checkpoint import (CheckpointError, load_checkpoint, save_checkpoint,
+                             with_semantic_stride)
+    if args.checkpoint_out and args.semantic_stride is None:
+        print("export failed: --checkpoint-out needs --semantic-stride")
+        return 1
     try:
-        rep = export_onnx(args.checkpoint, None, args.out, opset=args.opset,
+        source: Union[BevMultiTaskNet, str] = args.checkpoint
+        if args.semantic_stride is not None:
+            net, _, extra = load_checkpoint(args.checkpoint)
+            source = with_semantic_stride(net, args.semantic_stride)
+            if args.checkpoint_out:
+                save_checkpoint(args.checkpoint_out, source, extra=extra)
+                print(f"wrote {args.checkpoint_out} (semantic_stride {args.semantic_stride})")
+        rep = export_onnx(source, None, args.out, opset=args.opset,
                           verify=not args.no_verify, n_checks=args.checks, atol=args.atol)
     except (ExportError, CheckpointError, ContractError, OSError) as e:
         print(f"export failed: {e}")
