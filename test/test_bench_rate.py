@@ -155,8 +155,11 @@ def test_short_rate_replay_against_the_node(tiny_model_path):
     res = bench_rate_replay(tiny_model_path, synthetic_scan(2000, "front", seed=0),
                             synthetic_image((256, 160), seed=0), rate_hz=10.0, seconds=3.0,
                             warmup=2, backend="onnxruntime", params_file=None,
-                            log=lambda *_: None)
+                            log=lambda *_: None, node_params=("pipeline_outputs:=false",))
     assert set(res["runs"]) == {"quiet", "busy_core"}
+    # --node-param reached the node: it built its outputs in the inference thread
+    with open(res["node_log"]) as f:
+        assert "outputs in the inference thread" in f.read()
     for name, r in res["runs"].items():
         assert r["frames_in"] == 30, name
         assert set(r["outputs"]) == set(OUTPUTS), name

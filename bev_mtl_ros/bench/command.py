@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -46,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="length of each open-loop run, quiet and one core busy (default 60)")
     parser.add_argument("--no-rate", action="store_true",
                         help="skip the open-loop replay with every output subscribed")
+    parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="a node parameter for the end-to-end and 10 Hz runs, after "
+                             "config/perception.yaml (repeatable; e.g. pipeline_outputs:=false)")
     parser.add_argument("--json", default=None, help="write the results as JSON here")
 
 
@@ -64,6 +68,10 @@ def main(args: argparse.Namespace) -> int:
         if not torch.cuda.is_available():
             print("bench: --device cuda but torch sees no CUDA device", file=sys.stderr)
             return 2
+    bad = [p for p in args.node_param if not re.fullmatch(r"[A-Za-z_][\w.]*:=.+", p)]
+    if bad:
+        print(f"bench: bad --node-param {bad[0]!r} (expected NAME:=VALUE)", file=sys.stderr)
+        return 2
     if not args.no_rate and not (args.rate_hz > 0 and args.rate_seconds > 0):
         print(f"bench: --rate-hz {args.rate_hz} and --rate-seconds {args.rate_seconds} must be "
               "positive", file=sys.stderr)
@@ -75,7 +83,7 @@ def main(args: argparse.Namespace) -> int:
                       spconv_path=args.spconv_path,
                       backends=tuple(args.backends) if args.backends else None,
                       threads=args.threads, rate=not args.no_rate, rate_hz=args.rate_hz,
-                      rate_seconds=args.rate_seconds)
+                      rate_seconds=args.rate_seconds, node_params=tuple(args.node_param))
     res = run_benchmark(cfg)
     print(format_table(res))
     if args.json:

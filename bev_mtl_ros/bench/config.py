@@ -48,3 +48,5 @@ class BenchConfig:
     rate: bool = True
     rate_hz: float = 10.0
     rate_seconds: float = 60.0
+    #: extra ``name:=value`` parameters of the node in the end-to-end and 10 Hz runs
+    node_params: Tuple[str, ...] = ()

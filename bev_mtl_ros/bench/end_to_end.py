@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, Any, Dict, List, Optional, Tuple
+from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -18,8 +18,11 @@ __all__ = ["bench_end_to_end"]
 
 
 def _node_command(model_path: Path, device: str, backend: str,
-                  params_file: Optional[str]) -> List[str]:
-    """Return the node's command line: inputs remapped to the replay topics, the given params."""
+                  params_file: Optional[str], node_params: Sequence[str] = ()) -> List[str]:
+    """Return the node's command line: inputs remapped to the replay topics, the given params.
+
+    ``node_params``: extra ``name:=value`` parameters (``bench --node-param``), set last.
+    """
     from bev_mtl_ros.ros.params import input_remap_args
     from bev_mtl_ros.ros.replay import (CAMERA_INFO_TOPIC, IMAGE_TOPIC, LIDAR_TOPIC,
                                         default_node_cmd)
@@ -33,6 +36,8 @@ def _node_command(model_path: Path, device: str, backend: str,
         cmd += ["--params-file", str(pf)]
     cmd += ["-p", f"model_path:={model_path}", "-p", f"device:={device}", "-p",
             f"backend:={backend}", "-p", "use_sim_time:=false"]
+    for p in node_params:
+        cmd += ["-p", p]
     return cmd
 
 
@@ -120,7 +125,8 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
                      device: str, backend: str = "auto",
                      params_file: Optional[str] = "config/perception.yaml",
                      timeout_s: float = 180.0, log=print,
-                     all_outputs: bool = False) -> Dict[str, Any]:
+                     all_outputs: bool = False,
+                     node_params: Sequence[str] = ()) -> Dict[str, Any]:
     """Time cloud (+ image + camera info) -> ``~/detections`` through the node in its own process.
 
     The cloud is published by this process and the detections received from the node started as
@@ -130,7 +136,8 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
     previous one arrived, or after 10 s). ``all_outputs``: this process also subscribes to every
     optional output (markers, drivable mask and grid, semantic, colour overlay), so the node builds
     and publishes them all (lazy outputs); otherwise only detections, diagnostics and the small
-    debug timing message (subscribed in both cases) are built.
+    debug timing message (subscribed in both cases) are built. ``node_params``: extra node
+    parameters ``name:=value`` (e.g. ``pipeline_outputs:=false``).
 
     ``node_overhead_ms`` is measured per frame, so machine load cancels out: the frame's
     end-to-end latency minus the pipeline time the node itself measured for that frame
@@ -150,7 +157,7 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
 
     claim = DomainClaim()
     env = ros_environment(claim.domain_id)
-    cmd = _node_command(model_path, device, backend, params_file)
+    cmd = _node_command(model_path, device, backend, params_file, node_params)
     log_file = tempfile.NamedTemporaryFile("w+", suffix="_bench_node.log", delete=False)
     node_proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     result: Dict[str, Any] = {}

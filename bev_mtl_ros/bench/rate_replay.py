@@ -360,7 +360,7 @@ def bench_rate_replay(model_path: Path, points: np.ndarray, image: np.ndarray,
                       device: str = "cpu", backend: str = "auto",
                       params_file: Optional[str] = "config/perception.yaml",
                       runs: Mapping[str, int] = RUNS, timeout_s: float = 180.0,
-                      log=print) -> Dict[str, Any]:
+                      log=print, node_params: Sequence[str] = ()) -> Dict[str, Any]:
     """Replay one frame open loop at ``rate_hz`` through the node, every output subscribed.
 
     Args:
@@ -374,6 +374,7 @@ def bench_rate_replay(model_path: Path, points: np.ndarray, image: np.ndarray,
         runs: run name -> competing busy processes (default :data:`RUNS`: quiet, one core busy).
         timeout_s: longest wait for the node to subscribe.
         log: print-like callable for progress lines.
+        node_params: extra node parameters ``name:=value`` (``bench --node-param``).
     Returns:
         {runs: {name: figures (see module docstring) or {"error": ...}}, node_log}.
     Raises:
@@ -391,6 +392,8 @@ def bench_rate_replay(model_path: Path, points: np.ndarray, image: np.ndarray,
     env = ros_environment(claim.domain_id)
     cmd = (_node_command(model_path, device, backend, params_file)
            + ["-p", "publish_semantic_color:=true"])
+    for p in node_params:
+        cmd += ["-p", p]
     log_file = tempfile.NamedTemporaryFile("w+", suffix="_bench_rate_node.log", delete=False)
     proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     diag = _Diagnostics()
@@ -425,7 +428,7 @@ def bench_rate_replay(model_path: Path, points: np.ndarray, image: np.ndarray,
 
 def rate_section(model_path: Path, scenario: str, n_points: int, image_wh: Sequence[int],
                  fov: str, rate_hz: float, seconds: float, warmup: int, device: str,
-                 log=print) -> Dict[str, Any]:
+                 log=print, node_params: Sequence[str] = ()) -> Dict[str, Any]:
     """Run the rate section on one scenario's synthetic scan + image (fixed seeds).
 
     Returns {scenario, points, image, rate_hz, seconds, runs, node_log}, or the same keys with
@@ -438,7 +441,7 @@ def rate_section(model_path: Path, scenario: str, n_points: int, image_wh: Seque
     try:
         sec.update(bench_rate_replay(model_path, synthetic_scan(n_points, fov),
                                      synthetic_image(tuple(image_wh)), rate_hz, seconds,
-                                     warmup, device, log=log))
+                                     warmup, device, log=log, node_params=node_params))
     except Exception as e:
         sec["error"] = f"{type(e).__name__}: {e}"
     return sec

@@ -46,7 +46,9 @@ def _header(res: Dict[str, Any]) -> str:
             f"{res['frames']} frames after {res['warmup']} warm-up; "
             f"{m['processor']} x{m['cpu_count']}, torch "
             f"{m['torch']} ({m['torch_threads']} threads), onnxruntime "
-            f"{m['onnxruntime']}, load average {m['loadavg_1_5_15']}")
+            f"{m['onnxruntime']}, load average {m['loadavg_1_5_15']}"
+            + (f"; node parameters {' '.join(res['node_params'])}" if res.get("node_params")
+               else ""))
 
 
 def _stage_lines(lines: List[str], s: Dict[str, Any]) -> None:

@@ -98,7 +98,8 @@ def _bench_scenario(n_pts: int, img_wh: Tuple[int, int], fov: str, backends: Dic
         for key, every in (("end_to_end_dds", False), ("end_to_end_dds_all_outputs", True)):
             try:
                 s[key] = bench_end_to_end(model_path, pts, img, cfg.frames, cfg.warmup, dev,
-                                          log=log, all_outputs=every)
+                                          log=log, all_outputs=every,
+                                          node_params=cfg.node_params)
             except Exception as e:
                 s[key] = {"error": f"{type(e).__name__}: {e}"}
         s["node_overhead_ms"] = node_overhead(s)
@@ -149,6 +150,7 @@ def run_benchmark(cfg: BenchConfig, log=print) -> Dict[str, Any]:
     res: Dict[str, Any] = {
         "machine": machine_info(),
         "model": model_desc, "device": cfg.device, "frames": cfg.frames, "warmup": cfg.warmup,
+        "node_params": list(cfg.node_params),
         "scenarios": {},
     }
     scen: Dict[str, Tuple[int, Tuple[int, int], str]] = {k: SCENARIOS[k] for k in cfg.scenarios}
@@ -169,7 +171,8 @@ def run_benchmark(cfg: BenchConfig, log=print) -> Dict[str, Any]:
     if cfg.dds and cfg.rate:
         name, (n_pts, img_wh, fov) = next(iter(scen.items()))
         res["rate_replay"] = rate_section(model_path, name, n_pts, img_wh, fov, cfg.rate_hz,
-                                          cfg.rate_seconds, cfg.warmup, cfg.device, log)
+                                          cfg.rate_seconds, cfg.warmup, cfg.device, log,
+                                          node_params=cfg.node_params)
     if cfg.scaling:
         res["scaling"] = _bench_scaling(backends, contract, cfg, log)
     res["peak_rss_mb"] = round(peak_rss_mb(), 1)
