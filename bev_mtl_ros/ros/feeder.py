@@ -115,7 +115,7 @@ class NodeFeeder:
         self.timing_times: List[float] = []
         self.outputs: Dict[str, Dict[int, float]] = {}
         self._ctx = rclpy.Context()
-        rclpy.init(context=self._ctx, domain_id=domain_id)
+        rclpy.init(args=[], context=self._ctx, domain_id=domain_id)  # not sys.argv
         self._node = rclpy.create_node(name, context=self._ctx)
         self._ex = SingleThreadedExecutor(context=self._ctx)
         self._ex.add_node(self._node)
