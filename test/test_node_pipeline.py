@@ -22,27 +22,16 @@ pytest.importorskip("vision_msgs.msg", reason="vision_msgs not built into the ve
 from node_harness import (  # noqa: E402
     CLOUD_TOPIC, IMAGE_TOPIC, NodeUnderTest, header, node_command)
 
-from bev_mtl_ros.model.contract import ModelContract  # noqa: E402
+from support_models import export_tiny_onnx  # noqa: E402
 
-SMALL = dict(point_cloud_range=(0.0, -20.48, -3.0, 40.96, 20.48, 3.0), pillar_size=(0.32, 0.32),
-             max_pillars=2000, max_points_per_pillar=16, image_size=(256, 160))
 NODE = "pipe_node"
 W, H = 1920, 1208
 
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory):
-    """Export a tiny random BevMultiTaskNet to ONNX with the SMALL contract."""
-    import torch
-
-    from bev_mtl_ros.model.network import BevMultiTaskNet
-    from bev_mtl_ros.runtime.export import export_onnx
-
-    torch.manual_seed(2)
-    contract = ModelContract(**SMALL).validate()
-    path = str(tmp_path_factory.mktemp("model") / "tiny.onnx")
-    export_onnx(BevMultiTaskNet.tiny(contract).eval(), contract, path, verify=False)
-    return path
+    """A tiny random network with the small contract, as ONNX."""
+    return export_tiny_onnx(tmp_path_factory.mktemp("model") / "tiny.onnx", seed=2)
 
 
 def _cmd(model, *params):

@@ -9,6 +9,8 @@ import os
 
 import pytest
 
+from support_models import export_tiny_onnx
+
 from bev_mtl_ros.soak import read_rss_mb, window_summary
 
 
@@ -46,16 +48,4 @@ def test_short_soak_against_the_node(tiny_model_path):
 
 @pytest.fixture(scope="module")
 def tiny_model_path(tmp_path_factory):
-    import torch
-
-    from bev_mtl_ros.model.contract import ModelContract
-    from bev_mtl_ros.model.network import BevMultiTaskNet
-    from bev_mtl_ros.runtime.export import export_onnx
-
-    torch.manual_seed(0)
-    contract = ModelContract(point_cloud_range=(0.0, -20.48, -3.0, 40.96, 20.48, 3.0),
-                             pillar_size=(0.32, 0.32), max_pillars=2000, max_points_per_pillar=16,
-                             image_size=(256, 160)).validate()
-    path = str(tmp_path_factory.mktemp("soak_model") / "tiny.onnx")
-    export_onnx(BevMultiTaskNet.tiny(contract).eval(), contract, path, verify=False)
-    return path
+    return export_tiny_onnx(tmp_path_factory.mktemp("soak_model") / "tiny.onnx", seed=0)

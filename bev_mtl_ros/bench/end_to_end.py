@@ -41,6 +41,23 @@ def _node_command(model_path: Path, device: str, backend: str,
     return cmd
 
 
+def wait_for_node_process(feeder: Any, proc: subprocess.Popen, log_file: IO[str],
+                          timeout_s: float) -> None:
+    """Wait until the node started as ``proc`` subscribed to ``feeder``'s inputs, then 1 s more
+    for its publishers to match the feeder's subscriptions.
+
+    Raises RuntimeError with the tail of ``log_file`` (the node's output) when the process exited,
+    or when it did not subscribe within ``timeout_s`` seconds.
+    """
+    ready = feeder.wait_for_node(timeout_s, alive=lambda: proc.poll() is None, image=False)
+    if proc.poll() is not None:
+        log_file.seek(0)
+        raise RuntimeError(f"node exited: {log_file.read()[-2000:]}")
+    if not ready:
+        raise RuntimeError("node did not subscribe in time")
+    time.sleep(1.0)
+
+
 def _feed_closed_loop(feeder: Any, points: np.ndarray, image: np.ndarray, frames: int,
                       warmup: int) -> Tuple[Dict[int, float], int]:
     """Send warmup + frames frames, each after the previous answer (or 10 s).
@@ -100,14 +117,7 @@ def _run_against_node(node_proc: subprocess.Popen, log_file: IO[str], env: Dict[
         # the k-th ~/debug/processing_time_ms message is frame k's (frames are answered in order)
         feeder = NodeFeeder(env, domain, "bench_e2e", camera_info=True, timings=True,
                             all_outputs=all_outputs, clock=time.perf_counter)
-        ready = feeder.wait_for_node(timeout_s, alive=lambda: node_proc.poll() is None,
-                                     image=False)
-        if node_proc.poll() is not None:
-            log_file.seek(0)
-            raise RuntimeError(f"node exited: {log_file.read()[-2000:]}")
-        if not ready:
-            raise RuntimeError("node did not subscribe in time")
-        time.sleep(1.0)
+        wait_for_node_process(feeder, node_proc, log_file, timeout_s)
         lat, lost = _feed_closed_loop(feeder, points, image, frames, warmup)
         timings = feeder.timings
         feeder.spin_until(lambda: len(timings) >= warmup + frames - lost, 5.0, 0.01)

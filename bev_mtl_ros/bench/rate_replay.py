@@ -51,7 +51,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from bev_mtl_ros.bench.end_to_end import _feed_closed_loop, _node_command, _stop_node
+from bev_mtl_ros.bench.end_to_end import (_feed_closed_loop, _node_command, _stop_node,
+                                          wait_for_node_process)
 from bev_mtl_ros.bench.timing import summarize_ms
 
 __all__ = ["OUTPUTS", "RUNS", "match_outputs", "match_timing_by_order", "proc_cpu_seconds",
@@ -404,13 +405,7 @@ def bench_rate_replay(model_path: Path, points: np.ndarray, image: np.ndarray,
                             all_outputs=True, on_diagnostics=diag.on_diagnostics,
                             clock=time.perf_counter)
         feeder.set_frame(points, image)
-        ready = feeder.wait_for_node(timeout_s, alive=lambda: proc.poll() is None, image=False)
-        if proc.poll() is not None:
-            log_file.seek(0)
-            raise RuntimeError(f"node exited: {log_file.read()[-2000:]}")
-        if not ready:
-            raise RuntimeError("node did not subscribe in time")
-        time.sleep(1.0)
+        wait_for_node_process(feeder, proc, log_file, timeout_s)
         _feed_closed_loop(feeder, points, image, 0, warmup)
         stamp0 = 100 * 1_000_000_000      # after the warm-up's stamps (1 s + k * 0.1 s)
         for name, busy in runs.items():
