@@ -17,7 +17,9 @@ different pillar counts (one of them with camera_valid = 0) and requires max |ON
 1e-4 on every output, else raises :class:`ExportError` naming the output and the difference.
 
 Command line: ``bev-mtl-ros export --checkpoint models/NAME.pt --out models/NAME.onnx [--opset 17]
-[--no-verify] [--checks 3] [--semantic-stride S --checkpoint-out models/NAME.pt]``; with
+[--no-verify] [--checks 3] [--keep-prelu] [--semantic-stride S --checkpoint-out
+models/NAME.pt]``. PReLU activations are written as depth-wise convolutions unless
+``--keep-prelu`` (``runtime/onnx_rewrite.py``: onnxruntime's CPU provider fuses those). With
 ``--semantic-stride`` the checkpoint's weights are exported with the semantic logits at
 ``image_size / S`` (:func:`~bev_mtl_ros.runtime.checkpoint.with_semantic_stride`), and
 ``--checkpoint-out`` writes the checkpoint with that contract, so that the PyTorch fallback and the
@@ -42,6 +44,7 @@ from ..model.contract import (ONNX_CONTRACT_KEY, ContractError, ModelContract,
                               contract_from_metadata)
 from ..model.network import (INPUT_NAMES, OUTPUT_NAMES, BevMultiTaskNet, DeployWrapper,
                              random_inputs)
+from .onnx_rewrite import prelu_as_depthwise_conv
 
 #: metadata key holding the network widths (JSON)
 ONNX_WIDTHS_KEY = "bev_mtl_ros.widths"
@@ -70,7 +73,8 @@ def _check_pillar_counts(contract: ModelContract, n_checks: int) -> List[int]:
 def export_onnx(net_or_checkpoint: Union[BevMultiTaskNet, str], contract: Optional[ModelContract],
                 out_path: str,
                 opset: int = 17, verify: bool = True, n_checks: int = 3, atol: float = PARITY_ATOL,
-                trace_pillars: Optional[int] = None) -> Dict[str, Any]:
+                trace_pillars: Optional[int] = None,
+                rewrite_prelu: bool = True) -> Dict[str, Any]:
     """Export a network (or a checkpoint file) to ONNX with its contract.
 
     Optionally verifies parity.
@@ -83,9 +87,14 @@ def export_onnx(net_or_checkpoint: Union[BevMultiTaskNet, str], contract: Option
         verify: compare onnxruntime (CPU) against PyTorch on ``n_checks`` random inputs.
         atol: maximum allowed absolute difference per output.
         trace_pillars: pillar count of the tracing input (default: a third of max_pillars).
-    Returns: dict with "path", "opset", "size_bytes", "export_s", "parity" {output: max abs diff
-        over all checks} and "checks" [{"num_pillars", "camera_valid", "max_abs_diff": {output:
-        diff}}].
+        rewrite_prelu: write channel-wise PReLUs as depth-wise 1x1 convolutions
+            (:func:`~bev_mtl_ros.runtime.onnx_rewrite.prelu_as_depthwise_conv`: the same function
+            up to float32 rounding, fused by onnxruntime's CPU provider into its convolutions);
+            the parity check runs on the rewritten graph.
+    Returns: dict with "path", "opset", "size_bytes", "export_s", "prelu" {"prelu",
+        "rewritten"} (node counts; zeros when ``rewrite_prelu`` is False), "parity" {output: max
+        abs diff over all checks} and "checks" [{"num_pillars", "camera_valid", "max_abs_diff":
+        {output: diff}}].
     Raises: ContractError if ``contract`` disagrees with the net; ExportError if export fails or
         parity is violated (naming the output and the difference); CheckpointError from loading.
     """
@@ -133,13 +142,16 @@ def export_onnx(net_or_checkpoint: Union[BevMultiTaskNet, str], contract: Option
     _set_metadata(model, {ONNX_CONTRACT_KEY: contract.to_json(),
                           ONNX_WIDTHS_KEY: json.dumps(net.widths, sort_keys=True)})
     model.producer_name = "bev_mtl_ros"
+    prelu = (prelu_as_depthwise_conv(model) if rewrite_prelu
+             else {"prelu": 0, "rewritten": 0})
     onnx.checker.check_model(model)
     tmp = str(out_path) + ".tmp"
     onnx.save(model, tmp)
     os.replace(tmp, out_path)
     report: Dict[str, Any] = {"path": str(out_path), "opset": int(opset),
                               "size_bytes": os.path.getsize(out_path),
-                              "export_s": time.perf_counter() - t0, "parity": {}, "checks": []}
+                              "export_s": time.perf_counter() - t0, "prelu": prelu,
+                              "parity": {}, "checks": []}
     if verify:
         net.eval()
         try:
@@ -230,6 +242,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="random inputs for the parity check (default 3)")
     parser.add_argument("--atol", type=float, default=PARITY_ATOL,
                         help="parity tolerance (default 1e-4)")
+    parser.add_argument("--keep-prelu", action="store_true",
+                        help="keep PRelu nodes as they are (default: written as depth-wise 1x1 "
+                             "convolutions, faster with onnxruntime's CPU provider)")
     parser.add_argument("--semantic-stride", type=int, choices=(1, 2, 4), default=None,
                         help="export the weights with the semantic logits at image_size / S "
                              "(default: the checkpoint's contract)")
@@ -254,12 +269,14 @@ def main(args: argparse.Namespace) -> int:
                 save_checkpoint(args.checkpoint_out, source, extra=extra)
                 print(f"wrote {args.checkpoint_out} (semantic_stride {args.semantic_stride})")
         rep = export_onnx(source, None, args.out, opset=args.opset,
-                          verify=not args.no_verify, n_checks=args.checks, atol=args.atol)
+                          verify=not args.no_verify, n_checks=args.checks, atol=args.atol,
+                          rewrite_prelu=not args.keep_prelu)
     except (ExportError, CheckpointError, ContractError, OSError) as e:
         print(f"export failed: {e}")
         return 1
     print(f"wrote {rep['path']} ({rep['size_bytes'] / 1e6:.2f} MB, opset {rep['opset']}, "
-          f"export {rep['export_s']:.1f} s)")
+          f"export {rep['export_s']:.1f} s; PRelu as depth-wise convolutions: "
+          f"{rep['prelu']['rewritten']} of {rep['prelu']['prelu']})")
     if rep["checks"]:
         for c in rep["checks"]:
             worst = max(c["max_abs_diff"].values())
