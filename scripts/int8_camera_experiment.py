@@ -44,6 +44,11 @@ onnxruntime CPU provider, the node's session options: :class:`OnnxRuntimeBackend
 The decision rule of the issue: adopt only when faster in the benchmark and coarse mIoU costs
 <= 0.01 on the real frames (and the synthetic figures stay within 0.01).
 
+The figures below were measured on the shipped graph *with* its PRelu nodes; the shipped ONNX
+now has them as depth-wise convolutions (``runtime/onnx_rewrite.py``), so to reproduce them pass
+``--model`` a graph from ``bev-mtl-ros export --checkpoint models/bev_mtl_default.pt --out
+build/q_eval/prelu.onnx --keep-prelu``.
+
 Result (all figures of the runs in ``bench/int8_camera_experiment.json``; 2026-12-07,
 onnxruntime 1.31.1, CPU provider, Intel Xeon Sapphire Rapids KVM guest, 2 cores shared with
 another user's training run (load average 2.5-4), so absolute times are above the quiet-machine
@@ -299,52 +304,17 @@ def rewrite_prelu_max(src: str, dst: str) -> Dict[str, Any]:
 
 
 def rewrite_prelu_dwconv(src: str, dst: str) -> Dict[str, Any]:
-    """Write ``src`` with every 4-D PRelu as depth-wise 1x1 convolutions (fp32, not int8).
-
-    PRelu(x, s) = x + (1 - s) * Relu(-x), computed as ``Add(Conv(Relu(Conv(x, -1)), 1 - s), x)``
-    with two depth-wise (group = C) 1x1 Convs of weights -1 and (1 - s) per channel: onnxruntime's
-    CPU provider fuses the Relu and the Add into its NCHWc convolutions, so the activation stays in
-    the blocked layout of the surrounding convs (no reorders) and runs multi-threaded. Not
-    bit-exact (x - (1 - s) x instead of s x: float32 rounding, ~1e-6 relative). PRelus whose slope
-    is not one value per channel of a 4-D input are left as they are. Metadata is kept.
-    Returns {"prelu": count, "rewritten": count}.
-    """
+    """Write ``src`` with every channel-wise PRelu as depth-wise 1x1 convolutions: the package's
+    :func:`~bev_mtl_ros.runtime.onnx_rewrite.prelu_as_depthwise_conv` (which ``bev-mtl-ros
+    export`` now applies; use ``export --keep-prelu`` for a graph to rewrite here). Metadata is
+    kept. Returns {"prelu": count, "rewritten": count}."""
     import onnx
-    from onnx import helper, numpy_helper
+
+    from bev_mtl_ros.runtime.onnx_rewrite import prelu_as_depthwise_conv
     model = onnx.load(src)
-    g = model.graph
-    vals = {i.name: numpy_helper.to_array(i) for i in g.initializer}
-    vals.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in g.node
-                 if n.op_type == "Constant" and n.attribute})
-    nodes, inits, n_prelu, n_done = [], [], 0, 0
-    for n in g.node:
-        if n.op_type != "PRelu":
-            nodes.append(n)
-            continue
-        n_prelu += 1
-        x, slope = n.input
-        y, b = n.output[0], n.name
-        sv = vals.get(slope)
-        if sv is None or sv.ndim != 3 or sv.shape[1:] != (1, 1):   # (C, 1, 1) only
-            nodes.append(n)
-            continue
-        n_done += 1
-        c = int(sv.shape[0])
-        inits += [numpy_helper.from_array(-np.ones((c, 1, 1, 1), np.float32), b + "_wneg"),
-                  numpy_helper.from_array((1.0 - sv.astype(np.float32)).reshape(c, 1, 1, 1),
-                                          b + "_wscale")]
-        nodes += [helper.make_node("Conv", [x, b + "_wneg"], [b + "_neg"], name=b + "/neg",
-                                   group=c, kernel_shape=[1, 1]),
-                  helper.make_node("Relu", [b + "_neg"], [b + "_r"], name=b + "/relu"),
-                  helper.make_node("Conv", [b + "_r", b + "_wscale"], [b + "_c"],
-                                   name=b + "/scale", group=c, kernel_shape=[1, 1]),
-                  helper.make_node("Add", [b + "_c", x], [y], name=b + "/add")]
-    del g.node[:]
-    g.node.extend(nodes)
-    g.initializer.extend(inits)
-    onnx.checker.check_model(model)
+    rep = prelu_as_depthwise_conv(model)
     onnx.save(model, dst)
-    return {"prelu": n_prelu, "rewritten": n_done}
+    return rep
 
 
 # ----------------------------------------------------------------------------------- profile
