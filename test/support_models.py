@@ -1,5 +1,8 @@
-"""Tiny models for the tests that start the node: one small contract, a random network exported to
-ONNX (no parity check: the tests time or count the node's outputs, they do not score them)."""
+"""Tiny models for the tests that start the node.
+
+One small contract and a random network exported to ONNX (no parity check: the tests time or
+count the node's outputs, they do not score them).
+"""
 
 from __future__ import annotations
 
@@ -14,8 +17,10 @@ SMALL_NODE_CONTRACT = dict(point_cloud_range=(0.0, -20.48, -3.0, 40.96, 20.48, 3
 
 
 def export_tiny_onnx(path: Union[str, Path], seed: int = 0) -> str:
-    """Export ``BevMultiTaskNet.tiny`` with :data:`SMALL_NODE_CONTRACT`, initialised with
-    ``torch.manual_seed(seed)``, to ``path`` (.onnx); return the path as a string."""
+    """Export ``BevMultiTaskNet.tiny`` with :data:`SMALL_NODE_CONTRACT` to ``path`` (.onnx).
+
+    The weights are initialised after ``torch.manual_seed(seed)``. Returns the path as a string.
+    """
     import torch
 
     from bev_mtl_ros.model.contract import ModelContract

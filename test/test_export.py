@@ -232,8 +232,10 @@ def test_export_cli_from_checkpoint(tmp_path, capsys):
 
 
 def test_export_cli_semantic_stride_same_weights(tmp_path, capsys):
-    """--semantic-stride 2: same weights (every other output identical), semantic logits at half
-    the image size, checkpoint and ONNX contracts agree."""
+    """Export with --semantic-stride 2: the same weights at half the semantic size.
+
+    Every other output is identical, and the checkpoint's and the ONNX graph's contracts agree.
+    """
     torch.manual_seed(5)
     c = small_contract()
     net = _trained_like(BevMultiTaskNet.tiny(c)).eval()
@@ -259,7 +261,7 @@ def test_export_cli_semantic_stride_same_weights(tmp_path, capsys):
 
 
 def dataclasses_equal_but_stride(a, b):
-    """True when two contracts differ in semantic_stride only."""
+    """Return True when two contracts differ in semantic_stride only."""
     import dataclasses
     return dataclasses.replace(a, semantic_stride=b.semantic_stride) == b
 

@@ -30,7 +30,7 @@ W, H = 1920, 1208
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory):
-    """A tiny random network with the small contract, as ONNX."""
+    """Export a tiny random network with the small contract to ONNX."""
     return export_tiny_onnx(tmp_path_factory.mktemp("model") / "tiny.onnx", seed=2)
 
 

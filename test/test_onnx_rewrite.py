@@ -75,8 +75,11 @@ def test_graph_without_prelu_untouched():
 
 @pytest.mark.parametrize("keep", [False, True])
 def test_export_rewrites_prelu_unless_kept(tmp_path, keep):
-    """export_onnx on a network with PReLUs (ESPNetv2 camera encoder): every channel-wise PRelu
-    becomes convolutions by default, parity with PyTorch holds; rewrite_prelu=False keeps them."""
+    """Export a network with PReLUs (ESPNetv2 camera encoder), with and without the rewrite.
+
+    By default every channel-wise PRelu becomes convolutions and parity with PyTorch holds;
+    rewrite_prelu=False keeps them.
+    """
     from bev_mtl_ros.model.contract import ModelContract
     from bev_mtl_ros.model.espnetv2 import IMAGENET_MEAN, IMAGENET_STD
     from bev_mtl_ros.model.network import TINY_WIDTHS, BevMultiTaskNet

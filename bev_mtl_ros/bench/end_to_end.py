@@ -43,9 +43,9 @@ def _node_command(model_path: Path, device: str, backend: str,
 
 def wait_for_node_process(feeder: Any, proc: subprocess.Popen, log_file: IO[str],
                           timeout_s: float) -> None:
-    """Wait until the node started as ``proc`` subscribed to ``feeder``'s inputs, then 1 s more
-    for its publishers to match the feeder's subscriptions.
+    """Wait until the node process ``proc`` subscribed to ``feeder``'s inputs.
 
+    Then 1 s more for its publishers to match the feeder's subscriptions.
     Raises RuntimeError with the tail of ``log_file`` (the node's output) when the process exited,
     or when it did not subscribe within ``timeout_s`` seconds.
     """

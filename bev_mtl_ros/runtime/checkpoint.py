@@ -146,7 +146,7 @@ def load_checkpoint(path: str, map_location: Any = "cpu"
 
 
 def with_semantic_stride(net: BevMultiTaskNet, stride: int) -> BevMultiTaskNet:
-    """The same weights served with the semantic logits at ``image_size / stride``.
+    """Rebuild ``net`` with the semantic logits at ``image_size / stride``, same weights.
 
     The semantic heads' weights do not depend on the size of their logits (the last step is a
     bilinear resize to ``contract.semantic_size``), so a network trained at one
