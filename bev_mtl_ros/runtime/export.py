@@ -262,15 +262,16 @@ def main(args: argparse.Namespace) -> int:
         return 1
     try:
         source: Union[BevMultiTaskNet, str] = args.checkpoint
+        extra: Dict[str, Any] = {}
         if args.semantic_stride is not None:
             net, _, extra = load_checkpoint(args.checkpoint)
             source = with_semantic_stride(net, args.semantic_stride)
-            if args.checkpoint_out:
-                save_checkpoint(args.checkpoint_out, source, extra=extra)
-                print(f"wrote {args.checkpoint_out} (semantic_stride {args.semantic_stride})")
         rep = export_onnx(source, None, args.out, opset=args.opset,
                           verify=not args.no_verify, n_checks=args.checks, atol=args.atol,
                           rewrite_prelu=not args.keep_prelu)
+        if args.checkpoint_out:      # only once the graph is written (and its parity checked)
+            save_checkpoint(args.checkpoint_out, source, extra=extra)
+            print(f"wrote {args.checkpoint_out} (semantic_stride {args.semantic_stride})")
     except (ExportError, CheckpointError, ContractError, OSError) as e:
         print(f"export failed: {e}")
         return 1
