@@ -391,10 +391,8 @@ def bench_rate_replay(model_path: Path, points: np.ndarray, image: np.ndarray,
                          f"{seconds}")
     claim = DomainClaim()
     env = ros_environment(claim.domain_id)
-    cmd = (_node_command(model_path, device, backend, params_file)
-           + ["-p", "publish_semantic_color:=true"])
-    for p in node_params:
-        cmd += ["-p", p]
+    cmd = _node_command(model_path, device, backend, params_file,
+                        ("publish_semantic_color:=true", *node_params))
     log_file = tempfile.NamedTemporaryFile("w+", suffix="_bench_rate_node.log", delete=False)
     proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     diag = _Diagnostics()
