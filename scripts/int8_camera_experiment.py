@@ -149,13 +149,10 @@ def network_feeds(points: np.ndarray, image: np.ndarray, contract: ModelContract
     num_points (P,) int32, canvas_index (1, grid_h*grid_w) int64, image (1, 3, Hi, Wi) float32 in
     [0, 1], camera_valid (1,) float32 = 1.
     """
-    import torch
-    from types import SimpleNamespace
     from bev_mtl_ros.runtime.pillarize import pillarize
-    from bev_mtl_ros.runtime.pipeline import PerceptionPipeline
+    from bev_mtl_ros.runtime.pipeline import preprocess_image
     b = pillarize(points, contract)
-    img = PerceptionPipeline.preprocess_image(
-        SimpleNamespace(contract=contract, device=torch.device("cpu")), image)
+    img = preprocess_image(image, contract)
     return {"pillars": b.pillars.numpy().astype(np.float32),
             "num_points": b.num_points.numpy().astype(np.int32),
             "canvas_index": b.canvas_index.unsqueeze(0).numpy().astype(np.int64),

@@ -17,6 +17,7 @@ from typing import Dict, Optional, Union
 import numpy as np
 import torch
 
+from ..model.contract import ModelContract
 from .backends import InferenceBackend
 from .pillarize import PillarStats, pillarize
 from .postprocess import (Detections, PostProcessConfig, decode_detections, drivable_mask,
@@ -53,6 +54,29 @@ class FrameResult:
     camera_valid: bool
     timings_ms: Dict[str, float] = field(default_factory=dict)
     semantic_net: Optional[np.ndarray] = None
+
+
+def preprocess_image(image: np.ndarray, contract: ModelContract,
+                     device: Union[str, torch.device] = "cpu") -> torch.Tensor:
+    """Convert (H, W, 3) uint8 RGB to the network's (1, 3, Hi, Wi) float32 in [0, 1] on ``device``.
+
+    Resized to ``contract.image_size`` (Wi, Hi) with cv2 INTER_AREA when shrinking, INTER_LINEAR
+    when enlarging (the normalisation with the contract's mean / std is inside the network).
+    Raises ValueError for other shapes/dtypes.
+    """
+    import cv2
+    if (not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3
+            or image.dtype != np.uint8):
+        desc = (f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray)
+                else type(image).__name__)
+        raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {desc}")
+    wi, hi = contract.image_size
+    h, w = image.shape[:2]
+    if (w, h) != (wi, hi):
+        interp = cv2.INTER_AREA if (w > wi or h > hi) else cv2.INTER_LINEAR
+        image = cv2.resize(image, (wi, hi), interpolation=interp)
+    t = torch.from_numpy(np.ascontiguousarray(image)).to(device, non_blocking=False)
+    return t.permute(2, 0, 1).unsqueeze(0).to(torch.float32).div_(255.0).contiguous()
 
 
 class PerceptionPipeline:
@@ -103,24 +127,8 @@ class PerceptionPipeline:
             torch.cuda.synchronize(self.device)
 
     def preprocess_image(self, image: np.ndarray) -> torch.Tensor:
-        """Convert (H, W, 3) uint8 RGB to (1, 3, Hi, Wi) float32 in [0, 1] on the device.
-
-        Resized to ``contract.image_size`` with cv2 INTER_AREA when shrinking, INTER_LINEAR when
-        enlarging. Raises ValueError for other shapes/dtypes.
-        """
-        import cv2
-        if (not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3
-                or image.dtype != np.uint8):
-            desc = (f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray)
-                    else type(image).__name__)
-            raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {desc}")
-        wi, hi = self.contract.image_size
-        h, w = image.shape[:2]
-        if (w, h) != (wi, hi):
-            interp = cv2.INTER_AREA if (w > wi or h > hi) else cv2.INTER_LINEAR
-            image = cv2.resize(image, (wi, hi), interpolation=interp)
-        t = torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=False)
-        return t.permute(2, 0, 1).unsqueeze(0).to(torch.float32).div_(255.0).contiguous()
+        """:func:`preprocess_image` with this pipeline's contract and device."""
+        return preprocess_image(image, self.contract, self.device)
 
     def __call__(self, points: Union[np.ndarray, torch.Tensor], image: Optional[np.ndarray] = None,
                  semantic: bool = True) -> FrameResult:
