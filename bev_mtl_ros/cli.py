@@ -25,6 +25,9 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "crossval": ("bev_mtl_ros.train.crossval",
                  "leave-one-drive-out cross-validation on real A2D2 frames (train + score per "
                  "fold)"),
+    "colour-stats": ("bev_mtl_ros.data.colour_stats",
+                     "a camera's colour statistics and the contract normalisation that maps them "
+                     "onto Cityscapes'"),
     "export": ("bev_mtl_ros.runtime.export",
                "export a checkpoint to ONNX (with its contract) and verify parity"),
     "play": ("bev_mtl_ros.ros.player",

@@ -178,3 +178,25 @@ def test_warmup_and_torch_device(model_dir):
     be = create_backend(str(model_dir / "tiny.pt"), "onnxruntime")
     assert be.torch_device == torch.device("cpu")
     be.warmup()
+
+
+def test_spin_settings_reach_the_session(model_dir):
+    """spin_us > 0: intra-op spinning bounded to spin_us and stopped after each run; 0: none."""
+    import onnxruntime as ort
+    so = onnx_backend._session_options(ort, None, 100)
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert so.get_session_config_entry("session.intra_op.spin_duration_us") == "100"
+    assert so.get_session_config_entry("session.force_spinning_stop") == "1"
+    assert so.get_session_config_entry("session.inter_op.allow_spinning") == "0"
+    so = onnx_backend._session_options(ort, 1, 0)
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert so.intra_op_num_threads == 1
+    with pytest.raises(BackendError, match="spin_us"):
+        OnnxRuntimeBackend(str(model_dir / "tiny.onnx"), spin_us=-1)
+    # both settings run and give the same outputs
+    inp = network.random_inputs(tiny_contract(), 200, seed=3)
+    a = create_backend(str(model_dir / "tiny.onnx"), "onnxruntime", spin_us=0).infer(*inp)
+    b = create_backend(str(model_dir / "tiny.onnx"), "onnxruntime", spin_us=100,
+                       intra_op_threads=2).infer(*inp)
+    for k in B.OUTPUT_NAMES:
+        assert float(np.abs(a[k] - b[k]).max()) < 1e-5, k

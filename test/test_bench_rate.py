@@ -185,3 +185,13 @@ def test_short_rate_replay_against_the_node(tiny_model_path):
 @pytest.fixture(scope="module")
 def tiny_model_path(tmp_path_factory):
     return export_tiny_onnx(tmp_path_factory.mktemp("rate_model") / "tiny.onnx", seed=0)
+
+
+def test_onnx_node_params_reach_the_in_process_backend():
+    from bev_mtl_ros.bench.models import onnx_backend_options
+    assert onnx_backend_options(["pipeline_outputs:=false", "onnx_spin_us:=0",
+                                 "onnx_intra_op_threads:=0"]) == {"spin_us": 0,
+                                                                  "intra_op_threads": None}
+    assert onnx_backend_options(["onnx_intra_op_threads:=2"]) == {"intra_op_threads": 2}
+    with pytest.raises(ValueError, match="onnx_spin_us"):
+        onnx_backend_options(["onnx_spin_us:=fast"])

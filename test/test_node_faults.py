@@ -72,6 +72,17 @@ def test_bad_parameter_value_exits_nonzero(ros_env, tiny_onnx):
     assert rc == 2 and "parameter 'nms'" in out, out
 
 
+def test_negative_onnx_spin_exits_nonzero(ros_env, tiny_onnx):
+    rc, out = _run_to_exit(ros_env, f"model_path:={tiny_onnx}", "onnx_spin_us:=-5")
+    assert rc == 2 and "parameter 'onnx_spin_us'" in out, out
+
+
+def test_node_spin_default_is_the_backend_default():
+    from bev_mtl_ros.ros.params import NODE_PARAMETERS
+    from bev_mtl_ros.runtime.onnx_backend import DEFAULT_SPIN_US
+    assert NODE_PARAMETERS["onnx_spin_us"][0] == DEFAULT_SPIN_US
+
+
 def test_corrupt_model_file_exits_nonzero(ros_env, tmp_path):
     bad = tmp_path / "corrupt.onnx"
     bad.write_bytes(b"this is not an onnx protobuf" * 10)

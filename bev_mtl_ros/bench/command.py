@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from bev_mtl_ros.bench.config import DEFAULT_MODEL, DEFAULT_SPCONV_PATH, SCENARIOS, BenchConfig
+from bev_mtl_ros.bench.models import onnx_backend_options
 from bev_mtl_ros.bench.report import format_table
 from bev_mtl_ros.bench.run import run_benchmark
 
@@ -49,7 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip the open-loop replay with every output subscribed")
     parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
                         help="a node parameter for the end-to-end and 10 Hz runs, after "
-                             "config/perception.yaml (repeatable; e.g. pipeline_outputs:=false)")
+                             "config/perception.yaml (repeatable; e.g. pipeline_outputs:=false); "
+                             "onnx_spin_us and onnx_intra_op_threads also set the in-process "
+                             "onnxruntime backend")
     parser.add_argument("--json", default=None, help="write the results as JSON here")
 
 
@@ -71,6 +74,11 @@ def main(args: argparse.Namespace) -> int:
     bad = [p for p in args.node_param if not re.fullmatch(r"[A-Za-z_][\w.]*:=.+", p)]
     if bad:
         print(f"bench: bad --node-param {bad[0]!r} (expected NAME:=VALUE)", file=sys.stderr)
+        return 2
+    try:
+        onnx_backend_options(args.node_param)
+    except ValueError as e:
+        print(f"bench: {e}", file=sys.stderr)
         return 2
     if not args.no_rate and not (args.rate_hz > 0 and args.rate_seconds > 0):
         print(f"bench: --rate-hz {args.rate_hz} and --rate-seconds {args.rate_seconds} must be "

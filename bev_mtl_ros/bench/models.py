@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from bev_mtl_ros.bench.config import DEFAULT_MODEL, REPO_ROOT
 
-__all__ = ["REPO_ROOT", "ensure_model", "export_random_model", "backend_variants", "make_backend",
-           "network_inputs"]
+__all__ = ["REPO_ROOT", "ONNX_NODE_PARAMS", "ensure_model", "export_random_model",
+           "backend_variants", "make_backend", "onnx_backend_options", "network_inputs"]
 
 
 def ensure_model(model: Optional[str], workdir: Path, log=print) -> Tuple[Path, str]:
@@ -89,10 +89,37 @@ def backend_variants(device: str, model_path: Path) -> List[Dict[str, Any]]:
     return out
 
 
-def make_backend(variant: Dict[str, Any], model_path: Path):
+#: node parameters (``bench --node-param``) that the in-process onnxruntime backends take too,
+#: with the ``OnnxRuntimeBackend`` argument each sets
+ONNX_NODE_PARAMS: Dict[str, str] = {"onnx_spin_us": "spin_us",
+                                    "onnx_intra_op_threads": "intra_op_threads"}
+
+
+def onnx_backend_options(node_params: Sequence[str]) -> Dict[str, Any]:
+    """Return the ``OnnxRuntimeBackend`` keyword arguments set by ``name:=value`` node parameters.
+
+    Only the names of :data:`ONNX_NODE_PARAMS` count (integers); the others are the node's alone.
+    ``onnx_intra_op_threads:=0`` means onnxruntime's choice (None). Raises ValueError for a value
+    that is not an integer.
+    """
+    out: Dict[str, Any] = {}
+    for item in node_params:
+        name, _, value = item.partition(":=")
+        if name in ONNX_NODE_PARAMS:
+            try:
+                v = int(value)
+            except ValueError:
+                raise ValueError(f"--node-param {item}: {name} takes an integer") from None
+            out[ONNX_NODE_PARAMS[name]] = (v or None) if name == "onnx_intra_op_threads" else v
+    return out
+
+
+def make_backend(variant: Dict[str, Any], model_path: Path,
+                 onnx_options: Optional[Dict[str, Any]] = None):
     """Create the backend of a variant with ``runtime.backends.create_backend``.
 
-    The .pt checkpoint is used for PyTorch when it sits next to the .onnx file.
+    The .pt checkpoint is used for PyTorch when it sits next to the .onnx file. ``onnx_options``
+    (:func:`onnx_backend_options`) go to the onnxruntime CPU variants.
     """
     from bev_mtl_ros.runtime.backends import create_backend
     path = model_path   # create_backend uses the sibling .pt for PyTorch
@@ -102,6 +129,8 @@ def make_backend(variant: Dict[str, Any], model_path: Path):
         kwargs["trt_cache_dir"] = str(REPO_ROOT / ".trt_cache")
     if variant.get("providers") and variant["backend"] == "onnxruntime":
         kwargs["providers"] = variant["providers"]
+    if variant["backend"] == "onnxruntime" and variant["device"] == "cpu":
+        kwargs.update(onnx_options or {})
     return create_backend(str(path), **kwargs)
 
 

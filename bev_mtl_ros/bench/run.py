@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Tuple
 from bev_mtl_ros.bench.config import SCALING_POINTS, SCENARIOS, BenchConfig
 from bev_mtl_ros.bench.end_to_end import bench_end_to_end
 from bev_mtl_ros.bench.models import (backend_variants, ensure_model, make_backend,
-                                      network_inputs)
+                                      network_inputs, onnx_backend_options)
 from bev_mtl_ros.bench.rate_replay import rate_section
 from bev_mtl_ros.bench.report import node_overhead
 from bev_mtl_ros.bench.stages import (time_conversions, time_messages, time_network,
@@ -46,9 +46,10 @@ def _create_backends(cfg: BenchConfig, model_path: Path, res: Dict[str, Any],
     if cfg.backends:
         variants = [v for v in variants if any(b in v["label"] for b in cfg.backends)]
     backends = {}
+    onnx_options = onnx_backend_options(cfg.node_params)
     for v in variants:
         try:
-            backends[v["label"]] = make_backend(v, model_path)
+            backends[v["label"]] = make_backend(v, model_path, onnx_options)
         except Exception as e:
             log(f"[bench] {v['label']}: not available ({type(e).__name__}: {e})")
             res.setdefault("unavailable_backends", {})[v["label"]] = f"{type(e).__name__}: {e}"

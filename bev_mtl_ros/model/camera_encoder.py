@@ -471,7 +471,7 @@ def cityscapes_weights_path(variant: str = "espnetv2_s1.5") -> str:
 
 
 def load_cityscapes_weights(encoder: ESPNetV2Encoder, head: Optional[nn.Module] = None,
-                            path: Optional[str] = None) -> None:
+                            path: Optional[str] = None, check_normalisation: bool = True) -> None:
     """Copy the Cityscapes-pretrained ESPNetv2 weights into ``encoder`` (and ``head``) in place.
 
     ``encoder.base_net`` gets every ``base_net.*`` tensor of the file (``path``, default
@@ -480,14 +480,20 @@ def load_cityscapes_weights(encoder: ESPNetV2Encoder, head: Optional[nn.Module] 
     into it too and its classifier is set from the Cityscapes classifier by the A2D2 -> Cityscapes
     table (:meth:`ESPNetV2SemanticHead.init_classifier_from_cityscapes`).
 
+    ``check_normalisation`` False accepts another normalisation than ImageNet's: one that maps
+    the camera's colour statistics onto Cityscapes'
+    (:func:`~bev_mtl_ros.model.espnetv2.cityscapes_matched_normalisation`).
+
     Raises ValueError when the encoder's normalisation is not ImageNet's (set
-    ``contract.image_mean`` / ``image_std``), or when the file lacks a tensor or has another
-    shape (RuntimeError from ``load_state_dict``); FileNotFoundError when the file is missing.
+    ``contract.image_mean`` / ``image_std``) and ``check_normalisation`` is true, or when the
+    file lacks a tensor or has another shape (RuntimeError from ``load_state_dict``);
+    FileNotFoundError when the file is missing.
     """
     mean = torch.tensor(ESPNETV2_IMAGE_MEAN).view(1, 3, 1, 1)
     inv_std = 1.0 / torch.tensor(ESPNETV2_IMAGE_STD).view(1, 3, 1, 1)
-    if not (torch.allclose(encoder.mean.cpu(), mean, atol=1e-4)
-            and torch.allclose(encoder.inv_std.cpu(), inv_std, atol=1e-3)):
+    imagenet = (torch.allclose(encoder.mean.cpu(), mean, atol=1e-4)
+                and torch.allclose(encoder.inv_std.cpu(), inv_std, atol=1e-3))
+    if check_normalisation and not imagenet:
         raise ValueError("the ESPNetv2 Cityscapes weights expect image_mean "
                          f"{list(ESPNETV2_IMAGE_MEAN)} and image_std {list(ESPNETV2_IMAGE_STD)} "
                          "(contract)")

@@ -47,6 +47,39 @@ import torch.nn.functional as F
 IMAGENET_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
 
+#: Cityscapes training-set RGB mean / std (images in [0, 1]): the colour statistics of the images
+#: the released weights were trained on (the commonly quoted figures, e.g. PyTorch Lightning
+#: Bolts' Cityscapes data module)
+CITYSCAPES_MEAN: Tuple[float, float, float] = (0.28689554, 0.32513303, 0.28389177)
+CITYSCAPES_STD: Tuple[float, float, float] = (0.18696375, 0.19017339, 0.18720214)
+
+
+def cityscapes_matched_normalisation(camera_mean: Sequence[float], camera_std: Sequence[float]
+                                     ) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+    """Contract ``image_mean`` / ``image_std`` mapping a camera's colours onto Cityscapes'.
+
+    The mapping comes before the weights' ImageNet normalisation. The network computes
+    (x - m) / s per channel. With the camera's per-channel pixel mean mu_c and std sigma_c
+    (images in [0, 1]), this returns m, s such that
+    (x - m) / s = ((x - mu_c) / sigma_c * sigma_cs + mu_cs - mu_in) / sigma_in,
+    i.e. the camera's first two colour moments moved onto Cityscapes' (:data:`CITYSCAPES_MEAN` /
+    :data:`CITYSCAPES_STD`), then :data:`IMAGENET_MEAN` / :data:`IMAGENET_STD` as the weights
+    expect: m = mu_c - sigma_c (mu_cs - mu_in) / sigma_cs, s = sigma_c sigma_in / sigma_cs.
+
+    Args: camera_mean, camera_std: three floats each (RGB), std > 0.
+    Returns: (image_mean, image_std), three floats each.
+    Raises: ValueError for other lengths or a non-positive std.
+    """
+    mu, sd = [float(v) for v in camera_mean], [float(v) for v in camera_std]
+    if len(mu) != 3 or len(sd) != 3 or min(sd) <= 0.0:
+        raise ValueError(f"camera colour statistics must be 3 means and 3 positive stds, got "
+                         f"{mu}, {sd}")
+    mean = tuple(m - s * (mc - mi) / sc for m, s, mc, mi, sc
+                 in zip(mu, sd, CITYSCAPES_MEAN, IMAGENET_MEAN, CITYSCAPES_STD))
+    std = tuple(s * si / sc for s, si, sc in zip(sd, IMAGENET_STD, CITYSCAPES_STD))
+    return mean, std
+
+
 #: Cityscapes' 19 training classes in trainId order, then the weights' background output
 CITYSCAPES_CLASSES: Tuple[str, ...] = (
     "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",

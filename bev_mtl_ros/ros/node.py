@@ -263,7 +263,9 @@ class PerceptionNode(Node):
         try:
             self.backend = create_backend(model_path, backend=p["backend"], device=p["device"],
                                           fp16=p["fp16"], trt_cache_dir=p["trt_cache_dir"] or None,
-                                          logger=self.get_logger())
+                                          logger=self.get_logger(),
+                                          intra_op_threads=p["onnx_intra_op_threads"] or None,
+                                          spin_us=p["onnx_spin_us"])
         except Exception as e:  # corrupt file, missing provider, ...
             raise StartupError(f"cannot load model {model_path} with backend '{p['backend']}' on "
                                f"'{p['device']}': {type(e).__name__}: {e}") from e

@@ -85,6 +85,11 @@ NODE_PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "device": ("cpu", "cpu | cuda | cuda:N"),
     "fp16": (False, "half precision on GPU (TensorRT/CUDA providers)"),
     "trt_cache_dir": ("", "TensorRT engine cache directory (empty = no TensorRT cache)"),
+    "onnx_intra_op_threads": (0, "onnxruntime intra-op threads on the CPU; 0 = onnxruntime's "
+                                 "choice (one per physical core)"),
+    "onnx_spin_us": (100, "microseconds onnxruntime's CPU threads busy-wait for the network's "
+                          "next parallel section (stopping at the end of each inference); 0 = "
+                          "never spin (slower inference, threads woken per section)"),
     "cloud_topic": ("", "override of the input cloud topic; empty = ~/input/pointcloud (remap "
                         "it, as the launch file does)"),
     "image_topic": ("", "override of the input image topic; empty = ~/input/image (remap it)"),
@@ -215,7 +220,7 @@ def check_parameter_choices(params: Mapping[str, Any]) -> None:
     """Check the string parameters with a fixed set of values.
 
     ``backend`` (auto | onnxruntime | pytorch), ``device`` (cpu | cuda | cuda:N), ``nms``
-    (circle | rotated_iou | none).
+    (circle | rotated_iou | none), ``onnx_intra_op_threads`` and ``onnx_spin_us`` (>= 0).
 
     Args:
         params: the node's parameter values by name (:data:`NODE_PARAMETERS` keys).
@@ -228,6 +233,9 @@ def check_parameter_choices(params: Mapping[str, Any]) -> None:
     device = params["device"]
     if not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
         raise StartupError(f"parameter 'device' = '{device}' is not cpu, cuda or cuda:N")
+    for name in ("onnx_intra_op_threads", "onnx_spin_us"):
+        if int(params[name]) < 0:
+            raise StartupError(f"parameter '{name}' = {params[name]} is negative")
     if params["nms"] not in ("circle", "rotated_iou", "none"):
         raise StartupError(f"parameter 'nms' = '{params['nms']}' is not circle, rotated_iou or "
                            "none")

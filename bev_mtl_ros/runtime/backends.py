@@ -60,7 +60,7 @@ def create_backend(model_path: str, backend: str = "auto", device: str = "cpu", 
         trt_cache_dir: TensorRT engine cache directory (onnxruntime + TensorRT only).
         logger: logging.Logger-like object (``.info``/``.warning`` taking one string).
         **kwargs: passed to :class:`OnnxRuntimeBackend` (intra_op_threads, providers,
-            trt_opt_pillars, allow_spinning).
+            trt_opt_pillars, spin_us).
 
     Returns:
         :class:`InferenceBackend` (``.contract`` read from the model file).

@@ -18,7 +18,7 @@ from ..model.contract import ContractError, ModelContract, contract_from_metadat
 from .backend_base import (INPUT_NAMES, OUTPUT_NAMES, ArrayLike, BackendError, InferenceBackend,
                            default_trt_cache_dir, output_shapes, parse_device)
 
-__all__ = ["OnnxRuntimeBackend"]
+__all__ = ["DEFAULT_SPIN_US", "OnnxRuntimeBackend"]
 
 _TRT = "TensorrtExecutionProvider"
 _CUDA = "CUDAExecutionProvider"
@@ -48,18 +48,37 @@ def _to_numpy(a: ArrayLike, dtype) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=dtype)
 
 
-def _session_options(ort, intra_op_threads: Optional[int], allow_spinning: bool):
-    """Return onnxruntime SessionOptions: warnings off, thread count, spinning (see the class)."""
+#: default ``spin_us`` of :class:`OnnxRuntimeBackend` (and the node's ``onnx_spin_us``):
+#: onnxruntime's CPU worker threads busy-wait up to 100 us for the graph's next parallel section
+#: and stop at the end of each run. Measured on the shipped model, 2 cores (``bench/README.md``,
+#: "onnxruntime threads: spin within a run"): network p50 43 -> 32 ms against no spinning, with
+#: less process CPU time per frame at 10 Hz (waking blocked threads costs more than the short
+#: spin); unbounded spinning (onnxruntime's own default) kept spinning after each run and cost
+#: +25 ms of CPU per frame.
+DEFAULT_SPIN_US = 100
+
+
+def _session_options(ort, intra_op_threads: Optional[int], spin_us: int):
+    """Return onnxruntime SessionOptions: warnings off, thread count, spinning (see the class).
+
+    Raises BackendError for a negative ``spin_us``.
+    """
+    if int(spin_us) < 0:
+        raise BackendError(f"spin_us must be >= 0 (0 = no spinning), got {spin_us}")
     so = ort.SessionOptions()
     so.log_severity_level = 3
     if intra_op_threads:
         so.intra_op_num_threads = int(intra_op_threads)
-    if not allow_spinning:
-        # onnxruntime's idle worker threads busy-wait after each run by default; in a process
-        # that also runs torch (pillarization) and ROS callbacks on few cores they steal the
-        # CPU.
+    # the graph runs sequentially: the inter-op pool is unused and never spins
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    if int(spin_us) == 0:
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    else:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        so.add_session_config_entry("session.intra_op.spin_duration_us", str(int(spin_us)))
+        # without this the idle workers keep spinning after the run, on cores that the node's
+        # other threads (pillarization, outputs, ROS callbacks) and other processes need
+        so.add_session_config_entry("session.force_spinning_stop", "1")
     return so
 
 
@@ -136,9 +155,9 @@ class OnnxRuntimeBackend(InferenceBackend):
         intra_op_threads: onnxruntime intra-op threads (default: onnxruntime's choice).
         providers: explicit provider list (overrides the automatic choice).
         trt_opt_pillars: TensorRT profile's optimal pillar count.
-        allow_spinning: let onnxruntime's CPU worker threads busy-wait between runs (its default;
-            off here because the spinning threads starve pillarization and ROS callbacks on small
-            CPUs).
+        spin_us: how long onnxruntime's CPU worker threads busy-wait for the graph's next
+            parallel section, microseconds (default :data:`DEFAULT_SPIN_US`); spinning stops at
+            the end of every run. 0 = no spinning (threads block and are woken per section).
 
     Raises:
         BackendError: onnxruntime missing, file missing, no metadata contract, session creation
@@ -150,14 +169,14 @@ class OnnxRuntimeBackend(InferenceBackend):
     def __init__(self, model_path: str, device: str = "cpu", fp16: bool = False,
                  trt_cache_dir: Optional[str] = None, logger: Any = None,
                  intra_op_threads: Optional[int] = None, providers: Optional[Sequence[str]] = None,
-                 trt_opt_pillars: Optional[int] = None, allow_spinning: bool = False):
+                 trt_opt_pillars: Optional[int] = None, spin_us: int = DEFAULT_SPIN_US):
         try:
             ort = _import_onnxruntime()
         except ImportError as e:
             raise BackendError(f"onnxruntime is not importable: {e}") from e
         if not os.path.isfile(model_path):
             raise BackendError(f"ONNX model not found: {model_path}")
-        so = _session_options(ort, intra_op_threads, allow_spinning)
+        so = _session_options(ort, intra_op_threads, spin_us)
         self._trt_cache_dir = trt_cache_dir or default_trt_cache_dir()
         chosen = _choose_providers(device, list(ort.get_available_providers()), providers)
         # The contract comes first (from the file) because the TensorRT profile needs its shapes.

@@ -51,7 +51,8 @@ class TrainModule(nn.Module):
 
 
 #: keys of the config's ``model`` section that are not widths (how a new model is initialised)
-MODEL_INIT_KEYS = ("pretrained", "pretrained_weights", "freeze_camera_levels")
+MODEL_INIT_KEYS = ("pretrained", "pretrained_weights", "freeze_camera_levels",
+                   "colour_matched_normalisation")
 
 
 def build_model(contract: ModelContract, model_cfg: Dict[str, Any]) -> nn.Module:
@@ -65,7 +66,12 @@ def build_model(contract: ModelContract, model_cfg: Dict[str, Any]) -> nn.Module
             (``load_cityscapes_weights``, the file in models/pretrained/; with
             ``semantic_head: espnetv2`` the semantic head too, its classifier mapped from the
             Cityscapes classes). The contract's image_mean / image_std must be the weights'
-            normalisation (Lite: 127/255, 128/255; ESPNetv2: ImageNet's);
+            normalisation (Lite: 127/255, 128/255; ESPNetv2: ImageNet's), unless
+        colour_matched_normalisation: bool (default false): ESPNetv2 only; the contract's
+            image_mean / image_std map the camera's colour statistics onto Cityscapes'
+            (``bev-mtl-ros colour-stats``, model/espnetv2.py
+            ``cityscapes_matched_normalisation``), so they are not ImageNet's and are not
+            checked against them;
         pretrained_weights: str or null (default null): ESPNetv2 only, another path of the
             Cityscapes weights file (null = the packaged one);
         freeze_camera_levels: int 0..4 (default 0): freeze the encoder's stem and its first
@@ -87,9 +93,13 @@ def build_model(contract: ModelContract, model_cfg: Dict[str, Any]) -> nn.Module
     if weights_path is not None and not (pretrained and isinstance(net.camera, ESPNetV2Encoder)):
         raise ConfigError("model.pretrained_weights needs pretrained: true and an ESPNetv2 "
                           "camera_encoder")
+    matched = bool((model_cfg or {}).get("colour_matched_normalisation", False))
+    if matched and not (pretrained and isinstance(net.camera, ESPNetV2Encoder)):
+        raise ConfigError("model.colour_matched_normalisation needs pretrained: true and an "
+                          "ESPNetv2 camera_encoder")
     if pretrained and isinstance(net.camera, ESPNetV2Encoder):
         head = net.semantic_head if net.widths["semantic_head"] == "espnetv2" else None
-        load_cityscapes_weights(net.camera, head, weights_path)
+        load_cityscapes_weights(net.camera, head, weights_path, check_normalisation=not matched)
     elif pretrained:
         load_imagenet_weights(net.camera)
     if freeze:
