@@ -191,8 +191,12 @@ def test_spin_settings_reach_the_session(model_dir):
     so = onnx_backend._session_options(ort, 1, 0)
     assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert so.intra_op_num_threads == 1
+    so = onnx_backend._session_options(ort, None, -1)    # onnxruntime's unbounded default
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    with pytest.raises(RuntimeError, match="force_spinning_stop"):   # not set
+        so.get_session_config_entry("session.force_spinning_stop")
     with pytest.raises(BackendError, match="spin_us"):
-        OnnxRuntimeBackend(str(model_dir / "tiny.onnx"), spin_us=-1)
+        OnnxRuntimeBackend(str(model_dir / "tiny.onnx"), spin_us=-2)
     # both settings run and give the same outputs
     inp = network.random_inputs(tiny_contract(), 200, seed=3)
     a = create_backend(str(model_dir / "tiny.onnx"), "onnxruntime", spin_us=0).infer(*inp)

@@ -74,7 +74,7 @@ def test_bad_parameter_value_exits_nonzero(ros_env, tiny_onnx):
 
 def test_negative_onnx_spin_exits_nonzero(ros_env, tiny_onnx):
     rc, out = _run_to_exit(ros_env, f"model_path:={tiny_onnx}", "onnx_spin_us:=-5")
-    assert rc == 2 and "parameter 'onnx_spin_us'" in out, out
+    assert rc == 2 and "parameter 'onnx_spin_us' = -5 is below -1" in out, out
 
 
 def test_node_spin_default_is_the_backend_default():

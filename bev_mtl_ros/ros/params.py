@@ -89,7 +89,8 @@ NODE_PARAMETERS: Dict[str, Tuple[Any, str]] = {
                                  "choice (one per physical core)"),
     "onnx_spin_us": (100, "microseconds onnxruntime's CPU threads busy-wait for the network's "
                           "next parallel section (stopping at the end of each inference); 0 = "
-                          "never spin (slower inference, threads woken per section)"),
+                          "never spin (slower inference, threads woken per section); -1 = "
+                          "onnxruntime's default (unbounded, also between inferences)"),
     "cloud_topic": ("", "override of the input cloud topic; empty = ~/input/pointcloud (remap "
                         "it, as the launch file does)"),
     "image_topic": ("", "override of the input image topic; empty = ~/input/image (remap it)"),
@@ -220,7 +221,8 @@ def check_parameter_choices(params: Mapping[str, Any]) -> None:
     """Check the string parameters with a fixed set of values.
 
     ``backend`` (auto | onnxruntime | pytorch), ``device`` (cpu | cuda | cuda:N), ``nms``
-    (circle | rotated_iou | none), ``onnx_intra_op_threads`` and ``onnx_spin_us`` (>= 0).
+    (circle | rotated_iou | none), ``onnx_intra_op_threads`` (>= 0), ``onnx_spin_us``
+    (>= -1).
 
     Args:
         params: the node's parameter values by name (:data:`NODE_PARAMETERS` keys).
@@ -233,9 +235,11 @@ def check_parameter_choices(params: Mapping[str, Any]) -> None:
     device = params["device"]
     if not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
         raise StartupError(f"parameter 'device' = '{device}' is not cpu, cuda or cuda:N")
-    for name in ("onnx_intra_op_threads", "onnx_spin_us"):
-        if int(params[name]) < 0:
-            raise StartupError(f"parameter '{name}' = {params[name]} is negative")
+    if int(params["onnx_intra_op_threads"]) < 0:
+        raise StartupError(f"parameter 'onnx_intra_op_threads' = "
+                           f"{params['onnx_intra_op_threads']} is negative")
+    if int(params["onnx_spin_us"]) < -1:
+        raise StartupError(f"parameter 'onnx_spin_us' = {params['onnx_spin_us']} is below -1")
     if params["nms"] not in ("circle", "rotated_iou", "none"):
         raise StartupError(f"parameter 'nms' = '{params['nms']}' is not circle, rotated_iou or "
                            "none")

@@ -61,10 +61,11 @@ DEFAULT_SPIN_US = 100
 def _session_options(ort, intra_op_threads: Optional[int], spin_us: int):
     """Return onnxruntime SessionOptions: warnings off, thread count, spinning (see the class).
 
-    Raises BackendError for a negative ``spin_us``.
+    Raises BackendError for ``spin_us`` below -1.
     """
-    if int(spin_us) < 0:
-        raise BackendError(f"spin_us must be >= 0 (0 = no spinning), got {spin_us}")
+    if int(spin_us) < -1:
+        raise BackendError(f"spin_us must be >= -1 (0 = no spinning, -1 = onnxruntime's "
+                           f"unbounded default), got {spin_us}")
     so = ort.SessionOptions()
     so.log_severity_level = 3
     if intra_op_threads:
@@ -73,6 +74,8 @@ def _session_options(ort, intra_op_threads: Optional[int], spin_us: int):
     so.add_session_config_entry("session.inter_op.allow_spinning", "0")
     if int(spin_us) == 0:
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    elif int(spin_us) == -1:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1")
     else:
         so.add_session_config_entry("session.intra_op.allow_spinning", "1")
         so.add_session_config_entry("session.intra_op.spin_duration_us", str(int(spin_us)))
@@ -157,7 +160,8 @@ class OnnxRuntimeBackend(InferenceBackend):
         trt_opt_pillars: TensorRT profile's optimal pillar count.
         spin_us: how long onnxruntime's CPU worker threads busy-wait for the graph's next
             parallel section, microseconds (default :data:`DEFAULT_SPIN_US`); spinning stops at
-            the end of every run. 0 = no spinning (threads block and are woken per section).
+            the end of every run. 0 = no spinning (threads block and are woken per section);
+            -1 = onnxruntime's own default (spinning without a bound, also after the run).
 
     Raises:
         BackendError: onnxruntime missing, file missing, no metadata contract, session creation
