@@ -94,9 +94,8 @@ def build_model(contract: ModelContract, model_cfg: Dict[str, Any]) -> nn.Module
         raise ConfigError("model.pretrained_weights needs pretrained: true and an ESPNetv2 "
                           "camera_encoder")
     matched = bool((model_cfg or {}).get("colour_matched_normalisation", False))
-    if matched and not (pretrained and isinstance(net.camera, ESPNetV2Encoder)):
-        raise ConfigError("model.colour_matched_normalisation needs pretrained: true and an "
-                          "ESPNetv2 camera_encoder")
+    if matched and not isinstance(net.camera, ESPNetV2Encoder):
+        raise ConfigError("model.colour_matched_normalisation needs an ESPNetv2 camera_encoder")
     if pretrained and isinstance(net.camera, ESPNetV2Encoder):
         head = net.semantic_head if net.widths["semantic_head"] == "espnetv2" else None
         load_cityscapes_weights(net.camera, head, weights_path, check_normalisation=not matched)
