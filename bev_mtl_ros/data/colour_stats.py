@@ -2,8 +2,8 @@
 
 What a pretrained camera encoder's input normalisation is matched against
 (``model/espnetv2.py`` :func:`~bev_mtl_ros.model.espnetv2.cityscapes_matched_normalisation`):
-A2D2's front camera renders streets brighter and less saturated than the Cityscapes camera the
-street-scene weights were trained on. ``bev-mtl-ros colour-stats`` prints the result as the
+A2D2's front camera renders streets brighter and more neutral in colour than the Cityscapes
+camera the street-scene weights were trained on. ``bev-mtl-ros colour-stats`` prints the result as the
 contract lines of a training config.
 """
 
@@ -41,7 +41,8 @@ def camera_colour_statistics(root: str, image_size: Tuple[int, int] = (512, 320)
     from bev_mtl_ros.data.a2d2 import A2D2Dataset
 
     reader = A2D2Dataset(root, camera=camera, require=("camera",))
-    keep = [i for i, fr in enumerate(reader.frames) if fr.scene not in set(exclude_scenes)]
+    excluded = set(exclude_scenes)
+    keep = [i for i, fr in enumerate(reader.frames) if fr.scene not in excluded]
     if not keep:
         raise FileNotFoundError(f"{root}: no camera frame left after excluding "
                                 f"{sorted(exclude_scenes)}")
