@@ -3,8 +3,8 @@
 What a pretrained camera encoder's input normalisation is matched against
 (``model/espnetv2.py`` :func:`~bev_mtl_ros.model.espnetv2.cityscapes_matched_normalisation`):
 A2D2's front camera renders streets brighter and more neutral in colour than the Cityscapes
-camera the street-scene weights were trained on. ``bev-mtl-ros colour-stats`` prints the result as the
-contract lines of a training config.
+camera the street-scene weights were trained on. ``bev-mtl-ros colour-stats`` prints the result
+as the contract lines of a training config.
 """
 
 from __future__ import annotations
