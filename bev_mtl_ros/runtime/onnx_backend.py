@@ -63,7 +63,8 @@ def _session_options(ort, intra_op_threads: Optional[int], spin_us: int):
 
     Raises BackendError for ``spin_us`` below -1.
     """
-    if int(spin_us) < -1:
+    spin = int(spin_us)
+    if spin < -1:
         raise BackendError(f"spin_us must be >= -1 (0 = no spinning, -1 = onnxruntime's "
                            f"unbounded default), got {spin_us}")
     so = ort.SessionOptions()
@@ -72,13 +73,9 @@ def _session_options(ort, intra_op_threads: Optional[int], spin_us: int):
         so.intra_op_num_threads = int(intra_op_threads)
     # the graph runs sequentially: the inter-op pool is unused and never spins
     so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    if int(spin_us) == 0:
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    elif int(spin_us) == -1:
-        so.add_session_config_entry("session.intra_op.allow_spinning", "1")
-    else:
-        so.add_session_config_entry("session.intra_op.allow_spinning", "1")
-        so.add_session_config_entry("session.intra_op.spin_duration_us", str(int(spin_us)))
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0" if spin == 0 else "1")
+    if spin > 0:
+        so.add_session_config_entry("session.intra_op.spin_duration_us", str(spin))
         # without this the idle workers keep spinning after the run, on cores that the node's
         # other threads (pillarization, outputs, ROS callbacks) and other processes need
         so.add_session_config_entry("session.force_spinning_stop", "1")
