@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from bev_mtl_ros.data.a2d2 import A2D2Dataset
 from bev_mtl_ros.data.classes import (COARSE_GROUP_NAMES, COARSE_GROUPS, COARSE_IGNORED,
@@ -397,3 +398,24 @@ def test_semantic_pixel_counts_and_enet_weights_from_the_training_mix():
                 {"semantic_class_weight": "enet"}):         # the last one: a misspelt key
         with pytest.raises(ConfigError):
             build_loss({"loss": bad}, mixed)
+
+
+def test_data_semantic_false_ignores_only_the_data_frames_labels(tmp_path):
+    """``data: {semantic: false}``: the --data frames lose their semantic label, nothing else;
+    the real frames (camera-only and box frames) keep theirs."""
+    from bev_mtl_ros.train.augment import AugmentConfig
+    from bev_mtl_ros.train.train import build_train_set
+    c = ModelContract()
+    cfg = {"seed": 0, "camera_dropout": 0.0, "real_data": {"repeats": 1, "box_repeats": 1}}
+    kw = dict(cache_dir=str(tmp_path / "cache"), real_data=REAL)
+    ds_on, _ = build_train_set(REAL, cfg, c, AugmentConfig(enabled=False), **kw)
+    cfg["data"] = {"semantic": False}
+    ds_off, mixed = build_train_set(REAL, cfg, c, AugmentConfig(enabled=False), **kw)
+    on, off = ds_on[0], ds_off[0]
+    assert (on["semantic"] != 255).float().mean() > 0.5
+    assert (off["semantic"] == 255).all()
+    assert torch.equal(on["drivable"], off["drivable"]) and torch.equal(on["image"], off["image"])
+    assert torch.equal(on["targets"]["heatmap"], off["targets"]["heatmap"])
+    assert off["camera_valid"] == 1.0 and off["det_valid"] == 1.0
+    for part in mixed.parts[1:]:              # the real camera frames and real box frames
+        assert (part[0]["semantic"] != 255).float().mean() > 0.5

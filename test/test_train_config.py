@@ -84,3 +84,26 @@ def test_init_from_refuses_another_contract_or_architecture(tmp_path):
         T.init_weights(T.build_model(contract, wider), contract, str(path))
     with pytest.raises(T.ConfigError, match="not found"):
         T.init_weights(T.build_model(contract, cfg["model"]), contract, str(tmp_path / "no.pt"))
+
+
+def test_init_exclude_keeps_the_named_submodules_fresh(tmp_path):
+    """``init_exclude: [semantic_head]``: every weight from the file but the semantic head's."""
+    cfg = T.merge_config(T.DEFAULT_CONFIG, {"contract": CONTRACT, "model": dict(TINY_WIDTHS)})
+    contract = T.contract_from_config(cfg)
+    torch.manual_seed(1)
+    trained = T.build_model(contract, cfg["model"])
+    path = tmp_path / "model.pt"
+    save_checkpoint(str(path), trained, contract)
+    torch.manual_seed(2)
+    fresh = T.build_model(contract, cfg["model"])
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    T.init_weights(fresh, contract, str(path), exclude=("semantic_head",))
+    head_keys = [k for k in before if k.startswith("semantic_head.")]
+    assert head_keys and len(head_keys) < len(before)
+    for k, v in fresh.state_dict().items():
+        expected = before[k] if k.startswith("semantic_head.") else trained.state_dict()[k]
+        assert torch.equal(v, expected), k
+    assert any(not torch.equal(before[k], trained.state_dict()[k]) for k in head_keys
+               if before[k].is_floating_point())
+    with pytest.raises(T.ConfigError, match="semantic_haed"):
+        T.init_weights(fresh, contract, str(path), exclude=("semantic_haed",))

@@ -40,6 +40,8 @@ DEFAULT_CONFIG: Dict[str, Any] = {
     "bn_recalibration_batches": 0,
     "real_data": {"repeats": 1, "crop_scale": [0.4, 1.0]},
     "init_from": None,
+    "init_exclude": [],
+    "data": {"semantic": True},
 }
 
 

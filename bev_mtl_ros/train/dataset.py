@@ -244,12 +244,15 @@ class RawSampleDataset(TrainDataset):
             the lidar-only path is trained too.
         seed: base seed; each item draws from ``default_rng((seed, epoch, index))`` ->
         reproducible.
+        semantic_labels: False = every pixel's semantic label is ignored (255), so these samples
+            train every head but the semantic one (config ``data: {semantic: false}``).
     """
 
     def __init__(self, contract: ModelContract, augment: Optional[AugmentConfig] = None,
-                 camera_dropout: float = 0.0, seed: int = 0):
+                 camera_dropout: float = 0.0, seed: int = 0, semantic_labels: bool = True):
         self.contract = contract
         self.augment = augment
+        self.semantic_labels = bool(semantic_labels)
         self.camera_dropout = float(camera_dropout)
         self.seed = int(seed)
         self.epoch = 0
@@ -263,6 +266,8 @@ class RawSampleDataset(TrainDataset):
 
     def __getitem__(self, i: int) -> Dict[str, Any]:
         sample = dict(self.raw(i))
+        if not self.semantic_labels:
+            sample.pop("semantic", None)
         if self.augment is not None or self.camera_dropout > 0:
             rng = np.random.default_rng((self.seed, self.epoch, int(i)))
             if self.augment is not None:

@@ -7,7 +7,7 @@ synchronises the learned loss weights too; :func:`unwrap_ddp` returns it from it
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -106,16 +106,25 @@ def build_model(contract: ModelContract, model_cfg: Dict[str, Any]) -> nn.Module
     return net
 
 
-def init_weights(net: nn.Module, contract: ModelContract, path: str) -> None:
+def init_weights(net: nn.Module, contract: ModelContract, path: str,
+                 exclude: Tuple[str, ...] = ()) -> None:
     """Load the weights of the model file ``path`` (``init_from``) into a freshly built ``net``.
 
     For a fine-tuning stage: the architecture and contract must be the ones the config builds;
     the optimiser and schedule start fresh (unlike ``--resume``). Frozen parameters stay frozen.
+    The top-level submodules named in ``exclude`` (``init_exclude``, e.g. ``semantic_head``)
+    keep the fresh initialisation ``net`` was built with.
 
     Raises:
         ConfigError: the file is missing or not a model file, or its contract or network widths
-        differ from the config's (the message names the differing keys).
+        differ from the config's (the message names the differing keys), or ``exclude`` names
+        no submodule of ``net``.
     """
+    children = dict(net.named_children())
+    unknown = sorted(set(exclude) - set(children))
+    if unknown:
+        raise ConfigError(f"init_exclude: {unknown} are not submodules of the network; "
+                          f"expected some of {sorted(children)}")
     try:
         saved, saved_contract, _ = load_checkpoint(path)
     except CheckpointError as e:
@@ -127,7 +136,12 @@ def init_weights(net: nn.Module, contract: ModelContract, path: str) -> None:
                     if saved.widths.get(k) != net.widths.get(k))
     if differ:
         raise ConfigError(f"init_from {path}: network widths differ from the config's: {differ}")
-    net.load_state_dict(saved.state_dict())
+    state = saved.state_dict()
+    if exclude:
+        prefixes = tuple(name + "." for name in exclude)
+        fresh = net.state_dict()
+        state = {k: (fresh[k] if k.startswith(prefixes) else v) for k, v in state.items()}
+    net.load_state_dict(state)
 
 
 def build_loss(cfg: Dict[str, Any], train_set: Optional[TrainDataset] = None) -> MultiTaskLoss:

@@ -28,8 +28,13 @@ Config YAML (every key optional; defaults in :data:`DEFAULT_CONFIG`)::
                            # --real-data: each listed `repeats` times per epoch, random resized
                            # crops, semantic loss only; those with lidar + label3D also listed
                            # `box_repeats` times as full samples (default 0)
+    data: {semantic: true} # false: the --data frames' semantic labels are ignored, so the
+                           # semantic head learns from the --real-data frames only (synthetic
+                           # images teach a head street scenes that real cameras do not show)
     init_from: PATH        # start from this model file's weights (e.g. models/bev_mtl_default.pt:
                            # a fine-tuning stage); fresh optimiser and schedule (--init-from)
+    init_exclude: [NAME]   # top-level submodules of the network (e.g. semantic_head) that keep
+                           # their fresh initialisation when init_from loads the other weights
     extends: OTHER.yaml    # merge this file over another config (relative path)
     batch_size, epochs, seed, num_workers, threads, cache_dir, log_every
 
@@ -202,7 +207,8 @@ def _build_run(cfg: Dict[str, Any], train_set: TrainDataset, out_dir: Optional[s
         model_cfg["pretrained"] = False
     net = build_model(contract, model_cfg)
     if cfg.get("init_from"):
-        init_weights(net, contract, str(cfg["init_from"]))
+        init_weights(net, contract, str(cfg["init_from"]),
+                     exclude=tuple(cfg.get("init_exclude") or ()))
     module = TrainModule(net, build_loss(cfg, train_set)).to(dev)
     epochs = int(cfg["epochs"])
     sampler = (DistributedSampler(train_set, num_replicas=dist_ctx.world_size, rank=dist_ctx.rank,
@@ -468,7 +474,8 @@ def build_train_set(data: str, cfg: Dict[str, Any], contract: ModelContract,
     ds = A2D2TrainDataset(data, contract, cache_dir=cache_dir, camera=camera,
                           augment=aug if aug.enabled else None,
                           camera_dropout=float(cfg.get("camera_dropout", 0.0)),
-                          seed=int(cfg.get("seed", 0)))
+                          seed=int(cfg.get("seed", 0)),
+                          semantic_labels=bool((cfg.get("data") or {}).get("semantic", True)))
     if not real_data:
         return ds, ds
     rc = cfg.get("real_data") or {}
