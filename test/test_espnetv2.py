@@ -195,11 +195,41 @@ def test_encoder_levels_strides_and_pretrained_tensors(city_state):
     assert not enc.base_net.level3_0.act.training and enc.base_net.level4[0].training
 
 
+def test_decoder_last_stage_at_stride_4_known_answer(city_state):
+    """``last_stride`` 4: the same weights, the last stage on the stride-4 map with the stride-2
+    level average-pooled; logits at stride 4 instead of 2."""
+    torch.manual_seed(0)
+    full = ESPNetV2Segmentation(1.5)
+    full.load_state_dict(city_state, strict=True)
+    s4 = ESPNetV2Segmentation(1.5, last_stride=4)
+    s4.load_state_dict(city_state, strict=True)
+    full.eval(), s4.eval()
+    with torch.no_grad():
+        l1, l2, l3, l4 = full.base_net(torch.rand(1, 3, 64, 128))
+        y = full.bu_dec_l1(l4)
+        y = full.bu_dec_l2(full.bu_br_l2(F.interpolate(y, scale_factor=2.0, mode="bilinear",
+                                                       align_corners=True)
+                                         + full.merge_enc_dec_l2(l3)))
+        y = full.bu_dec_l3(full.bu_br_l3(F.interpolate(y, scale_factor=2.0, mode="bilinear",
+                                                       align_corners=True)
+                                         + full.merge_enc_dec_l3(l2)))
+        pooled = l1.reshape(1, 32, 16, 2, 32, 2).mean((3, 5))
+        expected = full.bu_dec_l4(full.bu_br_l4(y + full.merge_enc_dec_l4(pooled)))
+        got = s4.decode(l1, l2, l3, l4)
+        assert tuple(got.shape) == (1, 20, 16, 32)
+        assert tuple(full.decode(l1, l2, l3, l4).shape) == (1, 20, 32, 64)
+    assert torch.allclose(got, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="last_stride"):
+        ESPNetV2Segmentation(1.5, last_stride=8)
+
+
 def test_wrong_normalisation_and_head_choice_are_refused():
     with pytest.raises(ValueError, match="ImageNet|image_mean"):
         load_cityscapes_weights(ESPNetV2Encoder("espnetv2_s1.5", (0.5,) * 3, (0.5,) * 3))
     with pytest.raises(ValueError, match="only with an ESPNetv2 encoder"):
         BevMultiTaskNet(imagenet_contract(), **{**TINY_WIDTHS, "semantic_head": "espnetv2"})
+    with pytest.raises(ValueError, match="only with an ESPNetv2 encoder"):
+        BevMultiTaskNet(imagenet_contract(), **{**TINY_WIDTHS, "semantic_head": "espnetv2_s4"})
     with pytest.raises(ValueError, match="unknown ESPNetv2 variant"):
         ESPNetV2Encoder("espnetv2_s3")
 
@@ -318,10 +348,11 @@ def test_checkpoint_round_trip_and_old_widths(tmp_path):
     assert widths_from_saved({"camera_encoder": "efficientnet_lite0"})["semantic_head"] == "fpn"
 
 
-def test_onnx_export_parity_espnetv2_encoder_and_head(tmp_path):
+@pytest.mark.parametrize("head", ["espnetv2", "espnetv2_s4"])
+def test_onnx_export_parity_espnetv2_encoder_and_head(tmp_path, head):
     c = imagenet_contract()
     torch.manual_seed(0)
-    net = build_model(c, {**ESP_WIDTHS, "pretrained": True})
+    net = build_model(c, {**ESP_WIDTHS, "semantic_head": head, "pretrained": True})
     rep = export_onnx(net, c, str(tmp_path / "esp.onnx"), opset=17, verify=True, n_checks=2)
     assert set(rep["parity"]) >= {"semantic", "heatmap", "drivable"}
     assert all(v <= 1e-4 for v in rep["parity"].values()), rep["parity"]
@@ -366,7 +397,8 @@ def test_colour_matching_raises_zero_shot_miou_on_unseen_drives(city_state, real
     frames (leave-one-drive-out), against ImageNet's normalisation alone: pooled coarse mIoU
     0.521 -> 0.561 on the undistorted frames (0.512 -> 0.564 on the raw, distorted ones). The
     colour statistics are those of :func:`camera_colour_statistics` (``bev-mtl-ros
-    colour-stats``).
+    colour-stats``). The same with the decoder's last stage at stride 4 (the
+    ``espnetv2_s4`` semantic head): 0.546.
     """
     torch.set_num_threads(2)
     net = ESPNetV2Segmentation(1.5)
@@ -378,21 +410,27 @@ def test_colour_matching_raises_zero_shot_miou_on_unseen_drives(city_state, real
     size = (512, 320)
     small = [cv2.resize(im, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
              for im, _ in real_frames]
+    net4 = ESPNetV2Segmentation(1.5, last_stride=4)
+    net4.load_state_dict(city_state, strict=True)
+    net4.eval()
     miou = {}
-    for arm in ("imagenet", "matched"):
+    for arm in ("imagenet", "matched", "matched, last stage at stride 4"):
         conf = np.zeros((8, 9), np.int64)
         for k, (img, (_, label)) in enumerate(zip(small, real_frames)):
             mean, std = IMAGENET_MEAN, IMAGENET_STD
-            if arm == "matched":
+            if arm.startswith("matched"):
                 px = np.concatenate([s.reshape(-1, 3) for j, s in enumerate(small)
                                      if drives[j] != drives[k]]).astype(np.float64)
                 mean, std = cityscapes_matched_normalisation(px.mean(0), px.std(0))
             x = (img - np.float32(mean)) / np.float32(std)
             with torch.no_grad():
-                pred = net(torch.from_numpy(x).permute(2, 0, 1)[None].contiguous())
+                pred = (net4 if arm.endswith("4") else net)(
+                    torch.from_numpy(x).permute(2, 0, 1)[None].contiguous())
             pred = cv2.resize(pred[0].argmax(0).numpy().astype(np.uint8),
                               label.shape[::-1], interpolation=cv2.INTER_NEAREST)
             _accumulate(conf, CITY_TO_COARSE[pred], lut[label])
         miou[arm] = float(_coarse_iou(conf)[0].mean())
     assert miou["imagenet"] == pytest.approx(0.521, abs=0.01), miou
     assert miou["matched"] == pytest.approx(0.561, abs=0.01), miou
+    # the decoder's last stage at stride 4 (semantic_head "espnetv2_s4") keeps most of it
+    assert miou["matched, last stage at stride 4"] == pytest.approx(0.546, abs=0.01), miou

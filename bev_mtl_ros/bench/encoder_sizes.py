@@ -39,8 +39,8 @@ from bev_mtl_ros.bench.config import REPO_ROOT
 from bev_mtl_ros.data.synth_scan import synthetic_image, synthetic_scan
 from bev_mtl_ros.model.camera_encoder import (ESPNETV2_IMAGE_MEAN, ESPNETV2_IMAGE_STD,
                                               ESPNETV2_VARIANTS, LITE_VARIANTS)
-from bev_mtl_ros.model.network import (CAMERA_ENCODERS, DEFAULT_WIDTHS, SEMANTIC_HEADS,
-                                       random_inputs)
+from bev_mtl_ros.model.network import (CAMERA_ENCODERS, DEFAULT_WIDTHS, ESPNETV2_HEADS,
+                                       SEMANTIC_HEADS, random_inputs)
 from bev_mtl_ros.runtime.backends import create_backend
 from bev_mtl_ros.runtime.checkpoint import save_checkpoint
 from bev_mtl_ros.runtime.export import export_onnx
@@ -103,7 +103,7 @@ def main() -> None:
     encoders = args.encoders or [base.get("camera_encoder", DEFAULT_WIDTHS["camera_encoder"])]
     heads = args.semantic_heads or [base.get("semantic_head", DEFAULT_WIDTHS["semantic_head"])]
     runs = [(e, h, s) for e, h, s in itertools.product(encoders, heads, args.sizes)
-            if h != "espnetv2" or e in ESPNETV2_VARIANTS]
+            if h not in ESPNETV2_HEADS or e in ESPNETV2_VARIANTS]
     print(f"{'encoder':>18} {'head':>8} {'image':>8} {'ort p50':>8} {'ort p95':>8} "
           f"{'torch p50':>9} {'torch p95':>9} {'step s':>7} {'step s frozen':>13}  (ms unless s)")
     with tempfile.TemporaryDirectory() as tmp:

@@ -535,15 +535,24 @@ def _upsample2(x: torch.Tensor) -> torch.Tensor:
 class ESPNetV2Decoder(nn.Module):
     """Bottom-up ESPNetv2 segmentation decoder over backbone levels at strides 2, 4, 8, 16.
 
-    Constructor: encoder_channels (C1, C2, C3, C4) of :class:`ESPNetV2Backbone`; num_classes K.
-    Module names are those of the released weights (``bu_dec_l1`` ... ``bu_br_l4``); the
-    classifier is ``bu_dec_l4.merge_layer[3]`` (a 1x1 conv 10 -> K with bias).
+    Constructor: encoder_channels (C1, C2, C3, C4) of :class:`ESPNetV2Backbone`; num_classes K;
+    last_stride: 2 (as released) or 4. Module names are those of the released weights
+    (``bu_dec_l1`` ... ``bu_br_l4``); the classifier is ``bu_dec_l4.merge_layer[3]`` (a 1x1 conv
+    10 -> K with bias).
 
-    decode(l1, l2, l3, l4): l_k (B, C_k, H / 2**k, W / 2**k) -> logits (B, K, H / 2, W / 2).
+    decode(l1, l2, l3, l4): l_k (B, C_k, H / 2**k, W / 2**k) -> logits (B, K, H / s, W / s),
+    s = last_stride. With ``last_stride`` 4 the last stage (pyramid pooling and classifier) runs
+    at stride 4 instead of 2, on the same weights: the stride-4 decoder output is not upsampled,
+    and the stride-2 encoder level is 2x2 average-pooled before its merge. That stage is about
+    two thirds of the decoder's cost at stride 2 (its 2x pyramid scale works at the input's
+    resolution); the zero-shot Cityscapes figures of both are in models/README.md.
     """
 
-    def __init__(self, encoder_channels: Sequence[int], num_classes: int):
+    def __init__(self, encoder_channels: Sequence[int], num_classes: int, last_stride: int = 2):
         super().__init__()
+        if last_stride not in (2, 4):
+            raise ValueError(f"ESPNetv2 decoder last_stride must be 2 or 4, got {last_stride}")
+        self.last_stride = int(last_stride)
         c1, c2, c3, c4 = (int(c) for c in encoder_channels)
         d1, d2, d3 = DECODER_CHANNELS
         p = PYRAMID_PROJECTION
@@ -565,10 +574,12 @@ class ESPNetV2Decoder(nn.Module):
 
     def decode(self, l1: torch.Tensor, l2: torch.Tensor, l3: torch.Tensor,
                l4: torch.Tensor) -> torch.Tensor:
-        """Logits (B, K, H / 2, W / 2) from the four backbone levels."""
+        """Logits (B, K, H / s, W / s), s = ``last_stride``, from the four backbone levels."""
         y = self.bu_dec_l1(l4)
         y = self.bu_dec_l2(self.bu_br_l2(_upsample2(y) + self.merge_enc_dec_l2(l3)))
         y = self.bu_dec_l3(self.bu_br_l3(_upsample2(y) + self.merge_enc_dec_l3(l2)))
+        if self.last_stride == 4:
+            return self.bu_dec_l4(self.bu_br_l4(y + self.merge_enc_dec_l4(F.avg_pool2d(l1, 2))))
         return self.bu_dec_l4(self.bu_br_l4(_upsample2(y) + self.merge_enc_dec_l4(l1)))
 
 
@@ -576,19 +587,21 @@ class ESPNetV2Segmentation(ESPNetV2Decoder):
     """The whole ESPNetv2 segmentation network, as released for Cityscapes.
 
     Constructor: s (width multiplier, :data:`ESPNETV2_CHANNELS`); num_classes (20 for the
-    Cityscapes weights: :data:`CITYSCAPES_CLASSES`). State-dict keys ``base_net.*`` and the
+    Cityscapes weights: :data:`CITYSCAPES_CLASSES`); last_stride (:class:`ESPNetV2Decoder`; 2 as
+    released). State-dict keys ``base_net.*`` and the
     decoder's; ``load_state_dict(torch.load(<espnetv2_s_1.5_city_1024x512.pth>), strict=True)``.
 
     Input: RGB (B, 3, H, W) normalised with :data:`IMAGENET_MEAN` / :data:`IMAGENET_STD` (no
     normalisation inside), H and W divisible by 16. Output: logits (B, K, H, W) (bilinear,
-    align_corners=True, from stride 2).
+    align_corners=True, from stride ``last_stride``).
     """
 
-    def __init__(self, s: float = 1.5, num_classes: int = len(CITYSCAPES_CLASSES)):
+    def __init__(self, s: float = 1.5, num_classes: int = len(CITYSCAPES_CLASSES),
+                 last_stride: int = 2):
         if s not in ESPNETV2_CHANNELS:
             raise ValueError(f"ESPNetv2 width s={s} not supported; expected one of "
                              f"{sorted(ESPNETV2_CHANNELS)}")
-        super().__init__(ESPNETV2_CHANNELS[s], num_classes)
+        super().__init__(ESPNETV2_CHANNELS[s], num_classes, last_stride)
         self.base_net = ESPNetV2Backbone(s)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

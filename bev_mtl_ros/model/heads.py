@@ -158,16 +158,19 @@ SECONDARY_BIAS_OFFSET = -1.0
 
 
 class ESPNetV2SemanticHead(ESPNetV2Decoder):
-    """The ESPNetv2 segmentation decoder as the semantic head (semantic_head "espnetv2").
+    """The ESPNetv2 segmentation decoder as the semantic head (``semantic_head`` "espnetv2" or
+    "espnetv2_s4").
 
     The bottom-up decoder of the Cityscapes-pretrained ESPNetv2 (model/espnetv2.py
     :class:`ESPNetV2Decoder`, Mehta et al. 2019) over the ESPNetv2 encoder's strides 2, 4, 8 and
     16 (its stride-32 level is not used), with a classifier for the contract's classes; logits
-    bilinearly upsampled (align_corners=True, as trained) from stride 2 to ``image_size``.
+    bilinearly upsampled (align_corners=True, as trained) from stride ``last_stride`` to
+    ``image_size``. "espnetv2_s4" is ``last_stride`` 4: the decoder's last stage at stride 4
+    (:class:`ESPNetV2Decoder`), the same weights at about a third of the decoder's cost.
 
     Constructor:
         encoder_channels: (C2, C4, C8, C16) of the ESPNetv2 backbone; num_classes: S;
-        image_size: (Wo, Ho) size of the logits (contract.semantic_size).
+        image_size: (Wo, Ho) size of the logits (contract.semantic_size); last_stride: 2 or 4.
 
     Input: the ESPNetv2 encoder's output (c4, c8, c16, c32, c2), c_s (B, C_s, Hi/s, Wi/s).
     Output: (B, S, Ho, Wo) logits.
@@ -176,8 +179,8 @@ class ESPNetV2SemanticHead(ESPNetV2Decoder):
     """
 
     def __init__(self, encoder_channels: Sequence[int], num_classes: int,
-                 image_size: Tuple[int, int] = (512, 320)):
-        super().__init__(encoder_channels, num_classes)
+                 image_size: Tuple[int, int] = (512, 320), last_stride: int = 2):
+        super().__init__(encoder_channels, num_classes, last_stride)
         self.image_hw = (int(image_size[1]), int(image_size[0]))
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -14,8 +14,9 @@ stored in ``net.widths`` (a plain dict) so a checkpoint can rebuild the exact ar
 ``"_lite2"`` for comparisons; ``camera_channels`` / ``camera_blocks`` are then unused),
 ``"espnetv2_s1.5"`` for the Cityscapes-pretrained ESPNetv2 (model/espnetv2.py; needs ImageNet
 mean / std in the contract), ``"plain"`` for the small VGG-like one. The ``semantic_head`` width
-names the semantic head: ``"fpn"`` (:class:`SemanticFPNHead`, any encoder) or ``"espnetv2"``
-(:class:`ESPNetV2SemanticHead`, the pretrained ESPNetv2 decoder; ESPNetv2 encoders only).
+names the semantic head: ``"fpn"`` (:class:`SemanticFPNHead`, any encoder), ``"espnetv2"``
+(:class:`ESPNetV2SemanticHead`, the pretrained ESPNetv2 decoder; ESPNetv2 encoders only) or
+``"espnetv2_s4"`` (the same decoder with its last stage at stride 4, cheaper).
 Widths saved before a key existed mean what the network was then: :func:`widths_from_saved`
 fills in ``camera_encoder="plain"`` and ``semantic_head="fpn"`` when a checkpoint is read.
 """
@@ -90,8 +91,10 @@ TINY_WIDTHS: Dict[str, Any] = dict(
 CAMERA_ENCODERS: Tuple[str, ...] = (*LITE_VARIANTS, *ESPNETV2_VARIANTS, "plain")
 #: the encoder of widths saved before they named one (checkpoints / ONNX metadata without the key)
 LEGACY_CAMERA_ENCODER = "plain"
-#: semantic heads by name (the ``semantic_head`` width); "espnetv2" needs an ESPNetv2 encoder
-SEMANTIC_HEADS: Tuple[str, ...] = ("fpn", "espnetv2")
+#: the ESPNetv2 decoder heads by name, with the stride of their last stage (ESPNetv2 encoders only)
+ESPNETV2_HEADS: Dict[str, int] = {"espnetv2": 2, "espnetv2_s4": 4}
+#: semantic heads by name (the ``semantic_head`` width)
+SEMANTIC_HEADS: Tuple[str, ...] = ("fpn", *ESPNETV2_HEADS)
 #: the semantic head of widths saved before they named one
 LEGACY_SEMANTIC_HEAD = "fpn"
 
@@ -177,14 +180,14 @@ class BevMultiTaskNet(nn.Module):
             self.semantic_head = SemanticFPNHead(self.camera.out_channels,
                                                  len(contract.semantic_classes),
                                                  w["fpn_channels"], contract.semantic_size)
-        elif w["semantic_head"] == "espnetv2" and isinstance(self.camera, ESPNetV2Encoder):
+        elif w["semantic_head"] in ESPNETV2_HEADS and isinstance(self.camera, ESPNetV2Encoder):
             self.semantic_head = ESPNetV2SemanticHead(
                 (self.camera.stride2_channels, c4, c8, c16), len(contract.semantic_classes),
-                contract.semantic_size)
+                contract.semantic_size, ESPNETV2_HEADS[w["semantic_head"]])
         else:
             raise ValueError(f"semantic_head {w['semantic_head']!r} with camera_encoder "
                              f"{w['camera_encoder']!r}: expected one of {SEMANTIC_HEADS}, "
-                             "'espnetv2' only with an ESPNetv2 encoder "
+                             f"{tuple(ESPNETV2_HEADS)} only with an ESPNetv2 encoder "
                              f"{tuple(ESPNETV2_VARIANTS)}")
         # Channels-last (NHWC) conv weights: oneDNN's fast path on CPU (about 10-15 % per forward
         # and training step here); the pillar scatter already yields an NHWC canvas. No effect on
@@ -209,7 +212,7 @@ class BevMultiTaskNet(nn.Module):
         out = self.det_head(det)
         out["drivable"] = self.drivable_head(n2, canvas)
         # the FPN takes the four levels; the ESPNetv2 head also the encoder's stride-2 level
-        out["semantic"] = self.semantic_head(cams if self.widths["semantic_head"] == "espnetv2"
+        out["semantic"] = self.semantic_head(cams if self.widths["semantic_head"] in ESPNETV2_HEADS
                                              else cams[:4])
         return out
 

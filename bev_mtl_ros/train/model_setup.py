@@ -17,7 +17,7 @@ from bev_mtl_ros.model.camera_encoder import (EfficientNetLiteEncoder, ESPNetV2E
                                               load_cityscapes_weights, load_imagenet_weights)
 from bev_mtl_ros.model.contract import ModelContract
 from bev_mtl_ros.model.losses import MultiTaskLoss, enet_class_weights
-from bev_mtl_ros.model.network import BevMultiTaskNet
+from bev_mtl_ros.model.network import ESPNETV2_HEADS, BevMultiTaskNet
 from bev_mtl_ros.runtime.checkpoint import CheckpointError, load_checkpoint
 from bev_mtl_ros.train.config import DEFAULT_CONFIG, ConfigError
 from bev_mtl_ros.train.dataset import TrainDataset, semantic_pixel_counts
@@ -97,7 +97,7 @@ def build_model(contract: ModelContract, model_cfg: Dict[str, Any]) -> nn.Module
     if matched and not isinstance(net.camera, ESPNetV2Encoder):
         raise ConfigError("model.colour_matched_normalisation needs an ESPNetv2 camera_encoder")
     if pretrained and isinstance(net.camera, ESPNetV2Encoder):
-        head = net.semantic_head if net.widths["semantic_head"] == "espnetv2" else None
+        head = net.semantic_head if net.widths["semantic_head"] in ESPNETV2_HEADS else None
         load_cityscapes_weights(net.camera, head, weights_path, check_normalisation=not matched)
     elif pretrained:
         load_imagenet_weights(net.camera)
