@@ -196,8 +196,10 @@ def test_encoder_levels_strides_and_pretrained_tensors(city_state):
 
 
 def test_decoder_last_stage_at_stride_4_known_answer(city_state):
-    """``last_stride`` 4: the same weights, the last stage on the stride-4 map with the stride-2
-    level average-pooled; logits at stride 4 instead of 2."""
+    """``last_stride`` 4: the same weights, the last stage on the stride-4 map.
+
+    The stride-2 level is average-pooled before its merge; logits at stride 4 instead of 2.
+    """
     torch.manual_seed(0)
     full = ESPNetV2Segmentation(1.5)
     full.load_state_dict(city_state, strict=True)

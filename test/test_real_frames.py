@@ -401,8 +401,10 @@ def test_semantic_pixel_counts_and_enet_weights_from_the_training_mix():
 
 
 def test_data_semantic_false_ignores_only_the_data_frames_labels(tmp_path):
-    """``data: {semantic: false}``: the --data frames lose their semantic label, nothing else;
-    the real frames (camera-only and box frames) keep theirs."""
+    """``data: {semantic: false}``: the --data frames lose their semantic label, nothing else.
+
+    The real frames (camera-only and box frames) keep theirs.
+    """
     from bev_mtl_ros.train.augment import AugmentConfig
     from bev_mtl_ros.train.train import build_train_set
     c = ModelContract()

@@ -158,8 +158,7 @@ SECONDARY_BIAS_OFFSET = -1.0
 
 
 class ESPNetV2SemanticHead(ESPNetV2Decoder):
-    """The ESPNetv2 segmentation decoder as the semantic head (``semantic_head`` "espnetv2" or
-    "espnetv2_s4").
+    """The ESPNetv2 segmentation decoder as the semantic head ("espnetv2" or "espnetv2_s4").
 
     The bottom-up decoder of the Cityscapes-pretrained ESPNetv2 (model/espnetv2.py
     :class:`ESPNetV2Decoder`, Mehta et al. 2019) over the ESPNetv2 encoder's strides 2, 4, 8 and
