@@ -421,3 +421,41 @@ def test_data_semantic_false_ignores_only_the_data_frames_labels(tmp_path):
     assert off["camera_valid"] == 1.0 and off["det_valid"] == 1.0
     for part in mixed.parts[1:]:              # the real camera frames and real box frames
         assert (part[0]["semantic"] != 255).float().mean() > 0.5
+
+
+def test_street_model_files_agree_and_reproduce_their_card_figures(tmp_path):
+    """The opt-in street model (models/bev_mtl_street.*, config/train_street.yaml).
+
+    Its ONNX graph and checkpoint carry the same contract (colour-matched normalisation, the
+    ``espnetv2_s4`` head) and agree on the network outputs; ``evaluate`` on the eleven real frames
+    reproduces the committed report (``bev_mtl_street.real_eval.json``: coarse mIoU 0.610, pixel
+    accuracy 0.932), the card's fit figures.
+    """
+    from bev_mtl_ros.model.network import random_inputs
+    from bev_mtl_ros.runtime.backends import create_backend
+    from bev_mtl_ros.runtime.checkpoint import load_checkpoint
+    onnx_path = os.path.join(ROOT, "models", "bev_mtl_street.onnx")
+    net, contract, _ = load_checkpoint(onnx_path[:-5] + ".pt")
+    assert net.widths["semantic_head"] == "espnetv2_s4"
+    assert contract.image_mean == pytest.approx((0.697, 0.6245, 0.6323))
+    ort = create_backend(onnx_path, backend="onnxruntime")
+    assert ort.contract.to_dict() == contract.to_dict()
+    inputs = random_inputs(contract, 3000)
+    with torch.no_grad():
+        ref = net.eval()(*inputs)
+    got = ort.infer(*(t.numpy() for t in inputs))
+    for k in ("heatmap", "semantic", "drivable"):  # the graph applies the sigmoid on two
+        want = torch.sigmoid(ref[k]) if k in ("heatmap", "drivable") else ref[k]
+        assert np.abs(got[k] - want.numpy()).max() < 1e-3, k
+    out = tmp_path / "eval"
+    proc = subprocess.run([sys.executable, "-m", "bev_mtl_ros.cli", "evaluate", "--data", REAL,
+                           "--model", onnx_path, "--backend", "onnxruntime", "--out", str(out),
+                           "--render", "0", "--no-progress"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rep = json.loads((out / "report.json").read_text())
+    card = json.loads(open(onnx_path[:-5] + ".real_eval.json").read())
+    assert card["semantic_coarse"]["miou"] == pytest.approx(0.610, abs=0.001)
+    for key in ("semantic_coarse", "semantic"):
+        assert rep[key]["miou"] == pytest.approx(card[key]["miou"], abs=0.003), key
+        assert rep[key]["pixel_accuracy"] == pytest.approx(card[key]["pixel_accuracy"], abs=0.003)
