@@ -54,7 +54,11 @@ def test_extends_loop_and_unknown_key_are_config_errors(tmp_path):
         T.load_config(str(tmp_path / "c.yaml"))
 
 
-def test_init_from_loads_the_model_file_weights(tmp_path):
+def _saved_and_fresh_models(tmp_path):
+    """Save a tiny network to ``tmp_path/model.pt`` and build another one fresh (other seed).
+
+    Returns (contract, saved network, its path, fresh network).
+    """
     cfg = T.merge_config(T.DEFAULT_CONFIG, {"contract": CONTRACT, "model": dict(TINY_WIDTHS)})
     contract = T.contract_from_config(cfg)
     torch.manual_seed(1)
@@ -62,7 +66,11 @@ def test_init_from_loads_the_model_file_weights(tmp_path):
     path = tmp_path / "model.pt"
     save_checkpoint(str(path), trained, contract)
     torch.manual_seed(2)
-    fresh = T.build_model(contract, cfg["model"])
+    return contract, trained, path, T.build_model(contract, cfg["model"])
+
+
+def test_init_from_loads_the_model_file_weights(tmp_path):
+    contract, trained, path, fresh = _saved_and_fresh_models(tmp_path)
     key = next(iter(trained.state_dict()))
     assert not torch.equal(fresh.state_dict()[key], trained.state_dict()[key])
     T.init_weights(fresh, contract, str(path))
@@ -88,14 +96,7 @@ def test_init_from_refuses_another_contract_or_architecture(tmp_path):
 
 def test_init_exclude_keeps_the_named_submodules_fresh(tmp_path):
     """``init_exclude: [semantic_head]``: every weight from the file but the semantic head's."""
-    cfg = T.merge_config(T.DEFAULT_CONFIG, {"contract": CONTRACT, "model": dict(TINY_WIDTHS)})
-    contract = T.contract_from_config(cfg)
-    torch.manual_seed(1)
-    trained = T.build_model(contract, cfg["model"])
-    path = tmp_path / "model.pt"
-    save_checkpoint(str(path), trained, contract)
-    torch.manual_seed(2)
-    fresh = T.build_model(contract, cfg["model"])
+    contract, trained, path, fresh = _saved_and_fresh_models(tmp_path)
     before = {k: v.clone() for k, v in fresh.state_dict().items()}
     T.init_weights(fresh, contract, str(path), exclude=("semantic_head",))
     head_keys = [k for k in before if k.startswith("semantic_head.")]
