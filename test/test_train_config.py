@@ -108,3 +108,7 @@ def test_init_exclude_keeps_the_named_submodules_fresh(tmp_path):
                if before[k].is_floating_point())
     with pytest.raises(T.ConfigError, match="semantic_haed"):
         T.init_weights(fresh, contract, str(path), exclude=("semantic_haed",))
+    cfg = T.merge_config(T.DEFAULT_CONFIG, {"contract": CONTRACT, "model": dict(TINY_WIDTHS),
+                                            "init_exclude": ["semantic_head"]})
+    with pytest.raises(T.ConfigError, match="init_exclude needs init_from"):
+        T.train(cfg, None, None)

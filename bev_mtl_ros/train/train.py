@@ -189,8 +189,12 @@ def _build_run(cfg: Dict[str, Any], train_set: TrainDataset, out_dir: Optional[s
                dist_ctx: DistContext) -> _Run:
     """Set up device, threads, seeds, network + loss, sampler, loader, optimiser and schedule.
 
-    Raises ConfigError when the dataset's contract differs from the config's.
+    Raises ConfigError when the dataset's contract differs from the config's, or ``init_exclude``
+    is set without ``init_from``.
     """
+    if cfg.get("init_exclude") and not cfg.get("init_from"):
+        raise ConfigError("init_exclude needs init_from (the model file whose other weights "
+                          "are loaded)")
     dev = resolve_device(device, dist_ctx)
     dist_ctx.init(dev)
     if cfg.get("threads"):
