@@ -416,18 +416,19 @@ def test_colour_matching_raises_zero_shot_miou_on_unseen_drives(city_state, real
     net4.load_state_dict(city_state, strict=True)
     net4.eval()
     miou = {}
-    for arm in ("imagenet", "matched", "matched, last stage at stride 4"):
+    arms = (("imagenet", net, False), ("matched", net, True),
+            ("matched, last stage at stride 4", net4, True))
+    for arm, arm_net, matched in arms:
         conf = np.zeros((8, 9), np.int64)
         for k, (img, (_, label)) in enumerate(zip(small, real_frames)):
             mean, std = IMAGENET_MEAN, IMAGENET_STD
-            if arm.startswith("matched"):
+            if matched:
                 px = np.concatenate([s.reshape(-1, 3) for j, s in enumerate(small)
                                      if drives[j] != drives[k]]).astype(np.float64)
                 mean, std = cityscapes_matched_normalisation(px.mean(0), px.std(0))
             x = (img - np.float32(mean)) / np.float32(std)
             with torch.no_grad():
-                pred = (net4 if arm.endswith("4") else net)(
-                    torch.from_numpy(x).permute(2, 0, 1)[None].contiguous())
+                pred = arm_net(torch.from_numpy(x).permute(2, 0, 1)[None].contiguous())
             pred = cv2.resize(pred[0].argmax(0).numpy().astype(np.uint8),
                               label.shape[::-1], interpolation=cv2.INTER_NEAREST)
             _accumulate(conf, CITY_TO_COARSE[pred], lut[label])
