@@ -37,6 +37,7 @@ from bev_mtl_ros.runtime.checkpoint import load_checkpoint, save_checkpoint
 from bev_mtl_ros.runtime.export import export_onnx
 from bev_mtl_ros.train.config import ConfigError
 from bev_mtl_ros.train.model_setup import build_model
+from bev_mtl_ros.train.train import recalibrate_batchnorm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REAL = os.path.join(ROOT, "test", "data", "real_a2d2")
@@ -313,6 +314,98 @@ def test_build_model_loads_cityscapes_and_rejects_misuse(tmp_path):
     assert torch.allclose(net.camera.mean.flatten(), torch.tensor([0.69, 0.62, 0.63]))
     with pytest.raises(ConfigError, match="colour_matched_normalisation"):
         build_model(c, {**TINY_WIDTHS, "colour_matched_normalisation": True})
+
+
+def test_frozen_batchnorm_statistics_survive_training_and_recalibration():
+    """``freeze_pretrained_batchnorm``: the pretrained parts' statistics stay, their affine trains.
+
+    The camera encoder's and the ESPNetv2 decoder's BatchNorms stay in eval mode when the network
+    trains, keep their running statistics through a training step and ``recalibrate_batchnorm``,
+    and their weights get gradients; the BEV backbone's BatchNorms still learn statistics. The
+    state dict is the plain network's. Without ``pretrained`` the option is a config error.
+    """
+    torch.manual_seed(0)
+    c = imagenet_contract()
+    net = build_model(c, {**ESP_WIDTHS, "pretrained": True, "freeze_pretrained_batchnorm": True})
+    plain = build_model(c, {**ESP_WIDTHS, "pretrained": True})
+    assert net.state_dict().keys() == plain.state_dict().keys()
+    net.train()
+    frozen = [m for part in (net.camera.base_net, net.semantic_head) for m in part.modules()
+              if isinstance(m, torch.nn.BatchNorm2d)]
+    assert frozen and all(isinstance(m, ce.FrozenStatisticsBatchNorm2d) for m in frozen)
+    assert not any(m.training for m in frozen)
+    # the BEV backbone and the encoder's new stride-32 level (not in the weights) still learn
+    new = [m for part in (net.backbone, net.camera.level5_0, net.camera.level5)
+           for m in part.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert new and all(m.training and type(m) is torch.nn.BatchNorm2d for m in new)
+    before = {k: v.clone() for k, v in net.state_dict().items() if "running" in k}
+    inputs = random_inputs(c, 50, batch=2)
+    out = net(*inputs)
+    out["semantic"].square().mean().backward()
+    assert frozen[0].weight.grad is not None and frozen[0].weight.grad.abs().sum() > 0
+    batch = dict(zip(("pillars", "num_points", "canvas_index", "image", "camera_valid"), inputs))
+    assert recalibrate_batchnorm(net, [(batch, None, None)], torch.device("cpu")) == 1
+    after = net.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("backbone.") for k in moved)
+    assert any(k.startswith("camera.level5") for k in moved)
+    assert not [k for k in moved if k.startswith(("camera.base_net.", "semantic_head."))]
+    with pytest.raises(ConfigError, match="freeze_pretrained_batchnorm"):
+        build_model(c, {**ESP_WIDTHS, "freeze_pretrained_batchnorm": True})
+
+
+def test_batchnorm_statistics_re_estimated_cost_the_zero_shot_semantics(real_frames):
+    """Why training keeps the Cityscapes network's BatchNorm statistics frozen.
+
+    The street model's network (colour-matched ESPNetv2 s1.5 with its decoder at stride 4, 512x320,
+    config/train_street.yaml's normalisation) before any training, the 38-class output grouped to
+    the coarse groups: pooled coarse mIoU 0.535 with the Cityscapes statistics. Re-estimating its
+    BatchNorm statistics on the eleven real frames themselves, no weight changed, drops it to
+    0.377 (on 48 synthetic frames: 0.371; only the encoder's, on real frames: 0.416): the
+    statistics were learnt at Cityscapes' scale and batch and the weights after each layer
+    expect them. With ``freeze_pretrained_batchnorm`` the same pass leaves them, and the figure,
+    unchanged.
+    """
+    torch.set_num_threads(2)
+    c = dataclasses.replace(imagenet_contract((512, 320)), image_mean=(0.697, 0.6245, 0.6323),
+                            image_std=(0.2541, 0.2616, 0.2827))
+    cfg = {**ESP_WIDTHS, "semantic_head": "espnetv2_s4", "pretrained": True,
+           "colour_matched_normalisation": True}
+    lut = coarse_group_lut()
+    xs = [torch.from_numpy(cv2.resize(im, c.image_size, interpolation=cv2.INTER_AREA))
+          .permute(2, 0, 1)[None].float() / 255.0 for im, _ in real_frames]
+
+    def coarse_miou(net):
+        net.eval()
+        conf = np.zeros((8, 9), np.int64)
+        for x, (_, label) in zip(xs, real_frames):
+            with torch.no_grad():
+                pred = net.semantic_head(net.camera(x))[0].argmax(0).numpy().astype(np.uint8)
+            pred = cv2.resize(pred, label.shape[::-1], interpolation=cv2.INTER_NEAREST)
+            _accumulate(conf, lut[pred], lut[label])
+        return float(_coarse_iou(conf)[0].mean())
+
+    def re_estimate(net):
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.reset_running_stats()
+                m.momentum = None   # cumulative average over the batches
+        net.train()
+        with torch.no_grad():
+            for k in range(0, len(xs), 4):
+                net.semantic_head(net.camera(torch.cat(xs[k:k + 4])))
+        return net
+
+    assert coarse_miou(build_model(c, cfg)) == pytest.approx(0.535, abs=0.01)
+    assert coarse_miou(re_estimate(build_model(c, cfg))) == pytest.approx(0.377, abs=0.015)
+    frozen = build_model(c, {**cfg, "freeze_pretrained_batchnorm": True})
+    for m in frozen.modules():   # what training would do to them: momentum 1 = this batch only
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = 1.0
+    frozen.train()
+    with torch.no_grad():
+        frozen.semantic_head(frozen.camera(torch.cat(xs[:4])))
+    assert coarse_miou(frozen) == pytest.approx(0.535, abs=0.01)
 
 
 def test_weights_found_in_source_tree_and_installed_share(tmp_path, monkeypatch):

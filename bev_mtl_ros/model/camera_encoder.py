@@ -191,6 +191,38 @@ class MBConv(nn.Module):
         return x + y if self.residual else y
 
 
+class FrozenStatisticsBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d that always normalises with its running statistics and never updates them.
+
+    "Frozen BN" of detection fine-tuning (e.g. He et al. 2017, Mask R-CNN, which fine-tunes a
+    pretrained backbone with its BatchNorm statistics fixed): :meth:`train` keeps the layer in
+    eval mode whatever the network's mode, so its running mean / variance stay the ones loaded
+    with the pretrained weights, while its affine weight and bias still train. Same state dict
+    keys and the same ONNX graph as ``nn.BatchNorm2d``. Made by
+    :func:`freeze_batchnorm_statistics`.
+    """
+
+    def train(self, mode: bool = True) -> "FrozenStatisticsBatchNorm2d":
+        return super().train(False)
+
+
+def freeze_batchnorm_statistics(module: nn.Module) -> int:
+    """Turn every ``nn.BatchNorm2d`` of ``module`` into a :class:`FrozenStatisticsBatchNorm2d`.
+
+    In place (the layers keep their tensors; only their class changes). Returns the number of
+    layers frozen. Used by training's ``model.freeze_pretrained_batchnorm``: the Cityscapes
+    ESPNetv2's statistics re-estimated on any other images, even real A2D2 frames, cost it most
+    of its zero-shot accuracy (``test/test_espnetv2.py``).
+    """
+    n = 0
+    for m in module.modules():
+        if type(m) is nn.BatchNorm2d:
+            m.__class__ = FrozenStatisticsBatchNorm2d
+            m.train(False)
+            n += 1
+    return n
+
+
 class PretrainedEncoder(nn.Module):
     """Base of the pretrained camera encoders: input normalisation and frozen levels.
 
@@ -213,6 +245,10 @@ class PretrainedEncoder(nn.Module):
 
     def _level_modules(self) -> Tuple[list, ...]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def pretrained_modules(self) -> list:
+        """Return the modules whose weights come from the pretrained file (all levels by default)."""
+        return [m for group in self._level_modules() for m in group]
 
     def freeze(self, levels: int) -> None:
         """Freeze the first ``levels`` output levels (1 = the stem and stride 4 ... 4 = all).
@@ -440,6 +476,10 @@ class ESPNetV2Encoder(PretrainedEncoder):
         b = self.base_net
         return ([b.level1, b.level2_0], [b.level3_0, b.level3], [b.level4_0, b.level4],
                 [self.level5_0, self.level5])
+
+    def pretrained_modules(self) -> list:
+        """Return the released backbone (strides 2-16); the stride-32 level is new."""
+        return [self.base_net]
 
     def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         x = self.normalise(image)

@@ -14,6 +14,7 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 from bev_mtl_ros.model.camera_encoder import (EfficientNetLiteEncoder, ESPNetV2Encoder,
+                                              freeze_batchnorm_statistics,
                                               load_cityscapes_weights, load_imagenet_weights)
 from bev_mtl_ros.model.contract import ModelContract
 from bev_mtl_ros.model.losses import MultiTaskLoss, enet_class_weights
@@ -52,7 +53,7 @@ class TrainModule(nn.Module):
 
 #: keys of the config's ``model`` section that are not widths (how a new model is initialised)
 MODEL_INIT_KEYS = ("pretrained", "pretrained_weights", "freeze_camera_levels",
-                   "colour_matched_normalisation")
+                   "colour_matched_normalisation", "freeze_pretrained_batchnorm")
 
 
 def build_model(contract: ModelContract, model_cfg: Dict[str, Any]) -> nn.Module:
@@ -75,9 +76,16 @@ def build_model(contract: ModelContract, model_cfg: Dict[str, Any]) -> nn.Module
         pretrained_weights: str or null (default null): ESPNetv2 only, another path of the
             Cityscapes weights file (null = the packaged one);
         freeze_camera_levels: int 0..4 (default 0): freeze the encoder's stem and its first
-            levels (1 = everything up to stride 4), BatchNorm of frozen parts in eval mode.
+            levels (1 = everything up to stride 4), BatchNorm of frozen parts in eval mode;
+        freeze_pretrained_batchnorm: bool (default false): every BatchNorm of the pretrained
+            parts (the camera encoder's pretrained levels, ``pretrained_modules``; with
+            ``semantic_head: espnetv2*`` the decoder too) keeps
+            the statistics of the pretrained weights through training and BatchNorm
+            re-estimation (model/camera_encoder.py ``freeze_batchnorm_statistics``); their
+            affine weights still train.
     Raises ConfigError when these options are used with the plain camera encoder, or
-    ``pretrained_weights`` without ESPNetv2 and ``pretrained``; ModuleNotFoundError (naming the
+    ``pretrained_weights`` without ESPNetv2 and ``pretrained``, or
+    ``freeze_pretrained_batchnorm`` without ``pretrained``; ModuleNotFoundError (naming the
     package) / FileNotFoundError when the weights are not installed.
     """
     widths = {k: v for k, v in (model_cfg or {}).items() if k not in MODEL_INIT_KEYS}
@@ -103,6 +111,14 @@ def build_model(contract: ModelContract, model_cfg: Dict[str, Any]) -> nn.Module
         load_imagenet_weights(net.camera)
     if freeze:
         net.camera.freeze(freeze)
+    if (model_cfg or {}).get("freeze_pretrained_batchnorm", False):
+        if not pretrained:
+            raise ConfigError("model.freeze_pretrained_batchnorm needs pretrained: true (it "
+                              "keeps the pretrained weights' BatchNorm statistics)")
+        for m in net.camera.pretrained_modules():
+            freeze_batchnorm_statistics(m)
+        if net.widths["semantic_head"] in ESPNETV2_HEADS:
+            freeze_batchnorm_statistics(net.semantic_head)
     return net
 
 

@@ -16,7 +16,8 @@ Config YAML (every key optional; defaults in :data:`DEFAULT_CONFIG`)::
     contract: {...}        # ModelContract overrides (point_cloud_range, pillar_size,
                            # image_size, ...)
     model: {...}           # BevMultiTaskNet widths (see model/network.py DEFAULT_WIDTHS) and
-                           # pretrained: bool, freeze_camera_levels: 0..4 (see build_model)
+                           # pretrained: bool, freeze_camera_levels: 0..4,
+                           # freeze_pretrained_batchnorm: bool (see build_model)
     optimizer: {lr, weight_decay, schedule: onecycle|cosine|constant, pct_start, warmup_epochs,
                 grad_clip, betas, lr_scale: {network submodule: factor}}
     loss: {task_weights: {detection, drivable, semantic}, reg_weights: {offset, z, size, rot},
@@ -72,6 +73,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
+from bev_mtl_ros.model.camera_encoder import FrozenStatisticsBatchNorm2d
 from bev_mtl_ros.model.contract import ModelContract
 from bev_mtl_ros.runtime.checkpoint import save_checkpoint
 from bev_mtl_ros.train.config import (DEFAULT_CONFIG, ConfigError, contract_from_config,
@@ -120,9 +122,11 @@ def recalibrate_batchnorm(net: nn.Module, batches, device: torch.device) -> int:
     model.pillar_net.MaskedBatchNorm1d). ``batches`` yields (inputs, targets, meta) like the
     training loader. Returns the batches used. BatchNorms of frozen parts (weight without gradient,
     e.g. the pretrained camera stem) keep their statistics: the layers after them were trained
-    against those.
+    against those; so do those with frozen statistics (``FrozenStatisticsBatchNorm2d``,
+    ``model.freeze_pretrained_batchnorm``).
     """
     bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+           and not isinstance(m, FrozenStatisticsBatchNorm2d)
            and (m.weight is None or m.weight.requires_grad)]
     if not bns:
         return 0
