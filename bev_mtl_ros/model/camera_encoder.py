@@ -247,7 +247,7 @@ class PretrainedEncoder(nn.Module):
         raise NotImplementedError
 
     def pretrained_modules(self) -> list:
-        """Return the modules whose weights come from the pretrained file (all levels by default)."""
+        """Return the modules whose weights the pretrained file holds (all levels by default)."""
         return [m for group in self._level_modules() for m in group]
 
     def freeze(self, levels: int) -> None:
