@@ -322,7 +322,7 @@ def test_frozen_batchnorm_statistics_survive_training_and_recalibration():
     The camera encoder's and the ESPNetv2 decoder's BatchNorms stay in eval mode when the network
     trains, keep their running statistics through a training step and ``recalibrate_batchnorm``,
     and their weights get gradients; the BEV backbone's BatchNorms still learn statistics. The
-    state dict is the plain network's. Without ``pretrained`` the option is a config error.
+    state dict is the plain network's. The plain encoder refuses the option.
     """
     torch.manual_seed(0)
     c = imagenet_contract()
@@ -351,7 +351,7 @@ def test_frozen_batchnorm_statistics_survive_training_and_recalibration():
     assert any(k.startswith("camera.level5") for k in moved)
     assert not [k for k in moved if k.startswith(("camera.base_net.", "semantic_head."))]
     with pytest.raises(ConfigError, match="freeze_pretrained_batchnorm"):
-        build_model(c, {**ESP_WIDTHS, "freeze_pretrained_batchnorm": True})
+        build_model(c, {**TINY_WIDTHS, "freeze_pretrained_batchnorm": True})   # plain encoder
 
 
 def test_batchnorm_statistics_re_estimated_cost_the_zero_shot_semantics(real_frames):

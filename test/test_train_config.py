@@ -112,3 +112,12 @@ def test_init_exclude_keeps_the_named_submodules_fresh(tmp_path):
                                             "init_exclude": ["semantic_head"]})
     with pytest.raises(T.ConfigError, match="init_exclude needs init_from"):
         T.train(cfg, None, None)
+
+
+def test_frozen_batchnorm_needs_loaded_weights():
+    """``freeze_pretrained_batchnorm`` keeps loaded statistics: pretrained or init_from."""
+    model = {**TINY_WIDTHS, "camera_encoder": "espnetv2_s1.5",
+             "freeze_pretrained_batchnorm": True}
+    cfg = T.merge_config(T.DEFAULT_CONFIG, {"contract": CONTRACT, "model": model})
+    with pytest.raises(T.ConfigError, match="freeze_pretrained_batchnorm needs pretrained"):
+        T.train(cfg, None, None)

@@ -84,8 +84,8 @@ def build_model(contract: ModelContract, model_cfg: Dict[str, Any]) -> nn.Module
             re-estimation (model/camera_encoder.py ``freeze_batchnorm_statistics``); their
             affine weights still train.
     Raises ConfigError when these options are used with the plain camera encoder, or
-    ``pretrained_weights`` without ESPNetv2 and ``pretrained``, or
-    ``freeze_pretrained_batchnorm`` without ``pretrained``; ModuleNotFoundError (naming the
+    ``pretrained_weights`` without ESPNetv2 and ``pretrained`` (training refuses
+    ``freeze_pretrained_batchnorm`` without ``pretrained`` or ``init_from``); ModuleNotFoundError (naming the
     package) / FileNotFoundError when the weights are not installed.
     """
     widths = {k: v for k, v in (model_cfg or {}).items() if k not in MODEL_INIT_KEYS}
@@ -94,8 +94,10 @@ def build_model(contract: ModelContract, model_cfg: Dict[str, Any]) -> nn.Module
     weights_path = (model_cfg or {}).get("pretrained_weights")
     net = BevMultiTaskNet(contract, **widths)
     pretrainable = (EfficientNetLiteEncoder, ESPNetV2Encoder)
-    if (pretrained or freeze) and not isinstance(net.camera, pretrainable):
-        raise ConfigError("model.pretrained / model.freeze_camera_levels need camera_encoder "
+    freeze_bn = bool((model_cfg or {}).get("freeze_pretrained_batchnorm", False))
+    if (pretrained or freeze or freeze_bn) and not isinstance(net.camera, pretrainable):
+        raise ConfigError("model.pretrained / freeze_camera_levels / freeze_pretrained_batchnorm "
+                          "need camera_encoder "
                           "efficientnet_lite0/1/2 or espnetv2_s1.5, not "
                           f"{net.widths['camera_encoder']!r}")
     if weights_path is not None and not (pretrained and isinstance(net.camera, ESPNetV2Encoder)):
@@ -111,10 +113,7 @@ def build_model(contract: ModelContract, model_cfg: Dict[str, Any]) -> nn.Module
         load_imagenet_weights(net.camera)
     if freeze:
         net.camera.freeze(freeze)
-    if (model_cfg or {}).get("freeze_pretrained_batchnorm", False):
-        if not pretrained:
-            raise ConfigError("model.freeze_pretrained_batchnorm needs pretrained: true (it "
-                              "keeps the pretrained weights' BatchNorm statistics)")
+    if freeze_bn:
         for m in net.camera.pretrained_modules():
             freeze_batchnorm_statistics(m)
         if net.widths["semantic_head"] in ESPNETV2_HEADS:

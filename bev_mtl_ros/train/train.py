@@ -193,12 +193,18 @@ def _build_run(cfg: Dict[str, Any], train_set: TrainDataset, out_dir: Optional[s
                dist_ctx: DistContext) -> _Run:
     """Set up device, threads, seeds, network + loss, sampler, loader, optimiser and schedule.
 
-    Raises ConfigError when the dataset's contract differs from the config's, or ``init_exclude``
-    is set without ``init_from``.
+    Raises ConfigError when the dataset's contract differs from the config's, ``init_exclude``
+    is set without ``init_from``, or ``model.freeze_pretrained_batchnorm`` without pretrained
+    weights (``model.pretrained`` or ``init_from``) whose statistics it would keep.
     """
     if cfg.get("init_exclude") and not cfg.get("init_from"):
         raise ConfigError("init_exclude needs init_from (the model file whose other weights "
                           "are loaded)")
+    model_cfg = dict(cfg.get("model") or {})
+    if (model_cfg.get("freeze_pretrained_batchnorm") and not model_cfg.get("pretrained")
+            and not cfg.get("init_from")):
+        raise ConfigError("model.freeze_pretrained_batchnorm needs pretrained: true or init_from "
+                          "(it keeps the loaded weights' BatchNorm statistics)")
     dev = resolve_device(device, dist_ctx)
     dist_ctx.init(dev)
     if cfg.get("threads"):
@@ -210,7 +216,6 @@ def _build_run(cfg: Dict[str, Any], train_set: TrainDataset, out_dir: Optional[s
         raise ConfigError("dataset contract differs from the config's: "
                           f"{sorted(contract.mismatches(train_set.contract))}")
     train_set.seed = seed
-    model_cfg = dict(cfg.get("model") or {})
     if cfg.get("init_from"):  # every weight comes from the file: no ImageNet load to overwrite
         model_cfg["pretrained"] = False
     net = build_model(contract, model_cfg)
