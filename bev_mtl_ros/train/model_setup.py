@@ -78,15 +78,15 @@ def build_model(contract: ModelContract, model_cfg: Dict[str, Any]) -> nn.Module
         freeze_camera_levels: int 0..4 (default 0): freeze the encoder's stem and its first
             levels (1 = everything up to stride 4), BatchNorm of frozen parts in eval mode;
         freeze_pretrained_batchnorm: bool (default false): every BatchNorm of the pretrained
-            parts (the camera encoder's pretrained levels, ``pretrained_modules``; with
-            ``semantic_head: espnetv2*`` the decoder too) keeps
-            the statistics of the pretrained weights through training and BatchNorm
-            re-estimation (model/camera_encoder.py ``freeze_batchnorm_statistics``); their
-            affine weights still train.
+            parts (the camera encoder's ``pretrained_modules``; with ``semantic_head:
+            espnetv2*`` the decoder too) keeps the statistics of the loaded weights through
+            training and BatchNorm re-estimation (model/camera_encoder.py
+            ``freeze_batchnorm_statistics``); their affine weights still train.
     Raises ConfigError when these options are used with the plain camera encoder, or
     ``pretrained_weights`` without ESPNetv2 and ``pretrained`` (training refuses
-    ``freeze_pretrained_batchnorm`` without ``pretrained`` or ``init_from``); ModuleNotFoundError (naming the
-    package) / FileNotFoundError when the weights are not installed.
+    ``freeze_pretrained_batchnorm`` without ``pretrained`` or ``init_from``);
+    ModuleNotFoundError (naming the package) / FileNotFoundError when the weights are not
+    installed.
     """
     widths = {k: v for k, v in (model_cfg or {}).items() if k not in MODEL_INIT_KEYS}
     pretrained = bool((model_cfg or {}).get("pretrained", False))
