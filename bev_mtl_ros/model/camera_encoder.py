@@ -206,23 +206,19 @@ class FrozenStatisticsBatchNorm2d(nn.BatchNorm2d):
         return super().train(False)
 
 
-def freeze_batchnorm_statistics(module: nn.Module) -> int:
+def freeze_batchnorm_statistics(module: nn.Module) -> None:
     """Turn every ``nn.BatchNorm2d`` of ``module`` into a :class:`FrozenStatisticsBatchNorm2d`.
 
-    In place (the layers keep their tensors; only their class changes). Returns the number of
-    layers frozen. Used by training's ``model.freeze_pretrained_batchnorm``: the Cityscapes
-    ESPNetv2's statistics re-estimated on other images, even real A2D2 frames, take its zero-shot
-    coarse mIoU from 0.535 to 0.377 (``test/test_espnetv2.py``); during training the weights
-    adapt to re-estimated statistics, and freezing them gained only within the cross-validation's
-    noise (models/README.md).
+    In place (the layers keep their tensors; only their class changes). Used by training's
+    ``model.freeze_pretrained_batchnorm``: the Cityscapes ESPNetv2's statistics re-estimated on
+    other images, even real A2D2 frames, take its zero-shot coarse mIoU from 0.535 to 0.377
+    (``test/test_espnetv2.py``); during training the weights adapt to re-estimated statistics,
+    and freezing them gained only within the cross-validation's noise (models/README.md).
     """
-    n = 0
     for m in module.modules():
         if type(m) is nn.BatchNorm2d:
             m.__class__ = FrozenStatisticsBatchNorm2d
             m.train(False)
-            n += 1
-    return n
 
 
 class PretrainedEncoder(nn.Module):

@@ -73,7 +73,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from bev_mtl_ros.model.camera_encoder import FrozenStatisticsBatchNorm2d
 from bev_mtl_ros.model.contract import ModelContract
 from bev_mtl_ros.runtime.checkpoint import save_checkpoint
 from bev_mtl_ros.train.config import (DEFAULT_CONFIG, ConfigError, contract_from_config,
@@ -120,18 +119,19 @@ def recalibrate_batchnorm(net: nn.Module, batches, device: torch.device) -> int:
     For batch k (0-based) the momentum is set to 1/(k+1), which makes the running value the plain
     mean of the per-batch statistics (works for nn.BatchNorm* and
     model.pillar_net.MaskedBatchNorm1d). ``batches`` yields (inputs, targets, meta) like the
-    training loader. Returns the batches used. BatchNorms of frozen parts (weight without gradient,
-    e.g. the pretrained camera stem) keep their statistics: the layers after them were trained
-    against those; so do those with frozen statistics (``FrozenStatisticsBatchNorm2d``,
-    ``model.freeze_pretrained_batchnorm``).
+    training loader. Returns the batches used. Only the BatchNorms that train with the network
+    are re-estimated: those that stay in eval mode when it trains keep their statistics, the layers
+    after them were trained against those (frozen camera levels, ``freeze_camera_levels``; frozen
+    statistics, ``FrozenStatisticsBatchNorm2d`` of ``model.freeze_pretrained_batchnorm``).
     """
-    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-           and not isinstance(m, FrozenStatisticsBatchNorm2d)
-           and (m.weight is None or m.weight.requires_grad)]
-    if not bns:
-        return 0
-    saved = [(m.momentum, m.training) for m in bns]
     was_training = net.training
+    net.train()
+    bns = [m for m in net.modules()
+           if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    if not bns:
+        net.train(was_training)
+        return 0
+    saved = [m.momentum for m in bns]
     net.eval()
     n = 0
     with torch.no_grad():
@@ -143,10 +143,9 @@ def recalibrate_batchnorm(net: nn.Module, batches, device: torch.device) -> int:
             net(inputs["pillars"], inputs["num_points"], inputs["canvas_index"], inputs["image"],
                 inputs["camera_valid"])
             n += 1
-    for m, (mom, tr) in zip(bns, saved):
+    for m, mom in zip(bns, saved):
         m.momentum = mom
-        m.train(tr)
-    net.train(was_training)
+    net.train(was_training)   # every layer back to the network's mode (frozen ones stay in eval)
     return n
 
 
