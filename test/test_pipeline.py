@@ -130,3 +130,42 @@ def test_image_preprocess_and_errors(model_path):
         pipe(frame()[0], np.zeros((10, 10), np.uint8))
     with pytest.raises(ValueError, match="unknown classes"):
         PerceptionPipeline(pipe.backend, PostProcessConfig(score_threshold={"Bus": 0.5}))
+
+
+def test_resize_to_input_is_an_anti_aliased_stand_in_for_inter_area():
+    """resize_to_input against OpenCV's INTER_AREA (the resize it replaced).
+
+    Known answers measured when it was written: on the eleven real A2D2 frames (1920x1208 ->
+    512x320) the pixels differ from INTER_AREA by 0.815 grey levels on average (99th percentile
+    5); stripes one pixel wide every three pixels (mean 85) come out with a standard deviation of
+    25.8 (INTER_AREA 20.8, plain INTER_LINEAR 85.4: aliasing).
+    """
+    import glob
+    import os
+
+    import cv2
+
+    from bev_mtl_ros.runtime.pipeline import resize_to_input
+    real = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "data", "real_a2d2",
+                                         "*_camera_*.png")))
+    assert len(real) == 11
+    diffs = []
+    for path in real:
+        rgb = np.ascontiguousarray(cv2.imread(path)[:, :, ::-1])
+        out = resize_to_input(rgb, (512, 320))
+        assert out.shape == (320, 512, 3) and out.dtype == np.uint8
+        area = cv2.resize(rgb, (512, 320), interpolation=cv2.INTER_AREA)
+        diffs.append(np.abs(out.astype(np.int16) - area).ravel())
+    d = np.concatenate(diffs)
+    assert d.mean() == pytest.approx(0.815, abs=0.05) and np.percentile(d, 99) <= 6
+    stripes = np.zeros((1208, 1920, 3), np.uint8)
+    stripes[:, ::3] = 255
+    out = resize_to_input(stripes, (512, 320)).astype(np.float64)
+    assert out.mean() == pytest.approx(85.0, abs=1.0) and out.std() == pytest.approx(25.8, abs=1.0)
+    # a flat image stays flat whatever the sizes (odd ones, one axis shrunk, enlarged)
+    for shape, size in (((703, 1001, 3), (512, 320)), ((320, 1300, 3), (512, 320)),
+                        ((200, 300, 3), (512, 320)), ((1208, 1920, 3), (64, 32))):
+        out = resize_to_input(np.full(shape, 77, np.uint8), size)
+        assert out.shape == (size[1], size[0], 3) and (out == 77).all(), (shape, size)
+    same = np.zeros((320, 512, 3), np.uint8)
+    assert resize_to_input(same, (512, 320)) is same

@@ -141,12 +141,10 @@ def network_inputs(batch, image_rgb: np.ndarray, contract):
     avoid host copies): (pillars, num_points, canvas_index (1, H*W), image (1, 3, Hi, Wi) in
     [0, 1], camera_valid (1,)).
     """
-    import cv2
     import torch
-    wi, hi = contract.image_size
-    img = cv2.resize(image_rgb, (wi, hi), interpolation=cv2.INTER_AREA)
+
+    from bev_mtl_ros.runtime.pipeline import preprocess_image
     dev = batch.pillars.device
-    image = (torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)[None]))
-             .to(dev).float().div_(255.0))
+    image = preprocess_image(image_rgb, contract, dev)
     return (batch.pillars, batch.num_points, batch.canvas_index.unsqueeze(0), image,
             torch.ones((1,), dtype=torch.float32, device=dev))

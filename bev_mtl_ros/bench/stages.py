@@ -43,19 +43,29 @@ def make_pipeline(backend):
 
 def time_conversions(st: Dict[str, Any], pts: np.ndarray, img: np.ndarray, contract,
                      cfg: BenchConfig) -> None:
-    """Time PointCloud2 -> numpy and Image -> numpy (+ resize to the network input)."""
-    from bev_mtl_ros.ros.conversions import (cloud_to_msg, cloud_to_xyzi, image_to_msg,
-                                             image_to_rgb, resize_rgb)
+    """Time PointCloud2 -> numpy and Image -> numpy (+ resize to the network input).
+
+    ``image_resize`` is the node's resize to the network input alone
+    (:func:`~bev_mtl_ros.runtime.pipeline.resize_to_input`) and ``image_resize_inter_area``
+    OpenCV's INTER_AREA to the same size, the resize it replaced, timed in the same run.
+    """
+    import cv2
+
+    from bev_mtl_ros.ros.conversions import cloud_to_msg, cloud_to_xyzi, image_to_msg, image_to_rgb
+    from bev_mtl_ros.runtime.pipeline import resize_to_input
     n_pts = int(pts.shape[0])
     cmsg = cloud_to_msg({"x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2],
                          "intensity": pts[:, 3],
                          "lidar_id": np.zeros(n_pts, np.uint8),
                          "t": np.zeros(n_pts, np.float32)})
     imsg = image_to_msg(img, "rgb8")
+    size = tuple(contract.image_size)
     st["cloud_to_numpy"] = time_stage(lambda: cloud_to_xyzi(cmsg), cfg.frames, cfg.warmup)
-    st["image_to_numpy"] = time_stage(
-        lambda: resize_rgb(image_to_rgb(imsg), contract.image_size),
-        cfg.frames, cfg.warmup)
+    st["image_to_numpy"] = time_stage(lambda: resize_to_input(image_to_rgb(imsg), size),
+                                      cfg.frames, cfg.warmup)
+    st["image_resize"] = time_stage(lambda: resize_to_input(img, size), cfg.frames, cfg.warmup)
+    st["image_resize_inter_area"] = time_stage(
+        lambda: cv2.resize(img, size, interpolation=cv2.INTER_AREA), cfg.frames, cfg.warmup)
 
 
 def time_pillarize(s: Dict[str, Any], pts: np.ndarray, contract, cfg: BenchConfig, dev: str):

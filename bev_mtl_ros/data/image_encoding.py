@@ -30,8 +30,8 @@ to turn e.g. ``8UC3`` into ``rgb8`` - image_to_rgb refuses them (:func:`image_to
 them). Rows are read ``step`` bytes apart, so padded rows are handled; ``rgb8`` without padding is
 returned as a zero-copy view of ``msg.data``.
 
-:func:`resize_rgb` resizes to the network input. The rclpy builder (cv_bridge's
-``cv2_to_imgmsg``) is ``ros/image_codec.py::image_to_msg``.
+The resize to the network input is ``runtime/pipeline.py::resize_to_input``. The rclpy builder
+(cv_bridge's ``cv2_to_imgmsg``) is ``ros/image_codec.py::image_to_msg``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ import numpy as np
 
 from bev_mtl_ros.data.codec_base import ConversionError, data_buffer
 
-__all__ = ["IMAGE_ENCODINGS", "encoding_layout", "image_to_array", "image_to_rgb", "resize_rgb"]
+__all__ = ["IMAGE_ENCODINGS", "encoding_layout", "image_to_array", "image_to_rgb"]
 
 _U8, _U16 = np.dtype("u1"), np.dtype("u2")
 
@@ -163,16 +163,3 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     if rgb.dtype != np.uint8:  # 16-bit: cv_bridge's convertTo(..., 255.0 / 65535.0)
         rgb = cv2.convertScaleAbs(rgb, alpha=255.0 / 65535.0)
     return np.ascontiguousarray(rgb)
-
-
-def resize_rgb(image: np.ndarray, size_wh: Tuple[int, int]) -> np.ndarray:
-    """Resize (H, W, 3) uint8 to (size_wh[1], size_wh[0], 3).
-
-    OpenCV's area interpolation when shrinking both sides, else linear; the input is returned
-    unchanged when it already has that size.
-    """
-    w, h = int(size_wh[0]), int(size_wh[1])
-    if image.shape[1] == w and image.shape[0] == h:
-        return image
-    shrink = w < image.shape[1] and h < image.shape[0]
-    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)

@@ -14,8 +14,7 @@ The node, player, converter, evaluator and demo import it from here.
   conventions (rgb8, bgr8, rgba8, bgra8, mono8, their 16-bit forms, Bayer, yuv422, and the generic
   8UC3, 16UC1, 32FC1, ...): :func:`image_to_rgb` (the network's ``(H, W, 3) uint8 RGB``),
   :func:`image_to_array` (pixels as they are), :func:`image_to_msg` (builder),
-  :func:`resize_rgb`, :func:`check_image_size`, :data:`IMAGE_ENCODINGS`,
-  :func:`encoding_layout`.
+  :func:`check_image_size`, :data:`IMAGE_ENCODINGS`, :func:`encoding_layout`.
 * Serialized messages: :func:`decode_serialized` turns the CDR bytes of an rclpy ``raw=True``
   subscription into a message object with the ROS field names through rosbags' deserializer (the
   codec the converter, player and evaluator use), ``uint8[]`` fields as zero-copy numpy views: a
@@ -46,13 +45,13 @@ from bev_mtl_ros.ros.cloud_codec import (POINTFIELD_DTYPES, CloudArrays, check_c
                                          cloud_to_xyzi)
 from bev_mtl_ros.data.codec_base import ConversionError, InputTooLarge
 from bev_mtl_ros.data.image_encoding import (IMAGE_ENCODINGS, encoding_layout, image_to_array,
-                                             image_to_rgb, resize_rgb)
+                                             image_to_rgb)
 from bev_mtl_ros.ros.image_codec import check_image_size, image_to_msg
 
 __all__ = [
     "ConversionError", "CloudArrays", "POINTFIELD_DTYPES", "IMAGE_ENCODINGS",
     "cloud_dtype", "cloud_to_structured", "cloud_to_xyzi", "image_to_rgb", "cloud_to_msg",
-    "image_to_msg", "image_to_array", "encoding_layout", "resize_rgb", "InputTooLarge",
+    "image_to_msg", "image_to_array", "encoding_layout", "InputTooLarge",
     "check_cloud_size", "check_image_size", "decode_serialized", "ros_header",
 ]
 

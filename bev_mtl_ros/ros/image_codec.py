@@ -1,7 +1,7 @@
 """sensor_msgs/Image for the node: the size check and the rclpy builder (cv_bridge's names).
 
 The decoders and the encoding table (:func:`image_to_rgb`, :func:`image_to_array`,
-:func:`encoding_layout`, :data:`IMAGE_ENCODINGS`, :func:`resize_rgb`) are ROS-free and live in
+:func:`encoding_layout`, :data:`IMAGE_ENCODINGS`) are ROS-free and live in
 :mod:`bev_mtl_ros.data.image_encoding`; :func:`image_to_msg` builds an Image in any of those
 encodings from an array already in the encoding's channel order and dtype (cv_bridge's
 ``cv2_to_imgmsg``). Import these names from :mod:`bev_mtl_ros.ros.conversions` (the codec's

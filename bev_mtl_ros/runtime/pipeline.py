@@ -10,9 +10,10 @@ image an (H, W, 3) uint8 RGB array (or None for the lidar-only path).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Union
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -23,7 +24,8 @@ from .pillarize import PillarStats, pillarize
 from .postprocess import (Detections, PostProcessConfig, decode_detections, drivable_mask,
                           resize_ids, semantic_ids)
 
-__all__ = ["FrameResult", "PerceptionPipeline", "TIMING_KEYS"]
+__all__ = [
+    "FrameResult", "PerceptionPipeline", "TIMING_KEYS", "preprocess_image", "resize_to_input"]
 
 #: keys of FrameResult.timings_ms, in pipeline order
 TIMING_KEYS = ("pillarize", "image_preprocess", "network", "postprocess", "total")
@@ -56,25 +58,56 @@ class FrameResult:
     semantic_net: Optional[np.ndarray] = None
 
 
+def resize_to_input(image: np.ndarray, size_wh: Tuple[int, int]) -> np.ndarray:
+    """Resize an (H, W, 3) uint8 RGB image to the network's input size (the one resize to it).
+
+    Shrinking is an anti-aliased resampling that costs about a fifth of OpenCV's INTER_AREA at a
+    fractional factor: while the image is at least twice the target on both axes it is halved
+    with INTER_AREA (an exact 2x2 box mean, OpenCV's fast integer path); the remaining factor
+    s (1 <= s < 2 on an axis) is low-passed with a 3-tap Gaussian of sigma = s / sqrt(12), the
+    standard deviation of a box of width s (the area filter it stands for), then resampled with
+    INTER_LINEAR. Enlarging is INTER_LINEAR. The image is returned unchanged at the target size.
+
+    Measured on A2D2's 1920x1208 front camera to 512x320 (2 cores, one OpenCV thread): 2.4 ms
+    against 11.3 ms for INTER_AREA, pixels within 0.73 grey levels of it on average; the shipped
+    models' real-frame coarse mIoU moved by +0.0006 / +0.0009 (bench/README.md).
+
+    Args:
+        image: (H, W, 3) uint8 RGB (any H, W >= 1).
+        size_wh: (width, height) of the result, OpenCV order (``contract.image_size``).
+    Returns:
+        (height, width, 3) uint8, ``image`` itself when it already has that size.
+    """
+    import cv2
+    wi, hi = int(size_wh[0]), int(size_wh[1])
+    h, w = image.shape[:2]
+    if (w, h) == (wi, hi):
+        return image
+    while w >= 2 * wi and h >= 2 * hi:
+        w, h = w // 2, h // 2
+        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    sx, sy = w / wi, h / hi
+    if sx > 1.0 or sy > 1.0:
+        image = cv2.GaussianBlur(image, (3 if sx > 1.0 else 1, 3 if sy > 1.0 else 1),
+                                 sigmaX=max(sx, 1.0) / math.sqrt(12.0),
+                                 sigmaY=max(sy, 1.0) / math.sqrt(12.0))
+    return cv2.resize(image, (wi, hi), interpolation=cv2.INTER_LINEAR)
+
+
 def preprocess_image(image: np.ndarray, contract: ModelContract,
                      device: Union[str, torch.device] = "cpu") -> torch.Tensor:
     """Convert (H, W, 3) uint8 RGB to the network's (1, 3, Hi, Wi) float32 in [0, 1] on ``device``.
 
-    Resized to ``contract.image_size`` (Wi, Hi) with cv2 INTER_AREA when shrinking, INTER_LINEAR
-    when enlarging (the normalisation with the contract's mean / std is inside the network).
-    Raises ValueError for other shapes/dtypes.
+    Resized to ``contract.image_size`` (Wi, Hi) with :func:`resize_to_input` (the normalisation
+    with the contract's mean / std is inside the network). Raises ValueError for other
+    shapes/dtypes.
     """
-    import cv2
     if (not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3
             or image.dtype != np.uint8):
         desc = (f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray)
                 else type(image).__name__)
         raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {desc}")
-    wi, hi = contract.image_size
-    h, w = image.shape[:2]
-    if (w, h) != (wi, hi):
-        interp = cv2.INTER_AREA if (w > wi or h > hi) else cv2.INTER_LINEAR
-        image = cv2.resize(image, (wi, hi), interpolation=interp)
+    image = resize_to_input(image, contract.image_size)
     t = torch.from_numpy(np.ascontiguousarray(image)).to(device, non_blocking=False)
     return t.permute(2, 0, 1).unsqueeze(0).to(torch.float32).div_(255.0).contiguous()
 

@@ -7,7 +7,8 @@ Pipeline per sample::
 
 Raw sample (what is cached, one ``.npz`` per frame; see :func:`raw_sample_from_frame`):
     points   (N, 4) float32 [x, y, z, reflectance 0..255], model lidar frame (camera view frame), m
-    image    (Hi, Wi, 3) uint8 RGB resized to ``contract.image_size`` (INTER_AREA), or absent
+    image    (Hi, Wi, 3) uint8 RGB resized to ``contract.image_size`` as the node resizes it
+             (``runtime.pipeline.resize_to_input``), or absent
     semantic (Hi, Wi) uint8 class ids resized nearest (255 = ignore / unlabelled), or absent
     boxes    (M, 7) float32 [x, y, z, l, w, h, yaw]; labels (M,) int64 detection class index
              (A2D2 box classes mapped through ``contract.box_class_map``; None/unknown -> dropped)
@@ -39,6 +40,7 @@ import torch
 from torch.utils.data import Dataset
 
 from bev_mtl_ros.model.contract import ModelContract
+from bev_mtl_ros.runtime.pipeline import resize_to_input
 from bev_mtl_ros.train.augment import AugmentConfig, augment_sample
 
 LOG = logging.getLogger(__name__)
@@ -116,7 +118,7 @@ def raw_sample_from_frame(frame: Any, contract: ModelContract) -> Dict[str, np.n
         "drivable": compute_drivable_label(frame, contract),
     }
     if frame.image is not None:
-        out["image"] = cv2.resize(frame.image, (w, h), interpolation=cv2.INTER_AREA)
+        out["image"] = resize_to_input(frame.image, (w, h))
     if frame.semantic is not None:
         sem = cv2.resize(np.asarray(frame.semantic, np.uint8), (w, h),
                          interpolation=cv2.INTER_NEAREST)
@@ -130,7 +132,7 @@ def contract_cache_tag(contract: ModelContract) -> str:
     key = repr((contract.point_cloud_range, contract.pillar_size, contract.image_size,
                 contract.detection_classes,
                 sorted((k, v or "") for k, v in contract.box_class_map.items()),
-                contract.semantic_classes, 1))
+                contract.semantic_classes, 2))  # format 2: images by resize_to_input
     return hashlib.sha1(key.encode()).hexdigest()[:10]
 
 
@@ -425,7 +427,7 @@ class RealCameraDataset(RawSampleDataset):
         import cv2
         f = self.reader.load_frame(k)
         sem = np.asarray(f.semantic, np.uint8)
-        image = cv2.resize(f.image, self.work_size, interpolation=cv2.INTER_AREA)
+        image = resize_to_input(f.image, self.work_size)
         sem = cv2.resize(sem, self.work_size, interpolation=cv2.INTER_NEAREST)
         return image, self.contract_ids(sem)
 
@@ -449,7 +451,7 @@ class RealCameraDataset(RawSampleDataset):
             img, sem = img[y0:y0 + ch, x0:x0 + cw], sem[y0:y0 + ch, x0:x0 + cw]
         return {"points": np.zeros((0, 4), np.float32), "boxes": np.zeros((0, 7), np.float32),
                 "labels": np.zeros(0, np.int64), "drivable": None, "camera_only": True,
-                "image": cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA),
+                "image": resize_to_input(np.ascontiguousarray(img), (w, h)),
                 "semantic": cv2.resize(sem, (w, h), interpolation=cv2.INTER_NEAREST),
                 "key": self.keys[k]}
 
