@@ -474,3 +474,85 @@ def test_compressed_images_published_as_decoded_images(tmp_path, rclpy_context):
     dec = image_to_array(make_compressed_image(ts, jpg, T0, "c", "jpeg"))
     assert np.array_equal(dec, cv2.cvtColor(cv2.imdecode(np.frombuffer(jpg, np.uint8),
                                                          cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
+
+
+def _png_bag(path: Path, n: int, period_ns: int) -> None:
+    """Write a bag of ``n`` CompressedImage PNGs (30x40) on /cam/image_raw/compressed."""
+    import cv2
+
+    from bev_mtl_ros.data.bag_io import make_compressed_image
+    ts = get_typestore(Stores.ROS2_KILTED)
+    png = cv2.imencode(".png", np.zeros((30, 40, 3), np.uint8))[1].tobytes()
+    w = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
+    w.open()
+    conn = w.add_connection("/cam/image_raw/compressed", "sensor_msgs/msg/CompressedImage",
+                            typestore=ts)
+    for k in range(n):
+        msg = make_compressed_image(ts, png, T0 + k * period_ns, "cam_optical", "png")
+        w.write(conn, T0 + k * period_ns,
+                bytes(ts.serialize_cdr(msg, "sensor_msgs/msg/CompressedImage")))
+    w.close()
+
+
+def test_images_are_decoded_ahead_of_their_publish_time(tmp_path, rclpy_context, monkeypatch):
+    """The player decodes image k+1 while it waits to publish image k, and stops cleanly.
+
+    A decoder that takes 0.1 s per image, images 0.3 s apart: image k+1's decoding starts before
+    image k has even reached the subscriber (decoding on the publish thread would start it 0.3 s
+    after image k was published). Image 0 waits for its own decoding, so the comparison starts at
+    image 1. With a 0.5 s decoder, stopping at 0.6 s (image 1 being decoded, 2-4 queued) returns
+    once that decode ends and leaves no decoder thread behind.
+    """
+    import bev_mtl_ros.ros.player as player_mod
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    real_decode = player_mod.decompress_image_cdr
+    decode_started = []
+    decode_s = [0.1]
+
+    def slow_decode(typestore, raw):
+        decode_started.append(time.monotonic())
+        time.sleep(decode_s[0])
+        return real_decode(typestore, raw)
+
+    monkeypatch.setattr(player_mod, "decompress_image_cdr", slow_decode)
+    src = tmp_path / "src"
+    _png_bag(src, 5, 300_000_000)
+    pnode = rclpy.create_node("ahead_player", context=rclpy_context)
+    snode = rclpy.create_node("ahead_listener", context=rclpy_context)
+    received = []
+    snode.create_subscription(Image, "/cam/image_raw", lambda m: received.append(time.monotonic()),
+                              QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    ex = SingleThreadedExecutor(context=rclpy_context)
+    ex.add_node(snode)
+    stop = threading.Event()
+    spin = threading.Thread(target=lambda: [ex.spin_once(timeout_sec=0.01)
+                                            for _ in iter(stop.is_set, True)], daemon=True)
+    spin.start()
+    player = BagPlayer(pnode, src, rate=1.0, decompress_images=True)
+    try:
+        assert player.wait_for_subscribers(1, ["/cam/image_raw"], timeout=15.0)
+        stats = player.play()
+        deadline = time.monotonic() + 5
+        while len(received) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert (stats.images_decompressed, stats.decode_errors, len(received)) == (5, 0, 5)
+        for k in range(1, 4):
+            assert decode_started[k + 1] < received[k], (k, decode_started, received)
+        player.close()
+        decode_s[0] = 0.5
+        player = BagPlayer(pnode, src, rate=1.0, decompress_images=True)
+        player.start()
+        time.sleep(0.6)
+        t0 = time.monotonic()
+        player.stop()
+        stats = player.join(timeout=5.0)
+        assert time.monotonic() - t0 < 1.0 and player.finished
+        assert 1 <= stats.images_decompressed <= 2  # image 1 may still go out after its decode
+        assert not [t for t in threading.enumerate() if t.name.startswith("bag_image_decoder")]
+    finally:
+        stop.set()
+        spin.join(5)
+        player.close()

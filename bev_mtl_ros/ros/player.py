@@ -44,9 +44,10 @@ import signal
 import sys
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Sequence
+from typing import Any, Deque, Dict, Iterable, Iterator, Optional, Sequence, Tuple
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -118,6 +119,9 @@ class BagPlayer:
     Raises:
         PlayerError: bag missing/unreadable, or none of the requested topics playable.
     """
+
+    #: messages read (and compressed images decoded) ahead of the one being published
+    DECODE_AHEAD = 8
 
     def __init__(self, node, bag_path, rate: float = 1.0, clock: bool = False, loop: bool = False,
                  topics: Optional[Iterable[str]] = None, clock_hz: float = 100.0,
@@ -354,22 +358,25 @@ class BagPlayer:
         try:
             while not self._stop.is_set():
                 self._clock.restart(self.start_ns)
-                for conn, ts, raw in self._reader.messages(connections=self._connections):
+                messages = self._decoded_ahead(
+                    self._reader.messages(connections=self._connections))
+                for conn, ts, pending in messages:
                     if not self._clock.wait_until(ts):
                         break
                     if self._pacer is not None and conn.topic == self.pace_input:
                         if paced:
                             self._clock.hold(self._pacer.wait_for(paced))  # bag time stood still
                         paced += 1
-                    data = bytes(raw)
-                    if conn.id in self._decode_ids:
-                        data = self._decompress(conn.topic, data)
-                        if data is None:
-                            continue
+                    data = self._decoded(conn.topic, pending)
+                    if data is None:  # not decodable (counted, warned)
+                        continue
                     self._clock.publish(ts)
                     self._publishers[conn.id].publish(data)
                     self.stats.published[self._topic_of[conn.id]] += 1
+                    if isinstance(pending, Future):
+                        self.stats.images_decompressed += 1
                 else:
+                    messages.close()
                     self.stats.loops += 1
                     if not self.loop or (self.max_loops is not None
                                          and self.stats.loops >= self.max_loops):
@@ -377,23 +384,57 @@ class BagPlayer:
                     self._logger.info(f"loop {self.stats.loops} done; restarting "
                                       f"{self.bag_path.name}")
                     continue
+                messages.close()  # stopped mid-pass: end the decoder thread
                 break
         finally:
             self.stats.wall_s = time.monotonic() - t_start
         return self.stats
 
-    def _decompress(self, topic: str, raw: bytes) -> Optional[bytes]:
-        """Return the Image CDR of a CompressedImage's CDR (None, counted, if undecodable)."""
+    def _decoded_ahead(self, messages: Iterable[Any]) -> Iterator[Tuple[Any, int, Any]]:
+        """Yield (connection, bag time ns, data) with compressed images decoded ahead of time.
+
+        ``data`` is the CDR bytes to publish, or for a CompressedImage that is decoded a Future of
+        the Image's CDR (:func:`decompress_image_cdr`; it raises what that raises). A decoder
+        thread works :attr:`DECODE_AHEAD` messages ahead of the one being published, so an image's
+        decoding (tens of ms for a 1920x1208 PNG; OpenCV releases the GIL) overlaps the wait for
+        its publish time instead of delaying it. Closing the generator cancels what is queued and
+        waits for the decode under way.
+        """
+        if not self._decode_ids:
+            for conn, ts, raw in messages:
+                yield conn, ts, bytes(raw)
+            return
+        queue: Deque[Tuple[Any, int, Any]] = deque()
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bag_image_decoder")
         try:
-            out = decompress_image_cdr(self._typestore, raw)
+            for conn, ts, raw in messages:
+                data: Any = bytes(raw)
+                if conn.id in self._decode_ids:
+                    data = pool.submit(decompress_image_cdr, self._typestore, data)
+                queue.append((conn, ts, data))
+                if len(queue) > self.DECODE_AHEAD:
+                    yield queue.popleft()
+            while queue:
+                yield queue.popleft()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _decoded(self, topic: str, pending: Any) -> Optional[bytes]:
+        """Return the bytes to publish: ``pending`` itself, or its decoded Image CDR.
+
+        A CompressedImage whose data cannot be decoded gives None, counted in
+        ``stats.decode_errors`` and warned about (throttled).
+        """
+        if not isinstance(pending, Future):
+            return pending
+        try:
+            return pending.result()
         except (ConversionError, ValueError, KeyError) as e:
             self.stats.decode_errors += 1
             self._logger.warning(f"{topic}: compressed image not decodable, not published "
                                  f"({self.stats.decode_errors} so far): {e}",
                                  throttle_duration_sec=5.0)
             return None
-        self.stats.images_decompressed += 1
-        return out
 
     def close(self) -> None:
         """Stop playback and release the bag reader and the publishers."""
