@@ -10,6 +10,7 @@ public module).
 
 from __future__ import annotations
 
+import array as pyarray
 from typing import Optional
 
 import numpy as np
@@ -64,11 +65,14 @@ def image_to_msg(array: np.ndarray, encoding: str = "rgb8", header: Optional[Hea
     raw = np.ascontiguousarray(a, dtype=dt.newbyteorder("<")).view(np.uint8).reshape(h, row)
     if step > row:
         raw = np.concatenate([raw, np.zeros((h, step - row), np.uint8)], axis=1)
-    msg = Image()
+    data = pyarray.array("B")
+    data.frombytes(raw.data)  # the pixels' one copy
+    # check_fields=True: rosidl's setter then keeps a 'B' array as it is (without, it copies it)
+    msg = Image(check_fields=True)
     msg.header = header if header is not None else Header()
     msg.height, msg.width = h, w
     msg.encoding = encoding
     msg.is_bigendian = 0
     msg.step = step
-    msg.data = raw.tobytes()
+    msg.data = data
     return msg
