@@ -249,8 +249,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run the node on wall time (no /clock)")
     parser.add_argument("--domain-id", type=int, default=None,
                         help="ROS_DOMAIN_ID (default: a free one in 1..101)")
-    parser.add_argument("--param", "-p", nargs="+", default=[], metavar="NAME:=VALUE",
-                        help="extra node parameter overrides")
+    parser.add_argument("--param", "-p", action="extend", nargs="+", default=[],
+                        metavar="NAME:=VALUE",
+                        help="extra node parameter overrides (several after one --param, or "
+                             "--param repeated)")
     parser.add_argument("--write-golden", action="store_true",
                         help="store the outputs as the regression test's golden files in "
                              f"{GOLDEN_DIR}/")

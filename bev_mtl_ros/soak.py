@@ -276,8 +276,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--window", type=float, default=60.0,
                         help="first/last window for the latency percentiles, s (default 60)")
-    parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
-                        help="extra node parameter (repeatable)")
+    parser.add_argument("--param", "-p", action="extend", nargs="+", default=[],
+                        metavar="NAME:=VALUE",
+                        help="extra node parameters (several after one --param, or --param "
+                             "repeated)")
     parser.add_argument("--json", default=None, help="write the figures to this file")
 
 

@@ -195,3 +195,24 @@ def test_onnx_node_params_reach_the_in_process_backend():
     assert onnx_backend_options(["onnx_intra_op_threads:=2"]) == {"intra_op_threads": 2}
     with pytest.raises(ValueError, match="onnx_spin_us"):
         onnx_backend_options(["onnx_spin_us:=fast"])
+
+
+@pytest.mark.parametrize("module,dest", [("bev_mtl_ros.bench.command", "node_param"),
+                                         ("bev_mtl_ros.demo", "param"),
+                                         ("bev_mtl_ros.soak", "param")])
+def test_node_parameter_option_is_the_same_in_every_command(module, dest):
+    """bench, demo and soak take node parameters alike: ``--param`` or ``-p``.
+
+    Several after one option, or the option repeated (a repeated option used to replace the
+    earlier ones in demo).
+    """
+    import argparse
+    import importlib
+
+    parser = argparse.ArgumentParser()
+    importlib.import_module(module).add_arguments(parser)
+    extra = ["--bag", "x"] if module.endswith("demo") else []
+    args = parser.parse_args(extra + ["--param", "a:=1", "b:=2", "-p", "c:=3"])
+    assert getattr(args, dest) == ["a:=1", "b:=2", "c:=3"]
+    if module.endswith("command"):  # the bench's earlier name stays
+        assert parser.parse_args(["--node-param", "d:=4"]).node_param == ["d:=4"]

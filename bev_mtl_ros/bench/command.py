@@ -48,9 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="length of each open-loop run, quiet and one core busy (default 60)")
     parser.add_argument("--no-rate", action="store_true",
                         help="skip the open-loop replay with every output subscribed")
-    parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
-                        help="a node parameter for the end-to-end and 10 Hz runs, after "
-                             "config/perception.yaml (repeatable; e.g. pipeline_outputs:=false); "
+    parser.add_argument("--param", "-p", "--node-param", dest="node_param", action="extend",
+                        nargs="+", default=[], metavar="NAME:=VALUE",
+                        help="node parameters for the end-to-end and 10 Hz runs, after "
+                             "config/perception.yaml (several after one --param, or --param "
+                             "repeated; e.g. pipeline_outputs:=false; --node-param is the same); "
                              "onnx_spin_us and onnx_intra_op_threads also set the in-process "
                              "onnxruntime backend")
     parser.add_argument("--json", default=None, help="write the results as JSON here")
