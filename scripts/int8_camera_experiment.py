@@ -10,7 +10,8 @@ onnxruntime CPU provider, the node's session options: :class:`OnnxRuntimeBackend
    ``semantic_head``, ``pfn``, ...) and reported in ms per frame and as a share of all node time.
    Run for the fp32 model and for every int8 variant; nodes that onnxruntime or the quantizer
    added (layout reorders, Q/DQ) count with the module of the node they feed or follow
-   (:func:`_node_modules`, read from the optimised graph the session saves).
+   (``bev_mtl_ros.bench.network_profile``, which ``bev-mtl-ros bench`` prints too; run here
+   without spinning, ``spin_us=0``, as when the figures in bench/README.md were taken).
 2. **quantize** (``--steps quantize``): int8 variants of the camera-encoder nodes only (names
    starting with ``/net/camera/``; the pillar net, BEV backbone, fusion, neck and every head stay
    fp32), made with ``onnxruntime.quantization`` after its ``quant_pre_process`` (shape inference +
@@ -110,6 +111,7 @@ sys.path.insert(0, ROOT)
 
 from onnxruntime.quantization import CalibrationDataReader  # noqa: E402
 
+from bev_mtl_ros.bench.network_profile import profile_network  # noqa: E402
 from bev_mtl_ros.model.contract import ModelContract  # noqa: E402
 
 #: node-name prefix of the camera encoder in the exported graph
@@ -314,111 +316,6 @@ def rewrite_prelu_dwconv(src: str, dst: str) -> Dict[str, Any]:
     return rep
 
 
-# ----------------------------------------------------------------------------------- profile
-def _module_of(node_name: str) -> str:
-    """'/net/camera/base_net/...' -> 'camera'; names outside /net/ -> 'other'."""
-    parts = node_name.split("/")
-    return parts[2] if len(parts) > 2 and parts[1] == "net" else "other"
-
-
-def _node_modules(optimized_path: str) -> Dict[str, str]:
-    """Map every node of the session's optimised graph (saved by onnxruntime) to its module.
-
-    Nodes that onnxruntime added (layout reorders, Q/DQ without a /net/ name) take the module of
-    the node producing their first input, else of the first node consuming their first output,
-    so that their time counts with the layer they serve.
-    """
-    import onnx
-    g = onnx.load(optimized_path).graph
-    producer = {o: n for n in g.node for o in n.output}
-    consumers: Dict[str, list] = collections.defaultdict(list)
-    for n in g.node:
-        for i in n.input:
-            consumers[i].append(n)
-    out = {}
-    for n in g.node:
-        mod = _module_of(n.name)
-        seen = 0
-        cur = n
-        while mod == "other" and seen < 8:   # walk through chains of added nodes
-            seen += 1
-            p = producer.get(cur.input[0]) if cur.input else None
-            if p is not None and _module_of(p.name) != "other":
-                mod = _module_of(p.name)
-                break
-            c = consumers.get(cur.output[0], []) if cur.output else []
-            if c and _module_of(c[0].name) != "other":
-                mod = _module_of(c[0].name)
-                break
-            cur = p if p is not None else (c[0] if c else None)
-            if cur is None:
-                break
-        out[n.name] = mod
-    return out
-
-
-def profile_model(path: str, feeds: Sequence[Dict[str, np.ndarray]], runs: int,
-                  out_dir: str) -> Dict[str, Any]:
-    """Profile ``path`` with onnxruntime's profiler over ``runs`` passes of ``feeds``.
-
-    Returns {"per_module_ms": {module: ms per frame}, "share": {module: fraction of node time},
-    "node_ms_per_frame": total node time per frame, "wall_ms_p50": session.run wall time p50,
-    "top_ops": {op type: ms per frame}, "camera_ops": the same within the camera encoder}. The
-    first pass over the feeds is warm-up.
-    """
-    import onnxruntime as ort
-    from bev_mtl_ros.runtime.onnx_backend import _session_options
-    so = _session_options(ort, None, False)
-    so.enable_profiling = True
-    so.profile_file_prefix = os.path.join(out_dir, "ort_profile_" +
-                                          os.path.basename(path)[:-len(".onnx")])
-    opt_path = so.profile_file_prefix + "_optimized.onnx"
-    so.optimized_model_filepath = opt_path
-    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    owner = _node_modules(opt_path)
-    os.remove(opt_path)
-    names = [o.name for o in sess.get_outputs()]
-    for f in feeds:
-        sess.run(names, f)
-    n_warm = len(feeds)
-    walls = []
-    for r in range(runs):
-        f = feeds[r % len(feeds)]
-        t0 = time.perf_counter()
-        sess.run(names, f)
-        walls.append((time.perf_counter() - t0) * 1e3)
-    prof = sess.end_profiling()
-    with open(prof) as fh:
-        events = json.load(fh)
-    # model_run events delimit the runs; skip the warm-up ones
-    run_starts = sorted(e["ts"] for e in events if e.get("name") == "model_run")
-    t_min = run_starts[n_warm] if len(run_starts) > n_warm else 0
-    per_mod: Dict[str, float] = collections.defaultdict(float)
-    per_op: Dict[str, float] = collections.defaultdict(float)
-    cam_op: Dict[str, float] = collections.defaultdict(float)
-    for e in events:
-        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
-            continue
-        if e["ts"] < t_min:
-            continue
-        node = e["name"][:-len("_kernel_time")]
-        per_mod[owner.get(node, _module_of(node))] += e["dur"] / 1e3
-        op = e.get("args", {}).get("op_name", "?")
-        per_op[op] += e["dur"] / 1e3
-        if owner.get(node, _module_of(node)) == "camera":
-            cam_op[op] += e["dur"] / 1e3
-    total = sum(per_mod.values())
-    os.remove(prof)
-    mods = sorted(per_mod.items(), key=lambda kv: -kv[1])
-    ops = sorted(per_op.items(), key=lambda kv: -kv[1])[:12]
-    cam_ops = sorted(cam_op.items(), key=lambda kv: -kv[1])[:12]
-    return {"per_module_ms": {k: v / runs for k, v in mods},
-            "share": {k: v / total for k, v in mods},
-            "node_ms_per_frame": total / runs, "wall_ms_p50": float(np.median(walls)),
-            "top_ops": {k: v / runs for k, v in ops},
-            "camera_ops": {k: v / runs for k, v in cam_ops}}
-
-
 # ------------------------------------------------------------------------------------ parity
 def output_diffs(paths: Dict[str, str], feeds: Sequence[Dict[str, np.ndarray]]
                  ) -> Dict[str, Dict[str, float]]:
@@ -595,7 +492,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if "profile" in args.steps:
         results.setdefault("profile", {})
         for k, p in paths.items():
-            prof = profile_model(p, feeds, args.profile_runs, args.out)
+            prof = profile_network(p, feeds, args.profile_runs, args.out, spin_us=0)
             results["profile"][k] = prof
             print(f"profile {k}: node time {prof['node_ms_per_frame']:.1f} ms/frame, wall p50 "
                   f"{prof['wall_ms_p50']:.1f} ms; " + ", ".join(

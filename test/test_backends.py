@@ -183,15 +183,15 @@ def test_warmup_and_torch_device(model_dir):
 def test_spin_settings_reach_the_session(model_dir):
     """spin_us > 0: intra-op spinning bounded to spin_us and stopped after each run; 0: none."""
     import onnxruntime as ort
-    so = onnx_backend._session_options(ort, None, 100)
+    so = onnx_backend.session_options(ort, None, 100)
     assert so.get_session_config_entry("session.intra_op.allow_spinning") == "1"
     assert so.get_session_config_entry("session.intra_op.spin_duration_us") == "100"
     assert so.get_session_config_entry("session.force_spinning_stop") == "1"
     assert so.get_session_config_entry("session.inter_op.allow_spinning") == "0"
-    so = onnx_backend._session_options(ort, 1, 0)
+    so = onnx_backend.session_options(ort, 1, 0)
     assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert so.intra_op_num_threads == 1
-    so = onnx_backend._session_options(ort, None, -1)    # onnxruntime's unbounded default
+    so = onnx_backend.session_options(ort, None, -1)    # onnxruntime's unbounded default
     assert so.get_session_config_entry("session.intra_op.allow_spinning") == "1"
     with pytest.raises(RuntimeError, match="force_spinning_stop"):   # not set
         so.get_session_config_entry("session.force_spinning_stop")

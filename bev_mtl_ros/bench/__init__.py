@@ -12,6 +12,9 @@ ms):
   dict-based numpy/Python reference written here; both must yield the same pillars;
 * ``network[<backend>]`` — one forward pass: onnxruntime with every available execution provider,
   FP32 and FP16 where supported, and PyTorch eager, side by side, with the ratio to the fastest;
+* ``network_profile`` — where the network's time goes on the CPU: onnxruntime's profiler with the
+  node's session settings, kernel time per network module (camera encoder, semantic head,
+  fusion, ...) and per operator type (``network_profile``; ``--no-network-profile`` skips it);
 * ``postprocess`` — heat-map peak decoding + NMS and the masks (``runtime.postprocess``);
 * ``build_messages`` — Detection3DArray/MarkerArray/mask Images (the node's message builders);
 * ``lazy_<item>`` — each lazy output of the node on its own (semantic ids, mono8 mask, colour
@@ -33,7 +36,8 @@ Peak host memory (``resource.getrusage`` ru_maxrss) and, on CUDA, peak device me
 Modules: ``config`` (scenarios, options), ``timing`` (latency summaries, memory), ``models`` (the
 model and backends timed), ``references`` (naive and spconv pillarization), ``stages`` (the
 in-process stages), ``end_to_end`` (through the node over DDS), ``rate_replay`` (open loop at
-10 Hz, every output; ``encoder_sizes``: a separate script), ``run`` (the whole run),
+10 Hz, every output; ``encoder_sizes``: a separate script), ``network_profile`` (onnxruntime's
+profile per module), ``run`` (the whole run),
 ``report`` (overhead figures, the table), ``command`` (the command line). This package re-exports
 their public names.
 """
@@ -46,6 +50,7 @@ from bev_mtl_ros.bench.models import (backend_variants, ensure_model, export_ran
                                       make_backend, network_inputs)
 from bev_mtl_ros.bench.references import (compare_pillars, naive_pillarize, spconv_reference,
                                           spconv_voxelizer)
+from bev_mtl_ros.bench.network_profile import profile_network
 from bev_mtl_ros.bench.rate_replay import bench_rate_replay, rate_section, rate_table_lines
 from bev_mtl_ros.bench.report import OVERHEAD_TARGET_MS, format_table, node_overhead
 from bev_mtl_ros.bench.run import machine_info, run_benchmark
@@ -55,6 +60,6 @@ __all__ = ["add_arguments", "main", "DEFAULT_MODEL", "DEFAULT_SPCONV_PATH", "REP
            "SCALING_POINTS", "SCENARIOS", "BenchConfig", "bench_end_to_end", "backend_variants",
            "ensure_model", "export_random_model", "make_backend", "network_inputs",
            "compare_pillars", "naive_pillarize", "spconv_reference", "spconv_voxelizer",
-           "bench_rate_replay", "rate_section", "rate_table_lines",
+           "profile_network", "bench_rate_replay", "rate_section", "rate_table_lines",
            "OVERHEAD_TARGET_MS", "format_table", "node_overhead", "machine_info",
            "run_benchmark", "cuda_device_used_mb", "peak_rss_mb", "summarize_ms", "time_stage"]

@@ -48,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="length of each open-loop run, quiet and one core busy (default 60)")
     parser.add_argument("--no-rate", action="store_true",
                         help="skip the open-loop replay with every output subscribed")
+    parser.add_argument("--no-network-profile", action="store_true",
+                        help="skip onnxruntime's profile of the network per module (CPU)")
     parser.add_argument("--param", "-p", "--node-param", dest="node_param", action="extend",
                         nargs="+", default=[], metavar="NAME:=VALUE",
                         help="node parameters for the end-to-end and 10 Hz runs, after "
@@ -93,7 +95,8 @@ def main(args: argparse.Namespace) -> int:
                       spconv_path=args.spconv_path,
                       backends=tuple(args.backends) if args.backends else None,
                       threads=args.threads, rate=not args.no_rate, rate_hz=args.rate_hz,
-                      rate_seconds=args.rate_seconds, node_params=tuple(args.node_param))
+                      rate_seconds=args.rate_seconds, node_params=tuple(args.node_param),
+                      network_profile=not args.no_network_profile)
     res = run_benchmark(cfg)
     print(format_table(res))
     if args.json:

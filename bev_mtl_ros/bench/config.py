@@ -50,3 +50,5 @@ class BenchConfig:
     rate_seconds: float = 60.0
     #: extra ``name:=value`` parameters of the node in the end-to-end and 10 Hz runs
     node_params: Tuple[str, ...] = ()
+    #: onnxruntime's profiler over the scenario's frame, per network module (CPU, ONNX models)
+    network_profile: bool = True

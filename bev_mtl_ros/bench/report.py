@@ -63,6 +63,26 @@ def _stage_lines(lines: List[str], s: Dict[str, Any]) -> None:
         _row(lines, f"pipeline in-process: {k}", v)
     _row(lines, "pipeline in-process without semantic mask: total",
          (s.get("pipeline_in_process_no_semantic") or {}).get("total"))
+    _profile_lines(lines, s.get("network_profile"))
+
+
+def _profile_lines(lines: List[str], prof: Optional[Dict[str, Any]]) -> None:
+    """Append the network's onnxruntime profile: ms per frame per module and per op type."""
+    if not prof:
+        return
+    if "error" in prof:
+        lines.append(f"  network profile: {prof['error']}")
+        return
+    lines.append(f"  network profile (onnxruntime profiler, {prof['runs']} runs): session.run "
+                 f"p50 {prof['wall_ms_p50']:.1f} ms, kernels {prof['node_ms_per_frame']:.1f} ms "
+                 "per frame")
+    lines.append("    per module: " + ", ".join(
+        f"{k} {v:.1f} ({100 * prof['share'][k]:.0f} %)" for k, v in prof["per_module_ms"].items()))
+    lines.append("    per op type: " + ", ".join(
+        f"{k} {v:.1f}" for k, v in prof["top_ops"].items()))
+    if prof.get("camera_ops"):
+        lines.append("    camera encoder per op type: " + ", ".join(
+            f"{k} {v:.1f}" for k, v in prof["camera_ops"].items()))
 
 
 def _end_to_end_lines(lines: List[str], name: str, s: Dict[str, Any]) -> None:

@@ -95,6 +95,8 @@ def _bench_scenario(n_pts: int, img_wh: Tuple[int, int], fov: str, backends: Dic
         dets, drv, sem = time_postprocess(st, s, outputs, img, contract, cfg)
         time_messages(st, dets, drv, sem, img, contract, cfg)
         time_pipeline(s, next(iter(backends.values())), pts, img, cfg)
+    if cfg.network_profile and cfg.device == "cpu" and model_path.suffix == ".onnx":
+        s["network_profile"] = _profile(model_path, batch, img, contract, cfg)
     if cfg.dds:
         for key, every in (("end_to_end_dds", False), ("end_to_end_dds_all_outputs", True)):
             try:
@@ -109,6 +111,25 @@ def _bench_scenario(n_pts: int, img_wh: Tuple[int, int], fov: str, backends: Dic
         s["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         s["cuda_device_used_mb"] = cuda_device_used_mb()
     return s
+
+
+def _profile(model_path: Path, batch, img, contract, cfg: BenchConfig) -> Dict[str, Any]:
+    """Return onnxruntime's profile of the network on this frame (:mod:`bench.network_profile`).
+
+    The node's onnxruntime settings (``--param onnx_intra_op_threads / onnx_spin_us``);
+    ``cfg.frames`` profiled runs. Returns the profile, or {"error": ...} when it fails.
+    """
+    from bev_mtl_ros.bench.network_profile import profile_network
+    from bev_mtl_ros.model.network import INPUT_NAMES
+    feeds = {n: t.cpu().numpy() for n, t in zip(INPUT_NAMES, network_inputs(batch, img, contract))}
+    opts = onnx_backend_options(cfg.node_params)
+    with tempfile.TemporaryDirectory(prefix="bev_bench_profile_") as d:
+        try:
+            return profile_network(str(model_path), [feeds], cfg.frames, d,
+                                   intra_op_threads=opts.get("intra_op_threads"),
+                                   spin_us=opts.get("spin_us"))
+        except Exception as e:  # a graph the profiler cannot read must not end the benchmark
+            return {"error": f"{type(e).__name__}: {e}"}
 
 
 def _bench_scaling(backends: Dict[str, Any], contract, cfg: BenchConfig,

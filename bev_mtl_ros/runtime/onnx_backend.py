@@ -18,7 +18,7 @@ from ..model.contract import ContractError, ModelContract, contract_from_metadat
 from .backend_base import (INPUT_NAMES, OUTPUT_NAMES, ArrayLike, BackendError, InferenceBackend,
                            default_trt_cache_dir, output_shapes, parse_device)
 
-__all__ = ["DEFAULT_SPIN_US", "OnnxRuntimeBackend"]
+__all__ = ["DEFAULT_SPIN_US", "OnnxRuntimeBackend", "session_options"]
 
 _TRT = "TensorrtExecutionProvider"
 _CUDA = "CUDAExecutionProvider"
@@ -58,10 +58,16 @@ def _to_numpy(a: ArrayLike, dtype) -> np.ndarray:
 DEFAULT_SPIN_US = 100
 
 
-def _session_options(ort, intra_op_threads: Optional[int], spin_us: int):
-    """Return onnxruntime SessionOptions: warnings off, thread count, spinning (see the class).
+def session_options(ort, intra_op_threads: Optional[int], spin_us: int):
+    """Return the node's onnxruntime SessionOptions: warnings off, thread count, spinning.
 
-    Raises BackendError for ``spin_us`` below -1.
+    Args:
+        ort: the imported ``onnxruntime`` module.
+        intra_op_threads: intra-op pool size (None or 0: onnxruntime's choice, one per core).
+        spin_us: spinning of the pool's workers within a run, microseconds per wait (0 = none,
+            -1 = onnxruntime's unbounded default; :class:`OnnxRuntimeBackend` explains it).
+    Raises:
+        BackendError: ``spin_us`` below -1.
     """
     spin = int(spin_us)
     if spin < -1:
@@ -177,7 +183,7 @@ class OnnxRuntimeBackend(InferenceBackend):
             raise BackendError(f"onnxruntime is not importable: {e}") from e
         if not os.path.isfile(model_path):
             raise BackendError(f"ONNX model not found: {model_path}")
-        so = _session_options(ort, intra_op_threads, spin_us)
+        so = session_options(ort, intra_op_threads, spin_us)
         self._trt_cache_dir = trt_cache_dir or default_trt_cache_dir()
         chosen = _choose_providers(device, list(ort.get_available_providers()), providers)
         # The contract comes first (from the file) because the TensorRT profile needs its shapes.
