@@ -407,6 +407,31 @@ def test_start_paused_then_resume(tmp_path, rclpy_context):
     assert wall >= 0.4 + span - 0.05, wall
 
 
+def _image_listener(rclpy_context, name: str, callback):
+    """Subscribe ``callback`` to /cam/image_raw (reliable) on a node spun in a thread.
+
+    Returns a function that stops the spinning (and waits for it).
+    """
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    node = rclpy.create_node(name, context=rclpy_context)
+    node.create_subscription(Image, "/cam/image_raw", callback,
+                             QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    ex = SingleThreadedExecutor(context=rclpy_context)
+    ex.add_node(node)
+    stop = threading.Event()
+    spin = threading.Thread(target=lambda: [ex.spin_once(timeout_sec=0.01)
+                                            for _ in iter(stop.is_set, True)], daemon=True)
+    spin.start()
+
+    def stop_spinning() -> None:
+        stop.set()
+        spin.join(5)
+    return stop_spinning
+
+
 def test_compressed_images_published_as_decoded_images(tmp_path, rclpy_context):
     """``decompress_images``: a CompressedImage topic is published as rgb8 Images.
 
@@ -415,9 +440,6 @@ def test_compressed_images_published_as_decoded_images(tmp_path, rclpy_context):
     published, and playback goes on.
     """
     import cv2
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
 
     from bev_mtl_ros.data.bag_io import image_to_array, make_compressed_image
 
@@ -439,16 +461,8 @@ def test_compressed_images_published_as_decoded_images(tmp_path, rclpy_context):
     w.close()
 
     pnode = rclpy.create_node("decoding_player", context=rclpy_context)
-    snode = rclpy.create_node("image_listener", context=rclpy_context)
     got = []
-    snode.create_subscription(Image, "/cam/image_raw", got.append,
-                              QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-    ex = SingleThreadedExecutor(context=rclpy_context)
-    ex.add_node(snode)
-    stop = threading.Event()
-    spin = threading.Thread(target=lambda: [ex.spin_once(timeout_sec=0.02)
-                                            for _ in iter(stop.is_set, True)], daemon=True)
-    spin.start()
+    stop_listener = _image_listener(rclpy_context, "image_listener", got.append)
     player = BagPlayer(pnode, src, rate=4.0, decompress_images=True)
     try:
         assert player.published_topics == {"/cam/image_raw": "sensor_msgs/msg/Image"}
@@ -458,8 +472,7 @@ def test_compressed_images_published_as_decoded_images(tmp_path, rclpy_context):
         while len(got) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
-        stop.set()
-        spin.join(5)
+        stop_listener()
         player.close()
     assert (stats.images_decompressed, stats.decode_errors) == (2, 1)
     assert stats.published["/cam/image_raw/compressed"] == 2
@@ -504,9 +517,6 @@ def test_images_are_decoded_ahead_of_their_publish_time(tmp_path, rclpy_context,
     once that decode ends and leaves no decoder thread behind.
     """
     import bev_mtl_ros.ros.player as player_mod
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
 
     real_decode = player_mod.decompress_image_cdr
     decode_started = []
@@ -521,16 +531,9 @@ def test_images_are_decoded_ahead_of_their_publish_time(tmp_path, rclpy_context,
     src = tmp_path / "src"
     _png_bag(src, 5, 300_000_000)
     pnode = rclpy.create_node("ahead_player", context=rclpy_context)
-    snode = rclpy.create_node("ahead_listener", context=rclpy_context)
     received = []
-    snode.create_subscription(Image, "/cam/image_raw", lambda m: received.append(time.monotonic()),
-                              QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-    ex = SingleThreadedExecutor(context=rclpy_context)
-    ex.add_node(snode)
-    stop = threading.Event()
-    spin = threading.Thread(target=lambda: [ex.spin_once(timeout_sec=0.01)
-                                            for _ in iter(stop.is_set, True)], daemon=True)
-    spin.start()
+    stop_listener = _image_listener(rclpy_context, "ahead_listener",
+                                    lambda m: received.append(time.monotonic()))
     player = BagPlayer(pnode, src, rate=1.0, decompress_images=True)
     try:
         assert player.wait_for_subscribers(1, ["/cam/image_raw"], timeout=15.0)
@@ -553,6 +556,5 @@ def test_images_are_decoded_ahead_of_their_publish_time(tmp_path, rclpy_context,
         assert 1 <= stats.images_decompressed <= 2  # image 1 may still go out after its decode
         assert not [t for t in threading.enumerate() if t.name.startswith("bag_image_decoder")]
     finally:
-        stop.set()
-        spin.join(5)
+        stop_listener()
         player.close()
