@@ -485,6 +485,20 @@ def test_camera_colour_statistics_of_the_real_frames(real_frames):
         camera_colour_statistics(REAL, exclude_scenes=st["scenes"])
 
 
+class _LastStagesAtStride8(ESPNetV2Segmentation):
+    """The released decoder with its last two stages at stride 8 (the encoder levels pooled)."""
+
+    def __init__(self, s: float):
+        super().__init__(s, last_stride=4)
+
+    def decode(self, l1, l2, l3, l4):
+        y = self.bu_dec_l1(l4)
+        y = self.bu_dec_l2(self.bu_br_l2(resize_bilinear(y, tuple(l3.shape[-2:]), False)
+                                         + self.merge_enc_dec_l2(l3)))
+        y = self.bu_dec_l3(self.bu_br_l3(y + self.merge_enc_dec_l3(F.avg_pool2d(l2, 2))))
+        return self.bu_dec_l4(self.bu_br_l4(y + self.merge_enc_dec_l4(F.avg_pool2d(l1, 4))))
+
+
 def test_colour_matching_raises_zero_shot_miou_on_unseen_drives(city_state, real_frames):
     """Colour matching raises the Cityscapes network's zero-shot mIoU on unseen drives.
 
@@ -493,7 +507,10 @@ def test_colour_matching_raises_zero_shot_miou_on_unseen_drives(city_state, real
     0.521 -> 0.561 on the undistorted frames (0.512 -> 0.564 on the raw, distorted ones). The
     colour statistics are those of :func:`camera_colour_statistics` (``bev-mtl-ros
     colour-stats``). The same with the decoder's last stage at stride 4 (the
-    ``espnetv2_s4`` semantic head): 0.546.
+    ``espnetv2_s4`` semantic head): 0.546. With its last two stages at stride 8 (tried as a
+    cheaper street-model head, the same weights; PyTorch 51 ms per frame against 73 ms for the
+    whole network at stride 4): 0.522, under the stride-4 head by about what that head gains
+    over the FPN head in cross-validation, so it was not taken further.
     """
     torch.set_num_threads(2)
     net = ESPNetV2Segmentation(1.5)
@@ -508,9 +525,13 @@ def test_colour_matching_raises_zero_shot_miou_on_unseen_drives(city_state, real
     net4 = ESPNetV2Segmentation(1.5, last_stride=4)
     net4.load_state_dict(city_state, strict=True)
     net4.eval()
+    net8 = _LastStagesAtStride8(1.5)
+    net8.load_state_dict(city_state, strict=True)
+    net8.eval()
     miou = {}
     arms = (("imagenet", net, False), ("matched", net, True),
-            ("matched, last stage at stride 4", net4, True))
+            ("matched, last stage at stride 4", net4, True),
+            ("matched, last two stages at stride 8", net8, True))
     for arm, arm_net, matched in arms:
         conf = np.zeros((8, 9), np.int64)
         for k, (img, (_, label)) in enumerate(zip(small, real_frames)):
@@ -530,3 +551,4 @@ def test_colour_matching_raises_zero_shot_miou_on_unseen_drives(city_state, real
     assert miou["matched"] == pytest.approx(0.561, abs=0.01), miou
     # the decoder's last stage at stride 4 (semantic_head "espnetv2_s4") keeps most of it
     assert miou["matched, last stage at stride 4"] == pytest.approx(0.546, abs=0.01), miou
+    assert miou["matched, last two stages at stride 8"] == pytest.approx(0.522, abs=0.01), miou
