@@ -192,12 +192,14 @@ def _offline_reference(assets: Assets, frames, bag: Optional[Path] = None):
         pts = B.cloud_to_array(m, ("x", "y", "z", "intensity"))
         if m.header.frame_id != backend.contract.frame_id:
             transform_points(pts, tf.lookup(backend.contract.frame_id, m.header.frame_id))
-        img = None
+        img = size = None
         if s in images:
             if s in infos:
                 rectifier.update(infos[s])
-            img = rectifier.rectify(B.image_to_array(images[s])).image
-        r = pipe(pts, img)
+            rect = rectifier.rectify(B.image_to_array(images[s]))
+            # as the node: the network's image undistorted at reduced size, the mask full size
+            img, size = rect.reduced(backend.contract.image_size), rect.size
+        r = pipe(pts, img, semantic_size=size)
         det = r.detections
         out.append(Rec.FrameOutput(s, np.asarray(det.boxes, np.float32).reshape(-1, 7),
                                    np.asarray(det.scores, np.float32),

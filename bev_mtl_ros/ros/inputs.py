@@ -40,7 +40,7 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
                        qos_profile_sensor_data, qos_profile_system_default)
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from bev_mtl_ros.ros.camera import ImageRectifier, nominal_camera_mismatch
+from bev_mtl_ros.ros.camera import ImageRectifier, Rectified, nominal_camera_mismatch
 from bev_mtl_ros.ros.conversions import (CloudArrays, ConversionError, InputTooLarge,
                                          check_cloud_size, check_image_size, cloud_to_xyzi,
                                          decode_serialized, image_to_rgb)
@@ -312,9 +312,11 @@ class NodeInputs:
                     **self._every(60.0))
 
     # ------------------------------------------------------------------ the image (worker)
-    def convert_image(self, image: Any) -> Optional[np.ndarray]:
-        """sensor_msgs/Image -> (H, W, 3) uint8 RGB, undistorted through the CameraInfo.
+    def convert_image(self, image: Any) -> Optional[Rectified]:
+        """sensor_msgs/Image -> the RGB image through the CameraInfo (:class:`Rectified`).
 
+        Its reduced image for the network (``reduced(contract.image_size)``) is made here;
+        the full-resolution undistorted image only when an output asks for it (``image``).
         Returns None when the image is unusable (counted, warned: the frame runs lidar-only).
         Counts a size different from the model's (``images_resized``: the pipeline resizes).
         """
@@ -326,16 +328,16 @@ class NodeInputs:
                               "frame runs lidar-only", **self._every(5.0))
             return None
         stamp = image.header.stamp
-        rgb = self._rectify(rgb, float(stamp.sec) + float(stamp.nanosec) * 1e-9)
-        if tuple(rgb.shape[1::-1]) != tuple(self.contract.image_size):
+        r = self._rectify(rgb, float(stamp.sec) + float(stamp.nanosec) * 1e-9)
+        if r.size != tuple(self.contract.image_size):
             self._counters.count("images_resized")
             self._log.warning(
-                f"image {rgb.shape[1]}x{rgb.shape[0]} differs from the model's "
+                f"image {r.size[0]}x{r.size[1]} differs from the model's "
                 f"{self.contract.image_size[0]}x{self.contract.image_size[1]}: resized",
                 **self._every(60.0))
-        return rgb
+        return r
 
-    def _rectify(self, rgb: np.ndarray, stamp_s: float) -> np.ndarray:
+    def _rectify(self, rgb: np.ndarray, stamp_s: float) -> Rectified:
         """Return the image through its CameraInfo (undistorted when that has distortion).
 
         The CameraInfo is the one of the nearest stamp within ``sync_slop`` of ``stamp_s`` (s),
@@ -348,12 +350,13 @@ class NodeInputs:
         name = self.sub_info.topic_name
         try:
             r = self.rectifier.rectify(rgb, stamp_s)
+            r.reduced(self.contract.image_size)  # the undistortion runs here (kept by r)
         except cv2.error as e:
             self._counters.count("bad_input.camera_info_invalid")
             self._note("camera_info_invalid", f"undistortion failed: {e}")
             self._log.warning(f"undistortion with the CameraInfo on '{name}' failed ({e}): "
                               "image used as it is", **self._every(10.0))
-            return rgb
+            return Rectified(rgb, "camera_info_invalid", None, problem=f"undistortion failed: {e}")
         if r.status == "undistorted":
             self._counters.count("images_undistorted")
         elif r.status == "no_camera_info":
@@ -381,4 +384,4 @@ class NodeInputs:
                 self._log.warning(
                     f"CameraInfo on '{name}' has a rectification rotation R != I (stereo): "
                     "not applied, only the distortion is removed")
-        return r.image
+        return r

@@ -116,6 +116,7 @@ from rclpy.signals import SignalHandlerOptions  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from bev_mtl_ros.ros import messages as M  # noqa: E402
+from bev_mtl_ros.ros.camera import Rectified  # noqa: E402
 from bev_mtl_ros.ros.conversions import ros_header  # noqa: E402
 from bev_mtl_ros.ros.diagnostics import (HealthConfig, LatencyWindow,  # noqa: E402
                                          NodeCounters, PipelineHealth, RateMeter)
@@ -141,7 +142,8 @@ class _FrameOutputs:
     Attributes:
         header: the cloud's header in ``target_frame`` (lidar/BEV outputs).
         image: the camera Image message (image-space outputs take its header) or None.
-        rgb: (H, W, 3) uint8 RGB image the network saw, or None (lidar-only).
+        camera: the camera image through its CameraInfo (:class:`Rectified`), or None
+            (lidar-only).
         result: the pipeline's FrameResult, or None for a cloud without finite points (empty
             detections are published).
         wants: the lazy outputs subscribed when the frame was inferred (NodeOutputs.wants).
@@ -152,7 +154,7 @@ class _FrameOutputs:
 
     header: Header
     image: Any
-    rgb: Optional[np.ndarray]
+    camera: Optional[Rectified]
     result: Any
     wants: Dict[str, bool]
     timings: Dict[str, float]
@@ -383,8 +385,8 @@ class PerceptionNode(Node):
             return None
         points = conv.points
         n_finite = points.shape[0] - conv.num_nonfinite
-        rgb = None if pair.image is None else self.inputs.convert_image(pair.image)
-        if rgb is None:
+        camera = None if pair.image is None else self.inputs.convert_image(pair.image)
+        if camera is None:
             if not self.contract.lidar_only_supported:
                 self.get_logger().warning("no usable image and the model has no lidar-only "
                                           "path: frame skipped", **self._every(5.0))
@@ -393,17 +395,17 @@ class PerceptionNode(Node):
         t_conv = time.perf_counter()
         timings: Dict[str, float] = {"convert": (t_conv - t0) * 1e3}
         if n_finite == 0:
-            return _FrameOutputs(header, pair.image, rgb, None, {}, timings, t0,
+            return _FrameOutputs(header, pair.image, camera, None, {}, timings, t0,
                                  time.perf_counter(), t_arrival)
         wants = self.outputs.wants()
         self.counters.count("outputs_unsubscribed", sum(not w for w in wants.values()))
-        result = self._infer(points, rgb, wants)
+        result = self._infer(points, camera, wants)
         if result is None:
             return None
         for k, v in result.timings_ms.items():
             timings["pipeline_total" if k == "total" else str(k)] = float(v)
         self._check_pillar_stats(result.pillar_stats, n_finite)
-        return _FrameOutputs(header, pair.image, rgb, result, wants, timings, t0,
+        return _FrameOutputs(header, pair.image, camera, result, wants, timings, t0,
                              time.perf_counter(), t_arrival)
 
     def _publish_frame(self, f: _FrameOutputs) -> None:
@@ -417,7 +419,7 @@ class PerceptionNode(Node):
         if f.result is None:
             self._publish_empty(f.header)
         else:
-            self.outputs.publish_result(f.result, f.header, f.image, f.rgb, f.wants)
+            self.outputs.publish_result(f.result, f.header, f.image, f.camera, f.wants)
         f.timings["publish"] = (time.perf_counter() - t_pub) * 1e3
         self._finish(f.t0, f.t_arrival, f.timings)
 
@@ -429,16 +431,20 @@ class PerceptionNode(Node):
                                   **self._every(5.0))
         self.outputs.publish_empty(header)
 
-    def _infer(self, points: np.ndarray, rgb: Optional[np.ndarray],
+    def _infer(self, points: np.ndarray, camera: Optional[Rectified],
                wants: Dict[str, bool]) -> Optional[Any]:
-        """Run the pipeline on (N, 4) points and the RGB image (None = lidar-only).
+        """Run the pipeline on (N, 4) points and the camera image (None = lidar-only).
 
-        The semantic head runs only when a semantic output is wanted. Returns None after an
-        error (counted, warned).
+        The network gets the camera's reduced image (:meth:`Rectified.reduced`), the semantic
+        mask comes at the camera's size; it is built only when a semantic output is wanted.
+        Returns None after an error (counted, warned).
         """
         try:
-            return self.pipeline(points, rgb,
-                                 semantic=wants["semantic"] or wants["semantic_color"])
+            return self.pipeline(points,
+                                 None if camera is None else camera.reduced(
+                                     self.contract.image_size),
+                                 semantic=wants["semantic"] or wants["semantic_color"],
+                                 semantic_size=None if camera is None else camera.size)
         except Exception as e:
             self.counters.count("errors.inference")
             self.get_logger().warning(f"inference failed: {type(e).__name__}: {e}",

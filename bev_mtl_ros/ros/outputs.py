@@ -31,6 +31,7 @@ from vision_msgs.msg import Detection3DArray, LabelInfo
 from visualization_msgs.msg import MarkerArray
 
 from bev_mtl_ros.ros import messages as M
+from bev_mtl_ros.ros.camera import Rectified
 from bev_mtl_ros.ros.conversions import ros_header
 
 __all__ = ["NodeOutputs"]
@@ -102,7 +103,7 @@ class NodeOutputs:
                 empty, np.zeros(0), np.zeros(0, np.int64), self.class_names, header))
 
     def publish_result(self, result: Any, header: Header, image: Any,
-                       rgb: Optional[np.ndarray], wants: Mapping[str, bool]) -> None:
+                       camera: Optional[Rectified], wants: Mapping[str, bool]) -> None:
         """Publish one frame's results: detections always, the lazy outputs in ``wants``.
 
         Args:
@@ -110,7 +111,8 @@ class NodeOutputs:
                 None, ``semantic`` (H, W) class ids or None).
             header: the cloud's header in ``target_frame`` (lidar/BEV outputs).
             image: the camera Image message (its header stamps image-space outputs) or None.
-            rgb: the (H, W, 3) uint8 RGB image the network saw, or None (lidar-only).
+            camera: the camera image through its CameraInfo, or None (lidar-only); the overlay
+                is drawn on its :meth:`~bev_mtl_ros.ros.camera.Rectified.for_display` image.
             wants: :meth:`wants` of this frame.
         """
         det = result.detections
@@ -130,12 +132,13 @@ class NodeOutputs:
                 except ValueError as e:
                     self._log.warning(str(e), **self._every(60.0))
         sem = result.semantic
-        if sem is not None and rgb is not None and image is not None:
+        if sem is not None and camera is not None and image is not None:
             img_header = ros_header(image.header)
             if wants["semantic"]:
                 self.pub_sem.publish(M.semantic_to_image(sem, img_header))
             if wants["semantic_color"]:
-                self._publish_overlay(rgb, sem, result.semantic_net, img_header)
+                self._publish_overlay(camera.for_display(self.contract.image_size), sem,
+                                      result.semantic_net, img_header)
 
     def _publish_overlay(self, rgb: np.ndarray, sem: np.ndarray, sem_net: Optional[np.ndarray],
                          header: Header) -> None:

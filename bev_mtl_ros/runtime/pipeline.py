@@ -38,8 +38,8 @@ class FrameResult:
     Attributes:
         detections: :class:`Detections` (boxes in the model lidar frame = the cloud's frame).
         drivable: (grid_h, grid_w) uint8 {0, 1} BEV drivable-area mask, row = iy, column = ix.
-        semantic: (H, W) uint8 class ids at the *input* image's size, or None when no image was
-            given (or ``semantic=False`` was asked for).
+        semantic: (H, W) uint8 class ids at the *input* image's size (or the ``semantic_size``
+            asked for), or None when no image was given (or ``semantic=False`` was asked for).
         pillar_stats: :class:`PillarStats` of the frame's pillarization (dropped points/pillars).
         camera_valid: whether the camera branch was used.
         timings_ms: per-stage wall time in ms, keys :data:`TIMING_KEYS` (CUDA synchronised).
@@ -164,7 +164,8 @@ class PerceptionPipeline:
         return preprocess_image(image, self.contract, self.device)
 
     def __call__(self, points: Union[np.ndarray, torch.Tensor], image: Optional[np.ndarray] = None,
-                 semantic: bool = True) -> FrameResult:
+                 semantic: bool = True,
+                 semantic_size: Optional[Tuple[int, int]] = None) -> FrameResult:
         """Process one frame.
 
         Args:
@@ -174,6 +175,9 @@ class PerceptionPipeline:
             semantic: build the semantic id mask (argmax resized to the input image, the costly
                 part at full camera resolution); False gives ``semantic=None`` (the node's lazy
                 outputs: nobody subscribes to it). The network runs the same either way.
+            semantic_size: (width, height) of the semantic id mask when it is not the image's
+                size: the node passes a reduced image of the camera (undistorted at a lower
+                resolution, for the network only) and asks for the mask at the camera's size.
 
         Returns:
             :class:`FrameResult`.
@@ -208,7 +212,7 @@ class PerceptionPipeline:
         sem = sem_net = None
         if image is not None and semantic:
             sem_net = semantic_ids(outs["semantic"])
-            sem = resize_ids(sem_net, (image.shape[1], image.shape[0]))
+            sem = resize_ids(sem_net, semantic_size or (image.shape[1], image.shape[0]))
         t4 = time.perf_counter()
         tm["postprocess"] = (t4 - t3) * 1e3
         tm["total"] = (t4 - t_start) * 1e3
