@@ -315,8 +315,8 @@ class NodeInputs:
     def convert_image(self, image: Any) -> Optional[Rectified]:
         """sensor_msgs/Image -> the RGB image through the CameraInfo (:class:`Rectified`).
 
-        Its reduced image for the network (``reduced(contract.image_size)``) is made here;
-        the full-resolution undistorted image only when an output asks for it (``image``).
+        Its reduced image for the network (``reduced(contract.image_size)``) is made here; no
+        output needs a full-resolution undistortion (the overlay is drawn on ``for_display``).
         Returns None when the image is unusable (counted, warned: the frame runs lidar-only).
         Counts a size different from the model's (``images_resized``: the pipeline resizes).
         """

@@ -68,9 +68,10 @@ def resize_to_input(image: np.ndarray, size_wh: Tuple[int, int]) -> np.ndarray:
     standard deviation of a box of width s (the area filter it stands for), then resampled with
     INTER_LINEAR. Enlarging is INTER_LINEAR. The image is returned unchanged at the target size.
 
-    Measured on A2D2's 1920x1208 front camera to 512x320 (2 cores, one OpenCV thread): 2.4 ms
-    against 11.3 ms for INTER_AREA, pixels within 0.73 grey levels of it on average; the shipped
-    models' real-frame coarse mIoU moved by +0.0006 / +0.0009 (bench/README.md).
+    Measured on A2D2's 1920x1208 front camera to 512x320 (one OpenCV thread): 2.3 ms against
+    11.1 ms for INTER_AREA, pixels 0.82 grey levels from it on average over the eleven real
+    frames; the shipped models' real-frame coarse mIoU moved by +0.0009 (default) and +0.0013
+    (street) (bench/README.md, "Camera resize").
 
     Args:
         image: (H, W, 3) uint8 RGB (any H, W >= 1).
