@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="length of each open-loop run, quiet and one core busy (default 60)")
     parser.add_argument("--no-rate", action="store_true",
                         help="skip the open-loop replay with every output subscribed")
+    parser.add_argument("--raw-camera", action="store_true",
+                        help="end-to-end and 10 Hz runs with a raw camera: the image distorted "
+                             "with A2D2's front-center lens and its CameraInfo, undistorted by "
+                             "the node (default: a rectified image)")
     parser.add_argument("--no-network-profile", action="store_true",
                         help="skip onnxruntime's profile of the network per module (CPU)")
     parser.add_argument("--param", "-p", "--node-param", dest="node_param", action="extend",
@@ -96,7 +100,7 @@ def main(args: argparse.Namespace) -> int:
                       backends=tuple(args.backends) if args.backends else None,
                       threads=args.threads, rate=not args.no_rate, rate_hz=args.rate_hz,
                       rate_seconds=args.rate_seconds, node_params=tuple(args.node_param),
-                      network_profile=not args.no_network_profile)
+                      network_profile=not args.no_network_profile, raw_camera=args.raw_camera)
     res = run_benchmark(cfg)
     print(format_table(res))
     if args.json:

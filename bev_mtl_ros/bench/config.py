@@ -52,3 +52,6 @@ class BenchConfig:
     node_params: Tuple[str, ...] = ()
     #: onnxruntime's profiler over the scenario's frame, per network module (CPU, ONNX models)
     network_profile: bool = True
+    #: the node's camera as a raw one (distorted image + CameraInfo of A2D2's lens) in the
+    #: end-to-end and 10 Hz runs
+    raw_camera: bool = False

@@ -108,15 +108,16 @@ def _stop_node(node_proc: subprocess.Popen) -> None:
 
 def _run_against_node(node_proc: subprocess.Popen, log_file: IO[str], env: Dict[str, str],
                       domain: int, points: np.ndarray, image: np.ndarray, frames: int,
-                      warmup: int, timeout_s: float, all_outputs: bool) -> Dict[str, Any]:
+                      warmup: int, timeout_s: float, all_outputs: bool,
+                      raw_camera: bool = False) -> Dict[str, Any]:
     """Wait for the node, feed it closed-loop and collect the figures (see bench_end_to_end)."""
     from bev_mtl_ros.ros.feeder import NodeFeeder
 
     feeder: Optional[NodeFeeder] = None
     try:
         # the k-th ~/debug/processing_time_ms message is frame k's (frames are answered in order)
-        feeder = NodeFeeder(env, domain, "bench_e2e", camera_info=True, timings=True,
-                            all_outputs=all_outputs, clock=time.perf_counter)
+        feeder = NodeFeeder(env, domain, "bench_e2e", camera_info=True, raw_camera=raw_camera,
+                            timings=True, all_outputs=all_outputs, clock=time.perf_counter)
         wait_for_node_process(feeder, node_proc, log_file, timeout_s)
         lat, lost = _feed_closed_loop(feeder, points, image, frames, warmup)
         timings = feeder.timings
@@ -136,7 +137,7 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
                      params_file: Optional[str] = "config/perception.yaml",
                      timeout_s: float = 180.0, log=print,
                      all_outputs: bool = False,
-                     node_params: Sequence[str] = ()) -> Dict[str, Any]:
+                     node_params: Sequence[str] = (), raw_camera: bool = False) -> Dict[str, Any]:
     """Time cloud (+ image + camera info) -> ``~/detections`` through the node in its own process.
 
     The cloud is published by this process and the detections received from the node started as
@@ -147,7 +148,9 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
     optional output (markers, drivable mask and grid, semantic, colour overlay), so the node builds
     and publishes them all (lazy outputs); otherwise only detections, diagnostics and the small
     debug timing message (subscribed in both cases) are built. ``node_params``: extra node
-    parameters ``name:=value`` (e.g. ``pipeline_outputs:=false``).
+    parameters ``name:=value`` (e.g. ``pipeline_outputs:=false``). ``raw_camera``: the image is
+    published distorted with a CameraInfo of A2D2's lens, which the node undistorts
+    (:class:`~bev_mtl_ros.ros.feeder.NodeFeeder`).
 
     ``node_overhead_ms`` is measured per frame, so machine load cancels out: the frame's
     end-to-end latency minus the pipeline time the node itself measured for that frame
@@ -173,7 +176,7 @@ def bench_end_to_end(model_path: Path, points: np.ndarray, image: np.ndarray, fr
     result: Dict[str, Any] = {}
     try:
         result = _run_against_node(node_proc, log_file, env, claim.domain_id, points, image,
-                                   frames, warmup, timeout_s, all_outputs)
+                                   frames, warmup, timeout_s, all_outputs, raw_camera)
     finally:
         _stop_node(node_proc)
         claim.release()

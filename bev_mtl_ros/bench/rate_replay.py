@@ -70,7 +70,7 @@ OUTPUTS: Dict[str, str] = {
 RUNS: Dict[str, int] = {"quiet": 0, "busy_core": 1}
 #: the node's /diagnostics counters reported per run (their growth over the run)
 NODE_COUNTERS = ("pairs_in", "processed", "published", "skipped_frames", "output_stage_waits",
-                 "outputs_dropped")
+                 "outputs_dropped", "images_undistorted")
 #: Python busy loop: one core of competing load
 BUSY_LOOP = "while True: pass"
 
@@ -361,7 +361,8 @@ def bench_rate_replay(model_path: Path, points: np.ndarray, image: np.ndarray,
                       device: str = "cpu", backend: str = "auto",
                       params_file: Optional[str] = "config/perception.yaml",
                       runs: Mapping[str, int] = RUNS, timeout_s: float = 180.0,
-                      log=print, node_params: Sequence[str] = ()) -> Dict[str, Any]:
+                      log=print, node_params: Sequence[str] = (),
+                      raw_camera: bool = False) -> Dict[str, Any]:
     """Replay one frame open loop at ``rate_hz`` through the node, every output subscribed.
 
     Args:
@@ -375,7 +376,9 @@ def bench_rate_replay(model_path: Path, points: np.ndarray, image: np.ndarray,
         runs: run name -> competing busy processes (default :data:`RUNS`: quiet, one core busy).
         timeout_s: longest wait for the node to subscribe.
         log: print-like callable for progress lines.
-        node_params: extra node parameters ``name:=value`` (``bench --node-param``).
+        node_params: extra node parameters ``name:=value`` (``bench --param``).
+        raw_camera: publish the image distorted, with a CameraInfo of A2D2's lens, so that the
+            node undistorts it (``bench --raw-camera``; ``ros.feeder.NodeFeeder``).
     Returns:
         {runs: {name: figures (see module docstring) or {"error": ...}}, node_log}.
     Raises:
@@ -399,9 +402,9 @@ def bench_rate_replay(model_path: Path, points: np.ndarray, image: np.ndarray,
     feeder: Optional[NodeFeeder] = None
     result: Dict[str, Any] = {"runs": {}, "node_log": log_file.name}
     try:
-        feeder = NodeFeeder(env, claim.domain_id, "bench_rate", camera_info=True, timings=True,
-                            all_outputs=True, on_diagnostics=diag.on_diagnostics,
-                            clock=time.perf_counter)
+        feeder = NodeFeeder(env, claim.domain_id, "bench_rate", camera_info=True,
+                            raw_camera=raw_camera, timings=True, all_outputs=True,
+                            on_diagnostics=diag.on_diagnostics, clock=time.perf_counter)
         feeder.set_frame(points, image)
         wait_for_node_process(feeder, proc, log_file, timeout_s)
         _feed_closed_loop(feeder, points, image, 0, warmup)
@@ -421,7 +424,8 @@ def bench_rate_replay(model_path: Path, points: np.ndarray, image: np.ndarray,
 
 def rate_section(model_path: Path, scenario: str, n_points: int, image_wh: Sequence[int],
                  fov: str, rate_hz: float, seconds: float, warmup: int, device: str,
-                 log=print, node_params: Sequence[str] = ()) -> Dict[str, Any]:
+                 log=print, node_params: Sequence[str] = (),
+                 raw_camera: bool = False) -> Dict[str, Any]:
     """Run the rate section on one scenario's synthetic scan + image (fixed seeds).
 
     Returns {scenario, points, image, rate_hz, seconds, runs, node_log}, or the same keys with
@@ -430,11 +434,12 @@ def rate_section(model_path: Path, scenario: str, n_points: int, image_wh: Seque
     from bev_mtl_ros.data.synth_scan import synthetic_image, synthetic_scan
 
     sec: Dict[str, Any] = {"scenario": scenario, "points": n_points, "image": list(image_wh),
-                           "rate_hz": rate_hz, "seconds": seconds}
+                           "rate_hz": rate_hz, "seconds": seconds, "raw_camera": raw_camera}
     try:
         sec.update(bench_rate_replay(model_path, synthetic_scan(n_points, fov),
                                      synthetic_image(tuple(image_wh)), rate_hz, seconds,
-                                     warmup, device, log=log, node_params=node_params))
+                                     warmup, device, log=log, node_params=node_params,
+                                     raw_camera=raw_camera))
     except Exception as e:
         sec["error"] = f"{type(e).__name__}: {e}"
     return sec

@@ -48,7 +48,9 @@ def _header(res: Dict[str, Any]) -> str:
             f"{m['torch']} ({m['torch_threads']} threads), onnxruntime "
             f"{m['onnxruntime']}, load average {m['loadavg_1_5_15']}"
             + (f"; node parameters {' '.join(res['node_params'])}" if res.get("node_params")
-               else ""))
+               else "")
+            + ("; raw camera (distorted image + CameraInfo, undistorted by the node)"
+               if res.get("raw_camera") else ""))
 
 
 def _stage_lines(lines: List[str], s: Dict[str, Any]) -> None:

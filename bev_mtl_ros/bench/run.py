@@ -102,7 +102,8 @@ def _bench_scenario(n_pts: int, img_wh: Tuple[int, int], fov: str, backends: Dic
             try:
                 s[key] = bench_end_to_end(model_path, pts, img, cfg.frames, cfg.warmup, dev,
                                           log=log, all_outputs=every,
-                                          node_params=cfg.node_params)
+                                          node_params=cfg.node_params,
+                                          raw_camera=cfg.raw_camera)
             except Exception as e:
                 s[key] = {"error": f"{type(e).__name__}: {e}"}
         s["node_overhead_ms"] = node_overhead(s)
@@ -172,7 +173,7 @@ def run_benchmark(cfg: BenchConfig, log=print) -> Dict[str, Any]:
     res: Dict[str, Any] = {
         "machine": machine_info(),
         "model": model_desc, "device": cfg.device, "frames": cfg.frames, "warmup": cfg.warmup,
-        "node_params": list(cfg.node_params),
+        "node_params": list(cfg.node_params), "raw_camera": cfg.raw_camera,
         "scenarios": {},
     }
     scen: Dict[str, Tuple[int, Tuple[int, int], str]] = {k: SCENARIOS[k] for k in cfg.scenarios}
@@ -194,7 +195,8 @@ def run_benchmark(cfg: BenchConfig, log=print) -> Dict[str, Any]:
         name, (n_pts, img_wh, fov) = next(iter(scen.items()))
         res["rate_replay"] = rate_section(model_path, name, n_pts, img_wh, fov, cfg.rate_hz,
                                           cfg.rate_seconds, cfg.warmup, cfg.device, log,
-                                          node_params=cfg.node_params)
+                                          node_params=cfg.node_params,
+                                          raw_camera=cfg.raw_camera)
     if cfg.scaling:
         res["scaling"] = _bench_scaling(backends, contract, cfg, log)
     res["peak_rss_mb"] = round(peak_rss_mb(), 1)

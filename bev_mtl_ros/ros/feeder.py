@@ -61,6 +61,10 @@ class NodeFeeder:
         name: name of this client node.
         camera_info: also publish a ``CameraInfo`` with every frame (pinhole, focal length
             1687.3 px at 1920 px width, principal point at the image centre).
+        raw_camera: with ``camera_info``, play a raw camera instead: the image is distorted
+            with A2D2's front-center lens (its calibration scaled to the image size) and the
+            CameraInfo carries that lens (K, D, plumb_bob; P the undistorted camera), so the node
+            undistorts every image as it does A2D2's ``image_raw``.
         timings: subscribe ``~/debug/processing_time_ms``; each message is appended to
             :attr:`timings` as {stage label: ms}.
         semantic: record ``~/semantic`` receive times in :attr:`semantic`.
@@ -91,7 +95,8 @@ class NodeFeeder:
     """
 
     def __init__(self, env: Mapping[str, str], domain_id: int, name: str, *,
-                 camera_info: bool = False, timings: bool = False, semantic: bool = False,
+                 camera_info: bool = False, raw_camera: bool = False, timings: bool = False,
+                 semantic: bool = False,
                  all_outputs: bool = False,
                  on_diagnostics: Optional[Callable[[Any], None]] = None,
                  clock: Callable[[], float] = time.monotonic,
@@ -121,6 +126,7 @@ class NodeFeeder:
         self._ex.add_node(self._node)
         self._det_topic = f"/{NODE_NAME}/detections"
         self._cloud = self._image = self._info = None
+        self.raw_camera = bool(raw_camera)
         qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         node = self._node
         self._pub_c = node.create_publisher(PointCloud2, LIDAR_TOPIC, qos)
@@ -178,6 +184,11 @@ class NodeFeeder:
         self._cloud = cloud_to_msg({"x": points[:, 0], "y": points[:, 1], "z": points[:, 2],
                                     "intensity": points[:, 3]})
         self._cloud.header.frame_id = cloud_frame
+        cam = None
+        if self._pub_k is not None and self.raw_camera:
+            from bev_mtl_ros.data.calibration import distort_image, load_calibration
+            cam = load_calibration().cameras["front_center"].scaled(image.shape[1::-1])
+            image = distort_image(image, cam)
         self._image = image_to_msg(image, "rgb8")
         self._image.header.frame_id = image_frame
         if self._pub_k is not None and self._info is None:
@@ -185,8 +196,17 @@ class NodeFeeder:
             h, w = image.shape[:2]
             info = CameraInfo(width=w, height=h)
             info.header.frame_id = image_frame
-            f = 1687.3 * w / 1920.0
-            info.k = [f, 0.0, w / 2.0, 0.0, f, h / 2.0, 0.0, 0.0, 1.0]
+            if cam is None:
+                f = 1687.3 * w / 1920.0
+                info.k = [f, 0.0, w / 2.0, 0.0, f, h / 2.0, 0.0, 0.0, 1.0]
+            else:
+                from bev_mtl_ros.data.calibration import camera_info_matrices
+                m = camera_info_matrices(cam)
+                info.distortion_model = "plumb_bob"
+                info.d = [float(v) for v in np.asarray(cam.distortion, float).reshape(-1)]
+                info.k = [float(v) for v in np.asarray(cam.cam_matrix_original, float).reshape(9)]
+                info.r = [float(v) for v in m["r"]]
+                info.p = [float(v) for v in m["p"]]
             self._info = info
 
     def publish_frame(self, stamp_ns: int, serialized: bool = False) -> float:
