@@ -446,15 +446,23 @@ def distort_image(img: np.ndarray, cam: CameraCalibration,
     return cv2.remap(img, mx, my, interpolation, borderMode=cv2.BORDER_REPLICATE)
 
 
-def camera_info_matrices(cam: CameraCalibration) -> Dict[str, Any]:
-    """Return ROS ``sensor_msgs/CameraInfo`` fields for the *undistorted* image.
+def camera_info_matrices(cam: CameraCalibration, raw: bool = False) -> Dict[str, Any]:
+    """Return ROS ``sensor_msgs/CameraInfo`` fields for the undistorted (default) or raw image.
 
-    K = CamMatrix (row-major 9), P = [CamMatrix | 0] (12), R = identity, D = 5 zeros,
-    distortion_model "plumb_bob", width/height.
+    Undistorted: K = CamMatrix (row-major 9), P = [CamMatrix | 0] (12), R = identity, D = 5
+    zeros, distortion_model "plumb_bob", width/height. ``raw``: K = CamMatrixOriginal, D =
+    Distortion (plumb_bob, 5 coefficients; ``equidistant``, 4, for a fisheye camera), P and R
+    as above (REP 104: undistorting with K, D into P gives the undistorted image).
     """
     K = np.asarray(cam.cam_matrix, dtype=np.float64)
     P = np.zeros((3, 4))
     P[:, :3] = K
-    return {"k": K.reshape(9).copy(), "p": P.reshape(12), "r": np.eye(3).reshape(9),
-            "d": np.zeros(5),
-            "distortion_model": "plumb_bob", "width": cam.width, "height": cam.height}
+    out = {"k": K.reshape(9).copy(), "p": P.reshape(12), "r": np.eye(3).reshape(9),
+           "d": np.zeros(5),
+           "distortion_model": "plumb_bob", "width": cam.width, "height": cam.height}
+    if raw:
+        d = np.asarray(cam.distortion, np.float64).reshape(-1)
+        out.update(k=np.asarray(cam.cam_matrix_original, np.float64).reshape(9).copy(),
+                   d=d[:4] if cam.is_fisheye else d,
+                   distortion_model="equidistant" if cam.is_fisheye else "plumb_bob")
+    return out

@@ -192,17 +192,10 @@ def make_camera_info(ts, cam: CameraCalibration, stamp_ns: int, frame_id: str,
                      size: Tuple[int, int], raw: bool = False):
     """Build the sensor_msgs/CameraInfo of the undistorted (default) or the raw image.
 
-    Undistorted: K, P from CamMatrix; D zeros; plumb_bob. ``raw``: K = CamMatrixOriginal,
-    D = Distortion (plumb_bob, 5 coefficients; ``equidistant``, 4, for a fisheye camera),
-    P = [CamMatrix | 0], R = I (REP 104: undistorting with K, D into P gives the undistorted
-    image). ``size`` = (width, height) pixels.
+    The fields of :func:`~bev_mtl_ros.data.calibration.camera_info_matrices` (``raw``: the
+    raw camera's K and D). ``size`` = (width, height) pixels.
     """
-    m = camera_info_matrices(cam)
-    if raw:
-        d = np.asarray(cam.distortion, np.float64).reshape(-1)
-        m = dict(m, k=np.asarray(cam.cam_matrix_original, np.float64).reshape(9),
-                 d=d[:4] if cam.is_fisheye else d,
-                 distortion_model="equidistant" if cam.is_fisheye else "plumb_bob")
+    m = camera_info_matrices(cam, raw=raw)
     roi = ts.types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
                                                        do_rectify=False)
     return ts.types["sensor_msgs/msg/CameraInfo"](

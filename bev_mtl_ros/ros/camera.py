@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 
 from bev_mtl_ros.data.calibration import CameraCalibration, undistort_image
+from bev_mtl_ros.runtime.pipeline import halve_towards
 
 __all__ = ["RECT_MODELS", "D_COUNTS", "Rectified", "ImageRectifier", "camera_info_problem",
            "nominal_camera_mismatch"]
@@ -169,13 +170,10 @@ class Rectified:
         if self._image is not None:
             return self._image
         if (wi, hi) not in self._reduced:
-            raw, (w, h) = self._raw, self.size
-            while w >= 2 * wi and h >= 2 * hi:
-                w, h = w // 2, h // 2
-                raw = cv2.resize(raw, (w, h), interpolation=cv2.INTER_AREA)
-            if (w, h) == self.size:
+            raw = halve_towards(self._raw, (wi, hi))
+            if raw is self._raw:
                 return self.image
-            self._reduced[(wi, hi)] = undistort_image(raw, self._calibration_at((w, h)))
+            self._reduced[(wi, hi)] = undistort_image(raw, self._calibration_at(raw.shape[1::-1]))
         return self._reduced[(wi, hi)]
 
     def for_display(self, size_wh: Tuple[int, int]) -> np.ndarray:

@@ -201,12 +201,9 @@ class NodeFeeder:
                 info.k = [f, 0.0, w / 2.0, 0.0, f, h / 2.0, 0.0, 0.0, 1.0]
             else:
                 from bev_mtl_ros.data.calibration import camera_info_matrices
-                m = camera_info_matrices(cam)
-                info.distortion_model = "plumb_bob"
-                info.d = [float(v) for v in np.asarray(cam.distortion, float).reshape(-1)]
-                info.k = [float(v) for v in np.asarray(cam.cam_matrix_original, float).reshape(9)]
-                info.r = [float(v) for v in m["r"]]
-                info.p = [float(v) for v in m["p"]]
+                m = camera_info_matrices(cam, raw=True)
+                info.distortion_model = m["distortion_model"]
+                info.d, info.k, info.r, info.p = ([float(v) for v in m[f]] for f in "dkrp")
             self._info = info
 
     def publish_frame(self, stamp_ns: int, serialized: bool = False) -> float:

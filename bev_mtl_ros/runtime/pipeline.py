@@ -25,7 +25,8 @@ from .postprocess import (Detections, PostProcessConfig, decode_detections, driv
                           resize_ids, semantic_ids)
 
 __all__ = [
-    "FrameResult", "PerceptionPipeline", "TIMING_KEYS", "preprocess_image", "resize_to_input"]
+    "FrameResult", "PerceptionPipeline", "TIMING_KEYS", "halve_towards", "preprocess_image",
+    "resize_to_input"]
 
 #: keys of FrameResult.timings_ms, in pipeline order
 TIMING_KEYS = ("pillarize", "image_preprocess", "network", "postprocess", "total")
@@ -58,12 +59,32 @@ class FrameResult:
     semantic_net: Optional[np.ndarray] = None
 
 
+def halve_towards(image: np.ndarray, size_wh: Tuple[int, int]) -> np.ndarray:
+    """Halve an image with INTER_AREA while it stays at least twice ``size_wh`` on both axes.
+
+    Each halving is a 2x2 box mean (OpenCV's fast integer path when the sides are even).
+
+    Args:
+        image: (H, W[, C]) uint8 image.
+        size_wh: (width, height) the result must not go below, OpenCV order.
+    Returns:
+        The image itself when no halving applies, else a new (H / 2**k, W / 2**k[, C]) array.
+    """
+    import cv2
+    wi, hi = int(size_wh[0]), int(size_wh[1])
+    h, w = image.shape[:2]
+    while w >= 2 * wi and h >= 2 * hi:
+        w, h = w // 2, h // 2
+        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    return image
+
+
 def resize_to_input(image: np.ndarray, size_wh: Tuple[int, int]) -> np.ndarray:
     """Resize an (H, W, 3) uint8 RGB image to the network's input size (the one resize to it).
 
     Shrinking is an anti-aliased resampling that costs about a fifth of OpenCV's INTER_AREA at a
     fractional factor: while the image is at least twice the target on both axes it is halved
-    with INTER_AREA (an exact 2x2 box mean, OpenCV's fast integer path); the remaining factor
+    with INTER_AREA (:func:`halve_towards`: an exact 2x2 box mean); the remaining factor
     s (1 <= s < 2 on an axis) is low-passed with a 3-tap Gaussian of sigma = s / sqrt(12), the
     standard deviation of a box of width s (the area filter it stands for), then resampled with
     INTER_LINEAR. Enlarging is INTER_LINEAR. The image is returned unchanged at the target size.
@@ -81,12 +102,10 @@ def resize_to_input(image: np.ndarray, size_wh: Tuple[int, int]) -> np.ndarray:
     """
     import cv2
     wi, hi = int(size_wh[0]), int(size_wh[1])
-    h, w = image.shape[:2]
-    if (w, h) == (wi, hi):
+    if image.shape[1::-1] == (wi, hi):
         return image
-    while w >= 2 * wi and h >= 2 * hi:
-        w, h = w // 2, h // 2
-        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    image = halve_towards(image, (wi, hi))
+    h, w = image.shape[:2]
     sx, sy = w / wi, h / hi
     if sx > 1.0 or sy > 1.0:
         image = cv2.GaussianBlur(image, (3 if sx > 1.0 else 1, 3 if sy > 1.0 else 1),
