@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from bev_mtl_ros.model.contract import ModelContract
 from bev_mtl_ros.train.crossval import (REAL_METRICS, compare_table, drive_files, fold_metrics,
                                         format_table, load_results, make_fold_dirs, summarise)
 
@@ -108,8 +109,23 @@ def test_one_fold_end_to_end_trains_scores_and_continues(tmp_path):
     assert res["summary"]["coarse_miou"]["n"] == 1
     assert (out / f"fold_{drive}" / "result.json").is_file()
     assert (out / "summary.json").is_file()
+    # per-class thresholds calibrated on the eight training drives, one per class, on the grid
+    from bev_mtl_ros.train.thresholds import THRESHOLD_GRID
+    assert list(fold["class_thresholds"]) == list(ModelContract().detection_classes)
+    assert all(t in THRESHOLD_GRID for t in fold["class_thresholds"].values())
+    assert fold["calibration"]["gain"] >= fold["calibration"]["base_gain"]
+    assert m["det_clutter_per_frame_calibrated"] >= 0.0
+    assert m["det_clutter_per_frame_calibrated_lidar_only"] >= 0.0
+    assert math.isnan(m["det_recall_2m_calibrated"])
     again = run_crossval(REAL, str(synth), cfg, str(out), folds=[drive])
     assert again["folds"][drive]["train_s"] == fold["train_s"]   # kept, not trained again
+    # scored again without training: the same model gives the same figures
+    rescored = run_crossval(REAL, str(synth), cfg, str(out), folds=[drive], rescore=True)
+    r = rescored["folds"][drive]
+    assert r["train_s"] == fold["train_s"] and r["eval_s"] != fold["eval_s"]
+    assert r["class_thresholds"] == fold["class_thresholds"]
+    assert {k: v for k, v in r["metrics"].items() if not math.isnan(v)} == \
+        {k: v for k, v in m.items() if not math.isnan(v)}
 
 
 def test_compare_table_uses_the_common_folds_only(tmp_path):

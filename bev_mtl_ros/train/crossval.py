@@ -15,12 +15,16 @@ trained on. For each drive (one fold):
 3. the trained model is scored on the held-out drive with ``bev-mtl-ros evaluate``'s
    :func:`~bev_mtl_ros.train.evaluate.evaluate_dataset`, fused and lidar-only
    (``camera_input="both"``);
-4. the fold's metrics (:data:`REAL_METRICS`) are written to ``fold_<drive>/result.json``.
+4. per-class score thresholds are calibrated on the fold's *training* drives
+   (:mod:`bev_mtl_ros.train.thresholds`) and the held-out drive's detection measure is scored
+   again at them (:data:`CALIBRATED_METRICS`, suffix ``_calibrated``);
+5. the fold's metrics (:data:`REAL_METRICS`) are written to ``fold_<drive>/result.json``.
 
 The summary gives, per metric, the mean and the sample standard deviation over the folds where
 the metric is defined (a drive without people has no human+bike IoU; a drive without ``label3D``
 boxes no recall), and the number of such folds. A fold whose ``result.json`` exists is not run
-again (``--rerun`` forces it), so an interrupted run continues where it stopped.
+again (``--rerun`` forces it), so an interrupted run continues where it stopped;
+``--rescore`` scores the finished folds' models again without training (steps 3-5).
 
 Usage::
 
@@ -71,6 +75,13 @@ REAL_METRICS: Dict[str, Tuple[str, ...]] = {
     "det_clutter_per_frame": ("detection_point_labels", "clutter_false_positives_per_frame"),
     "det_unlabelled_vehicle_per_frame": ("detection_point_labels",
                                          "unlabelled_vehicle_per_frame"),
+}
+#: the detection metrics scored again at the fold's calibrated per-class thresholds (suffix
+#: ``_calibrated``; :func:`calibrated_metrics`): name -> key of ``thresholds.score_records``
+CALIBRATED_METRICS: Dict[str, str] = {
+    "det_recall_2m": "recall",
+    "det_false_positives_per_frame": "false_positives_per_frame",
+    "det_clutter_per_frame": "clutter_per_frame",
 }
 #: the metrics taken from the lidar-only evaluation too (suffix ``_lidar_only``)
 LIDAR_ONLY_METRICS: Tuple[str, ...] = ("det_recall_2m", "det_false_positives_per_frame",
@@ -152,6 +163,25 @@ def fold_metrics(fused: Dict[str, Any],
     if lidar_only is not None:
         for name in LIDAR_ONLY_METRICS:
             out[name + "_lidar_only"] = _lookup(lidar_only, REAL_METRICS[name])
+    return out
+
+
+def calibrated_metrics(report: Dict[str, Any], thresholds: Sequence[float]) -> Dict[str, float]:
+    """Score the held-out detection measure at the fold's calibrated per-class thresholds.
+
+    Args:
+        report: the held-out ``evaluate_dataset(..., camera_input="both", keep_records=True)``
+            report (fused, ``lidar_only`` nested).
+        thresholds: (K,) per-class score thresholds (:func:`calibrate_fold_thresholds`).
+    Returns:
+        {metric + "_calibrated" and metric + "_calibrated_lidar_only": value} for
+        :data:`CALIBRATED_METRICS` (NaN where undefined: no boxes, no label image).
+    """
+    from bev_mtl_ros.train.thresholds import records_of, score_records
+    out: Dict[str, float] = {}
+    for run, suffix in (("fused", "_calibrated"), ("lidar_only", "_calibrated_lidar_only")):
+        s = score_records(records_of(report, runs=[run]), thresholds)
+        out.update({name + suffix: float(s[key]) for name, key in CALIBRATED_METRICS.items()})
     return out
 
 
@@ -250,14 +280,14 @@ def run_fold(drive: str, files: Dict[str, List[str]], cfg: Dict[str, Any], synth
         out_dir: the cross-validation's output folder; the fold works in ``fold_<drive>/``.
         device: torch device of training; backend: inference backend of the evaluation.
     Returns:
-        {"drive", "metrics" (:func:`fold_metrics`), "train_s", "eval_s", "heldout_frames",
-        "steps"}; also written to ``fold_<drive>/result.json``.
+        {"drive", "train_s", "steps", "heldout_frames"} and :func:`score_fold`'s keys
+        ("metrics", "class_thresholds", "calibration", "eval_s"); also written to
+        ``fold_<drive>/result.json``.
     Raises:
         FileNotFoundError: a folder holds no usable frame; ConfigError: a bad config.
     """
     from bev_mtl_ros.train.augment import AugmentConfig
     from bev_mtl_ros.train.config import contract_from_config
-    from bev_mtl_ros.train.evaluate import evaluate_dataset
     from bev_mtl_ros.train.train import build_train_set, train
 
     fold_dir = os.path.join(out_dir, f"fold_{drive}")
@@ -272,22 +302,67 @@ def run_fold(drive: str, files: Dict[str, List[str]], cfg: Dict[str, Any], synth
     t0 = time.perf_counter()
     res = train(cfg, train_set, run_dir, device=device, progress=progress)
     train_s = time.perf_counter() - t0
-    model = os.path.join(run_dir, "model.pt")
-    t0 = time.perf_counter()
-    rep = evaluate_dataset(heldout, model, os.path.join(fold_dir, "eval"), backend=backend,
-                           progress=progress, num_render=2, camera_input="both")
-    result = {"drive": drive, "metrics": fold_metrics(rep, rep["lidar_only"]),
-              "train_s": train_s, "eval_s": time.perf_counter() - t0,
-              "heldout_frames": len(files[drive]), "steps": int(res["steps"])}
+    result = {"drive": drive, "train_s": train_s, "steps": int(res["steps"])}
+    result.update(score_fold(fold_dir, train_real, heldout, backend, progress))
+    result["heldout_frames"] = len(files[drive])
     with open(os.path.join(fold_dir, "result.json"), "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1, allow_nan=True)
     return result
 
 
+def score_fold(fold_dir: str, train_real: Optional[str], heldout: str, backend: str = "pytorch",
+               progress: bool = False) -> Dict[str, Any]:
+    """Score a fold's trained model (``fold_dir/run/model.pt``) on its held-out drive.
+
+    1. Per-class score thresholds are calibrated on the fold's *training* drives (the real
+       frames of ``train_real``, fused and lidar-only runs pooled;
+       :func:`bev_mtl_ros.train.thresholds.calibrate_class_thresholds` from the node's
+       threshold): nothing of the held-out drive is used.
+    2. The held-out drive is evaluated fused and lidar-only (report and renderings in
+       ``fold_dir/eval``, with its detection records), at the node's threshold
+       (:func:`fold_metrics`) and at the calibrated thresholds (:func:`calibrated_metrics`).
+
+    Args:
+        fold_dir: the fold's folder; train_real: its training drives' folder (None: no other
+            drive, the thresholds stay the node's); heldout: its held-out folder.
+        backend: inference backend of the evaluations; progress: tqdm bars.
+    Returns:
+        {"metrics", "class_thresholds" ({class: threshold}), "calibration" (objective and
+        measure on the training drives at the node's threshold and at the calibrated ones),
+        "eval_s"}.
+    Raises:
+        FileNotFoundError: no trained model in the fold.
+    """
+    from bev_mtl_ros.train.evaluate import (NODE_SCORE_THRESHOLD, evaluate_dataset,
+                                            model_contract)
+    from bev_mtl_ros.train.thresholds import calibrate_class_thresholds, records_of
+
+    model = os.path.join(fold_dir, "run", "model.pt")
+    if not os.path.isfile(model):
+        raise FileNotFoundError(f"{model}: the fold has no trained model")
+    t0 = time.perf_counter()
+    rep = evaluate_dataset(heldout, model, os.path.join(fold_dir, "eval"), backend=backend,
+                           progress=progress, num_render=2, camera_input="both",
+                           keep_records=True)
+    classes = list(model_contract(model).detection_classes)
+    calibration: Dict[str, Any] = {"thresholds": [NODE_SCORE_THRESHOLD] * len(classes)}
+    if train_real is not None:
+        cal = evaluate_dataset(train_real, model, None, backend=backend, progress=progress,
+                               num_render=0, camera_input="both", keep_records=True)
+        calibration = calibrate_class_thresholds(records_of(cal), len(classes),
+                                                 NODE_SCORE_THRESHOLD)
+    metrics = fold_metrics(rep, rep["lidar_only"])
+    metrics.update(calibrated_metrics(rep, calibration["thresholds"]))
+    return {"metrics": metrics,
+            "class_thresholds": dict(zip(classes, calibration["thresholds"])),
+            "calibration": {k: v for k, v in calibration.items() if k != "thresholds"},
+            "eval_s": time.perf_counter() - t0}
+
+
 def run_crossval(real_dir: str, synth_dir: str, cfg: Dict[str, Any], out_dir: str,
                  folds: Optional[Sequence[str]] = None, device: str = "cpu",
                  backend: str = "pytorch", rerun: bool = False,
-                 progress: bool = False) -> Dict[str, Any]:
+                 progress: bool = False, rescore: bool = False) -> Dict[str, Any]:
     """Run (or continue) the leave-one-drive-out cross-validation; write ``summary.json``.
 
     Args:
@@ -296,6 +371,9 @@ def run_crossval(real_dir: str, synth_dir: str, cfg: Dict[str, Any], out_dir: st
         out_dir: output folder (created).
         folds: the drives to hold out (default: every drive).
         rerun: run folds again even when their ``result.json`` exists.
+        rescore: train nothing: score every finished fold's model again
+            (:func:`score_fold`, e.g. after an evaluator change), keeping its training
+            figures; folds without a model are trained as usual.
     Returns:
         {"folds": {drive: fold result}, "summary": :func:`summarise` of the fold metrics,
         "config": cfg}.
@@ -314,7 +392,16 @@ def run_crossval(real_dir: str, synth_dir: str, cfg: Dict[str, Any], out_dir: st
         if os.path.isfile(path) and not rerun:
             with open(path, encoding="utf-8") as f:
                 results[drive] = json.load(f)
-            LOG.info("fold %d/%d (%s): kept the earlier result", i + 1, len(drives), drive)
+            if rescore:
+                LOG.info("fold %d/%d (%s): scoring the trained model again", i + 1,
+                         len(drives), drive)
+                train_real, heldout = make_fold_dirs(files, drive, os.path.dirname(path))
+                results[drive].update(score_fold(os.path.dirname(path), train_real, heldout,
+                                                 backend, progress))
+                with open(path, "w", encoding="utf-8") as f:
+                    json.dump(results[drive], f, indent=1, allow_nan=True)
+            else:
+                LOG.info("fold %d/%d (%s): kept the earlier result", i + 1, len(drives), drive)
             continue
         LOG.info("fold %d/%d: holding out drive %s (%d files)", i + 1, len(drives), drive,
                  len(files[drive]))
@@ -352,6 +439,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="evaluation backend (pytorch or onnxruntime; default pytorch)")
     parser.add_argument("--rerun", action="store_true",
                         help="run folds again even when their result.json exists")
+    parser.add_argument("--rescore", action="store_true",
+                        help="train nothing: score the finished folds' models again (per-class "
+                             "threshold calibration on the training drives included)")
     parser.add_argument("--progress", action="store_true", help="tqdm progress bars")
 
 
@@ -380,7 +470,8 @@ def main(args: argparse.Namespace) -> int:
             cfg["init_from"] = args.init_from
         folds = [d.strip() for d in args.folds.split(",") if d.strip()] if args.folds else None
         out = run_crossval(args.real, args.synth, cfg, args.out, folds=folds, device=args.device,
-                           backend=args.backend, rerun=args.rerun, progress=args.progress)
+                           backend=args.backend, rerun=args.rerun, progress=args.progress,
+                           rescore=args.rescore)
     except (ConfigError, FileNotFoundError, KeyError, ValueError) as e:
         LOG.error("%s", e)
         return 2

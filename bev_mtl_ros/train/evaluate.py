@@ -126,6 +126,9 @@ class EvalAccumulator:
             "verdicts": {v: 0 for v in VERDICTS}, "clutter_by_detection_class": {},
             "clutter_by_point_class": {}}
         self.per_frame: List[Dict[str, Any]] = []
+        #: one detection record per lidar frame (``bev_mtl_ros.train.thresholds``): every
+        #: in-range detection at any score, so other thresholds can be scored without the network
+        self.records: List[Dict[str, Any]] = []
         cls = contract.detection_classes
         self._vehicle_labels = np.array([cls.index(c) for c in VEHICLE_DETECTION_CLASSES
                                          if c in cls], np.int64)
@@ -176,6 +179,9 @@ class EvalAccumulator:
         clutter false positive), ``vehicle`` (an unlabelled vehicle, counted apart),
         ``person_bike``, ``road``, ``mixed`` or ``no_points``.
 
+        Every in-range detection, below the threshold too, is judged the same way and appended
+        to :attr:`records` (the frame's detection record, :mod:`bev_mtl_ros.train.thresholds`).
+
         Args:
             key: frame name (scene/frame) for the per-frame table.
             pred_boxes: (P, 7) [x, y, z, l, w, h, yaw]; pred_scores (P,); pred_labels (P,)
@@ -190,22 +196,38 @@ class EvalAccumulator:
         pb = np.asarray(pred_boxes, np.float64).reshape(-1, 7)
         ps = np.asarray(pred_scores, np.float64).reshape(-1)
         pl = np.asarray(pred_labels, np.int64).reshape(-1)
-        keep = (ps >= self.operating_threshold) & in_range_mask(pb, self.contract)
-        pb, pl = pb[keep], pl[keep]
-        row: Dict[str, Any] = {"key": key, "label3D": gt_boxes is not None, "detections": len(pb)}
-        matched = np.zeros(len(pb), bool)
+        inr = in_range_mask(pb, self.contract)
+        pb, ps, pl = pb[inr], ps[inr], pl[inr]
+        # every in-range detection is judged (the record), the threshold applied afterwards
+        rec: Dict[str, Any] = {"key": key, "scores": ps.tolist(), "labels": pl.tolist(),
+                               "verdicts": None, "matched": None, "excused": None,
+                               "near_gt": None}
         verdicts: List[str] = []
+        dominant = np.zeros(0, np.int16)
         if point_classes is not None:
             verdicts, dominant, _ = detection_point_categories(pb, points, point_classes)
+            rec["verdicts"] = list(verdicts)
+        matched_all = np.zeros(len(pb), bool)
         if gt_boxes is not None:
             gb = np.asarray(gt_boxes, np.float64).reshape(-1, 7)
             gb = gb[in_range_mask(gb, self.contract)]
             ab = gb if all_boxes is None else np.asarray(all_boxes, np.float64).reshape(-1, 7)
-            found = (centre_distance_bev(gb, pb) <= MATCH_RADIUS_M).any(axis=1)
-            matched = (centre_distance_bev(pb, ab) <= MATCH_RADIUS_M).any(axis=1)
+            near = centre_distance_bev(gb, pb) <= MATCH_RADIUS_M                  # (G, P)
+            matched_all = (centre_distance_bev(pb, ab) <= MATCH_RADIUS_M).any(axis=1)
             on_vehicle = (np.array([v == "vehicle" for v in verdicts], bool) if verdicts
                           else np.zeros(len(pb), bool))          # no point labels: none
-            excused = ~matched & np.isin(pl, self._vehicle_labels) & on_vehicle
+            excused_all = ~matched_all & np.isin(pl, self._vehicle_labels) & on_vehicle
+            rec.update({"matched": matched_all.tolist(), "excused": excused_all.tolist(),
+                        "near_gt": [np.flatnonzero(r).tolist() for r in near]})
+        self.records.append(rec)
+        keep = ps >= self.operating_threshold
+        pb, pl, matched = pb[keep], pl[keep], matched_all[keep]
+        verdicts = [v for v, k in zip(verdicts, keep) if k]
+        dominant = dominant[keep] if len(dominant) else dominant
+        row: Dict[str, Any] = {"key": key, "label3D": gt_boxes is not None, "detections": len(pb)}
+        if gt_boxes is not None:
+            found = near[:, keep].any(axis=1)
+            excused = excused_all[keep]
             fp = ~matched & ~excused
             a = self.at_2m
             a["frames"] += 1
@@ -424,7 +446,7 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
                      score_threshold: Optional[float] = None, camera: str = "front_center",
                      ap_mode: str = "area", progress: bool = True, render_style: str = "full",
                      operating_threshold: float = NODE_SCORE_THRESHOLD,
-                     camera_input: str = "on") -> Dict[str, Any]:
+                     camera_input: str = "on", keep_records: bool = False) -> Dict[str, Any]:
     """Run the pipeline over an A2D2-format directory and compute every metric.
 
     What each frame is scored on depends on its files:
@@ -451,6 +473,9 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
             it (lidar only, camera_valid = 0: no semantics), ``"both"`` does both on every frame;
             the report is then the fused one with the lidar-only report under ``"lidar_only"``.
         render_style: the :func:`render_semantic` style of the semantic frame renderings.
+        keep_records: add each run's detection records (``detection_records``: every in-range
+            detection above the pipeline's score floor with its verdicts,
+            :mod:`bev_mtl_ros.train.thresholds`) to its report.
         backend, device, max_frames, num_render, score_threshold, camera, ap_mode, progress: as
             the CLI options of the same names.
     Returns:
@@ -539,6 +564,8 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
         reps[run] = accs[run].report()
         reps[run]["camera_input"] = run
         reps[run]["source"] = dict(source)
+        if keep_records:
+            reps[run]["detection_records"] = list(accs[run].records)
     rep = reps[runs[0]]
     if len(runs) > 1:
         rep["lidar_only"] = reps["lidar_only"]

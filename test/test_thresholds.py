@@ -1,0 +1,124 @@
+"""Per-class score thresholds: detection records, their scoring and the calibration.
+
+The records of ``EvalAccumulator.add_real_detections`` must give back the accumulator's own
+real-frame measure at the node's threshold (one definition, two code paths), other thresholds
+must score by hand-counted answers, and the calibration must move a class's threshold only as
+far as its frames ask.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from bev_mtl_ros.model.contract import A2D2_SEMANTIC_CLASSES, ModelContract
+from bev_mtl_ros.train.evaluate import NODE_SCORE_THRESHOLD, EvalAccumulator
+from bev_mtl_ros.train.thresholds import (calibrate_class_thresholds, calibration_gain,
+                                          records_of, score_records)
+
+
+def _points(spec):
+    """Lidar points and their A2D2 classes: 6 points of class ``name`` around each (x, y)."""
+    pts, cls = [], []
+    for x, y, name in spec:
+        for k in range(6):
+            pts.append([x + 0.1 * (k % 5), y + 0.1 * (k // 5), -1.0])
+            cls.append(A2D2_SEMANTIC_CLASSES.index(name))
+    return np.array(pts, np.float64).reshape(-1, 3), np.array(cls, np.uint8)
+
+
+def _box(x, y):
+    return [x, y, -1.0, 4.0, 2.0, 1.6, 0.0]
+
+
+@pytest.fixture()
+def accumulated():
+    """Three hand-made lidar frames through ``add_real_detections`` (as test_real_frames)."""
+    c = ModelContract()
+    car, truck, ped = (c.detection_classes.index(n) for n in ("Car", "Truck", "Pedestrian"))
+    acc = EvalAccumulator(c)
+    # A, no label3D: Car on a building (clutter), Truck on car points (unlabelled vehicle),
+    # Car on a building at 0.3 (below the node's threshold)
+    pts, cls = _points([(10, 0, "Buildings"), (20, 0, "Car"), (30, 0, "Buildings")])
+    acc.add_real_detections("A", [_box(10, 0), _box(20, 0), _box(30, 0)], [0.9, 0.8, 0.3],
+                            [car, truck, car], pts, cls)
+    # B, label3D with boxes at (20, 0), (30, 5) and one out of range: a match at 21.5, an
+    # excused Car on car points, a Pedestrian on car points and a Car on a tree (false
+    # positives), the (30, 5) box seen only at 0.2
+    gt = np.array([_box(20, 0), _box(30, 5), _box(100, 0)])
+    pts, cls = _points([(40, -5, "Car"), (50, 0, "Car"), (60, 3, "Nature object")])
+    acc.add_real_detections("B", [_box(21.5, 0), _box(40, -5), _box(50, 0), _box(60, 3),
+                                  _box(30, 5)],
+                            [0.9, 0.9, 0.9, 0.9, 0.2], [car, car, ped, car, car], pts, cls,
+                            gt_boxes=gt, all_boxes=gt)
+    # C, label3D without a label image
+    acc.add_real_detections("C", [_box(40, -5)], [0.9], [car], np.zeros((0, 3)), None,
+                            gt_boxes=np.zeros((0, 7)))
+    return acc, (car, truck, ped)
+
+
+def test_records_reproduce_the_accumulators_measure(accumulated):
+    acc, _ = accumulated
+    rep = acc.report()
+    s = score_records(acc.records, NODE_SCORE_THRESHOLD)
+    a, b = rep["detection_at_2m"], rep["detection_point_labels"]
+    assert (s["gt_boxes"], s["found"], s["box_frames"], s["false_positives"]) == (
+        a["gt_boxes"], a["found"], a["frames"], a["false_positives"]) == (2, 1, 2, 3)
+    assert s["recall"] == a["recall"] == 0.5
+    assert s["false_positives_per_frame"] == a["false_positives_per_frame"] == 1.5
+    assert (s["clutter"], s["labelled_frames"]) == (b["clutter_false_positives"], b["frames"])
+    assert s["clutter_per_frame"] == b["clutter_false_positives_per_frame"] == 1.0
+    assert [r["key"] for r in acc.records] == ["A", "B", "C"]
+    assert acc.records[0]["matched"] is None and acc.records[2]["verdicts"] is None
+    assert len(acc.records[1]["scores"]) == 5           # below the threshold too
+
+
+def test_per_class_thresholds_known_answer(accumulated):
+    acc, (car, truck, ped) = accumulated
+    t = np.full(len(acc.contract.detection_classes), NODE_SCORE_THRESHOLD)
+    t[car] = 0.15       # the Car at 0.2 finds the (30, 5) box, the Car at 0.3 on A is clutter
+    t[ped] = 0.95       # the Pedestrian on car points is gone
+    s = score_records(acc.records, t)
+    assert (s["found"], s["recall"]) == (2, 1.0)
+    assert s["false_positives"] == 2                    # B's tree Car, C's Car
+    assert s["clutter"] == 3                            # A: two building Cars; B: the tree Car
+    assert calibration_gain(acc.records, t) == 2 - 2 - 2     # found - FPs - clutter on A
+    with pytest.raises(ValueError, match="has no threshold"):
+        score_records(acc.records, [0.4])
+
+
+def _record(scores, labels, matched=None, verdicts=None, near_gt=None):
+    n = len(scores)
+    return {"key": "x", "scores": scores, "labels": labels, "verdicts": verdicts,
+            "matched": matched, "excused": None if matched is None else [False] * n,
+            "near_gt": near_gt}
+
+
+def test_calibration_moves_a_class_only_as_far_as_its_frames_ask():
+    # class 0: a true box at 0.7 and clutter at 0.45 (frame without boxes) -> 0.50
+    # class 1: a true box found only at 0.30, nothing false -> 0.30 (not lower)
+    # class 2: nothing to judge -> stays at the base 0.40
+    recs = [_record([0.7, 0.3], [0, 1], matched=[True, True], verdicts=["vehicle", "vehicle"],
+                    near_gt=[[0], [1]]),
+            _record([0.45], [0], verdicts=["clutter"])]
+    cal = calibrate_class_thresholds(recs, 3, 0.40)
+    assert cal["thresholds"] == [0.5, 0.3, 0.4]
+    assert (cal["base_gain"], cal["gain"]) == (1 - 1, 2)
+    assert cal["at_base"]["recall"] == 0.5 and cal["calibrated"]["recall"] == 1.0
+    assert cal["calibrated"]["clutter"] == 0
+    with pytest.raises(ValueError):
+        calibrate_class_thresholds([], 3, 0.4)
+    with pytest.raises(ValueError):
+        calibrate_class_thresholds(recs, 3, 1.5)
+
+
+def test_records_of_pools_runs_and_refuses_reports_without_records():
+    fused = {"camera_input": "fused", "detection_records": [_record([0.5], [0])],
+             "lidar_only": {"camera_input": "lidar_only",
+                            "detection_records": [_record([0.6], [0]), _record([], [])]}}
+    assert len(records_of(fused)) == 3
+    assert len(records_of(fused, runs=["lidar_only"])) == 2
+    s = score_records(records_of(fused, runs=["fused"]), 0.4)
+    assert s["kept"] == 1 and math.isnan(s["recall"]) and math.isnan(s["clutter_per_frame"])
+    with pytest.raises(KeyError, match="keep_records"):
+        records_of({"camera_input": "fused"})
