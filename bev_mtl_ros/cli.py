@@ -25,6 +25,9 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "crossval": ("bev_mtl_ros.train.crossval",
                  "leave-one-drive-out cross-validation on real A2D2 frames (train + score per "
                  "fold)"),
+    "calibrate-thresholds": ("bev_mtl_ros.train.thresholds",
+                             "per-class detection score thresholds calibrated on labelled real "
+                             "frames (the node's class_score_thresholds)"),
     "colour-stats": ("bev_mtl_ros.data.colour_stats",
                      "a camera's colour statistics and the contract normalisation that maps them "
                      "onto Cityscapes'"),

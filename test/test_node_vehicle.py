@@ -319,6 +319,16 @@ def test_params_file_keyed_for_any_node_name_and_ranges_enforced(ros_env, tiny_o
     assert "parameter 'score_threshold'" in out and "Traceback" not in out, out
 
 
+def test_class_score_thresholds_naming_an_unknown_class_stop_the_node(ros_env, tiny_onnx):
+    """A per-class threshold for a class the model does not detect stops the node (exit 2)."""
+    cmd = [sys.executable, "-m", "bev_mtl_ros.ros.node", "--ros-args", "-p",
+           f"model_path:={tiny_onnx}", "-p", "class_score_thresholds:=Car:0.5,Bus:0.5"]
+    proc = subprocess.run(cmd, env=ros_env, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert "class_score_thresholds" in out and "'Bus'" in out and "Traceback" not in out, out
+
+
 def test_camera_info_undistorts_and_warns_once_about_another_camera(
     ros_env, rclpy_context, tiny_onnx
 ):

@@ -122,3 +122,26 @@ def test_records_of_pools_runs_and_refuses_reports_without_records():
     assert s["kept"] == 1 and math.isnan(s["recall"]) and math.isnan(s["clutter_per_frame"])
     with pytest.raises(KeyError, match="keep_records"):
         records_of({"camera_input": "fused"})
+
+
+def test_class_score_thresholds_parameter_round_trip_and_refusals():
+    from bev_mtl_ros.ros.params import (StartupError, make_postprocess_config,
+                                        parse_class_thresholds)
+    from bev_mtl_ros.train.thresholds import parameter_value
+    classes = ["Car", "Truck", "Pedestrian", "Cyclist"]
+    text = parameter_value(classes, [0.5, 0.35, 0.6, 0.4])
+    assert text == "Car:0.50,Truck:0.35,Pedestrian:0.60,Cyclist:0.40"
+    assert parse_class_thresholds(text, classes) == {"Car": 0.5, "Truck": 0.35,
+                                                     "Pedestrian": 0.6, "Cyclist": 0.4}
+    assert parse_class_thresholds("", classes) == {}
+    # the classes not named keep score_threshold
+    cfg = make_postprocess_config(0.4, "circle", classes, " Pedestrian : 0.7 ")
+    assert cfg.class_thresholds(classes).tolist() == [0.4, 0.4, 0.7, 0.4]
+    assert make_postprocess_config(0.3, "circle", classes).class_thresholds(classes).tolist() \
+        == [0.3] * 4
+    for bad, why in (("Bus:0.5", "not one of the model's detection classes"),
+                     ("Car=0.5", "is not Class:value"), ("Car:0.5,Car:0.6", "twice"),
+                     ("Car:1.5", "in [0, 1]"), ("Car:high", "in [0, 1]")):
+        with pytest.raises(StartupError, match="class_score_thresholds") as e:
+            parse_class_thresholds(bad, classes)
+        assert why in str(e.value)

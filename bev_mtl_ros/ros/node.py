@@ -273,9 +273,11 @@ class PerceptionNode(Node):
                                f"'{p['device']}': {type(e).__name__}: {e}") from e
         self.contract = self.backend.contract
         check_contract_overrides(self._contract_overrides, self.contract, model_path)
+        post = make_postprocess_config(p["score_threshold"], p["nms"],
+                                       self.contract.detection_classes,
+                                       p["class_score_thresholds"])
         try:
-            self.pipeline = PerceptionPipeline(
-                self.backend, make_postprocess_config(p["score_threshold"], p["nms"]))
+            self.pipeline = PerceptionPipeline(self.backend, post)
         except Exception as e:
             raise StartupError(f"cannot build the pipeline: {type(e).__name__}: {e}") from e
         self.model_path = model_path

@@ -19,7 +19,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["NODE_PARAMETERS", "PARAMETER_RANGES", "CONTRACT_PARAM_FIELDS", "INPUT_NAMES",
            "input_remap_args", "StartupError", "EXIT_STARTUP_ERROR", "find_default_model",
            "resolve_model_path", "check_parameter_choices", "check_contract_overrides",
-           "make_postprocess_config"]
+           "make_postprocess_config", "parse_class_thresholds"]
 
 PACKAGE = "bev_mtl_ros"
 DEFAULT_MODEL_NAME = "bev_mtl_default.onnx"
@@ -107,6 +107,10 @@ NODE_PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "intensity_scale": (1.0, "multiplier from the message's intensity to the model's raw "
                              "convention (A2D2 reflectance 0..255; a 0..1 driver needs 255.0)"),
     "score_threshold": (0.40, "minimum detection score"),
+    "class_score_thresholds": ("", "per-class minimum detection scores overriding "
+                                   "score_threshold, e.g. 'Car:0.50,Pedestrian:0.60' (class "
+                                   "names of the model's contract; empty = score_threshold for "
+                                   "every class; bev-mtl-ros calibrate-thresholds prints one)"),
     "nms": ("circle", "circle (CenterPoint circle NMS) | rotated_iou (BEV rotated IoU NMS) | "
                       "none"),
     "publish_semantic_color": (True, "publish ~/semantic/color (rgb8 overlay)"),
@@ -245,7 +249,44 @@ def check_parameter_choices(params: Mapping[str, Any]) -> None:
                            "none")
 
 
-def make_postprocess_config(score_threshold: float, nms: str) -> "PostProcessConfig":
+def parse_class_thresholds(text: str, classes: Sequence[str]) -> Dict[str, float]:
+    """Parse parameter ``class_score_thresholds``: ``"Class:value,Class:value"``.
+
+    Args:
+        text: comma-separated ``name:value`` pairs (spaces ignored); empty = none.
+        classes: the model contract's detection class names.
+    Returns:
+        {class name: threshold in [0, 1]} for the classes named.
+    Raises:
+        StartupError naming the entry: no ``:``, a class not in ``classes``, a class twice, a
+        value that is not a number in [0, 1].
+    """
+    out: Dict[str, float] = {}
+    for item in (t.strip() for t in str(text).split(",")):
+        if not item:
+            continue
+        name, sep, value = (x.strip() for x in item.partition(":"))
+        if not sep:
+            raise StartupError(f"parameter 'class_score_thresholds': entry '{item}' is not "
+                               "Class:value")
+        if name not in classes:
+            raise StartupError(f"parameter 'class_score_thresholds': class '{name}' is not one "
+                               f"of the model's detection classes {list(classes)}")
+        if name in out:
+            raise StartupError(f"parameter 'class_score_thresholds': class '{name}' twice")
+        try:
+            v = float(value)
+        except ValueError:
+            v = float("nan")
+        if not 0.0 <= v <= 1.0:
+            raise StartupError(f"parameter 'class_score_thresholds': '{item}' is not a score "
+                               "in [0, 1]")
+        out[name] = v
+    return out
+
+
+def make_postprocess_config(score_threshold: float, nms: str, classes: Sequence[str] = (),
+                            class_thresholds: str = "") -> "PostProcessConfig":
     """Build the pipeline's post-processing configuration from the node's parameters.
 
     Args:
@@ -253,12 +294,21 @@ def make_postprocess_config(score_threshold: float, nms: str) -> "PostProcessCon
             classes).
         nms: parameter ``nms``: "circle" (CenterPoint circle NMS) | "rotated_iou" (BEV rotated
             IoU NMS) | "none".
+        classes: the model contract's detection classes.
+        class_thresholds: parameter ``class_score_thresholds``
+            (:func:`parse_class_thresholds`); the classes it names take their own threshold,
+            the others ``score_threshold``.
     Returns:
         :class:`~bev_mtl_ros.runtime.postprocess.PostProcessConfig` (imported here, with the
         runtime, so that importing this module stays light).
     Raises:
-        ValueError (from PostProcessConfig) for an unknown ``nms``.
+        StartupError for a malformed ``class_thresholds``; ValueError (from PostProcessConfig)
+        for an unknown ``nms``.
     """
     from bev_mtl_ros.runtime.postprocess import PostProcessConfig
 
-    return PostProcessConfig(score_threshold=float(score_threshold), nms=str(nms))
+    per_class = parse_class_thresholds(class_thresholds, classes)
+    threshold: Any = float(score_threshold)
+    if per_class:
+        threshold = {c: per_class.get(c, float(score_threshold)) for c in classes}
+    return PostProcessConfig(score_threshold=threshold, nms=str(nms))

@@ -6,7 +6,10 @@ detection measure of :meth:`bev_mtl_ros.train.evaluate.EvalAccumulator.add_real_
 (recall at 2 m, false positives per frame, clutter per frame) is recomputed for *any* set of
 per-class thresholds from *detection records* - every in-range detection of a frame down to the
 pipeline's floor, with what it hit - without running the network again; and a set of per-class
-thresholds is chosen on calibration frames.
+thresholds is chosen on calibration frames. ``bev-mtl-ros calibrate-thresholds --model M
+[--data DIR]`` prints them as the node's ``class_score_thresholds`` parameter; the
+cross-validation (``train/crossval.py``) calibrates on each fold's training drives and scores the
+held-out drive at them.
 
 A detection record of one frame (``EvalAccumulator.records``, JSON-compatible):
 
@@ -29,6 +32,8 @@ unless excused; on every labelled lidar frame a kept, unmatched detection with t
 
 from __future__ import annotations
 
+import argparse
+import sys
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -176,3 +181,57 @@ def records_of(report: Dict[str, Any], runs: Optional[Sequence[str]] = None
                                "keep_records=True")
             out += rep["detection_records"]
     return out
+
+
+def parameter_value(classes: Sequence[str], thresholds: Sequence[float]) -> str:
+    """Return the node parameter ``class_score_thresholds`` for per-class thresholds.
+
+    ``"Car:0.50,Truck:0.35,..."`` in the contract's class order (read back by
+    :func:`bev_mtl_ros.ros.params.parse_class_thresholds`).
+    """
+    return ",".join(f"{c}:{float(t):.2f}" for c, t in zip(classes, thresholds))
+
+
+# ------------------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``bev-mtl-ros calibrate-thresholds``."""
+    parser.add_argument("--data", default="test/data/real_a2d2",
+                        help="A2D2-format frames with lidar and labels (default: the real "
+                             "frames of test/data/real_a2d2)")
+    parser.add_argument("--model", required=True, help=".onnx or .pt model")
+    parser.add_argument("--backend", default="auto", help="auto | onnxruntime | pytorch")
+    parser.add_argument("--base", type=float, default=None,
+                        help="starting threshold of every class (default: the node's "
+                             "score_threshold)")
+    parser.add_argument("--json", default=None, help="also write the result as JSON here")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Calibrate per-class thresholds on ``--data`` and print them; 0, or 2 on bad input."""
+    import json
+
+    from bev_mtl_ros.train.evaluate import (NODE_SCORE_THRESHOLD, evaluate_dataset,
+                                            model_contract)
+    base = NODE_SCORE_THRESHOLD if args.base is None else float(args.base)
+    try:
+        classes = list(model_contract(args.model).detection_classes)
+        rep = evaluate_dataset(args.data, args.model, None, backend=args.backend,
+                               num_render=0, camera_input="both", keep_records=True)
+        cal = calibrate_class_thresholds(records_of(rep), len(classes), base)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"calibrate-thresholds: {e}", file=sys.stderr)
+        return 2
+    print(f"calibrated on {args.data} (fused and lidar-only runs pooled), from {base:.2f}:")
+    for c, t in zip(classes, cal["thresholds"]):
+        print(f"  {c:<12} {t:.2f}")
+    for name in ("at_base", "calibrated"):
+        s = cal[name]
+        print(f"  {name:<11} recall@2m {s['recall']:.3f}  false positives/frame "
+              f"{s['false_positives_per_frame']:.2f}  clutter/frame {s['clutter_per_frame']:.2f}"
+              f"  (objective {cal['gain' if name == 'calibrated' else 'base_gain']})")
+    value = parameter_value(classes, cal["thresholds"])
+    print(f'node parameter: class_score_thresholds: "{value}"')
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(dict(cal, classes=classes, parameter=value), f, indent=1, allow_nan=True)
+    return 0
