@@ -1,5 +1,6 @@
 """Leave-one-drive-out cross-validation (train/crossval.py): folds, metrics, summary."""
 
+import json
 import math
 import os
 
@@ -115,6 +116,9 @@ def test_one_fold_end_to_end_trains_scores_and_continues(tmp_path):
     assert all(t in THRESHOLD_GRID for t in fold["class_thresholds"].values())
     assert fold["calibration"]["gain"] >= fold["calibration"]["base_gain"]
     assert m["det_clutter_per_frame_calibrated"] >= 0.0
+    cal_records = json.loads((out / f"fold_{drive}" / "calibration_records.json").read_text())
+    assert sorted({r["key"].split("/")[0] for r in cal_records}) == sorted(
+        d for d in drive_files(REAL) if d != drive and d != "20181107133258")   # PNG only
     assert m["det_clutter_per_frame_calibrated_lidar_only"] >= 0.0
     assert math.isnan(m["det_recall_2m_calibrated"])
     again = run_crossval(REAL, str(synth), cfg, str(out), folds=[drive])

@@ -317,7 +317,9 @@ def score_fold(fold_dir: str, train_real: Optional[str], heldout: str, backend: 
     1. Per-class score thresholds are calibrated on the fold's *training* drives (the real
        frames of ``train_real``, fused and lidar-only runs pooled;
        :func:`bev_mtl_ros.train.thresholds.calibrate_class_thresholds` from the node's
-       threshold): nothing of the held-out drive is used.
+       threshold): nothing of the held-out drive is used. Their detection records are kept in
+       ``fold_dir/calibration_records.json`` (other objectives can be tried without the
+       network).
     2. The held-out drive is evaluated fused and lidar-only (report and renderings in
        ``fold_dir/eval``, with its detection records), at the node's threshold
        (:func:`fold_metrics`) and at the calibrated thresholds (:func:`calibrated_metrics`).
@@ -349,8 +351,11 @@ def score_fold(fold_dir: str, train_real: Optional[str], heldout: str, backend: 
     if train_real is not None:
         cal = evaluate_dataset(train_real, model, None, backend=backend, progress=progress,
                                num_render=0, camera_input="both", keep_records=True)
-        calibration = calibrate_class_thresholds(records_of(cal), len(classes),
-                                                 NODE_SCORE_THRESHOLD)
+        records = records_of(cal)
+        calibration = calibrate_class_thresholds(records, len(classes), NODE_SCORE_THRESHOLD)
+        with open(os.path.join(fold_dir, "calibration_records.json"), "w",
+                  encoding="utf-8") as f:
+            json.dump(records, f)
     metrics = fold_metrics(rep, rep["lidar_only"])
     metrics.update(calibrated_metrics(rep, calibration["thresholds"]))
     return {"metrics": metrics,
