@@ -196,7 +196,8 @@ def main(argv=None) -> int:
         M_before, P_before = load_before(args.before, Path(tmp))
     backend = create_backend(str(REPO / "models" / "bev_mtl_default.onnx"),
                              backend="onnxruntime", device="cpu")
-    pipe = PerceptionPipeline(backend, postprocess_config(), torch_threads=None)
+    pipe = PerceptionPipeline(backend, postprocess_config(backend.contract.detection_classes),
+                              torch_threads=None)
     contract = backend.contract
     res: Dict[str, Any] = {"before": args.before, "frames": args.frames,
                            "clock": "thread CPU time, OpenCV 1 thread" if args.cpu_time
@@ -204,7 +205,8 @@ def main(argv=None) -> int:
                            "loadavg_start": [round(v, 2) for v in os.getloadavg()], "tables": {}}
     for name, (pts, rgb) in frame_inputs(backend).items():
         outs = network(pipe, backend, pts, rgb)
-        dets = P_after.decode_detections(outs, contract, postprocess_config())
+        dets = P_after.decode_detections(outs, contract,
+                                         postprocess_config(contract.detection_classes))
         drv = P_after.drivable_mask(outs["drivable"])
         b = builders(M_before, P_before, False, outs, dets, drv, rgb, contract)
         a = builders(M_after, P_after, True, outs, dets, drv, rgb, contract)

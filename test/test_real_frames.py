@@ -345,23 +345,37 @@ def test_clutter_false_positives_in_the_report():
     pred = np.array([[20.2, 5.1, -1.0, 0.8, 0.8, 1.8, 0.0], [20.0, -5.2, -1.0, 4.5, 1.9, 1.6, 0.0],
                      [20.0, 5.0, -1.0, 0.8, 0.8, 1.8, 0.0]])
     scores = np.array([0.9, 0.9, 0.2])          # the third is below the node's threshold
-    acc.add_clutter(pred, scores, car, np.concatenate([tree, car + [0, 0.5, 0, 0, 0, 0, 0]]))
-    acc.add_clutter(pred, scores, car, np.zeros((0, 7)))
+    labels = np.array([2, 0, 2])                 # Pedestrian, Car, Pedestrian
+    clutter = np.concatenate([tree, car + [0, 0.5, 0, 0, 0, 0, 0]])
+    acc.add_clutter(pred, scores, labels, car, clutter)
+    acc.add_clutter(pred, scores, labels, car, np.zeros((0, 7)))
     cfp = acc.report()["detection"]["clutter_false_positives"]
     assert cfp["count"] == 1 and cfp["frames"] == 1 and cfp["per_frame"] == 1.0
     assert cfp["score_threshold"] == NODE_SCORE_THRESHOLD
+    # per-class thresholds: a Pedestrian threshold above 0.9 drops the detection on the tree
+    acc = EvalAccumulator(ModelContract())
+    acc.operating_threshold = [0.4, 0.4, 0.95, 0.4]
+    acc.add_clutter(pred, scores, labels, car, clutter)
+    assert acc.report()["detection"]["clutter_false_positives"]["count"] == 0
 
 
 def test_evaluator_threshold_is_the_nodes():
-    """The clutter count and the operating point are scored at the node's own default threshold.
+    """The clutter count and the operating point are scored at the node's own default thresholds.
 
-    The evaluator's constant, the node's parameter default and config/perception.yaml agree.
+    The evaluator's constant, the node's parameter defaults (``score_threshold`` and the
+    shipped model's ``class_score_thresholds``) and config/perception.yaml agree.
     """
     import yaml
     from bev_mtl_ros.ros.params import NODE_PARAMETERS
     cfg = yaml.safe_load(open(os.path.join(ROOT, "config", "perception.yaml")))
     assert cfg["/**"]["ros__parameters"]["score_threshold"] == NODE_SCORE_THRESHOLD
     assert NODE_PARAMETERS["score_threshold"][0] == NODE_SCORE_THRESHOLD
+    # the per-class overrides: the evaluator's default operating point is the node's
+    from bev_mtl_ros.train.evaluate import node_operating_thresholds
+    classes = ModelContract().detection_classes
+    assert cfg["/**"]["ros__parameters"]["class_score_thresholds"] == \
+        NODE_PARAMETERS["class_score_thresholds"][0]
+    assert node_operating_thresholds(classes) == [0.5, 0.35, 0.6, 0.45]
 
 
 def test_semantic_pixel_counts_and_enet_weights_from_the_training_mix():

@@ -160,7 +160,7 @@ def _offline_reference(assets: Assets, frames, bag: Optional[Path] = None):
     import yaml
 
     from bev_mtl_ros.ros.camera import ImageRectifier
-    from bev_mtl_ros.ros.params import make_postprocess_config
+    from bev_mtl_ros.ros.params import NODE_PARAMETERS, make_postprocess_config
     from bev_mtl_ros.ros.tf import TransformBuffer, transform_points
     from bev_mtl_ros.runtime.backends import create_backend
     from bev_mtl_ros.runtime.pipeline import PerceptionPipeline
@@ -172,10 +172,13 @@ def _offline_reference(assets: Assets, frames, bag: Optional[Path] = None):
             if isinstance(v, dict) and "ros__parameters" in v:
                 params.update(v["ros__parameters"])
     params.update({k: v for k, v in _node_params(assets).items()
-                   if k in ("score_threshold", "nms")})
-    cfg = make_postprocess_config(float(params["score_threshold"]), str(params["nms"]))
+                   if k in ("score_threshold", "nms", "class_score_thresholds")})
     backend = create_backend(str(assets.model), backend="onnxruntime", device="cpu")
     names = list(backend.contract.detection_classes)
+    cfg = make_postprocess_config(
+        float(params["score_threshold"]), str(params["nms"]), names,
+        str(params.get("class_score_thresholds",
+                       NODE_PARAMETERS["class_score_thresholds"][0])))
     pipe = PerceptionPipeline(backend, cfg)
     bag = assets.bag if bag is None else bag
     image_topic = R.bag_inputs(bag).bag_image

@@ -87,25 +87,27 @@ def test_per_class_thresholds_known_answer(accumulated):
         score_records(acc.records, [0.4])
 
 
-def _record(scores, labels, matched=None, verdicts=None, near_gt=None):
+def _record(scores, labels, matched=None, verdicts=None, near_gt=None, gt_labels=None):
     n = len(scores)
     return {"key": "x", "scores": scores, "labels": labels, "verdicts": verdicts,
             "matched": matched, "excused": None if matched is None else [False] * n,
-            "near_gt": near_gt}
+            "near_gt": near_gt, "gt_labels": gt_labels}
 
 
 def test_calibration_moves_a_class_only_as_far_as_its_frames_ask():
     # class 0: a true box at 0.7 and clutter at 0.45 (frame without boxes) -> 0.50
     # class 1: a true box found only at 0.30, nothing false -> 0.30 (not lower)
-    # class 2: nothing to judge -> stays at the base 0.40
+    # class 2: no box, a clutter detection at 0.5 -> stays at the base 0.40 (its recall unseen)
     recs = [_record([0.7, 0.3], [0, 1], matched=[True, True], verdicts=["vehicle", "vehicle"],
-                    near_gt=[[0], [1]]),
-            _record([0.45], [0], verdicts=["clutter"])]
-    cal = calibrate_class_thresholds(recs, 3, 0.40)
-    assert cal["thresholds"] == [0.5, 0.3, 0.4]
-    assert (cal["base_gain"], cal["gain"]) == (1 - 1, 2)
+                    near_gt=[[0], [1]], gt_labels=[0, 1]),
+            _record([0.45, 0.5], [0, 2], verdicts=["clutter", "clutter"])]
+    cal = calibrate_class_thresholds(recs, 3, 0.40, min_boxes=1)
+    assert cal["thresholds"] == [0.5, 0.3, 0.4] and cal["boxes_per_class"] == [1, 1, 0]
+    # with the default of five boxes per class nothing here may move
+    assert calibrate_class_thresholds(recs, 3, 0.40)["thresholds"] == [0.4, 0.4, 0.4]
+    assert (cal["base_gain"], cal["gain"]) == (1 - 2, 2 - 1)
     assert cal["at_base"]["recall"] == 0.5 and cal["calibrated"]["recall"] == 1.0
-    assert cal["calibrated"]["clutter"] == 0
+    assert cal["calibrated"]["clutter"] == 1
     with pytest.raises(ValueError):
         calibrate_class_thresholds([], 3, 0.4)
     with pytest.raises(ValueError):

@@ -28,17 +28,22 @@ LAZY_OUTPUT_ITEMS = ("semantic_ids", "semantic_image", "semantic_overlay", "driv
                      "serialize_markers", "all")
 
 
-def postprocess_config():
-    """Return the node's default post-processing (:class:`PostProcessConfig` at its defaults)."""
+def postprocess_config(classes):
+    """Return the node's default post-processing (:class:`PostProcessConfig` at its defaults).
+
+    ``classes``: the model's detection classes (``class_score_thresholds`` names them).
+    """
     from bev_mtl_ros.ros.params import NODE_PARAMETERS, make_postprocess_config
     return make_postprocess_config(NODE_PARAMETERS["score_threshold"][0],
-                                   NODE_PARAMETERS["nms"][0])
+                                   NODE_PARAMETERS["nms"][0], classes,
+                                   NODE_PARAMETERS["class_score_thresholds"][0])
 
 
 def make_pipeline(backend):
     """Return the node's pipeline; torch's thread count is left as the benchmark set it."""
     from bev_mtl_ros.runtime.pipeline import PerceptionPipeline
-    return PerceptionPipeline(backend, postprocess_config(), torch_threads=None)
+    return PerceptionPipeline(backend, postprocess_config(backend.contract.detection_classes),
+                              torch_threads=None)
 
 
 def time_conversions(st: Dict[str, Any], pts: np.ndarray, img: np.ndarray, contract,
@@ -125,7 +130,7 @@ def time_postprocess(st: Dict[str, Any], s: Dict[str, Any], outputs, img: np.nda
     rows come from :func:`time_lazy_outputs`.
     """
     from bev_mtl_ros.runtime.postprocess import decode_detections, drivable_mask, semantic_ids
-    pcfg = postprocess_config()
+    pcfg = postprocess_config(contract.detection_classes)
     st["postprocess_decode_nms"] = time_stage(lambda: decode_detections(outputs, contract, pcfg),
                                               cfg.frames, cfg.warmup)
     st["postprocess_masks"] = time_stage(

@@ -78,6 +78,11 @@ def _same(a: Any, b: Any) -> bool:
 
 
 #: node parameters: name -> (default, description). ``contract.<field>`` parameters come on top.
+#: default of ``class_score_thresholds``: the shipped model's per-class thresholds, calibrated
+#: on the eleven real frames (``bev-mtl-ros calibrate-thresholds --model
+#: models/bev_mtl_default.onnx``; the procedure's cross-validation is in models/README.md)
+SHIPPED_CLASS_THRESHOLDS = "Car:0.50,Truck:0.35,Pedestrian:0.60,Cyclist:0.45"
+
 NODE_PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "model_path": ("", "ONNX (.onnx) or PyTorch (.pt) model file; empty = the packaged "
                        "models/bev_mtl_default.onnx (share dir or source tree)"),
@@ -107,10 +112,11 @@ NODE_PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "intensity_scale": (1.0, "multiplier from the message's intensity to the model's raw "
                              "convention (A2D2 reflectance 0..255; a 0..1 driver needs 255.0)"),
     "score_threshold": (0.40, "minimum detection score"),
-    "class_score_thresholds": ("", "per-class minimum detection scores overriding "
-                                   "score_threshold, e.g. 'Car:0.50,Pedestrian:0.60' (class "
-                                   "names of the model's contract; empty = score_threshold for "
-                                   "every class; bev-mtl-ros calibrate-thresholds prints one)"),
+    "class_score_thresholds": (SHIPPED_CLASS_THRESHOLDS,
+                               "per-class minimum detection scores overriding score_threshold, "
+                               "'Class:value,...' (class names of the model's contract; "
+                               "classes not named and an empty value use score_threshold; "
+                               "bev-mtl-ros calibrate-thresholds prints one for a model)"),
     "nms": ("circle", "circle (CenterPoint circle NMS) | rotated_iou (BEV rotated IoU NMS) | "
                       "none"),
     "publish_semantic_color": (True, "publish ~/semantic/color (rgb8 overlay)"),

@@ -343,14 +343,17 @@ def score_fold(fold_dir: str, train_real: Optional[str], heldout: str, backend: 
     if not os.path.isfile(model):
         raise FileNotFoundError(f"{model}: the fold has no trained model")
     t0 = time.perf_counter()
+    # at one threshold for every class: the node's shipped per-class thresholds were
+    # calibrated on every real frame, the held-out drive's included
     rep = evaluate_dataset(heldout, model, os.path.join(fold_dir, "eval"), backend=backend,
                            progress=progress, num_render=2, camera_input="both",
-                           keep_records=True)
+                           keep_records=True, operating_threshold=NODE_SCORE_THRESHOLD)
     classes = list(model_contract(model).detection_classes)
     calibration: Dict[str, Any] = {"thresholds": [NODE_SCORE_THRESHOLD] * len(classes)}
     if train_real is not None:
         cal = evaluate_dataset(train_real, model, None, backend=backend, progress=progress,
-                               num_render=0, camera_input="both", keep_records=True)
+                               num_render=0, camera_input="both", keep_records=True,
+                               operating_threshold=NODE_SCORE_THRESHOLD)
         records = records_of(cal)
         calibration = calibrate_class_thresholds(records, len(classes), NODE_SCORE_THRESHOLD)
         with open(os.path.join(fold_dir, "calibration_records.json"), "w",

@@ -31,6 +31,13 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+def _threshold(t: Any) -> str:
+    """Format an operating threshold: one for every class, or one per class (a list)."""
+    if isinstance(t, (list, tuple)):
+        return "the class thresholds " + "/".join(f"{float(x):.2f}" for x in t)
+    return f"{float(t):.2f}"
+
+
 def _fmt(v: Optional[float]) -> str:
     return "  n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:5.3f}"
 
@@ -53,8 +60,9 @@ def _real_frame_lines(rep: Dict[str, Any]) -> List[str]:
     lines: List[str] = []
     a = rep.get("detection_at_2m")
     if a and a["available"]:
-        lines.append(f"Detection at score >= {a['score_threshold']:.2f}, {a['frames']} frames "
-                     f"with label3D: recall@{a['radius_m']:g}m {_fmt(a['recall'])} "
+        lines.append(f"Detection at score >= {_threshold(a['score_threshold'])}, "
+                     f"{a['frames']} frames with label3D: recall@{a['radius_m']:g}m "
+                     f"{_fmt(a['recall'])} "
                      f"({a['found']} of {a['gt_boxes']} boxes in range), false positives per "
                      f"frame {_fmt(a['false_positives_per_frame'])} ({a['false_positives']} of "
                      f"{a['detections']} detections; unlabelled Car/Truck on vehicle points not "
@@ -66,8 +74,9 @@ def _real_frame_lines(rep: Dict[str, Any]) -> List[str]:
         on = ", ".join(f"{c} {n}" for c, n in sorted(b["clutter_by_point_class"].items(),
                                                      key=lambda kv: -kv[1]))
         lines.append(f"Detections judged by their lidar points' labels ({b['frames']} frames with "
-                     f"lidar + label, score >= {b['score_threshold']:.2f}, {b['detections']} "
-                     f"detections, {b['near_box']} near a label3D box): clutter false positives "
+                     f"lidar + label, score >= {_threshold(b['score_threshold'])}, "
+                     f"{b['detections']} detections, {b['near_box']} near a label3D box): "
+                     "clutter false positives "
                      f"{b['clutter_false_positives']} = "
                      f"{_fmt(b['clutter_false_positives_per_frame'])} per frame"
                      + (f" (as {by_cls}; on {on})" if by_cls else "")
@@ -110,15 +119,16 @@ def summary_text(rep: Dict[str, Any]) -> str:
         lines.append(f"{'mAP':<12}{'':>6} " + " ".join(f"{_fmt(det['map'][k]):>10}" for k in keys))
         op = det.get("at_threshold")
         if op and op["per_class"]:
-            lines.append(f"At the score threshold {op['score_threshold']:.2f} "
+            lines.append(f"At score >= {_threshold(op['score_threshold'])} "
                          f"({op['criterion']}): "
                          + ", ".join(f"{c} precision {_fmt(v['precision'])} recall "
                                      f"{_fmt(v['recall'])}"
                                      for c, v in op["per_class"].items()))
         cfp = det.get("clutter_false_positives")
         if cfp and cfp["frames"]:
-            lines.append(f"False positives on clutter (score >= {cfp['score_threshold']:.2f}, "
-                         f"within {cfp['radius_m']:.1f} m): {cfp['count']} in {cfp['frames']} "
+            lines.append(f"False positives on clutter (score >= "
+                         f"{_threshold(cfp['score_threshold'])}, within {cfp['radius_m']:.1f} m): "
+                         f"{cfp['count']} in {cfp['frames']} "
                          f"frames = {cfp['per_frame']:.2f} per frame")
     else:
         lines.append("Detection: not available (no frame with lidar and label3D boxes)")

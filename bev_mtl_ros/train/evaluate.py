@@ -48,7 +48,7 @@ import argparse
 import logging
 import os
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -61,6 +61,7 @@ from bev_mtl_ros.train.metrics import (MIXED, NO_POINTS, DetectionEvaluator, Dri
                                        SemanticEvaluator, centre_distance_bev,
                                        clutter_false_positives, detection_point_categories,
                                        operating_point)
+from bev_mtl_ros.train.thresholds import kept_at
 from bev_mtl_ros.viz import RENDER_STYLES, render_frame, render_semantic
 
 LOG = logging.getLogger("bev_mtl_ros.evaluate")
@@ -69,9 +70,10 @@ DETECTIONS_TOPIC = "/perception_node/detections"
 SEMANTIC_TOPIC = "/perception_node/semantic"
 GT_BOXES_TOPIC = "/a2d2/ground_truth/boxes"
 GT_SEMANTIC_TOPIC = "/a2d2/ground_truth/semantic"
-#: Operating threshold: the node's default ``score_threshold`` (config/perception.yaml); the
-#: precision/recall at it and the clutter false-positive count are scored there. Override with
-#: ``--operating-threshold``.
+#: The node's default ``score_threshold`` (config/perception.yaml). The evaluator's operating
+#: point is the node's default per-class thresholds (:func:`node_operating_thresholds`: this,
+#: overridden per class by ``class_score_thresholds``); the precision/recall at it and the
+#: clutter false-positive counts are scored there. Override with ``--operating-threshold``.
 NODE_SCORE_THRESHOLD = 0.40
 #: A detection within this many metres (BEV) of a clutter footprint, and not that close to a
 #: ground-truth box, counts as a false positive on clutter.
@@ -89,6 +91,18 @@ CAMERA_INPUTS = ("on", "off", "both")
 VERDICTS = POINT_CATEGORY_NAMES + (MIXED, NO_POINTS)
 
 
+def node_operating_thresholds(classes: Sequence[str]) -> List[float]:
+    """Return the node's default score threshold of each class (parameter defaults).
+
+    ``score_threshold`` for every class, overridden by ``class_score_thresholds``
+    (``bev_mtl_ros.ros.params``, equal to config/perception.yaml), in ``classes`` order.
+    """
+    from bev_mtl_ros.ros.params import NODE_PARAMETERS, make_postprocess_config
+    cfg = make_postprocess_config(NODE_PARAMETERS["score_threshold"][0], "circle", classes,
+                                  NODE_PARAMETERS["class_score_thresholds"][0])
+    return [float(t) for t in cfg.class_thresholds(classes)]
+
+
 def in_range_mask(boxes: np.ndarray, contract: ModelContract) -> np.ndarray:
     """(N,) bool: box centre inside the contract's BEV range in x and y."""
     b = np.asarray(boxes, np.float64).reshape(-1, 7)
@@ -102,6 +116,10 @@ class EvalAccumulator:
     Semantics are accumulated twice: over the contract's classes and over the coarse groups of
     :data:`bev_mtl_ros.data.classes.COARSE_GROUPS` (ignored classes such as ``Ego car`` skipped).
     Raises ValueError (from :func:`coarse_group_lut`) when a contract class has no coarse group.
+
+    :attr:`operating_threshold` is the score threshold of every at-threshold figure: one float
+    for every class, or a list of one per detection class (the node's
+    ``class_score_thresholds``).
     """
 
     def __init__(self, contract: ModelContract, ap_mode: str = "area"):
@@ -114,7 +132,7 @@ class EvalAccumulator:
         self.counts = {"frames": 0, "frames_with_drivable_gt": 0, "frames_with_semantic_gt": 0,
                        "gt_boxes_out_of_range": 0, "pred_boxes_out_of_range": 0,
                        "frames_with_clutter": 0, "clutter_false_positives": 0}
-        self.operating_threshold = NODE_SCORE_THRESHOLD
+        self.operating_threshold: Union[float, List[float]] = NODE_SCORE_THRESHOLD
         self.timings: Dict[str, List[float]] = {}
         self.notes: List[str] = []
         self.drivable_observed = DrivableEvaluator()
@@ -144,7 +162,11 @@ class EvalAccumulator:
                            gb[gk], np.asarray(gt_labels).reshape(-1)[gk])
         self.counts["frames"] += 1
 
-    def add_clutter(self, pred_boxes, pred_scores, gt_boxes, clutter_boxes) -> None:
+    def kept(self, scores, labels) -> np.ndarray:
+        """(P,) bool: detections at or above :attr:`operating_threshold` (their class's)."""
+        return kept_at(scores, labels, self.operating_threshold)
+
+    def add_clutter(self, pred_boxes, pred_scores, pred_labels, gt_boxes, clutter_boxes) -> None:
         """Count the frame's detections on clutter (hard negatives: trees, poles, signs...).
 
         At :attr:`operating_threshold`, within :data:`CLUTTER_RADIUS_M`
@@ -153,14 +175,18 @@ class EvalAccumulator:
         cb = np.asarray(clutter_boxes, np.float64).reshape(-1, 7)
         if not len(cb):
             return
+        keep = self.kept(pred_scores, pred_labels)
         self.counts["frames_with_clutter"] += 1
         self.counts["clutter_false_positives"] += clutter_false_positives(
-            pred_boxes, pred_scores, gt_boxes, cb, self.operating_threshold, CLUTTER_RADIUS_M)
+            np.asarray(pred_boxes, np.float64).reshape(-1, 7)[keep],
+            np.asarray(pred_scores, np.float64).reshape(-1)[keep], gt_boxes, cb, 0.0,
+            CLUTTER_RADIUS_M)
 
     def add_real_detections(self, key: str, pred_boxes, pred_scores, pred_labels,
                             points: np.ndarray, point_classes: Optional[np.ndarray],
                             gt_boxes: Optional[np.ndarray] = None,
-                            all_boxes: Optional[np.ndarray] = None) -> Dict[str, Any]:
+                            all_boxes: Optional[np.ndarray] = None,
+                            gt_labels: Optional[np.ndarray] = None) -> Dict[str, Any]:
         """Score one lidar frame's detections at :attr:`operating_threshold` without AP.
 
         Detections with score >= the threshold and centre inside the BEV range are kept. With
@@ -190,6 +216,8 @@ class EvalAccumulator:
             point_classes: (N,) uint8 A2D2 class id of each point's pixel, or None (no label).
             gt_boxes: (G, 7) mapped ground-truth boxes, or None for a frame without
                 ``label3D``. all_boxes: (B, 7) every ``label3D`` box of the frame.
+            gt_labels: (G,) detection-class indices of ``gt_boxes`` (kept in the record for
+                the calibration's per-class box counts).
         Returns:
             the frame's row of the per-frame table (also appended to :attr:`per_frame`).
         """
@@ -201,7 +229,7 @@ class EvalAccumulator:
         # every in-range detection is judged (the record), the threshold applied afterwards
         rec: Dict[str, Any] = {"key": key, "scores": ps.tolist(), "labels": pl.tolist(),
                                "verdicts": None, "matched": None, "excused": None,
-                               "near_gt": None}
+                               "near_gt": None, "gt_labels": None}
         verdicts: List[str] = []
         dominant = np.zeros(0, np.int16)
         if point_classes is not None:
@@ -219,8 +247,12 @@ class EvalAccumulator:
             excused_all = ~matched_all & np.isin(pl, self._vehicle_labels) & on_vehicle
             rec.update({"matched": matched_all.tolist(), "excused": excused_all.tolist(),
                         "near_gt": [np.flatnonzero(r).tolist() for r in near]})
+            if gt_labels is not None:
+                gl = np.asarray(gt_labels, np.int64).reshape(-1)
+                rec["gt_labels"] = gl[in_range_mask(
+                    np.asarray(gt_boxes, np.float64).reshape(-1, 7), self.contract)].tolist()
         self.records.append(rec)
-        keep = ps >= self.operating_threshold
+        keep = self.kept(ps, pl)
         pb, pl, matched = pb[keep], pl[keep], matched_all[keep]
         verdicts = [v for v, k in zip(verdicts, keep) if k]
         dominant = dominant[keep] if len(dominant) else dominant
@@ -333,8 +365,9 @@ class EvalAccumulator:
                           "at_threshold": {
                               "score_threshold": self.operating_threshold, "criterion": "dist@2m",
                               "per_class": ({c: operating_point(det["curves"]["dist@2m"][c],
-                                                                self.operating_threshold)
-                                             for c in self.contract.detection_classes}
+                                                                self._class_threshold(i))
+                                             for i, c in
+                                             enumerate(self.contract.detection_classes)}
                                             if "dist@2m" in det["curves"] else {})},
                           "clutter_false_positives": {
                               "score_threshold": self.operating_threshold,
@@ -371,6 +404,10 @@ class EvalAccumulator:
         }
         rep["_curves"] = det["curves"]
         return rep
+
+    def _class_threshold(self, k: int) -> float:
+        t = self.operating_threshold
+        return float(t) if np.ndim(t) == 0 else float(t[k])
 
     def _at_2m_report(self) -> Dict[str, Any]:
         a = dict(self.at_2m)
@@ -445,7 +482,7 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
                      device: str = "cpu", max_frames: Optional[int] = None, num_render: int = 4,
                      score_threshold: Optional[float] = None, camera: str = "front_center",
                      ap_mode: str = "area", progress: bool = True, render_style: str = "full",
-                     operating_threshold: float = NODE_SCORE_THRESHOLD,
+                     operating_threshold: Optional[Union[float, Sequence[float]]] = None,
                      camera_input: str = "on", keep_records: bool = False) -> Dict[str, Any]:
     """Run the pipeline over an A2D2-format directory and compute every metric.
 
@@ -468,7 +505,8 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
         model_path: ``.onnx`` or ``.pt`` model.
         out_dir: where the report files and renderings go (None = nothing written).
         operating_threshold: the score threshold of the per-class precision/recall, the clutter
-            counts and ``detection_at_2m``; by default the node's.
+            counts and ``detection_at_2m``: one for every class or one per detection class;
+            None = the node's defaults (:func:`node_operating_thresholds`).
         camera_input: ``"on"`` runs the network with the camera image (fused), ``"off"`` without
             it (lidar only, camera_valid = 0: no semantics), ``"both"`` does both on every frame;
             the report is then the fused one with the lidar-only report under ``"lidar_only"``.
@@ -500,7 +538,11 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
     n = len(reader) if max_frames is None else min(len(reader), int(max_frames))
     accs = {r: EvalAccumulator(contract, ap_mode) for r in runs}
     for acc in accs.values():
-        acc.operating_threshold = float(operating_threshold)
+        acc.operating_threshold = (node_operating_thresholds(contract.detection_classes)
+                                   if operating_threshold is None
+                                   else (float(operating_threshold)
+                                         if np.ndim(operating_threshold) == 0
+                                         else [float(t) for t in operating_threshold]))
     lut = semantic_id_map(contract)
     render_at = (set(np.linspace(0, n - 1, num=min(num_render, n)).round().astype(int).tolist())
                  if n and out_dir else set())
@@ -536,10 +578,12 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
             if has_lidar:
                 if has_boxes:
                     acc.add_detections(det.boxes, det.scores, det.labels, gtb, gtl)
-                    acc.add_clutter(det.boxes, det.scores, gtb, frame.clutter_boxes)
+                    acc.add_clutter(det.boxes, det.scores, det.labels, gtb,
+                                    frame.clutter_boxes)
                 acc.add_real_detections(key, det.boxes, det.scores, det.labels, frame.points,
                                         point_classes, gtb if has_boxes else None,
-                                        frame.boxes if has_boxes else None)
+                                        frame.boxes if has_boxes else None,
+                                        gtl if has_boxes else None)
                 if drv_gt is not None:
                     acc.add_drivable(res.drivable, drv_gt)
                     acc.add_drivable_observed(res.drivable, drv_obs)
@@ -710,10 +754,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score-threshold", type=float, default=None,
                         help="post-processing score threshold for evaluation (default 0.05)")
     parser.add_argument("--ap-mode", choices=("area", "nuscenes"), default="area")
-    parser.add_argument("--operating-threshold", type=float, default=NODE_SCORE_THRESHOLD,
-                        help="score threshold of the per-class precision/recall and of the "
-                             "false-positives-on-clutter count (default: the node's "
-                             f"score_threshold, {NODE_SCORE_THRESHOLD})")
+    parser.add_argument("--operating-threshold", type=float, default=None,
+                        help="one score threshold for every class for the per-class "
+                             "precision/recall, the false-positive and clutter counts (default: "
+                             "the node's defaults, score_threshold with class_score_thresholds)")
     parser.add_argument("--detections-topic", default=DETECTIONS_TOPIC)
     parser.add_argument("--gt-topic", default=GT_BOXES_TOPIC)
     parser.add_argument("--camera", default="front_center",

@@ -22,7 +22,7 @@ A detection record of one frame (``EvalAccumulator.records``, JSON-compatible):
 * ``excused``: (P,) bool, a Car/Truck on mostly vehicle-labelled points (an unlabelled vehicle,
   not a false positive), None like ``matched``;
 * ``near_gt``: for each scored ground-truth box (mapped class, centre in range) the indices of
-  the detections within 2 m of it, None like ``matched``.
+  the detections within 2 m of it, None like ``matched``; ``gt_labels``: those boxes' classes.
 
 Definitions (the issue's): a box is *found* when a detection at or above its class threshold lies
 within 2 m; on a ``label3D`` frame a kept detection with no box within 2 m is a *false positive*
@@ -38,22 +38,32 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+#: a class moves from the base threshold only with at least this many ground-truth boxes in the
+#: calibration frames: without boxes its recall cost cannot be seen, only its false detections
+MIN_CLASS_BOXES = 5
 #: candidate thresholds of :func:`calibrate_class_thresholds`
 THRESHOLD_GRID = tuple(round(0.20 + 0.05 * i, 2) for i in range(13))      # 0.20 .. 0.80
 
 Thresholds = Union[float, Sequence[float], np.ndarray]
 
 
-def _kept(rec: Dict[str, Any], thresholds: Thresholds) -> np.ndarray:
-    """(P,) bool: the record's detections at or above their class's threshold."""
-    scores = np.asarray(rec["scores"], np.float64)
+def kept_at(scores, labels, thresholds: Thresholds) -> np.ndarray:
+    """(P,) bool: the detections whose score is at or above their class's threshold.
+
+    Args:
+        scores: (P,) detection scores; labels: (P,) indices into the detection classes.
+        thresholds: one threshold for every class, or (K,) per class.
+    Raises:
+        ValueError: a label without a threshold.
+    """
+    s = np.asarray(scores, np.float64).reshape(-1)
     t = np.asarray(thresholds, np.float64)
     if t.ndim == 0:
-        return scores >= float(t)
-    labels = np.asarray(rec["labels"], np.int64)
-    if len(labels) and labels.max() >= len(t):
-        raise ValueError(f"detection label {labels.max()} has no threshold ({len(t)} given)")
-    return scores >= t[labels]
+        return s >= float(t)
+    lab = np.asarray(labels, np.int64).reshape(-1)
+    if len(lab) and lab.max() >= len(t):
+        raise ValueError(f"detection label {lab.max()} has no threshold ({len(t)} given)")
+    return s >= t[lab]
 
 
 def score_records(records: Sequence[Dict[str, Any]], thresholds: Thresholds) -> Dict[str, Any]:
@@ -73,7 +83,7 @@ def score_records(records: Sequence[Dict[str, Any]], thresholds: Thresholds) -> 
     out = {"gt_boxes": 0, "found": 0, "box_frames": 0, "false_positives": 0,
            "labelled_frames": 0, "clutter": 0, "kept": 0}
     for rec in records:
-        keep = _kept(rec, thresholds)
+        keep = kept_at(rec["scores"], rec["labels"], thresholds)
         out["kept"] += int(keep.sum())
         unmatched = keep.copy()
         if rec["matched"] is not None:
@@ -114,11 +124,15 @@ def calibration_gain(records: Sequence[Dict[str, Any]], thresholds: Thresholds,
 def calibrate_class_thresholds(records: Sequence[Dict[str, Any]], num_classes: int,
                                base: float,
                                grid: Sequence[float] = THRESHOLD_GRID,
-                               passes: int = 2, false_weight: float = 1.0) -> Dict[str, Any]:
+                               passes: int = 2, false_weight: float = 1.0,
+                               min_boxes: int = MIN_CLASS_BOXES) -> Dict[str, Any]:
     """Choose one score threshold per detection class on calibration frames.
 
-    Coordinate ascent on :func:`calibration_gain` from ``base`` for every class: each pass
-    visits the classes in order and moves a class to the grid value with the highest gain; of
+    Coordinate ascent on :func:`calibration_gain` from ``base`` for every class with at least
+    ``min_boxes`` ground-truth boxes in the frames (the others keep ``base``: a class without
+    boxes there, e.g. pedestrians in the eleven real frames, would only be pushed up by its false
+    detections, its missed people unseen): each pass visits them in order and moves a class to
+    the grid value with the highest gain; of
     equal gains it takes the value closest to ``base`` (so a class that the frames cannot judge
     - no box, no false detection - stays at ``base``, and a threshold moves only as far as the
     frames' scores ask for).
@@ -130,9 +144,11 @@ def calibrate_class_thresholds(records: Sequence[Dict[str, Any]], num_classes: i
         base: the starting threshold (the node's ``score_threshold``), in [0, 1].
         grid: candidate thresholds; passes: coordinate-ascent passes (>= 1).
         false_weight: weight of a false detection against a found box in the objective.
+        min_boxes: ground-truth boxes a class needs to be calibrated.
     Returns:
         {"thresholds": K floats, "gain": the objective at them, "base_gain": at ``base``,
-        "at_base": :func:`score_records` at ``base``, "calibrated": at the thresholds}.
+        "at_base": :func:`score_records` at ``base``, "calibrated": at the thresholds,
+        "boxes_per_class": K ground-truth box counts}.
     Raises:
         ValueError: no record, num_classes < 1, base outside [0, 1], empty grid, passes < 1.
     """
@@ -142,9 +158,11 @@ def calibrate_class_thresholds(records: Sequence[Dict[str, Any]], num_classes: i
         raise ValueError(f"calibrate_class_thresholds: num_classes {num_classes}, base {base}, "
                          f"{len(grid)} grid values, {passes} passes")
     t = np.full(num_classes, float(base))
+    boxes = np.bincount(np.array([g for r in records for g in (r.get("gt_labels") or [])],
+                                 np.int64), minlength=num_classes)[:num_classes]
     base_gain = calibration_gain(records, t, false_weight)
     for _ in range(passes):
-        for k in range(num_classes):
+        for k in np.flatnonzero(boxes >= int(min_boxes)):
             values = sorted(set(float(v) for v in grid) | {float(t[k])})
             gains = []
             for v in values:
@@ -158,7 +176,8 @@ def calibrate_class_thresholds(records: Sequence[Dict[str, Any]], num_classes: i
     best = calibration_gain(records, t, false_weight)
     return {"thresholds": [float(x) for x in t], "gain": best, "base_gain": base_gain,
             "at_base": score_records(records, float(base)),
-            "calibrated": score_records(records, t)}
+            "calibrated": score_records(records, t),
+            "boxes_per_class": [int(b) for b in boxes]}
 
 
 def records_of(report: Dict[str, Any], runs: Optional[Sequence[str]] = None
