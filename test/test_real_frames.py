@@ -375,7 +375,7 @@ def test_evaluator_threshold_is_the_nodes():
     classes = ModelContract().detection_classes
     assert cfg["/**"]["ros__parameters"]["class_score_thresholds"] == \
         NODE_PARAMETERS["class_score_thresholds"][0]
-    assert node_operating_thresholds(classes) == [0.5, 0.35, 0.6, 0.45]
+    assert node_operating_thresholds(classes) == [NODE_SCORE_THRESHOLD] * len(classes)
 
 
 def test_semantic_pixel_counts_and_enet_weights_from_the_training_mix():

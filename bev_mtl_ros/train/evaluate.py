@@ -103,6 +103,16 @@ def node_operating_thresholds(classes: Sequence[str]) -> List[float]:
     return [float(t) for t in cfg.class_thresholds(classes)]
 
 
+def _operating_threshold(value: Optional[Union[float, Sequence[float]]],
+                         classes: Sequence[str]) -> Union[float, List[float]]:
+    """``evaluate_dataset``'s operating threshold: None = the node's; equal values -> one."""
+    t = node_operating_thresholds(classes) if value is None else value
+    if np.ndim(t) == 0:
+        return float(t)
+    t = [float(x) for x in t]
+    return t[0] if t and all(x == t[0] for x in t) else t
+
+
 def in_range_mask(boxes: np.ndarray, contract: ModelContract) -> np.ndarray:
     """(N,) bool: box centre inside the contract's BEV range in x and y."""
     b = np.asarray(boxes, np.float64).reshape(-1, 7)
@@ -506,7 +516,8 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
         out_dir: where the report files and renderings go (None = nothing written).
         operating_threshold: the score threshold of the per-class precision/recall, the clutter
             counts and ``detection_at_2m``: one for every class or one per detection class;
-            None = the node's defaults (:func:`node_operating_thresholds`).
+            None = the node's defaults (:func:`node_operating_thresholds`); equal per-class
+            values are reported as one.
         camera_input: ``"on"`` runs the network with the camera image (fused), ``"off"`` without
             it (lidar only, camera_valid = 0: no semantics), ``"both"`` does both on every frame;
             the report is then the fused one with the lidar-only report under ``"lidar_only"``.
@@ -538,11 +549,8 @@ def evaluate_dataset(data_dir: str, model_path: str, out_dir: Optional[str] = No
     n = len(reader) if max_frames is None else min(len(reader), int(max_frames))
     accs = {r: EvalAccumulator(contract, ap_mode) for r in runs}
     for acc in accs.values():
-        acc.operating_threshold = (node_operating_thresholds(contract.detection_classes)
-                                   if operating_threshold is None
-                                   else (float(operating_threshold)
-                                         if np.ndim(operating_threshold) == 0
-                                         else [float(t) for t in operating_threshold]))
+        acc.operating_threshold = _operating_threshold(operating_threshold,
+                                                       contract.detection_classes)
     lut = semantic_id_map(contract)
     render_at = (set(np.linspace(0, n - 1, num=min(num_render, n)).round().astype(int).tolist())
                  if n and out_dir else set())
