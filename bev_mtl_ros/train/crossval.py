@@ -172,7 +172,7 @@ def calibrated_metrics(report: Dict[str, Any], thresholds: Sequence[float]) -> D
     Args:
         report: the held-out ``evaluate_dataset(..., camera_input="both", keep_records=True)``
             report (fused, ``lidar_only`` nested).
-        thresholds: (K,) per-class score thresholds (:func:`calibrate_fold_thresholds`).
+        thresholds: (K,) per-class score thresholds (chosen by :func:`score_fold`).
     Returns:
         {metric + "_calibrated" and metric + "_calibrated_lidar_only": value} for
         :data:`CALIBRATED_METRICS` (NaN where undefined: no boxes, no label image).
@@ -343,8 +343,8 @@ def score_fold(fold_dir: str, train_real: Optional[str], heldout: str, backend: 
     if not os.path.isfile(model):
         raise FileNotFoundError(f"{model}: the fold has no trained model")
     t0 = time.perf_counter()
-    # at one threshold for every class: the node's shipped per-class thresholds were
-    # calibrated on every real frame, the held-out drive's included
+    # at one threshold for every class, whatever the node's class_score_thresholds: thresholds
+    # calibrated on every real frame would have seen the held-out drive
     rep = evaluate_dataset(heldout, model, os.path.join(fold_dir, "eval"), backend=backend,
                            progress=progress, num_render=2, camera_input="both",
                            keep_records=True, operating_threshold=NODE_SCORE_THRESHOLD)
