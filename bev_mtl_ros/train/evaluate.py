@@ -61,7 +61,7 @@ from bev_mtl_ros.train.metrics import (MIXED, NO_POINTS, DetectionEvaluator, Dri
                                        SemanticEvaluator, centre_distance_bev,
                                        clutter_false_positives, detection_point_categories,
                                        operating_point)
-from bev_mtl_ros.train.thresholds import kept_at
+from bev_mtl_ros.train.thresholds import frame_outcome, kept_at
 from bev_mtl_ros.viz import RENDER_STYLES, render_frame, render_semantic
 
 LOG = logging.getLogger("bev_mtl_ros.evaluate")
@@ -268,19 +268,15 @@ class EvalAccumulator:
         dominant = dominant[keep] if len(dominant) else dominant
         row: Dict[str, Any] = {"key": key, "label3D": gt_boxes is not None, "detections": len(pb)}
         if gt_boxes is not None:
-            found = near[:, keep].any(axis=1)
-            excused = excused_all[keep]
-            fp = ~matched & ~excused
+            o = frame_outcome(rec, keep)
             a = self.at_2m
             a["frames"] += 1
-            a["gt_boxes"] += len(gb)
-            a["found"] += int(found.sum())
             a["detections"] += len(pb)
-            a["false_positives"] += int(fp.sum())
-            a["unlabelled_vehicle"] += int(excused.sum())
-            row.update({"gt_boxes": len(gb), "found": int(found.sum()),
-                        "false_positives": int(fp.sum()),
-                        "unlabelled_vehicle_car_truck": int(excused.sum())})
+            for k in ("gt_boxes", "found", "false_positives", "unlabelled_vehicle"):
+                a[k] += o[k]
+            row.update({"gt_boxes": o["gt_boxes"], "found": o["found"],
+                        "false_positives": o["false_positives"],
+                        "unlabelled_vehicle_car_truck": o["unlabelled_vehicle"]})
         if point_classes is not None:
             from bev_mtl_ros.model.contract import A2D2_SEMANTIC_CLASSES
             b = self.by_points

@@ -66,6 +66,34 @@ def kept_at(scores, labels, thresholds: Thresholds) -> np.ndarray:
     return s >= t[lab]
 
 
+def frame_outcome(rec: Dict[str, Any], keep: np.ndarray) -> Dict[str, int]:
+    """Count one frame's outcome for the kept detections of its record (the issue's measure).
+
+    Args:
+        rec: the frame's detection record (module docstring).
+        keep: (P,) bool, the record's detections that pass the threshold.
+    Returns:
+        {"gt_boxes", "found", "false_positives", "unlabelled_vehicle"} (0 on a frame without
+        ``label3D``) and "clutter" (kept, unmatched detections with the verdict ``clutter``; 0
+        without a label image).
+    """
+    out = {"gt_boxes": 0, "found": 0, "false_positives": 0, "unlabelled_vehicle": 0,
+           "clutter": 0}
+    unmatched = keep.copy()
+    if rec["matched"] is not None:
+        matched = np.asarray(rec["matched"], bool)
+        excused = np.asarray(rec["excused"], bool) & keep
+        out["gt_boxes"] = len(rec["near_gt"])
+        out["found"] = sum(bool(keep[np.asarray(d, np.int64)].any()) for d in rec["near_gt"])
+        out["false_positives"] = int((keep & ~matched & ~excused).sum())
+        out["unlabelled_vehicle"] = int(excused.sum())
+        unmatched &= ~matched
+    if rec["verdicts"] is not None:
+        clutter = np.array([v == "clutter" for v in rec["verdicts"]], bool)
+        out["clutter"] = int((unmatched & clutter).sum())
+    return out
+
+
 def score_records(records: Sequence[Dict[str, Any]], thresholds: Thresholds) -> Dict[str, Any]:
     """Score detection records at per-class thresholds: the real-frame detection measure.
 
@@ -75,29 +103,25 @@ def score_records(records: Sequence[Dict[str, Any]], thresholds: Thresholds) -> 
     Returns:
         {"gt_boxes", "found", "recall" (NaN without boxes), "box_frames", "false_positives",
         "false_positives_per_frame" (over ``label3D`` frames), "labelled_frames", "clutter",
-        "clutter_per_frame" (over frames with a label image), "kept"}: at a scalar threshold
-        equal to ``EvalAccumulator``'s ``detection_at_2m`` / ``detection_point_labels``.
+        "clutter_per_frame" (over frames with a label image), "clutter_without_boxes" (on
+        frames without ``label3D``), "kept"}: at a scalar threshold equal to
+        ``EvalAccumulator``'s ``detection_at_2m`` / ``detection_point_labels`` (both count
+        through :func:`frame_outcome`).
     Raises:
         ValueError: a detection label without a threshold.
     """
     out = {"gt_boxes": 0, "found": 0, "box_frames": 0, "false_positives": 0,
-           "labelled_frames": 0, "clutter": 0, "kept": 0}
+           "labelled_frames": 0, "clutter": 0, "clutter_without_boxes": 0, "kept": 0}
     for rec in records:
         keep = kept_at(rec["scores"], rec["labels"], thresholds)
+        o = frame_outcome(rec, keep)
         out["kept"] += int(keep.sum())
-        unmatched = keep.copy()
-        if rec["matched"] is not None:
-            matched = np.asarray(rec["matched"], bool)
-            excused = np.asarray(rec["excused"], bool)
-            out["box_frames"] += 1
-            out["gt_boxes"] += len(rec["near_gt"])
-            out["found"] += sum(bool(keep[np.asarray(d, np.int64)].any()) for d in rec["near_gt"])
-            out["false_positives"] += int((keep & ~matched & ~excused).sum())
-            unmatched &= ~matched
-        if rec["verdicts"] is not None:
-            out["labelled_frames"] += 1
-            clutter = np.array([v == "clutter" for v in rec["verdicts"]], bool)
-            out["clutter"] += int((unmatched & clutter).sum())
+        out["box_frames"] += int(rec["matched"] is not None)
+        out["labelled_frames"] += int(rec["verdicts"] is not None)
+        for k in ("gt_boxes", "found", "false_positives", "clutter"):
+            out[k] += o[k]
+        if rec["matched"] is None:
+            out["clutter_without_boxes"] += o["clutter"]
     nan = float("nan")
     out["recall"] = out["found"] / out["gt_boxes"] if out["gt_boxes"] else nan
     out["false_positives_per_frame"] = (out["false_positives"] / out["box_frames"]
@@ -117,8 +141,7 @@ def calibration_gain(records: Sequence[Dict[str, Any]], thresholds: Thresholds,
     both: recall >= 0.8, <= 1 false positive per frame).
     """
     s = score_records(records, thresholds)
-    no_box = score_records([r for r in records if r["matched"] is None], thresholds)
-    return s["found"] - float(false_weight) * (s["false_positives"] + no_box["clutter"])
+    return s["found"] - float(false_weight) * (s["false_positives"] + s["clutter_without_boxes"])
 
 
 def calibrate_class_thresholds(records: Sequence[Dict[str, Any]], num_classes: int,
