@@ -191,22 +191,21 @@ def main(argv=None) -> int:
     from bev_mtl_ros.runtime import postprocess as P_after
     from bev_mtl_ros.runtime.backends import create_backend
     from bev_mtl_ros.runtime.pipeline import PerceptionPipeline
-    from bev_mtl_ros.bench.stages import postprocess_config
+    from bev_mtl_ros.ros.params import default_postprocess_config
     with tempfile.TemporaryDirectory() as tmp:
         M_before, P_before = load_before(args.before, Path(tmp))
     backend = create_backend(str(REPO / "models" / "bev_mtl_default.onnx"),
                              backend="onnxruntime", device="cpu")
-    pipe = PerceptionPipeline(backend, postprocess_config(backend.contract.detection_classes),
-                              torch_threads=None)
     contract = backend.contract
+    post = default_postprocess_config(contract.detection_classes)
+    pipe = PerceptionPipeline(backend, post, torch_threads=None)
     res: Dict[str, Any] = {"before": args.before, "frames": args.frames,
                            "clock": "thread CPU time, OpenCV 1 thread" if args.cpu_time
                            else "wall clock, OpenCV default threads",
                            "loadavg_start": [round(v, 2) for v in os.getloadavg()], "tables": {}}
     for name, (pts, rgb) in frame_inputs(backend).items():
         outs = network(pipe, backend, pts, rgb)
-        dets = P_after.decode_detections(outs, contract,
-                                         postprocess_config(contract.detection_classes))
+        dets = P_after.decode_detections(outs, contract, post)
         drv = P_after.drivable_mask(outs["drivable"])
         b = builders(M_before, P_before, False, outs, dets, drv, rgb, contract)
         a = builders(M_after, P_after, True, outs, dets, drv, rgb, contract)

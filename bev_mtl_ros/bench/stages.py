@@ -16,7 +16,7 @@ from bev_mtl_ros.bench.config import BenchConfig
 from bev_mtl_ros.bench.references import compare_pillars, naive_pillarize, spconv_reference
 from bev_mtl_ros.bench.timing import summarize_ms, time_stage
 
-__all__ = ["postprocess_config", "make_pipeline", "time_conversions", "time_pillarize",
+__all__ = ["make_pipeline", "time_conversions", "time_pillarize",
            "time_network", "time_postprocess", "time_messages", "time_lazy_outputs",
            "time_pipeline", "LAZY_OUTPUT_ITEMS"]
 
@@ -28,22 +28,12 @@ LAZY_OUTPUT_ITEMS = ("semantic_ids", "semantic_image", "semantic_overlay", "driv
                      "serialize_markers", "all")
 
 
-def postprocess_config(classes):
-    """Return the node's default post-processing (:class:`PostProcessConfig` at its defaults).
-
-    ``classes``: the model's detection classes (``class_score_thresholds`` names them).
-    """
-    from bev_mtl_ros.ros.params import NODE_PARAMETERS, make_postprocess_config
-    return make_postprocess_config(NODE_PARAMETERS["score_threshold"][0],
-                                   NODE_PARAMETERS["nms"][0], classes,
-                                   NODE_PARAMETERS["class_score_thresholds"][0])
-
-
 def make_pipeline(backend):
     """Return the node's pipeline; torch's thread count is left as the benchmark set it."""
+    from bev_mtl_ros.ros.params import default_postprocess_config
     from bev_mtl_ros.runtime.pipeline import PerceptionPipeline
-    return PerceptionPipeline(backend, postprocess_config(backend.contract.detection_classes),
-                              torch_threads=None)
+    post = default_postprocess_config(backend.contract.detection_classes)
+    return PerceptionPipeline(backend, post, torch_threads=None)
 
 
 def time_conversions(st: Dict[str, Any], pts: np.ndarray, img: np.ndarray, contract,
@@ -129,8 +119,9 @@ def time_postprocess(st: Dict[str, Any], s: Dict[str, Any], outputs, img: np.nda
     Returns (detections, drivable mask, semantic ids at the image's size); the lazy outputs'
     rows come from :func:`time_lazy_outputs`.
     """
+    from bev_mtl_ros.ros.params import default_postprocess_config
     from bev_mtl_ros.runtime.postprocess import decode_detections, drivable_mask, semantic_ids
-    pcfg = postprocess_config(contract.detection_classes)
+    pcfg = default_postprocess_config(contract.detection_classes)
     st["postprocess_decode_nms"] = time_stage(lambda: decode_detections(outputs, contract, pcfg),
                                               cfg.frames, cfg.warmup)
     st["postprocess_masks"] = time_stage(

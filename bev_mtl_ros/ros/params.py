@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["NODE_PARAMETERS", "PARAMETER_RANGES", "CONTRACT_PARAM_FIELDS", "INPUT_NAMES",
            "input_remap_args", "StartupError", "EXIT_STARTUP_ERROR", "find_default_model",
            "resolve_model_path", "check_parameter_choices", "check_contract_overrides",
-           "make_postprocess_config", "parse_class_thresholds"]
+           "make_postprocess_config", "default_postprocess_config", "parse_class_thresholds"]
 
 PACKAGE = "bev_mtl_ros"
 DEFAULT_MODEL_NAME = "bev_mtl_default.onnx"
@@ -78,12 +78,6 @@ def _same(a: Any, b: Any) -> bool:
 
 
 #: node parameters: name -> (default, description). ``contract.<field>`` parameters come on top.
-#: default of ``class_score_thresholds``: none (``score_threshold`` for every class). The
-#: shipped model's calibration (``bev-mtl-ros calibrate-thresholds``: Car 0.50) cut the real
-#: false positives in cross-validation but truncates the sample recording's Car AP below the
-#: card's acceptance threshold (models/README.md), so it is an option, not the default.
-SHIPPED_CLASS_THRESHOLDS = ""
-
 NODE_PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "model_path": ("", "ONNX (.onnx) or PyTorch (.pt) model file; empty = the packaged "
                        "models/bev_mtl_default.onnx (share dir or source tree)"),
@@ -113,7 +107,10 @@ NODE_PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "intensity_scale": (1.0, "multiplier from the message's intensity to the model's raw "
                              "convention (A2D2 reflectance 0..255; a 0..1 driver needs 255.0)"),
     "score_threshold": (0.40, "minimum detection score"),
-    "class_score_thresholds": (SHIPPED_CLASS_THRESHOLDS,
+    # empty by default: the shipped model's calibration (Car 0.50) cuts real false positives in
+    # cross-validation but truncates the sample recording's Car AP below the card's acceptance
+    # threshold (models/README.md, "Per-class score thresholds")
+    "class_score_thresholds": ("",
                                "per-class minimum detection scores overriding score_threshold, "
                                "'Class:value,...' (class names of the model's contract; "
                                "classes not named and an empty value use score_threshold; "
@@ -319,3 +316,14 @@ def make_postprocess_config(score_threshold: float, nms: str, classes: Sequence[
     if per_class:
         threshold = {c: per_class.get(c, float(score_threshold)) for c in classes}
     return PostProcessConfig(score_threshold=threshold, nms=str(nms))
+
+
+def default_postprocess_config(classes: Sequence[str]) -> "PostProcessConfig":
+    """Return the node's post-processing at its parameter defaults (config/perception.yaml).
+
+    ``score_threshold``, ``nms`` and ``class_score_thresholds`` as :data:`NODE_PARAMETERS`
+    declares them, for a model detecting ``classes`` (:func:`make_postprocess_config`).
+    """
+    return make_postprocess_config(NODE_PARAMETERS["score_threshold"][0],
+                                   NODE_PARAMETERS["nms"][0], classes,
+                                   NODE_PARAMETERS["class_score_thresholds"][0])

@@ -97,10 +97,8 @@ def node_operating_thresholds(classes: Sequence[str]) -> List[float]:
     ``score_threshold`` for every class, overridden by ``class_score_thresholds``
     (``bev_mtl_ros.ros.params``, equal to config/perception.yaml), in ``classes`` order.
     """
-    from bev_mtl_ros.ros.params import NODE_PARAMETERS, make_postprocess_config
-    cfg = make_postprocess_config(NODE_PARAMETERS["score_threshold"][0], "circle", classes,
-                                  NODE_PARAMETERS["class_score_thresholds"][0])
-    return [float(t) for t in cfg.class_thresholds(classes)]
+    from bev_mtl_ros.ros.params import default_postprocess_config
+    return [float(t) for t in default_postprocess_config(classes).class_thresholds(classes)]
 
 
 def _operating_threshold(value: Optional[Union[float, Sequence[float]]],
